@@ -1,0 +1,137 @@
+"""A content-addressed disk cache for computed results (predictions, attributions, activations).
+
+Keys are hashes of everything that decides a result: the model and its weights fingerprint, the image digest, the
+method and its parameters. Values are numpy arrays plus a JSON-able dict, stored as ``.npz`` bytes, so nothing is
+ever unpickled. Storage is ``diskcache`` (SQLite + files): bounded in size with least-recently-used eviction,
+atomic writes, safe for many threads and processes at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import numpy as np
+
+from interp.config import Settings
+
+log = logging.getLogger(__name__)
+
+_META = "__meta__"
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """Arrays and metadata as stored. ``meta`` holds only JSON types."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def result_key(*, model: str, image: str, method: str, params: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 over a canonical JSON of what decides a result.
+
+    Args:
+        model: ``LoadedModel.key`` (name and weights fingerprint).
+        image: ``LoadedImage.digest`` (or a digest of a set of images).
+        method: e.g. ``"predict"``, ``"integrated_gradients"``.
+        params: everything else that changes the numbers (target class, steps, baseline…).
+    """
+    payload = json.dumps(
+        {"model": model, "image": image, "method": method, "params": dict(params or {})},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ResultCache:
+    """Bounded, process-safe store of :class:`CachedResult` by key.
+
+    Args:
+        directory: where the cache lives; created if missing.
+        size_limit_mb: past this, least-recently-used entries are evicted.
+    """
+
+    def __init__(self, directory: str | Path, size_limit_mb: int = 1024) -> None:
+        self.directory = Path(directory)
+        self.size_limit_mb = size_limit_mb
+        self._store = diskcache.Cache(
+            str(self.directory),
+            size_limit=int(size_limit_mb) * 2**20,
+            eviction_policy="least-recently-used",
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResultCache:
+        return cls(settings.cache_dir / "results", settings.cache_size_mb)
+
+    def get(self, key: str) -> CachedResult | None:
+        """The stored result, or ``None`` when absent or unreadable (an unreadable entry is dropped)."""
+        blob = self._store.get(key)
+        if blob is None:
+            return None
+        try:
+            return _decode(blob)
+        except (ValueError, OSError, KeyError) as exc:
+            log.warning("dropping unreadable cache entry %s: %r", key[:12], exc)
+            self._store.delete(key)
+            return None
+
+    def put(self, key: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> None:
+        """Store arrays and JSON-able metadata under ``key`` (atomic; a concurrent reader sees old or new)."""
+        self._store.set(key, _encode(arrays, meta or {}))
+
+    def get_or_compute(
+        self, key: str, compute: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
+    ) -> tuple[CachedResult, bool]:
+        """The cached result for ``key``, computing and storing it first if needed.
+
+        Returns:
+            ``(result, hit)``; ``hit`` is ``True`` when nothing was computed.
+        """
+        found = self.get(key)
+        if found is not None:
+            return found, True
+        arrays, meta = compute()
+        self.put(key, arrays, meta)
+        return CachedResult({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(dict(meta)))), False
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def volume_bytes(self) -> int:
+        """Bytes on disk, as diskcache counts them (entries plus the database)."""
+        return int(self._store.volume())
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def _encode(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
+    if _META in arrays:
+        raise ValueError(f"{_META!r} is reserved; rename that array.")
+    buf = io.BytesIO()
+    meta_bytes = np.frombuffer(json.dumps(dict(meta)).encode(), dtype=np.uint8)
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()}, **{_META: meta_bytes})
+    return buf.getvalue()
+
+
+def _decode(blob: bytes) -> CachedResult:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != _META}
+        meta = json.loads(npz[_META].tobytes().decode())
+    return CachedResult(arrays, meta)

@@ -1,0 +1,61 @@
+"""Settings that the person running the app controls: where results are cached, which device runs the models.
+
+Nothing is read at import time. ``Settings.from_env()`` reads the environment when called, so tests and the
+dashboard each decide when settings are taken.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ENV_CACHE_DIR = "INTERP_CACHE_DIR"
+ENV_CACHE_SIZE_MB = "INTERP_CACHE_SIZE_MB"
+ENV_DEVICE = "INTERP_DEVICE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run-time settings.
+
+    Attributes:
+        cache_dir: folder of the on-disk result cache (default ``~/.cache/interp``; ``$INTERP_CACHE_DIR``).
+        cache_size_mb: the result cache evicts least-recently-used entries past this size (``$INTERP_CACHE_SIZE_MB``).
+        device: ``"auto"`` (the GPU when there is one, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
+            (``$INTERP_DEVICE``).
+    """
+
+    cache_dir: Path
+    cache_size_mb: int = 1024
+    device: str = "auto"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, falling back to the defaults above."""
+        env = os.environ if environ is None else environ
+        cache_dir = env.get(ENV_CACHE_DIR) or str(Path.home() / ".cache" / "interp")
+        size = env.get(ENV_CACHE_SIZE_MB, "1024")
+        try:
+            size_mb = int(size)
+        except ValueError:
+            raise ValueError(f"{ENV_CACHE_SIZE_MB}={size!r} is not a whole number of megabytes; set e.g. 1024.") from None
+        return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"`` into the GPU when one is usable, else the CPU; check any explicit device exists."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is usable here; use 'auto' or 'cpu'.")
+    return dev

@@ -1,0 +1,27 @@
+"""Errors the engine raises for input a person can fix.
+
+Each message is one sentence a user can act on: what was wrong and what to do. The dashboard shows it as it is,
+the CLI prints it on one line and exits with status 2. Anything else that escapes is a bug in our code.
+"""
+
+from __future__ import annotations
+
+
+class InterpError(Exception):
+    """Base for every error caused by input the user can change (a file, a name, a setting)."""
+
+
+class BadImageError(InterpError, ValueError):
+    """The bytes handed to us are not an image we can use (empty, truncated, not an image, too large)."""
+
+
+class UnknownModelError(InterpError, ValueError):
+    """A model name that is neither in our spec table nor a timm architecture."""
+
+
+class WeightsMismatchError(InterpError, ValueError):
+    """A weights file that does not fit the chosen architecture, or cannot be read safely."""
+
+
+class WeightsUnavailableError(InterpError, RuntimeError):
+    """Weights that cannot be had here: no network and nothing cached, or the bundled package is missing."""

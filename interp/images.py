@@ -1,0 +1,244 @@
+"""Turn untrusted bytes into an RGB image the models can use, or one clear sentence saying why not.
+
+Uploads come from strangers on a shared deployment, so the loader assumes nothing: empty files, truncated files,
+files that are not images, decompression bombs, every Pillow mode (1, L, LA, P, RGBA, CMYK, I;16, I, F…), EXIF
+rotations and animated files all either become an ``RGB`` image or raise :class:`BadImageError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from interp.errors import BadImageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 25 * 2**20
+"""Largest file accepted, in bytes; bigger uploads are refused before decoding."""
+
+DEFAULT_MAX_SIDE = 2048
+"""Longer sides are downscaled on load: models see 224-448 px, and this bounds memory per image."""
+
+# Formats Pillow decodes without calling out to other programs (EPS would run Ghostscript).
+PIL_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+_FORMATS_IN_WORDS = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """An RGB image ready for any model, with what the loader did to get it there.
+
+    Attributes:
+        image: the picture in mode ``RGB``, at most ``DEFAULT_MAX_SIDE`` on its longer side.
+        name: what to call it in messages and file names (the upload's name, a sample's name).
+        digest: SHA-256 over the size and RGB pixels; the content address used by every cache.
+        original_size: ``(width, height)`` as stored in the file, before rotation or downscaling.
+        original_mode: the Pillow mode in the file (``"CMYK"``, ``"I;16"``…).
+        notes: what the loader changed, in words a user understands (empty when nothing).
+    """
+
+    image: Image.Image
+    name: str
+    digest: str
+    original_size: tuple[int, int]
+    original_mode: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of :attr:`image`."""
+        return self.image.size
+
+
+def load_image(
+    source: bytes | str | Path | BinaryIO,
+    *,
+    name: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_side: int = DEFAULT_MAX_SIDE,
+) -> LoadedImage:
+    """Decode an image file into RGB, whatever its mode, or raise :class:`BadImageError` with one sentence.
+
+    Args:
+        source: the file's bytes, a path to it, or an open binary file.
+        name: how to call the file in messages; defaults to the path's name or ``"the image"``.
+        max_bytes: files larger than this are refused before decoding.
+        max_side: a longer side than this is downscaled (aspect ratio kept).
+
+    Returns:
+        A :class:`LoadedImage` in mode ``RGB``. The first frame is used for animated GIF/WebP and multi-page TIFF.
+        EXIF orientation is applied. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is enforced.
+    """
+    data, name = _read_bytes(source, name, max_bytes)
+    if not data:
+        raise BadImageError(f"{name} is empty (0 bytes); choose a {_FORMATS_IN_WORDS} file.")
+    if len(data) > max_bytes:
+        raise BadImageError(_too_large(name, len(data), max_bytes))
+    try:
+        im = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
+    except Image.DecompressionBombError:
+        raise BadImageError(_too_many_pixels(name)) from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"{name} is not an image we can read; choose a {_FORMATS_IN_WORDS} file.") from None
+    except Exception as exc:  # Pillow raises many types on malformed headers (SyntaxError, struct.error…)
+        log.info("Image.open failed for %s: %r", name, exc)
+        raise BadImageError(f"{name} is damaged and cannot be read; try saving it again as PNG or JPEG.") from None
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        raise BadImageError(_too_many_pixels(name, im.size))
+    original_size, original_mode = im.size, im.mode
+    notes: list[str] = []
+
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"used the first of its {frames} frames")
+    if im.format in ("JPEG", "MPO") and max(im.size) > 2 * max_side:
+        im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: far less memory for huge photos
+    try:
+        im.load()
+    except Image.DecompressionBombError:
+        raise BadImageError(_too_many_pixels(name, im.size)) from None
+    except Exception as exc:
+        log.info("decoding failed for %s: %r", name, exc)
+        raise BadImageError(
+            f"{name} is truncated or damaged and cannot be decoded; try the original file again."
+        ) from None
+
+    im = _apply_exif_orientation(im, notes)
+    im = to_rgb(im, notes)
+    if max(im.size) > max_side:
+        before = im.size
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        notes.append(f"downscaled from {before[0]}×{before[1]} to {im.width}×{im.height}")
+    return LoadedImage(
+        image=im,
+        name=name,
+        digest=image_digest(im),
+        original_size=original_size,
+        original_mode=original_mode,
+        notes=tuple(notes),
+    )
+
+
+def image_from_array(array: np.ndarray, name: str) -> LoadedImage:
+    """Wrap an in-memory array as a :class:`LoadedImage`.
+
+    Args:
+        array: ``(H, W)`` grey or ``(H, W, 3|4)`` colour, ``uint8`` or float in ``[0, 1]``.
+        name: how to call the image.
+    """
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255).round().astype(np.uint8)
+    im = Image.fromarray(arr)
+    notes: list[str] = []
+    rgb = to_rgb(im, notes)
+    return LoadedImage(rgb, name, image_digest(rgb), im.size, im.mode, tuple(notes))
+
+
+def image_digest(image: Image.Image) -> str:
+    """SHA-256 over an image's mode, size and pixels: equal pictures get equal digests whatever the file format."""
+    h = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert any Pillow mode to ``RGB``, appending what was done to ``notes``.
+
+    Transparency is composited over white; 16-bit and float data are scaled to 8 bits by their range.
+    """
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in _ALPHA_MODES:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            notes.append("transparent areas shown on white")
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if im.mode in _HIGH_DEPTH_MODES:
+        notes.append(f"{im.mode} values scaled to 8 bits")
+        return Image.fromarray(_to_uint8(np.asarray(im))).convert("RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError):
+        raise BadImageError(
+            f"the colour mode {im.mode!r} cannot be converted to RGB; save the image as an RGB PNG or JPEG."
+        ) from None
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale integer or float pixel data to ``uint8`` keeping proportions (8/12/16/32-bit ranges, or 0-1 floats)."""
+    values = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(values.min()), float(values.max())
+    if np.issubdtype(arr.dtype, np.floating):
+        if lo >= 0.0 and hi <= 1.0:
+            scaled = values * 255.0
+        else:
+            scaled = (values - lo) / (hi - lo or 1.0) * 255.0
+    else:
+        full_scale = next((m for m in (255, 4095, 65535, 2**32 - 1) if hi <= m), hi)
+        scaled = np.clip(values, 0, None) / full_scale * 255.0
+    return np.clip(scaled.round(), 0, 255).astype(np.uint8)
+
+
+def _apply_exif_orientation(im: Image.Image, notes: list[str]) -> Image.Image:
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+        rotated = ImageOps.exif_transpose(im)
+    except Exception as exc:  # broken EXIF blocks are common in phone photos; the pixels are still fine
+        log.info("ignoring unreadable EXIF: %r", exc)
+        notes.append("its EXIF data is unreadable, so it is shown as stored")
+        return im
+    if orientation not in (None, 1):
+        notes.append("rotated as its EXIF orientation says")
+    return rotated
+
+
+def _read_bytes(source: bytes | str | Path | BinaryIO, name: str | None, max_bytes: int) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), name or "the image"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        name = name or path.name
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:  # refuse before reading a huge file into memory
+                raise BadImageError(_too_large(name, size, max_bytes))
+            return path.read_bytes(), name
+        except FileNotFoundError:
+            raise BadImageError(f"there is no file at {path}; check the path.") from None
+        except IsADirectoryError:
+            raise BadImageError(f"{path} is a folder, not an image file; name one image file.") from None
+        except OSError as exc:
+            raise BadImageError(f"{path} cannot be read ({exc.strerror}); check its permissions.") from None
+    data = source.read(max_bytes + 1)
+    return data, name or getattr(source, "name", None) or "the image"
+
+
+def _too_large(name: str, nbytes: int, max_bytes: int) -> str:
+    return f"{name} is {nbytes / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit; save it smaller and try again."
+
+
+def _too_many_pixels(name: str, size: tuple[int, int] | None = None) -> str:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    shape = f" ({size[0]}×{size[1]})" if size else ""
+    return (
+        f"{name}{shape} has more pixels than the safety limit of {limit / 1e6:.0f} million; "
+        "resize it before uploading."
+    )

@@ -1,0 +1,250 @@
+"""Build a model from its spec and a weight source, ready to share between threads.
+
+``load_model`` is the one way in. The returned :class:`LoadedModel` is in eval mode with frozen parameters (we
+only ever need gradients with respect to inputs and activations) and carries a lock that any method which hooks
+the model or flips a flag on it must hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+from PIL import Image
+from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+
+from interp.config import resolve_device
+from interp.errors import WeightsMismatchError, WeightsUnavailableError
+from interp.models import weights as W
+from interp.models.specs import ModelSpec, get_spec, parameter_count
+
+log = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a loaded model's weights came from.
+
+    Attributes:
+        kind: ``"bundled"``, ``"hub"``, ``"file"`` or ``"random"``.
+        source: the same in words, for the UI (``"hub cache (timm/resnet50.a1_in1k)"``).
+        fingerprint: hash of every tensor in the state dict; part of every cache key.
+    """
+
+    kind: str
+    source: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready to run, shared by every session: nothing may leave state on it.
+
+    Attributes:
+        spec: the spec row (or inferred spec) it was built from.
+        model: the ``torch.nn.Module`` in eval mode, parameters frozen, on ``device``.
+        weights: where the weights came from and their fingerprint.
+        data_config: timm's data config (``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``…).
+        class_names: one readable name per output index.
+        device: where the model runs.
+        lock: held by any code that registers hooks on, or changes flags of, ``model``.
+    """
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    weights: WeightsInfo
+    data_config: dict[str, Any]
+    class_names: tuple[str, ...]
+    device: torch.device
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _transform: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_transform", create_transform(**self.data_config, is_training=False))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def key(self) -> str:
+        """Identifies model and weights in cache keys: ``"<name>@<fingerprint[:16]>"``."""
+        return f"{self.spec.name}@{self.weights.fingerprint[:16]}"
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """Resize, crop and normalise as the model's data config says. Returns ``(C, H, W)`` float on the CPU."""
+        return self._transform(image.convert("RGB"))
+
+    def to_display(self, x: torch.Tensor) -> np.ndarray:
+        """Undo the normalisation of a preprocessed ``(C, H, W)`` tensor; returns ``(H, W, 3)`` ``uint8``."""
+        mean = torch.tensor(self.data_config["mean"]).view(-1, 1, 1)
+        std = torch.tensor(self.data_config["std"]).view(-1, 1, 1)
+        img = (x.detach().cpu().float() * std + mean).clamp(0, 1)
+        return (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def availability(name: str) -> W.Availability:
+    """Whether the default weights of ``name`` can be had here; never raises for a known name, never waits long."""
+    spec = get_spec(name)
+    if spec.weights == "bundled":
+        return W.bundled_availability(spec.name)
+    return W.hub_availability(spec.arch)
+
+
+def load_model(
+    name: str,
+    weights: str | Path | bytes | None = None,
+    *,
+    weights_name: str | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    device: str | torch.device = "auto",
+) -> LoadedModel:
+    """Build ``name`` with its weights.
+
+    Args:
+        name: a spec name (``"resnet50"``) or any timm model name.
+        weights: ``None`` for the spec's default source; ``"hub"``, ``"bundled"``, ``"random"`` (untrained, seeded);
+            or a weights file as a path or as bytes (an upload; give ``weights_name`` for its extension).
+        weights_name: the file name of uploaded bytes, e.g. ``"finetuned.safetensors"``.
+        class_names: names for the outputs, overriding names found in the file or ImageNet's.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``…
+
+    Raises:
+        UnknownModelError, WeightsMismatchError, WeightsUnavailableError: with a sentence saying what to do.
+    """
+    spec = get_spec(name)
+    dev = resolve_device(device)
+    kind = spec.weights if weights is None else weights
+    file_classes: tuple[str, ...] | None = None
+
+    if isinstance(kind, (bytes, Path)) or kind not in ("hub", "bundled", "random"):
+        source = kind if isinstance(kind, bytes) else Path(kind)
+        label = weights_name or (source.name if isinstance(source, Path) else "the uploaded weights")
+        wfile = W.read_weights_file(source, label)
+        file_classes = wfile.class_names
+        model = _create(spec.arch, num_classes=_classifier_size(spec.arch, wfile.state_dict))
+        W.check_fits(model, wfile.state_dict, spec.arch, label)
+        model.load_state_dict(wfile.state_dict)
+        info_kind, info_source = "file", f"file {label}"
+    elif kind == "bundled":
+        if spec.name not in W.BUNDLED:
+            raise WeightsUnavailableError(f"no weights ship with the app for {spec.name}; use 'hub' or a weights file.")
+        info_source, _, mapper = W.BUNDLED[spec.name]
+        model = _create(spec.arch)
+        model.load_state_dict(mapper(model))
+        info_kind = "bundled"
+    elif kind == "hub":
+        model, info_source = _from_hub(spec.arch)
+        info_kind = "hub"
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = _create(spec.arch)
+        info_kind, info_source = "random", "random initialisation (untrained)"
+
+    model.eval().requires_grad_(False).to(dev)
+    names = _class_names(model, class_names or file_classes)
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        weights=WeightsInfo(info_kind, info_source, fingerprint(model)),
+        data_config=resolve_data_config({}, model=model),
+        class_names=names,
+        device=dev,
+    )
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """BLAKE2b over every tensor of the state dict, names and shapes included."""
+    h = hashlib.blake2b(digest_size=32)
+    for k, v in model.state_dict().items():
+        h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def describe(name: str) -> dict[str, Any]:
+    """A model picker row: name, architecture, family, description, parameters, availability."""
+    spec = get_spec(name)
+    avail = availability(name)
+    return {
+        "name": spec.name,
+        "arch": spec.arch,
+        "family": spec.family,
+        "description": spec.description,
+        "params": parameter_count(spec.arch),
+        "weights": avail.source,
+        "available": avail.available,
+        "reason": avail.reason,
+    }
+
+
+def _create(arch: str, num_classes: int | None = None) -> torch.nn.Module:
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    return timm.create_model(arch, pretrained=False, **kwargs)
+
+
+def _from_hub(arch: str) -> tuple[torch.nn.Module, str]:
+    repo, _ = W.hub_repo(arch)
+    if not repo:
+        raise WeightsUnavailableError(f"timm has no pretrained weights on the hub for {arch}; use a weights file.")
+    cached = W.hub_cached_file(arch)
+    if cached is not None:  # load by path: no request reaches the hub, online or not
+        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(cached)})
+        return model, f"hub cache ({repo})"
+    if not W.hub_reachable():
+        raise WeightsUnavailableError(
+            f"{repo} is not in the local hub cache and the hub cannot be reached; {W.OFFLINE_OPTIONS}."
+        )
+    try:
+        return timm.create_model(arch, pretrained=True), f"hub ({repo})"
+    except (OSError, RuntimeError) as exc:
+        log.warning("download of %s failed: %r", repo, exc)
+        raise WeightsUnavailableError(
+            f"downloading {repo} from the hub failed; check the connection and try again, or {W.OFFLINE_OPTIONS}."
+        ) from None
+
+
+def _classifier_size(arch: str, state_dict: W.StateDict) -> int | None:
+    """Output count of a file's classifier when it differs from the architecture's default (fine-tuned weights)."""
+    cfg = timm.models.get_pretrained_cfg(arch.split(".")[0]) or timm.models.get_pretrained_cfg(arch)
+    classifier = getattr(cfg, "classifier", None) if cfg is not None else None
+    if not classifier:
+        return None
+    names = classifier if isinstance(classifier, (list, tuple)) else [classifier]
+    for cls_name in names:
+        bias = state_dict.get(f"{cls_name}.bias")
+        weight = state_dict.get(f"{cls_name}.weight")
+        tensor = bias if bias is not None else weight
+        if tensor is not None and tensor.ndim >= 1:
+            return int(tensor.shape[0])
+    return None
+
+
+def _class_names(model: torch.nn.Module, given: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    n = int(getattr(model, "num_classes", 0) or 0)
+    if given is not None:
+        given = tuple(str(c) for c in given)
+        if len(given) != n:
+            raise WeightsMismatchError(
+                f"{len(given)} class names were given but the model has {n} outputs; give one name per output."
+            )
+        return given
+    subset = infer_imagenet_subset(model) if n in (1000, 11821, 21841) else None
+    if subset:
+        info = ImageNetInfo(subset)
+        return tuple(info.index_to_description(i) for i in range(n))
+    return tuple(f"class {i}" for i in range(n))

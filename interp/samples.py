@@ -1,0 +1,60 @@
+"""Photos that ship inside scikit-image and load with no network: the offline sample set."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from interp.images import LoadedImage, image_from_array
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A bundled photo: its key, a caption, and the scikit-image loader that returns its pixels."""
+
+    name: str
+    caption: str
+    loader: str  # attribute of skimage.data
+
+    def pixels(self) -> np.ndarray:
+        from skimage import data
+
+        arr = getattr(data, self.loader)()
+        return arr[0] if isinstance(arr, tuple) else arr  # stereo_motorcycle returns (left, right, disparity)
+
+
+SAMPLES: dict[str, Sample] = {
+    s.name: s
+    for s in (
+        Sample("chelsea", "Chelsea the cat", "chelsea"),
+        Sample("coffee", "a cup of coffee", "coffee"),
+        Sample("rocket", "a rocket on its launch pad", "rocket"),
+        Sample("astronaut", "astronaut Eileen Collins", "astronaut"),
+        Sample("motorcycle", "a motorcycle (left view of a stereo pair)", "stereo_motorcycle"),
+        Sample("camera", "a cameraman with a tripod (grey)", "camera"),
+        Sample("clock", "a wall clock (grey)", "clock"),
+        Sample("horse", "a horse silhouette (binary)", "horse"),
+        Sample("coins", "Greek coins (grey)", "coins"),
+        Sample("hubble", "Hubble deep field", "hubble_deep_field"),
+        Sample("moon", "the surface of the moon (grey)", "moon"),
+        Sample("retina", "a human retina", "retina"),
+        Sample("brick", "a brick wall texture (grey)", "brick"),
+        Sample("colorwheel", "a colour wheel", "colorwheel"),
+    )
+}
+
+DEFAULT_SAMPLE = "chelsea"
+
+
+def sample_names() -> tuple[str, ...]:
+    return tuple(SAMPLES)
+
+
+@functools.lru_cache(maxsize=len(SAMPLES))
+def load_sample(name: str) -> LoadedImage:
+    """A bundled photo as a :class:`LoadedImage` (RGB, grey photos expanded), cached after the first call."""
+    if name not in SAMPLES:
+        raise ValueError(f"{name!r} is not a bundled sample; choose one of {', '.join(SAMPLES)}.")
+    return image_from_array(SAMPLES[name].pixels(), name)
