@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
+from interp.cache import ResultCache, result_key
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 
@@ -68,3 +70,21 @@ def predict(model: LoadedModel, image: LoadedImage | Image.Image, top_k: int = 5
         ClassScore(int(i), model.class_names[int(i)], float(p)) for p, i in zip(values.tolist(), indices.tolist())
     )
     return Prediction(model.name, scores, seconds)
+
+
+def cached_predict(model: LoadedModel, image: LoadedImage, cache: ResultCache, top_k: int = 5) -> Prediction:
+    """:func:`predict` through the disk cache: the same model, weights and pixels are computed once."""
+    key = result_key(model=model.key, image=image.digest, method="predict", params={"top_k": top_k})
+
+    def compute() -> tuple[dict[str, np.ndarray], dict]:
+        p = predict(model, image, top_k)
+        indices = np.array([s.index for s in p.scores], dtype=np.int64)
+        probs = np.array([s.prob for s in p.scores], dtype=np.float64)
+        return {"indices": indices, "probs": probs}, {"seconds": p.seconds}
+
+    result, _ = cache.get_or_compute(key, compute)
+    scores = tuple(
+        ClassScore(int(i), model.class_names[int(i)], float(p))
+        for i, p in zip(result.arrays["indices"], result.arrays["probs"])
+    )
+    return Prediction(model.name, scores, float(result.meta["seconds"]))

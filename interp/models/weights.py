@@ -176,11 +176,7 @@ def hub_availability(arch: str) -> Availability:
         return Availability(True, f"hub cache ({repo})")
     if hub_reachable():
         return Availability(True, f"download from the hub ({repo})")
-    return Availability(
-        False,
-        f"hub ({repo})",
-        f"{repo} is not in the local hub cache and the hub cannot be reached; {OFFLINE_OPTIONS}.",
-    )
+    return Availability(False, f"hub ({repo})", "not in the local hub cache, and the hub cannot be reached.")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""Every ``st.cache_*`` of the app: loaders wrapped for sharing between sessions and reruns.
+
+Cached resources are shared by every browser session at once; the engine guarantees nothing leaves state on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+import interp
+from interp.images import LoadedImage
+from interp.models import LoadedModel, describe
+from interp.predict import Prediction, cached_predict
+
+log = logging.getLogger(__name__)
+
+MAX_MODELS_IN_MEMORY = 2  # Community Cloud gives 0.7-2.7 GB; two ResNet-50-sized models fit
+THUMBNAIL_SIDE = 160
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> interp.Settings:
+    return interp.Settings.from_env()
+
+
+@st.cache_resource(show_spinner=False)
+def result_cache() -> interp.ResultCache:
+    return interp.ResultCache.from_settings(settings())
+
+
+@st.cache_resource(max_entries=MAX_MODELS_IN_MEMORY, show_spinner="Loading the model…")
+def model(
+    name: str,
+    weights_digest: str | None,
+    weights_name: str | None,
+    class_names: tuple[str, ...] | None,
+    _weights: bytes | None,
+) -> LoadedModel:
+    """The model ``name`` with its default weights, or with uploaded weights identified by ``weights_digest``."""
+    loaded = interp.load_model(
+        name, _weights, weights_name=weights_name, class_names=class_names, device=settings().device
+    )
+    interp.predict(loaded, Image.new("RGB", (64, 64)))  # warm-up: the first call pays torch's one-time set-up
+    return loaded
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def model_rows() -> list[dict]:
+    """The picker's rows with availability; refreshed every minute so a restored network is noticed."""
+    return [describe(name) for name in interp.SPECS]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def model_row(name: str) -> dict:
+    return describe(name)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def uploaded_image(digest: str, name: str, _data: bytes) -> LoadedImage:
+    """An uploaded image decoded once per distinct content (``digest`` is the SHA-256 of the bytes)."""
+    return interp.load_image(_data, name=name)
+
+
+@st.cache_resource(show_spinner=False)
+def sample_image(name: str) -> LoadedImage:
+    return interp.load_sample(name)
+
+
+@st.cache_data(show_spinner=False)
+def sample_thumbnail(name: str) -> np.ndarray:
+    """A square centre crop of a sample, ``(THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3)`` ``uint8``."""
+    im = interp.load_sample(name).image
+    side = min(im.size)
+    left, top = (im.width - side) // 2, (im.height - side) // 2
+    crop = im.crop((left, top, left + side, top + side)).resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BICUBIC)
+    return np.asarray(crop)
+
+
+def prediction(loaded: LoadedModel, image: LoadedImage, top_k: int = 5) -> Prediction:
+    """Top-k through the disk cache: a rerun or another session with the same inputs computes nothing."""
+    return cached_predict(loaded, image, result_cache(), top_k)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,38 @@
+"""Turn the sidebar's choices into a loaded model and image, or a sentence saying why not."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import resources, sidebar
+from dashboard.feedback import attempt
+from dashboard.state import ImageChoice, ModelChoice
+from interp.images import LoadedImage
+from interp.models import LoadedModel
+
+
+def selection_ui() -> tuple[LoadedModel | None, LoadedImage | None]:
+    """Draw the shared sidebar and load what it names. Either value is ``None`` when it cannot be had."""
+    model_choice, image_choice = sidebar.sidebar_ui()
+    return load_model(model_choice), load_image(image_choice)
+
+
+def load_model(choice: ModelChoice | None) -> LoadedModel | None:
+    if choice is None:
+        st.info("Pick a model in the sidebar, or type a timm model name.")
+        return None
+    weights = sidebar.weights_bytes(choice)
+    return attempt(
+        lambda: resources.model(choice.name, choice.weights_digest, choice.weights_name, choice.class_names, weights),
+        f"loading {choice.name}",
+    )
+
+
+def load_image(choice: ImageChoice) -> LoadedImage | None:
+    if choice.kind == "sample":
+        return attempt(lambda: resources.sample_image(choice.name), f"loading the sample {choice.name}")
+    data = sidebar.image_bytes(choice)
+    if data is None:
+        st.info("The uploaded image is no longer held by this session; upload it again or pick a sample.")
+        return None
+    return attempt(lambda: resources.uploaded_image(choice.digest, choice.name, data), f"reading {choice.name}")

@@ -1,0 +1,70 @@
+"""The user's choices, kept in session state so that every page sees the same model and image.
+
+Streamlit forgets a widget's value when the user moves to a page that does not draw it, so each choice is also
+kept under a key no widget owns (``_keep_<key>``) and written back before the widget is drawn again. The choice of
+model and sample is mirrored in the URL's query parameters, so a link reproduces what the sender saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model to load: a name, and optionally uploaded weights (kept in session state by digest)."""
+
+    name: str
+    weights_digest: str | None = None
+    weights_name: str | None = None
+    class_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """Which image to show: a bundled sample by name, or an upload by the SHA-256 of its bytes."""
+
+    kind: Literal["sample", "upload"]
+    name: str
+    digest: str | None = None
+
+
+def restore(key: str, default: Any) -> None:
+    """Before drawing the widget ``key``: give it the value kept from earlier pages (or ``default``)."""
+    store = f"_keep_{key}"
+    if store not in st.session_state:
+        st.session_state[store] = default
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state[store]
+
+
+def keep(key: str) -> None:
+    """``on_change`` callback: remember the widget's new value beyond the current page."""
+    st.session_state[f"_keep_{key}"] = st.session_state[key]
+
+
+def put(key: str, value: Any) -> None:
+    """Set a widget's value from code (a button, a suggestion) before it is drawn."""
+    st.session_state[key] = value
+    st.session_state[f"_keep_{key}"] = value
+
+
+def get(key: str, default: Any = None) -> Any:
+    return st.session_state.get(key, default)
+
+
+def query_param(name: str) -> str | None:
+    value = st.query_params.get(name)
+    return value or None
+
+
+def set_query_params(**values: str | None) -> None:
+    """Mirror choices in the URL; ``None`` removes a parameter."""
+    for name, value in values.items():
+        if value is None:
+            st.query_params.pop(name, None)
+        elif st.query_params.get(name) != value:
+            st.query_params[name] = value

@@ -1,0 +1,69 @@
+"""``python -m interp``: batch jobs over the same engine the dashboard uses.
+
+Each command module registers a sub-command with :func:`command`. Errors the user can fix end the process with
+status 2 and one line on stderr; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from interp.errors import InterpError
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+EXIT_USAGE = 2
+
+
+def command(name: str, help: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable]:
+    """Register ``name``: the decorated function adds arguments; ``handler`` (set by :func:`handles`) runs it."""
+
+    def register(add_arguments: Callable[[argparse.ArgumentParser], None]) -> Callable:
+        _COMMANDS[name] = (help, add_arguments, _COMMANDS.get(name, (None, None, None))[2])
+        return add_arguments
+
+    return register
+
+
+def handles(name: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        help_, add, _ = _COMMANDS[name]
+        _COMMANDS[name] = (help_, add, handler)
+        return handler
+
+    return register
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from interp.cli import basic  # noqa: F401  (registers its commands)
+
+    parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    for name, (help_, add_arguments, _) in _COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    handler = _COMMANDS[args.command][2]
+    try:
+        return handler(args)
+    except (InterpError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

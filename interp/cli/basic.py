@@ -1,0 +1,79 @@
+"""``models`` and ``predict``: list the registry, classify one image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from interp.cli import command, handles
+
+
+@command("models", "list the model registry with where each model's weights come from and whether they can be had")
+def _models_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+
+@handles("models")
+def _models(args: argparse.Namespace) -> int:
+    from interp.models import SPECS, describe
+    from interp.models.weights import OFFLINE_OPTIONS
+
+    rows = [describe(name) for name in SPECS]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        state = "available" if r["available"] else "unavailable"
+        print(f"{r['name']:<{width}}  {r['family']:<3}  {r['params'] / 1e6:6.1f}M  {state:<11}  {r['weights']}")
+        if not r["available"]:
+            print(f"{'':<{width}}  why: {r['reason']}")
+    if not all(r["available"] for r in rows):
+        print(f"\nWithout the hub: {OFFLINE_OPTIONS}.")
+    return 0
+
+
+@command("predict", "classify one image and print the top-k classes")
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
+    p.add_argument("--image", required=True, type=Path, help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
+    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    p.add_argument(
+        "--weights", help="'hub', 'bundled', 'random', or a .safetensors / .pth file (default: the model's own)"
+    )
+    p.add_argument("--classes", type=Path, help="text file with one class name per line, for custom weights")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--json", action="store_true", help="print JSON: {model, predictions: [{index, label, prob}]}")
+
+
+@handles("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from interp.images import load_image
+    from interp.models import load_model
+    from interp.predict import predict
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}.")
+    image = load_image(args.image)  # before the model: a bad path fails fast
+    classes = _read_classes(args.classes) if args.classes else None
+    model = load_model(args.model, args.weights, class_names=classes, device=args.device)
+    result = predict(model, image, top_k=args.top)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"{model.name} ({model.weights.source}) on {image.name}:")
+    for s in result.scores:
+        print(f"  {s.prob:7.2%}  {s.label}  [{s.index}]")
+    return 0
+
+
+def _read_classes(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read the class names file {path} ({exc.strerror}).") from None
+    names = [line.strip() for line in lines if line.strip()]
+    if not names:
+        raise ValueError(f"{path} has no class names; write one name per line.")
+    return names

@@ -1,0 +1,35 @@
+"""Shared test set-up. Tests never touch the network: the hub is declared offline before anything imports it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["INTERP_OFFLINE"] = "1"
+os.environ.setdefault("INTERP_DEVICE", "cpu")
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "tests" / "_artifacts"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every run gets its own result cache, so no test reads what another run computed."""
+    os.environ["INTERP_CACHE_DIR"] = str(tmp_path_factory.mktemp("interp-cache"))
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The real bundled ImageNet model, loaded once per run."""
+    import interp
+
+    return interp.load_model("efficientnet_lite0", device="cpu")
