@@ -28,7 +28,7 @@ DEFAULT_MAX_SIDE = 2048
 """Longer sides are downscaled on load: models see 224-448 px, and this bounds memory per image."""
 
 # Formats Pillow decodes without calling out to other programs (EPS would run Ghostscript).
-PIL_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG also opens MPO (phone photos)
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 _FORMATS_IN_WORDS = "JPEG, PNG, WebP, BMP, TIFF or GIF"
 
@@ -86,6 +86,7 @@ def load_image(
         raise BadImageError(f"{name} is empty (0 bytes); choose a {_FORMATS_IN_WORDS} file.")
     if len(data) > max_bytes:
         raise BadImageError(_too_large(name, len(data), max_bytes))
+    Image.init()  # registers every plugin, so that ``formats`` can name MPO, WebP and TIFF
     try:
         im = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
     except Image.DecompressionBombError:

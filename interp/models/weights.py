@@ -245,7 +245,9 @@ def _read_torch(source: Path | bytes, label: str) -> StateDict:
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         obj = torch.load(stream, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # torch reports junk bytes with the same exception type
+            raise WeightsMismatchError(f"{label} is not a PyTorch checkpoint we can read; check that it is complete.") from None
         raise WeightsMismatchError(
             f"{label} holds Python objects besides tensors, which we do not load for safety; "
             "save it with torch.save(model.state_dict(), path) or as .safetensors."

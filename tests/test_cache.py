@@ -1,0 +1,97 @@
+"""The disk result cache: content-addressed, bounded, safe across processes, and never unpickles."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+
+import interp
+from interp import ResultCache, result_key
+from interp.predict import cached_predict
+
+
+def test_round_trip_keeps_arrays_and_meta(tmp_path):
+    cache = ResultCache(tmp_path)
+    key = result_key(model="m@1", image="abc", method="ig", params={"steps": 32})
+    cache.put(key, {"map": np.arange(12, dtype=np.float32).reshape(3, 4)}, {"delta": 0.01, "target": 5})
+    got = cache.get(key)
+    assert got is not None and got.meta == {"delta": 0.01, "target": 5}
+    np.testing.assert_array_equal(got.arrays["map"], np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert got.arrays["map"].dtype == np.float32
+
+
+def test_keys_change_with_every_input():
+    base = dict(model="m@1", image="abc", method="ig", params={"steps": 32, "target": 1})
+    keys = {
+        result_key(**base),
+        result_key(**{**base, "model": "m@2"}),
+        result_key(**{**base, "image": "abd"}),
+        result_key(**{**base, "method": "saliency"}),
+        result_key(**{**base, "params": {"steps": 64, "target": 1}}),
+    }
+    assert len(keys) == 5
+    assert result_key(**base) == result_key(**{**base, "params": {"target": 1, "steps": 32}})  # order-free
+
+
+def test_get_or_compute_computes_once(tmp_path):
+    cache, calls = ResultCache(tmp_path), []
+
+    def compute():
+        calls.append(1)
+        return {"x": np.ones(3)}, {"n": 1}
+
+    first, hit1 = cache.get_or_compute("k", compute)
+    second, hit2 = cache.get_or_compute("k", compute)
+    assert (hit1, hit2) == (False, True) and len(calls) == 1
+    np.testing.assert_array_equal(first.arrays["x"], second.arrays["x"])
+
+
+def test_size_is_bounded(tmp_path):
+    cache = ResultCache(tmp_path, size_limit_mb=4)
+    for i in range(200):
+        cache.put(f"k{i}", {"x": np.random.default_rng(i).random(8_192)})  # 64 KB each, 12.5 MB in all
+    assert cache.volume_bytes() < 5 * 2**20  # diskcache culls up to 10 entries at a time past the limit
+    assert "k199" in cache and "k0" not in cache
+    assert 30 < len(cache) < 70
+
+
+def test_corrupt_entry_is_dropped_not_raised(tmp_path):
+    cache = ResultCache(tmp_path)
+    cache._store.set("bad", b"not an npz")
+    assert cache.get("bad") is None and "bad" not in cache
+
+
+def test_reserved_name_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="reserved"):
+        ResultCache(tmp_path).put("k", {"__meta__": np.zeros(1)})
+
+
+def _writer(directory: str, worker: int) -> None:
+    cache = ResultCache(directory)
+    for i in range(50):
+        cache.put(f"w{worker}-{i}", {"x": np.full(100, worker * 1000 + i)}, {"worker": worker})
+        cache.get(f"w{(worker + 1) % 3}-{i}")
+
+
+def test_safe_across_processes(tmp_path):
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    cache = ResultCache(tmp_path)
+    assert len(cache) == 150
+    got = cache.get("w2-17")
+    assert got is not None and got.meta == {"worker": 2} and int(got.arrays["x"][0]) == 2017
+
+
+def test_predictions_go_through_the_cache(lite0, tmp_path):
+    cache = ResultCache(tmp_path)
+    image = interp.load_sample("coffee")
+    first = cached_predict(lite0, image, cache)
+    assert len(cache) == 1
+    second = cached_predict(lite0, image, cache)
+    assert first == second and first.top.label == "espresso"

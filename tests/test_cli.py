@@ -1,0 +1,76 @@
+"""``python -m interp``: the JSON shapes, and bad input ending with status 2 and one line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from interp.cli import main
+from tests.corpus import bad_files
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "interp", *args], capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def coffee_jpg(tmp_path_factory):
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("img") / "coffee.jpg"
+    Image.fromarray(data.coffee()).save(path, quality=95)
+    return path
+
+
+def test_models_json_lists_the_registry(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["efficientnet_lite0"]["available"] is True
+    assert by_name["resnet50"]["available"] is False and by_name["resnet50"]["reason"]
+    assert {"name", "arch", "family", "params", "weights", "available", "reason"} <= set(rows[0])
+
+
+def test_predict_json(coffee_jpg, capsys):
+    assert main(["predict", "--image", str(coffee_jpg), "--top", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "efficientnet_lite0"
+    assert [set(p) for p in out["predictions"]] == [{"index", "label", "prob"}] * 3
+    assert out["predictions"][0]["label"] == "espresso" and out["predictions"][0]["index"] == 967
+    probs = [p["prob"] for p in out["predictions"]]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_predict_text_output(coffee_jpg):
+    result = run_cli("predict", "--image", str(coffee_jpg))
+    assert result.returncode == 0, result.stderr
+    assert "espresso" in result.stdout and "[967]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "--image", "/no/such/file.jpg"],
+        ["predict", "--image", "{bad}"],
+        ["predict", "--model", "resnet5O", "--image", "{coffee}"],
+        ["predict", "--model", "resnet50", "--image", "{coffee}"],
+        ["predict", "--image", "{coffee}", "--top", "0"],
+        ["predict", "--image", "{coffee}", "--weights", "/no/such/weights.safetensors"],
+        ["predict", "--image", "{coffee}", "--device", "cuda:7"],
+        ["predict"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, coffee_jpg, tmp_path):
+    bad = tmp_path / "half.jpg"
+    bad.write_bytes(bad_files()["truncated_jpeg"][1])
+    args = [a.replace("{bad}", str(bad)).replace("{coffee}", str(coffee_jpg)) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,203 @@
+"""The model registry and weight sources: every spec row is sound, weights load safely, offline fails fast."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save, save_file
+
+import interp
+from interp import SPECS, UnknownModelError, WeightsMismatchError, WeightsUnavailableError, get_spec, load_model
+from interp.models import weights as W
+from interp.models.specs import parameter_count
+
+TINY_CNN, TINY_VIT = "test_resnet", "test_vit"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_spec_row_builds_and_names_real_layers(name):
+    spec = SPECS[name]
+    with torch.device("meta"):
+        model = timm.create_model(spec.arch, pretrained=False)
+    assert spec.cam_layer is not None
+    model.get_submodule(spec.cam_layer)  # raises if the default Grad-CAM layer does not exist
+    assert spec.family in ("cnn", "vit") and spec.description
+    if spec.family == "vit":
+        assert spec.grid == tuple(model.patch_embed.grid_size)
+        assert spec.prefix_tokens == model.num_prefix_tokens
+    else:
+        assert spec.grid is None
+    assert parameter_count(spec.arch) == sum(p.numel() for p in model.parameters())
+
+
+def test_default_model_works_offline():
+    assert interp.DEFAULT_MODEL in SPECS
+    assert interp.availability(interp.DEFAULT_MODEL).available
+
+
+@pytest.mark.parametrize("name", [n for n, s in SPECS.items() if s.weights == "hub"])
+def test_hub_models_offline_are_unavailable_with_a_reason(name):
+    avail = interp.availability(name)
+    assert not avail.available
+    assert "hub" in avail.reason and avail.reason.endswith(".")
+
+
+def test_offline_hub_load_fails_fast_with_the_options():
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as info:
+        load_model("resnet50")
+    assert time.perf_counter() - start < 5.0  # timm's own retries would take ~45 s
+    assert "efficientnet_lite0" in str(info.value) and "weights file" in str(info.value)
+
+
+def test_unknown_name_suggests_close_timm_names():
+    with pytest.raises(UnknownModelError) as info:
+        get_spec("resnet5O")
+    assert "resnet50" in str(info.value)
+    with pytest.raises(UnknownModelError):
+        get_spec("   ")
+
+
+def test_any_timm_name_gets_an_inferred_spec():
+    vit = get_spec(TINY_VIT)
+    assert vit.family == "vit" and vit.prefix_tokens == 1 and vit.grid == (10, 10)
+    assert vit.cam_layer == "blocks.5.norm1"
+    cnn = get_spec(TINY_CNN)
+    assert cnn.family == "cnn" and cnn.cam_layer == "layer4"
+    assert get_spec("resnet50.a1_in1k").arch == "resnet50.a1_in1k"
+
+
+def test_lite0_classifies_the_bundled_photos(lite0):
+    cat = interp.predict(lite0, interp.load_sample("chelsea"))
+    assert cat.top.label in ("tiger cat", "tabby, tabby cat", "Egyptian cat")
+    assert interp.predict(lite0, interp.load_sample("coffee")).top.label == "espresso"
+
+
+def test_lite0_uses_its_own_data_config(lite0):
+    cfg = lite0.data_config
+    assert cfg["mean"] == (0.5, 0.5, 0.5) and cfg["std"] == (0.5, 0.5, 0.5)
+    assert cfg["input_size"] == (3, 224, 224) and cfg["interpolation"] == "bicubic"
+    x = lite0.preprocess(interp.load_sample("coffee").image)
+    assert x.shape == (3, 224, 224)
+    back = lite0.to_display(x)
+    assert back.shape == (224, 224, 3) and back.dtype.name == "uint8"
+    renormalised = (torch.from_numpy(back).permute(2, 0, 1) / 255.0 - 0.5) / 0.5
+    assert torch.allclose(renormalised, x.clamp(-1, 1), atol=1 / 255)  # the display undoes the normalisation
+
+
+def test_loaded_model_is_frozen_and_in_eval(lite0):
+    assert not lite0.model.training
+    assert not any(p.requires_grad for p in lite0.model.parameters())
+
+
+def test_random_weights_are_seeded():
+    a, b = load_model(TINY_CNN, "random"), load_model(TINY_CNN, "random")
+    assert a.weights.fingerprint == b.weights.fingerprint and a.weights.kind == "random"
+
+
+def test_safetensors_file_round_trip_with_class_names(tmp_path):
+    source = load_model(TINY_CNN, "random")
+    sd = {k: v.contiguous() for k, v in source.model.state_dict().items()}
+    path = tmp_path / "mine.safetensors"
+    save_file(sd, str(path), metadata={"classes": json.dumps([f"thing {i}" for i in range(1000)])})
+    loaded = load_model(TINY_CNN, path)
+    assert loaded.weights.kind == "file" and loaded.weights.fingerprint == source.weights.fingerprint
+    assert loaded.class_names[3] == "thing 3"
+    from_bytes = load_model(TINY_CNN, save(sd), weights_name="upload.safetensors")
+    assert from_bytes.weights.fingerprint == source.weights.fingerprint
+
+
+def test_finetuned_classifier_size_is_detected(tmp_path):
+    small = timm.create_model(TINY_CNN, pretrained=False, num_classes=3)
+    path = tmp_path / "three.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in small.state_dict().items()}, "epoch": 7}, path)
+    loaded = load_model(TINY_CNN, path, class_names=["cat", "dog", "cow"])
+    assert loaded.num_classes == 3 and loaded.class_names == ("cat", "dog", "cow")
+    assert interp.predict(loaded, interp.load_sample("chelsea"), top_k=10).scores.__len__() == 3
+    with pytest.raises(WeightsMismatchError, match="3 outputs"):
+        load_model(TINY_CNN, path, class_names=["cat"])
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"weights": torch.zeros(2), "payload": _Payload()}, path)
+    with pytest.raises(WeightsMismatchError, match="for safety"):
+        load_model(TINY_CNN, path)
+
+
+class _Payload:
+    """A stand-in for arbitrary code in a pickle: weights_only=True must refuse to build it."""
+
+
+def test_weights_of_another_architecture_are_refused_with_details(tmp_path):
+    other = timm.create_model(TINY_VIT, pretrained=False)
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
+    with pytest.raises(WeightsMismatchError) as info:
+        load_model(TINY_CNN, path)
+    message = str(info.value)
+    assert "does not fit timm's test_resnet" in message and "missing" in message and "unexpected" in message
+
+
+@pytest.mark.parametrize(
+    "name, data, match",
+    [
+        ("empty.safetensors", b"", "not a valid safetensors"),
+        ("junk.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}", "not a valid safetensors"),
+        ("junk.pth", b"definitely not a checkpoint", "not a PyTorch checkpoint"),
+        ("weights.onnx", b"onnx", "extension"),
+    ],
+)
+def test_unreadable_weight_files(name, data, match):
+    with pytest.raises(WeightsMismatchError, match=match):
+        load_model(TINY_CNN, data, weights_name=name)
+
+
+def test_a_filled_hub_cache_loads_by_path_without_network(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    repo, _ = W.hub_repo(TINY_CNN)
+    assert repo is not None
+    snapshot = tmp_path / f"models--{repo.replace('/', '--')}" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (tmp_path / f"models--{repo.replace('/', '--')}" / "refs").mkdir()
+    (tmp_path / f"models--{repo.replace('/', '--')}" / "refs" / "main").write_text("abc123")
+    source = load_model(TINY_CNN, "random")
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(W, "hub_reachable", lambda timeout=2.0: pytest.fail("must not probe the network"))
+
+    assert interp.availability(TINY_CNN).available
+    loaded = load_model(TINY_CNN, "hub")
+    assert loaded.weights.kind == "hub" and "hub cache" in loaded.weights.source
+    assert loaded.weights.fingerprint == source.weights.fingerprint
+
+
+def test_device_resolution():
+    assert interp.resolve_device("cpu").type == "cpu"
+    assert interp.resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError):
+        interp.resolve_device("tpu:7")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            interp.resolve_device("cuda")
+
+
+def test_settings_from_env(tmp_path):
+    s = interp.Settings.from_env({"INTERP_CACHE_DIR": str(tmp_path), "INTERP_CACHE_SIZE_MB": "5", "INTERP_DEVICE": "cpu"})
+    assert s.cache_dir == tmp_path and s.cache_size_mb == 5 and s.device == "cpu"
+    with pytest.raises(ValueError, match="whole number"):
+        interp.Settings.from_env({"INTERP_CACHE_SIZE_MB": "lots"})
+
+
+def test_engine_imports_without_streamlit():
+    code = "import sys; sys.modules['streamlit'] = None; import interp, interp.cli; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
