@@ -12,7 +12,6 @@ from dashboard.feedback import sentence
 from interp.errors import InterpError
 from interp.images import DEFAULT_MAX_BYTES, UPLOAD_EXTENSIONS
 from interp.models import is_timm_name, suggest_names
-from interp.models.weights import OFFLINE_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def _model_card(row: dict) -> None:
     if row["available"]:
         st.caption(f"Weights: {row['weights']}")
     else:
-        st.warning(f"Weights from {row['weights']}: {row['reason']} Offline options: {OFFLINE_OPTIONS}.")
+        st.caption(f"Weights: {row['weights']}, unavailable here: {row['reason']}")
 
 
 def _weights_ui(name: str | None) -> tuple[str | None, str | None, tuple[str, ...] | None]:

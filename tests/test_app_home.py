@@ -1,0 +1,137 @@
+"""AppTest of the home page: the shared sidebar, predictions, and every kind of bad input a visitor can give."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+from tests.corpus import bad_files, odd_files
+
+TIMEOUT = 120
+
+
+def home() -> AppTest:
+    return AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [c for im in at.main.get("image") for c in im.captions]
+
+
+def assert_healthy(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_default_model_classifies_default_photo():
+    at = home().run()
+    assert_healthy(at)
+    assert not at.error
+    assert "**tiger cat**" in texts(at)
+    assert at.sidebar.selectbox(key="model_select").value == "efficientnet_lite0"
+    assert any("As efficientnet_lite0 sees it" in c for c in image_captions(at))
+
+
+def test_picking_a_sample_updates_prediction_and_url():
+    at = home().run()
+    at.sidebar.button(key="sample_coffee").click().run()
+    assert_healthy(at)
+    assert "**espresso**" in texts(at)
+    assert at.query_params["image"] in ("coffee", ["coffee"])
+
+
+def test_url_reproduces_a_choice():
+    at = home()
+    at.query_params["image"] = "camera"
+    at.run()
+    assert "**tripod**" in texts(at)
+
+
+def test_every_bad_upload_gets_one_sentence_and_keeps_the_last_image():
+    at = home().run()
+    assert "**tiger cat**" in texts(at)
+    for case, (name, data) in bad_files().items():
+        at.sidebar.file_uploader(key="image_upload").set_value((name, data, "application/octet-stream")).run()
+        assert_healthy(at)
+        errors = [e.value for e in at.sidebar.error]
+        assert len(errors) == 1, (case, errors)
+        assert "\n" not in errors[0] and errors[0][0].isupper(), (case, errors)
+        assert "**tiger cat**" in texts(at), case  # what was computed before is still shown
+
+
+@pytest.mark.parametrize("case", ["cmyk_jpeg", "I16", "rgba", "animated_gif", "exif_rotated", "one_pixel"])
+def test_odd_uploads_are_classified(case):
+    name, data = odd_files()[case]
+    at = home().run()
+    at.sidebar.file_uploader(key="image_upload").set_value((name, data, "image/png")).run()
+    assert_healthy(at)
+    assert not at.error
+    assert any(c.startswith(name) for c in image_captions(at)), case
+    assert "**tiger cat**" not in texts(at)
+
+
+def test_a_good_upload_after_a_bad_one_clears_the_error():
+    at = home().run()
+    uploader = at.sidebar.file_uploader(key="image_upload")
+    uploader.set_value(("empty.jpg", b"", "image/jpeg")).run()
+    assert len(at.sidebar.error) == 1
+    name, data = odd_files()["webp"]
+    at.sidebar.file_uploader(key="image_upload").set_value((name, data, "image/webp")).run()
+    assert not at.sidebar.error
+
+
+def test_unavailable_model_explains_itself_offline():
+    at = home().run()
+    at.sidebar.selectbox(key="model_select").set_value("resnet50").run()
+    assert_healthy(at)
+    assert any("unavailable here" in c.value for c in at.sidebar.caption)
+    message = at.main.error[0].value
+    assert "cannot be reached" in message and "efficientnet_lite0" in message
+    # Going back to the default model recovers without a restart.
+    at.sidebar.selectbox(key="model_select").set_value("efficientnet_lite0").run()
+    assert not at.error and "**tiger cat**" in texts(at)
+
+
+def test_any_timm_name_with_suggestions():
+    at = home().run()
+    at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+    at.sidebar.text_input(key="model_other").input("resnet5O").run()
+    assert_healthy(at)
+    assert "not a timm model name" in at.sidebar.error[0].value
+    suggestion = at.sidebar.button(key="suggest_0")
+    assert suggestion.label == "resnet50"
+    suggestion.click().run()
+    assert at.sidebar.text_input(key="model_other").value == "resnet50"
+
+
+def test_uploaded_weights_for_any_timm_model():
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=4)
+    blob = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    at = home().run()
+    at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+    at.sidebar.text_input(key="model_other").input("test_resnet").run()
+    at.sidebar.file_uploader(key="classes_upload").set_value(("names.txt", b"apple\npear\nfig\nplum\n", "text/plain"))
+    at.sidebar.file_uploader(key="weights_upload").set_value(("mine.safetensors", blob, "application/octet-stream"))
+    at.run()
+    assert_healthy(at)
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert any(f"**{fruit}**" in texts(at) for fruit in ("apple", "pear", "fig", "plum"))
+    assert any("file mine.safetensors" in c.value for c in at.caption)
+
+
+def test_weights_that_do_not_fit_get_a_sentence():
+    vit = timm.create_model("test_vit", pretrained=False)
+    blob = save({k: v.contiguous() for k, v in vit.state_dict().items()})
+    at = home().run()
+    at.sidebar.file_uploader(key="weights_upload").set_value(("vit.safetensors", blob, "application/octet-stream"))
+    at.run()
+    assert_healthy(at)
+    assert "does not fit timm's tf_efficientnet_lite0" in at.main.error[0].value
+    at.sidebar.button(key="weights_clear").click().run()
+    assert not at.error and "**tiger cat**" in texts(at)
