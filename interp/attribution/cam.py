@@ -1,0 +1,175 @@
+"""Class activation maps. One base owns the hard part (the hook, the ViT token grid, upsampling); each variant
+says only how to weigh the layer's channels.
+
+The hook detaches the layer's output into a leaf that requires grad, so backward stops at the layer: a Grad-CAM
+costs one forward pass and a backward through the last layers only, not to the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, hooked, register
+from interp.attribution.memory import batch_size
+from interp.models import LoadedModel
+
+
+def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.Module]:
+    name = layer or model.spec.cam_layer
+    if not name:
+        raise MethodNotApplicable(f"{model.name} has no default layer for CAM methods; name one (e.g. 'layer4').")
+    try:
+        return name, model.model.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"{model.name} has no module named {name!r}; pick one from the model's layer list.") from None
+
+
+def to_grid(act: torch.Tensor, model: LoadedModel) -> torch.Tensor:
+    """Layer output as ``(B, C, h, w)``: CNN maps as they are, ViT tokens without prefix tokens on the patch grid."""
+    if act.dim() == 4:
+        return act
+    if act.dim() == 3 and model.spec.grid is not None:
+        rows, cols = model.spec.grid
+        patches = act[:, model.spec.prefix_tokens :, :]
+        if patches.shape[1] != rows * cols:
+            raise ValueError(
+                f"the layer has {patches.shape[1]} patch tokens but {model.name}'s grid is {rows}×{cols}; "
+                "choose a layer inside the transformer blocks."
+            )
+        return patches.reshape(act.shape[0], rows, cols, act.shape[-1]).permute(0, 3, 1, 2)
+    raise ValueError(f"the layer's output has shape {tuple(act.shape)}, which is not a spatial map; choose another.")
+
+
+def layer_pass(
+    model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, target: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Forward ``x``; return the layer's activations, their gradient for ``target`` (None if no target), logits."""
+    captured: list[torch.Tensor] = []
+
+    def keep(mod, inputs, output):
+        out = output[0] if isinstance(output, tuple) else output
+        leaf = out.detach().requires_grad_(target is not None)
+        captured.append(leaf)
+        return (leaf, *output[1:]) if isinstance(output, tuple) else leaf
+
+    with hooked(module.register_forward_hook(keep)):
+        if target is None:
+            with torch.no_grad():
+                logits = model.model(x)
+            return captured[0], None, logits
+        logits = model.model(x.detach())
+        (grad,) = torch.autograd.grad(logits[:, target].sum(), captured[0])
+    return captured[0], grad, logits
+
+
+class CamMethod(AttributionMethod):
+    """Base of the CAM family: ``raw`` is ``(1, 1, H, W)``, non-negative, upsampled bilinearly to the input."""
+
+    kind = "cam"
+    signed = False
+    defaults: dict[str, Any] = {"layer": None}
+    uses_gradients = True
+
+    def resolved_params(self, model):
+        name, _ = resolve_layer(model, self.params.get("layer"))
+        return {**self.params, "layer": name}
+
+    def _attribute(self, model, x, target, params):
+        _, module = resolve_layer(model, params["layer"])
+        act, grad, _ = layer_pass(model, module, x, target if self.uses_gradients else None)
+        act = to_grid(act, model)
+        grad = to_grid(grad, model) if grad is not None else None
+        cam = self.combine(act, grad, model, x, target, params).clamp(min=0)
+        up = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return up.detach(), None, {"layer_shape": list(act.shape[1:])}
+
+    def combine(
+        self, act: torch.Tensor, grad: torch.Tensor | None, model: LoadedModel, x: torch.Tensor, target: int,
+        params: dict[str, Any],
+    ) -> torch.Tensor:  # fmt: skip
+        """``(B, h, w)`` map from activations and gradients ``(B, C, h, w)``."""
+        raise NotImplementedError
+
+
+@register
+class GradCAM(CamMethod):
+    name = "grad_cam"
+    title = "Grad-CAM"
+    summary = "Where in the last feature map the class's evidence sits: channels weighted by their mean gradient."
+    paper = "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization, 2017"
+
+    def combine(self, act, grad, model, x, target, params):
+        return (grad.mean(dim=(2, 3), keepdim=True) * act).sum(1)
+
+
+@register
+class GradCAMPlusPlus(CamMethod):
+    name = "grad_cam_pp"
+    title = "Grad-CAM++"
+    summary = "Grad-CAM with per-location weights, better when several objects of the class are present."
+    paper = "Chattopadhay et al., Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks, 2018"
+
+    def combine(self, act, grad, model, x, target, params):
+        g2, g3 = grad**2, grad**3
+        denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3
+        alpha = g2 / torch.where(denom != 0, denom, torch.ones_like(denom))
+        weights = (alpha * F.relu(grad)).sum(dim=(2, 3), keepdim=True)
+        return (weights * act).sum(1)
+
+
+@register
+class LayerCAM(CamMethod):
+    name = "layer_cam"
+    title = "Layer-CAM"
+    summary = "Each location weighted by its own positive gradient; works on earlier layers too, for finer maps."
+    paper = "Jiang et al., LayerCAM: Exploring Hierarchical Class Activation Maps for Localization, 2021"
+
+    def combine(self, act, grad, model, x, target, params):
+        return (F.relu(grad) * act).sum(1)
+
+
+@register
+class ScoreCAM(CamMethod):
+    name = "score_cam"
+    title = "Score-CAM"
+    summary = "No gradients: each channel's map masks the image, and the class score of the masked image is its weight."
+    paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, 2020"
+    defaults = {"layer": None, "channels": 64}
+    uses_gradients = False
+
+    def combine(self, act, grad, model, x, target, params):
+        # The paper scores every channel; we score the `channels` with the highest activation (it is one forward
+        # pass per channel) and say so in the parameters.
+        energy = act[0].flatten(1).amax(1)
+        top = energy.topk(min(int(params["channels"]), act.shape[1])).indices
+        maps = F.interpolate(act[:, top].transpose(0, 1), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        lo = maps.flatten(1).amin(1).view(-1, 1, 1, 1)
+        hi = maps.flatten(1).amax(1).view(-1, 1, 1, 1)
+        masks = (maps - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+        scores = []
+        chunk = batch_size(model, x, len(top)) * 4  # no backward: forward-only batches can be larger
+        with torch.no_grad():
+            for start in range(0, len(top), chunk):
+                logits = model.model(x * masks[start : start + chunk])
+                scores.append(logits.softmax(-1)[:, target])
+        weights = torch.cat(scores).view(1, -1, 1, 1)
+        return (weights * act[:, top]).sum(1)
+
+
+@register
+class GuidedGradCAM(CamMethod):
+    name = "guided_grad_cam"
+    title = "Guided Grad-CAM"
+    summary = "Guided Backprop's sharp edges, kept only where Grad-CAM says the class is."
+    paper = "Selvaraju et al., Grad-CAM, 2017 (Guided Grad-CAM is its high-resolution variant)"
+
+    def applies_to(self, model):
+        return get_method("guided_backprop").applies_to(model)
+
+    def _attribute(self, model, x, target, params):
+        cam, _, extras = GradCAM(layer=params["layer"])._attribute(model, x, target, params)
+        guided, _ = get_method("guided_backprop")._batch(model, x, target, {})
+        return guided * cam, None, extras

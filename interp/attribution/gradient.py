@@ -1,0 +1,219 @@
+"""Gradient methods: Captum where Captum has them, batched within a memory budget.
+
+Each method works on a batch ``(B, C, H, W)`` through ``_batch``, so SmoothGrad and VarGrad can wrap any of them
+by sending a batch of noisy copies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from captum.attr import DeepLift, GradientShap, InputXGradient, IntegratedGradients, Saliency
+
+from interp.attribution.base import (
+    AttributionMethod,
+    get_method,
+    hooked,
+    no_inplace_activations,
+    register,
+    target_logit,
+)
+from interp.attribution.baselines import BASELINES, make_baseline
+from interp.attribution.memory import batch_size
+from interp.models import LoadedModel
+
+_GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
+
+
+class GradientMethod(AttributionMethod):
+    """A method defined on a batch of inputs; the base class calls it on the one input."""
+
+    kind = "gradient"
+
+    def _attribute(self, model, x, target, params):
+        raw, delta = self._batch(model, x, target, params)
+        if delta is None:
+            return raw, None, {}
+        # Captum's delta is sum(attr) - (f(x) - f(baseline)); the gap tells how large an error that is.
+        gap = float(raw.sum()) - delta
+        return raw, delta, {"logit_gap": gap, "relative_delta": abs(delta) / max(abs(gap), 1e-12)}
+
+    def _batch(
+        self, model: LoadedModel, x: torch.Tensor, target: int, params: dict[str, Any]
+    ) -> tuple[torch.Tensor, float | None]:
+        """``(B, C, H, W)`` attributions for ``(B, C, H, W)`` inputs, and a completeness error if defined."""
+        raise NotImplementedError
+
+
+@register
+class VanillaGradient(GradientMethod):
+    name = "saliency"
+    title = "Saliency (gradients)"
+    summary = "How much each pixel's change would move the class score, right at this image."
+    paper = "Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks, 2014"
+
+    def _batch(self, model, x, target, params):
+        return Saliency(target_logit(model, target)).attribute(x, abs=False), None
+
+
+@register
+class InputTimesGradient(GradientMethod):
+    name = "input_x_gradient"
+    title = "Input × Gradient"
+    summary = "The gradient weighted by the pixel values: a first-order estimate of each pixel's contribution."
+    paper = "Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation Differences, 2016"
+
+    def _batch(self, model, x, target, params):
+        return InputXGradient(target_logit(model, target)).attribute(x), None
+
+
+@register
+class IntegratedGradientsMethod(GradientMethod):
+    name = "integrated_gradients"
+    title = "Integrated Gradients"
+    summary = "Gradients summed along a straight path from a baseline image; the map adds up to the score change."
+    paper = "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, 2017"
+    defaults = {"steps": 32, "baseline": "black"}
+
+    def _batch(self, model, x, target, params):
+        steps = int(params["steps"])
+        if steps < 2:
+            raise ValueError(f"Integrated Gradients needs at least 2 steps, got {steps}.")
+        if params["baseline"] not in BASELINES:
+            raise ValueError(f"baseline {params['baseline']!r} is not one of {', '.join(BASELINES)}.")
+        baseline = torch.cat([make_baseline(params["baseline"], xi[None], model) for xi in x])
+        per_batch = batch_size(model, x, steps * len(x))
+        attr, delta = IntegratedGradients(target_logit(model, target)).attribute(
+            x, baselines=baseline, n_steps=steps, internal_batch_size=per_batch, return_convergence_delta=True
+        )
+        return attr, float(delta.sum())
+
+
+@register
+class DeepLiftMethod(GradientMethod):
+    name = "deeplift"
+    title = "DeepLIFT"
+    summary = "Compares every neuron with its value on a baseline and shares the difference out (Rescale rule)."
+    paper = "Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation Differences, 2017"
+    defaults = {"baseline": "black"}
+
+    def applies_to(self, model):
+        if model.spec.family == "vit":
+            return "attention multiplies activations together, which DeepLIFT's rules do not cover."
+        return None
+
+    def _batch(self, model, x, target, params):
+        baseline = torch.cat([make_baseline(params["baseline"], xi[None], model) for xi in x])
+        # Captum's DeepLift needs a Module, not a function, and hooks every non-linearity: in-place ones break it.
+        wrapped = _TargetModule(model.model, target)
+        with no_inplace_activations(model.model):
+            attr, delta = DeepLift(wrapped).attribute(x, baselines=baseline, return_convergence_delta=True)
+        return attr, float(delta.sum())
+
+
+@register
+class GradientShapMethod(GradientMethod):
+    name = "gradient_shap"
+    title = "GradientSHAP"
+    summary = "Expected gradients: Integrated Gradients averaged over random baselines and random points on the path."
+    paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, 2017"
+    defaults = {"samples": 16, "noise": 0.1, "seed": 0}
+
+    def _batch(self, model, x, target, params):
+        refs = torch.cat([make_baseline(k, x[:1], model, seed=params["seed"]) for k in ("black", "white", "blur", "noise")])
+        torch.manual_seed(int(params["seed"]))
+        attr = GradientShap(target_logit(model, target)).attribute(
+            x, baselines=refs, n_samples=int(params["samples"]), stdevs=float(params["noise"])
+        )
+        return attr, None
+
+
+@register
+class GuidedBackprop(GradientMethod):
+    name = "guided_backprop"
+    title = "Guided Backpropagation"
+    summary = "Gradients where negative signals are stopped at every ReLU: sharp edges of what excites the class."
+    paper = "Springenberg et al., Striving for Simplicity: The All Convolutional Net, 2015"
+    signed = False
+
+    def applies_to(self, model):
+        if not any(isinstance(m, _GUIDED_ACTIVATIONS) for m in model.model.modules()):
+            return "it needs ReLU layers and this model has none (it uses GELU, SiLU or similar)."
+        return None
+
+    def _batch(self, model, x, target, params):
+        # Captum's GuidedBackprop only knows nn.ReLU; EfficientNet-Lite uses ReLU6, whose backward is the same
+        # gate, so we apply the rule (pass only positive gradients) to both.
+        def guide(module, grad_input, grad_output):
+            return tuple(None if g is None else g.clamp(min=0) for g in grad_input)
+
+        x = x.detach().requires_grad_(True)
+        with no_inplace_activations(model.model), hooked() as handles:
+            for m in model.model.modules():
+                if isinstance(m, _GUIDED_ACTIVATIONS):
+                    handles.append(m.register_full_backward_hook(guide))
+            score = model.model(x)[:, target].sum()
+            (grad,) = torch.autograd.grad(score, x)
+        return grad, None
+
+
+class NoiseAveraged(GradientMethod):
+    """Runs a gradient method on noisy copies of the input, in batches that fit the memory budget."""
+
+    defaults = {"base": "saliency", "samples": 16, "noise": 0.15, "seed": 0}
+    reduce: str = "mean"
+
+    def applies_to(self, model):
+        return get_method(self.params["base"]).applies_to(model)
+
+    def _batch(self, model, x, target, params):
+        base = get_method(params["base"])
+        if not isinstance(base, GradientMethod) or isinstance(base, NoiseAveraged):
+            raise ValueError(f"{self.title} wraps a gradient method; {params['base']!r} is not one.")
+        n = int(params["samples"])
+        sigma = float(params["noise"]) * float(x.max() - x.min())
+        gen = torch.Generator(device="cpu").manual_seed(int(params["seed"]))
+        noise = (torch.randn((n, *x.shape[1:]), generator=gen) * sigma).to(x.device)
+        # Integrated Gradients inside multiplies the work by its steps: size the chunk for that.
+        inner = int(base.params.get("steps", 1))
+        chunk = max(1, batch_size(model, x, n * inner) // inner)
+        total = torch.zeros_like(x[:1])
+        total_sq = torch.zeros_like(x[:1])
+        for start in range(0, n, chunk):
+            noisy = x[:1] + noise[start : start + chunk]
+            attr, _ = base._batch(model, noisy, target, base.resolved_params(model))
+            total += attr.sum(0, keepdim=True)
+            total_sq += (attr**2).sum(0, keepdim=True)
+        mean = total / n
+        return (mean if self.reduce == "mean" else total_sq / n - mean**2), None
+
+
+@register
+class SmoothGrad(NoiseAveraged):
+    name = "smoothgrad"
+    title = "SmoothGrad"
+    summary = "Averages a gradient map over noisy copies of the image, which removes much of its speckle."
+    paper = "Smilkov et al., SmoothGrad: removing noise by adding noise, 2017"
+
+
+@register
+class VarGrad(NoiseAveraged):
+    name = "vargrad"
+    title = "VarGrad"
+    summary = "The variance of a gradient map over noisy copies of the image: where the explanation is unstable."
+    paper = "Adebayo et al., Local Explanation Methods for Deep Neural Networks Lack Sensitivity to Parameter Values, 2018"
+    signed = False
+    reduce = "var"
+
+
+class _TargetModule(torch.nn.Module):
+    """``model(x)[:, target]`` as a Module (Captum's DeepLift hooks modules of the model it is given)."""
+
+    def __init__(self, model: torch.nn.Module, target: int) -> None:
+        super().__init__()
+        self.model = model
+        self.target = target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, self.target]
