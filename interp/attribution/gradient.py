@@ -178,15 +178,16 @@ class NoiseAveraged(GradientMethod):
         # Integrated Gradients inside multiplies the work by its steps: size the chunk for that.
         inner = int(base.params.get("steps", 1))
         chunk = max(1, batch_size(model, x, n * inner) // inner)
-        total = torch.zeros_like(x[:1])
-        total_sq = torch.zeros_like(x[:1])
+        total = torch.zeros_like(x[:1], dtype=torch.float64)  # float64: VarGrad's E[a²] - E[a]² cancels
+        total_sq = torch.zeros_like(total)
         for start in range(0, n, chunk):
             noisy = x[:1] + noise[start : start + chunk]
             attr, _ = base._batch(model, noisy, target, base.resolved_params(model))
-            total += attr.sum(0, keepdim=True)
-            total_sq += (attr**2).sum(0, keepdim=True)
+            total += attr.double().sum(0, keepdim=True)
+            total_sq += (attr.double() ** 2).sum(0, keepdim=True)
         mean = total / n
-        return (mean if self.reduce == "mean" else total_sq / n - mean**2), None
+        out = mean if self.reduce == "mean" else (total_sq / n - mean**2).clamp(min=0)
+        return out.float(), None
 
 
 @register

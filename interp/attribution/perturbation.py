@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import KernelShap, Lime, Occlusion
 
 from interp.attribution.base import AttributionMethod, register, target_logit
@@ -82,7 +83,8 @@ class LimeMethod(SuperpixelMethod):
     paper = "Ribeiro, Singh & Guestrin, “Why Should I Trust You?”: Explaining the Predictions of Any Classifier, 2016"
 
     def explainer(self, forward):
-        return Lime(forward)
+        # Ridge, as the reference lime package fits: Captum's default Lasso zeroes small score changes outright.
+        return Lime(forward, interpretable_model=SkLearnRidge(alpha=1.0))
 
 
 @register

@@ -1,0 +1,229 @@
+"""Attribution methods: the contract over every registered method on a tiny CNN and a tiny ViT, and known answers."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM as ReferenceGradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+import interp
+from interp.attribution import METHODS, MethodNotApplicable, attribute, get_method, hook_count
+from interp.attribution.display import DisplaySettings, aggregate, grid_png, normalise, overlay
+from interp.models import LoadedModel, ModelSpec
+from interp.models.loading import WeightsInfo
+
+FAST = {"steps": 8, "samples": 4, "channels": 8, "window": 40, "stride": 40, "superpixels": 12}
+
+
+def fast_params(name: str) -> dict:
+    return {k: v for k, v in FAST.items() if k in METHODS[name].defaults}
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn() -> LoadedModel:
+    return interp.load_model("test_resnet", "random")
+
+
+@pytest.fixture(scope="module")
+def tiny_vit() -> LoadedModel:
+    return interp.load_model("test_vit", "random")
+
+
+def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("which", ["tiny_cnn", "tiny_vit"])
+def test_contract(name, which, request):
+    model: LoadedModel = request.getfixturevalue(which)
+    image = interp.load_sample("chelsea")
+    before = state_of(model.model)
+    reason = METHODS[name]().applies_to(model)
+    if reason:
+        with pytest.raises(MethodNotApplicable, match="does not apply"):
+            attribute(model, image, name, target=3, **fast_params(name))
+        assert which == "tiny_vit" and name in ("deeplift", "guided_backprop", "guided_grad_cam")
+        return
+    result = attribute(model, image, name, target=3, **fast_params(name))
+    _, h, w = model.data_config["input_size"]
+    assert result.raw.shape in ((3, h, w), (1, h, w))
+    assert np.isfinite(result.raw).all()
+    assert np.abs(result.raw).sum() > 0
+    assert result.target == 3 and result.method == name and result.seconds > 0
+    assert hook_count(model.model) == 0
+    assert all(torch.equal(v, before[k]) for k, v in model.model.state_dict().items())
+    assert not any(p.requires_grad for p in model.model.parameters())
+    assert all(getattr(m, "inplace", False) == getattr(m, "inplace", False) for m in model.model.modules())
+
+
+@pytest.mark.parametrize("name", ["grad_cam", "guided_backprop", "deeplift", "score_cam", "occlusion", "smoothgrad"])
+def test_no_hook_or_flag_left_after_an_exception(tiny_cnn, name):
+    inplace_before = [getattr(m, "inplace", None) for m in tiny_cnn.model.modules()]
+
+    def explode(module, inputs, output):
+        raise RuntimeError("forced failure")
+
+    handle = tiny_cnn.model.fc.register_forward_hook(explode)
+    try:
+        with pytest.raises(RuntimeError, match="forced failure"):
+            attribute(tiny_cnn, interp.load_sample("coffee"), name, target=1, **fast_params(name))
+    finally:
+        handle.remove()
+    assert hook_count(tiny_cnn.model) == 0
+    assert [getattr(m, "inplace", None) for m in tiny_cnn.model.modules()] == inplace_before
+    assert tiny_cnn.lock.acquire(blocking=False)  # the lock was released
+    tiny_cnn.lock.release()
+
+
+def test_integrated_gradients_completeness(tiny_cnn):
+    result = attribute(tiny_cnn, interp.load_sample("chelsea"), "integrated_gradients", target=7, steps=256)
+    gap = result.extras["logit_gap"]
+    assert abs(gap) > 1e-3
+    assert abs(float(result.raw.sum()) - gap) <= 0.01 * abs(gap)
+    assert result.extras["relative_delta"] <= 0.01
+
+
+def linear_model(weights: torch.Tensor) -> LoadedModel:
+    """A linear classifier on 3×8×8 inputs: its input gradient for class k is exactly weights[k]."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(weights.shape[1], weights.shape[0], bias=True))
+    with torch.no_grad():
+        net[1].weight.copy_(weights)
+        net[1].bias.normal_()
+    net.eval().requires_grad_(False)
+    spec = ModelSpec("linear", "linear", "cnn", "a linear model")
+    cfg = {"input_size": (3, 8, 8), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    return LoadedModel(spec, net, WeightsInfo("random", "test", "linear"), cfg, ("a", "b", "c"), torch.device("cpu"))
+
+
+def test_linear_model_gradient_equals_its_weights():
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 192, generator=gen)
+    model = linear_model(w)
+    x = torch.randn(3, 8, 8, generator=gen)
+    for k in range(3):
+        grad = attribute(model, x, "saliency", target=k).raw
+        np.testing.assert_allclose(grad.reshape(-1), w[k].numpy(), rtol=1e-5, atol=1e-6)
+        ixg = attribute(model, x, "input_x_gradient", target=k).raw
+        np.testing.assert_allclose(ixg.reshape(-1), (w[k] * x.reshape(-1)).numpy(), rtol=1e-5, atol=1e-6)
+        smooth = attribute(model, x, "smoothgrad", target=k, samples=8).raw  # noise cannot change a constant gradient
+        np.testing.assert_allclose(smooth.reshape(-1), w[k].numpy(), rtol=1e-4, atol=1e-5)
+        assert np.abs(attribute(model, x, "vargrad", target=k, samples=8).raw).max() < 1e-8
+        ig = attribute(model, x, "integrated_gradients", target=k, steps=4, baseline="black")
+        assert abs(ig.delta) < 1e-4  # exact for a linear model at any step count
+
+
+def reference_cam(model: LoadedModel, x: torch.Tensor, target: int, reshape=None) -> np.ndarray:
+    """The grad-cam package's map; it back-propagates into the parameters, so they need gradients meanwhile."""
+    layer = model.model.get_submodule(model.spec.cam_layer)
+    model.model.requires_grad_(True)
+    try:
+        with ReferenceGradCAM(model=model.model, target_layers=[layer], reshape_transform=reshape) as cam:
+            return cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
+    finally:
+        model.model.requires_grad_(False)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_grad_cam_equals_the_reference_package_on_the_real_model(lite0):
+    image = interp.load_sample("chelsea")
+    x = lite0.preprocess(image.image)[None]
+    ours = attribute(lite0, x, "grad_cam", target=282).raw[0]
+    ref = reference_cam(lite0, x, 282)
+    assert _pearson(ours, ref) >= 0.999
+
+
+def test_grad_cam_equals_the_reference_package_on_a_vit(tiny_vit):
+    x = tiny_vit.preprocess(interp.load_sample("astronaut").image)[None]
+    rows, cols = tiny_vit.spec.grid
+
+    def reshape(t):
+        return t[:, 1:, :].reshape(t.shape[0], rows, cols, t.shape[2]).permute(0, 3, 1, 2)
+
+    ours = attribute(tiny_vit, x, "grad_cam", target=5).raw[0]
+    ref = reference_cam(tiny_vit, x, 5, reshape)
+    assert _pearson(ours, ref) >= 0.999
+
+
+def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):
+    from captum.attr import GuidedBackprop
+
+    x = tiny_cnn.preprocess(interp.load_sample("coffee").image)[None]
+    ours = attribute(tiny_cnn, x, "guided_backprop", target=2).raw
+    for m in tiny_cnn.model.modules():  # Captum's version needs out-of-place ReLUs, like ours arranges itself
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    try:
+        ref = GuidedBackprop(tiny_cnn.model).attribute(x.clone().requires_grad_(True), target=2)[0].numpy()
+    finally:
+        for m in tiny_cnn.model.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = True
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_concurrent_sessions_get_serial_results(tiny_cnn):
+    image = interp.load_sample("chelsea")
+    jobs = [("grad_cam", 1), ("integrated_gradients", 2), ("guided_backprop", 3), ("grad_cam_pp", 4)] * 2
+    serial = [attribute(tiny_cnn, image, m, target=t, **fast_params(m)).raw for m, t in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda job: attribute(tiny_cnn, image, job[0], target=job[1], **fast_params(job[0])).raw, jobs))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert hook_count(tiny_cnn.model) == 0
+
+
+def test_results_are_cached_by_everything_that_matters(tiny_cnn, tmp_path):
+    cache = interp.ResultCache(tmp_path)
+    image = interp.load_sample("coffee")
+    first = attribute(tiny_cnn, image, "integrated_gradients", target=1, steps=8, cache=cache)
+    again = attribute(tiny_cnn, image, "integrated_gradients", target=1, steps=8, cache=cache)
+    assert again.extras.get("cached") and not first.extras.get("cached")
+    np.testing.assert_array_equal(first.raw, again.raw)
+    assert again.delta == first.delta
+    other = attribute(tiny_cnn, image, "integrated_gradients", target=1, steps=9, cache=cache)
+    assert not other.extras.get("cached")
+    assert len(cache) == 2
+
+
+def test_bad_settings_say_what_is_allowed(tiny_cnn):
+    image = interp.load_sample("coffee")
+    with pytest.raises(ValueError, match="settings are steps, baseline"):
+        get_method("integrated_gradients", stepz=3)
+    with pytest.raises(ValueError, match="not one of"):
+        attribute(tiny_cnn, image, "integrated_gradients", target=1, baseline="purple")
+    with pytest.raises(ValueError, match="not an attribution method"):
+        attribute(tiny_cnn, image, "magic", target=1)
+    with pytest.raises(ValueError, match="no module named"):
+        attribute(tiny_cnn, image, "grad_cam", target=1, layer="layer9")
+    with pytest.raises(ValueError, match="is not a class"):
+        attribute(tiny_cnn, image, "saliency", target=5000)
+
+
+def test_default_target_is_the_prediction(lite0):
+    result = attribute(lite0, interp.load_sample("coffee"), "grad_cam")
+    assert result.target == 967
+
+
+def test_display_transforms():
+    raw = np.stack([np.array([[1.0, -2.0], [3.0, 0.0]])] * 3).astype(np.float32)
+    np.testing.assert_allclose(aggregate(raw, "sum"), [[3, -6], [9, 0]])
+    np.testing.assert_allclose(aggregate(raw, "max_abs"), [[1, 2], [3, 0]])
+    np.testing.assert_allclose(aggregate(raw, "l2"), np.sqrt(3) * np.array([[1, 2], [3, 0]]), rtol=1e-6)
+    signed = normalise(aggregate(raw), "signed", 100)
+    assert signed.min() == pytest.approx(-6 / 9) and signed.max() == 1.0
+    assert normalise(aggregate(raw), "negative", 100)[0, 1] == 1.0
+    assert normalise(aggregate(raw), "positive", 100)[0, 1] == 0.0
+    base = np.full((2, 2, 3), 100, np.uint8)
+    assert np.array_equal(overlay(base, raw, DisplaySettings(alpha=0.0)), base)
+    assert not np.array_equal(overlay(base, raw, DisplaySettings(alpha=0.7)), base)
+    png = grid_png(["tiger cat"], ["Grad-CAM", "IG"], [[base, None]], cell=32)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
