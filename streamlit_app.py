@@ -14,7 +14,7 @@ st.markdown(
     "the default model and photos work with no internet at all."
 )
 with st.expander("What each page does", expanded=False):
-    st.markdown("\n".join(f"- **{title}**: {what}" for title, what in PAGES))
+    st.markdown("\n".join(f"- **{title}**: {what}" for _, title, what in PAGES))
 
 model, image = selection_ui()
 if model is not None and image is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 
+from interp.attribution.display import DisplaySettings, aggregate
 from interp.predict import Prediction
 
 
@@ -33,4 +35,16 @@ def topk_bar(prediction: Prediction) -> go.Figure:
         xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
         yaxis=dict(automargin=True),
     )
+    return fig
+
+
+def attribution_figure(shown: np.ndarray, raw: np.ndarray, display: DisplaySettings) -> go.Figure:
+    """The overlay as an image, with an invisible heatmap on top so that hovering shows the map's values."""
+    values = aggregate(raw, display.aggregation)
+    fig = go.Figure(go.Image(z=shown, hoverinfo="skip"))
+    fig.add_trace(
+        go.Heatmap(z=values, opacity=0, showscale=False, hovertemplate="x %{x}, y %{y}<br>value %{z:.4g}<extra></extra>")
+    )
+    fig.update_layout(height=230, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(visible=False),
+                      yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))  # fmt: skip
     return fig

@@ -6,13 +6,27 @@ import logging
 
 import streamlit as st
 
-PAGES: tuple[tuple[str, str], ...] = (
-    ("Home", "pick a model and an image in the sidebar; see the image as the model sees it and its top-5 classes."),
+PAGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "streamlit_app.py",
+        "Home",
+        "pick a model and an image in the sidebar; see the image as the model sees it and its top-5 classes.",
+    ),
+    (
+        "pages/1_Attribution.py",
+        "Attribution",
+        "compare attribution methods side by side (gradients, Integrated Gradients, SmoothGrad, DeepLIFT, SHAP, "
+        "occlusion, LIME, the Grad-CAM family…) for several target classes; download the grid and the raw maps.",
+    ),
 )
-"""(page title, what a user does there), listed on the home page. A new page adds its row."""
+"""(script, title, what a user does there): the sidebar navigation and the home page's list. A new page adds its row."""
 
 
 def page_setup(title: str) -> None:
     st.set_page_config(page_title=f"{title} · Interp", page_icon="🔎", layout="wide")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with st.sidebar:
+        for script, name, _ in PAGES:
+            st.page_link(script, label=name)
+        st.divider()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -44,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import basic  # noqa: F401  (registers its commands)
+    from interp.cli import attribution, basic  # noqa: F401  (register their commands)
 
     parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")
@@ -67,3 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `python -m interp methods | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

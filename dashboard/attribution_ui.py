@@ -1,0 +1,245 @@
+"""Widgets and views of the Attribution page. Results come from the engine through the disk cache, so display
+controls and revisited combinations never recompute."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from dashboard import charts, resources, state
+from dashboard.feedback import sentence
+from interp.attribution import METHODS, Attribution, MethodNotApplicable, attribute
+from interp.attribution.baselines import BASELINES
+from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
+from interp.errors import InterpError
+from interp.images import LoadedImage
+from interp.models import LoadedModel
+from interp.predict import Prediction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
+TRUST_DELTA = 0.05  # relative completeness error above which IG's map is flagged
+
+
+@dataclass(frozen=True)
+class AttributionChoice:
+    methods: tuple[str, ...]
+    targets: tuple[int, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def params_for(self, method: str) -> dict[str, Any]:
+        """The shared settings that this method has (e.g. ``steps`` for IG, ``layer`` for CAMs)."""
+        return {k: v for k, v in self.settings.items() if k in METHODS[method].defaults}
+
+
+@dataclass
+class Cell:
+    """One grid cell: a result, or the sentence saying why there is none."""
+
+    result: Attribution | None = None
+    message: str = ""
+
+
+def method_picker_ui(model: LoadedModel) -> list[str]:
+    state.restore("attr_methods", DEFAULT_METHODS)
+
+    def label(name: str) -> str:
+        reason = METHODS[name]().applies_to(model)
+        return METHODS[name].title + (" (not for this model)" if reason else "")
+
+    chosen = st.multiselect(
+        "Methods",
+        list(METHODS),
+        key="attr_methods",
+        format_func=label,
+        on_change=state.keep,
+        args=("attr_methods",),
+        help="Each column of the grid is one method. Their one-line explanations are under 'About the methods'.",
+    )
+    with st.expander("About the methods"):
+        for name, cls in METHODS.items():
+            reason = cls().applies_to(model)
+            note = f" *Not for {model.name}: {reason}*" if reason else ""
+            st.markdown(f"**{cls.title}** ({cls.kind}): {cls.summary} — {cls.paper}.{note}")
+    return chosen
+
+
+def target_picker_ui(model: LoadedModel, prediction: Prediction) -> list[int]:
+    top = [s.index for s in prediction.scores]
+    probs = {s.index: s.prob for s in prediction.scores}
+    options = top + [i for i in range(model.num_classes) if i not in probs]
+
+    def label(i: int) -> str:
+        name = charts.short_label(model.class_names[i])
+        return f"{name} ({probs[i]:.1%})" if i in probs else f"{name} [{i}]"
+
+    key = f"attr_targets_{model.key}_{prediction.top.index}"  # a new model or image starts from its prediction
+    return st.multiselect(
+        "Target classes",
+        options,
+        default=[top[0]],
+        key=key,
+        format_func=label,
+        help="One row per class. The top-5 come first; type to find any other class by name.",
+    )
+
+
+def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, Any]:
+    """Settings of the chosen methods; only the relevant controls are drawn."""
+    wanted = set().union(*(METHODS[m].defaults for m in methods)) if methods else set()
+    out: dict[str, Any] = {}
+    if not wanted:
+        return out
+    with st.expander("Method settings"):
+        cols = st.columns(3)
+        with cols[0]:
+            if "steps" in wanted:
+                out["steps"] = st.slider("Integrated Gradients steps", 8, 256, 32, step=8, key="attr_steps")
+            if "baseline" in wanted:
+                out["baseline"] = st.selectbox("Baseline", BASELINES, key="attr_baseline",
+                                               help="The reference image for IG, DeepLIFT, occlusion and LIME/SHAP.")  # fmt: skip
+            if "layer" in wanted:
+                modules = [n for n, _ in model.model.named_modules() if n]
+                default = modules.index(model.spec.cam_layer) if model.spec.cam_layer in modules else 0
+                out["layer"] = st.selectbox("Layer for CAM methods", modules, index=default, key=f"attr_layer_{model.key}")
+        with cols[1]:
+            if "samples" in wanted:
+                out["samples"] = st.slider("Samples (SmoothGrad, VarGrad, GradientSHAP, LIME, KernelSHAP)", 4, 400, 16,
+                                           key="attr_samples")  # fmt: skip
+            if "noise" in wanted:
+                out["noise"] = st.slider("Noise level (fraction of the input range)", 0.0, 0.5, 0.15, 0.01, key="attr_noise")
+            if "base" in wanted:
+                gradient = [n for n, c in METHODS.items() if c.kind == "gradient" and "base" not in c.defaults]
+                out["base"] = st.selectbox("SmoothGrad / VarGrad wraps", gradient, key="attr_base",
+                                           format_func=lambda n: METHODS[n].title)  # fmt: skip
+        with cols[2]:
+            if "window" in wanted:
+                out["window"] = st.slider("Occlusion window (px)", 8, 112, 32, step=4, key="attr_window")
+                out["stride"] = st.slider("Occlusion stride (px)", 4, 112, 16, step=4, key="attr_stride")
+            if "superpixels" in wanted:
+                out["superpixels"] = st.slider("Superpixels (LIME, KernelSHAP)", 10, 200, 50, step=5, key="attr_superpixels")
+            if "channels" in wanted:
+                out["channels"] = st.slider("Score-CAM channels scored", 8, 512, 64, step=8, key="attr_channels")
+    return out
+
+
+def display_ui() -> DisplaySettings:
+    """Controls that only change how stored maps are drawn."""
+    cols = st.columns(5)
+    alpha = cols[0].slider("Overlay", 0.0, 1.0, 0.5, 0.05, key="attr_alpha")
+    colormap = cols[1].selectbox("Colours", [c for c in COLORMAPS if c != "diverging"], key="attr_cmap")
+    sign = cols[2].selectbox("Sign", SIGNS, key="attr_sign", help="'signed' shows positive red, negative blue.")
+    clip = cols[3].slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5, key="attr_clip")
+    agg = cols[4].selectbox("Channels", AGGREGATIONS, key="attr_agg", help="How the 3 colour channels become one value.")
+    return DisplaySettings(alpha=alpha, colormap=colormap, sign=sign, clip_percentile=clip, aggregation=agg)
+
+
+def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -> dict[tuple[int, str], Cell]:
+    """Every (target, method) cell, through the disk cache; progress with an ETA while anything is computed."""
+    cache = resources.result_cache()
+    jobs = [(t, m) for t in choice.targets for m in choice.methods]
+    cells: dict[tuple[int, str], Cell] = {}
+    bar = None
+    started, computed = time.perf_counter(), 0
+    for done, (target, method) in enumerate(jobs):
+        reason = METHODS[method]().applies_to(model)
+        if reason:
+            cells[(target, method)] = Cell(message=f"Not for {model.name}: {reason}")
+            continue
+        if bar is None and len(jobs) > 1:
+            bar = st.progress(0.0, text="Computing attributions…")
+        if bar is not None:
+            eta = ""
+            if computed:
+                per = (time.perf_counter() - started) / computed
+                eta = f" · about {per * (len(jobs) - done):.0f} s left"
+            bar.progress(done / len(jobs), text=f"{METHODS[method].title} for {charts.short_label(model.class_names[target])} "
+                                                 f"({done + 1}/{len(jobs)}){eta}")  # fmt: skip
+        try:
+            result = attribute(model, image, method, target, cache=cache, **choice.params_for(method))
+            cells[(target, method)] = Cell(result)
+            computed += 0 if result.extras.get("cached") else 1
+        except (InterpError, ValueError) as exc:
+            cells[(target, method)] = Cell(message=sentence(str(exc)))
+        except Exception:
+            log.exception("attribution %s for target %s failed", method, target)
+            cells[(target, method)] = Cell(message="This method failed on this model; the details are in the server log.")
+    if bar is not None:
+        bar.empty()
+    return cells
+
+
+def grid_view(
+    model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict, display: DisplaySettings,
+    key: str = "main",
+) -> list[list[np.ndarray | None]]:  # fmt: skip
+    """Draw the grid; return the overlays (rows × columns) for the PNG download."""
+    base = model.to_display(model.preprocess(image.image))
+    overlays: list[list[np.ndarray | None]] = []
+    for target in choice.targets:
+        st.markdown(f"**{charts.short_label(model.class_names[target])}** · class {target}")
+        row: list[np.ndarray | None] = []
+        for col, method in zip(st.columns(len(choice.methods)), choice.methods):
+            cell = cells[(target, method)]
+            with col:
+                st.caption(METHODS[method].title)
+                if cell.result is None:
+                    st.info(cell.message)
+                    row.append(None)
+                    continue
+                shown = overlay(base, cell.result.raw, display)
+                row.append(shown)
+                st.plotly_chart(
+                    charts.attribution_figure(shown, cell.result.raw, display),
+                    key=f"{key}_{target}_{method}",
+                    config={"displayModeBar": False},
+                )
+                st.caption(_cell_caption(cell.result))
+        overlays.append(row)
+    return overlays
+
+
+def _cell_caption(result: Attribution) -> str:
+    timing = "cached" if result.extras.get("cached") else f"{result.seconds:.2f} s"
+    text = f"{timing}"
+    if result.delta is not None and "relative_delta" in result.extras:
+        rel = result.extras["relative_delta"]
+        text += f" · completeness error {result.delta:+.3f} ({rel:.1%} of the {result.extras['logit_gap']:.2f} logit change)"
+        if rel > TRUST_DELTA:
+            text += " ⚠ above 5%: raise the steps before trusting this map"
+    return text
+
+
+def downloads_ui(
+    model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict, display: DisplaySettings,
+    overlays: list[list[np.ndarray | None]],
+) -> None:  # fmt: skip
+    rows = [charts.short_label(model.class_names[t]) for t in choice.targets]
+    cols = [METHODS[m].title for m in choice.methods]
+    raw = {f"{m}__{t}": c.result.raw for (t, m), c in cells.items() if c.result is not None}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **raw, input=model.to_display(model.preprocess(image.image)))
+    settings = {
+        "model": model.name,
+        "weights": model.weights.source,
+        "weights_fingerprint": model.weights.fingerprint,
+        "image": image.name,
+        "image_digest": image.digest,
+        "targets": {str(t): model.class_names[t] for t in choice.targets},
+        "methods": {m: (cells[(choice.targets[0], m)].result.params if cells[(choice.targets[0], m)].result else None)
+                    for m in choice.methods},  # fmt: skip
+        "display": asdict(display),
+    }
+    stem = f"{model.name}_{image.name.rsplit('.', 1)[0]}"
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Grid as PNG", grid_png(rows, cols, overlays), f"{stem}_grid.png", "image/png", key="dl_png")
+    c2.download_button("Raw maps (.npz)", buf.getvalue(), f"{stem}_attributions.npz", "application/octet-stream", key="dl_npz")
+    c3.download_button("Settings (JSON)", json.dumps(settings, indent=2), f"{stem}_settings.json", "application/json", key="dl_json")

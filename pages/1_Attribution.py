@@ -1,0 +1,33 @@
+"""Attribution: what different methods say about which pixels drove the prediction, side by side."""
+
+import streamlit as st
+
+from dashboard import attribution_ui as ui
+from dashboard import resources
+from dashboard.feedback import attempt
+from dashboard.page import page_setup
+from dashboard.selection import selection_ui
+
+page_setup("Attribution")
+st.title("Attribution")
+st.markdown("Which pixels made the model say what it said? Each row is a class, each column a method.")
+
+model, image = selection_ui()
+if model is None or image is None:
+    st.stop()
+prediction = attempt(lambda: resources.prediction(model, image), "classifying the image")
+if prediction is None:
+    st.stop()
+
+methods = ui.method_picker_ui(model)
+targets = ui.target_picker_ui(model, prediction)
+settings = ui.settings_ui(model, methods)
+if not methods or not targets:
+    st.info("Pick at least one method and one target class.")
+    st.stop()
+
+choice = ui.AttributionChoice(tuple(methods), tuple(targets), settings)
+display = ui.display_ui()
+cells = ui.compute(model, image, choice)
+overlays = ui.grid_view(model, image, choice, cells, display)
+ui.downloads_ui(model, image, choice, cells, display, overlays)
