@@ -74,3 +74,54 @@ def test_bad_input_exits_2_with_one_line(args, coffee_jpg, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_methods_json_lists_every_method(capsys):
+    from interp.attribution import METHODS
+
+    assert main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list(METHODS)
+    assert all(r["paper"] and r["summary"] for r in rows)
+
+
+def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path):
+    out = tmp_path / "attr"
+    code = main(["attribute", "--image", str(coffee_jpg), "--method", "grad_cam", "--method", "integrated_gradients",
+                 "--steps", "16", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    by_name = {m["name"]: m for m in summary["methods"]}
+    assert set(by_name) == {"grad_cam", "integrated_gradients"}
+    assert by_name["grad_cam"]["target"] == 967 and by_name["grad_cam"]["delta"] is None
+    assert by_name["integrated_gradients"]["params"]["steps"] == 16
+    assert isinstance(by_name["integrated_gradients"]["delta"], float)
+    for name in by_name:
+        assert Image.open(out / f"{name}.png").size == (224, 224)
+        import numpy as np
+
+        with np.load(out / f"{name}.npz") as npz:
+            assert npz["raw"].shape[-2:] == (224, 224)
+
+
+def test_case_study_writes_a_report(tmp_path):
+    out = tmp_path / "case"
+    assert main(["case-study", "--out", str(out)]) == 0
+    report = (out / "report.html").read_text()
+    assert "Grad-CAM" in report and "data:image/png;base64," in report
+    assert Image.open(out / "grid.png").size[0] > 800
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["attribute", "--image", "{coffee}", "--method", "magic", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--target", "1000", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--out", "{out}"],
+    ],
+)
+def test_attribute_bad_input_exits_2(args, coffee_jpg, tmp_path):
+    args = [a.replace("{coffee}", str(coffee_jpg)).replace("{out}", str(tmp_path / "o")) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
