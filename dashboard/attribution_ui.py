@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from dashboard import charts, resources, state
 from dashboard.feedback import sentence
@@ -195,20 +196,45 @@ def grid_view(
                     st.info(cell.message)
                     row.append(None)
                     continue
-                shown = overlay(base, cell.result.raw, display)
+                identity = json.dumps([model.key, image.digest, method, target, cell.result.params], default=str)
+                shown, jpeg = _rendered(identity, display, base, cell.result.raw)
                 row.append(shown)
-                st.plotly_chart(
-                    charts.attribution_figure(shown, cell.result.raw, display),
-                    key=f"{key}_{target}_{method}",
-                    config={"displayModeBar": False},
-                )
+                st.image(jpeg, width="stretch")
                 st.caption(_cell_caption(cell.result))
         overlays.append(row)
     return overlays
 
 
+@st.cache_data(max_entries=512, show_spinner=False)
+def _rendered(identity: str, display: DisplaySettings, _base: np.ndarray, _raw: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """Overlay of one cell and its JPEG; ``identity`` names the result, so a rerun with the same display is free."""
+    shown = overlay(_base, _raw, display)
+    buf = io.BytesIO()
+    Image.fromarray(shown).save(buf, "JPEG", quality=90)
+    return shown, buf.getvalue()
+
+
+def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict,
+               display: DisplaySettings) -> None:  # fmt: skip
+    """One cell enlarged as an interactive chart: hover shows the map's value under the pointer."""
+    ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
+    if not ready:
+        return
+    with st.expander("Inspect values (hover over the map)"):
+        target, method = st.selectbox(
+            "Cell",
+            ready,
+            format_func=lambda tm: f"{METHODS[tm[1]].title} · {charts.short_label(model.class_names[tm[0]])}",
+            key="attr_inspect",
+        )
+        result = cells[(target, method)].result
+        shown = overlay(model.to_display(model.preprocess(image.image)), result.raw, display)
+        st.plotly_chart(charts.attribution_figure(shown, result.raw, display, height=520), key="attr_inspect_chart",
+                        config={"displayModeBar": False})  # fmt: skip
+
+
 def _cell_caption(result: Attribution) -> str:
-    timing = "cached" if result.extras.get("cached") else f"{result.seconds:.2f} s"
+    timing = f"{result.seconds:.2f} s" + (", cached" if result.extras.get("cached") else "")
     text = f"{timing}"
     if result.delta is not None and "relative_delta" in result.extras:
         rel = result.extras["relative_delta"]
@@ -222,24 +248,34 @@ def downloads_ui(
     model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict, display: DisplaySettings,
     overlays: list[list[np.ndarray | None]],
 ) -> None:  # fmt: skip
+    """Download buttons whose files are built only when clicked (building them on every rerun costs ~0.2 s)."""
     rows = [charts.short_label(model.class_names[t]) for t in choice.targets]
     cols = [METHODS[m].title for m in choice.methods]
-    raw = {f"{m}__{t}": c.result.raw for (t, m), c in cells.items() if c.result is not None}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **raw, input=model.to_display(model.preprocess(image.image)))
-    settings = {
-        "model": model.name,
-        "weights": model.weights.source,
-        "weights_fingerprint": model.weights.fingerprint,
-        "image": image.name,
-        "image_digest": image.digest,
-        "targets": {str(t): model.class_names[t] for t in choice.targets},
-        "methods": {m: (cells[(choice.targets[0], m)].result.params if cells[(choice.targets[0], m)].result else None)
-                    for m in choice.methods},  # fmt: skip
-        "display": asdict(display),
-    }
+
+    def npz() -> bytes:
+        raw = {f"{m}__{t}": c.result.raw for (t, m), c in cells.items() if c.result is not None}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **raw, input=model.to_display(model.preprocess(image.image)))
+        return buf.getvalue()
+
+    def settings() -> str:
+        first = {m: cells[(choice.targets[0], m)].result for m in choice.methods}
+        return json.dumps(
+            {
+                "model": model.name,
+                "weights": model.weights.source,
+                "weights_fingerprint": model.weights.fingerprint,
+                "image": image.name,
+                "image_digest": image.digest,
+                "targets": {str(t): model.class_names[t] for t in choice.targets},
+                "methods": {m: (r.params if r else None) for m, r in first.items()},
+                "display": asdict(display),
+            },
+            indent=2,
+        )
+
     stem = f"{model.name}_{image.name.rsplit('.', 1)[0]}"
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Grid as PNG", grid_png(rows, cols, overlays), f"{stem}_grid.png", "image/png", key="dl_png")
-    c2.download_button("Raw maps (.npz)", buf.getvalue(), f"{stem}_attributions.npz", "application/octet-stream", key="dl_npz")
-    c3.download_button("Settings (JSON)", json.dumps(settings, indent=2), f"{stem}_settings.json", "application/json", key="dl_json")
+    c1.download_button("Grid as PNG", lambda: grid_png(rows, cols, overlays), f"{stem}_grid.png", "image/png", key="dl_png")
+    c2.download_button("Raw maps (.npz)", npz, f"{stem}_attributions.npz", "application/octet-stream", key="dl_npz")
+    c3.download_button("Settings (JSON)", settings, f"{stem}_settings.json", "application/json", key="dl_json")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
 from interp.attribution.display import DisplaySettings, aggregate
 from interp.predict import Prediction
@@ -38,13 +42,43 @@ def topk_bar(prediction: Prediction) -> go.Figure:
     return fig
 
 
-def attribution_figure(shown: np.ndarray, raw: np.ndarray, display: DisplaySettings) -> go.Figure:
-    """The overlay as an image, with an invisible heatmap on top so that hovering shows the map's values."""
+def attribution_figure(
+    shown: np.ndarray, raw: np.ndarray, display: DisplaySettings, hover_cells: int = 56, height: int = 230
+) -> dict:
+    """The overlay as a PNG image, with an invisible heatmap on top so that hovering shows the map's values.
+
+    The heatmap holds block means on a ``hover_cells``² grid: full resolution would put ~50k numbers per cell in
+    the page and make every rerun slow.
+    """
     values = aggregate(raw, display.aggregation)
-    fig = go.Figure(go.Image(z=shown, hoverinfo="skip"))
-    fig.add_trace(
-        go.Heatmap(z=values, opacity=0, showscale=False, hovertemplate="x %{x}, y %{y}<br>value %{z:.4g}<extra></extra>")
-    )
-    fig.update_layout(height=230, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(visible=False),
-                      yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))  # fmt: skip
-    return fig
+    h, w = values.shape
+    step = max(1, h // hover_cells)
+    blocks = values[: h - h % step, : w - w % step].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    centres = np.arange(blocks.shape[1]) * step + (step - 1) / 2
+    rows = np.arange(blocks.shape[0]) * step + (step - 1) / 2
+    return {
+        "data": [
+            {"type": "image", "source": png_data_uri(shown), "hoverinfo": "skip"},
+            {
+                "type": "heatmap",
+                "z": blocks.astype(np.float32),  # numpy, not lists: plotly validates arrays in one step
+                "x": centres,
+                "y": rows,
+                "opacity": 0,
+                "showscale": False,
+                "hovertemplate": "x %{x}, y %{y}<br>value %{z:.4g}<extra></extra>",
+            },
+        ],
+        "layout": {
+            "height": height,
+            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            "xaxis": {"visible": False, "range": [-0.5, w - 0.5]},
+            "yaxis": {"visible": False, "range": [h - 0.5, -0.5], "scaleanchor": "x"},
+        },
+    }
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

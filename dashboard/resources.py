@@ -6,9 +6,9 @@ Cached resources are shared by every browser session at once; the engine guarant
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 
-import numpy as np
 import streamlit as st
 from PIL import Image
 
@@ -72,13 +72,15 @@ def sample_image(name: str) -> LoadedImage:
 
 
 @st.cache_data(show_spinner=False)
-def sample_thumbnail(name: str) -> np.ndarray:
-    """A square centre crop of a sample, ``(THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3)`` ``uint8``."""
+def sample_thumbnail(name: str) -> bytes:
+    """A square centre crop of a sample as JPEG bytes (encoded once, not on every rerun)."""
     im = interp.load_sample(name).image
     side = min(im.size)
     left, top = (im.width - side) // 2, (im.height - side) // 2
     crop = im.crop((left, top, left + side, top + side)).resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BICUBIC)
-    return np.asarray(crop)
+    buf = io.BytesIO()
+    crop.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 def prediction(loaded: LoadedModel, image: LoadedImage, top_k: int = 5) -> Prediction:

@@ -14,10 +14,13 @@ def test_four_methods_four_maps(app_url, page, artifacts):
     page.keyboard.press("Escape")
     main.get_by_text("Occlusion", exact=True).last.wait_for()
     page.wait_for_function(
-        "document.querySelectorAll('[data-testid=stMain] .js-plotly-plot .heatmaplayer').length >= 4", timeout=120_000
+        "document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img').length >= 4", timeout=120_000
     )
+    # Hover values live in the enlarged view of one cell.
+    main.get_by_text("Inspect values (hover over the map)").click()
+    page.wait_for_selector("[data-testid=stMain] .js-plotly-plot .heatmaplayer", state="attached")
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts / "attribution.png"), full_page=True)
-    assert main.locator(".js-plotly-plot").count() == 4
+    assert main.get_by_test_id("stImage").count() == 4
     assert page.get_by_text("completeness error").count() >= 1
     assert page.get_by_text("Traceback").count() == 0

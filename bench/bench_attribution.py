@@ -1,0 +1,136 @@
+"""Attribution benchmark: ratios measured side by side in one run (CPU; random weights time the same as real).
+
+    python bench/bench_attribution.py [--models efficientnet_lite0 resnet50 vit_base_patch16_224] [--repeats 3]
+
+1. IG-32 (ours, with its completeness check) ÷ the best raw batched forward+backward over the same 32 inputs.
+2. The seeds' one-step-at-a-time IG loop ÷ ours.
+3. Grad-CAM ÷ one forward+backward to the input.
+4. Warm rerun of the Attribution page with a 6-method grid, everything cached (AppTest, on the server).
+5. Peak RSS of a whole process running IG-32 and SmoothGrad-16 on vit_base_patch16_224, ours vs Captum's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def best_of(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def ig_ratios(name: str, repeats: int) -> dict[str, float]:
+    import torch
+
+    import interp
+    from interp.attribution import attribute
+    from interp.attribution.baselines import make_baseline
+
+    model = interp.load_model(name, None if name == "efficientnet_lite0" else "random")
+    x = model.preprocess(interp.load_sample("chelsea").image)[None]
+    baseline = make_baseline("black", x, model)
+    alphas = torch.linspace(0, 1, 32).view(-1, 1, 1, 1)
+    path = baseline + alphas * (x - baseline)
+
+    def raw(batch: int) -> None:
+        for chunk in path.split(batch):
+            inp = chunk.clone().requires_grad_(True)
+            torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
+
+    def loop() -> None:
+        for i in range(32):
+            inp = path[i : i + 1].clone().requires_grad_(True)
+            torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
+
+    def one_fwd_bwd() -> None:
+        inp = x.clone().requires_grad_(True)
+        torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
+
+    raw_best = min(best_of(lambda b=b: raw(b), repeats) for b in (4, 8, 16, 32))
+    ours = best_of(lambda: attribute(model, x[0], "integrated_gradients", 282, steps=32), repeats)
+    loop_t = best_of(loop, max(1, repeats - 1))
+    cam = best_of(lambda: attribute(model, x[0], "grad_cam", 282), repeats * 3)
+    fb = best_of(one_fwd_bwd, repeats * 3)
+    return {"ig": ours, "raw": raw_best, "loop": loop_t, "cam": cam, "fwd_bwd": fb}
+
+
+def warm_grid_rerun() -> float:
+    import tempfile
+
+    os.environ["INTERP_CACHE_DIR"] = tempfile.mkdtemp()
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600)
+    at.session_state["_keep_attr_methods"] = [
+        "grad_cam", "saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "layer_cam",
+    ]  # fmt: skip
+    at.switch_page("pages/1_Attribution.py").run()
+    assert len(at.main.get("image")) == 6, "the grid did not draw"
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+RSS_SCRIPT = """
+import os, resource, sys
+os.environ["HF_HUB_OFFLINE"] = "1"
+import torch, interp
+from interp.attribution import attribute
+model = interp.load_model("vit_base_patch16_224", "random")
+x = model.preprocess(interp.load_sample("chelsea").image)
+if sys.argv[1] == "captum-default":
+    from captum.attr import IntegratedGradients
+    IntegratedGradients(lambda t: model.model(t)[:, 282]).attribute(x[None], n_steps=32, return_convergence_delta=True)
+else:
+    attribute(model, x, "integrated_gradients", 282, steps=32)
+    attribute(model, x, "smoothgrad", 282, samples=16)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+
+def peak_rss(mode: str) -> float:
+    out = subprocess.run([sys.executable, "-c", RSS_SCRIPT, mode], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet50", "vit_base_patch16_224"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, 224×224, batch 1, best of {args.repeats}")
+    print(f"\n{'model':<24}{'IG-32 s':>9}{'raw s':>8}{'IG÷raw':>8}{'loop÷IG':>9}{'CAM s':>8}{'f+b s':>8}{'CAM÷f+b':>9}")
+    for name in args.models:
+        r = ig_ratios(name, args.repeats)
+        print(f"{name:<24}{r['ig']:9.2f}{r['raw']:8.2f}{r['ig'] / r['raw']:8.3f}{r['loop'] / r['ig']:9.2f}"
+              f"{r['cam']:8.3f}{r['fwd_bwd']:8.3f}{r['cam'] / r['fwd_bwd']:9.2f}")  # fmt: skip
+    print(f"\nwarm rerun of the Attribution page, 6 methods all cached: {warm_grid_rerun() * 1000:.0f} ms (median of 7)")
+    if not args.skip_rss:
+        ours, captum = peak_rss("ours"), peak_rss("captum-default")
+        print(f"peak RSS, vit_base IG-32 + SmoothGrad-16, whole process: ours {ours:.2f} GB; "
+              f"Captum default IG-32 alone {captum:.2f} GB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
