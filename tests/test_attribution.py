@@ -227,3 +227,19 @@ def test_display_transforms():
     assert not np.array_equal(overlay(base, raw, DisplaySettings(alpha=0.7)), base)
     png = grid_png(["tiger cat"], ["Grad-CAM", "IG"], [[base, None]], cell=32)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_integrated_gradients_equals_captum(tiny_cnn):
+    from captum.attr import IntegratedGradients
+
+    from interp.attribution.baselines import make_baseline
+
+    x = tiny_cnn.preprocess(interp.load_sample("coffee").image)[None]
+    for baseline in ("black", "blur"):
+        ours = attribute(tiny_cnn, x, "integrated_gradients", target=4, steps=20, baseline=baseline)
+        ref, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 4]).attribute(
+            x, baselines=make_baseline(baseline, x, tiny_cnn), n_steps=20, return_convergence_delta=True
+        )
+        ref = ref[0].numpy()
+        np.testing.assert_allclose(ours.raw, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+        assert ours.delta == pytest.approx(float(delta), abs=1e-4)

@@ -12,7 +12,11 @@ import torch
 
 from interp.models import LoadedModel
 
-DEFAULT_BUDGET_MB = 320
+PROCESS_CEILING_MB = 1750
+"""What the whole process may reach while attributing (Community Cloud gives 0.7-2.7 GB; we aim under 2 GB)."""
+RUNTIME_MB = 900
+"""Resident size of Python with torch, timm and captum imported (measured: about 870 MB)."""
+MIN_BUDGET_MB = 128
 _measured: dict[tuple[str, tuple[int, ...]], int] = {}
 _lock = threading.Lock()
 
@@ -40,8 +44,16 @@ def saved_bytes_per_input(model: LoadedModel, x: torch.Tensor) -> int:
     return total
 
 
-def batch_size(model: LoadedModel, x: torch.Tensor, wanted: int, budget_mb: int = DEFAULT_BUDGET_MB) -> int:
+def activation_budget_mb(model: LoadedModel) -> int:
+    """Memory for activations: the ceiling less the runtime and the model's own weights, never below a floor."""
+    weights = sum(t.numel() * t.element_size() for t in [*model.model.parameters(), *model.model.buffers()])
+    return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - RUNTIME_MB - weights / 2**20))
+
+
+def batch_size(model: LoadedModel, x: torch.Tensor, wanted: int, budget_mb: int | None = None) -> int:
     """How many inputs like ``x`` to push through forward+backward at once: at most ``wanted``, at least 1."""
     per_input = max(saved_bytes_per_input(model, x), 1)
-    fits = int(budget_mb * 2**20 // (per_input * 1.3))  # 1.3: gradients of the saved tensors during backward
+    budget = activation_budget_mb(model) if budget_mb is None else budget_mb
+    # 2.0: backward holds gradients and temporaries about as large as what forward saved (measured on ViT-B/16).
+    fits = int(budget * 2**20 // (per_input * 2.0))
     return max(1, min(wanted, fits))
