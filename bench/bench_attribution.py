@@ -24,14 +24,21 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def interleaved_best(candidates: dict, rounds: int) -> dict[str, float]:
+    """Best time of each candidate over ``rounds``, running them in turn within each round.
+
+    On a shared CPU the speed drifts by tens of percent over minutes; interleaving exposes every candidate to the
+    same drift, so the ratios stay meaningful when the absolute times do not.
+    """
+    for fn in candidates.values():
+        fn()  # warm-up
+    best = {name: float("inf") for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def ig_ratios(name: str, repeats: int) -> dict[str, float]:
@@ -72,15 +79,18 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
         inp = x.clone().requires_grad_(True)
         torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
 
-    raw_by_batch = {b: best_of(lambda b=b: raw(b), repeats) for b in (2, 4, 8, 16, 32)}
-    raw_best = min(raw_by_batch.values())
     from interp.attribution.memory import batch_size
 
     ours_batch = batch_size(model, x, 32)
-    ours = best_of(lambda: attribute(model, x[0], "integrated_gradients", 282, steps=32), repeats)
-    loop_t = best_of(loop, max(1, repeats - 1))
-    cam = best_of(lambda: attribute(model, x[0], "grad_cam", 282), repeats * 3)
-    fb = best_of(one_fwd_bwd, repeats * 3)
+    candidates = {f"raw{b}": (lambda b=b: raw(b)) for b in (2, 4, 8, 16, 32)}
+    candidates["ig"] = lambda: attribute(model, x[0], "integrated_gradients", 282, steps=32)
+    candidates["loop"] = loop
+    candidates["cam"] = lambda: [attribute(model, x[0], "grad_cam", 282) for _ in range(3)]
+    candidates["fwd_bwd"] = lambda: [one_fwd_bwd() for _ in range(3)]
+    t = interleaved_best(candidates, repeats)
+    raw_by_batch = {b: t[f"raw{b}"] for b in (2, 4, 8, 16, 32)}
+    raw_best = min(raw_by_batch.values())
+    ours, loop_t, cam, fb = t["ig"], t["loop"], t["cam"] / 3, t["fwd_bwd"] / 3
     print(f"  {name}: raw forward+backward of the 32 path inputs by batch size: "
           + ", ".join(f"{b}: {t:.2f} s" for b, t in raw_by_batch.items()) + f"; ours batches by {ours_batch}")  # fmt: skip
     return {"ig": ours, "raw": raw_best, "loop": loop_t, "cam": cam, "fwd_bwd": fb}
@@ -137,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, 224×224, batch 1, best of {args.repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, 224×224, batch 1, best of {args.repeats} interleaved rounds")
     print(f"\n{'model':<24}{'IG-32 s':>9}{'raw s':>8}{'IG÷raw':>8}{'loop÷IG':>9}{'CAM s':>8}{'f+b s':>8}{'CAM÷f+b':>9}")
     for name in args.models:
         r = ig_ratios(name, args.repeats)

@@ -15,8 +15,8 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import charts, resources, state
-from dashboard.feedback import sentence
-from interp.attribution import METHODS, Attribution, MethodNotApplicable, attribute
+from dashboard.feedback import attempt, sentence
+from interp.attribution import METHODS, Attribution, attribute
 from interp.attribution.baselines import BASELINES
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
 from interp.errors import InterpError
@@ -27,6 +27,7 @@ from interp.predict import Prediction
 log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
+UNTRAINED = "Untrained copy (sanity check)"
 TRUST_DELTA = 0.05  # relative completeness error above which IG's map is flagged
 
 
@@ -93,6 +94,29 @@ def target_picker_ui(model: LoadedModel, prediction: Prediction) -> list[int]:
     )
 
 
+def second_model_ui(model: LoadedModel) -> LoadedModel | None:
+    """Optionally a second model on the same image: another available model, or an untrained copy of this one."""
+    if not st.toggle("Compare with a second model", key="attr_compare"):
+        return None
+    others = [r["name"] for r in resources.model_rows() if r["available"] and r["name"] != model.name]
+    pick = st.selectbox(
+        "Second model",
+        [UNTRAINED, *others],
+        key="attr_second",
+        help="An untrained copy of the same architecture is the sanity check of Adebayo et al. (2018): a method "
+        "whose map looks the same on it is showing the image's edges, not what the model learned.",
+    )
+    if pick == UNTRAINED:
+        second = attempt(lambda: resources.untrained(model.spec.name), f"building an untrained {model.spec.name}")
+    else:
+        second = attempt(lambda: resources.model(pick, None, None, None, None), f"loading {pick}")
+    if second is not None and second.num_classes != model.num_classes:
+        st.info(f"{second.name} has {second.num_classes} classes and {model.name} {model.num_classes}; "
+                "the same target classes cannot be compared.")  # fmt: skip
+        return None
+    return second
+
+
 def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, Any]:
     """Settings of the chosen methods; only the relevant controls are drawn."""
     wanted = set().union(*(METHODS[m].defaults for m in methods)) if methods else set()
@@ -151,7 +175,7 @@ def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -
     bar = None
     started, computed = time.perf_counter(), 0
     for done, (target, method) in enumerate(jobs):
-        reason = METHODS[method]().applies_to(model)
+        reason = METHODS[method](**choice.params_for(method)).applies_to(model)
         if reason:
             cells[(target, method)] = Cell(message=f"Not for {model.name}: {reason}")
             continue

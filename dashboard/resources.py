@@ -49,6 +49,12 @@ def model(
     return loaded
 
 
+@st.cache_resource(max_entries=1, show_spinner="Building an untrained copy…")
+def untrained(name: str) -> LoadedModel:
+    """``name`` with seeded random weights: the reference for sanity checks of explanations."""
+    return interp.load_model(name, "random", device=settings().device)
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def model_rows() -> list[dict]:
     """The picker's rows with availability; refreshed every minute so a restored network is noticed."""

@@ -22,6 +22,7 @@ if prediction is None:
 methods = ui.method_picker_ui(model)
 targets = ui.target_picker_ui(model, prediction)
 settings = ui.settings_ui(model, methods)
+second = ui.second_model_ui(model)
 if not methods or not targets:
     st.info("Pick at least one method and one target class.")
     st.stop()
@@ -29,6 +30,16 @@ if not methods or not targets:
 choice = ui.AttributionChoice(tuple(methods), tuple(targets), settings)
 display = ui.display_ui()
 cells = ui.compute(model, image, choice)
-overlays = ui.grid_view(model, image, choice, cells, display)
+if second is None:
+    overlays = ui.grid_view(model, image, choice, cells, display)
+else:
+    second_cells = ui.compute(second, image, choice)
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader(f"{model.name} · {model.weights.source}")
+        overlays = ui.grid_view(model, image, choice, cells, display)
+    with right:
+        st.subheader(f"{second.name} · {second.weights.source}")
+        ui.grid_view(second, image, choice, second_cells, display)
 ui.inspect_ui(model, image, choice, cells, display)
 ui.downloads_ui(model, image, choice, cells, display, overlays)

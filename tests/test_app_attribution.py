@@ -85,3 +85,14 @@ def test_settings_change_is_a_new_computation():
     assert not at.exception
     ig = [c for c in captions(at) if "completeness error" in c]
     assert ig and ", cached" not in ig[0]
+
+
+def test_second_model_side_by_side_with_an_untrained_copy():
+    at = attribution_page().run()
+    at.main.multiselect(key="attr_methods").set_value(["grad_cam", "saliency"]).run()
+    at.main.toggle(key="attr_compare").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.selectbox(key="attr_second").value == "Untrained copy (sanity check)"
+    headers = [h.value for h in at.main.subheader]
+    assert any("bundled package" in h for h in headers) and any("random initialisation" in h for h in headers)
+    assert len(at.main.get("image")) == 4  # two methods × two models
