@@ -201,3 +201,21 @@ def test_engine_imports_without_streamlit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_hub_probe_never_waits_past_its_deadline(monkeypatch):
+    import socket as socket_module
+
+    def hang(*args, **kwargs):
+        time.sleep(30)  # a resolver that never answers
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("INTERP_OFFLINE")
+    monkeypatch.setattr(socket_module, "create_connection", hang)
+    W._probe.cache_clear()
+    start = time.perf_counter()
+    try:
+        assert W.hub_reachable(timeout=0.5) is False
+    finally:
+        W._probe.cache_clear()
+    assert time.perf_counter() - start < 2.0

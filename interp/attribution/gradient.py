@@ -100,11 +100,11 @@ class IntegratedGradientsMethod(GradientMethod):
             base = make_baseline(params["baseline"], xi[None], model)
             diff = xi[None] - base
             grad_sum = torch.zeros_like(base)
-            for start in range(0, steps, per_batch):
-                a = alphas[start : start + per_batch].view(-1, 1, 1, 1)
-                path = (base + a * diff).requires_grad_(True)
+            chunks = -(-steps // per_batch)  # equal chunks: 32 steps by 7 run as 7,7,6,6,6, not 7,7,7,7,4
+            for a, w in zip(alphas.tensor_split(chunks), scales.tensor_split(chunks)):
+                path = (base + a.view(-1, 1, 1, 1) * diff).requires_grad_(True)
                 (grad,) = torch.autograd.grad(model.model(path)[:, target].sum(), path)
-                grad_sum += (grad * scales[start : start + per_batch].view(-1, 1, 1, 1)).sum(0, keepdim=True)
+                grad_sum += (grad * w.view(-1, 1, 1, 1)).sum(0, keepdim=True)
             attr = diff * grad_sum
             with torch.no_grad():
                 end, begin = model.model(torch.cat([xi[None], base]))[:, target].tolist()

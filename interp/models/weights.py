@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,13 +152,22 @@ def hub_offline_by_setting() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _probe(host: str, bucket: int, timeout: float) -> bool:
+    """Connect in a daemon thread and wait at most ``timeout``: a socket timeout does not bound DNS look-ups."""
     del bucket  # part of the cache key only: the answer is kept for about a minute
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError as exc:
-        log.info("the hub at %s is not reachable: %r", host, exc)
-        return False
+    outcome: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            outcome.append(True)
+        except OSError as exc:
+            log.info("the hub at %s is not reachable: %r", host, exc)
+            outcome.append(False)
+
+    worker = threading.Thread(target=connect, name="hub-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(outcome and outcome[0])
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
