@@ -23,14 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def interleaved_medians(candidates: dict, repeats: int) -> dict[str, float]:
+    """Median time of each candidate, running them in turn within each round so that drift of a shared CPU
+    hits all of them alike."""
+    for fn in candidates.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_prediction(repeats: int) -> dict[str, float]:
@@ -50,11 +54,14 @@ def bench_prediction(repeats: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cache = interp.ResultCache(tmp)
         cached_predict(model, image, cache)
-        return {
-            "bare forward": median_seconds(bare, repeats),
-            "warm predict": median_seconds(lambda: interp.predict(model, image), repeats),
-            "cached predict": median_seconds(lambda: cached_predict(model, image, cache), repeats),
-        }
+        return interleaved_medians(
+            {
+                "bare forward": bare,
+                "warm predict": lambda: interp.predict(model, image),
+                "cached predict": lambda: cached_predict(model, image, cache),
+            },
+            repeats,
+        )
 
 
 def bench_browser() -> dict[str, float]:
@@ -92,7 +99,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0, chelsea, CPU")
     pred = bench_prediction(args.repeats)
     base = pred["bare forward"]
-    print(f"\n{'prediction (median of ' + str(args.repeats) + ')':<34}{'ms':>9}{'÷ bare forward':>17}")
+    print(f"\n{'prediction (median of ' + str(args.repeats) + ', interleaved)':<34}{'ms':>9}{'÷ bare forward':>17}")
     for name, seconds in pred.items():
         print(f"{name:<34}{seconds * 1000:9.1f}{seconds / base:17.2f}")
     if not args.no_browser:
