@@ -1,0 +1,27 @@
+"""The ground-truth world: synthetic shapes with exact masks, boxes and a planted shortcut (see ``generator``)."""
+
+from interp.shapes.generator import (
+    CLASSES,
+    IMAGE_SIZE,
+    MARKER_RATE,
+    SHORTCUT_CLASS,
+    SPLITS,
+    ShapeSample,
+    generate,
+    marker_region,
+    render,
+)
+from interp.shapes.export import write_image_folder
+
+__all__ = [
+    "CLASSES",
+    "IMAGE_SIZE",
+    "MARKER_RATE",
+    "SHORTCUT_CLASS",
+    "SPLITS",
+    "ShapeSample",
+    "generate",
+    "marker_region",
+    "render",
+    "write_image_folder",
+]
