@@ -24,7 +24,7 @@ TINY_CNN, TINY_VIT = "test_resnet", "test_vit"
 def test_every_spec_row_builds_and_names_real_layers(name):
     spec = SPECS[name]
     with torch.device("meta"):
-        model = timm.create_model(spec.arch, pretrained=False)
+        model = timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
     assert spec.cam_layer is not None
     model.get_submodule(spec.cam_layer)  # raises if the default Grad-CAM layer does not exist
     assert spec.family in ("cnn", "vit") and spec.description
@@ -33,12 +33,18 @@ def test_every_spec_row_builds_and_names_real_layers(name):
         assert spec.prefix_tokens == model.num_prefix_tokens
     else:
         assert spec.grid is None
-    assert parameter_count(spec.arch) == sum(p.numel() for p in model.parameters())
+    assert parameter_count(name) == sum(p.numel() for p in model.parameters())
 
 
 def test_default_model_works_offline():
     assert interp.DEFAULT_MODEL in SPECS
     assert interp.availability(interp.DEFAULT_MODEL).available
+
+
+@pytest.mark.parametrize("name", [n for n, s in SPECS.items() if s.weights == "bundled"])
+def test_every_bundled_model_is_available_offline(name):
+    avail = interp.availability(name)
+    assert avail.available, avail.reason
 
 
 @pytest.mark.parametrize("name", [n for n, s in SPECS.items() if s.weights == "hub"])

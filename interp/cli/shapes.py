@@ -20,12 +20,17 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
                      help="train: one class usually carries the corner marker; test: every class at random; clean: none")  # fmt: skip
     gen.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     gen.add_argument("--masks", action="store_true", help="also write the object masks under masks/")
+    tr = sub.add_parser("train", help="train shapes_cnn or shapes_vit from scratch and save safetensors + report")
+    tr.add_argument("--model", required=True, choices=("shapes_cnn", "shapes_vit"))
+    tr.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
 
 
 @handles("shapes")
 def _shapes(args: argparse.Namespace) -> int:
     from interp.shapes import MARKER_RATE, SHORTCUT_CLASS, write_image_folder
 
+    if args.action == "train":
+        return _train(args)
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
     if args.size < 64:
@@ -42,4 +47,18 @@ def _shapes(args: argparse.Namespace) -> int:
     who = f"{SHORTCUT_CLASS} images" if args.split == "train" else "images of every class"
     print(f"wrote {args.n} {args.split} images to {args.out} and the truth to {csv_path} "
           f"(marker on {rate:.0%} of {who})")  # fmt: skip
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from interp.shapes.train import CONFIGS, save, train
+
+    if args.out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors, got {args.out.name}.")
+    config = CONFIGS[args.model]
+    model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    save(model, args.out, args.model, config, report)
+    print(json.dumps(report, indent=2))
     return 0

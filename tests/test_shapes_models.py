@@ -1,0 +1,71 @@
+"""The model trained on the shapes world: offline, accurate on clean images, visibly leaning on the shortcut."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+import interp
+from interp.attribution import attribute
+from interp.models.weights import ASSETS
+from interp.shapes import CLASSES, generate
+from interp.shapes.train import accuracy, split_tensors
+
+EVAL_SEED = 777  # not the seeds used in training or in the report
+
+
+@pytest.fixture(scope="module")
+def shapes_cnn():
+    return interp.load_model("shapes_cnn", device="cpu")
+
+
+def report(name: str) -> dict:
+    with safe_open(str(ASSETS / f"{name}.safetensors"), framework="pt") as f:
+        return json.loads(f.metadata()["report"])
+
+
+def test_loads_offline_with_its_own_preprocessing_and_classes(shapes_cnn):
+    assert shapes_cnn.weights.kind == "bundled"
+    assert shapes_cnn.class_names == CLASSES
+    cfg = shapes_cnn.data_config
+    assert cfg["input_size"] == (3, 128, 128) and cfg["mean"] == (0.5, 0.5, 0.5) and cfg["crop_pct"] == 1.0
+
+
+def test_reaches_its_reported_accuracy_on_a_fresh_clean_split(shapes_cnn):
+    x, y = split_tensors(300, EVAL_SEED, "clean")
+    acc = accuracy(shapes_cnn.model, x, y)
+    assert acc >= 0.95
+    assert abs(acc - report("shapes_cnn")["clean_accuracy"]) <= 0.04
+
+
+def test_the_planted_shortcut_shows(shapes_cnn):
+    """On non-star images of the test split, the corner marker alone makes "star" answers more frequent."""
+    samples = [s for s in generate(600, seed=EVAL_SEED, split="test") if s.class_name != "star"]
+    x = (torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.inference_mode():
+        said_star = (shapes_cnn.model(x).argmax(-1) == CLASSES.index("star")).numpy()
+    marked = np.array([s.marker for s in samples])
+    assert said_star[marked].mean() >= said_star[~marked].mean() + 0.05
+    assert report("shapes_cnn")["marker_test_accuracy"] < report("shapes_cnn")["clean_accuracy"]
+
+
+def test_the_engine_preprocessing_matches_training(shapes_cnn):
+    sample = next(generate(1, seed=EVAL_SEED, split="clean"))
+    x = shapes_cnn.preprocess(interp.image_from_array(sample.image, "s").image)
+    expected = (torch.from_numpy(sample.image).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+    assert torch.allclose(x, expected, atol=1e-6)
+
+
+def test_grad_cam_points_at_the_object_more_often_than_the_centre(shapes_cnn):
+    hits, centre_hits, n = 0, 0, 120
+    for s in generate(n, seed=EVAL_SEED, split="clean"):
+        x = (torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+        cam = attribute(shapes_cnn, x, "grad_cam", target=s.label).raw[0]
+        y0, x0 = np.unravel_index(np.argmax(cam), cam.shape)
+        hits += bool(s.mask[y0, x0])
+        centre_hits += bool(s.mask[s.mask.shape[0] // 2, s.mask.shape[1] // 2])
+    assert hits / n >= centre_hits / n + 0.20
