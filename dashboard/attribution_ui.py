@@ -207,7 +207,7 @@ def grid_view(
     key: str = "main",
 ) -> list[list[np.ndarray | None]]:  # fmt: skip
     """Draw the grid; return the overlays (rows × columns) for the PNG download."""
-    base = model.to_display(model.preprocess(image.image))
+    base = resources.model_view(model.key, image.digest, model, image)
     overlays: list[list[np.ndarray | None]] = []
     for target in choice.targets:
         st.markdown(f"**{charts.short_label(model.class_names[target])}** · class {target}")
@@ -252,7 +252,7 @@ def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice
             key="attr_inspect",
         )
         result = cells[(target, method)].result
-        shown = overlay(model.to_display(model.preprocess(image.image)), result.raw, display)
+        shown = overlay(resources.model_view(model.key, image.digest, model, image), result.raw, display)
         st.plotly_chart(charts.attribution_figure(shown, result.raw, display, height=520), key="attr_inspect_chart",
                         config={"displayModeBar": False})  # fmt: skip
 
@@ -276,10 +276,12 @@ def downloads_ui(
     rows = [charts.short_label(model.class_names[t]) for t in choice.targets]
     cols = [METHODS[m].title for m in choice.methods]
 
+    view = resources.model_view(model.key, image.digest, model, image)
+
     def npz() -> bytes:
         raw = {f"{m}__{t}": c.result.raw for (t, m), c in cells.items() if c.result is not None}
         buf = io.BytesIO()
-        np.savez_compressed(buf, **raw, input=model.to_display(model.preprocess(image.image)))
+        np.savez_compressed(buf, **raw, input=view)
         return buf.getvalue()
 
     def settings() -> str:

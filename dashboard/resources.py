@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 
+import numpy as np
 import streamlit as st
 from PIL import Image
 
@@ -87,6 +88,12 @@ def sample_thumbnail(name: str) -> bytes:
     buf = io.BytesIO()
     crop.save(buf, "JPEG", quality=85)
     return buf.getvalue()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def model_view(model_key: str, image_digest: str, _model: LoadedModel, _image: LoadedImage) -> np.ndarray:
+    """The image as the model sees it, computed once per model and image rather than on every rerun."""
+    return _model.view(_image.image)
 
 
 def prediction(loaded: LoadedModel, image: LoadedImage, top_k: int = 5) -> Prediction:

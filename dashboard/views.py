@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import charts
+from dashboard import charts, resources
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 from interp.predict import Prediction
@@ -27,7 +27,8 @@ def prediction_view(model: LoadedModel, image: LoadedImage, prediction: Predicti
     with original:
         st.image(image.image, caption=f"{image.name} · {image.size[0]}×{image.size[1]}", width="stretch")
     with seen:
-        st.image(model.to_display(model.preprocess(image.image)), caption=preprocessing_caption(model), width="stretch")
+        seen_by_model = resources.model_view(model.key, image.digest, model, image)
+        st.image(seen_by_model, caption=preprocessing_caption(model), width="stretch")
     with chart:
         top = prediction.top
         st.markdown(f"**{charts.short_label(top.label)}** · {top.prob:.1%}")

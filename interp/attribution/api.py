@@ -36,11 +36,13 @@ def attribute(
         **params: the method's settings (see its ``defaults``).
     """
     m = get_method(method, **params)
+    x: torch.Tensor | None = None
     if target is None:
+        x = _as_input(model, image)
         with torch.inference_mode():
-            target = int(model.model(_as_input(model, image)[None].to(model.device)).argmax(-1))
+            target = int(model.model(x[None].to(model.device)).argmax(-1))
     if cache is None or not isinstance(image, LoadedImage):
-        return m.attribute(model, _as_input(model, image), target)
+        return m.attribute(model, _as_input(model, image) if x is None else x, target)
     settings = m.resolved_params(model)
     key = result_key(model=model.key, image=image.digest, method=method, params={**settings, "target": target})
     found = cache.get(key)
@@ -50,7 +52,7 @@ def attribute(
             method, target, found.arrays["raw"], meta["params"], meta["seconds"], meta["delta"],
             {**meta["extras"], "cached": True},
         )  # fmt: skip
-    result = m.attribute(model, _as_input(model, image), target)
+    result = m.attribute(model, _as_input(model, image) if x is None else x, target)
     meta = {"params": result.params, "seconds": result.seconds, "delta": result.delta, "extras": result.extras}
     cache.put(key, {"raw": result.raw}, meta)
     return result

@@ -62,7 +62,7 @@ def _attribute(args: argparse.Namespace) -> int:
     if args.target is not None and not 0 <= args.target < model.num_classes:
         raise ValueError(f"--target {args.target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
     args.out.mkdir(parents=True, exist_ok=True)
-    base = model.to_display(model.preprocess(image.image))
+    base = model.view(image.image)
     summary = {"model": model.name, "weights": model.weights.source, "image": str(args.image), "methods": []}
     for name in args.method:
         params = {"steps": args.steps} if args.steps and "steps" in METHODS[name].defaults else {}
@@ -111,7 +111,7 @@ def _case_study(args: argparse.Namespace) -> int:
     for sample in CASE_SAMPLES:
         image = load_sample(sample)
         top = predict(model, image).top
-        base = model.to_display(model.preprocess(image.image))
+        base = model.view(image.image)
         row = [base]
         for name in CASE_METHODS:
             result = attribute(model, image, name, top.index)

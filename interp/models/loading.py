@@ -88,6 +88,10 @@ class LoadedModel:
         """Resize, crop and normalise as the model's data config says. Returns ``(C, H, W)`` float on the CPU."""
         return self._transform(image.convert("RGB"))
 
+    def view(self, image: Image.Image) -> np.ndarray:
+        """The image as the model sees it (resized, cropped), for display: ``(H, W, 3)`` ``uint8``."""
+        return self.to_display(self.preprocess(image))
+
     def to_display(self, x: torch.Tensor) -> np.ndarray:
         """Undo the normalisation of a preprocessed ``(C, H, W)`` tensor; returns ``(H, W, 3)`` ``uint8``."""
         mean = torch.tensor(self.data_config["mean"]).view(-1, 1, 1)

@@ -24,8 +24,6 @@ import torch.nn.functional as F
 from interp.models.specs import SHAPES_PREPROCESSING
 from interp.shapes.generator import CLASSES, IMAGE_SIZE, generate
 
-PREPROCESSING = SHAPES_PREPROCESSING
-"""Applied through timm's ``pretrained_cfg_overlay``: the models' own data config, as for any timm model."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ CONFIGS = {
 
 def build(config: TrainConfig) -> torch.nn.Module:
     return timm.create_model(
-        config.arch, pretrained=False, num_classes=len(CLASSES), pretrained_cfg_overlay=dict(PREPROCESSING),
+        config.arch, pretrained=False, num_classes=len(CLASSES), pretrained_cfg_overlay=dict(SHAPES_PREPROCESSING),
         **config.kwargs,
     )  # fmt: skip
 
@@ -123,7 +121,7 @@ def save(model: torch.nn.Module, path: Path, name: str, config: TrainConfig, rep
         "classes": json.dumps(list(CLASSES)),
         "arch": config.arch,
         "kwargs": json.dumps(config.kwargs),
-        "preprocessing": json.dumps(PREPROCESSING),
+        "preprocessing": json.dumps(SHAPES_PREPROCESSING),
         "train_config": json.dumps(asdict(config)),
         "report": json.dumps(report),
     }
