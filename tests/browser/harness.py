@@ -96,3 +96,8 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[object]:
             yield page
         finally:
             browser.close()
+
+
+def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until Streamlit's "running" indicator is gone, so a screenshot shows the finished page."""
+    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.browser.harness import wait_until_idle
+
 
 def test_four_methods_four_maps(app_url, page, artifacts):
     page.goto(f"{app_url}/Attribution?image=chelsea")
@@ -20,6 +22,7 @@ def test_four_methods_four_maps(app_url, page, artifacts):
     main.get_by_text("Inspect values (hover over the map)").click()
     page.wait_for_selector("[data-testid=stMain] .js-plotly-plot .heatmaplayer", state="attached")
     page.wait_for_timeout(500)
+    wait_until_idle(page)
     page.screenshot(path=str(artifacts / "attribution.png"), full_page=True)
     assert main.get_by_test_id("stImage").count() == 4
     assert page.get_by_text("completeness error").count() >= 1
