@@ -18,6 +18,12 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "compare attribution methods side by side (gradients, Integrated Gradients, SmoothGrad, DeepLIFT, SHAP, "
         "occlusion, LIME, the Grad-CAM family…) for several target classes; download the grid and the raw maps.",
     ),
+    (
+        "pages/2_Attention.py",
+        "Attention",
+        "a vision transformer's attention: every layer and head over the image, rollout, class-specific relevance "
+        "(gradient rollout, Chefer et al.), where a clicked patch looks, the token matrix, and per-head statistics.",
+    ),
 )
 """(script, title, what a user does there): the sidebar navigation and the home page's list. A new page adds its row."""
 

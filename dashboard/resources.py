@@ -103,3 +103,12 @@ def prediction(loaded: LoadedModel, image: LoadedImage, top_k: int = 5) -> Predi
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Capturing attention…")
+def attention(model_key: str, image_digest: str, target: int | None, _model: LoadedModel, _image: LoadedImage):
+    """Every layer's attention for one image (and its gradient for ``target``); kept for the last few choices, so
+    moving between views or settings never runs the model again."""
+    from interp.attention import capture
+
+    return capture(_model, _model.preprocess(_image.image)[None].to(_model.device), target)

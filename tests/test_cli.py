@@ -125,3 +125,37 @@ def test_attribute_bad_input_exits_2(args, coffee_jpg, tmp_path):
     result = run_cli(*args)
     assert result.returncode == 2
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+def test_attention_writes_maps_arrays_and_stats(coffee_jpg, tmp_path):
+    out = tmp_path / "attn"
+    assert main(["attention", "--model", "test_vit", "--weights", "random", "--image", str(coffee_jpg), "--target", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    stats = json.loads((out / "stats.json").read_text())
+    layers, heads = stats["layers"], stats["heads"]
+    assert stats["target"] == 3 and len(stats["per_head"]) == layers * heads and len(stats["per_layer"]) == layers
+    assert all(0 <= h["entropy"] <= stats["max_entropy"] + 1e-6 for h in stats["per_head"])
+    for name in ("rollout", "gradient_rollout", "chefer_relevance", *(f"layer_{i:02d}" for i in range(layers))):
+        assert Image.open(out / f"{name}.png").size == (160, 160)
+    import numpy as np
+
+    with np.load(out / "attention.npz") as npz:
+        assert npz["attn"].shape == (layers, heads, stats["tokens"], stats["tokens"])
+        np.testing.assert_allclose(npz["attn"].sum(-1), 1.0, atol=1e-5)
+        assert npz["rollout"].shape == tuple(stats["grid"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["attention", "--model", "efficientnet_lite0", "--image", "{coffee}", "--out", "{out}"],
+        ["attention", "--model", "test_vit", "--weights", "random", "--image", "{coffee}", "--target", "5000", "--out", "{out}"],
+        ["attention", "--model", "test_vit", "--weights", "random", "--image", "{coffee}", "--discard-ratio", "1.5",
+         "--out", "{out}"],
+    ],
+)  # fmt: skip
+def test_attention_bad_input_exits_2(args, coffee_jpg, tmp_path):
+    args = [a.replace("{coffee}", str(coffee_jpg)).replace("{out}", str(tmp_path / "o")) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr

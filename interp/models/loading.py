@@ -84,6 +84,11 @@ class LoadedModel:
         """Identifies model and weights in cache keys: ``"<name>@<fingerprint[:16]>"``."""
         return f"{self.spec.name}@{self.weights.fingerprint[:16]}"
 
+    @property
+    def transform(self) -> Any:
+        """timm's eval transform from the data config (a picklable callable, for data-loader workers)."""
+        return self._transform
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Resize, crop and normalise as the model's data config says. Returns ``(C, H, W)`` float on the CPU."""
         return self._transform(image.convert("RGB"))

@@ -1,0 +1,161 @@
+"""Capture a vision transformer's attention: every layer, every head, optionally with its gradient for a class.
+
+timm's attention modules compute attention with ``F.scaled_dot_product_attention`` when their ``fused_attn`` flag
+is on, and then the weights never exist as a tensor, so a hook sees nothing. :func:`capture` turns the flag off
+for one forward pass, with the model's lock held, and restores it in ``finally``; the weights are read from the
+``attn_drop`` module that the unfused path applies right after the softmax (an identity in eval mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp.attribution.base import hooked, hooks_checked
+from interp.errors import InterpError
+from interp.models.loading import LoadedModel
+
+
+class NotAViTError(InterpError, ValueError):
+    """The model has no attention layers that we can read (it is a CNN, or its attention is not timm's kind)."""
+
+
+@dataclass(frozen=True)
+class AttentionCapture:
+    """The attention of one image, as the model computed it.
+
+    Attributes:
+        attn: ``(L, H, T, T)`` float32, layer × head × query token × key token; every row sums to 1.
+        grads: ``(L, H, T, T)`` gradient of the ``target`` logit with respect to ``attn``; ``None`` without a target.
+        target: the class whose gradient ``grads`` holds, or ``None``.
+        logits: ``(K,)`` the model's output for the image.
+        prefix_tokens: tokens before the patch grid (class, distillation and register tokens).
+        has_cls: whether token 0 is a class token whose row the model reads (``False`` for average-pooled ViTs).
+        grid: ``(rows, cols)`` of patches; ``T == prefix_tokens + rows * cols``.
+        patch_px: ``(height, width)`` of one patch in pixels of the model's input.
+    """
+
+    attn: np.ndarray
+    grads: np.ndarray | None
+    target: int | None
+    logits: np.ndarray
+    prefix_tokens: int
+    has_cls: bool
+    grid: tuple[int, int]
+    patch_px: tuple[int, int]
+
+    @property
+    def layers(self) -> int:
+        return self.attn.shape[0]
+
+    @property
+    def heads(self) -> int:
+        return self.attn.shape[1]
+
+    @property
+    def tokens(self) -> int:
+        return self.attn.shape[2]
+
+    def token_name(self, index: int) -> str:
+        """``"CLS"``, ``"prefix 2"`` or ``"patch (r, c)"`` for token ``index``."""
+        if index < self.prefix_tokens:
+            return "CLS" if index == 0 and self.has_cls else f"prefix {index}"
+        row, col = divmod(index - self.prefix_tokens, self.grid[1])
+        return f"patch ({row}, {col})"
+
+
+def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The attention modules of a timm ViT-style model, in depth order (those with ``fused_attn`` and ``attn_drop``)."""
+    return [
+        m
+        for m in model.modules()
+        if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), torch.nn.Module)
+        and hasattr(m, "num_heads")
+    ]  # fmt: skip
+
+
+def check_vit(model: LoadedModel) -> list[torch.nn.Module]:
+    """The model's attention modules; raises :class:`NotAViTError` with a sentence if it has none we can read."""
+    mods = attention_modules(model.model)
+    net = model.model
+    if not mods or not hasattr(net, "patch_embed") or not hasattr(net, "num_prefix_tokens"):
+        raise NotAViTError(
+            f"{model.name} is not a vision transformer whose attention can be read; pick a ViT or DeiT "
+            "(for example shapes_vit offline, or vit_small_patch16_224 from the hub)."
+        )
+    return mods
+
+
+@contextlib.contextmanager
+def unfused_attention(modules: list[torch.nn.Module]) -> Iterator[None]:
+    """Turn timm's fused attention off for the block and restore every flag as it was, also on an exception."""
+    saved = [m.fused_attn for m in modules]
+    try:
+        for m in modules:
+            m.fused_attn = False
+        yield
+    finally:
+        for m, flag in zip(modules, saved, strict=True):
+            m.fused_attn = flag
+
+
+def layout(model: LoadedModel, tokens: int) -> tuple[int, bool, tuple[int, int], tuple[int, int]]:
+    """``(prefix_tokens, has_cls, grid, patch_px)`` read from the model itself, checked against the token count."""
+    net = model.model
+    prefix = int(net.num_prefix_tokens)
+    has_cls = getattr(net, "cls_token", None) is not None and getattr(net, "global_pool", "token") == "token"
+    grid = tuple(int(g) for g in net.patch_embed.grid_size)
+    patch = net.patch_embed.patch_size
+    patch_px = (int(patch[0]), int(patch[1])) if isinstance(patch, tuple | list) else (int(patch), int(patch))
+    if prefix + grid[0] * grid[1] != tokens:
+        raise NotAViTError(
+            f"{model.name} has {tokens} tokens, not {prefix} prefix tokens plus a {grid[0]}×{grid[1]} grid; "
+            "its attention cannot be laid over the image."
+        )
+    return prefix, has_cls, (grid[0], grid[1]), patch_px
+
+
+def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> AttentionCapture:
+    """Run ``x`` once and keep every layer's attention (and its gradient for ``target``).
+
+    Args:
+        model: a ViT-style model from :func:`interp.load_model`; the call holds ``model.lock`` while the fused
+            attention flag is off and the hooks are on.
+        x: ``(1, 3, H, W)`` preprocessed image on the model's device.
+        target: class index whose logit is differentiated with respect to every attention map (for gradient-
+            weighted rollout and Chefer et al.'s relevance); ``None`` to skip the backward pass.
+    """
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
+    mods = check_vit(model)
+    if target is not None and not 0 <= target < model.num_classes:
+        raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    kept: list[torch.Tensor] = []
+
+    def keep(module, inputs, output):
+        kept.append(output)
+
+    grad_mode = torch.enable_grad() if target is not None else torch.inference_mode()
+    with model.lock, hooks_checked(model.model), unfused_attention(mods), grad_mode:
+        with hooked(*(m.attn_drop.register_forward_hook(keep) for m in mods)):
+            inp = x.detach().requires_grad_(target is not None)
+            logits = model.model(inp)
+        grads = torch.autograd.grad(logits[0, target], kept) if target is not None else None
+    if len(kept) != len(mods):
+        raise NotAViTError(f"{model.name} ran {len(kept)} of its {len(mods)} attention layers; its attention cannot be read.")
+    attn = torch.cat([a.detach().float() for a in kept]).cpu().numpy()
+    prefix, has_cls, grid, patch_px = layout(model, attn.shape[-1])
+    return AttentionCapture(
+        attn=attn,
+        grads=torch.cat([g.float() for g in grads]).cpu().numpy() if grads is not None else None,
+        target=target,
+        logits=logits.detach()[0].float().cpu().numpy(),
+        prefix_tokens=prefix,
+        has_cls=has_cls,
+        grid=grid,
+        patch_px=patch_px,
+    )

@@ -1,0 +1,86 @@
+"""``attention``: a ViT's attention for one image, written as rollout and per-layer maps, raw arrays and statistics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from interp.cli import command, handles
+
+
+@command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
+def _attention_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a ViT: spec name (shapes_vit) or any timm ViT/DeiT name")
+    p.add_argument("--image", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
+    p.add_argument("--target", type=int, help="class for gradient rollout and Chefer relevance (default: top one)")
+    p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"))
+    p.add_argument("--discard-ratio", type=float, default=0.9, help="lowest share of weights dropped (default 0.9)")
+    p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--device", default="auto")
+
+
+@handles("attention")
+def _attention(args: argparse.Namespace) -> int:
+    from interp.attention import capture, class_maps, cls_maps, head_stats, rollout_map
+    from interp.attention.capture import check_vit
+    from interp.attention.render import draw
+    from interp.images import load_image
+    from interp.models import load_model
+
+    if not 0.0 <= args.discard_ratio < 1.0:
+        raise ValueError(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}.")
+    image = load_image(args.image)
+    model = load_model(args.model, args.weights, device=args.device)
+    check_vit(model)
+    x = model.preprocess(image.image)[None].to(model.device)
+    target = args.target
+    if target is None:
+        target = int(np.argmax(capture(model, x).logits))
+    cap = capture(model, x, target)
+    base = model.to_display(x[0])
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    maps = {"rollout": rollout_map(cap, args.head_fusion, args.discard_ratio)}
+    maps.update({k.replace(" ", "_").lower(): v for k, v in class_maps(cap, args.discard_ratio).items()})
+    layers = cls_maps(cap)
+    for name, m in maps.items():
+        Image.fromarray(draw(base, m)).save(args.out / f"{name}.png")
+    for layer, m in enumerate(layers.mean(axis=1)):
+        Image.fromarray(draw(base, m)).save(args.out / f"layer_{layer:02d}.png")
+    np.savez_compressed(args.out / "attention.npz", attn=cap.attn, grads=cap.grads, logits=cap.logits, input=base,
+                        cls_maps=layers, **maps)  # fmt: skip
+    stats = head_stats(cap)
+    (args.out / "stats.json").write_text(
+        json.dumps(
+            {
+                "model": model.name,
+                "weights": model.weights.source,
+                "image": str(args.image),
+                "target": target,
+                "label": model.class_names[target],
+                "layers": cap.layers,
+                "heads": cap.heads,
+                "tokens": cap.tokens,
+                "prefix_tokens": cap.prefix_tokens,
+                "grid": list(cap.grid),
+                "patch_px": list(cap.patch_px),
+                "max_entropy": stats.max_entropy,
+                "per_head": stats.rows(),
+                "per_layer": [
+                    {"layer": l, "entropy": float(stats.entropy[l].mean()), "distance_px": float(stats.distance_px[l].mean())}
+                    for l in range(cap.layers)
+                ],
+            },
+            indent=2,
+        )
+    )  # fmt: skip
+    print(f"{model.name}: {cap.layers} layers × {cap.heads} heads; class {target} ({model.class_names[target]})")
+    for l in range(cap.layers):
+        print(f"layer {l:2d}: entropy {stats.entropy[l].mean():.3f} nats, mean distance {stats.distance_px[l].mean():.1f} px")
+    print(f"wrote rollout, class maps, {cap.layers} layer maps, attention.npz and stats.json to {args.out}")
+    return 0

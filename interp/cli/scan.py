@@ -1,0 +1,85 @@
+"""``scan`` and ``failures``: classify a whole dataset into Parquet, then list where the model is confidently wrong."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from interp.cli import command, handles
+
+
+@command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
+def _scan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="spec name or any timm model name")
+    p.add_argument("--dataset", required=True, choices=("imagenet", "openimages", "folder"))
+    p.add_argument("--root", required=True, type=Path, help="the dataset folder")
+    p.add_argument("--out", required=True, type=Path, help="scan folder (created; a second run resumes it)")
+    p.add_argument("--limit", type=int, help="scan only the first N images (classes alternate, so N spans them)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, help="image-decoding processes (default: spare cores, at most 4)")
+    p.add_argument("--mapping", help="Open Images: CSV (LabelName,imagenet) inside --root mapping labels to ImageNet")
+    p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--device", default="auto")
+
+
+@handles("scan")
+def _scan(args: argparse.Namespace) -> int:
+    from interp.datasets import DatasetRoot, scan
+    from interp.models import load_model
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}.")
+    dataset = DatasetRoot(args.root.name, args.dataset, args.root, args.mapping).open()
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
+    model = load_model(args.model, args.weights, device=args.device)
+    last = [0.0]
+
+    def progress(p) -> None:
+        now = time.monotonic()
+        if now - last[0] > 2 or p.done == p.total:
+            last[0] = now
+            eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+            print(f"\r{p.done}/{p.total} images, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr, flush=True)
+
+    summary = scan(model, dataset, args.out, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+                   progress=progress)  # fmt: skip
+    print(file=sys.stderr)
+    scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
+    print(f"{summary.rows}/{summary.total} images in {args.out}; {summary.written} new this run, "
+          f"{summary.skipped} unreadable, {summary.images_per_s:.1f} images/s{scored}")  # fmt: skip
+    return 0
+
+
+@command("failures", "list a scan's high-confidence misclassifications, most confident first")
+def _failures_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scan", required=True, type=Path, help="a folder written by `scan`")
+    p.add_argument("--min-confidence", type=float, default=0.5)
+    p.add_argument("--top", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true")
+
+
+@handles("failures")
+def _failures(args: argparse.Namespace) -> int:
+    from interp.datasets import failures, load_scan, summary
+
+    meta, rows = load_scan(args.scan)
+    wrong = failures(rows, args.min_confidence).head(args.top)
+    cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob"]
+    if args.json:
+        print(json.dumps({"meta": meta, "summary": summary(rows), "failures": wrong[cols].to_dict("records")}, indent=2,
+                         default=float))  # fmt: skip
+        return 0
+    s = summary(rows)
+    if not s["scored"]:
+        print(f"{meta['dataset']} by {meta['model']}: {s['images']} images, none with labels comparable with the "
+              "model's classes, so none is marked wrong.")  # fmt: skip
+        return 0
+    print(f"{meta['dataset']} by {meta['model']}: accuracy {s['accuracy']:.1%} on {s['scored']} images; "
+          f"{len(wrong)} mistakes at confidence ≥ {args.min_confidence:.0%} shown")  # fmt: skip
+    for r in wrong.itertuples():
+        print(f"{r.confidence:6.1%}  {r.pred_name.split(',')[0]:<24} true: {r.label_name.split(',')[0]:<24} {r.path}")
+    return 0

@@ -1,0 +1,32 @@
+"""Datasets and scans: read ImageNet validation, Open Images, ImageFolders and zips from configured roots; scan them
+with a model into Parquet; ask where the model is confidently wrong."""
+
+from interp.datasets.analysis import confusion_pairs, failures, per_class_accuracy, summary
+from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
+from interp.datasets.readers import extract_zip, read_folder, read_imagenet, read_openimages
+from interp.datasets.roots import SHAPES_DATASET, DatasetRoot, configured_roots, open_dataset
+from interp.datasets.scanner import ScanProgress, ScanSummary, load_scan, scan
+
+__all__ = [
+    "SHAPES_DATASET",
+    "Dataset",
+    "DatasetError",
+    "DatasetRoot",
+    "Item",
+    "PathEscapeError",
+    "ScanProgress",
+    "ScanSummary",
+    "configured_roots",
+    "confusion_pairs",
+    "extract_zip",
+    "failures",
+    "load_scan",
+    "open_dataset",
+    "per_class_accuracy",
+    "read_folder",
+    "read_imagenet",
+    "read_openimages",
+    "safe_child",
+    "scan",
+    "summary",
+]

@@ -1,0 +1,302 @@
+"""Scan a dataset with a model: batched inference, results to Parquet as they come, resumable, cancellable.
+
+A scan folder holds ``scan.json`` (which model, which dataset) and ``part-NNNNN.parquet`` files, each written
+whole and then renamed into place, so a scan killed at any moment leaves only complete parts. Starting the same
+scan again reads the ids already written and does the rest: no row is lost or written twice. Unreadable images
+become rows with an ``error`` and no prediction, so they are listed and not retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from interp.datasets.base import Dataset, DatasetError, Item
+from interp.errors import InterpError
+from interp.images import load_image
+from interp.models.loading import LoadedModel
+
+log = logging.getLogger(__name__)
+
+TOP_K = 5
+FLUSH_ROWS = 256
+FLUSH_SECONDS = 10.0
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("path", pa.string()),
+        ("label", pa.int64()),  # model index of the first true label; null when unknown or not comparable
+        ("labels", pa.list_(pa.int64())),  # every acceptable model index (multi-label data)
+        ("label_name", pa.string()),
+        ("pred", pa.int64()),
+        ("pred_name", pa.string()),
+        ("top5", pa.list_(pa.int64())),
+        ("top5_prob", pa.list_(pa.float32())),
+        ("confidence", pa.float32()),
+        ("true_prob", pa.float32()),
+        ("loss", pa.float32()),
+        ("entropy", pa.float32()),
+        ("correct", pa.bool_()),
+        ("error", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """Where a running scan is: ``done`` of ``total`` images (this run included), speed and time left."""
+
+    done: int
+    total: int
+    skipped: int
+    images_per_s: float
+    eta_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What a call to :func:`scan` did: rows written this run, rows in the folder, whether it finished."""
+
+    out: Path
+    written: int
+    rows: int
+    total: int
+    skipped: int
+    seconds: float
+    images_per_s: float
+    complete: bool
+    scored: bool
+
+
+class _Images(torch.utils.data.Dataset):
+    """Decodes and preprocesses in data-loader workers; an unreadable file yields its error, not an exception."""
+
+    def __init__(self, dataset: Dataset, items: list[Item], transform: Callable) -> None:
+        self.dataset, self.items, self.transform = dataset, items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        item = self.items[i]
+        try:
+            image = load_image(self.dataset.path_of(item), name=item.path).image
+            return i, self.transform(image), ""
+        except (InterpError, OSError, ValueError) as exc:
+            return i, None, str(exc) or type(exc).__name__
+
+
+def _collate(batch):
+    ok = [(i, x) for i, x, err in batch if x is not None]
+    failed = [(i, err) for i, x, err in batch if x is None]
+    xs = torch.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], xs, failed
+
+
+def scan_meta(model: LoadedModel, dataset: Dataset) -> dict:
+    return {
+        "model": model.name,
+        "model_key": model.key,
+        "weights": model.weights.source,
+        "dataset": dataset.name,
+        "kind": dataset.kind,
+        "root": str(dataset.root),
+        "items": len(dataset),
+        "label_space": dataset.label_space,
+        "class_names": list(model.class_names),
+    }
+
+
+def scan(
+    model: LoadedModel,
+    dataset: Dataset,
+    out: Path,
+    *,
+    batch_size: int = 32,
+    limit: int | None = None,
+    workers: int | None = None,
+    progress: Callable[[ScanProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ScanSummary:
+    """Classify the first ``limit`` images of ``dataset`` (all by default) into Parquet parts under ``out``.
+
+    Args:
+        batch_size: images per forward pass.
+        workers: data-loader processes decoding images (default: one per spare CPU core, at most 4; 0 decodes in
+            this process).
+        progress: called after every batch.
+        should_stop: polled after every batch; when it returns ``True`` the rows so far are written and the scan
+            returns with ``complete=False``; calling :func:`scan` again resumes.
+
+    Raises:
+        DatasetError: ``out`` holds a scan by another model or of another dataset.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = scan_meta(model, dataset)
+    meta_path = out / "scan.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if (old.get("model_key"), old.get("dataset"), old.get("root")) != (meta["model_key"], meta["dataset"], meta["root"]):
+            raise DatasetError(
+                f"{out} holds a scan of {old.get('dataset')} by {old.get('model')}; choose another output folder."
+            )
+    else:
+        _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+
+    items = list(dataset.items[: limit if limit is not None else len(dataset)])
+    done_ids = set(existing_ids(out))
+    todo = [it for it in items if it.id not in done_ids]
+    total, already = len(items), len(items) - len(todo)
+    mapping = dataset.label_map(model.class_names)
+    names = model.class_names
+    if workers is None:
+        workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+    loader = torch.utils.data.DataLoader(
+        _Images(dataset, todo, model.transform),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        prefetch_factor=2 if workers else None,
+    )
+    rows: list[dict] = []
+    written = skipped = 0
+    start = last_flush = time.perf_counter()
+    part = _next_part(out)
+    stopped = False
+
+    def flush() -> None:
+        nonlocal rows, part, written, last_flush
+        if rows:
+            _write_part(out / f"part-{part:05d}.parquet", rows)
+            written += len(rows)
+            part += 1
+            rows = []
+        last_flush = time.perf_counter()
+
+    processed = 0
+    try:
+        for indices, x, failed in loader:
+            for i, err in failed:
+                rows.append(_error_row(todo[i], mapping, err))
+            skipped += len(failed)
+            if x is not None:
+                with torch.inference_mode():
+                    probs = model.model(x.to(model.device)).float().softmax(-1).cpu().numpy()
+                rows += [_row(todo[i], p, mapping, names) for i, p in zip(indices, probs, strict=True)]
+            processed += len(indices) + len(failed)
+            elapsed = time.perf_counter() - start
+            rate = processed / elapsed if elapsed > 0 else 0.0
+            if len(rows) >= FLUSH_ROWS or time.perf_counter() - last_flush > FLUSH_SECONDS:
+                flush()
+            if progress is not None:
+                left = len(todo) - processed
+                progress(ScanProgress(already + processed, total, skipped, rate, left / rate if rate > 0 else None))
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+    finally:
+        flush()
+    seconds = time.perf_counter() - start
+    return ScanSummary(
+        out=out,
+        written=written,
+        rows=already + written,
+        total=total,
+        skipped=skipped,
+        seconds=seconds,
+        images_per_s=processed / seconds if seconds > 0 else 0.0,
+        complete=not stopped and already + written >= total,
+        scored=mapping is not None,
+    )
+
+
+def _row(item: Item, p: np.ndarray, mapping: dict[int, int] | None, names: tuple[str, ...]) -> dict:
+    top = np.argsort(-p)[:TOP_K]
+    labels = [mapping[label] for label in item.labels if mapping and label in mapping]
+    pred = int(top[0])
+    true_prob = float(max(p[i] for i in labels)) if labels else None
+    return {
+        "id": item.id,
+        "path": item.path,
+        "label": labels[0] if labels else None,
+        "labels": labels,
+        "label_name": item.label_name,
+        "pred": pred,
+        "pred_name": names[pred],
+        "top5": [int(i) for i in top],
+        "top5_prob": [float(p[i]) for i in top],
+        "confidence": float(p[pred]),
+        "true_prob": true_prob,
+        "loss": -math.log(max(true_prob, 1e-12)) if true_prob is not None else None,
+        "entropy": float(-(p * np.log(np.clip(p, 1e-12, None))).sum()),
+        "correct": (pred in labels) if labels else None,
+        "error": None,
+    }
+
+
+def _error_row(item: Item, mapping: dict[int, int] | None, error: str) -> dict:
+    labels = [mapping[label] for label in item.labels if mapping and label in mapping]
+    return {"id": item.id, "path": item.path, "label": labels[0] if labels else None, "labels": labels,
+            "label_name": item.label_name, "pred": None, "pred_name": None, "top5": [], "top5_prob": [],
+            "confidence": None, "true_prob": None, "loss": None, "entropy": None, "correct": None, "error": error}  # fmt: skip
+
+
+def _write_part(path: Path, rows: list[dict]) -> None:
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted(out.glob("part-*.parquet"))
+
+
+def _next_part(out: Path) -> int:
+    parts = _parts(out)
+    return int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
+
+
+def existing_ids(out: Path) -> list[str]:
+    return [i for p in _parts(out) for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+
+
+def load_scan(out: Path) -> tuple[dict, pd.DataFrame]:
+    """``(meta, rows)`` of a scan folder; raises :class:`DatasetError` if it holds no scan."""
+    out = Path(out)
+    meta_path = out / "scan.json"
+    if not meta_path.is_file():
+        raise DatasetError(f"{out} holds no scan (no scan.json); run `python -m interp scan` first.")
+    meta = json.loads(meta_path.read_text())
+    parts = _parts(out)
+    if not parts:
+        return meta, SCHEMA.empty_table().to_pandas()
+    frame = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]).to_pandas()
+    return meta, frame.drop_duplicates("id", keep="first").reset_index(drop=True)

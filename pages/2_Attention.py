@@ -1,0 +1,43 @@
+"""Attention: where a vision transformer's heads look, layer by layer, and what reaches its class token."""
+
+import streamlit as st
+
+from dashboard import attention_ui as ui
+from dashboard import resources
+from dashboard.feedback import attempt
+from dashboard.page import page_setup
+from dashboard.selection import selection_ui
+
+page_setup("Attention")
+st.title("Attention")
+st.markdown("Where does each head of a vision transformer look, and what reaches the class token?")
+
+model, image = selection_ui()
+if model is None or image is None or not ui.vit_check_ui(model):
+    st.stop()
+prediction = attempt(lambda: resources.prediction(model, image), "classifying the image")
+if prediction is None:
+    st.stop()
+
+target = ui.target_ui(model, prediction)
+capture = ui.capture_ui(model, image, target)
+if capture is None:
+    st.stop()
+ui.summary_caption(model, capture)
+base = resources.model_view(model.key, image.digest, model, image)
+ident = f"{model.key}|{image.digest}|{target}"
+
+heads, rollout, patch, matrix, stats = st.tabs(
+    ["Layers × heads", "Rollout and class relevance", "From a patch", "Token matrix", "Head statistics"]
+)
+with heads:
+    ui.heads_view(ident, capture, base)
+with rollout:
+    maps = ui.rollout_view(model, capture, base)
+with patch:
+    ui.patch_view(ident, capture, base)
+with matrix:
+    ui.matrix_view(capture)
+with stats:
+    ui.stats_view(capture)
+ui.downloads_ui(model, image, capture, base, maps)

@@ -1,0 +1,71 @@
+"""AppTest of the Attention page."""
+
+from __future__ import annotations
+
+import timm
+import torch
+from safetensors.torch import save
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+
+def attention_page(model: str | None = "test_vit") -> AppTest:
+    """The Attention page as a visitor reaches it; ``model`` is a timm ViT given random weights as an upload."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    if model is not None:
+        torch.manual_seed(0)
+        net = timm.create_model(model, pretrained=False)
+        at.session_state["_keep_model_select"] = "Another timm model…"
+        at.session_state["_keep_model_other"] = model
+        at.session_state["_weights"] = {
+            "name": "vit.safetensors",
+            "digest": f"{model}-random",
+            "data": save({k: v.contiguous() for k, v in net.state_dict().items()}),
+        }
+    return at.switch_page("pages/2_Attention.py")
+
+
+def test_every_view_draws_for_a_vit():
+    at = attention_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert [t.label for t in at.main.tabs] == [
+        "Layers × heads", "Rollout and class relevance", "From a patch", "Token matrix", "Head statistics",
+    ]  # fmt: skip
+    net = timm.create_model("test_vit", pretrained=False)
+    rows, cols = net.patch_embed.grid_size
+    expected = f"{len(net.blocks)} layers × {net.blocks[0].attn.num_heads} heads, {1 + rows * cols} tokens"
+    assert any(expected in c.value for c in at.main.caption), [c.value for c in at.main.caption]
+    assert len(at.main.get("image")) == 3  # depth strip, heads grid, patch strip
+    titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
+    assert "rollout (mean, discard 0.90)" in titles and "Chefer relevance" in titles and "gradient rollout" in titles
+    assert len(at.main.get("plotly_chart")) == 1 + 3 + 1 + 1 + 2  # enlarged, rollout ×3, click image, matrix, stats
+    assert len(at.main.get("download_button")) == 3
+
+
+def test_settings_and_patch_choice_redraw_without_a_new_capture():
+    at = attention_page().run()
+    at.main.radio(key="attn_fusion").set_value("max").run()
+    at.main.slider(key="attn_discard").set_value(0.0).run()
+    at.main.number_input(key="attn_row").set_value(1).run()
+    at.main.number_input(key="attn_col").set_value(2).run()
+    at.main.selectbox(key="attn_head").set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
+    assert "rollout (max, discard 0.00)" in titles and "layer" in titles
+    assert any("Where patch (1, 2) attends" in m.value for m in at.main.markdown)
+
+
+def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
+    at = attention_page(model=None).run()  # the default model, a CNN
+    assert not at.exception
+    info = " ".join(i.value for i in at.main.info)
+    assert "not a vision transformer" in info and "shapes_vit" in info and "weights file" in info
+
+
+def test_register_tokens_without_a_class_token():
+    at = attention_page("vit_little_patch16_reg4_gap_256").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error
+    assert any("4 prefix" in c.value and "no class token" in c.value for c in at.main.caption)

@@ -1,0 +1,295 @@
+"""Datasets in every layout, made by the tests; label mapping; scans that resume; bad files; path escapes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import interp
+from interp.datasets import (
+    DatasetError,
+    DatasetRoot,
+    PathEscapeError,
+    configured_roots,
+    confusion_pairs,
+    extract_zip,
+    failures,
+    load_scan,
+    per_class_accuracy,
+    read_folder,
+    read_imagenet,
+    read_openimages,
+    safe_child,
+    scan,
+    summary,
+)
+from interp.datasets.readers import imagenet_wnids
+from tests.conftest import ROOT
+
+WNIDS = imagenet_wnids()
+
+
+def png(path: Path, colour=(200, 30, 30), size=(40, 32)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+# --- ImageNet, three layouts ---------------------------------------------------------------------------------------
+
+
+def test_imagenet_folder_per_wnid(tmp_path):
+    for wnid, n in ((WNIDS[0], 2), (WNIDS[1], 3)):
+        for i in range(n):
+            png(tmp_path / wnid / f"{i}.JPEG")
+    png(tmp_path / "n99999999" / "x.png")
+    (tmp_path / WNIDS[0] / "notes.docx").write_text("x")
+    ds = read_imagenet(tmp_path)
+    assert ds.label_space == "imagenet" and len(ds) == 5 and len(ds.class_names) == 1000
+    assert sorted(i.label for i in ds.items) == [0, 0, 1, 1, 1]
+    assert ds.items[0].label != ds.items[1].label  # classes alternate
+    assert any("n99999999" in n for n in ds.notes) and any("notes.docx" in n for n in ds.notes)
+
+
+def test_imagenet_flat_with_loc_solution(tmp_path):
+    val = tmp_path / "val"
+    for i in (1, 2, 3):
+        png(val / f"ILSVRC2012_val_{i:08d}.JPEG")
+    (tmp_path / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n"
+        f"ILSVRC2012_val_00000001,{WNIDS[281]} 10 10 20 20 {WNIDS[281]} 1 1 5 5\n"
+        f"ILSVRC2012_val_00000002,{WNIDS[0]} 1 2 3 4\n"
+    )
+    ds = read_imagenet(val)
+    assert {i.id: i.label for i in ds.items} == {"ILSVRC2012_val_00000001.JPEG": 281, "ILSVRC2012_val_00000002.JPEG": 0}
+    assert any("no label" in n for n in ds.notes)  # image 3 is not in the CSV
+
+
+def test_imagenet_flat_with_devkit_ids_mapped_through_meta(tmp_path):
+    """Devkit ids follow the devkit's own order, not timm's: id 1 here is wnid index 278 (kit fox)."""
+    from scipy.io import savemat
+
+    val = tmp_path / "val"
+    for i in (1, 2):
+        png(val / f"ILSVRC2012_val_{i:08d}.JPEG")
+    data = tmp_path / "devkit" / "data"
+    data.mkdir(parents=True)
+    (data / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n2\n")
+    synsets = np.zeros(3, dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])
+    synsets[0] = (1, WNIDS[278])
+    synsets[1] = (2, WNIDS[0])
+    synsets[2] = (1001, "n00001740")  # a non-leaf synset the devkit also lists
+    savemat(str(data / "meta.mat"), {"synsets": synsets})
+    ds = read_imagenet(val)
+    assert [i.label for i in ds.items] == [278, 0]
+    assert "kit fox" in ds.items[0].label_name
+
+
+def test_imagenet_without_labels_says_what_to_add(tmp_path):
+    png(tmp_path / "a.jpg")
+    with pytest.raises(DatasetError, match="LOC_val_solution.csv"):
+        read_imagenet(tmp_path)
+    (tmp_path / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n")
+    with pytest.raises(DatasetError, match="meta.mat"):
+        read_imagenet(tmp_path)
+
+
+# --- Open Images ---------------------------------------------------------------------------------------------------
+
+
+def open_images(root: Path, mapping: bool) -> None:
+    png(root / "images" / "0001aa.jpg")
+    png(root / "images" / "0002bb.jpg")
+    png(root / "images" / "0003cc.jpg")
+    (root / "oidv7-class-descriptions.csv").write_text("LabelName,DisplayName\n/m/01yrx,Cat\n/m/0bt9lr,Dog\n/m/0k4j,Car\n")
+    (root / "validation-annotations-human-imagelabels.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\n0001aa,verification,/m/01yrx,1\n0001aa,verification,/m/0bt9lr,0\n"
+        "0002bb,verification,/m/0bt9lr,1\n0003cc,verification,/m/0k4j,1\n"
+    )
+    (root / "validation-annotations-bbox.csv").write_text(
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax\n0001aa,human,/m/01yrx,1,0.1,0.6,0.2,0.9\n"
+    )
+    if mapping:
+        (root / "oi_to_imagenet.csv").write_text(f"LabelName,imagenet\n/m/01yrx,281\n/m/0bt9lr,{WNIDS[207]}\n")
+
+
+def test_open_images_without_mapping_is_browsable_not_scored(tmp_path):
+    open_images(tmp_path, mapping=False)
+    ds = read_openimages(tmp_path)
+    assert ds.label_space == "none" and len(ds) == 3
+    first = ds.items[0]
+    assert first.id == "0001aa" and first.label_names == ("Cat",) and first.labels == ()  # Dog had confidence 0
+    assert first.boxes == (("Cat", 0.1, 0.2, 0.6, 0.9),)
+    assert any("not marked right or wrong" in n for n in ds.notes)
+    assert ds.label_map(tuple(str(i) for i in range(1000))) is None
+
+
+def test_open_images_with_a_mapping_is_scored_in_imagenet_indices(tmp_path):
+    open_images(tmp_path, mapping=True)
+    ds = read_openimages(tmp_path, mapping="oi_to_imagenet.csv")
+    assert ds.label_space == "imagenet"
+    assert [i.labels for i in ds.items] == [(281,), (207,), ()]
+    assert any("1 images have no label" in n for n in ds.notes)
+    with pytest.raises(PathEscapeError):
+        read_openimages(tmp_path, mapping="../elsewhere.csv")
+
+
+# --- folders, zips, roots ------------------------------------------------------------------------------------------
+
+
+def test_folder_labels_match_model_classes_by_name(tmp_path):
+    for cls in ("star", "circle"):
+        png(tmp_path / cls / "a.png")
+    ds = read_folder(tmp_path)
+    assert ds.class_names == ("circle", "star") and ds.label_space == "own"
+    assert ds.label_map(("circle", "square", "triangle", "star")) == {0: 0, 1: 3}
+    assert ds.label_map(("dog", "cat")) is None
+
+
+def test_zip_upload_skips_what_it_cannot_use(tmp_path):
+    buf = io.BytesIO()
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(image, "PNG")
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("shapes/star/a.png", image.getvalue())
+        z.writestr("shapes/circle/b.png", image.getvalue())
+        z.writestr("shapes/readme.docx", b"hello")
+        z.writestr("../evil.png", image.getvalue())
+        z.writestr("__MACOSX/shapes/._a.png", b"junk")
+    folder, skipped = extract_zip(buf.getvalue(), tmp_path)
+    assert folder.name == "shapes" and sorted(skipped) == ["../evil.png", "__MACOSX/shapes/._a.png", "shapes/readme.docx"]
+    assert not (tmp_path.parent / "evil.png").exists()
+    assert read_folder(folder).class_names == ("circle", "star")
+    with pytest.raises(DatasetError, match="not a zip"):
+        extract_zip(b"not a zip", tmp_path)
+
+
+def test_path_escapes_are_refused(tmp_path):
+    root = tmp_path / "root"
+    png(root / "cls" / "a.png")
+    outside = png(tmp_path / "secret.png")
+    os.symlink(outside, root / "cls" / "link.png")
+    os.symlink(tmp_path, root / "up")
+    for bad in ("../secret.png", "/etc/passwd", "cls/../../secret.png", "cls/link.png", "up/secret.png"):
+        with pytest.raises(PathEscapeError):
+            safe_child(root, bad)
+    assert safe_child(root, "cls/a.png") == (root / "cls" / "a.png").resolve()
+    ds = read_folder(root)
+    assert [i.path for i in ds.items] == ["cls/a.png"] and any("link.png" in n for n in ds.notes)
+
+
+def test_configured_roots_from_env_json_and_toml(tmp_path):
+    toml = tmp_path / "datasets.toml"
+    toml.write_text('[[datasets]]\nname = "val"\nkind = "imagenet"\nroot = "/data/val"\n')
+    names = [r.name for r in configured_roots(tmp_path, environ={"INTERP_DATASETS": str(toml)})]
+    assert names == ["Shapes world · test split", "val"]
+    inline = json.dumps([{"name": "oi", "kind": "openimages", "root": "/data/oi", "mapping": "m.csv"}])
+    roots = configured_roots(tmp_path, [{"name": "mine", "kind": "folder", "root": "/x"}], {"INTERP_DATASETS": inline})
+    assert [(r.name, r.mapping) for r in roots][1:] == [("oi", "m.csv"), ("mine", None)]
+    with pytest.raises(DatasetError, match="kind"):
+        configured_roots(tmp_path, [{"name": "x", "kind": "hdf5", "root": "/x"}], {})
+    with pytest.raises(DatasetError, match="does not exist"):
+        DatasetRoot("gone", "folder", tmp_path / "gone").open()
+
+
+# --- scans ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapes_folder(tmp_path_factory) -> Path:
+    from interp.shapes import write_image_folder
+
+    root = tmp_path_factory.mktemp("shapes")
+    write_image_folder(root, 48, seed=7, split="test")
+    (root / "circle" / "broken.png").write_bytes(b"\x89PNG not really")
+    (root / "star" / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def test_scan_rows_labels_and_unreadable_files(shapes_folder, tmp_path):
+    model = interp.load_model("shapes_cnn")
+    ds = read_folder(shapes_folder)
+    result = scan(model, ds, tmp_path / "s", batch_size=16, workers=0)
+    assert result.complete and result.scored and result.rows == 50 and result.skipped == 2
+    meta, rows = load_scan(tmp_path / "s")
+    assert meta["model"] == "shapes_cnn" and len(rows) == 50 and rows["id"].is_unique
+    errors = rows[rows["error"].notna()]
+    assert sorted(errors["path"]) == ["circle/broken.png", "star/empty.jpg"]
+    ok = rows[rows["error"].isna()].iloc[0]
+    assert model.class_names[ok["label"]] == ok["label_name"]  # folder index → model index by name
+    assert ok["pred"] == ok["top5"][0] and abs(ok["confidence"] - ok["top5_prob"][0]) < 1e-6
+    assert np.isclose(ok["loss"], -np.log(ok["true_prob"]), atol=1e-5) and ok["correct"] == (ok["pred"] == ok["label"])
+    s = summary(rows)
+    assert s["scored"] == 48 and s["unreadable"] == 2
+    wrong = failures(rows, 0.0)
+    assert (wrong["correct"] == False).all() and wrong["confidence"].is_monotonic_decreasing  # noqa: E712
+    pairs = confusion_pairs(rows)
+    assert pairs["count"].sum() == len(wrong)
+    acc = per_class_accuracy(rows)
+    assert acc["images"].sum() == 48 and acc["accuracy"].is_monotonic_increasing
+
+
+def test_scan_stops_when_asked_and_resumes_without_duplicates(shapes_folder, tmp_path):
+    model = interp.load_model("shapes_cnn")
+    ds = read_folder(shapes_folder)
+    calls = []
+    first = scan(model, ds, tmp_path / "s", batch_size=8, workers=0, should_stop=lambda: calls.append(1) or len(calls) >= 2)
+    assert not first.complete and first.rows == 16
+    second = scan(model, ds, tmp_path / "s", batch_size=8, workers=0)
+    assert second.complete and second.written == 50 - 16
+    _, rows = load_scan(tmp_path / "s")
+    assert len(rows) == 50 and rows["id"].is_unique
+
+
+def test_scan_resumes_after_a_kill(shapes_folder, tmp_path):
+    """A scan process killed with SIGKILL mid-way leaves whole parts only; the next run finishes the rest."""
+    out = tmp_path / "killed"
+    script = f"""
+import time, interp
+import interp.datasets.scanner as S
+from interp.datasets import read_folder, scan
+S.FLUSH_ROWS = 4
+model = interp.load_model("shapes_cnn")
+def slow(p):
+    print(p.done, flush=True)
+    time.sleep(0.3)
+scan(model, read_folder(__import__("pathlib").Path({str(shapes_folder)!r})), __import__("pathlib").Path({str(out)!r}),
+     batch_size=4, workers=0, progress=slow)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in proc.stdout:
+        if int(line) >= 20:
+            proc.kill()
+            break
+    proc.wait()
+    written = len(list(out.glob("part-*.parquet")))
+    assert 0 < written < 13
+    result = scan(interp.load_model("shapes_cnn"), read_folder(shapes_folder), out, batch_size=8, workers=0)
+    assert result.complete
+    _, rows = load_scan(out)
+    assert len(rows) == 50 and rows["id"].is_unique and not list(out.glob("*.tmp-*"))
+
+
+def test_scan_refuses_a_folder_of_another_model(shapes_folder, tmp_path):
+    ds = read_folder(shapes_folder)
+    scan(interp.load_model("shapes_cnn"), ds, tmp_path / "s", limit=4, workers=0)
+    with pytest.raises(DatasetError, match="choose another output folder"):
+        scan(interp.load_model("test_resnet", "random"), ds, tmp_path / "s", limit=4, workers=0)
+
+
+def test_scan_with_loader_workers_equals_in_process(shapes_folder, tmp_path):
+    model = interp.load_model("shapes_cnn")
+    ds = read_folder(shapes_folder)
+    scan(model, ds, tmp_path / "a", batch_size=16, workers=0)
+    scan(model, ds, tmp_path / "b", batch_size=16, workers=2)
+    a, b = load_scan(tmp_path / "a")[1].set_index("id"), load_scan(tmp_path / "b")[1].set_index("id")
+    assert (a.loc[b.index, "pred"].fillna(-1) == b["pred"].fillna(-1)).all()
