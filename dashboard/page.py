@@ -24,6 +24,12 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "a vision transformer's attention: every layer and head over the image, rollout, class-specific relevance "
         "(gradient rollout, Chefer et al.), where a clicked patch looks, the token matrix, and per-head statistics.",
     ),
+    (
+        "pages/3_Failures.py",
+        "Failures",
+        "scan a dataset (ImageNet validation, Open Images, a folder, a zip, the shapes world) and browse the "
+        "model's most confident mistakes, with the confusion pairs, per-class accuracy and why each mistake was made.",
+    ),
 )
 """(script, title, what a user does there): the sidebar navigation and the home page's list. A new page adds its row."""
 

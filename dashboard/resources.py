@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -112,3 +113,52 @@ def attention(model_key: str, image_digest: str, target: int | None, _model: Loa
     from interp.attention import capture
 
     return capture(_model, _model.preprocess(_image.image)[None].to(_model.device), target)
+
+
+# ------------------------------------------------------------------------------------------------------- datasets
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def dataset_roots() -> list:
+    """Configured datasets (built-in shapes split, ``$INTERP_DATASETS``, ``st.secrets["datasets"]``); re-read every
+    minute so an operator's change is picked up without a restart."""
+    from interp.datasets import configured_roots
+
+    try:
+        extra = list(st.secrets.get("datasets", []))
+    except Exception:  # no secrets file: that is the usual case, not an error
+        extra = []
+    return configured_roots(settings().cache_dir, extra)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Reading the dataset…")
+def dataset(name: str, root: str, kind: str, mapping: str | None):
+    """A dataset opened once per process (the shapes split is generated on first use)."""
+    from interp.datasets import DatasetRoot, open_dataset
+
+    return open_dataset(DatasetRoot(name, kind, Path(root), mapping))
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def dataset_image(name: str, root: str, kind: str, mapping: str | None, relpath: str) -> LoadedImage:
+    ds = dataset(name, root, kind, mapping)
+    return interp.load_image(ds.path_of(relpath), name=relpath.rsplit("/", 1)[-1])
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def dataset_thumbnail(name: str, root: str, kind: str, mapping: str | None, relpath: str) -> bytes | None:
+    """A small JPEG of a dataset image, or ``None`` when the file cannot be read."""
+    try:
+        im = dataset_image(name, root, kind, mapping, relpath).image.copy()
+    except Exception:  # an unreadable file shows as a placeholder in the grid; the scan lists it
+        return None
+    im.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+@st.cache_resource(show_spinner=False)
+def scan_locks() -> dict:
+    """One lock per scan folder in this process: two visitors never scan into the same folder at once."""
+    return {}

@@ -31,6 +31,12 @@ def load_model(choice: ModelChoice | None) -> LoadedModel | None:
 def load_image(choice: ImageChoice) -> LoadedImage | None:
     if choice.kind == "sample":
         return attempt(lambda: resources.sample_image(choice.name), f"loading the sample {choice.name}")
+    if choice.kind == "dataset":
+        source = st.session_state.get("_image", {}).get("source")
+        if not source:
+            st.info("Pick the image again in the Failures page's dataset browser, or pick a sample.")
+            return None
+        return attempt(lambda: resources.dataset_image(*source, choice.name), f"reading {choice.name}")
     data = sidebar.image_bytes(choice)
     if data is None:
         st.info("The uploaded image is no longer held by this session; upload it again or pick a sample.")

@@ -182,6 +182,8 @@ def image_picker_ui() -> state.ImageChoice:
     )
     if state.get("_image_error"):
         st.error(state.get("_image_error"))
+    if current["kind"] == "dataset":
+        st.caption(f"From {current['digest']}: {current['name']}")
     with st.expander("Sample photos", expanded=current["kind"] == "sample"):
         cols = st.columns(2, gap="small")
         for i, name in enumerate(interp.SAMPLES):

@@ -25,9 +25,10 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class ImageChoice:
-    """Which image to show: a bundled sample by name, or an upload by the SHA-256 of its bytes."""
+    """Which image to show: a bundled sample by name, an upload by the SHA-256 of its bytes, or an image of a
+    dataset by its relative path (``digest`` then holds the dataset's name)."""
 
-    kind: Literal["sample", "upload"]
+    kind: Literal["sample", "upload", "dataset"]
     name: str
     digest: str | None = None
 

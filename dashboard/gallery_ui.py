@@ -1,0 +1,350 @@
+"""Widgets and views of the Failures page: pick a dataset, browse it, scan it, and study the confident mistakes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import charts, resources, state
+from dashboard.feedback import attempt, sentence
+from interp.attribution import METHODS, attribute
+from interp.attribution.display import DisplaySettings, overlay
+from interp.datasets import (
+    SHAPES_DATASET,
+    Dataset,
+    DatasetRoot,
+    confusion_pairs,
+    extract_zip,
+    failures,
+    load_scan,
+    per_class_accuracy,
+    read_folder,
+    scan,
+    summary,
+)
+from interp.errors import InterpError
+from interp.models import LoadedModel
+
+PER_PAGE = 24
+COLUMNS = 6
+ZIP_MB = 200
+CONTRAST_METHODS = ("grad_cam", "integrated_gradients", "saliency", "occlusion")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset the visitor can pick: a configured root, or a zip this session uploaded."""
+
+    name: str
+    root: str
+    kind: str
+    mapping: str | None = None
+
+    def open(self) -> Dataset:
+        if self.kind == "zip":
+            return read_folder(Path(self.root), self.name, kind="zip")
+        return resources.dataset(self.name, self.root, self.kind, self.mapping)
+
+    @property
+    def key(self) -> tuple[str, str, str, str | None]:
+        return (self.name, self.root, self.kind, self.mapping)
+
+
+# ---------------------------------------------------------------------------------------------- dataset choice
+
+
+def dataset_picker_ui() -> tuple[Source, Dataset] | tuple[None, None]:
+    roots = attempt(resources.dataset_roots, "reading the dataset settings")
+    sources = [Source(r.name, str(r.root), r.kind, r.mapping) for r in roots or [] if isinstance(r, DatasetRoot)]
+    sources += [Source(**s) for s in state.get("_zip_datasets", [])]
+    if not sources:
+        return None, None
+    names = [s.name for s in sources]
+    state.restore("gallery_dataset", names[0])
+    if st.session_state["gallery_dataset"] not in names:
+        state.put("gallery_dataset", names[0])
+    left, right = st.columns([2, 1])
+    with left:
+        name = st.selectbox("Dataset", names, key="gallery_dataset", on_change=state.keep, args=("gallery_dataset",),
+                            help="Datasets configured by whoever runs this app, the built-in shapes world, and zips "
+                            "you upload (kept for this session).")  # fmt: skip
+    with right:
+        with st.popover("Use your own images (zip)"):
+            st.file_uploader(f"A zip with one folder of images per class (up to {ZIP_MB} MB)", type=["zip"],
+                             key="gallery_zip", on_change=_take_zip, max_upload_size=ZIP_MB)  # fmt: skip
+    if state.get("_zip_error"):
+        st.error(state.get("_zip_error"))
+    if not any(s.kind in ("imagenet", "openimages") for s in sources):
+        st.caption(
+            "No ImageNet validation or Open Images folder is configured here. Whoever runs the app lists them in "
+            "INTERP_DATASETS or in Streamlit secrets (see the README); the shapes world and zips work anywhere."
+        )
+    source = sources[names.index(name)]
+    spinner = "Generating the shapes test split (first use only)…" if source.name == SHAPES_DATASET else "Reading…"
+    with st.spinner(spinner):
+        ds = attempt(source.open, f"reading {source.name}")
+    if ds is None:
+        return None, None
+    for note in ds.notes:
+        st.caption(sentence(note) + ".")
+    return source, ds
+
+
+def _take_zip() -> None:
+    upload = st.session_state.get("gallery_zip")
+    if upload is None:
+        return
+    try:
+        folder, skipped = extract_zip(upload.getvalue(), resources.settings().cache_dir / "uploads", upload.name)
+        read_folder(folder)  # fails now, with a sentence, if nothing usable is inside
+    except InterpError as exc:
+        st.session_state["_zip_error"] = sentence(str(exc))
+        return
+    name = f"Upload · {upload.name}"
+    zips = [z for z in state.get("_zip_datasets", []) if z["name"] != name]
+    st.session_state["_zip_datasets"] = [*zips, {"name": name, "root": str(folder), "kind": "zip"}][-3:]
+    state.put("gallery_dataset", name)
+    st.session_state.pop("_zip_error", None)
+    if skipped:
+        st.session_state["_zip_note"] = f"{len(skipped)} entries of {upload.name} were skipped (not images, or unsafe names): " + ", ".join(skipped[:5])
+
+
+def send_to_pages(source: Source, relpath: str) -> None:
+    """Make a dataset image the image every page shows."""
+    st.session_state["_image"] = {"kind": "dataset", "name": relpath, "digest": source.name, "source": source.key}
+
+
+# ------------------------------------------------------------------------------------------------------ browse
+
+
+def browse_view(source: Source, ds: Dataset) -> None:
+    """Paged thumbnails with their labels and a class filter; any image can be opened on the other pages."""
+    if state.get("_zip_note"):
+        st.caption(state.get("_zip_note"))
+    classes = ["all classes"] + [ds.class_names[i] for i in ds.classes_present()] if ds.class_names else ["all classes"]
+    c1, c2 = st.columns([2, 1])
+    chosen = c1.selectbox("Class", classes, key=f"browse_class_{source.name}")
+    items = list(ds.items) if chosen == "all classes" else [i for i in ds.items if chosen in i.label_names]
+    page = _pager(c2, len(items), f"browse_page_{source.name}_{chosen}")
+    _thumbnails(source, [(it.path, it.label_name) for it in items[page * PER_PAGE : (page + 1) * PER_PAGE]], "browse")
+
+
+def _pager(container, count: int, key: str) -> int:
+    pages = max(1, -(-count // PER_PAGE))
+    page = container.number_input(f"Page (of {pages}; {count} images)", 1, pages, 1, key=key)
+    return int(page) - 1
+
+
+def _thumbnails(source: Source, cells: list[tuple[str, str]], prefix: str) -> None:
+    for start in range(0, len(cells), COLUMNS):
+        for col, (path, caption) in zip(st.columns(COLUMNS), cells[start : start + COLUMNS]):
+            with col:
+                thumb = resources.dataset_thumbnail(*source.key, path)
+                if thumb is None:
+                    st.warning("unreadable")
+                else:
+                    st.image(thumb, width="stretch")
+                st.caption(caption)
+                st.button("Open", key=f"{prefix}_{path}", on_click=send_to_pages, args=(source, path),
+                          help="Show this image on every page (the sidebar's image).", width="stretch")  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------------- scan
+
+
+def scan_dir(model: LoadedModel, source: Source) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{source.name}_{hashlib.sha256(source.root.encode()).hexdigest()[:10]}")
+    return resources.settings().cache_dir / "scans" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", model.key) / slug
+
+
+def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
+    """Start or resume a scan; progress with images/s and ETA; any click elsewhere stops it with rows kept."""
+    out = scan_dir(model, source)
+    _, rows = _scan_rows(out)
+    c1, c2, c3 = st.columns(3)
+    limit = c1.number_input("Images to scan", 1, len(ds), min(len(ds), 1000), key=f"scan_limit_{source.name}",
+                            help="The first N images; classes alternate, so N spans them.")  # fmt: skip
+    batch = c2.select_slider("Batch size", [8, 16, 32, 64], 32, key="scan_batch")
+    c3.metric("Already scanned", f"{len(rows)} / {len(ds)}")
+    mapping = ds.label_map(model.class_names)
+    if mapping is None:
+        st.info(
+            f"{ds.name}'s labels cannot be compared with {model.name}'s classes, so a scan records predictions and "
+            "confidence but marks nothing right or wrong. (ImageNet data needs an ImageNet model; a folder's class "
+            "names must match the model's.)"
+        )
+    if not st.button("Start or resume the scan", type="primary", key="scan_start"):
+        if len(rows) and len(rows) < limit:
+            st.caption("A scan stopped part-way resumes where it stopped: no image is classified twice.")
+        return
+    locks = resources.scan_locks()
+    lock = locks.setdefault(str(out), threading.Lock())
+    if not lock.acquire(blocking=False):
+        st.info("Another visitor is scanning this dataset with this model right now; its results appear here as they come.")
+        return
+    bar = st.progress(0.0, text="Starting…")
+    st.caption("Clicking anything else stops the scan; what is done is kept, and starting again resumes.")
+    start = time.monotonic()
+
+    def progress(p) -> None:
+        eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        bar.progress(p.fraction, text=f"{p.done} / {p.total} images · {p.images_per_s:.1f} images/s{eta}"
+                     + (f" · {p.skipped} unreadable" if p.skipped else ""))  # fmt: skip
+
+    try:
+        # workers=0: forking data-loader processes from a threaded server is not safe; the CLI uses them
+        result = attempt(lambda: scan(model, ds, out, batch_size=int(batch), limit=int(limit), progress=progress,
+                                      workers=0), "scanning")  # fmt: skip
+    finally:
+        lock.release()
+    _scan_rows.clear()
+    if result is not None:
+        bar.progress(1.0, text=f"Done: {result.rows} images in {time.monotonic() - start:.0f} s "
+                     f"({result.images_per_s:.1f} images/s; {result.skipped} unreadable).")  # fmt: skip
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _scan_rows(out: Path) -> tuple[dict, pd.DataFrame]:
+    if not (out / "scan.json").exists():
+        return {}, pd.DataFrame(columns=["id", "error", "correct"])
+    return load_scan(out)
+
+
+# ----------------------------------------------------------------------------------------------------- gallery
+
+
+@dataclass(frozen=True)
+class GalleryFilter:
+    min_confidence: float
+    true_class: int | None
+    pred_class: int | None
+
+
+def gallery_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
+    meta, rows = _scan_rows(scan_dir(model, source))
+    if rows.empty:
+        st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab (or with `python -m interp scan`).")
+        return
+    s = summary(rows)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Images scanned", s["images"])
+    m2.metric("Accuracy", f"{s['accuracy']:.1%}" if s["scored"] else "not scored")
+    m3.metric("Mistakes", s["mistakes"])
+    m4.metric("Unreadable", s["unreadable"])
+    if not s["scored"]:
+        st.info("These labels cannot be compared with the model's classes; the table lists its least confident "
+                "predictions instead (high entropy).")  # fmt: skip
+        st.dataframe(rows.sort_values("entropy", ascending=False).head(200)[["path", "pred_name", "confidence", "entropy"]],
+                     hide_index=True)  # fmt: skip
+        return
+    filt = _filters_ui(model, rows)
+    wrong = failures(rows, filt.min_confidence, filt.true_class, filt.pred_class)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Top confusion pairs**")
+        pairs = confusion_pairs(rows, 15, filt.min_confidence)
+        st.dataframe(pairs[["label_name", "pred_name", "count", "mean_confidence"]].rename(
+            columns={"label_name": "true", "pred_name": "predicted", "mean_confidence": "mean confidence"}),
+            hide_index=True, height=300)  # fmt: skip
+    with right:
+        st.plotly_chart(_accuracy_chart(per_class_accuracy(rows)), key="gallery_accuracy", config={"displayModeBar": False})
+    st.markdown(f"**{len(wrong)} mistakes** at confidence ≥ {filt.min_confidence:.0%}, most confident first")
+    if wrong.empty:
+        return
+    page = _pager(st, len(wrong), f"gallery_page_{filt}")
+    shown = wrong.iloc[page * PER_PAGE : (page + 1) * PER_PAGE]
+    cells = [(r.path, f"{charts.short_label(r.pred_name)} {r.confidence:.0%} · true {charts.short_label(r.label_name)}")
+             for r in shown.itertuples()]  # fmt: skip
+    _pick_grid(source, cells)
+    _exports(source, ds, wrong)
+    picked = state.get("_gallery_pick")
+    if picked and picked in set(wrong["path"]):
+        contrastive_view(model, source, wrong[wrong["path"] == picked].iloc[0])
+
+
+def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
+    c1, c2, c3 = st.columns(3)
+    conf = c1.slider("Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf")
+    done = rows[rows["correct"].notna()]
+    trues = sorted({int(v) for v in done["label"].dropna()})
+    preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})  # noqa: E712
+    name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])  # noqa: E731
+    true_class = c2.selectbox("True class", [None, *trues], format_func=name, key="gallery_true")
+    pred_class = c3.selectbox("Predicted class", [None, *preds], format_func=name, key="gallery_pred",
+                              help="With a true class too, this is one confusion pair.")  # fmt: skip
+    return GalleryFilter(conf, true_class, pred_class)
+
+
+def _accuracy_chart(table: pd.DataFrame, worst: int = 25) -> go.Figure:
+    t = table.head(worst).iloc[::-1]
+    fig = go.Figure(go.Bar(x=t["accuracy"], y=[f"{charts.short_label(n)} " for n in t["label_name"]], orientation="h",
+                           customdata=t[["images", "correct"]], marker_color="#e45756",
+                           hovertemplate="%{y}<br>%{customdata[1]} of %{customdata[0]} right (%{x:.1%})<extra></extra>"))  # fmt: skip
+    fig.update_layout(title=dict(text=f"Per-class accuracy (worst {min(worst, len(table))})", font=dict(size=13)),
+                      height=300, margin=dict(l=10, r=10, t=30, b=30), xaxis=dict(range=[0, 1], tickformat=".0%"))  # fmt: skip
+    return fig
+
+
+def _pick_grid(source: Source, cells: list[tuple[str, str]]) -> None:
+    for start in range(0, len(cells), COLUMNS):
+        for col, (path, caption) in zip(st.columns(COLUMNS), cells[start : start + COLUMNS]):
+            with col:
+                thumb = resources.dataset_thumbnail(*source.key, path)
+                if thumb is not None:
+                    st.image(thumb, width="stretch")
+                st.caption(caption)
+                st.button("Why?", key=f"why_{path}", on_click=_pick, args=(path,), width="stretch",
+                          type="primary" if state.get("_gallery_pick") == path else "secondary")  # fmt: skip
+
+
+def _pick(path: str) -> None:
+    st.session_state["_gallery_pick"] = path
+
+
+def contrastive_view(model: LoadedModel, source: Source, row) -> None:
+    """The chosen mistake explained for the predicted and for the true class, side by side."""
+    st.divider()
+    st.markdown(f"**Why {charts.short_label(row.pred_name)} and not {charts.short_label(row.label_name)}?** `{row.path}`")
+    method = st.selectbox("Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title, key="gallery_method")
+    image = attempt(lambda: resources.dataset_image(*source.key, row.path), f"reading {row.path}")
+    if image is None:
+        return
+    base = resources.model_view(model.key, image.digest, model, image)
+    display = DisplaySettings(alpha=0.5, sign="positive" if not METHODS[method].signed else "absolute")
+    cols = st.columns(3)
+    cols[0].image(base, caption=f"{row.path} as the model sees it", width="stretch")
+    for col, (target, label) in zip(cols[1:], ((int(row.pred), "predicted"), (int(row.label), "true"))):
+        result = attempt(lambda t=target: attribute(model, image, method, t, cache=resources.result_cache()),
+                         f"explaining class {target}")  # fmt: skip
+        if result is not None:
+            col.image(overlay(base, result.raw, display), width="stretch",
+                      caption=f"{label}: {charts.short_label(model.class_names[target])} · {result.seconds:.2f} s")  # fmt: skip
+    st.button("Open this image on the other pages", key="gallery_open", on_click=send_to_pages, args=(source, row.path))
+
+
+def _exports(source: Source, ds: Dataset, wrong: pd.DataFrame) -> None:
+    cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob", "loss"]
+
+    def images_zip() -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            for path in wrong["path"].head(500):
+                try:
+                    z.write(ds.path_of(path), arcname=path)
+                except (OSError, InterpError):
+                    continue
+        return buf.getvalue()
+
+    c1, c2 = st.columns(2)
+    c1.download_button("Selection as CSV", wrong[cols].to_csv(index=False), "failures.csv", "text/csv", key="gallery_csv")
+    c2.download_button("Images as zip (first 500)", images_zip, "failures.zip", "application/zip", key="gallery_zip_dl")

@@ -1,0 +1,96 @@
+"""AppTest of the Failures page on the built-in shapes world, with the shapes CNN."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+
+def failures_page(model: str = "shapes_cnn") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    at.session_state["_keep_model_select"] = model
+    return at.switch_page("pages/3_Failures.py")
+
+
+def test_scan_then_gallery_then_why():
+    at = failures_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.selectbox(key="gallery_dataset").value == "Shapes world · test split"
+    assert any("No scan of" in i.value for i in at.main.info)
+    assert any("INTERP_DATASETS" in c.value for c in at.main.caption)  # says how to add ImageNet / Open Images
+    at.main.number_input(key="scan_limit_Shapes world · test split").set_value(240).run()
+    at.main.button(key="scan_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    metrics = {m.label: m.value for m in at.main.metric}
+    assert metrics["Images scanned"] == "240" and metrics["Accuracy"].endswith("%")
+    mistakes = int(metrics["Mistakes"])
+    assert mistakes > 0  # the planted marker makes the CNN call marked shapes "star"
+    assert any("**Top confusion pairs**" in m.value for m in at.main.markdown)
+    why = [b for b in at.main.button if b.key and b.key.startswith("why_")]
+    assert why, "mistakes at confidence ≥ 50% are shown as thumbnails"
+    assert all("· true" in c.value for c in at.main.caption if "%" in c.value and "true" in c.value)
+    why[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.value.startswith("**Why ") for m in at.main.markdown)
+    captions = [c for img in at.main.get("image") for c in (img.proto.imgs[0].caption,) if c]
+    assert any(c.startswith("predicted: ") for c in captions) and any(c.startswith("true: ") for c in captions)
+    at.main.button(key="gallery_open").click().run()
+    assert at.session_state["_image"]["kind"] == "dataset"
+    assert any(c.value.startswith("From Shapes world") for c in at.sidebar.caption)
+
+
+def test_a_second_scan_resumes_and_filters_narrow_the_gallery():
+    """Scans are shared by every session (one folder per model and dataset), so start from what is there."""
+    at = failures_page().run()
+    before = int(next(m.value for m in at.main.metric if m.label == "Already scanned").split(" / ")[0])
+    limit = at.main.number_input(key="scan_limit_Shapes world · test split")
+    limit.set_value(before + 30).run()
+    at.main.button(key="scan_start").click().run()
+    assert {m.label: m.value for m in at.main.metric}["Images scanned"] == str(before + 30)
+    at.main.number_input(key="scan_limit_Shapes world · test split").set_value(before + 60).run()
+    at.main.button(key="scan_start").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.main.metric}["Images scanned"] == str(before + 60)
+    at.main.slider(key="gallery_conf").set_value(0.95).run()
+    high = [m.value for m in at.main.markdown if "mistakes** at confidence" in m.value]
+    assert high and "≥ 95%" in high[0]
+
+
+def test_zip_upload_with_junk_becomes_a_dataset(tmp_path):
+    """AppTest cannot drive a file uploader: unpack as the uploader's handler does, then pick it as a visitor would."""
+    from interp.datasets import extract_zip
+
+    buf, image = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(image, "PNG")
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mine/star/a.png", image.getvalue())
+        z.writestr("mine/circle/b.png", image.getvalue())
+        z.writestr("mine/notes.txt", b"x")
+        z.writestr("../../evil.png", image.getvalue())
+    folder, skipped = extract_zip(buf.getvalue(), tmp_path, "mine.zip")
+    assert skipped == ["mine/notes.txt", "../../evil.png"]
+    at = failures_page()
+    at.session_state["_zip_datasets"] = [{"name": "Upload · mine.zip", "root": str(folder), "kind": "zip"}]
+    at.session_state["_keep_gallery_dataset"] = "Upload · mine.zip"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.selectbox(key="gallery_dataset").value == "Upload · mine.zip"
+    assert len([b for b in at.main.button if b.key and b.key.startswith("browse_")]) == 2
+    assert at.main.selectbox(key="browse_class_Upload · mine.zip").options == ["all classes", "circle", "star"]
+
+
+def test_browse_sends_an_image_to_the_other_pages():
+    at = failures_page().run()
+    first = next(b for b in at.main.button if b.key and b.key.startswith("browse_"))
+    first.click().run()
+    assert at.session_state["_image"]["kind"] == "dataset"
+    at.switch_page("pages/1_Attribution.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error
+    assert len(at.main.get("image")) >= 1
