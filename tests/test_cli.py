@@ -159,3 +159,43 @@ def test_attention_bad_input_exits_2(args, coffee_jpg, tmp_path):
     result = run_cli(*args)
     assert result.returncode == 2, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+def test_scan_then_failures(tmp_path):
+    from interp.shapes import write_image_folder
+
+    root = tmp_path / "shapes"
+    write_image_folder(root, 60, seed=3, split="test")
+    (root / "star" / "bad.png").write_bytes(b"nope")
+    out = tmp_path / "scan"
+    result = run_cli("scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(root), "--out", str(out),
+                     "--limit", "40", "--batch-size", "8", "--workers", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "40/40 images" in result.stdout and "images/s" in result.stderr
+    again = run_cli("scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(root), "--out", str(out),
+                    "--workers", "0")  # fmt: skip
+    assert again.returncode == 0 and "61/61 images" in again.stdout and "21 new this run" in again.stdout
+    listed = run_cli("failures", "--scan", str(out), "--min-confidence", "0", "--json")
+    data = json.loads(listed.stdout)
+    assert data["summary"]["images"] == 61 and data["summary"]["unreadable"] == 1
+    confidences = [f["confidence"] for f in data["failures"]]
+    assert confidences == sorted(confidences, reverse=True) and all(f["pred"] != f["label"] for f in data["failures"])
+    text = run_cli("failures", "--scan", str(out))
+    assert text.returncode == 0 and "accuracy" in text.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", "{missing}", "--out", "{out}"],
+        ["scan", "--model", "shapes_cnn", "--dataset", "imagenet", "--root", "{empty}", "--out", "{out}"],
+        ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", "{empty}", "--out", "{out}", "--limit", "0"],
+        ["failures", "--scan", "{empty}"],
+    ],
+)
+def test_scan_bad_input_exits_2(args, tmp_path):
+    (tmp_path / "empty").mkdir()
+    subs = {"{missing}": str(tmp_path / "missing"), "{empty}": str(tmp_path / "empty"), "{out}": str(tmp_path / "o")}
+    result = run_cli(*[subs.get(a, a) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
