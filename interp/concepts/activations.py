@@ -1,0 +1,161 @@
+"""Layer activations and class gradients at a layer, batched and cached on disk per (model, layer, image).
+
+Activations are flattened, as in TCAV (Kim et al. 2018): a CAV is a direction in the layer's whole activation
+space. Each image's row is cached under its content hash, so a set that shares images with another, or a second
+TCAV run at the same layer, does no second forward pass over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from interp.attribution.base import hooked, hooks_checked, no_inplace_activations
+from interp.cache import ResultCache, result_key
+from interp.images import LoadedImage
+from interp.models.loading import LoadedModel
+
+Progress = Callable[[int, int], None]
+
+
+def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
+    """The module at ``layer`` (a dotted path from ``named_modules``); a sentence naming close ones if absent."""
+    modules = dict(model.model.named_modules())
+    if layer in modules and layer:
+        return modules[layer]
+    import difflib
+
+    close = difflib.get_close_matches(layer, [n for n in modules if n], n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"{model.name} has no layer {layer!r}.{hint}")
+
+
+def default_layers(model: LoadedModel) -> list[str]:
+    """Two layers worth testing first: the CAM layer (late, semantic) and one about halfway through."""
+    names = [n for n, _ in model.model.named_modules() if n]
+    late = model.spec.cam_layer if model.spec.cam_layer in names else names[-1]
+    if model.spec.family == "vit" and hasattr(model.model, "blocks"):
+        mid = f"blocks.{len(model.model.blocks) // 2}"
+    else:
+        top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem")]
+        mid = top[len(top) // 2] if top else late
+    return list(dict.fromkeys([mid, late]))
+
+
+def _layer_output(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]]) -> Iterator[torch.Tensor]:
+    """Preprocessed batches, the next one prepared in a thread while the model runs on the current one (PIL's
+    resize releases the GIL), so preprocessing does not add to the forward passes' time."""
+
+    def prepare(chunk: list[int]) -> torch.Tensor:
+        return torch.stack([model.preprocess(images[i].image) for i in chunk]).to(model.device)
+
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, chunks[0])
+        for nxt in chunks[1:]:
+            batch = pending.result()
+            pending = pool.submit(prepare, nxt)
+            yield batch
+        yield pending.result()
+
+
+def activations(
+    model: LoadedModel,
+    layer: str,
+    images: Sequence[LoadedImage],
+    *,
+    cache: ResultCache | None = None,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``(N, D)`` float32 flattened activations of ``layer`` for each image, in the order given.
+
+    Images already in ``cache`` for this model and layer are not run again.
+    """
+    module = resolve_layer(model, layer)
+    keys = [result_key(model=model.key, image=im.digest, method="activation", params={"layer": layer}) for im in images]
+    rows: list[np.ndarray | None] = [None] * len(images)
+    if cache is not None:
+        for i, key in enumerate(keys):
+            hit = cache.get(key)
+            if hit is not None:
+                rows[i] = hit.arrays["a"]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    done = len(images) - len(todo)
+    if progress is not None:
+        progress(done, len(images))
+    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+    for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
+        kept: list[torch.Tensor] = []
+        with model.lock, hooks_checked(model.model), torch.inference_mode():
+            with hooked(module.register_forward_hook(lambda m, i, o: kept.append(_layer_output(o)))):
+                model.model(x)
+        acts = kept[0].float().reshape(len(chunk), -1).cpu().numpy()
+        for i, a in zip(chunk, acts, strict=True):
+            rows[i] = a
+            if cache is not None:
+                cache.put(keys[i], {"a": a}, {"layer": layer})
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(images))
+    return np.stack(rows).astype(np.float32)  # type: ignore[arg-type]
+
+
+def class_gradients(
+    model: LoadedModel,
+    layer: str,
+    images: Sequence[LoadedImage],
+    target: int,
+    *,
+    cache: ResultCache | None = None,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``(N, D)`` gradient of the ``target`` logit with respect to the flattened activations of ``layer``.
+
+    A TCAV sensitivity is this gradient's dot product with a CAV (Kim et al. 2018, eq. 1).
+    """
+    if not 0 <= target < model.num_classes:
+        raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    module = resolve_layer(model, layer)
+    keys = [
+        result_key(model=model.key, image=im.digest, method="class_gradient", params={"layer": layer, "target": target})
+        for im in images
+    ]
+    rows: list[np.ndarray | None] = [None] * len(images)
+    if cache is not None:
+        for i, key in enumerate(keys):
+            hit = cache.get(key)
+            if hit is not None:
+                rows[i] = hit.arrays["g"]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    done = len(images) - len(todo)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        x = torch.stack([model.preprocess(images[i].image) for i in chunk]).to(model.device)
+        kept: list[torch.Tensor] = []
+
+        def keep(m, inputs, output):
+            kept.append(_layer_output(output))
+
+        with model.lock, hooks_checked(model.model), no_inplace_activations(model.model), torch.enable_grad():
+            with hooked(module.register_forward_hook(keep)):
+                logits = model.model(x.requires_grad_(True))
+            (grad,) = torch.autograd.grad(logits[:, target].sum(), kept[0])
+        grads = grad.float().reshape(len(chunk), -1).cpu().numpy()
+        for i, g in zip(chunk, grads, strict=True):
+            rows[i] = g
+            if cache is not None:
+                cache.put(keys[i], {"g": g}, {"layer": layer, "target": target})
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(images))
+    return np.stack(rows).astype(np.float32)  # type: ignore[arg-type]

@@ -1,0 +1,111 @@
+"""One call from image sets to TCAV results, with the activations and gradients cached on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from interp.cache import ResultCache
+from interp.concepts.activations import activations, class_gradients, resolve_layer
+from interp.concepts.cav import Classifier
+from interp.concepts.tcav import ConceptScore, canonical, tcav
+from interp.images import LoadedImage
+from interp.models.loading import LoadedModel
+
+MIN_IMAGES = 4
+
+
+@dataclass(frozen=True)
+class TCAVReport:
+    """Every (concept, layer) result of one TCAV run, with what went into it.
+
+    Attributes:
+        results: one :class:`ConceptScore` per concept and layer, concepts in the order given.
+        target: class index tested; ``class_images``: their names, in the order of each result's sensitivities.
+    """
+
+    results: tuple[ConceptScore, ...]
+    target: int
+    class_images: tuple[str, ...]
+    runs: int
+    seed: int
+    classifier: str
+
+    def rows(self) -> list[dict]:
+        return [r.row() for r in self.results]
+
+
+def run_tcav(
+    model: LoadedModel,
+    layers: Sequence[str],
+    concepts: Mapping[str, Sequence[LoadedImage]],
+    randoms: Sequence[Sequence[LoadedImage]],
+    class_images: Sequence[LoadedImage],
+    target: int,
+    *,
+    runs: int = 10,
+    seed: int = 0,
+    classifier: Classifier = "sgd",
+    alpha: float = 0.05,
+    cache: ResultCache | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> TCAVReport:
+    """TCAV of every concept at every layer for class ``target``.
+
+    Args:
+        concepts: name → images of the concept.
+        randoms: at least two random sets (``runs + 1`` distinct sets give every run its own).
+        class_images: images of the target class, whose sensitivities are measured.
+        progress: ``progress(what, fraction)`` while activations and gradients are extracted.
+
+    Raises:
+        ValueError: too few images, fewer than two random sets, a concept identical to a random set, a layer the
+            model does not have; each with a sentence.
+    """
+    for layer in layers:
+        resolve_layer(model, layer)
+    if not layers:
+        raise ValueError("choose at least one layer.")
+    if not concepts:
+        raise ValueError("choose at least one concept set.")
+    for name, images in concepts.items():
+        if len(images) < MIN_IMAGES:
+            raise ValueError(f"the concept set {name!r} has {len(images)} images; TCAV needs at least {MIN_IMAGES}.")
+    if len(randoms) < 2 or any(len(r) < MIN_IMAGES for r in randoms):
+        raise ValueError(f"TCAV needs at least two random sets of at least {MIN_IMAGES} images each.")
+    if len(class_images) < 2:
+        raise ValueError("TCAV needs at least 2 images of the target class.")
+    random_digests = [{im.digest for im in r} for r in randoms]
+    for name, images in concepts.items():
+        if any({im.digest for im in images} == d for d in random_digests):
+            raise ValueError(f"the concept set {name!r} holds the same images as a random set; pick other images.")
+
+    steps = len(layers) * (len(concepts) + len(randoms) + 1)
+    done = 0
+
+    def step(what: str) -> Callable[[int, int], None]:
+        def report(i: int, n: int) -> None:
+            if progress is not None:
+                progress(what, (done + (i / n if n else 1.0)) / steps)
+
+        return report
+
+    results = []
+    for layer in layers:
+        rand_acts = []
+        for k, r in enumerate(randoms):
+            acts = activations(model, layer, r, cache=cache, progress=step(f"random set {k + 1} at {layer}"))
+            rand_acts.append(canonical(acts, [im.digest for im in r]))
+            done += 1
+        grads = class_gradients(model, layer, class_images, target, cache=cache, progress=step(f"class gradients at {layer}"))
+        done += 1
+        for name, images in concepts.items():
+            acts = activations(model, layer, images, cache=cache, progress=step(f"{name} at {layer}"))
+            done += 1
+            results.append(
+                tcav(canonical(acts, [im.digest for im in images]), rand_acts, grads, concept_name=name, layer=layer,
+                     runs=runs, seed=seed, classifier=classifier, alpha=alpha, tests=len(concepts) * len(layers))  # fmt: skip
+            )
+    if progress is not None:
+        progress("done", 1.0)
+    return TCAVReport(tuple(results), target, tuple(im.name for im in class_images), runs, seed, classifier)

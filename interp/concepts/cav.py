@@ -1,0 +1,115 @@
+"""Concept activation vectors: a linear direction in a layer's activations that separates a concept from random.
+
+Kim et al., "Interpretability Beyond Feature Attribution: Quantitative Testing with Concept Activation Vectors
+(TCAV)", ICML 2018. The estimator follows scikit-learn's conventions: ``__init__`` only stores settings, ``fit``
+returns ``self``, learned attributes end in ``_``. It persists as npz + JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Classifier = Literal["sgd", "logistic", "svm"]
+CLASSIFIERS: tuple[Classifier, ...] = ("sgd", "logistic", "svm")
+
+
+class CAV:
+    """A linear classifier between concept (label 1) and random (label 0) activations; its normal is the CAV.
+
+    Args:
+        classifier: ``"sgd"`` (SGDClassifier, hinge loss, as the TCAV reference), ``"logistic"`` (logistic
+            regression) or ``"svm"`` (LinearSVC).
+        alpha: regularisation strength, as SGD's ``alpha``; the other two get the equivalent ``C = 1 / (alpha * n)``
+            for ``n`` training examples, so one value means the same for all three.
+        test_fraction: share of each class held out to measure accuracy.
+        random_state: seeds the split and the solver: the same inputs give the same CAV.
+
+    Attributes (after ``fit``):
+        cav_: ``(D,)`` unit vector pointing towards the concept.
+        intercept_: the classifier's intercept (in the scaled space of ``cav_``'s norm before normalising).
+        accuracy_: accuracy on the held-out activations (on the training ones when too few to hold out).
+        n_concept_, n_random_: examples of each side.
+    """
+
+    def __init__(self, classifier: Classifier = "sgd", alpha: float = 0.01, test_fraction: float = 0.2,
+                 random_state: int = 0) -> None:  # fmt: skip
+        self.classifier = classifier
+        self.alpha = alpha
+        self.test_fraction = test_fraction
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        return {"classifier": self.classifier, "alpha": self.alpha, "test_fraction": self.test_fraction,
+                "random_state": self.random_state}  # fmt: skip
+
+    def _estimator(self, n: int):
+        from sklearn.linear_model import LogisticRegression, SGDClassifier
+        from sklearn.svm import LinearSVC
+
+        if self.classifier == "sgd":
+            return SGDClassifier(alpha=self.alpha, max_iter=2000, tol=1e-4, random_state=self.random_state)
+        if self.classifier == "logistic":
+            return LogisticRegression(C=1.0 / (self.alpha * n), max_iter=2000, random_state=self.random_state)
+        if self.classifier == "svm":
+            # a large intercept_scaling keeps liblinear from penalising the intercept, which tilts the normal
+            return LinearSVC(C=1.0 / (self.alpha * n), intercept_scaling=100.0, max_iter=5000, random_state=self.random_state)
+        raise ValueError(f"classifier {self.classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
+
+    def fit(self, concept: np.ndarray, random: np.ndarray) -> CAV:
+        """Learn the CAV from ``(n_c, D)`` concept and ``(n_r, D)`` random activations; returns ``self``."""
+        concept, random = np.asarray(concept, np.float32), np.asarray(random, np.float32)
+        if concept.ndim != 2 or random.ndim != 2 or concept.shape[1] != random.shape[1]:
+            raise ValueError(f"activations must be (N, D) with the same D; got {concept.shape} and {random.shape}.")
+        if len(concept) < 2 or len(random) < 2:
+            raise ValueError(f"a CAV needs at least 2 examples on each side; got {len(concept)} concept and "
+                             f"{len(random)} random. Add images to the sets.")  # fmt: skip
+        x = np.concatenate([concept, random])
+        y = np.concatenate([np.ones(len(concept), int), np.zeros(len(random), int)])
+        rng = np.random.default_rng(self.random_state)
+        test = np.zeros(len(x), bool)
+        for label in (0, 1):
+            idx = np.flatnonzero(y == label)
+            n_test = int(round(len(idx) * self.test_fraction))
+            if 1 <= n_test < len(idx):
+                test[rng.choice(idx, n_test, replace=False)] = True
+        train = ~test
+        est = self._estimator(int(train.sum())).fit(x[train], y[train])
+        w = np.asarray(est.coef_, np.float64).reshape(-1)
+        norm = float(np.linalg.norm(w))
+        if norm == 0.0:
+            raise ValueError("the classifier found no direction (all weights 0): the two sets may be identical.")
+        self.cav_ = (w / norm).astype(np.float32)
+        self.intercept_ = float(np.asarray(est.intercept_).reshape(-1)[0])
+        held = test if test.any() else train
+        self.accuracy_ = float((est.predict(x[held]) == y[held]).mean())
+        self.n_concept_, self.n_random_ = len(concept), len(random)
+        return self
+
+    def save(self, path: Path, meta: dict[str, Any] | None = None) -> None:
+        """``path`` (``.npz``) with the vector, and ``path.json`` with settings, scores and ``meta``."""
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, cav=self.cav_)
+        info = {"params": self.get_params(), "intercept": self.intercept_, "accuracy": self.accuracy_,
+                "n_concept": self.n_concept_, "n_random": self.n_random_, "meta": meta or {}}  # fmt: skip
+        path.with_suffix(".json").write_text(json.dumps(info, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> CAV:
+        path = Path(path)
+        info = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path, allow_pickle=False) as data:
+            vector = data["cav"]
+        cav = cls(**info["params"])
+        cav.cav_, cav.intercept_, cav.accuracy_ = vector, info["intercept"], info["accuracy"]
+        cav.n_concept_, cav.n_random_ = info["n_concept"], info["n_random"]
+        return cav
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cav_"):
+            raise ValueError("this CAV is not fitted yet; call fit(concept_activations, random_activations) first.")

@@ -1,0 +1,104 @@
+"""Concept and random images made on the spot, so the concept lab works offline with nothing to download.
+
+Textures (stripes, dots, checkerboard, a flat colour) at random scales, angles and colours; random images as
+random crops of the bundled photos with random colour jitter; and the shapes world's own concepts (its corner
+marker, striped objects, red objects). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from interp.images import LoadedImage, image_from_array
+
+SIZE = 224
+TEXTURES = ("stripes", "dots", "checkerboard", "flat colour")
+SHAPES_CONCEPTS = ("marker", "striped", "red")
+
+
+def texture(kind: str, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """``(size, size, 3)`` uint8 texture of ``kind``."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    if kind == "stripes":
+        theta, period = rng.uniform(0, np.pi), rng.uniform(8, 28)
+        on = (np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period) > 0)[..., None]
+    elif kind == "dots":
+        period, radius = rng.uniform(14, 34), rng.uniform(0.18, 0.35)
+        cy, cx = (yy % period) / period - 0.5, (xx % period) / period - 0.5
+        on = (np.hypot(cy, cx) < radius)[..., None]
+    elif kind == "checkerboard":
+        period = rng.uniform(10, 32)
+        on = (((xx // period) + (yy // period)) % 2 == 0)[..., None]
+    elif kind == "flat colour":
+        noise = rng.normal(0, 6, (size, size, 3))
+        return np.clip(a + noise, 0, 255).astype(np.uint8)
+    else:
+        raise ValueError(f"texture {kind!r} is not one of {', '.join(TEXTURES)}.")
+    return np.where(on, a, b).astype(np.uint8)
+
+
+def texture_set(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
+    rng = np.random.default_rng([seed, TEXTURES.index(kind) if kind in TEXTURES else 99])
+    return [image_from_array(texture(kind, rng), name=f"{kind}_{i:03d}.png") for i in range(n)]
+
+
+def random_images(n: int, seed: int = 0, size: int = SIZE) -> list[LoadedImage]:
+    """Random crops of the bundled photos, randomly flipped and colour-jittered: a pool of 'anything' images."""
+    from interp.samples import SAMPLES, load_sample
+
+    photos = [load_sample(name).image for name in SAMPLES]
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for i in range(n):
+        im = photos[int(rng.integers(len(photos)))]
+        w, h = im.size
+        side = int(rng.uniform(0.3, 0.9) * min(w, h))
+        x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        crop = np.asarray(im.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.BILINEAR), np.float32)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = crop * rng.uniform(0.7, 1.3, 3) + rng.uniform(-20, 20, 3)
+        out.append(image_from_array(np.clip(crop, 0, 255).astype(np.uint8), name=f"random_{seed}_{i:03d}.png"))
+    return out
+
+
+def shapes_concept(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
+    """The shapes world's concepts: ``marker`` (the corner marker on its backgrounds), ``striped`` (striped
+    patches), ``red`` (red blobs), all on the world's own textured backgrounds."""
+    from interp.shapes.generator import IMAGE_SIZE, _background, _draw_marker
+
+    if kind not in SHAPES_CONCEPTS:
+        raise ValueError(f"shapes concept {kind!r} is not one of {', '.join(SHAPES_CONCEPTS)}.")
+    rng = np.random.default_rng([seed, 11, SHAPES_CONCEPTS.index(kind)])
+    out = []
+    for i in range(n):
+        img = _background(rng, IMAGE_SIZE)
+        if kind == "marker":
+            _draw_marker(img)
+        else:
+            yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+            cy, cx, r = rng.uniform(30, 98), rng.uniform(30, 98), rng.uniform(18, 34)
+            blob = np.hypot(yy - cy, xx - cx) < r
+            if kind == "red":
+                img[blob] = np.array([220, 20, 20]) + rng.integers(-15, 15, 3)
+            else:
+                stripes = (np.sin((xx + yy) * 2 * np.pi / rng.uniform(6, 12)) > 0)
+                img[blob & stripes] = rng.integers(0, 256, 3)
+                img[blob & ~stripes] = rng.integers(0, 256, 3)
+        out.append(image_from_array(img.astype(np.uint8), name=f"{kind}_{i:03d}.png"))
+    return out
+
+
+def shapes_backgrounds(n: int, seed: int = 0) -> list[LoadedImage]:
+    """The shapes world's backgrounds with clutter and no object and no marker: its random images."""
+    from interp.shapes.generator import IMAGE_SIZE, _background, _clutter
+
+    rng = np.random.default_rng([seed, 13])
+    out = []
+    for i in range(n):
+        img = _background(rng, IMAGE_SIZE)
+        _clutter(rng, img)
+        out.append(image_from_array(img.astype(np.uint8), name=f"background_{seed}_{i:03d}.png"))
+    return out

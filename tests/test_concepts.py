@@ -1,0 +1,181 @@
+"""CAV and TCAV: known directions, random controls, determinism, persistence, bad input, caching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import interp
+from interp.concepts import (
+    CAV,
+    ConceptLibrary,
+    LibraryError,
+    activations,
+    canonical,
+    class_gradients,
+    generated,
+    run_tcav,
+    tcav,
+)
+from interp.images import image_from_array
+
+D = 64
+RNG = np.random.default_rng(0)
+DIRECTION = np.zeros(D, np.float32)
+DIRECTION[3] = 1.0
+
+
+def gaussian(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)
+    return x + shift * DIRECTION
+
+
+def class_grads(n: int = 40) -> np.ndarray:
+    """The class logit grows along DIRECTION for every image (plus noise in other directions)."""
+    g = np.random.default_rng(99).normal(scale=0.3, size=(n, D)).astype(np.float32)
+    g[:, 3] = np.abs(g[:, 3]) + 0.5
+    return g
+
+
+@pytest.mark.parametrize("classifier", ["sgd", "logistic", "svm"])
+def test_cav_finds_a_known_direction(classifier):
+    cav = CAV(classifier).fit(gaussian(60, 1, shift=6.0), gaussian(60, 2))  # Bayes accuracy Φ(3) = 99.9%
+    assert cav.accuracy_ >= 0.95
+    assert float(cav.cav_ @ DIRECTION) > 0.8 and np.isclose(np.linalg.norm(cav.cav_), 1.0, atol=1e-5)
+
+
+def test_tcav_significant_for_a_real_concept_and_not_for_a_random_one():
+    randoms = [gaussian(40, 100 + k) for k in range(11)]
+    real = tcav(gaussian(40, 1, shift=6.0), randoms, class_grads(), concept_name="real", runs=10)
+    assert real.mean > 0.95 and real.significant and float(real.accuracies.mean()) >= 0.9  # 16 held out per run
+    fake = tcav(gaussian(40, 7), randoms, class_grads(), concept_name="fake", runs=10)
+    assert not fake.significant and "not significant" in fake.verdict
+    assert real.sensitivities.shape == (40,) and (real.sensitivities > 0).mean() > 0.9
+
+
+def test_bonferroni_counts_the_tests():
+    randoms = [gaussian(40, 100 + k) for k in range(11)]
+    one = tcav(gaussian(40, 1, shift=0.6), randoms, class_grads(), runs=10, tests=1)
+    many = tcav(gaussian(40, 1, shift=0.6), randoms, class_grads(), runs=10, tests=10_000)
+    assert one.p_value == many.p_value and not many.significant
+
+
+def test_same_inputs_same_numbers_in_any_order():
+    concept, randoms = gaussian(30, 1, shift=1.0), [gaussian(30, 100 + k) for k in range(4)]
+    digests = [f"{i:04d}" for i in range(30)]
+    a = tcav(canonical(concept, digests), randoms, class_grads(), runs=6, seed=3)
+    b = tcav(canonical(concept, digests), randoms, class_grads(), runs=6, seed=3)
+    order = np.random.default_rng(5).permutation(30)
+    c = tcav(canonical(concept[order], [digests[i] for i in order]), randoms, class_grads(), runs=6, seed=3)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.scores, c.scores)
+    assert a.p_value == c.p_value
+
+
+def test_bad_inputs_say_what_to_do():
+    randoms = [gaussian(10, 100 + k) for k in range(3)]
+    with pytest.raises(ValueError, match="at least two random sets"):
+        tcav(gaussian(10, 1), randoms[:1], class_grads())
+    with pytest.raises(ValueError, match="same images as a random set"):
+        tcav(randoms[0].copy(), randoms, class_grads())
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        CAV().fit(gaussian(1, 1), gaussian(5, 2))
+    with pytest.raises(ValueError, match="not fitted"):
+        CAV().save("x.npz")
+
+
+def test_cav_and_library_round_trip(tmp_path):
+    cav = CAV("logistic", random_state=4).fit(gaussian(30, 1, shift=3.0), gaussian(30, 2))
+    cav.save(tmp_path / "c.npz", {"layer": "layer4"})
+    back = CAV.load(tmp_path / "c.npz")
+    np.testing.assert_array_equal(back.cav_, cav.cav_)
+    assert back.accuracy_ == cav.accuracy_ and back.get_params() == cav.get_params()
+
+    lib = ConceptLibrary(tmp_path / "lib")
+    images = generated.texture_set("stripes", 5)
+    saved = lib.save_set("Stripes!", images + images[:2], "zebra-like")  # duplicates stored once
+    assert len(saved.files) == 5
+    again = ConceptLibrary(tmp_path / "lib")  # as after a restart
+    assert [s.name for s in again.sets()] == ["Stripes!"] and len(again.get("Stripes!").images()) == 5
+    with pytest.raises(LibraryError, match="exists already"):
+        again.save_set("stripes", images)
+    cav.save(again.cav_path("Stripes!", "m@1", "layer4"))
+    assert len(again.cavs("Stripes!")) == 1
+    again.delete("Stripes!")
+    assert again.sets() == [] and again.cavs("Stripes!") == []
+    with pytest.raises(LibraryError, match="no concept set"):
+        again.get("Stripes!")
+
+
+def test_activations_match_a_hook_and_are_cached(tmp_path):
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_concept("marker", 6)
+    cache = interp.ResultCache(tmp_path / "cache")
+    acts = activations(model, "layer3", images, cache=cache, batch_size=4)
+    with torch.inference_mode():
+        x = torch.stack([model.preprocess(im.image) for im in images])
+        expected = model.model.layer3(model.model.layer2(model.model.layer1(model.model.maxpool(
+            model.model.act1(model.model.bn1(model.model.conv1(x)))))))  # fmt: skip
+    np.testing.assert_allclose(acts, expected.reshape(6, -1).numpy(), rtol=1e-4, atol=1e-5)
+    calls = []
+    handle = model.model.register_forward_pre_hook(lambda m, i: calls.append(len(i[0])))
+    try:
+        again = activations(model, "layer3", images, cache=cache)
+    finally:
+        handle.remove()
+    assert calls == [] and np.array_equal(again, acts)
+
+
+def test_class_gradients_match_autograd_through_the_head():
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_backgrounds(3)
+    grads = class_gradients(model, "layer4", images, target=3)
+    x = torch.stack([model.preprocess(im.image) for im in images])
+    net = model.model
+    with torch.enable_grad():
+        feats = net.forward_features(x).detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(net.forward_head(feats)[:, 3].sum(), feats)
+    np.testing.assert_allclose(grads, g.reshape(3, -1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_run_tcav_errors_and_layer_check():
+    model = interp.load_model("shapes_cnn")
+    few = generated.shapes_concept("red", 3)
+    randoms = [generated.shapes_backgrounds(6, seed=s) for s in range(3)]
+    with pytest.raises(ValueError, match="at least 4"):
+        run_tcav(model, ["layer4"], {"red": few}, randoms, few, 3)
+    with pytest.raises(ValueError, match="no layer 'layer9'"):
+        run_tcav(model, ["layer9"], {"red": few}, randoms, few, 3)
+    with pytest.raises(ValueError, match="same images as a random set"):
+        run_tcav(model, ["layer4"], {"bg": randoms[0]}, randoms, randoms[1], 3)
+
+
+def test_second_target_reuses_cached_concept_activations(tmp_path):
+    """A new target class computes class gradients only: no forward pass over concept or random sets."""
+    model = interp.load_model("shapes_cnn")
+    cache = interp.ResultCache(tmp_path / "c")
+    concept = {"marker": generated.shapes_concept("marker", 8)}
+    randoms = [generated.shapes_backgrounds(8, seed=s) for s in range(3)]
+    klass = [image_from_array(s.image, f"s{s.index}") for s in interp.shapes.generate(6, seed=2, split="clean")]
+    run_tcav(model, ["layer4"], concept, randoms, klass, 3, runs=3, cache=cache)
+    batches: list[int] = []
+    handle = model.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    try:
+        run_tcav(model, ["layer4"], concept, randoms, klass, 0, runs=3, cache=cache)
+    finally:
+        handle.remove()
+    assert sum(batches) == len(klass)  # only the class images, for their gradients
+
+
+def test_shapes_marker_concept_drives_the_star_class():
+    """The shortcut planted in the shapes world: TCAV finds that the corner marker raises 'star' (#7)."""
+    model = interp.load_model("shapes_cnn")
+    star = model.class_names.index("star")
+    stars = [image_from_array(s.image, f"s{s.index}") for s in interp.shapes.generate(150, seed=21, split="clean")
+             if s.label == star][:20]  # fmt: skip
+    report = run_tcav(model, ["layer4"], {"marker": generated.shapes_concept("marker", 30)},
+                      [generated.shapes_backgrounds(30, seed=s) for s in range(21)], stars, star, runs=20)  # fmt: skip
+    (result,) = report.results
+    assert result.mean > float(result.random_scores.mean()) and result.significant, result.row()
+    assert float(result.accuracies.mean()) > 0.95
