@@ -277,8 +277,8 @@ def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     conf = c1.slider("Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf")
     done = rows[rows["correct"].notna()]
     trues = sorted({int(v) for v in done["label"].dropna()})
-    preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})  # noqa: E712
-    name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])  # noqa: E731
+    preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})
+    name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])
     true_class = c2.selectbox("True class", [None, *trues], format_func=name, key="gallery_true")
     pred_class = c3.selectbox("Predicted class", [None, *preds], format_func=name, key="gallery_pred",
                               help="With a true class too, this is one confusion pair.")  # fmt: skip

@@ -30,6 +30,12 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "scan a dataset (ImageNet validation, Open Images, a folder, a zip, the shapes world) and browse the "
         "model's most confident mistakes, with the confusion pairs, per-class accuracy and why each mistake was made.",
     ),
+    (
+        "pages/4_Concepts.py",
+        "Concepts",
+        "build concept sets (textures, the shapes world's marker, your photos or a dataset class), train CAVs and "
+        "run TCAV against random concepts, with p-values and the images most aligned with each concept.",
+    ),
 )
 """(script, title, what a user does there): the sidebar navigation and the home page's list. A new page adds its row."""
 

@@ -25,3 +25,7 @@ class WeightsMismatchError(InterpError, ValueError):
 
 class WeightsUnavailableError(InterpError, RuntimeError):
     """Weights that cannot be had here: no network and nothing cached, or the bundled package is missing."""
+
+
+class BadSettingError(InterpError, ValueError):
+    """A choice that cannot work as made: too few images for a test, a layer the model lacks, sets that coincide."""

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import timm
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
-
 
 
 class AttributionPage:

@@ -199,3 +199,73 @@ def test_scan_bad_input_exits_2(args, tmp_path):
     result = run_cli(*[subs.get(a, a) for a in args])
     assert result.returncode == 2, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+@pytest.fixture(scope="module")
+def concept_folders(tmp_path_factory):
+    from interp.concepts import generated
+    from interp.shapes import generate
+
+    root = tmp_path_factory.mktemp("concepts")
+
+    def write(folder, images):
+        folder.mkdir(parents=True)
+        for im in images:
+            im.image.save(folder / f"{im.name}.png" if not im.name.endswith(".png") else folder / im.name)
+
+    write(root / "marker", generated.shapes_concept("marker", 12))
+    for s in range(3):
+        write(root / "random" / f"r{s}", generated.shapes_backgrounds(12, seed=s))
+    stars = [s for s in generate(60, seed=4, split="clean") if s.class_name == "star"][:6]
+    (root / "stars").mkdir()
+    for s in stars:
+        Image.fromarray(s.image).save(root / "stars" / f"{s.index}.png")
+    (root / "stars" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def test_tcav_cli_reports_scores_and_p_values(concept_folders):
+    r = concept_folders
+    result = run_cli("tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", str(r / "marker"),
+                     "--random", str(r / "random"), "--class-images", str(r / "stars"), "--target", "star",
+                     "--runs", "4", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1 unreadable" in result.stderr
+    data = json.loads(result.stdout)
+    (row,) = data["results"]
+    assert data["label"] == "star" and row["concept"] == "marker" and len(row["scores"]) == 4
+    assert 0 <= row["p_value"] <= 1 and row["verdict"]
+    text = run_cli("tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", str(r / "marker"),
+                   "--random", str(r / "random" / "r0"), "--random", str(r / "random" / "r1"),
+                   "--class-images", str(r / "stars"), "--target", "3", "--runs", "3")  # fmt: skip
+    assert text.returncode == 0 and "TCAV" in text.stdout and "p =" in text.stdout
+
+
+def test_cav_features_writes_activations(concept_folders, tmp_path):
+    out = tmp_path / "f.npz"
+    assert main(["cav-features", "--model", "shapes_cnn", "--layer", "layer3", "--images",
+                 str(concept_folders / "marker"), "--out", str(out)]) == 0  # fmt: skip
+    import numpy as np
+
+    with np.load(out) as data:
+        assert data["activations"].shape[0] == 12 and data["names"].shape == (12,) and str(data["layer"]) == "layer3"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tcav", "--model", "shapes_cnn", "--layer", "layer9", "--concept", "{r}/marker", "--random", "{r}/random",
+         "--class-images", "{r}/stars", "--target", "star"],
+        ["tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", "{r}/marker", "--random", "{r}/random",
+         "--class-images", "{r}/stars", "--target", "unicorn"],
+        ["tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", "{r}/random/r0", "--random", "{r}/random",
+         "--class-images", "{r}/stars", "--target", "star"],
+        ["tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", "{r}/nowhere", "--random", "{r}/random",
+         "--class-images", "{r}/stars", "--target", "star"],
+        ["cav-features", "--model", "shapes_cnn", "--layer", "layer4", "--images", "{r}/marker", "--out", "{r}/x.txt"],
+    ],
+)  # fmt: skip
+def test_concept_cli_bad_input_exits_2(args, concept_folders):
+    result = run_cli(*[a.replace("{r}", str(concept_folders)) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]) == 1, result.stderr

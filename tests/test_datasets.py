@@ -231,7 +231,7 @@ def test_scan_rows_labels_and_unreadable_files(shapes_folder, tmp_path):
     s = summary(rows)
     assert s["scored"] == 48 and s["unreadable"] == 2
     wrong = failures(rows, 0.0)
-    assert (wrong["correct"] == False).all() and wrong["confidence"].is_monotonic_decreasing  # noqa: E712
+    assert (wrong["correct"] == False).all() and wrong["confidence"].is_monotonic_decreasing
     pairs = confusion_pairs(rows)
     assert pairs["count"].sum() == len(wrong)
     acc = per_class_accuracy(rows)

@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import attention, attribution, basic, scan, shapes  # noqa: F401  (register their commands)
+    from interp.cli import attention, attribution, basic, concepts, scan, shapes  # noqa: F401  (register their commands)
 
     parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")

@@ -15,6 +15,7 @@ import torch
 
 from interp.attribution.base import hooked, hooks_checked, no_inplace_activations
 from interp.cache import ResultCache, result_key
+from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
 
@@ -30,7 +31,7 @@ def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
 
     close = difflib.get_close_matches(layer, [n for n in modules if n], n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"{model.name} has no layer {layer!r}.{hint}")
+    raise BadSettingError(f"{model.name} has no layer {layer!r}.{hint}")
 
 
 def default_layers(model: LoadedModel) -> list[str]:
@@ -124,7 +125,7 @@ def class_gradients(
     A TCAV sensitivity is this gradient's dot product with a CAV (Kim et al. 2018, eq. 1).
     """
     if not 0 <= target < model.num_classes:
-        raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+        raise BadSettingError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
     module = resolve_layer(model, layer)
     keys = [
         result_key(model=model.key, image=im.digest, method="class_gradient", params={"layer": layer, "target": target})

@@ -9,6 +9,7 @@ from interp.cache import ResultCache
 from interp.concepts.activations import activations, class_gradients, resolve_layer
 from interp.concepts.cav import Classifier
 from interp.concepts.tcav import ConceptScore, canonical, tcav
+from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
 
@@ -65,20 +66,20 @@ def run_tcav(
     for layer in layers:
         resolve_layer(model, layer)
     if not layers:
-        raise ValueError("choose at least one layer.")
+        raise BadSettingError("choose at least one layer.")
     if not concepts:
-        raise ValueError("choose at least one concept set.")
+        raise BadSettingError("choose at least one concept set.")
     for name, images in concepts.items():
         if len(images) < MIN_IMAGES:
-            raise ValueError(f"the concept set {name!r} has {len(images)} images; TCAV needs at least {MIN_IMAGES}.")
+            raise BadSettingError(f"the concept set {name!r} has {len(images)} images; TCAV needs at least {MIN_IMAGES}.")
     if len(randoms) < 2 or any(len(r) < MIN_IMAGES for r in randoms):
-        raise ValueError(f"TCAV needs at least two random sets of at least {MIN_IMAGES} images each.")
+        raise BadSettingError(f"TCAV needs at least two random sets of at least {MIN_IMAGES} images each.")
     if len(class_images) < 2:
-        raise ValueError("TCAV needs at least 2 images of the target class.")
+        raise BadSettingError("TCAV needs at least 2 images of the target class.")
     random_digests = [{im.digest for im in r} for r in randoms]
     for name, images in concepts.items():
         if any({im.digest for im in images} == d for d in random_digests):
-            raise ValueError(f"the concept set {name!r} holds the same images as a random set; pick other images.")
+            raise BadSettingError(f"the concept set {name!r} holds the same images as a random set; pick other images.")
 
     steps = len(layers) * (len(concepts) + len(randoms) + 1)
     done = 0

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from interp.errors import BadSettingError
+
 Classifier = Literal["sgd", "logistic", "svm"]
 CLASSIFIERS: tuple[Classifier, ...] = ("sgd", "logistic", "svm")
 
@@ -57,15 +59,15 @@ class CAV:
         if self.classifier == "svm":
             # a large intercept_scaling keeps liblinear from penalising the intercept, which tilts the normal
             return LinearSVC(C=1.0 / (self.alpha * n), intercept_scaling=100.0, max_iter=5000, random_state=self.random_state)
-        raise ValueError(f"classifier {self.classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
+        raise BadSettingError(f"classifier {self.classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
 
     def fit(self, concept: np.ndarray, random: np.ndarray) -> CAV:
         """Learn the CAV from ``(n_c, D)`` concept and ``(n_r, D)`` random activations; returns ``self``."""
         concept, random = np.asarray(concept, np.float32), np.asarray(random, np.float32)
         if concept.ndim != 2 or random.ndim != 2 or concept.shape[1] != random.shape[1]:
-            raise ValueError(f"activations must be (N, D) with the same D; got {concept.shape} and {random.shape}.")
+            raise BadSettingError(f"activations must be (N, D) with the same D; got {concept.shape} and {random.shape}.")
         if len(concept) < 2 or len(random) < 2:
-            raise ValueError(f"a CAV needs at least 2 examples on each side; got {len(concept)} concept and "
+            raise BadSettingError(f"a CAV needs at least 2 examples on each side; got {len(concept)} concept and "
                              f"{len(random)} random. Add images to the sets.")  # fmt: skip
         x = np.concatenate([concept, random])
         y = np.concatenate([np.ones(len(concept), int), np.zeros(len(random), int)])
@@ -81,7 +83,7 @@ class CAV:
         w = np.asarray(est.coef_, np.float64).reshape(-1)
         norm = float(np.linalg.norm(w))
         if norm == 0.0:
-            raise ValueError("the classifier found no direction (all weights 0): the two sets may be identical.")
+            raise BadSettingError("the classifier found no direction (all weights 0): the two sets may be identical.")
         self.cav_ = (w / norm).astype(np.float32)
         self.intercept_ = float(np.asarray(est.intercept_).reshape(-1)[0])
         held = test if test.any() else train
@@ -112,4 +114,4 @@ class CAV:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cav_"):
-            raise ValueError("this CAV is not fitted yet; call fit(concept_activations, random_activations) first.")
+            raise BadSettingError("this CAV is not fitted yet; call fit(concept_activations, random_activations) first.")

@@ -108,7 +108,7 @@ class ConceptLibrary:
         shutil.rmtree(self.root / "cavs" / slug(name), ignore_errors=True)
 
     def cav_path(self, concept: str, model_key: str, layer: str) -> Path:
-        safe = lambda s: re.sub(r"[^A-Za-z0-9_.@-]+", "_", s)  # noqa: E731
+        safe = lambda s: re.sub(r"[^A-Za-z0-9_.@-]+", "_", s)
         return self.root / "cavs" / slug(concept) / safe(model_key) / f"{safe(layer)}.npz"
 
     def cavs(self, concept: str) -> list[Path]:

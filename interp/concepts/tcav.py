@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from interp.concepts.cav import CAV, Classifier
+from interp.errors import BadSettingError
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def canonical(acts: np.ndarray, digests: Sequence[str] | None) -> np.ndarray:
     if digests is None:
         return acts
     if len(digests) != len(acts):
-        raise ValueError(f"{len(digests)} digests for {len(acts)} activation rows.")
+        raise BadSettingError(f"{len(digests)} digests for {len(acts)} activation rows.")
     return acts[np.argsort(np.asarray(digests), kind="stable")]
 
 
@@ -111,13 +112,13 @@ def tcav(
     from scipy import stats
 
     if runs < 2:
-        raise ValueError(f"TCAV needs at least 2 runs to test significance; got {runs}.")
+        raise BadSettingError(f"TCAV needs at least 2 runs to test significance; got {runs}.")
     if len(randoms) < 2:
-        raise ValueError("TCAV needs at least two random sets: one to train against and one for the null.")
+        raise BadSettingError("TCAV needs at least two random sets: one to train against and one for the null.")
     if len(grads) == 0:
-        raise ValueError("TCAV needs images of the target class; the class image set is empty.")
+        raise BadSettingError("TCAV needs images of the target class; the class image set is empty.")
     if any(np.array_equal(concept, r) for r in randoms):
-        raise ValueError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
+        raise BadSettingError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
     scores, nulls, accs, vectors = [], [], [], []
     for r in range(runs):
         rand, other = randoms[r % len(randoms)], randoms[(r + 1) % len(randoms)]

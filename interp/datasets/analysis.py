@@ -22,7 +22,7 @@ def failures(
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"minimum confidence must be between 0 and 1, got {min_confidence}.")
     wrong = scored(rows)
-    wrong = wrong[(wrong["correct"] == False) & (wrong["confidence"] >= min_confidence)]  # noqa: E712
+    wrong = wrong[(wrong["correct"] == False) & (wrong["confidence"] >= min_confidence)]
     if true_class is not None:
         wrong = wrong[wrong["label"] == true_class]
     if pred_class is not None:
@@ -68,5 +68,5 @@ def summary(rows: pd.DataFrame) -> dict[str, float | int]:
         "unreadable": int(rows["error"].notna().sum()),
         "scored": int(len(done)),
         "accuracy": float(done["correct"].mean()) if len(done) else float("nan"),
-        "mistakes": int((done["correct"] == False).sum()),  # noqa: E712
+        "mistakes": int((done["correct"] == False).sum()),
     }

@@ -1,5 +1,6 @@
 """The ground-truth world: synthetic shapes with exact masks, boxes and a planted shortcut (see ``generator``)."""
 
+from interp.shapes.export import write_image_folder
 from interp.shapes.generator import (
     CLASSES,
     IMAGE_SIZE,
@@ -11,7 +12,6 @@ from interp.shapes.generator import (
     marker_region,
     render,
 )
-from interp.shapes.export import write_image_folder
 
 __all__ = [
     "CLASSES",

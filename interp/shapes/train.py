@@ -25,7 +25,6 @@ from interp.models.specs import SHAPES_PREPROCESSING
 from interp.shapes.generator import CLASSES, IMAGE_SIZE, generate
 
 
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the trained weights.

@@ -1,0 +1,318 @@
+"""Widgets and views of the Concepts page: the concept library, a TCAV run, its results."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import charts, resources, state
+from dashboard.feedback import attempt, sentence
+from interp.concepts import CLASSIFIERS, ConceptLibrary, LibraryError, TCAVReport, default_layers, generated, run_tcav
+from interp.errors import InterpError
+from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
+from interp.models import LoadedModel
+
+SOURCES = ("Generated texture", "Shapes world concept", "Bundled photos", "Upload images or a zip", "A class of a dataset")
+DEMO_IMAGES = 24
+MAX_UPLOAD_IMAGES = 300
+
+
+@st.cache_resource(show_spinner=False)
+def library() -> ConceptLibrary:
+    """The concept library under the cache folder; shared by every session and kept across restarts."""
+    lib = ConceptLibrary(resources.settings().cache_dir / "concepts")
+    if not lib.sets():  # a first visit finds demo concepts ready, offline
+        for kind in generated.TEXTURES:
+            lib.save_set(kind, generated.texture_set(kind, DEMO_IMAGES), f"generated {kind} textures", replace=True)
+        for kind in generated.SHAPES_CONCEPTS:
+            lib.save_set(f"shapes {kind}", generated.shapes_concept(kind, DEMO_IMAGES),
+                         f"the shapes world's {kind} concept", replace=True)  # fmt: skip
+    return lib
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def set_images(name: str, files: tuple[str, ...]) -> list[LoadedImage]:
+    return library().get(name).images()
+
+
+# ------------------------------------------------------------------------------------------------------ library
+
+
+def library_ui(lib: ConceptLibrary) -> None:
+    """The saved sets with a few thumbnails each, and a way to delete one."""
+    sets = lib.sets()
+    with st.expander(f"Concept library ({len(sets)} sets, kept across restarts)", expanded=False):
+        for s in sets:
+            c1, c2, c3 = st.columns([2, 6, 1])
+            c1.markdown(f"**{s.name}**  \n{len(s.files)} images" + (f"  \n*{s.description}*" if s.description else ""))
+            with c2:
+                st.image([str(s.folder / f) for f in s.files[:8]], width=56)
+            c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
+        if state.get("_concept_msg"):
+            st.success(state.get("_concept_msg"))
+
+
+def _delete(name: str) -> None:
+    try:
+        library().delete(name)
+        st.session_state["_concept_msg"] = f"Deleted the set {name!r} and its CAVs."
+    except LibraryError as exc:
+        st.session_state["_concept_msg"] = sentence(str(exc))
+
+
+def new_set_ui(lib: ConceptLibrary) -> None:
+    """Build a concept set from one source and save it under a name."""
+    with st.expander("New concept set"):
+        name = st.text_input("Name", key="concept_new_name", placeholder="e.g. striped")
+        source = st.radio("Images from", SOURCES, key="concept_new_source", horizontal=True)
+        images, notes = _source_images_ui(source)
+        if notes:
+            st.caption(" ".join(notes))
+        st.caption(f"{len(images)} images ready.")
+        if st.button("Save the set", key="concept_new_save", disabled=not images or not name.strip()):
+            saved = attempt(lambda: lib.save_set(name.strip(), images), f"saving {name}")
+            if saved is not None:
+                st.success(f"Saved {saved.name!r} with {len(saved.files)} images.")
+
+
+def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
+    if source == "Generated texture":
+        kind = st.selectbox("Texture", generated.TEXTURES, key="concept_new_texture")
+        n = st.slider("Images", 8, 100, 30, key="concept_new_n")
+        return generated.texture_set(kind, n, seed=int(st.number_input("Seed", 0, 10_000, 0, key="concept_new_seed"))), []
+    if source == "Shapes world concept":
+        kind = st.selectbox("Concept", generated.SHAPES_CONCEPTS, key="concept_new_shapes")
+        return generated.shapes_concept(kind, st.slider("Images", 8, 100, 30, key="concept_new_shapes_n")), []
+    if source == "Bundled photos":
+        import interp
+
+        names = st.multiselect("Photos", list(interp.SAMPLES), key="concept_new_photos")
+        return [resources.sample_image(n) for n in names], []
+    if source == "Upload images or a zip":
+        files = st.file_uploader("Images, or a zip of images", type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True,
+                                 key="concept_new_files")  # fmt: skip
+        return read_uploads(files or [])
+    return _dataset_class_ui()
+
+
+def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:
+    """Decode uploaded images and the images inside uploaded zips; what cannot be read is skipped and named."""
+    images, skipped = [], []
+    for f in files:
+        data = f.getvalue()
+        if f.name.lower().endswith(".zip"):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    for info in z.infolist():
+                        if info.is_dir() or "__MACOSX" in info.filename:
+                            continue
+                        if len(images) >= MAX_UPLOAD_IMAGES:
+                            skipped.append(info.filename)
+                            continue
+                        try:
+                            images.append(load_image(z.read(info), name=info.filename))
+                        except (InterpError, zipfile.BadZipFile, OSError, RuntimeError):
+                            skipped.append(info.filename)
+            except zipfile.BadZipFile:
+                skipped.append(f.name)
+            continue
+        try:
+            images.append(load_image(data, name=f.name))
+        except InterpError:
+            skipped.append(f.name)
+    notes = [f"Skipped {len(skipped)} files that are not readable images: {', '.join(skipped[:5])}."] if skipped else []
+    return images, notes
+
+
+def _dataset_class_ui() -> tuple[list[LoadedImage], list[str]]:
+    roots = attempt(resources.dataset_roots, "reading the dataset settings") or []
+    if not roots:
+        return [], ["No dataset is configured."]
+    root = st.selectbox("Dataset", roots, format_func=lambda r: r.name, key="concept_new_dataset")
+    ds = attempt(lambda: resources.dataset(root.name, str(root.root), root.kind, root.mapping), f"reading {root.name}")
+    if ds is None or not ds.class_names:
+        return [], ["This dataset has no classes to pick from."]
+    cls = st.selectbox("Class", ds.classes_present(), format_func=lambda i: ds.class_names[i], key="concept_new_class")
+    n = st.slider("Images", 4, 100, 30, key="concept_new_class_n")
+    items = [it for it in ds.items if cls in it.labels][:n]
+    images, skipped = [], []
+    for it in items:
+        try:
+            images.append(resources.dataset_image(root.name, str(root.root), root.kind, root.mapping, it.path))
+        except InterpError:
+            skipped.append(it.path)
+    return images, [f"Skipped {len(skipped)} unreadable files."] if skipped else []
+
+
+# --------------------------------------------------------------------------------------------------------- TCAV
+
+
+@dataclass(frozen=True)
+class TCAVChoice:
+    concepts: tuple[str, ...]
+    layers: tuple[str, ...]
+    target: int
+    class_source: str
+    random_source: str
+    random_size: int
+    runs: int
+    seed: int
+    classifier: str
+
+
+def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVChoice:
+    names = [s.name for s in lib.sets()]
+    shapes = model.num_classes == 6 and "star" in model.class_names
+    default_concepts = [n for n in (["shapes marker", "shapes red"] if shapes else ["stripes", "dots"]) if n in names]
+    c1, c2 = st.columns(2)
+    with c1:
+        concepts = st.multiselect("Concepts", names, default=default_concepts, key=f"tcav_concepts_{model.key}")
+        modules = [n for n, _ in model.model.named_modules() if n]
+        layers = st.multiselect("Layers", modules, default=default_layers(model), key=f"tcav_layers_{model.key}",
+                                help="Any module; the defaults are one layer halfway through and the last "
+                                "feature layer.")  # fmt: skip
+        target = st.selectbox("Target class", range(model.num_classes), index=predicted, key=f"tcav_target_{model.key}",
+                              format_func=lambda i: charts.short_label(model.class_names[i]))  # fmt: skip
+    with c2:
+        class_options = ["Generated shapes of the class"] if shapes else []
+        class_options += ["Crops of the sidebar image", *(f"Saved set: {n}" for n in names)]
+        class_source = st.selectbox("Images of the target class", class_options, key=f"tcav_class_src_{model.key}")
+        random_options = ["Shapes world backgrounds", "Random photo crops"] if shapes else ["Random photo crops", "Shapes world backgrounds"]
+        random_source = st.selectbox("Random images", random_options, key=f"tcav_random_src_{model.key}",
+                                     help="Each run trains the concept against its own random set; random-vs-random "
+                                     "runs give the null distribution.")  # fmt: skip
+        random_size = st.slider("Images per random set", 8, 100, 30, key="tcav_random_size")
+    c3, c4, c5 = st.columns(3)
+    runs = c3.slider("Runs", 2, 50, 10, key="tcav_runs")
+    seed = int(c4.number_input("Seed", 0, 1_000_000, 0, key="tcav_seed"))
+    classifier = c5.selectbox("Linear classifier", CLASSIFIERS, key="tcav_classifier",
+                              format_func={"sgd": "SGD (hinge)", "logistic": "logistic regression", "svm": "linear SVM"}.get)  # fmt: skip
+    return TCAVChoice(tuple(concepts), tuple(layers), int(target), class_source, random_source, random_size, runs, seed, classifier)
+
+
+def class_images(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None, n: int = 24) -> list[LoadedImage]:
+    if choice.class_source == "Generated shapes of the class":
+        from interp.images import image_from_array
+        from interp.shapes import generate
+
+        name = model.class_names[choice.target]
+        samples = [s for s in generate(n * 8, seed=choice.seed + 500, split="clean") if s.class_name == name][:n]
+        return [image_from_array(s.image, f"{name}_{s.index}.png") for s in samples]
+    if choice.class_source == "Crops of the sidebar image":
+        if sidebar_image is None:
+            return []
+        return _crops(sidebar_image, n, choice.seed)
+    set_name = choice.class_source.removeprefix("Saved set: ")
+    s = library().get(set_name)
+    return set_images(s.name, s.files)
+
+
+def _crops(image: LoadedImage, n: int, seed: int) -> list[LoadedImage]:
+    from interp.images import image_from_array
+
+    rng = np.random.default_rng(seed)
+    im = image.image
+    w, h = im.size
+    out = []
+    for i in range(n):
+        side = int(rng.uniform(0.6, 1.0) * min(w, h))
+        x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        out.append(image_from_array(np.asarray(im.crop((x, y, x + side, y + side))), f"crop_{i}.png"))
+    return out
+
+
+def random_sets(choice: TCAVChoice) -> list[list[LoadedImage]]:
+    """``runs + 1`` distinct random sets, seeded: every run trains against its own set, plus one for the null."""
+    make = generated.shapes_backgrounds if choice.random_source == "Shapes world backgrounds" else generated.random_images
+    return [make(choice.random_size, seed=choice.seed * 1000 + k) for k in range(choice.runs + 1)]
+
+
+def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None
+           ) -> tuple[TCAVReport, list[LoadedImage]] | None:  # fmt: skip
+    """The Run button; the report and the class images are kept in the session, so that changing a view does not
+    recompute them."""
+    key = f"_tcav_{model.key}_{hash(choice)}"
+    if not choice.concepts or not choice.layers:
+        st.info("Pick at least one concept and one layer.")
+        return None
+    if st.button("Run TCAV", type="primary", key="tcav_run"):
+        bar = st.progress(0.0, text="Extracting activations…")
+
+        def progress(what: str, fraction: float) -> None:
+            bar.progress(min(1.0, fraction), text=f"{what}…" if what != "done" else "Training CAVs and testing…")
+
+        def work() -> tuple[TCAVReport, list[LoadedImage]]:
+            lib = library()
+            concepts = {n: set_images(n, lib.get(n).files) for n in choice.concepts}
+            klass = class_images(model, choice, sidebar_image)
+            report = run_tcav(model, list(choice.layers), concepts, random_sets(choice), klass, choice.target,
+                              runs=choice.runs, seed=choice.seed, classifier=choice.classifier,
+                              cache=resources.result_cache(), progress=progress)  # fmt: skip
+            return report, klass
+
+        done = attempt(work, "running TCAV")
+        bar.empty()
+        if done is not None:
+            st.session_state[key] = done
+    return st.session_state.get(key)
+
+
+# ------------------------------------------------------------------------------------------------------ results
+
+
+def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
+    table = pd.DataFrame(report.rows())
+    st.plotly_chart(_bars(report), key="tcav_chart", config={"displayModeBar": False})
+    verdicts = pd.DataFrame(
+        [{"concept": r.concept, "layer": r.layer, "TCAV": f"{r.mean:.2f} ± {r.std:.2f}",
+          "random": f"{r.random_scores.mean():.2f}", "CAV accuracy": f"{r.accuracies.mean():.0%}",
+          "p-value": f"{r.p_value:.2g}", "verdict": r.verdict} for r in report.results]  # fmt: skip
+    )
+    st.dataframe(verdicts, hide_index=True)
+    st.caption(
+        f"{report.runs} runs, seed {report.seed}, {report.classifier}: the same inputs give the same numbers. A TCAV "
+        "score is the share of the class images whose score rises along the concept's direction. Significance: a "
+        f"two-sided Welch t-test against random-vs-random runs, Bonferroni-corrected for {len(report.results)} tests."
+    )
+    st.download_button("Results (CSV)", table.to_csv(index=False), "tcav.csv", "text/csv", key="tcav_csv")
+    _sensitivity_view(report, images)
+
+
+def _bars(report: TCAVReport) -> go.Figure:
+    fig = go.Figure()
+    for layer in dict.fromkeys(r.layer for r in report.results):
+        rows = [r for r in report.results if r.layer == layer]
+        fig.add_trace(go.Bar(
+            name=layer, x=[r.concept for r in rows], y=[r.mean for r in rows],
+            error_y=dict(type="data", array=[r.std for r in rows]),
+            text=["*" if r.significant else "" for r in rows], textposition="outside",
+            hovertemplate="%{x} at " + layer + "<br>TCAV %{y:.2f}<extra></extra>",
+        ))  # fmt: skip
+    nulls = np.concatenate([r.random_scores for r in report.results])
+    fig.add_hline(y=float(nulls.mean()), line_dash="dot", annotation_text="random concepts", line_color="grey")
+    fig.update_layout(barmode="group", height=340, yaxis=dict(range=[0, 1.1], title="TCAV score"),
+                      margin=dict(l=10, r=10, t=30, b=30), title=dict(text="TCAV per concept and layer (* significant)",
+                      font=dict(size=13)))  # fmt: skip
+    return fig
+
+
+def _sensitivity_view(report: TCAVReport, images: list[LoadedImage]) -> None:
+    options = list(range(len(report.results)))
+    pick = st.selectbox("Per-image sensitivity of", options, key="tcav_sens",
+                        format_func=lambda i: f"{report.results[i].concept} at {report.results[i].layer}")  # fmt: skip
+    result = report.results[pick]
+    order = np.argsort(-result.sensitivities)
+    st.caption("Class images ranked by their directional derivative along the concept: how fast the class score "
+               "grows when the layer's activations move towards the concept.")  # fmt: skip
+    for title, idx in (("Most concept-aligned", order[:6]), ("Least concept-aligned", order[::-1][:6])):
+        st.markdown(f"**{title}**")
+        for col, i in zip(st.columns(6), idx):
+            with col:
+                st.image(images[i].image, width="stretch")
+                st.caption(f"{images[i].name} · {result.sensitivities[i]:+.3g}")

@@ -1,0 +1,32 @@
+"""Concepts: does the model's class depend on a human concept? CAVs and TCAV with significance."""
+
+import streamlit as st
+
+from dashboard import concepts_ui as ui
+from dashboard import resources
+from dashboard.feedback import attempt
+from dashboard.page import page_setup
+from dashboard.selection import selection_ui
+
+page_setup("Concepts")
+st.title("Concepts")
+st.markdown(
+    "Does a class depend on a concept a person can name (stripes, a colour, a corner marker)? Give examples of the "
+    "concept; TCAV (Kim et al. 2018) measures how often the class score rises along it, against random concepts."
+)
+
+model, image = selection_ui()
+if model is None:
+    st.stop()
+lib = attempt(ui.library, "opening the concept library")
+if lib is None:
+    st.stop()
+ui.library_ui(lib)
+ui.new_set_ui(lib)
+
+predicted = resources.prediction(model, image).top.index if image is not None else 0
+choice = ui.setup_ui(model, lib, predicted)
+done = ui.run_ui(model, choice, image)
+if done is not None:
+    report, class_images = done
+    ui.results_view(report, class_images)
