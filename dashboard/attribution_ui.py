@@ -202,13 +202,24 @@ def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -
     return cells
 
 
+def ground_truth(model: LoadedModel) -> np.ndarray | None:
+    """The object mask in the model's view when the sidebar image comes from the shapes world (else ``None``)."""
+    chosen = st.session_state.get("_image", {})
+    source = chosen.get("source")
+    if chosen.get("kind") != "dataset" or not source or source[2] != "shapes":
+        return None
+    return attempt(lambda: resources.shapes_truth(source[1], chosen["name"], model.key, model), "reading the ground truth")
+
+
 def grid_view(
     model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict, display: DisplaySettings,
-    key: str = "main",
+    key: str = "main", truth: np.ndarray | None = None,
 ) -> list[list[np.ndarray | None]]:  # fmt: skip
-    """Draw the grid; return the overlays (rows × columns) for the PNG download."""
+    """Draw the grid; return the overlays (rows × columns) for the PNG download. With ``truth`` (an object mask in
+    the model's view) each map shows the object's outline and whether its peak falls on it (the pointing game)."""
     base = resources.model_view(model.key, image.digest, model, image)
     overlays: list[list[np.ndarray | None]] = []
+    hits: list[bool] = []
     for target in choice.targets:
         st.markdown(f"**{charts.short_label(model.class_names[target])}** · class {target}")
         row: list[np.ndarray | None] = []
@@ -222,10 +233,25 @@ def grid_view(
                     continue
                 identity = json.dumps([model.key, image.digest, method, target, cell.result.params], default=str)
                 shown, jpeg = _rendered(identity, display, base, cell.result.raw)
+                caption = _cell_caption(cell.result)
+                if truth is not None:
+                    from interp.shapes import draw_outline, pointing_hit
+
+                    hit = pointing_hit(np.abs(cell.result.map) if METHODS[method].signed else cell.result.map, truth)
+                    hits.append(hit)
+                    shown = draw_outline(shown, truth)
+                    jpeg = shown
+                    caption += " · peak on the object ✓" if hit else " · peak off the object ✗"
                 row.append(shown)
                 st.image(jpeg, width="stretch")
-                st.caption(_cell_caption(cell.result))
+                st.caption(caption)
         overlays.append(row)
+    if truth is not None and hits:
+        st.caption(
+            f"Ground truth (white outline): {sum(hits)} of {len(hits)} maps have their maximum on the object (the "
+            "pointing game). In this world the right answer is known; a map peaking elsewhere, e.g. on the corner "
+            "marker, shows what the model really used."
+        )
     return overlays
 
 

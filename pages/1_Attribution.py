@@ -30,8 +30,9 @@ if not methods or not targets:
 choice = ui.AttributionChoice(tuple(methods), tuple(targets), settings)
 display = ui.display_ui()
 cells = ui.compute(model, image, choice)
+truth = ui.ground_truth(model)
 if second is None:
-    overlays = ui.grid_view(model, image, choice, cells, display)
+    overlays = ui.grid_view(model, image, choice, cells, display, truth=truth)
 else:
     second_cells = ui.compute(second, image, choice)
     left, right = st.columns(2, gap="large")

@@ -93,4 +93,8 @@ def test_browse_sends_an_image_to_the_other_pages():
     at.switch_page("pages/1_Attribution.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error
-    assert len(at.main.get("image")) >= 1
+    assert len(at.main.get("image")) == 3
+    # a shapes-world image has a known answer: every map says whether its peak is on the object
+    captions = [c.value for c in at.main.caption]
+    assert sum("peak on the object" in c or "peak off the object" in c for c in captions) == 3
+    assert any(c.startswith("Ground truth (white outline):") and "of 3 maps" in c for c in captions)

@@ -87,3 +87,30 @@ def test_cli_writes_an_image_folder_with_the_truth(tmp_path):
 def test_cli_refuses_bad_counts(capsys):
     assert main(["shapes", "generate", "--out", "x", "--n", "0"]) == 2
     assert "--n must be at least 1" in capsys.readouterr().err
+
+
+def test_ground_truth_of_an_exported_image_and_the_pointing_game(tmp_path):
+    import numpy as np
+
+    from interp.shapes import draw_outline, mask_in_view, pointing_hit, render, truth_mask, write_image_folder
+
+    write_image_folder(tmp_path, 7, seed=3, split="test")
+    rel = "ring/test_000005.png"  # index 5 is a ring (classes cycle)
+    mask = truth_mask(tmp_path, rel)
+    np.testing.assert_array_equal(mask, render(5, seed=3, split="test").mask)
+    assert truth_mask(tmp_path, "ring/not_there.png") is None and truth_mask(tmp_path / "nowhere", rel) is None
+    values = np.zeros(mask.shape)
+    ys, xs = np.nonzero(mask)
+    values[ys[0], xs[0]] = 1.0
+    assert pointing_hit(values, mask)
+    off = np.zeros(mask.shape)
+    off[0, 0] = 1.0
+    assert not mask[0, 0] and not pointing_hit(off, mask)
+    outlined = draw_outline(np.zeros((*mask.shape, 3), np.uint8), mask)
+    assert outlined.any() and not outlined[mask].any()  # the outline is drawn just outside the object
+    # a 224-px centre-cropped view (87.5%) moves and scales the mask as it moves the image
+    import interp
+
+    lite = interp.load_model("efficientnet_lite0")
+    seen = mask_in_view(mask, lite.view)
+    assert seen.shape == (224, 224) and abs(seen.mean() - mask[8:120, 8:120].mean()) < 0.02

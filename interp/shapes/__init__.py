@@ -1,6 +1,7 @@
 """The ground-truth world: synthetic shapes with exact masks, boxes and a planted shortcut (see ``generator``)."""
 
 from interp.shapes.export import write_image_folder
+from interp.shapes.truth import draw_outline, mask_in_view, pointing_hit, truth_mask
 from interp.shapes.generator import (
     CLASSES,
     IMAGE_SIZE,
@@ -20,7 +21,11 @@ __all__ = [
     "SHORTCUT_CLASS",
     "SPLITS",
     "ShapeSample",
+    "draw_outline",
     "generate",
+    "mask_in_view",
+    "pointing_hit",
+    "truth_mask",
     "marker_region",
     "render",
     "write_image_folder",

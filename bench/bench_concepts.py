@@ -1,0 +1,82 @@
+"""Concept benchmark, measured side by side in one run.
+
+    python bench/bench_concepts.py [--model efficientnet_lite0] [--layer bn2] [--images 96]
+
+1. Activation extraction (preprocess each image from its decoded photo, forward with a hook, flatten, copy out) ÷ a
+   bare batched forward pass over tensors already preprocessed. Target: throughput ratio ≥ 0.9.
+2. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
+   (target: none; only the class images are run, for their gradients), and its time against the first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.bench_attribution import interleaved_best  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--layer", default="bn2")
+    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    import tempfile
+
+    import torch
+
+    import interp
+    from interp.concepts import activations, generated, run_tcav
+
+    model = interp.load_model(args.model, None if args.model == "efficientnet_lite0" else "random")
+    images = generated.random_images(args.images, seed=1)
+    tensors = torch.stack([model.preprocess(im.image) for im in images])
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for chunk in tensors.split(16):
+                model.model(chunk)
+
+    def extract() -> None:
+        activations(model, args.layer, images, batch_size=16)
+
+    best = interleaved_best({"bare": bare, "extract": extract}, args.rounds)
+    n = len(images)
+    print(f"{args.model}:{args.layer}, {n} images, batch 16, torch threads {torch.get_num_threads()}, best of {args.rounds}")
+    print(f"bare batched forward (preprocessed tensors): {n / best['bare']:6.1f} images/s")
+    print(f"activation extraction (from decoded photos): {n / best['extract']:6.1f} images/s  "
+          f"ratio {best['bare'] / best['extract']:.2f}  (target ≥ 0.9)")  # fmt: skip
+
+    cache = interp.ResultCache(Path(tempfile.mkdtemp(prefix="bench_concepts_")))
+    concepts = {"stripes": generated.texture_set("stripes", 30), "dots": generated.texture_set("dots", 30)}
+    randoms = [generated.random_images(30, seed=100 + k) for k in range(6)]
+    klass = generated.random_images(20, seed=999)
+    start = time.perf_counter()
+    run_tcav(model, [args.layer], concepts, randoms, klass, 0, runs=5, cache=cache)
+    first = time.perf_counter() - start
+    seen: list[int] = []
+    handle = model.model.register_forward_pre_hook(lambda m, i: seen.append(len(i[0])))
+    try:
+        start = time.perf_counter()
+        run_tcav(model, [args.layer], concepts, randoms, klass, 1, runs=5, cache=cache)
+        second = time.perf_counter() - start
+    finally:
+        handle.remove()
+    sets = sum(len(v) for v in concepts.values()) + sum(len(r) for r in randoms)
+    print(f"TCAV, 2 concepts + 6 random sets ({sets} images), 20 class images, 5 runs: first {first:.1f} s; "
+          f"second with a new target {second:.1f} s ({second / first:.2f}×)")  # fmt: skip
+    print(f"images forwarded in the second run: {sum(seen)} (the {len(klass)} class images, for their gradients; "
+          f"concept and random sets: {sum(seen) - len(klass)})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
