@@ -108,6 +108,17 @@ SPECS: dict[str, ModelSpec] = {
             cam_layer="layer4",
             kwargs=_SHAPES,
         ),
+        ModelSpec(
+            "shapes_vit",
+            "vit_tiny_patch16_224",
+            "vit",
+            "Small ViT trained here on the shapes world (8×8 patches, 4 layers × 4 heads): attention offline",
+            weights="bundled",
+            cam_layer="blocks.3.norm1",
+            prefix_tokens=1,
+            grid=(8, 8),
+            kwargs={**_SHAPES, "img_size": 128, "embed_dim": 128, "depth": 4, "num_heads": 4},
+        ),
     )
 }
 

@@ -120,7 +120,7 @@ BUNDLED: dict[str, tuple[str, Callable[[], Path], Callable[[torch.nn.Module], We
     **{
         name: (f"assets/{name}.safetensors, trained here", *_asset(f"{name}.safetensors",
                f"python -m interp shapes train --model {name} --out assets/{name}.safetensors"))
-        for name in ("shapes_cnn",)
+        for name in ("shapes_cnn", "shapes_vit")
     },
 }
 """Spec name -> (source in words, a function returning the file, a function mapping it onto the built model)."""
