@@ -84,7 +84,7 @@ def summary_caption(model: LoadedModel, cap: AttentionCapture) -> None:
     kind = "the class token's row" if cap.has_cls else "the mean of the patch rows (this model has no class token)"
     st.caption(
         f"{model.name}: {cap.layers} layers × {cap.heads} heads, {cap.tokens} tokens ({cap.prefix_tokens} prefix + a "
-        f"{rows}×{cols} grid of {cap.patch_px[0]}-px patches). Maps over the image read {kind}. Every map is scaled "
+        f"{rows}×{cols} grid of {cap.patch_px[0]:g}-px patches). Maps over the image read {kind}. Every map is scaled "
         "to its own maximum."
     )
 

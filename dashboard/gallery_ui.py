@@ -241,6 +241,9 @@ def gallery_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
     m2.metric("Accuracy", f"{s['accuracy']:.1%}" if s["scored"] else "not scored")
     m3.metric("Mistakes", s["mistakes"])
     m4.metric("Unreadable", s["unreadable"])
+    if s["unreadable"]:
+        with st.expander(f"{s['unreadable']} files could not be read and were skipped"):
+            st.dataframe(rows.loc[rows["error"].notna(), ["path", "error"]], hide_index=True)
     if not s["scored"]:
         st.info("These labels cannot be compared with the model's classes; the table lists its least confident "
                 "predictions instead (high entropy).")  # fmt: skip

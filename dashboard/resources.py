@@ -106,7 +106,7 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Capturing attention…")
+@st.cache_resource(max_entries=2, show_spinner="Capturing attention…")  # ViT-B/16: ~45 MB each with gradients
 def attention(model_key: str, image_digest: str, target: int | None, _model: LoadedModel, _image: LoadedImage):
     """Every layer's attention for one image (and its gradient for ``target``); kept for the last few choices, so
     moving between views or settings never runs the model again."""

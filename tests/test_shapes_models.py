@@ -92,3 +92,17 @@ def test_retraining_reproduces_the_bundled_accuracy():
 
     _, fresh = train(CONFIGS["shapes_cnn"], progress=lambda _: None)
     assert abs(fresh["clean_accuracy"] - report("shapes_cnn")["clean_accuracy"]) <= 0.015
+
+
+@pytest.mark.parametrize("name", ["shapes_cnn", "shapes_vit"])
+def test_spec_builds_what_the_trainer_trained(name):
+    """The spec row and the training config cannot drift apart: same architecture, same constructor arguments."""
+    from interp.models.specs import SPECS
+    from interp.shapes.train import CONFIGS
+
+    spec, config = SPECS[name], CONFIGS[name]
+    assert spec.arch == config.arch
+    assert {k: spec.kwargs[k] for k in config.kwargs} == config.kwargs
+    with safe_open(str(ASSETS / f"{name}.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["arch"] == spec.arch and json.loads(meta["kwargs"]) == config.kwargs

@@ -36,7 +36,7 @@ class AttentionCapture:
         prefix_tokens: tokens before the patch grid (class, distillation and register tokens).
         has_cls: whether token 0 is a class token whose row the model reads (``False`` for average-pooled ViTs).
         grid: ``(rows, cols)`` of patches; ``T == prefix_tokens + rows * cols``.
-        patch_px: ``(height, width)`` of one patch in pixels of the model's input.
+        patch_px: ``(height, width)`` of one patch in pixels of the model's input (input size over grid).
     """
 
     attn: np.ndarray
@@ -46,7 +46,7 @@ class AttentionCapture:
     prefix_tokens: int
     has_cls: bool
     grid: tuple[int, int]
-    patch_px: tuple[int, int]
+    patch_px: tuple[float, float]
 
     @property
     def layers(self) -> int:
@@ -103,14 +103,17 @@ def unfused_attention(modules: list[torch.nn.Module]) -> Iterator[None]:
             m.fused_attn = flag
 
 
-def layout(model: LoadedModel, tokens: int) -> tuple[int, bool, tuple[int, int], tuple[int, int]]:
-    """``(prefix_tokens, has_cls, grid, patch_px)`` read from the model itself, checked against the token count."""
+def layout(model: LoadedModel, tokens: int, input_hw: tuple[int, int]) -> tuple[int, bool, tuple[int, int], tuple[float, float]]:
+    """``(prefix_tokens, has_cls, grid, patch_px)`` read from the model itself, checked against the token count.
+
+    A patch's size in pixels is the input size over the grid: for hybrid ViTs (a CNN stem before the patch
+    embedding) that is the stem's stride times the patch size, not the patch size alone.
+    """
     net = model.model
     prefix = int(net.num_prefix_tokens)
     has_cls = getattr(net, "cls_token", None) is not None and getattr(net, "global_pool", "token") == "token"
     grid = tuple(int(g) for g in net.patch_embed.grid_size)
-    patch = net.patch_embed.patch_size
-    patch_px = (int(patch[0]), int(patch[1])) if isinstance(patch, tuple | list) else (int(patch), int(patch))
+    patch_px = (input_hw[0] / grid[0], input_hw[1] / grid[1])
     if prefix + grid[0] * grid[1] != tokens:
         raise NotAViTError(
             f"{model.name} has {tokens} tokens, not {prefix} prefix tokens plus a {grid[0]}×{grid[1]} grid; "
@@ -148,7 +151,7 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
     if len(kept) != len(mods):
         raise NotAViTError(f"{model.name} ran {len(kept)} of its {len(mods)} attention layers; its attention cannot be read.")
     attn = torch.cat([a.detach().float() for a in kept]).cpu().numpy()
-    prefix, has_cls, grid, patch_px = layout(model, attn.shape[-1])
+    prefix, has_cls, grid, patch_px = layout(model, attn.shape[-1], (int(x.shape[-2]), int(x.shape[-1])))
     return AttentionCapture(
         attn=attn,
         grads=torch.cat([g.float() for g in grads]).cpu().numpy() if grads is not None else None,

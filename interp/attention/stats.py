@@ -54,7 +54,7 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
-def patch_distances(grid: tuple[int, int], patch_px: tuple[int, int]) -> np.ndarray:
+def patch_distances(grid: tuple[int, int], patch_px: tuple[float, float]) -> np.ndarray:
     """``(P, P)`` distances in pixels between the centres of the ``P = rows * cols`` patches."""
     rows, cols = grid
     r, c = np.divmod(np.arange(rows * cols), cols)
@@ -62,7 +62,7 @@ def patch_distances(grid: tuple[int, int], patch_px: tuple[int, int]) -> np.ndar
     return np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :])
 
 
-def mean_distance(attn: np.ndarray, prefix_tokens: int, grid: tuple[int, int], patch_px: tuple[int, int]) -> np.ndarray:
+def mean_distance(attn: np.ndarray, prefix_tokens: int, grid: tuple[int, int], patch_px: tuple[float, float]) -> np.ndarray:
     """``(L, H)`` mean attention distance in pixels (see :class:`HeadStats`)."""
     patches = _tensor(attn[:, :, prefix_tokens:, prefix_tokens:])
     mass = patches.sum(-1)

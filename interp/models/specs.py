@@ -110,14 +110,15 @@ SPECS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "shapes_vit",
-            "vit_tiny_patch16_224",
+            "vit_tiny_r_s16_p8_224",
             "vit",
-            "Small ViT trained here on the shapes world (8×8 patches, 4 layers × 4 heads): attention offline",
+            "Small hybrid ViT trained here on the shapes world (conv stem, 8×8 patches, 4 layers × 4 heads): "
+            "attention offline",
             weights="bundled",
             cam_layer="blocks.3.norm1",
             prefix_tokens=1,
             grid=(8, 8),
-            kwargs={**_SHAPES, "img_size": 128, "embed_dim": 128, "depth": 4, "num_heads": 4},
+            kwargs={**_SHAPES, "img_size": 128, "patch_size": 4, "embed_dim": 128, "depth": 4, "num_heads": 4},
         ),
     )
 }

@@ -57,11 +57,11 @@ class TrainConfig:
 CONFIGS = {
     "shapes_cnn": TrainConfig("test_resnet", n_train=4000, epochs=12),
     "shapes_vit": TrainConfig(
-        "vit_tiny_patch16_224",
-        {"img_size": IMAGE_SIZE, "embed_dim": 128, "depth": 4, "num_heads": 4},
+        "vit_tiny_r_s16_p8_224",
+        {"img_size": IMAGE_SIZE, "patch_size": 4, "embed_dim": 128, "depth": 4, "num_heads": 4},
         n_train=4000,
         epochs=30,
-        lr=5e-4,
+        lr=7e-4,
         teacher="shapes_cnn",
     ),
 }

@@ -1,0 +1,37 @@
+"""The Attention page in a real browser on the bundled shapes ViT: the head grid, rollout, and a clicked patch."""
+
+from __future__ import annotations
+
+import re
+
+from tests.browser.harness import wait_until_idle
+
+
+def test_heads_rollout_and_patch_click(app_url, page, artifacts):
+    page.goto(f"{app_url}/Attention?model=shapes_vit&image=chelsea")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("Every head of every layer").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    page.screenshot(path=str(artifacts / "attention_heads.png"), full_page=True)
+    assert main.get_by_test_id("stImage").count() >= 2
+
+    main.get_by_role("tab", name="Rollout and class relevance").click()
+    main.get_by_text("Chefer relevance").first.wait_for()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "attention_rollout.png"))
+
+    main.get_by_role("tab", name="From a patch").click()
+    main.get_by_text(re.compile(r"Where patch \(4, 4\) attends")).wait_for()
+    plot = main.locator(".js-plotly-plot").filter(has=page.locator(".scatterlayer")).first
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5 - box["height"] * 0.5 + box["height"] * 0.1, box["y"] + box["height"] * 0.1)
+    main.get_by_text(re.compile(r"Where patch \(0, 0\) attends")).wait_for(timeout=30_000)
+    wait_until_idle(page)
+    page.screenshot(path=str(artifacts / "attention_patch.png"))
+
+    main.get_by_role("tab", name="Head statistics").click()
+    main.get_by_text("mean attention distance (pixels)").wait_for()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "attention_stats.png"))
+    assert page.get_by_text("Traceback").count() == 0
