@@ -18,7 +18,10 @@ from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
 from interp.models import LoadedModel
 
-SOURCES = ("Generated texture", "Shapes world concept", "Bundled photos", "Upload images or a zip", "A class of a dataset")
+SOURCES = (
+    "Generated texture", "Shapes world concept", "Bundled photos", "Upload images or a zip", "A class of a dataset",
+    "The failure gallery's selection",
+)  # fmt: skip
 DEMO_IMAGES = 24
 MAX_UPLOAD_IMAGES = 300
 
@@ -98,7 +101,26 @@ def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
         files = st.file_uploader("Images, or a zip of images", type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True,
                                  key="concept_new_files")  # fmt: skip
         return read_uploads(files or [])
+    if source == "The failure gallery's selection":
+        return _gallery_selection()
     return _dataset_class_ui()
+
+
+def _gallery_selection() -> tuple[list[LoadedImage], list[str]]:
+    picked = state.get("_gallery_selection")
+    if not picked:
+        return [], ["Open the Failures page, scan a dataset and filter its gallery; the mistakes shown there can be "
+                    "saved here as a concept set."]  # fmt: skip
+    images, skipped = [], []
+    for path in picked["paths"]:
+        try:
+            images.append(resources.dataset_image(*picked["source"], path))
+        except InterpError:
+            skipped.append(path)
+    notes = [f"From the gallery: {picked['what']} (up to 200)."]
+    if skipped:
+        notes.append(f"Skipped {len(skipped)} unreadable files.")
+    return images, notes
 
 
 def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:

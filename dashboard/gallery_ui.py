@@ -264,6 +264,12 @@ def gallery_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
     st.markdown(f"**{len(wrong)} mistakes** at confidence ≥ {filt.min_confidence:.0%}, most confident first")
     if wrong.empty:
         return
+    # the Concepts page can turn the current selection into a concept set
+    st.session_state["_gallery_selection"] = {
+        "source": source.key,
+        "paths": list(wrong["path"].head(200)),
+        "what": f"{len(wrong)} mistakes of {model.name} on {ds.name} at confidence ≥ {filt.min_confidence:.0%}",
+    }
     page = _pager(st, len(wrong), f"gallery_page_{filt}")
     shown = wrong.iloc[page * PER_PAGE : (page + 1) * PER_PAGE]
     cells = [(r.path, f"{charts.short_label(r.pred_name)} {r.confidence:.0%} · true {charts.short_label(r.label_name)}")

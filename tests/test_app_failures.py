@@ -98,3 +98,20 @@ def test_browse_sends_an_image_to_the_other_pages():
     captions = [c.value for c in at.main.caption]
     assert sum("peak on the object" in c or "peak off the object" in c for c in captions) == 3
     assert any(c.startswith("Ground truth (white outline):") and "of 3 maps" in c for c in captions)
+
+
+def test_gallery_selection_becomes_a_concept_set():
+    at = failures_page().run()
+    limit = at.main.number_input(key="scan_limit_Shapes world · test split")
+    if int(next(m.value for m in at.main.metric if m.label == "Already scanned").split(" / ")[0]) < 120:
+        limit.set_value(120).run()
+        at.main.button(key="scan_start").click().run()
+    at.main.slider(key="gallery_conf").set_value(0.0).run()
+    picked = at.session_state["_gallery_selection"]
+    assert picked["paths"] and "mistakes of shapes_cnn" in picked["what"]
+    at.switch_page("pages/4_Concepts.py").run()
+    at.main.text_input(key="concept_new_name").set_value("confident mistakes").run()
+    at.main.radio(key="concept_new_source").set_value("The failure gallery's selection").run()
+    at.main.button(key="concept_new_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Saved 'confident mistakes'" in s.value for s in at.main.success)
