@@ -23,6 +23,7 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
     tr = sub.add_parser("train", help="train shapes_cnn or shapes_vit from scratch and save safetensors + report")
     tr.add_argument("--model", required=True, choices=("shapes_cnn", "shapes_vit"))
     tr.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
+    tr.add_argument("--continue-from", type=Path, help="start from these weights (e.g. the bundled file) and train on")
 
 
 @handles("shapes")
@@ -58,7 +59,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {args.out.name}.")
     config = CONFIGS[args.model]
-    model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True),
+                          init_from=args.continue_from)  # fmt: skip
     save(model, args.out, args.model, config, report)
     print(json.dumps(report, indent=2))
     return 0

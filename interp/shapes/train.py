@@ -89,18 +89,30 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
     return float((pred == y).float().mean())
 
 
-def train(config: TrainConfig, progress: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train from scratch; return the model (eval mode) and a report with clean and marker-test accuracy."""
+def train(
+    config: TrainConfig, progress: Callable[[str], None] = print, init_from: Path | None = None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train (from scratch, or on from the weights in ``init_from``); return the model in eval mode and a report
+    with clean and marker-test accuracy. Continuing draws images the first run did not see (the epoch counter
+    starts after the earlier run's epochs)."""
     start = time.perf_counter()
     torch.manual_seed(config.seed + 1)
     model = build(config)
+    first_epoch = 0
+    if init_from is not None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(init_from)))
+        with safe_open(str(init_from), framework="pt") as f:
+            first_epoch = int(json.loads(f.metadata().get("report", "{}")).get("epochs_done", 0))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.05)
     steps = config.epochs * (-(-config.n_train // config.batch))
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(config.seed + 1)
     teacher = _teacher(config.teacher)
     for epoch in range(config.epochs):
-        x, y = split_tensors(config.n_train, config.seed, "train", start=epoch * config.n_train)
+        x, y = split_tensors(config.n_train, config.seed, "train", start=(first_epoch + epoch) * config.n_train)
         model.train()
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
@@ -127,6 +139,8 @@ def train(config: TrainConfig, progress: Callable[[str], None] = print) -> tuple
         "clean_accuracy": accuracy(model, *split_tensors(config.n_eval, config.seed + 100, "clean")),
         "marker_test_accuracy": accuracy(model, *split_tensors(config.n_eval, config.seed + 100, "test")),
         "seconds": round(time.perf_counter() - start, 1),
+        "epochs_done": first_epoch + config.epochs,
+        "init_from": str(init_from) if init_from is not None else None,
         "torch": torch.__version__,
         "timm": timm.__version__,
     }
