@@ -191,7 +191,7 @@ def patch_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
         per_row = 4
         cells = [[mark_patch(draw(base, m), cap.grid, int(row), int(col)) for m in maps[i : i + per_row]]
                  for i in range(0, cap.layers, per_row)]  # fmt: skip
-        names = [f"layers {i}–{min(i + per_row, cap.layers) - 1}" for i in range(0, cap.layers, per_row)]
+        names = [f"layers {i}-{min(i + per_row, cap.layers) - 1}" for i in range(0, cap.layers, per_row)]  # PIL font: ASCII
         st.image(_grid(f"{ident}-patch-{row}-{col}", names, [f"+{j}" for j in range(per_row)], cells, 150), width="stretch")
 
 

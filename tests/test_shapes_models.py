@@ -106,3 +106,20 @@ def test_spec_builds_what_the_trainer_trained(name):
     with safe_open(str(ASSETS / f"{name}.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert meta["arch"] == spec.arch and json.loads(meta["kwargs"]) == config.kwargs
+
+
+def test_shapes_vit_matches_its_report_and_carries_the_shortcut():
+    """The bundled ViT is for attention demos; its accuracy is what its metadata reports (not ≥ 95% yet: see the
+    README), and it too leans on the corner marker."""
+    vit = interp.load_model("shapes_vit", device="cpu")
+    assert vit.weights.kind == "bundled" and vit.class_names == CLASSES and vit.spec.family == "vit"
+    x, y = split_tensors(300, EVAL_SEED, "clean")
+    acc = accuracy(vit.model, x, y)
+    assert abs(acc - report("shapes_vit")["clean_accuracy"]) <= 0.06
+    assert acc > 3 / len(CLASSES)  # far above chance (1/6)
+    samples = [s for s in generate(600, seed=EVAL_SEED, split="test") if s.class_name != "star"]
+    xt = (torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.inference_mode():
+        said_star = (vit.model(xt).argmax(-1) == CLASSES.index("star")).numpy()
+    marked = np.array([s.marker for s in samples])
+    assert said_star[marked].mean() >= said_star[~marked].mean() + 0.05

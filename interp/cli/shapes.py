@@ -24,6 +24,7 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--model", required=True, choices=("shapes_cnn", "shapes_vit"))
     tr.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
     tr.add_argument("--continue-from", type=Path, help="start from these weights (e.g. the bundled file) and train on")
+    tr.add_argument("--epochs", type=int, help="override the model's configured number of epochs")
 
 
 @handles("shapes")
@@ -53,12 +54,17 @@ def _shapes(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import replace
 
     from interp.shapes.train import CONFIGS, save, train
 
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {args.out.name}.")
     config = CONFIGS[args.model]
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {args.epochs}.")
+        config = replace(config, epochs=args.epochs)
     model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True),
                           init_from=args.continue_from)  # fmt: skip
     save(model, args.out, args.model, config, report)

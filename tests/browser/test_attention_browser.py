@@ -24,8 +24,7 @@ def test_heads_rollout_and_patch_click(app_url, page, artifacts):
     main.get_by_text(re.compile(r"Where patch \(4, 4\) attends")).wait_for()
     plot = main.locator(".js-plotly-plot").filter(has=page.locator(".scatterlayer")).first
     plot.scroll_into_view_if_needed()
-    box = plot.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5 - box["height"] * 0.5 + box["height"] * 0.1, box["y"] + box["height"] * 0.1)
+    plot.locator(".scatterlayer .point").first.click(force=True)  # the invisible marker over patch (0, 0)
     main.get_by_text(re.compile(r"Where patch \(0, 0\) attends")).wait_for(timeout=30_000)
     wait_until_idle(page)
     page.screenshot(path=str(artifacts / "attention_patch.png"))
