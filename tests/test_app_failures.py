@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import zipfile
+from pathlib import Path
+
+import pytest
 
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_scans():
+    """Scans are shared by every session of a server (and the browser tests scan too): start each test from none."""
+    from dashboard import gallery_ui
+
+    shutil.rmtree(Path(os.environ["INTERP_CACHE_DIR"]) / "scans", ignore_errors=True)
+    gallery_ui._scan_rows.clear()
+    yield
 
 
 def failures_page(model: str = "shapes_cnn") -> AppTest:
