@@ -50,6 +50,14 @@ def _layer_output(output):
     return output[0] if isinstance(output, tuple) else output
 
 
+def _cached_rows(cache: ResultCache | None, keys: list[str], name: str) -> list[np.ndarray | None]:
+    """The array ``name`` of each key found in ``cache``; ``None`` where it must be computed."""
+    if cache is None:
+        return [None] * len(keys)
+    hits = [cache.get(key) for key in keys]
+    return [hit.arrays[name] if hit is not None else None for hit in hits]
+
+
 def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]]) -> Iterator[torch.Tensor]:
     """Preprocessed batches, the next one prepared in a thread while the model runs on the current one (PIL's
     resize releases the GIL), so preprocessing does not add to the forward passes' time."""
@@ -83,12 +91,7 @@ def activations(
     """
     module = resolve_layer(model, layer)
     keys = [result_key(model=model.key, image=im.digest, method="activation", params={"layer": layer}) for im in images]
-    rows: list[np.ndarray | None] = [None] * len(images)
-    if cache is not None:
-        for i, key in enumerate(keys):
-            hit = cache.get(key)
-            if hit is not None:
-                rows[i] = hit.arrays["a"]
+    rows = _cached_rows(cache, keys, "a")
     todo = [i for i, r in enumerate(rows) if r is None]
     done = len(images) - len(todo)
     if progress is not None:
@@ -131,12 +134,7 @@ def class_gradients(
         result_key(model=model.key, image=im.digest, method="class_gradient", params={"layer": layer, "target": target})
         for im in images
     ]
-    rows: list[np.ndarray | None] = [None] * len(images)
-    if cache is not None:
-        for i, key in enumerate(keys):
-            hit = cache.get(key)
-            if hit is not None:
-                rows[i] = hit.arrays["g"]
+    rows = _cached_rows(cache, keys, "g")
     todo = [i for i, r in enumerate(rows) if r is None]
     done = len(images) - len(todo)
     for start in range(0, len(todo), batch_size):
