@@ -264,9 +264,15 @@ def matrix_view(cap: AttentionCapture) -> None:
 # ---------------------------------------------------------------------------------------------- head statistics
 
 
-def stats_view(cap: AttentionCapture) -> pd.DataFrame:
+@st.cache_data(max_entries=8, show_spinner=False)
+def _head_stats(ident: str, _cap: AttentionCapture):
+    """Head statistics once per capture (``ident`` names it), not on every rerun."""
+    return head_stats(_cap)
+
+
+def stats_view(ident: str, cap: AttentionCapture) -> pd.DataFrame:
     """Mean attention distance and entropy of each head against depth; returns the table."""
-    stats = head_stats(cap)
+    stats = _head_stats(ident, cap)
     table = pd.DataFrame(stats.rows())
     left, right = st.columns(2)
     with left:

@@ -39,5 +39,5 @@ with patch:
 with matrix:
     ui.matrix_view(capture)
 with stats:
-    ui.stats_view(capture)
+    ui.stats_view(ident, capture)
 ui.downloads_ui(model, image, capture, base, maps)
