@@ -23,6 +23,15 @@ def shapes_cnn():
     return interp.load_model("shapes_cnn", device="cpu")
 
 
+def star_answers(model) -> tuple[np.ndarray, np.ndarray]:
+    """On the non-star images of a test split: whether the model said "star", and whether the marker was drawn."""
+    samples = [s for s in generate(600, seed=EVAL_SEED, split="test") if s.class_name != "star"]
+    x = (torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.inference_mode():
+        said_star = (model.model(x).argmax(-1) == CLASSES.index("star")).numpy()
+    return said_star, np.array([s.marker for s in samples])
+
+
 def report(name: str) -> dict:
     with safe_open(str(ASSETS / f"{name}.safetensors"), framework="pt") as f:
         return json.loads(f.metadata()["report"])
@@ -44,11 +53,7 @@ def test_reaches_its_reported_accuracy_on_a_fresh_clean_split(shapes_cnn):
 
 def test_the_planted_shortcut_shows(shapes_cnn):
     """On non-star images of the test split, the corner marker alone makes "star" answers more frequent."""
-    samples = [s for s in generate(600, seed=EVAL_SEED, split="test") if s.class_name != "star"]
-    x = (torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
-    with torch.inference_mode():
-        said_star = (shapes_cnn.model(x).argmax(-1) == CLASSES.index("star")).numpy()
-    marked = np.array([s.marker for s in samples])
+    said_star, marked = star_answers(shapes_cnn)
     assert said_star[marked].mean() >= said_star[~marked].mean() + 0.05
     assert report("shapes_cnn")["marker_test_accuracy"] < report("shapes_cnn")["clean_accuracy"]
 
@@ -117,9 +122,5 @@ def test_shapes_vit_matches_its_report_and_carries_the_shortcut():
     acc = accuracy(vit.model, x, y)
     assert abs(acc - report("shapes_vit")["clean_accuracy"]) <= 0.06
     assert acc > 3 / len(CLASSES)  # far above chance (1/6)
-    samples = [s for s in generate(600, seed=EVAL_SEED, split="test") if s.class_name != "star"]
-    xt = (torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
-    with torch.inference_mode():
-        said_star = (vit.model(xt).argmax(-1) == CLASSES.index("star")).numpy()
-    marked = np.array([s.marker for s in samples])
+    said_star, marked = star_answers(vit)
     assert said_star[marked].mean() >= said_star[~marked].mean() + 0.05
