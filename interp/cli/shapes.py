@@ -25,6 +25,9 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
     tr.add_argument("--continue-from", type=Path, help="start from these weights (e.g. the bundled file) and train on")
     tr.add_argument("--epochs", type=int, help="override the model's configured number of epochs")
+    tr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1 …")
+    tr.add_argument("--workers", type=int, default=0,
+                    help="processes that draw the images (0: in this process); the images are the same either way")  # fmt: skip
 
 
 @handles("shapes")
@@ -56,6 +59,7 @@ def _train(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
+    from interp.config import resolve_device
     from interp.shapes.train import CONFIGS, save, train
 
     if args.out.suffix != ".safetensors":
@@ -65,8 +69,11 @@ def _train(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {args.epochs}.")
         config = replace(config, epochs=args.epochs)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {args.workers}.")
+    device = str(resolve_device(args.device))
     model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True),
-                          init_from=args.continue_from)  # fmt: skip
+                          init_from=args.continue_from, device=device, workers=args.workers)  # fmt: skip
     save(model, args.out, args.model, config, report)
     print(json.dumps(report, indent=2))
     return 0
