@@ -229,6 +229,43 @@ def test_display_transforms():
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_gradient_shap_is_reproducible_and_exact_on_a_linear_model():
+    """With no noise, one sample of a linear model's GradientSHAP is exactly w ⊙ (x - b) for one of the four
+    references b, whatever point of the path was drawn; the seed decides which, and the same seed gives the same map."""
+    from interp.attribution.baselines import make_baseline
+
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 192, generator=gen)
+    model = linear_model(w)
+    x = torch.randn(3, 8, 8, generator=gen)
+    first = attribute(model, x, "gradient_shap", target=1, samples=16, seed=3).raw
+    np.testing.assert_array_equal(first, attribute(model, x, "gradient_shap", target=1, samples=16, seed=3).raw)
+    assert not np.allclose(first, attribute(model, x, "gradient_shap", target=1, samples=16, seed=4).raw)
+    chosen = set()
+    for seed in range(8):
+        raw = attribute(model, x, "gradient_shap", target=1, samples=1, noise=0.0, seed=seed).raw
+        refs = {k: make_baseline(k, x[None], model, seed=seed)[0] for k in ("black", "white", "blur", "noise")}
+        exact = [k for k, b in refs.items() if np.allclose(raw, (w[1].view(3, 8, 8) * (x - b)).numpy(), atol=1e-5)]
+        assert len(exact) == 1, exact
+        chosen.add(exact[0])
+    assert len(chosen) >= 2  # the reference really is drawn
+
+
+def test_on_a_gpu_the_batch_budget_is_a_share_of_its_free_memory(tiny_cnn, monkeypatch):
+    """On a GPU the steps of IG should run in one or few batches: the CPU's 2 GB process ceiling does not apply."""
+    from dataclasses import replace
+
+    from interp.attribution import memory
+
+    on_gpu = replace(tiny_cnn, device=torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 80 * 2**30))
+    assert memory.activation_budget_mb(on_gpu) == 8 * 1024 * memory.GPU_SHARE
+    assert memory.activation_budget_mb(tiny_cnn) < memory.PROCESS_CEILING_MB
+    x = tiny_cnn.preprocess(interp.load_sample("coffee").image)[None]
+    assert memory.batch_size(on_gpu, x, 32) == 32
+    assert memory.batch_size(on_gpu, x, 32, budget_mb=1) == 1
+
+
 def test_integrated_gradients_equals_captum(tiny_cnn):
     from captum.attr import IntegratedGradients
 
