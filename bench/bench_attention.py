@@ -30,7 +30,7 @@ def ratios(name: str, rounds: int) -> dict[str, float]:
     from interp.attention import capture, head_stats, rollout_map
 
     model = interp.load_model(name, "random")
-    x = model.preprocess(interp.load_sample("chelsea").image)[None]
+    x = model.preprocess(interp.load_sample("chelsea").image)[None].to(model.device)
     cap = capture(model, x)
 
     def forward() -> None:

@@ -30,13 +30,18 @@ def interleaved_best(candidates: dict, rounds: int) -> dict[str, float]:
     On a shared CPU the speed drifts by tens of percent over minutes; interleaving exposes every candidate to the
     same drift, so the ratios stay meaningful when the absolute times do not.
     """
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)  # GPU work is asynchronous
     for fn in candidates.values():
         fn()  # warm-up
     best = {name: float("inf") for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 
@@ -49,9 +54,9 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     from interp.attribution.baselines import make_baseline
 
     model = interp.load_model(name, None if name == "efficientnet_lite0" else "random")
-    x = model.preprocess(interp.load_sample("chelsea").image)[None]
+    x = model.preprocess(interp.load_sample("chelsea").image)[None].to(model.device)
     baseline = make_baseline("black", x, model)
-    alphas = torch.linspace(0, 1, 32).view(-1, 1, 1, 1)
+    alphas = torch.linspace(0, 1, 32, device=x.device).view(-1, 1, 1, 1)
     path = baseline + alphas * (x - baseline)
 
     def raw(batch: int) -> None:
@@ -144,16 +149,20 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet50", "vit_base_patch16_224"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-app", action="store_true", help="skip the warm page rerun (needs Streamlit)")
     args = parser.parse_args()
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, 224×224, batch 1, best of {args.repeats} interleaved rounds")
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, 224×224, batch 1, best of {args.repeats} interleaved rounds")
     print(f"\n{'model':<24}{'IG-32 s':>9}{'raw s':>8}{'IG÷raw':>8}{'loop÷IG':>9}{'CAM s':>8}{'f+b s':>8}{'CAM÷f+b':>9}")
     for name in args.models:
         r = ig_ratios(name, args.repeats)
         print(f"{name:<24}{r['ig']:9.2f}{r['raw']:8.2f}{r['ig'] / r['raw']:8.3f}{r['loop'] / r['ig']:9.2f}"
               f"{r['cam']:8.3f}{r['fwd_bwd']:8.3f}{r['cam'] / r['fwd_bwd']:9.2f}")  # fmt: skip
-    print(f"\nwarm rerun of the Attribution page, 6 methods all cached: {warm_grid_rerun() * 1000:.0f} ms (median of 7)")
+    if not args.skip_app:
+        warm = warm_grid_rerun()
+        print(f"\nwarm rerun of the Attribution page, 6 methods all cached: {warm * 1000:.0f} ms (median of 7)")
     if not args.skip_rss:
         ours, captum = peak_rss("ours"), peak_rss("captum-default")
         print(f"peak RSS, vit_base IG-32 + SmoothGrad-16, whole process: ours {ours:.2f} GB; "

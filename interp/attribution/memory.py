@@ -2,6 +2,7 @@
 
 Captum's default puts every IG step in one batch: 4.3 GB peak for ViT-B/16 at 32 steps. We measure what autograd
 keeps for backward on one input (its saved tensors, counted once each) and fit as many inputs as the budget allows.
+On a GPU the budget is a share of the card's free memory instead, so the steps run in one or few batches there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ PROCESS_CEILING_MB = 1750
 RUNTIME_MB = 900
 """Resident size of Python with torch, timm and captum imported (measured: about 870 MB)."""
 MIN_BUDGET_MB = 128
+GPU_SHARE = 0.5
+"""On a GPU: the share of the card's free memory one attribution may fill (other sessions use the card too)."""
 BACKWARD_FACTOR = {"cnn": 1.4, "vit": 2.1}
 """Peak memory per input during forward+backward ÷ the bytes autograd saves, measured on this project's models:
 EfficientNet-Lite0 1.24, ResNet-50 1.38, ViT-B/16 2.07 (attention's backward makes large temporaries)."""
@@ -48,7 +51,11 @@ def saved_bytes_per_input(model: LoadedModel, x: torch.Tensor) -> int:
 
 
 def activation_budget_mb(model: LoadedModel) -> int:
-    """Memory for activations: the ceiling less the runtime and the model's own weights, never below a floor."""
+    """Memory for activations, never below a floor. On the CPU: the process ceiling less the runtime and the
+    model's own weights. On a GPU: a share of the memory the card has free now (the weights are already on it)."""
+    if model.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(model.device)
+        return max(MIN_BUDGET_MB, int(free * GPU_SHARE / 2**20))
     weights = sum(t.numel() * t.element_size() for t in [*model.model.parameters(), *model.model.buffers()])
     return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - RUNTIME_MB - weights / 2**20))
 
