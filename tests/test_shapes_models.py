@@ -113,14 +113,37 @@ def test_spec_builds_what_the_trainer_trained(name):
     assert meta["arch"] == spec.arch and json.loads(meta["kwargs"]) == config.kwargs
 
 
-def test_shapes_vit_matches_its_report_and_carries_the_shortcut():
-    """The bundled ViT is for attention demos; its accuracy is what its metadata reports (not ≥ 95% yet: see the
-    README), and it too leans on the corner marker."""
+def test_shapes_vit_reaches_95_percent_and_carries_the_shortcut():
+    """The bundled ViT reaches ≥ 95% on fresh clean images (1200, a seed training never used), within 3 points of
+    the accuracy its metadata reports, and it too leans on the corner marker."""
     vit = interp.load_model("shapes_vit", device="cpu")
     assert vit.weights.kind == "bundled" and vit.class_names == CLASSES and vit.spec.family == "vit"
-    x, y = split_tensors(300, EVAL_SEED, "clean")
+    x, y = split_tensors(1200, EVAL_SEED, "clean")
     acc = accuracy(vit.model, x, y)
-    assert abs(acc - report("shapes_vit")["clean_accuracy"]) <= 0.06
-    assert acc > 3 / len(CLASSES)  # far above chance (1/6)
+    assert acc >= 0.95
+    assert abs(acc - report("shapes_vit")["clean_accuracy"]) <= 0.03
     said_star, marked = star_answers(vit)
     assert said_star[marked].mean() >= said_star[~marked].mean() + 0.05
+
+
+def test_images_drawn_in_a_pool_are_the_same_images():
+    """Training with ``workers`` draws each epoch in chunks across processes; order and pixels must not change."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    serial = split_tensors(150, 3, "train", start=40)
+    with ThreadPoolExecutor(3) as pool:
+        pooled = split_tensors(150, 3, "train", start=40, pool=pool)
+    assert torch.equal(serial[0], pooled[0]) and torch.equal(serial[1], pooled[1])
+
+
+@pytest.mark.skipif(
+    not (__import__("os").environ.get("INTERP_SLOW") and torch.cuda.is_available()),
+    reason="retrains the ViT: ~5 min on a GPU (~2¼ h on 2 CPU cores); set INTERP_SLOW=1 on a machine with a GPU",
+)
+def test_retraining_the_vit_on_a_gpu_reproduces_its_accuracy():
+    import os
+
+    from interp.shapes.train import CONFIGS, train
+
+    _, fresh = train(CONFIGS["shapes_vit"], progress=lambda _: None, device="cuda", workers=os.cpu_count() or 1)
+    assert abs(fresh["clean_accuracy"] - report("shapes_vit")["clean_accuracy"]) <= 0.015
