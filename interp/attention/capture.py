@@ -9,6 +9,7 @@ for one forward pass, with the model's lock held, and restores it in ``finally``
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -68,14 +69,24 @@ class AttentionCapture:
         return f"patch ({row}, {col})"
 
 
+_FOUND: weakref.WeakKeyDictionary[torch.nn.Module, tuple[torch.nn.Module, ...]] = weakref.WeakKeyDictionary()
+
+
 def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The attention modules of a timm ViT-style model, in depth order (those with ``fused_attn`` and ``attn_drop``)."""
-    return [
-        m
-        for m in model.modules()
-        if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), torch.nn.Module)
-        and hasattr(m, "num_heads")
-    ]  # fmt: skip
+    """The attention modules of a timm ViT-style model, in depth order (those with ``fused_attn`` and ``attn_drop``).
+
+    Found once per model (a loaded model's structure does not change): walking every module costs a tenth of a
+    small ViT's forward pass."""
+    found = _FOUND.get(model)
+    if found is None:
+        found = tuple(
+            m
+            for m in model.modules()
+            if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), torch.nn.Module)
+            and hasattr(m, "num_heads")
+        )  # fmt: skip
+        _FOUND[model] = found
+    return list(found)
 
 
 def check_vit(model: LoadedModel) -> list[torch.nn.Module]:
@@ -143,8 +154,9 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
         kept.append(output)
 
     grad_mode = torch.enable_grad() if target is not None else torch.inference_mode()
-    with model.lock, hooks_checked(model.model), unfused_attention(mods), grad_mode:
-        with hooked(*(m.attn_drop.register_forward_hook(keep) for m in mods)):
+    drops = [m.attn_drop for m in mods]
+    with model.lock, hooks_checked(model.model, only=drops), unfused_attention(mods), grad_mode:
+        with hooked(*(d.register_forward_hook(keep) for d in drops)):
             inp = x.detach().requires_grad_(target is not None)
             logits = model.model(inp)
         grads = torch.autograd.grad(logits[0, target], kept) if target is not None else None

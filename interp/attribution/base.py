@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -150,17 +150,20 @@ def get_method(name: str, **params: Any) -> AttributionMethod:
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
-def hook_count(model: torch.nn.Module) -> int:
-    """Hooks registered on any module of ``model`` (forward, pre-forward, backward, pre-backward)."""
-    return sum(len(getattr(m, d, {})) for m in model.modules() for d in _HOOK_DICTS)
+def hook_count(model: torch.nn.Module, only: Sequence[torch.nn.Module] | None = None) -> int:
+    """Hooks registered on any module of ``model`` (forward, pre-forward, backward, pre-backward), or on the
+    modules ``only`` alone."""
+    modules = model.modules() if only is None else only
+    return sum(len(getattr(m, d, {})) for m in modules for d in _HOOK_DICTS)
 
 
 @contextlib.contextmanager
-def hooks_checked(model: torch.nn.Module) -> Iterator[None]:
-    """Fail loudly if a method leaves a hook behind; methods remove their own in ``finally``."""
-    before = hook_count(model)
+def hooks_checked(model: torch.nn.Module, only: Sequence[torch.nn.Module] | None = None) -> Iterator[None]:
+    """Fail loudly if a method leaves a hook behind; methods remove their own in ``finally``. ``only``: the
+    modules a caller hooks, when walking the whole model would cost more than the work (attention capture)."""
+    before = hook_count(model, only)
     yield
-    after = hook_count(model)
+    after = hook_count(model, only)
     if after != before:
         raise RuntimeError(f"an attribution method left {after - before} hooks on the model; this is a bug.")
 
