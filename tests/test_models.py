@@ -97,6 +97,60 @@ def test_lite0_uses_its_own_data_config(lite0):
     assert torch.allclose(renormalised, x.clamp(-1, 1), atol=1 / 255)  # the display undoes the normalisation
 
 
+PREPROCESSING = {  # the data configs of the model families in the spec table, and one upscaling shapes model
+    "lite0": {"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 0.875, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+    "resnet50": {"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 0.95,
+                 "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+    "vit": {"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 0.9, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+    "shapes": {"input_size": (3, 128, 128), "interpolation": "bilinear", "crop_pct": 1.0, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+    "b3": {"input_size": (3, 288, 288), "interpolation": "bicubic", "crop_pct": 0.875,
+           "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+}  # fmt: skip
+SIZES = [(500, 375), (375, 500), (224, 224), (256, 256), (640, 427), (100, 80), (1000, 37), (129, 128), (1600, 1200)]
+
+
+@pytest.mark.parametrize("config", list(PREPROCESSING))
+def test_fast_preprocessing_gives_timms_pixels(config):
+    """The crop-box resize must give what timm's resize-then-crop gives: at most 2 grey levels apart (float rounding
+    of the box), in at most 0.5% of the values, on every image size (crops larger than the resized image run timm's
+    own transform, which pads)."""
+    from timm.data import create_transform
+
+    from interp.models.preprocess import CentreCropTransform, fast_eval_transform
+
+    cfg = PREPROCESSING[config]
+    timm_transform = create_transform(**cfg, is_training=False)
+    fast = fast_eval_transform(timm_transform)
+    assert isinstance(fast, CentreCropTransform)
+    levels = torch.tensor(cfg["std"]).view(-1, 1, 1) * 255
+    photo = interp.load_sample("astronaut").image
+    for size in SIZES:
+        image = photo.resize(size)
+        expected, got = timm_transform(image), fast(image)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        apart = ((got - expected).abs() * levels).round()
+        assert apart.max() <= 2, (config, size)
+        assert (apart > 0).float().mean() <= 0.005, (config, size)
+
+
+def test_fast_preprocessing_is_picklable_and_only_for_centre_crops():
+    import pickle
+
+    from timm.data import create_transform
+
+    from interp.models.preprocess import CentreCropTransform, fast_eval_transform
+
+    fast = fast_eval_transform(create_transform(**PREPROCESSING["lite0"], is_training=False))
+    image = interp.load_sample("coffee").image
+    assert torch.equal(pickle.loads(pickle.dumps(fast))(image), fast(image))  # data-loader workers get a copy
+    padded = {**PREPROCESSING["lite0"], "crop_pct": 1.2}  # resized to 186 px, cropped to 224: torchvision pads
+    assert torch.equal(fast_eval_transform(create_transform(**padded, is_training=False))(image),
+                       create_transform(**padded, is_training=False)(image))  # fmt: skip
+    for other in ({"crop_mode": "squash"}, {"crop_mode": "border"}, {"interpolation": "nearest"}):
+        reference = create_transform(**{**PREPROCESSING["lite0"], **other}, is_training=False)
+        assert not isinstance(fast_eval_transform(reference), CentreCropTransform), other
+
+
 def test_loaded_model_is_frozen_and_in_eval(lite0):
     assert not lite0.model.training
     assert not any(p.requires_grad for p in lite0.model.parameters())

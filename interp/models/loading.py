@@ -23,6 +23,7 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 from interp.config import resolve_device
 from interp.errors import WeightsMismatchError, WeightsUnavailableError
 from interp.models import weights as W
+from interp.models.preprocess import fast_eval_transform
 from interp.models.specs import ModelSpec, get_spec, parameter_count
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class LoadedModel:
     _transform: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_transform", create_transform(**self.data_config, is_training=False))
+        timm_transform = create_transform(**self.data_config, is_training=False)
+        object.__setattr__(self, "_transform", fast_eval_transform(timm_transform))
 
     @property
     def name(self) -> str:
@@ -86,12 +88,13 @@ class LoadedModel:
 
     @property
     def transform(self) -> Any:
-        """timm's eval transform from the data config (a picklable callable, for data-loader workers)."""
+        """timm's eval transform from the data config, its resize limited to the crop where that gives the same
+        pixels (:mod:`interp.models.preprocess`); a picklable callable, for data-loader workers."""
         return self._transform
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Resize, crop and normalise as the model's data config says. Returns ``(C, H, W)`` float on the CPU."""
-        return self._transform(image.convert("RGB"))
+        return self._transform(image if image.mode == "RGB" else image.convert("RGB"))  # convert() would copy
 
     def view(self, image: Image.Image) -> np.ndarray:
         """The image as the model sees it (resized, cropped), for display: ``(H, W, 3)`` ``uint8``."""
