@@ -35,6 +35,20 @@ def test_odd_files_load_as_rgb(case):
     assert len(loaded.digest) == 64
 
 
+def test_load_rgb_is_load_image_without_the_digest():
+    """The scan's loader: the same picture for every odd file, the same sentence for every bad one."""
+    from interp.images import load_rgb
+
+    for name, data in odd_files().values():
+        assert np.array_equal(np.asarray(load_rgb(data, name=name)), np.asarray(load_image(data, name=name).image))
+    for name, data in bad_files().values():
+        with pytest.raises(BadImageError) as ours:
+            load_rgb(data, name=name)
+        with pytest.raises(BadImageError) as theirs:
+            load_image(data, name=name)
+        assert str(ours.value) == str(theirs.value)
+
+
 def _pixels(case: str) -> np.ndarray:
     name, data = odd_files()[case]
     return np.asarray(load_image(data, name=name).image).astype(int)

@@ -25,7 +25,7 @@ import torch
 
 from interp.datasets.base import Dataset, DatasetError, Item
 from interp.errors import InterpError
-from interp.images import load_image
+from interp.images import load_rgb
 from interp.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class _Images(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         item = self.items[i]
         try:
-            image = load_image(self.dataset.path_of(item), name=item.path).image
+            image = load_rgb(self.dataset.path_of(item), name=item.path)
             return i, self.transform(image), ""
         except (InterpError, OSError, ValueError) as exc:
             return i, None, str(exc) or type(exc).__name__
