@@ -41,7 +41,7 @@ class CentreCropTransform:
         crop_h, crop_w = self.crop
         if crop_h > new_h or crop_w > new_w:
             return self.reference(image)  # torchvision pads such crops
-        top, left = int(round((new_h - crop_h) / 2.0)), int(round((new_w - crop_w) / 2.0))
+        top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision's center_crop
         sx, sy = w / new_w, h / new_h
         y0, y1 = top * sy, (top + crop_h) * sy
         # Two single-pass resizes, widths then heights as in resize-then-crop, over the source rows the crop's rows
