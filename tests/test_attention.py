@@ -224,8 +224,11 @@ def test_class_maps_on_the_vit_differ_between_classes(vit, x):
 def test_maps_are_the_class_row_of_the_full_products(vit, x):
     """The maps are computed as one row (L vector products); they must equal that row of the full matrices."""
     cap = capture(vit, x, target=4)
+    attn, grads = cap.attn.copy(), cap.grads.copy()
     np.testing.assert_allclose(rollout_map(cap, "max", 0.5).ravel(), rollout(cap.attn, "max", 0.5)[0, 1:], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(rollout_map(cap, "mean", 0.9).ravel(), rollout(cap.attn, "mean", 0.9)[0, 1:], rtol=1e-4, atol=1e-7)
     maps = class_maps(cap, 0.3)
+    assert (cap.attn == attn).all() and (cap.grads == grads).all()  # the maps work in place on their own copies only
     np.testing.assert_allclose(maps["gradient rollout"].ravel(), gradient_rollout(cap.attn, cap.grads, 0.3)[0, 1:],
                                rtol=1e-4, atol=1e-7)  # fmt: skip
     np.testing.assert_allclose(maps["Chefer relevance"].ravel(), chefer_relevance(cap.attn, cap.grads)[0, 1:],

@@ -66,16 +66,22 @@ def discard_lowest(fused: np.ndarray, ratio: float) -> np.ndarray:
     Args:
         fused: ``(L, T, T)``.
     """
+    return _discard_in_place(np.array(fused), ratio)
+
+
+def _discard_in_place(fused: np.ndarray, ratio: float) -> np.ndarray:
+    """:func:`discard_lowest` on ``fused`` itself (an array the caller owns); returns it."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"discard ratio must be in [0, 1), got {ratio}.")
     n = int(fused[0].size * ratio)
     if n == 0:
-        return fused.copy()
+        return fused
     # the n-th smallest weight of each layer: a partition (linear time), five times faster than a sort or kthvalue
     cut = np.partition(fused.reshape(fused.shape[0], -1), n - 1, axis=1)[:, n - 1]
-    keep = fused > cut[:, None, None]
-    keep[:, :, 0] = True  # keep column 0: what every token keeps of the class token
-    return fused * keep
+    first = fused[:, :, 0].copy()  # column 0 stays: what every token keeps of the class token
+    fused *= fused > cut[:, None, None]
+    fused[:, :, 0] = first
+    return fused
 
 
 def _residual(layers: np.ndarray, weight: float) -> np.ndarray:
@@ -93,6 +99,18 @@ def _product(mats: np.ndarray) -> np.ndarray:
     for m in mats.astype(np.float64):
         joint = m @ joint
     return joint.astype(np.float32)
+
+
+def _residual_row_product(start: np.ndarray, layers: np.ndarray) -> np.ndarray:
+    """``(T,)`` ``start · M_L ⋯ M_1`` with ``M = A + I`` rows renormalised (:func:`_residual` with weight 1) for
+    ``layers`` ``A`` ``(L, T, T)``, without forming any ``M``: with ``d`` the row sums of ``A + I`` and ``u = v / d``,
+    ``v · M = u · A + u``. Rollout then reads each layer's attention once."""
+    denominators = layers.sum(axis=-1, dtype=np.float32) + np.float32(1.0)
+    row = start.astype(np.float32)
+    for layer, d in zip(layers[::-1], denominators[::-1], strict=True):
+        u = row / d
+        row = u @ layer + u
+    return row
 
 
 def _row_product(start: np.ndarray, mats: np.ndarray) -> np.ndarray:
@@ -136,8 +154,13 @@ def gradient_rollout(attn: np.ndarray, grads: np.ndarray, discard_ratio: float =
 
 def gradient_rollout_layers(attn: np.ndarray, grads: np.ndarray, discard_ratio: float = 0.0) -> np.ndarray:
     """``(L, T, T)`` the per-layer matrices that :func:`gradient_rollout` multiplies."""
+    return _residual(_weighted_heads(attn, grads, discard_ratio), 1.0)
+
+
+def _weighted_heads(attn: np.ndarray, grads: np.ndarray, discard_ratio: float) -> np.ndarray:
+    """``(L, T, T)`` heads fused as the mean of ``attention × gradient``, negatives set to 0, lowest discarded."""
     weighted = np.clip((attn * grads).mean(axis=1), 0.0, None)
-    return _residual(discard_lowest(weighted, discard_ratio), 1.0)
+    return _discard_in_place(weighted, discard_ratio)
 
 
 def chefer_relevance(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
@@ -164,7 +187,8 @@ def chefer_layers(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
 
 def rollout_map(cap: AttentionCapture, head_fusion: HeadFusion = "mean", discard_ratio: float = 0.0) -> np.ndarray:
     """``(rows, cols)`` rollout read from the class token (or the patches' mean)."""
-    return on_grid(cap, _row_product(start_row(cap), rollout_layers(cap.attn, head_fusion, discard_ratio)))
+    fused = _discard_in_place(fuse_heads(cap.attn, head_fusion), discard_ratio)  # fuse_heads returns a new array
+    return on_grid(cap, _residual_row_product(start_row(cap), fused))
 
 
 def class_maps(cap: AttentionCapture, discard_ratio: float = 0.0) -> dict[str, np.ndarray]:
@@ -173,7 +197,7 @@ def class_maps(cap: AttentionCapture, discard_ratio: float = 0.0) -> dict[str, n
         raise ValueError("class-specific maps need a capture with a target class: capture(model, x, target=k).")
     start = start_row(cap)
     return {
-        "gradient rollout": on_grid(cap, _row_product(start, gradient_rollout_layers(cap.attn, cap.grads, discard_ratio))),
+        "gradient rollout": on_grid(cap, _residual_row_product(start, _weighted_heads(cap.attn, cap.grads, discard_ratio))),
         "Chefer relevance": on_grid(cap, _row_product(start, chefer_layers(cap.attn, cap.grads))),
     }
 
