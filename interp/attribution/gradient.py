@@ -27,6 +27,11 @@ from interp.models import LoadedModel
 _GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
 
 
+def _leaf(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a leaf that requires grad: Captum would set the flag itself, with a warning logged on every call."""
+    return x.detach().requires_grad_(True)
+
+
 class GradientMethod(AttributionMethod):
     """A method defined on a batch of inputs; the base class calls it on the one input."""
 
@@ -37,7 +42,7 @@ class GradientMethod(AttributionMethod):
         if delta is None:
             return raw, None, {}
         # Captum's delta is sum(attr) - (f(x) - f(baseline)); the gap tells how large an error that is.
-        gap = float(raw.sum()) - delta
+        gap = float(raw.detach().sum()) - delta
         return raw, delta, {"logit_gap": gap, "relative_delta": abs(delta) / max(abs(gap), 1e-12)}
 
     def _batch(
@@ -55,7 +60,7 @@ class VanillaGradient(GradientMethod):
     paper = "Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks, 2014"
 
     def _batch(self, model, x, target, params):
-        return Saliency(target_logit(model, target)).attribute(x, abs=False), None
+        return Saliency(target_logit(model, target)).attribute(_leaf(x), abs=False), None
 
 
 @register
@@ -66,7 +71,7 @@ class InputTimesGradient(GradientMethod):
     paper = "Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation Differences, 2016"
 
     def _batch(self, model, x, target, params):
-        return InputXGradient(target_logit(model, target)).attribute(x), None
+        return InputXGradient(target_logit(model, target)).attribute(_leaf(x)), None
 
 
 @register
@@ -131,7 +136,7 @@ class DeepLiftMethod(GradientMethod):
         # Captum's DeepLift needs a Module, not a function, and hooks every non-linearity: in-place ones break it.
         wrapped = _TargetModule(model.model, target)
         with no_inplace_activations(model.model):
-            attr, delta = DeepLift(wrapped).attribute(x, baselines=baseline, return_convergence_delta=True)
+            attr, delta = DeepLift(wrapped).attribute(_leaf(x), baselines=baseline, return_convergence_delta=True)
         return attr, float(delta.sum())
 
 
