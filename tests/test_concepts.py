@@ -14,6 +14,7 @@ from interp.concepts import (
     activations,
     canonical,
     class_gradients,
+    default_layers,
     generated,
     run_tcav,
     tcav,
@@ -112,7 +113,13 @@ def test_activations_match_a_hook_and_are_cached(tmp_path):
     model = interp.load_model("shapes_cnn")
     images = generated.shapes_concept("marker", 6)
     cache = interp.ResultCache(tmp_path / "cache")
-    acts = activations(model, "layer3", images, cache=cache, batch_size=4)
+    later = []  # the forward pass ends at the layer: nothing after it runs
+    handle = model.model.layer4.register_forward_pre_hook(lambda m, i: later.append(1))
+    try:
+        acts = activations(model, "layer3", images, cache=cache, batch_size=4)
+    finally:
+        handle.remove()
+    assert later == []
     with torch.inference_mode():
         x = torch.stack([model.preprocess(im.image) for im in images])
         expected = model.model.layer3(model.model.layer2(model.model.layer1(model.model.maxpool(
@@ -179,3 +186,13 @@ def test_shapes_marker_concept_drives_the_star_class():
     (result,) = report.results
     assert result.mean > float(result.random_scores.mean()) and result.significant, result.row()
     assert float(result.accuracies.mean()) > 0.95
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "shapes_cnn", "shapes_vit"])
+def test_default_layers_are_one_halfway_and_one_late(name):
+    model = interp.load_model(name)
+    names = [n for n, _ in model.model.named_modules()]
+    layers = default_layers(model)
+    assert len(layers) == 2  # EfficientNet's used to collapse to one: its "halfway" top-level module was bn2
+    mid, late = (names.index(n) for n in layers)
+    assert 0.2 < mid / len(names) < 0.8 and mid < late

@@ -38,12 +38,21 @@ def default_layers(model: LoadedModel) -> list[str]:
     """Two layers worth testing first: the CAM layer (late, semantic) and one about halfway through."""
     names = [n for n, _ in model.model.named_modules() if n]
     late = model.spec.cam_layer if model.spec.cam_layer in names else names[-1]
-    if model.spec.family == "vit" and hasattr(model.model, "blocks"):
-        mid = f"blocks.{len(model.model.blocks) // 2}"
-    else:
+    # timm keeps the body in one sequence: ViT, EfficientNet and MobileNet "blocks", ConvNeXt "stages"
+    body = next((n for n in ("blocks", "stages") if isinstance(getattr(model.model, n, None), _SEQUENCES)), None)
+    if body is not None and len(getattr(model.model, body)) > 1:
+        mid = f"{body}.{len(getattr(model.model, body)) // 2}"
+    else:  # ResNets: conv1 … layer1-layer4 … fc
         top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem")]
         mid = top[len(top) // 2] if top else late
     return list(dict.fromkeys([mid, late]))
+
+
+_SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
+
+
+class _LayerReached(Exception):
+    """Raised by the hook that keeps a layer's output, to end the forward pass there."""
 
 
 def _layer_output(output):
@@ -99,9 +108,17 @@ def activations(
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
         kept: list[torch.Tensor] = []
+
+        def keep_and_stop(module, inputs, output):
+            kept.append(_layer_output(output))
+            raise _LayerReached  # the layers after this one would compute nothing we keep
+
         with model.lock, hooks_checked(model.model), torch.inference_mode():
-            with hooked(module.register_forward_hook(lambda m, i, o: kept.append(_layer_output(o)))):
-                model.model(x)
+            with hooked(module.register_forward_hook(keep_and_stop)):
+                try:
+                    model.model(x)
+                except _LayerReached:
+                    pass
         acts = kept[0].float().reshape(len(chunk), -1).cpu().numpy()
         for i, a in zip(chunk, acts, strict=True):
             rows[i] = a
