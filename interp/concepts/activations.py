@@ -20,6 +20,7 @@ from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
 
 Progress = Callable[[int, int], None]
+_SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
 
 
 def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
@@ -46,9 +47,6 @@ def default_layers(model: LoadedModel) -> list[str]:
         top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem")]
         mid = top[len(top) // 2] if top else late
     return list(dict.fromkeys([mid, late]))
-
-
-_SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
 
 
 class _LayerReached(Exception):
