@@ -46,6 +46,30 @@ def interleaved_best(candidates: dict, rounds: int) -> dict[str, float]:
     return best
 
 
+def ratios_beside(reference, candidate, rounds: int) -> tuple[list[float], float, float]:
+    """Per round, ``reference`` time ÷ ``candidate`` time, the candidate timed between two reference runs (their
+    mean): a ratio of moments seconds apart, which the VM's drift over minutes does not reach. Also returns the best
+    time of each. Both are warmed up first; each is a function that does the work and returns nothing."""
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    def timed(fn) -> float:
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    reference(), candidate()
+    ratios, best_ref, best_cand = [], float("inf"), float("inf")
+    for _ in range(rounds):
+        before, took, after = timed(reference), timed(candidate), timed(reference)
+        ratios.append((before + after) / 2 / took)
+        best_ref, best_cand = min(best_ref, before, after), min(best_cand, took)
+    return sorted(ratios), best_ref, best_cand
+
+
 def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     import torch
 

@@ -14,12 +14,13 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.bench_attribution import ratios_beside  # noqa: E402
 
 
 def make_images(folder: Path, n: int) -> None:
@@ -59,35 +60,27 @@ def main() -> None:
         model = interp.load_model(args.model, None if args.model == "efficientnet_lite0" else "random")
         tensors = torch.stack([model.preprocess(interp.load_image(ds.path_of(it)).image) for it in ds.items])
 
-        def bare() -> float:
-            start = time.perf_counter()
+        def bare() -> None:
             with torch.inference_mode():
                 for chunk in tensors.split(args.batch_size):
                     model.model(chunk).softmax(-1).numpy()
-            return time.perf_counter() - start
 
-        def scanned(workers: int, k: int) -> float:
-            start = time.perf_counter()
-            scan(model, ds, tmp / f"scan_{workers}_{k}", batch_size=args.batch_size, workers=workers)
-            return time.perf_counter() - start
+        def scanned(workers: int) -> None:
+            scan(model, ds, Path(tempfile.mkdtemp(dir=tmp)), batch_size=args.batch_size, workers=workers)
 
-        bare()  # warm-up
-        best = {"bare": float("inf"), **{f"scan w={w}": float("inf") for w in args.workers}}
-        per_round: dict[int, list[float]] = {w: [] for w in args.workers}
-        for k in range(args.rounds):  # interleaved, so drift of the shared CPU hits every candidate alike
-            for w in args.workers:
-                # each scan between two bare passes: its ratio to their mean follows the drift within a round too
-                before, took, after = bare(), scanned(w, k), bare()
-                best["bare"] = min(best["bare"], before, after)
-                best[f"scan w={w}"] = min(best[f"scan w={w}"], took)
-                per_round[w].append((before + after) / 2 / took)
+        per_round: dict[int, list[float]] = {}
+        best = {"bare": float("inf")}
+        for w in args.workers:
+            # each scan between two bare passes, so that the VM's drift over the minutes of a run cancels out
+            ratios, best_bare, best[f"scan w={w}"] = ratios_beside(bare, lambda w=w: scanned(w), args.rounds)
+            per_round[w], best["bare"] = ratios, min(best["bare"], best_bare)
         n = len(ds)
         print(f"{args.model}, {n} JPEGs 500×375, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
               f"{args.rounds} rounds")  # fmt: skip
         print(f"bare batched forward over preloaded tensors: {n / best['bare']:6.1f} images/s (best)")
         for w in args.workers:
             rate = n / best[f"scan w={w}"]
-            ratios = sorted(per_round[w])
+            ratios = per_round[w]
             print(f"scan, {w} loader workers:                     {rate:6.1f} images/s  ratio of bests "
                   f"{rate / (n / best['bare']):.2f}; beside its own bare passes: median {statistics.median(ratios):.2f} "
                   f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
