@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from interp.datasets import (
     failures,
     load_scan,
     per_class_accuracy,
+    prune_uploads,
     read_folder,
     read_imagenet,
     read_openimages,
@@ -171,6 +173,37 @@ def test_zip_upload_skips_what_it_cannot_use(tmp_path):
     assert read_folder(folder).class_names == ("circle", "star")
     with pytest.raises(DatasetError, match="not a zip"):
         extract_zip(b"not a zip", tmp_path)
+
+
+def test_old_unpacked_zips_are_deleted_beyond_the_disk_cap(tmp_path):
+    def unpacked(name: str, kb: int, hours_ago: float) -> Path:
+        folder = tmp_path / name
+        (folder / "cls").mkdir(parents=True)
+        (folder / "cls" / "a.png").write_bytes(b"x" * kb * 1024)
+        when = time.time() - hours_ago * 3600
+        os.utime(folder, (when, when))
+        return folder
+
+    oldest, old, recent, current = unpacked("a", 40, 5), unpacked("b", 40, 3), unpacked("c", 40, 0.1), unpacked("d", 40, 0)
+    deleted = prune_uploads(tmp_path, keep=current, keep_bytes=100 * 1024)
+    # 160 KB > 100 KB: the oldest goes; then 120 KB is still over, but "b" is the next oldest; "c" is in use (< 1 h)
+    assert deleted == [oldest, old] and recent.exists() and current.exists()
+    assert prune_uploads(tmp_path, keep=current, keep_bytes=10 * 1024) == []  # only folders in use are left
+
+
+def test_unpacking_a_zip_prunes_older_uploads(tmp_path, monkeypatch):
+    monkeypatch.setattr("interp.datasets.readers.UPLOADS_KEEP_BYTES", 0)
+    stale = tmp_path / "0123456789abcdef"
+    (stale / "cls").mkdir(parents=True)
+    (stale / "cls" / "a.png").write_bytes(b"x")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    image, buf = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8, 8)).save(image, "PNG")
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("circle/a.png", image.getvalue())
+        z.writestr("star/b.png", image.getvalue())
+    folder, _ = extract_zip(buf.getvalue(), tmp_path)
+    assert not stale.exists() and read_folder(folder).class_names == ("circle", "star")
 
 
 def test_path_escapes_are_refused(tmp_path):

@@ -3,7 +3,7 @@ with a model into Parquet; ask where the model is confidently wrong."""
 
 from interp.datasets.analysis import confusion_pairs, failures, per_class_accuracy, summary
 from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
-from interp.datasets.readers import extract_zip, read_folder, read_imagenet, read_openimages
+from interp.datasets.readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
 from interp.datasets.roots import SHAPES_DATASET, DatasetRoot, configured_roots, open_dataset
 from interp.datasets.scanner import ScanProgress, ScanSummary, load_scan, scan
 
@@ -19,6 +19,7 @@ __all__ = [
     "configured_roots",
     "confusion_pairs",
     "extract_zip",
+    "prune_uploads",
     "failures",
     "load_scan",
     "open_dataset",

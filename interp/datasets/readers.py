@@ -6,7 +6,10 @@ import csv
 import functools
 import hashlib
 import io
+import os
 import re
+import shutil
+import time
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +31,10 @@ DEVKIT_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 DEVKIT_META = "meta.mat"
 MAX_ZIP_FILES = 20_000
 MAX_ZIP_BYTES = 2 * 2**30
+UPLOADS_KEEP_BYTES = 2 * 2**30
+"""What unpacked zips may hold on disk together; older ones beyond it are deleted when a new one is unpacked."""
+UPLOADS_MIN_AGE_S = 3600.0
+"""An unpacked zip used within this many seconds is never deleted: a session may still be reading it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -279,10 +286,37 @@ def extract_zip(data: bytes, dest: Path, name: str = "upload.zip") -> tuple[Path
             kept += 1
     if kept == 0:
         raise DatasetError(f"{name} holds no images; zip a folder with one sub-folder of images per class.")
+    os.utime(out)  # marks it as in use, also when the same zip was unpacked before
+    prune_uploads(dest, keep=out)
     inner = [p for p in out.iterdir() if not p.name.startswith(".")]
     if len(inner) == 1 and inner[0].is_dir():  # a zip of one folder: its sub-folders are the classes
         return inner[0], skipped
     return out, skipped
+
+
+def prune_uploads(
+    dest: Path, keep: Path, *, keep_bytes: int | None = None, min_age_s: float | None = None
+) -> list[Path]:
+    """Delete the least recently unpacked zips under ``dest`` until all of them hold at most ``keep_bytes``
+    (default :data:`UPLOADS_KEEP_BYTES`); never ``keep`` and never one unpacked within ``min_age_s`` (default
+    :data:`UPLOADS_MIN_AGE_S`). Returns the folders deleted."""
+    keep_bytes = UPLOADS_KEEP_BYTES if keep_bytes is None else keep_bytes
+    min_age_s = UPLOADS_MIN_AGE_S if min_age_s is None else min_age_s
+    folders = []
+    for folder in (p for p in Path(dest).iterdir() if p.is_dir() and p != keep):
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+        folders.append((folder.stat().st_mtime, folder, size))
+    total = sum(size for _, _, size in folders) + sum(f.stat().st_size for f in Path(keep).rglob("*") if f.is_file())
+    deleted = []
+    for mtime, folder, size in sorted(folders, key=lambda f: f[0]):  # oldest first
+        if total <= keep_bytes:
+            break
+        if time.time() - mtime < min_age_s:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= size
+        deleted.append(folder)
+    return deleted
 
 
 def _existing(root: Path) -> Path:
