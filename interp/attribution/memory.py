@@ -2,21 +2,26 @@
 
 Captum's default puts every IG step in one batch: 4.3 GB peak for ViT-B/16 at 32 steps. We measure what autograd
 keeps for backward on one input (its saved tensors, counted once each) and fit as many inputs as the budget allows.
-On a GPU the budget is a share of the card's free memory instead, so the steps run in one or few batches there.
+On the CPU the budget is what the process ceiling leaves above the memory the process holds now, read from the OS
+(it counts the runtime, every cached model and Streamlit itself); on a GPU it is a share of the card's free memory,
+so the steps run in one or few batches there.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 
 import torch
 
 from interp.models import LoadedModel
 
-PROCESS_CEILING_MB = 1750
-"""What the whole process may reach while attributing (Community Cloud gives 0.7-2.7 GB; we aim under 2 GB)."""
-RUNTIME_MB = 900
-"""Resident size of Python with torch, timm and captum imported (measured: about 870 MB)."""
+PROCESS_CEILING_MB = 1900
+"""What the whole process may reach while attributing (Community Cloud gives 0.7-2.7 GB; we stay under 2 GB, with
+100 MB for the error of the per-input estimate)."""
+RUNTIME_MB = 750
+"""Where the OS cannot tell: resident size of Python with torch, timm and captum imported (measured: 733 MB)."""
 MIN_BUDGET_MB = 128
 GPU_SHARE = 0.5
 """On a GPU: the share of the card's free memory one attribution may fill (other sessions use the card too)."""
@@ -50,19 +55,40 @@ def saved_bytes_per_input(model: LoadedModel, x: torch.Tensor) -> int:
     return total
 
 
+def resident_mb() -> float | None:
+    """This process's resident memory now, from Linux's ``/proc``; ``None`` where the OS does not say.
+
+    glibc keeps memory that was freed (the last attribution's activations) and reuses it; it is handed back first
+    (``malloc_trim``), so that what is read is what the process uses, not the peak of its last job."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def activation_budget_mb(model: LoadedModel) -> int:
-    """Memory for activations, never below a floor. On the CPU: the process ceiling less the runtime and the
-    model's own weights. On a GPU: a share of the memory the card has free now (the weights are already on it)."""
+    """Memory for activations, never below a floor. On the CPU: the process ceiling less what the process holds now
+    (or, where the OS does not say, less an estimate of the runtime and this model's weights). On a GPU: a share of
+    the memory the card has free now (the weights are already on it)."""
     if model.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(model.device)
         return max(MIN_BUDGET_MB, int(free * GPU_SHARE / 2**20))
-    weights = sum(t.numel() * t.element_size() for t in [*model.model.parameters(), *model.model.buffers()])
-    return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - RUNTIME_MB - weights / 2**20))
+    held = resident_mb()
+    if held is None:
+        weights = sum(t.numel() * t.element_size() for t in [*model.model.parameters(), *model.model.buffers()])
+        held = RUNTIME_MB + weights / 2**20
+    return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - held))
 
 
 def batch_size(model: LoadedModel, x: torch.Tensor, wanted: int, budget_mb: int | None = None) -> int:
     """How many inputs like ``x`` to push through forward+backward at once: at most ``wanted``, at least 1."""
+    budget = activation_budget_mb(model) if budget_mb is None else budget_mb  # before the probe's forward pass
     per_input = max(saved_bytes_per_input(model, x), 1)
-    budget = activation_budget_mb(model) if budget_mb is None else budget_mb
     fits = int(budget * 2**20 // (per_input * BACKWARD_FACTOR.get(model.spec.family, 2.1)))
     return max(1, min(wanted, fits))
