@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -266,8 +267,11 @@ def test_engine_imports_without_streamlit():
 def test_hub_probe_never_waits_past_its_deadline(monkeypatch):
     import socket as socket_module
 
+    release = threading.Event()
+
     def hang(*args, **kwargs):
-        time.sleep(30)  # a resolver that never answers
+        release.wait(30)  # a resolver that does not answer until the test is over
+        raise OSError("no answer")
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("INTERP_OFFLINE")
@@ -277,5 +281,6 @@ def test_hub_probe_never_waits_past_its_deadline(monkeypatch):
     try:
         assert W.hub_reachable(timeout=0.5) is False
     finally:
+        release.set()
         W._probe.cache_clear()
     assert time.perf_counter() - start < 2.0

@@ -55,21 +55,35 @@ def saved_bytes_per_input(model: LoadedModel, x: torch.Tensor) -> int:
     return total
 
 
-def resident_mb() -> float | None:
-    """This process's resident memory now, from Linux's ``/proc``; ``None`` where the OS does not say.
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")
+    ]  # fmt: skip
 
-    glibc keeps memory that was freed (the last attribution's activations) and reuses it; it is handed back first
-    (``malloc_trim``), so that what is read is what the process uses, not the peak of its last job."""
+
+def _heap_free_bytes() -> int:
+    """Bytes glibc's heap holds free for reuse (``mallinfo2().fordblks``); 0 where that cannot be asked."""
     try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return 0
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().fordblks)
+
+
+def resident_mb() -> float | None:
+    """The memory this process uses now: resident size from Linux's ``/proc``, less what glibc keeps free to reuse
+    (the last attribution's activations stay resident, but the next one reuses them). ``None`` where the OS does not
+    say. Nothing is handed back to the OS: that would make the next forward pass fault every page in again."""
     try:
         with open("/proc/self/statm") as f:
             pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        resident = pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError, AttributeError):
         return None
+    return max(0, resident - _heap_free_bytes()) / 2**20
 
 
 def activation_budget_mb(model: LoadedModel) -> int:
