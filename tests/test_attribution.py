@@ -94,6 +94,33 @@ def test_integrated_gradients_completeness(tiny_cnn):
     assert result.extras["relative_delta"] <= 0.01
 
 
+def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(tiny_cnn):
+    from captum.attr import IntegratedGradients
+
+    from interp.attribution import gradient
+    from interp.attribution.baselines import make_baseline
+
+    x = tiny_cnn.preprocess(interp.load_sample("astronaut").image)[None]
+    gradient._ENDPOINTS.pop(tiny_cnn.model, None)
+    batches: list[int] = []
+    handle = tiny_cnn.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    try:
+        attribute(tiny_cnn, x, "integrated_gradients", target=3, steps=8)
+        assert batches[-2:] == [8, 2]  # the path in one batch, then input and baseline for the check
+        batches.clear()
+        second = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8)
+        assert batches == [8]  # another target: the path only
+        other_baseline = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8, baseline="white")
+        assert batches == [8, 8, 2]  # another baseline: another pair
+    finally:
+        handle.remove()
+    _, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 5]).attribute(
+        x, baselines=make_baseline("black", x, tiny_cnn), n_steps=8, return_convergence_delta=True
+    )
+    assert second.delta == pytest.approx(float(delta), abs=1e-4)
+    assert other_baseline.delta != pytest.approx(second.delta)
+
+
 def linear_model(weights: torch.Tensor) -> LoadedModel:
     """A linear classifier on 3×8×8 inputs: its input gradient for class k is exactly weights[k]."""
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(weights.shape[1], weights.shape[0], bias=True))
