@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.bench_attribution import ratios_beside  # noqa: E402
+from bench.bench_attribution import ratios_beside
 
 
 def main() -> None:
