@@ -52,7 +52,9 @@ def main() -> None:
 
     ratios, best_bare, best_extract = ratios_beside(bare, extract, args.rounds)
     n = len(images)
-    print(f"{args.model}:{args.layer}, {n} images, batch 16, torch threads {torch.get_num_threads()}, {args.rounds} rounds")
+    print(
+        f"{args.model}:{args.layer}, {n} images, batch 16, torch threads {torch.get_num_threads()}, {args.rounds} rounds"
+    )
     print(f"bare batched forward (preprocessed tensors): {n / best_bare:6.1f} images/s (best)")
     print(f"activation extraction (from decoded images): {n / best_extract:6.1f} images/s  ratio of bests "
           f"{best_bare / best_extract:.2f}; beside its own bare passes: median {statistics.median(ratios):.2f} "
