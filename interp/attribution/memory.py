@@ -10,6 +10,7 @@ so the steps run in one or few batches there.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 
@@ -63,14 +64,22 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+@functools.cache
+def _mallinfo2():
+    """glibc's ``mallinfo2``, looked up once (each lookup builds a ctypes class: a third of a millisecond), or
+    ``None`` where there is none (not glibc, or glibc before 2.33)."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
 def _heap_free_bytes() -> int:
     """Bytes glibc's heap holds free for reuse (``mallinfo2().fordblks``); 0 where that cannot be asked."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
-        return 0
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().fordblks)
+    mallinfo2 = _mallinfo2()
+    return 0 if mallinfo2 is None else int(mallinfo2().fordblks)
 
 
 def resident_mb() -> float | None:
