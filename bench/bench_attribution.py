@@ -225,7 +225,10 @@ def main() -> None:
         return
     import torch
 
-    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    from interp.config import Settings, resolve_device
+
+    device = resolve_device(Settings.from_env().device)  # where load_model puts the models: INTERP_DEVICE
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}, 224×224, batch 1, {args.repeats} interleaved rounds, "
           "one process per model; 'beside': median of ratios each timed between two reference runs")  # fmt: skip
     print(f"\n{'model':<22}{'IG-32 s':>8}{'raw s':>7}{'IG÷raw':>7}{'beside':>7}{'loop÷IG':>8}{'beside':>7}"
