@@ -103,6 +103,7 @@ class IntegratedGradientsMethod(GradientMethod):
         if params["baseline"] not in BASELINES:
             raise ValueError(f"baseline {params['baseline']!r} is not one of {', '.join(BASELINES)}.")
         alphas, scales = gauss_legendre(steps, x.device, x.dtype)
+        fits = batch_size(model, x, steps + 2)  # the path, and room for input and baseline beside it
         attrs, deltas = [], []
         for xi in x:
             xi = xi[None]
@@ -113,9 +114,8 @@ class IntegratedGradientsMethod(GradientMethod):
             # On a GPU a forward pass of two inputs costs about what one of 34 costs (the time goes in launching
             # kernels), so a first target puts input and baseline into the path's batch when all of it fits one;
             # on the CPU the time is arithmetic, and a separate pass without gradients is the cheaper one.
-            fold = ends is None and x.device.type == "cuda" and batch_size(model, x, steps + 2) == steps + 2
-            per_batch = steps if fold else batch_size(model, x, steps)
-            chunks = -(-steps // per_batch)  # equal chunks: 32 steps by 7 run as 7,7,6,6,6, not 7,7,7,7,4
+            fold = ends is None and x.device.type == "cuda" and fits == steps + 2
+            chunks = -(-steps // min(fits, steps))  # equal chunks: 32 steps by 7 run as 7,7,6,6,6, not 7,7,7,7,4
             for a, w in zip(alphas.tensor_split(chunks), scales.tensor_split(chunks)):
                 path = base + a.view(-1, 1, 1, 1) * diff
                 if fold:
