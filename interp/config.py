@@ -46,10 +46,13 @@ class Settings:
         return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"))
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"`` into the GPU when one is usable, else the CPU; check any explicit device exists."""
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Turn ``"auto"`` into the GPU when one is usable, else the CPU; check any explicit device exists. ``None``: the
+    device ``$INTERP_DEVICE`` names, ``"auto"`` where it is not set."""
     if isinstance(device, torch.device):
         return device
+    if device is None:
+        device = Settings.from_env().device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -250,6 +250,21 @@ def test_device_resolution():
             interp.resolve_device("cuda")
 
 
+def test_load_model_runs_where_interp_device_says_unless_told(monkeypatch):
+    """``INTERP_DEVICE`` is the documented switch (benches, CLI, API): ``load_model`` without a device follows it."""
+    monkeypatch.setenv("INTERP_DEVICE", "cuda")
+    if torch.cuda.is_available():
+        assert load_model(TINY_CNN, "random").device.type == "cuda"
+    else:
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            load_model(TINY_CNN, "random")
+    assert load_model(TINY_CNN, "random", device="cpu").device.type == "cpu"  # an explicit device wins
+    monkeypatch.setenv("INTERP_DEVICE", "cpu")
+    assert load_model(TINY_CNN, "random").device.type == "cpu"
+    monkeypatch.delenv("INTERP_DEVICE")
+    assert interp.resolve_device(None) == interp.resolve_device("auto")
+
+
 def test_settings_from_env(tmp_path):
     s = interp.Settings.from_env({"INTERP_CACHE_DIR": str(tmp_path), "INTERP_CACHE_SIZE_MB": "5", "INTERP_DEVICE": "cpu"})
     assert s.cache_dir == tmp_path and s.cache_size_mb == 5 and s.device == "cpu"

@@ -18,6 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
 EXIT_USAGE = 2
+DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda, cuda:1 …; default: $INTERP_DEVICE, else auto"
 
 
 def command(name: str, help: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import command, handles
+from interp.cli import DEVICE_HELP, command, handles
 
 
 @command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
@@ -21,7 +21,7 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"))
     p.add_argument("--discard-ratio", type=float, default=0.9, help="lowest share of weights dropped (default 0.9)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", help=DEVICE_HELP)
 
 
 @handles("attention")

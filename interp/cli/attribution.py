@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import command, handles
+from interp.cli import DEVICE_HELP, command, handles
 
 
 @command("methods", "list the registered attribution methods with their settings and papers")
@@ -43,7 +43,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=int, help="class index to explain (default: the top prediction)")
     p.add_argument("--steps", type=int, help="Integrated Gradients steps (default 32)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
 
 

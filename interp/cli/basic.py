@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.cli import command, handles
+from interp.cli import DEVICE_HELP, command, handles
 
 
 @command("models", "list the model registry with where each model's weights come from and whether they can be had")
@@ -43,7 +43,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         "--weights", help="'hub', 'bundled', 'random', or a .safetensors / .pth file (default: the model's own)"
     )
     p.add_argument("--classes", type=Path, help="text file with one class name per line, for custom weights")
-    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON: {model, predictions: [{index, label, prob}]}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.cli import command, handles
+from interp.cli import DEVICE_HELP, command, handles
 
 
 def _images(folder: Path, what: str):
@@ -47,7 +47,7 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier", default="sgd", choices=("sgd", "logistic", "svm"))
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true")
 
 
@@ -101,7 +101,7 @@ def _features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="an .npz file: activations (N, D), names (N,)")
     p.add_argument("--weights")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=16)
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from interp.cli import command, handles
+from interp.cli import DEVICE_HELP, command, handles
 
 
 @command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
@@ -22,7 +22,7 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="image-decoding processes (default: spare cores, at most 4)")
     p.add_argument("--mapping", help="Open Images: CSV (LabelName,imagenet) inside --root mapping labels to ImageNet")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", help=DEVICE_HELP)
 
 
 @handles("scan")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from interp.cli import command, handles
+from interp.cli import DEVICE_HELP, command, handles
 
 
 @command("shapes", "the synthetic shapes world with known answers (see `shapes generate --help`)")
@@ -25,7 +25,7 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
     tr.add_argument("--continue-from", type=Path, help="start from these weights (e.g. the bundled file) and train on")
     tr.add_argument("--epochs", type=int, help="override the model's configured number of epochs")
-    tr.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1 …")
+    tr.add_argument("--device", help=DEVICE_HELP)
     tr.add_argument("--workers", type=int, default=0,
                     help="processes that draw the images (0: in this process); the images are the same either way")  # fmt: skip
 

@@ -122,7 +122,7 @@ def load_model(
     *,
     weights_name: str | None = None,
     class_names: list[str] | tuple[str, ...] | None = None,
-    device: str | torch.device = "auto",
+    device: str | torch.device | None = None,
 ) -> LoadedModel:
     """Build ``name`` with its weights.
 
@@ -132,7 +132,7 @@ def load_model(
             or a weights file as a path or as bytes (an upload; give ``weights_name`` for its extension).
         weights_name: the file name of uploaded bytes, e.g. ``"finetuned.safetensors"``.
         class_names: names for the outputs, overriding names found in the file or ImageNet's.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``…
+        device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``…; ``None``: ``$INTERP_DEVICE``, else auto.
 
     Raises:
         UnknownModelError, WeightsMismatchError, WeightsUnavailableError: with a sentence saying what to do.
