@@ -3,7 +3,8 @@
     python bench/bench_concepts.py [--model efficientnet_lite0] [--layer bn2] [--images 96]
 
 1. Activation extraction (preprocess each decoded image, forward with a hook, flatten, copy out) ÷ a bare batched
-   forward pass over tensors already preprocessed, each extraction timed between two bare passes. Target: ≥ 0.9.
+   forward pass over tensors already preprocessed (and already on the model's device), each extraction timed between
+   two bare passes. Target: ≥ 0.9.
 2. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
    (target: none; only the class images are run, for their gradients), and its time against the first run.
 """
@@ -40,7 +41,7 @@ def main() -> None:
 
     model = interp.load_model(args.model, None if args.model == "efficientnet_lite0" else "random")
     images = generated.random_images(args.images, seed=1)
-    tensors = torch.stack([model.preprocess(im.image) for im in images])
+    tensors = torch.stack([model.preprocess(im.image) for im in images]).to(model.device)
 
     def bare() -> None:
         with torch.inference_mode():
@@ -53,7 +54,8 @@ def main() -> None:
     ratios, best_bare, best_extract = ratios_beside(bare, extract, args.rounds)
     n = len(images)
     print(
-        f"{args.model}:{args.layer}, {n} images, batch 16, torch threads {torch.get_num_threads()}, {args.rounds} rounds"
+        f"{args.model}:{args.layer} on {model.device}, {n} images, batch 16, torch threads {torch.get_num_threads()}, "
+        f"{args.rounds} rounds"
     )
     print(f"bare batched forward (preprocessed tensors): {n / best_bare:6.1f} images/s (best)")
     print(f"activation extraction (from decoded images): {n / best_extract:6.1f} images/s  ratio of bests "

@@ -93,3 +93,23 @@ def test_integrated_gradients_checks_completeness_inside_the_path_batch(pair, im
         gap = float(logits[0, result.target] - logits[1, result.target])
         # The path point nearest the input (alpha 0.995) moves the gap by about 0.5%: a wrong row would show.
         assert result.extras["logit_gap"] == pytest.approx(gap, abs=1e-4 * scale)
+
+
+def test_concept_extraction_on_a_gpu_normalises_there_and_gets_the_cpu_inputs():
+    """On a GPU, images go over as uint8 and are normalised on the card, prepared by several threads: the batch
+    must equal the CPU's preprocessing bit for bit, and the activations must match the CPU's."""
+    from interp.concepts import activations, generated
+
+    cpu = interp.load_model("efficientnet_lite0", device="cpu")
+    gpu = interp.load_model("efficientnet_lite0", device="cuda")
+    images = generated.random_images(40, seed=3)
+    photo = interp.load_sample("coffee").image
+    odd = [photo, photo.convert("L"), photo.resize((97, 300))]
+    batch = gpu.batch_of([gpu.pixels(im) for im in odd])
+    assert batch.device.type == "cuda" and batch.dtype == torch.float32
+    assert torch.equal(batch.cpu(), torch.stack([cpu.preprocess(im) for im in odd]))
+    a = activations(cpu, "bn2", images, batch_size=16)
+    b = activations(gpu, "bn2", images, batch_size=16)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(b, a, atol=2e-2 * float(np.abs(a).max()))
+    assert min(pearson(x, y) for x, y in zip(a, b, strict=True)) >= 0.999

@@ -152,6 +152,30 @@ def test_fast_preprocessing_is_picklable_and_only_for_centre_crops():
         assert not isinstance(fast_eval_transform(reference), CentreCropTransform), other
 
 
+def test_a_batch_made_from_pixels_is_the_stacked_preprocessing(lite0):
+    """``pixels`` (resize and crop to uint8) then ``batch_of`` (normalise the stack) is how concept extraction feeds
+    a GPU; on the CPU it must give preprocess's tensors bit for bit, whatever the image's size or mode."""
+    import dataclasses
+
+    photo = interp.load_sample("coffee").image
+    sizes = [(300, 300), (97, 300), (1000, 260)]
+    images = [*(photo.resize(size) for size in sizes), photo.convert("L"), photo.convert("RGBA")]
+    parts = [lite0.pixels(im) for im in images]
+    assert all(p.dtype == torch.uint8 and p.shape == (3, 224, 224) for p in parts)
+    assert torch.equal(lite0.batch_of(parts), torch.stack([lite0.preprocess(im) for im in images]))
+    # a crop larger than the resized image: timm's resize and padding crop give the pixels, its arithmetic differs
+    # from ours by float rounding only
+    padded = dataclasses.replace(lite0, data_config={**lite0.data_config, "crop_pct": 1.2})
+    got = padded.batch_of([padded.pixels(im) for im in images])
+    assert (got - torch.stack([padded.preprocess(im) for im in images])).abs().max() < 1e-5
+    assert (got[0, :, :10] == got[0, 0, 0, 0]).all()  # the square's padded top rows: black, normalised
+    # a pipeline that is not a centre crop has no uint8 half: the whole preprocessing, passed through
+    squash = dataclasses.replace(lite0, data_config={**lite0.data_config, "crop_mode": "squash"})
+    parts = [squash.pixels(im) for im in images]
+    assert all(p.dtype == torch.float32 for p in parts)
+    assert torch.equal(squash.batch_of(parts), torch.stack([squash.preprocess(im) for im in images]))
+
+
 def test_loaded_model_is_frozen_and_in_eval(lite0):
     assert not lite0.model.training
     assert not any(p.requires_grad for p in lite0.model.parameters())

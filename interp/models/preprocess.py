@@ -34,13 +34,33 @@ class CentreCropTransform:
         self.shift = torch.from_numpy(np.asarray(mean, dtype=np.float32) / std).view(-1, 1, 1)
 
     def __call__(self, image: Any) -> torch.Tensor:
-        if not isinstance(image, Image.Image) or image.mode != "RGB":
+        if not isinstance(image, Image.Image) or image.mode != "RGB" or not self._fits(image):
             return self.reference(image)
+        return self.normalize(self._box_pixels(image))
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The RGB image resized and cropped as ``__call__`` does, not yet normalised: ``(3, H, W)`` ``uint8``, a
+        quarter of the float tensor's bytes to move to a GPU. Where the crop is larger than the resized image, timm's
+        own resize and (padding) crop give the pixels."""
+        if self._fits(image):
+            return self._box_pixels(image)
+        resize, crop = self.reference.transforms[:2]
+        return torch.from_numpy(np.asarray(crop(resize(image))).copy()).permute(2, 0, 1).contiguous()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``uint8`` pixels ``(..., 3, H, W)`` from :meth:`pixels` as normalised ``float32``, on ``x``'s device: the
+        same two rounded operations as ``__call__``, so equal bit for bit on a CPU and on a GPU."""
+        return x.float().mul_(self.scale.to(x.device)).sub_(self.shift.to(x.device))
+
+    def _fits(self, image: Image.Image) -> bool:
+        w, h = image.size
+        new_h, new_w = _compute_resized_output_size((h, w), [self.size])
+        return self.crop[0] <= new_h and self.crop[1] <= new_w  # else torchvision pads the crop
+
+    def _box_pixels(self, image: Image.Image) -> torch.Tensor:
         w, h = image.size
         new_h, new_w = _compute_resized_output_size((h, w), [self.size])
         crop_h, crop_w = self.crop
-        if crop_h > new_h or crop_w > new_w:
-            return self.reference(image)  # torchvision pads such crops
         top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision's center_crop
         sx, sy = w / new_w, h / new_h
         y0, y1 = top * sy, (top + crop_h) * sy
@@ -53,8 +73,7 @@ class CentreCropTransform:
             (crop_w, last - first), self.resample, box=(left * sx, 0, (left + crop_w) * sx, last - first)
         )
         pixels = np.asarray(rows.resize((crop_w, crop_h), self.resample, box=(0, y0 - first, crop_w, y1 - first)))
-        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous().float()  # contiguous first: 2x faster
-        return x.mul_(self.scale).sub_(self.shift)
+        return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()  # contiguous first: 2x faster
 
     def __repr__(self) -> str:
         return f"CentreCropTransform(resize {self.size}, crop {self.crop}; stands in for {self.reference!r})"
