@@ -79,9 +79,9 @@ images/s with 2 / 4 / 8 / 12 threads on EfficientNet-Lite0 (one thread and float
 def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]]) -> Iterator[torch.Tensor]:
     """Batches ready for the model, the next one prepared in threads while the model runs on the current one.
 
-    On the CPU one thread preprocesses (the forward pass uses every core, and preprocessing is 5% of it). On a GPU a
-    forward pass outruns one core's resizing 5-10 times, so several threads resize and crop to ``uint8``, and the
-    batch is normalised on the GPU (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads."""
+    On the CPU one thread preprocesses (the forward pass uses every core). On a GPU a forward pass outruns one core's
+    resizing 5-10 times, so several threads resize and crop to ``uint8``, and the batch is normalised on the GPU
+    (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads."""
     if not chunks:
         return
     gpu = model.device.type == "cuda"
