@@ -225,9 +225,9 @@ def main() -> None:
         return
     import torch
 
-    from interp.config import Settings, resolve_device
+    from interp.config import resolve_device
 
-    device = resolve_device(Settings.from_env().device)  # where load_model puts the models: INTERP_DEVICE
+    device = resolve_device(None)  # where load_model puts the models: INTERP_DEVICE, else a GPU when there is one
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}, 224×224, batch 1, {args.repeats} interleaved rounds, "
           "one process per model; 'beside': median of ratios each timed between two reference runs")  # fmt: skip

@@ -34,16 +34,18 @@ class CentreCropTransform:
         self.shift = torch.from_numpy(np.asarray(mean, dtype=np.float32) / std).view(-1, 1, 1)
 
     def __call__(self, image: Any) -> torch.Tensor:
-        if not isinstance(image, Image.Image) or image.mode != "RGB" or not self._fits(image):
+        if not isinstance(image, Image.Image) or image.mode != "RGB":
             return self.reference(image)
-        return self.normalize(self._box_pixels(image))
+        pixels = self._box_pixels(image)
+        return self.reference(image) if pixels is None else self.normalize(pixels)
 
     def pixels(self, image: Image.Image) -> torch.Tensor:
         """The RGB image resized and cropped as ``__call__`` does, not yet normalised: ``(3, H, W)`` ``uint8``, a
         quarter of the float tensor's bytes to move to a GPU. Where the crop is larger than the resized image, timm's
         own resize and (padding) crop give the pixels."""
-        if self._fits(image):
-            return self._box_pixels(image)
+        pixels = self._box_pixels(image)
+        if pixels is not None:
+            return pixels
         resize, crop = self.reference.transforms[:2]
         return torch.from_numpy(np.asarray(crop(resize(image))).copy()).permute(2, 0, 1).contiguous()
 
@@ -52,15 +54,14 @@ class CentreCropTransform:
         same two rounded operations as ``__call__``, so equal bit for bit on a CPU and on a GPU."""
         return x.float().mul_(self.scale.to(x.device)).sub_(self.shift.to(x.device))
 
-    def _fits(self, image: Image.Image) -> bool:
-        w, h = image.size
-        new_h, new_w = _compute_resized_output_size((h, w), [self.size])
-        return self.crop[0] <= new_h and self.crop[1] <= new_w  # else torchvision pads the crop
-
-    def _box_pixels(self, image: Image.Image) -> torch.Tensor:
+    def _box_pixels(self, image: Image.Image) -> torch.Tensor | None:
+        """The crop's uint8 pixels, resampled from the box they come from; ``None`` where the crop is larger than the
+        resized image (torchvision pads such crops)."""
         w, h = image.size
         new_h, new_w = _compute_resized_output_size((h, w), [self.size])
         crop_h, crop_w = self.crop
+        if crop_h > new_h or crop_w > new_w:
+            return None
         top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision's center_crop
         sx, sy = w / new_w, h / new_h
         y0, y1 = top * sy, (top + crop_h) * sy
