@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from dataclasses import dataclass
 
@@ -265,9 +266,12 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
         return None
     if st.button("Run TCAV", type="primary", key="tcav_run"):
         bar = st.progress(0.0, text="Extracting activations…")
+        start = time.monotonic()
 
         def progress(what: str, fraction: float) -> None:
-            bar.progress(min(1.0, fraction), text=f"{what}…" if what != "done" else "Training CAVs and testing…")
+            took = time.monotonic() - start
+            eta = f" · about {took / fraction * (1 - fraction):.0f} s left" if 0.05 < fraction < 1 and took > 2 else ""
+            bar.progress(min(1.0, fraction), text=f"{what}…{eta}" if what != "done" else "Done.")
 
         def work() -> tuple[TCAVReport, list[LoadedImage]]:
             lib = library()

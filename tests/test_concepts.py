@@ -12,8 +12,10 @@ from interp.concepts import (
     ConceptLibrary,
     LibraryError,
     activations,
+    activations_by_layer,
     canonical,
     class_gradients,
+    class_gradients_by_layer,
     default_layers,
     generated,
     run_tcav,
@@ -146,6 +148,96 @@ def test_class_gradients_match_autograd_through_the_head():
     np.testing.assert_allclose(grads, g.reshape(3, -1).numpy(), rtol=1e-4, atol=1e-6)
 
 
+def _batches_run(model):
+    """A list that fills with the size of every batch the whole model is called on, and the hook's handle."""
+    batches: list[int] = []
+    return batches, model.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+
+
+def test_two_layers_come_from_one_pass_that_ends_at_the_deeper(tmp_path):
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_concept("marker", 6)
+    alone = {layer: activations(model, layer, images, batch_size=4) for layer in ("layer2", "layer3")}
+    cache = interp.ResultCache(tmp_path / "cache")
+    batches, handle = _batches_run(model)
+    later = []
+    after = model.model.layer4.register_forward_pre_hook(lambda m, i: later.append(1))
+    try:
+        both = activations_by_layer(model, ["layer3", "layer2"], images, cache=cache, batch_size=4)
+    finally:
+        handle.remove(), after.remove()
+    assert batches == [4, 2] and later == []  # one pass per batch, not one per layer; nothing after layer3 ran
+    assert list(both) == ["layer3", "layer2"]
+    for layer, acts in alone.items():
+        np.testing.assert_allclose(both[layer], acts, rtol=1e-5, atol=1e-6)
+    batches, handle = _batches_run(model)
+    try:  # each (image, layer) was cached on its own
+        again = activations(model, "layer2", images, cache=cache)
+    finally:
+        handle.remove()
+    assert batches == [] and np.array_equal(again, both["layer2"])
+
+
+def test_a_layer_cached_for_some_images_runs_only_the_rest(tmp_path):
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_concept("marker", 6)
+    cache = interp.ResultCache(tmp_path / "cache")
+    activations(model, "layer3", images[:4], cache=cache)
+    batches, handle = _batches_run(model)
+    try:
+        both = activations_by_layer(model, ["layer2", "layer3"], images, cache=cache)
+        again = activations_by_layer(model, ["layer2", "layer3"], images, cache=cache)
+    finally:
+        handle.remove()
+    assert batches == [6]  # layer2 is new for all six; the second call runs nothing
+    for layer in ("layer2", "layer3"):
+        np.testing.assert_allclose(both[layer], activations(model, layer, images), rtol=1e-5, atol=1e-6)
+        assert np.array_equal(again[layer], both[layer])
+
+
+def test_a_layer_the_forward_pass_never_reaches_says_so():
+    model = interp.load_model("shapes_cnn")
+    model.model.add_module("unused", torch.nn.Identity())
+    try:
+        with pytest.raises(ValueError, match="unused of shapes_cnn is not run by its forward pass"):
+            activations_by_layer(model, ["layer2", "unused"], generated.shapes_concept("marker", 2))
+        with pytest.raises(ValueError, match="is not run by its forward pass"):
+            class_gradients_by_layer(model, ["layer2", "unused"], generated.shapes_concept("marker", 2), 0)
+    finally:
+        del model.model.unused
+    assert not model.model._forward_hooks and not model.model.layer2._forward_hooks
+
+
+def test_class_gradients_at_two_layers_from_one_backward():
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_backgrounds(5)
+    alone = {layer: class_gradients(model, layer, images, target=3) for layer in ("layer3", "layer4")}
+    batches, handle = _batches_run(model)
+    try:
+        both = class_gradients_by_layer(model, ["layer3", "layer4"], images, target=3, batch_size=4)
+    finally:
+        handle.remove()
+    assert batches == [4, 1]
+    for layer, grads in alone.items():
+        np.testing.assert_allclose(both[layer], grads, rtol=1e-4, atol=1e-7)
+
+
+def test_tcav_at_two_layers_runs_each_image_once(tmp_path):
+    model = interp.load_model("shapes_cnn")
+    concept = {"marker": generated.shapes_concept("marker", 8)}
+    randoms = [generated.shapes_backgrounds(8, seed=s) for s in range(3)]
+    klass = [image_from_array(s.image, f"s{s.index}") for s in interp.shapes.generate(6, seed=2, split="clean")]
+    batches, handle = _batches_run(model)
+    try:
+        report = run_tcav(model, ["layer3", "layer4"], concept, randoms, klass, 3, runs=3)
+    finally:
+        handle.remove()
+    assert sum(batches) == 8 + 3 * 8 + len(klass)
+    assert [(r.concept, r.layer) for r in report.results] == [("marker", "layer3"), ("marker", "layer4")]
+    alone = run_tcav(model, ["layer4"], concept, randoms, klass, 3, runs=3)
+    np.testing.assert_allclose(report.results[1].scores, alone.results[0].scores)
+
+
 def test_run_tcav_errors_and_layer_check():
     model = interp.load_model("shapes_cnn")
     few = generated.shapes_concept("red", 3)
@@ -173,6 +265,40 @@ def test_second_target_reuses_cached_concept_activations(tmp_path):
     finally:
         handle.remove()
     assert sum(batches) == len(klass)  # only the class images, for their gradients
+
+
+def _counting_fits(monkeypatch) -> list[int]:
+    fits: list[int] = []
+    real = CAV.fit
+
+    def fit(self, concept, random):
+        fits.append(1)
+        return real(self, concept, random)
+
+    monkeypatch.setattr(CAV, "fit", fit)
+    return fits
+
+
+def test_cavs_are_fitted_once_and_reused_for_another_class(tmp_path, monkeypatch):
+    """No CAV depends on the class: a second target fits none, and two concepts share the random-vs-random nulls."""
+    model = interp.load_model("shapes_cnn")
+    cache = interp.ResultCache(tmp_path / "c")
+    concepts = {"marker": generated.shapes_concept("marker", 8), "red": generated.shapes_concept("red", 8)}
+    randoms = [generated.shapes_backgrounds(8, seed=s) for s in range(4)]
+    klass = [image_from_array(s.image, f"s{s.index}") for s in interp.shapes.generate(6, seed=2, split="clean")]
+    uncached = run_tcav(model, ["layer4"], concepts, randoms, klass, 0, runs=3)
+    fits = _counting_fits(monkeypatch)
+    run_tcav(model, ["layer4"], concepts, randoms, klass, 3, runs=3, cache=cache)
+    assert len(fits) == 3 * (2 + 1)  # per run: one CAV per concept, one null shared by both (was 3 * 2 * 2)
+    fits.clear()
+    second = run_tcav(model, ["layer4"], concepts, randoms, klass, 0, runs=3, cache=cache)
+    assert fits == []
+    for got, want in zip(second.results, uncached.results, strict=True):  # a cached CAV is the one a fit gives
+        np.testing.assert_array_equal(got.scores, want.scores)
+        np.testing.assert_array_equal(got.random_scores, want.random_scores)
+        np.testing.assert_array_equal(got.accuracies, want.accuracies)
+        np.testing.assert_array_equal(got.sensitivities, want.sensitivities)
+        assert got.p_value == want.p_value
 
 
 def test_shapes_marker_concept_drives_the_star_class():

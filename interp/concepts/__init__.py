@@ -6,7 +6,14 @@
 """
 
 from interp.concepts import generated
-from interp.concepts.activations import activations, class_gradients, default_layers, resolve_layer
+from interp.concepts.activations import (
+    activations,
+    activations_by_layer,
+    class_gradients,
+    class_gradients_by_layer,
+    default_layers,
+    resolve_layer,
+)
 from interp.concepts.api import TCAVReport, run_tcav
 from interp.concepts.cav import CAV, CLASSIFIERS
 from interp.concepts.library import ConceptLibrary, ConceptSet, LibraryError
@@ -21,8 +28,10 @@ __all__ = [
     "LibraryError",
     "TCAVReport",
     "activations",
+    "activations_by_layer",
     "canonical",
     "class_gradients",
+    "class_gradients_by_layer",
     "default_layers",
     "generated",
     "resolve_layer",

@@ -115,36 +115,89 @@ def activations(
 
     Images already in ``cache`` for this model and layer are not run again.
     """
-    module = resolve_layer(model, layer)
-    keys = [result_key(model=model.key, image=im.digest, method="activation", params={"layer": layer}) for im in images]
-    rows = _cached_rows(cache, keys, "a")
-    todo = [i for i, r in enumerate(rows) if r is None]
+    return activations_by_layer(model, [layer], images, cache=cache, batch_size=batch_size, progress=progress)[layer]
+
+
+def activations_by_layer(
+    model: LoadedModel,
+    layers: Sequence[str],
+    images: Sequence[LoadedImage],
+    *,
+    cache: ResultCache | None = None,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`activations` at several layers from one forward pass per batch, which ends once every layer still
+    needed has given its output. Two layers cost one pass to the deeper one, not a pass to each.
+
+    Returns ``{layer: (N, D_layer)}`` in the order of ``layers``. An (image, layer) already in ``cache`` is not
+    computed again; an image all of whose layers are cached is not run at all.
+    """
+    layers = list(dict.fromkeys(layers))
+    modules = {layer: resolve_layer(model, layer) for layer in layers}
+    keys = {
+        layer: [
+            result_key(model=model.key, image=im.digest, method="activation", params={"layer": layer}) for im in images
+        ]
+        for layer in layers
+    }
+    rows = {layer: _cached_rows(cache, keys[layer], "a") for layer in layers}
+    todo = [i for i in range(len(images)) if any(rows[layer][i] is None for layer in layers)]
     done = len(images) - len(todo)
     if progress is not None:
         progress(done, len(images))
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
-        kept: list[torch.Tensor] = []
-
-        def keep_and_stop(module, inputs, output):
-            kept.append(_layer_output(output))
-            raise _LayerReached  # the layers after this one would compute nothing we keep
-
-        with model.lock, hooks_checked(model.model), torch.inference_mode():
-            with hooked(module.register_forward_hook(keep_and_stop)):
-                try:
-                    model.model(x)
-                except _LayerReached:
-                    pass
-        acts = kept[0].float().reshape(len(chunk), -1).cpu().numpy()
-        for i, a in zip(chunk, acts, strict=True):
-            rows[i] = a
-            if cache is not None:
-                cache.put(keys[i], {"a": a}, {"layer": layer})
+        wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
+        kept = _forward_to(model, {layer: modules[layer] for layer in wanted}, x)
+        for layer in wanted:
+            acts = kept[layer].float().reshape(len(chunk), -1).cpu().numpy()
+            for i, a in zip(chunk, acts, strict=True):
+                if rows[layer][i] is None:
+                    rows[layer][i] = a
+                    if cache is not None:
+                        cache.put(keys[layer][i], {"a": a}, {"layer": layer})
         done += len(chunk)
         if progress is not None:
             progress(done, len(images))
-    return np.stack(rows).astype(np.float32, copy=False)  # type: ignore[arg-type]  # one copy, not two
+    # one copy, not two
+    return {layer: np.stack(rows[layer]).astype(np.float32, copy=False) for layer in layers}  # type: ignore[arg-type]
+
+
+def _forward_to(model: LoadedModel, modules: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The outputs of ``modules`` for the batch ``x``; the pass stops as soon as the last of them has one (the
+    layers after it would compute nothing we keep)."""
+    kept: dict[str, torch.Tensor] = {}
+    with model.lock, hooks_checked(model.model), torch.inference_mode(), hooked() as handles:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(_keeper(kept, name, stop_at=len(modules))))
+        try:
+            model.model(x)
+        except _LayerReached:
+            pass
+    _check_reached(model, modules, kept)
+    return kept
+
+
+def _keeper(kept: dict[str, torch.Tensor], layer: str, stop_at: int | None = None):
+    """A forward hook putting its module's (first) output in ``kept[layer]``; with ``stop_at``, it ends the forward
+    pass once ``kept`` holds that many outputs."""
+
+    def keep(module, inputs, output):
+        kept.setdefault(layer, _layer_output(output))
+        if stop_at is not None and len(kept) >= stop_at:
+            raise _LayerReached
+
+    return keep
+
+
+def _check_reached(model: LoadedModel, modules: dict[str, torch.nn.Module], kept: dict[str, torch.Tensor]) -> None:
+    missing = [layer for layer in modules if layer not in kept]
+    if missing:
+        raise BadSettingError(
+            f"{', '.join(missing)} of {model.name} is not run by its forward pass (its output is never computed); "
+            "choose another layer."
+        )
 
 
 def class_gradients(
@@ -161,33 +214,62 @@ def class_gradients(
 
     A TCAV sensitivity is this gradient's dot product with a CAV (Kim et al. 2018, eq. 1).
     """
+    return class_gradients_by_layer(
+        model, [layer], images, target, cache=cache, batch_size=batch_size, progress=progress
+    )[layer]
+
+
+def class_gradients_by_layer(
+    model: LoadedModel,
+    layers: Sequence[str],
+    images: Sequence[LoadedImage],
+    target: int,
+    *,
+    cache: ResultCache | None = None,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`class_gradients` at several layers from one forward and one backward pass per batch.
+
+    Returns ``{layer: (N, D_layer)}`` in the order of ``layers``; what ``cache`` holds is not computed again.
+    """
     if not 0 <= target < model.num_classes:
         raise BadSettingError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
-    module = resolve_layer(model, layer)
-    keys = [
-        result_key(model=model.key, image=im.digest, method="class_gradient", params={"layer": layer, "target": target})
-        for im in images
-    ]
-    rows = _cached_rows(cache, keys, "g")
-    todo = [i for i, r in enumerate(rows) if r is None]
+    layers = list(dict.fromkeys(layers))
+    modules = {layer: resolve_layer(model, layer) for layer in layers}
+    keys = {
+        layer: [
+            result_key(
+                model=model.key, image=im.digest, method="class_gradient", params={"layer": layer, "target": target}
+            )
+            for im in images
+        ]
+        for layer in layers
+    }
+    rows = {layer: _cached_rows(cache, keys[layer], "g") for layer in layers}
+    todo = [i for i in range(len(images)) if any(rows[layer][i] is None for layer in layers)]
     done = len(images) - len(todo)
+    if progress is not None:
+        progress(done, len(images))
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
-        kept: list[torch.Tensor] = []
-
-        def keep(m, inputs, output):
-            kept.append(_layer_output(output))
-
+        wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
+        kept: dict[str, torch.Tensor] = {}
         with model.lock, hooks_checked(model.model), no_inplace_activations(model.model), torch.enable_grad():
-            with hooked(module.register_forward_hook(keep)):
+            with hooked() as handles:
+                handles.extend(modules[layer].register_forward_hook(_keeper(kept, layer)) for layer in wanted)
                 logits = model.model(x.requires_grad_(True))
-            (grad,) = torch.autograd.grad(logits[:, target].sum(), kept[0])
-        grads = grad.float().reshape(len(chunk), -1).cpu().numpy()
-        for i, g in zip(chunk, grads, strict=True):
-            rows[i] = g
-            if cache is not None:
-                cache.put(keys[i], {"g": g}, {"layer": layer, "target": target})
+            _check_reached(model, {layer: modules[layer] for layer in wanted}, kept)
+            grads = torch.autograd.grad(logits[:, target].sum(), [kept[layer] for layer in wanted])
+        for layer, grad in zip(wanted, grads, strict=True):
+            flat = grad.float().reshape(len(chunk), -1).cpu().numpy()
+            for i, g in zip(chunk, flat, strict=True):
+                if rows[layer][i] is None:
+                    rows[layer][i] = g
+                    if cache is not None:
+                        cache.put(keys[layer][i], {"g": g}, {"layer": layer, "target": target})
         done += len(chunk)
         if progress is not None:
             progress(done, len(images))
-    return np.stack(rows).astype(np.float32, copy=False)  # type: ignore[arg-type]  # one copy, not two
+    # one copy, not two
+    return {layer: np.stack(rows[layer]).astype(np.float32, copy=False) for layer in layers}  # type: ignore[arg-type]

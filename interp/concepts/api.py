@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from interp.cache import ResultCache
-from interp.concepts.activations import activations, class_gradients, resolve_layer
+from interp.concepts.activations import activations_by_layer, class_gradients_by_layer, resolve_layer
 from interp.concepts.cav import Classifier
 from interp.concepts.tcav import ConceptScore, canonical, tcav
 from interp.errors import BadSettingError
@@ -57,7 +57,9 @@ def run_tcav(
         concepts: name → images of the concept.
         randoms: at least two random sets (``runs + 1`` distinct sets give every run its own).
         class_images: images of the target class, whose sensitivities are measured.
-        progress: ``progress(what, fraction)`` while activations and gradients are extracted.
+        progress: ``progress(what, fraction)`` while activations and gradients are extracted and CAVs trained.
+        cache: activations, gradients and fitted CAVs; none of the CAVs depends on the target class, so a run for
+            another class computes the class images' gradients and nothing else.
 
     Raises:
         ValueError: too few images, fewer than two random sets, a concept identical to a random set, a layer the
@@ -81,8 +83,9 @@ def run_tcav(
         if any({im.digest for im in images} == d for d in random_digests):
             raise BadSettingError(f"the concept set {name!r} holds the same images as a random set; pick other images.")
 
-    steps = len(layers) * (len(concepts) + len(randoms) + 1)
+    steps = len(concepts) + len(randoms) + 1 + len(layers) * len(concepts)
     done = 0
+    where = ", ".join(dict.fromkeys(layers))
 
     def step(what: str) -> Callable[[int, int], None]:
         def report(i: int, n: int) -> None:
@@ -91,22 +94,33 @@ def run_tcav(
 
         return report
 
+    # Every layer comes from the same forward pass over a set (and the same backward pass for the class images).
+    random_acts = []
+    for k, r in enumerate(randoms):
+        acts = activations_by_layer(model, layers, r, cache=cache, progress=step(f"random set {k + 1} at {where}"))
+        random_acts.append(acts)
+        done += 1
+    grads = class_gradients_by_layer(model, layers, class_images, target, cache=cache,
+                                     progress=step(f"class gradients at {where}"))  # fmt: skip
+    done += 1
+    concept_acts = {}
+    for name, images in concepts.items():
+        concept_acts[name] = activations_by_layer(
+            model, layers, images, cache=cache, progress=step(f"{name} at {where}")
+        )
+        done += 1
     results = []
     for layer in layers:
-        rand_acts = []
-        for k, r in enumerate(randoms):
-            acts = activations(model, layer, r, cache=cache, progress=step(f"random set {k + 1} at {layer}"))
-            rand_acts.append(canonical(acts, [im.digest for im in r]))
-            done += 1
-        grads = class_gradients(model, layer, class_images, target, cache=cache, progress=step(f"class gradients at {layer}"))
-        done += 1
+        rand_acts = [
+            canonical(acts[layer], [im.digest for im in r]) for acts, r in zip(random_acts, randoms, strict=True)
+        ]
         for name, images in concepts.items():
-            acts = activations(model, layer, images, cache=cache, progress=step(f"{name} at {layer}"))
+            acts = canonical(concept_acts[name][layer], [im.digest for im in images])
+            score = tcav(acts, rand_acts, grads[layer], concept_name=name, layer=layer, runs=runs, seed=seed,
+                         classifier=classifier, alpha=alpha, tests=len(concepts) * len(layers), cache=cache,
+                         progress=step(f"training CAVs for {name} at {layer}"))  # fmt: skip
+            results.append(score)
             done += 1
-            results.append(
-                tcav(canonical(acts, [im.digest for im in images]), rand_acts, grads, concept_name=name, layer=layer,
-                     runs=runs, seed=seed, classifier=classifier, alpha=alpha, tests=len(concepts) * len(layers))  # fmt: skip
-            )
     if progress is not None:
         progress("done", 1.0)
     return TCAVReport(tuple(results), target, tuple(im.name for im in class_images), runs, seed, classifier)

@@ -8,6 +8,7 @@ returns ``self``, learned attributes end in ``_``. It persists as npz + JSON, ne
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,26 +92,34 @@ class CAV:
         self.n_concept_, self.n_random_ = len(concept), len(random)
         return self
 
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The fitted CAV as arrays and JSON-able settings and scores, for :meth:`from_state` (no pickle)."""
+        self._check_fitted()
+        info = {"params": self.get_params(), "intercept": self.intercept_, "accuracy": self.accuracy_,
+                "n_concept": self.n_concept_, "n_random": self.n_random_}  # fmt: skip
+        return {"cav": self.cav_}, info
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> CAV:
+        cav = cls(**info["params"])
+        cav.cav_, cav.intercept_, cav.accuracy_ = np.asarray(arrays["cav"]), info["intercept"], info["accuracy"]
+        cav.n_concept_, cav.n_random_ = info["n_concept"], info["n_random"]
+        return cav
+
     def save(self, path: Path, meta: dict[str, Any] | None = None) -> None:
         """``path`` (``.npz``) with the vector, and ``path.json`` with settings, scores and ``meta``."""
-        self._check_fitted()
+        arrays, info = self.state()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, cav=self.cav_)
-        info = {"params": self.get_params(), "intercept": self.intercept_, "accuracy": self.accuracy_,
-                "n_concept": self.n_concept_, "n_random": self.n_random_, "meta": meta or {}}  # fmt: skip
-        path.with_suffix(".json").write_text(json.dumps(info, indent=2))
+        np.savez(path, **arrays)
+        path.with_suffix(".json").write_text(json.dumps({**info, "meta": meta or {}}, indent=2))
 
     @classmethod
     def load(cls, path: Path) -> CAV:
         path = Path(path)
         info = json.loads(path.with_suffix(".json").read_text())
         with np.load(path, allow_pickle=False) as data:
-            vector = data["cav"]
-        cav = cls(**info["params"])
-        cav.cav_, cav.intercept_, cav.accuracy_ = vector, info["intercept"], info["accuracy"]
-        cav.n_concept_, cav.n_random_ = info["n_concept"], info["n_random"]
-        return cav
+            return cls.from_state({"cav": data["cav"]}, info)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cav_"):

@@ -13,12 +13,14 @@ order.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from interp.cache import ResultCache, result_key
 from interp.concepts.cav import CAV, Classifier
 from interp.errors import BadSettingError
 
@@ -98,6 +100,8 @@ def tcav(
     classifier: Classifier = "sgd",
     alpha: float = 0.05,
     tests: int = 1,
+    cache: ResultCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ConceptScore:
     """TCAV of one concept at one layer.
 
@@ -108,6 +112,9 @@ def tcav(
         grads: ``(N, D)`` class gradients at the same layer (:func:`interp.concepts.class_gradients`).
         runs: CAVs per concept (Kim et al. use many random sets; 10 by default).
         tests: number of (concept, layer) pairs tested together, for the Bonferroni correction.
+        cache: where fitted CAVs are kept. No CAV depends on the class, so TCAV for another class, or another
+            concept against the same random sets (the random-vs-random null), fits none of them again.
+        progress: ``progress(runs_done, runs)`` after each run.
     """
     from scipy import stats
 
@@ -120,10 +127,15 @@ def tcav(
     if any(np.array_equal(concept, r) for r in randoms):
         raise BadSettingError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
     scores, nulls, accs, vectors = [], [], [], []
+    # each matrix hashed once, not once per fit; without a cache there is nothing to look up
+    d = [_digest(a) for a in (concept, *randoms)] if cache is not None else [None] * (1 + len(randoms))
     for r in range(runs):
-        rand, other = randoms[r % len(randoms)], randoms[(r + 1) % len(randoms)]
-        cav = CAV(classifier, random_state=seed * 1000 + r).fit(concept, rand)
-        null = CAV(classifier, random_state=seed * 1000 + r).fit(other, rand)
+        i, j = r % len(randoms), (r + 1) % len(randoms)
+        state = seed * 1000 + r
+        cav = fitted_cav(concept, randoms[i], classifier, state, digests=(d[0], d[1 + i]), cache=cache)
+        null = fitted_cav(randoms[j], randoms[i], classifier, state, digests=(d[1 + j], d[1 + i]), cache=cache)
+        if progress is not None:
+            progress(r + 1, runs)
         scores.append(tcav_score(grads, cav.cav_))
         nulls.append(tcav_score(grads, null.cav_))
         accs.append(cav.accuracy_)
@@ -138,3 +150,38 @@ def tcav(
     mean_cav = np.mean(vectors, axis=0)
     mean_cav /= max(float(np.linalg.norm(mean_cav)), 1e-12)
     return ConceptScore(concept_name, layer, scores_a, nulls_a, np.array(accs), p, alpha, tests, grads @ mean_cav)
+
+
+def _digest(acts: np.ndarray) -> str:
+    """A digest of an activation matrix's shape, type and bytes (8.5 ms for 30 images × 62,720 floats here)."""
+    acts = np.ascontiguousarray(acts)
+    return f"{acts.dtype}{acts.shape}:{hashlib.blake2b(acts, digest_size=20).hexdigest()}"  # type: ignore[arg-type]
+
+
+def fitted_cav(
+    positive: np.ndarray,
+    negative: np.ndarray,
+    classifier: Classifier,
+    random_state: int,
+    *,
+    digests: tuple[str | None, str | None] = (None, None),
+    cache: ResultCache | None = None,
+) -> CAV:
+    """``CAV(classifier, random_state=random_state).fit(positive, negative)``, taken from ``cache`` when it was
+    fitted before on the same activations (the same settings give the same CAV: the fit is seeded).
+
+    ``digests`` are those of the two matrices, where the caller has them already."""
+    estimator = CAV(classifier, random_state=random_state)
+    if cache is None:
+        return estimator.fit(positive, negative)
+    pos, neg = digests[0] or _digest(positive), digests[1] or _digest(negative)
+    import sklearn  # another release's solver may land elsewhere
+
+    params = {**estimator.get_params(), "sklearn": sklearn.__version__}
+    key = result_key(model="-", image=f"{pos}|{neg}", method="cav", params=params)
+    hit = cache.get(key)
+    if hit is not None:
+        return CAV.from_state(hit.arrays, hit.meta)
+    estimator.fit(positive, negative)
+    cache.put(key, *estimator.state())
+    return estimator
