@@ -8,7 +8,8 @@
 2. The model's two default TCAV layers from one forward pass per batch (what the Concepts page does) ÷ one call per
    layer, each pass ending at its layer (what it did before).
 3. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
-   (target: none; only the class images are run, for their gradients), and its time against the first run.
+   (target: none; only the class images are run, for their gradients), and its time against the first run (no
+   CAV is fitted again: they are cached by the activations they were fitted on).
 """
 
 from __future__ import annotations

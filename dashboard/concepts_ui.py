@@ -14,7 +14,16 @@ import streamlit as st
 
 from dashboard import charts, resources, state
 from dashboard.feedback import attempt, sentence
-from interp.concepts import CLASSIFIERS, ConceptLibrary, LibraryError, TCAVReport, default_layers, generated, run_tcav
+from interp.concepts import (
+    CLASSIFIERS,
+    ConceptLibrary,
+    LibraryError,
+    TCAVReport,
+    default_layers,
+    generated,
+    run_tcav,
+    seconds_left,
+)
 from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
 from interp.models import LoadedModel
@@ -269,8 +278,8 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
         start = time.monotonic()
 
         def progress(what: str, fraction: float) -> None:
-            took = time.monotonic() - start
-            eta = f" · about {took / fraction * (1 - fraction):.0f} s left" if 0.05 < fraction < 1 and took > 2 else ""
+            left = seconds_left(start, fraction)
+            eta = f" · about {left:.0f} s left" if left is not None else ""
             bar.progress(min(1.0, fraction), text=f"{what}…{eta}" if what != "done" else "Done.")
 
         def work() -> tuple[TCAVReport, list[LoadedImage]]:

@@ -231,6 +231,7 @@ def test_tcav_cli_reports_scores_and_p_values(concept_folders):
                      "--runs", "4", "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "skipped 1 unreadable" in result.stderr
+    assert "100% done" in result.stderr  # progress goes to stderr; stdout is the JSON alone
     data = json.loads(result.stdout)
     (row,) = data["results"]
     assert data["label"] == "star" and row["concept"] == "marker" and len(row["scores"]) == 4

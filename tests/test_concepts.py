@@ -19,6 +19,7 @@ from interp.concepts import (
     default_layers,
     generated,
     run_tcav,
+    seconds_left,
     tcav,
 )
 from interp.images import image_from_array
@@ -299,6 +300,25 @@ def test_cavs_are_fitted_once_and_reused_for_another_class(tmp_path, monkeypatch
         np.testing.assert_array_equal(got.accuracies, want.accuracies)
         np.testing.assert_array_equal(got.sensitivities, want.sensitivities)
         assert got.p_value == want.p_value
+
+
+def test_time_left_waits_for_a_pace_then_extrapolates_it():
+    assert seconds_left(100.0, 0.5, now=101.0) is None  # under 2 s: no pace yet
+    assert seconds_left(100.0, 0.01, now=110.0) is None  # under 5% done
+    assert seconds_left(100.0, 0.25, now=110.0) == pytest.approx(30.0)
+    assert seconds_left(100.0, 1.0, now=110.0) is None
+
+
+def test_tcav_progress_rises_to_done_through_the_cav_training():
+    model = interp.load_model("shapes_cnn")
+    seen: list[tuple[str, float]] = []
+    run_tcav(model, ["layer3", "layer4"], {"marker": generated.shapes_concept("marker", 6)},
+             [generated.shapes_backgrounds(6, seed=s) for s in range(3)], generated.shapes_concept("red", 4), 3,
+             runs=2, progress=lambda what, f: seen.append((what, f)))  # fmt: skip
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and seen[-1][0] == "done"
+    training = [f for what, f in seen if what.startswith("training CAVs for marker at layer")]
+    assert training and min(training) > 0.5  # extraction is 5 of the 7 steps; the CAVs are the last 2
 
 
 def test_shapes_marker_concept_drives_the_star_class():

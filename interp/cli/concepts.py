@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
 @handles("tcav")
 def _tcav(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
-    from interp.concepts import run_tcav
+    from interp.concepts import run_tcav, seconds_left
     from interp.config import Settings
     from interp.models import load_model
 
@@ -65,9 +66,22 @@ def _tcav(args: argparse.Namespace) -> int:
         subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
         randoms += [_images(s, "random folder") for s in subs] if len(args.random) == 1 and subs else [_images(folder, "random folder")]
     concepts = {c.name: _images(c, "concept folder") for c in args.concept}
-    report = run_tcav(model, args.layer, concepts, randoms, _images(args.class_images, "class folder"), target,
-                      runs=args.runs, seed=args.seed, classifier=args.classifier,
-                      cache=ResultCache.from_settings(Settings.from_env()))  # fmt: skip
+    start, last = time.monotonic(), [0.0]
+
+    def progress(what: str, fraction: float) -> None:  # on stderr, at most every 2 s: stdout stays the results
+        if time.monotonic() - last[0] > 2 or what == "done":
+            last[0] = time.monotonic()
+            left = seconds_left(start, fraction)
+            eta = f", about {left:.0f} s left" if left is not None else ""
+            print(f"\r{fraction:4.0%} {what}{eta}".ljust(79), end="", file=sys.stderr, flush=True)
+
+    try:
+        report = run_tcav(model, args.layer, concepts, randoms, _images(args.class_images, "class folder"), target,
+                          runs=args.runs, seed=args.seed, classifier=args.classifier,
+                          cache=ResultCache.from_settings(Settings.from_env()), progress=progress)  # fmt: skip
+    finally:
+        if last[0]:  # end the progress line, also before an error's sentence
+            print(file=sys.stderr)
     if args.json:
         print(json.dumps({"model": model.name, "target": target, "label": model.class_names[target],
                           "runs": args.runs, "seed": args.seed,

@@ -14,7 +14,7 @@ from interp.concepts.activations import (
     default_layers,
     resolve_layer,
 )
-from interp.concepts.api import TCAVReport, run_tcav
+from interp.concepts.api import TCAVReport, run_tcav, seconds_left
 from interp.concepts.cav import CAV, CLASSIFIERS
 from interp.concepts.library import ConceptLibrary, ConceptSet, LibraryError
 from interp.concepts.tcav import ConceptScore, canonical, tcav, tcav_score
@@ -36,6 +36,7 @@ __all__ = [
     "generated",
     "resolve_layer",
     "run_tcav",
+    "seconds_left",
     "tcav",
     "tcav_score",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,15 @@ class TCAVReport:
 
     def rows(self) -> list[dict]:
         return [r.row() for r in self.results]
+
+
+def seconds_left(started: float, fraction: float, now: float | None = None) -> float | None:
+    """Time left for a :func:`run_tcav` at ``fraction`` of its work since ``time.monotonic()`` read ``started``, at
+    the pace so far; ``None`` until there is a pace to go by (5% done and 2 s gone)."""
+    took = (time.monotonic() if now is None else now) - started
+    if not 0.05 <= fraction < 1 or took < 2:
+        return None
+    return took / fraction * (1 - fraction)
 
 
 def run_tcav(
