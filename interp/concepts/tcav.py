@@ -14,8 +14,10 @@ order.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +116,7 @@ def tcav(
         tests: number of (concept, layer) pairs tested together, for the Bonferroni correction.
         cache: where fitted CAVs are kept. No CAV depends on the class, so TCAV for another class, or another
             concept against the same random sets (the random-vs-random null), fits none of them again.
-        progress: ``progress(runs_done, runs)`` after each run.
+        progress: ``progress(fitted, 2 * runs)`` as the CAVs (concept and null) are fitted or found.
     """
     from scipy import stats
 
@@ -126,20 +128,17 @@ def tcav(
         raise BadSettingError("TCAV needs images of the target class; the class image set is empty.")
     if any(np.array_equal(concept, r) for r in randoms):
         raise BadSettingError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
-    scores, nulls, accs, vectors = [], [], [], []
     # each matrix hashed once, not once per fit; without a cache there is nothing to look up
     d = [_digest(a) for a in (concept, *randoms)] if cache is not None else [None] * (1 + len(randoms))
+    fits = []  # per run: the concept's CAV, then the null (the next random set against this run's)
     for r in range(runs):
         i, j = r % len(randoms), (r + 1) % len(randoms)
-        state = seed * 1000 + r
-        cav = fitted_cav(concept, randoms[i], classifier, state, digests=(d[0], d[1 + i]), cache=cache)
-        null = fitted_cav(randoms[j], randoms[i], classifier, state, digests=(d[1 + j], d[1 + i]), cache=cache)
-        if progress is not None:
-            progress(r + 1, runs)
-        scores.append(tcav_score(grads, cav.cav_))
-        nulls.append(tcav_score(grads, null.cav_))
-        accs.append(cav.accuracy_)
-        vectors.append(cav.cav_)
+        fits += [(concept, randoms[i], (d[0], d[1 + i]), seed * 1000 + r),
+                 (randoms[j], randoms[i], (d[1 + j], d[1 + i]), seed * 1000 + r)]  # fmt: skip
+    cavs = _fit_all(fits, classifier, cache, progress)
+    scores = [tcav_score(grads, c.cav_) for c in cavs[0::2]]
+    nulls = [tcav_score(grads, c.cav_) for c in cavs[1::2]]
+    accs, vectors = [c.accuracy_ for c in cavs[0::2]], [c.cav_ for c in cavs[0::2]]
     scores_a, nulls_a = np.array(scores), np.array(nulls)
     if np.allclose(scores_a, scores_a[0]) and np.allclose(nulls_a, nulls_a[0]):
         p = 1.0 if np.isclose(scores_a[0], nulls_a[0]) else 0.0  # no spread: the t-test is undefined
@@ -150,6 +149,30 @@ def tcav(
     mean_cav = np.mean(vectors, axis=0)
     mean_cav /= max(float(np.linalg.norm(mean_cav)), 1e-12)
     return ConceptScore(concept_name, layer, scores_a, nulls_a, np.array(accs), p, alpha, tests, grads @ mean_cav)
+
+
+FIT_THREADS = 4
+"""CAVs fitted at once. scikit-learn's solvers release the GIL: on 2 cores, 4 SGD fits on 62,720-dimensional
+activations took 2.46 s one after the other and 1.32 s on 2 threads. Each fit holds a float64 copy of its data
+(about 24 MB at that size), so a large host does not get one thread per core."""
+
+
+def _fit_all(
+    fits: list[tuple[np.ndarray, np.ndarray, tuple[str | None, str | None], int]],
+    classifier: Classifier,
+    cache: ResultCache | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[CAV]:
+    """:func:`fitted_cav` for each ``(positive, negative, digests, random_state)``, in threads; in the order given."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(FIT_THREADS, cores, len(fits)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fitted_cav, pos, neg, classifier, state, digests=dg, cache=cache)
+                   for pos, neg, dg, state in fits]  # fmt: skip
+        for done, _ in enumerate(as_completed(futures), 1):
+            if progress is not None:
+                progress(done, len(futures))
+        return [f.result() for f in futures]
 
 
 def _digest(acts: np.ndarray) -> str:
