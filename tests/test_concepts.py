@@ -318,7 +318,7 @@ def test_tcav_progress_rises_to_done_through_the_cav_training():
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and seen[-1][0] == "done"
     training = [f for what, f in seen if what.startswith("training CAVs for marker at layer")]
-    assert training and min(training) > 0.5  # extraction is 5 of the 7 steps; the CAVs are the last 2
+    assert training and min(training) > 0.5  # extraction is 5 of 9 units; the CAVs 2 per concept and layer
 
 
 def test_shapes_marker_concept_drives_the_star_class():
