@@ -315,6 +315,13 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
         "score is the share of the class images whose score rises along the concept's direction. Significance: a "
         f"two-sided Welch t-test against random-vs-random runs, Bonferroni-corrected for {len(report.results)} tests."
     )
+    undecided = [f"{r.concept} at {r.layer}" for r in report.results if r.needs_more_runs]
+    if undecided:
+        st.info(
+            f"{', '.join(undecided)}: every run gave the same score, far from the random level, yet the test is not "
+            f"significant. With no spread on the concept's side the test rests on the random runs alone, and "
+            f"{report.runs} runs are too few for {len(report.results)} corrected tests: raise Runs to decide it."
+        )
     st.download_button("Results (CSV)", table.to_csv(index=False), "tcav.csv", "text/csv", key="tcav_csv")
     _sensitivity_view(report, images)
 

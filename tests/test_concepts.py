@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -300,6 +302,28 @@ def test_cavs_are_fitted_once_and_reused_for_another_class(tmp_path, monkeypatch
         np.testing.assert_array_equal(got.accuracies, want.accuracies)
         np.testing.assert_array_equal(got.sensitivities, want.sensitivities)
         assert got.p_value == want.p_value
+
+
+def test_a_unanimous_concept_the_test_cannot_call_asks_for_more_runs():
+    nulls = np.array([0.0, 1.0] * 5)  # random-vs-random scores are often all or nothing
+    few = tcav_with(scores=np.ones(10), nulls=nulls, tests=4)
+    assert not few.significant and few.needs_more_runs
+    many = tcav_with(scores=np.ones(20), nulls=np.tile(nulls, 2), tests=4)
+    assert many.significant and not many.needs_more_runs  # what the advice promises
+    near = tcav_with(scores=np.full(10, 0.6), nulls=nulls, tests=4)
+    assert not near.needs_more_runs  # 0.6 against 0.5: no strong effect to decide
+
+
+def tcav_with(scores: np.ndarray, nulls: np.ndarray, tests: int):
+    """A ConceptScore with the p-value tcav() computes (Welch's t-test) for these scores."""
+    from scipy import stats
+
+    from interp.concepts import ConceptScore
+
+    with warnings.catch_warnings():  # a constant side makes scipy warn about precision, as in tcav()
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(scores, nulls, equal_var=False).pvalue)
+    return ConceptScore("c", "l", scores, nulls, np.ones(len(scores)), p, 0.05, tests)
 
 
 def test_time_left_waits_for_a_pace_then_extrapolates_it():

@@ -64,6 +64,14 @@ class ConceptScore:
         return bool(self.p_value < self.alpha / max(1, self.tests))
 
     @property
+    def needs_more_runs(self) -> bool:
+        """Every run gave the same score, at least 0.25 from the random runs' mean, and still the test found no
+        significance. With no spread on the concept's side, Welch's test rests on the random runs' spread alone,
+        and only more runs sharpen it."""
+        far = abs(self.mean - float(self.random_scores.mean())) >= 0.25
+        return not self.significant and self.std == 0.0 and far
+
+    @property
     def verdict(self) -> str:
         if not self.significant:
             return f"not significant (p = {self.p_value:.3g}, needs < {self.alpha / max(1, self.tests):.3g})"
