@@ -133,15 +133,34 @@ def activations_by_layer(
     Returns ``{layer: (N, D_layer)}`` in the order of ``layers``. An (image, layer) already in ``cache`` is not
     computed again; an image all of whose layers are cached is not run at all.
     """
-    layers = list(dict.fromkeys(layers))
-    modules = {layer: resolve_layer(model, layer) for layer in layers}
-    keys = {
-        layer: [
-            result_key(model=model.key, image=im.digest, method="activation", params={"layer": layer}) for im in images
-        ]
-        for layer in layers
-    }
-    rows = {layer: _cached_rows(cache, keys[layer], "a") for layer in layers}
+    modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
+
+    def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:
+        kept = _forward_to(model, {layer: modules[layer] for layer in wanted}, x)
+        return [kept[layer] for layer in wanted]
+
+    return _rows_by_layer(model, list(modules), images, "activation", "a", {}, compute, cache, batch_size, progress)
+
+
+def _rows_by_layer(
+    model: LoadedModel,
+    layers: list[str],
+    images: Sequence[LoadedImage],
+    method: str,
+    name: str,
+    params: dict,
+    compute: Callable[[torch.Tensor, list[str]], list[torch.Tensor]],
+    cache: ResultCache | None,
+    batch_size: int,
+    progress: Progress | None,
+) -> dict[str, np.ndarray]:
+    """One flattened row per image and layer: from ``cache`` where it holds them (under ``method`` and ``params``
+    with the layer), else from ``compute(batch, layers the batch still needs)``, which returns a tensor per layer."""
+    def key(image: LoadedImage, layer: str) -> str:
+        return result_key(model=model.key, image=image.digest, method=method, params={**params, "layer": layer})
+
+    keys = {layer: [key(im, layer) for im in images] for layer in layers}
+    rows = {layer: _cached_rows(cache, keys[layer], name) for layer in layers}
     todo = [i for i in range(len(images)) if any(rows[layer][i] is None for layer in layers)]
     done = len(images) - len(todo)
     if progress is not None:
@@ -149,14 +168,13 @@ def activations_by_layer(
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
         wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
-        kept = _forward_to(model, {layer: modules[layer] for layer in wanted}, x)
-        for layer in wanted:
-            acts = kept[layer].float().reshape(len(chunk), -1).cpu().numpy()
-            for i, a in zip(chunk, acts, strict=True):
+        for layer, out in zip(wanted, compute(x, wanted), strict=True):
+            flat = out.float().reshape(len(chunk), -1).cpu().numpy()
+            for i, row in zip(chunk, flat, strict=True):
                 if rows[layer][i] is None:
-                    rows[layer][i] = a
+                    rows[layer][i] = row
                     if cache is not None:
-                        cache.put(keys[layer][i], {"a": a}, {"layer": layer})
+                        cache.put(keys[layer][i], {name: row}, {**params, "layer": layer})
         done += len(chunk)
         if progress is not None:
             progress(done, len(images))
@@ -235,41 +253,17 @@ def class_gradients_by_layer(
     """
     if not 0 <= target < model.num_classes:
         raise BadSettingError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
-    layers = list(dict.fromkeys(layers))
-    modules = {layer: resolve_layer(model, layer) for layer in layers}
-    keys = {
-        layer: [
-            result_key(
-                model=model.key, image=im.digest, method="class_gradient", params={"layer": layer, "target": target}
-            )
-            for im in images
-        ]
-        for layer in layers
-    }
-    rows = {layer: _cached_rows(cache, keys[layer], "g") for layer in layers}
-    todo = [i for i in range(len(images)) if any(rows[layer][i] is None for layer in layers)]
-    done = len(images) - len(todo)
-    if progress is not None:
-        progress(done, len(images))
-    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-    for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
-        wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
+    modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
+
+    def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:
         kept: dict[str, torch.Tensor] = {}
         with model.lock, hooks_checked(model.model), no_inplace_activations(model.model), torch.enable_grad():
             with hooked() as handles:
                 handles.extend(modules[layer].register_forward_hook(_keeper(kept, layer)) for layer in wanted)
                 logits = model.model(x.requires_grad_(True))
             _check_reached(model, {layer: modules[layer] for layer in wanted}, kept)
-            grads = torch.autograd.grad(logits[:, target].sum(), [kept[layer] for layer in wanted])
-        for layer, grad in zip(wanted, grads, strict=True):
-            flat = grad.float().reshape(len(chunk), -1).cpu().numpy()
-            for i, g in zip(chunk, flat, strict=True):
-                if rows[layer][i] is None:
-                    rows[layer][i] = g
-                    if cache is not None:
-                        cache.put(keys[layer][i], {"g": g}, {"layer": layer, "target": target})
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(images))
-    # one copy, not two
-    return {layer: np.stack(rows[layer]).astype(np.float32, copy=False) for layer in layers}  # type: ignore[arg-type]
+            return list(torch.autograd.grad(logits[:, target].sum(), [kept[layer] for layer in wanted]))
+
+    return _rows_by_layer(
+        model, list(modules), images, "class_gradient", "g", {"target": target}, compute, cache, batch_size, progress
+    )
