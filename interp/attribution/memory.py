@@ -20,7 +20,8 @@ from interp.models import LoadedModel
 
 PROCESS_CEILING_MB = 1900
 """What the whole process may reach while attributing (Community Cloud gives 0.7-2.7 GB; we stay under 2 GB, with
-100 MB for the error of the per-input estimate)."""
+100 MB for the error of the per-input estimate and for free heap pages never written, which :func:`resident_mb`
+counts as free but which are not resident yet)."""
 RUNTIME_MB = 750
 """Where the OS cannot tell: resident size of Python with torch, timm and captum imported (measured: 733 MB)."""
 MIN_BUDGET_MB = 128

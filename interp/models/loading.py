@@ -26,6 +26,7 @@ from interp.errors import WeightsMismatchError, WeightsUnavailableError
 from interp.models import weights as W
 from interp.models.preprocess import fast_eval_transform
 from interp.models.specs import ModelSpec, get_spec, parameter_count
+from interp.runtime import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,8 @@ def load_model(
     """
     spec = get_spec(name)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()  # a forward pass then reuses freed memory instead of faulting in fresh pages
     kind = spec.weights if weights is None else weights
     file_classes: tuple[str, ...] | None = None
 
