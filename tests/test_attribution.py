@@ -190,6 +190,27 @@ def test_grad_cam_equals_the_reference_package_on_a_vit(tiny_vit):
     assert _pearson(ours, ref) >= 0.999
 
 
+def test_grad_cam_records_a_graph_only_after_its_layer(tiny_cnn):
+    """The layers before the CAM layer run as for a prediction; those after it record what backward needs. (The
+    maps above equal the grad-cam package's, which records everything.)"""
+    grad_mode = {}
+
+    def note(name):
+        def hook(module, inputs, output):
+            grad_mode.setdefault(name, torch.is_grad_enabled())
+
+        return hook
+
+    assert tiny_cnn.spec.cam_layer == "layer4"
+    handles = [tiny_cnn.model.get_submodule(n).register_forward_hook(note(n)) for n in ("layer3", "fc")]
+    try:
+        attribute(tiny_cnn, interp.load_sample("coffee"), "grad_cam", target=1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert grad_mode == {"layer3": False, "fc": True}
+
+
 def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):
     from captum.attr import GuidedBackprop
 
@@ -313,7 +334,10 @@ def test_the_cpu_budget_is_what_the_ceiling_leaves_above_the_memory_held_now(tin
     during = memory.activation_budget_mb(tiny_cnn)
     del held
     after = memory.activation_budget_mb(tiny_cnn)
-    assert 250 <= before - during <= 350
+    # Freed memory stays in glibc's heap (interp.runtime), and the block may reuse it. Heap pages that were freed
+    # without ever being written count as free but are not resident yet, so the budget can drop by more than 300 MB:
+    # up to 366 MB after this file's other tests. The 100 MB the ceiling leaves below 2 GB covers that.
+    assert 250 <= before - during <= 400
     assert abs(after - before) <= 50
 
     # 300 MB in blocks small enough for glibc's heap; the last one stays: the heap cannot shrink past it, so the
