@@ -77,20 +77,26 @@ images/s with 2 / 4 / 8 / 12 threads on EfficientNet-Lite0 (one thread and float
 
 
 def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]]) -> Iterator[torch.Tensor]:
-    """Batches ready for the model, the next one prepared in threads while the model runs on the current one.
+    """Batches ready for the model. On a GPU the next batch is prepared in threads while the model runs on the
+    current one: a forward pass there outruns one core's resizing 5-10 times, so several threads resize and crop to
+    ``uint8``, and the batch is normalised on the GPU (:meth:`LoadedModel.batch_of`), which also keeps float work off
+    the threads.
 
-    On the CPU one thread preprocesses (the forward pass uses every core). On a GPU a forward pass outruns one core's
-    resizing 5-10 times, so several threads resize and crop to ``uint8``, and the batch is normalised on the GPU
-    (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads."""
+    On the CPU each batch is prepared just before it runs, in this thread. The forward pass keeps every core busy,
+    and a resizing thread beside it takes a core from one of torch's threads, which the others then wait for at
+    every layer: on 2 cores, EfficientNet-Lite0 extraction ran 0.83× a bare forward pass with a preparing thread
+    and 0.93× without."""
+    if model.device.type != "cuda":
+        for chunk in chunks:
+            yield model.batch_of([model.pixels(images[i].image) for i in chunk])
+        return
     if not chunks:
         return
-    gpu = model.device.type == "cuda"
-    prepare = model.pixels if gpu else model.preprocess
-    workers = min(GPU_PREPARE_THREADS, os.cpu_count() or 1) if gpu else 1
+    workers = min(GPU_PREPARE_THREADS, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(chunk: list[int]) -> list[Future]:
-            return [pool.submit(prepare, images[i].image) for i in chunk]
+            return [pool.submit(model.pixels, images[i].image) for i in chunk]
 
         ahead = iter(chunks)
         pending = deque(submit(chunk) for chunk in itertools.islice(ahead, 2))
