@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ from interp.config import Settings
 log = logging.getLogger(__name__)
 
 _META = "__meta__"
+_DECODE_LOCK = threading.Lock()
+"""One thread at a time reads arrays: numpy parses each array's header with ``ast.literal_eval``, and on Python 3.11
+two threads parsing at once can raise ``SystemError: AST constructor recursion depth mismatch`` (CPython gh-106905;
+it hit TCAV's CAV-fitting threads reading the cache in CI)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def _encode(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
 
 
 def _decode(blob: bytes) -> CachedResult:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+    with _DECODE_LOCK, np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files if k != _META}
         meta = json.loads(npz[_META].tobytes().decode())
     return CachedResult(arrays, meta)
