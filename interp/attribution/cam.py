@@ -64,10 +64,10 @@ def layer_pass(
 
     with hooked(module.register_forward_hook(keep)), torch.no_grad():
         logits = model.model(x.detach())
-    if target is None:
-        return captured[0], None, logits
     if not captured:
         raise ValueError("the chosen layer is not run by the model's forward pass; choose another.")
+    if target is None:
+        return captured[0], None, logits
     (grad,) = torch.autograd.grad(logits[:, target].sum(), captured[0])
     return captured[0], grad, logits
 

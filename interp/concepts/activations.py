@@ -83,9 +83,8 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
     the threads.
 
     On the CPU each batch is prepared just before it runs, in this thread. The forward pass keeps every core busy,
-    and a resizing thread beside it takes a core from one of torch's threads, which the others then wait for at
-    every layer: on 2 cores, EfficientNet-Lite0 extraction ran 0.83× a bare forward pass with a preparing thread
-    and 0.93× without."""
+    and a resizing thread beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0
+    extraction ran 0.83× a bare forward pass with a preparing thread and 0.93× without."""
     if model.device.type != "cuda":
         for chunk in chunks:
             yield model.batch_of([model.pixels(images[i].image) for i in chunk])
