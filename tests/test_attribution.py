@@ -15,7 +15,7 @@ from pytorch_grad_cam import GradCAM as ReferenceGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import interp
-from interp.attribution import METHODS, MethodNotApplicable, attribute, get_method, hook_count
+from interp.attribution import METHODS, MethodNotApplicable, attribute, cam, get_method, hook_count
 from interp.attribution.display import DisplaySettings, aggregate, grid_png, normalise, overlay
 from interp.models import LoadedModel, ModelSpec
 from interp.models.loading import WeightsInfo
@@ -74,6 +74,7 @@ def test_no_hook_or_flag_left_after_an_exception(tiny_cnn, name):
     def explode(module, inputs, output):
         raise RuntimeError("forced failure")
 
+    cam._KEPT.pop(tiny_cnn.model, None)  # a CAM layer pass kept from an earlier test would not run fc again
     handle = tiny_cnn.model.fc.register_forward_hook(explode)
     try:
         with pytest.raises(RuntimeError, match="forced failure"):
@@ -202,6 +203,7 @@ def test_grad_cam_records_a_graph_only_after_its_layer(tiny_cnn):
         return hook
 
     assert tiny_cnn.spec.cam_layer == "layer4"
+    cam._KEPT.pop(tiny_cnn.model, None)
     handles = [tiny_cnn.model.get_submodule(n).register_forward_hook(note(n)) for n in ("layer3", "fc")]
     try:
         attribute(tiny_cnn, interp.load_sample("coffee"), "grad_cam", target=1)
@@ -209,6 +211,52 @@ def test_grad_cam_records_a_graph_only_after_its_layer(tiny_cnn):
         for handle in handles:
             handle.remove()
     assert grad_mode == {"layer3": False, "fc": True}
+
+
+def test_another_class_or_cam_method_on_the_same_image_reuses_the_layer_pass(tiny_cnn):
+    """The grid asks for several classes and CAM methods on one image: one forward pass serves them all, and each
+    map equals the one a pass of its own gives."""
+    coffee = tiny_cnn.preprocess(interp.load_sample("coffee").image)
+    cam._KEPT.pop(tiny_cnn.model, None)
+    passes: list[int] = []
+    handle = tiny_cnn.model.register_forward_pre_hook(lambda m, i: passes.append(len(i[0])))
+    jobs = [("grad_cam", 1), ("grad_cam", 2), ("grad_cam_pp", 1), ("layer_cam", 2), ("guided_grad_cam", 2)]
+    try:
+        shared = [attribute(tiny_cnn, coffee, m, target=t).raw for m, t in jobs]
+        # one layer pass; Guided Grad-CAM's guided backprop is a forward+backward to the input of its own
+        assert passes == [1, 1]
+        alone = []
+        for m, t in jobs:
+            cam._KEPT.pop(tiny_cnn.model, None)
+            alone.append(attribute(tiny_cnn, coffee, m, target=t).raw)
+        assert len(passes) == 2 + len(jobs) + 1
+        for a, b in zip(shared, alone):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        assert not np.allclose(shared[0], shared[1])  # two classes, two maps
+
+        passes.clear()
+        attribute(tiny_cnn, coffee, "grad_cam", target=3)
+        assert passes == []
+        attribute(tiny_cnn, coffee, "grad_cam", target=3, layer="layer3")  # another layer: another pass
+        attribute(tiny_cnn, tiny_cnn.preprocess(interp.load_sample("chelsea").image), "grad_cam", target=3)
+        assert passes == [1, 1]
+    finally:
+        handle.remove()
+    assert hook_count(tiny_cnn.model) == 0
+
+
+def test_a_layer_pass_that_records_too_much_is_not_kept(tiny_cnn, monkeypatch):
+    monkeypatch.setattr(cam, "KEEP_TAIL_MB", 0)
+    cam._KEPT.pop(tiny_cnn.model, None)
+    coffee = tiny_cnn.preprocess(interp.load_sample("coffee").image)
+    passes: list[int] = []
+    handle = tiny_cnn.model.register_forward_pre_hook(lambda m, i: passes.append(len(i[0])))
+    try:
+        attribute(tiny_cnn, coffee, "grad_cam", target=1, layer="layer1")  # layers 2-4 record their activations
+        attribute(tiny_cnn, coffee, "grad_cam", target=2, layer="layer1")
+    finally:
+        handle.remove()
+    assert passes == [1, 1] and tiny_cnn.model not in cam._KEPT
 
 
 def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):

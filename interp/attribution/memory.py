@@ -9,10 +9,13 @@ so the steps run in one or few batches there.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import threading
+import weakref
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -40,21 +43,43 @@ def saved_bytes_per_input(model: LoadedModel, x: torch.Tensor) -> int:
     with _lock:
         if key in _measured:
             return _measured[key]
-    seen: dict[tuple[int, int], int] = {}
-    shared = {t.untyped_storage().data_ptr() for t in [*model.model.parameters(), *model.model.buffers()]}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.untyped_storage().data_ptr() not in shared:  # weights are kept once, whatever the batch
-            seen[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())] = t.untyped_storage().nbytes()
-        return t
-
     probe = x[:1].detach().clone().requires_grad_(True)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.enable_grad(), counting_saved_bytes(model) as saved:
         model.model(probe)
-    total = sum(seen.values())
+    total = saved()
     with _lock:
         _measured[key] = total
     return total
+
+
+@contextlib.contextmanager
+def counting_saved_bytes(model: LoadedModel) -> Iterator[Callable[[], int]]:
+    """Within the block, count the bytes autograd saves for backward (each storage once; the model's weights not at
+    all, since they are kept whatever the batch). Yields a function returning the count so far."""
+    seen: dict[tuple[int, int], int] = {}
+    shared = _weight_storages(model.model)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in shared:
+            seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield lambda: sum(seen.values())
+
+
+_WEIGHT_STORAGES: weakref.WeakKeyDictionary[torch.nn.Module, frozenset[int]] = weakref.WeakKeyDictionary()
+
+
+def _weight_storages(module: torch.nn.Module) -> frozenset[int]:
+    """Where ``module``'s parameters and buffers live, listed once per model (listing them walks every submodule:
+    most of a millisecond for a ViT-B, which on a GPU is a good part of a Grad-CAM)."""
+    found = _WEIGHT_STORAGES.get(module)
+    if found is None:
+        tensors = [*module.parameters(), *module.buffers()]
+        found = _WEIGHT_STORAGES[module] = frozenset(t.untyped_storage().data_ptr() for t in tensors)
+    return found
 
 
 class _MallInfo2(ctypes.Structure):
