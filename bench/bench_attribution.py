@@ -10,10 +10,13 @@ depends on what the process holds (a server holding several models gets smaller 
    two raw runs: the ratio of their best times (each over the same number of runs), and the median of the ratios
    each IG run makes with the raw runs beside it (steadier on a VM whose speed drifts). Repeated runs on one image are
    another target class on it, as on the page: the check's pass of input and baseline is kept; the notes under the
-   table give IG on a first target too.
+   table give IG on a first target too, and IG beside raw in the same chunks as IG's (what our overhead costs,
+   apart from the smaller batches the memory budget allows).
 2. The seeds' one-step-at-a-time IG loop (parameters keeping requires_grad, `.backward()` per step) ÷ ours
    (each loop run between two IG runs).
-3. Grad-CAM ÷ one forward+backward to the input (ratio of bests, and median beside).
+3. A first Grad-CAM on an image ÷ one forward+backward to the input (ratio of bests, and median beside), and beside
+   it a forward pass alone ÷ the same: the least a first Grad-CAM can cost, since it needs the whole forward pass
+   for the class score. The notes give Grad-CAM of further classes on the same image, which share that pass.
 4. Warm rerun of the Attribution page with a 6-method grid, everything cached (AppTest, on the server).
 5. Peak RSS of a whole process running IG-32 and SmoothGrad-16 on vit_base_patch16_224, ours vs Captum's default.
 """
@@ -91,7 +94,7 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     import torch
 
     import interp
-    from interp.attribution import attribute, gradient
+    from interp.attribution import attribute, cam, gradient
     from interp.attribution.baselines import make_baseline
 
     model = interp.load_model(name, None if name == "efficientnet_lite0" else "random")
@@ -126,13 +129,28 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
             inp = x.clone().requires_grad_(True)
             torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
 
-    def cam_3() -> None:
+    def fwd_3() -> None:
         for _ in range(3):
+            with torch.no_grad():
+                model.model(x)
+
+    def cam_3() -> None:  # a first Grad-CAM on the image: the layer pass kept by the last one is dropped
+        for _ in range(3):
+            cam._KEPT.pop(model.model, None)
             attribute(model, x[0], "grad_cam", 282)
+
+    def cam_next_3() -> None:  # three more classes on the same image, as the grid's rows ask for them
+        for target in (281, 283, 284):
+            attribute(model, x[0], "grad_cam", target)
 
     from interp.attribution.memory import batch_size
 
     ours_batch = batch_size(model, x, 32)
+
+    def raw_as_ours() -> None:  # raw, in the equal chunks our batch size gives IG
+        for chunk in path.tensor_split(-(-32 // ours_batch)):
+            inp = chunk.clone().requires_grad_(True)
+            torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
 
     def ig() -> None:
         attribute(model, x[0], "integrated_gradients", 282, steps=32)
@@ -148,13 +166,19 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     raw_by_batch = interleaved_best(sweep, repeats)
     best_batch = min(raw_by_batch, key=raw_by_batch.get)
     ig_beside, raw_t, ig_t = ratios_beside(sweep[best_batch], ig, repeats)
+    same_beside, _, _ = ratios_beside(raw_as_ours, ig, repeats)
     cold_beside, cold_raw_t, cold_t = ratios_beside(sweep[best_batch], ig_cold, repeats)
     loop_beside, _, loop_t = ratios_beside(ig, loop, repeats)
     cam_beside, fwd_bwd, cam = ratios_beside(fwd_bwd_3, cam_3, repeats)
+    fwd_beside, _, _ = ratios_beside(fwd_bwd_3, fwd_3, repeats)
+    attribute(model, x[0], "grad_cam", 282)  # the pass the next classes share
+    next_beside, _, _ = ratios_beside(fwd_bwd_3, cam_next_3, repeats)
     return {
         "ig": ig_t, "raw": raw_t, "loop": loop_t, "cam": cam / 3, "fwd_bwd": fwd_bwd / 3,
         "ig_beside": 1 / statistics.median(ig_beside), "cam_beside": 1 / statistics.median(cam_beside),
         "loop_beside": 1 / statistics.median(loop_beside), "ig_cold": cold_t,
+        "fwd_beside": 1 / statistics.median(fwd_beside), "same_beside": 1 / statistics.median(same_beside),
+        "next_beside": 1 / statistics.median(next_beside),
         "cold_beside": 1 / statistics.median(cold_beside), "cold_raw": cold_raw_t,
         "raw_by_batch": raw_by_batch, "ours_batch": ours_batch, "best_batch": best_batch,
     }  # fmt: skip
@@ -232,17 +256,19 @@ def main() -> None:
     print(f"torch {torch.__version__}, {where}, 224×224, batch 1, {args.repeats} interleaved rounds, "
           "one process per model; 'beside': median of ratios each timed between two reference runs")  # fmt: skip
     print(f"\n{'model':<22}{'IG-32 s':>8}{'raw s':>7}{'IG÷raw':>7}{'beside':>7}{'loop÷IG':>8}{'beside':>7}"
-          f"{'CAM s':>7}{'f+b s':>7}{'CAM÷f+b':>8}{'beside':>7}")  # fmt: skip
+          f"{'CAM s':>7}{'f+b s':>7}{'CAM÷f+b':>8}{'beside':>7}{'fwd÷f+b':>8}")  # fmt: skip
     notes = []
     for name in args.models:
         r = ig_ratios_in_own_process(name, args.repeats)
         print(f"{name:<22}{r['ig']:8.2f}{r['raw']:7.2f}{r['ig'] / r['raw']:7.3f}{r['ig_beside']:7.3f}"
               f"{r['loop'] / r['ig']:8.2f}{r['loop_beside']:7.2f}{r['cam']:7.3f}{r['fwd_bwd']:7.3f}"
-              f"{r['cam'] / r['fwd_bwd']:8.2f}{r['cam_beside']:7.2f}", flush=True)  # fmt: skip
+              f"{r['cam'] / r['fwd_bwd']:8.2f}{r['cam_beside']:7.2f}{r['fwd_beside']:8.2f}", flush=True)  # fmt: skip
         by_batch = ", ".join(f"{b}: {t:.2f}" for b, t in r["raw_by_batch"].items())
         notes.append(f"  {name}: raw by batch size (s) {by_batch}; best {r['best_batch']}; ours by {r['ours_batch']}; "
+                     f"IG ÷ raw in IG's chunks, beside {r['same_beside']:.3f}; "
                      f"IG on a first target (completeness pass not kept yet) {r['ig_cold']:.2f} s, "
-                     f"÷raw {r['ig_cold'] / r['cold_raw']:.3f}, beside {r['cold_beside']:.3f}")  # fmt: skip
+                     f"÷raw {r['ig_cold'] / r['cold_raw']:.3f}, beside {r['cold_beside']:.3f}; "
+                     f"Grad-CAM of another class on the same image ÷ f+b, beside {r['next_beside']:.3f}")  # fmt: skip
     print("\n".join(notes))
     if not args.skip_app:
         warm = warm_grid_rerun()
