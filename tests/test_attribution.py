@@ -112,18 +112,19 @@ def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(ti
         second = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8)
         assert batches == [8]  # another target: the path only
         other_baseline = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8, baseline="white")
-        assert batches == [8, 8, 2]  # another baseline: another pair
+        assert batches == [8, 8, 1]  # another baseline: its logits alone
         batches.clear()
         nudged = x.clone()
         nudged[0, 0, 0, 0] += 1e-3
-        attribute(tiny_cnn, nudged, "integrated_gradients", target=5, steps=8)
-        assert batches == [8, 2]  # one pixel differs: another image, another pair
+        third = attribute(tiny_cnn, nudged, "integrated_gradients", target=5, steps=8)
+        assert batches == [8, 1]  # one pixel differs: another image; the black baseline's logits are kept
     finally:
         handle.remove()
-    _, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 5]).attribute(
-        x, baselines=make_baseline("black", x, tiny_cnn), n_steps=8, return_convergence_delta=True
-    )
-    assert second.delta == pytest.approx(float(delta), abs=1e-4)
+    for image, result in ((x, second), (nudged, third)):
+        _, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 5]).attribute(
+            image, baselines=make_baseline("black", image, tiny_cnn), n_steps=8, return_convergence_delta=True
+        )
+        assert result.delta == pytest.approx(float(delta), abs=1e-4)
     assert other_baseline.delta != pytest.approx(second.delta)
 
 

@@ -84,10 +84,10 @@ class IntegratedGradientsMethod(GradientMethod):
     Equal to Captum's ``IntegratedGradients`` (tested). We run the path ourselves to batch it within the memory
     budget and to check completeness with one forward pass of input and baseline together, where Captum spends two
     separate passes on it: on the CPU a pass without gradients, on a GPU a part of the path's batch. That pass gives
-    every class's logits, so they are kept (``kept_endpoint_logits``) and the next target class on the same image
-    and baseline skips it (it is 2-3% of an IG-32 on the CPU). Gauss-Legendre, not the trapezoidal rule: on
-    EfficientNet-Lite0 at 32 steps its completeness error was 28% against the
-    trapezoid's 127%.
+    every class's logits, so they are kept per tensor (``kept_logits``): the next target class on the same image
+    skips the pass, and the next image with a baseline that does not depend on it (black, white, mean colour) puts
+    only itself through it (on the CPU the pass of both is 3-4% of an IG-32). Gauss-Legendre, not the trapezoidal
+    rule: on EfficientNet-Lite0 at 32 steps its completeness error was 28% against the trapezoid's 127%.
     """
 
     name = "integrated_gradients"
@@ -110,29 +110,35 @@ class IntegratedGradientsMethod(GradientMethod):
             base = make_baseline(params["baseline"], xi, model)
             diff = xi - base
             grad_sum = torch.zeros_like(base)
-            ends = kept_endpoint_logits(model, xi, base)
+            pair = [xi, base]
+            ends = [kept_logits(model, t) for t in pair]
+            missing = [i for i, e in enumerate(ends) if e is None]
             # On a GPU a forward pass of two inputs costs about what one of 34 costs (the time goes in launching
-            # kernels), so a first target puts input and baseline into the path's batch when all of it fits one;
-            # on the CPU the time is arithmetic, and a separate pass without gradients is the cheaper one.
-            fold = ends is None and x.device.type == "cuda" and fits == steps + 2
+            # kernels), so input and baseline whose logits are not kept go into the path's batch when all of it fits
+            # one; on the CPU the time is arithmetic, and a separate pass without gradients is the cheaper one.
+            fold = bool(missing) and x.device.type == "cuda" and fits == steps + 2
             chunks = -(-steps // min(fits, steps))  # equal chunks: 32 steps by 7 run as 7,7,6,6,6, not 7,7,7,7,4
             for a, w in zip(alphas.tensor_split(chunks), scales.tensor_split(chunks)):
                 path = base + a.view(-1, 1, 1, 1) * diff
                 if fold:
-                    path = torch.cat([path, xi, base]).requires_grad_(True)
+                    n = len(missing)
+                    path = torch.cat([path, *(pair[i] for i in missing)]).requires_grad_(True)
                     logits = model.model(path)
-                    ends = keep_endpoint_logits(model, xi, base, logits[-2:])
-                    (grad,) = torch.autograd.grad(logits[:-2, target].sum(), path)
-                    grad = grad[:-2]
+                    for i, row in zip(missing, keep_logits(model, [pair[i] for i in missing], logits[-n:])):
+                        ends[i] = row
+                    (grad,) = torch.autograd.grad(logits[:-n, target].sum(), path)
+                    grad, fold, missing = grad[:-n], False, []
                 else:
                     path.requires_grad_(True)
                     (grad,) = torch.autograd.grad(model.model(path)[:, target].sum(), path)
                 grad_sum += (grad * w.view(-1, 1, 1, 1)).sum(0, keepdim=True)
             attr = diff * grad_sum
-            if ends is None:
+            if missing:
                 with torch.no_grad():
-                    ends = keep_endpoint_logits(model, xi, base, model.model(torch.cat([xi, base])))
-            end, begin = ends[:, target].tolist()
+                    logits = model.model(torch.cat([pair[i] for i in missing]))
+                for i, row in zip(missing, keep_logits(model, [pair[i] for i in missing], logits)):
+                    ends[i] = row
+            end, begin = torch.stack([ends[0][target], ends[1][target]]).tolist()
             attrs.append(attr)
             deltas.append(float(attr.sum()) - (end - begin))
         return torch.cat(attrs), sum(deltas)
@@ -148,37 +154,37 @@ def gauss_legendre(steps: int, device: torch.device, dtype: torch.dtype) -> tupl
             torch.tensor(weights / 2, dtype=dtype, device=device))  # fmt: skip
 
 
-_ENDPOINTS: weakref.WeakKeyDictionary[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = (
+_ENDPOINTS: weakref.WeakKeyDictionary[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = (
     weakref.WeakKeyDictionary()
 )
 _ENDPOINTS_KEPT = 8
 _endpoints_lock = threading.Lock()
 
 
-def kept_endpoint_logits(model: LoadedModel, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor | None:
-    """The ``(2, classes)`` logits of the input ``x`` and the baseline ``base`` (each ``(1, C, H, W)``) if an
-    earlier call kept them, else ``None``. Every target class explained on one image with one baseline shares them.
+def kept_logits(model: LoadedModel, x: torch.Tensor) -> torch.Tensor | None:
+    """The ``(classes,)`` logits of the input ``x`` (``(1, C, H, W)``) if an earlier call kept them, else ``None``.
+    Every target class explained on one image shares its logits, and every image its fixed baseline's.
 
     Found by comparing the tensors themselves (on the model's device), not a digest of their bytes: hashing meant
-    copying both to the CPU: 3-4 ms on an H100, where all of an IG-32 of EfficientNet-Lite0 takes 12-15."""
+    copying them to the CPU: 3-4 ms on an H100, where all of an IG-32 of EfficientNet-Lite0 takes 12-15."""
     with _endpoints_lock:
         kept = _ENDPOINTS.get(model.model, [])
-        for i, (kx, kb, logits) in enumerate(kept):
-            if kx.shape == x.shape and kx.device == x.device and torch.equal(kx, x) and torch.equal(kb, base):
+        for i, (kx, logits) in enumerate(kept):
+            if kx.shape == x.shape and kx.device == x.device and torch.equal(kx, x):
                 kept.append(kept.pop(i))  # the most recently used last
                 return logits
     return None
 
 
-def keep_endpoint_logits(model: LoadedModel, x: torch.Tensor, base: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Remember ``logits`` (of ``x`` and ``base``) for the last 8 pairs per loaded model; returns them detached.
-    Kept beside the model, not on it, and gone with it."""
-    logits = logits.detach().float()
+def keep_logits(model: LoadedModel, inputs: list[torch.Tensor], logits: torch.Tensor) -> list[torch.Tensor]:
+    """Remember the rows of ``logits`` for ``inputs`` (each ``(1, C, H, W)``), the last 8 inputs per loaded model;
+    returns the rows, detached. Kept beside the model, not on it, and gone with it."""
+    rows = logits.detach().float()
     with _endpoints_lock:
         kept = _ENDPOINTS.setdefault(model.model, [])
-        kept.append((x.detach().clone(), base.detach().clone(), logits))
+        kept.extend((x.detach().clone(), row) for x, row in zip(inputs, rows))
         del kept[:-_ENDPOINTS_KEPT]
-    return logits
+    return list(rows)
 
 
 @register
