@@ -113,6 +113,7 @@ class IntegratedGradientsMethod(GradientMethod):
             pair = [xi, base]
             ends = [kept_logits(model, t) for t in pair]
             missing = [i for i, e in enumerate(ends) if e is None]
+            extra = [pair[i] for i in missing]  # the inputs whose logits the check still needs
             # On a GPU a forward pass of two inputs costs about what one of 34 costs (the time goes in launching
             # kernels), so input and baseline whose logits are not kept go into the path's batch when all of it fits
             # one; on the CPU the time is arithmetic, and a separate pass without gradients is the cheaper one.
@@ -122,9 +123,9 @@ class IntegratedGradientsMethod(GradientMethod):
                 path = base + a.view(-1, 1, 1, 1) * diff
                 if fold:
                     n = len(missing)
-                    path = torch.cat([path, *(pair[i] for i in missing)]).requires_grad_(True)
+                    path = torch.cat([path, *extra]).requires_grad_(True)
                     logits = model.model(path)
-                    for i, row in zip(missing, keep_logits(model, [pair[i] for i in missing], logits[-n:])):
+                    for i, row in zip(missing, keep_logits(model, extra, logits[-n:])):
                         ends[i] = row
                     (grad,) = torch.autograd.grad(logits[:-n, target].sum(), path)
                     grad, fold, missing = grad[:-n], False, []
@@ -135,8 +136,8 @@ class IntegratedGradientsMethod(GradientMethod):
             attr = diff * grad_sum
             if missing:
                 with torch.no_grad():
-                    logits = model.model(torch.cat([pair[i] for i in missing]))
-                for i, row in zip(missing, keep_logits(model, [pair[i] for i in missing], logits)):
+                    logits = model.model(torch.cat(extra))
+                for i, row in zip(missing, keep_logits(model, extra, logits)):
                     ends[i] = row
             end, begin = torch.stack([ends[0][target], ends[1][target]]).tolist()
             attrs.append(attr)
