@@ -35,7 +35,7 @@ def ratios(name: str, rounds: int) -> dict[str, float]:
 
     def forward() -> None:
         with torch.inference_mode():
-            model.model(x)
+            model._module(x)
 
     def capture_all() -> None:
         capture(model, x)

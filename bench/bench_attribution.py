@@ -107,37 +107,37 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     def raw(batch: int) -> None:
         for chunk in path.split(batch):
             inp = chunk.clone().requires_grad_(True)
-            torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
+            torch.autograd.grad(model._module(inp)[:, 282].sum(), inp)
 
     def loop() -> None:
         # The seeds' loop: one interpolated image at a time, `.backward()` on a model whose parameters keep
         # requires_grad (so every weight gradient is computed too), gradients read from `.grad`.
-        model.model.requires_grad_(True)
+        model._module.requires_grad_(True)
         try:
             grads = []
             for i in range(32):
                 inp = path[i : i + 1].clone().requires_grad_(True)
-                model.model.zero_grad(set_to_none=True)
-                model.model(inp)[0, 282].backward()
+                model._module.zero_grad(set_to_none=True)
+                model._module(inp)[0, 282].backward()
                 grads.append(inp.grad)
             (x - baseline) * torch.cat(grads).mean(0, keepdim=True)
         finally:
-            model.model.zero_grad(set_to_none=True)
-            model.model.requires_grad_(False)
+            model._module.zero_grad(set_to_none=True)
+            model._module.requires_grad_(False)
 
     def fwd_bwd_3() -> None:  # three runs each side, so that one timing is not a few milliseconds
         for _ in range(3):
             inp = x.clone().requires_grad_(True)
-            torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
+            torch.autograd.grad(model._module(inp)[:, 282].sum(), inp)
 
     def fwd_3() -> None:
         for _ in range(3):
             with torch.no_grad():
-                model.model(x)
+                model._module(x)
 
     def cam_3() -> None:  # a first Grad-CAM on the image: the layer pass kept by the last one is dropped
         for _ in range(3):
-            cam._KEPT.pop(model.model, None)
+            model.forget(cam.KEPT_PASS)
             attribute(model, x[0], "grad_cam", 282)
 
     def cam_next_3() -> None:  # three more classes on the same image, as the grid's rows ask for them
@@ -151,17 +151,17 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     def raw_as_ours() -> None:  # raw, in the equal chunks our batch size gives IG
         for chunk in path.tensor_split(-(-32 // ours_batch)):
             inp = chunk.clone().requires_grad_(True)
-            torch.autograd.grad(model.model(inp)[:, 282].sum(), inp)
+            torch.autograd.grad(model._module(inp)[:, 282].sum(), inp)
 
     def ig() -> None:
         attribute(model, x[0], "integrated_gradients", 282, steps=32)
 
     def ig_cold() -> None:  # a first target on the first image: no logits kept for the completeness check
-        gradient._ENDPOINTS.pop(model.model, None)
+        model.forget(gradient.ENDPOINTS)
         ig()
 
     def ig_new_image() -> None:  # a first target on a later image: the black baseline's logits are kept
-        kept = gradient._ENDPOINTS.get(model.model, [])
+        kept = model._side.get(gradient.ENDPOINTS, [])
         kept[:] = [(kx, logits) for kx, logits in kept if not torch.equal(kx, x)]
         ig()
 
@@ -230,7 +230,7 @@ model = interp.load_model("vit_base_patch16_224", "random")
 x = model.preprocess(interp.load_sample("chelsea").image)
 if sys.argv[1] == "captum-default":
     from captum.attr import IntegratedGradients
-    IntegratedGradients(lambda t: model.model(t)[:, 282]).attribute(x[None], n_steps=32, return_convergence_delta=True)
+    IntegratedGradients(lambda t: model._module(t)[:, 282]).attribute(x[None], n_steps=32, return_convergence_delta=True)
 else:
     attribute(model, x, "integrated_gradients", 282, steps=32)
     attribute(model, x, "smoothgrad", 282, samples=16)

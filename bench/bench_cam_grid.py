@@ -31,14 +31,14 @@ def measure(name: str, repeats: int) -> dict[str, float]:
     x = model.preprocess(interp.load_sample("chelsea").image).to(model.device)
 
     def first() -> None:
-        cam._KEPT.pop(model.model, None)
+        model.forget(cam.KEPT_PASS)
         attribute(model, x, "grad_cam", CLASSES[0])
 
     def next_class() -> None:  # runs after first(), whose pass it shares
         attribute(model, x, "grad_cam", CLASSES[1])
 
     def shared() -> None:
-        cam._KEPT.pop(model.model, None)
+        model.forget(cam.KEPT_PASS)
         for target in CLASSES:
             for method in CAMS:
                 attribute(model, x, method, target)
@@ -46,7 +46,7 @@ def measure(name: str, repeats: int) -> dict[str, float]:
     def unshared() -> None:
         for target in CLASSES:
             for method in CAMS:
-                cam._KEPT.pop(model.model, None)
+                model.forget(cam.KEPT_PASS)
                 attribute(model, x, method, target)
 
     return interleaved_best({"first": first, "next": next_class, "shared": shared, "unshared": unshared}, repeats)

@@ -49,7 +49,7 @@ def main() -> None:
     def bare() -> None:
         with torch.inference_mode():
             for chunk in tensors.split(16):
-                model.model(chunk)
+                model._module(chunk)
 
     def extract() -> None:
         activations(model, args.layer, images, batch_size=16)
@@ -87,7 +87,7 @@ def main() -> None:
     run_tcav(model, [args.layer], concepts, randoms, klass, 0, runs=5, cache=cache)
     first = time.perf_counter() - start
     seen: list[int] = []
-    handle = model.model.register_forward_pre_hook(lambda m, i: seen.append(len(i[0])))
+    handle = model._module.register_forward_pre_hook(lambda m, i: seen.append(len(i[0])))
     try:
         start = time.perf_counter()
         run_tcav(model, [args.layer], concepts, randoms, klass, 1, runs=5, cache=cache)

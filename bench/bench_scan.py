@@ -59,11 +59,12 @@ def main() -> None:
         ds = read_folder(tmp / "data")
         model = interp.load_model(args.model, None if args.model == "efficientnet_lite0" else "random")
         tensors = torch.stack([model.preprocess(interp.load_image(ds.path_of(it)).image) for it in ds.items])
+        tensors = tensors.to(model.device)  # preloaded where the model runs: the bare pass copies nothing
 
         def bare() -> None:
             with torch.inference_mode():
                 for chunk in tensors.split(args.batch_size):
-                    model.model(chunk).softmax(-1).numpy()
+                    model._module(chunk).softmax(-1).cpu().numpy()
 
         def scanned(workers: int) -> None:
             scan(model, ds, Path(tempfile.mkdtemp(dir=tmp)), batch_size=args.batch_size, workers=workers)

@@ -49,7 +49,7 @@ def bench_prediction(repeats: int) -> dict[str, float]:
 
     def bare() -> None:
         with torch.inference_mode():
-            model.model(x)
+            model._module(x)
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = interp.ResultCache(tmp)

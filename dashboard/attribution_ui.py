@@ -132,7 +132,7 @@ def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, Any]:
                 out["baseline"] = st.selectbox("Baseline", BASELINES, key="attr_baseline",
                                                help="The reference image for IG, DeepLIFT, occlusion and LIME/SHAP.")  # fmt: skip
             if "layer" in wanted:
-                modules = [n for n, _ in model.model.named_modules() if n]
+                modules = list(model.layer_names())
                 default = modules.index(model.spec.cam_layer) if model.spec.cam_layer in modules else 0
                 out["layer"] = st.selectbox("Layer for CAM methods", modules, index=default, key=f"attr_layer_{model.key}")
         with cols[1]:

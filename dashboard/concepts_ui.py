@@ -205,7 +205,7 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
     c1, c2 = st.columns(2)
     with c1:
         concepts = st.multiselect("Concepts", names, default=default_concepts, key=f"tcav_concepts_{model.key}")
-        modules = [n for n, _ in model.model.named_modules() if n]
+        modules = list(model.layer_names())
         layers = st.multiselect("Layers", modules, default=default_layers(model), key=f"tcav_layers_{model.key}",
                                 help="Any module; the defaults are one layer halfway through and the last "
                                 "feature layer.")  # fmt: skip

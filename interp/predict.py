@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from interp.cache import ResultCache, result_key
@@ -61,9 +60,8 @@ def predict(model: LoadedModel, image: LoadedImage | Image.Image, top_k: int = 5
         raise ValueError(f"top_k must be at least 1, got {top_k}.")
     pil = image.image if isinstance(image, LoadedImage) else image
     start = time.perf_counter()
-    x = model.preprocess(pil).unsqueeze(0).to(model.device)
-    with torch.inference_mode():
-        probs = model.model(x).float().softmax(dim=-1)[0]
+    x = model.preprocess(pil).unsqueeze(0)
+    probs = model.run(x).float().softmax(dim=-1)[0]
     values, indices = probs.topk(min(top_k, probs.numel()))
     seconds = time.perf_counter() - start
     scores = tuple(

@@ -24,7 +24,7 @@ from interp.attention import (
 )
 from interp.attention.maps import discard_lowest
 from interp.attention.stats import entropy, mean_distance
-from interp.attribution.base import hook_count
+from interp.models.hooks import hook_count
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +38,23 @@ def x(vit) -> torch.Tensor:
 
 
 def test_capture_shapes_rows_and_unchanged_output(vit, x):
-    flags = [m.fused_attn for m in attention_modules(vit.model)]
+    flags = [m.fused_attn for m in attention_modules(vit._module)]
     cap = capture(vit, x)
-    assert [m.fused_attn for m in attention_modules(vit.model)] == flags
-    depth, heads = len(vit.model.blocks), vit.model.blocks[0].attn.num_heads
-    rows, cols = vit.model.patch_embed.grid_size
+    assert [m.fused_attn for m in attention_modules(vit._module)] == flags
+    depth, heads = len(vit._module.blocks), vit._module.blocks[0].attn.num_heads
+    rows, cols = vit._module.patch_embed.grid_size
     assert cap.attn.shape == (depth, heads, 1 + rows * cols, 1 + rows * cols)
     np.testing.assert_allclose(cap.attn.sum(-1), 1.0, atol=1e-5)
     assert cap.has_cls and cap.prefix_tokens == 1 and cap.grid == (rows, cols) and cap.grads is None
     with torch.inference_mode():
-        fused = vit.model(x)[0].numpy()
+        fused = vit._module(x)[0].numpy()
     np.testing.assert_allclose(cap.logits, fused, atol=1e-4)
 
 
 def test_capture_matches_attention_computed_by_hand(vit, x):
     """Layer 0's attention recomputed from the patch embedding and the qkv weights."""
     cap = capture(vit, x)
-    net = vit.model
+    net = vit._module
     with torch.inference_mode():
         tokens = net._pos_embed(net.patch_embed(x))
         block = net.blocks[0]
@@ -67,21 +67,21 @@ def test_capture_matches_attention_computed_by_hand(vit, x):
 
 
 def test_flags_and_hooks_restored_after_an_exception(vit, x):
-    mods = attention_modules(vit.model)
+    mods = attention_modules(vit._module)
     before = [m.fused_attn for m in mods]
-    hooks = hook_count(vit.model)
+    hooks = hook_count(vit._module)
 
     def boom(module, inputs, output):
         raise RuntimeError("boom")
 
-    handle = vit.model.blocks[2].register_forward_hook(boom)
+    handle = vit._module.blocks[2].register_forward_hook(boom)
     try:
         with pytest.raises(RuntimeError, match="boom"):
             capture(vit, x, target=1)
     finally:
         handle.remove()
     assert [m.fused_attn for m in mods] == before
-    assert hook_count(vit.model) == hooks
+    assert hook_count(vit._module) == hooks
 
 
 def test_concurrent_captures_equal_serial_ones(vit):
@@ -113,10 +113,10 @@ def test_gradients_match_finite_differences(vit, x):
     eps = 1e-2
 
     def logit_with(shift: float) -> float:
-        handle = vit.model.blocks[layer].attn.attn_drop.register_forward_hook(lambda m, i, o: o + shift * direction)
+        handle = vit._module.blocks[layer].attn.attn_drop.register_forward_hook(lambda m, i, o: o + shift * direction)
         try:
-            with unfused_attention(attention_modules(vit.model)), torch.inference_mode():
-                return float(vit.model(x)[0, target])
+            with unfused_attention(attention_modules(vit._module)), torch.inference_mode():
+                return float(vit._module(x)[0, target])
         finally:
             handle.remove()
 
@@ -134,7 +134,7 @@ def test_register_tokens_and_no_class_token_laid_out_right():
     reg = interp.load_model("vit_little_patch16_reg4_gap_256", "random")
     cap = capture(reg, torch.zeros(1, 3, 256, 256))
     assert cap.prefix_tokens == 4 and not cap.has_cls and cap.grid == (16, 16)
-    assert cls_maps(cap).shape == (len(reg.model.blocks), reg.model.blocks[0].attn.num_heads, 16, 16)
+    assert cls_maps(cap).shape == (len(reg._module.blocks), reg._module.blocks[0].attn.num_heads, 16, 16)
     np.testing.assert_allclose(cls_maps(cap)[0, 0], cap.attn[0, 0, 4:, 4:].mean(0).reshape(16, 16), atol=1e-6)
     assert rollout_map(cap).shape == (16, 16)
 
@@ -215,7 +215,7 @@ def test_class_maps_on_the_vit_differ_between_classes(vit, x):
     a = class_maps(capture(vit, x, target=0))
     b = class_maps(capture(vit, x, target=5))
     assert set(a) == {"gradient rollout", "Chefer relevance"}
-    assert a["Chefer relevance"].shape == tuple(vit.model.patch_embed.grid_size)
+    assert a["Chefer relevance"].shape == tuple(vit._module.patch_embed.grid_size)
     assert not np.allclose(a["Chefer relevance"], b["Chefer relevance"])
     with pytest.raises(ValueError, match="target class"):
         class_maps(capture(vit, x))
@@ -270,6 +270,6 @@ def test_mean_distance_known_values():
 
 def test_head_stats_of_a_capture(vit, x):
     stats = head_stats(capture(vit, x))
-    assert stats.entropy.shape == stats.distance_px.shape == (len(vit.model.blocks), vit.model.blocks[0].attn.num_heads)
+    assert stats.entropy.shape == stats.distance_px.shape == (len(vit._module.blocks), vit._module.blocks[0].attn.num_heads)
     assert (stats.entropy >= 0).all() and (stats.entropy <= stats.max_entropy + 1e-6).all()
     assert (stats.distance_px >= 0).all() and len(stats.rows()) == stats.entropy.size

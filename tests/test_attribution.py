@@ -47,8 +47,8 @@ def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_contract(name, which, request):
     model: LoadedModel = request.getfixturevalue(which)
     image = interp.load_sample("chelsea")
-    before = state_of(model.model)
-    inplace_before = [getattr(m, "inplace", None) for m in model.model.modules()]
+    before = state_of(model._module)
+    inplace_before = [getattr(m, "inplace", None) for m in model._module.modules()]
     reason = METHODS[name]().applies_to(model)
     if reason:
         with pytest.raises(MethodNotApplicable, match="does not apply"):
@@ -61,30 +61,31 @@ def test_contract(name, which, request):
     assert np.isfinite(result.raw).all()
     assert np.abs(result.raw).sum() > 0
     assert result.target == 3 and result.method == name and result.seconds > 0
-    assert hook_count(model.model) == 0
-    assert all(torch.equal(v, before[k]) for k, v in model.model.state_dict().items())
-    assert not any(p.requires_grad for p in model.model.parameters())
-    assert [getattr(m, "inplace", None) for m in model.model.modules()] == inplace_before
+    assert hook_count(model._module) == 0
+    assert all(torch.equal(v, before[k]) for k, v in model._module.state_dict().items())
+    assert not any(p.requires_grad for p in model._module.parameters())
+    assert [getattr(m, "inplace", None) for m in model._module.modules()] == inplace_before
 
 
 @pytest.mark.parametrize("name", ["grad_cam", "guided_backprop", "deeplift", "score_cam", "occlusion", "smoothgrad"])
 def test_no_hook_or_flag_left_after_an_exception(tiny_cnn, name):
-    inplace_before = [getattr(m, "inplace", None) for m in tiny_cnn.model.modules()]
+    inplace_before = [getattr(m, "inplace", None) for m in tiny_cnn._module.modules()]
 
     def explode(module, inputs, output):
         raise RuntimeError("forced failure")
 
-    cam._KEPT.pop(tiny_cnn.model, None)  # a CAM layer pass kept from an earlier test would not run fc again
-    handle = tiny_cnn.model.fc.register_forward_hook(explode)
+    tiny_cnn.forget(cam.KEPT_PASS)  # a CAM layer pass kept from an earlier test would not run fc again
+    handle = tiny_cnn._module.fc.register_forward_hook(explode)
     try:
         with pytest.raises(RuntimeError, match="forced failure"):
             attribute(tiny_cnn, interp.load_sample("coffee"), name, target=1, **fast_params(name))
     finally:
         handle.remove()
-    assert hook_count(tiny_cnn.model) == 0
-    assert [getattr(m, "inplace", None) for m in tiny_cnn.model.modules()] == inplace_before
-    assert tiny_cnn.lock.acquire(blocking=False)  # the lock was released
-    tiny_cnn.lock.release()
+    assert hook_count(tiny_cnn._module) == 0
+    assert [getattr(m, "inplace", None) for m in tiny_cnn._module.modules()] == inplace_before
+    assert not tiny_cnn.gate.held()  # the gate was let go
+    with tiny_cnn.gate.exclusive():  # and another caller can have it alone
+        pass
 
 
 def test_integrated_gradients_completeness(tiny_cnn):
@@ -102,9 +103,9 @@ def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(ti
     from interp.attribution.baselines import make_baseline
 
     x = tiny_cnn.preprocess(interp.load_sample("astronaut").image)[None]
-    gradient._ENDPOINTS.pop(tiny_cnn.model, None)
+    tiny_cnn.forget(gradient.ENDPOINTS)
     batches: list[int] = []
-    handle = tiny_cnn.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    handle = tiny_cnn._module.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
     try:
         attribute(tiny_cnn, x, "integrated_gradients", target=3, steps=8)
         assert batches[-2:] == [8, 2]  # the path in one batch, then input and baseline for the check
@@ -121,7 +122,7 @@ def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(ti
     finally:
         handle.remove()
     for image, result in ((x, second), (nudged, third)):
-        _, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 5]).attribute(
+        _, delta = IntegratedGradients(lambda t: tiny_cnn._module(t)[:, 5]).attribute(
             image, baselines=make_baseline("black", image, tiny_cnn), n_steps=8, return_convergence_delta=True
         )
         assert result.delta == pytest.approx(float(delta), abs=1e-4)
@@ -159,13 +160,13 @@ def test_linear_model_gradient_equals_its_weights():
 
 def reference_cam(model: LoadedModel, x: torch.Tensor, target: int, reshape=None) -> np.ndarray:
     """The grad-cam package's map; it back-propagates into the parameters, so they need gradients meanwhile."""
-    layer = model.model.get_submodule(model.spec.cam_layer)
-    model.model.requires_grad_(True)
+    layer = model._module.get_submodule(model.spec.cam_layer)
+    model._module.requires_grad_(True)
     try:
-        with ReferenceGradCAM(model=model.model, target_layers=[layer], reshape_transform=reshape) as cam:
+        with ReferenceGradCAM(model=model._module, target_layers=[layer], reshape_transform=reshape) as cam:
             return cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
     finally:
-        model.model.requires_grad_(False)
+        model._module.requires_grad_(False)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -204,8 +205,8 @@ def test_grad_cam_records_a_graph_only_after_its_layer(tiny_cnn):
         return hook
 
     assert tiny_cnn.spec.cam_layer == "layer4"
-    cam._KEPT.pop(tiny_cnn.model, None)
-    handles = [tiny_cnn.model.get_submodule(n).register_forward_hook(note(n)) for n in ("layer3", "fc")]
+    tiny_cnn.forget(cam.KEPT_PASS)
+    handles = [tiny_cnn._module.get_submodule(n).register_forward_hook(note(n)) for n in ("layer3", "fc")]
     try:
         attribute(tiny_cnn, interp.load_sample("coffee"), "grad_cam", target=1)
     finally:
@@ -218,9 +219,9 @@ def test_another_class_or_cam_method_on_the_same_image_reuses_the_layer_pass(tin
     """The grid asks for several classes and CAM methods on one image: one forward pass serves them all, and each
     map equals the one a pass of its own gives."""
     coffee = tiny_cnn.preprocess(interp.load_sample("coffee").image)
-    cam._KEPT.pop(tiny_cnn.model, None)
+    tiny_cnn.forget(cam.KEPT_PASS)
     passes: list[int] = []
-    handle = tiny_cnn.model.register_forward_pre_hook(lambda m, i: passes.append(len(i[0])))
+    handle = tiny_cnn._module.register_forward_pre_hook(lambda m, i: passes.append(len(i[0])))
     jobs = [("grad_cam", 1), ("grad_cam", 2), ("grad_cam_pp", 1), ("layer_cam", 2), ("guided_grad_cam", 2)]
     try:
         shared = [attribute(tiny_cnn, coffee, m, target=t).raw for m, t in jobs]
@@ -228,7 +229,7 @@ def test_another_class_or_cam_method_on_the_same_image_reuses_the_layer_pass(tin
         assert passes == [1, 1]
         alone = []
         for m, t in jobs:
-            cam._KEPT.pop(tiny_cnn.model, None)
+            tiny_cnn.forget(cam.KEPT_PASS)
             alone.append(attribute(tiny_cnn, coffee, m, target=t).raw)
         assert len(passes) == 2 + len(jobs) + 1
         for a, b in zip(shared, alone):
@@ -243,21 +244,21 @@ def test_another_class_or_cam_method_on_the_same_image_reuses_the_layer_pass(tin
         assert passes == [1, 1]
     finally:
         handle.remove()
-    assert hook_count(tiny_cnn.model) == 0
+    assert hook_count(tiny_cnn._module) == 0
 
 
 def test_a_layer_pass_that_records_too_much_is_not_kept(tiny_cnn, monkeypatch):
     monkeypatch.setattr(cam, "KEEP_TAIL_MB", 0)
-    cam._KEPT.pop(tiny_cnn.model, None)
+    tiny_cnn.forget(cam.KEPT_PASS)
     coffee = tiny_cnn.preprocess(interp.load_sample("coffee").image)
     passes: list[int] = []
-    handle = tiny_cnn.model.register_forward_pre_hook(lambda m, i: passes.append(len(i[0])))
+    handle = tiny_cnn._module.register_forward_pre_hook(lambda m, i: passes.append(len(i[0])))
     try:
         attribute(tiny_cnn, coffee, "grad_cam", target=1, layer="layer1")  # layers 2-4 record their activations
         attribute(tiny_cnn, coffee, "grad_cam", target=2, layer="layer1")
     finally:
         handle.remove()
-    assert passes == [1, 1] and tiny_cnn.model not in cam._KEPT
+    assert passes == [1, 1] and tiny_cnn._side.get(cam.KEPT_PASS, {}).get("pass") is None
 
 
 def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):
@@ -265,13 +266,13 @@ def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):
 
     x = tiny_cnn.preprocess(interp.load_sample("coffee").image)[None]
     ours = attribute(tiny_cnn, x, "guided_backprop", target=2).raw
-    for m in tiny_cnn.model.modules():  # Captum's version needs out-of-place ReLUs, like ours arranges itself
+    for m in tiny_cnn._module.modules():  # Captum's version needs out-of-place ReLUs, like ours arranges itself
         if isinstance(m, torch.nn.ReLU):
             m.inplace = False
     try:
-        ref = GuidedBackprop(tiny_cnn.model).attribute(x.clone().requires_grad_(True), target=2)[0].numpy()
+        ref = GuidedBackprop(tiny_cnn._module).attribute(x.clone().requires_grad_(True), target=2)[0].numpy()
     finally:
-        for m in tiny_cnn.model.modules():
+        for m in tiny_cnn._module.modules():
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = True
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6)
@@ -285,7 +286,7 @@ def test_concurrent_sessions_get_serial_results(tiny_cnn):
         parallel = list(pool.map(lambda job: attribute(tiny_cnn, image, job[0], target=job[1], **fast_params(job[0])).raw, jobs))
     for a, b in zip(serial, parallel):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert hook_count(tiny_cnn.model) == 0
+    assert hook_count(tiny_cnn._module) == 0
 
 
 def test_results_are_cached_by_everything_that_matters(tiny_cnn, tmp_path):
@@ -405,7 +406,7 @@ def test_where_the_os_does_not_say_the_budget_counts_the_runtime_and_the_weights
     from interp.attribution import memory
 
     monkeypatch.setattr(memory, "resident_mb", lambda: None)
-    weights = sum(p.numel() * p.element_size() for p in [*tiny_cnn.model.parameters(), *tiny_cnn.model.buffers()])
+    weights = sum(p.numel() * p.element_size() for p in [*tiny_cnn._module.parameters(), *tiny_cnn._module.buffers()])
     expected = memory.PROCESS_CEILING_MB - memory.RUNTIME_MB - weights / 2**20
     assert memory.activation_budget_mb(tiny_cnn) == max(memory.MIN_BUDGET_MB, int(expected))
 
@@ -443,7 +444,7 @@ def test_integrated_gradients_equals_captum(tiny_cnn):
     x = tiny_cnn.preprocess(interp.load_sample("coffee").image)[None]
     for baseline in ("black", "blur"):
         ours = attribute(tiny_cnn, x, "integrated_gradients", target=4, steps=20, baseline=baseline)
-        ref, delta = IntegratedGradients(lambda t: tiny_cnn.model(t)[:, 4]).attribute(
+        ref, delta = IntegratedGradients(lambda t: tiny_cnn._module(t)[:, 4]).attribute(
             x, baselines=make_baseline(baseline, x, tiny_cnn), n_steps=20, return_convergence_delta=True
         )
         ref = ref[0].numpy()

@@ -119,7 +119,7 @@ def test_activations_match_a_hook_and_are_cached(tmp_path):
     images = generated.shapes_concept("marker", 6)
     cache = interp.ResultCache(tmp_path / "cache")
     later = []  # the forward pass ends at the layer: nothing after it runs
-    handle = model.model.layer4.register_forward_pre_hook(lambda m, i: later.append(1))
+    handle = model._module.layer4.register_forward_pre_hook(lambda m, i: later.append(1))
     try:
         acts = activations(model, "layer3", images, cache=cache, batch_size=4)
     finally:
@@ -127,11 +127,11 @@ def test_activations_match_a_hook_and_are_cached(tmp_path):
     assert later == []
     with torch.inference_mode():
         x = torch.stack([model.preprocess(im.image) for im in images])
-        expected = model.model.layer3(model.model.layer2(model.model.layer1(model.model.maxpool(
-            model.model.act1(model.model.bn1(model.model.conv1(x)))))))  # fmt: skip
+        expected = model._module.layer3(model._module.layer2(model._module.layer1(model._module.maxpool(
+            model._module.act1(model._module.bn1(model._module.conv1(x)))))))  # fmt: skip
     np.testing.assert_allclose(acts, expected.reshape(6, -1).numpy(), rtol=1e-4, atol=1e-5)
     calls = []
-    handle = model.model.register_forward_pre_hook(lambda m, i: calls.append(len(i[0])))
+    handle = model._module.register_forward_pre_hook(lambda m, i: calls.append(len(i[0])))
     try:
         again = activations(model, "layer3", images, cache=cache)
     finally:
@@ -144,7 +144,7 @@ def test_class_gradients_match_autograd_through_the_head():
     images = generated.shapes_backgrounds(3)
     grads = class_gradients(model, "layer4", images, target=3)
     x = torch.stack([model.preprocess(im.image) for im in images])
-    net = model.model
+    net = model._module
     with torch.enable_grad():
         feats = net.forward_features(x).detach().requires_grad_(True)
         (g,) = torch.autograd.grad(net.forward_head(feats)[:, 3].sum(), feats)
@@ -154,7 +154,7 @@ def test_class_gradients_match_autograd_through_the_head():
 def _batches_run(model):
     """A list that fills with the size of every batch the whole model is called on, and the hook's handle."""
     batches: list[int] = []
-    return batches, model.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    return batches, model._module.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
 
 
 def test_two_layers_come_from_one_pass_that_ends_at_the_deeper(tmp_path):
@@ -164,7 +164,7 @@ def test_two_layers_come_from_one_pass_that_ends_at_the_deeper(tmp_path):
     cache = interp.ResultCache(tmp_path / "cache")
     batches, handle = _batches_run(model)
     later = []
-    after = model.model.layer4.register_forward_pre_hook(lambda m, i: later.append(1))
+    after = model._module.layer4.register_forward_pre_hook(lambda m, i: later.append(1))
     try:
         both = activations_by_layer(model, ["layer3", "layer2"], images, cache=cache, batch_size=4)
     finally:
@@ -200,15 +200,15 @@ def test_a_layer_cached_for_some_images_runs_only_the_rest(tmp_path):
 
 def test_a_layer_the_forward_pass_never_reaches_says_so():
     model = interp.load_model("shapes_cnn")
-    model.model.add_module("unused", torch.nn.Identity())
+    model._module.add_module("unused", torch.nn.Identity())
     try:
         with pytest.raises(ValueError, match="unused of shapes_cnn is not run by its forward pass"):
             activations_by_layer(model, ["layer2", "unused"], generated.shapes_concept("marker", 2))
         with pytest.raises(ValueError, match="is not run by its forward pass"):
             class_gradients_by_layer(model, ["layer2", "unused"], generated.shapes_concept("marker", 2), 0)
     finally:
-        del model.model.unused
-    assert not model.model._forward_hooks and not model.model.layer2._forward_hooks
+        del model._module.unused
+    assert not model._module._forward_hooks and not model._module.layer2._forward_hooks
 
 
 def test_class_gradients_at_two_layers_from_one_backward():
@@ -262,7 +262,7 @@ def test_second_target_reuses_cached_concept_activations(tmp_path):
     klass = [image_from_array(s.image, f"s{s.index}") for s in interp.shapes.generate(6, seed=2, split="clean")]
     run_tcav(model, ["layer4"], concept, randoms, klass, 3, runs=3, cache=cache)
     batches: list[int] = []
-    handle = model.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    handle = model._module.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
     try:
         run_tcav(model, ["layer4"], concept, randoms, klass, 0, runs=3, cache=cache)
     finally:
@@ -361,7 +361,7 @@ def test_shapes_marker_concept_drives_the_star_class():
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "shapes_cnn", "shapes_vit"])
 def test_default_layers_are_one_halfway_and_one_late(name):
     model = interp.load_model(name)
-    names = [n for n, _ in model.model.named_modules()]
+    names = [n for n, _ in model._module.named_modules()]
     layers = default_layers(model)
     assert len(layers) == 2  # EfficientNet's used to collapse to one: its "halfway" top-level module was bn2
     mid, late = (names.index(n) for n in layers)

@@ -74,9 +74,9 @@ def test_integrated_gradients_checks_completeness_inside_the_path_batch(pair, im
     from interp.attribution.baselines import make_baseline
 
     _, gpu = pair
-    gradient._ENDPOINTS.pop(gpu.model, None)
+    gpu.forget(gradient.ENDPOINTS)
     batches: list[int] = []
-    handle = gpu.model.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
+    handle = gpu._module.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
     try:
         first = attribute(gpu, image, "integrated_gradients", 1, steps=16)
         assert batches[-1:] == [18]  # 16 path points, input, baseline; no separate pass
@@ -87,7 +87,7 @@ def test_integrated_gradients_checks_completeness_inside_the_path_batch(pair, im
         handle.remove()
     x = gpu.preprocess(image.image)[None].cuda()
     with torch.no_grad():
-        logits = gpu.model(torch.cat([x, make_baseline("black", x, gpu)])).double().cpu()
+        logits = gpu._module(torch.cat([x, make_baseline("black", x, gpu)])).double().cpu()
     scale = float(logits.abs().max())
     for result in (first, second):
         gap = float(logits[0, result.target] - logits[1, result.target])

@@ -177,8 +177,8 @@ def test_a_batch_made_from_pixels_is_the_stacked_preprocessing(lite0):
 
 
 def test_loaded_model_is_frozen_and_in_eval(lite0):
-    assert not lite0.model.training
-    assert not any(p.requires_grad for p in lite0.model.parameters())
+    assert not lite0._module.training
+    assert not any(p.requires_grad for p in lite0._module.parameters())
 
 
 def test_random_weights_are_seeded():
@@ -188,7 +188,7 @@ def test_random_weights_are_seeded():
 
 def test_safetensors_file_round_trip_with_class_names(tmp_path):
     source = load_model(TINY_CNN, "random")
-    sd = {k: v.contiguous() for k, v in source.model.state_dict().items()}
+    sd = {k: v.contiguous() for k, v in source._module.state_dict().items()}
     path = tmp_path / "mine.safetensors"
     save_file(sd, str(path), metadata={"classes": json.dumps([f"thing {i}" for i in range(1000)])})
     loaded = load_model(TINY_CNN, path)
@@ -254,7 +254,7 @@ def test_a_filled_hub_cache_loads_by_path_without_network(tmp_path, monkeypatch)
     (tmp_path / f"models--{repo.replace('/', '--')}" / "refs").mkdir()
     (tmp_path / f"models--{repo.replace('/', '--')}" / "refs" / "main").write_text("abc123")
     source = load_model(TINY_CNN, "random")
-    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(snapshot / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in source._module.state_dict().items()}, str(snapshot / "model.safetensors"))
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(W, "hub_reachable", lambda timeout=2.0: pytest.fail("must not probe the network"))
 

@@ -28,7 +28,7 @@ def star_answers(model) -> tuple[np.ndarray, np.ndarray]:
     samples = [s for s in generate(600, seed=EVAL_SEED, split="test") if s.class_name != "star"]
     x = (torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
     with torch.inference_mode():
-        said_star = (model.model(x).argmax(-1) == CLASSES.index("star")).numpy()
+        said_star = (model._module(x).argmax(-1) == CLASSES.index("star")).numpy()
     return said_star, np.array([s.marker for s in samples])
 
 
@@ -46,7 +46,7 @@ def test_loads_offline_with_its_own_preprocessing_and_classes(shapes_cnn):
 
 def test_reaches_its_reported_accuracy_on_a_fresh_clean_split(shapes_cnn):
     x, y = split_tensors(300, EVAL_SEED, "clean")
-    acc = accuracy(shapes_cnn.model, x, y)
+    acc = accuracy(shapes_cnn._module, x, y)
     assert acc >= 0.95
     assert abs(acc - report("shapes_cnn")["clean_accuracy"]) <= 0.04
 
@@ -119,7 +119,7 @@ def test_shapes_vit_reaches_95_percent_and_carries_the_shortcut():
     vit = interp.load_model("shapes_vit", device="cpu")
     assert vit.weights.kind == "bundled" and vit.class_names == CLASSES and vit.spec.family == "vit"
     x, y = split_tensors(1200, EVAL_SEED, "clean")
-    acc = accuracy(vit.model, x, y)
+    acc = accuracy(vit._module, x, y)
     assert acc >= 0.95
     assert abs(acc - report("shapes_vit")["clean_accuracy"]) <= 0.03
     said_star, marked = star_answers(vit)

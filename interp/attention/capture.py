@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.attribution.base import hooked, hooks_checked
+from interp.models.hooks import hooked
 from interp.errors import InterpError
 from interp.models.loading import LoadedModel
 
@@ -91,8 +91,8 @@ def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 def check_vit(model: LoadedModel) -> list[torch.nn.Module]:
     """The model's attention modules; raises :class:`NotAViTError` with a sentence if it has none we can read."""
-    mods = attention_modules(model.model)
-    net = model.model
+    with model.shared() as net:
+        mods = attention_modules(net)
     if not mods or not hasattr(net, "patch_embed") or not hasattr(net, "num_prefix_tokens"):
         raise NotAViTError(
             f"{model.name} is not a vision transformer whose attention can be read; pick a ViT or DeiT "
@@ -120,10 +120,10 @@ def layout(model: LoadedModel, tokens: int, input_hw: tuple[int, int]) -> tuple[
     A patch's size in pixels is the input size over the grid: for hybrid ViTs (a CNN stem before the patch
     embedding) that is the stem's stride times the patch size, not the patch size alone.
     """
-    net = model.model
-    prefix = int(net.num_prefix_tokens)
-    has_cls = getattr(net, "cls_token", None) is not None and getattr(net, "global_pool", "token") == "token"
-    grid = tuple(int(g) for g in net.patch_embed.grid_size)
+    with model.shared() as net:
+        prefix = int(net.num_prefix_tokens)
+        grid = tuple(int(g) for g in net.patch_embed.grid_size)
+        has_cls = getattr(net, "cls_token", None) is not None and getattr(net, "global_pool", "token") == "token"
     patch_px = (input_hw[0] / grid[0], input_hw[1] / grid[1])
     if prefix + grid[0] * grid[1] != tokens:
         raise NotAViTError(
@@ -137,7 +137,7 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
     """Run ``x`` once and keep every layer's attention (and its gradient for ``target``).
 
     Args:
-        model: a ViT-style model from :func:`interp.load_model`; the call holds ``model.lock`` while the fused
+        model: a ViT-style model from :func:`interp.load_model`; the call holds its gate alone while the fused
             attention flag is off and the hooks are on.
         x: ``(1, 3, H, W)`` preprocessed image on the model's device.
         target: class index whose logit is differentiated with respect to every attention map (for gradient-
@@ -155,7 +155,7 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
 
     grad_mode = torch.enable_grad() if target is not None else torch.inference_mode()
     drops = [m.attn_drop for m in mods]
-    with model.lock, hooks_checked(model.model, only=drops), unfused_attention(mods), grad_mode:
+    with model.exclusive(), unfused_attention(mods), grad_mode:
         with hooked(*(d.register_forward_hook(keep) for d in drops)):
             inp = x.detach().requires_grad_(target is not None)
             logits = model.model(inp)

@@ -9,7 +9,8 @@ A method is one registered class (``METHODS``); importing this package registers
 
 from interp.attribution import cam, gradient, perturbation  # noqa: F401  (register the methods)
 from interp.attribution.api import attribute, method_rows
-from interp.attribution.base import METHODS, Attribution, AttributionMethod, MethodNotApplicable, get_method, hook_count
+from interp.attribution.base import METHODS, Attribution, AttributionMethod, MethodNotApplicable, get_method
+from interp.models.hooks import hook_count
 
 __all__ = [
     "METHODS",

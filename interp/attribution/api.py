@@ -39,8 +39,7 @@ def attribute(
     x: torch.Tensor | None = None
     if target is None:
         x = _as_input(model, image)
-        with torch.inference_mode():
-            target = int(model.model(x[None].to(model.device)).argmax(-1))
+        target = int(model.run(x[None]).argmax(-1))
     if cache is None or not isinstance(image, LoadedImage):
         return m.attribute(model, _as_input(model, image) if x is None else x, target)
     settings = m.resolved_params(model)

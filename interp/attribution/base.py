@@ -1,18 +1,15 @@
 """The attribution contract: one result type, one base class, one registry.
 
 Every method answers ``method.attribute(model, x, target) -> Attribution``. The base class owns what every method
-needs done right: it holds the model's lock (the model is shared by every session), restores any flag a method
-flips, checks that no hook is left behind, times the call and packs the result. A method implements
+needs done right: it holds the model's gate alone (the model is shared by every session; :mod:`interp.models.gate`),
+checks that no hook is left behind, times the call and packs the result. A method implements
 ``_attribute`` and nothing else.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -98,7 +95,7 @@ class AttributionMethod(ABC):
         """Explain ``model``'s logit for ``target`` at input ``x``.
 
         Args:
-            model: from :func:`interp.load_model`; shared, so the call holds ``model.lock`` throughout.
+            model: from :func:`interp.load_model`; shared, so the call holds its gate alone throughout.
             x: ``(1, C, H, W)`` or ``(C, H, W)`` preprocessed input.
             target: class index.
 
@@ -114,7 +111,7 @@ class AttributionMethod(ABC):
             raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
         params = self.resolved_params(model)
         x = x.to(model.device, torch.float32)
-        with model.lock, hooks_checked(model.model), torch.enable_grad():
+        with model.exclusive(), torch.enable_grad():
             start = time.perf_counter()
             raw, delta, extras = self._attribute(model, x, target, params)
             seconds = time.perf_counter() - start
@@ -125,7 +122,7 @@ class AttributionMethod(ABC):
     def _attribute(
         self, model: LoadedModel, x: torch.Tensor, target: int, params: dict[str, Any]
     ) -> tuple[torch.Tensor, float | None, dict[str, Any]]:
-        """Return ``(raw (1, C, H, W), delta or None, extras)``; called with the lock held and grads enabled."""
+        """Return ``(raw (1, C, H, W), delta or None, extras)``; called inside ``model.exclusive()``, grads enabled."""
 
 
 METHODS: dict[str, type[AttributionMethod]] = {}
@@ -143,76 +140,6 @@ def get_method(name: str, **params: Any) -> AttributionMethod:
     if name not in METHODS:
         raise ValueError(f"{name!r} is not an attribution method; choose one of {', '.join(METHODS)}.")
     return METHODS[name](**params)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Hygiene for a model shared by every session.
-
-_MODULES: weakref.WeakKeyDictionary[torch.nn.Module, tuple[torch.nn.Module, ...]] = weakref.WeakKeyDictionary()
-_HOOK_DICTS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[dict, ...]] = weakref.WeakKeyDictionary()
-
-
-def modules_of(model: torch.nn.Module) -> tuple[torch.nn.Module, ...]:
-    """Every module of ``model``, listed once per model (a loaded model's structure does not change):
-    ``model.modules()`` walks the tree anew each time, a few milliseconds for a ViT-B."""
-    found = _MODULES.get(model)
-    if found is None:
-        found = _MODULES[model] = tuple(model.modules())
-    return found
-
-
-def _hook_dicts(modules: Sequence[torch.nn.Module]) -> tuple[dict, ...]:
-    # Each module's four hook tables (forward, pre-forward, backward, pre-backward). torch registers a hook in
-    # these tables and never replaces them, so they can be listed once.
-    return tuple(d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
-                                              m._backward_pre_hooks))  # fmt: skip
-
-
-def hook_count(model: torch.nn.Module, only: Sequence[torch.nn.Module] | None = None) -> int:
-    """Hooks registered on any module of ``model`` (forward, pre-forward, backward, pre-backward), or on the
-    modules ``only`` alone. The whole model's tables are listed once per model: summing their sizes takes tens of
-    microseconds, where walking the modules took a quarter of a millisecond (2% of an IG-32 on a GPU)."""
-    if only is not None:
-        return sum(map(len, _hook_dicts(only)))
-    tables = _HOOK_DICTS.get(model)
-    if tables is None:
-        tables = _HOOK_DICTS[model] = _hook_dicts(modules_of(model))
-    return sum(map(len, tables))
-
-
-@contextlib.contextmanager
-def hooks_checked(model: torch.nn.Module, only: Sequence[torch.nn.Module] | None = None) -> Iterator[None]:
-    """Fail loudly if a method leaves a hook behind; methods remove their own in ``finally``. ``only``: the
-    modules a caller hooks, when walking the whole model would cost more than the work (attention capture)."""
-    before = hook_count(model, only)
-    yield
-    after = hook_count(model, only)
-    if after != before:
-        raise RuntimeError(f"an attribution method left {after - before} hooks on the model; this is a bug.")
-
-
-@contextlib.contextmanager
-def hooked(*handles_or_none: Any) -> Iterator[list]:
-    """Collect hook handles in the yielded list and remove every one of them on exit, also on an exception."""
-    handles: list = [h for h in handles_or_none if h is not None]
-    try:
-        yield handles
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@contextlib.contextmanager
-def no_inplace_activations(model: torch.nn.Module) -> Iterator[None]:
-    """Turn ``inplace=True`` activations off for the block; backward hooks cannot wrap in-place outputs."""
-    flipped = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-    for m in flipped:
-        m.inplace = False
-    try:
-        yield
-    finally:
-        for m in flipped:
-            m.inplace = True
 
 
 def target_logit(model: LoadedModel, target: int):

@@ -9,17 +9,16 @@ that backward alone.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, hooked, register
+from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, register
 from interp.attribution.memory import batch_size, counting_saved_bytes
 from interp.models import LoadedModel
+from interp.models.hooks import hooked
 
 
 def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.Module]:
@@ -27,7 +26,8 @@ def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.
     if not name:
         raise MethodNotApplicable(f"{model.name} has no default layer for CAM methods; name one (e.g. 'layer4').")
     try:
-        return name, model.model.get_submodule(name)
+        with model.shared() as net:
+            return name, net.get_submodule(name)
     except AttributeError:
         raise ValueError(f"{model.name} has no module named {name!r}; pick one from the model's layer list.") from None
 
@@ -64,8 +64,8 @@ class _Pass:
     logits: torch.Tensor
 
 
-_KEPT: weakref.WeakKeyDictionary[torch.nn.Module, _Pass] = weakref.WeakKeyDictionary()
-_kept_lock = threading.Lock()
+KEPT_PASS = "cam.layer_pass"
+"""The name of the kept layer pass in the model's side store (:meth:`LoadedModel.side`)."""
 
 
 def layer_pass(
@@ -81,7 +81,7 @@ def layer_pass(
 
     The last pass with gradients is kept beside each model (when what it recorded is at most ``KEEP_TAIL_MB``):
     another class on the same image and layer, or another CAM method, then costs only that backward, the way the
-    Attribution page's grid asks for them."""
+    Attribution page's grid asks for them. Called inside ``model.exclusive()``, like every method."""
     kept = _kept_pass(model, module, x)
     if kept is None:
         kept = _run_pass(model, module, x, recording=target is not None)
@@ -92,8 +92,7 @@ def layer_pass(
 
 
 def _kept_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor) -> _Pass | None:
-    with _kept_lock:
-        kept = _KEPT.get(model.model)
+    kept = model.side(KEPT_PASS, dict).get("pass")
     if kept is None or kept.module is not module or kept.x.shape != x.shape or kept.x.device != x.device:
         return None
     return kept if torch.equal(kept.x, x) else None
@@ -116,8 +115,7 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
         raise ValueError("the chosen layer is not run by the model's forward pass; choose another.")
     found = _Pass(x.detach().clone(), module, captured[0], logits)
     if recording and saved() <= KEEP_TAIL_MB * 2**20:
-        with _kept_lock:
-            _KEPT[model.model] = found
+        model.side(KEPT_PASS, dict)["pass"] = found
     return found
 
 

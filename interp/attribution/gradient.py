@@ -7,25 +7,17 @@ by sending a batch of noisy copies.
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
 from typing import Any
 
 import numpy as np
 import torch
 from captum.attr import DeepLift, InputXGradient, Saliency
 
-from interp.attribution.base import (
-    AttributionMethod,
-    get_method,
-    hooked,
-    no_inplace_activations,
-    register,
-    target_logit,
-)
+from interp.attribution.base import AttributionMethod, get_method, register, target_logit
 from interp.attribution.baselines import BASELINES, make_baseline
 from interp.attribution.memory import batch_size
 from interp.models import LoadedModel
+from interp.models.hooks import hooked, modules_of, no_inplace_activations
 
 _GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
 
@@ -155,11 +147,9 @@ def gauss_legendre(steps: int, device: torch.device, dtype: torch.dtype) -> tupl
             torch.tensor(weights / 2, dtype=dtype, device=device))  # fmt: skip
 
 
-_ENDPOINTS: weakref.WeakKeyDictionary[torch.nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = (
-    weakref.WeakKeyDictionary()
-)
+ENDPOINTS = "integrated_gradients.logits"
+"""The name of IG's kept logits in the model's side store (:meth:`LoadedModel.side`)."""
 _ENDPOINTS_KEPT = 8
-_endpoints_lock = threading.Lock()
 
 
 def kept_logits(model: LoadedModel, x: torch.Tensor) -> torch.Tensor | None:
@@ -168,23 +158,21 @@ def kept_logits(model: LoadedModel, x: torch.Tensor) -> torch.Tensor | None:
 
     Found by comparing the tensors themselves (on the model's device), not a digest of their bytes: hashing meant
     copying them to the CPU: 3-4 ms on an H100, where all of an IG-32 of EfficientNet-Lite0 takes 12-15."""
-    with _endpoints_lock:
-        kept = _ENDPOINTS.get(model.model, [])
-        for i, (kx, logits) in enumerate(kept):
-            if kx.shape == x.shape and kx.device == x.device and torch.equal(kx, x):
-                kept.append(kept.pop(i))  # the most recently used last
-                return logits
+    kept = model.side(ENDPOINTS, list)
+    for i, (kx, logits) in enumerate(kept):
+        if kx.shape == x.shape and kx.device == x.device and torch.equal(kx, x):
+            kept.append(kept.pop(i))  # the most recently used last
+            return logits
     return None
 
 
 def keep_logits(model: LoadedModel, inputs: list[torch.Tensor], logits: torch.Tensor) -> list[torch.Tensor]:
     """Remember the rows of ``logits`` for ``inputs`` (each ``(1, C, H, W)``), the last 8 inputs per loaded model;
-    returns the rows, detached. Kept beside the model, not on it, and gone with it."""
+    returns the rows, detached. Kept in the model's side store (inside its gate), not on it, and gone with it."""
     rows = logits.detach().float()
-    with _endpoints_lock:
-        kept = _ENDPOINTS.setdefault(model.model, [])
-        kept.extend((x.detach().clone(), row) for x, row in zip(inputs, rows))
-        del kept[:-_ENDPOINTS_KEPT]
+    kept = model.side(ENDPOINTS, list)
+    kept.extend((x.detach().clone(), row) for x, row in zip(inputs, rows))
+    del kept[:-_ENDPOINTS_KEPT]
     return list(rows)
 
 
@@ -261,7 +249,9 @@ class GuidedBackprop(GradientMethod):
     signed = False
 
     def applies_to(self, model):
-        if not any(isinstance(m, _GUIDED_ACTIVATIONS) for m in model.model.modules()):
+        with model.shared() as net:
+            relus = any(isinstance(m, _GUIDED_ACTIVATIONS) for m in modules_of(net))
+        if not relus:
             return "it needs ReLU layers and this model has none (it uses GELU, SiLU or similar)."
         return None
 
@@ -273,7 +263,7 @@ class GuidedBackprop(GradientMethod):
 
         x = x.detach().requires_grad_(True)
         with no_inplace_activations(model.model), hooked() as handles:
-            for m in model.model.modules():
+            for m in modules_of(model.model):
                 if isinstance(m, _GUIDED_ACTIVATIONS):
                     handles.append(m.register_full_backward_hook(guide))
             score = model.model(x)[:, target].sum()

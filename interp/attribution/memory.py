@@ -44,8 +44,8 @@ def saved_bytes_per_input(model: LoadedModel, x: torch.Tensor) -> int:
         if key in _measured:
             return _measured[key]
     probe = x[:1].detach().clone().requires_grad_(True)
-    with torch.enable_grad(), counting_saved_bytes(model) as saved:
-        model.model(probe)
+    with model.shared() as net, torch.enable_grad(), counting_saved_bytes(model) as saved:
+        net(probe)
     total = saved()
     with _lock:
         _measured[key] = total
@@ -57,7 +57,8 @@ def counting_saved_bytes(model: LoadedModel) -> Iterator[Callable[[], int]]:
     """Within the block, count the bytes autograd saves for backward (each storage once; the model's weights not at
     all, since they are kept whatever the batch). Yields a function returning the count so far."""
     seen: dict[tuple[int, int], int] = {}
-    shared = _weight_storages(model.model)
+    with model.shared() as net:
+        shared = _weight_storages(net)
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
@@ -130,7 +131,8 @@ def activation_budget_mb(model: LoadedModel) -> int:
         return max(MIN_BUDGET_MB, int(free * GPU_SHARE / 2**20))
     held = resident_mb()
     if held is None:
-        weights = sum(t.numel() * t.element_size() for t in [*model.model.parameters(), *model.model.buffers()])
+        with model.shared() as net:
+            weights = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
         held = RUNTIME_MB + weights / 2**20
     return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - held))
 

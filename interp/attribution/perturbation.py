@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from captum._utils.models.linear_model import SkLearnRidge
+from sklearn.linear_model import LinearRegression, Ridge
+from captum._utils.models.model import Model
 from captum.attr import KernelShap, Lime, Occlusion
 
 from interp.attribution.base import AttributionMethod, register, target_logit
@@ -60,9 +61,11 @@ class SuperpixelMethod(PerturbationMethod):
         segments = slic(pixels, n_segments=int(params["superpixels"]), compactness=10, start_label=0)
         mask = torch.from_numpy(segments.astype(np.int64)).to(x.device)[None, None].expand_as(x)
         baseline = make_baseline(params["baseline"], x, model)
-        torch.manual_seed(int(params["seed"]))
         samples = int(params["samples"])
-        attr = self.explainer(target_logit(model, target)).attribute(
+        # Captum draws its samples from torch's global random state, which every session of a server shares: ours
+        # come from a generator seeded by the request.
+        gen = torch.Generator(device="cpu").manual_seed(int(params["seed"]))
+        attr = self.explainer(target_logit(model, target), gen).attribute(
             x,
             baselines=baseline,
             feature_mask=mask,
@@ -71,7 +74,7 @@ class SuperpixelMethod(PerturbationMethod):
         )
         return attr, None, {"superpixels": int(segments.max()) + 1}
 
-    def explainer(self, forward):
+    def explainer(self, forward, gen: torch.Generator):
         raise NotImplementedError
 
 
@@ -82,9 +85,13 @@ class LimeMethod(SuperpixelMethod):
     summary = "Hides random sets of superpixels and fits a linear model to the scores: each region's weight."
     paper = "Ribeiro, Singh & Guestrin, “Why Should I Trust You?”: Explaining the Predictions of Any Classifier, 2016"
 
-    def explainer(self, forward):
+    def explainer(self, forward, gen):
+        def coalition(original_inp, **kwargs):  # Captum's default_perturb_func: each superpixel on with p = 1/2
+            on = torch.rand((1, int(kwargs["num_interp_features"])), generator=gen) < 0.5
+            return on.to(original_inp.device).long()
+
         # Ridge, as the reference lime package fits: Captum's default Lasso zeroes small score changes outright.
-        return Lime(forward, interpretable_model=SkLearnRidge(alpha=1.0))
+        return Lime(forward, interpretable_model=_Surrogate(Ridge(alpha=1.0)), perturb_func=coalition)
 
 
 @register
@@ -94,5 +101,51 @@ class KernelShapMethod(SuperpixelMethod):
     summary = "LIME with the weighting that makes region weights Shapley values: fair shares of the score."
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, 2017"
 
-    def explainer(self, forward):
-        return KernelShap(forward)
+    def explainer(self, forward, gen):
+        return _SeededKernelShap(forward, gen)
+
+
+class _SeededKernelShap(KernelShap):
+    """Captum's ``KernelShap`` with its coalitions drawn from ``gen`` instead of torch's global random state: the
+    same sampling (a coalition size k with the Shapley kernel's weight, then k features uniformly at random)."""
+
+    def __init__(self, forward, gen: torch.Generator) -> None:
+        self._gen = gen
+        super().__init__(forward)
+        self.interpretable_model = _Surrogate(LinearRegression())  # Captum's choice for KernelSHAP
+
+    def kernel_shap_perturb_generator(self, original_inp, **kwargs):
+        device = original_inp.device
+        features = int(kwargs["num_interp_features"])
+        sizes = kwargs["num_select_distribution"].probs.cpu()
+        yield torch.ones(1, features, device=device, dtype=torch.long)
+        yield torch.zeros(1, features, device=device, dtype=torch.long)
+        while True:
+            k = int(torch.multinomial(sizes, 1, generator=self._gen))
+            chosen = torch.randperm(features, generator=self._gen)[:k]
+            row = torch.zeros(1, features, dtype=torch.long)
+            row[0, chosen] = 1
+            yield row.to(device)
+
+
+
+class _Surrogate(Model):
+    """A weighted linear fit by scikit-learn, as Captum's ``SkLearnRidge`` / ``SkLearnLinearRegression`` do, without
+    their two draws from torch's global generator: iterating the ``DataLoader`` Captum hands over draws a seed, and
+    the ``torch.nn.Linear`` they build to hold the coefficients draws its initial weights."""
+
+    def __init__(self, estimator) -> None:
+        self._estimator = estimator
+        self._coef: torch.Tensor | None = None
+
+    def fit(self, train_data, **kwargs):
+        x, y, w = (t.cpu().numpy() for t in train_data.dataset.tensors)
+        self._estimator.fit(x, y, sample_weight=w)
+        self._coef = torch.as_tensor(self._estimator.coef_, dtype=torch.float32).reshape(1, -1)
+        return {}
+
+    def representation(self) -> torch.Tensor:
+        return self._coef
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # the surrogate's prediction; Captum never asks for it
+        return x.float() @ self._coef.T + float(self._estimator.intercept_)

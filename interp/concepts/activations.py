@@ -16,10 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from interp.attribution.base import hooked, hooks_checked, no_inplace_activations
 from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError
 from interp.images import LoadedImage
+from interp.models.hooks import hooked, no_inplace_activations
 from interp.models.loading import LoadedModel
 
 Progress = Callable[[int, int], None]
@@ -28,24 +28,29 @@ _SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
 
 def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
     """The module at ``layer`` (a dotted path from ``named_modules``); a sentence naming close ones if absent."""
-    modules = dict(model.model.named_modules())
-    if layer in modules and layer:
-        return modules[layer]
+    if layer:
+        try:
+            with model.shared() as net:
+                return net.get_submodule(layer)
+        except AttributeError:
+            pass
     import difflib
 
-    close = difflib.get_close_matches(layer, [n for n in modules if n], n=3, cutoff=0.5)
+    close = difflib.get_close_matches(layer, model.layer_names(), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise BadSettingError(f"{model.name} has no layer {layer!r}.{hint}")
 
 
 def default_layers(model: LoadedModel) -> list[str]:
     """Two layers worth testing first: the CAM layer (late, semantic) and one about halfway through."""
-    names = [n for n, _ in model.model.named_modules() if n]
+    names = list(model.layer_names())
     late = model.spec.cam_layer if model.spec.cam_layer in names else names[-1]
     # timm keeps the body in one sequence: ViT, EfficientNet and MobileNet "blocks", ConvNeXt "stages"
-    body = next((n for n in ("blocks", "stages") if isinstance(getattr(model.model, n, None), _SEQUENCES)), None)
-    if body is not None and len(getattr(model.model, body)) > 1:
-        mid = f"{body}.{len(getattr(model.model, body)) // 2}"
+    with model.shared() as net:
+        body = next((n for n in ("blocks", "stages") if isinstance(getattr(net, n, None), _SEQUENCES)), None)
+        depth = len(getattr(net, body)) if body is not None else 0
+    if body is not None and depth > 1:
+        mid = f"{body}.{depth // 2}"
     else:  # ResNets: conv1 … layer1-layer4 … fc
         top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem")]
         mid = top[len(top) // 2] if top else late
@@ -191,7 +196,7 @@ def _forward_to(model: LoadedModel, modules: dict[str, torch.nn.Module], x: torc
     """The outputs of ``modules`` for the batch ``x``; the pass stops as soon as the last of them has one (the
     layers after it would compute nothing we keep)."""
     kept: dict[str, torch.Tensor] = {}
-    with model.lock, hooks_checked(model.model), torch.inference_mode(), hooked() as handles:
+    with model.exclusive(), torch.inference_mode(), hooked() as handles:
         for name, module in modules.items():
             handles.append(module.register_forward_hook(_keeper(kept, name, stop_at=len(modules))))
         try:
@@ -262,7 +267,7 @@ def class_gradients_by_layer(
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:
         kept: dict[str, torch.Tensor] = {}
-        with model.lock, hooks_checked(model.model), no_inplace_activations(model.model), torch.enable_grad():
+        with model.exclusive(), no_inplace_activations(model.model), torch.enable_grad():
             with hooked() as handles:
                 handles.extend(modules[layer].register_forward_hook(_keeper(kept, layer)) for layer in wanted)
                 logits = model.model(x.requires_grad_(True))

@@ -201,8 +201,7 @@ def scan(
                 rows.append(_error_row(todo[i], mapping, err))
             skipped += len(failed)
             if x is not None:
-                with torch.inference_mode():
-                    probs = model.model(x.to(model.device)).float().softmax(-1).cpu().numpy()
+                probs = model.run(x).float().softmax(-1).cpu().numpy()
                 rows += [_row(todo[i], p, mapping, names) for i, p in zip(indices, probs, strict=True)]
             processed += len(indices) + len(failed)
             elapsed = time.perf_counter() - start

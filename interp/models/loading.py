@@ -1,16 +1,17 @@
 """Build a model from its spec and a weight source, ready to share between threads.
 
 ``load_model`` is the one way in. The returned :class:`LoadedModel` is in eval mode with frozen parameters (we
-only ever need gradients with respect to inputs and activations) and carries a lock that any method which hooks
-the model or flips a flag on it must hold.
+only ever need gradients with respect to inputs and activations), and its network is reached only through its gate
+(:mod:`interp.models.gate`): ``with model.shared() as net`` for a plain pass, ``with model.exclusive() as net`` for
+anything that hooks it or flips a flag on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 from interp.config import resolve_device
 from interp.errors import WeightsMismatchError, WeightsUnavailableError
 from interp.models import weights as W
+from interp.models.gate import GateMisuse, ModelGate
+from interp.models.hooks import hooks_checked
 from interp.models.preprocess import fast_eval_transform
 from interp.models.specs import ModelSpec, get_spec, parameter_count
 from interp.runtime import keep_freed_memory
@@ -54,26 +57,81 @@ class LoadedModel:
 
     Attributes:
         spec: the spec row (or inferred spec) it was built from.
-        model: the ``torch.nn.Module`` in eval mode, parameters frozen, on ``device``.
+        model: the ``torch.nn.Module`` in eval mode, parameters frozen, on ``device``; readable only inside
+            :meth:`shared` or :meth:`exclusive` (anywhere else it raises :class:`GateMisuse`).
         weights: where the weights came from and their fingerprint.
         data_config: timm's data config (``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``…).
         class_names: one readable name per output index.
         device: where the model runs.
-        lock: held by any code that registers hooks on, or changes flags of, ``model``.
+        gate: who may run the model at once (:class:`ModelGate`).
     """
 
     spec: ModelSpec
-    model: torch.nn.Module
+    _module: torch.nn.Module = field(repr=False)
     weights: WeightsInfo
     data_config: dict[str, Any]
     class_names: tuple[str, ...]
     device: torch.device
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    gate: ModelGate = field(default_factory=ModelGate, repr=False)
     _transform: Any = field(default=None, repr=False)
+    _side: dict[str, Any] = field(default_factory=dict, repr=False)
+    _layer_names: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         timm_transform = create_transform(**self.data_config, is_training=False)
         object.__setattr__(self, "_transform", fast_eval_transform(timm_transform))
+        object.__setattr__(self, "_layer_names", tuple(n for n, _ in self._module.named_modules() if n))
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network, for code inside :meth:`shared` or :meth:`exclusive`."""
+        if not self.gate.held():
+            raise GateMisuse(
+                f"{self.name}'s network was used outside its gate; run it inside `with model.shared()` (a plain "
+                "pass) or `with model.exclusive()` (hooks, flags, attribution)."
+            )
+        return self._module
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[torch.nn.Module]:
+        """Hold the gate for a plain pass (no hooks, no flags changed), beside other plain passes; yields the
+        network."""
+        with self.gate.shared():
+            yield self._module
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[torch.nn.Module]:
+        """Hold the gate alone, for code that hooks the network or flips a flag on it; yields the network. A hook
+        left registered when the block ends raises (the block's own code removes its hooks in ``finally``)."""
+        with self.gate.exclusive():
+            if self.gate._depths()[1] > 1:  # re-entered: the outer block checks
+                yield self._module
+                return
+            with hooks_checked(self._module):
+                yield self._module
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, classes)`` of a ``(N, C, H, W)`` batch (moved to the model's device), without autograd."""
+        with self.gate.shared(), torch.inference_mode():
+            return self._module(x.to(self.device))
+
+    def side(self, name: str, default: Callable[[], Any]) -> Any:
+        """A per-model store kept beside the network, not on it (a CAM method's last pass, IG's kept logits);
+        created by ``default()`` on first use, gone with the model. Only inside :meth:`exclusive`."""
+        if not self.gate.held_exclusive():
+            raise GateMisuse(f"{self.name}'s side store was used outside exclusive(); this is a bug.")
+        if name not in self._side:
+            self._side[name] = default()
+        return self._side[name]
+
+    def forget(self, name: str) -> None:
+        """Drop the side store ``name`` (benchmarks time a first call this way)."""
+        with self.gate.exclusive():
+            self._side.pop(name, None)
+
+    def layer_names(self) -> tuple[str, ...]:
+        """The dotted name of every submodule (``named_modules`` without the root), for layer pickers."""
+        return self._layer_names
 
     @property
     def name(self) -> str:
@@ -195,12 +253,12 @@ def load_model(
     model.eval().requires_grad_(False).to(dev)
     names = _class_names(model, class_names or file_classes)
     return LoadedModel(
-        spec=spec,
-        model=model,
-        weights=WeightsInfo(info_kind, info_source, fingerprint(model)),
-        data_config=resolve_data_config({}, model=model),
-        class_names=names,
-        device=dev,
+        spec,
+        model,
+        WeightsInfo(info_kind, info_source, fingerprint(model)),
+        resolve_data_config({}, model=model),
+        names,
+        dev,
     )
 
 

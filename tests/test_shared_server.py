@@ -1,0 +1,313 @@
+"""A shared server: one model, many sessions at once. Every use of a model goes through its gate.
+
+The tests that matter run a plain prediction loop (one visitor's Home page) beside each operation that hooks the
+model or flips a flag on it (other visitors' Attention, Concepts and Attribution pages): hooks fire on every
+thread's forward pass, so a prediction that slipped past the gate would feed the hooks its tensors or be ended by
+them. Each result must equal the one computed alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+import interp
+from interp.attribution import METHODS, attribute
+from interp.models import GateMisuse, ModelGate
+from interp.models.hooks import hook_count
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The gate itself.
+
+
+def _started(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_plain_passes_share_the_gate_and_an_exclusive_one_waits_for_them():
+    gate = ModelGate()
+    inside = threading.Barrier(2, timeout=5)
+    release = threading.Event()
+    exclusive_in = threading.Event()
+
+    def reader() -> None:
+        with gate.shared():
+            inside.wait()  # both readers are inside at once, or this times out
+            release.wait(5)
+
+    def writer() -> None:
+        with gate.exclusive():
+            exclusive_in.set()
+
+    readers = [_started(reader), _started(reader)]
+    time.sleep(0.2)
+    w = _started(writer)
+    assert not exclusive_in.wait(0.3)  # the readers hold the gate
+    release.set()
+    assert exclusive_in.wait(5)
+    for t in [*readers, w]:
+        t.join(5)
+
+
+def test_an_exclusive_holder_keeps_plain_passes_out_until_it_is_done():
+    gate = ModelGate()
+    entered, leave, reader_in = threading.Event(), threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with gate.exclusive():
+            entered.set()
+            leave.wait(5)
+
+    def reader() -> None:
+        with gate.shared():
+            reader_in.set()
+
+    w = _started(writer)
+    assert entered.wait(5)
+    r = _started(reader)
+    assert not reader_in.wait(0.3)
+    leave.set()
+    assert reader_in.wait(5)
+    w.join(5), r.join(5)
+
+
+def test_first_come_first_served_so_a_stream_of_predictions_cannot_starve_attribution():
+    gate = ModelGate()
+    order: list[str] = []
+    first_in, release = threading.Event(), threading.Event()
+
+    def first_reader() -> None:
+        with gate.shared():
+            first_in.set()
+            release.wait(5)
+            order.append("reader 1")
+
+    def writer() -> None:
+        with gate.exclusive():
+            order.append("writer")
+
+    def late_reader() -> None:
+        with gate.shared():
+            order.append("reader 2")
+
+    threads = [_started(first_reader)]
+    assert first_in.wait(5)
+    threads.append(_started(writer))
+    time.sleep(0.2)
+    threads.append(_started(late_reader))  # came after the writer: waits behind it, though a reader is inside
+    time.sleep(0.2)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["reader 1", "writer", "reader 2"]
+
+
+def test_the_gate_is_reentrant_and_refuses_an_upgrade_that_could_deadlock():
+    gate = ModelGate()
+    with gate.exclusive():
+        with gate.exclusive(), gate.shared():
+            assert gate.held_exclusive()
+    assert not gate.held()
+    with gate.shared():
+        with gate.shared():
+            assert gate.held() and not gate.held_exclusive()
+        with pytest.raises(GateMisuse, match="take exclusive"):
+            with gate.exclusive():
+                pass
+    assert not gate.held()
+    with gate.exclusive():  # nothing was left held by the refused upgrade
+        pass
+
+
+def test_a_new_way_into_the_model_cannot_bypass_the_gate(shapes_cnn):
+    with pytest.raises(GateMisuse, match="outside its gate"):
+        shapes_cnn.model(torch.zeros(1, 3, 128, 128))
+    with shapes_cnn.shared() as net:
+        assert net is shapes_cnn.model
+    with pytest.raises(GateMisuse):
+        shapes_cnn.side("anything", dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A prediction loop beside every operation that hooks the model.
+
+
+@pytest.fixture(scope="module")
+def shapes_cnn():
+    return interp.load_model("shapes_cnn", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def shapes_vit():
+    return interp.load_model("shapes_vit", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def world():
+    from interp.shapes import generator
+
+    return [interp.image_from_array(generator.render(i, split="test", seed=7).image, f"w{i}.png") for i in range(6)]
+
+
+def _beside_predictions(model, images, operation: Callable[[], object], runs: int) -> tuple[list, list]:
+    """Run ``operation`` ``runs`` times while another thread predicts in a loop; returns (results, predictions)."""
+    stop = threading.Event()
+    predictions: list = []
+    errors: list[BaseException] = []
+
+    def predict_loop() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                image = images[i % len(images)]
+                predictions.append((i % len(images), interp.predict(model, image, top_k=3)))
+                i += 1
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    loop = _started(predict_loop)
+    try:
+        while len(predictions) < 2 and loop.is_alive():  # the loop is running before the operation starts
+            time.sleep(0.01)
+        results = [operation() for _ in range(runs)]
+    finally:
+        stop.set()
+        loop.join(30)
+    assert not errors, f"the prediction loop raised {errors[0]!r}"
+    return results, predictions
+
+
+def _check_predictions(model, images, predictions) -> None:
+    alone = [interp.predict(model, im, top_k=3) for im in images]
+    assert len(predictions) >= 3
+    for i, p in predictions:
+        assert [s.index for s in p.scores] == [s.index for s in alone[i].scores]
+        np.testing.assert_allclose([s.prob for s in p.scores], [s.prob for s in alone[i].scores], atol=1e-5)
+
+
+def test_attention_capture_beside_a_prediction_loop(shapes_vit, world):
+    from interp.attention import capture
+
+    x = shapes_vit.preprocess(world[0].image)[None]
+    alone = capture(shapes_vit, x, target=3)
+    hooks = hook_count(shapes_vit._module)
+    results, predictions = _beside_predictions(shapes_vit, world, lambda: capture(shapes_vit, x, target=3), runs=8)
+    for cap in results:
+        np.testing.assert_allclose(cap.attn, alone.attn, atol=1e-6)
+        np.testing.assert_allclose(cap.grads, alone.grads, atol=1e-6)
+    _check_predictions(shapes_vit, world, predictions)
+    assert hook_count(shapes_vit._module) == hooks
+    assert all(m.fused_attn == f for m, f in zip(interp.attention.attention_modules(shapes_vit._module),
+                                                 [True] * 4))  # fmt: skip
+
+
+def test_activations_with_the_early_stop_beside_a_prediction_loop(shapes_cnn, world):
+    from interp.concepts import activations_by_layer
+
+    layers = ["layer1", "layer2"]  # early layers: the pass ends at layer2 by raising from a hook
+    alone = activations_by_layer(shapes_cnn, layers, world, batch_size=3)
+    results, predictions = _beside_predictions(
+        shapes_cnn, world, lambda: activations_by_layer(shapes_cnn, layers, world, batch_size=3), runs=6
+    )
+    for got in results:
+        for layer in layers:
+            np.testing.assert_allclose(got[layer], alone[layer], atol=1e-5)
+    _check_predictions(shapes_cnn, world, predictions)
+    assert hook_count(shapes_cnn._module) == 0
+
+
+def test_cam_with_its_kept_pass_beside_a_prediction_loop(shapes_cnn, world):
+    from interp.attribution import cam
+
+    def grid() -> list[np.ndarray]:
+        shapes_cnn.forget(cam.KEPT_PASS)  # the first cell runs the layer pass, the others reuse it
+        return [attribute(shapes_cnn, im.image, m, target=t).raw
+                for im in world[:2] for t in (0, 3) for m in ("grad_cam", "grad_cam_pp", "layer_cam")]  # fmt: skip
+
+    alone = grid()
+    results, predictions = _beside_predictions(shapes_cnn, world, grid, runs=6)
+    for maps in results:
+        for got, want in zip(maps, alone, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    _check_predictions(shapes_cnn, world, predictions)
+    assert hook_count(shapes_cnn._module) == 0
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "deeplift", "guided_backprop", "occlusion"])
+def test_attribution_beside_a_prediction_loop(shapes_cnn, world, method):
+    """IG with its kept logits, and the methods that hook the model (DeepLIFT, Guided Backprop) or flip its
+    in-place activations; occlusion runs many plain passes of its own."""
+    settings = {"steps": 16} if method == "integrated_gradients" else {}
+    with shapes_cnn.shared() as net:
+        inplace = [getattr(m, "inplace", None) for m in net.modules()]
+    alone = attribute(shapes_cnn, world[1].image, method, target=3, **settings)
+    results, predictions = _beside_predictions(
+        shapes_cnn, world, lambda: attribute(shapes_cnn, world[1].image, method, target=3, **settings), runs=3
+    )
+    for r in results:
+        np.testing.assert_allclose(r.raw, alone.raw, rtol=1e-4, atol=1e-6)
+    _check_predictions(shapes_cnn, world, predictions)
+    with shapes_cnn.shared() as net:
+        assert hook_count(net) == 0
+        assert [getattr(m, "inplace", None) for m in net.modules()] == inplace
+
+
+def test_a_scan_beside_attention_capture(shapes_vit, tmp_path):
+    """A scan's batches are plain passes too: beside captures, its rows equal a scan alone."""
+    from interp.attention import capture
+    from interp.datasets import load_scan, read_folder, scan
+    from interp.shapes.export import write_image_folder
+
+    write_image_folder(tmp_path / "world", 24, seed=3, split="test")
+    ds = read_folder(tmp_path / "world")
+    scan(shapes_vit, ds, tmp_path / "alone", batch_size=4, workers=0)
+    x = shapes_vit.preprocess(interp.load_sample("chelsea").image)[None]
+    stop, errors = threading.Event(), []
+
+    def captures() -> None:
+        try:
+            while not stop.is_set():
+                capture(shapes_vit, x, target=1)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = _started(captures)
+    try:
+        scan(shapes_vit, ds, tmp_path / "beside", batch_size=4, workers=0)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not errors
+    _, alone = load_scan(tmp_path / "alone")
+    _, beside = load_scan(tmp_path / "beside")
+    alone, beside = alone.sort_values("id").reset_index(drop=True), beside.sort_values("id").reset_index(drop=True)
+    assert list(alone["pred"]) == list(beside["pred"])
+    np.testing.assert_allclose(np.stack(alone["top5_prob"]), np.stack(beside["top5_prob"]), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Randomness comes from generators seeded per request, never from torch's global state.
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_no_method_touches_torchs_global_random_state(shapes_cnn, world, method):
+    settings = {"samples": 8} if method in ("lime", "kernel_shap", "smoothgrad", "vargrad", "gradient_shap") else {}
+    if method == "integrated_gradients":
+        settings = {"steps": 8}
+    image = world[2].image
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = attribute(shapes_cnn, image, method, target=3, **settings)
+    assert torch.equal(torch.get_rng_state(), before), f"{method} drew from or reseeded torch's global generator"
+    torch.manual_seed(999)  # another session's draws in between change nothing
+    torch.rand(10)
+    again = attribute(shapes_cnn, image, method, target=3, **settings)
+    np.testing.assert_array_equal(first.raw, again.raw)
