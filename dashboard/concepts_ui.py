@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from interp.concepts import (
     run_tcav,
     seconds_left,
 )
+from interp.datasets import zips
 from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
 from interp.models import LoadedModel
@@ -140,19 +140,21 @@ def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:
         data = f.getvalue()
         if f.name.lower().endswith(".zip"):
             try:
-                with zipfile.ZipFile(io.BytesIO(data)) as z:
-                    for info in z.infolist():
-                        if info.is_dir() or "__MACOSX" in info.filename:
-                            continue
-                        if len(images) >= MAX_UPLOAD_IMAGES:
-                            skipped.append(info.filename)
-                            continue
-                        try:
-                            images.append(load_image(z.read(info), name=info.filename))
-                        except (InterpError, zipfile.BadZipFile, OSError, RuntimeError):
-                            skipped.append(info.filename)
-            except zipfile.BadZipFile:
+                archive = zips.open_zip(data, f.name)
+            except InterpError:
                 skipped.append(f.name)
+                continue
+            with archive:
+                members, unsafe = zips.image_members(archive)
+                skipped += unsafe
+                for info in members:
+                    if len(images) >= MAX_UPLOAD_IMAGES:
+                        skipped.append(info.filename)
+                        continue
+                    try:
+                        images.append(load_image(zips.read_member(archive, info), name=info.filename))
+                    except (InterpError, zips.MemberTooLarge, zipfile.BadZipFile, OSError, RuntimeError, EOFError):
+                        skipped.append(info.filename)
             continue
         try:
             images.append(load_image(data, name=f.name))

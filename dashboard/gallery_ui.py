@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -22,8 +21,11 @@ from interp.attribution.display import DisplaySettings, overlay
 from interp.datasets import (
     SHAPES_DATASET,
     Dataset,
+    DatasetError,
     DatasetRoot,
+    ScanBusy,
     confusion_pairs,
+    damaged_note,
     extract_zip,
     failures,
     load_scan,
@@ -187,11 +189,6 @@ def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
         if len(rows) and len(rows) < limit:
             st.caption("A scan stopped part-way resumes where it stopped: no image is classified twice.")
         return
-    locks = resources.scan_locks()
-    lock = locks.setdefault(str(out), threading.Lock())
-    if not lock.acquire(blocking=False):
-        st.info("Another visitor is scanning this dataset with this model right now; its results appear here as they come.")
-        return
     bar = st.progress(0.0, text="Starting…")
     st.caption("Clicking anything else stops the scan; what is done is kept, and starting again resumes.")
     start = time.monotonic()
@@ -201,12 +198,21 @@ def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
         bar.progress(p.fraction, text=f"{p.done} / {p.total} images · {p.images_per_s:.1f} images/s{eta}"
                      + (f" · {p.skipped} unreadable" if p.skipped else ""))  # fmt: skip
 
-    try:
-        # workers=0: forking data-loader processes from a threaded server is not safe; the CLI uses them
-        result = attempt(lambda: scan(model, ds, out, batch_size=int(batch), limit=int(limit), progress=progress,
-                                      workers=0), "scanning")  # fmt: skip
-    finally:
-        lock.release()
+    busy: list[ScanBusy] = []
+
+    def run():
+        try:  # workers=0: forking data-loader processes from a threaded server is not safe; the CLI uses them
+            return scan(model, ds, out, batch_size=int(batch), limit=int(limit), progress=progress, workers=0)
+        except ScanBusy as exc:  # the lock is the scan folder's own, shared with the CLI
+            busy.append(exc)
+            return None
+
+    result = attempt(run, "scanning")
+    if busy:
+        bar.empty()
+        st.info("Another visitor (or a command-line scan) is scanning this dataset with this model right now; its "
+                "results appear here as they come.")  # fmt: skip
+        return
     _scan_rows.clear()
     if result is not None:
         bar.progress(1.0, text=f"Done: {result.rows} images in {time.monotonic() - start:.0f} s "
@@ -217,7 +223,10 @@ def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
 def _scan_rows(out: Path) -> tuple[dict, pd.DataFrame]:
     if not (out / "scan.json").exists():
         return {}, pd.DataFrame(columns=["id", "error", "correct"])
-    return load_scan(out)
+    try:
+        return load_scan(out)
+    except DatasetError as exc:  # a damaged scan.json: the sentence says what to do
+        return {"problem": str(exc)}, pd.DataFrame(columns=["id", "error", "correct"])
 
 
 # ----------------------------------------------------------------------------------------------------- gallery
@@ -232,6 +241,9 @@ class GalleryFilter:
 
 def gallery_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
     meta, rows = _scan_rows(scan_dir(model, source))
+    for problem in (meta.get("problem"), damaged_note(meta.get("damaged_parts", []))):
+        if problem:
+            st.warning(problem)
     if rows.empty:
         st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab (or with `python -m interp scan`).")
         return

@@ -158,12 +158,6 @@ def dataset_thumbnail(name: str, root: str, kind: str, mapping: str | None, relp
     return buf.getvalue()
 
 
-@st.cache_resource(show_spinner=False)
-def scan_locks() -> dict:
-    """One lock per scan folder in this process: two visitors never scan into the same folder at once."""
-    return {}
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def shapes_truth(root: str, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
     """The object mask of a shapes-world image in the model's view, or ``None`` when the image has no known truth."""

@@ -12,7 +12,12 @@ import hashlib
 import io
 import json
 import logging
+import os
+import shutil
+import sqlite3
 import threading
+import time
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +73,39 @@ class ResultCache:
     def __init__(self, directory: str | Path, size_limit_mb: int = 1024) -> None:
         self.directory = Path(directory)
         self.size_limit_mb = size_limit_mb
-        self._store = diskcache.Cache(
-            str(self.directory),
-            size_limit=int(size_limit_mb) * 2**20,
-            eviction_policy="least-recently-used",
+        self._rebuild_lock = threading.Lock()
+        try:
+            self._store = self._open()
+            self._store.get("")  # a damaged index fails here, not in the middle of someone's page
+        except sqlite3.DatabaseError as exc:
+            self._store = self._rebuilt(exc)
+
+    def _open(self) -> diskcache.Cache:
+        return diskcache.Cache(
+            str(self.directory), size_limit=int(self.size_limit_mb) * 2**20, eviction_policy="least-recently-used"
         )
+
+    def _rebuilt(self, exc: Exception) -> diskcache.Cache:
+        """A new, empty cache in place of one whose index cannot be read (everything in it can be computed again)."""
+        log.warning("the result cache at %s is damaged (%r); starting it afresh", self.directory, exc)
+        with self._rebuild_lock:
+            old = getattr(self, "_store", None)
+            if old is not None:
+                old.close()
+            aside = self.directory.with_name(f"{self.directory.name}.damaged-{os.getpid()}-{time.time_ns()}")
+            try:
+                os.replace(self.directory, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            except OSError:
+                shutil.rmtree(self.directory, ignore_errors=True)
+            return self._open()
+
+    def _call(self, fn: Callable[[diskcache.Cache], Any]) -> Any:
+        try:
+            return fn(self._store)
+        except sqlite3.DatabaseError as exc:
+            self._store = self._rebuilt(exc)
+            return fn(self._store)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResultCache:
@@ -80,19 +113,25 @@ class ResultCache:
 
     def get(self, key: str) -> CachedResult | None:
         """The stored result, or ``None`` when absent or unreadable (an unreadable entry is dropped)."""
-        blob = self._store.get(key)
+        try:
+            blob = self._call(lambda store: store.get(key))
+        except OSError as exc:  # diskcache keeps large values in files: one may be gone or unreadable
+            log.warning("dropping unreadable cache entry %s: %r", key[:12], exc)
+            self._call(lambda store: store.delete(key))
+            return None
         if blob is None:
             return None
         try:
             return _decode(blob)
-        except (ValueError, OSError, KeyError) as exc:
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # cut short or bits flipped
             log.warning("dropping unreadable cache entry %s: %r", key[:12], exc)
-            self._store.delete(key)
+            self._call(lambda store: store.delete(key))
             return None
 
     def put(self, key: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> None:
         """Store arrays and JSON-able metadata under ``key`` (atomic; a concurrent reader sees old or new)."""
-        self._store.set(key, _encode(arrays, meta or {}))
+        blob = _encode(arrays, meta or {})
+        self._call(lambda store: store.set(key, blob))
 
     def get_or_compute(
         self, key: str, compute: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
@@ -110,10 +149,10 @@ class ResultCache:
         return CachedResult({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(dict(meta)))), False
 
     def __contains__(self, key: str) -> bool:
-        return key in self._store
+        return self._call(lambda store: key in store)
 
     def __len__(self) -> int:
-        return len(self._store)
+        return self._call(len)
 
     def volume_bytes(self) -> int:
         """Bytes on disk, as diskcache counts them (entries plus the database)."""

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from interp.errors import InterpError
 
@@ -45,6 +46,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 
+def out_dir(path: Path) -> Path:
+    """``path`` as an output folder, created if missing; a sentence if it names an existing file."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder; name a folder (it is created if missing).")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     from interp.cli import attention, attribution, basic, concepts, scan, shapes  # noqa: F401  (register their commands)
 
@@ -65,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except (InterpError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a folder that is a file, a full disk, no permission: the system's words, one line
+        logging.getLogger(__name__).debug("OSError", exc_info=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; check the path and try again.", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import DEVICE_HELP, command, handles, out_dir
 
 
 @command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
@@ -43,7 +43,7 @@ def _attention(args: argparse.Namespace) -> int:
         target = int(np.argmax(capture(model, x).logits))
     cap = capture(model, x, target)
     base = model.to_display(x[0])
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_dir(args.out)
 
     maps = {"rollout": rollout_map(cap, args.head_fusion, args.discard_ratio)}
     maps.update({k.replace(" ", "_").lower(): v for k, v in class_maps(cap, args.discard_ratio).items()})

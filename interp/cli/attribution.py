@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import DEVICE_HELP, command, handles, out_dir
 
 
 @command("methods", "list the registered attribution methods with their settings and papers")
@@ -61,11 +61,11 @@ def _attribute(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights, device=args.device)
     if args.target is not None and not 0 <= args.target < model.num_classes:
         raise ValueError(f"--target {args.target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_dir(args.out)
     base = model.view(image.image)
     summary = {"model": model.name, "weights": model.weights.source, "image": str(args.image), "methods": []}
     for name in args.method:
-        params = {"steps": args.steps} if args.steps and "steps" in METHODS[name].defaults else {}
+        params = {"steps": args.steps} if args.steps is not None and "steps" in METHODS[name].defaults else {}
         result = attribute(model, image, name, args.target, **params)
         Image.fromarray(overlay(base, result.raw, _display_for(name))).save(args.out / f"{name}.png")
         np.savez_compressed(args.out / f"{name}.npz", raw=result.raw, input=base)
@@ -106,7 +106,7 @@ def _case_study(args: argparse.Namespace) -> int:
     from interp.samples import SAMPLES, load_sample
 
     model = load_model(args.model)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_dir(args.out)
     rows, cells, notes = [], [], []
     for sample in CASE_SAMPLES:
         image = load_sample(sample)

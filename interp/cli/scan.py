@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import DEVICE_HELP, command, handles, out_dir
 
 
 @command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
@@ -45,7 +45,7 @@ def _scan(args: argparse.Namespace) -> int:
             eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
             print(f"\r{p.done}/{p.total} images, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr, flush=True)
 
-    summary = scan(model, dataset, args.out, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+    summary = scan(model, dataset, out_dir(args.out), batch_size=args.batch_size, limit=args.limit, workers=args.workers,
                    progress=progress)  # fmt: skip
     print(file=sys.stderr)
     scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
@@ -64,9 +64,12 @@ def _failures_args(p: argparse.ArgumentParser) -> None:
 
 @handles("failures")
 def _failures(args: argparse.Namespace) -> int:
-    from interp.datasets import failures, load_scan, summary
+    from interp.datasets import damaged_note, failures, load_scan, summary
 
     meta, rows = load_scan(args.scan)
+    note = damaged_note(meta.get("damaged_parts", []))
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     wrong = failures(rows, args.min_confidence).head(args.top)
     cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob"]
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import DEVICE_HELP, command, handles, out_dir
 
 
 @command("shapes", "the synthetic shapes world with known answers (see `shapes generate --help`)")
@@ -46,7 +46,7 @@ def _shapes(args: argparse.Namespace) -> int:
             print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     csv_path = write_image_folder(
-        args.out, args.n, seed=args.seed, split=args.split, size=args.size, masks=args.masks, progress=progress
+        out_dir(args.out), args.n, seed=args.seed, split=args.split, size=args.size, masks=args.masks, progress=progress
     )
     rate = MARKER_RATE[args.split]
     who = f"{SHORTCUT_CLASS} images" if args.split == "train" else "images of every class"

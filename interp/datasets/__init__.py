@@ -5,7 +5,7 @@ from interp.datasets.analysis import confusion_pairs, failures, per_class_accura
 from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
 from interp.datasets.readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
 from interp.datasets.roots import SHAPES_DATASET, DatasetRoot, configured_roots, open_dataset
-from interp.datasets.scanner import ScanProgress, ScanSummary, load_scan, scan
+from interp.datasets.scanner import ScanBusy, ScanProgress, ScanSummary, damaged_note, load_scan, scan, scan_lock
 
 __all__ = [
     "SHAPES_DATASET",
@@ -14,10 +14,12 @@ __all__ = [
     "DatasetRoot",
     "Item",
     "PathEscapeError",
+    "ScanBusy",
     "ScanProgress",
     "ScanSummary",
     "configured_roots",
     "confusion_pairs",
+    "damaged_note",
     "extract_zip",
     "prune_uploads",
     "failures",
@@ -29,5 +31,6 @@ __all__ = [
     "read_openimages",
     "safe_child",
     "scan",
+    "scan_lock",
     "summary",
 ]

@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import io
 import os
 import re
 import shutil
 import time
 import zipfile
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from interp.datasets import zips
 from interp.datasets.base import (
     IMAGE_SUFFIXES,
     Dataset,
@@ -33,6 +33,8 @@ MAX_ZIP_FILES = 20_000
 MAX_ZIP_BYTES = 2 * 2**30
 UPLOADS_KEEP_BYTES = 2 * 2**30
 """What unpacked zips may hold on disk together; older ones beyond it are deleted when a new one is unpacked."""
+TRUTH_FOLDERS = ("masks",)
+"""Folders beside a ``labels.csv`` that hold ground truth, not a class (``shapes generate --masks`` writes them)."""
 UPLOADS_MIN_AGE_S = 3600.0
 """An unpacked zip used within this many seconds is never deleted: a session may still be reading it."""
 
@@ -226,9 +228,11 @@ def read_folder(root: Path, name: str | None = None, kind: str = "folder") -> Da
     between classes, so the first N span them all."""
     root = _existing(root)
     base = root.resolve()
+    truth = TRUTH_FOLDERS if (root / "labels.csv").is_file() else ()
     classes = sorted(
         p.name for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and base in p.resolve().parents and _has_images(p)
+        if p.is_dir() and not p.name.startswith(".") and p.name not in truth and base in p.resolve().parents
+        and _has_images(p)
     )  # fmt: skip
     groups, skipped = [], []
     for i, cls in enumerate(classes):
@@ -252,42 +256,47 @@ def _has_images(folder: Path) -> bool:
 def extract_zip(data: bytes, dest: Path, name: str = "upload.zip") -> tuple[Path, list[str]]:
     """Unpack the images of an uploaded zip into ``dest/<digest>/``; return that folder and the entries skipped.
 
-    Entries that are not images, that would land outside the folder (``..``, absolute names), or that exceed the
-    limits (``MAX_ZIP_FILES`` images, ``MAX_ZIP_BYTES`` unpacked) are skipped, never fatal.
+    Entries that are not images, whose names are unsafe (``..``, absolute, too long or too deep, a file that is also
+    a folder), or that exceed the limits (``MAX_ZIP_FILES`` images, ``MAX_ZIP_BYTES`` unpacked, 25 MB an image, and
+    what is left of ``UPLOADS_KEEP_BYTES`` beside other recent uploads) are skipped, never fatal. Members are
+    streamed to disk and counted as they are written, whatever the zip's directory declares.
+
+    Raises:
+        DatasetError: not a zip, no images in it, or no room left for uploads on this server.
     """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise DatasetError(f"{name} is not a zip file; upload a .zip of images (one folder per class).") from None
+    archive = zips.open_zip(data, name)
     out = dest / hashlib.sha256(data).hexdigest()[:16]
-    skipped: list[str] = []
-    total = kept = 0
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    prune_uploads(dest, keep=out)  # make room first; what remains beside this zip counts against the cap
+    others = sum(zips.folder_bytes(p) for p in Path(dest).iterdir() if p.is_dir() and p != out)
+    cap = min(MAX_ZIP_BYTES, UPLOADS_KEEP_BYTES - others)
+    if cap <= 0:
+        raise DatasetError(
+            f"the server's space for unpacked zips ({UPLOADS_KEEP_BYTES / 2**30:.0f} GB) is taken by uploads used in "
+            "the last hour; try again later, or ask whoever runs the server to configure the dataset instead."
+        )
     with archive:
-        for info in archive.infolist():
-            if info.is_dir():
+        members, skipped = zips.image_members(archive)
+        total = kept = 0
+        for info in members:
+            if kept >= MAX_ZIP_FILES or total + info.file_size > cap:
+                skipped.append(info.filename)
                 continue
-            entry = info.filename
-            parts = Path(entry).parts
-            if entry.startswith(("/", "\\")) or ".." in parts or "__MACOSX" in parts or Path(entry).suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append(entry)
+            target = out / Path(*PurePosixPath(info.filename).parts)
+            try:
+                if target.is_file():  # unpacked before (the same zip again)
+                    written = target.stat().st_size
+                else:
+                    written = zips.copy_member(archive, info, target, min(zips.MAX_MEMBER_BYTES, cap - total))
+            except (zips.MemberTooLarge, zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError):
+                skipped.append(info.filename)  # corrupt, encrypted, larger than declared, or a name the disk refuses
                 continue
-            if kept >= MAX_ZIP_FILES or total + info.file_size > MAX_ZIP_BYTES:
-                skipped.append(entry)
-                continue
-            target = out / Path(*parts)
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    target.write_bytes(archive.read(info))
-                except (zipfile.BadZipFile, OSError, RuntimeError, EOFError):  # corrupt or encrypted entry
-                    skipped.append(entry)
-                    continue
-            total += info.file_size
+            total += written
             kept += 1
     if kept == 0:
+        zips.remove(out)
         raise DatasetError(f"{name} holds no images; zip a folder with one sub-folder of images per class.")
     os.utime(out)  # marks it as in use, also when the same zip was unpacked before
-    prune_uploads(dest, keep=out)
     inner = [p for p in out.iterdir() if not p.name.startswith(".")]
     if len(inner) == 1 and inner[0].is_dir():  # a zip of one folder: its sub-folders are the classes
         return inner[0], skipped
@@ -304,9 +313,8 @@ def prune_uploads(
     min_age_s = UPLOADS_MIN_AGE_S if min_age_s is None else min_age_s
     folders = []
     for folder in (p for p in Path(dest).iterdir() if p.is_dir() and p != keep):
-        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
-        folders.append((folder.stat().st_mtime, folder, size))
-    total = sum(size for _, _, size in folders) + sum(f.stat().st_size for f in Path(keep).rglob("*") if f.is_file())
+        folders.append((folder.stat().st_mtime, folder, zips.folder_bytes(folder)))
+    total = sum(size for _, _, size in folders) + (zips.folder_bytes(keep) if Path(keep).is_dir() else 0)
     deleted = []
     for mtime, folder, size in sorted(folders, key=lambda f: f[0]):  # oldest first
         if total <= keep_bytes:
