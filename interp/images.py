@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +27,17 @@ DEFAULT_MAX_BYTES = 25 * 2**20
 
 DEFAULT_MAX_SIDE = 2048
 """Longer sides are downscaled on load: models see 224-448 px, and this bounds memory per image."""
+
+MAX_DECODED_BYTES = 384 * 2**20
+"""Most memory one decoded picture may take (width × height × bytes per pixel as Pillow stores it): Pillow's own
+pixel limit (89 million) at 4 bytes a pixel. Files beyond it are refused before decoding."""
+
+MAX_ASPECT = 32
+"""Longest side over shortest side beyond which an image is refused: a model sees a square crop of the centre, and
+resizing the short side of a 20,000×1 strip to 224 pixels would make a picture of 4.5 billion pixels."""
+
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+"""Bytes a pixel takes in Pillow's memory for modes below 4 (multi-band modes are stored 4 bytes a pixel)."""
 
 # Formats Pillow decodes without calling out to other programs (EPS would run Ghostscript).
 PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG also opens MPO (phone photos)
@@ -129,11 +141,23 @@ def _decode(
     original_size, original_mode = im.size, im.mode
     notes: list[str] = []
 
+    if max(im.size) > MAX_ASPECT * min(im.size):
+        raise BadImageError(
+            f"{name} is {im.width}×{im.height} pixels: one side is over {MAX_ASPECT} times the other, and a model sees "
+            "a square crop of the centre, which would show almost nothing of it; crop it closer to a square."
+        )
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         notes.append(f"used the first of its {frames} frames")
     if im.format in ("JPEG", "MPO") and max(im.size) > 2 * max_side:
         im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: far less memory for huge photos
+    decoded = im.width * im.height * _BYTES_PER_PIXEL.get(im.mode, 4)
+    if decoded > MAX_DECODED_BYTES:  # where the format cannot be decoded at a reduced scale
+        raise BadImageError(
+            f"{name} ({im.width}×{im.height}, {im.mode}) would take {decoded / 2**20:.0f} MB of memory to decode, over "
+            f"the {MAX_DECODED_BYTES / 2**20:.0f} MB limit; save a smaller copy (models use at most a few hundred "
+            "pixels a side)."
+        )
     try:
         im.load()
     except Image.DecompressionBombError:
@@ -144,13 +168,36 @@ def _decode(
             f"{name} is truncated or damaged and cannot be decoded; try the original file again."
         ) from None
 
+    full = im.size
+    im = _reduced(im, max_side)  # before anything copies the full-size picture (a rotation, a mode conversion)
     im = _apply_exif_orientation(im, notes)
     im = to_rgb(im, notes)
     if max(im.size) > max_side:
-        before = im.size
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        notes.append(f"downscaled from {before[0]}×{before[1]} to {im.width}×{im.height}")
+    if im.size not in (full, full[::-1]):
+        notes.append(f"downscaled from {original_size[0]}×{original_size[1]} to {im.width}×{im.height}")
     return im, name, original_size, original_mode, notes
+
+
+def _reduced(im: Image.Image, max_side: int) -> Image.Image:
+    """``im`` shrunk by the largest whole factor that keeps its longer side at least ``max_side`` (box averages,
+    in its own mode), so that conversions and the final resize work on a small picture: a 9,400² 16-bit PNG took
+    3 GB to convert at full size."""
+    factor = max(im.size) // max_side
+    if factor < 2:
+        return im
+    if im.mode.startswith("I;16"):  # Pillow cannot reduce 16-bit images: average blocks of rows with numpy
+        h, w = (im.height // factor) * factor, (im.width // factor) * factor
+        step = factor * 64  # a strip at a time: a copy of the whole picture would double what decoding took
+        rows = [np.asarray(im.crop((0, r, w, min(r + step, h)))).reshape(-1, factor, w // factor, factor)
+                .mean((1, 3), dtype=np.float32) for r in range(0, h, step)]  # fmt: skip
+        return Image.fromarray(np.concatenate(rows).round().astype(np.uint16))
+    if im.mode in ("1", "P"):
+        im = im.convert("RGBA" if "transparency" in im.info else ("L" if im.mode == "1" else "RGB"))
+    try:
+        return im.reduce(factor)
+    except ValueError:  # a mode Pillow cannot reduce: convert at full size, as before
+        return im
 
 
 def image_from_array(array: np.ndarray, name: str) -> LoadedImage:
@@ -238,10 +285,16 @@ def _read_bytes(source: bytes | str | Path | BinaryIO, name: str | None, max_byt
         path = Path(source)
         name = name or path.name
         try:
-            size = path.stat().st_size
-            if size > max_bytes:  # refuse before reading a huge file into memory
-                raise BadImageError(_too_large(name, size, max_bytes))
-            return path.read_bytes(), name
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block for ever, /dev/zero never ends
+                raise BadImageError(f"{path} is not a regular file (a device, pipe or socket); name an image file.")
+            if info.st_size > max_bytes:  # refuse before reading a huge file into memory
+                raise BadImageError(_too_large(name, info.st_size, max_bytes))
+            with open(path, "rb") as f:
+                data = f.read(max_bytes + 1)  # a file that grows while we read stops at the limit all the same
+            return data, name
         except FileNotFoundError:
             raise BadImageError(f"there is no file at {path}; check the path.") from None
         except IsADirectoryError:
