@@ -186,7 +186,7 @@ def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -
             if computed:
                 per = (time.perf_counter() - started) / computed
                 eta = f" · about {per * (len(jobs) - done):.0f} s left"
-            bar.progress(done / len(jobs), text=f"{METHODS[method].title} for {charts.short_label(model.class_names[target])} "
+            bar.progress(done / len(jobs), text=f"{METHODS[method].title} for {charts.md(charts.short_label(model.class_names[target]))} "
                                                  f"({done + 1}/{len(jobs)}){eta}")  # fmt: skip
         try:
             result = attribute(model, image, method, target, cache=cache, **choice.params_for(method))
@@ -221,7 +221,7 @@ def grid_view(
     overlays: list[list[np.ndarray | None]] = []
     hits: list[bool] = []
     for target in choice.targets:
-        st.markdown(f"**{charts.short_label(model.class_names[target])}** · class {target}")
+        st.markdown(f"**{charts.md(charts.short_label(model.class_names[target]))}** · class {target}")
         row: list[np.ndarray | None] = []
         for col, method in zip(st.columns(len(choice.methods)), choice.methods):
             cell = cells[(target, method)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,17 +20,31 @@ def short_label(label: str) -> str:
     return label.split(",")[0].strip()
 
 
+def md(text: str) -> str:
+    """``text`` shown as itself inside Markdown: class names come from users' files, and ``**``, ``[x](url)``,
+    ``:red[…]`` or ``$…$`` in one must not be rendered. Every ASCII punctuation mark gets a backslash."""
+    return _MD_SPECIAL.sub(r"\\\g<0>", text)
+
+
+def plot_text(text: str) -> str:
+    """``text`` shown as itself in a plotly label or hover (plotly renders some HTML: ``<b>``, ``<a href>``)."""
+    return html.escape(text, quote=False)
+
+
+_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|<>~$:&]")
+
+
 def topk_bar(prediction: Prediction) -> go.Figure:
     """Horizontal bars of the top-k probabilities, best at the top; hover shows the full label and index."""
     scores = list(reversed(prediction.scores))
     fig = go.Figure(
         go.Bar(
             x=[s.prob for s in scores],
-            y=[f"{short_label(s.label)} " for s in scores],
+            y=[f"{plot_text(short_label(s.label))} " for s in scores],
             orientation="h",
             text=[f"{s.prob:.1%}" for s in scores],
             textposition="auto",
-            customdata=[[s.label, s.index] for s in scores],
+            customdata=[[plot_text(s.label), s.index] for s in scores],
             hovertemplate="%{customdata[0]}<br>class %{customdata[1]}<br>p = %{x:.3f}<extra></extra>",
             marker_color="#4c78a8",
         )

@@ -308,7 +308,7 @@ def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
 
 def _accuracy_chart(table: pd.DataFrame, worst: int = 25) -> go.Figure:
     t = table.head(worst).iloc[::-1]
-    fig = go.Figure(go.Bar(x=t["accuracy"], y=[f"{charts.short_label(n)} " for n in t["label_name"]], orientation="h",
+    fig = go.Figure(go.Bar(x=t["accuracy"], y=[f"{charts.plot_text(charts.short_label(n))} " for n in t["label_name"]], orientation="h",
                            customdata=t[["images", "correct"]], marker_color="#e45756",
                            hovertemplate="%{y}<br>%{customdata[1]} of %{customdata[0]} right (%{x:.1%})<extra></extra>"))  # fmt: skip
     fig.update_layout(title=dict(text=f"Per-class accuracy (worst {min(worst, len(table))})", font=dict(size=13)),
@@ -335,7 +335,8 @@ def _pick(path: str) -> None:
 def contrastive_view(model: LoadedModel, source: Source, row) -> None:
     """The chosen mistake explained for the predicted and for the true class, side by side."""
     st.divider()
-    st.markdown(f"**Why {charts.short_label(row.pred_name)} and not {charts.short_label(row.label_name)}?** `{row.path}`")
+    st.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not {charts.md(charts.short_label(row.label_name))}?** "
+                f"{charts.md(row.path)}")
     method = st.selectbox("Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title, key="gallery_method")
     image = attempt(lambda: resources.dataset_image(*source.key, row.path), f"reading {row.path}")
     if image is None:

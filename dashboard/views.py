@@ -31,7 +31,7 @@ def prediction_view(model: LoadedModel, image: LoadedImage, prediction: Predicti
         st.image(seen_by_model, caption=preprocessing_caption(model), width="stretch")
     with chart:
         top = prediction.top
-        st.markdown(f"**{charts.short_label(top.label)}** · {top.prob:.1%}")
+        st.markdown(f"**{charts.md(charts.short_label(top.label))}** · {top.prob:.1%}")
         st.plotly_chart(charts.topk_bar(prediction), key="topk_chart", config={"displayModeBar": False})
         st.caption(f"Weights: {model.weights.source} · classified in {prediction.seconds * 1000:.0f} ms on {model.device}")
     if image.notes:

@@ -118,10 +118,16 @@ def test_case_study_writes_a_report(tmp_path):
         ["attribute", "--image", "{coffee}", "--method", "magic", "--out", "{out}"],
         ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--target", "1000", "--out", "{out}"],
         ["attribute", "--image", "{coffee}", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "integrated_gradients", "--steps", "0", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "integrated_gradients", "--steps", "100000", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--out", "{file}"],
+        ["attribute", "--image", "/dev/zero", "--method", "grad_cam", "--out", "{out}"],
     ],
 )
 def test_attribute_bad_input_exits_2(args, coffee_jpg, tmp_path):
-    args = [a.replace("{coffee}", str(coffee_jpg)).replace("{out}", str(tmp_path / "o")) for a in args]
+    (tmp_path / "a_file").write_text("not a folder")
+    args = [a.replace("{coffee}", str(coffee_jpg)).replace("{out}", str(tmp_path / "o"))
+            .replace("{file}", str(tmp_path / "a_file")) for a in args]  # fmt: skip
     result = run_cli(*args)
     assert result.returncode == 2
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr

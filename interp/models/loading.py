@@ -34,6 +34,8 @@ from interp.runtime import keep_freed_memory
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
+MAX_CLASSES = 100_000
+"""Most outputs a classifier in a weights file may have (ImageNet-21k has 21,841; Open Images about 20,000)."""
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,14 @@ def load_model(
         label = weights_name or (source.name if isinstance(source, Path) else "the uploaded weights")
         wfile = W.read_weights_file(source, label)
         file_classes = wfile.class_names
-        model = _create(spec, num_classes=_classifier_size(spec.arch, wfile.state_dict))
-        W.check_fits(model, wfile.state_dict, spec.arch, label)
+        classes = _classifier_size(spec.arch, wfile.state_dict)
+        if classes is not None and not 1 <= classes <= MAX_CLASSES:
+            raise WeightsMismatchError(
+                f"{label} has a classifier with {classes:,} outputs; at most {MAX_CLASSES:,} classes are supported."
+            )
+        W.check_fits(_skeleton(spec, classes), wfile.state_dict, spec.arch, label)  # before allocating the model
+        W.check_finite(wfile.state_dict, label)
+        model = _create(spec, num_classes=classes)
         model.load_state_dict(wfile.state_dict)
         info_kind, info_source = "file", f"file {label}"
     elif kind == "bundled":
@@ -285,6 +293,17 @@ def describe(name: str) -> dict[str, Any]:
         "available": avail.available,
         "reason": avail.reason,
     }
+
+
+def _skeleton(spec: ModelSpec, num_classes: int | None) -> torch.nn.Module:
+    """The model with its tensors on the meta device: every name and shape, no memory. A file whose classifier claims
+    a billion outputs (with no data behind them) is then refused before anything is allocated. Architectures that
+    cannot be built without real tensors are built for real."""
+    try:
+        with torch.device("meta"):
+            return _create(spec, num_classes)
+    except (RuntimeError, NotImplementedError, ValueError, TypeError):
+        return _create(spec, num_classes)
 
 
 def _create(spec: ModelSpec, num_classes: int | None = None) -> torch.nn.Module:

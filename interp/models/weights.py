@@ -17,6 +17,7 @@ import pickle
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,12 +275,32 @@ def _safetensors_metadata(data: bytes) -> dict[str, str]:
         return {}
 
 
+def _check_torch_archive(source: Path | bytes, label: str) -> None:
+    """Refuse a ``.pth`` that is not torch's zip format with every record stored uncompressed (as ``torch.save``
+    writes it): a compressed record or the legacy format can make a small file unpack gigabytes before any check."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise WeightsMismatchError(
+            f"{label} is not a PyTorch checkpoint we can read (torch.save's zip format, torch 1.6 or later); check that "
+            "it is complete, or load it with your own torch and save it again with torch.save(model.state_dict(), "
+            "path), or as .safetensors."
+        ) from None
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        raise WeightsMismatchError(
+            f"{label} holds compressed records, which torch.save never writes (a small file could unpack gigabytes); "
+            "save it again with torch.save(model.state_dict(), path), or as .safetensors."
+        )
+
+
 def _read_torch(source: Path | bytes, label: str) -> StateDict:
+    _check_torch_archive(source, label)
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         obj = torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # torch reports junk bytes with the same exception type
+        if "unsupported global" not in str(exc).lower():  # torch reports junk bytes with the same exception type
             raise WeightsMismatchError(f"{label} is not a PyTorch checkpoint we can read; check that it is complete.") from None
         raise WeightsMismatchError(
             f"{label} holds Python objects besides tensors, which we do not load for safety; "
@@ -305,6 +326,17 @@ def _clean_state_dict(obj: dict, label: str) -> StateDict:
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
+
+
+def check_finite(state_dict: StateDict, label: str) -> None:
+    """Raise :class:`WeightsMismatchError` when floating-point tensors hold NaN or infinite values (every
+    prediction would read ``nan%``)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsMismatchError(
+            f"{label} holds NaN or infinite values in {len(bad)} tensor{'s' if len(bad) > 1 else ''} (e.g. {bad[0]}), "
+            "so every prediction would be NaN; these weights come from a training run that diverged or a damaged file."
+        )
 
 
 def check_fits(model: torch.nn.Module, state_dict: StateDict, arch: str, label: str) -> None:

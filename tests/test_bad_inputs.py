@@ -1,0 +1,348 @@
+"""Input a careless user or an attacker hands a shared server: each ends in one sentence, and nothing is lost.
+
+Weights that claim more than they hold, weights full of NaN, compressed or pickled checkpoints; images that take
+gigabytes to decode, devices and pipes named as images; zips with names the disk refuses or members far larger than
+the zip; damaged scan parts, scan metadata and cache entries; settings that would ask for gigabytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save as save_safetensors
+
+import interp
+from interp.errors import BadImageError, WeightsMismatchError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cnn_state() -> dict[str, torch.Tensor]:
+    model = interp.load_model("shapes_cnn")
+    with model.shared() as net:
+        return {k: v.clone().contiguous() for k, v in net.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------------------- weights
+
+
+def test_a_classifier_claiming_a_billion_outputs_is_refused_before_anything_is_allocated(cnn_state, monkeypatch):
+    from interp.models import loading
+
+    state = {k: v for k, v in cnn_state.items() if k != "fc.bias"}
+    state["fc.weight"] = torch.empty(10**9, 0)  # a billion rows, no bytes behind them
+    with pytest.raises(WeightsMismatchError, match="1,000,000,000 outputs"):
+        interp.load_model("shapes_cnn", save_safetensors(state), weights_name="huge.safetensors")
+
+    built: list[int | None] = []
+    real_create = loading._create
+    monkeypatch.setattr(loading, "_create", lambda spec, num_classes=None: built.append(num_classes) or real_create(spec, num_classes))  # noqa: E501
+    state["fc.weight"] = torch.empty(50_000, 0)  # under the class limit: the shapes decide, on the meta device
+    with pytest.raises(WeightsMismatchError, match="does not fit"):
+        interp.load_model("shapes_cnn", save_safetensors(state), weights_name="wide.safetensors")
+    assert built == [50_000]  # the skeleton on the meta device, refused before a real model was built
+
+
+def test_weights_holding_nan_or_inf_are_refused(cnn_state):
+    state = dict(cnn_state)
+    state["fc.weight"] = state["fc.weight"].clone()
+    state["fc.weight"][0, 0] = float("nan")
+    with pytest.raises(WeightsMismatchError, match="NaN or infinite values in 1 tensor .*fc.weight"):
+        interp.load_model("shapes_cnn", save_safetensors(state), weights_name="nan.safetensors")
+
+
+def test_a_checkpoint_with_compressed_records_is_refused_before_unpacking(cnn_state, tmp_path):
+    plain = tmp_path / "plain.pth"
+    torch.save(cnn_state, plain)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    with pytest.raises(WeightsMismatchError, match="compressed records"):
+        interp.load_model("shapes_cnn", packed.getvalue(), weights_name="packed.pth")
+    assert interp.load_model("shapes_cnn", plain).weights.kind == "file"  # what torch.save writes still loads
+
+
+class _RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_pickle_that_runs_a_command_is_refused_for_what_it_is(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "x": _RunsACommand()}, path)
+    with pytest.raises(WeightsMismatchError, match="Python objects besides tensors"):
+        interp.load_model("shapes_cnn", path)
+
+
+# ----------------------------------------------------------------------------------------------------------- images
+
+_PEAK = """
+import sys
+from interp.images import load_image
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+before = hwm()
+im = load_image(sys.argv[1])
+print(round(hwm() - before), im.size)
+"""
+
+
+@pytest.mark.parametrize("kind", ["png16", "tiff_int32"])
+def test_decoding_a_huge_high_depth_image_stays_within_its_decoded_size(kind, tmp_path):
+    """A 9,400² 16-bit PNG took 3.0 GB to decode and convert, an int32 TIFF 3.4 GB (measured before the fix)."""
+    n = 9400
+    rows = np.arange(n, dtype=np.int64)[:, None]
+    path = tmp_path / ("big.png" if kind == "png16" else "big.tif")
+    if kind == "png16":
+        Image.fromarray(np.broadcast_to((rows * 7 % 65536).astype(np.uint16), (n, n)).copy()).save(path, compress_level=1)
+        decoded_mb = n * n * 2 / 2**20  # 169 MB
+    else:
+        Image.fromarray(np.broadcast_to((rows * 100_000).astype(np.int32), (n, n)).copy()).save(path, compression="tiff_deflate")  # noqa: E501
+        decoded_mb = n * n * 4 / 2**20  # 337 MB
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    growth = int(out.stdout.split()[0])
+    assert growth < decoded_mb * 1.5 + 64, f"{kind}: the process grew {growth} MB for {decoded_mb:.0f} MB of pixels"
+
+
+def test_devices_and_pipes_named_as_images_are_refused_at_once(tmp_path):
+    with pytest.raises(BadImageError, match="not a regular file"):
+        interp.load_image("/dev/zero")
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(BadImageError, match="not a regular file"):
+        interp.load_image(fifo)  # would block for ever on open() if it were read
+
+
+# ------------------------------------------------------------------------------------------------------------- zips
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_members_the_disk_refuses_are_skipped_and_listed(tmp_path):
+    from interp.datasets import extract_zip
+
+    data = _zip({
+        "cats/a.png": _png(),
+        "cats/b.png": _png(),  # a file ...
+        "cats/b.png/c.png": _png(),  # ... and a folder of the same name
+        "dogs/" + "x" * 300 + ".png": _png(),  # a name longer than the file system allows
+        "/".join(["deep"] * 40) + "/d.png": _png(),  # nested far too deep
+        "dogs/e.png": _png(),
+    })  # fmt: skip
+    folder, skipped = extract_zip(data, tmp_path / "uploads", "odd.zip")
+    kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png") if p.is_file())
+    assert kept == ["cats/a.png", "cats/b.png/c.png", "dogs/e.png"]
+    assert len(skipped) == 3 and "cats/b.png" in skipped
+
+
+def test_a_small_zip_holding_a_huge_member_is_never_read_whole(tmp_path):
+    from interp.datasets import extract_zip
+    from interp.datasets.zips import MAX_MEMBER_BYTES
+
+    data = _zip({"big.png": b"\0" * (MAX_MEMBER_BYTES + 2**20), "ok.png": _png()}, zipfile.ZIP_DEFLATED)
+    assert len(data) < 200_000
+    folder, skipped = extract_zip(data, tmp_path / "uploads", "bomb.zip")
+    assert skipped == ["big.png"] and [p.name for p in folder.rglob("*.png")] == ["ok.png"]
+
+
+def test_the_upload_folder_cap_holds_against_recent_uploads(tmp_path, monkeypatch):
+    from interp.datasets import DatasetError, extract_zip, readers
+
+    monkeypatch.setattr(readers, "UPLOADS_KEEP_BYTES", 200_000)
+    first = _zip({f"a/{i}.png": os.urandom(40_000) + _png() for i in range(3)})  # ~120 KB, kept: used just now
+    extract_zip(first, tmp_path / "up", "first.zip")
+    second = _zip({f"b/{i}.png": os.urandom(40_000) + _png() for i in range(3)})
+    folder, skipped = extract_zip(second, tmp_path / "up", "second.zip")
+    assert len(list(folder.rglob("*.png"))) == 1 and len(skipped) == 2  # only what fits beside the first
+    total = sum(f.stat().st_size for f in (tmp_path / "up").rglob("*") if f.is_file())
+    assert total <= 200_000
+    monkeypatch.setattr(readers, "UPLOADS_KEEP_BYTES", 150_000)  # the server's setting lowered: nothing fits
+    with pytest.raises(DatasetError, match="space for unpacked zips"):
+        extract_zip(_zip({"c/0.png": os.urandom(40_000) + _png()}), tmp_path / "up", "third.zip")
+
+
+def test_the_concepts_page_reads_the_same_zips_without_an_exception():
+    from dashboard.concepts_ui import read_uploads
+
+    class Upload:
+        def __init__(self, name, data):
+            self.name, self._data = name, data
+
+        def getvalue(self):
+            return self._data
+
+    data = _zip({"x/a.png": _png(), "x/a.png/b.png": _png(), "y/" + "z" * 300 + ".png": _png(),
+                 "big.png": b"\0" * (30 * 2**20)}, zipfile.ZIP_DEFLATED)  # fmt: skip
+    images, notes = read_uploads([Upload("set.zip", data), Upload("junk.zip", b"not a zip")])
+    assert [im.name for im in images] == ["x/a.png/b.png"]
+    assert notes and "Skipped 4 files" in notes[0]
+
+
+# ------------------------------------------------------------------------------------------------------------ scans
+
+
+@pytest.fixture()
+def small_world(tmp_path):
+    from interp.datasets import read_folder
+    from interp.shapes.export import write_image_folder
+
+    write_image_folder(tmp_path / "world", 40, seed=5, split="test", masks=True)
+    return read_folder(tmp_path / "world")
+
+
+def test_masks_beside_labels_csv_are_not_a_class(small_world):
+    assert "masks" not in small_world.class_names and len(small_world) == 40
+
+
+def test_a_damaged_part_is_moved_aside_counted_and_rescanned(small_world, tmp_path):
+    from interp.datasets import damaged_note, load_scan, scan, scanner
+
+    model = interp.load_model("shapes_cnn")
+    out = tmp_path / "scan"
+    monkey_flush = scanner.FLUSH_ROWS
+    scanner.FLUSH_ROWS = 8  # several parts
+    try:
+        scan(model, small_world, out, batch_size=8, workers=0)
+    finally:
+        scanner.FLUSH_ROWS = monkey_flush
+    parts = sorted(out.glob("part-*.parquet"))
+    assert len(parts) >= 3
+    parts[1].write_bytes(parts[1].read_bytes()[:100])  # a copy cut short
+    parts[2].write_bytes(b"")  # a disk that filled up
+    meta, rows = load_scan(out)
+    assert [d["part"] for d in meta["damaged_parts"]] == [parts[1].name, parts[2].name]
+    assert all(d["rows"] == 8 for d in meta["damaged_parts"])
+    assert len(rows) == 40 - 16 and "(16 rows)" in damaged_note(meta["damaged_parts"])
+    again = scan(model, small_world, out, batch_size=8, workers=0)
+    assert again.written == 16 and again.complete
+    _, rows = load_scan(out)
+    assert len(rows) == 40 and rows["id"].is_unique
+
+
+def test_a_damaged_scan_json_names_the_file_and_what_to_do(small_world, tmp_path):
+    from interp.datasets import DatasetError, load_scan, scan
+
+    model = interp.load_model("shapes_cnn")
+    out = tmp_path / "scan"
+    scan(model, small_world, out, batch_size=8, workers=0, limit=8)
+    (out / "scan.json").write_text((out / "scan.json").read_text() + "\n}\n")
+    for call in (lambda: load_scan(out), lambda: scan(model, small_world, out, workers=0)):
+        with pytest.raises(DatasetError, match=r"scan\.json is damaged .* delete scan\.json"):
+            call()
+
+
+def test_two_scans_into_one_folder_never_write_at_once(small_world, tmp_path):
+    from interp.datasets import ScanBusy, load_scan, scan, scan_lock
+
+    model = interp.load_model("shapes_cnn")
+    out = tmp_path / "scan"
+    out.mkdir()
+    with scan_lock(out):  # as another process or session holding it
+        with pytest.raises(ScanBusy, match="another scan is writing"):
+            scan(model, small_world, out, workers=0)
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(scan(model, small_world, out, batch_size=4, workers=0))
+        except ScanBusy as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    _, rows = load_scan(out)
+    assert len(rows) == 40 and rows["id"].is_unique
+    assert sum(r.written for r in results) == 40  # no image was scored twice
+
+
+def test_the_cli_reports_a_damaged_part_and_goes_on(small_world, tmp_path):
+    from interp.datasets import scan
+
+    model = interp.load_model("shapes_cnn")
+    scan(model, small_world, tmp_path / "scan", batch_size=8, workers=0)
+    part = next((tmp_path / "scan").glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes()[:50])
+    out = subprocess.run([sys.executable, "-m", "interp", "failures", "--scan", str(tmp_path / "scan")],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "damaged part" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------------------------------------------------ cache
+
+
+def test_a_damaged_cache_entry_is_dropped_and_recomputed(tmp_path):
+    from interp.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "c")
+    cache.put("k", {"a": np.arange(100_000)}, {"m": 1})  # large: diskcache keeps it in a file of its own
+    files = [f for f in (tmp_path / "c").rglob("*.val")]
+    assert files
+    files[0].write_bytes(files[0].read_bytes()[:1000])
+    assert cache.get("k") is None
+    assert "k" not in cache
+    result, hit = cache.get_or_compute("k", lambda: ({"a": np.arange(3)}, {}))
+    assert not hit and list(result.arrays["a"]) == [0, 1, 2]
+    cache.put("small", {"a": np.arange(3)}, {})
+    cache._store.set("small", b"PK\x03\x04 bit-flipped")  # a value that decodes to nothing
+    assert cache.get("small") is None
+
+
+def test_a_damaged_cache_index_is_rebuilt(tmp_path):
+    from interp.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "c")
+    cache.put("k", {"a": np.arange(3)}, {})
+    cache.close()
+    (tmp_path / "c" / "cache.db").write_bytes(b"this is not a database" * 100)
+    again = ResultCache(tmp_path / "c")
+    assert again.get("k") is None
+    again.put("k", {"a": np.arange(3)}, {})
+    assert list(again.get("k").arrays["a"]) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------------------------------------- settings
+
+
+def test_integrated_gradients_steps_are_bounded_not_allocated():
+    model = interp.load_model("shapes_cnn")
+    image = interp.load_sample("chelsea")
+    for steps in (0, 1, 20_000):
+        with pytest.raises(ValueError, match="2 to 1024 steps"):
+            interp.attribution.attribute(model, image, "integrated_gradients", target=0, steps=steps)
+
+
+def test_class_names_are_shown_as_text_not_markdown():
+    from dashboard.charts import md, plot_text
+
+    assert md("**cat** [x](http://e.vil) :red[y] $z$") == r"\*\*cat\*\* \[x\]\(http\://e\.vil\) \:red\[y\] \$z\$"
+    assert plot_text("<a href='x'>dog</a>") == "&lt;a href='x'&gt;dog&lt;/a&gt;"
