@@ -192,10 +192,10 @@ def test_old_unpacked_zips_are_deleted_beyond_the_disk_cap(tmp_path):
 
 
 def test_unpacking_a_zip_prunes_older_uploads(tmp_path, monkeypatch):
-    monkeypatch.setattr("interp.datasets.readers.UPLOADS_KEEP_BYTES", 0)
+    monkeypatch.setattr("interp.datasets.readers.UPLOADS_KEEP_BYTES", 5000)
     stale = tmp_path / "0123456789abcdef"
     (stale / "cls").mkdir(parents=True)
-    (stale / "cls" / "a.png").write_bytes(b"x")
+    (stale / "cls" / "a.png").write_bytes(b"x" * 10_000)  # with the new zip, over the cap: the stale one goes
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     image, buf = io.BytesIO(), io.BytesIO()
     Image.new("RGB", (8, 8)).save(image, "PNG")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, register
-from interp.attribution.memory import batch_size, counting_saved_bytes
+from interp.attribution.memory import counting_saved_bytes, forward_batch_size
 from interp.models import LoadedModel
 from interp.models.hooks import hooked
 
@@ -204,7 +204,7 @@ class ScoreCAM(CamMethod):
         hi = maps.flatten(1).amax(1).view(-1, 1, 1, 1)
         masks = (maps - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
         scores = []
-        chunk = batch_size(model, x, len(top)) * 4  # no backward: forward-only batches can be larger
+        chunk = forward_batch_size(model, x, len(top))
         with torch.no_grad():
             for start in range(0, len(top), chunk):
                 logits = model.model(x * masks[start : start + chunk])

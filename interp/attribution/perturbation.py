@@ -10,7 +10,7 @@ from captum.attr import KernelShap, Lime, Occlusion
 
 from interp.attribution.base import AttributionMethod, register, target_logit
 from interp.attribution.baselines import BASELINES, make_baseline
-from interp.attribution.memory import batch_size
+from interp.attribution.memory import forward_batch_size
 from interp.models import LoadedModel
 
 
@@ -18,8 +18,8 @@ class PerturbationMethod(AttributionMethod):
     kind = "perturbation"
 
     def forward_batch(self, model: LoadedModel, x: torch.Tensor, wanted: int) -> int:
-        """Perturbed inputs per forward pass: forward-only, so several times the backward budget."""
-        return max(1, min(wanted, 4 * batch_size(model, x, wanted)))
+        """Perturbed inputs per forward pass (without gradients: more than a backward budget allows)."""
+        return forward_batch_size(model, x, wanted)
 
 
 @register

@@ -267,7 +267,9 @@ def extract_zip(data: bytes, dest: Path, name: str = "upload.zip") -> tuple[Path
     archive = zips.open_zip(data, name)
     out = dest / hashlib.sha256(data).hexdigest()[:16]
     Path(dest).mkdir(parents=True, exist_ok=True)
-    prune_uploads(dest, keep=out)  # make room first; what remains beside this zip counts against the cap
+    declared = min(MAX_ZIP_BYTES, sum(i.file_size for i in archive.infolist()))
+    # make room first (older uploads go); what remains beside this zip counts against the cap as it unpacks
+    prune_uploads(dest, keep=out, keep_bytes=UPLOADS_KEEP_BYTES - declared)
     others = sum(zips.folder_bytes(p) for p in Path(dest).iterdir() if p.is_dir() and p != out)
     cap = min(MAX_ZIP_BYTES, UPLOADS_KEEP_BYTES - others)
     if cap <= 0:
