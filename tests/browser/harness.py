@@ -42,6 +42,13 @@ def free_port() -> int:
 @contextmanager
 def streamlit_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[str]:
     """Run the app until the block exits; yields its base URL once ``/_stcore/health`` answers."""
+    with streamlit_process(env, timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def streamlit_process(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[tuple[str, int]]:
+    """:func:`streamlit_server`, yielding ``(url, pid)`` so a test can read the server's memory."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
@@ -65,7 +72,7 @@ def streamlit_server(env: dict[str, str] | None = None, timeout: float = 60.0) -
             if time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s")
             time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
