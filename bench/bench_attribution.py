@@ -176,12 +176,12 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
     cold_beside, cold_raw_t, cold_t = ratios_beside(sweep[best_batch], ig_cold, repeats)
     new_beside, new_raw_t, new_t = ratios_beside(sweep[best_batch], ig_new_image, repeats)
     loop_beside, _, loop_t = ratios_beside(ig, loop, repeats)
-    cam_beside, fwd_bwd, cam = ratios_beside(fwd_bwd_3, cam_3, repeats)
+    cam_beside, fwd_bwd, cam_t = ratios_beside(fwd_bwd_3, cam_3, repeats)
     fwd_beside, _, _ = ratios_beside(fwd_bwd_3, fwd_3, repeats)
     attribute(model, x[0], "grad_cam", 282)  # the pass the next classes share
     next_beside, _, _ = ratios_beside(fwd_bwd_3, cam_next_3, repeats)
     return {
-        "ig": ig_t, "raw": raw_t, "loop": loop_t, "cam": cam / 3, "fwd_bwd": fwd_bwd / 3,
+        "ig": ig_t, "raw": raw_t, "loop": loop_t, "cam": cam_t / 3, "fwd_bwd": fwd_bwd / 3,
         "ig_beside": 1 / statistics.median(ig_beside), "cam_beside": 1 / statistics.median(cam_beside),
         "loop_beside": 1 / statistics.median(loop_beside), "ig_cold": cold_t,
         "fwd_beside": 1 / statistics.median(fwd_beside), "same_beside": 1 / statistics.median(same_beside),
