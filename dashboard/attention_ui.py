@@ -175,6 +175,9 @@ def patch_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     rows, cols = cap.grid
     state.restore("attn_row", rows // 2)
     state.restore("attn_col", cols // 2)
+    for key, size in (("attn_row", rows), ("attn_col", cols)):  # a patch kept from a model with a larger grid
+        if not 0 <= int(st.session_state[key]) < size:
+            state.put(key, size // 2)
     left, right = st.columns([1, 2])
     with left:
         marked = mark_patch(base, cap.grid, int(st.session_state.attn_row), int(st.session_state.attn_col))

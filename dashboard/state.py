@@ -34,12 +34,16 @@ class ImageChoice:
 
 
 def restore(key: str, default: Any) -> None:
-    """Before drawing the widget ``key``: give it the value kept from earlier pages (or ``default``)."""
+    """Before drawing the widget ``key``: give it the value kept from earlier pages (or ``default``).
+
+    Always written, not only when the key is missing: after a page change the key can still hold the previous
+    page's widget state, which Streamlit then drops in favour of the widget's default, so the chosen model flipped
+    back to the default on every other page. The kept value is the user's last choice: every change goes through
+    :func:`keep` or :func:`put`."""
     store = f"_keep_{key}"
     if store not in st.session_state:
         st.session_state[store] = default
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state[store]
+    st.session_state[key] = st.session_state[store]
 
 
 def keep(key: str) -> None:
