@@ -32,6 +32,7 @@ from interp.models import LoadedModel
 from interp.predict import Prediction
 
 OFFLINE_VIT = "shapes_vit"
+SHAPES_SAMPLE = "shapes_star"
 MATRIX_MAX_TOKENS = 600  # a bigger token × token heatmap is block-averaged so the page stays quick
 
 
@@ -48,12 +49,16 @@ def vit_check_ui(model: LoadedModel) -> bool:
         )
     rows = {r["name"]: r for r in resources.model_rows()}
     if OFFLINE_VIT in rows and rows[OFFLINE_VIT]["available"]:
-        st.button(f"Switch to {OFFLINE_VIT}", on_click=_switch_model, args=(OFFLINE_VIT,), key="attn_switch")
+        st.button(f"Switch to {OFFLINE_VIT} and a shapes-world image", on_click=_switch_model, args=(OFFLINE_VIT,),
+                  key="attn_switch")
     return False
 
 
 def _switch_model(name: str) -> None:
+    """Switch to the offline ViT, and to an image of the world it knows: on a photo its every map is meaningless."""
     state.put("model_select", name)
+    if st.session_state.get("_image", {}).get("kind") != "dataset":
+        st.session_state["_image"] = {"kind": "sample", "name": SHAPES_SAMPLE}
 
 
 def target_ui(model: LoadedModel, prediction: Prediction) -> int:

@@ -152,7 +152,8 @@ def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, Any]:
             if "superpixels" in wanted:
                 out["superpixels"] = st.slider("Superpixels (LIME, KernelSHAP)", 10, 200, 50, step=5, key="attr_superpixels")
             if "channels" in wanted:
-                out["channels"] = st.slider("Score-CAM channels scored", 8, 512, 64, step=8, key="attr_channels")
+                out["channels"] = st.slider("Score-CAM channels scored", 8, 512, METHODS["score_cam"].defaults["channels"],
+                                            step=8, key="attr_channels", help=METHODS["score_cam"].CHANNELS_HELP)
     return out
 
 
@@ -237,7 +238,7 @@ def grid_view(
                 if truth is not None:
                     from interp.shapes import draw_outline, pointing_hit
 
-                    hit = pointing_hit(np.abs(cell.result.map) if METHODS[method].signed else cell.result.map, truth)
+                    hit = pointing_hit(np.abs(cell.result.raw).max(axis=0), truth)  # largest |value| of any colour
                     hits.append(hit)
                     shown = draw_outline(shown, truth)
                     jpeg = shown
@@ -249,7 +250,8 @@ def grid_view(
     if truth is not None and hits:
         st.caption(
             f"Ground truth (white outline): {sum(hits)} of {len(hits)} maps have their maximum on the object (the "
-            "pointing game). In this world the right answer is known; a map peaking elsewhere, e.g. on the corner "
+            "pointing game, Zhang et al. 2016; a pixel's value is its largest absolute value over the colour "
+            "channels). In this world the right answer is known; a map peaking elsewhere, e.g. on the corner "
             "marker, shows what the model really used."
         )
     return overlays

@@ -1,4 +1,4 @@
-"""Photos that ship inside scikit-image and load with no network: the offline sample set."""
+"""Photos that ship inside scikit-image and images of the shapes world, all with no network: the offline samples."""
 
 from __future__ import annotations
 
@@ -25,7 +25,24 @@ class Sample:
         return arr[0] if isinstance(arr, tuple) else arr  # stereo_motorcycle returns (left, right, disparity)
 
 
-SAMPLES: dict[str, Sample] = {
+@dataclass(frozen=True)
+class ShapesSample:
+    """An image of the shapes world (:mod:`interp.shapes`), drawn on demand: its key, a caption, and which sample of
+    which split and seed it is (sample ``i`` depends only on those)."""
+
+    name: str
+    caption: str
+    index: int
+    split: str = "test"
+    seed: int = 1000
+
+    def pixels(self) -> np.ndarray:
+        from interp.shapes import generator
+
+        return generator.render(self.index, split=self.split, seed=self.seed).image
+
+
+SAMPLES: dict[str, Sample | ShapesSample] = {
     s.name: s
     for s in (
         Sample("chelsea", "Chelsea the cat", "chelsea"),
@@ -42,6 +59,8 @@ SAMPLES: dict[str, Sample] = {
         Sample("retina", "a human retina", "retina"),
         Sample("brick", "a brick wall texture (grey)", "brick"),
         Sample("colorwheel", "a colour wheel", "colorwheel"),
+        ShapesSample("shapes_star", "a star from the shapes world (the bundled shapes models know it)", 3),
+        ShapesSample("shapes_marked", "a triangle wearing the shapes world's star marker: shapes_vit calls it a star", 2),
     )
 }
 

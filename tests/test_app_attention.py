@@ -62,6 +62,12 @@ def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
     assert not at.exception
     info = " ".join(i.value for i in at.main.info)
     assert "not a vision transformer" in info and "shapes_vit" in info and "weights file" in info
+    at.main.button(key="attn_switch").click().run()  # the switch brings an image the toy ViT knows, not the cat
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="model_select").value == "shapes_vit"
+    assert at.session_state["_image"] == {"kind": "sample", "name": "shapes_star"}
+    target = at.main.selectbox[0]
+    assert target.format_func(target.value).startswith("star"), target.format_func(target.value)
 
 
 def test_register_tokens_without_a_class_token():

@@ -191,12 +191,18 @@ class ScoreCAM(CamMethod):
     title = "Score-CAM"
     summary = "No gradients: each channel's map masks the image, and the class score of the masked image is its weight."
     paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, 2020"
-    defaults = {"layer": None, "channels": 64}
+    defaults = {"layer": None, "channels": 128}
     uses_gradients = False
+    CHANNELS_HELP = (
+        "The paper scores every channel of the layer, one forward pass each; this scores the N most active. Fewer "
+        "can miss the object: on the shapes world (60 images) shapes_vit's map pointed at it in 57% of images with "
+        "64 of its 128 channels and 85% with all of them. 128 (the default) takes, on 2 CPU cores, about 1.6 s on "
+        "EfficientNet-Lite0, 6.5 s on ResNet-50 and 27 s on ViT-B/16 (64: 0.9, 3.6, 13 s)."
+    )
 
     def combine(self, act, grad, model, x, target, params):
-        # The paper scores every channel; we score the `channels` with the highest activation (it is one forward
-        # pass per channel) and say so in the parameters.
+        # The paper scores every channel; we score the `channels` with the highest activation (CHANNELS_HELP says
+        # what that costs and saves) and say so in the parameters.
         energy = act[0].flatten(1).amax(1)
         top = energy.topk(min(int(params["channels"]), act.shape[1])).indices
         maps = F.interpolate(act[:, top].transpose(0, 1), size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -66,8 +66,10 @@ def random_images(n: int, seed: int = 0, size: int = SIZE) -> list[LoadedImage]:
 
 def shapes_concept(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
     """The shapes world's concepts: ``marker`` (the corner marker on its backgrounds), ``striped`` (striped
-    patches), ``red`` (red blobs), all on the world's own textured backgrounds."""
-    from interp.shapes.generator import IMAGE_SIZE, _background, _draw_marker
+    regions), ``red`` (red regions), all on the world's own textured backgrounds. A concept set varies everything
+    but its concept: the regions take every shape of the world in turn (red discs alone were a "circle" concept too,
+    and came out significant for "square" in 3 of 4 layers) and their size and place."""
+    from interp.shapes.generator import CLASSES, IMAGE_SIZE, _background, _draw_marker, _shape_mask
 
     if kind not in SHAPES_CONCEPTS:
         raise ValueError(f"shapes concept {kind!r} is not one of {', '.join(SHAPES_CONCEPTS)}.")
@@ -79,8 +81,7 @@ def shapes_concept(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
             _draw_marker(img)
         else:
             yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
-            cy, cx, r = rng.uniform(30, 98), rng.uniform(30, 98), rng.uniform(18, 34)
-            blob = np.hypot(yy - cy, xx - cx) < r
+            blob = _shape_mask(CLASSES[i % len(CLASSES)], rng, IMAGE_SIZE)
             if kind == "red":
                 img[blob] = np.array([220, 20, 20]) + rng.integers(-15, 15, 3)
             else:
