@@ -129,8 +129,10 @@ def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, Any]:
             if "steps" in wanted:
                 out["steps"] = st.slider("Integrated Gradients steps", 8, 256, 32, step=8, key="attr_steps")
             if "baseline" in wanted:
-                out["baseline"] = st.selectbox("Baseline", BASELINES, key="attr_baseline",
-                                               help="The reference image for IG, DeepLIFT, occlusion and LIME/SHAP.")  # fmt: skip
+                out["baseline"] = st.selectbox(
+                    "Baseline", BASELINES, index=BASELINES.index(METHODS["integrated_gradients"].defaults["baseline"]),
+                    key="attr_baseline", help="The reference image for IG, DeepLIFT, occlusion and LIME/SHAP; the "
+                    "image's mean colour by default (from black, IG needs far more steps to add up).")
             if "layer" in wanted:
                 modules = list(model.layer_names())
                 default = modules.index(model.spec.cam_layer) if model.spec.cam_layer in modules else 0

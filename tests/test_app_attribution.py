@@ -34,6 +34,7 @@ def test_default_grid_for_the_prediction():
     assert at.main.multiselect(key="attr_methods").value == ["grad_cam", "saliency", "integrated_gradients"]
     assert {"Grad-CAM", "Saliency (gradients)", "Integrated Gradients"} <= set(captions(at))
     assert any("completeness error" in c for c in captions(at))
+    assert not any("⚠" in c for c in captions(at)), captions(at)  # the first view flags nothing it shows
     assert len(at.main.get("image")) == 3
     assert len(at.main.get("plotly_chart")) == 1  # the enlarged cell under "Inspect values"
     assert any("**tiger cat**" in m.value for m in at.main.markdown)

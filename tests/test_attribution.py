@@ -107,17 +107,17 @@ def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(ti
     batches: list[int] = []
     handle = tiny_cnn._module.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
     try:
-        attribute(tiny_cnn, x, "integrated_gradients", target=3, steps=8)
+        attribute(tiny_cnn, x, "integrated_gradients", target=3, steps=8, baseline="black")
         assert batches[-2:] == [8, 2]  # the path in one batch, then input and baseline for the check
         batches.clear()
-        second = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8)
+        second = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8, baseline="black")
         assert batches == [8]  # another target: the path only
         other_baseline = attribute(tiny_cnn, x, "integrated_gradients", target=5, steps=8, baseline="white")
         assert batches == [8, 8, 1]  # another baseline: its logits alone
         batches.clear()
         nudged = x.clone()
         nudged[0, 0, 0, 0] += 1e-3
-        third = attribute(tiny_cnn, nudged, "integrated_gradients", target=5, steps=8)
+        third = attribute(tiny_cnn, nudged, "integrated_gradients", target=5, steps=8, baseline="black")
         assert batches == [8, 1]  # one pixel differs: another image; the black baseline's logits are kept
     finally:
         handle.remove()

@@ -80,13 +80,18 @@ class IntegratedGradientsMethod(GradientMethod):
     skips the pass, and the next image with a baseline that does not depend on it (black, white, mean colour) puts
     only itself through it (on the CPU the pass of both is 3-4% of an IG-32). Gauss-Legendre, not the trapezoidal
     rule: on EfficientNet-Lite0 at 32 steps its completeness error was 28% against the trapezoid's 127%.
+
+    The default baseline is the image's own mean colour (Captum's zero baseline is the dataset's mean colour after
+    normalisation, close to it): from black, the path crosses images far from any the model saw, and on the bundled
+    photos 32 steps left 10-28% completeness error (chelsea 28%, still 6.5% at 128 steps); from the mean colour
+    0.8-2.0%, so the page's first view is not one it must flag.
     """
 
     name = "integrated_gradients"
     title = "Integrated Gradients"
     summary = "Gradients summed along a straight path from a baseline image; the map adds up to the score change."
     paper = "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, 2017"
-    defaults = {"steps": 32, "baseline": "black"}
+    defaults = {"steps": 32, "baseline": "mean"}
 
     def _batch(self, model, x, target, params):
         steps = int(params["steps"])
