@@ -38,6 +38,7 @@ from interp.errors import InterpError
 from interp.models import LoadedModel
 
 PER_PAGE = 24
+SHAPES_MODELS = ("shapes_cnn", "shapes_vit")  # the models that know the shapes world's classes
 COLUMNS = 6
 ZIP_MB = 200
 CONTRAST_METHODS = ("grad_cam", "integrated_gradients", "saliency", "occlusion")
@@ -177,14 +178,18 @@ def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
     limit = c1.number_input("Images to scan", 1, len(ds), min(len(ds), 1000), key=f"scan_limit_{source.name}",
                             help="The first N images; classes alternate, so N spans them.")  # fmt: skip
     batch = c2.select_slider("Batch size", [8, 16, 32, 64], 32, key="scan_batch")
-    c3.metric("Already scanned", f"{len(rows)} / {len(ds)}")
+    scanned = c3.empty()
+    scanned.metric("Already scanned", f"{len(rows)} / {len(ds)}")
     mapping = ds.label_map(model.class_names)
     if mapping is None:
         st.info(
             f"{ds.name}'s labels cannot be compared with {model.name}'s classes, so a scan records predictions and "
-            "confidence but marks nothing right or wrong. (ImageNet data needs an ImageNet model; a folder's class "
-            "names must match the model's.)"
+            "confidence but marks nothing right or wrong, and this page will find no mistakes. (ImageNet data needs "
+            "an ImageNet model; a folder's class names must match the model's.)"
         )
+        if source.name == SHAPES_DATASET and model.name not in SHAPES_MODELS:
+            st.button("Switch to shapes_cnn, which knows these classes", key="scan_switch_model",
+                      on_click=state.put, args=("model_select", "shapes_cnn"))  # fmt: skip
     if not st.button("Start or resume the scan", type="primary", key="scan_start"):
         if len(rows) and len(rows) < limit:
             st.caption("A scan stopped part-way resumes where it stopped: no image is classified twice.")
@@ -215,6 +220,7 @@ def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
         return
     _scan_rows.clear()
     if result is not None:
+        scanned.metric("Already scanned", f"{result.rows} / {len(ds)}")
         bar.progress(1.0, text=f"Done: {result.rows} images in {time.monotonic() - start:.0f} s "
                      f"({result.images_per_s:.1f} images/s; {result.skipped} unreadable).")  # fmt: skip
 

@@ -44,6 +44,7 @@ def test_scan_then_gallery_then_why():
     assert not at.main.error, [e.value for e in at.main.error]
     metrics = {m.label: m.value for m in at.main.metric}
     assert metrics["Images scanned"] == "240" and metrics["Accuracy"].endswith("%")
+    assert metrics["Already scanned"] == "240 / 600"  # updated when the scan is done, not left at 0
     mistakes = int(metrics["Mistakes"])
     assert mistakes > 0  # the planted marker makes the CNN call marked shapes "star"
     assert any("**Top confusion pairs**" in m.value for m in at.main.markdown)
@@ -130,3 +131,13 @@ def test_gallery_selection_becomes_a_concept_set():
     at.main.button(key="concept_new_save").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Saved 'confident mistakes'" in s.value for s in at.main.success)
+
+
+def test_a_model_that_cannot_score_the_shapes_world_says_so_before_scanning_and_offers_one_that_can():
+    at = failures_page(model="efficientnet_lite0").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("will find no mistakes" in i.value for i in at.main.info), [i.value for i in at.main.info]
+    at.main.button(key="scan_switch_model").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="model_select").value == "shapes_cnn"
+    assert not any("will find no mistakes" in i.value for i in at.main.info)
