@@ -303,7 +303,8 @@ def _scatter(table: pd.DataFrame, column: str, title: str) -> go.Figure:
     fig = go.Figure(
         go.Scatter(
             x=table["layer"], y=table[column], mode="markers", marker=dict(size=9, color=table["head"],
-            colorscale="Viridis", showscale=True, colorbar=dict(title="head")), customdata=table[["head"]],
+            colorscale="Viridis", showscale=True, colorbar=dict(title="head", tickmode="array",
+            tickvals=sorted(table["head"].unique()))), customdata=table[["head"]],  # whole heads, not 0.5, 1.5
             hovertemplate="layer %{x}, head %{customdata[0]}<br>%{y:.3f}<extra></extra>",
         )
     )  # fmt: skip

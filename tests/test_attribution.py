@@ -396,6 +396,7 @@ print(int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).sp
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
 def test_ig_and_smoothgrad_on_vit_base_stay_under_2_gb_for_the_whole_process(tmp_path):
     """The issue's bound, measured as the OS sees it: Captum's default batching peaks at 4.3 GB here."""

@@ -104,6 +104,7 @@ def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path):
             assert npz["raw"].shape[-2:] == (224, 224)
 
 
+@pytest.mark.slow
 def test_case_study_writes_a_report(tmp_path):
     out = tmp_path / "case"
     assert main(["case-study", "--out", str(out)]) == 0

@@ -31,6 +31,7 @@ def _grid_done(page, timeout_ms: int) -> None:
     wait_until_idle(page, timeout_ms)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium_path() is None, reason="needs chromium")
 def test_six_visitors_on_attribution_and_two_on_other_pages_at_once(artifacts):
     from playwright.sync_api import sync_playwright
