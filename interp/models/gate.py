@@ -47,7 +47,12 @@ class ModelGate:
         return shared > 0 or exclusive > 0
 
     def held_exclusive(self) -> bool:
+        """Whether the calling thread is inside :meth:`exclusive`."""
         return self._depths()[1] > 0
+
+    def exclusive_depth(self) -> int:
+        """How many :meth:`exclusive` blocks the calling thread is inside (0 when none)."""
+        return self._depths()[1]
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:

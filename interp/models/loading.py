@@ -106,7 +106,7 @@ class LoadedModel:
         """Hold the gate alone, for code that hooks the network or flips a flag on it; yields the network. A hook
         left registered when the block ends raises (the block's own code removes its hooks in ``finally``)."""
         with self.gate.exclusive():
-            if self.gate._depths()[1] > 1:  # re-entered: the outer block checks
+            if self.gate.exclusive_depth() > 1:  # re-entered: the outer block checks
                 yield self._module
                 return
             with hooks_checked(self._module):
