@@ -7,7 +7,10 @@ returns ``self``, learned attributes end in ``_``. It persists as npz + JSON, ne
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from interp.errors import BadSettingError
+
+log = logging.getLogger(__name__)
 
 Classifier = Literal["sgd", "logistic", "svm"]
 CLASSIFIERS: tuple[Classifier, ...] = ("sgd", "logistic", "svm")
@@ -80,7 +85,14 @@ class CAV:
             if 1 <= n_test < len(idx):
                 test[rng.choice(idx, n_test, replace=False)] = True
         train = ~test
-        est = self._estimator(int(train.sum())).fit(x[train], y[train])
+        est = self._estimator(int(train.sum()))
+        _convergence_is_ours_to_report()
+        est.fit(x[train], y[train])
+        # whether the solver stopped at its iteration limit (scikit-learn's ConvergenceWarning, read off the fit:
+        # catching the warning itself is not thread-safe, and CAVs are fitted in threads)
+        self.converged_ = bool(int(np.max(est.n_iter_)) < int(est.max_iter))
+        if not self.converged_:
+            log.info("a %s CAV stopped at its %d-iteration limit before converging", self.classifier, est.max_iter)
         w = np.asarray(est.coef_, np.float64).reshape(-1)
         norm = float(np.linalg.norm(w))
         if norm == 0.0:
@@ -124,3 +136,13 @@ class CAV:
     def _check_fitted(self) -> None:
         if not hasattr(self, "cav_"):
             raise BadSettingError("this CAV is not fitted yet; call fit(concept_activations, random_activations) first.")
+
+
+@functools.cache
+def _convergence_is_ours_to_report() -> None:
+    """Silence scikit-learn's ``ConvergenceWarning`` once per process: a TCAV run fits dozens of CAVs and logged a
+    warning for each that stopped at its iteration limit (five per run on the Concepts page). :meth:`CAV.fit` reads
+    the same fact off the fitted solver (``converged_``) and logs it at INFO."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
