@@ -106,5 +106,10 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[object]:
 
 
 def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until Streamlit's "running" indicator is gone, so a screenshot shows the finished page."""
+    """Wait until Streamlit's "running" indicator is gone, so a screenshot shows the finished page. A rerun just
+    asked for (a click) may not have shown its indicator yet: give it half a second to appear first."""
+    try:
+        page.wait_for_selector("[data-testid=stStatusWidget]", timeout=500)
+    except Exception:  # noqa: BLE001 - nothing started: the page is idle already
+        pass
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)

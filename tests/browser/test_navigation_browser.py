@@ -39,8 +39,10 @@ def test_the_chosen_model_and_image_stay_on_every_page(app_url, page, artifacts)
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_role("combobox", name="Model").click()
     page.get_by_role("option", name="shapes_cnn").click()
+    page.wait_for_url("**model=shapes_cnn**")  # the choice has reached the script before the next click
     wait_until_idle(page)
     sidebar.get_by_role("button", name="rocket", exact=True).click()
+    page.wait_for_url("**image=rocket**")
     wait_until_idle(page)
     seen = []
     for name in PAGES:
