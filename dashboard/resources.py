@@ -1,6 +1,8 @@
-"""Every ``st.cache_*`` of the app: loaders wrapped for sharing between sessions and reruns.
+"""The app's shared loaders wrapped in ``st.cache_*``: models, images, datasets, settings.
 
-Cached resources are shared by every browser session at once; the engine guarantees nothing leaves state on them.
+Cached resources are shared by every browser session at once; the engine guarantees nothing leaves state on them
+(every use of a model goes through its gate, :mod:`interp.models.gate`). Caches of drawn results (an overlay, a
+figure) sit beside the page helpers that draw them, in the other ``*_ui`` modules.
 """
 
 from __future__ import annotations
