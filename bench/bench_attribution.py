@@ -227,7 +227,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch, interp
 from interp.attribution import attribute
 model = interp.load_model("vit_base_patch16_224", "random")
-x = model.preprocess(interp.load_sample("chelsea").image)
+x = model.preprocess(interp.load_sample("chelsea").image).to(model.device)  # where the model runs (a GPU too)
 if sys.argv[1] == "captum-default":
     from captum.attr import IntegratedGradients
     IntegratedGradients(lambda t: model._module(t)[:, 282]).attribute(x[None], n_steps=32, return_convergence_delta=True)
