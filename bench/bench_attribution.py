@@ -154,7 +154,7 @@ def ig_ratios(name: str, repeats: int) -> dict[str, float]:
             torch.autograd.grad(model._module(inp)[:, 282].sum(), inp)
 
     def ig() -> None:
-        attribute(model, x[0], "integrated_gradients", 282, steps=32)
+        attribute(model, x[0], "integrated_gradients", 282, steps=32, baseline="black")  # the reference path's
 
     def ig_cold() -> None:  # a first target on the first image: no logits kept for the completeness check
         model.forget(gradient.ENDPOINTS)

@@ -78,10 +78,10 @@ def test_integrated_gradients_checks_completeness_inside_the_path_batch(pair, im
     batches: list[int] = []
     handle = gpu._module.register_forward_pre_hook(lambda m, i: batches.append(len(i[0])))
     try:
-        first = attribute(gpu, image, "integrated_gradients", 1, steps=16)
+        first = attribute(gpu, image, "integrated_gradients", 1, steps=16, baseline="black")
         assert batches[-1:] == [18]  # 16 path points, input, baseline; no separate pass
         batches.clear()
-        second = attribute(gpu, image, "integrated_gradients", 2, steps=16)
+        second = attribute(gpu, image, "integrated_gradients", 2, steps=16, baseline="black")
         assert batches == [16]
     finally:
         handle.remove()
