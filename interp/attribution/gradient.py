@@ -77,7 +77,7 @@ class IntegratedGradientsMethod(GradientMethod):
     budget and to check completeness with one forward pass of input and baseline together, where Captum spends two
     separate passes on it: on the CPU a pass without gradients, on a GPU a part of the path's batch. That pass gives
     every class's logits, so they are kept per tensor (``kept_logits``): the next target class on the same image
-    skips the pass, and the next image with a baseline that does not depend on it (black, white, mean colour) puts
+    skips the pass, and the next image with a baseline that does not depend on it (black, white) puts
     only itself through it (on the CPU the pass of both is 3-4% of an IG-32). Gauss-Legendre, not the trapezoidal
     rule: on EfficientNet-Lite0 at 32 steps its completeness error was 28% against the trapezoid's 127%.
 
