@@ -311,3 +311,36 @@ def test_no_method_touches_torchs_global_random_state(shapes_cnn, world, method)
     torch.rand(10)
     again = attribute(shapes_cnn, image, method, target=3, **settings)
     np.testing.assert_array_equal(first.raw, again.raw)
+
+
+def test_looking_at_a_models_structure_does_not_wait_behind_another_visitors_attribution(shapes_cnn, shapes_vit):
+    """Pages read layer names, which methods apply and a ViT's grid on every rerun; another session holding the
+    model alone for a long attribution must not stall them."""
+    from interp.attention.capture import check_vit
+    from interp.attribution import METHODS, get_method
+    from interp.concepts import default_layers
+
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(model) -> None:
+        with model.exclusive():
+            holding.set()
+            release.wait(10)
+
+    for model in (shapes_cnn, shapes_vit):
+        holding.clear(), release.clear()
+        t = _started(lambda: hold(model))
+        assert holding.wait(5)
+        start = time.perf_counter()
+        try:
+            for name in METHODS:
+                get_method(name).applies_to(model)
+                get_method(name).resolved_params(model)
+            default_layers(model)
+            if model is shapes_vit:
+                check_vit(model)
+            took = time.perf_counter() - start
+        finally:
+            release.set()
+            t.join(5)
+        assert took < 2, f"reading {model.name}'s structure waited {took:.1f} s behind an exclusive holder"

@@ -91,8 +91,8 @@ def attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 def check_vit(model: LoadedModel) -> list[torch.nn.Module]:
     """The model's attention modules; raises :class:`NotAViTError` with a sentence if it has none we can read."""
-    with model.shared() as net:
-        mods = attention_modules(net)
+    net = model.structure
+    mods = attention_modules(net)
     if not mods or not hasattr(net, "patch_embed") or not hasattr(net, "num_prefix_tokens"):
         raise NotAViTError(
             f"{model.name} is not a vision transformer whose attention can be read; pick a ViT or DeiT "
@@ -120,10 +120,10 @@ def layout(model: LoadedModel, tokens: int, input_hw: tuple[int, int]) -> tuple[
     A patch's size in pixels is the input size over the grid: for hybrid ViTs (a CNN stem before the patch
     embedding) that is the stem's stride times the patch size, not the patch size alone.
     """
-    with model.shared() as net:
-        prefix = int(net.num_prefix_tokens)
-        grid = tuple(int(g) for g in net.patch_embed.grid_size)
-        has_cls = getattr(net, "cls_token", None) is not None and getattr(net, "global_pool", "token") == "token"
+    net = model.structure
+    prefix = int(net.num_prefix_tokens)
+    grid = tuple(int(g) for g in net.patch_embed.grid_size)
+    has_cls = getattr(net, "cls_token", None) is not None and getattr(net, "global_pool", "token") == "token"
     patch_px = (input_hw[0] / grid[0], input_hw[1] / grid[1])
     if prefix + grid[0] * grid[1] != tokens:
         raise NotAViTError(

@@ -26,8 +26,7 @@ def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.
     if not name:
         raise MethodNotApplicable(f"{model.name} has no default layer for CAM methods; name one (e.g. 'layer4').")
     try:
-        with model.shared() as net:
-            return name, net.get_submodule(name)
+        return name, model.structure.get_submodule(name)
     except AttributeError:
         raise ValueError(f"{model.name} has no module named {name!r}; pick one from the model's layer list.") from None
 

@@ -262,9 +262,7 @@ class GuidedBackprop(GradientMethod):
     signed = False
 
     def applies_to(self, model):
-        with model.shared() as net:
-            relus = any(isinstance(m, _GUIDED_ACTIVATIONS) for m in modules_of(net))
-        if not relus:
+        if not any(isinstance(m, _GUIDED_ACTIVATIONS) for m in modules_of(model.structure)):
             return "it needs ReLU layers and this model has none (it uses GELU, SiLU or similar)."
         return None
 

@@ -56,8 +56,7 @@ def counting_saved_bytes(model: LoadedModel) -> Iterator[Callable[[], int]]:
     """Within the block, count the bytes autograd saves for backward (each storage once; the model's weights not at
     all, since they are kept whatever the batch). Yields a function returning the count so far."""
     seen: dict[tuple[int, int], int] = {}
-    with model.shared() as net:
-        shared = _weight_storages(net)
+    shared = _weight_storages(model.structure)
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
@@ -147,8 +146,8 @@ def activation_budget_mb(model: LoadedModel) -> int:
         return max(MIN_BUDGET_MB, int(free * GPU_SHARE / 2**20))
     held = resident_mb()
     if held is None:
-        with model.shared() as net:
-            weights = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+        net = model.structure
+        weights = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
         held = RUNTIME_MB + weights / 2**20
     return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - held))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LinearRegression, Ridge
 from captum._utils.models.model import Model
 from captum.attr import KernelShap, Lime, Occlusion
+from sklearn.linear_model import LinearRegression, Ridge
 
 from interp.attribution.base import AttributionMethod, register, target_logit
 from interp.attribution.baselines import BASELINES, make_baseline
@@ -126,7 +126,6 @@ class _SeededKernelShap(KernelShap):
             row = torch.zeros(1, features, dtype=torch.long)
             row[0, chosen] = 1
             yield row.to(device)
-
 
 
 class _Surrogate(Model):

@@ -30,8 +30,7 @@ def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
     """The module at ``layer`` (a dotted path from ``named_modules``); a sentence naming close ones if absent."""
     if layer:
         try:
-            with model.shared() as net:
-                return net.get_submodule(layer)
+            return model.structure.get_submodule(layer)
         except AttributeError:
             pass
     import difflib
@@ -46,9 +45,9 @@ def default_layers(model: LoadedModel) -> list[str]:
     names = list(model.layer_names())
     late = model.spec.cam_layer if model.spec.cam_layer in names else names[-1]
     # timm keeps the body in one sequence: ViT, EfficientNet and MobileNet "blocks", ConvNeXt "stages"
-    with model.shared() as net:
-        body = next((n for n in ("blocks", "stages") if isinstance(getattr(net, n, None), _SEQUENCES)), None)
-        depth = len(getattr(net, body)) if body is not None else 0
+    net = model.structure
+    body = next((n for n in ("blocks", "stages") if isinstance(getattr(net, n, None), _SEQUENCES)), None)
+    depth = len(getattr(net, body)) if body is not None else 0
     if body is not None and depth > 1:
         mid = f"{body}.{depth // 2}"
     else:  # ResNets: conv1 … layer1-layer4 … fc

@@ -296,7 +296,7 @@ def extract_zip(data: bytes, dest: Path, name: str = "upload.zip") -> tuple[Path
             total += written
             kept += 1
     if kept == 0:
-        zips.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
         raise DatasetError(f"{name} holds no images; zip a folder with one sub-folder of images per class.")
     os.utime(out)  # marks it as in use, also when the same zip was unpacked before
     inner = [p for p in out.iterdir() if not p.name.startswith(".")]

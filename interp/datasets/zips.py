@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -95,7 +94,3 @@ def copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, l
 def folder_bytes(folder: Path) -> int:
     """Bytes of the regular files under ``folder`` (links not followed)."""
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file() and not f.is_symlink())
-
-
-def remove(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)

@@ -131,6 +131,14 @@ class LoadedModel:
         with self.gate.exclusive():
             self._side.pop(name, None)
 
+    @property
+    def structure(self) -> torch.nn.Module:
+        """The network, to read what it is made of (submodules, their classes, attributes such as a ViT's grid)
+        without waiting on the gate: a loaded model's structure never changes, and a page that only looks at it
+        must not wait behind another visitor's attribution. Never run it from here: passes go through
+        :meth:`shared`, :meth:`exclusive` or :meth:`run`."""
+        return self._module
+
     def layer_names(self) -> tuple[str, ...]:
         """The dotted name of every submodule (``named_modules`` without the root), for layer pickers."""
         return self._layer_names
