@@ -189,8 +189,8 @@ def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -
             if computed:
                 per = (time.perf_counter() - started) / computed
                 eta = f" · about {per * (len(jobs) - done):.0f} s left"
-            bar.progress(done / len(jobs), text=f"{METHODS[method].title} for {charts.md(charts.short_label(model.class_names[target]))} "
-                                                 f"({done + 1}/{len(jobs)}){eta}")  # fmt: skip
+            name = charts.md(charts.short_label(model.class_names[target]))
+            bar.progress(done / len(jobs), text=f"{METHODS[method].title} for {name} ({done + 1}/{len(jobs)}){eta}")
         try:
             result = attribute(model, image, method, target, cache=cache, **choice.params_for(method))
             cells[(target, method)] = Cell(result)
