@@ -59,11 +59,8 @@ class ModelGate:
         """Hold the gate for a plain pass: alongside other plain passes, never beside an exclusive one."""
         shared, exclusive = self._depths()
         if shared or exclusive:  # re-entry: this thread already keeps every exclusive user out
-            self._local.shared = shared + 1
-            try:
+            with self._deeper("shared"):
                 yield
-            finally:
-                self._local.shared -= 1
             return
         self._enter(lambda: self._writer is None, writer=False)
         self._local.shared = 1
@@ -80,11 +77,8 @@ class ModelGate:
         """Hold the gate alone: no other pass, plain or not, runs through the model until the block ends."""
         shared, exclusive = self._depths()
         if exclusive:
-            self._local.exclusive = exclusive + 1
-            try:
+            with self._deeper("exclusive"):
                 yield
-            finally:
-                self._local.exclusive -= 1
             return
         if shared:
             raise GateMisuse(
@@ -100,6 +94,15 @@ class ModelGate:
             with self._cond:
                 self._writer = None
                 self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def _deeper(self, which: str) -> Iterator[None]:
+        """One more level of ``which`` (``"shared"`` or ``"exclusive"``) held by this thread, for the block."""
+        setattr(self._local, which, getattr(self._local, which, 0) + 1)
+        try:
+            yield
+        finally:
+            setattr(self._local, which, getattr(self._local, which) - 1)
 
     def _enter(self, free, writer: bool) -> None:
         ticket = object()
