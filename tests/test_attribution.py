@@ -25,7 +25,7 @@ FAST = {"steps": 8, "samples": 4, "channels": 8, "window": 40, "stride": 40, "su
 
 
 def fast_params(name: str) -> dict:
-    return {k: v for k, v in FAST.items() if k in METHODS[name].defaults}
+    return {k: v for k, v in FAST.items() if k in METHODS[name].defaults()}
 
 
 @pytest.fixture(scope="module")
@@ -306,8 +306,14 @@ def test_bad_settings_say_what_is_allowed(tiny_cnn):
     image = interp.load_sample("coffee")
     with pytest.raises(ValueError, match="settings are steps, baseline"):
         get_method("integrated_gradients", stepz=3)
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(ValueError, match="baseline is one of black, white"):
         attribute(tiny_cnn, image, "integrated_gradients", target=1, baseline="purple")
+    with pytest.raises(ValueError, match="steps takes a whole number from 2 to 1024, got 0"):
+        get_method("integrated_gradients", steps=0)
+    with pytest.raises(ValueError, match="whole number"):
+        get_method("occlusion", window=7.5)
+    with pytest.raises(ValueError, match="finite"):
+        get_method("smoothgrad", noise=float("nan"))
     with pytest.raises(ValueError, match="not an attribution method"):
         attribute(tiny_cnn, image, "magic", target=1)
     with pytest.raises(ValueError, match="no module named"):
@@ -423,3 +429,76 @@ def test_integrated_gradients_equals_captum(tiny_cnn):
         ref = ref[0].numpy()
         np.testing.assert_allclose(ours.raw, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
         assert ours.delta == pytest.approx(float(delta), abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ settings schema
+
+
+def test_every_setting_is_declared_once_with_a_valid_default_and_help():
+    from interp.attribution.settings import Setting
+
+    for name, cls in METHODS.items():
+        rows = cls.schema()
+        assert len({r.name for r in rows}) == len(rows), name
+        for row in rows:
+            assert isinstance(row, Setting) and row.label and row.help, (name, row.name)
+            assert row.check(row.default, name) == row.default, (name, row.name)  # the default passes its own check
+            if row.kind in ("int", "float"):
+                assert row.low <= row.default <= (row.page_high or row.high) <= row.high, (name, row.name)
+        assert cls().params == cls.defaults(), name
+
+
+def test_text_values_are_parsed_and_checked_as_the_cli_and_links_give_them():
+    m = get_method("integrated_gradients", steps="64", baseline=" black ")
+    assert m.params == {"steps": 64, "baseline": "black"}
+    assert get_method("grad_cam", layer="default").params["layer"] is None
+    assert get_method("smoothgrad", noise="0.2").params["noise"] == 0.2
+
+
+def test_smoothgrad_exposes_the_wrapped_methods_settings_and_uses_them(tiny_cnn):
+    names = {r.name for r in METHODS["smoothgrad"].schema()}
+    assert {"integrated_gradients.steps", "integrated_gradients.baseline", "deeplift.baseline",
+            "gradient_shap.samples"} <= names  # fmt: skip
+    x = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fast = {"base": "integrated_gradients", "samples": 2}
+    coarse = attribute(tiny_cnn, x, "smoothgrad", 1, **fast, **{"integrated_gradients.steps": 2})
+    fine = attribute(tiny_cnn, x, "smoothgrad", 1, **fast, **{"integrated_gradients.steps": 8})
+    assert coarse.params["integrated_gradients.steps"] == 2 and fine.params["integrated_gradients.steps"] == 8
+    assert not np.allclose(coarse.raw, fine.raw)  # the wrapped setting reaches the wrapped method
+    # by hand: the same noisy copies through IG with 8 steps, averaged
+    sm = get_method("smoothgrad", **fast, **{"integrated_gradients.steps": 8})
+    sigma = 0.15 * float(x.max() - x.min())
+    noise = torch.randn((2, *x.shape), generator=torch.Generator().manual_seed(0)) * sigma
+    by_hand = np.mean([attribute(tiny_cnn, x + n, "integrated_gradients", 1, steps=8).raw for n in noise], axis=0)
+    np.testing.assert_allclose(fine.raw, by_hand, rtol=1e-4, atol=1e-6)
+    # only the chosen method's settings are part of the result's identity (the cache key)
+    assert "deeplift.baseline" not in sm.resolved_params(tiny_cnn)
+    assert get_method("smoothgrad").resolved_params(tiny_cnn) == get_method(
+        "smoothgrad", **{"deeplift.baseline": "white"}).resolved_params(tiny_cnn)  # fmt: skip
+
+
+def test_assignments_round_trip_and_reject_what_does_not_apply():
+    from interp.attribution.settings import SettingError, format_assignments, parse_assignments
+
+    chosen = ["integrated_gradients", "occlusion", "smoothgrad", "grad_cam"]
+    schemas = {m: METHODS[m].schema() for m in chosen}
+    got = parse_assignments(
+        ["integrated_gradients.steps=64", "baseline=white", "smoothgrad.base=integrated_gradients",
+         "smoothgrad.integrated_gradients.steps=16", "grad_cam.layer=layer4"], chosen, schemas)  # fmt: skip
+    assert got["integrated_gradients"] == {"steps": 64, "baseline": "white"}
+    assert got["occlusion"] == {"baseline": "white"}  # a bare name: every chosen method that has it
+    assert got["smoothgrad"] == {"base": "integrated_gradients", "integrated_gradients.steps": 16}
+    text = format_assignments(got, schemas)
+    assert parse_assignments(text, chosen, schemas) == got
+    assert "occlusion.window=32" not in format_assignments({"occlusion": {"window": 32}}, schemas)  # defaults omitted
+    # a wrapped method's setting is dropped from a link when another method is wrapped
+    assert format_assignments({"smoothgrad": {"deeplift.baseline": "white"}}, schemas) == []
+    for bad, says in [
+        (["steps"], "not SETTING=VALUE"),
+        (["lime.samples=5"], "not among the chosen"),
+        (["superpixels=5"], "none of the chosen methods"),
+        (["integrated_gradients.stepz=5"], "no setting 'stepz'"),
+        (["integrated_gradients.steps=ten"], "is a number"),
+    ]:
+        with pytest.raises(SettingError, match=says):
+            parse_assignments(bad, chosen, schemas, METHODS)

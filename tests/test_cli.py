@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+import interp
 from interp.cli import main
 from tests.corpus import bad_files
 
@@ -88,20 +91,63 @@ def test_methods_json_lists_every_method(capsys):
 def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path):
     out = tmp_path / "attr"
     code = main(["attribute", "--image", str(coffee_jpg), "--method", "grad_cam", "--method", "integrated_gradients",
-                 "--steps", "16", "--out", str(out)])  # fmt: skip
+                 "--set", "steps=16", "--out", str(out)])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    by_name = {m["name"]: m for m in summary["methods"]}
+    (entry,) = summary["images"]
+    by_name = {r["method"]: r for r in entry["results"]}
     assert set(by_name) == {"grad_cam", "integrated_gradients"}
     assert by_name["grad_cam"]["target"] == 967 and by_name["grad_cam"]["delta"] is None
     assert by_name["integrated_gradients"]["params"]["steps"] == 16
     assert isinstance(by_name["integrated_gradients"]["delta"], float)
     for name in by_name:
         assert Image.open(out / f"{name}.png").size == (224, 224)
-        import numpy as np
-
         with np.load(out / f"{name}.npz") as npz:
             assert npz["raw"].shape[-2:] == (224, 224)
+
+
+def test_attribute_batch_folder_targets_settings_and_a_method_that_does_not_apply(tmp_path, capsys):
+    """A folder of images (one unreadable), two targets, a setting, and a method the model cannot take: the others
+    run, the skip and the unreadable file are warnings, and the summary counts them."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("coffee", "chelsea"):
+        interp.load_sample(name).image.save(folder / f"{name}.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "notes.txt").write_text("ignored: not an image")
+    out = tmp_path / "batch"
+    code = main(["attribute", "--model", "test_vit", "--weights", "random", "--images", str(folder),
+                 "--method", "grad_cam", "--method", "deeplift", "--method", "occlusion", "--target", "1",
+                 "--target", "2", "--set", "occlusion.window=64", "--set", "stride=64", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "deeplift skipped" in err and "broken.jpg skipped" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["skipped_methods"]) == {"deeplift"} and len(summary["unreadable"]) == 1
+    assert summary["maps"] == 2 * 2 * 2  # 2 images × 2 targets × 2 methods
+    for entry in summary["images"]:
+        assert {(r["method"], r["target"]) for r in entry["results"]} == {
+            (m, t) for m in ("grad_cam", "occlusion") for t in (1, 2)}  # fmt: skip
+        occ = next(r for r in entry["results"] if r["method"] == "occlusion")
+        assert occ["params"]["window"] == 64 and occ["params"]["stride"] == 64
+        assert (Path(entry["folder"]) / "occlusion__2.png").is_file()
+
+
+def test_attribute_top_k_explains_each_images_top_classes(coffee_jpg, tmp_path):
+    out = tmp_path / "topk"
+    assert main(["attribute", "--image", str(coffee_jpg), "--method", "saliency", "--top-k", "3", "--out", str(out)]) == 0
+    (entry,) = json.loads((out / "summary.json").read_text())["images"]
+    top3 = [s.index for s in interp.predict(interp.load_model("efficientnet_lite0"), interp.load_image(coffee_jpg), 3).scores]
+    assert [r["target"] for r in entry["results"]] == top3
+
+
+def test_attribute_exits_3_when_nothing_ran(coffee_jpg, tmp_path):
+    result = run_cli("attribute", "--model", "test_vit", "--weights", "random", "--image", str(coffee_jpg),
+                     "--method", "deeplift", "--method", "guided_backprop", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert result.returncode == 3
+    assert "deeplift skipped" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("attribute", "--image", "/dev/zero", "--method", "grad_cam", "--out", str(tmp_path / "o2"))
+    assert result.returncode == 3 and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
@@ -119,10 +165,16 @@ def test_case_study_writes_a_report(tmp_path):
         ["attribute", "--image", "{coffee}", "--method", "magic", "--out", "{out}"],
         ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--target", "1000", "--out", "{out}"],
         ["attribute", "--image", "{coffee}", "--out", "{out}"],
-        ["attribute", "--image", "{coffee}", "--method", "integrated_gradients", "--steps", "0", "--out", "{out}"],
-        ["attribute", "--image", "{coffee}", "--method", "integrated_gradients", "--steps", "100000", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "integrated_gradients", "--set", "steps=0", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "integrated_gradients", "--set", "integrated_gradients.steps=1e5",
+         "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--set", "steps=8", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--set", "occlusion.window=8", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "occlusion", "--set", "window", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "lime", "--set", "baseline=purple", "--out", "{out}"],
+        ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--top-k", "0", "--out", "{out}"],
+        ["attribute", "--images", "{coffee}", "--method", "grad_cam", "--out", "{out}"],
         ["attribute", "--image", "{coffee}", "--method", "grad_cam", "--out", "{file}"],
-        ["attribute", "--image", "/dev/zero", "--method", "grad_cam", "--out", "{out}"],
     ],
 )
 def test_attribute_bad_input_exits_2(args, coffee_jpg, tmp_path):

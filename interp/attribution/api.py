@@ -58,8 +58,9 @@ def attribute(
 
 
 def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
-    """Registry rows for pickers and ``python -m interp methods``: name, title, summary, paper, kind, and, given
-    a model, whether the method applies to it."""
+    """Registry rows for pickers and ``python -m interp methods``: name, title, summary, paper, kind, the settings
+    schema (each row's name, kind, default, range or choices, help), and, given a model, why the method does not
+    apply to it (``None`` when it does)."""
     rows = []
     for name, cls in METHODS.items():
         row = {
@@ -69,7 +70,7 @@ def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
             "paper": cls.paper,
             "kind": cls.kind,
             "signed": cls.signed,
-            "settings": dict(cls.defaults),
+            "settings": [row.describe() for row in cls.schema()],
         }
         if model is not None:
             row["unavailable"] = cls().applies_to(model)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from interp.attribution.settings import Setting, check_params, relevant
 from interp.errors import InterpError
 from interp.models import LoadedModel
 
@@ -58,12 +59,16 @@ class AttributionMethod(ABC):
     """Base of every method. Subclasses set the class attributes and implement :meth:`_attribute`.
 
     Args:
-        **params: overrides of ``defaults``; unknown names raise ``ValueError`` naming the allowed ones.
+        **params: values of the method's settings (:meth:`schema`), checked against it: an unknown name or a value
+            out of range raises :class:`~interp.attribution.settings.SettingError` (a ``ValueError``) saying what
+            is accepted; text is parsed (``steps="64"``), ``None`` means the default.
 
     Class attributes:
         name: registry key; title: what the UI shows; summary: one line for a non-specialist;
         paper: the paper it implements (authors, title, year); kind: gradient, perturbation or cam;
-        signed: whether negative values mean something; defaults: settings and their default values.
+        signed: whether negative values mean something; settings: the method's :class:`Setting` rows, the one
+        place a setting is declared (the page's widgets, the CLI's ``--set``, ``methods --json``, the cache key
+        and the permalink all read them).
     """
 
     name: ClassVar[str]
@@ -72,24 +77,29 @@ class AttributionMethod(ABC):
     paper: ClassVar[str]
     kind: ClassVar[Kind]
     signed: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {}
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(
-                f"{self.name} has no setting {', '.join(sorted(unknown))}; its settings are "
-                f"{', '.join(self.defaults) or 'none'}."
-            )
-        self.params = {**self.defaults, **{k: v for k, v in params.items() if v is not None}}
+        self.params = check_params(self.name, self.schema(), params)
+
+    @classmethod
+    def schema(cls) -> tuple[Setting, ...]:
+        """Every setting of the method (a wrapper adds those of the methods it wraps)."""
+        return cls.settings
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Each setting's default value."""
+        return {s.name: s.default for s in cls.schema()}
 
     def applies_to(self, model: LoadedModel) -> str | None:
         """Why this method cannot explain ``model``, or ``None`` when it can."""
         return None
 
     def resolved_params(self, model: LoadedModel) -> dict[str, Any]:
-        """The settings as they will be used for ``model`` (defaults that depend on the model filled in)."""
-        return dict(self.params)
+        """The settings as they will be used for ``model``: defaults that depend on the model filled in, settings
+        that do not apply to the chosen values left out (so the cache key holds only what the result depends on)."""
+        return relevant(self.schema(), self.params)
 
     def attribute(self, model: LoadedModel, x: torch.Tensor, target: int) -> Attribution:
         """Explain ``model``'s logit for ``target`` at input ``x``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from interp.attribution.settings import Setting
 from interp.models import LoadedModel
 
 BASELINES = ("black", "white", "blur", "noise", "mean")
@@ -46,3 +47,17 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     out = F.pad(out, (0, 0, pad, pad), mode="reflect")
     return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def baseline_setting(default: str, used_for: str) -> Setting:
+    """The ``baseline`` row of a method's settings schema; ``used_for`` says what the method does with it."""
+    return Setting(
+        "baseline", "choice", default, "Baseline", choices=BASELINES,
+        help=f"The reference image {used_for}: black, white, a blurred copy, noise, or the image's own mean colour.",
+    )  # fmt: skip
+
+
+SEED = Setting("seed", "int", 0, "Random seed", low=0, high=2**31 - 1,
+               help="The same seed gives the same random samples, so the same map; change it to see how much "
+               "the map depends on them.")  # fmt: skip
+"""The ``seed`` row of every method that draws random samples (from a generator of its own, seeded by it)."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, register
 from interp.attribution.memory import counting_saved_bytes, forward_batch_size
+from interp.attribution.settings import Setting
 from interp.models import LoadedModel
 from interp.models.hooks import hooked
 
@@ -118,12 +119,20 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
     return found
 
 
+LAYER = Setting(
+    "layer", "layer", None, "Layer",
+    help="The layer whose feature map is weighed; the model's last spatial layer by default. Earlier layers give "
+    "finer, noisier maps.",
+)  # fmt: skip
+"""The ``layer`` row of every CAM method: a module name of the model, ``None`` for the model's default."""
+
+
 class CamMethod(AttributionMethod):
     """Base of the CAM family: ``raw`` is ``(1, 1, H, W)``, non-negative, upsampled bilinearly to the input."""
 
     kind = "cam"
     signed = False
-    defaults: dict[str, Any] = {"layer": None}
+    settings = (LAYER,)
     uses_gradients = True
 
     def resolved_params(self, model):
@@ -190,17 +199,18 @@ class ScoreCAM(CamMethod):
     title = "Score-CAM"
     summary = "No gradients: each channel's map masks the image, and the class score of the masked image is its weight."
     paper = "Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, 2020"
-    defaults = {"layer": None, "channels": 128}
+    settings = (
+        LAYER,
+        Setting("channels", "int", 128, "Score-CAM channels scored", low=1, high=4096, page_high=512, help=(
+            "The paper scores every channel of the layer, one forward pass each; this scores the N most active. Fewer "
+            "can miss the object: on the shapes world (60 images) shapes_vit's map pointed at it in 57% of images with "
+            "64 of its 128 channels and 85% with all of them. 128 (the default) takes, on 2 CPU cores, about 1.6 s on "
+            "EfficientNet-Lite0, 6.5 s on ResNet-50 and 27 s on ViT-B/16 (64: 0.9, 3.6, 13 s).")),
+    )  # fmt: skip
     uses_gradients = False
-    CHANNELS_HELP = (
-        "The paper scores every channel of the layer, one forward pass each; this scores the N most active. Fewer "
-        "can miss the object: on the shapes world (60 images) shapes_vit's map pointed at it in 57% of images with "
-        "64 of its 128 channels and 85% with all of them. 128 (the default) takes, on 2 CPU cores, about 1.6 s on "
-        "EfficientNet-Lite0, 6.5 s on ResNet-50 and 27 s on ViT-B/16 (64: 0.9, 3.6, 13 s)."
-    )
 
     def combine(self, act, grad, model, x, target, params):
-        # The paper scores every channel; we score the `channels` with the highest activation (CHANNELS_HELP says
+        # The paper scores every channel; we score the `channels` with the highest activation (its help says
         # what that costs and saves) and say so in the parameters.
         energy = act[0].flatten(1).amax(1)
         top = energy.topk(min(int(params["channels"]), act.shape[1])).indices

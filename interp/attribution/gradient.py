@@ -7,6 +7,7 @@ by sending a batch of noisy copies.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ import torch
 from captum.attr import DeepLift, InputXGradient, Saliency
 
 from interp.attribution.base import AttributionMethod, get_method, register, target_logit
-from interp.attribution.baselines import BASELINES, make_baseline
+from interp.attribution.baselines import SEED, baseline_setting, make_baseline
+from interp.attribution.settings import Setting
 from interp.attribution.memory import batch_size
 from interp.models import LoadedModel
 from interp.models.hooks import hooked, modules_of, no_inplace_activations
@@ -91,17 +93,17 @@ class IntegratedGradientsMethod(GradientMethod):
     title = "Integrated Gradients"
     summary = "Gradients summed along a straight path from a baseline image; the map adds up to the score change."
     paper = "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, 2017"
-    defaults = {"steps": 32, "baseline": "mean"}
+    # At most 1024 steps: numpy finds Gauss-Legendre nodes from a steps × steps eigenproblem (20,000 steps asked for
+    # 3 GB, 100,000 for 75 GB), and beyond a few hundred steps the completeness error no longer falls.
+    settings = (
+        Setting("steps", "int", 32, "Integrated Gradients steps", low=2, high=1024, step=2, page_high=256,
+                help="Points on the path from the baseline to the image. 32-128 is usually enough; the map's caption "
+                "flags a completeness error above 5%, the sign to raise them."),
+        baseline_setting("mean", "the path starts from"),
+    )  # fmt: skip
 
     def _batch(self, model, x, target, params):
         steps = int(params["steps"])
-        if not 2 <= steps <= MAX_STEPS:
-            raise ValueError(
-                f"Integrated Gradients takes 2 to {MAX_STEPS} steps, got {steps}; 32-128 is usually enough (the page "
-                "flags a completeness error above 5%, the sign to raise them)."
-            )
-        if params["baseline"] not in BASELINES:
-            raise ValueError(f"baseline {params['baseline']!r} is not one of {', '.join(BASELINES)}.")
         alphas, scales = gauss_legendre(steps, x.device, x.dtype)
         fits = batch_size(model, x, steps + 2)  # the path, and room for input and baseline beside it
         attrs, deltas = [], []
@@ -143,11 +145,6 @@ class IntegratedGradientsMethod(GradientMethod):
             attrs.append(attr)
             deltas.append(float(attr.sum()) - (end - begin))
         return torch.cat(attrs), sum(deltas)
-
-
-MAX_STEPS = 1024
-"""The most Integrated Gradients steps: numpy finds Gauss-Legendre nodes from a steps × steps eigenproblem (20,000
-steps asked for 3 GB, 100,000 for 75 GB), and beyond a few hundred steps the completeness error no longer falls."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -195,7 +192,7 @@ class DeepLiftMethod(GradientMethod):
     title = "DeepLIFT"
     summary = "Compares every neuron with its value on a baseline and shares the difference out (Rescale rule)."
     paper = "Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation Differences, 2017"
-    defaults = {"baseline": "black"}
+    settings = (baseline_setting("black", "each neuron's activation is compared with"),)
 
     def applies_to(self, model):
         if model.spec.family == "vit":
@@ -226,12 +223,16 @@ class GradientShapMethod(GradientMethod):
     title = "GradientSHAP"
     summary = "Expected gradients: Integrated Gradients averaged over random baselines and random points on the path."
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, 2017"
-    defaults = {"samples": 16, "noise": 0.1, "seed": 0}
+    settings = (
+        Setting("samples", "int", 16, "Samples", low=1, high=4096, page_high=128,
+                help="Random points (a reference, a point on the path) averaged; more give a smoother, slower map."),
+        Setting("noise", "float", 0.1, "Noise on the input", low=0.0, high=1.0, step=0.01, page_high=0.5,
+                help="Standard deviation of the noise added to the image at each sample, in normalised units."),
+        SEED,
+    )  # fmt: skip
 
     def _batch(self, model, x, target, params):
         n = int(params["samples"])
-        if n < 1:
-            raise ValueError(f"GradientSHAP needs at least 1 sample, got {n}.")
         kinds = ("black", "white", "blur", "noise")
         refs = torch.cat([make_baseline(k, x[:1], model, seed=params["seed"]) for k in kinds])
         gen = torch.Generator(device="cpu").manual_seed(int(params["seed"]))
@@ -282,19 +283,52 @@ class GuidedBackprop(GradientMethod):
         return grad, None
 
 
-class NoiseAveraged(GradientMethod):
-    """Runs a gradient method on noisy copies of the input, in batches that fit the memory budget."""
+def wrappable() -> tuple[str, ...]:
+    """The methods SmoothGrad and VarGrad can wrap: every gradient method that is not itself a noise average."""
+    from interp.attribution.base import METHODS
 
-    defaults = {"base": "saliency", "samples": 16, "noise": 0.15, "seed": 0}
+    return tuple(n for n, c in METHODS.items() if issubclass(c, GradientMethod) and not issubclass(c, NoiseAveraged))
+
+
+class NoiseAveraged(GradientMethod):
+    """Runs a gradient method on noisy copies of the input, in batches that fit the memory budget.
+
+    Its settings are its own and those of every method it can wrap, named ``<method>.<setting>``
+    (``integrated_gradients.steps``); only the wrapped method's count."""
+
+    settings = (
+        Setting("base", "method", "saliency", "Wrapped method", choices_of=wrappable,
+                help="The gradient method run on every noisy copy; its own settings appear below it."),
+        Setting("samples", "int", 16, "Noisy copies", low=1, high=4096, page_high=128,
+                help="How many noisy copies are averaged; the speckle falls with their square root."),
+        Setting("noise", "float", 0.15, "Noise level", low=0.0, high=1.0, step=0.01, page_high=0.5,
+                help="Standard deviation of the noise, as a fraction of the input's range (the paper: 0.1-0.2)."),
+        SEED,
+    )  # fmt: skip
     reduce: str = "mean"
 
+    @classmethod
+    def schema(cls):
+        from interp.attribution.base import METHODS
+
+        inner = tuple(
+            replace(s, name=f"{m}.{s.name}", label=f"{METHODS[m].title}: {s.label}", when=("base", m))
+            for m in wrappable()
+            for s in METHODS[m].schema()
+        )
+        return cls.settings + inner
+
+    def wrapped(self) -> GradientMethod:
+        """The wrapped method with its settings."""
+        base = self.params["base"]
+        prefix = f"{base}."
+        return get_method(base, **{k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)})
+
     def applies_to(self, model):
-        return get_method(self.params["base"]).applies_to(model)
+        return self.wrapped().applies_to(model)
 
     def _batch(self, model, x, target, params):
-        base = get_method(params["base"])
-        if not isinstance(base, GradientMethod) or isinstance(base, NoiseAveraged):
-            raise ValueError(f"{self.title} wraps a gradient method; {params['base']!r} is not one.")
+        base = self.wrapped()
         n = int(params["samples"])
         sigma = float(params["noise"]) * float(x.max() - x.min())
         gen = torch.Generator(device="cpu").manual_seed(int(params["seed"]))

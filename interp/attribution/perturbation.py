@@ -9,7 +9,8 @@ from captum.attr import KernelShap, Lime, Occlusion
 from sklearn.linear_model import LinearRegression, Ridge
 
 from interp.attribution.base import AttributionMethod, register, target_logit
-from interp.attribution.baselines import BASELINES, make_baseline
+from interp.attribution.baselines import SEED, baseline_setting, make_baseline
+from interp.attribution.settings import Setting
 from interp.attribution.memory import forward_batch_size
 from interp.models import LoadedModel
 
@@ -28,7 +29,13 @@ class OcclusionMethod(PerturbationMethod):
     title = "Occlusion"
     summary = "Slides a grey patch over the image; a region matters as much as hiding it lowers the score."
     paper = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, 2014"
-    defaults = {"window": 32, "stride": 16, "baseline": "mean"}
+    settings = (
+        Setting("window", "int", 32, "Occlusion window (px)", low=1, high=4096, page_high=112,
+                help="The side of the square patch hidden at each position, in pixels of the model's input."),
+        Setting("stride", "int", 16, "Occlusion stride (px)", low=1, high=4096, page_high=112,
+                help="How far the patch moves between positions; at most the window. Smaller is finer and slower."),
+        baseline_setting("mean", "the hidden patch is filled from"),
+    )  # fmt: skip
 
     def _attribute(self, model, x, target, params):
         window, stride = int(params["window"]), int(params["stride"])
@@ -50,13 +57,18 @@ class OcclusionMethod(PerturbationMethod):
 class SuperpixelMethod(PerturbationMethod):
     """Switches SLIC superpixels on and off and fits a surrogate model to the class scores."""
 
-    defaults = {"superpixels": 50, "samples": 200, "baseline": "blur", "seed": 0}
+    settings = (
+        Setting("superpixels", "int", 50, "Superpixels", low=2, high=2000, step=2, page_high=200,
+                help="About how many regions (SLIC superpixels) the image is cut into; each gets one weight."),
+        Setting("samples", "int", 200, "Samples", low=2, high=10000, step=2, page_high=1000,
+                help="Random on/off patterns of the regions, one forward pass each, that the linear model is fit to."),
+        baseline_setting("blur", "hidden regions are filled from"),
+        SEED,
+    )  # fmt: skip
 
     def _attribute(self, model, x, target, params):
         from skimage.segmentation import slic
 
-        if params["baseline"] not in BASELINES:
-            raise ValueError(f"baseline {params['baseline']!r} is not one of {', '.join(BASELINES)}.")
         pixels = model.to_display(x[0])
         segments = slic(pixels, n_segments=int(params["superpixels"]), compactness=10, start_label=0)
         mask = torch.from_numpy(segments.astype(np.int64)).to(x.device)[None, None].expand_as(x)

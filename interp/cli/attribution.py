@@ -6,6 +6,8 @@ import argparse
 import base64
 import html
 import json
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +18,57 @@ from interp.cli import DEVICE_HELP, command, handles, out_dir
 
 @command("methods", "list the registered attribution methods with their settings and papers")
 def _methods_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument("--json", action="store_true", help="print a JSON list (each setting's kind, default, range, help)")
+    p.add_argument("--model", help="also say which methods apply to this model (loads it)")
+    p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file (with --model)")
 
 
 @handles("methods")
 def _methods(args: argparse.Namespace) -> int:
     from interp.attribution import method_rows
 
-    rows = method_rows()
+    model = None
+    if args.model:
+        from interp.models import load_model
+
+        model = load_model(args.model, args.weights)
+    rows = method_rows(model)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "-"
         print(f"{r['name']:<{width}}  {r['kind']:<12}  {r['title']}: {r['summary']}")
-        print(f"{'':<{width}}  {'':<12}  settings: {settings}")
+        if r.get("unavailable"):
+            print(f"{'':<{width}}  {'':<12}  not for {model.name}: {r['unavailable']}")
+        for s in r["settings"]:
+            if "when" in s:
+                continue  # a wrapped method's settings: listed under that method
+            accepted = (f"{s['low']:g}..{s['high']:g}" if s["kind"] in ("int", "float")
+                        else "|".join(s.get("choices", [])) or "a layer name")  # fmt: skip
+            print(f"{'':<{width}}  {'':<12}  --set {r['name']}.{s['name']}={s['default']}  ({accepted})")
+        if any("when" in s for s in r["settings"]):
+            print(f"{'':<{width}}  {'':<12}  and the wrapped method's, e.g. --set {r['name']}.integrated_gradients.steps=16")
     return 0
 
 
-@command("attribute", "attribute one image with one or more methods; write overlay PNGs, raw .npz and summary.json")
+EXIT_NOTHING_RAN = 3
+"""``attribute``'s exit status when no (image, method, target) could be computed: every method skipped as not
+applying to the model, or no image readable. Bad arguments exit 2 before any work."""
+
+
+@command("attribute", "attribute images with one or more methods and target classes; write overlays, raw maps and a summary")
 def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
-    p.add_argument("--image", required=True, type=Path)
-    p.add_argument("--method", action="append", required=True, help="a method name (repeat for several)")
-    p.add_argument("--target", type=int, help="class index to explain (default: the top prediction)")
-    p.add_argument("--steps", type=int, help="Integrated Gradients steps (default 32)")
+    p.add_argument("--image", action="append", default=[], type=Path, help="an image file (repeat for several)")
+    p.add_argument("--images", type=Path, help="a folder: every image directly inside it, in name order")
+    p.add_argument("--method", action="append", required=True,
+                   help="a method name (repeat for several), or 'all'; see `python -m interp methods`")
+    p.add_argument("--target", action="append", type=int, default=[], help="class index to explain (repeat for several)")
+    p.add_argument("--top-k", type=int, help="explain each image's K most likely classes (default: the top one)")
+    p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
+                   help="a method's setting, e.g. integrated_gradients.steps=64 or window=32 (every chosen method "
+                   "with that setting); repeat for several")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
@@ -49,42 +76,118 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
 
 @handles("attribute")
 def _attribute(args: argparse.Namespace) -> int:
-    from interp.attribution import METHODS, attribute
+    from interp.attribution import METHODS, MethodNotApplicable, attribute, get_method
     from interp.attribution.display import overlay
+    from interp.attribution.settings import parse_assignments
+    from interp.errors import InterpError
     from interp.images import load_image
     from interp.models import load_model
+    from interp.predict import predict
 
-    unknown = [m for m in args.method if m not in METHODS]
+    methods = list(METHODS) if args.method == ["all"] else args.method
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
-    image = load_image(args.image)
+    methods = list(dict.fromkeys(methods))
+    params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
+    for m in methods:
+        get_method(m, **params[m])  # every value checked before any work
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
+    if args.top_k is not None and args.target:
+        raise ValueError("give --target or --top-k, not both.")
+    paths = _image_paths(args.image, args.images)
     model = load_model(args.model, args.weights, device=args.device)
-    if args.target is not None and not 0 <= args.target < model.num_classes:
-        raise ValueError(f"--target {args.target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    for t in args.target:
+        if not 0 <= t < model.num_classes:
+            raise ValueError(f"--target {t} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    if args.top_k is not None and args.top_k > model.num_classes:
+        raise ValueError(f"--top-k {args.top_k} is more than {model.name}'s {model.num_classes} classes.")
     out_dir(args.out)
-    base = model.view(image.image)
-    summary = {"model": model.name, "weights": model.weights.source, "image": str(args.image), "methods": []}
-    for name in args.method:
-        params = {"steps": args.steps} if args.steps is not None and "steps" in METHODS[name].defaults else {}
-        result = attribute(model, image, name, args.target, **params)
-        Image.fromarray(overlay(base, result.raw, _display_for(name))).save(args.out / f"{name}.png")
-        np.savez_compressed(args.out / f"{name}.npz", raw=result.raw, input=base)
-        summary["methods"].append(
-            {
-                "name": name,
-                "target": result.target,
-                "label": model.class_names[result.target],
-                "seconds": round(result.seconds, 4),
-                "delta": result.delta,
-                "relative_delta": result.extras.get("relative_delta"),
-                "params": result.params,
-            }
-        )
-        delta = f", completeness error {result.delta:+.4f}" if result.delta is not None else ""
-        print(f"{name}: {model.class_names[result.target]} in {result.seconds:.2f} s{delta}")
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {len(args.method)} overlays, raw maps and summary.json to {args.out}")
+    skipped = {}
+    for m in methods:
+        reason = get_method(m, **params[m]).applies_to(model)
+        if reason:
+            skipped[m] = reason
+            print(f"warning: {m} skipped: {METHODS[m].title} does not apply to {model.name}: {reason}", file=sys.stderr)
+    runnable = [m for m in methods if m not in skipped]
+    summary = {"model": model.name, "weights": model.weights.source, "settings": params, "skipped_methods": skipped,
+               "images": [], "unreadable": {}, "failed": []}  # fmt: skip
+    stems: set[str] = set()
+    done = 0
+    started = time.perf_counter()
+    for i, path in enumerate(paths):
+        try:
+            image = load_image(path)
+        except (InterpError, ValueError, OSError) as exc:
+            summary["unreadable"][str(path)] = str(exc)
+            print(f"warning: {path} skipped: {exc}", file=sys.stderr)
+            continue
+        stem = _unique(path.stem, stems)
+        folder = args.out / stem if len(paths) > 1 else args.out
+        folder.mkdir(exist_ok=True)
+        base = model.view(image.image)
+        if args.target:
+            targets = list(dict.fromkeys(args.target))
+        else:
+            targets = [s.index for s in predict(model, image, top_k=args.top_k or 1).scores]
+        entry = {"image": str(path), "folder": str(folder), "results": []}
+        for target in targets:
+            for name in runnable:
+                try:
+                    result = attribute(model, image, name, target, **params[name])
+                except (MethodNotApplicable, InterpError, ValueError) as exc:
+                    summary["failed"].append({"image": str(path), "method": name, "target": target, "reason": str(exc)})
+                    print(f"warning: {name} on {path.name} for class {target}: {exc}", file=sys.stderr)
+                    continue
+                file = f"{name}.png" if len(targets) == 1 else f"{name}__{target}.png"
+                Image.fromarray(overlay(base, result.raw, _display_for(name))).save(folder / file)
+                np.savez_compressed(folder / file.replace(".png", ".npz"), raw=result.raw, input=base)
+                entry["results"].append({
+                    "method": name, "target": result.target, "label": model.class_names[result.target],
+                    "file": file, "seconds": round(result.seconds, 4), "delta": result.delta,
+                    "relative_delta": result.extras.get("relative_delta"), "params": result.params,
+                })  # fmt: skip
+                done += 1
+                delta = f", completeness error {result.delta:+.4f}" if result.delta is not None else ""
+                print(f"{path.name} [{i + 1}/{len(paths)}] {name}: {model.class_names[result.target]} "
+                      f"in {result.seconds:.2f} s{delta}")  # fmt: skip
+        summary["images"].append(entry)
+    summary["maps"] = done
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {done} maps for {len(summary['images'])} of {len(paths)} images in {summary['seconds']:.1f} s to "
+          f"{args.out}; {len(skipped)} methods skipped, {len(summary['unreadable'])} images unreadable, "
+          f"{len(summary['failed'])} maps failed (details in summary.json)")  # fmt: skip
+    if done == 0:
+        print("error: nothing was computed; see the warnings above.", file=sys.stderr)
+        return EXIT_NOTHING_RAN
     return 0
+
+
+def _image_paths(files: list[Path], folder: Path | None) -> list[Path]:
+    from interp.datasets.base import IMAGE_SUFFIXES
+
+    paths = list(files)
+    if folder is not None:
+        if not folder.is_dir():
+            raise ValueError(f"--images {folder} is not a folder; name a folder of images, or use --image for a file.")
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not found:
+            raise ValueError(f"--images {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+        paths += found
+    if not paths:
+        raise ValueError("give an image with --image FILE or a folder with --images DIR.")
+    return paths
+
+
+def _unique(stem: str, taken: set[str]) -> str:
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}"
+    taken.add(name)
+    return name
 
 
 CASE_METHODS = ("grad_cam", "integrated_gradients", "occlusion")
