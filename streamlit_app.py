@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import resources, views
+from dashboard import permalink, resources, views
 from dashboard.feedback import attempt
 from dashboard.page import PAGES, page_setup
 from dashboard.selection import selection_ui
@@ -21,3 +21,4 @@ if model is not None and image is not None:
     prediction = attempt(lambda: resources.prediction(model, image), "classifying the image")
     if prediction is not None:
         views.prediction_view(model, image, prediction)
+permalink.share_ui()

@@ -14,11 +14,11 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from dashboard import charts, resources, state
+from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt, sentence
 from interp.attribution import METHODS, Attribution, attribute
-from interp.attribution.baselines import BASELINES
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
+from interp.attribution.settings import Setting, SettingError, format_assignments, parse_assignments
 from interp.errors import InterpError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -33,13 +33,14 @@ TRUST_DELTA = 0.05  # relative completeness error above which IG's map is flagge
 
 @dataclass(frozen=True)
 class AttributionChoice:
+    """What the grid shows: methods (columns), target classes (rows) and each method's settings."""
+
     methods: tuple[str, ...]
     targets: tuple[int, ...]
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def params_for(self, method: str) -> dict[str, Any]:
-        """The shared settings that this method has (e.g. ``steps`` for IG, ``layer`` for CAMs)."""
-        return {k: v for k, v in self.settings.items() if k in METHODS[method].defaults}
+        return dict(self.settings.get(method, {}))
 
 
 @dataclass
@@ -51,6 +52,12 @@ class Cell:
 
 
 def method_picker_ui(model: LoadedModel) -> list[str]:
+    linked = permalink.split(permalink.take_one("methods"))
+    if linked:
+        known = [m for m in dict.fromkeys(linked) if m in METHODS]
+        if len(known) < len(linked):
+            permalink.note(f"The link names methods this app does not have ({', '.join(set(linked) - set(known))}).")
+        state.put("attr_methods", known)
     state.restore("attr_methods", DEFAULT_METHODS)
 
     def label(name: str) -> str:
@@ -71,6 +78,7 @@ def method_picker_ui(model: LoadedModel) -> list[str]:
             reason = cls().applies_to(model)
             note = f" *Not for {model.name}: {reason}*" if reason else ""
             st.markdown(f"**{cls.title}** ({cls.kind}): {cls.summary} — {cls.paper}.{note}")
+    permalink.publish(methods=",".join(chosen) if chosen != DEFAULT_METHODS else None)
     return chosen
 
 
@@ -84,14 +92,26 @@ def target_picker_ui(model: LoadedModel, prediction: Prediction) -> list[int]:
         return f"{name} ({probs[i]:.1%})" if i in probs else f"{name} [{i}]"
 
     key = f"attr_targets_{model.key}_{prediction.top.index}"  # a new model or image starts from its prediction
-    return st.multiselect(
+    linked = permalink.split(permalink.take_one("targets"))
+    if linked:
+        valid = [int(t) for t in linked if t.isdigit() and int(t) < model.num_classes]
+        if len(valid) < len(linked):
+            permalink.note(f"The link's classes {', '.join(linked)} are not all classes of {model.name}; "
+                           "the others are shown.")  # fmt: skip
+        if valid:
+            state.put(key, list(dict.fromkeys(valid)))
+    state.restore(key, [top[0]])
+    targets = st.multiselect(
         "Target classes",
         options,
-        default=[top[0]],
         key=key,
         format_func=label,
+        on_change=state.keep,
+        args=(key,),
         help="One row per class. The top-5 come first; type to find any other class by name.",
     )
+    permalink.publish(targets=",".join(map(str, targets)) if targets != [top[0]] else None)
+    return targets
 
 
 def second_model_ui(model: LoadedModel) -> LoadedModel | None:
@@ -117,57 +137,121 @@ def second_model_ui(model: LoadedModel) -> LoadedModel | None:
     return second
 
 
-def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, Any]:
-    """Settings of the chosen methods; only the relevant controls are drawn."""
-    wanted = set().union(*(METHODS[m].defaults for m in methods)) if methods else set()
-    out: dict[str, Any] = {}
-    if not wanted:
-        return out
-    with st.expander("Method settings"):
-        cols = st.columns(3)
-        with cols[0]:
-            if "steps" in wanted:
-                out["steps"] = st.slider("Integrated Gradients steps", 8, 256, 32, step=8, key="attr_steps")
-            if "baseline" in wanted:
-                out["baseline"] = st.selectbox(
-                    "Baseline", BASELINES, index=BASELINES.index(METHODS["integrated_gradients"].defaults["baseline"]),
-                    key="attr_baseline", help="The reference image for IG, DeepLIFT, occlusion and LIME/SHAP; the "
-                    "image's mean colour by default (from black, IG needs far more steps to add up).")
-            if "layer" in wanted:
-                modules = list(model.layer_names())
-                default = modules.index(model.spec.cam_layer) if model.spec.cam_layer in modules else 0
-                out["layer"] = st.selectbox("Layer for CAM methods", modules, index=default, key=f"attr_layer_{model.key}")
-        with cols[1]:
-            if "samples" in wanted:
-                out["samples"] = st.slider("Samples (SmoothGrad, VarGrad, GradientSHAP, LIME, KernelSHAP)", 4, 400, 16,
-                                           key="attr_samples")  # fmt: skip
-            if "noise" in wanted:
-                out["noise"] = st.slider("Noise level (fraction of the input range)", 0.0, 0.5, 0.15, 0.01, key="attr_noise")
-            if "base" in wanted:
-                gradient = [n for n, c in METHODS.items() if c.kind == "gradient" and "base" not in c.defaults]
-                out["base"] = st.selectbox("SmoothGrad / VarGrad wraps", gradient, key="attr_base",
-                                           format_func=lambda n: METHODS[n].title)  # fmt: skip
-        with cols[2]:
-            if "window" in wanted:
-                out["window"] = st.slider("Occlusion window (px)", 8, 112, 32, step=4, key="attr_window")
-                out["stride"] = st.slider("Occlusion stride (px)", 4, 112, 16, step=4, key="attr_stride")
-            if "superpixels" in wanted:
-                out["superpixels"] = st.slider("Superpixels (LIME, KernelSHAP)", 10, 200, 50, step=5, key="attr_superpixels")
-            if "channels" in wanted:
-                out["channels"] = st.slider("Score-CAM channels scored", 8, 512, METHODS["score_cam"].defaults["channels"],
-                                            step=8, key="attr_channels", help=METHODS["score_cam"].CHANNELS_HELP)
+def setting_key(method: str, name: str) -> str:
+    return f"attr_set__{method}__{name}"
+
+
+def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Each chosen method's settings, one widget per row of its schema (a tab per method); the values that differ
+    from the defaults go into the link."""
+    _settings_from_link(methods)
+    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    with_settings = [m for m in methods if METHODS[m].schema()]
+    if with_settings:
+        with st.expander("Method settings"):
+            for tab, method in zip(st.tabs([METHODS[m].title for m in with_settings]), with_settings):
+                with tab:
+                    out[method] = _method_settings_ui(model, method)
+    schemas = {m: METHODS[m].schema() for m in methods}
+    permalink.publish(set=format_assignments(out, schemas))
     return out
+
+
+def _method_settings_ui(model: LoadedModel, method: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    cols = st.columns(3)
+    drawn = 0
+    for row in METHODS[method].schema():
+        if row.when is not None and values.get(row.when[0]) != row.when[1]:
+            continue  # a wrapped method's setting, for another wrapped method
+        with cols[drawn % 3]:
+            values[row.name] = _setting_widget(model, method, row)
+        drawn += 1
+    return values
+
+
+def _setting_widget(model: LoadedModel, method: str, row: Setting) -> Any:
+    key = setting_key(method, row.name)
+    state.restore(key, row.default)
+    common = {"key": key, "help": row.help or None, "on_change": state.keep, "args": (key,)}
+    if row.kind == "layer":
+        modules = list(model.layer_names())
+        if st.session_state[key] not in modules:  # the default, or a layer of another model
+            st.session_state[key] = model.spec.cam_layer if model.spec.cam_layer in modules else modules[0]
+        chosen = st.selectbox(row.label, modules, **common)
+        return None if chosen == model.spec.cam_layer else chosen
+    if row.kind in ("choice", "method"):
+        options = list(row.options())
+        if st.session_state[key] not in options:
+            st.session_state[key] = row.default
+        fmt = (lambda n: METHODS[n].title) if row.kind == "method" else str
+        return st.selectbox(row.label, options, format_func=fmt, **common)
+    number = int if row.kind == "int" else float
+    value = number(st.session_state[key])
+    high = max(number(row.page_high if row.page_high is not None else row.high), value)  # a linked value beyond it
+    st.session_state[key] = value
+    step = number(row.step) if row.step is not None else number(1 if row.kind == "int" else 0.01)
+    return st.slider(row.label, number(row.low), high, step=step, **common)
+
+
+def _settings_from_link(methods: list[str]) -> None:
+    """The link's ``set=METHOD.SETTING=VALUE`` parameters, as the widgets' starting values."""
+    schemas = {m: METHODS[m].schema() for m in methods}
+    for item in permalink.take("set"):
+        try:
+            parsed = parse_assignments([item], methods, schemas, METHODS)
+        except SettingError as exc:
+            permalink.note(f"The link's setting {item} was not used: {exc}")
+            continue
+        for method, values in parsed.items():
+            for name, value in values.items():
+                state.put(setting_key(method, name), value)
+
+
+DISPLAY = DisplaySettings()
+"""The display's defaults; a link carries only what differs from them."""
+_DISPLAY_PARAMS = {"alpha": "alpha", "cmap": "colormap", "sign": "sign", "clip": "clip_percentile", "agg": "aggregation"}
 
 
 def display_ui() -> DisplaySettings:
     """Controls that only change how stored maps are drawn."""
+    colormaps = [c for c in COLORMAPS if c != "diverging"]
+    allowed = {"alpha": (0.0, 1.0), "clip": (90.0, 100.0), "cmap": colormaps, "sign": SIGNS, "agg": AGGREGATIONS}
+    for param, field_name in _DISPLAY_PARAMS.items():
+        linked = permalink.take_one(param)
+        ok = allowed[param]
+        if linked is None:
+            pass
+        elif isinstance(ok, tuple) and _number_in(linked, *ok):
+            state.put(f"attr_{param}", float(linked))
+        elif not isinstance(ok, tuple) and linked in ok:
+            state.put(f"attr_{param}", linked)
+        else:
+            permalink.note(f"The link's display option {param}={linked} is not one this page offers; the default is used.")
+        state.restore(f"attr_{param}", getattr(DISPLAY, field_name))
+
+    def kept(param: str) -> dict:
+        return {"key": f"attr_{param}", "on_change": state.keep, "args": (f"attr_{param}",)}
+
     cols = st.columns(5)
-    alpha = cols[0].slider("Overlay", 0.0, 1.0, 0.5, 0.05, key="attr_alpha")
-    colormap = cols[1].selectbox("Colours", [c for c in COLORMAPS if c != "diverging"], key="attr_cmap")
-    sign = cols[2].selectbox("Sign", SIGNS, key="attr_sign", help="'signed' shows positive red, negative blue.")
-    clip = cols[3].slider("Clip at percentile", 90.0, 100.0, 99.0, 0.5, key="attr_clip")
-    agg = cols[4].selectbox("Channels", AGGREGATIONS, key="attr_agg", help="How the 3 colour channels become one value.")
-    return DisplaySettings(alpha=alpha, colormap=colormap, sign=sign, clip_percentile=clip, aggregation=agg)
+    alpha = cols[0].slider("Overlay", 0.0, 1.0, step=0.05, **kept("alpha"))
+    colormap = cols[1].selectbox("Colours", colormaps, **kept("cmap"))
+    sign = cols[2].selectbox("Sign", SIGNS, help="'signed' shows positive red, negative blue.", **kept("sign"))
+    clip = cols[3].slider("Clip at percentile", 90.0, 100.0, step=0.5, **kept("clip"))
+    agg = cols[4].selectbox("Channels", AGGREGATIONS, help="How the 3 colour channels become one value.", **kept("agg"))
+    shown = DisplaySettings(alpha=alpha, colormap=colormap, sign=sign, clip_percentile=clip, aggregation=agg)
+    permalink.publish(**{
+        param: None if getattr(shown, f) == getattr(DISPLAY, f) else permalink.encode_number(getattr(shown, f))
+        for param, f in _DISPLAY_PARAMS.items()
+    })  # fmt: skip
+    return shown
+
+
+def _number_in(text: str, low: float, high: float) -> bool:
+    try:
+        return low <= float(text) <= high
+    except ValueError:
+        return False
 
 
 def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -> dict[tuple[int, str], Cell]:

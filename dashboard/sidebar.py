@@ -7,7 +7,7 @@ import logging
 import streamlit as st
 
 import interp
-from dashboard import resources, state
+from dashboard import permalink, resources, state
 from dashboard.feedback import sentence
 from interp.errors import InterpError
 from interp.images import DEFAULT_MAX_BYTES, UPLOAD_EXTENSIONS
@@ -27,9 +27,20 @@ def sidebar_ui() -> tuple[state.ModelChoice | None, state.ImageChoice]:
         model = model_picker_ui()
         st.divider()
         image = image_picker_ui()
-    state.set_query_params(
-        model=model.name if model and not model.weights_digest else None,
+    unshared = []
+    if model is not None and model.weights_digest:
+        unshared.append(f"Your uploaded weights ({model.weights_name}) cannot travel in a link: it names the "
+                        "architecture, with its own weights.")  # fmt: skip
+    source = state.get("_image", {}).get("source")
+    shareable_item = image.kind == "dataset" and source is not None and source[2] != "zip"
+    if image.kind == "upload" or (image.kind == "dataset" and not shareable_item):
+        unshared.append("Your uploaded image cannot travel in a link: it opens with the default sample instead.")
+    st.session_state["_unshared"] = unshared
+    permalink.publish(
+        model=model.name if model else None,
         image=image.name if image.kind == "sample" else None,
+        dataset=source[0] if shareable_item else None,
+        item=image.name if shareable_item else None,
     )
     return model, image
 
@@ -39,15 +50,16 @@ def sidebar_ui() -> tuple[state.ModelChoice | None, state.ImageChoice]:
 
 def model_picker_ui() -> state.ModelChoice | None:
     rows = {r["name"]: r for r in resources.model_rows()}
-    from_url = state.query_param("model")
+    from_url = permalink.take_one("model")
     if from_url in rows:
-        start, typed = from_url, ""
+        state.put("model_select", from_url)
     elif from_url and is_timm_name(from_url):
-        start, typed = OTHER, from_url
-    else:
-        start, typed = interp.DEFAULT_MODEL, ""
-    state.restore("model_select", start)
-    state.restore("model_other", typed)
+        state.put("model_select", OTHER)
+        state.put("model_other", from_url)
+    elif from_url:
+        permalink.note(f"The link's model “{from_url}” is not a timm model name; showing the default model.")
+    state.restore("model_select", interp.DEFAULT_MODEL)
+    state.restore("model_other", "")
 
     def label(name: str) -> str:
         row = rows.get(name)
@@ -166,10 +178,15 @@ def weights_bytes(choice: state.ModelChoice) -> bytes | None:
 
 
 def image_picker_ui() -> state.ImageChoice:
-    from_url = state.query_param("image")
-    default = {"kind": "sample", "name": from_url if from_url in interp.SAMPLES else interp.DEFAULT_SAMPLE}
-    if "_image" not in st.session_state:
-        st.session_state["_image"] = default
+    from_url, dataset, item = permalink.take_one("image"), permalink.take_one("dataset"), permalink.take_one("item")
+    if from_url in interp.SAMPLES:
+        st.session_state["_image"] = {"kind": "sample", "name": from_url}
+    elif dataset and item:
+        st.session_state["_image"] = _dataset_image_from_link(dataset, item) or state.get("_image")
+    elif from_url:
+        permalink.note(f"The link's image “{from_url}” is not one of the bundled samples; showing the default.")
+    if not st.session_state.get("_image"):
+        st.session_state["_image"] = {"kind": "sample", "name": interp.DEFAULT_SAMPLE}
     current = st.session_state["_image"]
 
     st.markdown("**Image**")
@@ -199,6 +216,26 @@ def image_picker_ui() -> state.ImageChoice:
                     help=interp.SAMPLES[name].caption,
                 )
     return state.ImageChoice(current["kind"], current["name"], current.get("digest"))
+
+
+def _dataset_image_from_link(dataset: str, item: str) -> dict | None:
+    """The sidebar's image for a link's ``dataset`` and ``item``, when that dataset is configured on this server and
+    holds that image; else a note and ``None``."""
+    try:
+        roots = {r.name: r for r in resources.dataset_roots()}
+    except InterpError:
+        roots = {}
+    root = roots.get(dataset)
+    if root is None:
+        permalink.note(f"The link's dataset “{dataset}” is not configured on this server; showing the default sample.")
+        return None
+    source = (root.name, str(root.root), root.kind, root.mapping)
+    try:
+        resources.dataset_image(*source, item)
+    except InterpError as exc:
+        permalink.note(f"The link's image {item} could not be opened from {dataset}: {sentence(str(exc))}")
+        return None
+    return {"kind": "dataset", "name": item, "digest": root.name, "source": source}
 
 
 def _pick_sample(name: str) -> None:

@@ -1,8 +1,8 @@
 """The user's choices, kept in session state so that every page sees the same model and image.
 
 Streamlit forgets a widget's value when the user moves to a page that does not draw it, so each choice is also
-kept under a key no widget owns (``_keep_<key>``) and written back before the widget is drawn again. The choice of
-model and sample is mirrored in the URL's query parameters, so a link reproduces what the sender saw.
+kept under a key no widget owns (``_keep_<key>``) and written back before the widget is drawn again. What a link
+carries is :mod:`dashboard.permalink`'s.
 """
 
 from __future__ import annotations
@@ -59,17 +59,3 @@ def put(key: str, value: Any) -> None:
 
 def get(key: str, default: Any = None) -> Any:
     return st.session_state.get(key, default)
-
-
-def query_param(name: str) -> str | None:
-    value = st.query_params.get(name)
-    return value or None
-
-
-def set_query_params(**values: str | None) -> None:
-    """Mirror choices in the URL; ``None`` removes a parameter."""
-    for name, value in values.items():
-        if value is None:
-            st.query_params.pop(name, None)
-        elif st.query_params.get(name) != value:
-            st.query_params[name] = value

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import attribution_ui as ui
-from dashboard import resources
+from dashboard import permalink, resources
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -44,3 +44,4 @@ else:
         ui.grid_view(second, image, choice, second_cells, display)
 ui.inspect_ui(model, image, choice, cells, display)
 ui.downloads_ui(model, image, choice, cells, display, overlays)
+permalink.share_ui()

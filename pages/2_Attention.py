@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import attention_ui as ui
-from dashboard import resources
+from dashboard import permalink, resources
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -41,3 +41,4 @@ with matrix:
 with stats:
     ui.stats_view(ident, capture)
 ui.downloads_ui(model, image, capture, base, maps)
+permalink.share_ui()

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import gallery_ui as ui
+from dashboard import permalink
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
 
@@ -24,3 +25,4 @@ with gallery:
     ui.gallery_view(model, source, dataset)
 with browse:
     ui.browse_view(source, dataset)
+permalink.share_ui()

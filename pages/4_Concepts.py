@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import concepts_ui as ui
-from dashboard import resources
+from dashboard import permalink, resources
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -30,3 +30,4 @@ done = ui.run_ui(model, choice, image)
 if done is not None:
     report, class_images = done
     ui.results_view(report, class_images)
+permalink.share_ui()

@@ -80,7 +80,7 @@ def test_downloads_carry_the_maps_and_settings():
 def test_settings_change_is_a_new_computation():
     at = attribution_page().run()
     at.main.multiselect(key="attr_methods").set_value(["integrated_gradients"]).run()
-    at.main.slider(key="attr_steps").set_value(64).run()
+    at.main.slider(key="attr_set__integrated_gradients__steps").set_value(64).run()
     assert not at.exception
     ig = [c for c in captions(at) if "completeness error" in c]
     assert ig and ", cached" not in ig[0]
@@ -95,3 +95,88 @@ def test_second_model_side_by_side_with_an_untrained_copy():
     headers = [h.value for h in at.main.subheader]
     assert any("bundled package" in h for h in headers) and any("random initialisation" in h for h in headers)
     assert len(at.main.get("image")) == 4  # two methods × two models
+
+
+# ----------------------------------------------------------------------------------------- schema-driven settings
+
+
+def test_each_method_gets_its_own_settings_from_its_schema():
+    """The defaults come from the engine's schema, not the page (the page once started LIME at 16 samples, its
+    default 200); IG's and occlusion's baselines are separate; SmoothGrad shows the wrapped method's settings."""
+    from interp.attribution import METHODS
+
+    page = attribution_page()
+    page.at.session_state["_keep_attr_methods"] = ["integrated_gradients", "occlusion", "lime", "smoothgrad"]
+    chosen = {"base": "integrated_gradients", "samples": 2, "integrated_gradients.steps": 4}  # kept cheap
+    for name, value in chosen.items():
+        page.at.session_state[f"_keep_attr_set__smoothgrad__{name}"] = value
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    widgets = {w.key: w for w in at.main.get("slider") + at.main.get("selectbox") if w.key}
+    for method in ("integrated_gradients", "occlusion", "lime", "smoothgrad"):
+        for row in METHODS[method].schema():
+            key = f"attr_set__{method}__{row.name}"
+            if row.when is not None and row.when != ("base", "integrated_gradients"):
+                assert key not in widgets, key  # another wrapped method's setting: not drawn
+                continue
+            want = chosen.get(row.name, row.default) if method == "smoothgrad" else row.default
+            assert widgets[key].value == want, key
+    assert at.main.selectbox(key="attr_set__integrated_gradients__baseline").value == "mean"
+    assert at.main.selectbox(key="attr_set__lime__baseline").value == "blur"
+    assert not [w for w in at.main.get("selectbox") if w.key == "attr_set__smoothgrad__deeplift.baseline"]
+
+
+# ---------------------------------------------------------------------------------------------------- permalinks
+
+LINK = {
+    "model": "efficientnet_lite0",
+    "image": "coffee",
+    "methods": "occlusion,integrated_gradients",
+    "targets": "967,968",
+    "set": ["integrated_gradients.steps=16", "occlusion.window=64", "occlusion.stride=64"],
+    "alpha": "0.7",
+    "cmap": "viridis",
+}
+
+
+def test_a_link_sets_the_whole_view_and_the_url_follows_the_widgets():
+    page = attribution_page()
+    for name, value in LINK.items():
+        page.at.query_params[name] = value
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.multiselect(key="attr_methods").value == ["occlusion", "integrated_gradients"]
+    targets = next(w for w in at.main.multiselect if w.key and w.key.startswith("attr_targets_"))
+    assert targets.value == [967, 968]
+    assert at.main.slider(key="attr_set__integrated_gradients__steps").value == 16
+    assert at.main.slider(key="attr_set__occlusion__window").value == 64
+    assert at.main.slider(key="attr_alpha").value == 0.7 and at.main.selectbox(key="attr_cmap").value == "viridis"
+    assert len(at.main.get("image")) == 4  # 2 classes × 2 methods
+    ig = [c for c in captions(at) if "completeness error" in c]
+    assert len(ig) == 2
+    # the URL reproduces the view: the same parameters as the link
+    got = {k: sorted(v) if isinstance(v, list) else [v] for k, v in ((k, at.query_params[k]) for k in at.query_params)}
+    want = {k: sorted(v) if isinstance(v, list) else [v] for k, v in LINK.items()}
+    assert got == want, got
+    # a change moves the URL; a setting back at its default leaves it
+    at.main.slider(key="attr_set__integrated_gradients__steps").set_value(32).run()
+    assert sorted(at.query_params["set"]) == ["occlusion.stride=64", "occlusion.window=64"]
+
+
+def test_a_link_with_parts_that_do_not_fit_keeps_the_rest_and_says_what_was_dropped():
+    page = attribution_page()
+    bad = {"model": "efficientnet_lite0", "image": "no_such_photo", "methods": "grad_cam,magic", "targets": "5000,1",
+           "set": ["grad_cam.layer=blocks.5", "integrated_gradients.steps=1", "grad_cam.stepz=3"], "cmap": "rainbow",
+           "alpha": "nan"}  # fmt: skip
+    for name, value in bad.items():
+        page.at.query_params[name] = value
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.multiselect(key="attr_methods").value == ["grad_cam"]
+    targets = next(w for w in at.main.multiselect if w.key and w.key.startswith("attr_targets_"))
+    assert targets.value == [1]
+    assert at.main.selectbox(key="attr_set__grad_cam__layer").value == "blocks.5"
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    for says in ("no_such_photo", "magic", "5000", "stepz", "rainbow", "alpha=nan"):
+        assert says in warnings, (says, warnings)
+    assert len(at.main.get("image")) == 1

@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 

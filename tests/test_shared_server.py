@@ -21,7 +21,6 @@ from interp.attribution import METHODS, attribute
 from interp.models import GateMisuse, ModelGate
 from interp.models.hooks import hook_count
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # The gate itself.
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.models.hooks import hooked
 from interp.errors import InterpError
+from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 
 

@@ -16,8 +16,8 @@ from captum.attr import DeepLift, InputXGradient, Saliency
 
 from interp.attribution.base import AttributionMethod, get_method, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
-from interp.attribution.settings import Setting
 from interp.attribution.memory import batch_size
+from interp.attribution.settings import Setting
 from interp.models import LoadedModel
 from interp.models.hooks import hooked, modules_of, no_inplace_activations
 

@@ -10,8 +10,8 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 from interp.attribution.base import AttributionMethod, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
-from interp.attribution.settings import Setting
 from interp.attribution.memory import forward_batch_size
+from interp.attribution.settings import Setting
 from interp.models import LoadedModel
 
 

@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InterpError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `python -m interp methods | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a folder that is a file, a full disk, no permission: the system's words, one line
         logging.getLogger(__name__).debug("OSError", exc_info=True)
         where = f" ({exc.filename})" if exc.filename else ""
@@ -83,6 +86,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `python -m interp methods | head`: the reader left; that is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0

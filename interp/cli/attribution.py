@@ -44,9 +44,10 @@ def _methods(args: argparse.Namespace) -> int:
         for s in r["settings"]:
             if "when" in s:
                 continue  # a wrapped method's settings: listed under that method
-            accepted = (f"{s['low']:g}..{s['high']:g}" if s["kind"] in ("int", "float")
-                        else "|".join(s.get("choices", [])) or "a layer name")  # fmt: skip
-            print(f"{'':<{width}}  {'':<12}  --set {r['name']}.{s['name']}={s['default']}  ({accepted})")
+            accepted = (f"{s['low']}..{s['high']}" if s["kind"] in ("int", "float")
+                        else "|".join(s.get("choices", [])) or "a layer name, or default")  # fmt: skip
+            default = "default" if s["default"] is None else s["default"]
+            print(f"{'':<{width}}  {'':<12}  --set {r['name']}.{s['name']}={default}  ({accepted})")
         if any("when" in s for s in r["settings"]):
             print(f"{'':<{width}}  {'':<12}  and the wrapped method's, e.g. --set {r['name']}.integrated_gradients.steps=16")
     return 0

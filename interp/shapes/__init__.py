@@ -1,7 +1,6 @@
 """The ground-truth world: synthetic shapes with exact masks, boxes and a planted shortcut (see ``generator``)."""
 
 from interp.shapes.export import write_image_folder
-from interp.shapes.truth import draw_outline, mask_in_view, pointing_hit, truth_mask
 from interp.shapes.generator import (
     CLASSES,
     IMAGE_SIZE,
@@ -13,6 +12,7 @@ from interp.shapes.generator import (
     marker_region,
     render,
 )
+from interp.shapes.truth import draw_outline, mask_in_view, pointing_hit, truth_mask
 
 __all__ = [
     "CLASSES",
