@@ -502,3 +502,80 @@ def test_assignments_round_trip_and_reject_what_does_not_apply():
     ]:
         with pytest.raises(SettingError, match=says):
             parse_assignments(bad, chosen, schemas, METHODS)
+
+
+# ------------------------------------------------------------------------------ the CAM variants and RISE (#26)
+
+
+def _package_cam(kind, model: LoadedModel, x: torch.Tensor, target: int, layer: str, **kwargs) -> np.ndarray:
+    layer_module = model._module.get_submodule(layer)
+    model._module.requires_grad_(True)
+    try:
+        with kind(model=model._module, target_layers=[layer_module], **kwargs) as cam:
+            return cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
+    finally:
+        model._module.requires_grad_(False)
+
+
+@pytest.mark.parametrize("layer", ["layer2", "layer4"])
+@pytest.mark.parametrize("name", ["hires_cam", "xgrad_cam", "ablation_cam"])
+def test_cam_variants_equal_the_reference_package(tiny_cnn, name, layer):
+    """At layer2 the gradient varies over the map, so HiResCAM and XGrad-CAM differ from Grad-CAM there (at the last
+    layer before a pooled linear head they equal it, as Draelos & Carin show)."""
+    from pytorch_grad_cam import AblationCAM, HiResCAM, XGradCAM
+
+    kind = {"hires_cam": HiResCAM, "xgrad_cam": XGradCAM, "ablation_cam": AblationCAM}[name]
+    x = tiny_cnn.preprocess(interp.load_sample("chelsea").image)[None]
+    ours = attribute(tiny_cnn, x, name, target=2, layer=layer).raw[0]  # a class with a positive logit (see Ablation-CAM)
+    ref = _package_cam(kind, tiny_cnn, x, 2, layer)
+    assert ours.max() > 0 and ref.max() > 0
+    assert _pearson(ours, ref) >= 0.999
+    if layer == "layer2" and name != "ablation_cam":
+        grad = attribute(tiny_cnn, x, "grad_cam", target=2, layer=layer).raw[0]
+        assert np.abs(ours / ours.max() - grad / grad.max()).max() > 0.02  # not Grad-CAM under another name
+
+
+def test_eigen_cam_is_the_first_principal_component_like_the_reference(lite0):
+    from pytorch_grad_cam import EigenCAM as ReferenceEigenCAM
+
+    x = lite0.preprocess(interp.load_sample("chelsea").image)[None]
+    ours = attribute(lite0, x, "eigen_cam", target=282).raw[0]
+    assert np.array_equal(ours, attribute(lite0, x, "eigen_cam", target=1).raw[0])  # no class in it
+    ref = _package_cam(ReferenceEigenCAM, lite0, x, 282, lite0.spec.cam_layer)
+    # the component's sign is arbitrary: the package keeps SVD's, we orient it towards the active part
+    layer = lite0._module.get_submodule(lite0.spec.cam_layer)
+    flipped = _package_cam(ReferenceEigenCAM, lite0, x, 282, lite0.spec.cam_layer,
+                           reshape_transform=lambda t: -t) if layer is not None else None  # fmt: skip
+    assert max(_pearson(ours, ref), _pearson(ours, flipped)) >= 0.999
+
+
+def test_ablation_cam_on_a_vit_and_with_fewer_channels(tiny_vit):
+    x = tiny_vit.preprocess(interp.load_sample("astronaut").image)[None]
+    full = attribute(tiny_vit, x, "ablation_cam", target=5)
+    few = attribute(tiny_vit, x, "ablation_cam", target=5, channels=4)
+    assert full.raw.shape == few.raw.shape == (1, *x.shape[-2:])
+    assert not np.allclose(full.raw, few.raw)
+
+
+def test_rise_finds_the_region_a_model_reads():
+    """A model whose class-0 logit is 10 × (the mean of the image's top-left quarter - 0.5) and whose class-1 logit
+    is 0: RISE's expected probability given a visible pixel must be highest on that quarter, and its map must not
+    depend on anything but the seed."""
+    class QuarterModel(torch.nn.Module):
+        def forward(self, x):
+            h, w = x.shape[-2] // 2, x.shape[-1] // 2
+            score = 10 * (x[:, :, :h, :w].mean(dim=(1, 2, 3)) - 0.5)
+            return torch.stack([score, torch.zeros_like(score)], dim=1)
+
+    net = QuarterModel().eval()
+    spec = ModelSpec("quarter", "quarter", "cnn", "reads the top-left quarter")
+    cfg = {"input_size": (3, 32, 32), "mean": (0.0,) * 3, "std": (1.0,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    model = LoadedModel(spec, net, WeightsInfo("random", "test", "quarter"), cfg, ("quarter", "none"), torch.device("cpu"))
+    x = torch.ones(3, 32, 32)
+    result = attribute(model, x, "rise", target=0, masks=400, cells=4)
+    m = result.raw[0]
+    inside, outside = m[:16, :16].mean(), np.concatenate([m[16:, :].ravel(), m[:16, 16:].ravel()]).mean()
+    assert inside > outside + 0.08, (inside, outside)  # by hand: one more visible cell of four moves p by ~0.13
+    assert np.unravel_index(m.argmax(), m.shape)[0] < 16 and np.unravel_index(m.argmax(), m.shape)[1] < 16
+    assert np.array_equal(m, attribute(model, x, "rise", target=0, masks=400, cells=4).raw[0])
+    assert not np.array_equal(m, attribute(model, x, "rise", target=0, masks=400, cells=4, seed=1).raw[0])

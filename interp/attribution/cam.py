@@ -127,6 +127,11 @@ LAYER = Setting(
 """The ``layer`` row of every CAM method: a module name of the model, ``None`` for the model's default."""
 
 
+def upsampled(cam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A ``(B, h, w)`` map as ``(B, 1, H, W)`` at the input's size, bilinearly."""
+    return F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False).detach()
+
+
 class CamMethod(AttributionMethod):
     """Base of the CAM family: ``raw`` is ``(1, 1, H, W)``, non-negative, upsampled bilinearly to the input."""
 
@@ -145,8 +150,7 @@ class CamMethod(AttributionMethod):
         act = to_grid(act, model)
         grad = to_grid(grad, model) if grad is not None else None
         cam = self.combine(act, grad, model, x, target, params).clamp(min=0)
-        up = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return up.detach(), None, {"layer_shape": list(act.shape[1:])}
+        return upsampled(cam, x), None, {"layer_shape": list(act.shape[1:])}
 
     def combine(
         self, act: torch.Tensor, grad: torch.Tensor | None, model: LoadedModel, x: torch.Tensor, target: int,
@@ -242,3 +246,110 @@ class GuidedGradCAM(CamMethod):
         cam, _, extras = GradCAM(layer=params["layer"])._attribute(model, x, target, params)
         guided, _ = get_method("guided_backprop")._batch(model, x, target, {})
         return guided * cam, None, extras
+
+
+@register
+class HiResCAM(CamMethod):
+    name = "hires_cam"
+    title = "HiResCAM"
+    summary = "Activations times their own gradients, summed over channels: Grad-CAM without averaging the gradient away."
+    paper = "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks, 2020"
+
+    def combine(self, act, grad, model, x, target, params):
+        # With a pooled linear head this is exactly the share of the class score each location contributes.
+        return (grad * act).sum(1)
+
+
+@register
+class XGradCAM(CamMethod):
+    name = "xgrad_cam"
+    title = "XGrad-CAM"
+    summary = "Grad-CAM with each channel's gradient weighted by its own activation, chosen to satisfy two axioms."
+    paper = "Fu et al., Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs, 2020"
+
+    def combine(self, act, grad, model, x, target, params):
+        total = act.sum(dim=(2, 3), keepdim=True)
+        weights = (grad * act).sum(dim=(2, 3), keepdim=True) / (total + 1e-7)
+        return (weights * act).sum(1)
+
+
+@register
+class EigenCAM(CamMethod):
+    """The layer's activations projected on their first principal component (no class: every target gives the same
+    map). The component's sign is arbitrary; we orient it so that the map agrees with where the channels are active
+    on average, so the bright part is the strongly activated one."""
+
+    name = "eigen_cam"
+    title = "EigenCAM"
+    summary = "The first principal component of the layer's feature map: where the network's features are, class-agnostic."
+    paper = "Muhammad & Yeasin, Eigen-CAM: Class Activation Map using Principal Components, 2020"
+    uses_gradients = False
+
+    def combine(self, act, grad, model, x, target, params):
+        maps = []
+        for a in act.float():
+            flat = a.flatten(1).T  # (h·w, C)
+            centred = flat - flat.mean(0, keepdim=True)
+            _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+            projection = centred @ vh[0]
+            if torch.dot(projection, flat.mean(1) - flat.mean()) < 0:
+                projection = -projection
+            maps.append(projection.view(a.shape[1:]))
+        return torch.stack(maps)
+
+
+@register
+class AblationCAM(CamMethod):
+    """Each channel's weight is the fraction of the class score lost when that channel is set to zero:
+    ``(y - y_k) / |y|``. The paper divides by ``y``, which assumes a positive score; for a class whose logit is
+    negative that turned every weight's sign and showed where the class is *not* (the grad-cam package does so).
+
+    Only the layers after the chosen one run for each ablated channel: the layer's output (one image) is replaced by
+    a batch of copies, each with one channel zeroed, and the rest of the network runs on that batch. A model whose
+    forward pass mixes the layer's output with an earlier tensor of batch one (a skip connection over the layer)
+    still works by broadcasting; one where that fails runs the whole model on copies of the image instead."""
+
+    name = "ablation_cam"
+    title = "Ablation-CAM"
+    summary = "No gradients: each channel weighted by how much of the class score is lost when it is switched off."
+    paper = "Desai & Ramaswamy, Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free Localization, 2020"
+    uses_gradients = False
+    settings = (
+        LAYER,
+        Setting("channels", "int", 2048, "Channels ablated", low=1, high=8192, page_high=2048, help=(
+            "The paper ablates every channel, one pass of the layers after the chosen one each; this ablates the N "
+            "most active and gives the others no weight. 2048 covers every channel of the usual last layers "
+            "(ResNet-50 2048, EfficientNet-Lite0 1280, ViT-B 768).")),
+    )  # fmt: skip
+
+    def _attribute(self, model, x, target, params):
+        _, module = resolve_layer(model, params["layer"])
+        raw, _, logits = layer_pass(model, module, x, None)
+        act = to_grid(raw, model)
+        score = float(logits[0, target].detach())
+        channels = act.shape[1]
+        chosen = act[0].flatten(1).amax(1).topk(min(int(params["channels"]), channels)).indices
+        weights = torch.zeros(channels, device=act.device)
+        chunk = forward_batch_size(model, x, len(chosen))
+        for start in range(0, len(chosen), chunk):
+            part = chosen[start : start + chunk]
+            ablated = raw.detach().expand(len(part), *raw.shape[1:]).clone()
+            rows = torch.arange(len(part), device=raw.device)
+            if raw.dim() == 4:
+                ablated[rows, part] = 0
+            else:  # tokens × features: the feature zeroed on every token
+                ablated[rows, :, part] = 0
+            weights[part] = (score - self._scores(model, module, x, ablated, target)) / (abs(score) or 1.0)
+        cam = (weights.view(1, -1, 1, 1) * act).sum(1).clamp(min=0)
+        return upsampled(cam, x), None, {"layer_shape": list(act.shape[1:])}
+
+    @staticmethod
+    def _scores(model, module, x, ablated, target) -> torch.Tensor:
+        def replace(mod, inputs, output):
+            return (ablated, *output[1:]) if isinstance(output, tuple) else ablated
+
+        with hooked(module.register_forward_hook(replace)), torch.no_grad():
+            try:
+                return model.model(x)[:, target]
+            except RuntimeError:  # the batch of one met the batch of copies somewhere it could not broadcast
+                return model.model(x.expand(len(ablated), *x.shape[1:]))[:, target]

@@ -1,0 +1,64 @@
+"""A link reproduces a view: opened in a fresh browser it shows the same grid, and its share box gives it back.
+
+The link names a page, the model, a photo, two methods, two classes, three settings and two display options; a
+second browser (a fresh session, nothing shared but the link) opened on the link the first one's share box shows
+must draw the same pixels.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+from tests.browser.harness import wait_until_idle
+
+QUERY = ("model=efficientnet_lite0&image=coffee&methods=occlusion,integrated_gradients&targets=967,968"
+         "&set=integrated_gradients.steps%3D16&set=occlusion.window%3D64&set=occlusion.stride%3D64&alpha=0.7"
+         "&cmap=viridis")  # fmt: skip
+IMAGES = "document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img').length >= 4"
+
+
+def _grid(page) -> list[bytes]:
+    page.wait_for_function(IMAGES, timeout=180_000)
+    wait_until_idle(page)
+    images = page.get_by_test_id("stMain").get_by_test_id("stImage")
+    return [images.nth(i).screenshot() for i in range(images.count())]
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    return {k: sorted(v) for k, v in parse_qs(urlparse(url).query).items()}
+
+
+def test_a_link_opened_in_a_fresh_browser_shows_the_same_grid(app_url, page, artifacts):
+    page.goto(f"{app_url}/Attribution?{QUERY}")
+    first = _grid(page)
+    main = page.get_by_test_id("stMain")
+    assert len(first) == 4  # 2 classes × 2 methods
+    for text in ("Occlusion", "Integrated Gradients", "espresso", "cup"):
+        assert main.get_by_text(text).first.is_visible(), text
+    assert page.get_by_text("Traceback").count() == 0
+    page.get_by_test_id("stSidebar").get_by_text("Share this view").click()
+    shared = page.get_by_test_id("stSidebar").get_by_test_id("stCode").inner_text().strip()
+    page.screenshot(path=str(artifacts / "permalink_first.png"), full_page=True)
+    assert urlparse(shared).path.rstrip("/").endswith("/Attribution")
+    assert _query(shared) == _query(f"?{QUERY}")  # the share box gives back the view, the same parameters
+
+    context = page.context.browser.new_context(viewport=page.viewport_size)  # no cookies, storage or session
+    try:
+        fresh = context.new_page()
+        fresh.set_default_timeout(90_000)
+        fresh.goto(shared.replace(urlparse(shared).netloc, urlparse(app_url).netloc))
+        second = _grid(fresh)
+        fresh.screenshot(path=str(artifacts / "permalink_second.png"), full_page=True)
+        assert second == first  # pixel for pixel: the same maps, colours and overlay
+    finally:
+        context.close()
+
+    # moving to another page and back keeps the view (the session keeps it; that page's URL has model and image)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Home", exact=True).click()
+    page.get_by_role("heading", name="Look inside an image classifier").wait_for()
+    wait_until_idle(page)
+    page.wait_for_url("**image=coffee**")
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Attribution", exact=True).click()
+    assert _grid(page) == first
+    page.wait_for_url("**methods=occlusion**")
+    assert _query(page.url) == _query(f"?{QUERY}")
