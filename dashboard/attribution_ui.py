@@ -293,9 +293,9 @@ def ground_truth(model: LoadedModel) -> np.ndarray | None:
     """The object mask in the model's view when the sidebar image comes from the shapes world (else ``None``)."""
     chosen = st.session_state.get("_image", {})
     source = chosen.get("source")
-    if chosen.get("kind") != "dataset" or not source or source[2] != "shapes":
+    if chosen.get("kind") != "dataset" or not source or source.kind != "shapes":
         return None
-    return attempt(lambda: resources.shapes_truth(source[1], chosen["name"], model.key, model), "reading the ground truth")
+    return attempt(lambda: resources.shapes_truth(source, chosen["name"], model.key, model), "reading the ground truth")
 
 
 def grid_view(

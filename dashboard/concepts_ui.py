@@ -124,7 +124,7 @@ def _gallery_selection() -> tuple[list[LoadedImage], list[str]]:
     images, skipped = [], []
     for path in picked["paths"]:
         try:
-            images.append(resources.dataset_image(*picked["source"], path))
+            images.append(resources.dataset_image(picked["source"], path))
         except InterpError:
             skipped.append(path)
     notes = [f"From the gallery: {picked['what']} (up to 200)."]
@@ -169,7 +169,7 @@ def _dataset_class_ui() -> tuple[list[LoadedImage], list[str]]:
     if not roots:
         return [], ["No dataset is configured."]
     root = st.selectbox("Dataset", roots, format_func=lambda r: r.name, key="concept_new_dataset")
-    ds = attempt(lambda: resources.dataset(root.name, str(root.root), root.kind, root.mapping), f"reading {root.name}")
+    ds = attempt(lambda: resources.dataset(root), f"reading {root.name}")
     if ds is None or not ds.class_names:
         return [], ["This dataset has no classes to pick from."]
     cls = st.selectbox("Class", ds.classes_present(), format_func=lambda i: ds.class_names[i], key="concept_new_class")
@@ -178,7 +178,7 @@ def _dataset_class_ui() -> tuple[list[LoadedImage], list[str]]:
     images, skipped = [], []
     for it in items:
         try:
-            images.append(resources.dataset_image(root.name, str(root.root), root.kind, root.mapping, it.path))
+            images.append(resources.dataset_image(root, it.path))
         except InterpError:
             skipped.append(it.path)
     return images, [f"Skipped {len(skipped)} unreadable files."] if skipped else []

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 import time
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from interp.datasets import (
     per_class_accuracy,
     read_folder,
     scan,
+    scan_folder,
     summary,
 )
 from interp.errors import InterpError
@@ -44,32 +43,12 @@ ZIP_MB = 200
 CONTRAST_METHODS = ("grad_cam", "integrated_gradients", "saliency", "occlusion")
 
 
-@dataclass(frozen=True)
-class Source:
-    """A dataset the visitor can pick: a configured root, or a zip this session uploaded."""
-
-    name: str
-    root: str
-    kind: str
-    mapping: str | None = None
-
-    def open(self) -> Dataset:
-        if self.kind == "zip":
-            return read_folder(Path(self.root), self.name, kind="zip")
-        return resources.dataset(self.name, self.root, self.kind, self.mapping)
-
-    @property
-    def key(self) -> tuple[str, str, str, str | None]:
-        return (self.name, self.root, self.kind, self.mapping)
-
-
 # ---------------------------------------------------------------------------------------------- dataset choice
 
 
-def dataset_picker_ui() -> tuple[Source, Dataset] | tuple[None, None]:
+def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
     roots = attempt(resources.dataset_roots, "reading the dataset settings")
-    sources = [Source(r.name, str(r.root), r.kind, r.mapping) for r in roots or [] if isinstance(r, DatasetRoot)]
-    sources += [Source(**s) for s in state.get("_zip_datasets", [])]
+    sources = [r for r in roots or [] if isinstance(r, DatasetRoot)] + list(state.get("_zip_datasets", []))
     if not sources:
         return None, None
     names = [s.name for s in sources]
@@ -95,7 +74,7 @@ def dataset_picker_ui() -> tuple[Source, Dataset] | tuple[None, None]:
     source = sources[names.index(name)]
     spinner = "Generating the shapes test split (first use only)…" if source.name == SHAPES_DATASET else "Reading…"
     with st.spinner(spinner):
-        ds = attempt(source.open, f"reading {source.name}")
+        ds = attempt(lambda: resources.dataset(source), f"reading {source.name}")
     if ds is None:
         return None, None
     for note in ds.notes:
@@ -114,23 +93,23 @@ def _take_zip() -> None:
         st.session_state["_zip_error"] = sentence(str(exc))
         return
     name = f"Upload · {upload.name}"
-    zips = [z for z in state.get("_zip_datasets", []) if z["name"] != name]
-    st.session_state["_zip_datasets"] = [*zips, {"name": name, "root": str(folder), "kind": "zip"}][-3:]
+    zips = [z for z in state.get("_zip_datasets", []) if z.name != name]
+    st.session_state["_zip_datasets"] = [*zips, DatasetRoot(name, "zip", folder)][-3:]
     state.put("gallery_dataset", name)
     st.session_state.pop("_zip_error", None)
     if skipped:
         st.session_state["_zip_note"] = f"{len(skipped)} entries of {upload.name} were skipped (not images, or unsafe names): " + ", ".join(skipped[:5])
 
 
-def send_to_pages(source: Source, relpath: str) -> None:
+def send_to_pages(source: DatasetRoot, relpath: str) -> None:
     """Make a dataset image the image every page shows."""
-    st.session_state["_image"] = {"kind": "dataset", "name": relpath, "digest": source.name, "source": source.key}
+    st.session_state["_image"] = {"kind": "dataset", "name": relpath, "digest": source.name, "source": source}
 
 
 # ------------------------------------------------------------------------------------------------------ browse
 
 
-def browse_view(source: Source, ds: Dataset) -> None:
+def browse_view(source: DatasetRoot, ds: Dataset) -> None:
     """Paged thumbnails with their labels and a class filter; any image can be opened on the other pages."""
     if state.get("_zip_note"):
         st.caption(state.get("_zip_note"))
@@ -148,11 +127,11 @@ def _pager(container, count: int, key: str) -> int:
     return int(page) - 1
 
 
-def _thumbnails(source: Source, cells: list[tuple[str, str]], prefix: str) -> None:
+def _thumbnails(source: DatasetRoot, cells: list[tuple[str, str]], prefix: str) -> None:
     for start in range(0, len(cells), COLUMNS):
         for col, (path, caption) in zip(st.columns(COLUMNS), cells[start : start + COLUMNS]):
             with col:
-                thumb = resources.dataset_thumbnail(*source.key, path)
+                thumb = resources.dataset_thumbnail(source, path)
                 if thumb is None:
                     st.warning("unreadable")
                 else:
@@ -165,12 +144,12 @@ def _thumbnails(source: Source, cells: list[tuple[str, str]], prefix: str) -> No
 # -------------------------------------------------------------------------------------------------------- scan
 
 
-def scan_dir(model: LoadedModel, source: Source) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{source.name}_{hashlib.sha256(source.root.encode()).hexdigest()[:10]}")
-    return resources.settings().cache_dir / "scans" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", model.key) / slug
+def scan_dir(model: LoadedModel, source: DatasetRoot) -> Path:
+    """The scan folder the CLI's ``scan`` also writes (:func:`interp.datasets.scan_folder`)."""
+    return scan_folder(resources.settings().cache_dir, model.key, source)
 
 
-def scan_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
+def scan_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     """Start or resume a scan; progress with images/s and ETA; any click elsewhere stops it with rows kept."""
     out = scan_dir(model, source)
     _, rows = _scan_rows(out)
@@ -245,13 +224,15 @@ class GalleryFilter:
     pred_class: int | None
 
 
-def gallery_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
+def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     meta, rows = _scan_rows(scan_dir(model, source))
     for problem in (meta.get("problem"), damaged_note(meta.get("damaged_parts", []))):
         if problem:
             st.warning(problem)
     if rows.empty:
-        st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab (or with `python -m interp scan`).")
+        where = (f" (or on the server: `python -m interp scan --model {model.name} --dataset \"{source.name}\"`, whose "
+                 "result appears here)") if source.kind != "zip" and not model.weights.kind == "file" else ""
+        st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab{where}.")
         return
     s = summary(rows)
     m1, m2, m3, m4 = st.columns(4)
@@ -284,7 +265,7 @@ def gallery_view(model: LoadedModel, source: Source, ds: Dataset) -> None:
         return
     # the Concepts page can turn the current selection into a concept set
     st.session_state["_gallery_selection"] = {
-        "source": source.key,
+        "source": source,
         "paths": list(wrong["path"].head(200)),
         "what": f"{len(wrong)} mistakes of {model.name} on {ds.name} at confidence ≥ {filt.min_confidence:.0%}",
     }
@@ -322,11 +303,11 @@ def _accuracy_chart(table: pd.DataFrame, worst: int = 25) -> go.Figure:
     return fig
 
 
-def _pick_grid(source: Source, cells: list[tuple[str, str]]) -> None:
+def _pick_grid(source: DatasetRoot, cells: list[tuple[str, str]]) -> None:
     for start in range(0, len(cells), COLUMNS):
         for col, (path, caption) in zip(st.columns(COLUMNS), cells[start : start + COLUMNS]):
             with col:
-                thumb = resources.dataset_thumbnail(*source.key, path)
+                thumb = resources.dataset_thumbnail(source, path)
                 if thumb is not None:
                     st.image(thumb, width="stretch")
                 st.caption(caption)
@@ -338,13 +319,13 @@ def _pick(path: str) -> None:
     st.session_state["_gallery_pick"] = path
 
 
-def contrastive_view(model: LoadedModel, source: Source, row) -> None:
+def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
     """The chosen mistake explained for the predicted and for the true class, side by side."""
     st.divider()
     st.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not {charts.md(charts.short_label(row.label_name))}?** "
                 f"{charts.md(row.path)}")
     method = st.selectbox("Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title, key="gallery_method")
-    image = attempt(lambda: resources.dataset_image(*source.key, row.path), f"reading {row.path}")
+    image = attempt(lambda: resources.dataset_image(source, row.path), f"reading {row.path}")
     if image is None:
         return
     base = resources.model_view(model.key, image.digest, model, image)
@@ -360,7 +341,7 @@ def contrastive_view(model: LoadedModel, source: Source, row) -> None:
     st.button("Open this image on the other pages", key="gallery_open", on_click=send_to_pages, args=(source, row.path))
 
 
-def _exports(source: Source, ds: Dataset, wrong: pd.DataFrame) -> None:
+def _exports(source: DatasetRoot, ds: Dataset, wrong: pd.DataFrame) -> None:
     cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob", "loss"]
 
     def images_zip() -> bytes:

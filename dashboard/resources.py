@@ -1,8 +1,9 @@
-"""The app's shared loaders wrapped in ``st.cache_*``: models, images, datasets, settings.
+"""The loaders every page shares, wrapped in ``st.cache_*``: settings, models, images, datasets, predictions.
 
 Cached resources are shared by every browser session at once; the engine guarantees nothing leaves state on them
-(every use of a model goes through its gate, :mod:`interp.models.gate`). Caches of drawn results (an overlay, a
-figure) sit beside the page helpers that draw them, in the other ``*_ui`` modules.
+(every use of a model goes through its gate, :mod:`interp.models.gate`). Caches that serve one page sit beside that
+page's helpers instead: drawn overlays and figures (``attribution_ui``, ``attention_ui``), a scan's rows
+(``gallery_ui``), the concept library and its images (``concepts_ui``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import streamlit as st
 from PIL import Image
 
 import interp
+from interp.datasets import Dataset, DatasetRoot
 from interp.images import LoadedImage
 from interp.models import LoadedModel, describe
 from interp.predict import Prediction, cached_predict
@@ -121,7 +123,7 @@ def attention(model_key: str, image_digest: str, target: int | None, _model: Loa
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def dataset_roots() -> list:
+def dataset_roots() -> list[DatasetRoot]:
     """Configured datasets (built-in shapes split, ``$INTERP_DATASETS``, ``st.secrets["datasets"]``); re-read every
     minute so an operator's change is picked up without a restart."""
     from interp.datasets import configured_roots
@@ -134,24 +136,21 @@ def dataset_roots() -> list:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Reading the dataset…")
-def dataset(name: str, root: str, kind: str, mapping: str | None):
-    """A dataset opened once per process (the shapes split is generated on first use)."""
-    from interp.datasets import DatasetRoot, open_dataset
-
-    return open_dataset(DatasetRoot(name, kind, Path(root), mapping))
+def dataset(root: DatasetRoot) -> Dataset:
+    """A dataset opened once per process with its kind's reader (the shapes split is generated on first use)."""
+    return root.open()
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def dataset_image(name: str, root: str, kind: str, mapping: str | None, relpath: str) -> LoadedImage:
-    ds = dataset(name, root, kind, mapping)
-    return interp.load_image(ds.path_of(relpath), name=relpath.rsplit("/", 1)[-1])
+def dataset_image(root: DatasetRoot, relpath: str) -> LoadedImage:
+    return interp.load_image(dataset(root).path_of(relpath), name=relpath.rsplit("/", 1)[-1])
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
-def dataset_thumbnail(name: str, root: str, kind: str, mapping: str | None, relpath: str) -> bytes | None:
+def dataset_thumbnail(root: DatasetRoot, relpath: str) -> bytes | None:
     """A small JPEG of a dataset image, or ``None`` when the file cannot be read."""
     try:
-        im = dataset_image(name, root, kind, mapping, relpath).image.copy()
+        im = dataset_image(root, relpath).image.copy()
     except Exception:  # an unreadable file shows as a placeholder in the grid; the scan lists it
         return None
     im.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
@@ -161,9 +160,9 @@ def dataset_thumbnail(name: str, root: str, kind: str, mapping: str | None, relp
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def shapes_truth(root: str, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
+def shapes_truth(root: DatasetRoot, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
     """The object mask of a shapes-world image in the model's view, or ``None`` when the image has no known truth."""
     from interp.shapes import mask_in_view, truth_mask
 
-    mask = truth_mask(Path(root), relpath)
+    mask = truth_mask(Path(root.root), relpath)
     return None if mask is None else mask_in_view(mask, _model.view)

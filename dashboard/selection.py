@@ -36,7 +36,7 @@ def load_image(choice: ImageChoice) -> LoadedImage | None:
         if not source:
             st.info("Pick the image again in the Failures page's dataset browser, or pick a sample.")
             return None
-        return attempt(lambda: resources.dataset_image(*source, choice.name), f"reading {choice.name}")
+        return attempt(lambda: resources.dataset_image(source, choice.name), f"reading {choice.name}")
     data = sidebar.image_bytes(choice)
     if data is None:
         st.info("The uploaded image is no longer held by this session; upload it again or pick a sample.")

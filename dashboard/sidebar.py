@@ -32,14 +32,14 @@ def sidebar_ui() -> tuple[state.ModelChoice | None, state.ImageChoice]:
         unshared.append(f"Your uploaded weights ({model.weights_name}) cannot travel in a link: it names the "
                         "architecture, with its own weights.")  # fmt: skip
     source = state.get("_image", {}).get("source")
-    shareable_item = image.kind == "dataset" and source is not None and source[2] != "zip"
+    shareable_item = image.kind == "dataset" and source is not None and source in _configured()
     if image.kind == "upload" or (image.kind == "dataset" and not shareable_item):
         unshared.append("Your uploaded image cannot travel in a link: it opens with the default sample instead.")
     st.session_state["_unshared"] = unshared
     permalink.publish(
         model=model.name if model else None,
         image=image.name if image.kind == "sample" else None,
-        dataset=source[0] if shareable_item else None,
+        dataset=source.name if shareable_item else None,
         item=image.name if shareable_item else None,
     )
     return model, image
@@ -218,24 +218,27 @@ def image_picker_ui() -> state.ImageChoice:
     return state.ImageChoice(current["kind"], current["name"], current.get("digest"))
 
 
+def _configured() -> list:
+    """The datasets configured on this server (not a visitor's zips): those a link can name."""
+    try:
+        return list(resources.dataset_roots())
+    except InterpError:
+        return []
+
+
 def _dataset_image_from_link(dataset: str, item: str) -> dict | None:
     """The sidebar's image for a link's ``dataset`` and ``item``, when that dataset is configured on this server and
     holds that image; else a note and ``None``."""
-    try:
-        roots = {r.name: r for r in resources.dataset_roots()}
-    except InterpError:
-        roots = {}
-    root = roots.get(dataset)
+    root = {r.name: r for r in _configured()}.get(dataset)
     if root is None:
         permalink.note(f"The link's dataset “{dataset}” is not configured on this server; showing the default sample.")
         return None
-    source = (root.name, str(root.root), root.kind, root.mapping)
     try:
-        resources.dataset_image(*source, item)
+        resources.dataset_image(root, item)
     except InterpError as exc:
         permalink.note(f"The link's image {item} could not be opened from {dataset}: {sentence(str(exc))}")
         return None
-    return {"kind": "dataset", "name": item, "digest": root.name, "source": source}
+    return {"kind": "dataset", "name": item, "digest": root.name, "source": root}
 
 
 def _pick_sample(name: str) -> None:

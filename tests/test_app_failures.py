@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from interp.datasets import DatasetRoot
 from tests.conftest import ROOT
 
 
@@ -91,7 +92,7 @@ def test_zip_upload_with_junk_becomes_a_dataset(tmp_path):
     folder, skipped = extract_zip(buf.getvalue(), tmp_path, "mine.zip")
     assert skipped == ["mine/notes.txt", "../../evil.png"]
     at = failures_page()
-    at.session_state["_zip_datasets"] = [{"name": "Upload · mine.zip", "root": str(folder), "kind": "zip"}]
+    at.session_state["_zip_datasets"] = [DatasetRoot("Upload · mine.zip", "zip", folder)]
     at.session_state["_keep_gallery_dataset"] = "Upload · mine.zip"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -140,3 +141,15 @@ def test_a_model_that_cannot_score_the_shapes_world_says_so_before_scanning_and_
     assert not at.exception, [e.value for e in at.exception]
     assert at.sidebar.selectbox(key="model_select").value == "shapes_cnn"
     assert not any("will find no mistakes" in i.value for i in at.main.info)
+
+
+def test_a_command_line_scan_is_what_the_gallery_shows():
+    """The CLI's scan of a configured dataset, without --out, writes the folder the page reads (one owner of scan
+    folders: interp.datasets.scan_folder), so an operator can scan a large dataset in the shell for visitors."""
+    from interp.cli import main
+
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--limit", "90"]) == 0
+    at = failures_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.main.metric}
+    assert metrics["Images scanned"] == "90" and metrics["Already scanned"] == "90 / 600"

@@ -326,3 +326,43 @@ def test_scan_with_loader_workers_equals_in_process(shapes_folder, tmp_path):
     scan(model, ds, tmp_path / "b", batch_size=16, workers=2)
     a, b = load_scan(tmp_path / "a")[1].set_index("id"), load_scan(tmp_path / "b")[1].set_index("id")
     assert (a.loc[b.index, "pred"].fillna(-1) == b["pred"].fillna(-1)).all()
+
+
+# ------------------------------------------------------------------------------- one dataset type, readers by kind
+
+
+def test_a_new_layout_is_one_reader_class(tmp_path, monkeypatch):
+    """A reader registered under a new kind opens DatasetRoots of that kind and becomes a kind the settings accept."""
+    from interp.datasets import READERS, Dataset, DatasetRoot, Item, Reader, configured_roots, kinds, reader
+
+    monkeypatch.setattr("interp.datasets.roots.READERS", dict(READERS))  # registered for this test only
+    from interp.datasets import roots
+
+    @reader
+    class ListReader(Reader):
+        kind = "list"
+        describe = "a text file listing image paths"
+
+        def open(self, root, progress=None):
+            paths = (root.root / "list.txt").read_text().split()
+            return Dataset(root.name, self.kind, root.root, tuple(Item(p, p) for p in paths), (), "none")
+
+    assert roots.READERS["list"].__class__ is ListReader and "list" in kinds()
+    (tmp_path / "list.txt").write_text("a.png b.png")
+    ds = DatasetRoot("mine", "list", tmp_path).open()
+    assert [it.path for it in ds.items] == ["a.png", "b.png"]
+    entry = {"name": "mine", "kind": "list", "root": str(tmp_path)}
+    assert configured_roots(tmp_path / "cache", [entry], environ={})[-1].kind == "list"
+    with pytest.raises(DatasetError, match="use one of imagenet, openimages, folder"):
+        DatasetRoot("odd", "odd", tmp_path).open()
+
+
+def test_the_scan_folder_depends_on_the_data_not_the_name(tmp_path):
+    from interp.datasets import DatasetRoot, scan_folder
+
+    a = scan_folder(tmp_path, "m@1", DatasetRoot("ImageNet val", "imagenet", tmp_path / "val"))
+    renamed = scan_folder(tmp_path, "m@1", DatasetRoot("ImageNet (validation)", "imagenet", tmp_path / "val"))
+    other = scan_folder(tmp_path, "m@1", DatasetRoot("ImageNet val", "imagenet", tmp_path / "val2"))
+    model = scan_folder(tmp_path, "m@2", DatasetRoot("ImageNet val", "imagenet", tmp_path / "val"))
+    assert a == renamed and len({a, other, model}) == 3
+    assert a.is_relative_to(tmp_path / "scans")

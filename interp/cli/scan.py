@@ -13,10 +13,15 @@ from interp.cli import DEVICE_HELP, command, handles, out_dir
 
 @command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
 def _scan_args(p: argparse.ArgumentParser) -> None:
+    from interp.datasets import kinds
+
     p.add_argument("--model", required=True, help="spec name or any timm model name")
-    p.add_argument("--dataset", required=True, choices=("imagenet", "openimages", "folder"))
-    p.add_argument("--root", required=True, type=Path, help="the dataset folder")
-    p.add_argument("--out", required=True, type=Path, help="scan folder (created; a second run resumes it)")
+    p.add_argument("--dataset", required=True,
+                   help=f"a configured dataset's name (as the app lists it; see $INTERP_DATASETS), or with --root a "
+                   f"kind: {', '.join(kinds())}")  # fmt: skip
+    p.add_argument("--root", type=Path, help="the dataset folder, when --dataset is a kind")
+    p.add_argument("--out", type=Path, help="scan folder (created; a second run resumes it). Default: the folder the "
+                   "Failures page reads for this model and dataset, under the cache folder ($INTERP_CACHE_DIR)")
     p.add_argument("--limit", type=int, help="scan only the first N images (classes alternate, so N spans them)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, help="image-decoding processes (default: spare cores, at most 4)")
@@ -27,15 +32,26 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
 
 @handles("scan")
 def _scan(args: argparse.Namespace) -> int:
-    from interp.datasets import DatasetRoot, scan
+    from interp.config import Settings
+    from interp.datasets import DatasetRoot, find_root, kinds, scan, scan_folder
     from interp.models import load_model
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}.")
-    dataset = DatasetRoot(args.root.name, args.dataset, args.root, args.mapping).open()
+    settings = Settings.from_env()
+    if args.root is not None:
+        if args.dataset not in kinds():
+            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {args.dataset!r}.")
+        root = DatasetRoot(args.root.name, args.dataset, args.root, args.mapping)
+    else:
+        if args.dataset in kinds():
+            raise ValueError(f"--dataset {args.dataset} is a kind: give the folder with --root.")
+        root = find_root(args.dataset, settings.cache_dir)
+    dataset = root.open()
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
     model = load_model(args.model, args.weights, device=args.device)
+    out = args.out if args.out is not None else scan_folder(settings.cache_dir, model.key, root)
     last = [0.0]
 
     def progress(p) -> None:
@@ -45,11 +61,11 @@ def _scan(args: argparse.Namespace) -> int:
             eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
             print(f"\r{p.done}/{p.total} images, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr, flush=True)
 
-    summary = scan(model, dataset, out_dir(args.out), batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+    summary = scan(model, dataset, out_dir(out), batch_size=args.batch_size, limit=args.limit, workers=args.workers,
                    progress=progress)  # fmt: skip
     print(file=sys.stderr)
     scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
-    print(f"{summary.rows}/{summary.total} images in {args.out}; {summary.written} new this run, "
+    print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "
           f"{summary.skipped} unreadable, {summary.images_per_s:.1f} images/s{scored}")  # fmt: skip
     return 0
 

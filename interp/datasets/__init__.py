@@ -4,7 +4,18 @@ with a model into Parquet; ask where the model is confidently wrong."""
 from interp.datasets.analysis import confusion_pairs, failures, per_class_accuracy, summary
 from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
 from interp.datasets.readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
-from interp.datasets.roots import SHAPES_DATASET, DatasetRoot, configured_roots, open_dataset
+from interp.datasets.roots import (
+    READERS,
+    SHAPES_DATASET,
+    DatasetRoot,
+    Reader,
+    configured_roots,
+    find_root,
+    kinds,
+    open_dataset,
+    reader,
+    scan_folder,
+)
 from interp.datasets.scanner import ScanBusy, ScanProgress, ScanSummary, damaged_note, load_scan, scan, scan_lock
 
 __all__ = [
@@ -14,6 +25,8 @@ __all__ = [
     "DatasetRoot",
     "Item",
     "PathEscapeError",
+    "READERS",
+    "Reader",
     "ScanBusy",
     "ScanProgress",
     "ScanSummary",
@@ -23,14 +36,18 @@ __all__ = [
     "extract_zip",
     "prune_uploads",
     "failures",
+    "find_root",
+    "kinds",
     "load_scan",
     "open_dataset",
     "per_class_accuracy",
     "read_folder",
     "read_imagenet",
     "read_openimages",
+    "reader",
     "safe_child",
     "scan",
+    "scan_folder",
     "scan_lock",
     "summary",
 ]

@@ -13,45 +13,161 @@ Each entry::
     kind = "imagenet"                 # imagenet | openimages | folder
     root = "/data/imagenet/val"
     mapping = "oi_to_imagenet.csv"    # Open Images only, optional, relative to root
+
+One type names a dataset from the engine to the page: :class:`DatasetRoot`. Which code reads it is its ``kind``'s
+entry in ``READERS``; a new layout is one :class:`Reader` subclass registered with :func:`reader`. The scans of a
+dataset by a model live in one folder, :func:`scan_folder`, which the CLI's ``scan`` and the Failures page share.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from interp.datasets.base import Dataset, DatasetError
 
 ENV_DATASETS = "INTERP_DATASETS"
-KINDS = ("imagenet", "openimages", "folder")
 SHAPES_DATASET = "Shapes world · test split"
 SHAPES_TEST_IMAGES = 600
 
 
 @dataclass(frozen=True)
 class DatasetRoot:
-    """One configured dataset: ``kind`` says which reader opens ``root``; ``mapping`` is Open Images' optional
-    label mapping (relative to the root)."""
+    """A dataset as everything from the engine to the page names it: ``kind`` says which reader opens ``root``;
+    ``mapping`` is Open Images' optional label mapping (relative to the root)."""
 
     name: str
     kind: str
     root: Path
     mapping: str | None = None
 
-    def open(self) -> Dataset:
-        from interp.datasets.readers import read_folder, read_imagenet, read_openimages
+    def open(self, progress: Callable[[int, int], None] | None = None) -> Dataset:
+        """Read the dataset with its kind's reader (``progress(done, total)`` while a reader writes one first)."""
+        if self.kind not in READERS:
+            raise DatasetError(f"dataset {self.name!r} has kind {self.kind!r}; use one of {', '.join(kinds())}.")
+        return READERS[self.kind].open(self, progress)
 
-        if self.kind == "imagenet":
-            return read_imagenet(self.root, self.name)
-        if self.kind == "openimages":
-            return read_openimages(self.root, self.name, self.mapping)
-        return read_folder(self.root, self.name)
+    @property
+    def slug(self) -> str:
+        """A folder name for what is computed from this dataset: readable, and the same for the same kind, folder
+        and mapping whatever the dataset is called (renaming it in the settings keeps its scans)."""
+        ident = "|".join([self.kind, str(Path(self.root).expanduser().resolve()), self.mapping or ""])
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.root).name)[:60] + "_" + hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+class Reader:
+    """Reads one layout of dataset. Subclasses set ``kind`` (the name in the settings), ``describe`` (what the
+    folder must hold, for errors and the README), ``configurable`` (whether an operator may name it in the settings)
+    and implement :meth:`open`."""
+
+    kind: ClassVar[str]
+    describe: ClassVar[str]
+    configurable: ClassVar[bool] = True
+
+    def open(self, root: DatasetRoot, progress: Callable[[int, int], None] | None = None) -> Dataset:
+        raise NotImplementedError
+
+
+READERS: dict[str, Reader] = {}
+
+
+def reader(cls: type[Reader]) -> type[Reader]:
+    """Class decorator: register a reader under ``cls.kind``."""
+    if cls.kind in READERS:
+        raise ValueError(f"two dataset readers are named {cls.kind!r}.")
+    READERS[cls.kind] = cls()
+    return cls
+
+
+def kinds() -> tuple[str, ...]:
+    """The kinds an operator may name in the settings (and the CLI's ``scan --dataset``)."""
+    return tuple(k for k, r in READERS.items() if r.configurable)
+
+
+@reader
+class ImageNetReader(Reader):
+    kind = "imagenet"
+    describe = ("ImageNet validation: one folder per wnid, or a flat folder with LOC_val_solution.csv, or a flat "
+                "folder with the devkit's ground truth and meta.mat")  # fmt: skip
+
+    def open(self, root, progress=None):
+        from interp.datasets.readers import read_imagenet
+
+        return read_imagenet(root.root, root.name)
+
+
+@reader
+class OpenImagesReader(Reader):
+    kind = "openimages"
+    describe = "Open Images: images, the image-level labels CSV and class descriptions (boxes optional)"
+
+    def open(self, root, progress=None):
+        from interp.datasets.readers import read_openimages
+
+        return read_openimages(root.root, root.name, root.mapping)
+
+
+@reader
+class FolderReader(Reader):
+    kind = "folder"
+    describe = "an ImageFolder: one sub-folder of images per class (loose images are unlabelled)"
+
+    def open(self, root, progress=None):
+        from interp.datasets.readers import read_folder
+
+        return read_folder(root.root, root.name)
+
+
+@reader
+class ZipReader(Reader):
+    """A zip a visitor uploaded, unpacked under the cache folder by :func:`~interp.datasets.extract_zip`; read as an
+    ImageFolder. Not for the settings: its folder is made by the app."""
+
+    kind = "zip"
+    describe = "an uploaded zip of images, one folder per class"
+    configurable = False
+
+    def open(self, root, progress=None):
+        from interp.datasets.readers import read_folder
+
+        return read_folder(root.root, root.name, kind="zip")
+
+
+@reader
+class ShapesReader(Reader):
+    """The built-in shapes world test split, written on first use (``progress(done, total)``)."""
+
+    kind = "shapes"
+    describe = "the built-in shapes world (generated)"
+    configurable = False
+
+    def open(self, root, progress=None):
+        from interp.datasets.readers import read_folder
+        from interp.shapes import write_image_folder
+
+        if not (root.root / "labels.csv").exists():
+            staging = root.root.with_name(f"{root.root.name}.tmp-{os.getpid()}")
+            write_image_folder(staging, SHAPES_TEST_IMAGES, seed=1000, split="test", progress=progress)
+            try:
+                staging.rename(root.root)  # atomic; another process that finished first wins
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+        return read_folder(root.root, root.name, kind="shapes")
+
+
+def scan_folder(cache_dir: Path, model_key: str, root: DatasetRoot) -> Path:
+    """Where the scans of ``root`` by the model ``model_key`` live: ``<cache>/scans/<model>/<dataset slug>``. The
+    Failures page reads and writes here, and so does ``python -m interp scan`` unless given ``--out``; the folder's
+    lock (:func:`~interp.datasets.scan_lock`) keeps two writers apart."""
+    return Path(cache_dir) / "scans" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_key) / root.slug
 
 
 def configured_roots(
@@ -71,20 +187,17 @@ def shapes_root(cache_dir: Path) -> Path:
 
 
 def open_dataset(root: DatasetRoot, progress=None) -> Dataset:
-    """Open a configured dataset; the shapes split is written on first use (``progress(done, total)``)."""
-    if root.kind == "shapes":
-        from interp.datasets.readers import read_folder
-        from interp.shapes import write_image_folder
+    """Open a dataset with its kind's reader; the shapes split is written on first use (``progress(done, total)``)."""
+    return root.open(progress)
 
-        if not (root.root / "labels.csv").exists():
-            staging = root.root.with_name(f"{root.root.name}.tmp-{os.getpid()}")
-            write_image_folder(staging, SHAPES_TEST_IMAGES, seed=1000, split="test", progress=progress)
-            try:
-                staging.rename(root.root)  # atomic; another process that finished first wins
-            except OSError:
-                shutil.rmtree(staging, ignore_errors=True)
-        return read_folder(root.root, root.name, kind="shapes")
-    return root.open()
+
+def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = None) -> DatasetRoot:
+    """The configured dataset called ``name`` (as visitors see it), or a sentence listing the configured ones."""
+    roots = {r.name: r for r in configured_roots(cache_dir, environ=environ)}
+    if name not in roots:
+        raise DatasetError(f"no dataset is configured as {name!r}; configured: {', '.join(map(repr, roots))} "
+                           f"(or give --root with a kind: {', '.join(kinds())}).")  # fmt: skip
+    return roots[name]
 
 
 def _from_env(value: str | None) -> list[Mapping[str, Any]]:
@@ -113,7 +226,7 @@ def _entry(entry: Mapping[str, Any]) -> DatasetRoot:
         name, kind, root = str(entry["name"]), str(entry["kind"]), Path(str(entry["root"])).expanduser()
     except (KeyError, TypeError):
         raise DatasetError(f"a dataset entry needs name, kind and root; got {dict(entry)!r}.") from None
-    if kind not in KINDS:
-        raise DatasetError(f"dataset {name!r} has kind {kind!r}; use one of {', '.join(KINDS)}.")
+    if kind not in kinds():
+        raise DatasetError(f"dataset {name!r} has kind {kind!r}; use one of {', '.join(kinds())}.")
     mapping = entry.get("mapping")
     return DatasetRoot(name, kind, root, str(mapping) if mapping else None)
