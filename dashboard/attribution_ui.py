@@ -210,7 +210,8 @@ def _settings_from_link(methods: list[str]) -> None:
 
 DISPLAY = DisplaySettings()
 """The display's defaults; a link carries only what differs from them."""
-_DISPLAY_PARAMS = {"alpha": "alpha", "cmap": "colormap", "sign": "sign", "clip": "clip_percentile", "agg": "aggregation"}
+_DISPLAY_PARAMS = {"alpha": "alpha", "cmap": "colormap", "sign": "sign", "clip": "clip_percentile",
+                   "agg": "aggregation"}  # fmt: skip
 
 
 def display_ui() -> DisplaySettings:
@@ -227,7 +228,8 @@ def display_ui() -> DisplaySettings:
         elif not isinstance(ok, tuple) and linked in ok:
             state.put(f"attr_{param}", linked)
         else:
-            permalink.note(f"The link's display option {param}={linked} is not one this page offers; the default is used.")
+            permalink.note(f"The link's display option {param}={linked} is not one this page offers; the default "
+                           "is used.")  # fmt: skip
         state.restore(f"attr_{param}", getattr(DISPLAY, field_name))
 
     def kept(param: str) -> dict:

@@ -337,7 +337,7 @@ def test_integrated_gradients_steps_are_bounded_not_allocated():
     model = interp.load_model("shapes_cnn")
     image = interp.load_sample("chelsea")
     for steps in (0, 1, 20_000):
-        with pytest.raises(ValueError, match="2 to 1024 steps"):
+        with pytest.raises(ValueError, match="steps takes a whole number from 2 to 1024"):
             interp.attribution.attribute(model, image, "integrated_gradients", target=0, steps=steps)
 
 

@@ -104,6 +104,14 @@ def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path):
         assert Image.open(out / f"{name}.png").size == (224, 224)
         with np.load(out / f"{name}.npz") as npz:
             assert npz["raw"].shape[-2:] == (224, 224)
+    # a rerun reads the result cache the app shares; --no-cache computes again
+    assert main(["attribute", "--image", str(coffee_jpg), "--method", "integrated_gradients", "--set", "steps=16",
+                 "--out", str(out)]) == 0  # fmt: skip
+    (again,) = json.loads((out / "summary.json").read_text())["images"][0]["results"]
+    assert again["cached"] and again["delta"] == by_name["integrated_gradients"]["delta"]
+    assert main(["attribute", "--image", str(coffee_jpg), "--method", "integrated_gradients", "--set", "steps=16",
+                 "--no-cache", "--out", str(out)]) == 0  # fmt: skip
+    assert not json.loads((out / "summary.json").read_text())["images"][0]["results"][0]["cached"]
 
 
 def test_attribute_batch_folder_targets_settings_and_a_method_that_does_not_apply(tmp_path, capsys):

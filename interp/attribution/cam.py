@@ -252,7 +252,7 @@ class GuidedGradCAM(CamMethod):
 class HiResCAM(CamMethod):
     name = "hires_cam"
     title = "HiResCAM"
-    summary = "Activations times their own gradients, summed over channels: Grad-CAM without averaging the gradient away."
+    summary = "Activations times their own gradients, summed over channels: Grad-CAM without averaging gradients."
     paper = "Draelos & Carin, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural networks, 2020"
 
     def combine(self, act, grad, model, x, target, params):
@@ -281,7 +281,7 @@ class EigenCAM(CamMethod):
 
     name = "eigen_cam"
     title = "EigenCAM"
-    summary = "The first principal component of the layer's feature map: where the network's features are, class-agnostic."
+    summary = "The first principal component of the layer's feature map: where its features are, whatever the class."
     paper = "Muhammad & Yeasin, Eigen-CAM: Class Activation Map using Principal Components, 2020"
     uses_gradients = False
 

@@ -173,13 +173,13 @@ class RiseMethod(PerturbationMethod):
 
     name = "rise"
     title = "RISE"
-    summary = "Shows the model thousands of randomly masked copies; a pixel matters as much as seeing it raises the score."
+    summary = "Shows the model many randomly masked copies; a pixel matters as much as seeing it raises the score."
     paper = "Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box Models, 2018"
     signed = False
     settings = (
         Setting("masks", "int", 1000, "Masks", low=10, high=20000, step=10, page_high=4000,
-                help="Random masks, one forward pass each; the paper uses 4000-8000, the map is noisier with fewer. 1000 "
-                "take about 15 s on EfficientNet-Lite0 on 2 CPU cores."),
+                help="Random masks, one forward pass each; the paper uses 4000-8000, the map is noisier with fewer. "
+                "1000 take about 15 s on EfficientNet-Lite0 on 2 CPU cores."),
         Setting("cells", "int", 7, "Grid cells per side", low=2, high=64, page_high=16,
                 help="How coarse each mask is: the image is cut into cells × cells squares shown or hidden together."),
         Setting("keep", "float", 0.5, "Visible fraction", low=0.05, high=0.95, step=0.05,

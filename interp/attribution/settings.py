@@ -141,7 +141,8 @@ def check_params(name: str, schema: Iterable[Setting], params: Mapping[str, Any]
 def relevant(schema: Iterable[Setting], params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` without the settings whose ``when`` does not hold (a wrapped method's settings for another
     method): what the result depends on, so what the cache keys on."""
-    return {s.name: params[s.name] for s in schema if s.name in params and (s.when is None or params.get(s.when[0]) == s.when[1])}
+    return {s.name: params[s.name] for s in schema
+            if s.name in params and (s.when is None or params.get(s.when[0]) == s.when[1])}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------ text form

@@ -72,6 +72,8 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
                    "with that setting); repeat for several")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute every map again instead of reading the result cache the app shares ($INTERP_CACHE_DIR)")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
 
 
@@ -80,6 +82,8 @@ def _attribute(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS, MethodNotApplicable, attribute, get_method
     from interp.attribution.display import overlay
     from interp.attribution.settings import parse_assignments
+    from interp.cache import ResultCache
+    from interp.config import Settings
     from interp.errors import InterpError
     from interp.images import load_image
     from interp.models import load_model
@@ -112,6 +116,7 @@ def _attribute(args: argparse.Namespace) -> int:
             skipped[m] = reason
             print(f"warning: {m} skipped: {METHODS[m].title} does not apply to {model.name}: {reason}", file=sys.stderr)
     runnable = [m for m in methods if m not in skipped]
+    cache = None if args.no_cache else ResultCache.from_settings(Settings.from_env())
     summary = {"model": model.name, "weights": model.weights.source, "settings": params, "skipped_methods": skipped,
                "images": [], "unreadable": {}, "failed": []}  # fmt: skip
     stems: set[str] = set()
@@ -136,7 +141,7 @@ def _attribute(args: argparse.Namespace) -> int:
         for target in targets:
             for name in runnable:
                 try:
-                    result = attribute(model, image, name, target, **params[name])
+                    result = attribute(model, image, name, target, cache=cache, **params[name])
                 except (MethodNotApplicable, InterpError, ValueError) as exc:
                     summary["failed"].append({"image": str(path), "method": name, "target": target, "reason": str(exc)})
                     print(f"warning: {name} on {path.name} for class {target}: {exc}", file=sys.stderr)
@@ -146,13 +151,14 @@ def _attribute(args: argparse.Namespace) -> int:
                 np.savez_compressed(folder / file.replace(".png", ".npz"), raw=result.raw, input=base)
                 entry["results"].append({
                     "method": name, "target": result.target, "label": model.class_names[result.target],
-                    "file": file, "seconds": round(result.seconds, 4), "delta": result.delta,
+                    "file": file, "seconds": round(result.seconds, 4), "cached": bool(result.extras.get("cached")),
+                    "delta": result.delta,
                     "relative_delta": result.extras.get("relative_delta"), "params": result.params,
                 })  # fmt: skip
                 done += 1
                 delta = f", completeness error {result.delta:+.4f}" if result.delta is not None else ""
-                print(f"{path.name} [{i + 1}/{len(paths)}] {name}: {model.class_names[result.target]} "
-                      f"in {result.seconds:.2f} s{delta}")  # fmt: skip
+                took = "cached" if result.extras.get("cached") else f"in {result.seconds:.2f} s"
+                print(f"{path.name} [{i + 1}/{len(paths)}] {name}: {model.class_names[result.target]} {took}{delta}")
         summary["images"].append(entry)
     summary["maps"] = done
     summary["seconds"] = round(time.perf_counter() - started, 3)

@@ -24,6 +24,11 @@ def _grid(page) -> list[bytes]:
     return [images.nth(i).screenshot() for i in range(images.count())]
 
 
+def _slider_value(main, label: str) -> str:
+    slider = main.get_by_test_id("stSlider").filter(has_text=label)
+    return slider.get_by_test_id("stSliderThumbValue").inner_text().strip()
+
+
 def _query(url: str) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in parse_qs(urlparse(url).query).items()}
 
@@ -36,6 +41,14 @@ def test_a_link_opened_in_a_fresh_browser_shows_the_same_grid(app_url, page, art
     for text in ("Occlusion", "Integrated Gradients", "espresso", "cup"):
         assert main.get_by_text(text).first.is_visible(), text
     assert page.get_by_text("Traceback").count() == 0
+    main.get_by_text("Method settings").click()  # one tab per method, its widgets from the method's schema
+    main.get_by_role("tab", name="Integrated Gradients").click()
+    assert _slider_value(main, "Integrated Gradients steps") == "16"
+    main.get_by_role("tab", name="Occlusion").click()
+    assert _slider_value(main, "Occlusion window (px)") == "64"
+    expander = main.get_by_test_id("stExpander").filter(has_text="Method settings")
+    expander.screenshot(path=str(artifacts / "permalink_settings.png"))
+    main.get_by_text("Method settings").click()  # closed again: the grid's screenshots below match the fresh page
     page.get_by_test_id("stSidebar").get_by_text("Share this view").click()
     shared = page.get_by_test_id("stSidebar").get_by_test_id("stCode").inner_text().strip()
     page.screenshot(path=str(artifacts / "permalink_first.png"), full_page=True)
