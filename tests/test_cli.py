@@ -257,6 +257,9 @@ def test_scan_then_failures(tmp_path):
         ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", "{missing}", "--out", "{out}"],
         ["scan", "--model", "shapes_cnn", "--dataset", "imagenet", "--root", "{empty}", "--out", "{out}"],
         ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", "{empty}", "--out", "{out}", "--limit", "0"],
+        ["scan", "--model", "shapes_cnn", "--dataset", "imagenet"],  # a kind needs its folder
+        ["scan", "--model", "shapes_cnn", "--dataset", "No such dataset"],  # not a configured name
+        ["scan", "--model", "shapes_cnn", "--dataset", "zip", "--root", "{empty}"],  # not a kind one may name
         ["failures", "--scan", "{empty}"],
     ],
 )
