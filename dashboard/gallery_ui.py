@@ -231,7 +231,7 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
             st.warning(problem)
     if rows.empty:
         where = (f" (or on the server: `python -m interp scan --model {model.name} --dataset \"{source.name}\"`, whose "
-                 "result appears here)") if source.kind != "zip" and not model.weights.kind == "file" else ""
+                 "result appears here)") if source.kind != "zip" and model.weights.kind != "file" else ""
         st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab{where}.")
         return
     s = summary(rows)
