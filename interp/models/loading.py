@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ from interp.runtime import keep_freed_memory
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
+BUILD_LOCK = threading.RLock()
+"""timm initialises a new model's weights from torch's global generator, which every thread shares. Every build in
+this process holds this lock, so the seeded build of an untrained copy is never interleaved with another build's
+draws: before it, one session loading a model while another built the untrained copy of ResNet made 4 different
+"untrained copies" in 6 builds (the sanity check compared against a different network each time)."""
 MAX_CLASSES = 100_000
 """Most outputs a classifier in a weights file may have (ImageNet-21k has 21,841; Open Images about 20,000)."""
 
@@ -261,7 +267,7 @@ def load_model(
         model, info_source = _from_hub(spec.arch)
         info_kind = "hub"
     else:
-        with torch.random.fork_rng(devices=[]):
+        with BUILD_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
             model = _create(spec)
         info_kind, info_source = "random", "random initialisation (untrained)"
@@ -316,7 +322,8 @@ def _skeleton(spec: ModelSpec, num_classes: int | None) -> torch.nn.Module:
 
 def _create(spec: ModelSpec, num_classes: int | None = None) -> torch.nn.Module:
     kwargs = dict(spec.kwargs) if num_classes is None else {**spec.kwargs, "num_classes": num_classes}
-    return timm.create_model(spec.arch, pretrained=False, **kwargs)
+    with BUILD_LOCK:
+        return timm.create_model(spec.arch, pretrained=False, **kwargs)
 
 
 def _from_hub(arch: str) -> tuple[torch.nn.Module, str]:
@@ -325,13 +332,14 @@ def _from_hub(arch: str) -> tuple[torch.nn.Module, str]:
         raise WeightsUnavailableError(f"timm has no pretrained weights on the hub for {arch}; use a weights file.")
     cached = W.hub_cached_file(arch)
     if cached is not None:  # load by path: no request reaches the hub, online or not
-        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(cached)})
+        with BUILD_LOCK:
+            model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(cached)})
         return model, f"hub cache ({repo})"
     if not W.hub_reachable():
         raise WeightsUnavailableError(
             f"{repo} is not in the local hub cache and the hub cannot be reached; {W.OFFLINE_OPTIONS}."
         )
-    try:
+    try:  # not under BUILD_LOCK: a download can take minutes, and every other build would wait behind it
         return timm.create_model(arch, pretrained=True), f"hub ({repo})"
     except (OSError, RuntimeError) as exc:
         log.warning("download of %s failed: %r", repo, exc)
