@@ -1,0 +1,66 @@
+"""Deletion + insertion scores ÷ the raw batched forward passes they cannot avoid, measured side by side in one run
+(on the model's device: a GPU when there is one; random weights time the same as real). The target (#21) is ≤ 1.15.
+
+    python bench/bench_evaluation.py [--models efficientnet_lite0 resnet50 vit_base_patch16_224] [--steps 20]
+
+Raw: the same 2·(steps + 1) perturbed inputs, made beforehand, through the model in the same batch sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench_attribution import interleaved_best  # noqa: E402
+
+TARGET = 282
+
+
+def measure(name: str, steps: int, repeats: int) -> dict[str, float]:
+    import torch
+
+    import interp
+    from interp.attribution import attribute
+    from interp.attribution.memory import forward_batch_size
+    from interp.evaluation import deletion_insertion
+
+    model = interp.load_model(name, None if name == "efficientnet_lite0" else "random")
+    x = model.preprocess(interp.load_sample("chelsea").image).to(model.device)[None]
+    saliency = attribute(model, x[0], "grad_cam", TARGET).map
+    n = 2 * (steps + 1)
+    chunk = forward_batch_size(model, x, n)
+    inputs = x.expand(n, *x.shape[1:]) * torch.linspace(0, 1, n, device=x.device).view(-1, 1, 1, 1)
+
+    def ours() -> None:
+        deletion_insertion(model, x, saliency, TARGET, steps=steps)
+
+    def raw() -> None:
+        for start in range(0, n, chunk):
+            model.run(inputs[start : start + chunk]).softmax(-1)[:, TARGET].cpu()
+
+    return interleaved_best({"ours": ours, "raw": raw}, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "resnet50", "vit_base_patch16_224"])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"best of {args.repeats} interleaved rounds; deletion + insertion with {args.steps} steps "
+          f"({2 * (args.steps + 1)} forward inputs)")  # fmt: skip
+    print(f"{'model':<22}{'scores s':>9}{'raw fwd s':>10}{'ratio':>8}")
+    for name in args.models:
+        r = measure(name, args.steps, args.repeats)
+        print(f"{name:<22}{r['ours']:9.3f}{r['raw']:10.3f}{r['ours'] / r['raw']:7.2f}×", flush=True)
+
+
+if __name__ == "__main__":
+    main()

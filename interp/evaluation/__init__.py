@@ -1,0 +1,25 @@
+"""How far to trust an attribution map: scores computed from the model, the input, the map and the target.
+
+    >>> from interp.evaluation import deletion_insertion
+    >>> curves = deletion_insertion(model, x, result.map, target=282, steps=20, replacement="blur")
+    >>> curves.deletion_auc, curves.insertion_auc        # lower deletion and higher insertion is better
+    >>> deletion_insertion(model, x, random_map(result.map.shape, seed=0), 282)   # the floor beside it
+
+The first scores of the trust-score work (#21): deletion and insertion (Petsiuk et al. 2018) with their random-map
+floor, and the cascading model-randomisation check (Adebayo et al. 2018). The page, the CLI and the other scores
+build on these.
+"""
+
+from interp.evaluation.faithfulness import REPLACEMENTS, Curves, deletion_insertion, random_map
+from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
+
+__all__ = [
+    "REPLACEMENTS",
+    "Curves",
+    "RandomisationCheck",
+    "RandomisedStep",
+    "cascade_layers",
+    "cascading_randomisation",
+    "deletion_insertion",
+    "random_map",
+]
