@@ -180,3 +180,44 @@ def test_a_link_with_parts_that_do_not_fit_keeps_the_rest_and_says_what_was_drop
     for says in ("no_such_photo", "magic", "5000", "stepz", "rainbow", "alpha=nan"):
         assert says in warnings, (says, warnings)
     assert len(at.main.get("image")) == 1
+
+
+def test_a_link_to_a_dataset_image_opens_it_with_its_ground_truth_and_an_upload_says_it_cannot_travel():
+    """``dataset`` + ``item`` name an image of a configured dataset (here the built-in shapes world); the page opens
+    it with its ground-truth outline, and the URL names it again. An uploaded image is not put in the URL."""
+    from interp.datasets import SHAPES_DATASET
+
+    page = attribution_page()
+    link = {"model": "shapes_cnn", "dataset": SHAPES_DATASET, "item": "star/test_000009.png", "methods": "grad_cam"}
+    for name, value in link.items():
+        page.at.query_params[name] = value
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["_image"]["kind"] == "dataset" and at.session_state["_image"]["name"] == link["item"]
+    assert any("Ground truth" in c.value for c in at.main.caption)
+    assert at.query_params["dataset"] == SHAPES_DATASET and at.query_params["item"] == link["item"]
+    assert "image" not in at.query_params
+
+    missing = attribution_page()
+    for name, value in {**link, "item": "star/no_such.png"}.items():
+        missing.at.query_params[name] = value
+    at = missing.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("could not be opened" in w.value for w in at.sidebar.warning)
+    assert at.session_state["_image"]["kind"] == "sample"  # the default photo instead
+
+    import hashlib
+    import io
+
+    import interp
+
+    buf = io.BytesIO()
+    interp.load_sample("coffee").image.save(buf, "PNG")
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+    uploaded = attribution_page()
+    uploaded.at.session_state["_image"] = {"kind": "upload", "name": "mine.png", "digest": digest}
+    uploaded.at.session_state["_uploads"] = {digest: buf.getvalue()}
+    at = uploaded.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "image" not in at.query_params and "item" not in at.query_params
+    assert any("cannot travel in a link" in c.value for c in at.sidebar.caption)
