@@ -94,3 +94,43 @@ def test_the_randomisation_check_flags_guided_backprop_and_passes_saliency_and_g
     with model.exclusive() as net:
         assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
     assert interp.load_model("shapes_cnn").weights.fingerprint == before
+
+
+def test_energy_and_boxes_have_known_answers():
+    from interp.evaluation import boxes_mask, centre_hit, energy_inside, pointing
+
+    mask = boxes_mask([("cat", 0.25, 0.5, 0.75, 1.0)], 8, 8)  # x from 2 to 6, y from 4 to 8
+    assert mask.sum() == 16 and mask[4:, 2:6].all()
+    flat = np.ones((8, 8))
+    assert energy_inside(flat, mask) == pytest.approx(16 / 64)  # spread evenly: the object's share of the image
+    on = np.zeros((8, 8))
+    on[5, 3] = 2.0
+    on[0, 0] = -5.0  # negative evidence is not mass
+    assert energy_inside(on, mask) == 1.0 and pointing(on, mask)
+    # (C, H, W): each pixel counts with its largest |value| over the channels, so the -5 corner is mass: 2 of 2 + 5
+    assert energy_inside(np.stack([on, -on, on]), mask) == pytest.approx(2 / 7)
+    assert not pointing(np.roll(on, -3, axis=0), mask) and pointing(np.roll(on, -1, axis=0), mask, tolerance_px=1)
+    assert centre_hit(mask) and not centre_hit(~mask)
+
+
+def test_grad_cam_on_shapes_cnn_points_at_the_object_more_often_than_the_centre():
+    """The known answer of the shapes world: the object's mask. 40 test images (seed 1000, as the app's split)."""
+    from PIL import Image
+
+    from interp.evaluation import centre_hit, energy_inside, pointing
+    from interp.shapes import mask_in_view
+    from interp.shapes.generator import render
+
+    model = interp.load_model("shapes_cnn")
+    hits, centre, energy, share = [], [], [], []
+    for index in range(40):
+        sample = render(index, seed=1000, split="test")
+        image = Image.fromarray(sample.image)
+        mask = mask_in_view(sample.mask, model.view)
+        cam = attribute(model, model.preprocess(image), "grad_cam", sample.label).raw
+        hits.append(pointing(cam, mask, tolerance_px=3))
+        centre.append(centre_hit(mask, tolerance_px=3))
+        energy.append(energy_inside(cam, mask))
+        share.append(mask.mean())
+    assert np.mean(hits) > np.mean(centre) + 0.1, (np.mean(hits), np.mean(centre))
+    assert np.mean(energy) > 1.5 * np.mean(share)  # more of the map on the object than an even spread puts there

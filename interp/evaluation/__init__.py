@@ -6,11 +6,12 @@
     >>> deletion_insertion(model, x, random_map(result.map.shape, seed=0), 282)   # the floor beside it
 
 The first scores of the trust-score work (#21): deletion and insertion (Petsiuk et al. 2018) with their random-map
-floor, and the cascading model-randomisation check (Adebayo et al. 2018). The page, the CLI and the other scores
-build on these.
+floor, the cascading model-randomisation check (Adebayo et al. 2018), and the pointing game and energy inside the
+object where a mask or boxes give the answer. The page, the CLI and the per-dataset table build on these.
 """
 
 from interp.evaluation.faithfulness import REPLACEMENTS, Curves, deletion_insertion, random_map
+from interp.evaluation.localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
 
 __all__ = [
@@ -18,8 +19,13 @@ __all__ = [
     "Curves",
     "RandomisationCheck",
     "RandomisedStep",
+    "as_values",
+    "boxes_mask",
     "cascade_layers",
     "cascading_randomisation",
+    "centre_hit",
     "deletion_insertion",
+    "energy_inside",
+    "pointing",
     "random_map",
 ]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from skimage.morphology import binary_dilation, disk
+from scipy.ndimage import binary_dilation
+from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
 
 from interp.shapes.generator import render
@@ -49,7 +50,7 @@ def pointing_hit(values: np.ndarray, mask: np.ndarray, tolerance_px: int = 0) ->
     if values.shape != mask.shape:
         raise ValueError(f"map {values.shape} and mask {mask.shape} differ in size.")
     y, x = np.unravel_index(int(np.argmax(values)), values.shape)
-    grown = binary_dilation(mask, disk(tolerance_px)) if tolerance_px > 0 else mask
+    grown = binary_dilation(mask, structure=disk(tolerance_px)) if tolerance_px > 0 else mask
     return bool(grown[y, x])
 
 

@@ -1,0 +1,53 @@
+"""Localisation scores where the right answer is known (an object mask: the shapes world's masks, Open Images'
+boxes): does the map point at the object, and how much of its mass falls on it.
+
+- pointing game (Zhang et al. 2016): a hit when the map's maximum lies on the object (optionally within a tolerance);
+- energy inside the object (Wang et al. 2020, Score-CAM's "energy-based pointing game"): the share of the map's
+  positive mass that falls on the object; a map spread evenly scores the object's share of the image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from interp.shapes.truth import pointing_hit
+
+
+def as_values(saliency: np.ndarray) -> np.ndarray:
+    """A ``(H, W)`` map of importance: a ``(C, H, W)`` map counts each pixel by its largest absolute value over the
+    channels (the usual rule for the pointing game), an ``(H, W)`` map as it is."""
+    values = np.asarray(saliency, dtype=np.float64)
+    return np.abs(values).max(axis=0) if values.ndim == 3 else values
+
+
+def energy_inside(saliency: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the map's positive mass on ``mask`` (``(H, W)`` bool), 0 to 1; a map with no positive mass gives 0."""
+    values = as_values(saliency)
+    if values.shape != mask.shape:
+        raise ValueError(f"map {values.shape} and mask {mask.shape} differ in size.")
+    positive = np.clip(values, 0, None)
+    total = positive.sum()
+    return float(positive[mask].sum() / total) if total > 0 else 0.0
+
+
+def pointing(saliency: np.ndarray, mask: np.ndarray, tolerance_px: int = 0) -> bool:
+    """The pointing game: whether the map's maximum lies on ``mask`` (grown by ``tolerance_px``)."""
+    return pointing_hit(as_values(saliency), mask, tolerance_px)
+
+
+def centre_hit(mask: np.ndarray, tolerance_px: int = 0) -> bool:
+    """The baseline every map must beat: a "map" that always points at the image's centre."""
+    centre = np.zeros(mask.shape)
+    centre[mask.shape[0] // 2, mask.shape[1] // 2] = 1.0
+    return pointing_hit(centre, mask, tolerance_px)
+
+
+def boxes_mask(boxes, height: int, width: int) -> np.ndarray:
+    """``(H, W)`` bool mask of boxes given as ``(label, x0, y0, x1, y1)`` with fractions of the width and height (an
+    Open Images ``Item.boxes``), in the image's own pixels."""
+    mask = np.zeros((height, width), dtype=bool)
+    for _, x0, y0, x1, y1 in boxes:
+        c0, c1 = int(np.floor(x0 * width)), int(np.ceil(x1 * width))
+        r0, r1 = int(np.floor(y0 * height)), int(np.ceil(y1 * height))
+        mask[max(r0, 0) : min(r1, height), max(c0, 0) : min(c1, width)] = True
+    return mask
