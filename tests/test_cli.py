@@ -340,3 +340,35 @@ def test_concept_cli_bad_input_exits_2(args, concept_folders):
     result = run_cli(*[a.replace("{r}", str(concept_folders)) for a in args])
     assert result.returncode == 2, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]) == 1, result.stderr
+
+
+def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
+    from interp.shapes.generator import render
+
+    sample = render(9, seed=1000, split="test")
+    Image.fromarray(sample.image).save(tmp_path / "shape.png")
+    Image.fromarray(sample.mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    code = main(["evaluate", "--model", "shapes_cnn", "--image", str(tmp_path / "shape.png"), "--method", "grad_cam",
+                 "--method", "guided_backprop", "--target", str(sample.label), "--mask", str(tmp_path / "mask.png"),
+                 "--sanity", "--steps", "8", "--json"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["target"] == sample.label and 0 < report["object_share"] < 0.5
+    rows = {r["method"]: r for r in report["methods"]}
+    for row in rows.values():
+        assert len(row["deletion"]) == 9 and 0 <= row["energy_inside"] <= 1 and isinstance(row["pointing"], bool)
+        assert [s["layer"] for s in row["sanity"]][0] == "fc"
+    assert rows["guided_backprop"]["sanity_flagged"] and not rows["grad_cam"]["sanity_flagged"]
+    assert rows["grad_cam"]["insertion_auc"] > report["random_floor"]["insertion_auc"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--method", "magic"], ["--method", "grad_cam", "--steps", "0"], ["--method", "grad_cam", "--mask", "{small}"],
+     ["--method", "grad_cam", "--target", "5000"], ["--method", "grad_cam", "--replacement", "purple"]],
+)
+def test_evaluate_bad_input_exits_2(extra, coffee_jpg, tmp_path):
+    Image.new("L", (10, 10)).save(tmp_path / "small.png")
+    result = run_cli("evaluate", "--image", str(coffee_jpg), *[a.replace("{small}", str(tmp_path / "small.png")) for a in extra])
+    assert result.returncode == 2, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr

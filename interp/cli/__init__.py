@@ -55,7 +55,7 @@ def out_dir(path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import attention, attribution, basic, concepts, scan, shapes  # noqa: F401  (register their commands)
+    from interp.cli import attention, attribution, basic, concepts, evaluation, scan, shapes  # noqa: F401  (register)
 
     parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")
