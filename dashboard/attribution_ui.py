@@ -291,6 +291,82 @@ def compute(model: LoadedModel, image: LoadedImage, choice: AttributionChoice) -
     return cells
 
 
+def trust_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict) -> dict | None:
+    """The trust scores of every map when the visitor turns them on: deletion and insertion AUC (20 steps, blurred
+    replacement) and the same for a random map per class, computed once and cached like the maps."""
+    linked = permalink.take_one("scores")
+    if linked is not None:
+        state.put("attr_scores", linked == "1")
+    state.restore("attr_scores", False)
+    on = st.toggle(
+        "Trust scores", key="attr_scores", on_change=state.keep, args=("attr_scores",),
+        help="Deletion and insertion (Petsiuk et al. 2018): remove, or reveal on a blurred copy, each map's top pixels "
+        "first and follow the class probability. A faithful map makes it fall fast (low deletion) and rise fast (high "
+        "insertion). Each score stands beside a random map's, the floor it must beat.",
+    )  # fmt: skip
+    permalink.publish(scores="1" if on else None)
+    if not on:
+        return None
+    from interp.evaluation import map_curves
+
+    cache = resources.result_cache()
+    ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
+    scores: dict = {"floor": {}, "maps": {}}
+    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, 42 forward passes each)…"):
+        for target in choice.targets:
+            scores["floor"][target] = attempt(lambda t=target: map_curves(model, image, None, t, cache=cache),
+                                              "scoring a random map")  # fmt: skip
+        for target, method in ready:
+            result = cells[(target, method)].result
+            scores["maps"][(target, method)] = attempt(
+                lambda r=result, t=target: map_curves(model, image, r, t, cache=cache), f"scoring {METHODS[method].title}"
+            )  # fmt: skip
+    return scores
+
+
+def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict | None) -> None:
+    """The chosen methods ranked by each score, with one sentence that reads the table."""
+    if not scores or not any(c is not None for c in scores["maps"].values()):
+        return
+    import pandas as pd
+
+    rows = []
+    for (target, method), curves in scores["maps"].items():
+        floor = scores["floor"].get(target)
+        if curves is None or floor is None:
+            continue
+        rows.append({"method": METHODS[method].title, "class": charts.short_label(model.class_names[target]),
+                     "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
+                     "random deletion": floor.deletion_auc, "random insertion": floor.insertion_auc,
+                     "insertion − random": curves.insertion_auc - floor.insertion_auc})  # fmt: skip
+    table = pd.DataFrame(rows).sort_values("insertion − random", ascending=False)
+    st.markdown("**Scoreboard**")
+    st.markdown(scoreboard_sentence(table))
+    left, right = st.columns([3, 2])
+    left.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                   ("deletion", "insertion", "random deletion", "random insertion", "insertion − random")})  # fmt: skip
+    right.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
+
+
+def scoreboard_sentence(table) -> str:
+    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion and their floors)."""
+    best_in = table.loc[table["insertion − random"].idxmax()]
+    best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
+    text = (f"On this image, **{charts.md(best_in['method'])}** brings back *{charts.md(best_in['class'])}* fastest "
+            f"when its top pixels are revealed (insertion {best_in['insertion']:.3f} against "
+            f"{best_in['random insertion']:.3f} for a random map)")  # fmt: skip
+    if best_del["deletion"] < best_del["random deletion"]:
+        text += (f", and **{charts.md(best_del['method'])}** removes it fastest (deletion {best_del['deletion']:.3f} "
+                 f"against {best_del['random deletion']:.3f}).")  # fmt: skip
+    else:
+        text += (". By deletion no map removes it faster than a random one: blurring scattered pixels already wrecks "
+                 "the image's texture, so read deletion here with care.")  # fmt: skip
+    weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
+    if weak:
+        text += f" {', '.join(map(charts.md, weak))} do no better than a random map by insertion."
+    return text
+
+
 def ground_truth(model: LoadedModel) -> np.ndarray | None:
     """The object mask in the model's view when the sidebar image comes from the shapes world (else ``None``)."""
     chosen = st.session_state.get("_image", {})
@@ -302,7 +378,7 @@ def ground_truth(model: LoadedModel) -> np.ndarray | None:
 
 def grid_view(
     model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict, display: DisplaySettings,
-    key: str = "main", truth: np.ndarray | None = None,
+    key: str = "main", truth: np.ndarray | None = None, scores: dict | None = None,
 ) -> list[list[np.ndarray | None]]:  # fmt: skip
     """Draw the grid; return the overlays (rows × columns) for the PNG download. With ``truth`` (an object mask in
     the model's view) each map shows the object's outline and whether its peak falls on it (the pointing game)."""
@@ -323,6 +399,11 @@ def grid_view(
                 identity = json.dumps([model.key, image.digest, method, target, cell.result.params], default=str)
                 shown, jpeg = _rendered(identity, display, base, cell.result.raw)
                 caption = _cell_caption(cell.result)
+                curves = scores["maps"].get((target, method)) if scores else None
+                floor = scores["floor"].get(target) if scores else None
+                if curves is not None and floor is not None:
+                    caption += (f" · deletion {curves.deletion_auc:.3f}, insertion {curves.insertion_auc:.3f} (random "
+                                f"map {floor.deletion_auc:.3f}, {floor.insertion_auc:.3f})")  # fmt: skip
                 if truth is not None:
                     from interp.shapes import draw_outline, pointing_hit
 
@@ -355,8 +436,9 @@ def _rendered(identity: str, display: DisplaySettings, _base: np.ndarray, _raw: 
 
 
 def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict,
-               display: DisplaySettings) -> None:  # fmt: skip
-    """One cell enlarged as an interactive chart: hover shows the map's value under the pointer."""
+               display: DisplaySettings, scores: dict | None = None) -> None:  # fmt: skip
+    """One cell enlarged as an interactive chart: hover shows the map's value under the pointer; with trust scores
+    on, its deletion and insertion curves beside a random map's."""
     ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
     if not ready:
         return
@@ -371,6 +453,11 @@ def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice
         shown = overlay(resources.model_view(model.key, image.digest, model, image), result.raw, display)
         st.plotly_chart(charts.attribution_figure(shown, result.raw, display, height=520), key="attr_inspect_chart",
                         config={"displayModeBar": False})  # fmt: skip
+        curves = scores["maps"].get((target, method)) if scores else None
+        floor = scores["floor"].get(target) if scores else None
+        if curves is not None and floor is not None:
+            st.plotly_chart(charts.curves_figure(curves, floor, METHODS[method].title), key="attr_inspect_curves",
+                            config={"displayModeBar": False})  # fmt: skip
 
 
 def _cell_caption(result: Attribution) -> str:

@@ -98,3 +98,31 @@ def png_data_uri(rgb: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def curves_figure(curves, floor, title: str, height: int = 300) -> go.Figure:
+    """Deletion and insertion curves of a map (solid) and of a random map (dotted), class probability against the
+    share of pixels removed or revealed; the areas under them are the scores."""
+    fig = go.Figure()
+    for name, colour in (("deletion", "#d62728"), ("insertion", "#1f77b4")):
+        fig.add_scatter(x=curves.fractions, y=getattr(curves, name), mode="lines+markers", line={"color": colour},
+                        name=f"{plot_text(title)} {name} (AUC {getattr(curves, f'{name}_auc'):.3f})")  # fmt: skip
+        fig.add_scatter(x=floor.fractions, y=getattr(floor, name), mode="lines", line={"color": colour, "dash": "dot"},
+                        name=f"random map {name} (AUC {getattr(floor, f'{name}_auc'):.3f})")  # fmt: skip
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"font": {"size": 11}},
+                      xaxis_title="share of pixels removed (deletion) or revealed (insertion)",
+                      yaxis_title="class probability")  # fmt: skip
+    return fig
+
+
+def scoreboard_figure(table, height: int = 260) -> go.Figure:
+    """Each map's margin over a random map, both scores turned so that longer bars are better: insertion above the
+    random map's, and deletion below it."""
+    names = [plot_text(f"{m} · {c}") for m, c in zip(table["method"], table["class"])]
+    fig = go.Figure()
+    fig.add_bar(y=names, x=table["insertion"] - table["random insertion"], orientation="h", name="insertion gain")
+    fig.add_bar(y=names, x=table["random deletion"] - table["deletion"], orientation="h", name="deletion gain")
+    fig.update_layout(height=height, barmode="group", margin={"l": 0, "r": 0, "t": 10, "b": 0},
+                      xaxis_title="better than a random map by (AUC)", yaxis={"autorange": "reversed"},
+                      legend={"orientation": "h", "y": -0.3})  # fmt: skip
+    return fig

@@ -30,18 +30,20 @@ if not methods or not targets:
 choice = ui.AttributionChoice(tuple(methods), tuple(targets), settings)
 display = ui.display_ui()
 cells = ui.compute(model, image, choice)
+scores = ui.trust_ui(model, image, choice, cells)
 truth = ui.ground_truth(model)
 if second is None:
-    overlays = ui.grid_view(model, image, choice, cells, display, truth=truth)
+    overlays = ui.grid_view(model, image, choice, cells, display, truth=truth, scores=scores)
 else:
     second_cells = ui.compute(second, image, choice)
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader(f"{model.name} · {model.weights.source}")
-        overlays = ui.grid_view(model, image, choice, cells, display)
+        overlays = ui.grid_view(model, image, choice, cells, display, scores=scores)
     with right:
         st.subheader(f"{second.name} · {second.weights.source}")
         ui.grid_view(second, image, choice, second_cells, display)
-ui.inspect_ui(model, image, choice, cells, display)
+ui.scoreboard_view(model, choice, scores)
+ui.inspect_ui(model, image, choice, cells, display, scores)
 ui.downloads_ui(model, image, choice, cells, display, overlays)
 permalink.share_ui()

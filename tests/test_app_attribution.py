@@ -221,3 +221,23 @@ def test_a_link_to_a_dataset_image_opens_it_with_its_ground_truth_and_an_upload_
     assert not at.exception, [e.value for e in at.exception]
     assert "image" not in at.query_params and "item" not in at.query_params
     assert any("cannot travel in a link" in c.value for c in at.sidebar.caption)
+
+
+def test_trust_scores_under_every_map_a_scoreboard_and_curves():
+    page = attribution_page()
+    page.at.session_state["_keep_attr_methods"] = ["grad_cam", "saliency"]
+    at = page.run()
+    at.main.toggle(key="attr_scores").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    scored = [c for c in captions(at) if "deletion" in c and "random map" in c]
+    assert len(scored) == 2, captions(at)
+    assert any("**Scoreboard**" in m.value for m in at.main.markdown)
+    reading = next(m.value for m in at.main.markdown if m.value.startswith("On this image"))
+    assert "fastest" in reading and "random map" in reading
+    table = at.main.dataframe[-1].value
+    assert list(table["method"]) and set(table["method"]) == {"Grad-CAM", "Saliency (gradients)"}
+    assert (table["random insertion"] == table["random insertion"].iloc[0]).all()  # one floor per class
+    assert len(at.main.get("plotly_chart")) == 3  # the scoreboard's chart, the inspected map and its curves
+    assert at.query_params["scores"] == "1"
+    at.main.slider(key="attr_alpha").set_value(0.3).run()  # a display change: scores come from the cache
+    assert not at.exception and len([c for c in captions(at) if "random map" in c]) == 2

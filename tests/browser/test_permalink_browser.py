@@ -75,3 +75,20 @@ def test_a_link_opened_in_a_fresh_browser_shows_the_same_grid(app_url, page, art
     assert _grid(page) == first
     page.wait_for_url("**methods=occlusion**")
     assert _query(page.url) == _query(f"?{QUERY}")
+
+
+def test_trust_scores_from_a_link_show_a_scoreboard_and_curves(app_url, page, artifacts):
+    page.goto(f"{app_url}/Attribution?model=efficientnet_lite0&image=chelsea&methods=grad_cam,saliency&scores=1")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("Scoreboard").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    assert main.get_by_text("On this image").first.is_visible()
+    assert main.get_by_text("random map").count() >= 2  # under each map
+    main.get_by_text("Inspect values").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=stMain] .js-plotly-plot').length >= 3")
+    wait_until_idle(page)
+    main.get_by_text("Scoreboard").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "trust_scoreboard.png"))
+    main.get_by_test_id("stPlotlyChart").last.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "trust_curves.png"))
+    assert page.get_by_text("Traceback").count() == 0
