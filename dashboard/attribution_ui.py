@@ -405,13 +405,15 @@ def grid_view(
                     caption += (f" · deletion {curves.deletion_auc:.3f}, insertion {curves.insertion_auc:.3f} (random "
                                 f"map {floor.deletion_auc:.3f}, {floor.insertion_auc:.3f})")  # fmt: skip
                 if truth is not None:
-                    from interp.shapes import draw_outline, pointing_hit
+                    from interp.evaluation import energy_inside, pointing
+                    from interp.shapes import draw_outline
 
-                    hit = pointing_hit(np.abs(cell.result.raw).max(axis=0), truth)  # largest |value| of any colour
+                    hit = pointing(cell.result.raw, truth)  # a pixel counts with its largest |value| of any colour
                     hits.append(hit)
                     shown = draw_outline(shown, truth)
                     jpeg = shown
                     caption += " · peak on the object ✓" if hit else " · peak off the object ✗"
+                    caption += f" · {energy_inside(cell.result.raw, truth):.0%} of the map on the object"
                 row.append(shown)
                 st.image(jpeg, width="stretch")
                 st.caption(caption)
@@ -420,8 +422,9 @@ def grid_view(
         st.caption(
             f"Ground truth (white outline): {sum(hits)} of {len(hits)} maps have their maximum on the object (the "
             "pointing game, Zhang et al. 2016; a pixel's value is its largest absolute value over the colour "
-            "channels). In this world the right answer is known; a map peaking elsewhere, e.g. on the corner "
-            "marker, shows what the model really used."
+            f"channels); the object covers {truth.mean():.0%} of the image, the share of a map's mass on it is given "
+            "under each map (an evenly spread map would score that). In this world the right answer is known; a map "
+            "peaking elsewhere, e.g. on the corner marker, shows what the model really used."
         )
     return overlays
 
@@ -458,6 +461,28 @@ def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice
         if curves is not None and floor is not None:
             st.plotly_chart(charts.curves_figure(curves, floor, METHODS[method].title), key="attr_inspect_curves",
                             config={"displayModeBar": False})  # fmt: skip
+        sanity_ui(model, image, result)
+
+
+def sanity_ui(model: LoadedModel, image: LoadedImage, result: Attribution) -> None:
+    """The cascading randomisation check of one map, on request (one run of the method per layer step)."""
+    identity = json.dumps([model.key, image.digest, result.method, result.target, result.params], default=str)
+    if st.button("Sanity check: randomise the model layer by layer", key="attr_sanity",
+                 help="Adebayo et al. 2018: the weights are replaced by random ones from the top layer down, on a copy "
+                 "of the model, and the map is compared with this one after each step. A map that stays the same "
+                 "does not show what the model learned."):  # fmt: skip
+        st.session_state["_sanity_for"] = identity
+    if st.session_state.get("_sanity_for") != identity:
+        return
+    from interp.evaluation import map_randomisation
+
+    with st.spinner(f"Running {METHODS[result.method].title} on the model randomised step by step…"):
+        check = attempt(lambda: map_randomisation(model, image, result, cache=resources.result_cache()),
+                        "running the sanity check")  # fmt: skip
+    if check is None:
+        return
+    (st.warning if check.flagged else st.success)(check.sentence)
+    st.plotly_chart(charts.sanity_figure(check), key="attr_sanity_chart", config={"displayModeBar": False})
 
 
 def _cell_caption(result: Attribution) -> str:

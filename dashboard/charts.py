@@ -126,3 +126,16 @@ def scoreboard_figure(table, height: int = 260) -> go.Figure:
                       xaxis_title="better than a random map by (AUC)", yaxis={"autorange": "reversed"},
                       legend={"orientation": "h", "y": -0.3})  # fmt: skip
     return fig
+
+
+def sanity_figure(check, height: int = 260) -> go.Figure:
+    """The randomisation cascade: the map's rank correlation and SSIM with the trained model's map after each step
+    (top layer first)."""
+    layers = [plot_text(s.layer) for s in check.steps]
+    fig = go.Figure()
+    fig.add_scatter(x=layers, y=[s.spearman for s in check.steps], mode="lines+markers", name="rank correlation")
+    fig.add_scatter(x=layers, y=[s.ssim for s in check.steps], mode="lines+markers", name="SSIM")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, yaxis={"range": [-0.2, 1.05]},
+                      xaxis_title="randomised down to (top layer first)", yaxis_title="similarity to the trained map",
+                      legend={"orientation": "h", "y": -0.45})  # fmt: skip
+    return fig

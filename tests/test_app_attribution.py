@@ -195,6 +195,7 @@ def test_a_link_to_a_dataset_image_opens_it_with_its_ground_truth_and_an_upload_
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["_image"]["kind"] == "dataset" and at.session_state["_image"]["name"] == link["item"]
     assert any("Ground truth" in c.value for c in at.main.caption)
+    assert any("of the map on the object" in c.value for c in at.main.caption)  # energy inside the object
     assert at.query_params["dataset"] == SHAPES_DATASET and at.query_params["item"] == link["item"]
     assert "image" not in at.query_params
 
@@ -241,3 +242,15 @@ def test_trust_scores_under_every_map_a_scoreboard_and_curves():
     assert at.query_params["scores"] == "1"
     at.main.slider(key="attr_alpha").set_value(0.3).run()  # a display change: scores come from the cache
     assert not at.exception and len([c for c in captions(at) if "random map" in c]) == 2
+
+
+def test_the_sanity_check_on_request_flags_guided_backprop():
+    page = attribution_page()
+    page.at.session_state["_keep_attr_methods"] = ["guided_backprop"]
+    at = page.run()
+    at.main.button(key="attr_sanity").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("does not depend on what the model learned" in w.value for w in at.main.warning)
+    assert len(at.main.get("plotly_chart")) == 2  # the inspected map and the cascade
+    at.main.slider(key="attr_alpha").set_value(0.3).run()  # stays shown (cached) while the display changes
+    assert any("does not depend" in w.value for w in at.main.warning)

@@ -10,7 +10,7 @@ floor, the cascading model-randomisation check (Adebayo et al. 2018), and the po
 object where a mask or boxes give the answer. The page, the CLI and the per-dataset table build on these.
 """
 
-from interp.evaluation.api import map_curves
+from interp.evaluation.api import map_curves, map_randomisation
 from interp.evaluation.faithfulness import REPLACEMENTS, Curves, deletion_insertion, random_map
 from interp.evaluation.localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
@@ -28,6 +28,7 @@ __all__ = [
     "deletion_insertion",
     "energy_inside",
     "map_curves",
+    "map_randomisation",
     "pointing",
     "random_map",
 ]

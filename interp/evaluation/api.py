@@ -7,6 +7,7 @@ import numpy as np
 from interp.attribution import Attribution
 from interp.cache import ResultCache, result_key
 from interp.evaluation.faithfulness import Curves, deletion_insertion, random_map
+from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 
@@ -38,3 +39,33 @@ def map_curves(
                 "replacement": curves.replacement}  # fmt: skip
         cache.put(key, {k: np.asarray(v) for k, v in arrays.items()}, meta)
     return curves
+
+
+def map_randomisation(
+    model: LoadedModel, image: LoadedImage, result: Attribution, *, seed: int = 0, cache: ResultCache | None = None
+) -> RandomisationCheck:
+    """The cascading randomisation check of ``result``'s method, image, class and settings, through ``cache``."""
+    settings = {"target": result.target, "map": result.params, "seed": int(seed)}
+    key = result_key(model=model.key, image=image.digest, method=f"randomisation:{result.method}", params=settings)
+    found = cache.get(key) if cache is not None else None
+    if found is not None:
+        m = found.meta
+        steps = tuple(RandomisedStep(layer, float(sp), float(ss)) for layer, sp, ss in
+                      zip(m["layers"], found.arrays["spearman"], found.arrays["ssim"]))  # fmt: skip
+        return RandomisationCheck(result.method, result.target, steps, m["mean_spearman"], m["flagged"], m["sentence"])
+    check = cascading_randomisation(model, model.preprocess(image.image), result.method, result.target,
+                                    params=_settings_of(result), seed=seed)  # fmt: skip
+    if cache is not None:
+        arrays = {"spearman": np.array([s.spearman for s in check.steps]), "ssim": np.array([s.ssim for s in check.steps])}
+        meta = {"layers": [s.layer for s in check.steps], "mean_spearman": check.mean_spearman,
+                "flagged": check.flagged, "sentence": check.sentence}  # fmt: skip
+        cache.put(key, arrays, meta)
+    return check
+
+
+def _settings_of(result: Attribution) -> dict:
+    """The settings a result was computed with, as the method takes them again (a resolved CAM layer included)."""
+    from interp.attribution import METHODS
+
+    names = {s.name for s in METHODS[result.method].schema()}
+    return {k: v for k, v in result.params.items() if k in names}
