@@ -113,3 +113,19 @@ def test_concept_extraction_on_a_gpu_normalises_there_and_gets_the_cpu_inputs():
     assert a.shape == b.shape
     np.testing.assert_allclose(b, a, atol=2e-2 * float(np.abs(a).max()))
     assert min(pearson(x, y) for x, y in zip(a, b, strict=True)) >= 0.999
+
+
+def test_trust_scores_are_the_cpu_scores(pair, image):
+    """Deletion/insertion of the same map, and the randomisation cascade (seeded on the CPU), on both devices."""
+    from interp.evaluation import cascading_randomisation, deletion_insertion
+
+    cpu, gpu = pair
+    x = cpu.preprocess(image.image)
+    saliency = attribute(cpu, image, "saliency").map
+    a = deletion_insertion(cpu, x, saliency, 3, steps=10)
+    b = deletion_insertion(gpu, x, saliency, 3, steps=10)
+    np.testing.assert_allclose(a.deletion, b.deletion, atol=2e-3)
+    np.testing.assert_allclose(a.insertion, b.insertion, atol=2e-3)
+    c, g = cascading_randomisation(cpu, x, "saliency", 3), cascading_randomisation(gpu, x, "saliency", 3)
+    assert [s.layer for s in c.steps] == [s.layer for s in g.steps]
+    np.testing.assert_allclose([s.spearman for s in c.steps], [s.spearman for s in g.steps], atol=0.05)
