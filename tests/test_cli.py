@@ -372,3 +372,27 @@ def test_evaluate_bad_input_exits_2(extra, coffee_jpg, tmp_path):
     result = run_cli("evaluate", "--image", str(coffee_jpg), *[a.replace("{small}", str(tmp_path / "small.png")) for a in extra])
     assert result.returncode == 2, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--n", "4",
+                     "--steps", "4", "--method", "grad_cam", "--method", "saliency", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "grad_cam" in result.stdout and "±" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert {m["method"] for m in summary["methods"]} == {"grad_cam", "saliency"}
+    assert (out / "scores.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--method", "grad_cam"], ["--image", "{coffee}", "--dataset", "x", "--method", "grad_cam"],
+     ["--dataset", "Shapes world · test split", "--method", "grad_cam"],
+     ["--dataset", "Shapes world · test split", "--method", "grad_cam", "--sanity", "--out", "{out}"]],
+)
+def test_evaluate_dataset_bad_input_exits_2(args, coffee_jpg, tmp_path):
+    result = run_cli("evaluate", "--model", "shapes_cnn",
+                     *[a.replace("{coffee}", str(coffee_jpg)).replace("{out}", str(tmp_path / "o")) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr

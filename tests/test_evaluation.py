@@ -134,3 +134,29 @@ def test_grad_cam_on_shapes_cnn_points_at_the_object_more_often_than_the_centre(
         share.append(mask.mean())
     assert np.mean(hits) > np.mean(centre) + 0.1, (np.mean(hits), np.mean(centre))
     assert np.mean(energy) > 1.5 * np.mean(share)  # more of the map on the object than an even spread puts there
+
+
+def test_per_dataset_scores_rank_methods_resume_and_refuse_other_settings(tmp_path):
+    from interp.config import Settings
+    from interp.datasets import SHAPES_DATASET, DatasetError, find_root
+    from interp.evaluation import evaluate_dataset, load_scores
+
+    dataset = find_root(SHAPES_DATASET, Settings.from_env().cache_dir).open()
+    model = interp.load_model("shapes_cnn")
+    seen = []
+    summary = evaluate_dataset(model, dataset, ["grad_cam", "saliency"], tmp_path, n=8, steps=8,
+                               progress=seen.append)  # fmt: skip
+    assert [p.done for p in seen] == list(range(1, 9)) and seen[-1].eta_s == 0
+    assert set(summary["method"]) == {"grad_cam", "saliency"} and (summary["images"] == 8).all()
+    assert summary.iloc[0]["method"] == "grad_cam"  # on shapes_cnn, Grad-CAM's margin over a random map is the largest
+    assert (summary["insertion_auc_ci95"] > 0).all()
+    rows = load_scores(tmp_path)
+    assert len(rows) == 16 and not rows.duplicated(["id", "method"]).any()
+    seen.clear()
+    again = evaluate_dataset(model, dataset, ["grad_cam", "saliency"], tmp_path, n=12, steps=8, progress=seen.append)
+    assert len(seen) == 4 and (again["images"] == 12).all()  # only the 4 new images were scored
+    assert len(load_scores(tmp_path)) == 24
+    with pytest.raises(DatasetError, match="other settings"):
+        evaluate_dataset(model, dataset, ["grad_cam", "saliency"], tmp_path, n=12, steps=9)
+    with pytest.raises(ValueError, match="none of deeplift applies"):
+        evaluate_dataset(interp.load_model("shapes_vit"), dataset, ["deeplift"], tmp_path / "vit", n=2)

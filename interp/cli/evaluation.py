@@ -10,12 +10,17 @@ from pathlib import Path
 from interp.cli import DEVICE_HELP, command, handles
 
 
-@command("evaluate", "score attribution maps of an image: deletion/insertion AUC against a random map, sanity check")
+@command("evaluate", "score attribution maps of an image, or of N images of a dataset (which method to trust)")
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     from interp.evaluation import REPLACEMENTS
 
     p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
-    p.add_argument("--image", required=True, type=Path)
+    p.add_argument("--image", type=Path, help="score the maps of this image")
+    p.add_argument("--dataset", help="or of N images of a dataset: a configured dataset's name, or with --root a kind")
+    p.add_argument("--root", type=Path, help="the dataset folder, when --dataset is a kind")
+    p.add_argument("--n", type=int, default=50, help="with --dataset: how many images (default 50)")
+    p.add_argument("--out", type=Path, help="with --dataset: folder for scores.parquet and summary.json (a second "
+                   "run continues it)")
     p.add_argument("--method", action="append", required=True, help="a method name (repeat for several), or 'all'")
     p.add_argument("--target", type=int, help="class index to explain (default: the top prediction)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
@@ -34,6 +39,69 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @handles("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.dataset is None):
+        raise ValueError("give --image FILE (one image's maps) or --dataset (N images), not both or neither.")
+    if args.dataset is not None:
+        return _evaluate_dataset(args)
+    return _evaluate_image(args)
+
+
+def _evaluate_dataset(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from interp.attribution import METHODS
+    from interp.attribution.settings import parse_assignments
+    from interp.config import Settings
+    from interp.datasets import DatasetRoot, find_root, kinds
+    from interp.evaluation import evaluate_dataset
+    from interp.models import load_model
+
+    if args.out is None:
+        raise ValueError("with --dataset, give --out DIR for the scores (a second run continues them).")
+    if args.sanity or args.mask is not None or args.target is not None:
+        raise ValueError("--sanity, --mask and --target are for one image (--image); a dataset explains each "
+                         "image's prediction.")  # fmt: skip
+    methods = list(METHODS) if args.method == ["all"] else list(dict.fromkeys(args.method))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
+    params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
+    if args.root is not None:
+        if args.dataset not in kinds():
+            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {args.dataset!r}.")
+        root = DatasetRoot(args.root.name, args.dataset, args.root)
+    else:
+        root = find_root(args.dataset, Settings.from_env().cache_dir)
+    dataset = root.open()
+    model = load_model(args.model, args.weights, device=args.device)
+    last = [0.0]
+
+    def progress(p) -> None:
+        now = time.monotonic()
+        if now - last[0] > 2 or p.done == p.total:
+            last[0] = now
+            eta = f", about {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+            print(f"\r{p.done}/{p.total} images{eta}   ", end="", file=sys.stderr, flush=True)
+
+    summary = evaluate_dataset(model, dataset, methods, args.out, n=args.n, steps=args.steps,
+                               replacement=args.replacement, params=params, progress=progress)  # fmt: skip
+    print(file=sys.stderr)
+    if args.json:
+        print(summary.to_json(orient="records", indent=2))
+        return 0
+    print(f"{model.name} on {dataset.name}: mean ± 95% interval over the images; gains are the margins over a random "
+          "map (higher is better)")  # fmt: skip
+    print(f"{'method':<24}{'images':>7}{'deletion':>16}{'insertion':>16}{'insertion gain':>18}")
+    for r in summary.to_dict("records"):
+        print(f"{r['method']:<24}{r['images']:>7}{r['deletion_auc']:>9.3f} ± {r['deletion_auc_ci95']:.3f}"
+              f"{r['insertion_auc']:>9.3f} ± {r['insertion_auc_ci95']:.3f}"
+              f"{r['insertion_gain']:>11.3f} ± {r['insertion_gain_ci95']:.3f}")  # fmt: skip
+    print(f"wrote {args.out / 'scores.parquet'} and {args.out / 'summary.json'}")
+    return 0
+
+
+def _evaluate_image(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 

@@ -11,6 +11,7 @@ object where a mask or boxes give the answer. The page, the CLI and the per-data
 """
 
 from interp.evaluation.api import map_curves, map_randomisation
+from interp.evaluation.dataset import EvaluationProgress, evaluate_dataset, load_scores, summarise
 from interp.evaluation.faithfulness import REPLACEMENTS, Curves, deletion_insertion, random_map
 from interp.evaluation.localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
@@ -18,6 +19,7 @@ from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade
 __all__ = [
     "REPLACEMENTS",
     "Curves",
+    "EvaluationProgress",
     "RandomisationCheck",
     "RandomisedStep",
     "as_values",
@@ -27,8 +29,11 @@ __all__ = [
     "centre_hit",
     "deletion_insertion",
     "energy_inside",
+    "evaluate_dataset",
+    "load_scores",
     "map_curves",
     "map_randomisation",
     "pointing",
     "random_map",
+    "summarise",
 ]

@@ -1,0 +1,147 @@
+"""Which method can I trust for this model? Deletion and insertion of each chosen method's map on the first N images
+of a dataset (classes alternate, so N spans them), each beside a random map's, summarised per method as a mean with
+its 95% interval. The map explains the model's own prediction on each image.
+
+Results go to ``scores.parquet`` in an output folder after every image, with the settings in ``evaluation.json``:
+run it again to continue where it stopped (no image scored twice); the folder's lock keeps two writers apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from interp.datasets import Dataset, DatasetError, scan_lock
+from interp.evaluation.faithfulness import deletion_insertion, random_map
+from interp.models import LoadedModel
+
+SCORES = "scores.parquet"
+META = "evaluation.json"
+CI_Z = 1.96
+
+
+@dataclass(frozen=True)
+class EvaluationProgress:
+    done: int
+    total: int
+    seconds: float
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.seconds / self.done * (self.total - self.done) if self.done else None
+
+
+def evaluate_dataset(
+    model: LoadedModel, dataset: Dataset, methods: list[str], out: Path, *, n: int = 50, steps: int = 20,
+    replacement: str = "blur", params: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[EvaluationProgress], None] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Score ``methods`` on the first ``n`` images of ``dataset`` into ``out``; return the per-method summary
+    (:func:`summarise`). Images that cannot be read are skipped and counted in ``evaluation.json``."""
+    from interp.attribution import METHODS, attribute, get_method
+    from interp.images import load_image
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
+    if not 1 <= n <= 100_000:
+        raise ValueError(f"the number of images must be 1 to 100,000, got {n}.")
+    params = {m: dict((params or {}).get(m, {})) for m in methods}
+    runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
+    if not runnable:
+        raise ValueError(f"none of {', '.join(methods)} applies to {model.name}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"model": model.key, "dataset": dataset.name, "steps": steps, "replacement": replacement,
+                "params": {m: params[m] for m in runnable}}  # fmt: skip
+    with scan_lock(out):
+        meta = _meta(out, settings)
+        rows = load_scores(out)
+        done = set(zip(rows["id"], rows["method"])) if len(rows) else set()
+        items = dataset.items[: min(n, len(dataset))]
+        start = time.monotonic()
+        for i, item in enumerate(items):
+            if all((item.id, m) in done for m in runnable) or item.id in meta["unreadable"]:
+                continue
+            try:
+                image = load_image(dataset.path_of(item))
+            except (OSError, ValueError, DatasetError) as exc:
+                meta["unreadable"][item.id] = str(exc)
+                _write_meta(out, meta)
+                continue
+            x = model.preprocess(image.image)
+            target = int(model.run(x[None]).argmax(-1))
+            floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=steps,
+                                       replacement=replacement)  # fmt: skip
+            new = []
+            for m in runnable:
+                if (item.id, m) in done:
+                    continue
+                curves = deletion_insertion(model, x, attribute(model, x, m, target, **params[m]).map, target,
+                                            steps=steps, replacement=replacement)  # fmt: skip
+                new.append({"id": item.id, "path": item.path, "target": target, "method": m,
+                            "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
+                            "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc})  # fmt: skip
+            rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True) if len(rows) else pd.DataFrame(new)
+            _atomic_parquet(rows, out / SCORES)
+            if progress is not None:
+                progress(EvaluationProgress(i + 1, len(items), time.monotonic() - start))
+    summary = summarise(rows)
+    (out / "summary.json").write_text(json.dumps({"settings": settings, "unreadable": len(meta["unreadable"]),
+                                                  "methods": summary.to_dict("records")}, indent=2))  # fmt: skip
+    return summary
+
+
+def load_scores(out: Path) -> pd.DataFrame:
+    path = Path(out) / SCORES
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method: images, and the mean and 95% interval half-width of deletion, insertion and insertion's margin
+    over the random map (normal approximation: 1.96 standard errors)."""
+    if rows.empty:
+        return pd.DataFrame(columns=["method", "images"])
+    rows = rows.assign(insertion_gain=rows["insertion_auc"] - rows["random_insertion_auc"],
+                       deletion_gain=rows["random_deletion_auc"] - rows["deletion_auc"])  # fmt: skip
+    out = []
+    for method, group in rows.groupby("method", sort=False):
+        row: dict[str, Any] = {"method": method, "images": len(group)}
+        for col in ("deletion_auc", "insertion_auc", "insertion_gain", "deletion_gain"):
+            values = group[col].astype(float)
+            row[col] = float(values.mean())
+            row[f"{col}_ci95"] = CI_Z * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+        out.append(row)
+    return pd.DataFrame(out).sort_values("insertion_gain", ascending=False, ignore_index=True)
+
+
+def _meta(out: Path, settings: dict) -> dict:
+    path = out / META
+    if path.is_file():
+        meta = json.loads(path.read_text())
+        if meta.get("settings") != json.loads(json.dumps(settings)):
+            raise DatasetError(f"{out} holds an evaluation with other settings ({meta.get('settings')}); choose "
+                               "another output folder, or delete it to start again.")  # fmt: skip
+        return meta
+    meta = {"settings": settings, "unreadable": {}}
+    _write_meta(out, meta)
+    return meta
+
+
+def _write_meta(out: Path, meta: dict) -> None:
+    tmp = out / f"{META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(out / META)
+
+
+def _atomic_parquet(rows: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    rows.to_parquet(tmp, index=False)
+    tmp.replace(path)
