@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import gallery_ui as ui
-from dashboard import permalink
+from dashboard import permalink, trust_ui
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
 
@@ -18,11 +18,13 @@ source, dataset = ui.dataset_picker_ui()
 if dataset is None:
     st.stop()
 
-gallery, scan, browse = st.tabs(["Gallery", "Scan", "Browse"])
+gallery, scan, browse, trust = st.tabs(["Gallery", "Scan", "Browse", "Which method to trust"])
 with scan:
     ui.scan_view(model, source, dataset)
 with gallery:
     ui.gallery_view(model, source, dataset)
 with browse:
     ui.browse_view(source, dataset)
+with trust:
+    trust_ui.trust_view(model, source, dataset)
 permalink.share_ui()

@@ -153,3 +153,24 @@ def test_a_command_line_scan_is_what_the_gallery_shows():
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m.value for m in at.main.metric}
     assert metrics["Images scanned"] == "90" and metrics["Already scanned"] == "90 / 600"
+
+
+def test_which_method_to_trust_scores_methods_on_the_dataset():
+    at = failures_page().run()
+    at.main.multiselect(key="trust_methods").set_value(["grad_cam", "saliency"]).run()
+    at.main.number_input(key="trust_n_Shapes world · test split").set_value(6).run()
+    at.main.select_slider(key="trust_steps").set_value(5).run()
+    at.main.button(key="trust_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    reading = next(m.value for m in at.main.markdown if "gains the most over a random map" in m.value)
+    assert "over 6 images" in reading
+    table = at.main.dataframe[-1].value
+    assert set(table["method"]) == {"Grad-CAM", "Saliency (gradients)"} and (table["images"] == 6).all()
+    assert {"trust_csv", "trust_parquet"} <= {b.key for b in at.main.get("download_button")}
+    other = failures_page()  # another visitor choosing the same sees the scores at once, without scoring again
+    other.session_state["_keep_trust_methods"] = ["grad_cam", "saliency"]
+    other.run()
+    other.main.number_input(key="trust_n_Shapes world · test split").set_value(6).run()
+    other.main.select_slider(key="trust_steps").set_value(5).run()
+    assert any("gains the most over a random map" in m.value for m in other.main.markdown)

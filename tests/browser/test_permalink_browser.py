@@ -92,3 +92,21 @@ def test_trust_scores_from_a_link_show_a_scoreboard_and_curves(app_url, page, ar
     main.get_by_test_id("stPlotlyChart").last.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_curves.png"))
     assert page.get_by_text("Traceback").count() == 0
+
+
+def test_which_method_to_trust_on_the_failures_page(app_url, page, artifacts):
+    page.goto(f"{app_url}/Failures?model=shapes_cnn")
+    main = page.get_by_test_id("stMain")
+    main.get_by_role("tab", name="Which method to trust").click()
+    images = main.get_by_label("Images", exact=True)
+    images.fill("6")
+    images.press("Enter")
+    wait_until_idle(page)
+    main.get_by_role("button", name="Score the methods").click()
+    main.get_by_text("gains the most over a random map").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stMain] .js-plotly-plot').length >= 1")
+    main.get_by_text("gains the most over a random map").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "trust_dataset.png"))
+    assert main.get_by_text("over 6 images").count() == 1
+    assert page.get_by_text("Traceback").count() == 0
