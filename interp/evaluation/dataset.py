@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, scan_lock
 from interp.evaluation.faithfulness import deletion_insertion, random_map
 from interp.models import LoadedModel
@@ -67,6 +68,7 @@ def evaluate_dataset(
         done = set(zip(rows["id"], rows["method"])) if len(rows) else set()
         items = dataset.items[: min(n, len(dataset))]
         start = time.monotonic()
+        batch: int | None = None  # read from the memory budget once, for the first image
         for i, item in enumerate(items):
             if all((item.id, m) in done for m in runnable) or item.id in meta["unreadable"]:
                 continue
@@ -78,14 +80,15 @@ def evaluate_dataset(
                 continue
             x = model.preprocess(image.image)
             target = int(model.run(x[None]).argmax(-1))
+            batch = batch or forward_batch_size(model, x[None], 2 * (steps + 1))
             floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=steps,
-                                       replacement=replacement)  # fmt: skip
+                                       replacement=replacement, batch=batch)  # fmt: skip
             new = []
             for m in runnable:
                 if (item.id, m) in done:
                     continue
                 curves = deletion_insertion(model, x, attribute(model, x, m, target, **params[m]).map, target,
-                                            steps=steps, replacement=replacement)  # fmt: skip
+                                            steps=steps, replacement=replacement, batch=batch)  # fmt: skip
                 new.append({"id": item.id, "path": item.path, "target": target, "method": m,
                             "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
                             "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc})  # fmt: skip

@@ -60,6 +60,7 @@ def deletion_insertion(
     steps: int = 20,
     replacement: Replacement = "blur",
     score: Score = "probability",
+    batch: int | None = None,
 ) -> Curves:
     """Deletion and insertion curves of ``saliency`` for ``model``'s ``target`` at input ``x``.
 
@@ -72,6 +73,9 @@ def deletion_insertion(
         steps: pixel groups (the curves have ``steps + 1`` points), 1 to 1000.
         replacement: ``"blur"`` (default), ``"mean"`` (the image's mean colour) or ``"black"``.
         score: the target's softmax probability (default, as in the paper) or its logit.
+        batch: inputs per forward pass; by default read from the memory budget. A caller scoring many maps reads it
+            once and passes it: each budget read hands freed memory back to the OS, and on EfficientNet-Lite0 the
+            page faults that follow cost a third of a map's scoring (0.68 s against 0.52 s with the batch given).
     """
     if x.dim() == 3:
         x = x[None]
@@ -95,7 +99,7 @@ def deletion_insertion(
     pixels = rank.numel()
     counts = [round(pixels * k / steps) for k in range(steps + 1)]
     jobs = [(True, c) for c in counts] + [(False, c) for c in counts]  # deletion, then insertion
-    chunk = forward_batch_size(model, x, len(jobs))
+    chunk = batch if batch is not None else forward_batch_size(model, x, len(jobs))
     scores: list[torch.Tensor] = []
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
