@@ -368,12 +368,15 @@ def scoreboard_sentence(table) -> str:
 
 
 def ground_truth(model: LoadedModel) -> np.ndarray | None:
-    """The object mask in the model's view when the sidebar image comes from the shapes world (else ``None``)."""
+    """The object in the model's view when the sidebar image comes from a dataset that knows where it is: the shapes
+    world's exact mask, or the union of an Open Images image's boxes (else ``None``)."""
     chosen = st.session_state.get("_image", {})
     source = chosen.get("source")
-    if chosen.get("kind") != "dataset" or not source or source.kind != "shapes":
+    if chosen.get("kind") != "dataset" or not source:
         return None
-    return attempt(lambda: resources.shapes_truth(source, chosen["name"], model.key, model), "reading the ground truth")
+    if source.kind == "shapes":
+        return attempt(lambda: resources.shapes_truth(source, chosen["name"], model.key, model), "reading the ground truth")
+    return attempt(lambda: resources.box_truth(source, chosen["name"], model.key, model), "reading the object's boxes")
 
 
 def grid_view(
@@ -420,7 +423,8 @@ def grid_view(
         overlays.append(row)
     if truth is not None and hits:
         st.caption(
-            f"Ground truth (white outline): {sum(hits)} of {len(hits)} maps have their maximum on the object (the "
+            f"Ground truth (white outline: the object, or its boxes): {sum(hits)} of {len(hits)} maps have their "
+            "maximum on the object (the "
             "pointing game, Zhang et al. 2016; a pixel's value is its largest absolute value over the colour "
             f"channels); the object covers {truth.mean():.0%} of the image, the share of a map's mass on it is given "
             "under each map (an evenly spread map would score that). In this world the right answer is known; a map "

@@ -166,3 +166,16 @@ def shapes_truth(root: DatasetRoot, relpath: str, model_key: str, _model: Loaded
 
     mask = truth_mask(Path(root.root), relpath)
     return None if mask is None else mask_in_view(mask, _model.view)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def box_truth(root: DatasetRoot, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
+    """The union of a dataset image's boxes (Open Images) as a mask in the model's view, or ``None`` without boxes."""
+    from interp.evaluation import boxes_mask
+    from interp.shapes import mask_in_view
+
+    item = next((it for it in dataset(root).items if it.path == relpath), None)
+    if item is None or not item.boxes:
+        return None
+    width, height = dataset_image(root, relpath).image.size
+    return mask_in_view(boxes_mask(item.boxes, height, width), _model.view)

@@ -254,3 +254,20 @@ def test_the_sanity_check_on_request_flags_guided_backprop():
     assert len(at.main.get("plotly_chart")) == 2  # the inspected map and the cascade
     at.main.slider(key="attr_alpha").set_value(0.3).run()  # stays shown (cached) while the display changes
     assert any("does not depend" in w.value for w in at.main.warning)
+
+
+def test_open_images_boxes_are_drawn_and_scored(tmp_path):
+    """An Open Images image with a box: the page outlines the box and scores each map's peak and mass on it."""
+    from interp.datasets import DatasetRoot
+    from tests.test_datasets import open_images
+
+    open_images(tmp_path, mapping=False)
+    page = attribution_page()
+    root = DatasetRoot("Open Images (test)", "openimages", tmp_path)
+    page.at.session_state["_image"] = {"kind": "dataset", "name": "images/0001aa.jpg", "digest": root.name,
+                                       "source": root}  # fmt: skip
+    page.at.session_state["_keep_attr_methods"] = ["grad_cam"]
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("white outline: the object, or its boxes" in c.value for c in at.main.caption)
+    assert any("of the map on the object" in c.value for c in at.main.caption)
