@@ -307,21 +307,18 @@ def trust_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, 
     permalink.publish(scores="1" if on else None)
     if not on:
         return None
-    from interp.evaluation import map_curves
+    from interp.evaluation import grid_curves
 
-    cache = resources.result_cache()
     ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
-    scores: dict = {"floor": {}, "maps": {}}
+    if not ready:
+        return None
     with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, 42 forward passes each)…"):
-        for target in choice.targets:
-            scores["floor"][target] = attempt(lambda t=target: map_curves(model, image, None, t, cache=cache),
-                                              "scoring a random map")  # fmt: skip
-        for target, method in ready:
-            result = cells[(target, method)].result
-            scores["maps"][(target, method)] = attempt(
-                lambda r=result, t=target: map_curves(model, image, r, t, cache=cache), f"scoring {METHODS[method].title}"
-            )  # fmt: skip
-    return scores
+        found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready],
+                                            cache=resources.result_cache()), "scoring the maps")  # fmt: skip
+    if found is None:
+        return None
+    floors, curves = found
+    return {"floor": floors, "maps": dict(zip(ready, curves))}
 
 
 def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict | None) -> None:

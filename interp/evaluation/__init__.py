@@ -10,7 +10,7 @@ floor, the cascading model-randomisation check (Adebayo et al. 2018), and the po
 object where a mask or boxes give the answer. The page, the CLI and the per-dataset table build on these.
 """
 
-from interp.evaluation.api import map_curves, map_randomisation
+from interp.evaluation.api import grid_curves, map_curves, map_randomisation
 from interp.evaluation.dataset import EvaluationProgress, evaluate_dataset, load_scores, summarise
 from interp.evaluation.faithfulness import REPLACEMENTS, Curves, deletion_insertion, random_map
 from interp.evaluation.localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
@@ -29,6 +29,7 @@ __all__ = [
     "centre_hit",
     "deletion_insertion",
     "energy_inside",
+    "grid_curves",
     "evaluate_dataset",
     "load_scores",
     "map_curves",
