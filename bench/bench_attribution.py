@@ -201,7 +201,8 @@ def ig_ratios_in_own_process(name: str, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def warm_grid_rerun() -> float:
+def warm_grid_rerun(scores: bool = False) -> float:
+    """Median rerun of the Attribution page with a 6-method grid (and its trust scores), everything cached."""
     import tempfile
 
     os.environ["INTERP_CACHE_DIR"] = tempfile.mkdtemp()
@@ -211,8 +212,10 @@ def warm_grid_rerun() -> float:
     at.session_state["_keep_attr_methods"] = [
         "grad_cam", "saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "layer_cam",
     ]  # fmt: skip
+    at.session_state["_keep_attr_scores"] = scores
     at.switch_page("pages/1_Attribution.py").run()
     assert len(at.main.get("image")) == 6, "the grid did not draw"
+    assert not scores or any("**Scoreboard**" in m.value for m in at.main.markdown), "the scores did not draw"
     times = []
     for _ in range(7):
         start = time.perf_counter()

@@ -54,6 +54,21 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
+    """The ``DatasetRoot`` a command's ``--dataset`` (and ``--root``) names: a configured dataset by its name, or a
+    kind with its folder. A mix-up of the two is a sentence."""
+    from interp.config import Settings
+    from interp.datasets import DatasetRoot, find_root, kinds
+
+    if root is not None:
+        if dataset not in kinds():
+            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {dataset!r}.")
+        return DatasetRoot(root.name, dataset, root, mapping)
+    if dataset in kinds():
+        raise ValueError(f"--dataset {dataset} is a kind: give the folder with --root.")
+    return find_root(dataset, Settings.from_env().cache_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from interp.cli import attention, attribution, basic, concepts, evaluation, scan, shapes  # noqa: F401  (register)
 

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import DEVICE_HELP, command, dataset_root, handles
 
 
 @command("evaluate", "score attribution maps of an image, or of N images of a dataset (which method to trust)")
@@ -52,8 +52,6 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
 
     from interp.attribution import METHODS
     from interp.attribution.settings import parse_assignments
-    from interp.config import Settings
-    from interp.datasets import DatasetRoot, find_root, kinds
     from interp.evaluation import evaluate_dataset
     from interp.models import load_model
 
@@ -67,13 +65,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
-    if args.root is not None:
-        if args.dataset not in kinds():
-            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {args.dataset!r}.")
-        root = DatasetRoot(args.root.name, args.dataset, args.root)
-    else:
-        root = find_root(args.dataset, Settings.from_env().cache_dir)
-    dataset = root.open()
+    dataset = dataset_root(args.dataset, args.root).open()
     model = load_model(args.model, args.weights, device=args.device)
     last = [0.0]
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.cli import DEVICE_HELP, command, dataset_root, handles, out_dir
 
 
 @command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
@@ -33,20 +33,13 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
 @handles("scan")
 def _scan(args: argparse.Namespace) -> int:
     from interp.config import Settings
-    from interp.datasets import DatasetRoot, find_root, kinds, scan, scan_folder
+    from interp.datasets import scan, scan_folder
     from interp.models import load_model
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}.")
     settings = Settings.from_env()
-    if args.root is not None:
-        if args.dataset not in kinds():
-            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {args.dataset!r}.")
-        root = DatasetRoot(args.root.name, args.dataset, args.root, args.mapping)
-    else:
-        if args.dataset in kinds():
-            raise ValueError(f"--dataset {args.dataset} is a kind: give the folder with --root.")
-        root = find_root(args.dataset, settings.cache_dir)
+    root = dataset_root(args.dataset, args.root, args.mapping)
     dataset = root.open()
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
