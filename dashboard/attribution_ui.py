@@ -307,14 +307,28 @@ def trust_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, 
     permalink.publish(scores="1" if on else None)
     if not on:
         return None
-    from interp.evaluation import grid_curves
+    from interp.evaluation import REPLACEMENTS, grid_curves
+
+    state.restore("attr_score_steps", 20)
+    state.restore("attr_score_replacement", "blur")
+    c1, c2 = st.columns(2)
+    steps = c1.select_slider("Score steps", [5, 10, 20, 40, 80], key="attr_score_steps", on_change=state.keep,
+                             args=("attr_score_steps",), help="Pixel groups removed or revealed in turn; each costs two "
+                             "forward passes per map.")  # fmt: skip
+    replacement = c2.selectbox(
+        "Removed pixels become", REPLACEMENTS, key="attr_score_replacement", on_change=state.keep,
+        args=("attr_score_replacement",), help="A blurred copy keeps colours and layout, so the image stays close to "
+        "real ones and a score falls because evidence is gone (Rong et al. 2022); the mean colour or black push the "
+        "image further from anything the model saw.",
+    )  # fmt: skip
 
     ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
     if not ready:
         return None
-    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, 42 forward passes each)…"):
-        found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready],
-                                            cache=resources.result_cache()), "scoring the maps")  # fmt: skip
+    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, {2 * (steps + 1)} forward passes each)…"):
+        found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready], steps=int(steps),
+                                            replacement=replacement, cache=resources.result_cache()),
+                        "scoring the maps")  # fmt: skip
     if found is None:
         return None
     floors, curves = found

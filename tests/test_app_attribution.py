@@ -242,6 +242,11 @@ def test_trust_scores_under_every_map_a_scoreboard_and_curves():
     assert at.query_params["scores"] == "1"
     at.main.slider(key="attr_alpha").set_value(0.3).run()  # a display change: scores come from the cache
     assert not at.exception and len([c for c in captions(at) if "random map" in c]) == 2
+    before = [c for c in captions(at) if "random map" in c]
+    at.main.select_slider(key="attr_score_steps").set_value(5).run()
+    at.main.selectbox(key="attr_score_replacement").set_value("black").run()
+    after = [c for c in captions(at) if "random map" in c]
+    assert not at.exception and len(after) == 2 and after != before  # other settings, other scores
 
 
 def test_the_sanity_check_on_request_flags_guided_backprop():

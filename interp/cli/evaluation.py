@@ -98,6 +98,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from interp.attribution import METHODS, attribute, get_method
+    from interp.attribution.memory import forward_batch_size
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import (
         cascading_randomisation,
@@ -133,8 +134,9 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         mask = mask_in_view(raw_mask, model.view)
     x = model.preprocess(image.image)
     target = args.target if args.target is not None else int(model.run(x[None]).argmax(-1))
+    batch = forward_batch_size(model, x[None], 2 * (args.steps + 1))  # the memory budget read once for every map
     floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=args.steps,
-                               replacement=args.replacement)  # fmt: skip
+                               replacement=args.replacement, batch=batch)  # fmt: skip
     rows = []
     for name in methods:
         reason = get_method(name, **params[name]).applies_to(model)
@@ -142,7 +144,8 @@ def _evaluate_image(args: argparse.Namespace) -> int:
             rows.append({"method": name, "skipped": reason})
             continue
         result = attribute(model, x, name, target, **params[name])
-        curves = deletion_insertion(model, x, result.map, target, steps=args.steps, replacement=args.replacement)
+        curves = deletion_insertion(model, x, result.map, target, steps=args.steps, replacement=args.replacement,
+                                    batch=batch)  # fmt: skip
         row = {"method": name, "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
                "deletion": curves.deletion.tolist(), "insertion": curves.insertion.tolist()}  # fmt: skip
         if mask is not None:
