@@ -5,9 +5,10 @@
     >>> curves.deletion_auc, curves.insertion_auc        # lower deletion and higher insertion is better
     >>> deletion_insertion(model, x, random_map(result.map.shape, seed=0), 282)   # the floor beside it
 
-The first scores of the trust-score work (#21): deletion and insertion (Petsiuk et al. 2018) with their random-map
-floor, the cascading model-randomisation check (Adebayo et al. 2018), and the pointing game and energy inside the
-object where a mask or boxes give the answer. The page, the CLI and the per-dataset table build on these.
+The scores: deletion and insertion (Petsiuk et al. 2018) with their random-map floor, the cascading
+model-randomisation check (Adebayo et al. 2018), and the pointing game and energy inside the object where a mask or
+boxes give the answer; per dataset, their mean and 95% interval per method. The Attribution page, the Failures page's
+"Which method to trust" tab and ``python -m interp evaluate`` read them through the result cache (``api``).
 """
 
 from interp.evaluation.api import grid_curves, map_curves, map_randomisation
