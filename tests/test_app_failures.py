@@ -113,7 +113,7 @@ def test_browse_sends_an_image_to_the_other_pages():
     # a shapes-world image has a known answer: every map says whether its peak is on the object
     captions = [c.value for c in at.main.caption]
     assert sum("peak on the object" in c or "peak off the object" in c for c in captions) == 3
-    assert any(c.startswith("Ground truth (white outline):") and "of 3 maps" in c for c in captions)
+    assert any(c.startswith("Ground truth (white outline") and "of 3 maps" in c for c in captions)
 
 
 def test_gallery_selection_becomes_a_concept_set():
