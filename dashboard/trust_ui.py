@@ -1,21 +1,136 @@
-"""The Failures page's "Which method to trust" tab: deletion and insertion of each chosen method's map on N images
-of the dataset, each beside a random map's, as mean ± 95% interval per method (``interp.evaluation``)."""
+"""Widgets of the trust scores (``interp.evaluation``): under the Attribution page's maps (deletion and insertion
+beside a random map's, the scoreboard, the randomisation sanity check), and the Failures page's "Which method to
+trust" tab (the same scores on N images of the dataset, as mean ± 95% interval per method)."""
 
 from __future__ import annotations
 
 import io
+import json
 import time
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, resources, state
+from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt
-from interp.attribution import METHODS
+from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
+from interp.images import LoadedImage
 from interp.models import LoadedModel
 
+if TYPE_CHECKING:
+    from dashboard.attribution_ui import AttributionChoice
+
 DEFAULT = ["grad_cam", "saliency", "integrated_gradients"]
+
+
+def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict) -> dict | None:
+    """The trust scores of every map when the visitor turns them on: deletion and insertion AUC (20 steps, blurred
+    replacement) and the same for a random map per class, computed once and cached like the maps."""
+    linked = permalink.take_one("scores")
+    if linked is not None:
+        state.put("attr_scores", linked == "1")
+    state.restore("attr_scores", False)
+    on = st.toggle(
+        "Trust scores", key="attr_scores", on_change=state.keep, args=("attr_scores",),
+        help="Deletion and insertion (Petsiuk et al. 2018): remove, or reveal on a blurred copy, each map's top pixels "
+        "first and follow the class probability. A faithful map makes it fall fast (low deletion) and rise fast (high "
+        "insertion). Each score stands beside a random map's, the floor it must beat.",
+    )  # fmt: skip
+    permalink.publish(scores="1" if on else None)
+    if not on:
+        return None
+    from interp.evaluation import REPLACEMENTS, grid_curves
+
+    state.restore("attr_score_steps", 20)
+    state.restore("attr_score_replacement", "blur")
+    c1, c2 = st.columns(2)
+    steps = c1.select_slider("Score steps", [5, 10, 20, 40, 80], key="attr_score_steps", on_change=state.keep,
+                             args=("attr_score_steps",), help="Pixel groups removed or revealed in turn; each costs two "
+                             "forward passes per map.")  # fmt: skip
+    replacement = c2.selectbox(
+        "Removed pixels become", REPLACEMENTS, key="attr_score_replacement", on_change=state.keep,
+        args=("attr_score_replacement",), help="A blurred copy keeps colours and layout, so the image stays close to "
+        "real ones and a score falls because evidence is gone (Rong et al. 2022); the mean colour or black push the "
+        "image further from anything the model saw.",
+    )  # fmt: skip
+
+    ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
+    if not ready:
+        return None
+    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, {2 * (steps + 1)} forward passes each)…"):
+        found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready], steps=int(steps),
+                                            replacement=replacement, cache=resources.result_cache()),
+                        "scoring the maps")  # fmt: skip
+    if found is None:
+        return None
+    floors, curves = found
+    return {"floor": floors, "maps": dict(zip(ready, curves))}
+
+
+def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict | None) -> None:
+    """The chosen methods ranked by each score, with one sentence that reads the table."""
+    if not scores or not any(c is not None for c in scores["maps"].values()):
+        return
+    import pandas as pd
+
+    rows = []
+    for (target, method), curves in scores["maps"].items():
+        floor = scores["floor"].get(target)
+        if curves is None or floor is None:
+            continue
+        rows.append({"method": METHODS[method].title, "class": charts.short_label(model.class_names[target]),
+                     "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
+                     "random deletion": floor.deletion_auc, "random insertion": floor.insertion_auc,
+                     "insertion − random": curves.insertion_auc - floor.insertion_auc})  # fmt: skip
+    table = pd.DataFrame(rows).sort_values("insertion − random", ascending=False)
+    st.markdown("**Scoreboard**")
+    st.markdown(scoreboard_sentence(table))
+    left, right = st.columns([3, 2])
+    left.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                   ("deletion", "insertion", "random deletion", "random insertion", "insertion − random")})  # fmt: skip
+    right.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
+
+
+def scoreboard_sentence(table) -> str:
+    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion and their floors)."""
+    best_in = table.loc[table["insertion − random"].idxmax()]
+    best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
+    text = (f"On this image, **{charts.md(best_in['method'])}** brings back *{charts.md(best_in['class'])}* fastest "
+            f"when its top pixels are revealed (insertion {best_in['insertion']:.3f} against "
+            f"{best_in['random insertion']:.3f} for a random map)")  # fmt: skip
+    if best_del["deletion"] < best_del["random deletion"]:
+        text += (f", and **{charts.md(best_del['method'])}** removes it fastest (deletion {best_del['deletion']:.3f} "
+                 f"against {best_del['random deletion']:.3f}).")  # fmt: skip
+    else:
+        text += (". By deletion no map removes it faster than a random one: blurring scattered pixels already wrecks "
+                 "the image's texture, so read deletion here with care.")  # fmt: skip
+    weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
+    if weak:
+        text += f" {', '.join(map(charts.md, weak))} do no better than a random map by insertion."
+    return text
+
+
+def sanity_ui(model: LoadedModel, image: LoadedImage, result: Attribution) -> None:
+    """The cascading randomisation check of one map, on request (one run of the method per layer step)."""
+    identity = json.dumps([model.key, image.digest, result.method, result.target, result.params], default=str)
+    if st.button("Sanity check: randomise the model layer by layer", key="attr_sanity",
+                 help="Adebayo et al. 2018: the weights are replaced by random ones from the top layer down, on a copy "
+                 "of the model, and the map is compared with this one after each step. A map that stays the same "
+                 "does not show what the model learned."):  # fmt: skip
+        st.session_state["_sanity_for"] = identity
+    if st.session_state.get("_sanity_for") != identity:
+        return
+    from interp.evaluation import map_randomisation
+
+    with st.spinner(f"Running {METHODS[result.method].title} on the model randomised step by step…"):
+        check = attempt(lambda: map_randomisation(model, image, result, cache=resources.result_cache()),
+                        "running the sanity check")  # fmt: skip
+    if check is None:
+        return
+    (st.warning if check.flagged else st.success)(check.sentence)
+    st.plotly_chart(charts.sanity_figure(check), key="attr_sanity_chart", config={"displayModeBar": False})
 
 
 def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import attribution_ui as ui
-from dashboard import permalink, resources
+from dashboard import permalink, resources, trust_ui
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -30,7 +30,7 @@ if not methods or not targets:
 choice = ui.AttributionChoice(tuple(methods), tuple(targets), settings)
 display = ui.display_ui()
 cells = ui.compute(model, image, choice)
-scores = ui.trust_ui(model, image, choice, cells)
+scores = trust_ui.scores_ui(model, image, choice, cells)
 truth = ui.ground_truth(model)
 if second is None:
     overlays = ui.grid_view(model, image, choice, cells, display, truth=truth, scores=scores)
@@ -43,7 +43,7 @@ else:
     with right:
         st.subheader(f"{second.name} · {second.weights.source}")
         ui.grid_view(second, image, choice, second_cells, display)
-ui.scoreboard_view(model, choice, scores)
+trust_ui.scoreboard_view(model, choice, scores)
 ui.inspect_ui(model, image, choice, cells, display, scores)
 ui.downloads_ui(model, image, choice, cells, display, overlays)
 permalink.share_ui()
