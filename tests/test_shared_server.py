@@ -366,3 +366,41 @@ def test_an_untrained_copy_is_the_same_network_while_other_sessions_load_models(
         stop.set()
         t.join(60)
     assert len(prints) == 1
+
+
+@pytest.mark.parametrize("method", ["ablation_cam", "rise"])
+def test_the_new_explainers_beside_a_prediction_loop(shapes_cnn, world, method):
+    """Ablation-CAM replaces a layer's output from a hook; RISE runs many plain passes of its own."""
+    settings = {"masks": 100} if method == "rise" else {}
+    alone = attribute(shapes_cnn, world[1].image, method, target=3, **settings)
+    results, predictions = _beside_predictions(
+        shapes_cnn, world, lambda: attribute(shapes_cnn, world[1].image, method, target=3, **settings), runs=3
+    )
+    for r in results:
+        np.testing.assert_allclose(r.raw, alone.raw, rtol=1e-4, atol=1e-6)
+    _check_predictions(shapes_cnn, world, predictions)
+    with shapes_cnn.shared() as net:
+        assert hook_count(net) == 0
+
+
+def test_trust_scores_beside_a_prediction_loop(shapes_cnn, world):
+    """Deletion/insertion run plain passes through the gate; the randomisation check copies the model inside it and
+    works on the copy. Neither disturbs nor is disturbed by another session's predictions."""
+    from interp.evaluation import cascading_randomisation, deletion_insertion
+
+    x = shapes_cnn.preprocess(world[1].image)
+    saliency = attribute(shapes_cnn, x, "saliency", 3).map
+
+    def scores():
+        curves = deletion_insertion(shapes_cnn, x, saliency, 3, steps=8)
+        check = cascading_randomisation(shapes_cnn, x, "saliency", 3)
+        return curves.deletion, curves.insertion, [s.spearman for s in check.steps]
+
+    alone = scores()
+    results, predictions = _beside_predictions(shapes_cnn, world, scores, runs=3)
+    for got in results:
+        for a, b in zip(got, alone, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    _check_predictions(shapes_cnn, world, predictions)
+    with shapes_cnn.shared() as net:
+        assert hook_count(net) == 0
