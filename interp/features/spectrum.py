@@ -1,0 +1,166 @@
+"""Dataset examples across a unit's spectrum (Olah et al. 2017, "Feature Visualization", Distill: the columns from
+the minimum to the maximum activating examples, beside the optimised images).
+
+A unit's value on an image is what activation maximisation drives: a channel's mean over its map, one neuron of it,
+or a class logit. The images are ranked by it; the four columns take the lowest, those just below and just above the
+centre, and the highest. The centre is zero when the values cross it (a layer before its ReLU, a logit); after a
+ReLU nothing is negative, so the centre is then the median and the two middle columns say so. Where the unit is
+spatial, each example is a crop around the place on the grid where the channel is strongest (or weakest, for the
+negative columns). Ties are broken by the images' order, so the ranking is the same on every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp.cache import ResultCache
+from interp.concepts.activations import activations_by_layer
+from interp.errors import BadSettingError
+from interp.features.objectives import Objective
+from interp.features.units import _output, as_grid
+from interp.images import LoadedImage
+from interp.models.loading import LoadedModel
+
+COLUMNS = ("minimum", "slightly negative", "slightly positive", "maximum")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One image in a column.
+
+    Attributes:
+        index: its position in the images given.
+        name: its name.
+        value: the unit's value on it.
+        box: ``(x0, y0, x1, y1)`` of the crop in the model's view of the image (see ``LoadedModel.view``), or
+            ``None`` when the whole view is shown (the unit is not spatial, or its cells are as large as the view).
+    """
+
+    index: int
+    name: str
+    value: float
+    box: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """A unit's values over a set of images, and the examples of each column.
+
+    Attributes:
+        objective: the unit (its sign is ignored: the spectrum shows both ends).
+        values: ``(N,)`` the unit's value on each image, in the order given.
+        columns: ``{column: examples}`` for each of :data:`COLUMNS`, the lowest first within a column.
+        centre: the value the middle columns sit on either side of.
+        centred_on: ``"zero"`` or ``"median"``.
+        grid: ``(h, w)`` of the layer (``(1, 1)`` for a logit).
+    """
+
+    objective: Objective
+    values: np.ndarray
+    columns: dict[str, tuple[Example, ...]]
+    centre: float
+    centred_on: str
+    grid: tuple[int, int]
+
+    def label(self, column: str) -> str:
+        if self.centred_on == "zero" or column not in ("slightly negative", "slightly positive"):
+            return column.capitalize()
+        return "Just below the median" if column == "slightly negative" else "Just above the median"
+
+    def summary(self) -> dict:
+        return {"objective": self.objective.as_dict(), "centre": self.centre, "centred_on": self.centred_on,
+                "grid": list(self.grid), "images": int(self.values.size),
+                "columns": {c: [{"index": e.index, "name": e.name, "value": e.value, "box": e.box} for e in ex]
+                            for c, ex in self.columns.items()}}  # fmt: skip
+
+
+def _classifier_name(model: LoadedModel) -> str | None:
+    get = getattr(model.structure, "get_classifier", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, torch.nn.Module):
+        return None
+    return next((name for name, module in model.structure.named_modules() if module is head and name), None)
+
+
+def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], *,
+              cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None,
+              ) -> np.ndarray:  # fmt: skip
+    """``(N, h, w)`` float32: the unit's channel map on each image (for a class: ``(N, 1, 1)`` logits), extracted in
+    batches through the concept lab's extraction and its disk cache (one pass per image, ending at the layer)."""
+    if not images:
+        raise BadSettingError("the spectrum needs at least one image.")
+    layer = objective.layer if objective.on_layer else _classifier_name(model)
+    if layer is None:  # a network without timm's get_classifier: plain batched passes
+        logits = [model.run(model.batch_of([model.pixels(im.image) for im in images[s : s + batch_size]])).float().cpu()
+                  for s in range(0, len(images), batch_size)]  # fmt: skip
+        rows = torch.cat(logits).numpy()
+        shape: tuple[int, ...] = (rows.shape[1], 1, 1)
+    else:
+        first = _output(model, layer, [images[0]])
+        shape = tuple(as_grid(model, first, layer).shape[1:])
+        flat = activations_by_layer(model, [layer], images, cache=cache, batch_size=batch_size, progress=progress)[layer]
+        if first.ndim == 3:  # tokens: put the patch tokens on their grid, as the optimiser sees them
+            rows = as_grid(model, torch.from_numpy(flat).view(len(images), *first.shape[1:]), layer).numpy()
+        else:
+            rows = flat.reshape(len(images), *shape)
+    if objective.unit >= shape[0]:
+        what = f"{layer} has {shape[0]} channels" if objective.on_layer else f"the model has {shape[0]} classes"
+        raise BadSettingError(f"{what} (0 to {shape[0] - 1}); got {objective.unit}.")
+    return np.ascontiguousarray(rows.reshape(len(images), *shape)[:, objective.unit], dtype=np.float32)
+
+
+def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], *, per_column: int = 4,
+             cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None) -> Spectrum:  # fmt: skip
+    """Rank ``images`` by the unit of ``objective`` and pick ``per_column`` examples for each of :data:`COLUMNS`."""
+    if per_column < 1:
+        raise BadSettingError(f"per_column is at least 1; got {per_column}.")
+    maps = unit_maps(model, objective, images, cache=cache, batch_size=batch_size, progress=progress)
+    n, h, w = maps.shape
+    if objective.kind == "neuron":
+        y, x = objective.position if objective.position is not None else (h // 2, w // 2)
+        if not (0 <= y < h and 0 <= x < w):
+            raise BadSettingError(f"{objective.layer}'s grid is {h}×{w}; position {(y, x)} is outside it.")
+        values = maps[:, y, x]
+    else:
+        values = maps.mean(axis=(1, 2))
+    order = np.argsort(values, kind="stable")
+    crosses = values.min() < 0 < values.max()
+    centre = 0.0 if crosses else float(np.median(values))
+    below = [i for i in order if values[i] < centre][::-1][:per_column][::-1]
+    above = [i for i in order if values[i] >= centre][:per_column]
+    picks = {"minimum": list(order[:per_column]), "slightly negative": below, "slightly positive": above,
+             "maximum": list(order[::-1][:per_column][::-1])}  # fmt: skip
+    side = model.data_config["input_size"][1:]
+    columns = {
+        column: tuple(
+            Example(int(i), images[i].name, float(values[i]),
+                    _crop(maps[i], objective, side, strongest=column in ("slightly positive", "maximum")))
+            for i in idx
+        )  # fmt: skip
+        for column, idx in picks.items()
+    }
+    return Spectrum(objective, values.astype(np.float32), columns, centre, "zero" if crosses else "median", (h, w))
+
+
+def _crop(unit_map: np.ndarray, objective: Objective, view: Sequence[int], strongest: bool) -> tuple[int, int, int, int] | None:
+    """The part of the model's view around the unit's cell: the neuron's cell, or where the channel is strongest
+    (weakest for the negative columns); three cells wide, at least a quarter of the view."""
+    h, w = unit_map.shape
+    vh, vw = int(view[0]), int(view[1])
+    side = int(np.clip(round(3 * vh / h), vh // 4, vh))
+    if h == 1 or side >= min(vh, vw):
+        return None
+    if objective.kind == "neuron":
+        cy, cx = objective.position if objective.position is not None else (h // 2, w // 2)
+    else:
+        flat = int(np.argmax(unit_map) if strongest else np.argmin(unit_map))
+        cy, cx = divmod(flat, w)
+    y = int((cy + 0.5) * vh / h - side / 2)
+    x = int((cx + 0.5) * vw / w - side / 2)
+    y, x = min(max(y, 0), vh - side), min(max(x, 0), vw - side)
+    return (x, y, x + side, y + side)

@@ -1,0 +1,140 @@
+"""What a layer holds, as channels on a grid: the first convolution's filters and an image's feature maps.
+
+A convolutional layer's output is ``(N, C, h, w)``. A vision transformer block's is ``(N, T, D)``: its patch tokens
+are put back on their grid, ``(N, D, gh, gw)``, and the class (and register) tokens are left out. A pooled output
+``(N, D)`` is ``(N, D, 1, 1)``. Every view of this package reads layers through :func:`as_grid`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp.concepts.activations import _forward_to, default_layers, resolve_layer
+from interp.errors import BadSettingError
+from interp.images import LoadedImage
+from interp.models.loading import LoadedModel
+
+
+def as_grid(model: LoadedModel, output: torch.Tensor, layer: str) -> torch.Tensor:
+    """A layer's output as ``(N, C, h, w)`` (see the module's docstring); a sentence for shapes that are not maps."""
+    if output.ndim == 4:
+        return output
+    if output.ndim == 2:
+        return output[:, :, None, None]
+    if output.ndim == 3:
+        n, tokens, dim = output.shape
+        prefix = model.spec.prefix_tokens or 0
+        patches = tokens - prefix
+        if model.spec.grid is not None and model.spec.grid[0] * model.spec.grid[1] == patches:
+            gh, gw = model.spec.grid
+        else:
+            side = math.isqrt(patches)
+            if side * side != patches:
+                raise BadSettingError(
+                    f"{layer} of {model.name} gives {tokens} tokens, which do not form a square grid; pick a block of "
+                    "the network (blocks.N)."
+                )
+            gh = gw = side
+        return output[:, prefix:].transpose(1, 2).reshape(n, dim, gh, gw)
+    raise BadSettingError(f"{layer} of {model.name} gives an output of shape {tuple(output.shape)}, not feature maps; "
+                          "pick a convolution or a block.")  # fmt: skip
+
+
+def feature_layers(model: LoadedModel) -> list[str]:
+    """Layers worth offering in a picker: the network's top-level modules and the blocks of its body (the names
+    with at most one dot), leaving out activations, dropouts and the classifier's pooling."""
+    skip = ("act", "drop", "global_pool", "head_drop", "fc_norm", "pre_logits")
+    names = [n for n in model.layer_names() if n.count(".") <= 1 and not n.split(".")[-1].startswith(skip)]
+    return names or list(model.layer_names())
+
+
+def default_feature_layer(model: LoadedModel) -> str:
+    """A layer about halfway through the network: its units respond to textures and parts a person can see."""
+    return default_layers(model)[0]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The first convolution's filters, as pictures.
+
+    Attributes:
+        layer: the convolution's module path.
+        tiles: ``(K, kh, kw, 3)`` ``uint8``, each filter scaled on its own around mid-grey (0 weight is grey 128).
+        norms: ``(K,)`` the L2 norm of each filter's weights (which filters are strong).
+    """
+
+    layer: str
+    tiles: np.ndarray
+    norms: np.ndarray
+
+
+def first_filters(model: LoadedModel) -> Filters:
+    """The filters of the first convolution that reads the three colour channels (a ViT's patch embedding too)."""
+    for name, module in model.structure.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3 and module.groups == 1:
+            w = module.weight.detach().float().cpu()  # (K, 3, kh, kw); parameters are frozen, reading is safe
+            scale = w.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            tiles = ((w / scale) * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            return Filters(name, tiles, w.flatten(1).norm(dim=1).numpy())
+    raise BadSettingError(f"{model.name} has no convolution reading the image's colours; it has no filters to show.")
+
+
+@dataclass(frozen=True)
+class FeatureMaps:
+    """The strongest channels of a layer for one image.
+
+    Attributes:
+        layer: the module path.
+        channels: ``(K,)`` channel indices, strongest mean activation first.
+        means: ``(K,)`` their mean activation over the grid.
+        maps: ``(K, h, w)`` float32 activations.
+        total: how many channels the layer has.
+        tokens: whether the grid is a transformer's patch tokens.
+    """
+
+    layer: str
+    channels: np.ndarray
+    means: np.ndarray
+    maps: np.ndarray
+    total: int
+    tokens: bool
+
+
+def layer_grid(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.Tensor:
+    """``(N, C, h, w)`` activations of ``layer`` for ``images``, from one pass that stops at the layer."""
+    return as_grid(model, _output(model, layer, images), layer).cpu()
+
+
+def _output(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.Tensor:
+    module = resolve_layer(model, layer)
+    x = model.batch_of([model.pixels(im.image) for im in images])
+    return _forward_to(model, {layer: module}, x)[layer].float()
+
+
+def feature_maps(model: LoadedModel, image: LoadedImage, layer: str, top_k: int = 16) -> FeatureMaps:
+    """The ``top_k`` channels of ``layer`` with the highest mean activation on ``image``."""
+    if top_k < 1:
+        raise BadSettingError(f"top_k is how many channels to show, at least 1; got {top_k}.")
+    out = _output(model, layer, [image])
+    grid = as_grid(model, out, layer).cpu()[0]
+    means = grid.mean(dim=(1, 2))
+    order = torch.argsort(means, descending=True, stable=True)[:top_k]
+    return FeatureMaps(layer, order.numpy(), means[order].numpy(), grid[order].numpy(), int(grid.shape[0]), out.ndim == 3)
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, scale: int = 1) -> np.ndarray:
+    """``(K, h, w, 3)`` ``uint8`` tiles as one ``(H, W, 3)`` picture, ``columns`` wide, white gaps, each tile
+    enlarged ``scale`` times (nearest neighbour, so a 7×7 filter stays seven blocks wide)."""
+    if scale > 1:
+        tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    k, h, w, _ = tiles.shape
+    rows = -(-k // columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
+    return out
