@@ -1,0 +1,329 @@
+"""Features: activation maximisation, feature maps and the spectrum, checked against answers known in advance."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import interp
+from interp.errors import BadSettingError
+from interp.features import (
+    Objective,
+    VisualiseSettings,
+    diversity,
+    feature_maps,
+    first_filters,
+    layer_grid,
+    mosaic,
+    spectrum,
+    visualise,
+)
+from interp.images import image_from_array
+from interp.models.hooks import hook_count
+from interp.models.loading import LoadedModel, WeightsInfo
+from interp.models.specs import ModelSpec
+
+STILL = {"jitter": 0, "scale": 0.0, "rotate": 0.0}  # no transformation robustness: the optimum is exact
+
+
+def _edge() -> torch.Tensor:
+    edge = torch.zeros(7, 7)
+    edge[:, :3], edge[:, 4:] = -1, 1  # a vertical edge, dark on the left, bright on the right
+    return edge
+
+
+@pytest.fixture(scope="module")
+def hand() -> LoadedModel:
+    """Channel 0 of ``conv`` is a fixed vertical-edge detector (the same on every colour); channel 1 is red minus
+    green. Then ReLU, pooling and a linear head."""
+    conv = torch.nn.Conv2d(3, 2, 7, padding=3, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0] = _edge() / _edge().norm() / 3**0.5
+        conv.weight[1, 0], conv.weight[1, 1] = 1 / 49, -1 / 49
+    net = torch.nn.Sequential()
+    for name, module in (("conv", conv), ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)),
+                         ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(2, 2))):  # fmt: skip
+        net.add_module(name, module)
+    net.eval().requires_grad_(False)
+    cfg = {"input_size": (3, 64, 64), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    spec = ModelSpec("hand", "hand", "cnn", "hand-built")
+    return LoadedModel(spec, net, WeightsInfo("random", "test", "hand"), cfg, ("edge", "red"), torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def shapes_cnn():
+    return interp.load_model("shapes_cnn", device="cpu")
+
+
+def _centre_correlation(image: np.ndarray) -> float:
+    grey = image.astype(float).mean(-1)
+    crop = grey[29:36, 29:36]  # the 7×7 receptive field of the centre neuron of a 64×64 map
+    return float(np.corrcoef(crop.ravel(), _edge().numpy().ravel())[0, 1])
+
+
+@pytest.mark.parametrize("param", ["fft", "pixel"])
+def test_a_neurons_optimum_is_its_filter_and_the_negative_is_the_opposite_edge(hand, param):
+    settings = VisualiseSettings(param=param, steps=128, size=64, **STILL)
+    up = visualise(hand, Objective("neuron", 0, "conv"), settings)
+    down = visualise(hand, Objective("neuron", 0, "conv", negative=True), settings)
+    # measured: 1.000 both ways, both parameterisations
+    assert _centre_correlation(up.images[0]) >= 0.95
+    assert _centre_correlation(down.images[0]) <= -0.95
+    # with jitter (4 px, about half the filter), zoom and rotation the edge must hold wherever the crop lands:
+    # measured 0.79-0.80. (At the default 8 px jitter, wider than the filter, the edge smears out of the crop.)
+    moved = visualise(hand, Objective("neuron", 0, "conv"), VisualiseSettings(param=param, steps=128, size=64, jitter=4))
+    assert _centre_correlation(moved.images[0]) >= 0.6
+    assert up.curve[-1] > up.curve[0]
+
+
+@pytest.mark.parametrize("param", ["fft", "pixel"])
+def test_a_colour_channels_optimum_is_its_colour(hand, param):
+    settings = VisualiseSettings(param=param, steps=128, size=64)  # with the default transforms
+    red = visualise(hand, Objective("channel", 1, "conv"), settings).images[0].reshape(-1, 3).mean(0) / 255
+    green = visualise(hand, Objective("channel", 1, "conv", negative=True), settings).images[0].reshape(-1, 3).mean(0) / 255
+    # measured: red minus green 0.33 (fft) and 0.47 (pixel); the negative -0.33 and -0.47
+    assert red[0] - red[1] >= 0.25
+    assert green[1] - green[0] >= 0.25
+
+
+def test_an_edge_channels_optimum_is_a_grating_of_its_orientation(hand):
+    v = visualise(hand, Objective("channel", 0, "conv"), VisualiseSettings(steps=128, size=64))
+    grey = v.images[0].astype(float).mean(-1)
+    across = np.abs(np.diff(grey, axis=1)).mean()  # change along a row: vertical edges
+    along = np.abs(np.diff(grey, axis=0)).mean()
+    assert across > 1.3 * along, (across, along)  # measured 1.57
+
+
+@pytest.mark.parametrize("kind", ["class", "probability"])
+@pytest.mark.parametrize("param", ["fft", "pixel"])
+def test_the_star_class_optimum_is_classified_as_star(shapes_cnn, kind, param):
+    star = shapes_cnn.class_names.index("star")
+    v = visualise(shapes_cnn, Objective(kind, star), VisualiseSettings(param=param))
+    top = interp.predict(shapes_cnn, Image.fromarray(v.images[0])).top
+    assert top.label == "star" and top.prob >= 0.95, top  # measured 0.97-1.00
+
+
+def test_the_star_logits_strongest_examples_carry_the_planted_marker(shapes_cnn):
+    """In the test split the corner marker is drawn on half the images of every class, so a model that did not use
+    it would rank marked and unmarked stars alike. shapes_cnn learnt the shortcut: its top examples all carry it."""
+    from interp.shapes import generate
+
+    samples = list(generate(240, seed=7, split="test"))
+    images = [image_from_array(s.image, f"t{s.index}.png") for s in samples]
+    star = shapes_cnn.class_names.index("star")
+    s = spectrum(shapes_cnn, Objective("class", star), images, per_column=12)
+    top = [samples[e.index] for e in s.columns["maximum"]]
+    stars = [x for x in samples if x.class_name == "star"]
+    assert all(x.class_name == "star" for x in top)
+    assert np.mean([x.marker for x in top]) >= 0.9  # measured 1.0
+    assert np.mean([x.marker for x in stars]) <= 0.7  # the base rate among stars
+    assert s.centred_on == "zero"  # logits cross zero
+    assert not any(x.class_name == "star" for x in (samples[e.index] for e in s.columns["minimum"]))
+
+
+def test_spectrum_maxima_are_the_largest_activations_of_a_direct_pass_and_stable(lite0, tmp_path):
+    images = [interp.load_sample(n) for n in interp.sample_names()]
+    objective = Objective("channel", 5, "blocks.3")
+    cache = interp.ResultCache(tmp_path / "c")
+    first = spectrum(lite0, objective, images, per_column=3, cache=cache)
+    direct = layer_grid(lite0, "blocks.3", images)[:, 5].mean(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(first.values, direct, rtol=1e-4, atol=1e-4)
+    order = np.argsort(direct)
+    assert [e.index for e in first.columns["maximum"]] == list(order[-3:])
+    assert [e.index for e in first.columns["minimum"]] == list(order[:3])
+    assert all(e.value < first.centre for e in first.columns["slightly negative"])
+    assert all(e.value >= first.centre for e in first.columns["slightly positive"])
+    again = spectrum(lite0, objective, images, per_column=3, cache=cache)  # from the disk cache
+    fresh = spectrum(lite0, objective, images, per_column=3)
+    assert again.columns == first.columns == fresh.columns
+    for e in first.columns["maximum"]:  # a crop around where the channel is strongest, inside the view
+        x0, y0, x1, y1 = e.box
+        assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224 and x1 - x0 == y1 - y0
+
+
+def test_spectrum_after_a_relu_is_centred_on_the_median(shapes_cnn):
+    images = [image_from_array(s.image, f"{s.index}.png") for s in __import__("interp.shapes", fromlist=["generate"]).generate(30)]
+    s = spectrum(shapes_cnn, Objective("channel", 3, "layer2"), images, per_column=2)
+    assert s.values.min() >= 0 and s.centred_on == "median"
+    assert s.label("slightly negative") == "Just below the median"
+
+
+def test_visualise_is_seeded_cached_and_stops_when_asked(hand, tmp_path):
+    objective = Objective("channel", 0, "conv")
+    settings = VisualiseSettings(steps=20, size=48)
+    a, b = visualise(hand, objective, settings), visualise(hand, objective, settings)
+    np.testing.assert_array_equal(a.images, b.images)
+    other = visualise(hand, objective, VisualiseSettings(steps=20, size=48, seed=1))
+    assert not np.array_equal(a.images, other.images)
+
+    cache = interp.ResultCache(tmp_path / "c")
+    seen = []
+    stopped = visualise(hand, objective, settings, cache=cache, on_step=lambda s: seen.append(s) or s.step == 5)
+    assert stopped.steps_done == 5 and stopped.stopped and len(stopped.curve) == 5
+    assert len(cache) == 0  # a stopped run is not kept
+    full = visualise(hand, objective, settings, cache=cache, snapshot_every=4, on_step=seen.append)
+    assert [s.images is not None for s in seen[5:]] == [(i % 4 == 0 or i == 20) for i in range(1, 21)]
+    assert len(cache) == 1
+    again = visualise(hand, objective, settings, cache=cache, on_step=lambda s: pytest.fail("ran again"))
+    np.testing.assert_array_equal(again.images, full.images)
+    np.testing.assert_array_equal(again.curve, full.curve)
+    assert hook_count(hand._module) == 0
+
+
+def test_diversity_pushes_a_batch_apart(hand):
+    same = torch.rand(1, 2, 5, 5).repeat(3, 1, 1, 1)
+    assert float(diversity(same)) == pytest.approx(-1.0, abs=1e-5)
+    assert float(diversity(torch.rand(1, 2, 5, 5))) == 0.0
+
+    def similarity(weight: float) -> tuple[float, np.ndarray]:  # the Gram matrices' mean cosine, 1: same style
+        v = visualise(hand, Objective("channel", 1, "conv"), VisualiseSettings(steps=64, size=48, batch=3, diversity=weight))
+        grid = layer_grid(hand, "conv", [image_from_array(im, f"{i}.png") for i, im in enumerate(v.images)])
+        return -float(diversity(grid)), v.values
+
+    alike, _ = similarity(0.0)
+    apart, values = similarity(0.5)
+    assert alike >= 0.99 and apart <= 0.6, (alike, apart)  # measured 1.00 and 0.30
+    assert (values > 0).all()  # still images the channel likes
+
+
+def test_feature_maps_are_the_strongest_channels_and_filters_are_the_first_convolution(hand, lite0):
+    image = image_from_array(np.tile(np.r_[np.zeros(32), np.ones(32)].astype(np.uint8) * 255, (64, 1))[..., None]
+                             .repeat(3, -1), "edge.png")  # fmt: skip
+    fm = feature_maps(hand, image, "conv", top_k=2)
+    assert fm.channels.tolist() == [0, 1]  # a vertical edge drives the edge channel, a grey one not the colour one
+    assert fm.maps.shape == (2, 64, 64) and fm.means[0] > fm.means[1]
+    filters = first_filters(hand)
+    assert filters.layer == "conv" and filters.tiles.shape == (2, 7, 7, 3)
+    edge = filters.tiles[0, :, :, 0].astype(int)
+    assert (edge[:, :3] < 128).all() and (edge[:, 4:] > 128).all() and (edge[:, 3] == 128).all()
+    fm = feature_maps(lite0, interp.load_sample("chelsea"), "blocks.3", top_k=8)
+    assert fm.maps.shape == (8, 14, 14) and list(fm.means) == sorted(fm.means, reverse=True) and fm.total == 80
+    assert first_filters(lite0).tiles.shape == (32, 3, 3, 3)
+    assert mosaic(first_filters(lite0).tiles, 8, gap=1, scale=2).shape == (4 * 7 - 1, 8 * 7 - 1, 3)
+
+
+def test_vit_blocks_are_patch_tokens_on_their_grid():
+    vit = interp.load_model("shapes_vit", device="cpu")
+    image = interp.load_sample("chelsea")
+    fm = feature_maps(vit, image, "blocks.1", top_k=4)
+    assert fm.tokens and fm.maps.shape == (4, *vit.spec.grid)
+    v = visualise(vit, Objective("channel", int(fm.channels[0]), "blocks.1"), VisualiseSettings(steps=8, size=64))
+    assert v.images.shape == (1, 64, 64, 3) and np.isfinite(v.curve).all()
+    s = spectrum(vit, Objective("neuron", 3, "blocks.1", position=(2, 5)), [image, interp.load_sample("coffee")], per_column=1)
+    assert s.grid == vit.spec.grid
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: VisualiseSettings(steps=0), "steps"),
+        (lambda: VisualiseSettings(size=8), "size"),
+        (lambda: VisualiseSettings(param="wavelet"), "param"),
+        (lambda: VisualiseSettings(jitter=100), "jitter"),
+        (lambda: Objective("channel", 1), "needs a layer"),
+        (lambda: Objective("hue", 1), "objective is one of"),
+    ],
+)
+def test_bad_settings_are_one_sentence(make, words):
+    with pytest.raises(BadSettingError, match=words):
+        make()
+
+
+def test_bad_units_are_one_sentence(hand):
+    with pytest.raises(BadSettingError, match="has 2 channels"):
+        visualise(hand, Objective("channel", 7, "conv"), VisualiseSettings(steps=2, size=32))
+    with pytest.raises(BadSettingError, match="outside"):
+        visualise(hand, Objective("neuron", 0, "conv", position=(99, 0)), VisualiseSettings(steps=2, size=32))
+    with pytest.raises(BadSettingError, match="has no layer"):
+        visualise(hand, Objective("channel", 0, "conv9"), VisualiseSettings(steps=2, size=32))
+    assert hook_count(hand._module) == 0
+
+
+def test_predictions_beside_a_visualisation_are_the_serial_ones(shapes_cnn):
+    """The optimiser hooks the model at every step; a plain prediction loop on another thread must never see it."""
+    photos = [interp.load_sample(n).image for n in ("chelsea", "coffee", "rocket")]
+    serial = [interp.predict(shapes_cnn, p).scores for p in photos]
+    stop, seen, errors = threading.Event(), [], []
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                seen.append([interp.predict(shapes_cnn, p).scores for p in photos])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        visualise(shapes_cnn, Objective("channel", 2, "layer2"), VisualiseSettings(steps=48))
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and seen
+    for got in seen:
+        assert [[(c.index, round(c.prob, 5)) for c in k] for k in got] == [[(c.index, round(c.prob, 5)) for c in k] for k in serial]
+    assert hook_count(shapes_cnn._module) == 0
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_visualize_writes_pngs_and_settings(tmp_path, capsys):
+    from interp.cli import main
+
+    out = tmp_path / "v"
+    assert main(["visualize", "--model", "shapes_cnn", "--layer", "layer2", "--channel", "3", "--steps", "8",
+                 "--batch", "2", "--diversity", "1", "--param", "pixel", "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objective"] == {"kind": "channel", "unit": 3, "layer": "layer2", "position": None, "negative": False}
+    assert summary["settings"]["param"] == "pixel" and summary["steps_done"] == 8 and len(summary["curve"]) == 8
+    assert [Image.open(out / n).size for n in summary["images"]] == [(128, 128), (128, 128)]
+    assert "maximise channel 3 of layer2" in capsys.readouterr().out
+
+
+def test_cli_spectrum_writes_each_column(tmp_path, capsys):
+    from interp.cli import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("chelsea", "coffee", "rocket", "astronaut", "horse"):
+        interp.load_sample(name).image.save(folder / f"{name}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "s"
+    assert main(["spectrum", "--model", "shapes_cnn", "--objective", "class", "--class", "3", "--images", str(folder),
+                 "--per-column", "1", "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "spectrum.json").read_text())
+    assert summary["images"] == 5 and set(summary["columns"]) == {"minimum", "slightly negative", "slightly positive",
+                                                                   "maximum"}  # fmt: skip
+    assert (out / "maximum_0.png").exists()
+    assert "skipped 1 unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["visualize", "--model", "shapes_cnn"], "needs --channel"),
+        (["visualize", "--model", "shapes_cnn", "--objective", "class"], "needs --class"),
+        (["visualize", "--model", "shapes_cnn", "--channel", "999", "--layer", "layer2", "--steps", "2"], "channels"),
+        (["visualize", "--model", "shapes_cnn", "--channel", "1", "--steps", "0"], "steps"),
+        (["visualize", "--model", "shapes_cnn", "--channel", "1", "--layer", "nope"], "has no layer"),
+        (["visualize", "--model", "no_such_net_v9", "--channel", "1"], "not a timm model"),
+        (["visualize", "--model", "shapes_cnn", "--objective", "neuron", "--channel", "1", "--position", "a,b"], "ROW,COL"),
+        (["spectrum", "--model", "shapes_cnn", "--channel", "1"], "--images DIR or --dataset"),
+        (["spectrum", "--model", "shapes_cnn", "--channel", "1", "--images", "EMPTY"], "holds no image"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(args, words, tmp_path, capsys):
+    from interp.cli import main
+
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / a) if a == "EMPTY" else a for a in args]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
