@@ -36,6 +36,13 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "build concept sets (textures, the shapes world's marker, your photos or a dataset class), train CAVs and "
         "run TCAV against random concepts, with p-values and the images most aligned with each concept.",
     ),
+    (
+        "pages/5_Features.py",
+        "Features",
+        "what a unit looks for: the first filters, an image's feature maps, the image that drives a channel, neuron "
+        "or class hardest (activation maximisation, pixels and Fourier side by side) and dataset examples across "
+        "the unit's spectrum.",
+    ),
 )
 """(script, title, what a user does there): the sidebar navigation and the home page's list. A new page adds its row."""
 

@@ -1,0 +1,458 @@
+"""Widgets and views of the Features page: filters, feature maps, activation maximisation and the spectrum.
+
+The unit (layer, channel, objective) is chosen once and feeds both lower views. Optimised images are kept in the
+result cache by model, objective and settings, so a rerun, another visitor or the CLI with the same settings sees
+them at once; a run in progress keeps its latest image in the session, so Stop (or any click, which makes
+Streamlit rerun the page) leaves the last image on screen.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from dashboard import charts, permalink, resources, state
+from dashboard.feedback import attempt
+from interp.concepts import seconds_left
+from interp.datasets import DatasetRoot
+from interp.errors import InterpError
+from interp.features import (
+    COLUMNS,
+    KINDS,
+    PARAMETERISATIONS,
+    FeatureMaps,
+    Objective,
+    Spectrum,
+    Step,
+    Visualisation,
+    VisualiseSettings,
+    default_feature_layer,
+    feature_layers,
+    feature_maps,
+    first_filters,
+    mosaic,
+    spectrum,
+    visualise,
+)
+from interp.features.optimise import _key as visualisation_key
+from interp.images import LoadedImage
+from interp.models import LoadedModel
+
+PARAM_NAMES = {"fft": "Fourier (FFT), decorrelated colour", "pixel": "Pixels"}
+SIZES = (64, 96, 128, 160, 224, 256)
+BUNDLED = "Bundled photos"
+MAX_SPECTRUM_IMAGES = 1000
+PARTIAL = "_features_partial"
+
+
+# ---------------------------------------------------------------------------------------------- filters and maps
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _filters_png(model_key: str, _model: LoadedModel) -> tuple[bytes, str, int]:
+    f = first_filters(_model)
+    k, side = len(f.tiles), f.tiles.shape[1]
+    picture = mosaic(f.tiles, columns=min(16, k), gap=2, scale=max(1, 48 // side))
+    buf = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(picture).save(buf, "PNG")
+    return buf.getvalue(), f.layer, k
+
+
+def filters_view(model: LoadedModel) -> None:
+    done = attempt(lambda: _filters_png(model.key, model), "reading the first filters")
+    if done is None:
+        return
+    png, layer, k = done
+    st.image(png, caption=f"The {k} filters of {layer}, the first convolution: each scaled on its own, grey is 0, "
+             "brighter is a positive weight on that colour.")  # fmt: skip
+
+
+def layer_ui(model: LoadedModel) -> str:
+    layers = feature_layers(model)
+    default = default_feature_layer(model)
+    if default not in layers:
+        layers = [default, *layers]
+    key = f"feat_layer_{model.key}"
+    state.restore(key, default)
+    from_url = permalink.take_one("layer")
+    if from_url in layers:
+        state.put(key, from_url)
+    elif from_url:
+        permalink.note(f"The link's layer “{from_url}” is not a layer of {model.name} offered here; showing {default}.")
+    if st.session_state[key] not in layers:
+        state.put(key, default)
+    return st.selectbox("Layer", layers, key=key, on_change=state.keep, args=(key,),
+                        help="A block of the network; the default is about halfway through, where units respond to "
+                        "textures and parts. A ViT's blocks are shown as their patch tokens on the image's grid.")  # fmt: skip
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _maps(model_key: str, digest: str, layer: str, top_k: int, _model: LoadedModel, _image: LoadedImage) -> FeatureMaps:
+    return feature_maps(_model, _image, layer, top_k)
+
+
+def channel_key(model: LoadedModel, layer: str) -> str:
+    return f"feat_channel_{model.key}_{layer}"
+
+
+def maps_view(model: LoadedModel, image: LoadedImage, layer: str) -> FeatureMaps | None:
+    """The image's strongest channels at ``layer`` as heatmaps; clicking a channel's number carries it below."""
+    top_k = st.slider("Channels shown (strongest mean activation first)", 4, 32, 12, step=4, key="feat_top_k")
+    fm = attempt(lambda: _maps(model.key, image.digest, layer, top_k, model, image), f"reading {layer}")
+    if fm is None:
+        return None
+    grid = "patch tokens on the image's grid" if fm.tokens else f"a {fm.maps.shape[1]}×{fm.maps.shape[2]} grid"
+    st.caption(f"{layer} has {fm.total} channels; each map is {grid}. Hover for values.")
+    st.plotly_chart(_maps_figure(fm), key=f"feat_maps_{layer}", config={"displayModeBar": False})
+    key = channel_key(model, layer)
+    if key not in st.session_state:
+        st.session_state[key] = int(fm.channels[0])
+    picked = st.pills("Carry a channel to the views below", [int(c) for c in fm.channels], key=f"{key}_pill",
+                      format_func=lambda c: f"#{c}", on_change=_pill_to_channel, args=(key,))  # fmt: skip
+    del picked
+    return fm
+
+
+def _pill_to_channel(key: str) -> None:
+    value = st.session_state.get(f"{key}_pill")
+    if value is not None:
+        st.session_state[key] = int(value)
+
+
+def _maps_figure(fm: FeatureMaps, columns: int = 6) -> go.Figure:
+    k = len(fm.channels)
+    rows = -(-k // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[f"#{c} · {m:.2f}" for c, m in zip(fm.channels, fm.means)],
+                        horizontal_spacing=0.01, vertical_spacing=0.06)  # fmt: skip
+    for i, (c, m) in enumerate(zip(fm.channels, fm.maps)):
+        fig.add_trace(go.Heatmap(z=m[::-1], colorscale="Viridis", showscale=False,
+                                 hovertemplate=f"channel {c}<br>row %{{y}}, column %{{x}}<br>value %{{z:.3f}}<extra></extra>"),
+                      row=i // columns + 1, col=i % columns + 1)  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(height=150 * rows + 40, margin=dict(l=0, r=0, t=30, b=0))
+    fig.update_annotations(font_size=11)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------- unit
+
+
+def objective_ui(model: LoadedModel, layer: str, predicted: int, fm: FeatureMaps | None) -> Objective | None:
+    """What to drive: a channel or neuron of the layer above, or a class; and which way. Mirrored in the link
+    (``objective``, ``unit``, ``negative``; ``layer`` by :func:`layer_ui`)."""
+    _take_link(model, layer)
+    objective = _objective_widgets(model, layer, predicted, fm)
+    permalink.publish(layer=layer if objective.on_layer else None, objective=objective.kind,
+                      unit=str(objective.unit), negative="1" if objective.negative else None)  # fmt: skip
+    return objective
+
+
+def _take_link(model: LoadedModel, layer: str) -> None:
+    kind, unit, negative = permalink.take_one("objective"), permalink.take_one("unit"), permalink.take_one("negative")
+    if kind is not None:
+        if kind in KINDS:
+            st.session_state["feat_kind"] = kind
+        else:
+            permalink.note(f"The link's objective “{kind}” is not one of {', '.join(KINDS)}.")
+    if unit is not None:
+        on_layer = st.session_state.get("feat_kind", "channel") in ("channel", "neuron")
+        if unit.isdigit():
+            st.session_state[channel_key(model, layer) if on_layer else f"feat_class_{model.key}"] = int(unit)
+        else:
+            permalink.note(f"The link's unit “{unit}” is not a whole number.")
+    if negative is not None:
+        st.session_state["feat_negative"] = negative == "1"
+
+
+def _objective_widgets(model: LoadedModel, layer: str, predicted: int, fm: FeatureMaps | None) -> Objective:
+    c1, c2, c3 = st.columns([2, 2, 1])
+    kind = c1.radio("Objective", list(KINDS), format_func=lambda k: KINDS[k], key="feat_kind",
+                    horizontal=False)  # fmt: skip
+    negative = c3.toggle("Negative", key="feat_negative", help="Minimise instead: the pattern the unit is most against.")
+    if kind in ("class", "probability"):
+        class_key = f"feat_class_{model.key}"
+        if not 0 <= st.session_state.get(class_key, predicted) < model.num_classes or class_key not in st.session_state:
+            st.session_state[class_key] = predicted
+        unit = c2.selectbox("Class", range(model.num_classes), key=class_key,
+                            format_func=lambda i: f"{charts.short_label(model.class_names[i])} [{i}]")  # fmt: skip
+        return Objective(kind, int(unit), negative=negative)
+    total = fm.total if fm is not None else 4096
+    key = channel_key(model, layer)
+    st.session_state[key] = min(int(st.session_state.get(key, 0)), total - 1)
+    unit = c2.number_input(f"Channel of {layer} (0 to {total - 1})", 0, total - 1, key=key)
+    position = None
+    if kind == "neuron" and fm is not None:
+        h, w = fm.maps.shape[1:]
+        row = c2.slider("Row on the grid", 0, h - 1, h // 2, key=f"feat_row_{model.key}_{layer}")
+        col = c2.slider("Column on the grid", 0, w - 1, w // 2, key=f"feat_col_{model.key}_{layer}")
+        position = (int(row), int(col))
+    return Objective(kind, int(unit), layer, position, negative)
+
+
+# ---------------------------------------------------------------------------------------- activation maximisation
+
+
+@dataclass(frozen=True)
+class Plan:
+    params: tuple[str, ...]
+    settings: VisualiseSettings
+
+
+def settings_ui() -> Plan:
+    d = VisualiseSettings()
+    c1, c2, c3 = st.columns(3)
+    params = c1.multiselect("Parameterisations, side by side", PARAMETERISATIONS, default=list(PARAMETERISATIONS),
+                            format_func=PARAM_NAMES.get, key="feat_params")  # fmt: skip
+    steps = c2.slider("Steps", 16, 1024, d.steps, step=16, key="feat_steps")
+    size = c3.select_slider("Image size (px)", SIZES, value=d.size, key="feat_size")
+    with st.expander("Regularisers, batch and diversity"):
+        r1, r2, r3 = st.columns(3)
+        jitter = r1.slider("Jitter (px)", 0, 16, d.jitter, key="feat_jitter", help="Largest random shift per step.")
+        scale = r2.slider("Scale (±)", 0.0, 0.3, d.scale, 0.05, key="feat_scale", help="Largest random zoom per step.")
+        rotate = r3.slider("Rotate (± degrees)", 0, 30, int(d.rotate), key="feat_rotate")
+        tv = r1.number_input("Total variation weight", 0.0, 100.0, d.tv, 0.5, key="feat_tv",
+                             help="Penalises neighbouring pixels that differ: smoother images.")  # fmt: skip
+        l2 = r2.number_input("L2 weight", 0.0, 100.0, d.l2, 0.5, key="feat_l2", help="Penalises colours far from grey.")
+        lr = r3.select_slider("Step size (Adam)", (0.01, 0.02, 0.05, 0.1, 0.2), value=d.lr, key="feat_lr")
+        batch = r1.slider("Images of the same unit", 1, 8, d.batch, key="feat_batch")
+        div = r2.number_input("Diversity weight", 0.0, 10.0, d.diversity, 0.1, key="feat_diversity",
+                              help="With several images: pushes their styles apart (Olah et al. 2017).")  # fmt: skip
+        seed = r3.number_input("Seed", 0, 1_000_000, d.seed, key="feat_seed")
+        decorrelate = r1.toggle("Decorrelated colour", d.decorrelate, key="feat_decorrelate")
+    settings = VisualiseSettings(steps=steps, size=size, batch=batch, lr=lr, jitter=min(jitter, size // 4),
+                                 scale=scale, rotate=float(rotate), tv=tv, l2=l2, diversity=div,
+                                 decorrelate=decorrelate, seed=int(seed))  # fmt: skip
+    return Plan(tuple(params), settings)
+
+
+def _cached(model: LoadedModel, objective: Objective, settings: VisualiseSettings) -> Visualisation | None:
+    cache = resources.result_cache()
+    if visualisation_key(model, objective, settings) not in cache:
+        return None
+    return attempt(lambda: visualise(model, objective, settings, cache=cache), "reading a kept visualisation")
+
+
+def optimise_ui(model: LoadedModel, objective: Objective, plan: Plan) -> dict[str, Visualisation]:
+    """The Run button, the live view while it runs, and what is done: ``{param: result}`` for the chosen
+    parameterisations that are finished (cached)."""
+    if not plan.params:
+        st.info("Pick at least one parameterisation.")
+        return {}
+    runs = {p: VisualiseSettings(**{**plan.settings.as_dict(), "param": p}) for p in plan.params}
+    done = {p: v for p, s in runs.items() if (v := _cached(model, objective, s)) is not None}
+    todo = [p for p in plan.params if p not in done]
+    b1, b2 = st.columns([1, 4])
+    go_ = b1.button("Visualise", type="primary", key="feat_run", disabled=not todo,
+                    help="Already computed with these settings." if not todo else None)  # fmt: skip
+    b2.button("Stop", key="feat_stop", help="Stops at the current step and keeps its image.")
+    columns = dict(zip(plan.params, st.columns(len(plan.params))))
+    if go_:
+        st.session_state.pop(PARTIAL, None)
+        for p in todo:
+            result = _run_live(model, objective, runs[p], columns[p])
+            if result is None:
+                break
+            done[p] = result
+    partial = st.session_state.get(PARTIAL)
+    for p in plan.params:
+        with columns[p]:
+            if p in done:
+                _result_view(done[p], f"feat_curve_{p}")
+            elif partial is not None and partial["key"] == visualisation_key(model, objective, runs[p]):
+                st.markdown(f"**{PARAM_NAMES[p]}**")
+                st.image(list(partial["images"]), width=min(256, runs[p].size * 2))
+                st.caption(f"Stopped at step {partial['step']} of {runs[p].steps}; this is the last image. "
+                           "Press Visualise to start again.")  # fmt: skip
+                st.plotly_chart(_curve_figure(partial["curve"]), key=f"feat_partial_curve_{p}",
+                                config={"displayModeBar": False})  # fmt: skip
+            else:
+                st.markdown(f"**{PARAM_NAMES[p]}**")
+                st.caption(f"Not computed yet: {runs[p].steps} steps at {runs[p].size} px. Press Visualise.")
+    if done:
+        _downloads(model, objective, done)
+    return done
+
+
+def _run_live(model: LoadedModel, objective: Objective, settings: VisualiseSettings, column) -> Visualisation | None:
+    key = visualisation_key(model, objective, settings)
+    slot = column.empty()  # the live view, gone when the run ends (the result is drawn in its place)
+    with slot.container():
+        st.markdown(f"**{PARAM_NAMES[settings.param]}**")
+        picture, bar, chart = st.empty(), st.progress(0.0, text="Starting…"), st.empty()
+    curve: list[float] = []
+
+    def on_step(step: Step) -> None:
+        curve.append(step.value)
+        if step.images is None:
+            return
+        st.session_state[PARTIAL] = {"key": key, "images": step.images, "curve": list(curve), "step": step.step}
+        picture.image(list(step.images), width=min(256, settings.size * 2))
+        left = f" · about {step.seconds_left:.0f} s left" if step.seconds_left is not None else ""
+        bar.progress(step.step / step.total, text=f"Step {step.step} of {step.total}{left}")
+        chart.plotly_chart(_curve_figure(curve), config={"displayModeBar": False})
+
+    result = attempt(lambda: visualise(model, objective, settings, cache=resources.result_cache(), on_step=on_step),
+                     "optimising the image")  # fmt: skip
+    slot.empty()
+    if result is not None:
+        st.session_state.pop(PARTIAL, None)
+    return result
+
+
+def _curve_figure(curve, height: int = 180) -> go.Figure:
+    fig = go.Figure(go.Scatter(y=list(curve), x=list(range(1, len(curve) + 1)), mode="lines",
+                               hovertemplate="step %{x}<br>objective %{y:.3f}<extra></extra>"))  # fmt: skip
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=24, b=0), title=dict(text="Objective per step", font_size=12),
+                      xaxis_title=None, yaxis_title=None)  # fmt: skip
+    return fig
+
+
+def _result_view(v: Visualisation, key: str) -> None:
+    st.markdown(f"**{PARAM_NAMES[v.settings.param]}**")
+    st.image(list(v.images), width=min(256, v.settings.size * 2),
+             caption=[f"value {x:.3f}" for x in v.values])  # fmt: skip
+    st.caption(f"{v.steps_done} steps in {v.seconds:.1f} s; the objective on the final image, untransformed: "
+               f"{', '.join(f'{x:.3f}' for x in v.values)}.")  # fmt: skip
+    st.plotly_chart(_curve_figure(v.curve), key=key, config={"displayModeBar": False})
+
+
+def download_files(model: LoadedModel, objective: Objective, done: dict[str, Visualisation]) -> tuple[bytes, str]:
+    """A zip of every image as PNG with ``settings.json``, and that JSON alone: the model, the objective, and per
+    parameterisation its settings, curve and final values."""
+    from PIL import Image
+
+    summary = {"model": model.name, "weights": model.weights.source, "objective": objective.as_dict(),
+               "runs": {p: {k: v for k, v in r.summary().items() if k != "objective"} for p, r in done.items()}}  # fmt: skip
+    text = json.dumps(summary, indent=2)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for p, r in done.items():
+            for i, image in enumerate(r.images):
+                png = io.BytesIO()
+                Image.fromarray(image).save(png, "PNG")
+                z.writestr(f"{p}_{i}.png", png.getvalue())
+        z.writestr("settings.json", text)
+    return buf.getvalue(), text
+
+
+def _downloads(model: LoadedModel, objective: Objective, done: dict[str, Visualisation]) -> None:
+    zipped, text = download_files(model, objective, done)
+    stem = f"{model.name}_{objective.describe().replace(' ', '_')}"
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the images (PNG, zip)", zipped, f"{stem}.zip", "application/zip", key="feat_dl_zip")
+    c2.download_button("Download the settings (JSON)", text, f"{stem}.json", "application/json", key="feat_dl_json")
+
+
+# ------------------------------------------------------------------------------------------------------ spectrum
+
+
+def _sources() -> list[str | DatasetRoot]:
+    roots = attempt(resources.dataset_roots, "reading the dataset settings") or []
+    return [BUNDLED, *roots, *state.get("_zip_datasets", [])]
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _dataset_images(root: DatasetRoot, n: int, seed: int = 0) -> tuple[list[LoadedImage], int]:
+    """``n`` images of a dataset, a seeded draw across it (the same on every run); and how many were unreadable."""
+    ds = resources.dataset(root)
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(ds.items), size=min(n, len(ds.items)), replace=False)) if ds.items else []
+    images, bad = [], 0
+    for i in picks:
+        try:
+            images.append(resources.dataset_image(root, ds.items[i].path))
+        except InterpError:
+            bad += 1
+    return images, bad
+
+
+def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
+    import interp
+
+    sources = _sources()
+    c1, c2, c3 = st.columns([2, 2, 1])
+    source = c1.selectbox("Images", sources, key="feat_source",
+                          format_func=lambda s: s if isinstance(s, str) else s.name,
+                          help="The bundled photos, the built-in shapes world, datasets configured for this app "
+                          "and zips uploaded on the Failures page.")  # fmt: skip
+    n = c2.slider("How many", 16, MAX_SPECTRUM_IMAGES, 200, step=16, key="feat_spectrum_n",
+                  disabled=source == BUNDLED)  # fmt: skip
+    per_column = c3.slider("Per column", 1, 6, 3, key="feat_per_column")
+    unit = Objective(objective.kind, objective.unit, objective.layer, objective.position)
+    name = source if isinstance(source, str) else source.name
+    key = ("_feat_spectrum", model.key, repr(unit), name, n, per_column)
+    if st.button("Find the examples", key="feat_spectrum_run"):
+        bar = st.progress(0.0, text="Reading the images…")
+        if source == BUNDLED:
+            images, bad = [resources.sample_image(s) for s in interp.sample_names()], 0
+        else:
+            got = attempt(lambda: _dataset_images(source, n), f"reading {name}")
+            images, bad = got if got is not None else ([], 0)
+        start = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            left = seconds_left(start, done / max(total, 1))
+            eta = f" · about {left:.0f} s left" if left is not None else ""
+            bar.progress(done / max(total, 1), text=f"{done} of {total} images{eta}")
+
+        if images:
+            result = attempt(lambda: spectrum(model, unit, images, per_column=per_column,
+                                              cache=resources.result_cache(), progress=progress),
+                             "ranking the images")  # fmt: skip
+            if result is not None:
+                st.session_state[repr(key)] = (result, images, bad)
+        else:
+            st.warning(f"No readable images in {name}.")
+        bar.empty()
+    kept = st.session_state.get(repr(key))
+    if kept is None:
+        st.caption("Press “Find the examples” to rank the images by this unit.")
+        return
+    result, images, bad = kept
+    if bad:
+        st.caption(f"{bad} unreadable images were skipped.")
+    _spectrum_layout(model, result, images, unit, plan)
+
+
+def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage], unit: Objective, plan: Plan) -> None:
+    lo, hi = float(s.values.min()), float(s.values.max())
+    st.caption(f"{len(s.values)} images; the unit's values go from {lo:.3f} to {hi:.3f}. The middle columns sit either "
+               f"side of {'zero' if s.centred_on == 'zero' else f'the median ({s.centre:.3f}): nothing here is negative'}"
+               ".")  # fmt: skip
+    param = plan.params[0] if plan.params else "fft"
+    settings = VisualiseSettings(**{**plan.settings.as_dict(), "param": param})
+    titles = ["Negative optimised", *(s.label(c) for c in COLUMNS), "Positive optimised"]
+    cols = st.columns(6)
+    for col, title in zip(cols, titles):
+        col.markdown(f"**{title}**")
+    for col, negative in ((cols[0], True), (cols[5], False)):
+        with col:
+            v = _cached(model, unit.flipped() if negative else unit, settings)
+            if v is not None:
+                st.image(list(v.images), caption=[f"{x:+.2f}" for x in v.values])
+            else:
+                st.caption(f"Not optimised yet with these settings ({PARAM_NAMES[param]}).")
+                if st.button("Optimise", key=f"feat_spectrum_opt_{negative}"):
+                    target = unit.flipped() if negative else unit
+                    with st.spinner("Optimising…"):
+                        got = attempt(lambda: visualise(model, target, settings, cache=resources.result_cache()),
+                                      "optimising the image")  # fmt: skip
+                    if got is not None:
+                        st.image(list(got.images), caption=[f"{x:+.2f}" for x in got.values])
+    for col, column in zip(cols[1:5], COLUMNS):
+        with col:
+            for e in reversed(s.columns[column]) if column in ("maximum", "slightly positive") else s.columns[column]:
+                view = resources.model_view(model.key, images[e.index].digest, model, images[e.index])
+                picture = view if e.box is None else view[e.box[1] : e.box[3], e.box[0] : e.box[2]]
+                st.image(picture, caption=f"{e.name[:24]} · {e.value:.2f}", width="stretch")

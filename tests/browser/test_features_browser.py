@@ -1,0 +1,55 @@
+"""The Features page in a real browser, on the bundled ImageNet model: pick a channel from the feature maps, watch
+the optimiser draw it (pixels and Fourier side by side), stop a run and keep its image, and lay the bundled photos
+out across the channel's spectrum."""
+
+from __future__ import annotations
+
+from tests.browser.harness import wait_until_idle
+
+
+def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, artifacts):
+    page.goto(f"{app_url}/Features?model=efficientnet_lite0&image=chelsea&layer=blocks.3")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("blocks.3 has 80 channels").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    main.locator(".js-plotly-plot").first.wait_for()  # the feature maps
+    pills = main.get_by_test_id("stButtonGroup").get_by_role("radio")
+    third = pills.nth(2)
+    channel = third.inner_text().strip().lstrip("#")
+    third.click()
+    wait_until_idle(page)
+    page.wait_for_url(f"**unit={channel}**")  # the picked channel is the unit, and the link says so
+    assert main.get_by_test_id("stNumberInput").filter(has_text="Channel of blocks.3").locator("input").input_value() == channel
+    main.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "features_maps.png"))
+
+    main.get_by_role("button", name="Visualise").click()
+    main.get_by_text("256 steps in").first.wait_for(timeout=240_000)
+    main.get_by_text("256 steps in").nth(1).wait_for(timeout=240_000)
+    wait_until_idle(page)
+    assert main.get_by_test_id("stDownloadButton").count() == 2
+    main.get_by_text("256 steps in").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "features_visualised.png"))
+
+    # a longer run, stopped part way: the last image stays, with the step it reached
+    main.get_by_test_id("stSlider").filter(has_text="Steps").get_by_role("slider").focus()
+    page.keyboard.press("End")  # 1024 steps
+    wait_until_idle(page)
+    main.get_by_role("button", name="Visualise").click()
+    main.get_by_text("Step 32 of 1024").first.wait_for(timeout=120_000)
+    main.get_by_role("button", name="Stop").click()
+    main.get_by_text("Stopped at step").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    main.get_by_text("Stopped at step").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "features_stopped.png"))
+    assert main.get_by_text("this is the last image").count() >= 1
+
+    main.get_by_role("button", name="Find the examples").click()
+    main.get_by_text("images; the unit's values go from").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    for title in ("Negative optimised", "Minimum", "Maximum", "Positive optimised"):
+        assert main.get_by_text(title, exact=True).count() >= 1, title
+    main.get_by_text("Positive optimised", exact=True).scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "features_spectrum.png"))
+    assert page.get_by_text("Traceback").count() == 0
+    assert main.get_by_test_id("stAlert").filter(has_text="went wrong").count() == 0

@@ -1,0 +1,109 @@
+"""AppTest of the Features page: filters, feature maps, a visualisation and the spectrum, as a visitor uses them."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+
+def features_page(model: str = "shapes_cnn", image: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    at.session_state["_keep_model_select"] = model
+    if image is not None:
+        at.session_state["_image"] = {"kind": "sample", "name": image}
+    return at.switch_page("pages/5_Features.py")
+
+
+def _captions(at: AppTest) -> str:
+    return " | ".join(c.value for c in at.main.caption)
+
+
+def test_maps_visualisation_and_spectrum_on_the_shapes_model():
+    at = features_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert "layer2 has 48 channels; each map is a 16×16 grid" in _captions(at)
+    pills = at.main.get("button_group")
+    assert pills, "the channel picker under the maps"
+    assert at.main.expander[0].label == "Filters of the first convolution"
+    assert len(at.main.expander[0].children) == 1  # the filters mosaic
+
+    at.main.slider(key="feat_steps").set_value(32).run()
+    at.main.number_input(key="feat_seed").set_value(11).run()
+    at.main.button(key="feat_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert _captions(at).count("32 steps in") == 2  # pixels and FFT side by side
+    assert at.run().main.button(key="feat_run").disabled  # finished: kept in the result cache, nothing to run
+    downloads = at.main.get("download_button")
+    assert len(downloads) == 2
+
+    at.main.button(key="feat_spectrum_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "16 images; the unit's values go from" in _captions(at)
+    labels = [m.value for m in at.main.markdown if m.value.startswith("**")]
+    for title in ("Negative optimised", "Minimum", "Maximum", "Positive optimised"):
+        assert any(title in label for label in labels), labels
+    # the positive column reuses the optimisation above; the negative one offers to run it
+    assert any("Not optimised yet" in c for c in _captions(at).split(" | "))
+    at.main.button(key="feat_spectrum_opt_True").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_class_objective_starts_at_the_predicted_class_and_is_in_the_link():
+    at = features_page(image="shapes_star").run()
+    at.main.radio(key="feat_kind").set_value("class").run()
+    assert not at.exception, [e.value for e in at.exception]
+    klass = at.main.selectbox(key="feat_class_" + next(k for k in at.session_state if k.startswith("feat_class_"))
+                              .removeprefix("feat_class_"))  # fmt: skip
+    assert klass.format_func(klass.value).startswith("star")
+    assert at.query_params["objective"] == "class" and at.query_params["unit"] == str(klass.value)
+    assert "layer" not in at.query_params
+
+
+def test_a_link_sets_layer_unit_and_sign_and_bad_parts_are_named():
+    at = features_page()
+    at.query_params.update({"layer": "layer3", "objective": "neuron", "unit": "7", "negative": "1"})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.radio(key="feat_kind").value == "neuron"
+    assert at.main.toggle(key="feat_negative").value is True
+    assert "layer3 has" in _captions(at)
+    assert any(n.value == 7 for n in at.main.number_input)
+    bad = features_page()
+    bad.query_params.update({"layer": "nowhere", "objective": "hue"})
+    bad.run()
+    assert not bad.exception
+    warnings = " ".join(w.value for w in bad.sidebar.warning)
+    assert "nowhere" in warnings and "hue" in warnings
+
+
+def test_the_classifier_layer_is_a_map_of_one_cell_per_class():
+    at = features_page().run()
+    key = next(k for k in at.session_state if k.startswith("feat_layer_"))
+    at.main.selectbox(key=key).set_value("fc").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert "fc has 6 channels; each map is a 1×1 grid" in _captions(at)  # a pooled (N, D) output
+
+
+def test_downloads_hold_pngs_and_the_settings():
+    import interp
+    from dashboard.features_ui import download_files
+    from interp.features import Objective, VisualiseSettings, visualise
+
+    model = interp.load_model("shapes_cnn", device="cpu")
+    objective = Objective("channel", 2, "layer2")
+    done = {p: visualise(model, objective, VisualiseSettings(param=p, steps=4, batch=2)) for p in ("fft", "pixel")}
+    zipped, text = download_files(model, objective, done)
+    with zipfile.ZipFile(io.BytesIO(zipped)) as z:
+        assert sorted(z.namelist()) == ["fft_0.png", "fft_1.png", "pixel_0.png", "pixel_1.png", "settings.json"]
+        assert json.loads(z.read("settings.json")) == json.loads(text)
+    summary = json.loads(text)
+    assert summary["objective"]["layer"] == "layer2" and summary["runs"]["pixel"]["settings"]["batch"] == 2
+    assert len(summary["runs"]["fft"]["curve"]) == 4
