@@ -211,7 +211,7 @@ class Plan:
 
 def settings_ui() -> Plan:
     d = VisualiseSettings()
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = st.columns([2, 1, 1])
     params = c1.multiselect("Parameterisations, side by side", PARAMETERISATIONS, default=list(PARAMETERISATIONS),
                             format_func=PARAM_NAMES.get, key="feat_params")  # fmt: skip
     steps = c2.slider("Steps", 16, 1024, d.steps, step=16, key="feat_steps")

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 from tests.browser.harness import wait_until_idle
 
-PAGES = ["Attribution", "Attention", "Failures", "Concepts", "Home", "Attribution", "Home"]
+PAGES = ["Attribution", "Attention", "Failures", "Concepts", "Features", "Home", "Attribution", "Home"]
 TITLES = {"Home": "Look inside an image classifier", "Failures": "Failure gallery"}
 
 
