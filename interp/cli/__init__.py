@@ -70,7 +70,7 @@ def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.cli import attention, attribution, basic, concepts, evaluation, features, scan, shapes  # noqa: F401  (register)
+    from interp.cli import attention, attribution, basic, concepts, evaluation, features, scan, shapes, text  # noqa: F401,E501  (register)
 
     parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")

@@ -1,0 +1,140 @@
+"""What each head does: statistics over its attention and the pattern they name; rollout; and Integrated
+Gradients over the token embeddings for the prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp.attention.maps import rollout
+from interp.text.capture import TextAttention
+from interp.text.model import Encoded, TextModel
+
+PATTERNS = ("previous token", "next token", "self", "to [CLS]/[SEP]", "local", "broad", "mixed")
+DOMINANT = 0.5
+"""A head is named by a pattern when at least half its attention (mean over query tokens) follows it."""
+
+
+@dataclass(frozen=True)
+class HeadStats:
+    """Per layer and head, ``(L, H)`` each: the mean over query tokens of
+
+    Attributes:
+        entropy: the attention row's entropy in nats (0: one token; ``log T``: uniform).
+        distance: the mean distance in tokens from query to key.
+        special: the share of attention on special tokens ([CLS], [SEP]…).
+        previous: the share on the token just before (queries after the first).
+        next: the share on the token just after (queries before the last).
+        self_: the share on the query token itself.
+        patterns: ``(L, H)`` the dominant pattern's name (one of :data:`PATTERNS`).
+    """
+
+    entropy: np.ndarray
+    distance: np.ndarray
+    special: np.ndarray
+    previous: np.ndarray
+    next: np.ndarray
+    self_: np.ndarray
+    patterns: np.ndarray
+    max_entropy: float
+
+    def rows(self) -> list[dict]:
+        layers, heads = self.entropy.shape
+        return [{"layer": l, "head": h, "pattern": str(self.patterns[l, h]), "entropy": float(self.entropy[l, h]),
+                 "distance": float(self.distance[l, h]), "special": float(self.special[l, h]),
+                 "previous": float(self.previous[l, h]), "next": float(self.next[l, h]),
+                 "self": float(self.self_[l, h])}
+                for l in range(layers) for h in range(heads)]  # fmt: skip
+
+
+def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> HeadStats:
+    """Each head's statistics, averaged over every query token, or over ``queries`` alone (positions in
+    ``cap.tokens``): what a head does *at* a token, e.g. at every "not"."""
+    a = cap.attn.astype(np.float64)  # (L, H, T, T)
+    t = a.shape[-1]
+    rows = np.arange(t) if queries is None else np.asarray(sorted(set(int(q) for q in queries)), dtype=int)
+    if rows.size == 0 or rows.min() < 0 or rows.max() >= t:
+        raise ValueError(f"queries are token positions from 0 to {t - 1}; got {list(queries or [])}.")
+    idx = np.arange(t)
+    part = a[..., rows, :]  # (L, H, Q, T)
+    entropy = -(part * np.log(np.clip(part, 1e-12, None))).sum(-1).mean(-1)
+    distance = (part * np.abs(rows[:, None] - idx[None, :])).sum(-1).mean(-1)
+    special = part[..., np.asarray(cap.special, bool)].sum(-1).mean(-1)
+    before, after = rows[rows >= 1], rows[rows < t - 1]
+    previous = a[..., before, before - 1].mean(-1) if before.size else np.zeros(a.shape[:2])
+    nxt = a[..., after, after + 1].mean(-1) if after.size else np.zeros(a.shape[:2])
+    self_ = a[..., rows, rows].mean(-1)
+    max_entropy = float(np.log(t))
+    patterns = np.empty(a.shape[:2], dtype=object)
+    for l in range(a.shape[0]):
+        for h in range(a.shape[1]):
+            shares = {"previous token": previous[l, h], "next token": nxt[l, h], "self": self_[l, h],
+                      "to [CLS]/[SEP]": special[l, h]}  # fmt: skip
+            best = max(shares, key=shares.get)
+            if shares[best] >= DOMINANT:
+                patterns[l, h] = best
+            elif distance[l, h] <= 1.5:
+                patterns[l, h] = "local"
+            elif max_entropy > 0 and entropy[l, h] >= 0.8 * max_entropy:
+                patterns[l, h] = "broad"
+            else:
+                patterns[l, h] = "mixed"
+    return HeadStats(entropy.astype(np.float32), distance.astype(np.float32), special.astype(np.float32),
+                     previous.astype(np.float32), nxt.astype(np.float32), self_.astype(np.float32), patterns,
+                     max_entropy)  # fmt: skip
+
+
+def text_rollout(cap: TextAttention) -> np.ndarray:
+    """``(T, T)`` attention rollout over the layers (Abnar & Zuidema 2020; the same as the ViT page's)."""
+    return rollout(cap.attn)
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """Integrated Gradients of one class over the token embeddings.
+
+    Attributes:
+        tokens: the tokens.
+        scores: ``(T,)`` each token's attribution (summed over the embedding).
+        target: the class explained.
+        delta: completeness error, the scores' sum minus (logit at the input − logit at the baseline).
+        steps: the path's steps.
+    """
+
+    tokens: tuple[str, ...]
+    scores: np.ndarray
+    target: int
+    delta: float
+    steps: int
+
+
+def token_ig(model: TextModel, encoded: Encoded, target: int, steps: int = 64, baseline_token: str | None = None,
+             ) -> TokenAttribution:  # fmt: skip
+    """Integrated Gradients (Sundararajan et al. 2017) through the word-embedding layer, with Captum's
+    ``LayerIntegratedGradients``. The baseline keeps the special tokens and puts the padding token everywhere
+    else, so the path moves the words alone."""
+    from captum.attr import LayerIntegratedGradients
+
+    if not 0 <= target < len(model.class_names):
+        raise ValueError(f"target {target} is not a class of {model.name} (0 to {len(model.class_names) - 1}).")
+    if not 2 <= steps <= 1024:
+        raise ValueError(f"steps is from 2 to 1024; got {steps}.")
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    if baseline_token is not None:
+        pad = model.tokenizer.convert_tokens_to_ids(baseline_token)
+    special = torch.tensor(encoded.special, device=encoded.ids.device)
+    baseline = torch.where(special[None], encoded.ids, torch.full_like(encoded.ids, pad))
+    embeddings = model.structure.get_input_embeddings()
+    with model.exclusive() as net, torch.enable_grad():
+
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            return net(input_ids=ids).logits
+
+        lig = LayerIntegratedGradients(forward, embeddings)
+        attr, delta = lig.attribute(encoded.ids, baselines=baseline, target=target, n_steps=steps,
+                                    internal_batch_size=steps, return_convergence_delta=True)  # fmt: skip
+    scores = attr[0].sum(-1).detach().float().cpu().numpy()
+    return TokenAttribution(encoded.tokens, scores, target, float(delta[0]), steps)

@@ -1,0 +1,189 @@
+"""BERT-like text classifiers: the bundled one trained here on the text world, or any Hugging Face model.
+
+``transformers`` is an optional dependency: without it, loading says how to install it. A model is read only from
+safetensors (never a pickle), from the bundled folder, a local folder (CLI and API), the local Hugging Face cache,
+or the hub when it can be reached, with the same offline sentence the image models give.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp.errors import InterpError, UnknownModelError, WeightsUnavailableError
+from interp.models.gate import GateMisuse, ModelGate
+from interp.models.hooks import hooks_checked
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+BUNDLED: dict[str, str] = {"text_bert": "text_bert"}
+"""Bundled text models: name → folder under ``assets/`` (config.json, model.safetensors, vocab.txt)."""
+DEFAULT_TEXT_MODEL = "text_bert"
+MODEL_TYPES = ("bert", "roberta", "distilbert", "electra", "xlm-roberta", "camembert")
+"""Architectures whose attention the capture reads (absolute positions, softmax(QKᵀ/√d) attention)."""
+
+
+class TextUnavailableError(InterpError):
+    """The text tools need ``transformers``, which is not installed."""
+
+
+class BadTextError(InterpError):
+    """Empty text, or text longer than the model reads."""
+
+
+def transformers_module():
+    try:
+        import transformers
+    except ImportError:
+        raise TextUnavailableError(
+            "the Text tools need the transformers package: pip install transformers (it is in requirements.txt)."
+        ) from None
+    return transformers
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A sentence as the model reads it: ``ids`` ``(1, T)`` and the ``tokens`` as strings, specials included."""
+
+    ids: torch.Tensor
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class TextModel:
+    """A text classifier ready to run, shared by every session: every pass goes through ``gate`` (see
+    :mod:`interp.models.gate`), and code that hooks it holds the gate alone.
+
+    Attributes:
+        name: what the user asked for.
+        source: where the weights came from.
+        tokenizer: the model's own tokenizer.
+        class_names: one name per output.
+        max_length: the most tokens it reads, specials included.
+        fingerprint: SHA-256 over the weights, for cache keys.
+    """
+
+    name: str
+    source: str
+    _net: Any = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    class_names: tuple[str, ...]
+    device: torch.device
+    max_length: int
+    fingerprint: str
+    gate: ModelGate = field(default_factory=ModelGate, repr=False)
+
+    @property
+    def net(self):
+        if not self.gate.held():
+            raise GateMisuse(f"{self.name} was used outside its gate; run it inside shared() or exclusive().")
+        return self._net
+
+    @property
+    def structure(self):
+        """The network, to read its modules and config; never run it from here."""
+        return self._net
+
+    @property
+    def config(self):
+        return self._net.config
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.fingerprint[:16]}"
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[Any]:
+        with self.gate.shared():
+            yield self._net
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Any]:
+        with self.gate.exclusive():
+            if self.gate.exclusive_depth() > 1:
+                yield self._net
+                return
+            with hooks_checked(self._net):
+                yield self._net
+
+    def encode(self, text: str) -> Encoded:
+        """Tokenise one sentence; a sentence when it is empty or longer than the model reads."""
+        if not text or not text.strip():
+            raise BadTextError("the text is empty; type a sentence.")
+        enc = self.tokenizer(text, return_special_tokens_mask=True, truncation=False, verbose=False)
+        ids = enc["input_ids"]
+        if len(ids) > self.max_length:
+            raise BadTextError(f"the text is {len(ids)} tokens long and {self.name} reads at most {self.max_length} "
+                               "(with its special tokens); shorten it.")  # fmt: skip
+        tokens = tuple(self.tokenizer.convert_ids_to_tokens(ids))
+        special = tuple(bool(s) for s in enc["special_tokens_mask"])
+        return Encoded(torch.tensor([ids], device=self.device), tokens, special)
+
+    def logits(self, encoded: Encoded) -> torch.Tensor:
+        """``(C,)`` logits of one sentence, a plain pass."""
+        with self.shared() as net, torch.inference_mode():
+            return net(input_ids=encoded.ids).logits[0].float().cpu()
+
+
+def _fingerprint(net: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()[:4096])
+        h.update(str(tuple(tensor.shape)).encode())
+    return h.hexdigest()
+
+
+def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, device: str | torch.device = "cpu") -> TextModel:
+    """A :class:`TextModel` around a ``transformers`` classifier and its tokenizer (tests build one from a config)."""
+    config = net.config
+    if config.model_type not in MODEL_TYPES:
+        raise UnknownModelError(f"the text model {name} is a {config.model_type} model; the Text page reads BERT-like encoders "
+                                f"({', '.join(MODEL_TYPES)}).")  # fmt: skip
+    net = net.to(device).eval().requires_grad_(False)
+    labels = getattr(config, "id2label", None) or {}
+    classes = tuple(str(labels.get(i, f"class {i}")) for i in range(config.num_labels))
+    limit = min(int(config.max_position_embeddings) - (2 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0),
+                int(getattr(tokenizer, "model_max_length", 10**9) or 10**9))  # fmt: skip
+    return TextModel(name, source, net, tokenizer, classes, torch.device(device), limit, _fingerprint(net))
+
+
+def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device = "cpu", *, allow_paths: bool = False) -> TextModel:
+    """The bundled text model, a Hugging Face model name, or (``allow_paths``: the CLI and API) a local folder.
+
+    Weights load from safetensors only. Offline, a name not in the local Hugging Face cache is a sentence saying
+    what works instead.
+    """
+    transformers = transformers_module()
+    from interp.models.weights import hub_reachable
+
+    name = name.strip()
+    if not name:
+        raise UnknownModelError("give a text model's name (text_bert, or a Hugging Face name such as bert-base-uncased).")
+    if name in BUNDLED:
+        where, source, local = ASSETS / BUNDLED[name], "bundled (trained here on the text world)", True
+    elif allow_paths and Path(name).is_dir():
+        where, source, local = Path(name), f"folder {name}", True
+    else:
+        where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
+    auto = transformers.AutoModelForSequenceClassification
+    transformers.utils.logging.disable_progress_bar()  # a progress bar per load on stderr: noise in a CLI and a log
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=local)
+        net = auto.from_pretrained(where, local_files_only=local, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        if local and name not in BUNDLED and not Path(str(where)).is_dir():
+            raise WeightsUnavailableError(
+                f"the text model {name} is not in the local Hugging Face cache and the hub cannot be reached; use "
+                "text_bert (bundled), "
+                "or fill the cache elsewhere (hf download NAME) and copy ~/.cache/huggingface here."
+            ) from None
+        raise UnknownModelError(f"the text model {name} could not be loaded as a classifier with safetensors weights: "
+                                f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
+    return from_parts(name, source, net, tokenizer, device)
