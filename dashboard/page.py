@@ -43,6 +43,12 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "or class hardest (activation maximisation, pixels and Fourier side by side) and dataset examples across "
         "the unit's spectrum.",
     ),
+    (
+        "pages/6_Text.py",
+        "Text",
+        "a BERT-like text model's attention: every head of every layer over the tokens, attention from a chosen "
+        "token, rollout, what each head does (previous token, to [CLS]/[SEP]…), and Integrated Gradients per word.",
+    ),
 )
 """(script, title, what a user does there): the sidebar navigation and the home page's list. A new page adds its row."""
 
