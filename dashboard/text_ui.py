@@ -45,12 +45,7 @@ def _capture(model_key: str, text: str, _model: TextModel) -> TextAttention:
 
 @st.cache_data(max_entries=64, show_spinner="Integrated Gradients…")
 def _ig(model_key: str, text: str, target: int, steps: int, _model: TextModel) -> TokenAttribution:
-    return token_ig(_model, _model.encode(text), target, steps, baseline_token=_baseline(_model))
-
-
-def _baseline(model: TextModel) -> str | None:
-    """The baseline token: [MASK] where the model knows it (the bundled one was trained to read it as "no word")."""
-    return model.tokenizer.mask_token if model.tokenizer.mask_token is not None else None
+    return token_ig(_model, _model.encode(text), target, steps)
 
 
 def model_ui() -> TextModel | None:
@@ -208,15 +203,16 @@ def ig_view(model: TextModel, cap: TextAttention, text: str) -> None:
     c1, c2 = st.columns(2)
     target = c1.selectbox("Class to explain", range(len(cap.class_names)), index=cap.predicted, key="text_ig_target",
                           format_func=lambda i: cap.class_names[i])  # fmt: skip
-    steps = c2.select_slider("Steps", (16, 32, 64, 128, 256), value=64, key="text_ig_steps")
+    steps = c2.select_slider("Steps (at least)", (16, 32, 64, 128, 256), value=32, key="text_ig_steps",
+                             help="Doubled until the completeness error is within 5% of the logit's change.")  # fmt: skip
     ig = attempt(lambda: _ig(model.key, text, int(target), int(steps), model), "running Integrated Gradients")
     if ig is None:
         return
     st.markdown(tokens_html(ig.tokens, ig.scores, signed=True), unsafe_allow_html=True)
-    base = _baseline(model) or "the padding token"
+    base = model.tokenizer.mask_token or model.tokenizer.pad_token or "token 0"
     st.caption(f"Integrated Gradients (Sundararajan et al. 2017) over the word embeddings, from a baseline of {base} "
-               f"in place of every word; red raises {cap.class_names[int(target)]}, blue lowers it. Completeness "
-               f"error {ig.delta:+.4f} (the scores' sum against the logit's change).")  # fmt: skip
+               f"in place of every word; red raises {cap.class_names[int(target)]}, blue lowers it. {ig.steps} steps; "
+               f"completeness error {ig.delta:+.4f} (the scores' sum against the logit's change).")  # fmt: skip
 
 
 def tokens_html(tokens, scores: np.ndarray, signed: bool) -> str:

@@ -106,6 +106,15 @@ def test_integrated_gradients_puts_the_most_on_the_planted_tokens(bundled):
     assert np.median(deltas) < 0.05
 
 
+def test_integrated_gradients_takes_the_steps_completeness_needs(bundled):
+    enc = bundled.encode("i thought the film was not dull")  # at 64 steps the error was 3.6 of a change of 3.8
+    ig = token_ig(bundled, enc, 1, steps=32, baseline_token="[MASK]")
+    change = float(bundled.logits(enc)[1] - bundled.logits(bundled.encode("i [MASK] [MASK] [MASK] [MASK] [MASK] [MASK]"
+                                                                          .replace("i ", "[MASK] ", 1)))[1])
+    assert ig.steps >= 128 and abs(ig.delta) <= 0.05 * abs(change), (ig.steps, ig.delta, change)
+    assert float(ig.scores.sum()) == pytest.approx(change, abs=0.05 * abs(change) + 1e-3)
+
+
 def test_statistics_patterns_and_rollout_on_known_matrices(random_bert):
     cap = capture(random_bert, random_bert.encode("a b c d e"))  # unknown words read as [UNK]; only the shape matters
     t = len(cap.tokens)

@@ -111,20 +111,28 @@ class TokenAttribution:
     steps: int
 
 
+TOLERANCE = 0.05
+"""Integrated Gradients doubles its steps (up to 1024) until the completeness error is within this share of the
+logit's change: on the bundled model a negated sentence needed 256 steps where most need 32."""
+MAX_STEPS = 1024
+
+
 def token_ig(model: TextModel, encoded: Encoded, target: int, steps: int = 64, baseline_token: str | None = None,
-             ) -> TokenAttribution:  # fmt: skip
+             tolerance: float = TOLERANCE) -> TokenAttribution:  # fmt: skip
     """Integrated Gradients (Sundararajan et al. 2017) through the word-embedding layer, with Captum's
-    ``LayerIntegratedGradients``. The baseline keeps the special tokens and puts the padding token everywhere
-    else, so the path moves the words alone."""
+    ``LayerIntegratedGradients``. The baseline keeps the special tokens and puts ``baseline_token`` (default: the
+    tokenizer's mask token, else its padding token) everywhere else, so the path moves the words alone. Starting at ``steps``, the steps double until
+    the completeness error is within ``tolerance`` of the logit's change (or reach 1024); ``steps`` of the result
+    says how many were used."""
     from captum.attr import LayerIntegratedGradients
 
     if not 0 <= target < len(model.class_names):
         raise ValueError(f"target {target} is not a class of {model.name} (0 to {len(model.class_names) - 1}).")
-    if not 2 <= steps <= 1024:
-        raise ValueError(f"steps is from 2 to 1024; got {steps}.")
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    if baseline_token is not None:
-        pad = model.tokenizer.convert_tokens_to_ids(baseline_token)
+    if not 2 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps is from 2 to {MAX_STEPS}; got {steps}.")
+    if baseline_token is None:
+        baseline_token = model.tokenizer.mask_token or model.tokenizer.pad_token
+    pad = model.tokenizer.convert_tokens_to_ids(baseline_token) if baseline_token is not None else 0
     special = torch.tensor(encoded.special, device=encoded.ids.device)
     baseline = torch.where(special[None], encoded.ids, torch.full_like(encoded.ids, pad))
     embeddings = model.structure.get_input_embeddings()
@@ -133,8 +141,14 @@ def token_ig(model: TextModel, encoded: Encoded, target: int, steps: int = 64, b
         def forward(ids: torch.Tensor) -> torch.Tensor:
             return net(input_ids=ids).logits
 
+        with torch.no_grad():
+            change = float((forward(encoded.ids) - forward(baseline))[0, target])
         lig = LayerIntegratedGradients(forward, embeddings)
-        attr, delta = lig.attribute(encoded.ids, baselines=baseline, target=target, n_steps=steps,
-                                    internal_batch_size=steps, return_convergence_delta=True)  # fmt: skip
+        while True:
+            attr, delta = lig.attribute(encoded.ids, baselines=baseline, target=target, n_steps=steps,
+                                        internal_batch_size=min(steps, 256), return_convergence_delta=True)  # fmt: skip
+            if abs(float(delta[0])) <= tolerance * max(abs(change), 1e-6) or steps >= MAX_STEPS:
+                break
+            steps = min(2 * steps, MAX_STEPS)
     scores = attr[0].sum(-1).detach().float().cpu().numpy()
     return TokenAttribution(encoded.tokens, scores, target, float(delta[0]), steps)

@@ -1,0 +1,71 @@
+"""AppTest of the Text page."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+pytest.importorskip("transformers")
+
+
+def text_page() -> AppTest:
+    return AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300).switch_page("pages/6_Text.py")
+
+
+def test_every_view_draws_for_the_bundled_model():
+    at = text_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error and not at.main.warning
+    assert [t.label for t in at.main.tabs] == ["Layers × heads", "From a token", "Rollout", "Head statistics",
+                                               "Integrated Gradients"]  # fmt: skip
+    assert any("Prediction: negative" in m.value and "7 tokens, 2 layers × 4 heads" in m.value for m in at.main.markdown)
+    assert len(at.main.get("plotly_chart")) == 4  # small multiples, one head, lines, rollout
+    table = at.main.dataframe[0].value
+    assert len(table) == 8 and {"pattern", "entropy", "previous", "special"} <= set(table.columns)
+    ig = next(m.value for m in at.main.markdown if m.value.startswith("<span") and "title=\"+" in m.value
+              and "not</span>" in m.value and "rgba(214" in m.value)  # fmt: skip
+    assert "completeness error" in " ".join(c.value for c in at.main.caption).lower()
+    del ig
+
+
+def test_statistics_at_one_word_name_the_negation_head():
+    at = text_page().run()
+    at.main.selectbox(key="text_stats_over").set_value("not").run()
+    table = at.main.dataframe[0].value
+    assert "next token" in set(table[table.layer == 0].pattern)  # at "not", a layer-0 head reads the next word
+
+
+def test_a_new_sentence_an_example_and_bad_input():
+    at = text_page().run()
+    at.main.text_input(key="text_input").set_value("the music was great").run()
+    assert any("Prediction: positive" in m.value for m in at.main.markdown)
+    assert at.query_params["text"] == "the music was great"
+    at.main.text_input(key="text_input").set_value(" ").run()
+    assert not at.exception
+    assert "empty" in " ".join(w.value for w in at.main.warning)
+    at.main.text_input(key="text_input").set_value(" ".join(["dull"] * 30)).run()
+    assert "at most 20" in " ".join(w.value for w in at.main.warning)
+    example = at.main.selectbox(key="text_example").options[4]
+    at.main.selectbox(key="text_example").set_value(example).run()
+    assert at.main.text_input(key="text_input").value == example and not at.main.warning
+
+
+def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
+    at = text_page().run()
+    at.main.selectbox(key="text_model").set_value("Another Hugging Face model…").run()
+    at.main.text_input(key="text_model_other").set_value("someone/no-such-model").run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.main.error)
+    assert "not in the local Hugging Face cache" in errors and "text_bert" in errors
+    at.main.selectbox(key="text_model").set_value("text_bert").run()
+    assert not at.main.error and any("Prediction" in m.value for m in at.main.markdown)
+
+
+def test_a_link_opens_its_sentence():
+    at = text_page()
+    at.query_params["text"] = "i thought the film was not dull"
+    at.run()
+    assert at.main.text_input(key="text_input").value == "i thought the film was not dull"
+    assert any("Prediction: positive" in m.value for m in at.main.markdown)
