@@ -216,3 +216,13 @@ def test_cli_bad_input_exits_2_with_one_line(args, words, tmp_path, capsys):
     assert main(["text-attention", *args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_without_transformers_loading_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from interp.text import TextUnavailableError
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what `import transformers` sees when it is absent
+    with pytest.raises(TextUnavailableError, match="pip install transformers"):
+        load_text_model("text_bert")
