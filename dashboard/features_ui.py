@@ -117,9 +117,8 @@ def maps_view(model: LoadedModel, image: LoadedImage, layer: str) -> FeatureMaps
     key = channel_key(model, layer)
     if key not in st.session_state:
         st.session_state[key] = int(fm.channels[0])
-    picked = st.pills("Carry a channel to the views below", [int(c) for c in fm.channels], key=f"{key}_pill",
-                      format_func=lambda c: f"#{c}", on_change=_pill_to_channel, args=(key,))  # fmt: skip
-    del picked
+    st.pills("Carry a channel to the views below", [int(c) for c in fm.channels], key=f"{key}_pill",
+             format_func=lambda c: f"#{c}", on_change=_pill_to_channel, args=(key,))  # fmt: skip
     return fm
 
 

@@ -18,10 +18,17 @@ IMAGES = "document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] 
 
 
 def _grid(page) -> list[bytes]:
+    """Each cell's pixels as Chromium draws them, decoded: two screenshots of the same pixels are not always the
+    same PNG bytes (the encoder's choices differed between two browsers on one server)."""
+    import io
+
+    from PIL import Image
+
     page.wait_for_function(IMAGES, timeout=180_000)
     wait_until_idle(page)
     images = page.get_by_test_id("stMain").get_by_test_id("stImage")
-    return [images.nth(i).screenshot() for i in range(images.count())]
+    shots = [images.nth(i).screenshot() for i in range(images.count())]
+    return [Image.open(io.BytesIO(shot)).convert("RGB").tobytes() for shot in shots]
 
 
 def _slider_value(main, label: str) -> str:
