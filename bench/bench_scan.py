@@ -2,8 +2,12 @@
 tensors already preprocessed in memory, same model, same images, same batch size, measured in one run.
 
     python bench/bench_scan.py [--model efficientnet_lite0] [--images 128] [--batch-size 32] [--workers 0 1 2] [--rounds 3]
+    python bench/bench_scan.py --ray [--images 512]
 
 The images are ImageNet-sized JPEGs (500×375) cut from the bundled photos. Target: scan ÷ bare ≥ 0.9.
+With ``--ray``: the Ray Data scan (a local cluster on this machine's cores, started once and kept warm; Ray tasks
+decode, one actor classifies) ÷ the in-process scan with the best number of loader workers, on the same images.
+Target on a 2-core machine: ≥ 0.7 (Ray's overhead made visible).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +52,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ray", action="store_true", help="compare the Ray Data scan with the in-process scan")
     args = parser.parse_args()
     import torch
 
@@ -68,6 +74,38 @@ def main() -> None:
 
         def scanned(workers: int) -> None:
             scan(model, ds, Path(tempfile.mkdtemp(dir=tmp)), batch_size=args.batch_size, workers=workers)
+
+        if args.ray:
+            import ray
+
+            from interp.datasets.ray_scan import scan_ray
+
+            ray.init(include_dashboard=False, log_to_driver=False)
+            try:
+                workers = max(0, min(2, (os.cpu_count() or 1) - 1))
+
+                marks: list[tuple[float, int]] = []
+
+                def on_ray() -> None:
+                    marks.clear()
+                    start = time.perf_counter()
+                    scan_ray(model, ds, Path(tempfile.mkdtemp(dir=tmp)), batch_size=args.batch_size,
+                             progress=lambda p: marks.append((time.perf_counter() - start, p.done)))  # fmt: skip
+
+                ratios, best_local, best_ray = ratios_beside(lambda: scanned(workers), on_ray, args.rounds)
+                n = len(ds)
+                print(f"{args.model}, {n} JPEGs 500×375, batch {args.batch_size}, {os.cpu_count()} cores, "
+                      f"{args.rounds} rounds")  # fmt: skip
+                print(f"in-process scan, {workers} loader workers: {n / best_local:6.1f} images/s (best)")
+                print(f"Ray Data scan (warm local cluster):       {n / best_ray:6.1f} images/s; Ray ÷ in-process "
+                      f"median {statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f}); target ≥ 0.7")  # fmt: skip
+                (t0, n0), (t1, n1) = marks[0], marks[-1]
+                steady = (n1 - n0) / (t1 - t0)
+                print(f"  of which: first batch after {t0:.1f} s (the actor starting and loading the model), then "
+                      f"{steady:.1f} images/s, {steady / (n / best_local):.2f} of the in-process scan's rate")  # fmt: skip
+            finally:
+                ray.shutdown()
+            return
 
         per_round: dict[int, list[float]] = {}
         best = {"bare": float("inf")}

@@ -28,6 +28,12 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mapping", help="Open Images: CSV (LabelName,imagenet) inside --root mapping labels to ImageNet")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process with loader workers (default); ray: Ray Data, Ray tasks decode and an "
+                   "actor pool classifies, on a local cluster or the one --address names (pip install \"ray[data]\")")  # fmt: skip
+    p.add_argument("--address", help="with --engine ray: a running cluster (auto, ray://HOST:10001); default: start a "
+                   "local one on this machine")  # fmt: skip
+    p.add_argument("--actors", type=int, help="with --engine ray: classifying actors (default: one per GPU, else 1)")
 
 
 @handles("scan")
@@ -54,8 +60,19 @@ def _scan(args: argparse.Namespace) -> int:
             eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
             print(f"\r{p.done}/{p.total} images, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr, flush=True)
 
-    summary = scan(model, dataset, out_dir(out), batch_size=args.batch_size, limit=args.limit, workers=args.workers,
-                   progress=progress)  # fmt: skip
+    if args.engine == "ray":
+        from interp.datasets.ray_scan import scan_ray
+
+        if args.actors is not None and args.actors < 1:
+            raise ValueError(f"--actors must be at least 1, got {args.actors}.")
+        weights = args.weights if args.weights in (None, "hub", "bundled", "random") else str(Path(args.weights).resolve())
+        summary = scan_ray(model, dataset, out_dir(out), weights=weights, address=args.address,
+                           batch_size=args.batch_size, limit=args.limit, actors=args.actors, progress=progress)  # fmt: skip
+    else:
+        if args.address or args.actors:
+            raise ValueError("--address and --actors go with --engine ray.")
+        summary = scan(model, dataset, out_dir(out), batch_size=args.batch_size, limit=args.limit,
+                       workers=args.workers, progress=progress)  # fmt: skip
     print(file=sys.stderr)
     scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
     print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "

@@ -1,0 +1,191 @@
+"""The same scan on Ray Data, for datasets that outgrow one process or one machine.
+
+Ray reads and decodes the images in its own tasks (spread over the cluster's CPUs), a pool of actors classifies
+them (one model per actor, a GPU each when the cluster has them), and this process, the driver, writes the rows
+with the in-process scan's schema and parts: the folder is the same kind of scan folder, resumable the same way
+(images already in it are not scored again), and the dashboard reads it as any other. ``ray`` is an optional
+dependency (``pip install "ray[data]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.datasets.base import Dataset, DatasetError
+from interp.datasets.scanner import (
+    FLUSH_ROWS,
+    ScanProgress,
+    ScanSummary,
+    _atomic_write,
+    _error_row,
+    _next_part,
+    _row,
+    _write_part,
+    existing_ids,
+    read_meta,
+    scan_lock,
+    scan_meta,
+)
+from interp.errors import InterpError
+from interp.models.loading import LoadedModel
+
+
+class RayUnavailableError(InterpError):
+    """``--engine ray`` without Ray installed."""
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401  (Ray without its data library cannot run this)
+    except ImportError:
+        raise RayUnavailableError('--engine ray needs Ray Data: pip install "ray[data]" (then run the scan again).') from None
+    return ray
+
+
+def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """A Ray task's body: read, resize and crop a batch of files with the model's own transform (timm's eval
+    pipeline) to ``uint8`` pixels, a quarter of the bytes of floats to move to the actor, which normalises them
+    (where the pipeline is not a centre crop, its floats); an unreadable file becomes its error and a blank image,
+    never an exception."""
+    from interp.images import load_rgb
+
+    first_half = getattr(transform, "pixels", None) or transform
+    xs, errors = [], []
+    for path, name in zip(batch["path"], batch["name"], strict=True):
+        try:
+            xs.append(first_half(load_rgb(Path(path), name=str(name))).numpy())
+            errors.append("")
+        except (InterpError, OSError, ValueError) as exc:
+            xs.append(None)
+            errors.append(str(exc) or type(exc).__name__)
+    dtype = next((x.dtype for x in xs if x is not None), np.uint8)
+    xs = [x if x is not None else np.zeros(shape, dtype) for x in xs]
+    return {"i": batch["i"], "x": np.stack(xs), "error": np.asarray(errors, dtype=object)}
+
+
+class _Classify:
+    """A Ray actor: one model, loaded once, classifies batches (softmax probabilities)."""
+
+    def __init__(self, name: str, weights: str | None, device: str, threads: int | None) -> None:
+        import torch
+
+        import interp
+
+        if threads:  # Ray gives an actor one thread; on a CPU node the model should have the node's cores
+            torch.set_num_threads(threads)
+        self.model = interp.load_model(name, weights, device=device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        x = self.model.batch_of(list(torch.from_numpy(np.ascontiguousarray(batch["x"]))))
+        probs = self.model.run(x).float().softmax(-1).cpu().numpy()
+        return {"i": batch["i"], "probs": probs, "error": batch["error"]}
+
+
+def scan_ray(
+    model: LoadedModel,
+    dataset: Dataset,
+    out: Path,
+    *,
+    weights: str | None = None,
+    address: str | None = None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    actors: int | None = None,
+    num_cpus: int | None = None,
+    progress: Callable[[ScanProgress], None] | None = None,
+) -> ScanSummary:
+    """Classify the first ``limit`` images of ``dataset`` on Ray into the scan folder ``out``.
+
+    Args:
+        model: the model as loaded here (its name, weights and preprocessing); each actor loads the same one.
+        weights: how the actors load it (``None``: the model's default weights; a path every node can read).
+        address: a running cluster (``"auto"``, ``"ray://host:10001"``); ``None`` starts a local one.
+        actors: classifying actors (default: one per GPU when the cluster has GPUs, else 1).
+        num_cpus: CPUs of the local cluster started when ``address`` is ``None`` (default: all).
+
+    The rows equal :func:`interp.datasets.scan`'s for the same model and images.
+    """
+    ray = _ray()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with scan_lock(out):
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
+        try:
+            return _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address, progress)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address, progress) -> ScanSummary:
+    meta = {**scan_meta(model, dataset), "engine": "ray"}
+    meta_path = out / "scan.json"
+    if meta_path.exists():
+        old = read_meta(out)
+        if (old.get("model_key"), old.get("dataset"), old.get("root")) != (meta["model_key"], meta["dataset"], meta["root"]):
+            raise DatasetError(f"{out} holds a scan of {old.get('dataset')} by {old.get('model')}; choose another "
+                               "output folder.")  # fmt: skip
+    else:
+        _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    items = list(dataset.items[: limit if limit is not None else len(dataset)])
+    done_ids = set(existing_ids(out))
+    todo = [it for it in items if it.id not in done_ids]
+    total, already = len(items), len(items) - len(todo)
+    mapping = dataset.label_map(model.class_names)
+    start = time.perf_counter()
+    written = skipped = processed = 0
+    if todo:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        pool = actors or max(1, gpus)
+        device = "cuda" if gpus else "cpu"
+        shape = tuple(model.pixels(_blank(model)).shape)
+        rows_in = [{"i": i, "path": str(dataset.path_of(item)), "name": item.path} for i, item in enumerate(todo)]
+        decoded = ray.data.from_items(rows_in).map_batches(_decode, fn_kwargs={"transform": model.transform,
+                                                                               "shape": shape},
+                                                           batch_size=batch_size)  # fmt: skip
+        threads = None if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // pool)
+        if address is not None and not gpus:
+            threads = None  # a remote node's cores are not this machine's: leave Ray's choice
+        scored = decoded.map_batches(_Classify, fn_constructor_kwargs={"name": model.name, "weights": weights,
+                                                                       "device": device, "threads": threads},
+                                     batch_size=batch_size, concurrency=pool, num_gpus=1 if gpus else 0)  # fmt: skip
+        rows: list[dict] = []
+        part = _next_part(out)
+        for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+            for i, p, err in zip(batch["i"], batch["probs"], batch["error"], strict=True):
+                item = todo[int(i)]
+                rows.append(_error_row(item, mapping, str(err)) if err else _row(item, p, mapping, model.class_names))
+                skipped += bool(err)
+            processed += len(batch["i"])
+            if len(rows) >= FLUSH_ROWS:
+                _write_part(out / f"part-{part:05d}.parquet", rows)
+                written, part, rows = written + len(rows), part + 1, []
+            if progress is not None:
+                rate = processed / max(time.perf_counter() - start, 1e-9)
+                progress(ScanProgress(already + processed, total, skipped, rate, (len(todo) - processed) / rate))
+        if rows:
+            _write_part(out / f"part-{part:05d}.parquet", rows)
+            written += len(rows)
+    seconds = time.perf_counter() - start
+    return ScanSummary(out=out, written=written, rows=already + written, total=total, skipped=skipped, seconds=seconds,
+                       images_per_s=processed / seconds if seconds > 0 else 0.0,
+                       complete=already + written >= total, scored=mapping is not None)  # fmt: skip
+
+
+def _blank(model: LoadedModel) -> Any:
+    from PIL import Image
+
+    side = int(model.data_config["input_size"][-1])
+    return Image.new("RGB", (side, side))
