@@ -234,6 +234,12 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
                  "result appears here)") if source.kind != "zip" and model.weights.kind != "file" else ""
         st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab{where}.")
         return
+    check = meta.get("precision_check")
+    if meta.get("precision", "fp32") != "fp32":
+        agreement = (f"; its top-1 class agrees with fp32 on {check['top1_agreement']:.1%} of the first "
+                     f"{check['images']} images" if check and check.get("top1_agreement") is not None
+                     else "; its agreement with fp32 is measured when the scan completes")  # fmt: skip
+        st.caption(f"Scanned in {meta['precision']}{agreement}.")
     s = summary(rows)
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Images scanned", s["images"])

@@ -155,6 +155,17 @@ def test_a_command_line_scan_is_what_the_gallery_shows():
     assert metrics["Images scanned"] == "90" and metrics["Already scanned"] == "90 / 600"
 
 
+def test_a_reduced_precision_scan_shows_its_agreement_with_fp32():
+    from interp.cli import main
+
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--limit", "40",
+                 "--precision", "bf16"]) == 0  # fmt: skip
+    at = failures_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.main.caption)
+    assert "Scanned in bf16; its top-1 class agrees with fp32 on" in captions and "of the first 40 images" in captions
+
+
 def test_which_method_to_trust_scores_methods_on_the_dataset():
     at = failures_page().run()
     at.main.multiselect(key="trust_methods").set_value(["grad_cam", "saliency"]).run()

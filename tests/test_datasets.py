@@ -366,3 +366,43 @@ def test_the_scan_folder_depends_on_the_data_not_the_name(tmp_path):
     model = scan_folder(tmp_path, "m@2", DatasetRoot("ImageNet val", "imagenet", tmp_path / "val"))
     assert a == renamed and len({a, other, model}) == 3
     assert a.is_relative_to(tmp_path / "scans")
+
+
+def test_a_reduced_precision_scan_records_its_agreement_with_fp32_and_keeps_its_precision(tmp_path):
+    import interp
+    from interp.datasets import load_scan, read_folder, scan
+    from interp.shapes.export import write_image_folder
+
+    write_image_folder(tmp_path / "world", 24, seed=5, split="test")
+    ds = read_folder(tmp_path / "world")
+    model = interp.load_model("shapes_cnn", device="cpu")
+    out = tmp_path / "bf16"
+    scan(model, ds, out, workers=0, batch_size=8, precision="bf16")
+    meta, rows = load_scan(out)
+    assert meta["precision"] == "bf16"
+    check = meta["precision_check"]
+    assert check["images"] == 24 and 0.9 <= check["top1_agreement"] <= 1.0  # bf16 rarely flips a top-1 class
+    scan(model, ds, tmp_path / "fp32", workers=0, batch_size=8)
+    _, reference = load_scan(tmp_path / "fp32")
+    same = (rows.sort_values("id").pred.to_numpy() == reference.sort_values("id").pred.to_numpy()).mean()
+    assert check["top1_agreement"] == pytest.approx(same)  # the recorded agreement is the real one
+    assert "precision_check" not in load_scan(tmp_path / "fp32")[0]
+    with pytest.raises(DatasetError, match="holds a scan in bf16"):
+        scan(model, ds, out, workers=0, precision="fp32")
+    with pytest.raises(Exception, match="precision is one of"):
+        scan(model, ds, tmp_path / "x", precision="fp8")
+
+
+def test_precision_scope_leaves_nothing_behind():
+    import torch
+
+    from interp.models.precision import default_precision, precision_scope
+
+    assert default_precision("cpu") == "fp32"
+    x = torch.randn(4, 8)
+    w = torch.randn(8, 8)
+    with precision_scope("cpu", "bf16"):
+        assert (x @ w).dtype == torch.bfloat16
+    assert (x @ w).dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    with precision_scope("cpu", "tf32"):  # TF32 is a GPU format: on the CPU, fp32
+        assert (x @ w).dtype == torch.float32

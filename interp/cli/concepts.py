@@ -117,20 +117,24 @@ def _features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights")
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), help="fp32 (default on the CPU), tf32 (default on a GPU) or bf16")
 
 
 @handles("cav-features")
 def _features(args: argparse.Namespace) -> int:
-    from interp.concepts import activations
+    from interp.concepts import activations_by_layer
     from interp.models import load_model
+    from interp.models.precision import default_precision
 
     if args.out.suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {args.out.name}.")
     model = load_model(args.model, args.weights, device=args.device)
     images = _images(args.images, "image folder")
-    acts = activations(model, args.layer, images, batch_size=args.batch_size)
+    precision = args.precision or default_precision(model.device)
+    acts = activations_by_layer(model, [args.layer], images, batch_size=args.batch_size, precision=precision)[args.layer]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, activations=acts, names=np.array([im.name for im in images]),
-                        digests=np.array([im.digest for im in images]), layer=args.layer, model=model.name)  # fmt: skip
+                        digests=np.array([im.digest for im in images]), layer=args.layer, model=model.name,
+                        precision=precision)  # fmt: skip
     print(f"wrote {acts.shape[0]} × {acts.shape[1]} activations of {model.name}:{args.layer} to {args.out}")
     return 0

@@ -135,20 +135,27 @@ def activations_by_layer(
     cache: ResultCache | None = None,
     batch_size: int = 16,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> dict[str, np.ndarray]:
     """:func:`activations` at several layers from one forward pass per batch, which ends once every layer still
     needed has given its output. Two layers cost one pass to the deeper one, not a pass to each.
 
     Returns ``{layer: (N, D_layer)}`` in the order of ``layers``. An (image, layer) already in ``cache`` is not
-    computed again; an image all of whose layers are cached is not run at all.
+    computed again; an image all of whose layers are cached is not run at all. ``precision``: ``fp32``, ``tf32`` or
+    ``bf16`` (:mod:`interp.models.precision`; rows are cached per precision, returned as float32).
     """
+    from interp.models.precision import check_precision, precision_scope
+
+    check_precision(precision)
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:
-        kept = _forward_to(model, {layer: modules[layer] for layer in wanted}, x)
+        with precision_scope(model.device, precision):
+            kept = _forward_to(model, {layer: modules[layer] for layer in wanted}, x)
         return [kept[layer] for layer in wanted]
 
-    return _rows_by_layer(model, list(modules), images, "activation", "a", {}, compute, cache, batch_size, progress)
+    params = {} if precision == "fp32" else {"precision": precision}  # fp32 keeps the keys it always had
+    return _rows_by_layer(model, list(modules), images, "activation", "a", params, compute, cache, batch_size, progress)
 
 
 def _rows_by_layer(

@@ -137,6 +137,9 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
         if (old.get("model_key"), old.get("dataset"), old.get("root")) != (meta["model_key"], meta["dataset"], meta["root"]):
             raise DatasetError(f"{out} holds a scan of {old.get('dataset')} by {old.get('model')}; choose another "
                                "output folder.")  # fmt: skip
+        if old.get("precision", "fp32") != "fp32":
+            raise DatasetError(f"{out} holds a scan in {old['precision']}; the Ray engine scans in fp32: resume it "
+                               "in-process or choose another output folder.")  # fmt: skip
     else:
         _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
     items = list(dataset.items[: limit if limit is not None else len(dataset)])

@@ -29,6 +29,7 @@ from interp.datasets.base import Dataset, DatasetError, Item
 from interp.errors import InterpError
 from interp.images import load_rgb
 from interp.models.loading import LoadedModel
+from interp.models.precision import check_precision, precision_scope
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ DAMAGED = "damaged"
 """Where parts that cannot be read are moved."""
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 10.0
+PRECISION_SAMPLE = 512
+"""A scan in reduced precision re-runs its first this many readable images in fp32 and records the agreement."""
 
 SCHEMA = pa.schema(
     [
@@ -140,6 +143,7 @@ def scan(
     workers: int | None = None,
     progress: Callable[[ScanProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    precision: str = "fp32",
 ) -> ScanSummary:
     """Classify the first ``limit`` images of ``dataset`` (all by default) into Parquet parts under ``out``.
 
@@ -150,6 +154,9 @@ def scan(
         progress: called after every batch.
         should_stop: polled after every batch; when it returns ``True`` the rows so far are written and the scan
             returns with ``complete=False``; calling :func:`scan` again resumes.
+        precision: ``fp32``, ``tf32`` or ``bf16`` (:mod:`interp.models.precision`). In reduced precision the scan
+            then re-runs its first :data:`PRECISION_SAMPLE` readable images in fp32 and records the top-1 agreement
+            in ``scan.json`` (``precision_check``). A folder keeps one precision: resuming in another is refused.
 
     Raises:
         DatasetError: ``out`` holds a scan by another model or of another dataset, or its ``scan.json`` is damaged.
@@ -159,12 +166,16 @@ def scan(
         raise ValueError(f"batch size must be at least 1, got {batch_size}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_precision(precision)
     with scan_lock(out):
-        return _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop)
+        summary = _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision)
+        if precision != "fp32" and summary.complete:
+            record_precision_check(model, dataset, out, batch_size)
+        return summary
 
 
-def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop) -> ScanSummary:
-    meta = scan_meta(model, dataset)
+def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision="fp32") -> ScanSummary:
+    meta = {**scan_meta(model, dataset), "precision": precision}
     meta_path = out / "scan.json"
     if meta_path.exists():
         old = read_meta(out)
@@ -172,6 +183,9 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
             raise DatasetError(
                 f"{out} holds a scan of {old.get('dataset')} by {old.get('model')}; choose another output folder."
             )
+        if old.get("precision", "fp32") != precision:
+            raise DatasetError(f"{out} holds a scan in {old.get('precision', 'fp32')}; resume it in that precision "
+                               f"(--precision {old.get('precision', 'fp32')}) or choose another output folder.")  # fmt: skip
     else:
         _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
 
@@ -213,7 +227,8 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
                 rows.append(_error_row(todo[i], mapping, err))
             skipped += len(failed)
             if x is not None:
-                probs = model.run(x).float().softmax(-1).cpu().numpy()
+                with precision_scope(model.device, precision):
+                    probs = model.run(x).float().softmax(-1).cpu().numpy()
                 rows += [_row(todo[i], p, mapping, names) for i, p in zip(indices, probs, strict=True)]
             processed += len(indices) + len(failed)
             elapsed = time.perf_counter() - start
@@ -240,6 +255,32 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
         complete=not stopped and already + written >= total,
         scored=mapping is not None,
     )
+
+
+def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batch_size: int = 32) -> dict:
+    """Re-run the first :data:`PRECISION_SAMPLE` readable images of a scan in fp32 and write the share whose top-1
+    class is the same into ``scan.json`` as ``precision_check``: ``{"images", "agree", "top1_agreement"}``."""
+    _, rows = load_scan(out)
+    by_id = {item.id: item for item in dataset.items}
+    ok = rows[rows["error"].isna() & rows["id"].isin(by_id)]
+    order = {item.id: i for i, item in enumerate(dataset.items)}
+    sample = sorted(ok["id"], key=order.__getitem__)[:PRECISION_SAMPLE]
+    scanned = dict(zip(ok["id"], ok["pred"]))
+    agree = checked = 0
+    loader = torch.utils.data.DataLoader(_Images(dataset, [by_id[i] for i in sample], model.transform),
+                                         batch_size=batch_size, collate_fn=_collate)  # fmt: skip
+    for indices, x, _failed in loader:
+        if x is None:
+            continue
+        preds = model.run(x).argmax(-1).cpu().numpy()
+        for i, pred in zip(indices, preds, strict=True):
+            checked += 1
+            agree += int(pred) == int(scanned[sample[i]])
+    check = {"images": checked, "agree": agree, "top1_agreement": agree / checked if checked else None}
+    meta = read_meta(out)
+    meta["precision_check"] = check
+    _atomic_write(out / "scan.json", json.dumps(meta, indent=2).encode())
+    return check
 
 
 def _row(item: Item, p: np.ndarray, mapping: dict[int, int] | None, names: tuple[str, ...]) -> dict:
