@@ -9,7 +9,6 @@ dependency (``pip install "ray[data]"``).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,20 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from interp.datasets.base import Dataset, DatasetError
+from interp.datasets.base import Dataset
 from interp.datasets.scanner import (
     FLUSH_ROWS,
     ScanProgress,
     ScanSummary,
-    _atomic_write,
     _error_row,
     _next_part,
     _row,
     _write_part,
-    existing_ids,
-    read_meta,
+    prepare_folder,
     scan_lock,
-    scan_meta,
 )
 from interp.errors import InterpError
 from interp.models.loading import LoadedModel
@@ -130,23 +126,7 @@ def scan_ray(
 
 
 def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address, progress) -> ScanSummary:
-    meta = {**scan_meta(model, dataset), "engine": "ray"}
-    meta_path = out / "scan.json"
-    if meta_path.exists():
-        old = read_meta(out)
-        if (old.get("model_key"), old.get("dataset"), old.get("root")) != (meta["model_key"], meta["dataset"], meta["root"]):
-            raise DatasetError(f"{out} holds a scan of {old.get('dataset')} by {old.get('model')}; choose another "
-                               "output folder.")  # fmt: skip
-        if old.get("precision", "fp32") != "fp32":
-            raise DatasetError(f"{out} holds a scan in {old['precision']}; the Ray engine scans in fp32: resume it "
-                               "in-process or choose another output folder.")  # fmt: skip
-    else:
-        _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
-    items = list(dataset.items[: limit if limit is not None else len(dataset)])
-    done_ids = set(existing_ids(out))
-    todo = [it for it in items if it.id not in done_ids]
-    total, already = len(items), len(items) - len(todo)
-    mapping = dataset.label_map(model.class_names)
+    todo, total, already, mapping = prepare_folder(model, dataset, out, limit, "fp32", engine="ray")
     start = time.perf_counter()
     written = skipped = processed = 0
     if todo:

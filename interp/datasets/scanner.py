@@ -174,8 +174,12 @@ def scan(
         return summary
 
 
-def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision="fp32") -> ScanSummary:
-    meta = {**scan_meta(model, dataset), "precision": precision}
+def prepare_folder(model: LoadedModel, dataset: Dataset, out: Path, limit: int | None, precision: str = "fp32",
+                   engine: str = "local") -> tuple[list[Item], int, int, dict[int, int] | None]:  # fmt: skip
+    """Write ``scan.json`` (or check that the folder's scan is this one, in this precision) and return what is left
+    to scan: ``(items not yet in the folder, images asked for, images already there, the label mapping)``. Every
+    engine starts here, so a folder resumes whichever engine scored its rows."""
+    meta = {**scan_meta(model, dataset), "precision": precision, "engine": engine}
     meta_path = out / "scan.json"
     if meta_path.exists():
         old = read_meta(out)
@@ -188,12 +192,14 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
                                f"(--precision {old.get('precision', 'fp32')}) or choose another output folder.")  # fmt: skip
     else:
         _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
-
     items = list(dataset.items[: limit if limit is not None else len(dataset)])
     done_ids = set(existing_ids(out))
     todo = [it for it in items if it.id not in done_ids]
-    total, already = len(items), len(items) - len(todo)
-    mapping = dataset.label_map(model.class_names)
+    return todo, len(items), len(items) - len(todo), dataset.label_map(model.class_names)
+
+
+def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision="fp32") -> ScanSummary:
+    todo, total, already, mapping = prepare_folder(model, dataset, out, limit, precision)
     names = model.class_names
     if workers is None:
         workers = min(4, max(0, (os.cpu_count() or 1) - 1))
