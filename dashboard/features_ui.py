@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from dataclasses import dataclass
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt
-from interp.concepts import seconds_left
-from interp.datasets import DatasetRoot
-from interp.errors import InterpError
 from interp.features import (
-    COLUMNS,
     KINDS,
     PARAMETERISATIONS,
     FeatureMaps,
     Objective,
-    Spectrum,
     Step,
     Visualisation,
     VisualiseSettings,
@@ -39,7 +32,6 @@ from interp.features import (
     feature_maps,
     first_filters,
     mosaic,
-    spectrum,
     visualise,
 )
 from interp.features.optimise import _key as visualisation_key
@@ -48,8 +40,6 @@ from interp.models import LoadedModel
 
 PARAM_NAMES = {"fft": "Fourier (FFT), decorrelated colour", "pixel": "Pixels"}
 SIZES = (64, 96, 128, 160, 224, 256)
-BUNDLED = "Bundled photos"
-MAX_SPECTRUM_IMAGES = 1000
 PARTIAL = "_features_partial"
 
 
@@ -235,7 +225,7 @@ def settings_ui() -> Plan:
     return Plan(tuple(params), settings)
 
 
-def _cached(model: LoadedModel, objective: Objective, settings: VisualiseSettings) -> Visualisation | None:
+def cached_visualisation(model: LoadedModel, objective: Objective, settings: VisualiseSettings) -> Visualisation | None:
     cache = resources.result_cache()
     if visualisation_key(model, objective, settings) not in cache:
         return None
@@ -249,7 +239,7 @@ def optimise_ui(model: LoadedModel, objective: Objective, plan: Plan) -> dict[st
         st.info("Pick at least one parameterisation.")
         return {}
     runs = {p: VisualiseSettings(**{**plan.settings.as_dict(), "param": p}) for p in plan.params}
-    done = {p: v for p, s in runs.items() if (v := _cached(model, objective, s)) is not None}
+    done = {p: v for p, s in runs.items() if (v := cached_visualisation(model, objective, s)) is not None}
     todo = [p for p in plan.params if p not in done]
     b1, b2 = st.columns([1, 4])
     go_ = b1.button("Visualise", type="primary", key="feat_run", disabled=not todo,
@@ -351,107 +341,3 @@ def _downloads(model: LoadedModel, objective: Objective, done: dict[str, Visuali
     c1, c2 = st.columns(2)
     c1.download_button("Download the images (PNG, zip)", zipped, f"{stem}.zip", "application/zip", key="feat_dl_zip")
     c2.download_button("Download the settings (JSON)", text, f"{stem}.json", "application/json", key="feat_dl_json")
-
-
-# ------------------------------------------------------------------------------------------------------ spectrum
-
-
-def _sources() -> list[str | DatasetRoot]:
-    roots = attempt(resources.dataset_roots, "reading the dataset settings") or []
-    return [BUNDLED, *roots, *state.get("_zip_datasets", [])]
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _dataset_images(root: DatasetRoot, n: int, seed: int = 0) -> tuple[list[LoadedImage], int]:
-    """``n`` images of a dataset, a seeded draw across it (the same on every run); and how many were unreadable."""
-    ds = resources.dataset(root)
-    rng = np.random.default_rng(seed)
-    picks = sorted(rng.choice(len(ds.items), size=min(n, len(ds.items)), replace=False)) if ds.items else []
-    images, bad = [], 0
-    for i in picks:
-        try:
-            images.append(resources.dataset_image(root, ds.items[i].path))
-        except InterpError:
-            bad += 1
-    return images, bad
-
-
-def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
-    import interp
-
-    sources = _sources()
-    c1, c2, c3 = st.columns([2, 2, 1])
-    source = c1.selectbox("Images", sources, key="feat_source",
-                          format_func=lambda s: s if isinstance(s, str) else s.name,
-                          help="The bundled photos, the built-in shapes world, datasets configured for this app "
-                          "and zips uploaded on the Failures page.")  # fmt: skip
-    n = c2.slider("How many", 16, MAX_SPECTRUM_IMAGES, 200, step=16, key="feat_spectrum_n",
-                  disabled=source == BUNDLED)  # fmt: skip
-    per_column = c3.slider("Per column", 1, 6, 3, key="feat_per_column")
-    unit = Objective(objective.kind, objective.unit, objective.layer, objective.position)
-    name = source if isinstance(source, str) else source.name
-    key = ("_feat_spectrum", model.key, repr(unit), name, n, per_column)
-    if st.button("Find the examples", key="feat_spectrum_run"):
-        bar = st.progress(0.0, text="Reading the images…")
-        if source == BUNDLED:
-            images, bad = [resources.sample_image(s) for s in interp.sample_names()], 0
-        else:
-            got = attempt(lambda: _dataset_images(source, n), f"reading {name}")
-            images, bad = got if got is not None else ([], 0)
-        start = time.monotonic()
-
-        def progress(done: int, total: int) -> None:
-            left = seconds_left(start, done / max(total, 1))
-            eta = f" · about {left:.0f} s left" if left is not None else ""
-            bar.progress(done / max(total, 1), text=f"{done} of {total} images{eta}")
-
-        if images:
-            result = attempt(lambda: spectrum(model, unit, images, per_column=per_column,
-                                              cache=resources.result_cache(), progress=progress),
-                             "ranking the images")  # fmt: skip
-            if result is not None:
-                st.session_state[repr(key)] = (result, images, bad)
-        else:
-            st.warning(f"No readable images in {name}.")
-        bar.empty()
-    kept = st.session_state.get(repr(key))
-    if kept is None:
-        st.caption("Press “Find the examples” to rank the images by this unit.")
-        return
-    result, images, bad = kept
-    if bad:
-        st.caption(f"{bad} unreadable images were skipped.")
-    _spectrum_layout(model, result, images, unit, plan)
-
-
-def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage], unit: Objective, plan: Plan) -> None:
-    lo, hi = float(s.values.min()), float(s.values.max())
-    st.caption(f"{len(s.values)} images; the unit's values go from {lo:.3f} to {hi:.3f}. The middle columns sit either "
-               f"side of {'zero' if s.centred_on == 'zero' else f'the median ({s.centre:.3f}): nothing here is negative'}"
-               ".")  # fmt: skip
-    param = plan.params[0] if plan.params else "fft"
-    settings = VisualiseSettings(**{**plan.settings.as_dict(), "param": param})
-    titles = ["Negative optimised", *(s.label(c) for c in COLUMNS), "Positive optimised"]
-    cols = st.columns(6)
-    for col, title in zip(cols, titles):
-        col.markdown(f"**{title}**")
-    for col, negative in ((cols[0], True), (cols[5], False)):
-        with col:
-            v = _cached(model, unit.flipped() if negative else unit, settings)
-            if v is not None:
-                st.image(list(v.images), caption=[f"{x:+.2f}" for x in v.values])
-            else:
-                st.caption(f"Not optimised yet with these settings ({PARAM_NAMES[param]}).")
-                if st.button("Optimise", key=f"feat_spectrum_opt_{negative}"):
-                    target = unit.flipped() if negative else unit
-                    with st.spinner("Optimising…"):
-                        got = attempt(lambda: visualise(model, target, settings, cache=resources.result_cache()),
-                                      "optimising the image")  # fmt: skip
-                    if got is not None:
-                        st.image(list(got.images), caption=[f"{x:+.2f}" for x in got.values])
-    for col, column in zip(cols[1:5], COLUMNS):
-        with col:
-            for e in reversed(s.columns[column]) if column in ("maximum", "slightly positive") else s.columns[column]:
-                view = resources.model_view(model.key, images[e.index].digest, model, images[e.index])
-                picture = view if e.box is None else view[e.box[1] : e.box[3], e.box[0] : e.box[2]]
-                st.image(picture, caption=f"{e.name[:24]} · {e.value:.2f}", width="stretch")

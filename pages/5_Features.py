@@ -4,7 +4,7 @@ examples across the unit's spectrum."""
 import streamlit as st
 
 from dashboard import features_ui as ui
-from dashboard import permalink, resources
+from dashboard import permalink, resources, spectrum_ui
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -38,5 +38,5 @@ plan = ui.settings_ui()
 ui.optimise_ui(model, objective, plan)
 
 st.subheader("Dataset examples across the spectrum")
-ui.spectrum_ui(model, objective, plan)
+spectrum_ui.spectrum_ui(model, objective, plan)
 permalink.share_ui()
