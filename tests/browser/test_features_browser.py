@@ -29,6 +29,7 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     main.get_by_text("256 steps in").first.wait_for(timeout=240_000)
     main.get_by_text("256 steps in").nth(1).wait_for(timeout=240_000)
     wait_until_idle(page)
+    main.get_by_test_id("stDownloadButton").nth(1).wait_for(timeout=60_000)  # drawn after both results
     assert main.get_by_test_id("stDownloadButton").count() == 2
     main.get_by_text("256 steps in").first.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "features_visualised.png"))
@@ -47,13 +48,13 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     wait_until_idle(page)
     main.get_by_text("Stopped at step").first.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "features_stopped.png"))
-    assert main.get_by_text("this is the last image").count() >= 1
+    main.get_by_text("this is the last image").first.wait_for(timeout=60_000)
 
     main.get_by_role("button", name="Find the examples").click()
     main.get_by_text("images; the unit's values go from").wait_for(timeout=120_000)
     wait_until_idle(page)
     for title in ("Negative optimised", "Minimum", "Maximum", "Positive optimised"):
-        assert main.get_by_text(title, exact=True).count() >= 1, title
+        main.get_by_text(title, exact=True).first.wait_for(timeout=60_000)
     main.get_by_text("Positive optimised", exact=True).scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "features_spectrum.png"))
     assert page.get_by_text("Traceback").count() == 0
