@@ -8,7 +8,6 @@ or the hub when it can be reached, with the same offline sentence the image mode
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from interp.errors import InterpError, UnknownModelError, WeightsUnavailableError
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
+from interp.models.loading import fingerprint
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED: dict[str, str] = {"text_bert": "text_bert"}
@@ -66,7 +66,7 @@ class TextModel:
         tokenizer: the model's own tokenizer.
         class_names: one name per output.
         max_length: the most tokens it reads, specials included.
-        fingerprint: SHA-256 over the weights, for cache keys.
+        fingerprint: BLAKE2b over every weight (the image models' :func:`interp.models.loading.fingerprint`), for cache keys.
     """
 
     name: str
@@ -131,15 +131,6 @@ class TextModel:
             return net(input_ids=encoded.ids).logits[0].float().cpu()
 
 
-def _fingerprint(net: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()[:4096])
-        h.update(str(tuple(tensor.shape)).encode())
-    return h.hexdigest()
-
-
 def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, device: str | torch.device = "cpu") -> TextModel:
     """A :class:`TextModel` around a ``transformers`` classifier and its tokenizer (tests build one from a config)."""
     config = net.config
@@ -151,7 +142,7 @@ def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, dev
     classes = tuple(str(labels.get(i, f"class {i}")) for i in range(config.num_labels))
     limit = min(int(config.max_position_embeddings) - (2 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0),
                 int(getattr(tokenizer, "model_max_length", 10**9) or 10**9))  # fmt: skip
-    return TextModel(name, source, net, tokenizer, classes, torch.device(device), limit, _fingerprint(net))
+    return TextModel(name, source, net, tokenizer, classes, torch.device(device), limit, fingerprint(net))
 
 
 def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device = "cpu", *, allow_paths: bool = False) -> TextModel:
