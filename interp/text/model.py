@@ -66,7 +66,7 @@ class TextModel:
         tokenizer: the model's own tokenizer.
         class_names: one name per output.
         max_length: the most tokens it reads, specials included.
-        fingerprint: BLAKE2b over every weight (the image models' :func:`interp.models.loading.fingerprint`), for cache keys.
+        fingerprint: BLAKE2b over every weight (:func:`interp.models.loading.fingerprint`), for cache keys.
     """
 
     name: str
