@@ -129,3 +129,23 @@ def odd_files() -> dict[str, tuple[str, bytes]]:
         "large_jpeg": ("big.jpg", _save(_photo(6000, 4000), "JPEG", quality=80)),
         "webp": ("photo.webp", _save(_photo(), "WEBP", lossless=True)),
     }
+
+
+def mixed_folder(root) -> int:
+    """A folder dataset of what a scan meets: photos as 500×375 JPEGs (class ``photos``), a grey JPEG, and every
+    file of :func:`bad_files` and :func:`odd_files` (class ``odd``). Returns how many are plain RGB or grey JPEGs,
+    the files a device may decode."""
+    from pathlib import Path
+
+    from skimage import data
+
+    root = Path(root)
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    (root / "odd").mkdir(parents=True, exist_ok=True)
+    photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
+    for k, arr in enumerate(photos):
+        Image.fromarray(arr).resize((500, 375)).save(root / "photos" / f"{k}.jpg", quality=90)
+    Image.fromarray(photos[0]).convert("L").save(root / "photos" / "grey.jpg", quality=90)
+    for case, (name, blob) in {**bad_files(), **odd_files()}.items():
+        (root / "odd" / f"{case}_{name}").write_bytes(blob)
+    return len(photos) + 1

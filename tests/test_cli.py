@@ -271,6 +271,20 @@ def test_scan_bad_input_exits_2(args, tmp_path):
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
+def test_scan_decode_choices_are_checked(tmp_path):
+    from interp.shapes import write_image_folder
+
+    write_image_folder(tmp_path / "shapes", 4, seed=3, split="test")
+    base = ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(tmp_path / "shapes"), "--out",
+            str(tmp_path / "o"), "--device", "cpu"]  # fmt: skip
+    gpu = run_cli(*base, "--decode", "gpu")
+    assert gpu.returncode == 2 and "--decode gpu needs the model on a GPU" in gpu.stderr, gpu.stderr
+    ray = run_cli(*base, "--engine", "ray", "--decode", "cpu")
+    assert ray.returncode == 2 and "leave out --decode" in ray.stderr, ray.stderr
+    ok = run_cli(*base, "--decode", "cpu")
+    assert ok.returncode == 0 and "4/4 images" in ok.stdout and "decoded on" not in ok.stdout, ok.stderr
+
+
 @pytest.fixture(scope="module")
 def concept_folders(tmp_path_factory):
     from interp.concepts import generated

@@ -5,6 +5,8 @@ Skipped where there is no CUDA device (CI); run on a machine with one: ``python 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -96,8 +98,9 @@ def test_integrated_gradients_checks_completeness_inside_the_path_batch(pair, im
 
 
 def test_concept_extraction_on_a_gpu_normalises_there_and_gets_the_cpu_inputs():
-    """On a GPU, images go over as uint8 and are normalised on the card, prepared by several threads: the batch
-    must equal the CPU's preprocessing bit for bit, and the activations must match the CPU's."""
+    """On a GPU, whole pictures go over as uint8 and are resized, cropped and normalised on the card (``batch_of``
+    of CPU-made pixels, the other route, must equal the CPU's preprocessing bit for bit); the activations must match
+    the CPU's."""
     from interp.concepts import activations, generated
 
     cpu = interp.load_model("efficientnet_lite0", device="cpu")
@@ -144,3 +147,46 @@ def test_features_on_the_gpu_give_the_cpus_curve_and_spectrum(pair, image):
     images = [image, interp.load_sample("coffee"), interp.load_sample("rocket")]
     sa, sb = spectrum(cpu, unit, images, per_column=1), spectrum(gpu, unit, images, per_column=1)
     np.testing.assert_allclose(sa.values, sb.values, rtol=1e-3, atol=1e-3)
+
+
+def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels():
+    """nvJPEG decodes a little differently from libjpeg-turbo (its IDCT and chroma upsampling; torchvision's own
+    test allows a mean of 2 grey levels on whole pictures). After resizing and cropping as Pillow does, on the GPU,
+    the model's input must be within a mean of 1 grey level of the CPU path's, and no pixel off by more than 8 on
+    these photos."""
+    from interp.jpeg import decode_on
+
+    model = interp.load_model("efficientnet_lite0", device="cuda")
+    blobs, expected = [], []
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        photo = interp.load_sample(name).image
+        for size in ((500, 375), (375, 500), (640, 427), (224, 224)):
+            buf = io.BytesIO()
+            photo.resize(size).save(buf, "JPEG", quality=90)
+            blobs.append(torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8))
+            expected.append(model.pixels(interp.load_image(buf.getvalue()).image))
+    decoded = decode_on(blobs, "cuda")
+    assert all(d is not None and d.device.type == "cuda" for d in decoded)
+    got = model.transform.pixels_on_device(decoded).cpu().int()
+    apart = (got - torch.stack(expected).int()).abs().float()
+    print(f"nvJPEG + GPU resize vs Pillow: mean {apart.mean():.3f} levels, max {apart.max():.0f}")
+    assert apart.mean() <= 1.0 and apart.max() <= 8
+
+
+def test_a_gpu_scan_decodes_plain_jpegs_there_and_gives_the_cpu_rows(tmp_path):
+    """Plain JPEGs decoded by nvJPEG, everything else by Pillow in the loader workers: the same files, each once,
+    the same errors and the same top-1 classes as a scan on the CPU."""
+    from interp.datasets import load_scan, read_folder, scan
+    from tests.corpus import mixed_folder
+
+    n_plain = mixed_folder(tmp_path / "data")
+    ds = read_folder(tmp_path / "data")
+    cpu = scan(interp.load_model("efficientnet_lite0", device="cpu"), ds, tmp_path / "cpu", batch_size=8, workers=2)
+    gpu = scan(interp.load_model("efficientnet_lite0", device="cuda"), ds, tmp_path / "gpu", batch_size=8, workers=2)
+    assert cpu.decoded_on_device == 0 and gpu.decoded_on_device == n_plain
+    a = load_scan(tmp_path / "cpu")[1].set_index("id").sort_index()
+    b = load_scan(tmp_path / "gpu")[1].set_index("id").sort_index()
+    assert a.index.equals(b.index) and b.index.is_unique
+    assert (a["error"].fillna("") == b["error"].fillna("")).all()
+    assert (a["pred"].fillna(-1) == b["pred"].fillna(-1)).all()
+    assert np.nanmax(np.abs(a["confidence"].to_numpy(float) - b["confidence"].to_numpy(float))) < 0.05

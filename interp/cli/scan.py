@@ -37,6 +37,10 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"),
                    help="fp32 (default on the CPU), tf32 (default on a GPU) or bf16; in reduced precision the first "
                    "512 images are re-run in fp32 and the top-1 agreement is recorded in scan.json")  # fmt: skip
+    p.add_argument("--decode", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="auto (default): on a GPU, JPEGs are decoded there in batches (nvJPEG), other files by "
+                   "Pillow in the loader workers; elsewhere Pillow for all. cpu: Pillow for all. gpu: as auto, "
+                   "refused without a GPU")  # fmt: skip
 
 
 @handles("scan")
@@ -63,6 +67,10 @@ def _scan(args: argparse.Namespace) -> int:
             eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
             print(f"\r{p.done}/{p.total} images, {p.images_per_s:.1f} images/s{eta}   ", end="", file=sys.stderr, flush=True)
 
+    if args.decode == "gpu" and model.device.type != "cuda":
+        raise ValueError(f"--decode gpu needs the model on a GPU; it is on {model.device}. Use --decode auto or cpu.")
+    if args.engine == "ray" and args.decode != "auto":
+        raise ValueError("--engine ray decodes in Ray's CPU tasks; leave out --decode.")
     if args.engine == "ray" and args.precision not in (None, "fp32"):
         raise ValueError("--engine ray scans in fp32 for now; leave out --precision.")
     if args.engine == "ray":
@@ -80,11 +88,14 @@ def _scan(args: argparse.Namespace) -> int:
 
         precision = args.precision or default_precision(model.device)
         summary = scan(model, dataset, out_dir(out), batch_size=args.batch_size, limit=args.limit,
-                       workers=args.workers, progress=progress, precision=precision)  # fmt: skip
+                       workers=args.workers, progress=progress, precision=precision,
+                       decode={"gpu": "device"}.get(args.decode, args.decode))  # fmt: skip
     print(file=sys.stderr)
     scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
     print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "
           f"{summary.skipped} unreadable, {summary.images_per_s:.1f} images/s{scored}")  # fmt: skip
+    if summary.decoded_on_device:
+        print(f"{summary.decoded_on_device} JPEGs decoded on {model.device}, the rest by Pillow")
     from interp.datasets.scanner import read_meta
 
     check = read_meta(out).get("precision_check")

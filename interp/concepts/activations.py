@@ -82,13 +82,17 @@ images/s with 2 / 4 / 8 / 12 threads on EfficientNet-Lite0 (one thread and float
 
 def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]]) -> Iterator[torch.Tensor]:
     """Batches ready for the model. On a GPU the next batch is prepared in threads while the model runs on the
-    current one: a forward pass there outruns one core's resizing 5-10 times, so several threads resize and crop to
-    ``uint8``, and the batch is normalised on the GPU (:meth:`LoadedModel.batch_of`), which also keeps float work off
-    the threads.
+    current one. A forward pass there outruns one core's resizing 5-10 times: where the model's preprocessing is a
+    centre crop, the threads only copy each picture out of Pillow and the GPU resizes and crops it
+    (:meth:`~interp.models.preprocess.CentreCropTransform.pixels_on_device`, within 2 grey levels of timm's pixels);
+    otherwise several threads resize and crop to ``uint8`` and the batch is normalised on the GPU
+    (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads.
 
     On the CPU each batch is prepared just before it runs, in this thread. The forward pass keeps every core busy,
     and a resizing thread beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0
-    extraction ran 0.83× a bare forward pass with a preparing thread and 0.93× without."""
+    extraction ran 0.83× a bare forward pass with a preparing thread and 0.93× without; with one thread per core
+    preparing each batch in turn with the pass, 0.85× (against 0.92× in this thread, same run of
+    ``bench/bench_concepts.py --images 128``): resizing a decoded picture is too short a task to share out."""
     if model.device.type != "cuda":
         for chunk in chunks:
             yield model.batch_of([model.pixels(images[i].image) for i in chunk])
@@ -96,10 +100,12 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
     if not chunks:
         return
     workers = min(GPU_PREPARE_THREADS, os.cpu_count() or 1)
+    on_device = getattr(model.transform, "pixels_on_device_ok", False)
+    prepare = _whole_pixels if on_device else model.pixels
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
         def submit(chunk: list[int]) -> list[Future]:
-            return [pool.submit(model.pixels, images[i].image) for i in chunk]
+            return [pool.submit(prepare, images[i].image) for i in chunk]
 
         ahead = iter(chunks)
         pending = deque(submit(chunk) for chunk in itertools.islice(ahead, 2))
@@ -108,7 +114,17 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
             nxt = next(ahead, None)
             if nxt is not None:
                 pending.append(submit(nxt))
-            yield model.batch_of([f.result() for f in futures])
+            parts = [f.result() for f in futures]
+            if on_device:  # whole pictures over, resized and cropped on the GPU, as a scan's decoded JPEGs are
+                yield model.transform.normalize(model.transform.pixels_on_device([p.to(model.device) for p in parts]))
+            else:
+                yield model.batch_of(parts)
+
+
+def _whole_pixels(image) -> torch.Tensor:
+    """The whole RGB picture as ``(3, H, W)`` ``uint8`` (a view of one copy out of Pillow)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
 
 
 def activations(

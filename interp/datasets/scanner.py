@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's
     scan_lock,
 )
 from interp.errors import InterpError
-from interp.images import load_rgb
+from interp.images import DEFAULT_MAX_BYTES, load_rgb
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
 
@@ -75,6 +76,8 @@ class ScanSummary:
     images_per_s: float
     complete: bool
     scored: bool
+    decoded_on_device: int = 0
+    """Images of this run decoded where the model runs (:mod:`interp.jpeg`); the rest went through Pillow."""
 
 
 class _Images(torch.utils.data.Dataset):
@@ -102,6 +105,89 @@ def _collate(batch):
     return [i for i, _ in ok], xs, failed
 
 
+class _Files(_Images):
+    """For decoding on the model's device: a JPEG that decoding alone turns into the app's pixels
+    (:func:`interp.jpeg.device_decodable`) comes back as its bytes; any other file is decoded, resized and cropped
+    here (the CPU path) to ``uint8`` pixels, or yields its error."""
+
+    def __getitem__(self, i: int):
+        from interp.jpeg import device_decodable
+
+        path = self.dataset.path_of(self.items[i])
+        try:
+            if path.stat().st_size <= DEFAULT_MAX_BYTES:
+                data = bytearray(path.read_bytes())
+                if device_decodable(data):
+                    return i, "jpeg", torch.frombuffer(data, dtype=torch.uint8)
+        except OSError:
+            pass  # the CPU path below reads it again and words the error as everywhere else
+        return (i, *self.on_cpu(i))
+
+    def on_cpu(self, i: int) -> tuple[str, torch.Tensor | str]:
+        item = self.items[i]
+        try:
+            return "pixels", self.transform.pixels(load_rgb(self.dataset.path_of(item), name=item.path))
+        except (InterpError, OSError, ValueError) as exc:
+            return "error", str(exc) or type(exc).__name__
+
+
+def _collate_files(batch):
+    return tuple([(i, x) for i, k, x in batch if k == kind] for kind in ("jpeg", "pixels", "error"))
+
+
+DECODES = ("auto", "cpu", "device")
+
+
+def resolve_decode(model: LoadedModel, decode: str) -> str:
+    """``cpu`` (Pillow in loader workers) or ``device`` (JPEGs in batches where the model runs, :mod:`interp.jpeg`)
+    for ``decode``; ``auto`` is ``device`` on a GPU whose preprocessing and decoder allow it. ``device`` is refused
+    with a sentence where the model's preprocessing is not a centre crop that fits the resized image."""
+    if decode not in DECODES:
+        raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}.")
+    from interp.jpeg import decoder
+
+    ok = getattr(model.transform, "pixels_on_device_ok", False) and decoder() is not None
+    if decode == "auto":
+        return "device" if ok and model.device.type == "cuda" else "cpu"
+    if decode == "device" and not ok:
+        raise ValueError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device, or no JPEG "
+                         "decoder is installed (pip install torchcodec); decode on the CPU instead.")  # fmt: skip
+    return decode
+
+
+def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size: int, workers: int, decode: str):
+    """``(indices, x, failed, on_device)`` per batch: the indices of ``items`` in ``x`` (normalised, ``None`` when no
+    image of the batch could be read), ``(index, error)`` for the unreadable, how many were decoded on the device.
+    Loader workers read (and, on the CPU path, decode) the next batches while this one runs."""
+    device_path = decode == "device"
+    files = (_Files if device_path else _Images)(dataset, items, model.transform)
+    collate = _collate_files if device_path else _collate
+    if workers:
+        loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                             persistent_workers=False, prefetch_factor=2)  # fmt: skip
+    else:
+        loader = _threaded(files, collate, batch_size)
+    if not device_path:
+        for indices, x, failed in loader:
+            yield indices, x, failed, 0
+        return
+    from interp.jpeg import decode_on
+
+    for jpegs, pixels, failed in loader:
+        decoded = decode_on([data for _, data in jpegs], model.device)
+        on_device = [(i, im) for (i, _), im in zip(jpegs, decoded, strict=True) if im is not None]
+        for i, _ in (pair for pair, im in zip(jpegs, decoded, strict=True) if im is None):
+            kind, value = files.on_cpu(i)  # refused by the decoder: the CPU path, here (rare)
+            (pixels if kind == "pixels" else failed).append((i, value))
+        parts = []
+        if on_device:
+            parts.append(model.transform.pixels_on_device([im for _, im in on_device]))
+        if pixels:
+            parts.append(torch.stack([x for _, x in pixels]).to(model.device))
+        x = model.transform.normalize(torch.cat(parts)) if parts else None
+        yield [i for i, _ in on_device] + [i for i, _ in pixels], x, failed, len(on_device)
+
+
 def scan_meta(model: LoadedModel, dataset: Dataset) -> dict:
     return {
         "model": model.name,
@@ -127,19 +213,23 @@ def scan(
     progress: Callable[[ScanProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     precision: str = "fp32",
+    decode: str = "auto",
 ) -> ScanSummary:
     """Classify the first ``limit`` images of ``dataset`` (all by default) into Parquet parts under ``out``.
 
     Args:
         batch_size: images per forward pass.
-        workers: data-loader processes decoding images (default: one per spare CPU core, at most 4; 0 decodes in
-            this process).
+        workers: data-loader processes decoding images ahead of the model (default: :func:`default_workers`); 0:
+            threads of this process decode each batch just before it runs.
         progress: called after every batch.
         should_stop: polled after every batch; when it returns ``True`` the rows so far are written and the scan
             returns with ``complete=False``; calling :func:`scan` again resumes.
         precision: ``fp32``, ``tf32`` or ``bf16`` (:mod:`interp.models.precision`). In reduced precision the scan
             then re-runs its first :data:`PRECISION_SAMPLE` readable images in fp32 and records the top-1 agreement
             in ``scan.json`` (``precision_check``). A folder keeps one precision: resuming in another is refused.
+        decode: ``auto`` (on a GPU, JPEGs in batches there; elsewhere Pillow in loader workers), ``cpu`` or
+            ``device`` (:func:`resolve_decode`). Files the device path does not take go through Pillow in the
+            loader workers; each image is scored once either way.
 
     Raises:
         DatasetError: ``out`` holds a scan by another model or of another dataset, or its ``scan.json`` is damaged.
@@ -150,10 +240,11 @@ def scan(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_precision(precision)
+    decode = resolve_decode(model, decode)
     with scan_lock(out):
-        summary = _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision)
+        summary = _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision, decode)
         if precision != "fp32" and summary.complete:
-            record_precision_check(model, dataset, out, batch_size)
+            record_precision_check(model, dataset, out, batch_size, decode)
         return summary
 
 
@@ -181,21 +272,31 @@ def prepare_folder(model: LoadedModel, dataset: Dataset, out: Path, limit: int |
     return todo, len(items), len(items) - len(todo), dataset.label_map(model.class_names)
 
 
-def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision="fp32") -> ScanSummary:
+def _threaded(files: _Images, collate: Callable, batch_size: int):
+    """Batches read by threads, one batch at a time, between the model's passes: on the CPU the pass and the reading
+    then each have every core in turn instead of fighting over them (Pillow lets go of the GIL while it decodes and
+    resamples)."""
+    n = len(files)
+    with ThreadPoolExecutor(max_workers=max(1, min(batch_size, os.cpu_count() or 1))) as pool:
+        for start in range(0, n, batch_size):
+            yield collate(list(pool.map(files.__getitem__, range(start, min(start + batch_size, n)))))
+
+
+def default_workers(model: LoadedModel) -> int:
+    """Loader processes for a scan: on a GPU one per spare core (at most 4), reading ahead while the GPU runs; on
+    the CPU none (threads read each batch between passes, :func:`_threaded`). On 2 cores with EfficientNet-Lite0, a
+    loader process beside the pass ran the scan at 0.54-0.59 of a bare forward, reading in turn with the pass 0.83
+    (``bench/bench_scan.py``)."""
+    return min(4, max(0, (os.cpu_count() or 1) - 1)) if model.device.type == "cuda" else 0
+
+
+def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision, decode) -> ScanSummary:
     todo, total, already, mapping = prepare_folder(model, dataset, out, limit, precision)
     names = model.class_names
     if workers is None:
-        workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-    loader = torch.utils.data.DataLoader(
-        _Images(dataset, todo, model.transform),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-        prefetch_factor=2 if workers else None,
-    )
+        workers = default_workers(model)
     rows: list[dict] = []
-    written = skipped = 0
+    written = skipped = on_device = 0
     start = last_flush = time.perf_counter()
     part = _next_part(out)
     stopped = False
@@ -211,7 +312,8 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
 
     processed = 0
     try:
-        for indices, x, failed in loader:
+        for indices, x, failed, decoded in _batches(model, dataset, todo, batch_size, workers, decode):
+            on_device += decoded
             for i, err in failed:
                 rows.append(_error_row(todo[i], mapping, err))
             skipped += len(failed)
@@ -243,10 +345,12 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
         images_per_s=processed / seconds if seconds > 0 else 0.0,
         complete=not stopped and already + written >= total,
         scored=mapping is not None,
+        decoded_on_device=on_device,
     )
 
 
-def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batch_size: int = 32) -> dict:
+def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batch_size: int = 32,
+                           decode: str = "cpu") -> dict:  # fmt: skip
     """Re-run the first :data:`PRECISION_SAMPLE` readable images of a scan in fp32 and write the share whose top-1
     class is the same into ``scan.json`` as ``precision_check``: ``{"images", "agree", "top1_agreement"}``."""
     _, rows = load_scan(out)
@@ -256,9 +360,7 @@ def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batc
     sample = sorted(ok["id"], key=order.__getitem__)[:PRECISION_SAMPLE]
     scanned = dict(zip(ok["id"], ok["pred"]))
     agree = checked = 0
-    loader = torch.utils.data.DataLoader(_Images(dataset, [by_id[i] for i in sample], model.transform),
-                                         batch_size=batch_size, collate_fn=_collate)  # fmt: skip
-    for indices, x, _failed in loader:
+    for indices, x, _failed, _ in _batches(model, dataset, [by_id[i] for i in sample], batch_size, 0, decode):
         if x is None:
             continue
         preds = model.run(x).argmax(-1).cpu().numpy()

@@ -49,6 +49,52 @@ class CentreCropTransform:
         resize, crop = self.reference.transforms[:2]
         return torch.from_numpy(np.asarray(crop(resize(image))).copy()).permute(2, 0, 1).contiguous()
 
+    def pixels_on_device(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """``uint8`` RGB images ``(3, h, w)`` of any sizes, on one device (a GPU: decoded there, or copied whole), as
+        :meth:`pixels` gives them: ``(N, 3, H, W)`` ``uint8`` on that device, in the order given.
+
+        Resizing runs as Pillow does it: widths then heights, each pass rounded to whole grey levels, with the same
+        filter (torch's antialiased resize uses Pillow's taps); images of one size are resized together. Measured
+        against timm's pixels on the spec table's data configs and 9 image sizes: at most 2 grey levels apart, in at
+        most 0.9% of the values with bicubic filters (0.02% on a 500×375 photo), 12% with the bilinear one (one
+        level: Pillow's bilinear rounds in fixed point). Resizing in one float pass instead differed in 16-21% of
+        values, up to 11 levels. Crops larger than the resized image are not handled here
+        (:attr:`pixels_on_device_ok`)."""
+        if not images:
+            return torch.empty((0, 3, *self.crop), dtype=torch.uint8)
+        out: list[torch.Tensor | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(tuple(image.shape), []).append(i)
+        for shape, members in groups.items():
+            x = torch.stack([images[i] for i in members]) if len(members) > 1 else images[members[0]][None]
+            resized = self._resize_crop(x)
+            for j, i in enumerate(members):
+                out[i] = resized[j]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+    @property
+    def pixels_on_device_ok(self) -> bool:
+        """Whether :meth:`pixels_on_device` applies: the crop fits inside every resized image (the shorter side is
+        resized to ``size``), so no padding is needed."""
+        return max(self.crop) <= self.size
+
+    def _resize_crop(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+
+        mode = self.reference.transforms[0].interpolation
+        h, w = x.shape[-2:]
+        new_h, new_w = _compute_resized_output_size((h, w), [self.size])
+        crop_h, crop_w = self.crop
+        top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)
+        x = x.float()
+        if new_w != w:
+            x = F.resize(x, [h, new_w], interpolation=mode, antialias=True).round_().clamp_(0, 255)
+        x = x[..., left : left + crop_w]  # the columns outside the crop are thrown away: the second pass skips them
+        if new_h != h:
+            x = F.resize(x, [new_h, crop_w], interpolation=mode, antialias=True).round_().clamp_(0, 255)
+        return x[..., top : top + crop_h, :].to(torch.uint8)
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``uint8`` pixels ``(..., 3, H, W)`` from :meth:`pixels` as normalised ``float32``, on ``x``'s device: the
         same two rounded operations as ``__call__``, so equal bit for bit on a CPU and on a GPU."""

@@ -1,0 +1,145 @@
+"""JPEGs decoded in batches where the model runs (:mod:`interp.jpeg`): the files sent there, the pixels that come
+back, and a scan that decodes there giving the rows of one that decodes with Pillow, every file once.
+
+Here the device is the CPU (libjpeg-turbo through the same code); ``tests/test_gpu.py`` runs the same on a GPU.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import interp
+from interp.datasets import load_scan, read_folder, scan
+from interp.datasets.scanner import resolve_decode
+from interp.images import load_rgb
+from interp.jpeg import decode_on, device_decodable
+from tests.corpus import bad_files, mixed_folder, odd_files
+from tests.test_models import PREPROCESSING, SIZES
+
+
+def as_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def jpeg(image: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def test_only_files_that_decoding_alone_turns_into_the_apps_pixels_go_to_the_device():
+    """Every file of the upload corpus: refused ones never go to the device; where one does, decoding it there gives
+    exactly :func:`load_rgb`'s pixels (rotation, CMYK, huge photos and frames stay on Pillow's path)."""
+    for case, (_, blob) in bad_files().items():
+        assert not device_decodable(blob), case
+    taken = []
+    for case, (_, blob) in odd_files().items():
+        if device_decodable(blob):
+            taken.append(case)
+            got = decode_on([as_tensor(blob)], "cpu")[0]
+            assert np.array_equal(got.permute(1, 2, 0).numpy(), np.asarray(load_rgb(blob))), case
+    assert taken == []  # CMYK, EXIF-rotated, 6000 px: each needs more than a decode
+    photo = interp.load_sample("coffee").image
+    for image in (photo, photo.convert("L"), photo.resize((2048, 1365))):
+        blob = jpeg(image)
+        assert device_decodable(blob)
+        got = decode_on([as_tensor(blob)], "cpu")[0]
+        assert np.array_equal(got.permute(1, 2, 0).numpy(), np.asarray(load_rgb(blob)))
+    assert not device_decodable(jpeg(photo.resize((2049, 1366))))  # over the longest side kept: Pillow shrinks it
+    assert device_decodable(jpeg(photo) + b"\0" * 16)  # padding after the end marker is harmless
+
+
+@pytest.mark.parametrize("config", list(PREPROCESSING))
+def test_pixels_resized_on_the_device_are_timms(config):
+    """Decoded and resized by torch (widths then heights, rounded between the passes, as Pillow does): at most 2 grey
+    levels from timm's pixels; with bicubic filters in at most 1% of the values, with the bilinear one (Pillow rounds
+    it in fixed point) 15%. The same image sizes as the CPU path's own test."""
+    from timm.data import create_transform
+
+    from interp.models.preprocess import fast_eval_transform
+
+    cfg = PREPROCESSING[config]
+    reference = create_transform(**cfg, is_training=False)
+    fast = fast_eval_transform(reference)
+    assert fast.pixels_on_device_ok
+    levels = torch.tensor(cfg["std"]).view(-1, 1, 1) * 255
+    photo = interp.load_sample("astronaut").image
+    blobs = [jpeg(photo.resize(size)) for size in SIZES]
+    decoded = decode_on([as_tensor(b) for b in blobs] * 2, "cpu")  # sizes repeat: resized in groups
+    got = fast.normalize(fast.pixels_on_device(decoded))
+    share = 0.01 if cfg["interpolation"] == "bicubic" else 0.15
+    for k, (size, blob) in enumerate(zip(SIZES, blobs, strict=True)):
+        expected = reference(Image.open(io.BytesIO(blob)).convert("RGB"))
+        for x in (got[k], got[k + len(SIZES)]):
+            apart = ((x - expected).abs() * levels).round()
+            assert apart.max() <= 2, (config, size)
+            assert (apart > 0).float().mean() <= share, (config, size)
+
+
+def test_a_scan_decoding_on_the_device_equals_the_pillow_scan(tmp_path):
+    """The same rows, every file once: plain JPEGs decoded on the device, everything else (PNG, CMYK, rotated,
+    truncated, empty, not an image) by Pillow in the loader workers, errors worded the same."""
+    n_plain = mixed_folder(tmp_path / "data")
+    ds = read_folder(tmp_path / "data")
+    model = interp.load_model("efficientnet_lite0")
+    pillow = scan(model, ds, tmp_path / "cpu", batch_size=8, workers=0, decode="cpu")
+    device = scan(model, ds, tmp_path / "device", batch_size=8, workers=2, decode="device")
+    assert pillow.decoded_on_device == 0 and device.decoded_on_device == n_plain
+    assert device.rows == pillow.rows == len(ds) and device.skipped == pillow.skipped
+    a = load_scan(tmp_path / "cpu")[1].set_index("id").sort_index()
+    b = load_scan(tmp_path / "device")[1].set_index("id").sort_index()
+    assert a.index.equals(b.index) and b.index.is_unique
+    assert (a["error"].fillna("") == b["error"].fillna("")).all()
+    assert (a["pred"].fillna(-1) == b["pred"].fillna(-1)).all()
+    assert np.nanmax(np.abs(a["confidence"].to_numpy(float) - b["confidence"].to_numpy(float))) < 0.01
+
+
+def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):
+    """A decoder that fails a whole batch when one image is bad (nvJPEG does) is retried image by image; the image
+    it still refuses is decoded by Pillow, not lost and not scored twice."""
+    import interp.jpeg as jpeg_module
+
+    real = jpeg_module.decoder()
+    refuse = jpeg(Image.new("RGB", (8, 8)))[-8:]  # the tail of one particular file
+
+    def picky(data, device):
+        if any(bytes(d[-8:].tolist()) == refuse for d in data):
+            raise RuntimeError("nvjpeg: refused")
+        return real(data, device)
+
+    monkeypatch.setattr(jpeg_module, "decoder", lambda: picky)
+    photo = interp.load_sample("chelsea").image
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    for k in range(5):
+        photo.rotate(k * 10).save(tmp_path / "data" / "a" / f"{k}.jpg", quality=90)
+    (tmp_path / "data" / "a" / "refused.jpg").write_bytes(jpeg(Image.new("RGB", (8, 8))))
+    ds = read_folder(tmp_path / "data")
+    model = interp.load_model("shapes_cnn")
+    got = scan(model, ds, tmp_path / "s", batch_size=6, workers=0, decode="device")
+    assert got.rows == 6 and got.skipped == 0 and got.decoded_on_device == 5
+    _, rows = load_scan(tmp_path / "s")
+    assert rows["id"].is_unique and rows["error"].isna().all()
+
+
+def test_decode_choices():
+    model = interp.load_model("shapes_cnn")
+    assert resolve_decode(model, "auto") == "cpu"  # on the CPU, Pillow in parallel workers is faster
+    assert resolve_decode(model, "device") == "device"
+    with pytest.raises(ValueError, match="decode must be one of"):
+        resolve_decode(model, "nvjpeg")
+
+    class Squash:
+        """A preprocessing that is not a centre crop."""
+
+    import dataclasses
+
+    odd = dataclasses.replace(model)
+    object.__setattr__(odd, "_transform", Squash())  # replace() would build timm's transform again
+    with pytest.raises(ValueError, match="cannot run on the device"):
+        resolve_decode(odd, "device")
+    assert resolve_decode(odd, "auto") == "cpu"
