@@ -406,3 +406,20 @@ def test_precision_scope_leaves_nothing_behind():
     assert (x @ w).dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
     with precision_scope("cpu", "tf32"):  # TF32 is a GPU format: on the CPU, fp32
         assert (x @ w).dtype == torch.float32
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_threaded_reading_yields_every_batch_once_in_order(ahead):
+    """A scan without loader processes reads with threads, one batch ahead on a GPU: every item once, in order."""
+    from interp.datasets.scanner import _threaded
+
+    class Items:
+        def __len__(self):
+            return 23
+
+        def __getitem__(self, i):
+            time.sleep(0.001 * (i % 3))  # finishing out of order must not reorder
+            return i
+
+    batches = list(_threaded(Items(), list, 5, ahead))
+    assert batches == [list(range(s, min(s + 5, 23))) for s in range(0, 23, 5)]

@@ -13,8 +13,9 @@ import json
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
         loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                                              persistent_workers=False, prefetch_factor=2)  # fmt: skip
     else:
-        loader = _threaded(files, collate, batch_size)
+        loader = _threaded(files, collate, batch_size, ahead=model.device.type == "cuda")
     if not device_path:
         for indices, x, failed in loader:
             yield indices, x, failed, 0
@@ -272,14 +273,20 @@ def prepare_folder(model: LoadedModel, dataset: Dataset, out: Path, limit: int |
     return todo, len(items), len(items) - len(todo), dataset.label_map(model.class_names)
 
 
-def _threaded(files: _Images, collate: Callable, batch_size: int):
-    """Batches read by threads, one batch at a time, between the model's passes: on the CPU the pass and the reading
-    then each have every core in turn instead of fighting over them (Pillow lets go of the GIL while it decodes and
-    resamples)."""
+def _threaded(files: _Images, collate: Callable, batch_size: int, ahead: bool):
+    """Batches read by threads of this process (Pillow lets go of the GIL while it decodes and resamples). On the
+    CPU one batch at a time, between the model's passes, so that the pass and the reading each have every core in
+    turn instead of fighting over them; with ``ahead`` (a model on a GPU) the next batch is read while this one
+    runs."""
     n = len(files)
     with ThreadPoolExecutor(max_workers=max(1, min(batch_size, os.cpu_count() or 1))) as pool:
+        pending: deque[list[Future]] = deque()
         for start in range(0, n, batch_size):
-            yield collate(list(pool.map(files.__getitem__, range(start, min(start + batch_size, n)))))
+            pending.append([pool.submit(files.__getitem__, i) for i in range(start, min(start + batch_size, n))])
+            if len(pending) > int(ahead):
+                yield collate([f.result() for f in pending.popleft()])
+        while pending:
+            yield collate([f.result() for f in pending.popleft()])
 
 
 def default_workers(model: LoadedModel) -> int:
