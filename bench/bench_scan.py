@@ -11,7 +11,7 @@ one. Targets: scan ÷ bare ≥ 0.9 on the CPU, ≥ 0.8 on a GPU (where ``--decod
 nvJPEG; ``--decode cpu`` shows what Pillow in the loader workers reaches). With ``--bf16-vs-fp32``: a bf16 scan ÷
 an fp32 scan of the same model (target on a GPU for ViT-B/16: ≥ 5).
 With ``--ray``: the Ray Data scan (a local cluster on this machine's cores, started once and kept warm; Ray tasks
-decode, one actor classifies) ÷ the in-process scan with the best number of loader workers, on the same images.
+decode, one actor classifies) ÷ the in-process scan as ``scan`` runs it here, on the same images.
 Target on a 2-core machine: ≥ 0.7 (Ray's overhead made visible).
 """
 
@@ -109,7 +109,9 @@ def main() -> None:
 
             ray.init(include_dashboard=False, log_to_driver=False)
             try:
-                workers = max(0, min(2, (os.cpu_count() or 1) - 1))
+                from interp.datasets.scanner import default_workers
+
+                workers = default_workers(model)  # what `scan` does on this machine
 
                 marks: list[tuple[float, int]] = []
 

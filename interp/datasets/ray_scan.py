@@ -45,7 +45,7 @@ def _ray():
     return ray
 
 
-def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int, ...], threads: int = 1) -> dict[str, np.ndarray]:
     """A Ray task's body: read, resize and crop a batch of files with the model's own transform (timm's eval
     pipeline) to ``uint8`` pixels, a quarter of the bytes of floats to move to the actor, which normalises them
     (where the pipeline is not a centre crop, its floats); an unreadable file becomes its error and a blank image,
@@ -53,23 +53,34 @@ def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int,
     from interp.images import load_rgb
 
     first_half = getattr(transform, "pixels", None) or transform
-    xs, errors = [], []
-    for path, name in zip(batch["path"], batch["name"], strict=True):
+
+    def one(path_name) -> tuple[np.ndarray | None, str]:
+        path, name = path_name
         try:
-            xs.append(first_half(load_rgb(Path(path), name=str(name))).numpy())
-            errors.append("")
+            return first_half(load_rgb(Path(path), name=str(name))).numpy(), ""
         except (InterpError, OSError, ValueError) as exc:
-            xs.append(None)
-            errors.append(str(exc) or type(exc).__name__)
+            return None, str(exc) or type(exc).__name__
+
+    pairs = list(zip(batch["path"], batch["name"], strict=True))
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            done = list(pool.map(one, pairs))
+    else:
+        done = [one(pair) for pair in pairs]
+    xs, errors = [x for x, _ in done], [e for _, e in done]
     dtype = next((x.dtype for x in xs if x is not None), np.uint8)
     xs = [x if x is not None else np.zeros(shape, dtype) for x in xs]
     return {"i": batch["i"], "x": np.stack(xs), "error": np.asarray(errors, dtype=object)}
 
 
 class _Classify:
-    """A Ray actor: one model, loaded once, classifies batches (softmax probabilities)."""
+    """A Ray actor: one model, loaded once, classifies batches (softmax probabilities). On a CPU node it also
+    decodes them (a batch of paths): with threads, in turn with the model's passes, so that each has the node's
+    cores (as the in-process scan reads, :func:`interp.datasets.scanner._threaded`)."""
 
-    def __init__(self, name: str, weights: str | None, device: str, threads: int | None) -> None:
+    def __init__(self, name: str, weights: str | None, device: str, threads: int | None, shape: tuple[int, ...]) -> None:
         import torch
 
         import interp
@@ -77,10 +88,13 @@ class _Classify:
         if threads:  # Ray gives an actor one thread; on a CPU node the model should have the node's cores
             torch.set_num_threads(threads)
         self.model = interp.load_model(name, weights, device=device)
+        self.shape, self.threads = shape, threads or 1
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        if "x" not in batch:
+            batch = _decode(batch, self.model.transform, self.shape, self.threads)
         x = self.model.batch_of(list(torch.from_numpy(np.ascontiguousarray(batch["x"]))))
         probs = self.model.run(x).float().softmax(-1).cpu().numpy()
         return {"i": batch["i"], "probs": probs, "error": batch["error"]}
@@ -135,15 +149,17 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
         device = "cuda" if gpus else "cpu"
         shape = tuple(model.pixels(_blank(model)).shape)
         rows_in = [{"i": i, "path": str(dataset.path_of(item)), "name": item.path} for i, item in enumerate(todo)]
-        decoded = ray.data.from_items(rows_in).map_batches(_decode, fn_kwargs={"transform": model.transform,
-                                                                               "shape": shape},
-                                                           batch_size=batch_size)  # fmt: skip
+        paths = ray.data.from_items(rows_in)
         threads = None if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // pool)
         if address is not None and not gpus:
             threads = None  # a remote node's cores are not this machine's: leave Ray's choice
-        scored = decoded.map_batches(_Classify, fn_constructor_kwargs={"name": model.name, "weights": weights,
-                                                                       "device": device, "threads": threads},
-                                     batch_size=batch_size, concurrency=pool, num_gpus=1 if gpus else 0)  # fmt: skip
+        if gpus:  # CPU tasks decode across the cluster, the GPU actors classify
+            paths = paths.map_batches(_decode, fn_kwargs={"transform": model.transform, "shape": shape},
+                                      batch_size=batch_size)  # fmt: skip
+        scored = paths.map_batches(_Classify, fn_constructor_kwargs={"name": model.name, "weights": weights,
+                                                                     "device": device, "threads": threads,
+                                                                     "shape": shape},
+                                   batch_size=batch_size, concurrency=pool, num_gpus=1 if gpus else 0)  # fmt: skip
         rows: list[dict] = []
         part = _next_part(out)
         for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
