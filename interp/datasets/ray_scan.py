@@ -159,7 +159,8 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
         scored = paths.map_batches(_Classify, fn_constructor_kwargs={"name": model.name, "weights": weights,
                                                                      "device": device, "threads": threads,
                                                                      "shape": shape},
-                                   batch_size=batch_size, concurrency=pool, num_gpus=1 if gpus else 0)  # fmt: skip
+                                   batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=pool),
+                                   num_gpus=1 if gpus else 0)  # fmt: skip
         rows: list[dict] = []
         part = _next_part(out)
         for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):

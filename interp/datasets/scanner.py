@@ -145,12 +145,14 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
     with a sentence where the model's preprocessing is not a centre crop that fits the resized image."""
     if decode not in DECODES:
         raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}.")
+    if decode == "cpu" or (decode == "auto" and model.device.type != "cuda"):
+        return "cpu"
     from interp.jpeg import decoder
 
     ok = getattr(model.transform, "pixels_on_device_ok", False) and decoder() is not None
     if decode == "auto":
-        return "device" if ok and model.device.type == "cuda" else "cpu"
-    if decode == "device" and not ok:
+        return "device" if ok else "cpu"
+    if not ok:
         raise ValueError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device, or no JPEG "
                          "decoder is installed (pip install torchcodec); decode on the CPU instead.")  # fmt: skip
     return decode
