@@ -105,9 +105,9 @@ def main() -> None:
         if args.ray:
             import ray
 
-            from interp.datasets.ray_scan import scan_ray
+            from interp.datasets.ray_scan import RUNTIME_ENV, scan_ray
 
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False, runtime_env=RUNTIME_ENV)
             try:
                 from interp.datasets.scanner import default_workers
 

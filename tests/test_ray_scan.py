@@ -16,7 +16,9 @@ from interp.shapes.export import write_image_folder  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # what CI's 2 cores give
+    from interp.datasets.ray_scan import RUNTIME_ENV
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=RUNTIME_ENV)  # CI's 2 cores
     yield
     ray.shutdown()
 
