@@ -149,3 +149,16 @@ def mixed_folder(root) -> int:
     for case, (name, blob) in {**bad_files(), **odd_files()}.items():
         (root / "odd" / f"{case}_{name}").write_bytes(blob)
     return len(photos) + 1
+
+
+def assert_same_scan_rows(a_dir, b_dir, confidence_tol: float) -> None:
+    """Two scan folders hold the same files, each once, with the same errors and top-1 classes, and confidences
+    within ``confidence_tol``."""
+    from interp.datasets import load_scan
+
+    a = load_scan(a_dir)[1].set_index("id").sort_index()
+    b = load_scan(b_dir)[1].set_index("id").sort_index()
+    assert a.index.equals(b.index) and b.index.is_unique
+    assert (a["error"].fillna("") == b["error"].fillna("")).all()
+    assert (a["pred"].fillna(-1) == b["pred"].fillna(-1)).all()
+    assert np.nanmax(np.abs(a["confidence"].to_numpy(float) - b["confidence"].to_numpy(float))) < confidence_tol

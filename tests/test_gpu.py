@@ -176,17 +176,12 @@ def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels():
 def test_a_gpu_scan_decodes_plain_jpegs_there_and_gives_the_cpu_rows(tmp_path):
     """Plain JPEGs decoded by nvJPEG, everything else by Pillow in the loader workers: the same files, each once,
     the same errors and the same top-1 classes as a scan on the CPU."""
-    from interp.datasets import load_scan, read_folder, scan
-    from tests.corpus import mixed_folder
+    from interp.datasets import read_folder, scan
+    from tests.corpus import assert_same_scan_rows, mixed_folder
 
     n_plain = mixed_folder(tmp_path / "data")
     ds = read_folder(tmp_path / "data")
     cpu = scan(interp.load_model("efficientnet_lite0", device="cpu"), ds, tmp_path / "cpu", batch_size=8, workers=2)
     gpu = scan(interp.load_model("efficientnet_lite0", device="cuda"), ds, tmp_path / "gpu", batch_size=8, workers=2)
     assert cpu.decoded_on_device == 0 and gpu.decoded_on_device == n_plain
-    a = load_scan(tmp_path / "cpu")[1].set_index("id").sort_index()
-    b = load_scan(tmp_path / "gpu")[1].set_index("id").sort_index()
-    assert a.index.equals(b.index) and b.index.is_unique
-    assert (a["error"].fillna("") == b["error"].fillna("")).all()
-    assert (a["pred"].fillna(-1) == b["pred"].fillna(-1)).all()
-    assert np.nanmax(np.abs(a["confidence"].to_numpy(float) - b["confidence"].to_numpy(float))) < 0.05
+    assert_same_scan_rows(tmp_path / "cpu", tmp_path / "gpu", 0.05)

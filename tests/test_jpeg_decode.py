@@ -18,7 +18,7 @@ from interp.datasets import load_scan, read_folder, scan
 from interp.datasets.scanner import resolve_decode
 from interp.images import load_rgb
 from interp.jpeg import decode_on, device_decodable
-from tests.corpus import bad_files, mixed_folder, odd_files
+from tests.corpus import assert_same_scan_rows, bad_files, mixed_folder, odd_files
 from tests.test_models import PREPROCESSING, SIZES
 
 
@@ -91,12 +91,7 @@ def test_a_scan_decoding_on_the_device_equals_the_pillow_scan(tmp_path):
     device = scan(model, ds, tmp_path / "device", batch_size=8, workers=2, decode="device")
     assert pillow.decoded_on_device == 0 and device.decoded_on_device == n_plain
     assert device.rows == pillow.rows == len(ds) and device.skipped == pillow.skipped
-    a = load_scan(tmp_path / "cpu")[1].set_index("id").sort_index()
-    b = load_scan(tmp_path / "device")[1].set_index("id").sort_index()
-    assert a.index.equals(b.index) and b.index.is_unique
-    assert (a["error"].fillna("") == b["error"].fillna("")).all()
-    assert (a["pred"].fillna(-1) == b["pred"].fillna(-1)).all()
-    assert np.nanmax(np.abs(a["confidence"].to_numpy(float) - b["confidence"].to_numpy(float))) < 0.01
+    assert_same_scan_rows(tmp_path / "cpu", tmp_path / "device", 0.01)
 
 
 def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):

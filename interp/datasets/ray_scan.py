@@ -31,7 +31,6 @@ from interp.datasets.scanner import (
 from interp.errors import InterpError
 from interp.models.loading import LoadedModel
 
-
 RUNTIME_ENV = {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
 """The ``runtime_env`` this module starts or joins Ray with (pass it to ``ray.init`` when you start Ray yourself).
 
