@@ -54,10 +54,10 @@ def _ray():
 
 
 def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int, ...], threads: int = 1) -> dict[str, np.ndarray]:
-    """A Ray task's body: read, resize and crop a batch of files with the model's own transform (timm's eval
-    pipeline) to ``uint8`` pixels, a quarter of the bytes of floats to move to the actor, which normalises them
-    (where the pipeline is not a centre crop, its floats); an unreadable file becomes its error and a blank image,
-    never an exception."""
+    """Read, resize and crop a batch of files with the model's own transform (timm's eval pipeline) to ``uint8``
+    pixels (where the pipeline is not a centre crop, its floats), in ``threads`` threads; an unreadable file becomes
+    its error and a blank image, never an exception. The body of a Ray task on a GPU cluster (a quarter of the bytes
+    of floats to move to the actor, which normalises them), and of the actor's own decoding on a CPU cluster."""
     from interp.images import load_rgb
 
     first_half = getattr(transform, "pixels", None) or transform
