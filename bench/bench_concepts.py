@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--layer", default="bn2")
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per pass (on a GPU try 256)")
     args = parser.parse_args()
     import tempfile
 
@@ -48,16 +49,16 @@ def main() -> None:
 
     def bare() -> None:
         with torch.inference_mode():
-            for chunk in tensors.split(16):
+            for chunk in tensors.split(args.batch_size):
                 model._module(chunk)
 
     def extract() -> None:
-        activations(model, args.layer, images, batch_size=16)
+        activations(model, args.layer, images, batch_size=args.batch_size)
 
     ratios, best_bare, best_extract = ratios_beside(bare, extract, args.rounds)
     n = len(images)
     print(
-        f"{args.model}:{args.layer} on {model.device}, {n} images, batch 16, torch threads {torch.get_num_threads()}, "
+        f"{args.model}:{args.layer} on {model.device}, {n} images, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
         f"{args.rounds} rounds"
     )
     print(f"bare batched forward (preprocessed tensors): {n / best_bare:6.1f} images/s (best)")
