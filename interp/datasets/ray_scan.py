@@ -35,8 +35,8 @@ RUNTIME_ENV = {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
 """The ``runtime_env`` this module starts or joins Ray with (pass it to ``ray.init`` when you start Ray yourself).
 
 Ray Data calls a map actor from a thread of its own, and glibc gives each thread its own memory arena, whose heaps
-hold at most 64 MB: a forward pass's larger activations are then mapped fresh from the kernel and zeroed on every
-call. On the 2-core VM EfficientNet-Lite0's pass over 32 images took 0.63-0.74 s in a Ray worker's second thread
+hold at most 64 MB: presumably a forward pass's larger activations are then mapped fresh from the kernel and zeroed
+on every call (the effect below is measured; the mechanism is inferred). On the 2-core VM EfficientNet-Lite0's pass over 32 images took 0.63-0.74 s in a Ray worker's second thread
 against 0.37-0.41 s in its main thread; with one arena for every thread, 0.42-0.46 s."""
 
 
