@@ -90,6 +90,18 @@ def test_training_is_deterministic():
     assert ra["clean_accuracy"] == rb["clean_accuracy"]
 
 
+def test_training_leaves_the_callers_random_state_alone():
+    """Training seeds torch inside a fork of its generators: whoever called it draws what it would have drawn."""
+    from dataclasses import replace
+
+    from interp.shapes.train import CONFIGS, train
+
+    tiny = replace(CONFIGS["shapes_cnn"], n_train=16, epochs=1, n_eval=8)
+    before = torch.random.get_rng_state()
+    train(tiny, progress=lambda _: None)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 @pytest.mark.skipif(not __import__("os").environ.get("INTERP_SLOW"), reason="retrains for ~8 min; set INTERP_SLOW=1")
 def test_retraining_reproduces_the_bundled_accuracy():
     """The training script, run again from scratch, reaches the bundled model's clean accuracy within 1.5 points."""

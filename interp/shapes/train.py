@@ -130,13 +130,16 @@ def train(
 
     ``device`` trains there (``"cuda"`` when there is a GPU; the same images, the same schedule; only the
     floating-point order differs from a CPU run). ``workers`` draws the images in that many processes, the next
-    epoch's while this one trains."""
-    if workers > 1:
-        import multiprocessing
+    epoch's while this one trains. Training seeds torch's generators inside a fork of them: the caller's are as
+    they were."""
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        if workers > 1:
+            import multiprocessing
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return _train(config, progress, init_from, device, pool)
-    return _train(config, progress, init_from, device, None)
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                return _train(config, progress, init_from, device, pool)
+        return _train(config, progress, init_from, device, None)
 
 
 def _train(
