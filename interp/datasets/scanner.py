@@ -115,6 +115,7 @@ class _Files(_Images):
         from interp.jpeg import device_decodable
 
         path = self.dataset.path_of(self.items[i])
+        data = None
         try:
             if path.stat().st_size <= DEFAULT_MAX_BYTES:
                 data = bytearray(path.read_bytes())
@@ -122,12 +123,14 @@ class _Files(_Images):
                     return i, "jpeg", torch.frombuffer(data, dtype=torch.uint8)
         except OSError:
             pass  # the CPU path below reads it again and words the error as everywhere else
-        return (i, *self.on_cpu(i))
+        return (i, *self.on_cpu(i, data))
 
-    def on_cpu(self, i: int) -> tuple[str, torch.Tensor | str]:
+    def on_cpu(self, i: int, data: bytes | bytearray | None = None) -> tuple[str, torch.Tensor | str]:
+        """The CPU path for item ``i``, from ``data`` (its bytes, already read) or its file."""
         item = self.items[i]
         try:
-            return "pixels", self.transform.pixels(load_rgb(self.dataset.path_of(item), name=item.path))
+            source = data if data is not None else self.dataset.path_of(item)
+            return "pixels", self.transform.pixels(load_rgb(source, name=item.path))
         except (InterpError, OSError, ValueError) as exc:
             return "error", str(exc) or type(exc).__name__
 
@@ -179,8 +182,8 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
     for jpegs, pixels, failed in loader:
         decoded = decode_on([data for _, data in jpegs], model.device)
         on_device = [(i, im) for (i, _), im in zip(jpegs, decoded, strict=True) if im is not None]
-        for i, _ in (pair for pair, im in zip(jpegs, decoded, strict=True) if im is None):
-            kind, value = files.on_cpu(i)  # refused by the decoder: the CPU path, here (rare)
+        for i, data in (pair for pair, im in zip(jpegs, decoded, strict=True) if im is None):
+            kind, value = files.on_cpu(i, data.numpy().tobytes())  # refused by the decoder: the CPU path, here (rare)
             (pixels if kind == "pixels" else failed).append((i, value))
         parts = []
         if on_device:
