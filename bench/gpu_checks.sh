@@ -31,7 +31,7 @@ py=${PYTHON:-python3}
 if [ -n "${QUICK:-}" ]; then n=64; big=32; rounds=1; batch=16; workers=1; else n=2048; big=1024; rounds=3; batch=256; workers=8; fi
 
 $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee "$out/env.txt"
-$py -c "from interp.jpeg import decoder; print('JPEG decoder:', decoder())" 2>&1 | tee -a "$out/env.txt"
+$py -c "from interp.jpeg import decoder_name; print('JPEG decoder on the GPU:', decoder_name('cuda'))" 2>&1 | tee -a "$out/env.txt"
 $py -m pytest -q -s -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -40 | tee "$out/test_gpu.txt"
 {
   # Lite0 and ResNet-50 in fp32, decoding on the GPU (auto) and with Pillow (cpu): targets scan ÷ bare ≥ 0.8

@@ -7,7 +7,8 @@ same pixels, notes and error sentences as everywhere else in the app. :func:`dev
 header, so loader workers can sort files while the device decodes the previous batch.
 
 The decoder is TorchCodec's (the library that replaced torchvision's image decoders); torchvision's own
-``decode_jpeg``, deprecated since torchvision 0.29, where TorchCodec is not installed.
+``decode_jpeg``, deprecated since torchvision 0.29, where TorchCodec is not installed or cannot decode on the device
+(each is tried on a small JPEG first, :func:`decoder`); with neither, ``auto`` scans decode with Pillow.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -28,29 +30,81 @@ log = logging.getLogger(__name__)
 _START, _END = b"\xff\xd8\xff", b"\xff\xd9"
 
 
-@cache
-def decoder() -> Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]] | None:
-    """``decode(list of 1-D uint8 CPU tensors, device) -> list of (3, H, W) uint8 RGB tensors on device``, or ``None``
-    where neither TorchCodec nor torchvision can decode JPEGs."""
-    try:
-        from torchcodec.decoders import decode_jpeg
+Decode = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 
-        return lambda data, device: list(decode_jpeg(data, mode="RGB", device=device))
-    except Exception as exc:  # not installed, or its native library does not load on this machine
-        log.info("TorchCodec cannot decode here (%r); trying torchvision", exc)
-    try:
+
+def _torchcodec() -> Decode:
+    from torchcodec.decoders import decode_jpeg
+
+    return lambda data, device: list(decode_jpeg(data, mode="RGB", device=device))
+
+
+def _torchvision() -> Decode:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)  # its decoders' deprecation, on import
         from torchvision.io import ImageReadMode
         from torchvision.io import decode_jpeg as tv_decode
 
-        def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)  # its deprecation notice, every call
-                return list(tv_decode(data, mode=ImageReadMode.RGB, device=device))
+    def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)  # its deprecation notice, every call
+            return list(tv_decode(data, mode=ImageReadMode.RGB, device=device))
 
-        return decode
-    except Exception as exc:
-        log.info("torchvision cannot decode JPEGs here either (%r)", exc)
-        return None
+    return decode
+
+
+CANDIDATES: tuple[tuple[str, Callable[[], Decode]], ...] = (("TorchCodec", _torchcodec), ("torchvision", _torchvision))
+"""The JPEG decoders tried, in order of preference: a name and a function that imports and returns it."""
+
+
+def decoder(device: torch.device | str = "cpu") -> Decode | None:
+    """``decode(list of 1-D uint8 CPU tensors, device) -> list of (3, H, W) uint8 RGB tensors on device``: the first
+    of :data:`CANDIDATES` that imports and decodes a small test JPEG on ``device`` to the right pixels (within a few
+    grey levels of Pillow's), or ``None`` where none does. A library that imports but cannot decode there (a build
+    without CUDA, or one made for another torch or CUDA version) would otherwise fail every batch of a scan, which
+    would then decode everything with Pillow on the main thread. Probed once per device."""
+    found = _decoder_on(str(torch.device(device)))
+    return found[1] if found else None
+
+
+def decoder_name(device: torch.device | str = "cpu") -> str | None:
+    """Which of :data:`CANDIDATES` :func:`decoder` uses on ``device`` (``None``: none works there)."""
+    found = _decoder_on(str(torch.device(device)))
+    return found[0] if found else None
+
+
+@cache
+def _decoder_on(device: str) -> tuple[str, Decode] | None:
+    blob, expected = _probe()
+    for name, load in CANDIDATES:
+        try:
+            decode = load()
+            where = torch.device(device)
+            got = decode([torch.frombuffer(bytearray(blob), dtype=torch.uint8)], where)[0]
+            elsewhere = got.device.type != where.type or where.index not in (None, got.device.index)
+            if got.shape != expected.shape or got.dtype != torch.uint8 or elsewhere:
+                raise ValueError(f"decoded a {tuple(expected.shape)} test JPEG to {tuple(got.shape)} {got.dtype} on "
+                                 f"{got.device}")  # fmt: skip
+            apart = (got.cpu().int() - expected.int()).abs().float().mean().item()
+            if apart > 4:
+                raise ValueError(f"its pixels are {apart:.1f} grey levels from Pillow's on average")
+        except Exception as exc:  # not installed, its native library does not load, or it cannot decode there
+            log.info("%s cannot decode JPEGs on %s (%r)", name, device, exc)
+            continue
+        log.info("JPEGs are decoded on %s by %s", device, name)
+        return name, decode
+    return None
+
+
+@cache
+def _probe() -> tuple[bytes, torch.Tensor]:
+    """A 24×16 JPEG with colour and detail, and Pillow's pixels for it as ``(3, 16, 24)`` ``uint8``."""
+    y, x = torch.meshgrid(torch.arange(16), torch.arange(24), indexing="ij")
+    rgb = torch.stack([x * 10, y * 15, (x * y) % 256]).to(torch.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=95)
+    decoded = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1)
+    return buf.getvalue(), decoded
 
 
 def device_decodable(data: bytes | bytearray, max_bytes: int = DEFAULT_MAX_BYTES, max_side: int = DEFAULT_MAX_SIDE) -> bool:
@@ -79,7 +133,7 @@ def decode_on(data: Sequence[torch.Tensor], device: torch.device | str) -> list[
     """Decode JPEG bytes (1-D ``uint8`` CPU tensors) on ``device``, all in one call where possible: ``(3, H, W)``
     ``uint8`` RGB per image, ``None`` for one the decoder refuses (it then takes the CPU path). A batch the decoder
     refuses as a whole (it returns nothing when one image fails) is decoded one image at a time."""
-    decode = decoder()
+    decode = decoder(device)
     if decode is None:
         return [None] * len(data)
     device = torch.device(device)

@@ -99,7 +99,7 @@ def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):
     it still refuses is decoded by Pillow, not lost and not scored twice."""
     import interp.jpeg as jpeg_module
 
-    real = jpeg_module.decoder()
+    real = jpeg_module.decoder("cpu")
     refuse = jpeg(Image.new("RGB", (8, 8)))[-8:]  # the tail of one particular file
 
     def picky(data, device):
@@ -107,7 +107,7 @@ def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):
             raise RuntimeError("nvjpeg: refused")
         return real(data, device)
 
-    monkeypatch.setattr(jpeg_module, "decoder", lambda: picky)
+    monkeypatch.setattr(jpeg_module, "decoder", lambda device: picky)
     photo = interp.load_sample("chelsea").image
     (tmp_path / "data" / "a").mkdir(parents=True)
     for k in range(5):
@@ -119,6 +119,48 @@ def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):
     assert got.rows == 6 and got.skipped == 0 and got.decoded_on_device == 5
     _, rows = load_scan(tmp_path / "s")
     assert rows["id"].is_unique and rows["error"].isna().all()
+
+
+def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch):
+    """A decoder library that imports but cannot decode on the device (a build without CUDA, or for another torch),
+    or that decodes to the wrong pixels, is passed over for the next; with none left, ``decode="device"`` is refused
+    with a sentence and ``auto`` would use Pillow. Each device is probed once."""
+    import interp.jpeg as jpeg_module
+
+    calls = []
+
+    def fails_here():
+        def decode(data, device):
+            calls.append("fails")
+            raise RuntimeError("this build was compiled without CUDA support")
+
+        return decode
+
+    def garbles():
+        return lambda data, device: [torch.full((3, 16, 24), 128, dtype=torch.uint8) for _ in data]
+
+    def missing():
+        raise ImportError("No module named 'torchcodec'")
+
+    real = dict(jpeg_module.CANDIDATES)
+    monkeypatch.setattr(jpeg_module, "CANDIDATES", (("broken", fails_here), ("grey", garbles), ("gone", missing),
+                                                    ("torchvision", real["torchvision"])))  # fmt: skip
+    jpeg_module._decoder_on.cache_clear()
+    try:
+        assert jpeg_module.decoder_name("cpu") == "torchvision"
+        assert jpeg_module.decoder_name("cpu") == "torchvision" and calls == ["fails"]  # probed once
+        blob = jpeg(interp.load_sample("coffee").image)
+        got = decode_on([as_tensor(blob)], "cpu")[0]
+        assert np.array_equal(got.permute(1, 2, 0).numpy(), np.asarray(load_rgb(blob)))
+
+        monkeypatch.setattr(jpeg_module, "CANDIDATES", (("broken", fails_here), ("grey", garbles)))
+        jpeg_module._decoder_on.cache_clear()
+        assert jpeg_module.decoder("cpu") is None
+        assert decode_on([as_tensor(blob)], "cpu") == [None]  # the scan then decodes it with Pillow
+        with pytest.raises(ValueError, match="No JPEG decoder works on cpu"):
+            resolve_decode(interp.load_model("shapes_cnn"), "device")
+    finally:
+        jpeg_module._decoder_on.cache_clear()
 
 
 def test_decode_choices():

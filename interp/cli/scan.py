@@ -95,7 +95,10 @@ def _scan(args: argparse.Namespace) -> int:
     print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "
           f"{summary.skipped} unreadable, {summary.images_per_s:.1f} images/s{scored}")  # fmt: skip
     if summary.decoded_on_device:
-        print(f"{summary.decoded_on_device} JPEGs decoded on {model.device}, the rest by Pillow")
+        from interp.jpeg import decoder_name
+
+        print(f"{summary.decoded_on_device} JPEGs decoded on {model.device} by {decoder_name(model.device)}, the rest "
+              "by Pillow")  # fmt: skip
     from interp.datasets.scanner import read_meta
 
     check = read_meta(out).get("precision_check")

@@ -152,12 +152,17 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
         return "cpu"
     from interp.jpeg import decoder
 
-    ok = getattr(model.transform, "pixels_on_device_ok", False) and decoder() is not None
+    fits = getattr(model.transform, "pixels_on_device_ok", False)
+    ok = fits and decoder(model.device) is not None
     if decode == "auto":
         return "device" if ok else "cpu"
+    if not fits:
+        raise ValueError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device; decode on the "
+                         "CPU instead.")  # fmt: skip
     if not ok:
-        raise ValueError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device, or no JPEG "
-                         "decoder is installed (pip install torchcodec); decode on the CPU instead.")  # fmt: skip
+        raise ValueError(f"No JPEG decoder works on {model.device}: TorchCodec and torchvision are missing or built "
+                         "without support for it (pip install torchcodec, the build for your CUDA version); decode on "
+                         "the CPU instead.")  # fmt: skip
     return decode
 
 
