@@ -43,13 +43,13 @@ def bench_prediction(repeats: int) -> dict[str, float]:
     import interp
     from interp.predict import cached_predict
 
-    model = interp.load_model("efficientnet_lite0", device="cpu")
+    model = interp.load_model("efficientnet_lite0")  # where the app runs it: a GPU when there is one
     image = interp.load_sample("chelsea")
-    x = model.preprocess(image.image).unsqueeze(0)
+    x = model.preprocess(image.image).unsqueeze(0).to(model.device)
 
     def bare() -> None:
         with torch.inference_mode():
-            model._module(x)
+            model._module(x).cpu()  # the logits back on the CPU, as a prediction's are (and a GPU's work waited for)
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = interp.ResultCache(tmp)
@@ -96,7 +96,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0, chelsea, CPU")
+    from interp.config import resolve_device
+
+    device = resolve_device(None)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, efficientnet_lite0, chelsea, {where}")
     pred = bench_prediction(args.repeats)
     base = pred["bare forward"]
     print(f"\n{'prediction (median of ' + str(args.repeats) + ', interleaved)':<34}{'ms':>9}{'÷ bare forward':>17}")
