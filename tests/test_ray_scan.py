@@ -76,3 +76,23 @@ def test_without_ray_the_scan_says_how_to_install_it(world, model, tmp_path, mon
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RayUnavailableError, match="pip install"):
         scan_ray(model, world, tmp_path / "x")
+
+
+def test_an_interrupted_ray_scan_keeps_what_it_scored(cluster, world, model, tmp_path):
+    """Ctrl-C (here: from the progress callback) after the first batches: their rows are in the folder, not lost
+    with the driver's buffer, and the next run scores only the rest."""
+    out = tmp_path / "cut"
+    seen = []
+
+    def interrupt(p):
+        seen.append(p.done)
+        if p.done >= 16:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_ray(model, world, out, batch_size=8, progress=interrupt)
+    kept = len(_rows(out))
+    assert kept == seen[-1] >= 16  # every row scored before the interruption
+    rest = scan_ray(model, world, out, batch_size=8)
+    assert rest.written == len(world) - kept and rest.complete
+    assert _rows(out).id.is_unique

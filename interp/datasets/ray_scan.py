@@ -19,6 +19,7 @@ import numpy as np
 from interp.datasets.base import Dataset
 from interp.datasets.scanner import (
     FLUSH_ROWS,
+    FLUSH_SECONDS,
     ScanProgress,
     ScanSummary,
     _error_row,
@@ -171,21 +172,29 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
                                    num_gpus=1 if gpus else 0)  # fmt: skip
         rows: list[dict] = []
         part = _next_part(out)
-        for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
-            for i, p, err in zip(batch["i"], batch["probs"], batch["error"], strict=True):
-                item = todo[int(i)]
-                rows.append(_error_row(item, mapping, str(err)) if err else _row(item, p, mapping, model.class_names))
-                skipped += bool(err)
-            processed += len(batch["i"])
-            if len(rows) >= FLUSH_ROWS:
+        last_flush = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal rows, part, written, last_flush
+            if rows:
                 _write_part(out / f"part-{part:05d}.parquet", rows)
                 written, part, rows = written + len(rows), part + 1, []
-            if progress is not None:
-                rate = processed / max(time.perf_counter() - start, 1e-9)
-                progress(ScanProgress(already + processed, total, skipped, rate, (len(todo) - processed) / rate))
-        if rows:
-            _write_part(out / f"part-{part:05d}.parquet", rows)
-            written += len(rows)
+            last_flush = time.perf_counter()
+
+        try:
+            for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
+                for i, p, err in zip(batch["i"], batch["probs"], batch["error"], strict=True):
+                    item = todo[int(i)]
+                    rows.append(_error_row(item, mapping, str(err)) if err else _row(item, p, mapping, model.class_names))
+                    skipped += bool(err)
+                processed += len(batch["i"])
+                if len(rows) >= FLUSH_ROWS or time.perf_counter() - last_flush > FLUSH_SECONDS:
+                    flush()
+                if progress is not None:
+                    rate = processed / max(time.perf_counter() - start, 1e-9)
+                    progress(ScanProgress(already + processed, total, skipped, rate, (len(todo) - processed) / rate))
+        finally:  # interrupted (Ctrl-C, a lost cluster): the rows scored so far are kept, as the in-process scan keeps them
+            flush()
     seconds = time.perf_counter() - start
     return ScanSummary(out=out, written=written, rows=already + written, total=total, skipped=skipped, seconds=seconds,
                        images_per_s=processed / seconds if seconds > 0 else 0.0,
