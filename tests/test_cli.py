@@ -285,6 +285,33 @@ def test_scan_decode_choices_are_checked(tmp_path):
     assert ok.returncode == 0 and "4/4 images" in ok.stdout and "decoded on" not in ok.stdout, ok.stderr
 
 
+
+def test_an_interrupted_scan_says_what_it_kept_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a scan: exit 130, one sentence with the images already scored (they are on disk), and the same
+    command then scores only the rest."""
+    import interp.datasets.scanner as scanner
+    from interp.shapes import write_image_folder
+
+    write_image_folder(tmp_path / "shapes", 20, seed=3, split="test")
+    args = ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(tmp_path / "shapes"), "--out",
+            str(tmp_path / "o"), "--device", "cpu", "--batch-size", "4", "--workers", "0"]  # fmt: skip
+    real, calls = scanner._row, []
+
+    def row(*a):
+        calls.append(1)
+        if len(calls) == 13:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(scanner, "_row", row)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 12 images are scored in" in err and "run the same command again" in err, err
+    monkeypatch.setattr(scanner, "_row", real)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "20/20 images" in out and "8 new this run" in out and len(calls) == 13
+
 @pytest.fixture(scope="module")
 def concept_folders(tmp_path_factory):
     from interp.concepts import generated

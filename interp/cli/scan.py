@@ -46,7 +46,7 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
 @handles("scan")
 def _scan(args: argparse.Namespace) -> int:
     from interp.config import Settings
-    from interp.datasets import scan, scan_folder
+    from interp.datasets import scan_folder
     from interp.models import load_model
 
     if args.limit is not None and args.limit < 1:
@@ -73,23 +73,16 @@ def _scan(args: argparse.Namespace) -> int:
         raise ValueError("--engine ray decodes in Ray's CPU tasks; leave out --decode.")
     if args.engine == "ray" and args.precision not in (None, "fp32"):
         raise ValueError("--engine ray scans in fp32 for now; leave out --precision.")
-    if args.engine == "ray":
-        from interp.datasets.ray_scan import scan_ray
+    folder = out_dir(out)
+    try:
+        summary = _run(args, model, dataset, folder, progress)
+    except KeyboardInterrupt:  # what is scored is on disk (the scans flush on the way out): say how to go on
+        from interp.datasets.scanner import existing_ids
 
-        if args.actors is not None and args.actors < 1:
-            raise ValueError(f"--actors must be at least 1, got {args.actors}.")
-        weights = args.weights if args.weights in (None, "hub", "bundled", "random") else str(Path(args.weights).resolve())
-        summary = scan_ray(model, dataset, out_dir(out), weights=weights, address=args.address,
-                           batch_size=args.batch_size, limit=args.limit, actors=args.actors, progress=progress)  # fmt: skip
-    else:
-        if args.address or args.actors:
-            raise ValueError("--address and --actors go with --engine ray.")
-        from interp.models.precision import default_precision
-
-        precision = args.precision or default_precision(model.device)
-        summary = scan(model, dataset, out_dir(out), batch_size=args.batch_size, limit=args.limit,
-                       workers=args.workers, progress=progress, precision=precision,
-                       decode={"gpu": "device"}.get(args.decode, args.decode))  # fmt: skip
+        kept = len(existing_ids(folder))
+        print(f"\ninterrupted: {kept} images are scored in {out}; run the same command again to score the rest.",
+              file=sys.stderr)  # fmt: skip
+        return 130
     print(file=sys.stderr)
     scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
     print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "
@@ -106,6 +99,26 @@ def _scan(args: argparse.Namespace) -> int:
         print(f"{read_meta(out)['precision']}: top-1 agreement with fp32 on the first {check['images']} images: "
               f"{check['top1_agreement']:.2%}")  # fmt: skip
     return 0
+
+
+def _run(args: argparse.Namespace, model, dataset, out: Path, progress):
+    """The scan itself, in process or on Ray, as the arguments ask."""
+    if args.engine == "ray":
+        from interp.datasets.ray_scan import scan_ray
+
+        if args.actors is not None and args.actors < 1:
+            raise ValueError(f"--actors must be at least 1, got {args.actors}.")
+        weights = args.weights if args.weights in (None, "hub", "bundled", "random") else str(Path(args.weights).resolve())
+        return scan_ray(model, dataset, out, weights=weights, address=args.address, batch_size=args.batch_size,
+                        limit=args.limit, actors=args.actors, progress=progress)  # fmt: skip
+    if args.address or args.actors:
+        raise ValueError("--address and --actors go with --engine ray.")
+    from interp.datasets import scan
+    from interp.models.precision import default_precision
+
+    return scan(model, dataset, out, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+                progress=progress, precision=args.precision or default_precision(model.device),
+                decode={"gpu": "device"}.get(args.decode, args.decode))  # fmt: skip
 
 
 @command("failures", "list a scan's high-confidence misclassifications, most confident first")
