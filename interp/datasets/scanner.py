@@ -82,10 +82,14 @@ class ScanSummary:
 
 
 class _Images(torch.utils.data.Dataset):
-    """Decodes and preprocesses in data-loader workers; an unreadable file yields its error, not an exception."""
+    """Decodes and preprocesses in data-loader workers (or threads) to the model's ``uint8`` pixels, which the batch
+    is normalised from where the model runs (a quarter of the bytes of floats to pass between processes and to copy
+    to a GPU; floats where the model's preprocessing is not a centre crop); an unreadable file yields its error, not
+    an exception."""
 
     def __init__(self, dataset: Dataset, items: list[Item], transform: Callable) -> None:
         self.dataset, self.items, self.transform = dataset, items, transform
+        self.first_half = getattr(transform, "pixels", None) or transform
 
     def __len__(self) -> int:
         return len(self.items)
@@ -94,7 +98,7 @@ class _Images(torch.utils.data.Dataset):
         item = self.items[i]
         try:
             image = load_rgb(self.dataset.path_of(item), name=item.path)
-            return i, self.transform(image), ""
+            return i, self.first_half(image), ""
         except (InterpError, OSError, ValueError) as exc:
             return i, None, str(exc) or type(exc).__name__
 
@@ -180,7 +184,7 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
         loader = _threaded(files, collate, batch_size, ahead=model.device.type == "cuda")
     if not device_path:
         for indices, x, failed in loader:
-            yield indices, x, failed, 0
+            yield indices, (model.normalised(x) if x is not None else None), failed, 0
         return
     from interp.jpeg import decode_on
 

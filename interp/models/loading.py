@@ -184,7 +184,11 @@ class LoadedModel:
         """Stack tensors from :meth:`pixels` (or :meth:`preprocess`) into a normalised ``(N, C, H, W)`` batch on the
         model's device, equal to stacking :meth:`preprocess`'s tensors. On a GPU the bytes go over first (pinned,
         without waiting) and are normalised there: a quarter of the data to copy, and no float work on the CPU."""
-        x = torch.stack(list(parts))
+        return self.normalised(torch.stack(list(parts)))
+
+    def normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """A stacked ``(N, C, H, W)`` batch of :meth:`pixels` (or of :meth:`preprocess`'s floats) as :meth:`batch_of`
+        returns it: on the model's device, normalised there."""
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         else:
