@@ -154,8 +154,10 @@ def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels():
     test allows a mean of 2 grey levels on whole pictures). After resizing and cropping as Pillow does, on the GPU,
     the model's input must be within a mean of 1 grey level of the CPU path's, and no pixel off by more than 8 on
     these photos."""
-    from interp.jpeg import decode_on
+    from interp.jpeg import decode_on, decoder_name
 
+    used = decoder_name("cuda")
+    assert used is not None, "neither TorchCodec nor torchvision decodes JPEGs on this GPU (see the log at INFO)"
     model = interp.load_model("efficientnet_lite0", device="cuda")
     blobs, expected = [], []
     for name in ("chelsea", "coffee", "astronaut", "rocket"):
@@ -169,7 +171,7 @@ def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels():
     assert all(d is not None and d.device.type == "cuda" for d in decoded)
     got = model.transform.pixels_on_device(decoded).cpu().int()
     apart = (got - torch.stack(expected).int()).abs().float()
-    print(f"nvJPEG + GPU resize vs Pillow: mean {apart.mean():.3f} levels, max {apart.max():.0f}")
+    print(f"nvJPEG ({used}) + GPU resize vs Pillow: mean {apart.mean():.3f} levels, max {apart.max():.0f}")
     assert apart.mean() <= 1.0 and apart.max() <= 8
 
 
