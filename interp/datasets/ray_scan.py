@@ -27,6 +27,7 @@ from interp.datasets.scanner import (
     _row,
     _write_part,
     prepare_folder,
+    read_pixels,
     scan_lock,
 )
 from interp.errors import InterpError
@@ -59,16 +60,11 @@ def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int,
     pixels (where the pipeline is not a centre crop, its floats), in ``threads`` threads; an unreadable file becomes
     its error and a blank image, never an exception. The body of a Ray task on a GPU cluster (a quarter of the bytes
     of floats to move to the actor, which normalises them), and of the actor's own decoding on a CPU cluster."""
-    from interp.images import load_rgb
-
     first_half = getattr(transform, "pixels", None) or transform
 
     def one(path_name) -> tuple[np.ndarray | None, str]:
-        path, name = path_name
-        try:
-            return first_half(load_rgb(Path(path), name=str(name))).numpy(), ""
-        except (InterpError, OSError, ValueError) as exc:
-            return None, str(exc) or type(exc).__name__
+        x, error = read_pixels(Path(path_name[0]), str(path_name[1]), first_half)
+        return (x.numpy() if x is not None else None), error
 
     pairs = list(zip(batch["path"], batch["name"], strict=True))
     if threads > 1:

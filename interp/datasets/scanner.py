@@ -95,12 +95,21 @@ class _Images(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
+        return (i, *self.read(i))
+
+    def read(self, i: int, data: bytes | bytearray | None = None) -> tuple[torch.Tensor | None, str]:
+        """Item ``i`` decoded from ``data`` (its bytes, already read) or its file, through :attr:`first_half`."""
         item = self.items[i]
-        try:
-            image = load_rgb(self.dataset.path_of(item), name=item.path)
-            return i, self.first_half(image), ""
-        except (InterpError, OSError, ValueError) as exc:
-            return i, None, str(exc) or type(exc).__name__
+        return read_pixels(data if data is not None else self.dataset.path_of(item), item.path, self.first_half)
+
+
+def read_pixels(source: bytes | bytearray | str | Path, name: str, first_half: Callable) -> tuple[torch.Tensor | None, str]:
+    """``(pixels, "")`` for one image (decoded by :func:`load_rgb`, then ``first_half``: the model's resize and crop),
+    or ``(None, the sentence saying why it cannot be read)``: the CPU path of every scan, in process and on Ray."""
+    try:
+        return first_half(load_rgb(source, name=name)), ""
+    except (InterpError, OSError, ValueError) as exc:
+        return None, str(exc) or type(exc).__name__
 
 
 def _collate(batch):
@@ -130,13 +139,10 @@ class _Files(_Images):
         return (i, *self.on_cpu(i, data))
 
     def on_cpu(self, i: int, data: bytes | bytearray | None = None) -> tuple[str, torch.Tensor | str]:
-        """The CPU path for item ``i``, from ``data`` (its bytes, already read) or its file."""
-        item = self.items[i]
-        try:
-            source = data if data is not None else self.dataset.path_of(item)
-            return "pixels", self.transform.pixels(load_rgb(source, name=item.path))
-        except (InterpError, OSError, ValueError) as exc:
-            return "error", str(exc) or type(exc).__name__
+        """The CPU path for item ``i``, from ``data`` (its bytes, already read) or its file: ``("pixels", x)`` or
+        ``("error", sentence)``."""
+        x, error = self.read(i, data)
+        return ("pixels", x) if x is not None else ("error", error)
 
 
 def _collate_files(batch):
