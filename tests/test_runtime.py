@@ -41,9 +41,9 @@ def test_a_forward_pass_reuses_the_memory_the_last_one_freed():
     """Each activation here is 64 MB, above the largest mmap threshold glibc allows (32 MB): untuned, each one is
     unmapped when freed and its 16,384 pages fault in again in the next pass, as a CNN's activations did.
 
-    Measured in a fresh process: page faults are counted for the whole process, and after the rest of the suite its
-    heap may hold a gigabyte free at the top, which the first free here hands back to the OS (the trim threshold),
-    so that one activation faulted in again on every pass (seen once in CI, 16,385 faults)."""
+    Measured in a fresh process: page faults are counted for the whole process, whose heap after the rest of the
+    suite is not this test's to control (once in CI one activation faulted in again, 16,385 faults; probably the
+    heap's free top crossing the trim threshold)."""
     done = subprocess.run([sys.executable, "-c", _FAULTS_IN_A_FORWARD_PASS], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert done.returncode == 0, done.stderr
