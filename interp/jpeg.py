@@ -75,6 +75,11 @@ def decoder_name(device: torch.device | str = "cpu") -> str | None:
 
 @cache
 def _decoder_on(device: str) -> tuple[str, Decode] | None:
+    try:  # a device this process cannot use (no CUDA here): no library is tried, and none prints its native errors
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        log.info("no JPEG decoder is tried on %s (%r)", device, exc)
+        return None
     blob, expected = _probe()
     for name, load in CANDIDATES:
         try:

@@ -163,6 +163,22 @@ def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch):
         jpeg_module._decoder_on.cache_clear()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_no_decoder_is_tried_on_a_device_this_process_cannot_use(monkeypatch):
+    """Probing "cuda" without a usable GPU tried each library there, and torchvision's printed a page of native
+    frames to stderr before failing."""
+    import interp.jpeg as jpeg_module
+
+    tried = []
+    monkeypatch.setattr(jpeg_module, "CANDIDATES", (("any", lambda: tried.append("any")),))
+    jpeg_module._decoder_on.cache_clear()
+    try:
+        assert jpeg_module.decoder_name("cuda") is None and jpeg_module.decoder("cuda:1") is None
+        assert tried == []
+    finally:
+        jpeg_module._decoder_on.cache_clear()
+
+
 def test_decode_choices():
     model = interp.load_model("shapes_cnn")
     assert resolve_decode(model, "auto") == "cpu"  # on the CPU, Pillow in parallel workers is faster
