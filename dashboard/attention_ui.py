@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, resources, state
+from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt, sentence
 from interp.attention import (
     HEAD_FUSIONS,
@@ -70,14 +70,23 @@ def target_ui(model: LoadedModel, prediction: Prediction) -> int:
         name = charts.short_label(model.class_names[i])
         return f"{name} ({probs[i]:.1%})" if i in probs else f"{name} [{i}]"
 
-    return st.selectbox(
+    key = f"attn_target_{model.key}_{prediction.top.index}"  # a new image or model starts from its prediction
+    linked = permalink.take_one("target")
+    if linked is not None:
+        if linked.isdigit() and int(linked) < model.num_classes:
+            st.session_state[key] = int(linked)
+        else:
+            permalink.note(f"The link's class {linked} is not a class of {model.name}; showing the predicted class.")
+    target = st.selectbox(
         "Class for the class-specific maps",
         options,
-        key=f"attn_target_{model.key}_{prediction.top.index}",
+        key=key,
         format_func=label,
         help="Gradient-weighted rollout and Chefer et al.'s relevance explain this class; the other views do not "
         "depend on it.",
     )
+    permalink.publish(target=None if target == prediction.top.index else str(target))
+    return target
 
 
 def capture_ui(model: LoadedModel, image: LoadedImage, target: int) -> AttentionCapture | None:
@@ -110,8 +119,8 @@ def heads_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     st.image(_grid(f"{ident}-heads", [f"layer {l}" for l in range(cap.layers)], cols, cells, 112), width="stretch")
     left, right = st.columns([1, 2])
     with left:
-        layer = st.selectbox("Layer", range(cap.layers), index=cap.layers - 1, key="attn_layer")
-        head = st.selectbox("Head", ["mean", *range(cap.heads)], key="attn_head")
+        layer = st.selectbox("Layer", range(cap.layers), index=cap.layers - 1, key="attn_layer", bind="query-params")
+        head = st.selectbox("Head", ["mean", *range(cap.heads)], key="attn_head", bind="query-params")
     shown = means[layer] if head == "mean" else maps[layer, head]
     with right:
         st.plotly_chart(map_figure(draw(base, shown), shown, f"layer {layer}, head {head}"), key="attn_enlarged",
@@ -151,9 +160,9 @@ def map_figure(shown: np.ndarray, grid_map: np.ndarray, title: str, height: int 
 def rollout_view(model: LoadedModel, cap: AttentionCapture, base: np.ndarray) -> dict[str, np.ndarray]:
     """Rollout with its settings beside the two class-specific maps; returns the maps shown (for downloads)."""
     c1, c2 = st.columns(2)
-    fusion = c1.radio("Head fusion", HEAD_FUSIONS, horizontal=True, key="attn_fusion",
+    fusion = c1.radio("Head fusion", HEAD_FUSIONS, horizontal=True, key="attn_fusion", bind="query-params",
                       help="How each layer's heads are combined before rolling out.")  # fmt: skip
-    discard = c2.slider("Discard ratio", 0.0, 0.99, 0.9, 0.01, key="attn_discard",
+    discard = c2.slider("Discard ratio", 0.0, 0.99, 0.9, 0.01, key="attn_discard", bind="query-params",
                         help="The lowest share of each layer's weights set to 0 (never the class token's): it "
                         "removes faint, noisy attention. 0 is the plain rollout of Abnar & Zuidema.")  # fmt: skip
     maps = {f"rollout ({fusion}, discard {discard:.2f})": rollout_map(cap, fusion, discard)}
@@ -180,6 +189,15 @@ def patch_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     rows, cols = cap.grid
     state.restore("attn_row", rows // 2)
     state.restore("attn_col", cols // 2)
+    linked = permalink.take_one("patch")
+    if linked is not None:
+        row, _, col = linked.partition(",")
+        if row.strip().isdigit() and col.strip().isdigit() and int(row) < rows and int(col) < cols:
+            state.put("attn_row", int(row))
+            state.put("attn_col", int(col))
+        else:
+            permalink.note(f"The link's patch “{linked}” is not a row and a column of this model's {rows}×{cols} "
+                           "grid (e.g. 3,5); showing the centre.")  # fmt: skip
     for key, size in (("attn_row", rows), ("attn_col", cols)):  # a patch kept from a model with a larger grid
         if not 0 <= int(st.session_state[key]) < size:
             state.put(key, size // 2)
@@ -193,6 +211,7 @@ def patch_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
         c1, c2 = st.columns(2)
         row = c1.number_input("Row", 0, rows - 1, key="attn_row", on_change=state.keep, args=("attn_row",))
         col = c2.number_input("Column", 0, cols - 1, key="attn_col", on_change=state.keep, args=("attn_col",))
+    permalink.publish(patch=None if (row, col) == (rows // 2, cols // 2) else f"{row},{col}")
     maps = patch_maps(cap, int(row), int(col)).mean(axis=1)
     with right:
         st.markdown(f"**Where patch ({row}, {col}) attends, each layer's heads averaged**")
@@ -246,8 +265,8 @@ def patch_at(y: float, x: float, grid: tuple[int, int], size: tuple[int, int]) -
 def matrix_view(cap: AttentionCapture) -> None:
     """One layer's and head's token × token attention as an interactive heatmap."""
     c1, c2 = st.columns(2)
-    layer = c1.selectbox("Layer ", range(cap.layers), key="attn_matrix_layer")
-    head = c2.selectbox("Head ", range(cap.heads), key="attn_matrix_head")
+    layer = c1.selectbox("Layer ", range(cap.layers), key="attn_matrix_layer", bind="query-params")
+    head = c2.selectbox("Head ", range(cap.heads), key="attn_matrix_head", bind="query-params")
     matrix = cap.attn[layer, head]
     step = -(-cap.tokens // MATRIX_MAX_TOKENS)
     names = [cap.token_name(i) for i in range(cap.tokens)]

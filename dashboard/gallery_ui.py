@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, resources, state
+from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt, sentence
 from interp.attribution import METHODS, attribute
 from interp.attribution.display import DisplaySettings, overlay
@@ -53,6 +53,12 @@ def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
         return None, None
     names = [s.name for s in sources]
     state.restore("gallery_dataset", names[0])
+    linked = permalink.take_one("data")
+    if linked in names:
+        state.put("gallery_dataset", linked)
+    elif linked:
+        permalink.note(f"The link's dataset “{linked}” is not available here (a zip someone uploaded stays "
+                       "with their session); showing another.")  # fmt: skip
     if st.session_state["gallery_dataset"] not in names:
         state.put("gallery_dataset", names[0])
     left, right = st.columns([2, 1])
@@ -71,6 +77,7 @@ def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
             "No ImageNet validation or Open Images folder is configured here. Whoever runs the app lists them in "
             "INTERP_DATASETS or in Streamlit secrets (see the README); the shapes world and zips work anywhere."
         )
+    permalink.publish(data=None if name == names[0] else name)
     source = sources[names.index(name)]
     spinner = "Generating the shapes test split (first use only)…" if source.name == SHAPES_DATASET else "Reading…"
     with st.spinner(spinner):
@@ -226,6 +233,13 @@ class GalleryFilter:
 
 def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     meta, rows = _scan_rows(scan_dir(model, source))
+    linked = permalink.take_one("why")  # the mistake a shared link explains
+    if linked:
+        if not rows.empty and linked in set(rows["path"]):
+            st.session_state["_gallery_pick"] = linked
+        else:
+            permalink.note(f"The link explains {linked}, which this server's scan of {ds.name} by {model.name} does "
+                           "not hold; start or resume the scan in the Scan tab.")  # fmt: skip
     for problem in (meta.get("problem"), damaged_note(meta.get("damaged_parts", []))):
         if problem:
             st.warning(problem)
@@ -282,20 +296,22 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     _pick_grid(source, cells)
     _exports(source, ds, wrong)
     picked = state.get("_gallery_pick")
-    if picked and picked in set(wrong["path"]):
+    explained = bool(picked) and picked in set(wrong["path"])
+    permalink.publish(why=picked if explained else None)
+    if explained:
         contrastive_view(model, source, wrong[wrong["path"] == picked].iloc[0])
 
 
 def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     c1, c2, c3 = st.columns(3)
-    conf = c1.slider("Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf")
+    conf = c1.slider("Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf", bind="query-params")
     done = rows[rows["correct"].notna()]
     trues = sorted({int(v) for v in done["label"].dropna()})
     preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})
     name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])
-    true_class = c2.selectbox("True class", [None, *trues], format_func=name, key="gallery_true")
+    true_class = c2.selectbox("True class", [None, *trues], format_func=name, key="gallery_true", bind="query-params")
     pred_class = c3.selectbox("Predicted class", [None, *preds], format_func=name, key="gallery_pred",
-                              help="With a true class too, this is one confusion pair.")  # fmt: skip
+                              bind="query-params", help="With a true class too, this is one confusion pair.")
     return GalleryFilter(conf, true_class, pred_class)
 
 
@@ -330,7 +346,8 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
     st.divider()
     st.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not {charts.md(charts.short_label(row.label_name))}?** "
                 f"{charts.md(row.path)}")
-    method = st.selectbox("Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title, key="gallery_method")
+    method = st.selectbox("Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title, key="gallery_method",
+                          bind="query-params")
     image = attempt(lambda: resources.dataset_image(source, row.path), f"reading {row.path}")
     if image is None:
         return

@@ -15,6 +15,13 @@ The encoding (plain query parameters, each left out when it holds its default)::
 
 The page is the URL's path. A link is applied once, when a browser session opens it; after that the widgets own the
 values and the URL follows them, and moving between pages keeps the model and image (they live in session state).
+
+Two ways into the URL, one rule for choosing: a widget that belongs to one page and that nothing else sets (a tab, the
+Attention page's layer and head, the gallery's filters) is bound with Streamlit's ``bind="query-params"``: its key is
+the parameter's name and Streamlit applies and updates it. Not a tab above long work (the Failures page's scan): a
+bound tab reruns the page when clicked, which stops that work. A choice that other pages keep (:mod:`dashboard.state`),
+that code sets (a clicked patch, a picked mistake), or whose widget's key changes with the model or image goes through
+:func:`take` and :func:`publish`, which also let a page say in the share box what of a link it could not use.
 """
 
 from __future__ import annotations
@@ -81,8 +88,8 @@ def share_ui() -> None:
         link = current_link()
         if link:
             st.code(link, language=None, wrap_lines=True)
-            st.caption("Copy this link (or the address bar): it opens this page with the same model, image, methods, "
-                       "classes, settings and display.")  # fmt: skip
+            st.caption("Copy this link (or the address bar): it opens this page with the same model, image and "
+                       "choices.")  # fmt: skip
         for text in unshared:
             st.caption(text)
         for text in st.session_state.get(NOTES, []):

@@ -28,7 +28,9 @@ base = resources.model_view(model.key, image.digest, model, image)
 ident = f"{model.key}|{image.digest}|{target}"
 
 heads, rollout, patch, matrix, stats = st.tabs(
-    ["Layers × heads", "Rollout and class relevance", "From a patch", "Token matrix", "Head statistics"]
+    ["Layers × heads", "Rollout and class relevance", "From a patch", "Token matrix", "Head statistics"],
+    key="attn_view",
+    bind="query-params",  # a shared link opens the same tab
 )
 with heads:
     ui.heads_view(ident, capture, base)

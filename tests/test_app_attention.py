@@ -75,3 +75,37 @@ def test_register_tokens_without_a_class_token():
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error
     assert any("4 prefix" in c.value and "no class token" in c.value for c in at.main.caption)
+
+
+def test_a_shared_link_opens_the_same_tab_layer_head_patch_and_class():
+    """The Attention page's choices travel in its link (the bundled shapes ViT, which a link can name); a patch or a
+    class the model does not have is named in the share box and the page shows its defaults."""
+    link = {"model": "shapes_vit", "image": "shapes_star", "attn_view": "From a patch", "attn_layer": "1",
+            "attn_head": "2", "attn_fusion": "max", "attn_discard": "0.5", "patch": "2,3", "target": "1",
+            "attn_matrix_layer": "1", "attn_matrix_head": "3"}  # fmt: skip
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.switch_page("pages/2_Attention.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["attn_view"] == "From a patch"
+    assert (at.main.selectbox(key="attn_layer").value, at.main.selectbox(key="attn_head").value) == (1, 2)
+    assert (at.main.radio(key="attn_fusion").value, at.main.slider(key="attn_discard").value) == ("max", 0.5)
+    assert (at.main.number_input(key="attn_row").value, at.main.number_input(key="attn_col").value) == (2, 3)
+    assert any("Where patch (2, 3) attends" in m.value for m in at.main.markdown)
+    assert at.main.selectbox[0].value == 1  # the class for the class-specific maps
+    titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
+    assert "rollout (max, discard 0.50)" in titles and "layer 1, head 2" in titles
+    assert (at.main.selectbox(key="attn_matrix_layer").value, at.main.selectbox(key="attn_matrix_head").value) == (1, 3)
+    assert at.query_params["patch"] == "2,3" and at.query_params["target"] == "1"
+    assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    for k, v in {"model": "shapes_vit", "image": "shapes_star", "patch": "99,0", "target": "5000"}.items():
+        at.query_params[k] = v
+    at.switch_page("pages/2_Attention.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = " ".join(w.value for w in at.sidebar.warning)
+    assert "patch “99,0” is not a row and a column" in notes and "class 5000 is not a class of shapes_vit" in notes
+    rows = at.main.number_input(key="attn_row")
+    assert rows.value == (rows.max + 1) // 2 and "patch" not in at.query_params and "target" not in at.query_params

@@ -185,3 +185,42 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     other.main.number_input(key="trust_n_Shapes world · test split").set_value(6).run()
     other.main.select_slider(key="trust_steps").set_value(5).run()
     assert any("gains the most over a random map" in m.value for m in other.main.markdown)
+
+
+def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():
+    """The Failures page's choices travel in its link: the dataset, the filters, the contrastive method and
+    the mistake being explained; parts this server cannot honour are named in the share box."""
+    from interp.cli import main
+    from interp.datasets import failures, load_scan
+    from interp.shapes.generator import CLASSES
+
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--limit", "120"]) == 0
+    (folder,) = [p.parent for p in (Path(os.environ["INTERP_CACHE_DIR"]) / "scans").glob("*/*/scan.json")]
+    wrong = failures(load_scan(folder)[1], 0.6)
+    assert len(wrong) > 1
+    pick = wrong.iloc[1]  # not the first: the link, not a default, chooses it
+    true_name = CLASSES[int(pick.label)]
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    link = {"model": "shapes_cnn", "data": "Shapes world · test split", "gallery_conf": "0.6",
+            "gallery_true": true_name, "gallery_method": "Occlusion", "why": pick.path}
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.switch_page("pages/3_Failures.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.slider(key="gallery_conf").value == 0.6
+    assert at.main.selectbox(key="gallery_true").value == int(pick.label)
+    assert at.main.selectbox(key="gallery_method").value == "occlusion"  # bound widgets carry their labels
+    assert any(m.value.startswith("**Why ") for m in at.main.markdown)
+    assert at.session_state["_gallery_pick"] == pick.path
+    assert at.query_params["why"] == pick.path and "data" not in at.query_params  # the first dataset: the default
+    assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    for k, v in {"model": "shapes_cnn", "data": "Upload · gone.zip", "why": "star/nowhere.png"}.items():
+        at.query_params[k] = v
+    at.switch_page("pages/3_Failures.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = " ".join(w.value for w in at.sidebar.warning)
+    assert "“Upload · gone.zip” is not available here" in notes and "star/nowhere.png" in notes
+    assert not any(m.value.startswith("**Why ") for m in at.main.markdown)

@@ -7,6 +7,7 @@ must draw the same pixels.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlparse
 
 from tests.browser.harness import wait_until_idle
@@ -117,3 +118,50 @@ def test_which_method_to_trust_on_the_failures_page(app_url, page, artifacts):
     page.screenshot(path=str(artifacts / "trust_dataset.png"))
     assert main.get_by_text("over 6 images").count() == 1
     assert page.get_by_text("Traceback").count() == 0
+
+
+ATTENTION = "model=shapes_vit&image=shapes_star&attn_view=From+a+patch&patch=2,3&attn_layer=1&attn_head=2&target=1"
+
+
+def test_an_attention_link_opens_the_same_tab_patch_and_head_and_follows_the_visitor(app_url, page, artifacts):
+    """The Attention page's own choices travel too: the open tab, the patch, the enlarged layer and head, the class;
+    what the visitor changes next (a tab) is in the URL and the share box at once, and a fresh browser opens it."""
+    page.goto(f"{app_url}/Attention?{ATTENTION}")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text(re.compile(r"Where patch \(2, 3\) attends")).wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert main.get_by_role("tab", name="From a patch").get_attribute("aria-selected") == "true"
+    page.screenshot(path=str(artifacts / "permalink_attention.png"))
+    assert page.get_by_text("Traceback").count() == 0
+
+    main.get_by_role("tab", name="Layers × heads").click()  # the first tab, the default: it leaves the URL
+    page.wait_for_function("!location.search.includes('attn_view')")
+    wait_until_idle(page)
+    main.locator(".gtitle", has_text="layer 1, head 2").wait_for()  # the enlarged map of the linked layer and head
+    page.get_by_test_id("stSidebar").get_by_text("Share this view").click()
+    shared = page.get_by_test_id("stSidebar").get_by_test_id("stCode").inner_text().strip()
+    expected = _query(f"?{ATTENTION}")
+    del expected["attn_view"]
+    assert _query(shared) == expected, shared
+
+    # another page's URL carries the model and image, none of this page's own choices
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Features", exact=True).click()
+    page.wait_for_url("**/Features**")
+    page.get_by_test_id("stMain").get_by_text("Filters of the first convolution").first.wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert {"model", "image"} <= set(_query(page.url)) and not {"attn_layer", "patch", "target"} & set(_query(page.url))
+
+    context = page.context.browser.new_context(viewport=page.viewport_size)
+    try:
+        fresh = context.new_page()
+        fresh.set_default_timeout(90_000)
+        fresh.goto(shared.replace(urlparse(shared).netloc, urlparse(app_url).netloc))
+        fresh_main = fresh.get_by_test_id("stMain")
+        fresh_main.get_by_text("Every head of every layer").wait_for(timeout=120_000)
+        wait_until_idle(fresh)
+        assert fresh_main.get_by_role("tab", name="Layers × heads").get_attribute("aria-selected") == "true"
+        fresh_main.get_by_role("tab", name="From a patch").click()
+        fresh_main.get_by_text(re.compile(r"Where patch \(2, 3\) attends")).wait_for()
+        assert fresh.get_by_text("Traceback").count() == 0
+    finally:
+        context.close()
