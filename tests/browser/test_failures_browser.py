@@ -1,6 +1,9 @@
-"""The Failures page in a real browser: scan the shapes world, open the gallery, ask why for one mistake."""
+"""The Failures page in a real browser: scan the shapes world, open the gallery, ask why for one mistake, and send
+that explanation to a fresh browser as a link."""
 
 from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
 
 from tests.browser.harness import wait_until_idle
 
@@ -25,3 +28,22 @@ def test_scan_gallery_and_contrastive_view(app_url, page, artifacts):
     page.screenshot(path=str(artifacts / "failures_why.png"))
     assert main.get_by_text("predicted:").count() >= 1 and main.get_by_text("true:").count() >= 1
     assert page.get_by_text("Traceback").count() == 0
+
+    # the explained mistake is in the link; a fresh browser opened on it shows the same explanation
+    page.wait_for_function("location.search.includes('why=')")
+    page.get_by_test_id("stSidebar").get_by_text("Share this view").click()
+    shared = page.get_by_test_id("stSidebar").get_by_test_id("stCode").inner_text().strip()
+    (why,) = parse_qs(urlparse(shared).query)["why"]
+    context = page.context.browser.new_context(viewport=page.viewport_size)
+    try:
+        fresh = context.new_page()
+        fresh.set_default_timeout(90_000)
+        fresh.goto(shared.replace(urlparse(shared).netloc, urlparse(app_url).netloc))
+        fresh.get_by_test_id("stMain").get_by_text("as the model sees it").wait_for(timeout=120_000)
+        wait_until_idle(fresh)
+        assert fresh.get_by_test_id("stMain").get_by_text(why.rsplit("/", 1)[-1]).count() >= 1
+        fresh.get_by_test_id("stMain").get_by_text("as the model sees it").scroll_into_view_if_needed()
+        fresh.screenshot(path=str(artifacts / "failures_why_link.png"))
+        assert fresh.get_by_text("Traceback").count() == 0
+    finally:
+        context.close()
