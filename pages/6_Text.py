@@ -25,7 +25,9 @@ if cap is None:
     st.stop()
 ident = f"{model.key}|{hash(text)}"
 heads, lines, roll, stats, ig = st.tabs(
-    ["Layers × heads", "From a token", "Rollout", "Head statistics", "Integrated Gradients"]
+    ["Layers × heads", "From a token", "Rollout", "Head statistics", "Integrated Gradients"],
+    key="text_view",
+    bind="query-params",  # a shared link opens the same tab
 )
 with heads:
     ui.heads_view(cap, ident)

@@ -69,3 +69,25 @@ def test_a_link_opens_its_sentence():
     at.run()
     assert at.main.text_input(key="text_input").value == "i thought the film was not dull"
     assert any("Prediction: positive" in m.value for m in at.main.markdown)
+
+
+def test_a_shared_link_opens_the_same_sentence_tab_heads_and_class():
+    """The Text page's own choices travel in its link beside the sentence: the tab, the enlarged layer and head, the
+    token the lines start from, the statistics' word and the class Integrated Gradients explains."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    link = {"text": "the film was not bad", "text_view": "From a token", "text_layer": "1", "text_from": "5: bad",
+            "text_from_layer": "1", "text_from_head": "3", "text_stats_over": "not", "text_ig_target": "negative",
+            "text_ig_steps": "64"}  # fmt: skip
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.switch_page("pages/6_Text.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text_input(key="text_input").value == "the film was not bad"
+    assert at.session_state["text_view"] == "From a token"
+    assert at.main.selectbox(key="text_layer").value == 1
+    assert [at.main.selectbox(key=k).value for k in ("text_from", "text_from_layer", "text_from_head")] == [5, 1, 3]
+    assert at.main.selectbox(key="text_stats_over").value == "not"
+    assert at.main.select_slider(key="text_ig_steps").value == 64
+    target = at.main.selectbox(key="text_ig_target")
+    assert target.options[target.index] == "negative"
+    assert "negative" in " ".join(c.value for c in at.main.caption if "Integrated Gradients" in c.value)
