@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, resources, state
+from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt, sentence
 from interp.concepts import (
     CLASSIFIERS,
@@ -204,30 +204,71 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
     names = [s.name for s in lib.sets()]
     shapes = model.num_classes == 6 and "star" in model.class_names
     default_concepts = [n for n in (["shapes marker", "shapes red"] if shapes else ["stripes", "dots"]) if n in names]
+    modules = list(model.layer_names())
+    class_options = ["Generated shapes of the class"] if shapes else []
+    class_options += ["Crops of the sidebar image", *(f"Saved set: {n}" for n in names)]
+    random_options = ["Shapes world backgrounds", "Random photo crops"]
+    random_options = random_options if shapes else random_options[::-1]
+    defaults = {"concepts": default_concepts, "layers": default_layers(model), "target": predicted,
+                "class_images": class_options[0], "random_images": random_options[0]}  # fmt: skip
+    keys = {name: f"tcav_{name}_{model.key}" for name in defaults}  # per model: another model starts from its own
+    _from_link(model, keys, defaults, names, modules, class_options, random_options)
     c1, c2 = st.columns(2)
     with c1:
-        concepts = st.multiselect("Concepts", names, default=default_concepts, key=f"tcav_concepts_{model.key}")
-        modules = list(model.layer_names())
-        layers = st.multiselect("Layers", modules, default=default_layers(model), key=f"tcav_layers_{model.key}",
+        concepts = st.multiselect("Concepts", names, key=keys["concepts"])
+        layers = st.multiselect("Layers", modules, key=keys["layers"],
                                 help="Any module; the defaults are one layer halfway through and the last "
                                 "feature layer.")  # fmt: skip
-        target = st.selectbox("Target class", range(model.num_classes), index=predicted, key=f"tcav_target_{model.key}",
+        target = st.selectbox("Target class", range(model.num_classes), key=keys["target"],
                               format_func=lambda i: charts.short_label(model.class_names[i]))  # fmt: skip
     with c2:
-        class_options = ["Generated shapes of the class"] if shapes else []
-        class_options += ["Crops of the sidebar image", *(f"Saved set: {n}" for n in names)]
-        class_source = st.selectbox("Images of the target class", class_options, key=f"tcav_class_src_{model.key}")
-        random_options = ["Shapes world backgrounds", "Random photo crops"] if shapes else ["Random photo crops", "Shapes world backgrounds"]
-        random_source = st.selectbox("Random images", random_options, key=f"tcav_random_src_{model.key}",
+        class_source = st.selectbox("Images of the target class", class_options, key=keys["class_images"])
+        random_source = st.selectbox("Random images", random_options, key=keys["random_images"],
                                      help="Each run trains the concept against its own random set; random-vs-random "
                                      "runs give the null distribution.")  # fmt: skip
-        random_size = st.slider("Images per random set", 8, 100, 30, key="tcav_random_size")
+        random_size = st.slider("Images per random set", 8, 100, 30, key="tcav_random_size", bind="query-params")
     c3, c4, c5 = st.columns(3)
-    runs = c3.slider("Runs", 2, 50, 10, key="tcav_runs")
-    seed = int(c4.number_input("Seed", 0, 1_000_000, 0, key="tcav_seed"))
-    classifier = c5.selectbox("Linear classifier", CLASSIFIERS, key="tcav_classifier",
+    runs = c3.slider("Runs", 2, 50, 10, key="tcav_runs", bind="query-params")
+    seed = int(c4.number_input("Seed", 0, 1_000_000, 0, key="tcav_seed", bind="query-params"))
+    classifier = c5.selectbox("Linear classifier", CLASSIFIERS, key="tcav_classifier", bind="query-params",
                               format_func={"sgd": "SGD (hinge)", "logistic": "logistic regression", "svm": "linear SVM"}.get)  # fmt: skip
+    chosen = {"concepts": concepts, "layers": layers, "target": target, "class_images": class_source,
+              "random_images": random_source}  # fmt: skip
+    permalink.publish(**{name: None if value == defaults[name] else value if isinstance(value, list) else str(value)
+                         for name, value in chosen.items()})  # fmt: skip
     return TCAVChoice(tuple(concepts), tuple(layers), int(target), class_source, random_source, random_size, runs, seed, classifier)
+
+
+def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, names: list[str], modules: list[str],
+               class_options: list[str], random_options: list[str]) -> None:  # fmt: skip
+    """Give the set-up's widgets their defaults, or what a shared link says (repeated ``concepts`` and ``layers``,
+    ``target`` as a class index, ``class_images`` and ``random_images`` as the boxes show them); what of the link
+    this server or model does not have is named in the share box."""
+    for name, default in defaults.items():
+        if keys[name] not in st.session_state:
+            st.session_state[keys[name]] = default
+    wanted = {"concepts": names, "layers": modules}
+    for name, known in wanted.items():
+        linked = permalink.take(name)
+        if found := [v for v in dict.fromkeys(linked) if v in known]:
+            st.session_state[keys[name]] = found
+        if linked:
+            if missing := [v for v in linked if v not in known]:
+                where = "in this server's concept library" if name == "concepts" else f"modules of {model.name}"
+                permalink.note(f"The link's {name} {', '.join(missing)} are not {where}.")
+    target = permalink.take_one("target")
+    if target is not None:
+        if target.isdigit() and int(target) < model.num_classes:
+            st.session_state[keys["target"]] = int(target)
+        else:
+            permalink.note(f"The link's class {target} is not a class of {model.name}; showing the predicted class.")
+    for name, options in (("class_images", class_options), ("random_images", random_options)):
+        linked = permalink.take_one(name)
+        if linked in options:
+            st.session_state[keys[name]] = linked
+        elif linked:
+            permalink.note(f"The link's {name.replace('_', ' ')} “{linked}” are not offered here; showing "
+                           f"“{defaults[name]}”.")  # fmt: skip
 
 
 def class_images(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None, n: int = 24) -> list[LoadedImage]:

@@ -57,9 +57,45 @@ def test_too_few_class_images_gets_a_sentence():
     at.main.radio(key="concept_new_source").set_value("Bundled photos").run()
     at.main.multiselect(key="concept_new_photos").set_value(["chelsea"]).run()
     at.main.button(key="concept_new_save").click().run()
-    source = next(w for w in at.main.selectbox if w.key.startswith("tcav_class_src_"))
+    source = next(w for w in at.main.selectbox if w.key.startswith("tcav_class_images_"))
     source.set_value("Saved set: two photos").run()
     at.main.slider(key="tcav_runs").set_value(2).run()
     at.main.button(key="tcav_run").click().run()
     assert not at.exception
     assert any("at least 2 images of the target class" in e.value for e in at.main.error)
+
+
+def test_a_shared_link_sets_up_the_same_tcav_run():
+    """The set-up travels in the link (concepts and layers repeated, the class by index, the image sources as the
+    boxes show them, runs, seed, classifier); what this server or model does not have is named in the share box."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    link = [("model", "shapes_cnn"), ("concepts", "shapes red"), ("concepts", "stripes"), ("layers", "layer2"),
+            ("target", "3"), ("random_images", "Random photo crops"), ("tcav_runs", "4"), ("tcav_seed", "7"),
+            ("tcav_classifier", "logistic regression")]  # fmt: skip
+    for k in dict(link):
+        at.query_params[k] = [v for name, v in link if name == k]
+    at.switch_page("pages/4_Concepts.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    widget = lambda kind, prefix: next(w for w in getattr(at.main, kind) if w.key.startswith(prefix))  # noqa: E731
+    assert widget("multiselect", "tcav_concepts_").value == ["shapes red", "stripes"]
+    assert widget("multiselect", "tcav_layers_").value == ["layer2"]
+    assert widget("selectbox", "tcav_target_").value == 3
+    assert widget("selectbox", "tcav_random_images_").value == "Random photo crops"
+    assert widget("selectbox", "tcav_class_images_").value == "Generated shapes of the class"  # not in the link
+    assert (at.main.slider(key="tcav_runs").value, at.main.number_input(key="tcav_seed").value) == (4, 7)
+    assert at.main.selectbox(key="tcav_classifier").value == "logistic"
+    assert at.query_params["concepts"] == ["shapes red", "stripes"] and at.query_params["target"] == "3"
+    assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    for k, v in {"model": "shapes_cnn", "concepts": ["nope", "dots"], "layers": "no.such.layer", "target": "99",
+                 "class_images": "Saved set: gone"}.items():  # fmt: skip
+        at.query_params[k] = v
+    at.switch_page("pages/4_Concepts.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = " ".join(w.value for w in at.sidebar.warning)
+    for part in ("concepts nope are not in this server's concept library", "layers no.such.layer are not modules",
+                 "class 99 is not a class", "“Saved set: gone” are not offered here"):  # fmt: skip
+        assert part in notes, notes
+    assert widget("multiselect", "tcav_concepts_").value == ["dots"]
+    assert widget("multiselect", "tcav_layers_").value == ["layer2", "layer4"]  # none known: the defaults
