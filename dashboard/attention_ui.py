@@ -74,13 +74,16 @@ def target_ui(model: LoadedModel, prediction: Prediction) -> int:
     linked = permalink.take_one("target")
     if linked is not None:
         if linked.isdigit() and int(linked) < model.num_classes:
-            st.session_state[key] = int(linked)
+            state.put(key, int(linked))
         else:
             permalink.note(f"The link's class {linked} is not a class of {model.name}; showing the predicted class.")
+    state.restore(key, prediction.top.index)
     target = st.selectbox(
         "Class for the class-specific maps",
         options,
         key=key,
+        on_change=state.keep,
+        args=(key,),
         format_func=label,
         help="Gradient-weighted rollout and Chefer et al.'s relevance explain this class; the other views do not "
         "depend on it.",

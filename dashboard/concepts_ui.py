@@ -215,15 +215,19 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
     _from_link(model, keys, defaults, names, modules, class_options, random_options)
     c1, c2 = st.columns(2)
     with c1:
-        concepts = st.multiselect("Concepts", names, key=keys["concepts"])
-        layers = st.multiselect("Layers", modules, key=keys["layers"],
+        concepts = st.multiselect("Concepts", names, key=keys["concepts"], on_change=state.keep,
+                                  args=(keys["concepts"],))
+        layers = st.multiselect("Layers", modules, key=keys["layers"], on_change=state.keep, args=(keys["layers"],),
                                 help="Any module; the defaults are one layer halfway through and the last "
                                 "feature layer.")  # fmt: skip
-        target = st.selectbox("Target class", range(model.num_classes), key=keys["target"],
+        target = st.selectbox("Target class", range(model.num_classes), key=keys["target"], on_change=state.keep,
+                              args=(keys["target"],),
                               format_func=lambda i: charts.short_label(model.class_names[i]))  # fmt: skip
     with c2:
-        class_source = st.selectbox("Images of the target class", class_options, key=keys["class_images"])
-        random_source = st.selectbox("Random images", random_options, key=keys["random_images"],
+        class_source = st.selectbox("Images of the target class", class_options, key=keys["class_images"],
+                                    on_change=state.keep, args=(keys["class_images"],))
+        random_source = st.selectbox("Random images", random_options, key=keys["random_images"], on_change=state.keep,
+                                     args=(keys["random_images"],),
                                      help="Each run trains the concept against its own random set; random-vs-random "
                                      "runs give the null distribution.")  # fmt: skip
         random_size = st.slider("Images per random set", 8, 100, 30, key="tcav_random_size", bind="query-params")
@@ -241,17 +245,15 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
 
 def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, names: list[str], modules: list[str],
                class_options: list[str], random_options: list[str]) -> None:  # fmt: skip
-    """Give the set-up's widgets their defaults, or what a shared link says (repeated ``concepts`` and ``layers``,
-    ``target`` as a class index, ``class_images`` and ``random_images`` as the boxes show them); what of the link
-    this server or model does not have is named in the share box."""
-    for name, default in defaults.items():
-        if keys[name] not in st.session_state:
-            st.session_state[keys[name]] = default
+    """Give the set-up's widgets what a shared link says (repeated ``concepts`` and ``layers``, ``target`` as a class
+    index, ``class_images`` and ``random_images`` as the boxes show them), else the choice kept from earlier reruns
+    and pages (:mod:`dashboard.state`), else their defaults. What of the link this server or model does not have is
+    named in the share box; kept choices that are no longer offered (a deleted concept set) are dropped."""
     wanted = {"concepts": names, "layers": modules}
     for name, known in wanted.items():
         linked = permalink.take(name)
         if found := [v for v in dict.fromkeys(linked) if v in known]:
-            st.session_state[keys[name]] = found
+            state.put(keys[name], found)
         if linked:
             if missing := [v for v in linked if v not in known]:
                 where = "in this server's concept library" if name == "concepts" else f"modules of {model.name}"
@@ -259,16 +261,25 @@ def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, names: 
     target = permalink.take_one("target")
     if target is not None:
         if target.isdigit() and int(target) < model.num_classes:
-            st.session_state[keys["target"]] = int(target)
+            state.put(keys["target"], int(target))
         else:
             permalink.note(f"The link's class {target} is not a class of {model.name}; showing the predicted class.")
     for name, options in (("class_images", class_options), ("random_images", random_options)):
         linked = permalink.take_one(name)
         if linked in options:
-            st.session_state[keys[name]] = linked
+            state.put(keys[name], linked)
         elif linked:
             permalink.note(f"The link's {name.replace('_', ' ')} “{linked}” are not offered here; showing "
                            f"“{defaults[name]}”.")  # fmt: skip
+    for name, default in defaults.items():  # the choice kept from earlier reruns and pages, else the default
+        state.restore(keys[name], default)
+    options = {"concepts": names, "layers": modules, "class_images": class_options, "random_images": random_options}
+    for name, known in options.items():  # a concept set deleted since, or a saved set no longer offered
+        kept = st.session_state[keys[name]]
+        if isinstance(kept, list) and not set(kept) <= set(known):
+            state.put(keys[name], [v for v in kept if v in known])
+        elif not isinstance(kept, list) and kept not in known:
+            state.put(keys[name], defaults[name])
 
 
 def class_images(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None, n: int = 24) -> list[LoadedImage]:
