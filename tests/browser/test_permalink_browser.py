@@ -20,16 +20,48 @@ IMAGES = "document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] 
 
 def _grid(page) -> list[bytes]:
     """Each cell's pixels as Chromium draws them, decoded: two screenshots of the same pixels are not always the
-    same PNG bytes (the encoder's choices differed between two browsers on one server)."""
+    same PNG bytes (the encoder's choices differed between two browsers on one server). Taken once every image has
+    loaded and nothing is stale, and again until two rounds agree: on a busy machine a cell caught mid-paint or
+    mid-fade differed from the same cell a moment later."""
     import io
 
     from PIL import Image
 
     page.wait_for_function(IMAGES, timeout=180_000)
     wait_until_idle(page)
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
+        ".every(i => i.complete && i.naturalWidth > 0) && !document.querySelector('[data-stale=true]')",
+        timeout=60_000,
+    )
     images = page.get_by_test_id("stMain").get_by_test_id("stImage")
-    shots = [images.nth(i).screenshot() for i in range(images.count())]
-    return [Image.open(io.BytesIO(shot)).convert("RGB").tobytes() for shot in shots]
+    last = None
+    for _ in range(10):
+        shots = [images.nth(i).screenshot() for i in range(images.count())]
+        cells = [Image.open(io.BytesIO(shot)).convert("RGB").tobytes() for shot in shots]
+        if cells == last:
+            break
+        last = cells
+        page.wait_for_timeout(300)
+    return last
+
+
+def _differences(first: list[bytes], second: list[bytes]) -> str:
+    """How far apart two grids are, for the assertion's message."""
+    import numpy as np
+
+    if len(first) != len(second):
+        return f"{len(first)} cells against {len(second)}"
+    out = []
+    for i, (a, b) in enumerate(zip(first, second)):
+        if a != b:
+            x, y = np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8)
+            if x.shape != y.shape:
+                out.append(f"cell {i}: {x.size} against {y.size} values")
+            else:
+                d = np.abs(x.astype(int) - y)
+                out.append(f"cell {i}: {np.count_nonzero(d)} of {d.size} values differ, by up to {d.max()}")
+    return "; ".join(out)
 
 
 def _slider_value(main, label: str) -> str:
@@ -70,7 +102,7 @@ def test_a_link_opened_in_a_fresh_browser_shows_the_same_grid(app_url, page, art
         fresh.goto(shared.replace(urlparse(shared).netloc, urlparse(app_url).netloc))
         second = _grid(fresh)
         fresh.screenshot(path=str(artifacts / "permalink_second.png"), full_page=True)
-        assert second == first  # pixel for pixel: the same maps, colours and overlay
+        assert second == first, _differences(first, second)  # pixel for pixel: the same maps, colours, overlay
     finally:
         context.close()
 
@@ -80,7 +112,8 @@ def test_a_link_opened_in_a_fresh_browser_shows_the_same_grid(app_url, page, art
     wait_until_idle(page)
     page.wait_for_url("**image=coffee**")
     page.get_by_test_id("stSidebar").get_by_role("link", name="Attribution", exact=True).click()
-    assert _grid(page) == first
+    back = _grid(page)
+    assert back == first, _differences(first, back)
     page.wait_for_url("**methods=occlusion**")
     assert _query(page.url) == _query(f"?{QUERY}")
 
