@@ -71,12 +71,9 @@ def target_ui(model: LoadedModel, prediction: Prediction) -> int:
         return f"{name} ({probs[i]:.1%})" if i in probs else f"{name} [{i}]"
 
     key = f"attn_target_{model.key}_{prediction.top.index}"  # a new image or model starts from its prediction
-    linked = permalink.take_one("target")
+    linked = permalink.take_class("target", model.num_classes, model.name)
     if linked is not None:
-        if linked.isdigit() and int(linked) < model.num_classes:
-            state.put(key, int(linked))
-        else:
-            permalink.note(f"The link's class {linked} is not a class of {model.name}; showing the predicted class.")
+        state.put(key, linked)
     state.restore(key, prediction.top.index)
     target = st.selectbox(
         "Class for the class-specific maps",

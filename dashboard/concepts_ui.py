@@ -212,7 +212,8 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
     defaults = {"concepts": default_concepts, "layers": default_layers(model), "target": predicted,
                 "class_images": class_options[0], "random_images": random_options[0]}  # fmt: skip
     keys = {name: f"tcav_{name}_{model.key}" for name in defaults}  # per model: another model starts from its own
-    _from_link(model, keys, defaults, names, modules, class_options, random_options)
+    options = {"concepts": names, "layers": modules, "class_images": class_options, "random_images": random_options}
+    _from_link(model, keys, defaults, options)
     c1, c2 = st.columns(2)
     with c1:
         concepts = st.multiselect("Concepts", names, key=keys["concepts"], on_change=state.keep,
@@ -243,37 +244,30 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
     return TCAVChoice(tuple(concepts), tuple(layers), int(target), class_source, random_source, random_size, runs, seed, classifier)
 
 
-def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, names: list[str], modules: list[str],
-               class_options: list[str], random_options: list[str]) -> None:  # fmt: skip
+def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, options: dict[str, list[str]]) -> None:
     """Give the set-up's widgets what a shared link says (repeated ``concepts`` and ``layers``, ``target`` as a class
     index, ``class_images`` and ``random_images`` as the boxes show them), else the choice kept from earlier reruns
     and pages (:mod:`dashboard.state`), else their defaults. What of the link this server or model does not have is
     named in the share box; kept choices that are no longer offered (a deleted concept set) are dropped."""
-    wanted = {"concepts": names, "layers": modules}
-    for name, known in wanted.items():
+    for name in ("concepts", "layers"):
         linked = permalink.take(name)
-        if found := [v for v in dict.fromkeys(linked) if v in known]:
+        if found := [v for v in dict.fromkeys(linked) if v in options[name]]:
             state.put(keys[name], found)
-        if linked:
-            if missing := [v for v in linked if v not in known]:
-                where = "in this server's concept library" if name == "concepts" else f"modules of {model.name}"
-                permalink.note(f"The link's {name} {', '.join(missing)} are not {where}.")
-    target = permalink.take_one("target")
+        if missing := [v for v in linked if v not in options[name]]:
+            where = "in this server's concept library" if name == "concepts" else f"modules of {model.name}"
+            permalink.note(f"The link's {name} {', '.join(missing)} are not {where}.")
+    target = permalink.take_class("target", model.num_classes, model.name)
     if target is not None:
-        if target.isdigit() and int(target) < model.num_classes:
-            state.put(keys["target"], int(target))
-        else:
-            permalink.note(f"The link's class {target} is not a class of {model.name}; showing the predicted class.")
-    for name, options in (("class_images", class_options), ("random_images", random_options)):
+        state.put(keys["target"], target)
+    for name in ("class_images", "random_images"):
         linked = permalink.take_one(name)
-        if linked in options:
+        if linked in options[name]:
             state.put(keys[name], linked)
         elif linked:
             permalink.note(f"The link's {name.replace('_', ' ')} “{linked}” are not offered here; showing "
                            f"“{defaults[name]}”.")  # fmt: skip
     for name, default in defaults.items():  # the choice kept from earlier reruns and pages, else the default
         state.restore(keys[name], default)
-    options = {"concepts": names, "layers": modules, "class_images": class_options, "random_images": random_options}
     for name, known in options.items():  # a concept set deleted since, or a saved set no longer offered
         kept = st.session_state[keys[name]]
         if isinstance(kept, list) and not set(kept) <= set(known):

@@ -51,6 +51,16 @@ def take_one(name: str) -> str | None:
     return values[0] if values else None
 
 
+def take_class(name: str, num_classes: int, model_name: str) -> int | None:
+    """The class index the link gives under ``name``, once; one the model does not have is noted and ``None``."""
+    linked = take_one(name)
+    if linked is not None and linked.isdigit() and int(linked) < num_classes:
+        return int(linked)
+    if linked is not None:
+        note(f"The link's class {linked} is not a class of {model_name}; showing the predicted class.")
+    return None
+
+
 def note(text: str) -> None:
     """Remember a sentence about a part of the link that could not be used; :func:`share_ui` shows it."""
     st.session_state.setdefault(NOTES, []).append(text)
