@@ -181,6 +181,49 @@ def test_loaded_model_is_frozen_and_in_eval(lite0):
     assert not any(p.requires_grad for p in lite0._module.parameters())
 
 
+def test_cnns_run_channels_last_on_the_cpu_with_the_same_outputs(lite0):
+    """On a CPU a CNN's convolutions keep NHWC weights (oneDNN's faster layout, ``bench/bench_layout.py``); a ViT's
+    patch embedding stays as timm made it. The logits are those of the network in the default layout, the weights'
+    fingerprint (cache keys) too."""
+    import copy
+
+    from interp.models.loading import fingerprint
+
+    def weights(net: torch.nn.Module) -> list[torch.Tensor]:  # the convolutions whose two layouts differ
+        return [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight[0, :, 0, 0].numel() > 1
+                and m.weight.shape[-1] > 1]  # fmt: skip
+
+    assert weights(lite0._module) and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                                          for w in weights(lite0._module))  # fmt: skip
+    nchw = copy.deepcopy(lite0._module).to(memory_format=torch.contiguous_format)
+    assert all(w.is_contiguous() for w in weights(nchw))
+    assert fingerprint(nchw) == lite0.weights.fingerprint
+    x = lite0.batch_of([lite0.pixels(interp.load_sample(s).image) for s in ("chelsea", "coffee")])
+    with torch.inference_mode():
+        ours, reference = lite0.run(x), nchw(x)
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4)
+    assert torch.equal(ours.argmax(1), reference.argmax(1))
+
+    vit = load_model("shapes_vit")
+    assert weights(vit._module) and all(w.is_contiguous() for w in weights(vit._module))
+
+
+def test_the_channels_last_setting(monkeypatch):
+    from interp.models.loading import channels_last_pays
+    from interp.models.specs import get_spec
+
+    cnn, vit = get_spec(TINY_CNN), get_spec("shapes_vit")
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for value, expected in (("auto", (True, False)), ("", (True, False)), ("1", (True, True)), ("0", (False, False)),
+                            ("yes please", (True, False))):  # fmt: skip
+        monkeypatch.setenv("INTERP_CHANNELS_LAST", value)
+        assert (channels_last_pays(cnn, cpu), channels_last_pays(cnn, gpu)) == expected, value
+        assert not channels_last_pays(vit, cpu) and not channels_last_pays(vit, gpu)
+    monkeypatch.setenv("INTERP_CHANNELS_LAST", "0")
+    model = load_model(TINY_CNN, "random")
+    assert all(m.weight.is_contiguous() for m in model._module.modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def test_random_weights_are_seeded():
     a, b = load_model(TINY_CNN, "random"), load_model(TINY_CNN, "random")
     assert a.weights.fingerprint == b.weights.fingerprint and a.weights.kind == "random"
