@@ -3,7 +3,7 @@ layout, same weights, same inputs, measured side by side in one run, where the m
 
     python bench/bench_layout.py [--models efficientnet_lite0 resnet50 ...] [--batch-size 32] [--rounds 3]
 
-Two workloads per model: a batched forward pass without autograd (predictions, scans, concept activations) and a
+First what a visitor waits for on the first model (a prediction, Integrated Gradients), then two workloads per model: a batched forward pass without autograd (predictions, scans, concept activations) and a
 forward+backward pass to the input for 4 images (what gradient attributions, Grad-CAM and activation maximisation
 do). Each line prints NCHW time ÷ channels-last time (above 1: channels-last is faster) and the largest difference
 between the two outputs, relative to the largest output. ``interp.load_model`` keeps a network channels-last where
@@ -43,6 +43,7 @@ def main() -> None:
 
     gen = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ratio = NCHW time ÷ channels-last time")
+    user_facing(args.models[0], args.rounds)
     for name in args.models:
         model = interp.load_model(name, None if name in BUNDLED else "random")
         net = model._module
@@ -70,6 +71,35 @@ def main() -> None:
             print(f"{name:24s} on {model.device.type}, {label:16s} batch {batch:3d}: ratio median "
                   f"{statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f}); outputs apart "
                   f"{apart:.1e}; load_model uses {chosen}")  # fmt: skip
+
+
+def user_facing(name: str, rounds: int) -> None:
+    """What a visitor waits for, with the model as ``load_model`` gives it and with ``INTERP_CHANNELS_LAST=0``: a
+    prediction of one photo and Integrated Gradients on it (the method's default settings), no result cache."""
+    import interp
+    from interp.attribution import attribute
+
+    chosen = interp.load_model(name, None if name in BUNDLED else "random")
+    os.environ["INTERP_CHANNELS_LAST"] = "0"
+    try:
+        nchw = interp.load_model(name, None if name in BUNDLED else "random")
+    finally:
+        del os.environ["INTERP_CHANNELS_LAST"]
+    image = interp.load_sample("chelsea").image
+    x = chosen.batch_of([chosen.pixels(image)])
+
+    def predict(model) -> None:
+        for _ in range(10):
+            model.run(x)
+
+    def integrated_gradients(model) -> None:
+        attribute(model, image, "integrated_gradients")
+
+    for label, work in (("prediction", predict), ("Integrated Gradients", integrated_gradients)):
+        ratios, best_nchw, best_chosen = ratios_beside(lambda w=work: w(nchw), lambda w=work: w(chosen), rounds)
+        scale = 10 if label == "prediction" else 1
+        print(f"{name}, {label} of one photo: {best_chosen / scale * 1e3:.1f} ms as loaded, {best_nchw / scale * 1e3:.1f} "
+              f"ms in NCHW; ratio median {statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":
