@@ -88,14 +88,18 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
     otherwise several threads resize and crop to ``uint8`` and the batch is normalised on the GPU
     (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads.
 
-    On the CPU each batch is prepared just before it runs, in this thread. The forward pass keeps every core busy,
-    and a resizing thread beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0
-    extraction ran 0.83× a bare forward pass with a preparing thread and 0.93× without; with one thread per core
-    preparing each batch in turn with the pass, 0.85× (against 0.92× in this thread, same run of
-    ``bench/bench_concepts.py --images 128``): resizing a decoded picture is too short a task to share out."""
+    On the CPU each batch is prepared just before it runs, by one thread per core, in turn with the pass (as a
+    scan reads, :func:`interp.datasets.scanner._threaded`). The forward pass keeps every core busy, and a thread
+    resizing beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0 extraction ran 0.83× a
+    bare forward pass with one preparing thread beside the pass. Since the network runs channels-last there
+    (:func:`interp.models.loading.channels_last_pays`) its pass is a third shorter, and preparing each batch in this
+    thread alone came to 0.87-0.88× a bare pass; a thread per core gives 0.90× (``bench/bench_concepts.py``, bests
+    and median), once the threads copy pixels with numpy rather than torch (``preprocess._channels_first``; with
+    torch's copy they ran 0.78×)."""
     if model.device.type != "cuda":
-        for chunk in chunks:
-            yield model.batch_of([model.pixels(images[i].image) for i in chunk])
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for chunk in chunks:
+                yield model.batch_of(list(pool.map(lambda i: model.pixels(images[i].image), chunk)))
         return
     if not chunks:
         return

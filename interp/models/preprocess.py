@@ -47,7 +47,7 @@ class CentreCropTransform:
         if pixels is not None:
             return pixels
         resize, crop = self.reference.transforms[:2]
-        return torch.from_numpy(np.asarray(crop(resize(image))).copy()).permute(2, 0, 1).contiguous()
+        return _channels_first(np.asarray(crop(resize(image))))
 
     def pixels_on_device(self, images: list[torch.Tensor]) -> torch.Tensor:
         """``uint8`` RGB images ``(3, h, w)`` of any sizes, on one device (a GPU: decoded there, or copied whole), as
@@ -120,10 +120,20 @@ class CentreCropTransform:
             (crop_w, last - first), self.resample, box=(left * sx, 0, (left + crop_w) * sx, last - first)
         )
         pixels = np.asarray(rows.resize((crop_w, crop_h), self.resample, box=(0, y0 - first, crop_w, y1 - first)))
-        return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()  # contiguous first: 2x faster
+        return _channels_first(pixels)
 
     def __repr__(self) -> str:
         return f"CentreCropTransform(resize {self.size}, crop {self.crop}; stands in for {self.reference!r})"
+
+
+def _channels_first(pixels: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` pixels as a new contiguous ``(3, H, W)`` tensor, copied by numpy. Torch's own copy runs on its
+    intra-op threads for a picture this size, and in a thread that prepares images (a scan's, concept extraction's)
+    it made that thread start a team of OpenMP threads of its own (one more thread per preparing thread, counted in
+    ``/proc``), which then competed with the model's pass for the cores: on 2 cores, concept extraction with a
+    preparing thread per core ran 0.78× a bare pass, 0.90× with this copy. Numpy's copy is also the faster one on
+    one thread (52 µs against 75 for 224×224)."""
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
 def fast_eval_transform(reference: Any) -> Any:
