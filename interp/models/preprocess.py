@@ -133,7 +133,7 @@ def _channels_first(pixels: np.ndarray) -> torch.Tensor:
     ``/proc``), which then competed with the model's pass for the cores: on 2 cores, concept extraction with a
     preparing thread per core ran 0.78× a bare pass, 0.90× with this copy. Numpy's copy is also the faster one on
     one thread (52 µs against 75 for 224×224)."""
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # always a copy: PIL's are read-only
 
 
 def fast_eval_transform(reference: Any) -> Any:
