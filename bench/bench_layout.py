@@ -3,12 +3,13 @@ layout, same weights, same inputs, measured side by side in one run, where the m
 
     python bench/bench_layout.py [--models efficientnet_lite0 resnet50 ...] [--batch-size 32] [--rounds 3]
 
-First what a visitor waits for on the first model (a prediction, Integrated Gradients), then two workloads per model: a batched forward pass without autograd (predictions, scans, concept activations) and a
-forward+backward pass to the input for 4 images (what gradient attributions, Grad-CAM and activation maximisation
-do). Each line prints NCHW time ÷ channels-last time (above 1: channels-last is faster) and the largest difference
-between the two outputs, relative to the largest output. ``interp.load_model`` keeps a network channels-last where
-:func:`interp.models.loading.channels_last_pays` says so (CNNs on a CPU); the last column says which layout it
-chose here. Models other than the bundled ones run with random weights (no download): speed does not depend on the
+First what a visitor waits for on the first model (a prediction, Integrated Gradients), then two workloads per
+model: a batched forward pass without autograd (predictions, scans, concept activations) and a forward+backward pass
+to the input for 4 images (what gradient attributions, Grad-CAM and activation maximisation do). Each line prints
+NCHW time ÷ channels-last time (above 1: channels-last is faster) and the largest difference between the two
+outputs, relative to the largest output. ``interp.load_model`` keeps a network channels-last where
+:func:`interp.models.loading.channels_last_pays` says so (CNNs on a CPU); the last column says which layout it chose
+here. Models other than the bundled ones run with random weights (no download): speed does not depend on the
 weights' values.
 """
 
@@ -27,7 +28,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.bench_attribution import ratios_beside
 
-BUNDLED = ("efficientnet_lite0", "shapes_cnn")
+
+def load(name: str):
+    """``name`` with the weights that ship with the app, else random ones (no download)."""
+    import interp
+    from interp.models.weights import BUNDLED
+
+    return interp.load_model(name, None if name in BUNDLED else "random")
 
 
 def main() -> None:
@@ -38,14 +45,13 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    import interp
     from interp.models.loading import channels_last_pays
 
     gen = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ratio = NCHW time ÷ channels-last time")
     user_facing(args.models[0], args.rounds)
     for name in args.models:
-        model = interp.load_model(name, None if name in BUNDLED else "random")
+        model = load(name)
         net = model._module
         nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
         nhwc = copy.deepcopy(net).to(memory_format=torch.channels_last)
@@ -79,10 +85,10 @@ def user_facing(name: str, rounds: int) -> None:
     import interp
     from interp.attribution import attribute
 
-    chosen = interp.load_model(name, None if name in BUNDLED else "random")
+    chosen = load(name)
     os.environ["INTERP_CHANNELS_LAST"] = "0"
     try:
-        nchw = interp.load_model(name, None if name in BUNDLED else "random")
+        nchw = load(name)
     finally:
         del os.environ["INTERP_CHANNELS_LAST"]
     image = interp.load_sample("chelsea").image
@@ -98,8 +104,9 @@ def user_facing(name: str, rounds: int) -> None:
     for label, work in (("prediction", predict), ("Integrated Gradients", integrated_gradients)):
         ratios, best_nchw, best_chosen = ratios_beside(lambda w=work: w(nchw), lambda w=work: w(chosen), rounds)
         scale = 10 if label == "prediction" else 1
-        print(f"{name}, {label} of one photo: {best_chosen / scale * 1e3:.1f} ms as loaded, {best_nchw / scale * 1e3:.1f} "
-              f"ms in NCHW; ratio median {statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
+        print(f"{name}, {label} of one photo: {best_chosen / scale * 1e3:.1f} ms as loaded, "
+              f"{best_nchw / scale * 1e3:.1f} ms in NCHW; ratio median {statistics.median(ratios):.2f} "
+              f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":
