@@ -102,7 +102,8 @@ def png_data_uri(rgb: np.ndarray) -> str:
 
 def curves_figure(curves, floor, title: str, height: int = 300) -> go.Figure:
     """Deletion and insertion curves of a map (solid) and of a random map (dotted), class probability against the
-    share of pixels removed or revealed; the areas under them are the scores."""
+    share of pixels removed or revealed (in squares of ``curves.block`` pixels); the areas under them are the
+    scores."""
     fig = go.Figure()
     for name, colour in (("deletion", "#d62728"), ("insertion", "#1f77b4")):
         fig.add_scatter(x=curves.fractions, y=getattr(curves, name), mode="lines+markers", line={"color": colour},
@@ -110,7 +111,8 @@ def curves_figure(curves, floor, title: str, height: int = 300) -> go.Figure:
         fig.add_scatter(x=floor.fractions, y=getattr(floor, name), mode="lines", line={"color": colour, "dash": "dot"},
                         name=f"random map {name} (AUC {getattr(floor, f'{name}_auc'):.3f})")  # fmt: skip
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"font": {"size": 11}},
-                      xaxis_title="share of pixels removed (deletion) or revealed (insertion)",
+                      xaxis_title="share of pixels removed (deletion) or revealed (insertion)"
+                      + ("" if curves.block == 1 else f", in {curves.block}×{curves.block} squares"),
                       yaxis_title="class probability")  # fmt: skip
     return fig
 

@@ -26,17 +26,18 @@ DEFAULT = ["grad_cam", "saliency", "integrated_gradients"]
 
 
 def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict) -> dict | None:
-    """The trust scores of every map when the visitor turns them on: deletion and insertion AUC (20 steps, blurred
-    replacement) and the same for a random map per class, computed once and cached like the maps."""
+    """The trust scores of every map when the visitor turns them on: deletion and insertion AUC (20 steps of
+    16-pixel regions, blurred replacement) and the same for a random map per class, computed once and cached like the
+    maps."""
     linked = permalink.take_one("scores")
     if linked is not None:
         state.put("attr_scores", linked == "1")
     state.restore("attr_scores", False)
     on = st.toggle(
         "Trust scores", key="attr_scores", on_change=state.keep, args=("attr_scores",),
-        help="Deletion and insertion (Petsiuk et al. 2018): remove, or reveal on a blurred copy, each map's top pixels "
-        "first and follow the class probability. A faithful map makes it fall fast (low deletion) and rise fast (high "
-        "insertion). Each score stands beside a random map's, the floor it must beat.",
+        help="Deletion and insertion (Petsiuk et al. 2018): remove, or reveal on a blurred copy, each map's top "
+        "regions first and follow the class probability. A faithful map makes it fall fast (low deletion) and rise "
+        "fast (high insertion). Each score stands beside a random map's, the floor it must beat.",
     )  # fmt: skip
     permalink.publish(scores="1" if on else None)
     if not on:
@@ -45,11 +46,12 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
 
     state.restore("attr_score_steps", 20)
     state.restore("attr_score_replacement", "blur")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     steps = c1.select_slider("Score steps", [5, 10, 20, 40, 80], key="attr_score_steps", on_change=state.keep,
-                             args=("attr_score_steps",), help="Pixel groups removed or revealed in turn; each costs two "
-                             "forward passes per map.")  # fmt: skip
-    replacement = c2.selectbox(
+                             args=("attr_score_steps",), help="Groups of regions removed or revealed in turn; each "
+                             "costs two forward passes per map.")  # fmt: skip
+    block = region_slider(c2, model, "attr_score_block")
+    replacement = c3.selectbox(
         "Removed pixels become", REPLACEMENTS, key="attr_score_replacement", on_change=state.keep,
         args=("attr_score_replacement",), help="A blurred copy keeps colours and layout, so the image stays close to "
         "real ones and a score falls because evidence is gone (Rong et al. 2022); the mean colour or black push the "
@@ -61,12 +63,35 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
         return None
     with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, {2 * (steps + 1)} forward passes each)…"):
         found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready], steps=int(steps),
-                                            replacement=replacement, cache=resources.result_cache()),
+                                            replacement=replacement, block=block, cache=resources.result_cache()),
                         "scoring the maps")  # fmt: skip
     if found is None:
         return None
     floors, curves = found
-    return {"floor": floors, "maps": dict(zip(ready, curves))}
+    return {"floor": floors, "maps": dict(zip(ready, curves)), "block": block}
+
+
+def region_slider(where, model: LoadedModel, key: str) -> int:
+    """How much is removed at once: squares of 1 (single pixels) to 32 pixels of the model's input, 16 by default
+    (less on small inputs), kept per visitor like the other settings."""
+    from interp.evaluation import BLOCKS, default_block
+
+    size = tuple(model.data_config["input_size"][-2:])
+    options = [b for b in BLOCKS if b <= min(size)]
+    default = default_block(size)
+    if default not in options:
+        options = sorted({*options, default})
+    state.restore(key, default)
+    if st.session_state.get(key) not in options:  # kept from a model with a larger input
+        state.put(key, default)
+    return int(where.select_slider(
+        "Region size", options, key=key, on_change=state.keep, args=(key,),
+        format_func=lambda b: "single pixels" if b == 1 else f"{b}×{b} px",
+        help="Single pixels are how the paper removes them, but taking scattered pixels away wrecks an image's fine "
+        "texture everywhere at once, so a random map scores about as well as a real one and speckled maps (gradients, "
+        "Integrated Gradients) are rewarded for the speckle. Whole squares (Samek et al. 2017) leave the rest of the "
+        "image intact.",
+    ))  # fmt: skip
 
 
 def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict | None) -> None:
@@ -86,26 +111,30 @@ def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict 
                      "insertion − random": curves.insertion_auc - floor.insertion_auc})  # fmt: skip
     table = pd.DataFrame(rows).sort_values("insertion − random", ascending=False)
     st.markdown("**Scoreboard**")
-    st.markdown(scoreboard_sentence(table))
+    st.markdown(scoreboard_sentence(table, scores.get("block", 1)))
     left, right = st.columns([3, 2])
     left.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                    ("deletion", "insertion", "random deletion", "random insertion", "insertion − random")})  # fmt: skip
     right.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
 
 
-def scoreboard_sentence(table) -> str:
-    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion and their floors)."""
+def scoreboard_sentence(table, block: int = 1) -> str:
+    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion and their floors), for
+    scores that removed squares of ``block`` pixels."""
     best_in = table.loc[table["insertion − random"].idxmax()]
     best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
+    unit = "pixels" if block == 1 else "squares"
     text = (f"On this image, **{charts.md(best_in['method'])}** brings back *{charts.md(best_in['class'])}* fastest "
-            f"when its top pixels are revealed (insertion {best_in['insertion']:.3f} against "
+            f"when its top {unit} are revealed (insertion {best_in['insertion']:.3f} against "
             f"{best_in['random insertion']:.3f} for a random map)")  # fmt: skip
     if best_del["deletion"] < best_del["random deletion"]:
         text += (f", and **{charts.md(best_del['method'])}** removes it fastest (deletion {best_del['deletion']:.3f} "
                  f"against {best_del['random deletion']:.3f}).")  # fmt: skip
-    else:
+    elif block == 1:
         text += (". By deletion no map removes it faster than a random one: blurring scattered pixels already wrecks "
-                 "the image's texture, so read deletion here with care.")  # fmt: skip
+                 "the image's texture, so read deletion here with care (larger squares avoid that).")  # fmt: skip
+    else:
+        text += ". By deletion no map removes it faster than a random one."
     weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
     if weak:
         text += f" {', '.join(map(charts.md, weak))} do no better than a random map by insertion."
@@ -141,16 +170,17 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
                 "Higher gains are better.")  # fmt: skip
     usable = [m for m in METHODS if METHODS[m]().applies_to(model) is None]
     state.restore("trust_methods", [m for m in DEFAULT if m in usable])
-    c1, c2, c3 = st.columns([3, 1, 1])
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     methods = c1.multiselect("Methods", usable, key="trust_methods", format_func=lambda m: METHODS[m].title,
                              on_change=state.keep, args=("trust_methods",))  # fmt: skip
     n = c2.number_input("Images", 2, min(len(ds), 2000), min(50, len(ds)), key=f"trust_n_{source.name}")
     steps = c3.select_slider("Steps", [5, 10, 20, 40], 20, key="trust_steps")
+    block = region_slider(c4, model, "trust_block")
     if not methods:
         st.info("Pick at least one method.")
         return
-    out = (resources.settings().cache_dir / "evaluations" / source.slug /
-           f"{model.key}-{'-'.join(sorted(methods))}-{steps}".replace("/", "_"))  # fmt: skip
+    name = f"{model.key}-{'-'.join(sorted(methods))}-{steps}" + (f"-b{block}" if block != 1 else "")
+    out = resources.settings().cache_dir / "evaluations" / source.slug / name.replace("/", "_")
     done = load_scores(out) if out.exists() else None
     if st.button("Score the methods", type="primary", key="trust_start"):
         bar = st.progress(0.0, text="Starting…")
@@ -162,7 +192,8 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
 
         def run():
             try:
-                return evaluate_dataset(model, ds, methods, out, n=int(n), steps=int(steps), progress=progress)
+                return evaluate_dataset(model, ds, methods, out, n=int(n), steps=int(steps), block=block,
+                                        progress=progress)  # fmt: skip
             except ScanBusy:
                 st.info("Another visitor is scoring these methods on this dataset right now; try again in a moment.")
                 return None
@@ -171,8 +202,8 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
             bar.progress(1.0, text=f"Done in {time.monotonic() - start:.0f} s.")
         done = load_scores(out)
     if done is None or done.empty:
-        st.caption("Nothing scored yet for these methods and steps. Scores are kept: a second click continues where "
-                   "the first stopped, and anyone else choosing the same shows them at once.")  # fmt: skip
+        st.caption("Nothing scored yet for these methods, steps and squares. Scores are kept: a second click "
+                   "continues where the first stopped, and anyone else choosing the same sees them at once.")
         return
     summary = summarise(done)
     summary["method"] = [METHODS[m].title for m in summary["method"]]

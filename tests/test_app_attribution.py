@@ -243,10 +243,32 @@ def test_trust_scores_under_every_map_a_scoreboard_and_curves():
     at.main.slider(key="attr_alpha").set_value(0.3).run()  # a display change: scores come from the cache
     assert not at.exception and len([c for c in captions(at) if "random map" in c]) == 2
     before = [c for c in captions(at) if "random map" in c]
+    squares = at.main.select_slider(key="attr_score_block")
+    assert squares.value == 16 and squares.options == ["single pixels", "4×4 px", "8×8 px", "16×16 px", "32×32 px"]
+    squares.set_value(1).run()
+    assert not at.exception
+    pixels = [c for c in captions(at) if "random map" in c]
+    assert len(pixels) == 2 and pixels != before  # single pixels: other scores
     at.main.select_slider(key="attr_score_steps").set_value(5).run()
     at.main.selectbox(key="attr_score_replacement").set_value("black").run()
     after = [c for c in captions(at) if "random map" in c]
-    assert not at.exception and len(after) == 2 and after != before  # other settings, other scores
+    assert not at.exception and len(after) == 2 and after != pixels  # other settings, other scores
+
+
+def test_the_scoreboard_sentence_blames_scattered_pixels_only_when_single_pixels_were_removed():
+    import pandas as pd
+
+    from dashboard.trust_ui import scoreboard_sentence
+
+    row = {"method": "Grad-CAM", "class": "tiger cat", "deletion": 0.10, "insertion": 0.18, "random deletion": 0.08,
+           "random insertion": 0.09, "insertion − random": 0.09}  # fmt: skip
+    table = pd.DataFrame([row])
+    pixels, squares = scoreboard_sentence(table, 1), scoreboard_sentence(table, 16)
+    assert "no map removes it faster than a random one" in pixels and "scattered pixels" in pixels
+    assert "no map removes it faster than a random one" in squares and "scattered" not in squares
+    assert "its top pixels are revealed" in pixels and "its top squares are revealed" in squares
+    better = scoreboard_sentence(table.assign(deletion=0.05), 16)
+    assert "removes it fastest (deletion 0.050 against 0.080)" in better
 
 
 def test_the_sanity_check_on_request_flags_guided_backprop():

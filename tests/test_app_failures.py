@@ -171,6 +171,7 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     at.main.multiselect(key="trust_methods").set_value(["grad_cam", "saliency"]).run()
     at.main.number_input(key="trust_n_Shapes world · test split").set_value(6).run()
     at.main.select_slider(key="trust_steps").set_value(5).run()
+    assert at.main.select_slider(key="trust_block").value == 16  # the shapes world's 128-pixel input: 8 × 8 squares
     at.main.button(key="trust_start").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error, [e.value for e in at.main.error]
@@ -185,6 +186,9 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     other.main.number_input(key="trust_n_Shapes world · test split").set_value(6).run()
     other.main.select_slider(key="trust_steps").set_value(5).run()
     assert any("gains the most over a random map" in m.value for m in other.main.markdown)
+    other.main.select_slider(key="trust_block").set_value(1).run()  # single pixels: scores of their own, none yet
+    assert not other.exception and not any("gains the most" in m.value for m in other.main.markdown)
+    assert any("Nothing scored yet" in c.value for c in other.main.caption)
 
 
 def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():

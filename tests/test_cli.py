@@ -394,7 +394,7 @@ def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
                  "--sanity", "--steps", "8", "--json"])  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["target"] == sample.label and 0 < report["object_share"] < 0.5
+    assert report["target"] == sample.label and 0 < report["object_share"] < 0.5 and report["block"] == 16
     rows = {r["method"]: r for r in report["methods"]}
     for row in rows.values():
         assert len(row["deletion"]) == 9 and 0 <= row["energy_inside"] <= 1 and isinstance(row["pointing"], bool)
@@ -406,7 +406,8 @@ def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra",
     [["--method", "magic"], ["--method", "grad_cam", "--steps", "0"], ["--method", "grad_cam", "--mask", "{small}"],
-     ["--method", "grad_cam", "--target", "5000"], ["--method", "grad_cam", "--replacement", "purple"]],
+     ["--method", "grad_cam", "--target", "5000"], ["--method", "grad_cam", "--replacement", "purple"],
+     ["--method", "grad_cam", "--block", "0"], ["--method", "grad_cam", "--block", "300"]],
 )
 def test_evaluate_bad_input_exits_2(extra, coffee_jpg, tmp_path):
     Image.new("L", (10, 10)).save(tmp_path / "small.png")
@@ -430,7 +431,8 @@ def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path):
     "args",
     [["--method", "grad_cam"], ["--image", "{coffee}", "--dataset", "x", "--method", "grad_cam"],
      ["--dataset", "Shapes world · test split", "--method", "grad_cam"],
-     ["--dataset", "Shapes world · test split", "--method", "grad_cam", "--sanity", "--out", "{out}"]],
+     ["--dataset", "Shapes world · test split", "--method", "grad_cam", "--sanity", "--out", "{out}"],
+     ["--dataset", "Shapes world · test split", "--method", "grad_cam", "--block", "129", "--out", "{out}"]],
 )
 def test_evaluate_dataset_bad_input_exits_2(args, coffee_jpg, tmp_path):
     result = run_cli("evaluate", "--model", "shapes_cnn",

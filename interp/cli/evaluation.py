@@ -28,6 +28,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps (default 20)")
     p.add_argument("--replacement", default="blur", choices=REPLACEMENTS,
                    help="what removed pixels become (default blur: it keeps the image closest to real ones)")
+    p.add_argument("--block", type=int, help="side of the square regions removed together, in input pixels: 1 "
+                   "removes single pixels; default 16 (less on inputs under 128 pixels)")
     p.add_argument("--sanity", action="store_true",
                    help="also run the cascading model-randomisation check (one method run per layer step)")
     p.add_argument("--mask", type=Path, help="an object mask (image file, white = object, the photo's size): adds "
@@ -41,6 +43,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     if (args.image is None) == (args.dataset is None):
         raise ValueError("give --image FILE (one image's maps) or --dataset (N images), not both or neither.")
+    if args.block is not None and args.block < 1:
+        raise ValueError(f"--block is a region's side in pixels, 1 or more (1: single pixels), got {args.block}.")
     if args.dataset is not None:
         return _evaluate_dataset(args)
     return _evaluate_image(args)
@@ -77,7 +81,8 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
             print(f"\r{p.done}/{p.total} images{eta}   ", end="", file=sys.stderr, flush=True)
 
     summary = evaluate_dataset(model, dataset, methods, args.out, n=args.n, steps=args.steps,
-                               replacement=args.replacement, params=params, progress=progress)  # fmt: skip
+                               replacement=args.replacement, block=args.block, params=params,
+                               progress=progress)  # fmt: skip
     print(file=sys.stderr)
     if args.json:
         print(summary.to_json(orient="records", indent=2))
@@ -102,6 +107,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import (
         cascading_randomisation,
+        default_block,
         deletion_insertion,
         energy_inside,
         pointing,
@@ -132,11 +138,16 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         from interp.shapes import mask_in_view
 
         mask = mask_in_view(raw_mask, model.view)
+    size = tuple(model.data_config["input_size"][-2:])
+    block = default_block(size) if args.block is None else args.block
+    if not 1 <= block <= min(size):
+        raise ValueError(f"--block must be 1 to {min(size)} ({model.name}'s input is {size[1]}×{size[0]} pixels), "
+                         f"got {block}.")  # fmt: skip
     x = model.preprocess(image.image)
     target = args.target if args.target is not None else int(model.run(x[None]).argmax(-1))
     batch = forward_batch_size(model, x[None], 2 * (args.steps + 1))  # the memory budget read once for every map
     floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=args.steps,
-                               replacement=args.replacement, batch=batch)  # fmt: skip
+                               replacement=args.replacement, block=block, batch=batch)  # fmt: skip
     rows = []
     for name in methods:
         reason = get_method(name, **params[name]).applies_to(model)
@@ -145,7 +156,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
             continue
         result = attribute(model, x, name, target, **params[name])
         curves = deletion_insertion(model, x, result.map, target, steps=args.steps, replacement=args.replacement,
-                                    batch=batch)  # fmt: skip
+                                    block=block, batch=batch)  # fmt: skip
         row = {"method": name, "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
                "deletion": curves.deletion.tolist(), "insertion": curves.insertion.tolist()}  # fmt: skip
         if mask is not None:
@@ -156,14 +167,15 @@ def _evaluate_image(args: argparse.Namespace) -> int:
                        sanity=[{"layer": s.layer, "spearman": s.spearman, "ssim": s.ssim} for s in check.steps])  # fmt: skip
         rows.append(row)
     report = {"model": model.name, "image": str(args.image), "target": target, "label": model.class_names[target],
-              "steps": args.steps, "replacement": args.replacement,
+              "steps": args.steps, "replacement": args.replacement, "block": block,
               "random_floor": {"deletion_auc": floor.deletion_auc, "insertion_auc": floor.insertion_auc},
               "object_share": float(mask.mean()) if mask is not None else None, "methods": rows}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{model.name} on {args.image.name}, class {target} ({model.class_names[target]}); {args.steps} steps, "
-          f"{args.replacement} replacement. Lower deletion and higher insertion are better.")  # fmt: skip
+    regions = "single pixels" if block == 1 else f"{block}×{block}-pixel squares"
+    print(f"{model.name} on {args.image.name}, class {target} ({model.class_names[target]}); {args.steps} steps of "
+          f"{regions}, {args.replacement} replacement. Lower deletion and higher insertion are better.")  # fmt: skip
     print(f"{'method':<24}{'deletion':>10}{'insertion':>11}")
     print(f"{'random map (floor)':<24}{floor.deletion_auc:>10.3f}{floor.insertion_auc:>11.3f}")
     for row in rows:

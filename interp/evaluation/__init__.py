@@ -1,7 +1,7 @@
 """How far to trust an attribution map: scores computed from the model, the input, the map and the target.
 
     >>> from interp.evaluation import deletion_insertion
-    >>> curves = deletion_insertion(model, x, result.map, target=282, steps=20, replacement="blur")
+    >>> curves = deletion_insertion(model, x, result.map, target=282, steps=20, replacement="blur", block=16)
     >>> curves.deletion_auc, curves.insertion_auc        # lower deletion and higher insertion is better
     >>> deletion_insertion(model, x, random_map(result.map.shape, seed=0), 282)   # the floor beside it
 
@@ -13,11 +13,12 @@ boxes give the answer; per dataset, their mean and 95% interval per method. The 
 
 from interp.evaluation.api import grid_curves, map_curves, map_randomisation
 from interp.evaluation.dataset import EvaluationProgress, evaluate_dataset, load_scores, summarise
-from interp.evaluation.faithfulness import REPLACEMENTS, Curves, deletion_insertion, random_map
+from interp.evaluation.faithfulness import BLOCKS, REPLACEMENTS, Curves, default_block, deletion_insertion, random_map
 from interp.evaluation.localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
 
 __all__ = [
+    "BLOCKS",
     "REPLACEMENTS",
     "Curves",
     "EvaluationProgress",
@@ -28,6 +29,7 @@ __all__ = [
     "cascade_layers",
     "cascading_randomisation",
     "centre_hit",
+    "default_block",
     "deletion_insertion",
     "energy_inside",
     "grid_curves",

@@ -6,7 +6,7 @@ import numpy as np
 
 from interp.attribution import Attribution
 from interp.cache import ResultCache, result_key
-from interp.evaluation.faithfulness import Curves, deletion_insertion, random_map
+from interp.evaluation.faithfulness import Curves, default_block, deletion_insertion, random_map
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -16,12 +16,16 @@ FLOOR_SEED = 0
 
 def map_curves(
     model: LoadedModel, image: LoadedImage, result: Attribution | None, target: int, *, steps: int = 20,
-    replacement: str = "blur", cache: ResultCache | None = None, batch: int | None = None,
+    replacement: str = "blur", block: int | None = None, cache: ResultCache | None = None, batch: int | None = None,
 ) -> Curves:  # fmt: skip
     """Deletion and insertion curves of ``result``'s map (``None``: of a random map, the floor) for ``target``,
-    read from ``cache`` when computed before for the same model, pixels, map settings, steps and replacement."""
+    read from ``cache`` when computed before for the same model, pixels, map settings, steps, replacement and region
+    side (``block``; by default :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
+    block = default_block(tuple(model.data_config["input_size"][-2:])) if block is None else int(block)
     what = "random" if result is None else result.method
     settings = {"target": int(target), "steps": int(steps), "replacement": replacement, "seed": FLOOR_SEED}
+    if block != 1:  # keys of single-pixel scores, the only kind before regions, stay as they were
+        settings["block"] = block
     if result is not None:
         settings["map"] = result.params
     key = result_key(model=model.key, image=image.digest, method=f"deletion_insertion:{what}", params=settings)
@@ -29,21 +33,22 @@ def map_curves(
     if found is not None:
         a, m = found.arrays, found.meta
         return Curves(a["fractions"], a["deletion"], a["insertion"], m["deletion_auc"], m["insertion_auc"],
-                      m["score"], m["replacement"])  # fmt: skip
+                      m["score"], m["replacement"], m.get("block", 1))  # fmt: skip
     x = model.preprocess(image.image)
     saliency = random_map(tuple(x.shape[-2:]), FLOOR_SEED) if result is None else result.map
-    curves = deletion_insertion(model, x, saliency, int(target), steps=steps, replacement=replacement, batch=batch)
+    curves = deletion_insertion(model, x, saliency, int(target), steps=steps, replacement=replacement, block=block,
+                                batch=batch)  # fmt: skip
     if cache is not None:
         arrays = {"fractions": curves.fractions, "deletion": curves.deletion, "insertion": curves.insertion}
         meta = {"deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc, "score": curves.score,
-                "replacement": curves.replacement}  # fmt: skip
+                "replacement": curves.replacement, "block": curves.block}  # fmt: skip
         cache.put(key, {k: np.asarray(v) for k, v in arrays.items()}, meta)
     return curves
 
 
 def grid_curves(
     model: LoadedModel, image: LoadedImage, results: list[Attribution], *, steps: int = 20, replacement: str = "blur",
-    cache: ResultCache | None = None,
+    block: int | None = None, cache: ResultCache | None = None,
 ) -> tuple[dict[int, Curves], list[Curves]]:  # fmt: skip
     """The curves of every map of a grid and a random map's per class, with the memory budget read once for all of
     them (a read per map cost a fifth of each map's scoring on EfficientNet-Lite0)."""
@@ -51,7 +56,7 @@ def grid_curves(
 
     x = model.preprocess(image.image)[None]
     batch = forward_batch_size(model, x, 2 * (steps + 1))
-    kw = {"steps": steps, "replacement": replacement, "cache": cache, "batch": batch}
+    kw = {"steps": steps, "replacement": replacement, "block": block, "cache": cache, "batch": batch}
     floors = {t: map_curves(model, image, None, t, **kw) for t in dict.fromkeys(r.target for r in results)}
     return floors, [map_curves(model, image, r, r.target, **kw) for r in results]
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, scan_lock
-from interp.evaluation.faithfulness import deletion_insertion, random_map
+from interp.evaluation.faithfulness import default_block, deletion_insertion, random_map
 from interp.models import LoadedModel
 
 SCORES = "scores.parquet"
@@ -41,11 +41,12 @@ class EvaluationProgress:
 
 def evaluate_dataset(
     model: LoadedModel, dataset: Dataset, methods: list[str], out: Path, *, n: int = 50, steps: int = 20,
-    replacement: str = "blur", params: dict[str, dict[str, Any]] | None = None,
+    replacement: str = "blur", block: int | None = None, params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[EvaluationProgress], None] | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Score ``methods`` on the first ``n`` images of ``dataset`` into ``out``; return the per-method summary
-    (:func:`summarise`). Images that cannot be read are skipped and counted in ``evaluation.json``."""
+    (:func:`summarise`). Images that cannot be read are skipped and counted in ``evaluation.json``. ``block`` is
+    the side of the regions removed together (:func:`~interp.evaluation.deletion_insertion`)."""
     from interp.attribution import METHODS, attribute, get_method
     from interp.images import load_image
 
@@ -58,10 +59,16 @@ def evaluate_dataset(
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:
         raise ValueError(f"none of {', '.join(methods)} applies to {model.name}.")
+    size = tuple(model.data_config["input_size"][-2:])
+    block = default_block(size) if block is None else int(block)
+    if not 1 <= block <= min(size):
+        raise ValueError(f"block must be 1 to {min(size)} pixels ({model.name}'s input's shorter side), got {block}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"model": model.key, "dataset": dataset.name, "steps": steps, "replacement": replacement,
                 "params": {m: params[m] for m in runnable}}  # fmt: skip
+    if block != 1:  # folders scored with single pixels, the only kind before regions, continue as they were
+        settings["block"] = block
     with scan_lock(out):
         meta = _meta(out, settings)
         rows = load_scores(out)
@@ -82,13 +89,13 @@ def evaluate_dataset(
             target = int(model.run(x[None]).argmax(-1))
             batch = batch or forward_batch_size(model, x[None], 2 * (steps + 1))
             floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=steps,
-                                       replacement=replacement, batch=batch)  # fmt: skip
+                                       replacement=replacement, block=block, batch=batch)  # fmt: skip
             new = []
             for m in runnable:
                 if (item.id, m) in done:
                     continue
                 curves = deletion_insertion(model, x, attribute(model, x, m, target, **params[m]).map, target,
-                                            steps=steps, replacement=replacement, batch=batch)  # fmt: skip
+                                            steps=steps, replacement=replacement, block=block, batch=batch)  # fmt: skip
                 new.append({"id": item.id, "path": item.path, "target": target, "method": m,
                             "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
                             "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc})  # fmt: skip

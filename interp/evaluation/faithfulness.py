@@ -2,9 +2,19 @@
 removing its top pixels first makes the class score fall fastest (deletion: a low area under the curve), and
 revealing them first on an empty image makes it rise fastest (insertion: a high area).
 
-Pixels are taken in ``steps`` equal groups in the map's order (largest value first; ties in row-major order, so the
-result is reproducible); a removed pixel loses all its colour channels to the replacement image. The 2·(steps + 1)
-perturbed inputs go through the model in batches without gradients, under its shared gate.
+The input is cut into square regions of ``block`` × ``block`` pixels (1: single pixels, as in the paper), each region
+ranked by the map's mean over it, and the regions are taken in ``steps`` equal groups in that order (largest first;
+ties in row-major order, so the result is reproducible); a removed pixel loses all its colour channels to the
+replacement image. The 2·(steps + 1) perturbed inputs go through the model in batches without gradients, under its
+shared gate.
+
+Why regions by default (16 × 16 pixels, the patch of a ViT-B/16; less on inputs under 128 pixels): taking scattered
+single pixels away breaks an image's fine texture everywhere at once. A random map's pixels then wreck a photo about
+as fast as a method's top pixels, and maps made of fine speckle (gradients, Integrated Gradients) win deletion for
+that reason as much as for the evidence they find. Removing whole regions (Samek et al. 2017, "region perturbation")
+keeps the rest of the image intact, so the score falls when the evidence goes. The shapes world, where the object's
+mask is the right answer, measures it: scored as a map, the mask beats a random map by deletion on 28 of 30 test
+images with 16-pixel regions and on 23 with single pixels (``tests/test_evaluation.py``).
 
 The replacement decides what "removed" means. Black or grey fill pushes the image far from any the model saw, so a
 score can fall because the image looks odd rather than because the evidence is gone (Rong et al. 2022, ROAD). The
@@ -25,6 +35,7 @@ from interp.attribution.memory import forward_batch_size
 from interp.models import LoadedModel
 
 Replacement = Literal["blur", "mean", "black"]
+BLOCKS: tuple[int, ...] = (1, 4, 8, 16, 32)  # the region sides the page offers, in input pixels
 REPLACEMENTS: tuple[str, ...] = ("blur", "mean", "black")
 Score = Literal["probability", "logit"]
 
@@ -34,12 +45,14 @@ class Curves:
     """Deletion and insertion curves of one map.
 
     Attributes:
-        fractions: ``(steps + 1,)`` share of the pixels removed (deletion) or revealed (insertion), 0 to 1.
+        fractions: ``(steps + 1,)`` share of the pixels removed (deletion) or revealed (insertion), 0 to 1 (with
+            regions, the share of pixels their regions hold).
         deletion: the target's score after removing each share, top of the map first.
         insertion: the target's score after revealing each share on the replacement image.
         deletion_auc, insertion_auc: areas under the curves (trapezoid rule over ``fractions``).
         score: ``"probability"`` (softmax of the target) or ``"logit"``.
         replacement: what removed pixels were replaced by.
+        block: side of the square regions removed together, in input pixels (1: single pixels).
     """
 
     fractions: np.ndarray
@@ -49,6 +62,7 @@ class Curves:
     insertion_auc: float
     score: str
     replacement: str
+    block: int = 1
 
 
 def deletion_insertion(
@@ -60,6 +74,7 @@ def deletion_insertion(
     steps: int = 20,
     replacement: Replacement = "blur",
     score: Score = "probability",
+    block: int | None = None,
     batch: int | None = None,
 ) -> Curves:
     """Deletion and insertion curves of ``saliency`` for ``model``'s ``target`` at input ``x``.
@@ -70,9 +85,12 @@ def deletion_insertion(
         saliency: ``(H, W)`` map at the input's resolution (``Attribution.map``; a ``(C, H, W)`` map is summed over
             channels). Larger means more important.
         target: class index.
-        steps: pixel groups (the curves have ``steps + 1`` points), 1 to 1000.
+        steps: groups of regions (the curves have ``steps + 1`` points), 1 to 1000.
         replacement: ``"blur"`` (default), ``"mean"`` (the image's mean colour) or ``"black"``.
         score: the target's softmax probability (default, as in the paper) or its logit.
+        block: side of the square regions removed together, in input pixels, 1 (single pixels, the paper's way) to
+            the input's shorter side. By default :func:`default_block`: 16, less on inputs under 128 pixels.
+            Regions at the right and bottom edges may be narrower.
         batch: inputs per forward pass; by default read from the memory budget. A caller scoring many maps reads it
             once and passes it: each budget read hands freed memory back to the OS, and on EfficientNet-Lite0 the
             page faults that follow cost a third of a map's scoring (0.68 s against 0.52 s with the batch given).
@@ -93,26 +111,36 @@ def deletion_insertion(
         raise ValueError(f"score is 'probability' or 'logit', got {score!r}.")
     if not 0 <= target < model.num_classes:
         raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    height, width = sal.shape
+    block = default_block((height, width)) if block is None else block
+    if not 1 <= int(block) <= min(height, width):
+        raise ValueError(f"block must be 1 to {min(height, width)} pixels (the input's shorter side), got {block}.")
     x = x.to(model.device, torch.float32)
     empty = make_baseline(replacement, x, model)
-    rank = _rank(sal).to(x.device)  # rank[i] = position of pixel i in the map's order
-    pixels = rank.numel()
-    counts = [round(pixels * k / steps) for k in range(steps + 1)]
+    rank, regions = _rank(sal, int(block))  # rank[y, x] = position of the pixel's region in the map's order
+    rank = rank.to(x.device)
+    counts = [round(regions * k / steps) for k in range(steps + 1)]
     jobs = [(True, c) for c in counts] + [(False, c) for c in counts]  # deletion, then insertion
     chunk = batch if batch is not None else forward_batch_size(model, x, len(jobs))
     scores: list[torch.Tensor] = []
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
-        top = torch.stack([(rank < c).view(x.shape[-2:]) for _, c in part])[:, None].to(x.dtype)  # 1 = top pixels
+        top = torch.stack([rank < c for _, c in part])[:, None].to(x.dtype)  # 1 = pixels of the top regions
         deleting = torch.tensor([d for d, _ in part], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
         shown = deleting * (1 - top) + (1 - deleting) * top  # deletion: all but the top shown; insertion: the top
         logits = model.run(empty + shown * (x - empty)).float()
         scores.append(logits.softmax(-1)[:, target] if score == "probability" else logits[:, target])
     values = torch.cat(scores).cpu().numpy().astype(np.float64)
-    fractions = np.asarray(counts, dtype=np.float64) / pixels
+    fractions = np.array([float((rank < c).sum()) for c in counts]) / rank.numel()  # the pixels' share, edges too
     deletion, insertion = values[: steps + 1], values[steps + 1 :]
     return Curves(fractions, deletion, insertion, float(np.trapezoid(deletion, fractions)),
-                  float(np.trapezoid(insertion, fractions)), score, replacement)  # fmt: skip
+                  float(np.trapezoid(insertion, fractions)), score, replacement, int(block))  # fmt: skip
+
+
+def default_block(size: tuple[int, int]) -> int:
+    """The region side scores use unless told: 16 pixels, or less so that the shorter side holds 8 regions (a
+    32-pixel input gets 4; an 8-pixel one single pixels)."""
+    return max(1, min(16, min(size) // 8))
 
 
 def random_map(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -121,10 +149,15 @@ def random_map(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape, dtype=np.float32)
 
 
-def _rank(saliency: torch.Tensor) -> torch.Tensor:
-    """Each pixel's position when the map is sorted from its largest value (stable: ties in row-major order)."""
-    flat = saliency.flatten().double()
-    order = torch.sort(-flat, stable=True).indices
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel())
-    return rank
+def _rank(saliency: torch.Tensor, block: int = 1) -> tuple[torch.Tensor, int]:
+    """Each pixel's region's position when the regions (``block`` × ``block`` squares from the top left) are sorted
+    by the map's mean over them, largest first (stable: ties in row-major order); and the number of regions."""
+    height, width = saliency.shape
+    rows, cols = -(-height // block), -(-width // block)
+    region = ((torch.arange(height) // block)[:, None] * cols + (torch.arange(width) // block)[None, :]).flatten()
+    sums = torch.zeros(rows * cols, dtype=torch.float64).index_add_(0, region, saliency.flatten().double())
+    sizes = torch.bincount(region, minlength=rows * cols).double()
+    order = torch.sort(-(sums / sizes), stable=True).indices
+    position = torch.empty_like(order)
+    position[order] = torch.arange(order.numel())
+    return position[region].view(height, width), rows * cols
