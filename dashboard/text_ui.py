@@ -134,7 +134,7 @@ def heads_view(cap: TextAttention, key: str) -> None:
     head = c2.selectbox("Head", range(cap.heads), key="text_head", bind="query-params",
                         format_func=lambda h: f"{h} · {stats.patterns[layer, h]}")
     one = go.Figure(go.Heatmap(z=cap.attn[layer, head], x=labels, y=labels, colorscale="Viridis", zmin=0, zmax=1,
-                               text=np.round(cap.attn[layer, head], 2), texttemplate="%{text}" if len(labels) <= 16 else None,
+                               texttemplate="%{z:.2f}" if len(labels) <= 16 else None,
                                hovertemplate="%{y} → %{x}<br>%{z:.3f}<extra></extra>"))  # fmt: skip
     one.update_yaxes(autorange="reversed")
     one.update_layout(height=120 + 28 * len(labels), margin=dict(l=0, r=0, t=30, b=0),

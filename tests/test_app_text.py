@@ -28,6 +28,13 @@ def test_every_view_draws_for_the_bundled_model():
               and "not</span>" in m.value and "rgba(214" in m.value)  # fmt: skip
     assert "completeness error" in " ".join(c.value for c in at.main.caption).lower()
     del ig
+    import json
+
+    one = json.loads(at.main.get("plotly_chart")[1].proto.spec)["data"][0]
+    assert one["type"] == "heatmap" and len(one["x"]) == 7
+    # each cell reads its weight to two decimals, formatted by plotly (text rounded with numpy stayed float32 and
+    # was printed as 0.12999999523162842)
+    assert one.get("texttemplate") == "%{z:.2f}" and "text" not in one
 
 
 def test_statistics_at_one_word_name_the_negation_head():
