@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dashboard.attribution_ui import AttributionChoice
 
 DEFAULT = ["grad_cam", "saliency", "integrated_gradients"]
+STEPS = [5, 10, 20, 40, 80]
 
 
 def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict) -> dict | None:
@@ -39,15 +40,27 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
         "regions first and follow the class probability. A faithful map makes it fall fast (low deletion) and rise "
         "fast (high insertion). Each score stands beside a random map's, the floor it must beat.",
     )  # fmt: skip
-    permalink.publish(scores="1" if on else None)
     if not on:
+        permalink.publish(scores=None, score_steps=None, score_block=None, score_with=None)
         return None
-    from interp.evaluation import REPLACEMENTS, grid_curves
+    from interp.evaluation import REPLACEMENTS, default_block, grid_curves
 
-    state.restore("attr_score_steps", 20)
-    state.restore("attr_score_replacement", "blur")
+    blocks = region_options(model)
+    default_steps, default_with = 20, "blur"
+    default_block_ = default_block(tuple(model.data_config["input_size"][-2:]))
+    for param, key, allowed in (("score_steps", "attr_score_steps", STEPS), ("score_block", "attr_score_block", blocks),
+                                ("score_with", "attr_score_replacement", REPLACEMENTS)):  # fmt: skip
+        linked = permalink.take_one(param)
+        value = int(linked) if linked is not None and linked.isdigit() and param != "score_with" else linked
+        if linked is not None and value in allowed:
+            state.put(key, value)
+        elif linked is not None:
+            permalink.note(f"The link's trust-score setting {param}={linked} is not one this page offers for "
+                           f"{model.name}; the default is used.")  # fmt: skip
+    state.restore("attr_score_steps", default_steps)
+    state.restore("attr_score_replacement", default_with)
     c1, c2, c3 = st.columns(3)
-    steps = c1.select_slider("Score steps", [5, 10, 20, 40, 80], key="attr_score_steps", on_change=state.keep,
+    steps = c1.select_slider("Score steps", STEPS, key="attr_score_steps", on_change=state.keep,
                              args=("attr_score_steps",), help="Groups of regions removed or revealed in turn; each "
                              "costs two forward passes per map.")  # fmt: skip
     block = region_slider(c2, model, "attr_score_block")
@@ -57,6 +70,9 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
         "real ones and a score falls because evidence is gone (Rong et al. 2022); the mean colour or black push the "
         "image further from anything the model saw.",
     )  # fmt: skip
+    permalink.publish(scores="1", score_steps=None if steps == default_steps else str(steps),
+                      score_block=None if block == default_block_ else str(block),
+                      score_with=None if replacement == default_with else replacement)  # fmt: skip
 
     ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
     if not ready:
@@ -71,16 +87,21 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
     return {"floor": floors, "maps": dict(zip(ready, curves)), "block": block}
 
 
-def region_slider(where, model: LoadedModel, key: str) -> int:
-    """How much is removed at once: squares of 1 (single pixels) to 32 pixels of the model's input, 16 by default
-    (less on small inputs), kept per visitor like the other settings."""
+def region_options(model: LoadedModel) -> list[int]:
+    """The region sides offered for ``model``: those that fit its input, and always its default."""
     from interp.evaluation import BLOCKS, default_block
 
     size = tuple(model.data_config["input_size"][-2:])
-    options = [b for b in BLOCKS if b <= min(size)]
-    default = default_block(size)
-    if default not in options:
-        options = sorted({*options, default})
+    return sorted({*(b for b in BLOCKS if b <= min(size)), default_block(size)})
+
+
+def region_slider(where, model: LoadedModel, key: str) -> int:
+    """How much is removed at once: squares of 1 (single pixels) to 32 pixels of the model's input, 16 by default
+    (less on small inputs), kept per visitor like the other settings."""
+    from interp.evaluation import default_block
+
+    options = region_options(model)
+    default = default_block(tuple(model.data_config["input_size"][-2:]))
     state.restore(key, default)
     if st.session_state.get(key) not in options:  # kept from a model with a larger input
         state.put(key, default)

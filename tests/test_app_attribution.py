@@ -255,6 +255,44 @@ def test_trust_scores_under_every_map_a_scoreboard_and_curves():
     assert not at.exception and len(after) == 2 and after != pixels  # other settings, other scores
 
 
+def test_trust_score_settings_travel_in_links_and_a_bad_one_is_named():
+    """A reviewer who sends scores computed with single pixels and 10 steps must not have them recomputed with the
+    defaults on the other end: steps, region size and replacement travel when they differ from the defaults."""
+    sent = attribution_page()
+    sent.at.session_state["_keep_attr_methods"] = ["grad_cam"]
+    at = sent.run()
+    at.main.toggle(key="attr_scores").set_value(True).run()
+    assert {"score_steps", "score_block", "score_with"}.isdisjoint(at.query_params)  # defaults stay out of the link
+    at.main.select_slider(key="attr_score_steps").set_value(10).run()
+    at.main.select_slider(key="attr_score_block").set_value(1).run()
+    at.main.selectbox(key="attr_score_replacement").set_value("mean").run()
+    link = {k: at.query_params[k] for k in at.query_params}
+    assert link["scores"] == "1" and link["score_steps"] == "10" and link["score_block"] == "1"
+    assert link["score_with"] == "mean"
+    scores = [c for c in captions(at) if "random map" in c]
+
+    opened = attribution_page()
+    for name, value in link.items():
+        opened.at.query_params[name] = value
+    other = opened.run()
+    assert not other.exception, [e.value for e in other.exception]
+    assert other.main.select_slider(key="attr_score_steps").value == 10
+    assert other.main.select_slider(key="attr_score_block").value == 1
+    assert other.main.selectbox(key="attr_score_replacement").value == "mean"
+    assert [c for c in captions(other) if "random map" in c] == scores  # the same numbers on both ends
+
+    bad = attribution_page()
+    for name, value in {**link, "score_steps": "7", "score_block": "500", "score_with": "purple"}.items():
+        bad.at.query_params[name] = value
+    at = bad.run()
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    for says in ("score_steps=7", "score_block=500", "score_with=purple"):
+        assert says in warnings, (says, warnings)
+    assert at.main.select_slider(key="attr_score_block").value == 16  # the defaults instead
+    assert "score_block" not in at.query_params
+
+
 def test_the_scoreboard_sentence_blames_scattered_pixels_only_when_single_pixels_were_removed():
     import pandas as pd
 
