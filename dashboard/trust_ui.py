@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT = ["grad_cam", "saliency", "integrated_gradients"]
 STEPS = [5, 10, 20, 40, 80]
+REPLACEMENT_LABELS = {"noisy_linear": "noisy linear (ROAD)"}
 
 
 def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict) -> dict | None:
@@ -66,9 +67,11 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
     block = region_slider(c2, model, "attr_score_block")
     replacement = c3.selectbox(
         "Removed pixels become", REPLACEMENTS, key="attr_score_replacement", on_change=state.keep,
-        args=("attr_score_replacement",), help="A blurred copy keeps colours and layout, so the image stays close to "
-        "real ones and a score falls because evidence is gone (Rong et al. 2022); the mean colour or black push the "
-        "image further from anything the model saw.",
+        args=("attr_score_replacement",), format_func=lambda r: REPLACEMENT_LABELS.get(r, r),
+        help="A blurred copy keeps colours and layout, so the image stays close to real ones and a score falls because "
+        "evidence is gone; the mean colour or black push the image further from anything the model saw. Noisy linear "
+        "(ROAD, Rong et al. 2022) fills each removed pixel from the pixels around it, so not even the removed region's "
+        "outline is left for the model to read; it takes a few seconds per map.",
     )  # fmt: skip
     permalink.publish(scores="1", score_steps=None if steps == default_steps else str(steps),
                       score_block=None if block == default_block_ else str(block),
@@ -77,7 +80,8 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
     ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
     if not ready:
         return None
-    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, {2 * (steps + 1)} forward passes each)…"):
+    work = f"{2 * (steps + 1)} forward passes" + (" and imputations" if replacement == "noisy_linear" else "")
+    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, {work} each)…"):
         found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready], steps=int(steps),
                                             replacement=replacement, block=block, cache=resources.result_cache()),
                         "scoring the maps")  # fmt: skip

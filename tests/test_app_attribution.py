@@ -253,6 +253,11 @@ def test_trust_scores_under_every_map_a_scoreboard_and_curves():
     at.main.selectbox(key="attr_score_replacement").set_value("black").run()
     after = [c for c in captions(at) if "random map" in c]
     assert not at.exception and len(after) == 2 and after != pixels  # other settings, other scores
+    replacement = at.main.selectbox(key="attr_score_replacement")
+    assert "noisy linear (ROAD)" in replacement.options
+    replacement.set_value("noisy_linear").run()
+    imputed = [c for c in captions(at) if "random map" in c]
+    assert not at.exception and len(imputed) == 2 and imputed != after
 
 
 def test_trust_score_settings_travel_in_links_and_a_bad_one_is_named():

@@ -17,9 +17,12 @@ mask is the right answer, measures it: scored as a map, the mask beats a random 
 images with 16-pixel regions and on 23 with single pixels (``tests/test_evaluation.py``).
 
 The replacement decides what "removed" means. Black or grey fill pushes the image far from any the model saw, so a
-score can fall because the image looks odd rather than because the evidence is gone (Rong et al. 2022, ROAD). The
-default is a blurred copy of the image (the RISE paper's choice for insertion): it keeps colours and coarse layout
-and removes detail.
+score can fall because the image looks odd rather than because the evidence is gone; and a fill that differs from
+its surroundings draws the removed region's outline, which a model can read as evidence in its own right (Rong et al.
+2022, ROAD). The default is a blurred copy of the image (the RISE paper's choice for insertion): it keeps colours and
+coarse layout and removes detail. ``"noisy_linear"`` is ROAD's answer to both: each removed pixel is filled from the
+pixels around it (:mod:`interp.evaluation.imputation`), so no outline is left; it solves a sparse system per
+perturbed image, about 0.1 s each on a 224-pixel input on the CPU, so a map's 42 inputs take seconds.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
+from interp.evaluation.imputation import noisy_linear
 from interp.models import LoadedModel
 
-Replacement = Literal["blur", "mean", "black"]
+Replacement = Literal["blur", "mean", "black", "noisy_linear"]
 BLOCKS: tuple[int, ...] = (1, 4, 8, 16, 32)  # the region sides the page offers, in input pixels
-REPLACEMENTS: tuple[str, ...] = ("blur", "mean", "black")
+REPLACEMENTS: tuple[str, ...] = ("blur", "mean", "black", "noisy_linear")
 Score = Literal["probability", "logit"]
 
 
@@ -76,6 +80,7 @@ def deletion_insertion(
     score: Score = "probability",
     block: int | None = None,
     batch: int | None = None,
+    seed: int = 0,
 ) -> Curves:
     """Deletion and insertion curves of ``saliency`` for ``model``'s ``target`` at input ``x``.
 
@@ -86,7 +91,8 @@ def deletion_insertion(
             channels). Larger means more important.
         target: class index.
         steps: groups of regions (the curves have ``steps + 1`` points), 1 to 1000.
-        replacement: ``"blur"`` (default), ``"mean"`` (the image's mean colour) or ``"black"``.
+        replacement: ``"blur"`` (default), ``"mean"`` (the image's mean colour), ``"black"``, or ``"noisy_linear"``
+            (ROAD's imputation from the surrounding pixels, with noise from a generator seeded by ``seed``).
         score: the target's softmax probability (default, as in the paper) or its logit.
         block: side of the square regions removed together, in input pixels, 1 (single pixels, the paper's way) to
             the input's shorter side. By default :func:`default_block`: 16, less on inputs under 128 pixels.
@@ -94,6 +100,7 @@ def deletion_insertion(
         batch: inputs per forward pass; by default read from the memory budget. A caller scoring many maps reads it
             once and passes it: each budget read hands freed memory back to the OS, and on EfficientNet-Lite0 the
             page faults that follow cost a third of a map's scoring (0.68 s against 0.52 s with the batch given).
+        seed: seeds the noise of ``"noisy_linear"``: the same call gives the same curves.
     """
     if x.dim() == 3:
         x = x[None]
@@ -116,7 +123,8 @@ def deletion_insertion(
     if not 1 <= int(block) <= min(height, width):
         raise ValueError(f"block must be 1 to {min(height, width)} pixels (the input's shorter side), got {block}.")
     x = x.to(model.device, torch.float32)
-    empty = make_baseline(replacement, x, model)
+    imputed = replacement == "noisy_linear"
+    empty = None if imputed else make_baseline(replacement, x, model)
     rank, regions = _rank(sal, int(block))  # rank[y, x] = position of the pixel's region in the map's order
     rank = rank.to(x.device)
     counts = [round(regions * k / steps) for k in range(steps + 1)]
@@ -128,13 +136,30 @@ def deletion_insertion(
         top = torch.stack([rank < c for _, c in part])[:, None].to(x.dtype)  # 1 = pixels of the top regions
         deleting = torch.tensor([d for d, _ in part], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
         shown = deleting * (1 - top) + (1 - deleting) * top  # deletion: all but the top shown; insertion: the top
-        logits = model.run(empty + shown * (x - empty)).float()
+        if imputed:
+            inputs = _impute(x[0], [s[0] < 0.5 for s in shown], [seed * 10_007 + start + k for k in range(len(part))])
+        else:
+            inputs = empty + shown * (x - empty)
+        logits = model.run(inputs).float()
         scores.append(logits.softmax(-1)[:, target] if score == "probability" else logits[:, target])
     values = torch.cat(scores).cpu().numpy().astype(np.float64)
     fractions = np.array([float((rank < c).sum()) for c in counts]) / rank.numel()  # the pixels' share, edges too
     deletion, insertion = values[: steps + 1], values[steps + 1 :]
     return Curves(fractions, deletion, insertion, float(np.trapezoid(deletion, fractions)),
                   float(np.trapezoid(insertion, fractions)), score, replacement, int(block))  # fmt: skip
+
+
+def _impute(x: torch.Tensor, removed: list[torch.Tensor], seeds: list[int]) -> torch.Tensor:
+    """``x`` filled by noisy linear imputation once per mask, the sparse solves on a thread per core (SciPy releases
+    the GIL: 1.8× on 2 cores); each image's noise has its own seed, so threads cannot change the result."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k: int) -> torch.Tensor:
+        return noisy_linear(x, removed[k], generator=torch.Generator().manual_seed(int(seeds[k])))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(removed), os.cpu_count() or 1))) as pool:
+        return torch.stack(list(pool.map(one, range(len(removed)))))
 
 
 def default_block(size: tuple[int, int]) -> int:
