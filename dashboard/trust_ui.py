@@ -59,20 +59,12 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
             permalink.note(f"The link's trust-score setting {param}={linked} is not one this page offers for "
                            f"{model.name}; the default is used.")  # fmt: skip
     state.restore("attr_score_steps", default_steps)
-    state.restore("attr_score_replacement", default_with)
     c1, c2, c3 = st.columns(3)
     steps = c1.select_slider("Score steps", STEPS, key="attr_score_steps", on_change=state.keep,
                              args=("attr_score_steps",), help="Groups of regions removed or revealed in turn; each "
                              "costs two forward passes per map.")  # fmt: skip
     block = region_slider(c2, model, "attr_score_block")
-    replacement = c3.selectbox(
-        "Removed pixels become", REPLACEMENTS, key="attr_score_replacement", on_change=state.keep,
-        args=("attr_score_replacement",), format_func=lambda r: REPLACEMENT_LABELS.get(r, r),
-        help="A blurred copy keeps colours and layout, so the image stays close to real ones and a score falls because "
-        "evidence is gone; the mean colour or black push the image further from anything the model saw. Noisy linear "
-        "(ROAD, Rong et al. 2022) fills each removed pixel from the pixels around it, so not even the removed region's "
-        "outline is left for the model to read; it takes a few seconds per map.",
-    )  # fmt: skip
+    replacement = replacement_box(c3, "attr_score_replacement")
     permalink.publish(scores="1", score_steps=None if steps == default_steps else str(steps),
                       score_block=None if block == default_block_ else str(block),
                       score_with=None if replacement == default_with else replacement)  # fmt: skip
@@ -89,6 +81,21 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
         return None
     floors, curves = found
     return {"floor": floors, "maps": dict(zip(ready, curves)), "block": block}
+
+
+def replacement_box(where, key: str) -> str:
+    """What removed pixels become: a blurred copy (the default), the mean colour, black, or ROAD's imputation."""
+    from interp.evaluation import REPLACEMENTS
+
+    state.restore(key, "blur")
+    return where.selectbox(
+        "Removed pixels become", REPLACEMENTS, key=key, on_change=state.keep, args=(key,),
+        format_func=lambda r: REPLACEMENT_LABELS.get(r, r),
+        help="A blurred copy keeps colours and layout, so the image stays close to real ones and a score falls because "
+        "evidence is gone; the mean colour or black push the image further from anything the model saw. Noisy linear "
+        "(ROAD, Rong et al. 2022) fills each removed pixel from the pixels around it, so not even the removed region's "
+        "outline is left for the model to read; it takes a few seconds per map.",
+    )  # fmt: skip
 
 
 def region_options(model: LoadedModel) -> list[int]:
@@ -195,16 +202,19 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
                 "Higher gains are better.")  # fmt: skip
     usable = [m for m in METHODS if METHODS[m]().applies_to(model) is None]
     state.restore("trust_methods", [m for m in DEFAULT if m in usable])
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    c1, c2 = st.columns([4, 1])
     methods = c1.multiselect("Methods", usable, key="trust_methods", format_func=lambda m: METHODS[m].title,
                              on_change=state.keep, args=("trust_methods",))  # fmt: skip
     n = c2.number_input("Images", 2, min(len(ds), 2000), min(50, len(ds)), key=f"trust_n_{source.name}")
+    c3, c4, c5 = st.columns(3)
     steps = c3.select_slider("Steps", [5, 10, 20, 40], 20, key="trust_steps")
     block = region_slider(c4, model, "trust_block")
+    replacement = replacement_box(c5, "trust_replacement")
     if not methods:
         st.info("Pick at least one method.")
         return
-    name = f"{model.key}-{'-'.join(sorted(methods))}-{steps}" + (f"-b{block}" if block != 1 else "")
+    name = (f"{model.key}-{'-'.join(sorted(methods))}-{steps}" + (f"-b{block}" if block != 1 else "")
+            + (f"-{replacement}" if replacement != "blur" else ""))  # fmt: skip
     out = resources.settings().cache_dir / "evaluations" / source.slug / name.replace("/", "_")
     done = load_scores(out) if out.exists() else None
     if st.button("Score the methods", type="primary", key="trust_start"):
@@ -218,7 +228,7 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         def run():
             try:
                 return evaluate_dataset(model, ds, methods, out, n=int(n), steps=int(steps), block=block,
-                                        progress=progress)  # fmt: skip
+                                        replacement=replacement, progress=progress)  # fmt: skip
             except ScanBusy:
                 st.info("Another visitor is scoring these methods on this dataset right now; try again in a moment.")
                 return None
@@ -227,7 +237,7 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
             bar.progress(1.0, text=f"Done in {time.monotonic() - start:.0f} s.")
         done = load_scores(out)
     if done is None or done.empty:
-        st.caption("Nothing scored yet for these methods, steps and squares. Scores are kept: a second click "
+        st.caption("Nothing scored yet for these methods and settings. Scores are kept: a second click "
                    "continues where the first stopped, and anyone else choosing the same sees them at once.")
         return
     summary = summarise(done)

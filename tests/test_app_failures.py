@@ -172,6 +172,7 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     at.main.number_input(key="trust_n_Shapes world · test split").set_value(6).run()
     at.main.select_slider(key="trust_steps").set_value(5).run()
     assert at.main.select_slider(key="trust_block").value == 16  # the shapes world's 128-pixel input: 8 × 8 squares
+    assert at.main.selectbox(key="trust_replacement").value == "blur"
     at.main.button(key="trust_start").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error, [e.value for e in at.main.error]
@@ -189,6 +190,14 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     other.main.select_slider(key="trust_block").set_value(1).run()  # single pixels: scores of their own, none yet
     assert not other.exception and not any("gains the most" in m.value for m in other.main.markdown)
     assert any("Nothing scored yet" in c.value for c in other.main.caption)
+    other.main.select_slider(key="trust_block").set_value(16).run()
+    other.main.selectbox(key="trust_replacement").set_value("noisy_linear").run()  # ROAD's imputation: the same
+    assert not any("gains the most" in m.value for m in other.main.markdown)
+    other.main.number_input(key="trust_n_Shapes world · test split").set_value(2).run()
+    other.main.button(key="trust_start").click().run()
+    assert not other.exception and not other.main.error, [e.value for e in other.main.error]
+    reading = next(m.value for m in other.main.markdown if "gains the most over a random map" in m.value)
+    assert "over 2 images" in reading
 
 
 def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():
