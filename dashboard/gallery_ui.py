@@ -275,9 +275,9 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     with left:
         st.markdown("**Top confusion pairs**")
         pairs = confusion_pairs(rows, 15, filt.min_confidence)
-        st.dataframe(pairs[["label_name", "pred_name", "count", "mean_confidence"]].rename(
-            columns={"label_name": "true", "pred_name": "predicted", "mean_confidence": "mean confidence"}),
-            hide_index=True, height=300)  # fmt: skip
+        table = pairs[["label_name", "pred_name", "count"]].assign(confidence=100 * pairs["mean_confidence"])
+        st.dataframe(table.rename(columns={"label_name": "true", "pred_name": "predicted"}), hide_index=True,
+                     column_config={"confidence": st.column_config.NumberColumn("mean confidence", format="%.0f%%")})
     with right:
         st.plotly_chart(_accuracy_chart(per_class_accuracy(rows)), key="gallery_accuracy", config={"displayModeBar": False})
     st.markdown(f"**{len(wrong)} mistakes** at confidence ≥ {filt.min_confidence:.0%}, most confident first")

@@ -48,6 +48,9 @@ def test_scan_then_gallery_then_why():
     mistakes = int(metrics["Mistakes"])
     assert mistakes > 0  # the planted marker makes the CNN call marked shapes "star"
     assert any("**Top confusion pairs**" in m.value for m in at.main.markdown)
+    pairs = next(d.value for d in at.main.dataframe if "predicted" in d.value.columns)
+    assert list(pairs.columns) == ["true", "predicted", "count", "confidence"]
+    assert pairs["count"].sum() <= mistakes and (pairs["confidence"] > 50).all()  # percent, not a 0-1 fraction
     why = [b for b in at.main.button if b.key and b.key.startswith("why_")]
     assert why, "mistakes at confidence ≥ 50% are shown as thumbnails"
     assert all("· true" in c.value for c in at.main.caption if "%" in c.value and "true" in c.value)
