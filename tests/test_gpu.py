@@ -129,6 +129,11 @@ def test_trust_scores_are_the_cpu_scores(pair, image):
     b = deletion_insertion(gpu, x, saliency, 3, steps=10)
     np.testing.assert_allclose(a.deletion, b.deletion, atol=2e-3)
     np.testing.assert_allclose(a.insertion, b.insertion, atol=2e-3)
+    for block in (1, None):  # single pixels and the default squares, with ROAD's imputation (solved on the CPU)
+        a = deletion_insertion(cpu, x, saliency, 3, steps=5, block=block, replacement="noisy_linear")
+        b = deletion_insertion(gpu, x, saliency, 3, steps=5, block=block, replacement="noisy_linear")
+        np.testing.assert_allclose(a.deletion, b.deletion, atol=2e-3)
+        np.testing.assert_allclose(a.insertion, b.insertion, atol=2e-3)
     c, g = cascading_randomisation(cpu, x, "saliency", 3), cascading_randomisation(gpu, x, "saliency", 3)
     assert [s.layer for s in c.steps] == [s.layer for s in g.steps]
     np.testing.assert_allclose([s.spearman for s in c.steps], [s.spearman for s in g.steps], atol=0.05)
