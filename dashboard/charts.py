@@ -109,7 +109,7 @@ def curves_figure(curves, floor, title: str, height: int = 300) -> go.Figure:
         fig.add_scatter(x=curves.fractions, y=getattr(curves, name), mode="lines+markers", line={"color": colour},
                         name=f"{plot_text(title)} {name} (AUC {getattr(curves, f'{name}_auc'):.3f})")  # fmt: skip
         fig.add_scatter(x=floor.fractions, y=getattr(floor, name), mode="lines", line={"color": colour, "dash": "dot"},
-                        name=f"random map {name} (AUC {getattr(floor, f'{name}_auc'):.3f})")  # fmt: skip
+                        name=f"random maps {name} (AUC {getattr(floor, f'{name}_auc'):.3f})")  # fmt: skip
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend={"font": {"size": 11}},
                       xaxis_title="share of pixels removed (deletion) or revealed (insertion)"
                       + ("" if curves.block == 1 else f", in {curves.block}×{curves.block} squares"),
@@ -118,14 +118,16 @@ def curves_figure(curves, floor, title: str, height: int = 300) -> go.Figure:
 
 
 def scoreboard_figure(table, height: int = 260) -> go.Figure:
-    """Each map's margin over a random map, both scores turned so that longer bars are better: insertion above the
-    random map's, and deletion below it."""
+    """Each map's margin over the random maps, both scores turned so that longer bars are better: insertion above
+    the random maps', and deletion below it; the whiskers are the random maps' spread."""
     names = [plot_text(f"{m} · {c}") for m, c in zip(table["method"], table["class"])]
     fig = go.Figure()
-    fig.add_bar(y=names, x=table["insertion"] - table["random insertion"], orientation="h", name="insertion gain")
-    fig.add_bar(y=names, x=table["random deletion"] - table["deletion"], orientation="h", name="deletion gain")
+    for name, gain, spread in (("insertion gain", table["insertion"] - table["random insertion"], "insertion spread"),
+                               ("deletion gain", table["random deletion"] - table["deletion"], "deletion spread")):
+        whiskers = {"type": "data", "array": table[spread]} if spread in table else None  # random maps' spread
+        fig.add_bar(y=names, x=gain, orientation="h", name=name, error_x=whiskers)
     fig.update_layout(height=height, barmode="group", margin={"l": 0, "r": 0, "t": 10, "b": 0},
-                      xaxis_title="better than a random map by (AUC)", yaxis={"autorange": "reversed"},
+                      xaxis_title="better than random maps by (AUC)", yaxis={"autorange": "reversed"},
                       legend={"orientation": "h", "y": -0.3})  # fmt: skip
     return fig
 

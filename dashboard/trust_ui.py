@@ -140,36 +140,51 @@ def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict 
         rows.append({"method": METHODS[method].title, "class": charts.short_label(model.class_names[target]),
                      "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
                      "random deletion": floor.deletion_auc, "random insertion": floor.insertion_auc,
-                     "insertion − random": curves.insertion_auc - floor.insertion_auc})  # fmt: skip
+                     "insertion − random": curves.insertion_auc - floor.insertion_auc,
+                     "deletion spread": floor.deletion_spread, "insertion spread": floor.insertion_spread})  # fmt: skip
     table = pd.DataFrame(rows).sort_values("insertion − random", ascending=False)
     st.markdown("**Scoreboard**")
     st.markdown(scoreboard_sentence(table, scores.get("block", 1)))
     left, right = st.columns([3, 2])
-    left.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                   ("deletion", "insertion", "random deletion", "random insertion", "insertion − random")})  # fmt: skip
+    shown = ["method", "class", "deletion", "insertion", "random deletion", "random insertion", "insertion − random"]
+    left.dataframe(table, hide_index=True, column_order=shown, column_config={
+        c: st.column_config.NumberColumn(format="%.3f") for c in shown[2:]})  # fmt: skip
     right.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
 
 
 def scoreboard_sentence(table, block: int = 1) -> str:
-    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion and their floors), for
-    scores that removed squares of ``block`` pixels."""
+    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion, their floors and the
+    floors' spreads), for scores that removed squares of ``block`` pixels. A map beats the floor only by more than
+    twice the spread of the random maps' scores: closer than that, a random map could have scored the same."""
     best_in = table.loc[table["insertion − random"].idxmax()]
     best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
     unit = "pixels" if block == 1 else "squares"
-    text = (f"On this image, **{charts.md(best_in['method'])}** brings back *{charts.md(best_in['class'])}* fastest "
-            f"when its top {unit} are revealed (insertion {best_in['insertion']:.3f} against "
-            f"{best_in['random insertion']:.3f} for a random map)")  # fmt: skip
-    if best_del["deletion"] < best_del["random deletion"]:
-        text += (f", and **{charts.md(best_del['method'])}** removes it fastest (deletion {best_del['deletion']:.3f} "
-                 f"against {best_del['random deletion']:.3f}).")  # fmt: skip
-    elif block == 1:
-        text += (". By deletion no map removes it faster than a random one: blurring scattered pixels already wrecks "
-                 "the image's texture, so read deletion here with care (larger squares avoid that).")  # fmt: skip
+
+    def floor(row, score: str) -> str:
+        return f"{row[f'random {score}']:.3f} ± {row[f'{score} spread']:.3f} for random maps"
+
+    if best_in["insertion"] > best_in["random insertion"] + 2 * best_in["insertion spread"]:
+        text = (f"On this image, **{charts.md(best_in['method'])}** brings back *{charts.md(best_in['class'])}* "
+                f"fastest when its top {unit} are revealed (insertion {best_in['insertion']:.3f} against "
+                f"{floor(best_in, 'insertion')})")  # fmt: skip
     else:
-        text += ". By deletion no map removes it faster than a random one."
+        text = (f"On this image, no map brings back *{charts.md(best_in['class'])}* clearly faster than random maps "
+                f"do when its top {unit} are revealed (the best, **{charts.md(best_in['method'])}**: insertion "
+                f"{best_in['insertion']:.3f} against {floor(best_in, 'insertion')})")  # fmt: skip
+    if best_del["deletion"] < best_del["random deletion"] - 2 * best_del["deletion spread"]:
+        text += (f", and **{charts.md(best_del['method'])}** removes it fastest (deletion {best_del['deletion']:.3f} "
+                 f"against {floor(best_del, 'deletion')}).")  # fmt: skip
+    else:
+        text += (f". By deletion no map removes it clearly faster than random maps (the best, "
+                 f"**{charts.md(best_del['method'])}**: {best_del['deletion']:.3f} against "
+                 f"{floor(best_del, 'deletion')}).")  # fmt: skip
+        if block == 1:
+            text += (" Blurring scattered pixels already wrecks the image's texture, so read deletion here with care "
+                     "(larger squares avoid that).")  # fmt: skip
     weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
     if weak:
-        text += f" {', '.join(map(charts.md, weak))} do no better than a random map by insertion."
+        verb = "does" if len(weak) == 1 else "do"
+        text += f" {', '.join(map(charts.md, weak))} {verb} no better than random maps by insertion."
     return text
 
 

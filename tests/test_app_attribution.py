@@ -298,20 +298,29 @@ def test_trust_score_settings_travel_in_links_and_a_bad_one_is_named():
     assert "score_block" not in at.query_params
 
 
-def test_the_scoreboard_sentence_blames_scattered_pixels_only_when_single_pixels_were_removed():
+def test_the_scoreboard_sentence_reads_the_floor_with_its_spread():
+    """A map beats the random maps only by more than twice their spread; scattered pixels are blamed only when single
+    pixels were removed."""
     import pandas as pd
 
     from dashboard.trust_ui import scoreboard_sentence
 
     row = {"method": "Grad-CAM", "class": "tiger cat", "deletion": 0.10, "insertion": 0.18, "random deletion": 0.08,
-           "random insertion": 0.09, "insertion − random": 0.09}  # fmt: skip
+           "random insertion": 0.09, "insertion − random": 0.09, "deletion spread": 0.01,
+           "insertion spread": 0.01}  # fmt: skip
     table = pd.DataFrame([row])
     pixels, squares = scoreboard_sentence(table, 1), scoreboard_sentence(table, 16)
-    assert "no map removes it faster than a random one" in pixels and "scattered pixels" in pixels
-    assert "no map removes it faster than a random one" in squares and "scattered" not in squares
+    assert "CAM** brings back *tiger cat* fastest" in squares and "0.180 against 0.090 ± 0.010" in squares
+    assert "no map removes it clearly faster than random maps" in pixels and "scattered pixels" in pixels
+    assert "no map removes it clearly faster than random maps" in squares and "scattered" not in squares
     assert "its top pixels are revealed" in pixels and "its top squares are revealed" in squares
     better = scoreboard_sentence(table.assign(deletion=0.05), 16)
-    assert "removes it fastest (deletion 0.050 against 0.080)" in better
+    assert "removes it fastest (deletion 0.050 against 0.080 ± 0.010 for random maps)" in better
+    within = scoreboard_sentence(table.assign(deletion=0.065, **{"insertion spread": 0.05}), 16)
+    assert "no map brings back *tiger cat* clearly faster than random maps" in within  # 0.18 < 0.09 + 2 · 0.05
+    assert "CAM** does no better" not in within  # 0.18 is above 0.09: better, though not clearly
+    assert "Grad\\-CAM does no better than random maps by insertion" in scoreboard_sentence(table.assign(insertion=0.08))
+    assert "no map removes it clearly faster" in within  # 0.065 is within 2 · 0.01 of 0.08
 
 
 def test_the_sanity_check_on_request_flags_guided_backprop():

@@ -401,6 +401,7 @@ def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
         assert [s["layer"] for s in row["sanity"]][0] == "fc"
     assert rows["guided_backprop"]["sanity_flagged"] and not rows["grad_cam"]["sanity_flagged"]
     assert rows["grad_cam"]["insertion_auc"] > report["random_floor"]["insertion_auc"]
+    assert report["random_floor"]["maps"] == 5 and report["random_floor"]["insertion_spread"] > 0
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import torch
 
 import interp
 from interp.attribution import attribute
-from interp.evaluation import deletion_insertion, random_map
+from interp.evaluation import deletion_insertion, random_floor, random_map
 from tests.test_attribution import linear_model
 
 
@@ -114,15 +114,16 @@ def test_scores_are_deterministic_and_bad_input_is_a_sentence(lite0):
     np.testing.assert_array_equal(first.insertion, again.insertion)
     assert first.deletion[0] == pytest.approx(first.insertion[-1], rel=1e-4)  # both are the untouched image
     assert np.array_equal(random_map((4, 4), 3), random_map((4, 4), 3))
-    floor = deletion_insertion(lite0, x, random_map(cam.shape, 0), 282, steps=8)
-    assert first.block == floor.block == 16  # 224-pixel input: the default squares
-    # Revealing Grad-CAM's region first restores "tiger cat" far sooner than revealing random squares, and removing it
-    # first takes the class away sooner too.
-    assert first.insertion_auc > 1.5 * floor.insertion_auc and first.deletion_auc < floor.deletion_auc
-    # Single pixels do not separate them by deletion: scattered random pixels replaced by blur wreck the fur's texture
-    # as fast as removing the cat does, which is why squares are the default.
-    pixels = [deletion_insertion(lite0, x, m, 282, steps=8, block=1) for m in (cam, random_map(cam.shape, 0))]
-    assert pixels[0].deletion_auc > pixels[1].deletion_auc
+    floor = random_floor(lite0, x, 282, steps=8)
+    assert first.block == floor.block == 16 and floor.maps == 5  # 224-pixel input: the default squares
+    # Revealing Grad-CAM's region first restores "tiger cat" far sooner than revealing random squares: by more than
+    # twice the random maps' spread. By deletion it is within their spread on this photo, whose face fills the frame.
+    assert first.insertion_auc > floor.insertion_auc + 2 * floor.insertion_spread
+    assert abs(first.deletion_auc - floor.deletion_auc) < 2 * floor.deletion_spread
+    # Single pixels are worse than undecided by deletion: scattered random pixels replaced by blur wreck the fur's
+    # texture faster than removing the cat does, so every random map "beats" Grad-CAM.
+    pixels = random_floor(lite0, x, 282, steps=8, block=1)
+    assert deletion_insertion(lite0, x, cam, 282, steps=8, block=1).deletion_auc > pixels.deletion_auc
     for kwargs, says in [
         ({"saliency": np.zeros((7, 7))}, "give a map of the input's size"),
         ({"steps": 0}, "steps must be 1 to 1000"),
@@ -322,3 +323,22 @@ def test_with_noisy_linear_imputation_the_object_mask_beats_a_random_map_too():
                         for m in (mask, random_map(mask.shape, 0)))  # fmt: skip
         wins += right.deletion_auc < floor.deletion_auc
     assert wins >= 9, wins
+
+
+def test_the_floor_averages_several_random_maps_and_reports_their_spread():
+    """One random map is a noisy floor; the floor is the point-by-point mean of several, each seeded, with the
+    standard deviation of their areas."""
+    model = interp.load_model("shapes_cnn")
+    x = model.preprocess(interp.load_sample("shapes_star").image)
+    each = [deletion_insertion(model, x, random_map((128, 128), seed), 3, steps=6) for seed in range(3)]
+    floor = random_floor(model, x, 3, maps=3, steps=6)
+    np.testing.assert_allclose(floor.deletion, np.mean([c.deletion for c in each], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(floor.insertion, np.mean([c.insertion for c in each], axis=0), rtol=1e-6)
+    assert floor.deletion_auc == pytest.approx(np.mean([c.deletion_auc for c in each]))
+    assert floor.deletion_spread == pytest.approx(np.std([c.deletion_auc for c in each], ddof=1))
+    assert floor.insertion_spread == pytest.approx(np.std([c.insertion_auc for c in each], ddof=1))
+    assert floor.maps == 3 and floor.deletion_spread > 0
+    one = random_floor(model, x, 3, maps=1, steps=6)
+    assert one.deletion_spread == 0 and one.deletion_auc == pytest.approx(each[0].deletion_auc)
+    with pytest.raises(ValueError, match="maps must be 1 to 100"):
+        random_floor(model, x, 3, maps=0)

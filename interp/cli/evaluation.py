@@ -111,7 +111,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         deletion_insertion,
         energy_inside,
         pointing,
-        random_map,
+        random_floor,
     )
     from interp.images import load_image
     from interp.models import load_model
@@ -146,8 +146,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     x = model.preprocess(image.image)
     target = args.target if args.target is not None else int(model.run(x[None]).argmax(-1))
     batch = forward_batch_size(model, x[None], 2 * (args.steps + 1))  # the memory budget read once for every map
-    floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=args.steps,
-                               replacement=args.replacement, block=block, batch=batch)  # fmt: skip
+    floor = random_floor(model, x, target, steps=args.steps, replacement=args.replacement, block=block, batch=batch)
     rows = []
     for name in methods:
         reason = get_method(name, **params[name]).applies_to(model)
@@ -168,7 +167,9 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         rows.append(row)
     report = {"model": model.name, "image": str(args.image), "target": target, "label": model.class_names[target],
               "steps": args.steps, "replacement": args.replacement, "block": block,
-              "random_floor": {"deletion_auc": floor.deletion_auc, "insertion_auc": floor.insertion_auc},
+              "random_floor": {"deletion_auc": floor.deletion_auc, "insertion_auc": floor.insertion_auc,
+                               "maps": floor.maps, "deletion_spread": floor.deletion_spread,
+                               "insertion_spread": floor.insertion_spread},
               "object_share": float(mask.mean()) if mask is not None else None, "methods": rows}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
@@ -177,7 +178,8 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     print(f"{model.name} on {args.image.name}, class {target} ({model.class_names[target]}); {args.steps} steps of "
           f"{regions}, {args.replacement} replacement. Lower deletion and higher insertion are better.")  # fmt: skip
     print(f"{'method':<24}{'deletion':>10}{'insertion':>11}")
-    print(f"{'random map (floor)':<24}{floor.deletion_auc:>10.3f}{floor.insertion_auc:>11.3f}")
+    print(f"{f'random maps (floor, {floor.maps})':<24}{floor.deletion_auc:>10.3f}{floor.insertion_auc:>11.3f}"
+          f"  spread ± {floor.deletion_spread:.3f}, ± {floor.insertion_spread:.3f}")  # fmt: skip
     for row in rows:
         if "skipped" in row:
             print(f"{row['method']:<24}  skipped: {row['skipped']}")

@@ -6,7 +6,7 @@ import numpy as np
 
 from interp.attribution import Attribution
 from interp.cache import ResultCache, result_key
-from interp.evaluation.faithfulness import Curves, default_block, deletion_insertion, random_map
+from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, default_block, deletion_insertion, random_floor
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -18,9 +18,10 @@ def map_curves(
     model: LoadedModel, image: LoadedImage, result: Attribution | None, target: int, *, steps: int = 20,
     replacement: str = "blur", block: int | None = None, cache: ResultCache | None = None, batch: int | None = None,
 ) -> Curves:  # fmt: skip
-    """Deletion and insertion curves of ``result``'s map (``None``: of a random map, the floor) for ``target``,
-    read from ``cache`` when computed before for the same model, pixels, map settings, steps, replacement and region
-    side (``block``; by default :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
+    """Deletion and insertion curves of ``result``'s map (``None``: the floor, :func:`random_floor` of
+    ``FLOOR_MAPS`` random maps) for ``target``, read from ``cache`` when computed before for the same model, pixels,
+    map settings, steps, replacement and region side (``block``; by default
+    :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
     block = default_block(tuple(model.data_config["input_size"][-2:])) if block is None else int(block)
     what = "random" if result is None else result.method
     settings = {"target": int(target), "steps": int(steps), "replacement": replacement, "seed": FLOOR_SEED}
@@ -28,20 +29,26 @@ def map_curves(
         settings["block"] = block
     if result is not None:
         settings["map"] = result.params
+    else:
+        settings["maps"] = FLOOR_MAPS
     key = result_key(model=model.key, image=image.digest, method=f"deletion_insertion:{what}", params=settings)
     found = cache.get(key) if cache is not None else None
     if found is not None:
         a, m = found.arrays, found.meta
         return Curves(a["fractions"], a["deletion"], a["insertion"], m["deletion_auc"], m["insertion_auc"],
-                      m["score"], m["replacement"], m.get("block", 1))  # fmt: skip
+                      m["score"], m["replacement"], m.get("block", 1), m.get("maps", 1),
+                      m.get("deletion_spread", 0.0), m.get("insertion_spread", 0.0))  # fmt: skip
     x = model.preprocess(image.image)
-    saliency = random_map(tuple(x.shape[-2:]), FLOOR_SEED) if result is None else result.map
-    curves = deletion_insertion(model, x, saliency, int(target), steps=steps, replacement=replacement, block=block,
-                                batch=batch)  # fmt: skip
+    kw = {"steps": steps, "replacement": replacement, "block": block, "batch": batch}
+    if result is None:
+        curves = random_floor(model, x, int(target), maps=FLOOR_MAPS, seed=FLOOR_SEED, **kw)
+    else:
+        curves = deletion_insertion(model, x, result.map, int(target), **kw)
     if cache is not None:
         arrays = {"fractions": curves.fractions, "deletion": curves.deletion, "insertion": curves.insertion}
         meta = {"deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc, "score": curves.score,
-                "replacement": curves.replacement, "block": curves.block}  # fmt: skip
+                "replacement": curves.replacement, "block": curves.block, "maps": curves.maps,
+                "deletion_spread": curves.deletion_spread, "insertion_spread": curves.insertion_spread}  # fmt: skip
         cache.put(key, {k: np.asarray(v) for k, v in arrays.items()}, meta)
     return curves
 
