@@ -257,10 +257,7 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         return
     summary = summarise(done)
     summary["method"] = [METHODS[m].title for m in summary["method"]]
-    best = summary.iloc[0]
-    st.markdown(f"On {charts.md(ds.name)}, **{charts.md(best['method'])}** gains the most over a random map by "
-                f"insertion ({best['insertion_gain']:.3f} ± {best['insertion_gain_ci95']:.3f} over "
-                f"{int(best['images'])} images).")  # fmt: skip
+    st.markdown(trust_sentence(summary, ds.name))
     shown = summary[["method", "images"]].copy()
     for col, name in (("deletion_auc", "deletion"), ("insertion_auc", "insertion"), ("insertion_gain", "insertion gain"),
                       ("deletion_gain", "deletion gain")):  # fmt: skip
@@ -273,6 +270,24 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     d1, d2 = st.columns(2)
     d1.download_button("Scores (CSV)", done.to_csv(index=False), "scores.csv", "text/csv", key="trust_csv")
     d2.download_button("Scores (Parquet)", buf.getvalue(), "scores.parquet", key="trust_parquet")
+
+
+def trust_sentence(summary, dataset: str) -> str:
+    """The per-dataset answer in words (``summary``: :func:`~interp.evaluation.summarise`'s rows, best first, with
+    method titles): the best method by insertion gain, whether its 95% interval keeps clear of zero (a random map),
+    and which methods it cannot yet be told apart from (intervals that overlap)."""
+    best = summary.iloc[0]
+    gain, half = float(best["insertion_gain"]), float(best["insertion_gain_ci95"])
+    text = (f"On {charts.md(dataset)}, **{charts.md(best['method'])}** gains the most over a random map by insertion "
+            f"({gain:.3f} ± {half:.3f} over {int(best['images'])} images).")  # fmt: skip
+    if not gain - half > 0:  # also when one image leaves no interval (nan)
+        return text + " That is not clearly above a random map yet: score more images before trusting the ranking."
+    close = [r["method"] for _, r in summary.iloc[1:].iterrows()
+             if r["insertion_gain"] + r["insertion_gain_ci95"] >= gain - half]  # fmt: skip
+    if close:
+        text += (f" {', '.join(map(charts.md, close))} cannot be told apart from it yet (their intervals overlap); "
+                 "more images narrow them.")  # fmt: skip
+    return text
 
 
 def _figure(summary) -> go.Figure:

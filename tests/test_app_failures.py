@@ -240,3 +240,26 @@ def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():
     notes = " ".join(w.value for w in at.sidebar.warning)
     assert "“Upload · gone.zip” is not available here" in notes and "star/nowhere.png" in notes
     assert not any(m.value.startswith("**Why ") for m in at.main.markdown)
+
+
+def test_the_trust_answer_says_when_the_ranking_is_not_settled():
+    """The best method is named with its interval; the sentence says when that interval reaches a random map's
+    level (zero gain) and which methods overlap it."""
+    import pandas as pd
+
+    from dashboard.trust_ui import trust_sentence
+
+    def summary(*rows):
+        return pd.DataFrame([{"method": m, "images": n, "insertion_gain": g, "insertion_gain_ci95": h}
+                             for m, n, g, h in rows])  # fmt: skip
+
+    clear = trust_sentence(summary(("Grad-CAM", 50, 0.24, 0.05), ("Saliency", 50, 0.02, 0.04)), "Shapes")
+    assert "**Grad\\-CAM** gains the most over a random map by insertion (0.240 ± 0.050 over 50 images)." in clear
+    assert "not clearly above" not in clear and "told apart" not in clear
+    overlap = trust_sentence(summary(("IG", 6, 0.25, 0.19), ("Grad-CAM", 6, 0.21, 0.22), ("Saliency", 6, -0.05, 0.26)),
+                             "Shapes")  # fmt: skip
+    assert "Grad\\-CAM, Saliency cannot be told apart from it yet" in overlap  # upper ends 0.43, 0.21 reach 0.06
+    unsure = trust_sentence(summary(("IG", 4, 0.05, 0.08)), "Shapes")
+    assert "not clearly above a random map yet: score more images" in unsure
+    one = trust_sentence(summary(("IG", 1, 0.3, float("nan"))), "Shapes")
+    assert "score more images" in one
