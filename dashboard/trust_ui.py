@@ -44,11 +44,11 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
     if not on:
         permalink.publish(scores=None, score_steps=None, score_block=None, score_with=None)
         return None
-    from interp.evaluation import REPLACEMENTS, default_block, grid_curves
+    from interp.evaluation import REPLACEMENTS, grid_curves
+    from interp.evaluation.faithfulness import model_block
 
     blocks = region_options(model)
     default_steps, default_with = 20, "blur"
-    default_block_ = default_block(tuple(model.data_config["input_size"][-2:]))
     for param, key, allowed in (("score_steps", "attr_score_steps", STEPS), ("score_block", "attr_score_block", blocks),
                                 ("score_with", "attr_score_replacement", REPLACEMENTS)):  # fmt: skip
         linked = permalink.take_one(param)
@@ -66,7 +66,7 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
     block = region_slider(c2, model, "attr_score_block")
     replacement = replacement_box(c3, "attr_score_replacement")
     permalink.publish(scores="1", score_steps=None if steps == default_steps else str(steps),
-                      score_block=None if block == default_block_ else str(block),
+                      score_block=None if block == model_block(model) else str(block),
                       score_with=None if replacement == default_with else replacement)  # fmt: skip
 
     ready = [(t, m) for t in choice.targets for m in choice.methods if cells[(t, m)].result is not None]
@@ -100,19 +100,20 @@ def replacement_box(where, key: str) -> str:
 
 def region_options(model: LoadedModel) -> list[int]:
     """The region sides offered for ``model``: those that fit its input, and always its default."""
-    from interp.evaluation import BLOCKS, default_block
+    from interp.evaluation import BLOCKS
+    from interp.evaluation.faithfulness import model_block
 
-    size = tuple(model.data_config["input_size"][-2:])
-    return sorted({*(b for b in BLOCKS if b <= min(size)), default_block(size)})
+    side = min(model.data_config["input_size"][-2:])
+    return sorted({*(b for b in BLOCKS if b <= side), model_block(model)})
 
 
 def region_slider(where, model: LoadedModel, key: str) -> int:
     """How much is removed at once: squares of 1 (single pixels) to 32 pixels of the model's input, 16 by default
     (less on small inputs), kept per visitor like the other settings."""
-    from interp.evaluation import default_block
+    from interp.evaluation.faithfulness import model_block
 
     options = region_options(model)
-    default = default_block(tuple(model.data_config["input_size"][-2:]))
+    default = model_block(model)
     state.restore(key, default)
     if st.session_state.get(key) not in options:  # kept from a model with a larger input
         state.put(key, default)

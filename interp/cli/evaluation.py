@@ -107,12 +107,12 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import (
         cascading_randomisation,
-        default_block,
         deletion_insertion,
         energy_inside,
         pointing,
         random_floor,
     )
+    from interp.evaluation.faithfulness import model_block
     from interp.images import load_image
     from interp.models import load_model
 
@@ -138,11 +138,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         from interp.shapes import mask_in_view
 
         mask = mask_in_view(raw_mask, model.view)
-    size = tuple(model.data_config["input_size"][-2:])
-    block = default_block(size) if args.block is None else args.block
-    if not 1 <= block <= min(size):
-        raise ValueError(f"--block must be 1 to {min(size)} ({model.name}'s input is {size[1]}×{size[0]} pixels), "
-                         f"got {block}.")  # fmt: skip
+    block = model_block(model, args.block)
     x = model.preprocess(image.image)
     target = args.target if args.target is not None else int(model.run(x[None]).argmax(-1))
     batch = forward_batch_size(model, x[None], 2 * (args.steps + 1))  # the memory budget read once for every map

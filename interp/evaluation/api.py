@@ -6,7 +6,7 @@ import numpy as np
 
 from interp.attribution import Attribution
 from interp.cache import ResultCache, result_key
-from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, default_block, deletion_insertion, random_floor
+from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, deletion_insertion, model_block, random_floor
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -22,7 +22,7 @@ def map_curves(
     ``FLOOR_MAPS`` random maps) for ``target``, read from ``cache`` when computed before for the same model, pixels,
     map settings, steps, replacement and region side (``block``; by default
     :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
-    block = default_block(tuple(model.data_config["input_size"][-2:])) if block is None else int(block)
+    block = model_block(model, block)
     what = "random" if result is None else result.method
     settings = {"target": int(target), "steps": int(steps), "replacement": replacement, "seed": FLOOR_SEED}
     if block != 1:  # keys of single-pixel scores, the only kind before regions, stay as they were

@@ -20,7 +20,7 @@ import pandas as pd
 
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, scan_lock
-from interp.evaluation.faithfulness import default_block, deletion_insertion, random_map
+from interp.evaluation.faithfulness import deletion_insertion, model_block, random_map
 from interp.models import LoadedModel
 
 SCORES = "scores.parquet"
@@ -59,10 +59,7 @@ def evaluate_dataset(
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:
         raise ValueError(f"none of {', '.join(methods)} applies to {model.name}.")
-    size = tuple(model.data_config["input_size"][-2:])
-    block = default_block(size) if block is None else int(block)
-    if not 1 <= block <= min(size):
-        raise ValueError(f"block must be 1 to {min(size)} pixels ({model.name}'s input's shorter side), got {block}.")
+    block = model_block(model, block)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"model": model.key, "dataset": dataset.name, "steps": steps, "replacement": replacement,

@@ -168,6 +168,16 @@ def _impute(x: torch.Tensor, removed: list[torch.Tensor], seeds: list[int]) -> t
         return torch.stack(list(pool.map(one, range(len(removed)))))
 
 
+def model_block(model: LoadedModel, block: int | None = None) -> int:
+    """``block`` for ``model``'s input (``None``: :func:`default_block` of it), checked to fit the input."""
+    height, width = model.data_config["input_size"][-2:]
+    block = default_block((height, width)) if block is None else int(block)
+    if not 1 <= block <= min(height, width):
+        raise ValueError(f"block must be 1 to {min(height, width)} pixels ({model.name}'s input is {width}×{height}), "
+                         f"got {block}.")  # fmt: skip
+    return block
+
+
 def default_block(size: tuple[int, int]) -> int:
     """The region side scores use unless told: 16 pixels, or less so that the shorter side holds 8 regions (a
     32-pixel input gets 4; an 8-pixel one single pixels)."""
