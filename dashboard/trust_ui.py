@@ -39,7 +39,8 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
         "Trust scores", key="attr_scores", on_change=state.keep, args=("attr_scores",),
         help="Deletion and insertion (Petsiuk et al. 2018): remove, or reveal on a blurred copy, each map's top "
         "regions first and follow the class probability. A faithful map makes it fall fast (low deletion) and rise "
-        "fast (high insertion). Each score stands beside a random map's, the floor it must beat.",
+        "fast (high insertion). Each score stands beside the floor it must beat: five random maps' mean, with their "
+        "spread.",
     )  # fmt: skip
     if not on:
         permalink.publish(scores=None, score_steps=None, score_block=None, score_with=None)
