@@ -41,6 +41,6 @@ with patch:
 with matrix:
     ui.matrix_view(capture)
 with stats:
-    ui.stats_view(ident, capture)
+    ui.stats_view(ident, capture, base)
 ui.downloads_ui(model, image, capture, base, maps)
 permalink.share_ui()

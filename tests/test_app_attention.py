@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import timm
 import torch
 from safetensors.torch import save
@@ -40,7 +41,8 @@ def test_every_view_draws_for_a_vit():
     assert len(at.main.get("image")) == 3  # depth strip, heads grid, patch strip
     titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
     assert "rollout (mean, discard 0.90)" in titles and "Chefer relevance" in titles and "gradient rollout" in titles
-    assert len(at.main.get("plotly_chart")) == 1 + 3 + 1 + 1 + 2  # enlarged, rollout ×3, click image, matrix, stats
+    # enlarged, rollout ×3, click image, matrix, stats ×2 and the maps of the most local and most global heads
+    assert len(at.main.get("plotly_chart")) == 1 + 3 + 1 + 1 + 2 + 2
     assert len(at.main.get("download_button")) == 3
 
 
@@ -55,6 +57,39 @@ def test_settings_and_patch_choice_redraw_without_a_new_capture():
     titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
     assert "rollout (max, discard 0.00)" in titles and "layer" in titles
     assert any("Where patch (1, 2) attends" in m.value for m in at.main.markdown)
+
+
+def test_head_statistics_show_the_picked_heads_maps_and_ranks():
+    """No head picked: the most local and most global heads' maps. A picked head (the enlarged one, which a click on a
+    dot sets): its distance and entropy with their ranks among all heads, which the table's numbers must bear out."""
+    at = attention_page().run()
+    titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
+    assert "most local: layer" in titles and "most global: layer" in titles
+    assert any("Click a dot to see one head" in m.value for m in at.main.markdown)
+    table = at.main.dataframe[-1].value
+    assert {"layer", "head", "distance_px", "entropy"} <= set(table.columns)
+
+    at.main.selectbox(key="attn_layer").set_value(0).run()
+    at.main.selectbox(key="attn_head").set_value(1).run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = next(m.value for m in at.main.markdown if m.value.startswith("**Layer 0, head 1**"))
+    row = table[(table["layer"] == 0) & (table["head"] == 1)].iloc[0]
+    assert f"looks {row.distance_px:.1f} px away" in said and f"entropy is {row.entropy:.2f} nats" in said
+    closer = int((table.distance_px < row.distance_px).sum())
+    farther = int((table.distance_px > row.distance_px).sum())
+    n = len(table)
+    if closer == 0:
+        assert f"the most local of {n} heads" in said
+    elif farther == 0:
+        assert f"the most global of {n} heads" in said
+    else:
+        rank = min(closer, farther) + 1
+        nth = f"{rank}{ {2: 'nd', 3: 'rd'}.get(rank, 'th')}"  # 2nd, 3rd, 4th… (rank 1 is "the most")
+        assert f"{nth} most {'local' if closer <= farther else 'global'} of {n}" in said, said
+    titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
+    assert "where the class token looks" in titles and "where patch (" in titles and "most local: layer" not in titles
+    distance_chart = next(p for p in at.main.get("plotly_chart") if "mean attention distance" in str(p.proto.spec))
+    assert '"dash":"dash"' in str(distance_chart.proto.spec).replace(" ", "")  # the evenly-spread head's line
 
 
 def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
@@ -109,3 +144,16 @@ def test_a_shared_link_opens_the_same_tab_layer_head_patch_and_class():
     assert "patch “99,0” is not a row and a column" in notes and "class 5000 is not a class of shapes_vit" in notes
     rows = at.main.number_input(key="attn_row")
     assert rows.value == (rows.max + 1) // 2 and "patch" not in at.query_params and "target" not in at.query_params
+
+
+def test_a_heads_rank_reads_from_the_nearer_end():
+    from dashboard.attention_ui import _rank
+
+    values = np.array([[10.0, 20.0, 30.0], [40.0, 50.0, 20.0]])
+    assert _rank(values, 10.0, "local", "global") == "the most local of 6 heads"
+    assert _rank(values, 50.0, "local", "global") == "the most global of 6 heads"
+    assert _rank(values, 20.0, "local", "global") == "2nd most local of 6"  # a tie shares the better rank
+    assert _rank(values, 40.0, "local", "global") == "2nd most global of 6"
+    assert _rank(np.arange(30.0), 22.0, "local", "global") == "8th most global of 30"
+    assert _rank(np.arange(30.0), 20.0, "local", "global") == "10th most global of 30"
+    assert _rank(np.arange(50.0), 21.0, "local", "global") == "22nd most local of 50"

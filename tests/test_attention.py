@@ -269,7 +269,11 @@ def test_mean_distance_known_values():
 
 
 def test_head_stats_of_a_capture(vit, x):
-    stats = head_stats(capture(vit, x))
+    cap = capture(vit, x)
+    stats = head_stats(cap)
     assert stats.entropy.shape == stats.distance_px.shape == (len(vit._module.blocks), vit._module.blocks[0].attn.num_heads)
     assert (stats.entropy >= 0).all() and (stats.entropy <= stats.max_entropy + 1e-6).all()
     assert (stats.distance_px >= 0).all() and len(stats.rows()) == stats.entropy.size
+    uniform_attn = np.full_like(cap.attn[:1, :1], 1.0 / cap.tokens)  # evenly over every token, prefix included
+    spread = mean_distance(uniform_attn, cap.prefix_tokens, cap.grid, cap.patch_px)[0, 0]
+    assert stats.uniform_distance_px == pytest.approx(spread, rel=1e-5)  # the scale the charts draw

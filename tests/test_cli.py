@@ -202,6 +202,9 @@ def test_attention_writes_maps_arrays_and_stats(coffee_jpg, tmp_path):
     layers, heads = stats["layers"], stats["heads"]
     assert stats["target"] == 3 and len(stats["per_head"]) == layers * heads and len(stats["per_layer"]) == layers
     assert all(0 <= h["entropy"] <= stats["max_entropy"] + 1e-6 for h in stats["per_head"])
+    (rows, cols), (py, px) = stats["grid"], stats["patch_px"]
+    diagonal = ((rows - 1) ** 2 * py**2 + (cols - 1) ** 2 * px**2) ** 0.5
+    assert 0 < stats["uniform_distance_px"] < diagonal
     for name in ("rollout", "gradient_rollout", "chefer_relevance", *(f"layer_{i:02d}" for i in range(layers))):
         assert Image.open(out / f"{name}.png").size == (160, 160)
     import numpy as np

@@ -22,11 +22,14 @@ class HeadStats:
         distance_px: ``(L, H)`` mean attention distance in pixels of the model's input: for each patch query, the
             distance to the patch keys weighted by its attention to them (renormalised over patches), averaged over
             the queries. The measure of Figure 7 in Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
+        uniform_distance_px: what ``distance_px`` reads for a head that spreads its attention evenly over the patches
+            (the mean distance between two patches of the grid), for scale: a head well below it looks locally.
     """
 
     entropy: np.ndarray
     max_entropy: float
     distance_px: np.ndarray
+    uniform_distance_px: float
 
     def rows(self) -> list[dict[str, float | int]]:
         """One record per head: layer, head, entropy, distance (for tables, JSON and charts)."""
@@ -87,4 +90,5 @@ def head_stats(cap: AttentionCapture) -> HeadStats:
         entropy=entropy(cap.attn),
         max_entropy=float(np.log(cap.tokens)),
         distance_px=mean_distance(cap.attn, cap.prefix_tokens, cap.grid, cap.patch_px),
+        uniform_distance_px=float(patch_distances(tuple(cap.grid), tuple(cap.patch_px)).mean()),
     )

@@ -70,6 +70,7 @@ def _attention(args: argparse.Namespace) -> int:
                 "grid": list(cap.grid),
                 "patch_px": list(cap.patch_px),
                 "max_entropy": stats.max_entropy,
+                "uniform_distance_px": stats.uniform_distance_px,
                 "per_head": stats.rows(),
                 "per_layer": [
                     {"layer": l, "entropy": float(stats.entropy[l].mean()), "distance_px": float(stats.distance_px[l].mean())}
@@ -82,5 +83,7 @@ def _attention(args: argparse.Namespace) -> int:
     print(f"{model.name}: {cap.layers} layers × {cap.heads} heads; class {target} ({model.class_names[target]})")
     for l in range(cap.layers):
         print(f"layer {l:2d}: entropy {stats.entropy[l].mean():.3f} nats, mean distance {stats.distance_px[l].mean():.1f} px")
+    print(f"evenly  : entropy {stats.max_entropy:.3f} nats, mean distance {stats.uniform_distance_px:.1f} px "
+          "(a head that spreads its attention over every token)")  # fmt: skip
     print(f"wrote rollout, class maps, {cap.layers} layer maps, attention.npz and stats.json to {args.out}")
     return 0

@@ -1,4 +1,5 @@
-"""The Attention page in a real browser on the bundled shapes ViT: the head grid, rollout, and a clicked patch."""
+"""The Attention page in a real browser on the bundled shapes ViT: the head grid, rollout, a clicked patch and a
+clicked head."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def test_heads_rollout_and_patch_click(app_url, page, artifacts):
 
     main.get_by_role("tab", name="Head statistics").click()
     main.get_by_text("mean attention distance (pixels)").wait_for()
+    main.get_by_text("Click a dot to see one head").wait_for()
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts / "attention_stats.png"))
+    # Clicking a dot picks its head: the 6th dot is layer 1, head 1 (4 heads a layer); it becomes the enlarged head.
+    distance = main.locator(".js-plotly-plot:visible").filter(has=page.locator(".scatterlayer")).first
+    distance.locator(".scatterlayer .point").nth(5).click(force=True)
+    main.get_by_text(re.compile(r"Layer 1, head 1 looks [\d.]+ px away on average")).wait_for(timeout=30_000)
+    main.get_by_text("where patch (0, 0) looks").wait_for()  # the patch clicked under *From a patch*
+    wait_until_idle(page)
+    assert "attn_layer=1" in page.url and "attn_head=1" in page.url
+    page.screenshot(path=str(artifacts / "attention_stats_head.png"), full_page=True)
     assert page.get_by_text("Traceback").count() == 0
