@@ -122,8 +122,11 @@ def heads_view(cap: TextAttention, key: str) -> None:
             fig.add_trace(go.Heatmap(z=cap.attn[l, h], x=labels, y=labels, coloraxis="coloraxis",
                                      hovertemplate=f"layer {l} head {h}<br>%{{y}} → %{{x}}<br>%{{z:.3f}}<extra></extra>"),
                           row=l + 1, col=h + 1)  # fmt: skip
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_xaxes(showticklabels=False, ticks="")
+    fig.update_yaxes(showticklabels=False, ticks="", autorange="reversed")
+    small = dict(size=9 if len(labels) <= 24 else 7)
+    fig.update_yaxes(showticklabels=True, tickfont=small, col=1)  # tokens along the left edge and the bottom row only
+    fig.update_xaxes(showticklabels=True, tickfont=small, tickangle=-90, row=cap.layers)
     fig.update_layout(height=max(260, 170 * cap.layers) + 40, coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1),
                       margin=dict(l=0, r=0, t=30, b=0))  # fmt: skip
     fig.update_annotations(font_size=10)
