@@ -100,6 +100,13 @@ def png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def jpeg_data_uri(rgb: np.ndarray, quality: int = 85) -> str:
+    """For photos shown many at a time: a fifth of the PNG's size (a chelsea overlay at 128 px: 8 KB against 42)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def curves_figure(curves, floor, title: str, height: int = 300) -> go.Figure:
     """Deletion and insertion curves of a map (solid) and of a random map (dotted), class probability against the
     share of pixels removed or revealed (in squares of ``curves.block`` pixels); the areas under them are the

@@ -13,12 +13,15 @@ import json
 import zipfile
 from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt
+from interp.attribution.display import DisplaySettings, overlay
 from interp.features import (
     KINDS,
     PARAMETERISATIONS,
@@ -41,6 +44,9 @@ from interp.models import LoadedModel
 PARAM_NAMES = {"fft": "Fourier (FFT), decorrelated colour", "pixel": "Pixels"}
 SIZES = (64, 96, 128, 160, 224, 256)
 PARTIAL = "_features_partial"
+MAP_VIEWS = ("over the image", "alone")
+MAP_TILE_PX = 128  # the image under each small map: enough to see where, light enough for 32 maps in one chart
+MAP_OVERLAY = DisplaySettings(alpha=0.6, colormap="viridis", sign="positive", clip_percentile=100.0)
 
 
 # ---------------------------------------------------------------------------------------------- filters and maps
@@ -96,14 +102,23 @@ def channel_key(model: LoadedModel, layer: str) -> str:
 
 
 def maps_view(model: LoadedModel, image: LoadedImage, layer: str) -> FeatureMaps | None:
-    """The image's strongest channels at ``layer`` as heatmaps; clicking a channel's number carries it below."""
-    top_k = st.slider("Channels shown (strongest mean activation first)", 4, 32, 12, step=4, key="feat_top_k")
+    """The image's strongest channels at ``layer``, over the image or alone; clicking a channel's number carries it
+    below."""
+    c1, c2 = st.columns([3, 2])
+    top_k = c1.slider("Channels shown (strongest mean activation first)", 4, 32, 12, step=4, key="feat_top_k")
+    view = c2.radio("Show each map", MAP_VIEWS, horizontal=True, key="feat_maps_view", bind="query-params",
+                    help="Over the image: where in the picture the channel fires (its positive part, each map scaled "
+                    "to its own maximum). Alone: the raw grid with its negative values, coloured on its own "
+                    "range.")  # fmt: skip
     fm = attempt(lambda: _maps(model.key, image.digest, layer, top_k, model, image), f"reading {layer}")
     if fm is None:
         return None
     grid = "patch tokens on the image's grid" if fm.tokens else f"a {fm.maps.shape[1]}×{fm.maps.shape[2]} grid"
-    st.caption(f"{layer} has {fm.total} channels; each map is {grid}. Hover for values.")
-    st.plotly_chart(_maps_figure(fm), key=f"feat_maps_{layer}", config={"displayModeBar": False})
+    shown = "over the image the model sees" if view == MAP_VIEWS[0] else "coloured on its own range"
+    st.caption(f"{layer} has {fm.total} channels; each map is {grid}, {shown}. Hover for values; the title gives the "
+               "channel and its mean activation.")  # fmt: skip
+    base = resources.model_view(model.key, image.digest, model, image) if view == MAP_VIEWS[0] else None
+    st.plotly_chart(_maps_figure(fm, base), key=f"feat_maps_{layer}", config={"displayModeBar": False})
     key = channel_key(model, layer)
     if key not in st.session_state:
         st.session_state[key] = int(fm.channels[0])
@@ -118,15 +133,31 @@ def _pill_to_channel(key: str) -> None:
         st.session_state[key] = int(value)
 
 
-def _maps_figure(fm: FeatureMaps, columns: int = 6) -> go.Figure:
+def _maps_figure(fm: FeatureMaps, base: np.ndarray | None = None, columns: int = 6) -> go.Figure:
+    """Small multiples of the channels: heatmaps, or with ``base`` (the model's view of the image) each map's positive
+    part laid over it, with the values on hover either way."""
     k = len(fm.channels)
     rows = -(-k // columns)
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[f"#{c} · {m:.2f}" for c, m in zip(fm.channels, fm.means)],
                         horizontal_spacing=0.01, vertical_spacing=0.06)  # fmt: skip
+    if base is not None:
+        side = MAP_TILE_PX / max(base.shape[:2])
+        small = np.asarray(Image.fromarray(base).resize((round(base.shape[1] * side), round(base.shape[0] * side)),
+                                                        Image.Resampling.BILINEAR))  # fmt: skip
+        h, w = small.shape[:2]
     for i, (c, m) in enumerate(zip(fm.channels, fm.maps)):
-        fig.add_trace(go.Heatmap(z=m[::-1], colorscale="Viridis", showscale=False,
-                                 hovertemplate=f"channel {c}<br>row %{{y}}, column %{{x}}<br>value %{{z:.3f}}<extra></extra>"),
-                      row=i // columns + 1, col=i % columns + 1)  # fmt: skip
+        where = dict(row=i // columns + 1, col=i % columns + 1)
+        hover = f"channel {c}<br>row %{{customdata[0]}}, column %{{customdata[1]}}<br>value %{{z:.3f}}<extra></extra>"
+        cells = np.stack(np.meshgrid(np.arange(m.shape[0]), np.arange(m.shape[1]), indexing="ij"), axis=-1)
+        if base is None:
+            fig.add_trace(go.Heatmap(z=m[::-1], customdata=cells[::-1], colorscale="Viridis", showscale=False,
+                                     hovertemplate=hover), **where)  # fmt: skip
+            continue
+        tinted = overlay(small, np.clip(m, 0, None)[None].astype(np.float32), MAP_OVERLAY)
+        fig.add_trace(go.Image(source=charts.jpeg_data_uri(tinted), hoverinfo="skip"), **where)
+        fig.add_trace(go.Heatmap(z=m, x=(np.arange(m.shape[1]) + 0.5) * w / m.shape[1],
+                                 y=(np.arange(m.shape[0]) + 0.5) * h / m.shape[0], customdata=cells, opacity=0,
+                                 showscale=False, hovertemplate=hover), **where)  # fmt: skip
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     fig.update_layout(height=150 * rows + 40, margin=dict(l=0, r=0, t=30, b=0))

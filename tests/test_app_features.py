@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
@@ -53,6 +55,59 @@ def test_maps_visualisation_and_spectrum_on_the_shapes_model():
     assert any("Not optimised yet" in c for c in _captions(at).split(" | "))
     at.main.button(key="feat_spectrum_opt_True").click().run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+def _array(value) -> np.ndarray:
+    """An array of a plotly figure's JSON: a list, or plotly's typed array ({"dtype", "bdata", "shape"})."""
+    if isinstance(value, dict) and "bdata" in value:
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value)
+
+
+def _cells(spec: dict) -> dict[tuple[int, int], float]:
+    """What hovering says in the first map: (row, column) -> value."""
+    heat = next(t for t in spec["data"] if t["type"] == "heatmap")
+    z, cells = _array(heat["z"]), _array(heat["customdata"])
+    return {(int(r), int(c)): float(v) for v, (r, c) in zip(z.ravel(), cells.reshape(-1, 2), strict=True)}
+
+
+def test_maps_over_the_image_and_alone_hover_the_same_cells():
+    at = features_page().run()
+    assert at.main.radio(key="feat_maps_view").value == "over the image"
+    over = json.loads(at.main.get("plotly_chart")[0].proto.spec)
+    images = [t for t in over["data"] if t["type"] == "image"]
+    assert len(images) == 12 and all(t["source"].startswith("data:image/jpeg;base64,") for t in images)
+    assert len(over["data"]) == 24  # each map: the tinted image, and an invisible grid on it for hovering
+    assert len(at.main.get("plotly_chart")[0].proto.spec) < 400_000  # 12 photos as JPEG, not 12 PNGs (0.5 MB)
+    at.main.radio(key="feat_maps_view").set_value("alone").run()
+    alone = json.loads(at.main.get("plotly_chart")[0].proto.spec)
+    assert {t["type"] for t in alone["data"]} == {"heatmap"} and len(alone["data"]) == 12
+    assert _cells(alone) == _cells(over) and len(_cells(over)) == 16 * 16  # row 0 is the top row in both
+    linked = features_page()
+    linked.query_params["feat_maps_view"] = "alone"  # a link opens the same view
+    assert linked.run().main.radio(key="feat_maps_view").value == "alone"
+
+
+def test_a_map_is_laid_over_the_image_the_right_way_up():
+    """A map hot in its top-left cell only tints the top-left of the image; the hover grid puts row 0 on top."""
+    from PIL import Image
+
+    from dashboard.features_ui import _maps_figure
+    from interp.features import FeatureMaps
+
+    m = np.zeros((4, 4), np.float32)
+    m[0, 0] = 5.0
+    fm = FeatureMaps("layer", np.array([7]), np.array([m.mean()]), m[None], total=10, tokens=False)
+    base = np.full((64, 64, 3), 128, np.uint8)
+    image, grid = json.loads(_maps_figure(fm, base).to_json())["data"]
+    tinted = np.asarray(Image.open(io.BytesIO(base64.b64decode(image["source"].split(",", 1)[1]))).convert("RGB"))
+    h, w = tinted.shape[:2]
+    corner, far = tinted[: h // 8, : w // 8].reshape(-1, 3), tinted[-h // 4 :, -w // 4 :].reshape(-1, 3)
+    assert np.abs(corner.mean(0) - far.mean(0)).max() > 40  # the hot cell stands out where it is
+    assert far.std(0).max() < 2  # the rest is one tint (up to JPEG's noise)
+    y = _array(grid["y"])
+    assert _array(grid["z"])[0, 0] == 5.0 and y[0] < y[-1] and tuple(_array(grid["customdata"])[0, 0]) == (0, 0)
 
 
 def test_a_class_objective_starts_at_the_predicted_class_and_is_in_the_link():
