@@ -370,6 +370,15 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
             f"significant. With no spread on the concept's side the test rests on the random runs alone, and "
             f"{report.runs} runs are too few for {len(report.results)} corrected tests: raise Runs to decide it."
         )
+    alike = list(dict.fromkeys(r.layer for r in report.results if r.alike_gradients))
+    if alike:
+        st.info(
+            f"At {', '.join(alike)}, even random directions score 0 or 1: every one sends all the class images the "
+            "same way, so their gradients there point nearly the same way. That happens next to the classifier, where "
+            "the class score is almost linear in the layer, and with class images that are alike (crops of one photo). "
+            "A TCAV score there says on which side of one direction the concept falls, not how many images use it: "
+            "an earlier layer, or class images from a dataset, tell more."
+        )
     st.download_button("Results (CSV)", table.to_csv(index=False), "tcav.csv", "text/csv", key="tcav_csv")
     _sensitivity_view(report, images)
 

@@ -350,10 +350,13 @@ def test_tcav_cli_reports_scores_and_p_values(concept_folders):
     (row,) = data["results"]
     assert data["label"] == "star" and row["concept"] == "marker" and len(row["scores"]) == 4
     assert 0 <= row["p_value"] <= 1 and row["verdict"]
+    alike = set(row["random_scores"]) <= {0.0, 1.0}  # layer4 is next to the classifier: random CAVs score 0 or 1
+    assert row["alike_gradients"] is alike
     text = run_cli("tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", str(r / "marker"),
                    "--random", str(r / "random" / "r0"), "--random", str(r / "random" / "r1"),
                    "--class-images", str(r / "stars"), "--target", "3", "--runs", "3")  # fmt: skip
     assert text.returncode == 0 and "TCAV" in text.stdout and "p =" in text.stdout
+    assert ("note: at layer4 even random directions score 0 or 1" in text.stdout) is alike
 
 
 def test_cav_features_writes_activations(concept_folders, tmp_path):

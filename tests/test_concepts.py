@@ -314,6 +314,24 @@ def test_a_unanimous_concept_the_test_cannot_call_asks_for_more_runs():
     assert not near.needs_more_runs  # 0.6 against 0.5: no strong effect to decide
 
 
+def test_class_gradients_that_point_one_way_are_flagged_not_a_concept_that_drives_every_image():
+    """Next to the classifier every class image's gradient is (nearly) the class's weight row: any direction, a random
+    one too, sends them all the same way, so every run scores 0 or 1. A strong concept over varied gradients can also
+    score 1 in every run; random directions still split those images, and only the first case is flagged."""
+    randoms = [gaussian(40, 100 + k) for k in range(11)]
+    weight_row = np.random.default_rng(5).normal(size=D).astype(np.float32)
+    jitter = np.random.default_rng(6).normal(scale=1e-3, size=(30, D)).astype(np.float32)
+    linear_head = np.tile(weight_row, (30, 1)) + jitter
+    flat = tcav(gaussian(40, 7), randoms, linear_head, concept_name="anything", runs=10)
+    assert set(flat.scores) <= {0.0, 1.0} and set(flat.random_scores) <= {0.0, 1.0} and flat.alike_gradients
+    assert flat.row()["alike_gradients"] is True
+    real = tcav(gaussian(40, 1, shift=6.0), randoms, class_grads(), concept_name="real", runs=10)
+    assert set(real.scores) == {1.0}  # every run, every image: the concept drives them all
+    assert not set(real.random_scores) <= {0.0, 1.0} and not real.alike_gradients
+    one_image = tcav(gaussian(40, 7), randoms, class_grads(1), concept_name="one", runs=10)
+    assert not one_image.alike_gradients  # one image always scores 0 or 1: nothing to say about the layer
+
+
 def tcav_with(scores: np.ndarray, nulls: np.ndarray, tests: int):
     """A ConceptScore with the p-value tcav() computes (Welch's t-test) for these scores."""
     from scipy import stats

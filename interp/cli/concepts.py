@@ -92,6 +92,11 @@ def _tcav(args: argparse.Namespace) -> int:
     for r in report.results:
         print(f"{r.concept:<16} {r.layer:<14} TCAV {r.mean:.3f} ± {r.std:.3f} (random {r.random_scores.mean():.3f}), "
               f"CAV accuracy {r.accuracies.mean():.2f}, p = {r.p_value:.3g}: {r.verdict}")  # fmt: skip
+    alike = list(dict.fromkeys(r.layer for r in report.results if r.alike_gradients))
+    if alike:
+        print(f"note: at {', '.join(alike)} even random directions score 0 or 1 (the class images' gradients point "
+              "nearly the same way: a layer next to the classifier, or class images that are alike); TCAV there says "
+              "little about how many images use a concept.")  # fmt: skip
     return 0
 
 

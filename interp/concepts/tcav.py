@@ -72,6 +72,16 @@ class ConceptScore:
         return not self.significant and self.std == 0.0 and far
 
     @property
+    def alike_gradients(self) -> bool:
+        """Even the random-vs-random CAVs scored only 0 or 1 (with several class images): any direction sends all the
+        class images the same way, so their class gradients at this layer point nearly the same way. That happens
+        next to the classifier, where the class score is close to linear in the layer, and with class images that
+        are alike (crops of one photo). A TCAV score there says on which side of one direction a CAV falls, not how
+        many images use the concept. (A concept that drives every image can score 1 in every run; that alone is not
+        this: random directions would still split images with varied gradients.)"""
+        return self.sensitivities.size > 1 and bool(np.isin(self.random_scores, (0.0, 1.0)).all())
+
+    @property
     def verdict(self) -> str:
         if not self.significant:
             return f"not significant (p = {self.p_value:.3g}, needs < {self.alpha / max(1, self.tests):.3g})"
@@ -81,7 +91,8 @@ class ConceptScore:
     def row(self) -> dict:
         return {"concept": self.concept, "layer": self.layer, "tcav": round(self.mean, 4), "std": round(self.std, 4),
                 "random_mean": round(float(self.random_scores.mean()), 4), "cav_accuracy": round(float(self.accuracies.mean()), 4),
-                "p_value": float(self.p_value), "significant": self.significant, "tests": self.tests}  # fmt: skip
+                "p_value": float(self.p_value), "significant": self.significant, "tests": self.tests,
+                "alike_gradients": self.alike_gradients}  # fmt: skip
 
 
 def canonical(acts: np.ndarray, digests: Sequence[str] | None) -> np.ndarray:
