@@ -579,3 +579,27 @@ def test_rise_finds_the_region_a_model_reads():
     assert np.unravel_index(m.argmax(), m.shape)[0] < 16 and np.unravel_index(m.argmax(), m.shape)[1] < 16
     assert np.array_equal(m, attribute(model, x, "rise", target=0, masks=400, cells=4).raw[0])
     assert not np.array_equal(m, attribute(model, x, "rise", target=0, masks=400, cells=4, seed=1).raw[0])
+    # centred: a pixel the model never reads is 0 up to the masks' noise, one it reads is clearly above
+    assert abs(m[16:, 16:].mean()) < 0.02 and m[:16, :16].mean() > 0.08
+    paper = attribute(model, x, "rise", target=0, masks=400, cells=4, scores="raw").raw[0]
+    assert paper.min() > 0  # the paper's map: probabilities, on the masks' mean probability
+    assert (paper - m).mean() == pytest.approx(result.extras["mean_probability"], abs=0.02)
+
+
+def test_rise_of_a_model_that_ignores_its_input_is_zero_not_the_masks_noise():
+    """Every mask scores the same, so no pixel matters: the centred map is 0 everywhere. The paper's formula gives
+    p · (how often each pixel happened to be visible) / keep, which varies from pixel to pixel by chance alone."""
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[1.0, 0.0]]).expand(x.shape[0], 2) + 0 * x.sum()
+
+    spec = ModelSpec("constant", "constant", "cnn", "ignores its input")
+    cfg = {"input_size": (3, 32, 32), "mean": (0.0,) * 3, "std": (1.0,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    model = LoadedModel(spec, Constant().eval(), WeightsInfo("random", "test", "constant"), cfg, ("a", "b"),
+                        torch.device("cpu"))  # fmt: skip
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    centred = attribute(model, x, "rise", target=0, masks=200, cells=4).raw[0]
+    np.testing.assert_allclose(centred, 0.0, atol=1e-6)
+    paper = attribute(model, x, "rise", target=0, masks=200, cells=4, scores="raw").raw[0]
+    p = 1 / (1 + np.exp(-1.0))  # softmax of (1, 0)
+    assert paper.mean() == pytest.approx(p, rel=0.05) and paper.std() > 0.02  # visibility noise, nothing else

@@ -167,15 +167,20 @@ class RiseMethod(PerturbationMethod):
     """RISE: the expected class probability given that a pixel is visible, over random smooth masks.
 
     Each mask is a coarse ``cells × cells`` grid of visible cells (each with probability ``keep``), upsampled
-    bilinearly and shifted by a random fraction of a cell, as in the paper. The map is
-    ``Σ_i p(target | x ⊙ M_i) · M_i / (N · keep)``. Masks are drawn from a generator seeded by ``seed`` and made a
-    batch at a time, so memory does not grow with their number."""
+    bilinearly and shifted by a random fraction of a cell, as in the paper. With ``scores="raw"`` the map is the
+    paper's ``Σ_i p_i · M_i / (N · keep)``, ``p_i = p(target | x ⊙ M_i)``. Its values sit on an offset, the masks'
+    mean probability ``p̄`` (a pixel that does not matter reads ``p̄``, not 0), so a map scaled from 0 looks flat.
+    The default, ``scores="centred"``, uses ``p_i − p̄`` instead, ``Σ_i (p_i − p̄) · M_i / (N · keep)``: how
+    much seeing a pixel raises the probability above the average, positive where it helps, negative where it hurts,
+    0 where it does not matter. The expected map differs from the paper's by the constant ``p̄`` only, and subtracting
+    the mean is a control variate: the noise of how often each pixel happened to be visible cancels. Masks are drawn
+    from a generator seeded by ``seed`` and made a batch at a time, so memory does not grow with their number."""
 
     name = "rise"
     title = "RISE"
     summary = "Shows the model many randomly masked copies; a pixel matters as much as seeing it raises the score."
     paper = "Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box Models, 2018"
-    signed = False
+    signed = True  # centred (the default): below 0 where seeing the pixel lowers the probability
     settings = (
         Setting("masks", "int", 1000, "Masks", low=10, high=20000, step=10, page_high=4000,
                 help="Random masks, one forward pass each; the paper uses 4000-8000, the map is noisier with fewer. "
@@ -185,6 +190,10 @@ class RiseMethod(PerturbationMethod):
         Setting("keep", "float", 0.5, "Visible fraction", low=0.05, high=0.95, step=0.05,
                 help="The chance that a cell is shown in a mask (the paper: 0.5)."),
         baseline_setting("black", "hidden cells are filled from"),
+        Setting("scores", "choice", "centred", "Mask scores", choices=("centred", "raw"),
+                help="centred: each mask's class probability minus the masks' average, so the map reads how much "
+                "seeing a pixel raises the probability (above 0) or lowers it (below 0). raw: the paper's formula; "
+                "every value then sits on the average probability, and the map looks nearly flat when scaled from 0."),
         SEED,
     )  # fmt: skip
 
@@ -200,6 +209,8 @@ class RiseMethod(PerturbationMethod):
         dx = torch.randint(0, cell_w, (n,), generator=gen).tolist()
         baseline = make_baseline(params["baseline"], x, model)
         total = torch.zeros((1, 1, height, width), dtype=torch.float64, device=x.device)
+        shown = torch.zeros_like(total)  # Σ M_i: with the probabilities' sum, centres the map in one pass
+        prob_sum = 0.0
         chunk = self.forward_batch(model, x, n)
         with torch.no_grad():
             for start in range(0, n, chunk):
@@ -210,4 +221,9 @@ class RiseMethod(PerturbationMethod):
                                      for i in range(start, stop)])  # fmt: skip
                 probs = model.model(baseline + masks * (x - baseline)).softmax(-1)[:, target]
                 total += (probs.double().view(-1, 1, 1, 1) * masks.double()).sum(0, keepdim=True)
-        return (total / (n * keep)).float(), None, {"masks": n}
+                shown += masks.double().sum(0, keepdim=True)
+                prob_sum += float(probs.double().sum())
+        mean_prob = prob_sum / n
+        if params["scores"] == "centred":
+            total -= mean_prob * shown  # Σ (p_i − p̄) M_i
+        return (total / (n * keep)).float(), None, {"masks": n, "mean_probability": mean_prob}
