@@ -166,7 +166,7 @@ def _lines_figure(tokens: tuple[str, ...], source: int, weights: np.ndarray) -> 
         fig.add_trace(go.Scatter(x=[0, 1], y=[source, j], mode="lines", hoverinfo="text",
                                  text=f"{tokens[source]} → {tokens[j]}: {w:.3f}",
                                  line=dict(width=1 + 9 * w / top, color=f"rgba(31, 119, 180, {0.15 + 0.85 * w / top:.2f})")))  # fmt: skip
-    for x, anchor in ((0, "right"), (1, "left")):
+    for x, anchor in ((0, "left"), (1, "right")):  # each word outside its end of the lines, not under them
         fig.add_trace(go.Scatter(x=[x] * n, y=list(range(n)), mode="text", text=list(tokens), hoverinfo="skip",
                                  textposition=f"middle {anchor}", textfont=dict(size=13)))  # fmt: skip
     fig.update_xaxes(visible=False, range=[-0.6, 1.6])

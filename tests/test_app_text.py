@@ -33,6 +33,9 @@ def test_every_view_draws_for_the_bundled_model():
     grid = json.loads(at.main.get("plotly_chart")[0].proto.spec)["layout"]  # 2 layers × 4 heads of small multiples
     labelled = {name for name, axis in grid.items() if name[1:5] == "axis" and axis.get("showticklabels")}
     assert labelled == {"yaxis", "yaxis5", "xaxis5", "xaxis6", "xaxis7", "xaxis8"}  # the left column, the bottom row
+    lines = json.loads(at.main.get("plotly_chart")[2].proto.spec)["data"]
+    words = {t["x"][0]: t["textposition"] for t in lines if t.get("mode") == "text"}
+    assert words == {0: "middle left", 1: "middle right"}  # the words sit outside the lines' ends, not under them
     one = json.loads(at.main.get("plotly_chart")[1].proto.spec)["data"][0]
     assert one["type"] == "heatmap" and len(one["x"]) == 7
     # each cell reads its weight to two decimals, formatted by plotly (text rounded with numpy stayed float32 and
