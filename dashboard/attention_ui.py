@@ -278,7 +278,8 @@ def matrix_view(cap: AttentionCapture) -> None:
         st.caption(f"{cap.tokens} tokens: shown as means of {step}×{step} blocks.")
     fig = go.Figure(
         go.Heatmap(
-            z=matrix.astype(np.float32), x=names, y=names, colorscale="Inferno", colorbar=dict(title="weight"),
+            z=matrix.astype(np.float32), x=names, y=names, colorscale=charts.colour_scale("Inferno"),
+            colorbar=dict(title="weight"),
             hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
         )
     )  # fmt: skip

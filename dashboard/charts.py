@@ -14,6 +14,17 @@ from PIL import Image
 from interp.attribution.display import DisplaySettings, aggregate
 from interp.predict import Prediction
 
+_STREAMLIT_PLACEHOLDER = re.compile(r"^#0000([0-3]\d|40)$", re.IGNORECASE)
+
+
+def colour_scale(name: str) -> list[list]:
+    """Plotly's colour scale ``name`` as explicit stops that Streamlit shows as they are. Streamlit's chart theme
+    uses the colours #000001 to #000040 as placeholders and replaces them anywhere in a figure with its own; Inferno
+    and Magma begin at #000004, so their lowest values came out pink. Such a stop is written as ``rgb()``."""
+    from plotly.colors import get_colorscale, hex_to_rgb
+
+    return [[pos, f"rgb{hex_to_rgb(c)}" if _STREAMLIT_PLACEHOLDER.match(c) else c] for pos, c in get_colorscale(name)]
+
 
 def short_label(label: str) -> str:
     """ImageNet descriptions list synonyms ("tabby, tabby cat"); the first reads best on an axis."""

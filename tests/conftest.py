@@ -33,3 +33,17 @@ def lite0():
     import interp
 
     return interp.load_model("efficientnet_lite0", device="cpu")
+
+
+def theme_placeholders(at) -> list[str]:
+    """Colours in an AppTest's plotly charts that Streamlit's chart theme would replace with its own (it uses
+    #000001 to #000040 as placeholders): a colour scale holding one shows the theme's colour instead."""
+    import json
+    import re
+
+    found = []
+    for chart in at.main.get("plotly_chart"):
+        figure = json.loads(chart.proto.spec)
+        figure.get("layout", {}).pop("template", None)  # the theme's own placeholders: Streamlit fills those in
+        found += re.findall(r"#0000(?:[0-3][1-9]|[1-3]0|40)\b", json.dumps(figure), flags=re.IGNORECASE)
+    return found

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, theme_placeholders
 
 
 def attention_page(model: str | None = "test_vit") -> AppTest:
@@ -44,6 +44,7 @@ def test_every_view_draws_for_a_vit():
     # enlarged, rollout ×3, click image, matrix, stats ×2 and the maps of the most local and most global heads
     assert len(at.main.get("plotly_chart")) == 1 + 3 + 1 + 1 + 2 + 2
     assert len(at.main.get("download_button")) == 3
+    assert not theme_placeholders(at)  # the token matrix's Inferno began at #000004, which Streamlit showed pink
 
 
 def test_settings_and_patch_choice_redraw_without_a_new_capture():

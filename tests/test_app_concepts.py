@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, theme_placeholders
 
 
 def concepts_page(model: str | None = "shapes_cnn") -> AppTest:
@@ -31,6 +31,7 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
     assert list(table["concept"].unique()) == ["shapes marker", "shapes red"] and len(table) == 4  # 2 concepts × 2 layers
     assert table["verdict"].str.contains("significant").all()
     assert any("6 runs, seed 0" in c.value for c in at.main.caption)
+    assert not theme_placeholders(at)
     # layer4 feeds the pooled classifier: even random directions send every star the same way there, and the page
     # says what that means for its scores; layer2 is early enough for random directions to split the stars
     alike = [i.value for i in at.main.info if "even random directions score 0 or 1" in i.value]

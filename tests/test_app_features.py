@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, theme_placeholders
 
 
 def features_page(model: str = "shapes_cnn", image: str | None = None) -> AppTest:
@@ -84,6 +84,7 @@ def test_maps_over_the_image_and_alone_hover_the_same_cells():
     alone = json.loads(at.main.get("plotly_chart")[0].proto.spec)
     assert {t["type"] for t in alone["data"]} == {"heatmap"} and len(alone["data"]) == 12
     assert _cells(alone) == _cells(over) and len(_cells(over)) == 16 * 16  # row 0 is the top row in both
+    assert not theme_placeholders(at)
     linked = features_page()
     linked.query_params["feat_maps_view"] = "alone"  # a link opens the same view
     assert linked.run().main.radio(key="feat_maps_view").value == "alone"

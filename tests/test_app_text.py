@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, theme_placeholders
 
 pytest.importorskip("transformers")
 
@@ -41,6 +41,7 @@ def test_every_view_draws_for_the_bundled_model():
     # each cell reads its weight to two decimals, formatted by plotly (text rounded with numpy stayed float32 and
     # was printed as 0.12999999523162842)
     assert one.get("texttemplate") == "%{z:.2f}" and "text" not in one
+    assert not theme_placeholders(at)
 
 
 def test_statistics_at_one_word_name_the_negation_head():
