@@ -319,9 +319,11 @@ def _accuracy_chart(table: pd.DataFrame, worst: int = 25) -> go.Figure:
     t = table.head(worst).iloc[::-1]
     fig = go.Figure(go.Bar(x=t["accuracy"], y=[f"{charts.plot_text(charts.short_label(n))} " for n in t["label_name"]], orientation="h",
                            customdata=t[["images", "correct"]], marker_color="#e45756",
+                           texttemplate="%{x:.0%}", textposition="auto",  # each bar reads its value
                            hovertemplate="%{y}<br>%{customdata[1]} of %{customdata[0]} right (%{x:.1%})<extra></extra>"))  # fmt: skip
     fig.update_layout(title=dict(text=f"Per-class accuracy (worst {min(worst, len(table))})", font=dict(size=13)),
-                      height=300, margin=dict(l=10, r=10, t=30, b=30), xaxis=dict(range=[0, 1], tickformat=".0%"))  # fmt: skip
+                      height=300, margin=dict(l=10, r=10, t=30, b=30),
+                      xaxis=dict(range=[0, 1.04], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1]))  # fmt: skip
     return fig
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -51,6 +52,8 @@ def test_scan_then_gallery_then_why():
     pairs = next(d.value for d in at.main.dataframe if "predicted" in d.value.columns)
     assert list(pairs.columns) == ["true", "predicted", "count", "confidence"]
     assert pairs["count"].sum() <= mistakes and (pairs["confidence"] > 50).all()  # percent, not a 0-1 fraction
+    bars = next(json.loads(p.proto.spec) for p in at.main.get("plotly_chart") if "Per-class accuracy" in p.proto.spec)
+    assert bars["data"][0]["texttemplate"] == "%{x:.0%}" and 1 in bars["layout"]["xaxis"]["tickvals"]  # 100% shows
     why = [b for b in at.main.button if b.key and b.key.startswith("why_")]
     assert why, "mistakes at confidence ≥ 50% are shown as thumbnails"
     assert all("· true" in c.value for c in at.main.caption if "%" in c.value and "true" in c.value)
