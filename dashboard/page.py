@@ -16,19 +16,22 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "pages/1_Attribution.py",
         "Attribution",
         "compare attribution methods side by side (gradients, Integrated Gradients, SmoothGrad, DeepLIFT, SHAP, "
-        "occlusion, LIME, the Grad-CAM family…) for several target classes; download the grid and the raw maps.",
+        "occlusion, LIME, the Grad-CAM family…) for several target classes, each map with a trust score against "
+        "random maps (deletion and insertion); download the grid and the raw maps.",
     ),
     (
         "pages/2_Attention.py",
         "Attention",
         "a vision transformer's attention: every layer and head over the image, rollout, class-specific relevance "
-        "(gradient rollout, Chefer et al.), where a clicked patch looks, the token matrix, and per-head statistics.",
+        "(gradient rollout, Chefer et al.), where a clicked patch looks, the token matrix, and per-head statistics "
+        "(click a head to see its maps).",
     ),
     (
         "pages/3_Failures.py",
         "Failures",
         "scan a dataset (ImageNet validation, Open Images, a folder, a zip, the shapes world) and browse the "
-        "model's most confident mistakes, with the confusion pairs, per-class accuracy and why each mistake was made.",
+        "model's most confident mistakes, with the confusion pairs, per-class accuracy and why each mistake was made; "
+        "and which attribution method to trust on that dataset.",
     ),
     (
         "pages/4_Concepts.py",
