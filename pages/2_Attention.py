@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from dashboard import attention_stats_ui, permalink, resources
 from dashboard import attention_ui as ui
-from dashboard import permalink, resources
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -41,6 +41,6 @@ with patch:
 with matrix:
     ui.matrix_view(capture)
 with stats:
-    ui.stats_view(ident, capture, base)
+    attention_stats_ui.stats_view(ident, capture, base)
 ui.downloads_ui(model, image, capture, base, maps)
 permalink.share_ui()

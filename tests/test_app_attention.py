@@ -148,7 +148,7 @@ def test_a_shared_link_opens_the_same_tab_layer_head_patch_and_class():
 
 
 def test_a_heads_rank_reads_from_the_nearer_end():
-    from dashboard.attention_ui import _rank
+    from dashboard.attention_stats_ui import _rank
 
     values = np.array([[10.0, 20.0, 30.0], [40.0, 50.0, 20.0]])
     assert _rank(values, 10.0, "local", "global") == "the most local of 6 heads"
