@@ -336,7 +336,7 @@ def grid_view(
                     from interp.evaluation import energy_inside, pointing
                     from interp.shapes import draw_outline
 
-                    hit = pointing(cell.result.raw, truth)  # a pixel counts with its largest |value| of any colour
+                    hit = pointing(cell.result.raw, truth)  # colour channels: largest |value|; one channel: as it is
                     hits.append(hit)
                     shown = draw_outline(shown, truth)
                     jpeg = shown

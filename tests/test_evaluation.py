@@ -173,6 +173,10 @@ def test_energy_and_boxes_have_known_answers():
     assert energy_inside(on, mask) == 1.0 and pointing(on, mask)
     # (C, H, W): each pixel counts with its largest |value| over the channels, so the -5 corner is mass: 2 of 2 + 5
     assert energy_inside(np.stack([on, -on, on]), mask) == pytest.approx(2 / 7)
+    # one value per pixel (occlusion, LIME, RISE: one channel, or the same in every channel): read like an (H, W)
+    # map, so the -5 corner, a region that lowers the score, is neither mass nor the peak
+    for one_value in (on[None], np.stack([on, on, on])):
+        assert energy_inside(one_value, mask) == 1.0 and pointing(one_value, mask)
     assert not pointing(np.roll(on, -3, axis=0), mask) and pointing(np.roll(on, -1, axis=0), mask, tolerance_px=1)
     assert centre_hit(mask) and not centre_hit(~mask)
 

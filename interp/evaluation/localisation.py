@@ -14,9 +14,14 @@ from interp.shapes.truth import pointing_hit
 
 
 def as_values(saliency: np.ndarray) -> np.ndarray:
-    """A ``(H, W)`` map of importance: a ``(C, H, W)`` map counts each pixel by its largest absolute value over the
-    channels (the usual rule for the pointing game), an ``(H, W)`` map as it is."""
+    """A ``(H, W)`` map of importance. A map whose colour channels differ (gradients, IG) counts each pixel by its
+    largest absolute value over them, the usual rule for the pointing game on gradient maps, whose channels' signs
+    mean little on their own. A map with one value per pixel, given as ``(H, W)``, ``(1, H, W)`` or the same value
+    in every channel (occlusion, LIME, KernelSHAP, RISE), is read as it is: its negative values say a region lowers
+    the score, which is not evidence for the class."""
     values = np.asarray(saliency, dtype=np.float64)
+    if values.ndim == 3 and (values == values[:1]).all():
+        return values[0]
     return np.abs(values).max(axis=0) if values.ndim == 3 else values
 
 
