@@ -166,16 +166,7 @@ def scan_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     batch = c2.select_slider("Batch size", [8, 16, 32, 64], 32, key="scan_batch")
     scanned = c3.empty()
     scanned.metric("Already scanned", f"{len(rows)} / {len(ds)}")
-    mapping = ds.label_map(model.class_names)
-    if mapping is None:
-        st.info(
-            f"{ds.name}'s labels cannot be compared with {model.name}'s classes, so a scan records predictions and "
-            "confidence but marks nothing right or wrong, and this page will find no mistakes. (ImageNet data needs "
-            "an ImageNet model; a folder's class names must match the model's.)"
-        )
-        if source.name == SHAPES_DATASET and model.name not in SHAPES_MODELS:
-            st.button("Switch to shapes_cnn, which knows these classes", key="scan_switch_model",
-                      on_click=state.put, args=("model_select", "shapes_cnn"))  # fmt: skip
+    _labels_note(model, source, ds, "scan_switch_model")
     if not st.button("Start or resume the scan", type="primary", key="scan_start"):
         if len(rows) and len(rows) < limit:
             st.caption("A scan stopped part-way resumes where it stopped: no image is classified twice.")
@@ -209,6 +200,21 @@ def scan_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         scanned.metric("Already scanned", f"{result.rows} / {len(ds)}")
         bar.progress(1.0, text=f"Done: {result.rows} images in {time.monotonic() - start:.0f} s "
                      f"({result.images_per_s:.1f} images/s; {result.skipped} unreadable).")  # fmt: skip
+
+
+def _labels_note(model: LoadedModel, source: DatasetRoot, ds: Dataset, key: str) -> None:
+    """When the dataset's labels cannot be matched to the model's classes, say what a scan can and cannot give,
+    before anyone starts one; for the shapes world, offer its model."""
+    if ds.label_map(model.class_names) is not None:
+        return
+    st.info(
+        f"{ds.name}'s labels cannot be compared with {model.name}'s classes, so a scan records predictions and "
+        "confidence but marks nothing right or wrong, and this page will find no mistakes. (ImageNet data needs "
+        "an ImageNet model; a folder's class names must match the model's.)"
+    )
+    if source.name == SHAPES_DATASET and model.name not in SHAPES_MODELS:
+        st.button("Switch to shapes_cnn, which knows these classes", key=key,
+                  on_click=state.put, args=("model_select", "shapes_cnn"))  # fmt: skip
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -247,6 +253,7 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         where = (f" (or on the server: `python -m interp scan --model {model.name} --dataset \"{source.name}\"`, whose "
                  "result appears here)") if source.kind != "zip" and model.weights.kind != "file" else ""
         st.info(f"No scan of {ds.name} by {model.name} yet: start one in the Scan tab{where}.")
+        _labels_note(model, source, ds, "gallery_switch_model")  # before anyone spends a scan on it
         return
     check = meta.get("precision_check")
     if meta.get("precision", "fp32") != "fp32":

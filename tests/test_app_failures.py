@@ -143,6 +143,7 @@ def test_a_model_that_cannot_score_the_shapes_world_says_so_before_scanning_and_
     at = failures_page(model="efficientnet_lite0").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("will find no mistakes" in i.value for i in at.main.info), [i.value for i in at.main.info]
+    assert at.main.button(key="gallery_switch_model")  # the Gallery tab says it too, before a scan is spent
     at.main.button(key="scan_switch_model").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.sidebar.selectbox(key="model_select").value == "shapes_cnn"
