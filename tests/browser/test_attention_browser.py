@@ -37,7 +37,9 @@ def test_heads_rollout_and_patch_click(app_url, page, artifacts):
     page.screenshot(path=str(artifacts / "attention_stats.png"))
     # Clicking a dot picks its head: the 6th dot is layer 1, head 1 (4 heads a layer); it becomes the enlarged head.
     distance = main.locator(".js-plotly-plot:visible").filter(has=page.locator(".scatterlayer")).first
-    distance.locator(".scatterlayer .point").nth(5).click(force=True)
+    dot = distance.locator(".scatterlayer .point").nth(5)
+    dot.evaluate("e => e.scrollIntoView({block: 'center'})")  # not under the app's sticky header
+    dot.click(force=True)
     main.get_by_text(re.compile(r"Layer 1, head 1 looks [\d.]+ px away on average")).wait_for(timeout=30_000)
     main.get_by_text("where patch (0, 0) looks").wait_for()  # the patch clicked under *From a patch*
     wait_until_idle(page)
