@@ -219,10 +219,11 @@ class RiseMethod(PerturbationMethod):
                                    mode="bilinear", align_corners=False)  # fmt: skip
                 masks = torch.stack([up[i - start, :, dy[i] : dy[i] + height, dx[i] : dx[i] + width]
                                      for i in range(start, stop)])  # fmt: skip
-                probs = model.model(baseline + masks * (x - baseline)).softmax(-1)[:, target]
-                total += (probs.double().view(-1, 1, 1, 1) * masks.double()).sum(0, keepdim=True)
-                shown += masks.double().sum(0, keepdim=True)
-                prob_sum += float(probs.double().sum())
+                probs = model.model(baseline + masks * (x - baseline)).softmax(-1)[:, target].double()
+                masks64 = masks.double()  # converted once for both sums
+                total += (probs.view(-1, 1, 1, 1) * masks64).sum(0, keepdim=True)
+                shown += masks64.sum(0, keepdim=True)
+                prob_sum += float(probs.sum())
         mean_prob = prob_sum / n
         if params["scores"] == "centred":
             total -= mean_prob * shown  # Σ (p_i − p̄) M_i
