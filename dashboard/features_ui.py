@@ -145,10 +145,11 @@ def _maps_figure(fm: FeatureMaps, base: np.ndarray | None = None, columns: int =
         small = np.asarray(Image.fromarray(base).resize((round(base.shape[1] * side), round(base.shape[0] * side)),
                                                         Image.Resampling.BILINEAR))  # fmt: skip
         h, w = small.shape[:2]
+    grid_h, grid_w = fm.maps.shape[1:]
+    cells = np.stack(np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij"), axis=-1)  # (row, column)
     for i, (c, m) in enumerate(zip(fm.channels, fm.maps)):
         where = dict(row=i // columns + 1, col=i % columns + 1)
         hover = f"channel {c}<br>row %{{customdata[0]}}, column %{{customdata[1]}}<br>value %{{z:.3f}}<extra></extra>"
-        cells = np.stack(np.meshgrid(np.arange(m.shape[0]), np.arange(m.shape[1]), indexing="ij"), axis=-1)
         if base is None:
             fig.add_trace(go.Heatmap(z=m[::-1], customdata=cells[::-1], colorscale="Viridis", showscale=False,
                                      hovertemplate=hover), **where)  # fmt: skip
