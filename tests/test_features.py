@@ -284,7 +284,11 @@ def test_cli_visualize_writes_pngs_and_settings(tmp_path, capsys):
     assert summary["objective"] == {"kind": "channel", "unit": 3, "layer": "layer2", "position": None, "negative": False}
     assert summary["settings"]["param"] == "pixel" and summary["steps_done"] == 8 and len(summary["curve"]) == 8
     assert [Image.open(out / n).size for n in summary["images"]] == [(128, 128), (128, 128)]
-    assert "maximise channel 3 of layer2" in capsys.readouterr().out
+    out_text, err = capsys.readouterr()
+    assert "maximise channel 3 of layer2" in out_text
+    # the last line reports the images written, the progress line the transformed copies being optimised
+    finals = ", ".join(f"{x:.3f}" for x in summary["final_values"])
+    assert f"the final image gives {finals}" in out_text and "on transformed copies" in err
 
 
 def test_cli_spectrum_writes_each_column(tmp_path, capsys):

@@ -92,7 +92,8 @@ def _visualize(args: argparse.Namespace) -> int:
     def progress(step: Step) -> None:
         if tty or step.step == step.total:
             left = f", about {step.seconds_left:.0f} s left" if step.seconds_left is not None else ""
-            print(f"\rstep {step.step}/{step.total}: objective {step.value:.3f}{left}   ", end="", file=sys.stderr)
+            print(f"\rstep {step.step}/{step.total}: objective {step.value:.3f} on transformed copies{left}   ", end="",
+                  file=sys.stderr)
 
     v = visualise(model, objective, settings, cache=cache, on_step=progress)
     if tty or v.steps_done:
@@ -105,7 +106,7 @@ def _visualize(args: argparse.Namespace) -> int:
     summary = {"model": model.name, "weights": model.weights.source, **v.summary(), "images": names}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     values = ", ".join(f"{x:.3f}" for x in v.values)
-    print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; final value {values}")
+    print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; the final image gives {values}")
     print(f"wrote {len(names)} PNGs and summary.json to {args.out}")
     return 0
 
