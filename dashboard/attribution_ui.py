@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
 UNTRAINED = "Untrained copy (sanity check)"
-TRUST_DELTA = 0.05  # relative completeness error above which IG's map is flagged
 
 
 @dataclass(frozen=True)
@@ -395,13 +394,8 @@ def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice
 
 def _cell_caption(result: Attribution) -> str:
     timing = f"{result.seconds:.2f} s" + (", cached" if result.extras.get("cached") else "")
-    text = f"{timing}"
-    if result.delta is not None and "relative_delta" in result.extras:
-        rel = result.extras["relative_delta"]
-        text += f" · completeness error {result.delta:+.3f} ({rel:.1%} of the {result.extras['logit_gap']:.2f} logit change)"
-        if rel > TRUST_DELTA:
-            text += " ⚠ above 5%: raise the steps before trusting this map"
-    return text
+    completeness = result.completeness()
+    return f"{timing} · {completeness}" if completeness else timing
 
 
 def downloads_ui(

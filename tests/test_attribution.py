@@ -16,6 +16,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import interp
 from interp.attribution import METHODS, MethodNotApplicable, attribute, cam, get_method, hook_count
+from interp.attribution.base import COMPLETENESS_TOLERANCE
 from interp.attribution.display import DisplaySettings, aggregate, grid_png, normalise, overlay
 from interp.models import LoadedModel, ModelSpec
 from interp.models.loading import WeightsInfo
@@ -94,6 +95,17 @@ def test_integrated_gradients_completeness(tiny_cnn):
     assert abs(gap) > 1e-3
     assert abs(float(result.raw.sum()) - gap) <= 0.01 * abs(gap)
     assert result.extras["relative_delta"] <= 0.01
+
+
+def test_the_completeness_sentence_reads_the_error_against_the_score_change_and_flags_above_the_tolerance(tiny_cnn):
+    few = attribute(tiny_cnn, interp.load_sample("chelsea"), "integrated_gradients", target=7, steps=2)
+    many = attribute(tiny_cnn, interp.load_sample("chelsea"), "integrated_gradients", target=7, steps=256)
+    assert few.extras["relative_delta"] > COMPLETENESS_TOLERANCE >= many.extras["relative_delta"]
+    assert few.incomplete and not many.incomplete
+    rel, gap = many.extras["relative_delta"], many.extras["logit_gap"]
+    assert many.completeness() == f"completeness error {many.delta:+.3f} ({rel:.1%} of the {gap:.2f} logit change)"
+    assert few.completeness().endswith("raise the steps before trusting this map")
+    assert attribute(tiny_cnn, interp.load_sample("chelsea"), "grad_cam", target=7).completeness() is None
 
 
 def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(tiny_cnn):

@@ -88,7 +88,7 @@ def test_methods_json_lists_every_method(capsys):
     assert all(r["paper"] and r["summary"] for r in rows)
 
 
-def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path):
+def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path, capsys):
     out = tmp_path / "attr"
     code = main(["attribute", "--image", str(coffee_jpg), "--method", "grad_cam", "--method", "integrated_gradients",
                  "--set", "steps=16", "--out", str(out)])  # fmt: skip
@@ -99,7 +99,11 @@ def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path):
     assert set(by_name) == {"grad_cam", "integrated_gradients"}
     assert by_name["grad_cam"]["target"] == 967 and by_name["grad_cam"]["delta"] is None
     assert by_name["integrated_gradients"]["params"]["steps"] == 16
-    assert isinstance(by_name["integrated_gradients"]["delta"], float)
+    ig = by_name["integrated_gradients"]
+    assert isinstance(ig["delta"], float)
+    # the IG line reads its error against the score change, as the page's caption does
+    line = next(x for x in capsys.readouterr().out.splitlines() if "integrated_gradients:" in x)
+    assert f"completeness error {ig['delta']:+.3f} ({ig['relative_delta']:.1%} of the" in line
     for name in by_name:
         assert Image.open(out / f"{name}.png").size == (224, 224)
         with np.load(out / f"{name}.npz") as npz:

@@ -21,6 +21,7 @@ from interp.errors import InterpError
 from interp.models import LoadedModel
 
 Kind = Literal["gradient", "perturbation", "cam"]
+COMPLETENESS_TOLERANCE = 0.05  # a path method's relative completeness error above which its map is flagged
 
 
 class MethodNotApplicable(InterpError, ValueError):
@@ -53,6 +54,22 @@ class Attribution:
     def map(self) -> np.ndarray:
         """``(H, W)`` signed map: the sum over channels."""
         return self.raw.sum(axis=0)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether a path method's map misses its score change by more than :data:`COMPLETENESS_TOLERANCE`."""
+        return self.extras.get("relative_delta", 0.0) > COMPLETENESS_TOLERANCE
+
+    def completeness(self) -> str | None:
+        """The completeness error against the score change it is read against, as the page and the CLI say it
+        (``"completeness error +0.726 (1.6% of the 45.20 logit change)"``), flagged above the tolerance; ``None``
+        for methods without one."""
+        if self.delta is None or "relative_delta" not in self.extras:
+            return None
+        text = (f"completeness error {self.delta:+.3f} ({self.extras['relative_delta']:.1%} of the "
+                f"{self.extras['logit_gap']:.2f} logit change)")  # fmt: skip
+        return text + (f" ⚠ above {COMPLETENESS_TOLERANCE:.0%}: raise the steps before trusting this map"
+                       if self.incomplete else "")  # fmt: skip
 
 
 class AttributionMethod(ABC):

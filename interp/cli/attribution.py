@@ -156,7 +156,7 @@ def _attribute(args: argparse.Namespace) -> int:
                     "relative_delta": result.extras.get("relative_delta"), "params": result.params,
                 })  # fmt: skip
                 done += 1
-                delta = f", completeness error {result.delta:+.4f}" if result.delta is not None else ""
+                delta = f", {result.completeness()}" if result.completeness() else ""
                 took = "cached" if result.extras.get("cached") else f"in {result.seconds:.2f} s"
                 print(f"{path.name} [{i + 1}/{len(paths)}] {name}: {model.class_names[result.target]} {took}{delta}")
         summary["images"].append(entry)
