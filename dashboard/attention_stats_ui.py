@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.attention_ui import map_figure
+from dashboard.feedback import guarded
 from interp.attention import AttentionCapture, HeadStats, cls_maps, head_stats, patch_maps
 from interp.attention.render import draw, mark_patch
 
@@ -58,6 +59,7 @@ def picked_head(cap: AttentionCapture) -> tuple[int, int] | None:
     return int(layer), int(head)
 
 
+@guarded("picking the clicked head")
 def _take_head(key: str, heads: int, n: int) -> None:
     """``on_select`` of a head statistics chart: the clicked head becomes the enlarged one. A dot's index is its row
     of the table (layer by layer, ``heads`` per layer, ``n`` in all)."""

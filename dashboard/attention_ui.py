@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, sentence
+from dashboard.feedback import attempt, guarded, sentence
 from interp.attention import (
     HEAD_FUSIONS,
     AttentionCapture,
@@ -53,6 +53,7 @@ def vit_check_ui(model: LoadedModel) -> bool:
     return False
 
 
+@guarded("switching the model")
 def _switch_model(name: str) -> None:
     """Switch to the offline ViT, and to an image of the world it knows: on a photo its every map is meaningless."""
     state.put("model_select", name)
@@ -241,6 +242,7 @@ def _click_figure(shown: np.ndarray, grid: tuple[int, int]) -> go.Figure:
     return fig
 
 
+@guarded("reading the clicked patch")
 def _take_click(grid: tuple[int, int], size: tuple[int, int]) -> None:
     """``on_select`` of the image: the clicked patch becomes the query."""
     event = st.session_state.get("attn_click") or {}

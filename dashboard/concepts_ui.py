@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, sentence
+from dashboard.feedback import attempt, guarded, sentence
 from interp.concepts import (
     CLASSIFIERS,
     ConceptLibrary,
@@ -71,6 +71,7 @@ def library_ui(lib: ConceptLibrary) -> None:
             st.success(state.get("_concept_msg"))
 
 
+@guarded("deleting the concept set")
 def _delete(name: str) -> None:
     try:
         library().delete(name)

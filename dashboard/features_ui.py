@@ -20,7 +20,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt
+from dashboard.feedback import attempt, guarded
 from interp.attribution.display import DisplaySettings, overlay
 from interp.features import (
     KINDS,
@@ -127,6 +127,7 @@ def maps_view(model: LoadedModel, image: LoadedImage, layer: str) -> FeatureMaps
     return fm
 
 
+@guarded("picking the channel")
 def _pill_to_channel(key: str) -> None:
     value = st.session_state.get(f"{key}_pill")
     if value is not None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 import streamlit as st
 
@@ -12,6 +13,8 @@ from interp.errors import InterpError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
+_PENDING = "_callback_error"
 
 
 def sentence(text: str) -> str:
@@ -37,3 +40,39 @@ def attempt(action: Callable[[], T], doing: str) -> T | None:
         log.exception("unexpected error while %s", doing)
         st.error(f"Something went wrong while {doing}; the details are in the server log. Try another choice.")
     return None
+
+
+def guarded(doing: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
+    """Decorate a widget's callback (``on_click``, ``on_change``, ``on_select``) so that a failure inside it becomes
+    one sentence instead of Streamlit's exception box, which would replace the whole page.
+
+    A callback runs before the script, where nothing it writes would stay on the page, so the sentence is kept and
+    :func:`show_pending` (called by every page's set-up) shows it on the run the callback started.
+    """
+
+    def wrap(callback: Callable[P, None]) -> Callable[P, None]:
+        @functools.wraps(callback)
+        def run(*args: P.args, **kwargs: P.kwargs) -> None:
+            try:
+                callback(*args, **kwargs)
+            except InterpError as exc:
+                st.session_state[_PENDING] = sentence(str(exc))
+            except MemoryError:
+                log.exception("out of memory while %s", doing)
+                st.session_state[_PENDING] = f"The server ran out of memory while {doing}; try something smaller."
+            except Exception:
+                log.exception("unexpected error while %s", doing)
+                st.session_state[_PENDING] = (f"Something went wrong while {doing}; the details are in the server "
+                                              "log. Try again, or another choice.")  # fmt: skip
+
+        run.guarded = True  # type: ignore[attr-defined]  (checked by tests/test_callbacks.py)
+        return run
+
+    return wrap
+
+
+def show_pending() -> None:
+    """Show the sentence a guarded callback left, once."""
+    text = st.session_state.pop(_PENDING, None)
+    if text:
+        st.error(text)

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, sentence
+from dashboard.feedback import attempt, guarded, sentence
 from interp.attribution import METHODS, attribute
 from interp.attribution.display import DisplaySettings, overlay
 from interp.datasets import (
@@ -89,6 +89,7 @@ def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
     return source, ds
 
 
+@guarded("reading the zip")
 def _take_zip() -> None:
     upload = st.session_state.get("gallery_zip")
     if upload is None:
@@ -108,6 +109,7 @@ def _take_zip() -> None:
         st.session_state["_zip_note"] = f"{len(skipped)} entries of {upload.name} were skipped (not images, or unsafe names): " + ", ".join(skipped[:5])
 
 
+@guarded("opening the image on the other pages")
 def send_to_pages(source: DatasetRoot, relpath: str) -> None:
     """Make a dataset image the image every page shows."""
     st.session_state["_image"] = {"kind": "dataset", "name": relpath, "digest": source.name, "source": source}
@@ -346,6 +348,7 @@ def _pick_grid(source: DatasetRoot, cells: list[tuple[str, str]]) -> None:
                           type="primary" if state.get("_gallery_pick") == path else "secondary")  # fmt: skip
 
 
+@guarded("picking the mistake")
 def _pick(path: str) -> None:
     st.session_state["_gallery_pick"] = path
 

@@ -6,6 +6,8 @@ import logging
 
 import streamlit as st
 
+from dashboard.feedback import show_pending
+
 PAGES: tuple[tuple[str, str, str], ...] = (
     (
         "streamlit_app.py",
@@ -64,3 +66,4 @@ def page_setup(title: str) -> None:
         for script, name, _ in PAGES:
             st.page_link(script, label=name)
         st.divider()
+    show_pending()

@@ -8,7 +8,7 @@ import streamlit as st
 
 import interp
 from dashboard import permalink, resources, state
-from dashboard.feedback import sentence
+from dashboard.feedback import guarded, sentence
 from interp.errors import InterpError
 from interp.images import DEFAULT_MAX_BYTES, UPLOAD_EXTENSIONS
 from interp.models import is_timm_name, suggest_names
@@ -140,6 +140,7 @@ def _weights_ui(name: str | None) -> tuple[str | None, str | None, tuple[str, ..
     return current["digest"], current["name"], state.get("_classes")
 
 
+@guarded("reading the weights file")
 def _take_weights() -> None:
     upload = st.session_state.get("weights_upload")
     if upload is None:
@@ -149,6 +150,7 @@ def _take_weights() -> None:
     st.session_state.pop("_weights_error", None)
 
 
+@guarded("reading the class names")
 def _take_classes() -> None:
     upload = st.session_state.get("classes_upload")
     if upload is None:
@@ -162,6 +164,7 @@ def _take_classes() -> None:
     st.session_state["_classes"] = tuple(names) or None
 
 
+@guarded("going back to the model's own weights")
 def _clear_weights() -> None:
     for key in ("_weights", "_classes", "_weights_error"):
         st.session_state.pop(key, None)
@@ -241,11 +244,13 @@ def _dataset_image_from_link(dataset: str, item: str) -> dict | None:
     return {"kind": "dataset", "name": item, "digest": root.name, "source": root}
 
 
+@guarded("opening the sample")
 def _pick_sample(name: str) -> None:
     st.session_state["_image"] = {"kind": "sample", "name": name}
     st.session_state.pop("_image_error", None)
 
 
+@guarded("reading the image")
 def _take_image() -> None:
     """Check an upload at once: a bad file gets a sentence and the previous image stays chosen."""
     upload = st.session_state.get("image_upload")

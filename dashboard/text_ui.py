@@ -12,7 +12,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from dashboard import permalink, state
-from dashboard.feedback import attempt, sentence
+from dashboard.feedback import attempt, guarded, sentence
 from interp.errors import InterpError
 from interp.text import (
     BUNDLED,
@@ -88,6 +88,7 @@ def text_ui() -> str:
     return text
 
 
+@guarded("using the example")
 def _use_example() -> None:
     if st.session_state.get("text_example"):
         state.put("text_input", st.session_state["text_example"])

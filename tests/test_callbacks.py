@@ -1,0 +1,81 @@
+"""A failure inside a widget's callback is one sentence on the page, never Streamlit's exception box."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import state
+
+ROOT = Path(__file__).resolve().parents[1]
+CALLBACK_ARGS = {"on_click", "on_change", "on_select"}
+PLAIN = {state.keep, state.put}  # they only copy a value between two keys of the session state
+
+
+def _callbacks(path: Path) -> list[tuple[int, ast.expr]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            found += [(node.lineno, kw.value) for kw in node.keywords if kw.arg in CALLBACK_ARGS]
+    return found
+
+
+def _resolve(module, expr: ast.expr):
+    if isinstance(expr, ast.Call):  # functools.partial(callback, ...)
+        assert ast.unparse(expr.func) == "functools.partial", ast.unparse(expr)
+        return _resolve(module, expr.args[0])
+    return functools.reduce(getattr, ast.unparse(expr).split("."), module)
+
+
+def test_every_callback_in_the_dashboard_is_guarded_or_only_copies_a_value():
+    files = sorted((ROOT / "dashboard").glob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
+    seen, unguarded = 0, []
+    for path in files:
+        if path.parent.name == "pages":
+            continue  # pages run on import; they hold no callbacks of their own (checked below)
+        module = importlib.import_module(f"dashboard.{path.stem}")
+        for line, expr in _callbacks(path):
+            seen += 1
+            fn = _resolve(module, expr)
+            if fn not in PLAIN and not getattr(fn, "guarded", False):
+                unguarded.append(f"{path.name}:{line} {ast.unparse(expr)}")
+    assert seen >= 30  # the scan found the callbacks (there are about 40)
+    assert not unguarded, unguarded
+    assert not any(_callbacks(p) for p in (ROOT / "pages").glob("*.py"))
+
+
+def _script() -> None:
+    import streamlit as st
+
+    from dashboard.feedback import guarded, show_pending
+    from interp.errors import InterpError
+
+    show_pending()
+
+    @guarded("testing the button")
+    def boom(kind: str) -> None:
+        st.session_state["touched"] = st.session_state.get("touched", 0) + 1
+        raise InterpError("that file is not an image.") if kind == "ours" else RuntimeError("a bug")
+
+    st.button("Ours", on_click=boom, args=("ours",))
+    st.button("Bug", on_click=boom, args=("bug",))
+    st.write("the rest of the page")
+
+
+@pytest.mark.parametrize("button, sentence", [
+    (0, "That file is not an image."),
+    (1, "Something went wrong while testing the button; the details are in the server log. Try again, or another choice."),
+])  # fmt: skip
+def test_a_failing_callback_leaves_one_sentence_and_the_page_runs_on(button, sentence):
+    at = AppTest.from_function(_script).run()
+    at.button[button].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [sentence]
+    assert at.session_state["touched"] == 1 and "the rest of the page" in [m.value for m in at.markdown]
+    at.run()  # shown once: the next run is clean
+    assert not at.error
