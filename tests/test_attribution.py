@@ -170,6 +170,97 @@ def test_linear_model_gradient_equals_its_weights():
         assert abs(ig.delta) < 1e-4  # exact for a linear model at any step count
 
 
+
+def _contributions(w: torch.Tensor, x: torch.Tensor, base: torch.Tensor) -> np.ndarray:
+    """A linear model's exact per-element contributions w ⊙ (x - baseline), as a (3, 8, 8) array."""
+    return (w.view(3, 8, 8) * (x - base)).numpy()
+
+
+@pytest.mark.parametrize("baseline, value", [("black", -1.0), ("white", 1.0)])  # pixels 0 and 1, normalised by 0.5
+def test_deeplift_on_a_linear_model_is_weights_times_the_difference_from_its_baseline(baseline, value):
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(3, 192, generator=gen)
+    model, x = linear_model(w), torch.randn(3, 8, 8, generator=gen)
+    result = attribute(model, x, "deeplift", target=2, baseline=baseline)
+    np.testing.assert_allclose(result.raw, _contributions(w[2], x, torch.full_like(x, value)), rtol=1e-5, atol=1e-5)
+    assert abs(result.delta) < 1e-4
+
+
+def test_deeplift_sums_to_the_score_change_on_a_relu_network():
+    """Summation-to-delta (Shrikumar et al., eq. 1): with the Rescale rule on a network of convolutions, ReLUs and
+    average pooling, the map adds up to logit(x) - logit(baseline), computed here by two plain forward passes."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, 4),
+    ).eval().requires_grad_(False)  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    for param in net.parameters():
+        param.copy_(0.5 * torch.randn(param.shape, generator=gen))
+    spec = ModelSpec("relu", "relu", "cnn", "convolutions and ReLUs")
+    cfg = {"input_size": (3, 16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    model = LoadedModel(spec, net, WeightsInfo("random", "test", "relu"), cfg, tuple("abcd"), torch.device("cpu"))
+    x = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    result = attribute(model, x, "deeplift", target=3, baseline="black")
+    with torch.no_grad():
+        gap = float(net(x[None])[0, 3] - net(torch.full_like(x, -1.0)[None])[0, 3])
+    assert abs(gap) > 0.01
+    assert float(result.raw.sum()) == pytest.approx(gap, rel=1e-4, abs=1e-5)
+    assert abs(result.delta) < 1e-4
+
+
+@pytest.mark.parametrize("window, stride", [(4, 4), (4, 2), (3, 1)])
+def test_occlusion_on_a_linear_model_is_each_windows_loss_averaged_over_the_windows_covering_an_element(window, stride):
+    """Hiding window W (all channels, filled from the baseline) changes the logit by Σ_W w ⊙ (x - b); Captum gives
+    every element the mean of that change over the windows that cover it."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(3, 192, generator=gen)
+    model, x = linear_model(w), torch.randn(3, 8, 8, generator=gen)
+    got = attribute(model, x, "occlusion", target=0, window=window, stride=stride, baseline="black").raw
+    c = _contributions(w[0], x, torch.full_like(x, -1.0))
+    total, count = np.zeros((8, 8)), np.zeros((8, 8))
+    for top in range(0, 8 - window + 1, stride):
+        for left in range(0, 8 - window + 1, stride):
+            total[top : top + window, left : left + window] += c[:, top : top + window, left : left + window].sum()
+            count[top : top + window, left : left + window] += 1
+    want = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=1e-4, atol=1e-4)
+
+
+def _superpixel_truth(model: LoadedModel, w: torch.Tensor, x: torch.Tensor, superpixels: int) -> np.ndarray:
+    """Each superpixel's exact share of a linear model's logit (the sum of its elements' contributions, black
+    baseline), spread over its pixels, as the methods report it."""
+    from skimage.segmentation import slic
+
+    segments = slic(model.to_display(x), n_segments=superpixels, compactness=10, start_label=0)
+    assert segments.max() >= 3  # several regions, or there is nothing to tell apart
+    c = _contributions(w, x, torch.full_like(x, -1.0)).sum(axis=0)
+    share = np.zeros_like(c)
+    for k in np.unique(segments):
+        share[segments == k] = c[segments == k].sum()
+    return share
+
+
+def test_kernel_shap_on_a_linear_model_gives_each_superpixel_its_exact_shapley_value():
+    """For a model linear in its regions, a region's Shapley value is its own contribution, and the weighted
+    regression recovers it from any full set of coalitions."""
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(3, 192, generator=gen)
+    model, x = linear_model(w), torch.randn(3, 8, 8, generator=gen)
+    raw = attribute(model, x, "kernel_shap", target=1, superpixels=16, samples=200, baseline="black").raw
+    truth = _superpixel_truth(model, w[1], x, 16)
+    np.testing.assert_allclose(raw, np.broadcast_to(truth, raw.shape), rtol=1e-3, atol=1e-3)
+
+
+def test_lime_on_a_linear_model_recovers_each_superpixels_contribution_up_to_its_ridge_shrinkage():
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(3, 192, generator=gen)
+    model, x = linear_model(w), torch.randn(3, 8, 8, generator=gen)
+    raw = attribute(model, x, "lime", target=1, superpixels=16, samples=400, baseline="black").raw[0]
+    truth = _superpixel_truth(model, w[1], x, 16)
+    scale = np.abs(truth).max()
+    np.testing.assert_allclose(raw, truth, atol=0.1 * scale)  # Ridge(alpha=1) shrinks a little toward 0
+    assert np.array_equal(np.sign(raw[np.abs(truth) > 0.2 * scale]), np.sign(truth[np.abs(truth) > 0.2 * scale]))
+
 def reference_cam(model: LoadedModel, x: torch.Tensor, target: int, reshape=None) -> np.ndarray:
     """The grad-cam package's map; it back-propagates into the parameters, so they need gradients meanwhile."""
     layer = model._module.get_submodule(model.spec.cam_layer)
