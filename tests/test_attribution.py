@@ -197,7 +197,8 @@ def test_deeplift_sums_to_the_score_change_on_a_relu_network():
     for param in net.parameters():
         param.copy_(0.5 * torch.randn(param.shape, generator=gen))
     spec = ModelSpec("relu", "relu", "cnn", "convolutions and ReLUs")
-    cfg = {"input_size": (3, 16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear", "crop_pct": 1.0}
+    cfg = {"input_size": (3, 16, 16), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear",
+           "crop_pct": 1.0}  # fmt: skip
     model = LoadedModel(spec, net, WeightsInfo("random", "test", "relu"), cfg, tuple("abcd"), torch.device("cpu"))
     x = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(1))
     result = attribute(model, x, "deeplift", target=3, baseline="black")
