@@ -639,6 +639,17 @@ def test_cam_variants_equal_the_reference_package(tiny_cnn, name, layer):
         assert np.abs(ours / ours.max() - grad / grad.max()).max() > 0.02  # not Grad-CAM under another name
 
 
+def test_guided_grad_cam_is_guided_backprop_masked_by_grad_cam(tiny_cnn):
+    """Selvaraju et al.'s definition: the element-wise product of the two maps (each tested against a reference)."""
+    x = tiny_cnn.preprocess(interp.load_sample("chelsea").image)[None]
+    guided = attribute(tiny_cnn, x, "guided_backprop", target=2).raw
+    cam = attribute(tiny_cnn, x, "grad_cam", target=2).raw
+    both = attribute(tiny_cnn, x, "guided_grad_cam", target=2).raw
+    assert both.shape == guided.shape and cam.shape == (1, *guided.shape[1:])
+    np.testing.assert_allclose(both, guided * cam, rtol=1e-5, atol=1e-7)
+    assert cam.std() > 0.1 * cam.mean() and np.abs(guided).max() > 0  # neither factor is a constant or zero
+
+
 def test_eigen_cam_is_the_first_principal_component_like_the_reference(lite0):
     from pytorch_grad_cam import EigenCAM as ReferenceEigenCAM
 
