@@ -18,8 +18,11 @@ _PENDING = "_callback_error"
 
 
 def sentence(text: str) -> str:
-    """Capitalise an engine message so it reads as a sentence on its own."""
-    return text[:1].upper() + text[1:] if text else text
+    """Capitalise an engine message so it reads as a sentence on its own, unless it begins with a name that must keep
+    its case: a file (``notes.jpg``), a model (``efficientnet_lite0's``), a path; a first word with anything but
+    letters in it."""
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first.isalpha() else text
 
 
 def attempt(action: Callable[[], T], doing: str) -> T | None:

@@ -79,3 +79,16 @@ def test_a_failing_callback_leaves_one_sentence_and_the_page_runs_on(button, sen
     assert at.session_state["touched"] == 1 and "the rest of the page" in [m.value for m in at.markdown]
     at.run()  # shown once: the next run is clean
     assert not at.error
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("block must be 1 to 224 pixels.", "Block must be 1 to 224 pixels."),
+    ("notes.jpg is not an image we can read.", "notes.jpg is not an image we can read."),
+    ("efficientnet_lite0's net was used.", "efficientnet_lite0's net was used."),
+    ("world/star.png is damaged.", "world/star.png is damaged."),
+    ("", ""),
+])  # fmt: skip
+def test_a_sentence_is_capitalised_unless_it_begins_with_a_name(message, shown):
+    from dashboard.feedback import sentence
+
+    assert sentence(message) == shown

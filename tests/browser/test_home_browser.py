@@ -20,3 +20,33 @@ def test_pick_sample_and_see_predictions(app_url, page, artifacts):
     assert page.get_by_text("Traceback").count() == 0
     # The choice is in the URL, so the link can be shared.
     assert "image=coffee" in page.url
+
+
+def test_uploads_through_the_browser_a_broken_file_then_a_photo(app_url, page, artifacts):
+    """The real upload path (Chromium's file input, Streamlit's upload endpoint, the size cap, our callback): a file
+    that is not an image gets one sentence and the last image stays; a photo in CMYK is then classified."""
+    import io
+
+    import skimage.data
+    from PIL import Image
+
+    page.goto(app_url)
+    sidebar = page.get_by_test_id("stSidebar")
+    page.get_by_text(re.compile(r"tiger cat · \d+\.\d%")).wait_for()
+    # the sidebar holds three file inputs (image, weights, class names): the image's is the one under its label
+    upload = sidebar.get_by_test_id("stFileUploader").filter(has_text="Upload an image").locator("input[type=file]")
+    upload.set_input_files(files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not a picture " * 40}])
+    sidebar.get_by_test_id("stAlertContentError").wait_for()
+    wait_until_idle(page)
+    assert sidebar.get_by_test_id("stAlertContentError").count() == 1
+    assert "notes.jpg" in sidebar.get_by_test_id("stAlertContentError").inner_text()
+    assert page.get_by_text(re.compile(r"tiger cat · \d+\.\d%")).count() == 1  # what was shown stays
+
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.coffee()).convert("CMYK").save(buffer, "JPEG", quality=90)
+    upload.set_input_files(files=[{"name": "print.jpg", "mimeType": "image/jpeg", "buffer": buffer.getvalue()}])
+    page.get_by_text(re.compile(r"espresso · \d+\.\d%")).wait_for()
+    wait_until_idle(page)
+    assert sidebar.get_by_test_id("stAlertContentError").count() == 0
+    page.screenshot(path=str(artifacts / "home_upload.png"), full_page=True)
+    assert page.get_by_test_id("stException").count() == 0 and page.get_by_text("Traceback").count() == 0
