@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, guarded, sentence
+from dashboard.feedback import attempt, counted, guarded, sentence
 from interp.attribution import METHODS, attribute
 from interp.attribution.display import DisplaySettings, overlay
 from interp.datasets import (
@@ -106,7 +106,8 @@ def _take_zip() -> None:
     state.put("gallery_dataset", name)
     st.session_state.pop("_zip_error", None)
     if skipped:
-        st.session_state["_zip_note"] = f"{len(skipped)} entries of {upload.name} were skipped (not images, or unsafe names): " + ", ".join(skipped[:5])
+        st.session_state["_zip_note"] = (f"Skipped {counted(len(skipped), 'entry', 'entries')} of {upload.name} (not "
+                                         "images, or unsafe names): " + ", ".join(skipped[:5]))  # fmt: skip
 
 
 @guarded("opening the image on the other pages")
@@ -270,7 +271,7 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     m3.metric("Mistakes", s["mistakes"])
     m4.metric("Unreadable", s["unreadable"])
     if s["unreadable"]:
-        with st.expander(f"{s['unreadable']} files could not be read and were skipped"):
+        with st.expander(f"Skipped {counted(s['unreadable'], 'file')} that could not be read"):
             st.dataframe(rows.loc[rows["error"].notna(), ["path", "error"]], hide_index=True)
     if not s["scored"]:
         st.info("These labels cannot be compared with the model's classes; the table lists its least confident "

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import resources, state
 from dashboard.features_ui import PARAM_NAMES, Plan, cached_visualisation
-from dashboard.feedback import attempt
+from dashboard.feedback import attempt, counted
 from interp.concepts import seconds_left
 from interp.datasets import DatasetRoot
 from interp.errors import InterpError
@@ -86,7 +86,7 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
         return
     result, images, bad = kept
     if bad:
-        st.caption(f"{bad} unreadable images were skipped.")
+        st.caption(f"Skipped {counted(bad, 'unreadable image')}.")
     _spectrum_layout(model, result, images, unit, plan)
 
 

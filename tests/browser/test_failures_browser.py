@@ -47,3 +47,48 @@ def test_scan_gallery_and_contrastive_view(app_url, page, artifacts):
         assert fresh.get_by_text("Traceback").count() == 0
     finally:
         context.close()
+
+
+def test_a_zip_uploaded_through_the_browser_becomes_a_dataset(app_url, page, artifacts):
+    """The page's zip upload, through Chromium's file input: a file that is not a zip gets one sentence; a zip of
+    two class folders (with a stray text file) becomes a dataset of this session, browsable at once."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    def png(value: int) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(np.full((40, 40, 3), value, np.uint8)).save(out, "PNG")
+        return out.getvalue()
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for cls, value in (("dark", 30), ("light", 220)):
+            for i in range(3):
+                z.writestr(f"mine/{cls}/{i}.png", png(value + i))
+        z.writestr("mine/README.txt", "not an image")
+
+    page.goto(f"{app_url}/Failures?model=shapes_cnn")
+    main = page.get_by_test_id("stMain")
+    main.get_by_role("button", name="Use your own images (zip)").click()
+    upload = page.get_by_test_id("stFileUploader").filter(has_text="one folder of images per class")
+    upload.locator("input[type=file]").set_input_files(
+        files=[{"name": "photos.zip", "mimeType": "application/zip", "buffer": b"PK but not really a zip" * 10}])
+    main.get_by_text("photos.zip is not a zip file").wait_for()
+    wait_until_idle(page)
+
+    upload.locator("input[type=file]").set_input_files(
+        files=[{"name": "mine.zip", "mimeType": "application/zip", "buffer": archive.getvalue()}])
+    # the upload is read and chosen (closing the popover before that would cancel the upload)
+    main.get_by_text("No scan of Upload · mine.zip").wait_for()  # the gallery tab, on the new dataset
+    wait_until_idle(page)
+    page.keyboard.press("Escape")  # close the popover
+    main.get_by_role("tab", name="Browse").click()
+    main.get_by_text("Skipped 1 entry of mine.zip (not images, or unsafe names): mine/README.txt").wait_for()
+    wait_until_idle(page)
+    assert main.get_by_text("not a zip file").count() == 0  # the good upload cleared the error
+    assert main.get_by_test_id("stImage").count() == 6
+    page.screenshot(path=str(artifacts / "failures_zip.png"), full_page=True)
+    assert page.get_by_test_id("stException").count() == 0 and page.get_by_text("Traceback").count() == 0
