@@ -15,7 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import charts, permalink, resources, state, trust_ui
-from dashboard.feedback import attempt, sentence
+from dashboard.feedback import attempt, counted, sentence
 from interp.attribution import METHODS, Attribution, attribute
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
 from interp.attribution.settings import Setting, SettingError, format_assignments, parse_assignments
@@ -347,10 +347,11 @@ def grid_view(
         overlays.append(row)
     if truth is not None and hits:
         st.caption(
-            f"Ground truth (white outline: the object, or its boxes): {sum(hits)} of {len(hits)} maps have their "
-            "maximum on the object (the "
-            "pointing game, Zhang et al. 2016; a pixel's value is its largest absolute value over the colour "
-            f"channels); the object covers {truth.mean():.0%} of the image, the share of a map's mass on it is given "
+            f"Ground truth (white outline: the object, or its boxes): {sum(hits)} of {counted(len(hits), 'map')} "
+            f"{'has its' if len(hits) == 1 else 'have their'} maximum on the object (the pointing game, Zhang et al. "
+            "2016; a pixel counts with its largest absolute value over the colour channels, or with its sign where a "
+            f"map has one value per pixel, as occlusion's and LIME's do); the object covers {truth.mean():.0%} of "
+            "the image, the share of a map's mass on it is given "
             "under each map (an evenly spread map would score that). In this world the right answer is known; a map "
             "peaking elsewhere, e.g. on the corner marker, shows what the model really used."
         )

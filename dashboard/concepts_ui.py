@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, guarded, sentence
+from dashboard.feedback import attempt, counted, guarded, sentence
 from interp.concepts import (
     CLASSIFIERS,
     ConceptLibrary,
@@ -60,10 +60,11 @@ def set_images(name: str, files: tuple[str, ...]) -> list[LoadedImage]:
 def library_ui(lib: ConceptLibrary) -> None:
     """The saved sets with a few thumbnails each, and a way to delete one."""
     sets = lib.sets()
-    with st.expander(f"Concept library ({len(sets)} sets, kept across restarts)", expanded=False):
+    with st.expander(f"Concept library ({counted(len(sets), 'set')}, kept across restarts)", expanded=False):
         for s in sets:
             c1, c2, c3 = st.columns([2, 6, 1])
-            c1.markdown(f"**{s.name}**  \n{len(s.files)} images" + (f"  \n*{s.description}*" if s.description else ""))
+            c1.markdown(f"**{s.name}**  \n{counted(len(s.files), 'image')}"
+                        + (f"  \n*{s.description}*" if s.description else ""))  # fmt: skip
             with c2:
                 st.image([str(s.folder / f) for f in s.files[:8]], width=56)
             c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
@@ -88,11 +89,11 @@ def new_set_ui(lib: ConceptLibrary) -> None:
         images, notes = _source_images_ui(source)
         if notes:
             st.caption(" ".join(notes))
-        st.caption(f"{len(images)} images ready.")
+        st.caption(f"{counted(len(images), 'image')} ready.")
         if st.button("Save the set", key="concept_new_save", disabled=not images or not name.strip()):
             saved = attempt(lambda: lib.save_set(name.strip(), images), f"saving {name}")
             if saved is not None:
-                st.success(f"Saved {saved.name!r} with {len(saved.files)} images.")
+                st.success(f"Saved {saved.name!r} with {counted(len(saved.files), 'image')}.")
 
 
 def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
@@ -130,7 +131,7 @@ def _gallery_selection() -> tuple[list[LoadedImage], list[str]]:
             skipped.append(path)
     notes = [f"From the gallery: {picked['what']} (up to 200)."]
     if skipped:
-        notes.append(f"Skipped {len(skipped)} unreadable files.")
+        notes.append(f"Skipped {counted(len(skipped), 'unreadable file')}.")
     return images, notes
 
 
@@ -161,7 +162,8 @@ def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:
             images.append(load_image(data, name=f.name))
         except InterpError:
             skipped.append(f.name)
-    notes = [f"Skipped {len(skipped)} files that are not readable images: {', '.join(skipped[:5])}."] if skipped else []
+    notes = [f"Skipped {counted(len(skipped), 'file')} that are not readable images: {', '.join(skipped[:5])}."
+             ] if skipped else []  # fmt: skip
     return images, notes
 
 
@@ -182,7 +184,7 @@ def _dataset_class_ui() -> tuple[list[LoadedImage], list[str]]:
             images.append(resources.dataset_image(root, it.path))
         except InterpError:
             skipped.append(it.path)
-    return images, [f"Skipped {len(skipped)} unreadable files."] if skipped else []
+    return images, [f"Skipped {counted(len(skipped), 'unreadable file')}."] if skipped else []
 
 
 # --------------------------------------------------------------------------------------------------------- TCAV
@@ -362,14 +364,16 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
     st.caption(
         f"{report.runs} runs, seed {report.seed}, {report.classifier}: the same inputs give the same numbers. A TCAV "
         "score is the share of the class images whose score rises along the concept's direction. Significance: a "
-        f"two-sided Welch t-test against random-vs-random runs, Bonferroni-corrected for {len(report.results)} tests."
+        "two-sided Welch t-test against random-vs-random runs, Bonferroni-corrected for "
+        f"{counted(len(report.results), 'test')}."
     )
     undecided = [f"{r.concept} at {r.layer}" for r in report.results if r.needs_more_runs]
     if undecided:
         st.info(
             f"{', '.join(undecided)}: every run gave the same score, far from the random level, yet the test is not "
             f"significant. With no spread on the concept's side the test rests on the random runs alone, and "
-            f"{report.runs} runs are too few for {len(report.results)} corrected tests: raise Runs to decide it."
+            f"{report.runs} runs are too few for {counted(len(report.results), 'corrected test')}: raise Runs to "
+            "decide it."
         )
     alike = list(dict.fromkeys(r.layer for r in report.results if r.alike_gradients))
     if alike:

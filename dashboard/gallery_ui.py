@@ -133,7 +133,7 @@ def browse_view(source: DatasetRoot, ds: Dataset) -> None:
 
 def _pager(container, count: int, key: str) -> int:
     pages = max(1, -(-count // PER_PAGE))
-    page = container.number_input(f"Page (of {pages}; {count} images)", 1, pages, 1, key=key)
+    page = container.number_input(f"Page (of {pages}; {counted(count, 'image')})", 1, pages, 1, key=key)
     return int(page) - 1
 
 
@@ -290,14 +290,16 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
                      column_config={"confidence": st.column_config.NumberColumn("mean confidence", format="%.0f%%")})
     with right:
         st.plotly_chart(_accuracy_chart(per_class_accuracy(rows)), key="gallery_accuracy", config={"displayModeBar": False})
-    st.markdown(f"**{len(wrong)} mistakes** at confidence ≥ {filt.min_confidence:.0%}, most confident first")
+    st.markdown(f"**{counted(len(wrong), 'mistake')}** at confidence ≥ {filt.min_confidence:.0%}, most confident "
+                "first")
     if wrong.empty:
         return
     # the Concepts page can turn the current selection into a concept set
     st.session_state["_gallery_selection"] = {
         "source": source,
         "paths": list(wrong["path"].head(200)),
-        "what": f"{len(wrong)} mistakes of {model.name} on {ds.name} at confidence ≥ {filt.min_confidence:.0%}",
+        "what": f"{counted(len(wrong), 'mistake')} of {model.name} on {ds.name} at confidence "
+                f"≥ {filt.min_confidence:.0%}",
     }
     page = _pager(st, len(wrong), f"gallery_page_{filt}")
     shown = wrong.iloc[page * PER_PAGE : (page + 1) * PER_PAGE]

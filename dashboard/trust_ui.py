@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt
+from dashboard.feedback import attempt, counted
 from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
@@ -74,7 +74,7 @@ def scores_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice,
     if not ready:
         return None
     work = f"{2 * (steps + 1)} forward passes" + (" and imputations" if replacement == "noisy_linear" else "")
-    with st.spinner(f"Scoring {len(ready)} maps (deletion and insertion, {work} each)…"):
+    with st.spinner(f"Scoring {counted(len(ready), 'map')} (deletion and insertion, {work} each)…"):
         found = attempt(lambda: grid_curves(model, image, [cells[c].result for c in ready], steps=int(steps),
                                             replacement=replacement, block=block, cache=resources.result_cache()),
                         "scoring the maps")  # fmt: skip
