@@ -15,7 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import charts, permalink, resources, state, trust_ui
-from dashboard.feedback import attempt, counted, sentence
+from dashboard.feedback import attempt, sentence
 from interp.attribution import METHODS, Attribution, attribute
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
 from interp.attribution.settings import Setting, SettingError, format_assignments, parse_assignments
@@ -23,6 +23,7 @@ from interp.errors import InterpError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 from interp.predict import Prediction
+from interp.words import counted
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, counted, guarded, sentence
+from dashboard.feedback import attempt, guarded, sentence
 from interp.concepts import (
     CLASSIFIERS,
     ConceptLibrary,
@@ -27,6 +27,7 @@ from interp.datasets import zips
 from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
 from interp.models import LoadedModel
+from interp.words import counted
 
 SOURCES = (
     "Generated texture", "Shapes world concept", "Bundled photos", "Upload images or a zip", "A class of a dataset",

@@ -25,11 +25,6 @@ def sentence(text: str) -> str:
     return text[:1].upper() + text[1:] if first.isalpha() else text
 
 
-def counted(n: int, singular: str, plural: str | None = None) -> str:
-    """``"1 entry"``, ``"3 entries"``: a count with its noun in the right number."""
-    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
-
-
 def attempt(action: Callable[[], T], doing: str) -> T | None:
     """Run ``action``; on failure show one sentence and return ``None`` so the rest of the page still renders.
 

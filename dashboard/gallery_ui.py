@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, counted, guarded, sentence
+from dashboard.feedback import attempt, guarded, sentence
 from interp.attribution import METHODS, attribute
 from interp.attribution.display import DisplaySettings, overlay
 from interp.datasets import (
@@ -35,6 +35,7 @@ from interp.datasets import (
 )
 from interp.errors import InterpError
 from interp.models import LoadedModel
+from interp.words import counted
 
 PER_PAGE = 24
 SHAPES_MODELS = ("shapes_cnn", "shapes_vit")  # the models that know the shapes world's classes

@@ -10,13 +10,14 @@ import streamlit as st
 
 from dashboard import resources, state
 from dashboard.features_ui import PARAM_NAMES, Plan, cached_visualisation
-from dashboard.feedback import attempt, counted
+from dashboard.feedback import attempt
 from interp.concepts import seconds_left
 from interp.datasets import DatasetRoot
 from interp.errors import InterpError
 from interp.features import COLUMNS, Objective, Spectrum, VisualiseSettings, spectrum, visualise
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+from interp.words import counted
 
 BUNDLED = "Bundled photos"
 MAX_SPECTRUM_IMAGES = 1000

@@ -13,11 +13,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, counted
+from dashboard.feedback import attempt
 from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+from interp.words import counted
 
 if TYPE_CHECKING:
     from dashboard.attribution_ui import AttributionChoice

@@ -95,7 +95,7 @@ def test_a_sentence_is_capitalised_unless_it_begins_with_a_name(message, shown):
 
 
 def test_counts_read_in_the_right_number():
-    from dashboard.feedback import counted
+    from interp.words import counted
 
     assert [counted(n, "entry", "entries") for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
     assert counted(1, "unreadable image") == "1 unreadable image" and counted(1200, "file") == "1,200 files"

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.words import counted
 
 
 @command("methods", "list the registered attribution methods with their settings and papers")
@@ -163,9 +164,10 @@ def _attribute(args: argparse.Namespace) -> int:
     summary["maps"] = done
     summary["seconds"] = round(time.perf_counter() - started, 3)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"wrote {done} maps for {len(summary['images'])} of {len(paths)} images in {summary['seconds']:.1f} s to "
-          f"{args.out}; {len(skipped)} methods skipped, {len(summary['unreadable'])} images unreadable, "
-          f"{len(summary['failed'])} maps failed (details in summary.json)")  # fmt: skip
+    print(f"wrote {counted(done, 'map')} for {len(summary['images'])} of {counted(len(paths), 'image')} in "
+          f"{summary['seconds']:.1f} s to {args.out}; {counted(len(skipped), 'method')} skipped, "
+          f"{counted(len(summary['unreadable']), 'image')} unreadable, {counted(len(summary['failed']), 'map')} failed "
+          "(details in summary.json)")  # fmt: skip
     if done == 0:
         print("error: nothing was computed; see the warnings above.", file=sys.stderr)
         return EXIT_NOTHING_RAN

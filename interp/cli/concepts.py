@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.cli import DEVICE_HELP, command, handles
+from interp.words import counted
 
 
 def _images(folder: Path, what: str):
@@ -29,7 +30,8 @@ def _images(folder: Path, what: str):
         except (InterpError, OSError) as exc:
             bad.append(f"{rel} ({exc})")
     if bad:
-        print(f"note: skipped {len(bad)} unreadable files in {folder}: {'; '.join(bad[:3])}", file=sys.stderr)
+        print(f"note: skipped {counted(len(bad), 'unreadable file')} in {folder}: {'; '.join(bad[:3])}",
+              file=sys.stderr)
     if not images:
         raise ValueError(f"{what} {folder} holds no readable images.")
     return images

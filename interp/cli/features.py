@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.words import counted
 
 OBJECTIVES = ("channel", "neuron", "class", "probability")
 
@@ -107,7 +108,7 @@ def _visualize(args: argparse.Namespace) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     values = ", ".join(f"{x:.3f}" for x in v.values)
     print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; the final image gives {values}")
-    print(f"wrote {len(names)} PNGs and summary.json to {args.out}")
+    print(f"wrote {counted(len(names), 'PNG')} and summary.json to {args.out}")
     return 0
 
 
@@ -146,7 +147,7 @@ def _spectrum_images(args: argparse.Namespace):
         except InterpError:
             skipped.append(path.name)
     if skipped:
-        print(f"warning: skipped {len(skipped)} unreadable files: {', '.join(skipped[:5])}", file=sys.stderr)
+        print(f"warning: skipped {counted(len(skipped), 'unreadable file')}: {', '.join(skipped[:5])}", file=sys.stderr)
     if not images:
         raise ValueError("none of the images could be read.")
     return images
@@ -182,7 +183,7 @@ def _spectrum(args: argparse.Namespace) -> int:
             crop.save(args.out / name)
             summary["files"][name] = e.name
     (args.out / "spectrum.json").write_text(json.dumps(summary, indent=2))
-    print(f"{model.name}: {objective.describe().removeprefix('maximise ')} over {len(images)} images in "
+    print(f"{model.name}: {objective.describe().removeprefix('maximise ')} over {counted(len(images), 'image')} in "
           f"{time.monotonic() - start:.1f} s; centred on {s.centred_on} ({s.centre:.3f})")
     for column, examples in s.columns.items():
         print(f"{s.label(column):>22}: " + ", ".join(f"{e.name} ({e.value:.2f})" for e in examples))

@@ -1,0 +1,8 @@
+"""How the engine's messages count things, for the CLI and the pages alike."""
+
+from __future__ import annotations
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``"1 entry"``, ``"3 entries"``, ``"1,200 files"``: a count with its noun in the right number."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
