@@ -16,7 +16,7 @@ from PIL import Image
 
 from dashboard import charts, permalink, resources, state, trust_ui
 from dashboard.feedback import attempt, sentence
-from interp.attribution import METHODS, Attribution, attribute
+from interp.attribution import METHODS, Attribution, attribute, enough_steps
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
 from interp.attribution.settings import Setting, SettingError, format_assignments, parse_assignments
 from interp.errors import InterpError
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
 UNTRAINED = "Untrained copy (sanity check)"
+IG_STEPS = "attr_set__integrated_gradients__steps"  # the steps slider's key (setting_key)
+_PENDING_STEPS, _STEPS_NOTE = "_ig_steps_pending", "_ig_steps_note"
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ def _method_settings_ui(model: LoadedModel, method: str) -> dict[str, Any]:
 def _setting_widget(model: LoadedModel, method: str, row: Setting) -> Any:
     key = setting_key(method, row.name)
     state.restore(key, row.default)
+    if key == IG_STEPS and _PENDING_STEPS in st.session_state:  # found by "Find enough steps" on the last run
+        state.put(key, st.session_state.pop(_PENDING_STEPS))
     common = {"key": key, "help": row.help or None, "on_change": state.keep, "args": (key,)}
     if row.kind == "layer":
         modules = list(model.layer_names())
@@ -312,6 +316,8 @@ def grid_view(
     base = resources.model_view(model.key, image.digest, model, image)
     overlays: list[list[np.ndarray | None]] = []
     hits: list[bool] = []
+    if key == "main" and st.session_state.get(_STEPS_NOTE):
+        st.info(st.session_state.pop(_STEPS_NOTE))
     for target in choice.targets:
         st.markdown(f"**{charts.md(charts.short_label(model.class_names[target]))}** · class {target}")
         row: list[np.ndarray | None] = []
@@ -345,6 +351,8 @@ def grid_view(
                 row.append(shown)
                 st.image(jpeg, width="stretch")
                 st.caption(caption)
+                if key == "main" and method == "integrated_gradients" and cell.result.incomplete:
+                    _enough_steps_ui(model, image, target, choice.params_for(method))
         overlays.append(row)
     if truth is not None and hits:
         st.caption(
@@ -392,6 +400,35 @@ def inspect_ui(model: LoadedModel, image: LoadedImage, choice: AttributionChoice
             st.plotly_chart(charts.curves_figure(curves, floor, METHODS[method].title), key="attr_inspect_curves",
                             config={"displayModeBar": False})  # fmt: skip
         trust_ui.sanity_ui(model, image, result)
+
+
+def _enough_steps_ui(model: LoadedModel, image: LoadedImage, target: int, params: dict[str, Any]) -> None:
+    """Under an Integrated Gradients map that misses its logit change: a button that doubles the steps until the map
+    adds up, then sets the steps slider to what it found (each try is a cached map, so the grid redraws at once)."""
+    steps = int(params.get("steps") or 32)
+    most = int(next(r for r in METHODS["integrated_gradients"].schema() if r.name == "steps").page_high)
+    if steps >= most or not st.button(
+        "Find enough steps", key=f"ig_enough_{target}",
+        help=f"Doubles the steps from {steps}, up to {most}, until the map adds up to within 5% of the logit change. "
+        "The error does not always fall at the next doubling (the gradient jumps wherever a ReLU switches), so "
+        "every doubling is tried.",
+    ):  # fmt: skip
+        return
+    with st.spinner(f"Trying {steps * 2} steps and more…"):
+        cache = resources.result_cache()
+        found = attempt(lambda: enough_steps(model, image, target, start=steps, most=most, cache=cache, **params),
+                        "searching for enough steps")  # fmt: skip
+    if found is None:
+        return
+    rel, used = found.extras["relative_delta"], found.params["steps"]
+    st.session_state[_PENDING_STEPS] = used
+    st.session_state[_STEPS_NOTE] = (
+        f"At {used} steps the map adds up to within {rel:.1%} of the logit change; the steps are set to {used}."
+        if not found.incomplete else
+        f"Even at {most} steps the map misses the logit change by more than 5%; the closest, {used} steps "
+        f"({rel:.1%}), is set. Read this map with care, or try another baseline."
+    )  # fmt: skip
+    st.rerun()
 
 
 def _cell_caption(result: Attribution) -> str:

@@ -351,3 +351,23 @@ def test_open_images_boxes_are_drawn_and_scored(tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     assert any("white outline: the object, or its boxes" in c.value for c in at.main.caption)
     assert any("of the map on the object" in c.value for c in at.main.caption)
+
+
+def test_find_enough_steps_sets_the_slider_where_the_map_adds_up():
+    """On shapes_star, Lite0's IG misses its logit change by 9% at 32 steps; the button doubles the steps until the
+    map adds up within 5%, sets the slider there, and the flag and the button are gone."""
+    page = attribution_page()
+    page.at.query_params.update({"image": "shapes_star", "methods": "integrated_gradients"})
+    at = page.run()
+    assert [c for c in captions(at) if "⚠" in c]
+    (button,) = [b for b in at.main.button if b.label == "Find enough steps"]
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    steps = at.main.slider(key="attr_set__integrated_gradients__steps").value
+    assert steps > 32 and (steps & (steps - 1)) == 0  # a doubling of 32
+    (note,) = [i.value for i in at.main.info if "adds up" in i.value]
+    assert note.startswith(f"At {steps} steps the map adds up to within ")
+    ig = [c for c in captions(at) if "completeness error" in c]
+    assert ig and "⚠" not in ig[0]
+    assert not [b for b in at.main.button if b.label == "Find enough steps"]
+    assert at.query_params["set"] in (f"integrated_gradients.steps={steps}", [f"integrated_gradients.steps={steps}"])

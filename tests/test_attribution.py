@@ -108,6 +108,29 @@ def test_the_completeness_sentence_reads_the_error_against_the_score_change_and_
     assert attribute(tiny_cnn, interp.load_sample("chelsea"), "grad_cam", target=7).completeness() is None
 
 
+def test_enough_steps_doubles_until_the_map_adds_up_and_otherwise_returns_the_closest(tiny_cnn):
+    from interp.attribution import enough_steps
+
+    image = interp.load_sample("chelsea")
+    tried: list[int] = []
+    found = enough_steps(tiny_cnn, image, 7, start=2, most=256, on_try=tried.append)
+    assert tried == [2 * 2**i for i in range(len(tried))] and tried[-1] == found.params["steps"] and len(tried) > 1
+    assert not found.incomplete
+    for steps in tried[:-1]:  # every earlier try missed
+        assert attribute(tiny_cnn, image, "integrated_gradients", target=7, steps=steps).incomplete
+    # nothing within the tolerance: the closest try comes back
+    tries = [attribute(tiny_cnn, image, "integrated_gradients", target=7, steps=s) for s in (2, 4, 8)]
+    closest = enough_steps(tiny_cnn, image, 7, start=2, most=8, tolerance=1e-9)
+    assert closest.params["steps"] == min(tries, key=lambda r: r.extras["relative_delta"]).params["steps"]
+    linear = linear_model(torch.randn(3, 192, generator=torch.Generator().manual_seed(6)))
+    tried.clear()
+    x = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(7))
+    assert enough_steps(linear, x, 0, start=8, on_try=tried.append).params["steps"] == 8
+    assert tried == [8]  # exact at once: nothing more is tried
+    with pytest.raises(ValueError, match="start"):
+        enough_steps(tiny_cnn, image, 7, start=512, most=256)
+
+
 def test_a_second_target_reuses_the_completeness_pass_and_gets_the_same_delta(tiny_cnn):
     from captum.attr import IntegratedGradients
 

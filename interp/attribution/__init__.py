@@ -8,7 +8,7 @@ A method is one registered class (``METHODS``); importing this package registers
 """
 
 from interp.attribution import cam, gradient, perturbation  # noqa: F401  (register the methods)
-from interp.attribution.api import attribute, method_rows
+from interp.attribution.api import attribute, enough_steps, method_rows
 from interp.attribution.base import METHODS, Attribution, AttributionMethod, MethodNotApplicable, get_method
 from interp.models.hooks import hook_count
 
@@ -18,6 +18,7 @@ __all__ = [
     "AttributionMethod",
     "MethodNotApplicable",
     "attribute",
+    "enough_steps",
     "get_method",
     "hook_count",
     "method_rows",

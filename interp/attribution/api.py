@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from interp.attribution.base import METHODS, Attribution, get_method
+from interp.attribution.base import COMPLETENESS_TOLERANCE, METHODS, Attribution, get_method
 from interp.cache import ResultCache, result_key
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -55,6 +56,42 @@ def attribute(
     meta = {"params": result.params, "seconds": result.seconds, "delta": result.delta, "extras": result.extras}
     cache.put(key, {"raw": result.raw}, meta)
     return result
+
+
+def enough_steps(
+    model: LoadedModel,
+    image: LoadedImage | Image.Image | torch.Tensor,
+    target: int | None = None,
+    *,
+    start: int = 32,
+    most: int = 256,
+    tolerance: float = COMPLETENESS_TOLERANCE,
+    cache: ResultCache | None = None,
+    on_try: Callable[[int], None] | None = None,
+    **params: Any,
+) -> Attribution:
+    """Integrated Gradients with the steps doubled from ``start`` until its completeness error is within
+    ``tolerance`` of the logit change, or ``most`` steps are reached: the first result within it, else the most
+    complete one tried (its ``incomplete`` stays true). ``on_try(steps)`` is called before each try.
+
+    Every doubling is tried, not only until the error rises: the path's gradient jumps wherever a ReLU switches, so
+    the quadrature's error does not fall steadily with the steps (on Lite0, the coffee photo's error is 1.1% at 32
+    steps and 6.8% at 64; coins' 41% at 32 and 5.6% at 64). Each try goes through ``cache`` like any map.
+    """
+    if not 2 <= start <= most:
+        raise ValueError(f"enough_steps needs 2 ≤ start ≤ most; got start {start}, most {most}.")
+    best: Attribution | None = None
+    steps = start
+    while steps <= most:
+        if on_try is not None:
+            on_try(steps)
+        result = attribute(model, image, "integrated_gradients", target, cache=cache, **{**params, "steps": steps})
+        if best is None or result.extras["relative_delta"] < best.extras["relative_delta"]:
+            best = result
+        if result.extras["relative_delta"] <= tolerance:
+            return result
+        steps *= 2
+    return best
 
 
 def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
