@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import timm
 import torch
@@ -90,7 +92,10 @@ def test_head_statistics_show_the_picked_heads_maps_and_ranks():
     titles = " ".join(str(p.proto.spec) for p in at.main.get("plotly_chart"))
     assert "where the class token looks" in titles and "where patch (" in titles and "most local: layer" not in titles
     distance_chart = next(p for p in at.main.get("plotly_chart") if "mean attention distance" in str(p.proto.spec))
-    assert '"dash":"dash"' in str(distance_chart.proto.spec).replace(" ", "")  # the evenly-spread head's line
+    spec = json.loads(distance_chart.proto.spec)
+    assert any(s.get("line", {}).get("dash") == "dash" for s in spec["layout"]["shapes"])  # the evenly-spread line
+    # its label sits right of the last layer's dots, where nothing is drawn
+    assert spec["layout"]["xaxis"]["range"][1] >= table["layer"].max() + 1.0
 
 
 def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
