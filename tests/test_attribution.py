@@ -122,6 +122,9 @@ def test_enough_steps_doubles_until_the_map_adds_up_and_otherwise_returns_the_cl
     tries = [attribute(tiny_cnn, image, "integrated_gradients", target=7, steps=s) for s in (2, 4, 8)]
     closest = enough_steps(tiny_cnn, image, 7, start=2, most=8, tolerance=1e-9)
     assert closest.params["steps"] == min(tries, key=lambda r: r.extras["relative_delta"]).params["steps"]
+    tried.clear()
+    enough_steps(tiny_cnn, image, 7, start=3, most=8, tolerance=1e-9, on_try=tried.append)
+    assert tried == [3, 6, 8]  # the last try is at the most allowed, not skipped past
     linear = linear_model(torch.randn(3, 192, generator=torch.Generator().manual_seed(6)))
     tried.clear()
     x = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(7))

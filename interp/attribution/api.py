@@ -82,16 +82,15 @@ def enough_steps(
         raise ValueError(f"enough_steps needs 2 ≤ start ≤ most; got start {start}, most {most}.")
     best: Attribution | None = None
     steps = start
-    while steps <= most:
+    while True:
         if on_try is not None:
             on_try(steps)
         result = attribute(model, image, "integrated_gradients", target, cache=cache, **{**params, "steps": steps})
         if best is None or result.extras["relative_delta"] < best.extras["relative_delta"]:
             best = result
-        if result.extras["relative_delta"] <= tolerance:
-            return result
-        steps *= 2
-    return best
+        if result.extras["relative_delta"] <= tolerance or steps >= most:
+            return result if result.extras["relative_delta"] <= tolerance else best
+        steps = min(2 * steps, most)  # the last try is at ``most`` itself
 
 
 def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
