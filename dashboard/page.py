@@ -19,7 +19,8 @@ PAGES: tuple[tuple[str, str, str], ...] = (
         "Attribution",
         "compare attribution methods side by side (gradients, Integrated Gradients, SmoothGrad, DeepLIFT, SHAP, "
         "occlusion, LIME, the Grad-CAM family…) for several target classes, each map with a trust score against "
-        "random maps (deletion and insertion); download the grid and the raw maps.",
+        "random maps (deletion and insertion) and Integrated Gradients checked to add up (one click finds enough "
+        "steps); download the grid and the raw maps.",
     ),
     (
         "pages/2_Attention.py",
