@@ -375,8 +375,10 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
         result = attempt(lambda t=target: attribute(model, image, method, t, cache=resources.result_cache()),
                          f"explaining class {target}")  # fmt: skip
         if result is not None:
-            col.image(overlay(base, result.raw, display), width="stretch",
-                      caption=f"{label}: {charts.short_label(model.class_names[target])} · {result.seconds:.2f} s")  # fmt: skip
+            caption = f"{label}: {charts.short_label(model.class_names[target])} · {result.seconds:.2f} s"
+            if result.completeness():  # Integrated Gradients: does the map add up to its logit change?
+                caption += f" · {result.completeness()}"
+            col.image(overlay(base, result.raw, display), width="stretch", caption=caption)
     st.button("Open this image on the other pages", key="gallery_open", on_click=send_to_pages, args=(source, row.path))
 
 

@@ -231,6 +231,10 @@ def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():
     assert at.session_state["_gallery_pick"] == pick.path
     assert at.query_params["why"] == pick.path and "data" not in at.query_params  # the first dataset: the default
     assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]
+    # Integrated Gradients' two maps say whether they add up to their logit changes, as on the Attribution page
+    at.main.selectbox(key="gallery_method").set_value("integrated_gradients").run()
+    said = [c for im in at.main.get("image") for c in im.captions if "completeness error" in c]
+    assert [c.split(":")[0] for c in said] == ["predicted", "true"], said
 
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
     for k, v in {"model": "shapes_cnn", "data": "Upload · gone.zip", "why": "star/nowhere.png"}.items():
