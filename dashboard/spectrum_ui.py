@@ -93,9 +93,14 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
 
 def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage], unit: Objective, plan: Plan) -> None:
     lo, hi = float(s.values.min()), float(s.values.max())
+    field = "" if s.field is None else (
+        f" A cell of this layer draws on about {s.field} px (the square that holds 90% of its input gradient, its "
+        "effective receptive field): "
+        + (f"the crops are {s.crop} px wide." if s.crop else "each image is shown whole.")
+    )  # fmt: skip
     st.caption(f"{len(s.values)} images; the unit's values go from {lo:.3f} to {hi:.3f}. The middle columns sit either "
                f"side of {'zero' if s.centred_on == 'zero' else f'the median ({s.centre:.3f}): nothing here is negative'}"
-               ".")  # fmt: skip
+               f".{field}")  # fmt: skip
     param = plan.params[0] if plan.params else "fft"
     settings = VisualiseSettings(**{**plan.settings.as_dict(), "param": param})
     titles = ["Negative optimised", *(s.label(c) for c in COLUMNS), "Positive optimised"]

@@ -331,3 +331,22 @@ def test_cli_bad_input_exits_2_with_one_line(args, words, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
+
+
+def test_effective_field_is_the_window_a_cell_draws_on(hand, lite0):
+    """Known answer: channel 1 of the hand model's 7×7 convolution draws evenly on a 7×7 window, so the square that
+    holds 90% of its centre cell's input gradient is that window. On Lite0 a deeper layer's field is wider, and a
+    spectrum's crops are as wide as the field (at least a quarter of the view)."""
+    from interp.features.spectrum import effective_field
+
+    images = [image_from_array(np.full((64, 64, 3), 128, np.uint8), "grey.png")]
+    assert effective_field(hand, Objective("channel", 1, "conv"), images, (64, 64)) == 7
+    photos = [interp.load_sample(n) for n in ("chelsea", "coffee", "rocket")]
+    fields = {layer: effective_field(lite0, Objective("channel", 5, layer), photos, grid)
+              for layer, grid in (("blocks.1", (56, 56)), ("blocks.2", (28, 28)), ("blocks.4", (14, 14)))}  # fmt: skip
+    assert fields["blocks.1"] < fields["blocks.2"] < fields["blocks.4"] <= 224, fields
+    s = spectrum(lite0, Objective("channel", 5, "blocks.4"), photos, per_column=1)
+    assert s.field is not None and s.summary()["field_px"] == s.field and s.summary()["crop_px"] == s.crop
+    assert s.crop == (max(s.field, 56) if s.field < 224 else None)
+    for e in s.columns["maximum"]:
+        assert e.box is None if s.crop is None else e.box[2] - e.box[0] == e.box[3] - e.box[1] == s.crop

@@ -184,7 +184,9 @@ def _spectrum(args: argparse.Namespace) -> int:
             summary["files"][name] = e.name
     (args.out / "spectrum.json").write_text(json.dumps(summary, indent=2))
     print(f"{model.name}: {objective.describe().removeprefix('maximise ')} over {counted(len(images), 'image')} in "
-          f"{time.monotonic() - start:.1f} s; centred on {s.centred_on} ({s.centre:.3f})")
+          f"{time.monotonic() - start:.1f} s; centred on {s.centred_on} ({s.centre:.3f})"
+          + (f"; effective receptive field {s.field} px, " + (f"crops {s.crop} px" if s.crop else "whole images")
+             if s.field else ""))  # fmt: skip
     for column, examples in s.columns.items():
         print(f"{s.label(column):>22}: " + ", ".join(f"{e.name} ({e.value:.2f})" for e in examples))
     print(f"wrote the examples and spectrum.json to {args.out}")

@@ -6,7 +6,9 @@ or a class logit. The images are ranked by it; the four columns take the lowest,
 centre, and the highest. The centre is zero when the values cross it (a layer before its ReLU, a logit); after a
 ReLU nothing is negative, so the centre is then the median and the two middle columns say so. Where the unit is
 spatial, each example is a crop around the place on the grid where the channel is strongest (or weakest, for the
-negative columns). Ties are broken by the images' order, so the ranking is the same on every run.
+negative columns), as wide as the part of the image a cell of that layer draws on: its effective receptive field
+(Luo et al. 2016), measured as the square around the cell holding 90% of the input gradient, at least a quarter of
+the view. Ties are broken by the images' order, so the ranking is the same on every run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
 
 COLUMNS = ("minimum", "slightly negative", "slightly positive", "maximum")
+FIELD_SHARE = 0.9
+"""The share of a cell's input gradient its crop must hold (:func:`effective_field`)."""
+FIELD_IMAGES = 4
+"""How many of the images (the first ones) the field's gradient is averaged over."""
 Progress = Callable[[int, int], None]
 
 
@@ -58,6 +64,10 @@ class Spectrum:
         centre: the value the middle columns sit on either side of.
         centred_on: ``"zero"`` or ``"median"``.
         grid: ``(h, w)`` of the layer (``(1, 1)`` for a logit).
+        field: the side in pixels of the model's view of the unit's effective receptive field (see
+            :func:`effective_field`), ``None`` for a unit that is not spatial.
+        crop: the side of the examples' crops (the field, at least a quarter of the view), ``None`` where each
+            example is the whole view.
     """
 
     objective: Objective
@@ -66,6 +76,8 @@ class Spectrum:
     centre: float
     centred_on: str
     grid: tuple[int, int]
+    field: int | None = None
+    crop: int | None = None
 
     def label(self, column: str) -> str:
         if self.centred_on == "zero" or column not in ("slightly negative", "slightly positive"):
@@ -74,7 +86,7 @@ class Spectrum:
 
     def summary(self) -> dict:
         return {"objective": self.objective.as_dict(), "centre": self.centre, "centred_on": self.centred_on,
-                "grid": list(self.grid), "images": int(self.values.size),
+                "grid": list(self.grid), "field_px": self.field, "crop_px": self.crop, "images": int(self.values.size),
                 "columns": {c: [{"index": e.index, "name": e.name, "value": e.value, "box": e.box} for e in ex]
                             for c, ex in self.columns.items()}}  # fmt: skip
 
@@ -135,25 +147,59 @@ def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedIm
     above = [i for i in order if values[i] >= centre][:per_column]
     picks = {"minimum": list(order[:per_column]), "slightly negative": below, "slightly positive": above,
              "maximum": list(order[::-1][:per_column][::-1])}  # fmt: skip
-    side = model.data_config["input_size"][1:]
+    vh, vw = (int(v) for v in model.data_config["input_size"][1:])
+    field = effective_field(model, objective, images[:FIELD_IMAGES], (h, w)) if h * w > 1 else None
+    crop = int(np.clip(field, vh // 4, vh)) if field is not None else None
+    crop = crop if crop is not None and crop < min(vh, vw) else None
     columns = {
         column: tuple(
             Example(int(i), images[i].name, float(values[i]),
-                    _crop(maps[i], objective, side, strongest=column in ("slightly positive", "maximum")))
+                    _crop(maps[i], objective, (vh, vw), crop, strongest=column in ("slightly positive", "maximum")))
             for i in idx
         )  # fmt: skip
         for column, idx in picks.items()
     }
-    return Spectrum(objective, values.astype(np.float32), columns, centre, "zero" if crosses else "median", (h, w))
+    return Spectrum(objective, values.astype(np.float32), columns, centre, "zero" if crosses else "median", (h, w),
+                    field, crop)  # fmt: skip
 
 
-def _crop(unit_map: np.ndarray, objective: Objective, view: Sequence[int], strongest: bool) -> tuple[int, int, int, int] | None:
-    """The part of the model's view around the unit's cell: the neuron's cell, or where the channel is strongest
-    (weakest for the negative columns); three cells wide, at least a quarter of the view."""
+def effective_field(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], grid: tuple[int, int],
+                    share: float = FIELD_SHARE) -> int:  # fmt: skip
+    """The side in pixels of the model's view of the square, centred on the middle cell of the unit's grid, that holds
+    ``share`` of the input gradient of the unit's channel at that cell, summed over ``images`` and the colours: the
+    part of the image one cell of the layer really draws on (Luo et al. 2016, effective receptive field), far smaller
+    than the theoretical field of a deep layer and far larger than a cell's stride. One backward pass of the images,
+    through the model's gate."""
+    from interp.features.optimise import objective_values
+
+    h, w = grid
+    centre = Objective("neuron", objective.unit, objective.layer, position=(h // 2, w // 2))
+    x = torch.stack([model.preprocess(im.image) for im in images]).to(model.device)
+    mean = torch.tensor(model.data_config["mean"], device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(model.data_config["std"], device=x.device).view(1, -1, 1, 1)
+    rgb = (x * std + mean).detach().requires_grad_(True)
+    values, _ = objective_values(model, centre, rgb)
+    (grad,) = torch.autograd.grad(values.sum(), rgb)
+    mass = grad.abs().sum(dim=(0, 1)).double().cpu().numpy()
+    vh, vw = mass.shape
+    if mass.sum() <= 0:
+        return max(vh, vw)  # no gradient reaches the image: nothing to narrow it down
+    cy, cx = (h // 2 + 0.5) * vh / h, (w // 2 + 0.5) * vw / w
+    ys, xs = np.mgrid[0:vh, 0:vw]
+    reach = np.maximum(np.abs(ys + 0.5 - cy), np.abs(xs + 0.5 - cx))  # from the cell's centre to a pixel's centre
+    order = np.argsort(reach, axis=None, kind="stable")
+    held = np.cumsum(mass.ravel()[order]) / mass.sum()
+    half = reach.ravel()[order][min(int(np.searchsorted(held, share)), held.size - 1)]
+    return int(min(round(2 * half + 1), max(vh, vw)))  # the square's side, out to the far pixel's edges
+
+
+def _crop(unit_map: np.ndarray, objective: Objective, view: tuple[int, int], side: int | None,
+          strongest: bool) -> tuple[int, int, int, int] | None:  # fmt: skip
+    """The ``side``-wide square of the model's view around the unit's cell: the neuron's cell, or where the channel
+    is strongest (weakest for the negative columns); ``None`` (the whole view) when ``side`` is."""
     h, w = unit_map.shape
-    vh, vw = int(view[0]), int(view[1])
-    side = int(np.clip(round(3 * vh / h), vh // 4, vh))
-    if h == 1 or side >= min(vh, vw):
+    vh, vw = view
+    if side is None:
         return None
     if objective.kind == "neuron":
         cy, cx = objective.position if objective.position is not None else (h // 2, w // 2)
