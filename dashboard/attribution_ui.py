@@ -14,11 +14,10 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from dashboard import charts, permalink, resources, state, trust_ui
+from dashboard import charts, method_settings_ui, permalink, resources, state, trust_ui
 from dashboard.feedback import attempt, sentence
 from interp.attribution import METHODS, Attribution, attribute, enough_steps
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
-from interp.attribution.settings import Setting, SettingError, format_assignments, parse_assignments
 from interp.errors import InterpError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -29,8 +28,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
 UNTRAINED = "Untrained copy (sanity check)"
-IG_STEPS = "attr_set__integrated_gradients__steps"  # the steps slider's key (setting_key)
-_PENDING_STEPS, _STEPS_NOTE = "_ig_steps_pending", "_ig_steps_note"
+_STEPS_NOTE = "_ig_steps_note"
 
 
 @dataclass(frozen=True)
@@ -137,79 +135,6 @@ def second_model_ui(model: LoadedModel) -> LoadedModel | None:
                 "the same target classes cannot be compared.")  # fmt: skip
         return None
     return second
-
-
-def setting_key(method: str, name: str) -> str:
-    return f"attr_set__{method}__{name}"
-
-
-def settings_ui(model: LoadedModel, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Each chosen method's settings, one widget per row of its schema (a tab per method); the values that differ
-    from the defaults go into the link."""
-    _settings_from_link(methods)
-    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
-    with_settings = [m for m in methods if METHODS[m].schema()]
-    if with_settings:
-        with st.expander("Method settings"):
-            for tab, method in zip(st.tabs([METHODS[m].title for m in with_settings]), with_settings):
-                with tab:
-                    out[method] = _method_settings_ui(model, method)
-    schemas = {m: METHODS[m].schema() for m in methods}
-    permalink.publish(set=format_assignments(out, schemas))
-    return out
-
-
-def _method_settings_ui(model: LoadedModel, method: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    cols = st.columns(3)
-    drawn = 0
-    for row in METHODS[method].schema():
-        if row.when is not None and values.get(row.when[0]) != row.when[1]:
-            continue  # a wrapped method's setting, for another wrapped method
-        with cols[drawn % 3]:
-            values[row.name] = _setting_widget(model, method, row)
-        drawn += 1
-    return values
-
-
-def _setting_widget(model: LoadedModel, method: str, row: Setting) -> Any:
-    key = setting_key(method, row.name)
-    state.restore(key, row.default)
-    if key == IG_STEPS and _PENDING_STEPS in st.session_state:  # found by "Find enough steps" on the last run
-        state.put(key, st.session_state.pop(_PENDING_STEPS))
-    common = {"key": key, "help": row.help or None, "on_change": state.keep, "args": (key,)}
-    if row.kind == "layer":
-        modules = list(model.layer_names())
-        if st.session_state[key] not in modules:  # the default, or a layer of another model
-            st.session_state[key] = model.spec.cam_layer if model.spec.cam_layer in modules else modules[0]
-        chosen = st.selectbox(row.label, modules, **common)
-        return None if chosen == model.spec.cam_layer else chosen
-    if row.kind in ("choice", "method"):
-        options = list(row.options())
-        if st.session_state[key] not in options:
-            st.session_state[key] = row.default
-        fmt = (lambda n: METHODS[n].title) if row.kind == "method" else str
-        return st.selectbox(row.label, options, format_func=fmt, **common)
-    number = int if row.kind == "int" else float
-    value = number(st.session_state[key])
-    high = max(number(row.page_high if row.page_high is not None else row.high), value)  # a linked value beyond it
-    st.session_state[key] = value
-    step = number(row.step) if row.step is not None else number(1 if row.kind == "int" else 0.01)
-    return st.slider(row.label, number(row.low), high, step=step, **common)
-
-
-def _settings_from_link(methods: list[str]) -> None:
-    """The link's ``set=METHOD.SETTING=VALUE`` parameters, as the widgets' starting values."""
-    schemas = {m: METHODS[m].schema() for m in methods}
-    for item in permalink.take("set"):
-        try:
-            parsed = parse_assignments([item], methods, schemas, METHODS)
-        except SettingError as exc:
-            permalink.note(f"The link's setting {item} was not used: {exc}")
-            continue
-        for method, values in parsed.items():
-            for name, value in values.items():
-                state.put(setting_key(method, name), value)
 
 
 DISPLAY = DisplaySettings()
@@ -421,7 +346,7 @@ def _enough_steps_ui(model: LoadedModel, image: LoadedImage, target: int, params
     if found is None:
         return
     rel, used = found.extras["relative_delta"], found.params["steps"]
-    st.session_state[_PENDING_STEPS] = used
+    method_settings_ui.ask(method_settings_ui.setting_key("integrated_gradients", "steps"), used)
     st.session_state[_STEPS_NOTE] = (
         f"At {used} steps the map adds up to within {rel:.1%} of the logit change; the steps are set to {used}."
         if not found.incomplete else

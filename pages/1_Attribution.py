@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import attribution_ui as ui
-from dashboard import permalink, resources, trust_ui
+from dashboard import method_settings_ui, permalink, resources, trust_ui
 from dashboard.feedback import attempt
 from dashboard.page import page_setup
 from dashboard.selection import selection_ui
@@ -21,7 +21,7 @@ if prediction is None:
 
 methods = ui.method_picker_ui(model)
 targets = ui.target_picker_ui(model, prediction)
-settings = ui.settings_ui(model, methods)
+settings = method_settings_ui.settings_ui(model, methods)
 second = ui.second_model_ui(model)
 if not methods or not targets:
     st.info("Pick at least one method and one target class.")
