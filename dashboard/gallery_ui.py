@@ -368,7 +368,8 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
     if image is None:
         return
     base = resources.model_view(model.key, image.digest, model, image)
-    display = DisplaySettings(alpha=0.5, sign="positive" if not METHODS[method].signed else "absolute")
+    # the evidence for each class: a signed map's positive part (|value| would mix in what speaks against the class)
+    display = DisplaySettings(alpha=0.5, sign="positive")
     cols = st.columns(3)
     cols[0].image(base, caption=f"{row.path} as the model sees it", width="stretch")
     for col, (target, label) in zip(cols[1:], ((int(row.pred), "predicted"), (int(row.label), "true"))):
@@ -379,6 +380,9 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
             if result.completeness():  # Integrated Gradients: does the map add up to its logit change?
                 caption += f" · {result.completeness()}"
             col.image(overlay(base, result.raw, display), width="stretch", caption=caption)
+    st.caption("Each map shows the evidence for its class: where it is high, the pixels raise that class's score"
+               + (" (the positive part of a signed map; what lowers the score is not drawn)."
+                  if METHODS[method].signed else "."))  # fmt: skip
     st.button("Open this image on the other pages", key="gallery_open", on_click=send_to_pages, args=(source, row.path))
 
 

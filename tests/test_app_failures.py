@@ -235,6 +235,7 @@ def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():
     at.main.selectbox(key="gallery_method").set_value("integrated_gradients").run()
     said = [c for im in at.main.get("image") for c in im.captions if "completeness error" in c]
     assert [c.split(":")[0] for c in said] == ["predicted", "true"], said
+    assert any("positive part of a signed map" in c.value for c in at.main.caption)
 
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
     for k, v in {"model": "shapes_cnn", "data": "Upload · gone.zip", "why": "star/nowhere.png"}.items():
