@@ -105,6 +105,23 @@ def test_attribute_with_enough_steps_doubles_ig_until_its_map_adds_up(tmp_path, 
     assert result["relative_delta"] <= 0.05
 
 
+@pytest.mark.parametrize("sign", ["positive", "signed"])
+def test_attribute_draws_the_part_of_the_map_asked_for(coffee_jpg, tmp_path, sign):
+    """The overlay PNG is the stored map drawn with --sign (default: positive, the evidence for the class, as the
+    page draws it); the .npz keeps the whole signed map either way."""
+    from interp.attribution.display import DisplaySettings, overlay
+
+    out = tmp_path / sign
+    extra = [] if sign == "positive" else ["--sign", sign]
+    assert main(["attribute", "--image", str(coffee_jpg), "--method", "integrated_gradients", "--set", "steps=16",
+                 *extra, "--out", str(out)]) == 0  # fmt: skip
+    with np.load(out / "integrated_gradients.npz") as npz:
+        raw, base = npz["raw"], npz["input"]
+    assert raw.min() < 0 < raw.max()
+    drawn = np.asarray(Image.open(out / "integrated_gradients.png"))
+    np.testing.assert_array_equal(drawn, overlay(base, raw, DisplaySettings(alpha=0.5, sign=sign)))
+
+
 def test_attribute_writes_overlays_raw_maps_and_summary(coffee_jpg, tmp_path, capsys):
     out = tmp_path / "attr"
     code = main(["attribute", "--image", str(coffee_jpg), "--method", "grad_cam", "--method", "integrated_gradients",

@@ -71,6 +71,9 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
                    help="a method's setting, e.g. integrated_gradients.steps=64 or window=32 (every chosen method "
                    "with that setting); repeat for several")
+    p.add_argument("--sign", choices=("positive", "negative", "absolute", "signed"), default="positive",
+                   help="which part of each map the overlay PNGs draw (default: positive, the evidence for the class, "
+                   "as the page draws; 'signed' shows both around white); the .npz keeps the whole map")
     p.add_argument("--enough-steps", action="store_true",
                    help="Integrated Gradients: double the steps from its setting (32), up to 1024, until the map adds "
                    "up to within 5%% of the logit change")
@@ -84,7 +87,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
 @handles("attribute")
 def _attribute(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS, MethodNotApplicable, attribute, enough_steps, get_method
-    from interp.attribution.display import overlay
+    from interp.attribution.display import DisplaySettings, overlay
     from interp.attribution.settings import parse_assignments
     from interp.cache import ResultCache
     from interp.config import Settings
@@ -156,7 +159,8 @@ def _attribute(args: argparse.Namespace) -> int:
                     print(f"warning: {name} on {path.name} for class {target}: {exc}", file=sys.stderr)
                     continue
                 file = f"{name}.png" if len(targets) == 1 else f"{name}__{target}.png"
-                Image.fromarray(overlay(base, result.raw, _display_for(name))).save(folder / file)
+                shown = overlay(base, result.raw, DisplaySettings(alpha=0.5, sign=args.sign))
+                Image.fromarray(shown).save(folder / file)
                 np.savez_compressed(folder / file.replace(".png", ".npz"), raw=result.raw, input=base)
                 entry["results"].append({
                     "method": name, "target": result.target, "label": model.class_names[result.target],
@@ -222,7 +226,7 @@ def _case_args(p: argparse.ArgumentParser) -> None:
 @handles("case-study")
 def _case_study(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS, attribute
-    from interp.attribution.display import grid_png, overlay
+    from interp.attribution.display import DisplaySettings, grid_png, overlay
     from interp.models import load_model
     from interp.predict import predict
     from interp.samples import SAMPLES, load_sample
@@ -237,7 +241,7 @@ def _case_study(args: argparse.Namespace) -> int:
         row = [base]
         for name in CASE_METHODS:
             result = attribute(model, image, name, top.index)
-            row.append(overlay(base, result.raw, _display_for(name)))
+            row.append(overlay(base, result.raw, DisplaySettings(alpha=0.5)))  # the evidence for the class (positive)
             if result.delta is not None:
                 notes.append(f"{sample}: {METHODS[name].title} completeness error {result.extras['relative_delta']:.1%}")
         rows.append(f"{sample}: {top.label.split(',')[0]} {top.prob:.0%}")
@@ -266,8 +270,3 @@ Each row is a bundled photo with the model's top class; each column explains tha
     return 0
 
 
-def _display_for(method: str):
-    from interp.attribution import METHODS
-    from interp.attribution.display import DisplaySettings
-
-    return DisplaySettings(alpha=0.5, sign="positive" if not METHODS[method].signed else "absolute")
