@@ -152,6 +152,7 @@ def _scatter(table: pd.DataFrame, column: str, title: str, even: float, picked: 
     last = int(table["layer"].max())
     room = max(0.6, 0.12 * (last + 1))  # empty space right of the last layer, where the line's label sits, off the dots
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=40), title=dict(text=title, font=dict(size=13)),
-                      xaxis=dict(title="layer", dtick=1, range=[-0.5, last + 0.5 + room]), clickmode="event+select",
-                      dragmode=False)  # fmt: skip
+                      xaxis=dict(title="layer", tickmode="array", tickvals=list(range(last + 1)),  # none in the room
+                                 range=[-0.5, last + 0.5 + room]),
+                      clickmode="event+select", dragmode=False)  # fmt: skip
     return fig

@@ -96,6 +96,7 @@ def test_head_statistics_show_the_picked_heads_maps_and_ranks():
     assert any(s.get("line", {}).get("dash") == "dash" for s in spec["layout"]["shapes"])  # the evenly-spread line
     # its label sits right of the last layer's dots, where nothing is drawn
     assert spec["layout"]["xaxis"]["range"][1] >= table["layer"].max() + 1.0
+    assert spec["layout"]["xaxis"]["tickvals"] == list(range(int(table["layer"].max()) + 1))  # no tick for no layer
 
 
 def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
