@@ -69,7 +69,8 @@ def _script() -> None:
 
 @pytest.mark.parametrize("button, sentence", [
     (0, "That file is not an image."),
-    (1, "Something went wrong while testing the button; the details are in the server log. Try again, or another choice."),
+    (1, "Something went wrong while testing the button; the details are in the server log. Try again, or another "
+        "choice."),
 ])  # fmt: skip
 def test_a_failing_callback_leaves_one_sentence_and_the_page_runs_on(button, sentence):
     at = AppTest.from_function(_script).run()

@@ -107,7 +107,8 @@ def _visualize(args: argparse.Namespace) -> int:
     summary = {"model": model.name, "weights": model.weights.source, **v.summary(), "images": names}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     values = ", ".join(f"{x:.3f}" for x in v.values)
-    print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; the final image gives {values}")
+    print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; "
+          f"the final image gives {values}")
     print(f"wrote {counted(len(names), 'PNG')} and summary.json to {args.out}")
     return 0
 
