@@ -17,6 +17,7 @@ from PIL import Image
 from dashboard import charts, method_settings_ui, permalink, resources, state, trust_ui
 from dashboard.feedback import attempt, sentence
 from interp.attribution import METHODS, Attribution, attribute, enough_steps
+from interp.attribution.base import COMPLETENESS_TOLERANCE as TOLERANCE
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
 from interp.errors import InterpError
 from interp.images import LoadedImage
@@ -334,9 +335,9 @@ def _enough_steps_ui(model: LoadedModel, image: LoadedImage, target: int, params
     most = int(next(r for r in METHODS["integrated_gradients"].schema() if r.name == "steps").page_high)
     if steps >= most or not st.button(
         "Find enough steps", key=f"ig_enough_{target}",
-        help=f"Doubles the steps from {steps}, up to {most}, until the map adds up to within 5% of the logit change. "
-        "The error does not always fall at the next doubling (the gradient jumps wherever a ReLU switches), so "
-        "every doubling is tried.",
+        help=f"Doubles the steps from {steps}, up to {most}, until the map adds up to within {TOLERANCE:.0%} of the "
+        "logit change. The error does not always fall at the next doubling (the gradient jumps wherever a ReLU "
+        "switches), so every doubling is tried.",
     ):  # fmt: skip
         return
     with st.spinner(f"Trying {steps * 2} steps and more…"):
@@ -350,7 +351,7 @@ def _enough_steps_ui(model: LoadedModel, image: LoadedImage, target: int, params
     st.session_state[_STEPS_NOTE] = (
         f"At {used} steps the map adds up to within {rel:.1%} of the logit change; the steps are set to {used}."
         if not found.incomplete else
-        f"Even at {most} steps the map misses the logit change by more than 5%; the closest, {used} steps "
+        f"Even at {most} steps the map misses the logit change by more than {TOLERANCE:.0%}; the closest, {used} steps "
         f"({rel:.1%}), is set. Read this map with care, or try another baseline."
     )  # fmt: skip
     st.rerun()

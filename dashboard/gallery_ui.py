@@ -377,8 +377,9 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
                          f"explaining class {target}")  # fmt: skip
         if result is not None:
             caption = f"{label}: {charts.short_label(model.class_names[target])} · {result.seconds:.2f} s"
-            if result.completeness():  # Integrated Gradients: does the map add up to its logit change?
-                caption += f" · {result.completeness()}"
+            completeness = result.completeness()  # Integrated Gradients: does the map add up to its logit change?
+            if completeness:
+                caption += f" · {completeness}"
             col.image(overlay(base, result.raw, display), width="stretch", caption=caption)
     st.caption("Each map shows the evidence for its class: where it is high, the pixels raise that class's score"
                + (" (the positive part of a signed map; what lowers the score is not drawn)."

@@ -169,7 +169,8 @@ def _attribute(args: argparse.Namespace) -> int:
                     "relative_delta": result.extras.get("relative_delta"), "params": result.params,
                 })  # fmt: skip
                 done += 1
-                delta = f", {result.completeness()}" if result.completeness() else ""
+                completeness = result.completeness()
+                delta = f", {completeness}" if completeness else ""
                 took = "cached" if result.extras.get("cached") else f"in {result.seconds:.2f} s"
                 if name == "integrated_gradients" and args.enough_steps:
                     took += f" at {result.params['steps']} steps"
