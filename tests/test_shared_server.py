@@ -404,3 +404,25 @@ def test_trust_scores_beside_a_prediction_loop(shapes_cnn, world):
     _check_predictions(shapes_cnn, world, predictions)
     with shapes_cnn.shared() as net:
         assert hook_count(net) == 0
+
+
+def test_effective_field_and_enough_steps_beside_a_prediction_loop(shapes_cnn, world):
+    """The spectrum's receptive field hooks a layer and back-propagates to the image; the enough-steps search runs
+    Integrated Gradients again and again. Neither disturbs, nor is disturbed by, another session's predictions."""
+    from interp.attribution import enough_steps
+    from interp.features import Objective
+    from interp.features.spectrum import effective_field
+
+    def both():
+        field = effective_field(shapes_cnn, Objective("channel", 3, "layer2"), world[:2], (16, 16))
+        found = enough_steps(shapes_cnn, world[1].image, 3, start=4, most=16)
+        return field, found.params["steps"], found.raw
+
+    alone = both()
+    results, predictions = _beside_predictions(shapes_cnn, world, both, runs=3)
+    for field, steps, raw in results:
+        assert (field, steps) == alone[:2]
+        np.testing.assert_allclose(raw, alone[2], rtol=1e-4, atol=1e-6)
+    _check_predictions(shapes_cnn, world, predictions)
+    with shapes_cnn.shared() as net:
+        assert hook_count(net) == 0
