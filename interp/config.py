@@ -16,6 +16,7 @@ import torch
 ENV_CACHE_DIR = "INTERP_CACHE_DIR"
 ENV_CACHE_SIZE_MB = "INTERP_CACHE_SIZE_MB"
 ENV_DEVICE = "INTERP_DEVICE"
+ENV_MEMORY_LIMIT_MB = "INTERP_MEMORY_LIMIT_MB"
 
 
 @dataclass(frozen=True)
@@ -27,23 +28,35 @@ class Settings:
         cache_size_mb: the result cache evicts least-recently-used entries past this size (``$INTERP_CACHE_SIZE_MB``).
         device: ``"auto"`` (the GPU when there is one, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
             (``$INTERP_DEVICE``).
+        memory_limit_mb: what the whole process may hold while attributing on the CPU (``$INTERP_MEMORY_LIMIT_MB``);
+            ``None``: 2 GB, or the container's memory limit when that is lower (see ``interp.attribution.memory``).
     """
 
     cache_dir: Path
     cache_size_mb: int = 1024
     device: str = "auto"
+    memory_limit_mb: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables, falling back to the defaults above."""
         env = os.environ if environ is None else environ
         cache_dir = env.get(ENV_CACHE_DIR) or str(Path.home() / ".cache" / "interp")
-        size = env.get(ENV_CACHE_SIZE_MB, "1024")
-        try:
-            size_mb = int(size)
-        except ValueError:
-            raise ValueError(f"{ENV_CACHE_SIZE_MB}={size!r} is not a whole number of megabytes; set e.g. 1024.") from None
-        return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"))
+        size_mb = _megabytes(env, ENV_CACHE_SIZE_MB, "1024")
+        limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if env.get(ENV_MEMORY_LIMIT_MB) else None
+        return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"),
+                   memory_limit_mb=limit_mb)  # fmt: skip
+
+
+def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:
+    value = env.get(name, example)
+    try:
+        mb = int(value)
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise ValueError(f"{name}={value!r} is not a whole number of megabytes; set e.g. {example}.")
+    return mb
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

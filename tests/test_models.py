@@ -335,8 +335,13 @@ def test_load_model_runs_where_interp_device_says_unless_told(monkeypatch):
 def test_settings_from_env(tmp_path):
     s = interp.Settings.from_env({"INTERP_CACHE_DIR": str(tmp_path), "INTERP_CACHE_SIZE_MB": "5", "INTERP_DEVICE": "cpu"})
     assert s.cache_dir == tmp_path and s.cache_size_mb == 5 and s.device == "cpu"
+    assert s.memory_limit_mb is None
+    assert interp.Settings.from_env({"INTERP_MEMORY_LIMIT_MB": "900"}).memory_limit_mb == 900
     with pytest.raises(ValueError, match="whole number"):
         interp.Settings.from_env({"INTERP_CACHE_SIZE_MB": "lots"})
+    for bad in ("1.5G", "-100"):
+        with pytest.raises(ValueError, match=f"INTERP_MEMORY_LIMIT_MB='{bad}' is not a whole number of megabytes"):
+            interp.Settings.from_env({"INTERP_MEMORY_LIMIT_MB": bad})
 
 
 def test_engine_imports_without_streamlit():

@@ -4,7 +4,8 @@ Captum's default puts every IG step in one batch: 4.3 GB peak for ViT-B/16 at 32
 keeps for backward on one input (its saved tensors, counted once each) and fit as many inputs as the budget allows.
 On the CPU the budget is what the process ceiling leaves above the memory the process holds now, read from the OS
 (it counts the runtime, every cached model and Streamlit itself); on a GPU it is a share of the card's free memory,
-so the steps run in one or few batches there.
+so the steps run in one or few batches there. The ceiling is 2 GB less some slack, lower in a container that allows
+less (its cgroup's memory limit), or whatever ``$INTERP_MEMORY_LIMIT_MB`` says.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
 
 import torch
 
+from interp.config import Settings
 from interp.models import LoadedModel
 
-PROCESS_CEILING_MB = 1900
-"""What the whole process may reach while attributing (Community Cloud gives 0.7-2.7 GB; we stay under 2 GB, with
-100 MB for the error of the per-input estimate and the free heap glibc may keep, up to ``TRIM_SLACK_MB``)."""
+DEFAULT_LIMIT_MB = 2000
+"""What the whole process may hold where nothing says less (Community Cloud gives 0.7-2.7 GB)."""
+HEADROOM_MB = 100
+"""Kept below the limit for the error of the per-input estimate and the free heap glibc may keep (``TRIM_SLACK_MB``)."""
+PROCESS_CEILING_MB = DEFAULT_LIMIT_MB - HEADROOM_MB
+"""What the whole process may reach while attributing where no container or setting says less."""
 RUNTIME_MB = 750
 """Where the OS cannot tell: resident size of Python with torch, timm and captum imported (measured: 733 MB)."""
 MIN_BUDGET_MB = 128
@@ -137,10 +143,60 @@ def resident_mb() -> float | None:
         return None
 
 
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+_NO_LIMIT = 2**60
+"""cgroup v1 writes "no limit" as the largest page-aligned 64-bit number; v2 writes ``max``."""
+
+
+@functools.cache
+def container_limit_mb(mount: Path = CGROUP_MOUNT, membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The memory limit of the container this process runs in, in MB: the lowest ``memory.max`` (cgroup v2) or
+    ``memory.limit_in_bytes`` (v1) on the way from the process's own cgroup up to the root of the hierarchy as mounted
+    (in a container the mount's root is often the container's own group). ``None`` where nothing limits it or the
+    OS does not say. Read once per process."""
+    try:
+        groups = membership.read_text()
+    except OSError:
+        return None
+    limits = []
+    for path in _limit_files(mount, groups):
+        try:
+            value = path.read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < _NO_LIMIT:
+            limits.append(int(value) / 2**20)
+    return min(limits, default=None)
+
+
+def _limit_files(mount: Path, groups: str) -> Iterator[Path]:
+    """Every file that may hold a memory limit for a process in ``groups`` (the text of ``/proc/self/cgroup``)."""
+    for line in groups.splitlines():
+        hierarchy, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and not controllers:
+            base, name = mount, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = mount / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = PurePosixPath(group).parts[1:]
+        for depth in range(len(parts), -1, -1):
+            yield base.joinpath(*parts[:depth], name)
+
+
+def process_ceiling_mb() -> int:
+    """What the whole process may reach while attributing on the CPU: ``$INTERP_MEMORY_LIMIT_MB`` when set, else 2 GB
+    or the container's limit when lower, in each case less ``HEADROOM_MB``."""
+    limit = Settings.from_env().memory_limit_mb
+    if limit is None:
+        limit = min(DEFAULT_LIMIT_MB, container_limit_mb() or DEFAULT_LIMIT_MB)
+    return int(limit - HEADROOM_MB)
+
+
 def activation_budget_mb(model: LoadedModel) -> int:
-    """Memory for activations, never below a floor. On the CPU: the process ceiling less what the process holds now
-    (or, where the OS does not say, less an estimate of the runtime and this model's weights). On a GPU: a share of
-    the memory the card has free now (the weights are already on it)."""
+    """Memory for activations, never below a floor. On the CPU: the process ceiling (``process_ceiling_mb``) less
+    what the process holds now (or, where the OS does not say, less an estimate of the runtime and this model's
+    weights). On a GPU: a share of the memory the card has free now (the weights are already on it)."""
     if model.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(model.device)
         return max(MIN_BUDGET_MB, int(free * GPU_SHARE / 2**20))
@@ -149,7 +205,7 @@ def activation_budget_mb(model: LoadedModel) -> int:
         net = model.structure
         weights = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
         held = RUNTIME_MB + weights / 2**20
-    return max(MIN_BUDGET_MB, int(PROCESS_CEILING_MB - held))
+    return max(MIN_BUDGET_MB, int(process_ceiling_mb() - held))
 
 
 def batch_size(model: LoadedModel, x: torch.Tensor, wanted: int, budget_mb: int | None = None) -> int:
