@@ -320,12 +320,15 @@ def random_sets(choice: TCAVChoice) -> list[list[LoadedImage]]:
 def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None
            ) -> tuple[TCAVReport, list[LoadedImage]] | None:  # fmt: skip
     """The Run button; the report and the class images are kept in the session, so that changing a view does not
-    recompute them."""
+    recompute them. A link to shown results (``tcav=1``) runs them when it is opened: from the result cache, where
+    this server has computed them, in a moment."""
     key = f"_tcav_{model.key}_{hash(choice)}"
+    linked = permalink.take_one("tcav") == "1"
     if not choice.concepts or not choice.layers:
         st.info("Pick at least one concept and one layer.")
+        permalink.publish(tcav=None)
         return None
-    if st.button("Run TCAV", type="primary", key="tcav_run"):
+    if st.button("Run TCAV", type="primary", key="tcav_run") or (linked and key not in st.session_state):
         bar = st.progress(0.0, text="Extracting activations…")
         start = time.monotonic()
 
@@ -347,6 +350,7 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
         bar.empty()
         if done is not None:
             st.session_state[key] = done
+    permalink.publish(tcav="1" if key in st.session_state else None)
     return st.session_state.get(key)
 
 

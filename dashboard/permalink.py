@@ -13,6 +13,8 @@ The encoding (plain query parameters, each left out when it holds its default)::
     set       METHOD.SETTING=VALUE, once per setting that differs from its default (the CLI's --set syntax)
     alpha, cmap, sign, clip, agg   the display options
     scores    1 when the trust scores are on; score_steps, score_block, score_with their settings
+    tcav      1 when the Concepts page shows TCAV results: the link runs them as it opens (from the result cache
+              when this server has them); the set-up travels as concepts, layers, target and the boxes' values
 
 The page is the URL's path. A link is applied once, when a browser session opens it; after that the widgets own the
 values and the URL follows them, and moving between pages keeps the model and image (they live in session state).

@@ -104,3 +104,24 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
         assert part in notes, notes
     assert widget("multiselect", "tcav_concepts_").value == ["dots"]
     assert widget("multiselect", "tcav_layers_").value == ["layer2", "layer4"]  # none known: the defaults
+
+
+def test_a_link_to_shown_results_shows_them_when_opened():
+    """A reviewer given the link sees the table the sender saw, not only the set-up."""
+    at = concepts_page().run()
+    at.main.slider(key="tcav_runs").set_value(3).run()
+    assert "tcav" not in at.query_params  # no results yet
+    at.main.button(key="tcav_run").click().run()
+    table = at.main.dataframe[0].value
+    assert at.query_params["tcav"] == "1"
+    link = dict(at.query_params)
+    link["tcav_runs"] = "3"  # a bound widget: the browser puts it in the URL, AppTest's query_params do not show it
+
+    opened = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    for k, v in link.items():
+        opened.query_params[k] = v
+    opened.switch_page("pages/4_Concepts.py").run()
+    assert not opened.exception, [e.value for e in opened.exception]
+    assert opened.main.dataframe and opened.main.dataframe[0].value.equals(table)
+    opened.main.slider(key="tcav_runs").set_value(4).run()  # another experiment: its results are not shown yet
+    assert not opened.main.dataframe and "tcav" not in opened.query_params

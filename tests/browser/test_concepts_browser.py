@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.browser.harness import wait_until_idle
 
 
-def test_tcav_run_shows_scores_and_verdicts(app_url, page, artifacts):
+def test_tcav_run_shows_scores_and_verdicts_and_its_link_shows_them_again(app_url, page, artifacts):
     page.goto(f"{app_url}/Concepts?model=shapes_cnn")
     main = page.get_by_test_id("stMain")
     main.get_by_text("Target class", exact=True).wait_for()
@@ -23,3 +23,17 @@ def test_tcav_run_shows_scores_and_verdicts(app_url, page, artifacts):
     assert main.get_by_text("TCAV per concept and layer").count() >= 1
     assert main.get_by_test_id("stDataFrame").count() >= 1
     assert page.get_by_text("Traceback").count() == 0
+
+    # the address bar is the link to these results: opened in a fresh browser session, it shows them without a click
+    link = page.url
+    assert "tcav=1" in link and "target=3" in link, link
+    verdicts = main.get_by_test_id("stDataFrame").first.inner_text()
+    fresh = page.context.browser.new_page(viewport=page.viewport_size)
+    fresh.goto(link)
+    again = fresh.get_by_test_id("stMain")
+    again.get_by_text("Most concept-aligned").wait_for(timeout=180_000)
+    wait_until_idle(fresh)
+    again.get_by_text("TCAV per concept and layer").first.wait_for()  # the chart drawn, not only its frame
+    fresh.screenshot(path=str(artifacts / "concepts_from_link.png"), full_page=True)
+    assert again.get_by_test_id("stDataFrame").first.inner_text() == verdicts
+    fresh.close()
