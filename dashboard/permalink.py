@@ -15,6 +15,7 @@ The encoding (plain query parameters, each left out when it holds its default)::
     scores    1 when the trust scores are on; score_steps, score_block, score_with their settings
     tcav      1 when the Concepts page shows TCAV results: the link runs them as it opens (from the result cache
               when this server has them); the set-up travels as concepts, layers, target and the boxes' values
+    spectrum  1 when the Features page shows dataset examples: the link finds them again as it opens
 
 The page is the URL's path. A link is applied once, when a browser session opens it; after that the widgets own the
 values and the URL follows them, and moving between pages keeps the model and image (they live in session state).

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from dashboard import resources, state
+from dashboard import permalink, resources, state
 from dashboard.features_ui import PARAM_NAMES, Plan, cached_visualisation
 from dashboard.feedback import attempt
 from interp.concepts import seconds_left
@@ -48,17 +48,18 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
 
     sources = _sources()
     c1, c2, c3 = st.columns([2, 2, 1])
-    source = c1.selectbox("Images", sources, key="feat_source",
+    source = c1.selectbox("Images", sources, key="feat_source", bind="query-params",
                           format_func=lambda s: s if isinstance(s, str) else s.name,
                           help="The bundled photos, the built-in shapes world, datasets configured for this app "
                           "and zips uploaded on the Failures page.")  # fmt: skip
-    n = c2.slider("How many", 16, MAX_SPECTRUM_IMAGES, 200, step=16, key="feat_spectrum_n",
+    n = c2.slider("How many", 16, MAX_SPECTRUM_IMAGES, 200, step=16, key="feat_spectrum_n", bind="query-params",
                   disabled=source == BUNDLED)  # fmt: skip
-    per_column = c3.slider("Per column", 1, 6, 3, key="feat_per_column")
+    per_column = c3.slider("Per column", 1, 6, 3, key="feat_per_column", bind="query-params")
     unit = Objective(objective.kind, objective.unit, objective.layer, objective.position)
     name = source if isinstance(source, str) else source.name
     key = ("_feat_spectrum", model.key, repr(unit), name, n, per_column)
-    if st.button("Find the examples", key="feat_spectrum_run"):
+    linked = permalink.take_one("spectrum") == "1"  # a link to shown examples finds them again as it opens
+    if st.button("Find the examples", key="feat_spectrum_run") or (linked and repr(key) not in st.session_state):
         bar = st.progress(0.0, text="Reading the images…")
         if source == BUNDLED:
             images, bad = [resources.sample_image(s) for s in interp.sample_names()], 0
@@ -82,6 +83,7 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
             st.warning(f"No readable images in {name}.")
         bar.empty()
     kept = st.session_state.get(repr(key))
+    permalink.publish(spectrum=None if kept is None else "1")
     if kept is None:
         st.caption("Press “Find the examples” to rank the images by this unit.")
         return

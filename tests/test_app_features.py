@@ -163,3 +163,26 @@ def test_downloads_hold_pngs_and_the_settings():
     summary = json.loads(text)
     assert summary["objective"]["layer"] == "layer2" and summary["runs"]["pixel"]["settings"]["batch"] == 2
     assert len(summary["runs"]["fft"]["curve"]) == 4
+
+
+def test_a_link_to_shown_spectrum_examples_shows_them_when_opened():
+    at = features_page().run()
+    assert "spectrum" not in at.query_params
+    at.main.slider(key="feat_per_column").set_value(2).run()
+    at.main.button(key="feat_spectrum_run").click().run()
+    assert "16 images; the unit's values go from" in _captions(at)
+    assert at.query_params["spectrum"] == "1"
+    link = dict(at.query_params)
+    link["feat_per_column"] = "2"  # a bound widget: the browser puts it in the URL, AppTest's query_params do not
+
+    opened = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    for k, v in link.items():
+        opened.query_params[k] = v
+    opened.switch_page("pages/5_Features.py").run()
+    assert not opened.exception, [e.value for e in opened.exception]
+    assert opened.main.slider(key="feat_per_column").value == 2
+    captions = _captions(opened)
+    assert "16 images; the unit's values go from" in captions and "Press “Find the examples”" not in captions
+    assert _captions(opened).split(" | ") == _captions(at).split(" | ")  # the same examples, the same values
+    opened.main.slider(key="feat_per_column").set_value(3).run()  # other examples, not found yet
+    assert "Press “Find the examples”" in _captions(opened) and "spectrum" not in opened.query_params

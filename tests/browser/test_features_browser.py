@@ -59,3 +59,14 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     page.screenshot(path=str(artifacts / "features_spectrum.png"))
     assert page.get_by_text("Traceback").count() == 0
     assert main.get_by_test_id("stAlert").filter(has_text="went wrong").count() == 0
+
+    # the address bar is the link to these examples: a fresh browser session opening it finds them without a click
+    assert "spectrum=1" in page.url, page.url
+    fresh = page.context.browser.new_page(viewport=page.viewport_size)
+    fresh.goto(page.url)
+    again = fresh.get_by_test_id("stMain")
+    again.get_by_text("images; the unit's values go from").wait_for(timeout=180_000)
+    wait_until_idle(fresh)
+    again.get_by_text("Maximum", exact=True).first.scroll_into_view_if_needed()
+    fresh.screenshot(path=str(artifacts / "features_spectrum_from_link.png"))
+    fresh.close()
