@@ -123,8 +123,12 @@ def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage],
                                       "optimising the image")  # fmt: skip
                     if got is not None:
                         st.image(list(got.images), caption=[f"{x:+.2f}" for x in got.values])
+    centre = "zero" if s.centred_on == "zero" else "the median"
     for col, column in zip(cols[1:5], COLUMNS):
         with col:
+            if not s.columns[column]:
+                side = "below" if column in ("minimum", "slightly negative") else "at or above"
+                st.caption(f"No other image is {side} {centre}: each image appears in one column only.")
             for e in reversed(s.columns[column]) if column in ("maximum", "slightly positive") else s.columns[column]:
                 view = resources.model_view(model.key, images[e.index].digest, model, images[e.index])
                 picture = view if e.box is None else view[e.box[1] : e.box[3], e.box[0] : e.box[2]]

@@ -135,16 +135,37 @@ def test_spectrum_maxima_are_the_largest_activations_of_a_direct_pass_and_stable
     direct = layer_grid(lite0, "blocks.3", images)[:, 5].mean(dim=(1, 2)).numpy()
     np.testing.assert_allclose(first.values, direct, rtol=1e-4, atol=1e-4)
     order = np.argsort(direct)
-    assert [e.index for e in first.columns["maximum"]] == list(order[-3:])
-    assert [e.index for e in first.columns["minimum"]] == list(order[:3])
-    assert all(e.value < first.centre for e in first.columns["slightly negative"])
-    assert all(e.value >= first.centre for e in first.columns["slightly positive"])
+    shown = {c: [e.index for e in first.columns[c]] for c in first.columns}
+    assert shown["maximum"] == list(order[len(order) - len(shown["maximum"]) :]) and shown["maximum"]
+    assert shown["minimum"] == list(order[: len(shown["minimum"])]) and shown["minimum"]
+    assert all(e.value < first.centre for c in ("minimum", "slightly negative") for e in first.columns[c])
+    assert all(e.value >= first.centre for c in ("slightly positive", "maximum") for e in first.columns[c])
+    every = [i for column in shown.values() for i in column]
+    assert len(every) == len(set(every))  # no photo in two columns
     again = spectrum(lite0, objective, images, per_column=3, cache=cache)  # from the disk cache
     fresh = spectrum(lite0, objective, images, per_column=3)
     assert again.columns == first.columns == fresh.columns
     for e in first.columns["maximum"]:  # a crop around where the channel is strongest, inside the view
         x0, y0, x1, y1 = e.box
         assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224 and x1 - x0 == y1 - y0
+
+
+@pytest.mark.parametrize(
+    ("values", "per_column", "expected"),
+    [
+        # enough on each side: the extremes and the images nearest zero, each image once
+        ([-9, -8, -7, -6, -5, -4, 1, 2, 3, 4, 5, 6], 3, ([0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11])),
+        # 3 below zero (the 16 bundled photos on a Lite0 channel): the minimum takes 2, the slightly negative the third
+        ([-5, -3, -1, 1, 2, 3, 4, 5, 6, 7], 3, ([0, 1], [2], [3, 4, 5], [7, 8, 9])),
+        ([-5, 1, 2, 3], 3, ([0], [], [1], [2, 3])),  # one image below zero: the inner column is empty
+        ([3, -1, 2, -2], 1, ([3], [1], [2], [0])),  # indices follow the order given, lowest value first in a column
+    ],
+)
+def test_spectrum_columns_never_repeat_an_image(values, per_column, expected):
+    from interp.features.spectrum import COLUMNS, pick_columns
+
+    picks = pick_columns(np.asarray(values, dtype=np.float32), 0.0, per_column)
+    assert tuple(picks[c] for c in COLUMNS) == expected
 
 
 def test_spectrum_after_a_relu_is_centred_on_the_median(shapes_cnn):

@@ -189,6 +189,7 @@ def _spectrum(args: argparse.Namespace) -> int:
           + (f"; effective receptive field {s.field} px, " + (f"crops {s.crop} px" if s.crop else "whole images")
              if s.field else ""))  # fmt: skip
     for column, examples in s.columns.items():
-        print(f"{s.label(column):>22}: " + ", ".join(f"{e.name} ({e.value:.2f})" for e in examples))
+        print(f"{s.label(column):>22}: " + (", ".join(f"{e.name} ({e.value:.2f})" for e in examples)
+                                             or "none (each image appears in one column only)"))  # fmt: skip
     print(f"wrote the examples and spectrum.json to {args.out}")
     return 0

@@ -140,13 +140,9 @@ def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedIm
         values = maps[:, y, x]
     else:
         values = maps.mean(axis=(1, 2))
-    order = np.argsort(values, kind="stable")
     crosses = values.min() < 0 < values.max()
     centre = 0.0 if crosses else float(np.median(values))
-    below = [i for i in order if values[i] < centre][::-1][:per_column][::-1]
-    above = [i for i in order if values[i] >= centre][:per_column]
-    picks = {"minimum": list(order[:per_column]), "slightly negative": below, "slightly positive": above,
-             "maximum": list(order[::-1][:per_column][::-1])}  # fmt: skip
+    picks = pick_columns(values, centre, per_column)
     vh, vw = (int(v) for v in model.data_config["input_size"][1:])
     field = effective_field(model, objective, images[:FIELD_IMAGES], (h, w)) if h * w > 1 else None
     crop = int(np.clip(field, vh // 4, vh)) if field is not None else None
@@ -161,6 +157,25 @@ def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedIm
     }
     return Spectrum(objective, values.astype(np.float32), columns, centre, "zero" if crosses else "median", (h, w),
                     field, crop)  # fmt: skip
+
+
+def pick_columns(values: np.ndarray, centre: float, per_column: int) -> dict[str, list[int]]:
+    """Which images each of :data:`COLUMNS` shows, lowest value first: the minimum and the slightly negative columns
+    from the images below ``centre``, the others from those at or above it; no image in two columns. A side with
+    fewer than ``2 * per_column`` images gives its outer column the more extreme half (rounded up) and the inner one
+    the rest, so a small set's columns do not repeat each other (16 photos, 3 below zero: the minimum shows 2, the
+    slightly negative column the third), and a column can be empty."""
+    order = np.argsort(values, kind="stable")
+    below = [int(i) for i in order if values[i] < centre]
+    above = [int(i) for i in order if values[i] >= centre]
+    outer_below = min(per_column, (len(below) + 1) // 2)
+    outer_above = min(per_column, (len(above) + 1) // 2)
+    return {
+        "minimum": below[:outer_below],
+        "slightly negative": below[outer_below:][-per_column:] if len(below) > outer_below else [],
+        "slightly positive": above[: len(above) - outer_above][:per_column],
+        "maximum": above[len(above) - outer_above :],
+    }
 
 
 def effective_field(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], grid: tuple[int, int],
