@@ -8,9 +8,11 @@ page's helpers instead: drawn overlays and figures (``attribution_ui``, ``attent
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import logging
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from PIL import Image
 
 import interp
 from interp.datasets import Dataset, DatasetRoot
+from interp.errors import NotEnoughMemoryError
 from interp.images import LoadedImage
 from interp.models import LoadedModel, describe
 from interp.predict import Prediction, cached_predict
@@ -39,8 +42,39 @@ def result_cache() -> interp.ResultCache:
     return interp.ResultCache.from_settings(settings())
 
 
-@st.cache_resource(max_entries=MAX_MODELS_IN_MEMORY, show_spinner="Loading the model…")
 def model(
+    name: str,
+    weights_digest: str | None,
+    weights_name: str | None,
+    class_names: tuple[str, ...] | None,
+    weights: bytes | None,
+) -> LoadedModel:
+    """The model ``name`` (see :func:`cached_model`). When it would not fit in the memory left but would once the
+    models kept for every visitor were let go, they are let go (a visitor still using one keeps it until their page
+    finishes; the next use loads it again) and the load is tried once more; otherwise the engine's sentence says
+    why."""
+    try:
+        return cached_model(name, weights_digest, weights_name, class_names, weights)
+    except NotEnoughMemoryError as exc:
+        if exc.need_mb is None or exc.room_mb is None or exc.need_mb > exc.room_mb + kept_mb():
+            raise
+        cached_model.clear()
+        untrained.clear()
+        gc.collect()
+        log.warning("let go of every kept model to make room for %s", name)
+    return cached_model(name, weights_digest, weights_name, class_names, weights)
+
+
+_KEPT: weakref.WeakSet[LoadedModel] = weakref.WeakSet()
+
+
+def kept_mb() -> float:
+    """The weights of the models this server keeps in memory now (in the caches, or in use by a page), in MB."""
+    return sum(p.numel() * p.element_size() for m in list(_KEPT) for p in m.structure.parameters()) / 2**20
+
+
+@st.cache_resource(max_entries=MAX_MODELS_IN_MEMORY, show_spinner="Loading the model…")
+def cached_model(
     name: str,
     weights_digest: str | None,
     weights_name: str | None,
@@ -52,13 +86,16 @@ def model(
         name, _weights, weights_name=weights_name, class_names=class_names, device=settings().device
     )
     interp.predict(loaded, Image.new("RGB", (64, 64)))  # warm-up: the first call pays torch's one-time set-up
+    _KEPT.add(loaded)
     return loaded
 
 
 @st.cache_resource(max_entries=1, show_spinner="Building an untrained copy…")
 def untrained(name: str) -> LoadedModel:
     """``name`` with seeded random weights: the reference for sanity checks of explanations."""
-    return interp.load_model(name, "random", device=settings().device)
+    loaded = interp.load_model(name, "random", device=settings().device)
+    _KEPT.add(loaded)
+    return loaded
 
 
 @st.cache_data(ttl=60, show_spinner=False)

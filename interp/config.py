@@ -28,8 +28,9 @@ class Settings:
         cache_size_mb: the result cache evicts least-recently-used entries past this size (``$INTERP_CACHE_SIZE_MB``).
         device: ``"auto"`` (the GPU when there is one, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
             (``$INTERP_DEVICE``).
-        memory_limit_mb: what the whole process may hold while attributing on the CPU (``$INTERP_MEMORY_LIMIT_MB``);
-            ``None``: 2 GB, or the container's memory limit when that is lower (see ``interp.attribution.memory``).
+        memory_limit_mb: what the whole process may hold (``$INTERP_MEMORY_LIMIT_MB``): models that would not fit are
+            refused and attributions batch within it; ``None``: the container's limit when there is one
+            (:mod:`interp.runtime`), and a 2 GB ceiling for attributions (:mod:`interp.attribution.memory`).
     """
 
     cache_dir: Path

@@ -29,3 +29,16 @@ class WeightsUnavailableError(InterpError, RuntimeError):
 
 class BadSettingError(InterpError, ValueError):
     """A choice that cannot work as made: too few images for a test, a layer the model lacks, sets that coincide."""
+
+
+class NotEnoughMemoryError(InterpError, RuntimeError):
+    """Work that would not fit in the memory this process may use (a model too large for the server, say).
+
+    Attributes:
+        need_mb: what the work would take, headroom included (``None`` where not estimated).
+        room_mb: what the process had left when it was refused.
+    """
+
+    def __init__(self, message: str, need_mb: float | None = None, room_mb: float | None = None) -> None:
+        super().__init__(message)
+        self.need_mb, self.room_mb = need_mb, room_mb

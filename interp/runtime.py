@@ -1,4 +1,5 @@
-"""Process-wide tuning for tensor work on the CPU: freed memory stays with the process, to be reused.
+"""Process-wide tuning for tensor work on the CPU (freed memory stays with the process, to be reused), and what
+memory the process holds and may hold (its resident size, its container's limit, the room left).
 
 A forward pass on the CPU allocates and frees tens of megabytes per layer. glibc's malloc serves each allocation
 above its mmap threshold (at most 32 MB) with fresh pages from the kernel and unmaps them again on free, and it
@@ -18,6 +19,8 @@ import ctypes
 import functools
 import os
 import platform
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 ENV_KEEP_FREED_MEMORY = "INTERP_KEEP_FREED_MEMORY"
 """Set to ``0`` to leave the C allocator as the process found it."""
@@ -43,3 +46,158 @@ def keep_freed_memory() -> bool:
     # have no arena yet share the existing ones rather than making new ones that glibc unmaps when they empty
     done = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), mallopt(_M_ARENA_MAX, 1)]
     return all(done)
+
+
+# ------------------------------------------------------------------------ what the process holds and may hold
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")
+    ]  # fmt: skip
+
+
+@functools.cache
+def _mallinfo2():
+    """glibc's ``mallinfo2``, looked up once (each lookup builds a ctypes class: a third of a millisecond), or
+    ``None`` where there is none (not glibc, or glibc before 2.33)."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+TRIM_SLACK_MB = 64
+"""Free heap memory glibc may keep when a budget is read; beyond it the free pages go back to the OS first."""
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once, or ``None`` where there is none."""
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+def resident_mb() -> float | None:
+    """The memory this process holds now, as the OS counts it (``VmRSS``), after handing back the free heap pages
+    glibc kept (when more than ``TRIM_SLACK_MB``); ``None`` where the OS does not say.
+
+    glibc keeps freed memory to reuse (:func:`keep_freed_memory`), and work of the same kind does reuse it; but its
+    count of free bytes also holds pages that are no longer resident, so "resident less free" read about 0 MB in a
+    process that had run for a while, and work of another kind fragments what is kept (running every method in turn
+    grew the process 0.7 GB past its ceiling). Handing the free pages back makes the resident size the true answer.
+    It costs the next pass some page faults, once per budget read: not per batch, since a method reads its budget
+    once."""
+    _trim_free_heap()
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def anonymous_mb(status: Path = Path("/proc/self/status")) -> float | None:
+    """The part of the resident memory the kernel cannot take back without killing the process (``RssAnon`` and
+    ``RssShmem``: tensors, the heap), after the same hand-back as :func:`resident_mb`; ``None`` where the OS does not
+    say. A container's limit is reached by this: the rest of ``VmRSS`` is the libraries' code (about 390 MB with
+    torch), which the kernel drops and reads again under pressure. In a cgroup allowing 1,000 MB, a process holding
+    704 MB by ``VmRSS`` loaded ViT-B/16 from a file (676 MB at its peak) and lived."""
+    _trim_free_heap()
+    try:
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        return sum(int(fields[k].split()[0]) for k in ("RssAnon", "RssShmem")) / 1024
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _trim_free_heap() -> None:
+    mallinfo2 = _mallinfo2()
+    trim = _malloc_trim()
+    if mallinfo2 is not None and trim is not None and mallinfo2().fordblks > TRIM_SLACK_MB * 2**20:
+        trim(0)
+
+
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+_NO_LIMIT = 2**60
+"""cgroup v1 writes "no limit" as the largest page-aligned 64-bit number; v2 writes ``max``."""
+
+
+@functools.cache
+def container_limit_mb(mount: Path = CGROUP_MOUNT, membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The memory limit of the container this process runs in, in MB: the lowest ``memory.max`` (cgroup v2) or
+    ``memory.limit_in_bytes`` (v1) on the way from the process's own cgroup up to the root of the hierarchy as mounted
+    (in a container the mount's root is often the container's own group). ``None`` where nothing limits it or the
+    OS does not say. Read once per process."""
+    try:
+        groups = membership.read_text()
+    except OSError:
+        return None
+    limits = []
+    for path in _limit_files(mount, groups):
+        try:
+            value = path.read_text().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < _NO_LIMIT:
+            limits.append(int(value) / 2**20)
+    return min(limits, default=None)
+
+
+def _limit_files(mount: Path, groups: str) -> Iterator[Path]:
+    """Every file that may hold a memory limit for a process in ``groups`` (the text of ``/proc/self/cgroup``)."""
+    for line in groups.splitlines():
+        hierarchy, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and not controllers:
+            base, name = mount, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = mount / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = PurePosixPath(group).parts[1:]
+        for depth in range(len(parts), -1, -1):
+            yield base.joinpath(*parts[:depth], name)
+
+
+HEADROOM_MB = 100
+"""Kept free below a memory limit: for the error of estimates and the free heap glibc may keep (``TRIM_SLACK_MB``)."""
+
+
+def memory_limit_mb() -> float | None:
+    """What the whole process may hold: ``$INTERP_MEMORY_LIMIT_MB`` when set, else the container's limit, else
+    ``None`` (nothing but the machine's memory limits it)."""
+    from interp.config import Settings
+
+    limit = Settings.from_env().memory_limit_mb
+    return float(limit) if limit is not None else container_limit_mb()
+
+
+def available_mb(meminfo: Path = Path("/proc/meminfo")) -> float | None:
+    """The memory the kernel says new work can have without swapping (``MemAvailable``), or ``None``."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def room_mb() -> float | None:
+    """How much more this process may take before it is killed or the machine swaps: its limit
+    (:func:`memory_limit_mb`) less what it cannot give back (:func:`anonymous_mb`, else its resident size), or, where
+    nothing limits it, what the machine has available; ``None`` where the OS does not say."""
+    limit = memory_limit_mb()
+    if limit is None:
+        return available_mb()
+    held = anonymous_mb()
+    held = resident_mb() if held is None else held
+    return None if held is None else limit - held

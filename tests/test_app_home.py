@@ -136,3 +136,50 @@ def test_weights_that_do_not_fit_get_a_sentence():
     assert "does not fit timm's tf_efficientnet_lite0" in at.main.error[0].value
     at.sidebar.button(key="weights_clear").click().run()
     assert not at.error and "**tiger cat**" in texts(at)
+
+
+def _tiny_weights(classes: int) -> bytes:
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=classes)
+    return save({k: v.contiguous() for k, v in model.state_dict().items()})
+
+
+def _upload_test_resnet(at: AppTest, blob: bytes) -> AppTest:
+    at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+    at.sidebar.text_input(key="model_other").input("test_resnet").run()
+    at.sidebar.file_uploader(key="weights_upload").set_value(("mine.safetensors", blob, "application/octet-stream"))
+    return at.run()
+
+
+def test_a_model_too_large_for_the_memory_left_gets_a_sentence_and_kept_models_go_only_when_that_helps(monkeypatch):
+    """On a server in a container, loading a model that does not fit would have the kernel kill the whole app."""
+    from dashboard import resources
+    from interp.models import loading
+
+    cleared = []
+    real_clear = resources.cached_model.clear
+    monkeypatch.setattr(resources.cached_model, "clear", lambda *a: cleared.append(1) or real_clear(*a))
+    monkeypatch.setattr(loading, "room_mb", lambda: 0.0)
+    monkeypatch.setattr(resources, "kept_mb", lambda: 1.0)  # letting the kept models go would not make room
+    at = _upload_test_resnet(home().run(), _tiny_weights(4))
+    assert_healthy(at)
+    message = at.main.error[0].value
+    assert "test_resnet" in message and "needs about" in message and "pick a smaller model" in message, message
+    assert cleared == []  # other visitors' models stay
+
+    rooms = iter([0.0])  # not enough at first; once the kept models are let go, the OS does not say: it loads
+    monkeypatch.setattr(loading, "room_mb", lambda: next(rooms, None))
+    monkeypatch.setattr(resources, "kept_mb", lambda: 10_000.0)
+    at = _upload_test_resnet(home().run(), _tiny_weights(5))
+    assert_healthy(at)
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert cleared == [1]
+    assert any("file mine.safetensors" in c.value for c in at.caption)
+
+
+def test_the_kept_models_weights_are_counted():
+    from dashboard import resources
+    from interp.models import parameter_count
+
+    model = resources.cached_model("shapes_cnn", None, None, None, None)
+    assert resources.kept_mb() >= parameter_count("shapes_cnn") * 4 / 2**20 > 0
+    assert model in set(resources._KEPT)

@@ -521,58 +521,31 @@ def test_where_the_os_does_not_say_the_budget_counts_the_runtime_and_the_weights
     assert memory.activation_budget_mb(tiny_cnn) == max(memory.MIN_BUDGET_MB, int(expected))
 
 
-def _cgroup(root, files: dict[str, str]):
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-
-
-@pytest.mark.parametrize(
-    ("membership", "files", "expected"),
-    [
-        # cgroup v2 in a container with its own namespace: the mount's root is the container's group
-        ("0::/\n", {"memory.max": "1073741824\n"}, 1024),
-        ("0::/\n", {"memory.max": "max\n"}, None),
-        # v2 in a systemd service: the lowest limit on the way up counts
-        ("0::/system.slice/app.service\n", {"system.slice/app.service/memory.max": "max",
-                                            "system.slice/memory.max": str(800 * 2**20)}, 800),
-        # v1 (Docker without a cgroup namespace): the group's path is not under the mount, its root holds the limit
-        ("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n", {"memory/memory.limit_in_bytes": str(700 * 2**20)}, 700),
-        ("4:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712"}, None),  # v1's "no limit"
-        ("12:cpu:/\n", {}, None),  # no memory controller
-        ("0::/\n", {"memory.max": "garbage"}, None),
-    ],
-)
-def test_the_container_memory_limit_is_read_from_cgroups(tmp_path, membership, files, expected):
-    from interp.attribution import memory
-
-    _cgroup(tmp_path / "fs", files)
-    (tmp_path / "cgroup").write_text(membership)
-    assert memory.container_limit_mb(tmp_path / "fs", tmp_path / "cgroup") == expected
-    assert memory.container_limit_mb(tmp_path / "fs", tmp_path / "absent") is None
-
-
-def test_the_ceiling_follows_the_container_then_the_setting(tiny_cnn, monkeypatch):
-    """A container allowing 1 GB was killed by the kernel during IG on Lite0 (its 2 GB ceiling did not fit)."""
+def test_the_cpu_budget_follows_a_container_and_the_setting(tiny_cnn, monkeypatch):
+    """A container allowing 1 GB was killed by the kernel during IG on Lite0 (its 2 GB ceiling did not fit). Against a
+    limit, what counts is what the process cannot give back (tensors and heap), not the libraries' pages."""
     from interp.attribution import memory
 
     monkeypatch.delenv("INTERP_MEMORY_LIMIT_MB", raising=False)
-    monkeypatch.setattr(memory, "resident_mb", lambda: 500.0)
+    monkeypatch.setattr(memory, "resident_mb", lambda: 700.0)  # VmRSS, the libraries' code included
+    monkeypatch.setattr(memory, "anonymous_mb", lambda: 300.0)
     monkeypatch.setattr(memory, "container_limit_mb", lambda: None)
-    assert memory.process_ceiling_mb() == memory.PROCESS_CEILING_MB == 1900
-    assert memory.activation_budget_mb(tiny_cnn) == 1400
-    monkeypatch.setattr(memory, "container_limit_mb", lambda: 8192.0)  # a roomier container keeps the 2 GB default
-    assert memory.process_ceiling_mb() == 1900
-    monkeypatch.setattr(memory, "container_limit_mb", lambda: 1024.0)
-    assert memory.process_ceiling_mb() == 1024 - memory.HEADROOM_MB
-    assert memory.activation_budget_mb(tiny_cnn) == 1024 - memory.HEADROOM_MB - 500
+    assert memory.activation_budget_mb(tiny_cnn) == memory.PROCESS_CEILING_MB - 700 == 1200
+    monkeypatch.setattr(memory, "container_limit_mb", lambda: 8192.0)  # a roomier container keeps the 2 GB ceiling
+    assert memory.activation_budget_mb(tiny_cnn) == 1200
+    monkeypatch.setattr(memory, "container_limit_mb", lambda: 1000.0)
+    assert memory.activation_budget_mb(tiny_cnn) == 1000 - memory.HEADROOM_MB - 300
+    monkeypatch.setattr(memory, "anonymous_mb", lambda: None)  # where the OS does not say, the resident size
+    assert memory.activation_budget_mb(tiny_cnn) == 1000 - memory.HEADROOM_MB - 700
     monkeypatch.setattr(memory, "container_limit_mb", lambda: 600.0)  # less than the process holds: the floor
     assert memory.activation_budget_mb(tiny_cnn) == memory.MIN_BUDGET_MB
+    monkeypatch.setattr(memory, "anonymous_mb", lambda: 300.0)
     monkeypatch.setenv("INTERP_MEMORY_LIMIT_MB", "4000")  # the person running the app knows best, either way
-    assert memory.process_ceiling_mb() == 4000 - memory.HEADROOM_MB
+    assert memory.activation_budget_mb(tiny_cnn) == 4000 - memory.HEADROOM_MB - 300
     x = tiny_cnn.preprocess(interp.load_sample("coffee").image)[None]
     big = memory.batch_size(tiny_cnn, x, 10_000)
     monkeypatch.setenv("INTERP_MEMORY_LIMIT_MB", "700")
+    assert memory.activation_budget_mb(tiny_cnn) == 700 - memory.HEADROOM_MB - 300
     assert memory.batch_size(tiny_cnn, x, 10_000) < big
 
 

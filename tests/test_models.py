@@ -307,6 +307,42 @@ def test_a_filled_hub_cache_loads_by_path_without_network(tmp_path, monkeypatch)
     assert loaded.weights.fingerprint == source.weights.fingerprint
 
 
+def test_a_model_that_would_not_fit_in_the_memory_left_is_refused_before_anything_is_read(tmp_path, monkeypatch):
+    """In a 1,000 MB cgroup a process holding 400 MB was killed loading ViT-B/16 from a file without this check."""
+    from interp.errors import NotEnoughMemoryError
+    from interp.models import loading
+
+    source = load_model(TINY_CNN, "random")
+    path = tmp_path / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in source._module.state_dict().items()}, str(path))
+    weights_mb = parameter_count(TINY_CNN) * 4 / 2**20
+    spec = get_spec(TINY_CNN)
+    assert loading.load_memory_mb(spec, "random") == pytest.approx(weights_mb + loading.LOAD_OVERHEAD_MB)
+    assert loading.load_memory_mb(spec, path) == pytest.approx(2 * weights_mb + loading.LOAD_OVERHEAD_MB)
+    vit = loading.load_memory_mb(get_spec("vit_base_patch16_224"), "hub")
+    assert 676 <= vit <= 800  # measured peak over the process before: 676 MB from a file
+
+    read = []
+    monkeypatch.setattr(W, "read_weights_file", lambda *a, **k: read.append(a) or pytest.fail("read before the check"))
+    monkeypatch.setattr(loading, "room_mb", lambda: 50.0)
+    with pytest.raises(NotEnoughMemoryError) as refused:
+        load_model(TINY_CNN, path)
+    assert str(refused.value) == (
+        f"{TINY_CNN} ({parameter_count(TINY_CNN) / 1e6:,.0f} M parameters) needs about "
+        f"{2 * weights_mb + loading.LOAD_OVERHEAD_MB:,.0f} MB to load and this server has about 0 MB left; pick a "
+        "smaller model."
+    )
+    with pytest.raises(NotEnoughMemoryError, match="needs about"):
+        load_model(TINY_CNN, "random")
+    monkeypatch.undo()
+    monkeypatch.setattr(loading, "room_mb", lambda: weights_mb + loading.LOAD_OVERHEAD_MB + loading.HEADROOM_MB + 1)
+    assert load_model(TINY_CNN, "random").weights.kind == "random"  # it fits at random, not read from a file
+    with pytest.raises(NotEnoughMemoryError):
+        load_model(TINY_CNN, path)
+    monkeypatch.setattr(loading, "room_mb", lambda: None)  # where the OS does not say, nothing is refused
+    assert load_model(TINY_CNN, path).weights.kind == "file"
+
+
 def test_device_resolution():
     assert interp.resolve_device("cpu").type == "cpu"
     assert interp.resolve_device("auto").type in ("cpu", "cuda")

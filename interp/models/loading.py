@@ -25,13 +25,13 @@ from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
 from interp.config import resolve_device
-from interp.errors import WeightsMismatchError, WeightsUnavailableError
+from interp.errors import NotEnoughMemoryError, WeightsMismatchError, WeightsUnavailableError
 from interp.models import weights as W
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
 from interp.models.preprocess import fast_eval_transform
 from interp.models.specs import ModelSpec, get_spec, parameter_count
-from interp.runtime import keep_freed_memory
+from interp.runtime import HEADROOM_MB, keep_freed_memory, room_mb
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,7 @@ def load_model(
     if dev.type == "cpu":
         keep_freed_memory()  # a forward pass then reuses freed memory instead of faulting in fresh pages
     kind = spec.weights if weights is None else weights
+    check_room(spec, kind)  # before a download or an allocation
     file_classes: tuple[str, ...] | None = None
 
     if isinstance(kind, (bytes, Path)) or kind not in ("hub", "bundled", "random"):
@@ -289,6 +290,35 @@ def load_model(
         names,
         dev,
     )
+
+
+LOAD_OVERHEAD_MB = 64
+"""What loading takes beyond the weights (timm's modules, the first buffers); measured 24-54 MB."""
+
+
+def load_memory_mb(spec: ModelSpec, weights: object) -> float:
+    """Memory loading ``spec`` takes at its peak, in MB: its float32 weights once when they are drawn at random, twice
+    when they are read (the state dict beside the model until it is copied in). Measured peaks over the process
+    before: ViT-B/16 354 MB at random, 676 from a file (weights 330 MB); ResNet-50 151 and 231 (weights 97 MB)."""
+    weights_mb = parameter_count(spec.name) * 4 / 2**20
+    return weights_mb * (1 if isinstance(weights, str) and weights == "random" else 2) + LOAD_OVERHEAD_MB
+
+
+def check_room(spec: ModelSpec, weights: object) -> None:
+    """Refuse, with a sentence, a model whose loading would take more memory than this process has left: in a
+    container the kernel would kill the whole server, every visitor's session with it."""
+    room = room_mb()
+    if room is None:
+        return
+    need = load_memory_mb(spec, weights)
+    if need + HEADROOM_MB > room:
+        millions = parameter_count(spec.name) / 1e6
+        raise NotEnoughMemoryError(
+            f"{spec.name} ({millions:,.0f} M parameters) needs about {need:,.0f} MB to load and this server has "
+            f"about {max(room - HEADROOM_MB, 0):,.0f} MB left; pick a smaller model.",
+            need_mb=need + HEADROOM_MB,
+            room_mb=room,
+        )
 
 
 CHANNELS_LAST = ("auto", "1", "0")
