@@ -19,6 +19,7 @@ from dashboard.feedback import attempt, sentence
 from interp.attribution import METHODS, Attribution, attribute, enough_steps
 from interp.attribution.base import COMPLETENESS_TOLERANCE as TOLERANCE
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
+from interp.concepts import seconds_left
 from interp.errors import InterpError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -340,10 +341,20 @@ def _enough_steps_ui(model: LoadedModel, image: LoadedImage, target: int, params
         "switches), so every doubling is tried.",
     ):  # fmt: skip
         return
-    with st.spinner(f"Trying {steps * 2} steps and more…"):
-        cache = resources.result_cache()
-        found = attempt(lambda: enough_steps(model, image, target, start=steps, most=most, cache=cache, **params),
-                        "searching for enough steps")  # fmt: skip
+    plan = _doublings(steps, most)
+    bar = st.progress(0.0, text=f"Trying {steps} steps…")
+    start = time.monotonic()
+
+    def on_try(tried: int) -> None:  # the cost of a try grows with its steps: the bar and the time left follow it
+        done = sum(plan[: plan.index(tried)]) / sum(plan)
+        left = seconds_left(start, done)
+        bar.progress(done, text=f"Trying {tried} steps (try {plan.index(tried) + 1} of at most {len(plan)})…"
+                     + (f" about {left:.0f} s left at most" if left is not None else ""))  # fmt: skip
+
+    cache = resources.result_cache()
+    found = attempt(lambda: enough_steps(model, image, target, start=steps, most=most, cache=cache, on_try=on_try,
+                                         **params), "searching for enough steps")  # fmt: skip
+    bar.empty()
     if found is None:
         return
     rel, used = found.extras["relative_delta"], found.params["steps"]
@@ -355,6 +366,15 @@ def _enough_steps_ui(model: LoadedModel, image: LoadedImage, target: int, params
         f"({rel:.1%}), is set. Read this map with care, or try another baseline."
     )  # fmt: skip
     st.rerun()
+
+
+def _doublings(start: int, most: int) -> list[int]:
+    """The steps :func:`interp.attribution.enough_steps` tries at most, in turn: doubled from ``start``, the last at
+    ``most``."""
+    plan = [start]
+    while plan[-1] < most:
+        plan.append(min(2 * plan[-1], most))
+    return plan
 
 
 def _cell_caption(result: Attribution) -> str:

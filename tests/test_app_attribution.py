@@ -371,3 +371,17 @@ def test_find_enough_steps_sets_the_slider_where_the_map_adds_up():
     assert ig and "⚠" not in ig[0]
     assert not [b for b in at.main.button if b.label == "Find enough steps"]
     assert at.query_params["set"] in (f"integrated_gradients.steps={steps}", [f"integrated_gradients.steps={steps}"])
+
+
+def test_the_enough_steps_progress_follows_the_tries_the_engine_makes():
+    import interp
+    from dashboard.attribution_ui import _doublings
+    from interp.attribution import enough_steps
+
+    tiny_cnn = interp.load_model("test_resnet", "random")
+    assert _doublings(32, 256) == [32, 64, 128, 256] and _doublings(48, 256) == [48, 96, 192, 256]
+    assert _doublings(256, 256) == [256]
+    tried = []
+    image = interp.load_sample("coffee")
+    enough_steps(tiny_cnn, image, 3, start=8, most=40, tolerance=0.0, on_try=tried.append)  # never within 0
+    assert tried == _doublings(8, 40) == [8, 16, 32, 40]
