@@ -15,6 +15,7 @@ from interp.concepts import seconds_left
 from interp.datasets import DatasetRoot
 from interp.errors import InterpError
 from interp.features import COLUMNS, Objective, Spectrum, VisualiseSettings, spectrum, visualise
+from interp.features.spectrum import spectrum_files, zipped
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 from interp.words import counted
@@ -91,6 +92,10 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
     if bad:
         st.caption(f"Skipped {counted(bad, 'unreadable image')}.")
     _spectrum_layout(model, result, images, unit, plan)
+    stem = f"{model.name}_{unit.describe().removeprefix('maximise ').replace(' ', '_')}_spectrum"
+    st.download_button("Download the examples (PNG crops and spectrum.json, zip)",
+                       lambda: zipped(spectrum_files(model, result, images)), f"{stem}.zip", "application/zip",
+                       key="feat_spectrum_dl")  # fmt: skip
 
 
 def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage], unit: Objective, plan: Plan) -> None:

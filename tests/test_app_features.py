@@ -172,6 +172,8 @@ def test_a_link_to_shown_spectrum_examples_shows_them_when_opened():
     at.main.button(key="feat_spectrum_run").click().run()
     assert "16 images; the unit's values go from" in _captions(at)
     assert at.query_params["spectrum"] == "1"
+    assert [d.proto.label for d in at.main.get("download_button")] == [
+        "Download the examples (PNG crops and spectrum.json, zip)"]  # fmt: skip
     link = dict(at.query_params)
     link["feat_per_column"] = "2"  # a bound widget: the browser puts it in the URL, AppTest's query_params do not
 

@@ -328,6 +328,33 @@ def test_cli_spectrum_writes_each_column(tmp_path, capsys):
                                                                    "maximum"}  # fmt: skip
     assert (out / "maximum_0.png").exists()
     assert "skipped 1 unreadable" in capsys.readouterr().err
+    # every file spectrum.json names is written, is the picture of the image it names, cropped as the page shows it
+    from PIL import Image
+
+    shapes = interp.load_model("shapes_cnn")
+    for name, source in summary["files"].items():
+        column, rank = name.removesuffix(".png").rsplit("_", 1)
+        example = summary["columns"][column.replace("_", " ")][int(rank)]
+        assert source == example["name"]
+        view = shapes.view(interp.load_image(folder / source).image)
+        x0, y0, x1, y1 = example["box"] if example["box"] is not None else (0, 0, view.shape[1], view.shape[0])
+        assert np.array_equal(np.asarray(Image.open(out / name)), view[y0:y1, x0:x1])
+
+
+def test_the_spectrums_download_holds_what_the_cli_writes(shapes_cnn):
+    import io
+    import zipfile
+
+    from interp.features.spectrum import spectrum_files, zipped
+
+    images = [interp.load_sample(n) for n in ("chelsea", "coffee", "rocket", "astronaut")]
+    s = spectrum(shapes_cnn, Objective("channel", 3, "layer2"), images, per_column=1)
+    files = spectrum_files(shapes_cnn, s, images)
+    with zipfile.ZipFile(io.BytesIO(zipped(files))) as z:
+        assert {n: z.read(n) for n in z.namelist()} == files
+    summary = json.loads(files["spectrum.json"])
+    assert set(files) == {*summary["files"], "spectrum.json"}
+    assert sum(len(c) for c in summary["columns"].values()) == len(summary["files"]) == 4  # each image once
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,7 @@ def _spectrum(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
     from interp.config import Settings
     from interp.features import spectrum
+    from interp.features.spectrum import spectrum_files
     from interp.models import load_model
 
     images = _spectrum_images(args)
@@ -175,15 +176,8 @@ def _spectrum(args: argparse.Namespace) -> int:
                  cache=ResultCache.from_settings(Settings.from_env()), progress=progress)  # fmt: skip
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    summary = {"model": model.name, "weights": model.weights.source, **s.summary(), "files": {}}
-    for column, examples in s.columns.items():
-        for rank, e in enumerate(examples):
-            view = Image.fromarray(model.view(images[e.index].image))
-            crop = view.crop(e.box) if e.box is not None else view
-            name = f"{column.replace(' ', '_')}_{rank}.png"
-            crop.save(args.out / name)
-            summary["files"][name] = e.name
-    (args.out / "spectrum.json").write_text(json.dumps(summary, indent=2))
+    for name, data in spectrum_files(model, s, images).items():
+        (args.out / name).write_bytes(data)
     print(f"{model.name}: {objective.describe().removeprefix('maximise ')} over {counted(len(images), 'image')} in "
           f"{time.monotonic() - start:.1f} s; centred on {s.centred_on} ({s.centre:.3f})"
           + (f"; effective receptive field {s.field} px, " + (f"crops {s.crop} px" if s.crop else "whole images")

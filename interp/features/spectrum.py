@@ -13,11 +13,15 @@ the view. Ties are broken by the images' order, so the ranking is the same on ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import io
+import json
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from interp.cache import ResultCache
 from interp.concepts.activations import activations_by_layer
@@ -176,6 +180,33 @@ def pick_columns(values: np.ndarray, centre: float, per_column: int) -> dict[str
         "slightly positive": above[: len(above) - outer_above][:per_column],
         "maximum": above[len(above) - outer_above :],
     }
+
+
+def spectrum_files(model: LoadedModel, s: Spectrum, images: Sequence[LoadedImage]) -> dict[str, bytes]:
+    """The examples as the model sees them, cropped as shown, named ``<column>_<rank>.png`` (lowest value first), and
+    ``spectrum.json``: the model, :meth:`Spectrum.summary` and which image each file is. What ``python -m interp
+    spectrum`` writes and the page's download holds."""
+    summary = {"model": model.name, "weights": model.weights.source, **s.summary(), "files": {}}
+    files = {}
+    for column, examples in s.columns.items():
+        for rank, e in enumerate(examples):
+            view = Image.fromarray(model.view(images[e.index].image))
+            buf = io.BytesIO()
+            (view.crop(e.box) if e.box is not None else view).save(buf, "PNG")
+            name = f"{column.replace(' ', '_')}_{rank}.png"
+            files[name] = buf.getvalue()
+            summary["files"][name] = e.name
+    files["spectrum.json"] = json.dumps(summary, indent=2).encode()
+    return files
+
+
+def zipped(files: Mapping[str, bytes]) -> bytes:
+    """``files`` (name → bytes) as one zip."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
 
 
 def effective_field(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], grid: tuple[int, int],

@@ -4,7 +4,9 @@ out across the channel's spectrum."""
 
 from __future__ import annotations
 
+import json
 import re
+import zipfile
 
 from tests.browser.harness import wait_until_idle
 
@@ -59,6 +61,14 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     page.screenshot(path=str(artifacts / "features_spectrum.png"))
     assert page.get_by_text("Traceback").count() == 0
     assert main.get_by_test_id("stAlert").filter(has_text="went wrong").count() == 0
+
+    # the download holds the crops and spectrum.json, as the CLI writes them
+    with page.expect_download() as download:
+        main.get_by_role("button", name="Download the examples").click()
+    with zipfile.ZipFile(download.value.path()) as z:
+        summary = json.loads(z.read("spectrum.json"))
+        assert summary["model"] == "efficientnet_lite0"
+        assert {*summary["files"], "spectrum.json"} == set(z.namelist())
 
     # the address bar is the link to these examples: a fresh browser session opening it finds them without a click
     assert "spectrum=1" in page.url, page.url
