@@ -11,11 +11,12 @@ import streamlit as st
 from dashboard import permalink, resources, state
 from dashboard.features_ui import PARAM_NAMES, Plan, cached_visualisation
 from dashboard.feedback import attempt
+from dashboard.views import zipped
 from interp.concepts import seconds_left
 from interp.datasets import DatasetRoot
 from interp.errors import InterpError
 from interp.features import COLUMNS, Objective, Spectrum, VisualiseSettings, spectrum, visualise
-from interp.features.spectrum import spectrum_files, zipped
+from interp.features.spectrum import spectrum_files
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 from interp.words import counted

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from dashboard import permalink, state
 from dashboard.feedback import attempt, guarded, sentence
+from dashboard.views import zipped
 from interp.errors import InterpError
 from interp.text import (
     BUNDLED,
@@ -26,6 +27,7 @@ from interp.text import (
     text_rollout,
     token_ig,
 )
+from interp.text.report import report_files
 from interp.text.world import reviews
 
 OTHER = "Another Hugging Face model…"
@@ -204,7 +206,7 @@ def stats_view(cap: TextAttention) -> None:
                "least half its attention follows it.")  # fmt: skip
 
 
-def ig_view(model: TextModel, cap: TextAttention, text: str) -> None:
+def ig_view(model: TextModel, cap: TextAttention, text: str) -> TokenAttribution | None:
     c1, c2 = st.columns(2)
     target = c1.selectbox("Class to explain", range(len(cap.class_names)), index=cap.predicted, key="text_ig_target",
                           bind="query-params", format_func=lambda i: cap.class_names[i])  # fmt: skip
@@ -213,12 +215,20 @@ def ig_view(model: TextModel, cap: TextAttention, text: str) -> None:
                              help="Doubled until the completeness error is within 5% of the logit's change.")
     ig = attempt(lambda: _ig(model.key, text, int(target), int(steps), model), "running Integrated Gradients")
     if ig is None:
-        return
+        return None
     st.markdown(tokens_html(ig.tokens, ig.scores, signed=True), unsafe_allow_html=True)
     base = model.tokenizer.mask_token or model.tokenizer.pad_token or "token 0"
     st.caption(f"Integrated Gradients (Sundararajan et al. 2017) over the word embeddings, from a baseline of {base} "
                f"in place of every word; red raises {cap.class_names[int(target)]}, blue lowers it. {ig.steps} steps; "
                f"completeness error {ig.delta:+.4f} (the scores' sum against the logit's change).")  # fmt: skip
+    return ig
+
+
+def download_ui(model: TextModel, text: str, cap: TextAttention, ig: TokenAttribution) -> None:
+    """Every layer's heads, the rollout, the arrays and the report, as the CLI's ``text-attention`` writes them."""
+    st.download_button("Download the reading (layer PNGs, rollout, attention.npz, heads.json; zip)",
+                       lambda: zipped(report_files(model, text, cap, ig)), f"{model.name}_text.zip", "application/zip",
+                       key="text_dl")  # fmt: skip
 
 
 def tokens_html(tokens, scores: np.ndarray, signed: bool) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+from collections.abc import Mapping
+
 import streamlit as st
 
 from dashboard import charts, resources
@@ -36,3 +40,12 @@ def prediction_view(model: LoadedModel, image: LoadedImage, prediction: Predicti
         st.caption(f"Weights: {model.weights.source} · classified in {prediction.seconds * 1000:.0f} ms on {model.device}")
     if image.notes:
         st.caption("While loading the image we " + "; ".join(image.notes) + ".")
+
+
+def zipped(files: Mapping[str, bytes]) -> bytes:
+    """``files`` (name → bytes) as one zip, for a download button."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()

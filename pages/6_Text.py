@@ -38,5 +38,7 @@ with roll:
 with stats:
     ui.stats_view(cap)
 with ig:
-    ui.ig_view(model, cap, text)
+    explained = ui.ig_view(model, cap, text)
+if explained is not None:
+    ui.download_ui(model, text, cap, explained)
 permalink.share_ui()

@@ -42,6 +42,8 @@ def test_every_view_draws_for_the_bundled_model():
     # was printed as 0.12999999523162842)
     assert one.get("texttemplate") == "%{z:.2f}" and "text" not in one
     assert not theme_placeholders(at)
+    assert [d.proto.label for d in at.main.get("download_button")] == [
+        "Download the reading (layer PNGs, rollout, attention.npz, heads.json; zip)"]  # fmt: skip
 
 
 def test_statistics_at_one_word_name_the_negation_head():

@@ -345,7 +345,8 @@ def test_the_spectrums_download_holds_what_the_cli_writes(shapes_cnn):
     import io
     import zipfile
 
-    from interp.features.spectrum import spectrum_files, zipped
+    from dashboard.views import zipped
+    from interp.features.spectrum import spectrum_files
 
     images = [interp.load_sample(n) for n in ("chelsea", "coffee", "rocket", "astronaut")]
     s = spectrum(shapes_cnn, Objective("channel", 3, "layer2"), images, per_column=1)

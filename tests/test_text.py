@@ -199,6 +199,17 @@ def test_cli_text_attention_writes_layers_arrays_and_statistics(tmp_path, capsys
     arrays = np.load(out / "attention.npz")
     assert arrays["attn"].shape == (2, 4, 7, 7)
     assert "text_bert: negative" in capsys.readouterr().out
+    # the page's download is the same files, built by the same function
+    from interp.text import capture, load_text_model, token_ig
+    from interp.text.report import report_files
+
+    model = load_text_model("text_bert")
+    encoded = model.encode("the plot was not good")
+    cap = capture(model, encoded)
+    files = report_files(model, "the plot was not good", cap, token_ig(model, encoded, cap.predicted, 16))
+    assert sorted(files) == sorted(p.name for p in out.iterdir())
+    assert json.loads(files["heads.json"]) == report
+    assert files["layer_00.png"] == (out / "layer_00.png").read_bytes()
 
 
 @pytest.mark.parametrize(

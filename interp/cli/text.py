@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import numpy as np
 
 from interp.cli import command, handles, out_dir
 
@@ -23,10 +20,8 @@ def _text_args(p: argparse.ArgumentParser) -> None:
 
 @handles("text-attention")
 def _text_attention(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from interp.attribution.display import colorize, grid_png
-    from interp.text import capture, head_stats, load_text_model, text_rollout, token_ig
+    from interp.text import capture, head_stats, load_text_model, token_ig
+    from interp.text.report import report_files
 
     model = load_text_model(args.model, allow_paths=True)
     encoded = model.encode(args.text)
@@ -35,24 +30,8 @@ def _text_attention(args: argparse.Namespace) -> int:
     target = cap.predicted if args.target is None else args.target
     ig = token_ig(model, encoded, target, args.steps)
     out_dir(args.out)
-    side = max(96, 12 * len(cap.tokens))
-    for layer in range(cap.layers):
-        cells = [[_heatmap(cap.attn[layer, h], side, colorize) for h in range(cap.heads)]]
-        png = grid_png([f"layer {layer}"], [f"head {h} · {stats.patterns[layer, h]}" for h in range(cap.heads)], cells, side)
-        (args.out / f"layer_{layer:02d}.png").write_bytes(png)
-    Image.fromarray(_heatmap(text_rollout(cap), side, colorize)).save(args.out / "rollout.png")
-    np.savez_compressed(args.out / "attention.npz", attn=cap.attn, logits=cap.logits, rollout=text_rollout(cap),
-                        tokens=np.asarray(cap.tokens), ig=ig.scores)  # fmt: skip
-    report = {
-        "model": model.name, "source": model.source, "text": args.text, "tokens": list(cap.tokens),
-        "prediction": {"index": cap.predicted, "label": cap.class_names[cap.predicted],
-                       "probs": {c: float(p) for c, p in zip(cap.class_names, cap.probs)}},
-        "layers": cap.layers, "heads": cap.heads, "max_entropy": stats.max_entropy, "per_head": stats.rows(),
-        "integrated_gradients": {"target": target, "label": cap.class_names[target], "steps": ig.steps,
-                                 "delta": ig.delta, "per_token": [{"token": t, "score": float(s)}
-                                                                  for t, s in zip(ig.tokens, ig.scores)]},
-    }  # fmt: skip
-    (args.out / "heads.json").write_text(json.dumps(report, indent=2))
+    for name, data in report_files(model, args.text, cap, ig).items():
+        (args.out / name).write_bytes(data)
     print(f"{model.name}: {cap.class_names[cap.predicted]} ({cap.probs[cap.predicted]:.1%}); {len(cap.tokens)} tokens, "
           f"{cap.layers} layers × {cap.heads} heads")  # fmt: skip
     for layer in range(cap.layers):
@@ -62,14 +41,6 @@ def _text_attention(args: argparse.Namespace) -> int:
           + f" (completeness error {ig.delta:+.4f})")
     print(f"wrote {cap.layers} layer PNGs, rollout.png, attention.npz and heads.json to {args.out}")
     return 0
-
-
-def _heatmap(matrix: np.ndarray, side: int, colorize) -> np.ndarray:
-    from PIL import Image
-
-    norm = matrix / max(float(matrix.max()), 1e-12)
-    rgb = colorize(norm.astype(np.float32), "viridis")
-    return np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.NEAREST))
 
 
 @command("text-train", "train the bundled text model on the text world (reproducible; writes a Hugging Face folder)")

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,15 +197,6 @@ def spectrum_files(model: LoadedModel, s: Spectrum, images: Sequence[LoadedImage
             summary["files"][name] = e.name
     files["spectrum.json"] = json.dumps(summary, indent=2).encode()
     return files
-
-
-def zipped(files: Mapping[str, bytes]) -> bytes:
-    """``files`` (name → bytes) as one zip."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
 def effective_field(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], grid: tuple[int, int],
