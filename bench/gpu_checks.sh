@@ -46,3 +46,5 @@ $py -m pytest -q -s -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -40 | tee 
 $py bench/bench_concepts.py --images $big --batch-size $batch 2>&1 | grep -v -i "warn" | tee "$out/bench_concepts.txt"
 # Last (it decides nothing above): NCHW vs channels-last on the GPU, where load_model keeps NCHW until measured
 $py bench/bench_layout.py --batch-size $batch --rounds $rounds 2>&1 | grep -v -i "warn" | tee "$out/bench_layout.txt"
+# A class opening one link: 8 sessions asking for one map at once, computed once vs each on its own
+$py bench/bench_classroom.py --repeats 2 2>&1 | grep -v -i "warn" | tee "$out/bench_classroom.txt"

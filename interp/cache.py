@@ -8,6 +8,7 @@ atomic writes, safe for many threads and processes at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -18,7 +19,7 @@ import sqlite3
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 _META = "__meta__"
 _DECODE_LOCK = threading.Lock()
+_FLIGHTS: dict[tuple[str, str], list] = {}
+"""(cache folder, key) → [the lock of whoever computes it, how many threads hold or wait for that lock]."""
+_FLIGHTS_LOCK = threading.Lock()
 """One thread at a time reads arrays: numpy parses each array's header with ``ast.literal_eval``, and on Python 3.11
 two threads parsing at once can raise ``SystemError: AST constructor recursion depth mismatch`` (CPython gh-106905;
 it hit TCAV's CAV-fitting threads reading the cache in CI)."""
@@ -133,19 +137,37 @@ class ResultCache:
         blob = _encode(arrays, meta or {})
         self._call(lambda store: store.set(key, blob))
 
+    @contextlib.contextmanager
+    def computing(self, key: str) -> Iterator[None]:
+        """Around the computation of ``key``: in this process one thread computes it at a time, so a second one
+        asking for the same result (a class of 30 opening the teacher's link at once) waits for the first and then
+        finds it here instead of computing it again. Read the cache again inside the block. Other keys never wait."""
+        ident = (str(self.directory), key)
+        with _FLIGHTS_LOCK:
+            entry = _FLIGHTS.setdefault(ident, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with _FLIGHTS_LOCK:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _FLIGHTS[ident]
+
     def get_or_compute(
         self, key: str, compute: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
     ) -> tuple[CachedResult, bool]:
-        """The cached result for ``key``, computing and storing it first if needed.
+        """The cached result for ``key``, computing and storing it first if needed (once, see :meth:`computing`).
 
         Returns:
             ``(result, hit)``; ``hit`` is ``True`` when nothing was computed.
         """
-        found = self.get(key)
-        if found is not None:
-            return found, True
-        arrays, meta = compute()
-        self.put(key, arrays, meta)
+        with computed_once(self, key) as found:
+            if found is not None:
+                return found, True
+            arrays, meta = compute()
+            self.put(key, arrays, meta)
         return CachedResult({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(dict(meta)))), False
 
     def __contains__(self, key: str) -> bool:
@@ -179,3 +201,16 @@ def _decode(blob: bytes) -> CachedResult:
         arrays = {k: npz[k] for k in npz.files if k != _META}
         meta = json.loads(npz[_META].tobytes().decode())
     return CachedResult(arrays, meta)
+
+
+@contextlib.contextmanager
+def computed_once(cache: ResultCache | None, key: str) -> Iterator[CachedResult | None]:
+    """Yields what ``cache`` holds for ``key`` (``None`` without a cache). When it holds nothing, the block is the one
+    place that computes and stores it: another thread asking for the same key waits at the door
+    (:meth:`ResultCache.computing`) and then finds it stored."""
+    found = cache.get(key) if cache is not None else None
+    if found is not None or cache is None:
+        yield found
+        return
+    with cache.computing(key):
+        yield cache.get(key)  # stored by another thread while this one waited, or still nothing

@@ -95,3 +95,84 @@ def test_predictions_go_through_the_cache(lite0, tmp_path):
     assert len(cache) == 1
     second = cached_predict(lite0, image, cache)
     assert first == second and first.top.label == "espresso"
+
+
+def test_threads_asking_for_the_same_key_compute_it_once_and_other_keys_do_not_wait(tmp_path):
+    """A class opening the teacher's link at once: each result is computed by one session; the rest find it."""
+    import threading
+    import time
+
+    from interp import cache as cache_module
+    from interp.cache import computed_once
+
+    cache = ResultCache(tmp_path)
+    calls = []
+
+    def slow(key: str) -> tuple[dict, dict]:
+        calls.append(key)
+        time.sleep(0.3)
+        return {"v": np.array([len(calls)])}, {"by": threading.get_ident()}
+
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get_or_compute("same", lambda: slow("same"))))
+               for _ in range(6)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert calls == ["same"]
+    assert sorted(hit for _, hit in got) == [False] + [True] * 5
+    assert len({r.meta["by"] for r, _ in got}) == 1
+
+    # two different keys computed at the same moment: each must reach the barrier while the other holds its key
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(key: str) -> None:
+        with computed_once(cache, key) as found:
+            assert found is None
+            barrier.wait()  # raises BrokenBarrierError if the second key waited for the first
+            cache.put(key, {"v": np.array([1])})
+
+    pair = [threading.Thread(target=meet, args=(k,)) for k in ("a", "b")]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(timeout=30)
+    assert "a" in cache and "b" in cache
+    assert not cache_module._FLIGHTS  # nothing left behind
+
+    # a computation that fails lets the next one try
+    with pytest.raises(RuntimeError):
+        with computed_once(cache, "flaky"):
+            raise RuntimeError("out of memory")
+    result, hit = cache.get_or_compute("flaky", lambda: ({"v": np.array([2])}, {}))
+    assert not hit and int(result.arrays["v"][0]) == 2 and not cache_module._FLIGHTS
+
+
+def test_sessions_asking_for_the_same_map_at_once_compute_it_once(tmp_path, monkeypatch):
+    import threading
+
+    from interp.attribution import METHODS, attribute
+
+    model = interp.load_model("test_resnet", "random")
+    image = interp.load_sample("coffee")
+    cache = ResultCache(tmp_path)
+    ran = []
+    real = METHODS["integrated_gradients"]._attribute
+
+    def counted(self, *args, **kwargs):
+        ran.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(METHODS["integrated_gradients"], "_attribute", counted)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        attribute(model, image, "integrated_gradients", 3, cache=cache, steps=16))) for _ in range(6)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 6 and len(ran) == 1
+    assert sorted(bool(r.extras.get("cached")) for r in results) == [False] + [True] * 5
+    for r in results:
+        np.testing.assert_array_equal(r.raw, results[0].raw)

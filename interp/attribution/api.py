@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from interp.attribution.base import COMPLETENESS_TOLERANCE, METHODS, Attribution, get_method
-from interp.cache import ResultCache, result_key
+from interp.cache import ResultCache, computed_once, result_key
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 
@@ -45,17 +45,17 @@ def attribute(
         return m.attribute(model, _as_input(model, image) if x is None else x, target)
     settings = m.resolved_params(model)
     key = result_key(model=model.key, image=image.digest, method=method, params={**settings, "target": target})
-    found = cache.get(key)
-    if found is not None:
-        meta = found.meta
-        return Attribution(
-            method, target, found.arrays["raw"], meta["params"], meta["seconds"], meta["delta"],
-            {**meta["extras"], "cached": True},
-        )  # fmt: skip
-    result = m.attribute(model, _as_input(model, image) if x is None else x, target)
-    meta = {"params": result.params, "seconds": result.seconds, "delta": result.delta, "extras": result.extras}
-    cache.put(key, {"raw": result.raw}, meta)
-    return result
+    with computed_once(cache, key) as found:  # a class opening one link computes each map once
+        if found is None:
+            result = m.attribute(model, _as_input(model, image) if x is None else x, target)
+            meta = {"params": result.params, "seconds": result.seconds, "delta": result.delta, "extras": result.extras}
+            cache.put(key, {"raw": result.raw}, meta)
+            return result
+    meta = found.meta
+    return Attribution(
+        method, target, found.arrays["raw"], meta["params"], meta["seconds"], meta["delta"],
+        {**meta["extras"], "cached": True},
+    )  # fmt: skip
 
 
 def enough_steps(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from interp.attribution import Attribution
-from interp.cache import ResultCache, result_key
+from interp.cache import ResultCache, computed_once, result_key
 from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, deletion_insertion, model_block, random_floor
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage
@@ -32,18 +32,23 @@ def map_curves(
     else:
         settings["maps"] = FLOOR_MAPS
     key = result_key(model=model.key, image=image.digest, method=f"deletion_insertion:{what}", params=settings)
-    found = cache.get(key) if cache is not None else None
-    if found is not None:
+    with computed_once(cache, key) as found:
+        if found is None:
+            return _curves(model, image, result, int(target), steps, replacement, block, batch, cache, key)
         a, m = found.arrays, found.meta
         return Curves(a["fractions"], a["deletion"], a["insertion"], m["deletion_auc"], m["insertion_auc"],
                       m["score"], m["replacement"], m.get("block", 1), m.get("maps", 1),
                       m.get("deletion_spread", 0.0), m.get("insertion_spread", 0.0))  # fmt: skip
+
+
+def _curves(model: LoadedModel, image: LoadedImage, result: Attribution | None, target: int, steps: int,
+            replacement: str, block: int, batch: int | None, cache: ResultCache | None, key: str) -> Curves:  # fmt: skip
     x = model.preprocess(image.image)
     kw = {"steps": steps, "replacement": replacement, "block": block, "batch": batch}
     if result is None:
-        curves = random_floor(model, x, int(target), maps=FLOOR_MAPS, seed=FLOOR_SEED, **kw)
+        curves = random_floor(model, x, target, maps=FLOOR_MAPS, seed=FLOOR_SEED, **kw)
     else:
-        curves = deletion_insertion(model, x, result.map, int(target), **kw)
+        curves = deletion_insertion(model, x, result.map, target, **kw)
     if cache is not None:
         arrays = {"fractions": curves.fractions, "deletion": curves.deletion, "insertion": curves.insertion}
         meta = {"deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc, "score": curves.score,
@@ -74,12 +79,17 @@ def map_randomisation(
     """The cascading randomisation check of ``result``'s method, image, class and settings, through ``cache``."""
     settings = {"target": result.target, "map": result.params, "seed": int(seed)}
     key = result_key(model=model.key, image=image.digest, method=f"randomisation:{result.method}", params=settings)
-    found = cache.get(key) if cache is not None else None
-    if found is not None:
+    with computed_once(cache, key) as found:
+        if found is None:
+            return _randomisation(model, image, result, seed, cache, key)
         m = found.meta
         steps = tuple(RandomisedStep(layer, float(sp), float(ss)) for layer, sp, ss in
                       zip(m["layers"], found.arrays["spearman"], found.arrays["ssim"]))  # fmt: skip
         return RandomisationCheck(result.method, result.target, steps, m["mean_spearman"], m["flagged"], m["sentence"])
+
+
+def _randomisation(model: LoadedModel, image: LoadedImage, result: Attribution, seed: int, cache: ResultCache | None,
+                   key: str) -> RandomisationCheck:  # fmt: skip
     check = cascading_randomisation(model, model.preprocess(image.image), result.method, result.target,
                                     params=_settings_of(result), seed=seed)  # fmt: skip
     if cache is not None:
