@@ -41,8 +41,10 @@ def map_curves(
                       m.get("deletion_spread", 0.0), m.get("insertion_spread", 0.0))  # fmt: skip
 
 
-def _curves(model: LoadedModel, image: LoadedImage, result: Attribution | None, target: int, steps: int,
-            replacement: str, block: int, batch: int | None, cache: ResultCache | None, key: str) -> Curves:  # fmt: skip
+def _curves(
+    model: LoadedModel, image: LoadedImage, result: Attribution | None, target: int, steps: int, replacement: str,
+    block: int, batch: int | None, cache: ResultCache | None, key: str,
+) -> Curves:  # fmt: skip
     x = model.preprocess(image.image)
     kw = {"steps": steps, "replacement": replacement, "block": block, "batch": batch}
     if result is None:
