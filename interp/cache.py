@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 
 _META = "__meta__"
 _DECODE_LOCK = threading.Lock()
-_FLIGHTS: dict[tuple[str, str], list] = {}
-"""(cache folder, key) → [the lock of whoever computes it, how many threads hold or wait for that lock]."""
-_FLIGHTS_LOCK = threading.Lock()
 """One thread at a time reads arrays: numpy parses each array's header with ``ast.literal_eval``, and on Python 3.11
 two threads parsing at once can raise ``SystemError: AST constructor recursion depth mismatch`` (CPython gh-106905;
 it hit TCAV's CAV-fitting threads reading the cache in CI)."""
+_FLIGHTS: dict[tuple[str, str], list] = {}
+"""(cache folder, key) → [the lock of whoever computes it, how many threads hold or wait for that lock]."""
+_FLIGHTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
