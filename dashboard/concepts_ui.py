@@ -341,9 +341,12 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
             lib = library()
             concepts = {n: set_images(n, lib.get(n).files) for n in choice.concepts}
             klass = class_images(model, choice, sidebar_image)
-            report = run_tcav(model, list(choice.layers), concepts, random_sets(choice), klass, choice.target,
-                              runs=choice.runs, seed=choice.seed, classifier=choice.classifier,
-                              cache=resources.result_cache(), progress=progress)  # fmt: skip
+            cache = resources.result_cache()
+            # a class opening one tcav=1 link: one session extracts, the others wait and then read its cache
+            with cache.computing(f"tcav|{model.key}|{choice!r}"):
+                report = run_tcav(model, list(choice.layers), concepts, random_sets(choice), klass, choice.target,
+                                  runs=choice.runs, seed=choice.seed, classifier=choice.classifier, cache=cache,
+                                  progress=progress)  # fmt: skip
             return report, klass
 
         done = attempt(work, "running TCAV")

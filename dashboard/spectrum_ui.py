@@ -76,9 +76,7 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
             bar.progress(done / max(total, 1), text=f"{done} of {total} images{eta}")
 
         if images:
-            result = attempt(lambda: spectrum(model, unit, images, per_column=per_column,
-                                              cache=resources.result_cache(), progress=progress),
-                             "ranking the images")  # fmt: skip
+            result = attempt(lambda: _ranked(model, unit, images, per_column, repr(key), progress), "ranking the images")
             if result is not None:
                 st.session_state[repr(key)] = (result, images, bad)
         else:
@@ -97,6 +95,15 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
     st.download_button("Download the examples (PNG crops and spectrum.json, zip)",
                        lambda: zipped(spectrum_files(model, result, images)), f"{stem}.zip", "application/zip",
                        key="feat_spectrum_dl")  # fmt: skip
+
+
+def _ranked(model: LoadedModel, unit: Objective, images: list[LoadedImage], per_column: int, key: str,
+            progress) -> Spectrum:  # fmt: skip
+    """The spectrum, ranked by one session at a time per view (a class opening one ``spectrum=1`` link): the others
+    wait, then read the activations it stored."""
+    cache = resources.result_cache()
+    with cache.computing(f"spectrum|{key}"):
+        return spectrum(model, unit, images, per_column=per_column, cache=cache, progress=progress)
 
 
 def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage], unit: Objective, plan: Plan) -> None:

@@ -106,8 +106,14 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
     assert widget("multiselect", "tcav_layers_").value == ["layer2", "layer4"]  # none known: the defaults
 
 
-def test_a_link_to_shown_results_shows_them_when_opened():
-    """A reviewer given the link sees the table the sender saw, not only the set-up."""
+def test_a_link_to_shown_results_shows_them_when_opened(monkeypatch):
+    """A reviewer given the link sees the table the sender saw, not only the set-up; sessions opening it at once
+    run the experiment one at a time (the first stores the activations, the others read them)."""
+    from interp.cache import ResultCache
+
+    claimed = []
+    real = ResultCache.computing
+    monkeypatch.setattr(ResultCache, "computing", lambda self, key: claimed.append(key) or real(self, key))
     at = concepts_page().run()
     at.main.slider(key="tcav_runs").set_value(3).run()
     assert "tcav" not in at.query_params  # no results yet
@@ -123,5 +129,7 @@ def test_a_link_to_shown_results_shows_them_when_opened():
     opened.switch_page("pages/4_Concepts.py").run()
     assert not opened.exception, [e.value for e in opened.exception]
     assert opened.main.dataframe and opened.main.dataframe[0].value.equals(table)
+    runs = [k for k in claimed if k.startswith("tcav|shapes_cnn@")]
+    assert len(runs) == 2 and runs[0] == runs[1]  # the sender's run and the link's, under one key
     opened.main.slider(key="tcav_runs").set_value(4).run()  # another experiment: its results are not shown yet
     assert not opened.main.dataframe and "tcav" not in opened.query_params

@@ -165,7 +165,12 @@ def test_downloads_hold_pngs_and_the_settings():
     assert len(summary["runs"]["fft"]["curve"]) == 4
 
 
-def test_a_link_to_shown_spectrum_examples_shows_them_when_opened():
+def test_a_link_to_shown_spectrum_examples_shows_them_when_opened(monkeypatch):
+    from interp.cache import ResultCache
+
+    claimed = []
+    real = ResultCache.computing
+    monkeypatch.setattr(ResultCache, "computing", lambda self, key: claimed.append(key) or real(self, key))
     at = features_page().run()
     assert "spectrum" not in at.query_params
     at.main.slider(key="feat_per_column").set_value(2).run()
@@ -183,6 +188,8 @@ def test_a_link_to_shown_spectrum_examples_shows_them_when_opened():
     opened.switch_page("pages/5_Features.py").run()
     assert not opened.exception, [e.value for e in opened.exception]
     assert opened.main.slider(key="feat_per_column").value == 2
+    ranked = [k for k in claimed if k.startswith("spectrum|")]
+    assert len(ranked) == 2 and ranked[0] == ranked[1]  # one view, one key: opened at once, ranked one at a time
     captions = _captions(opened)
     assert "16 images; the unit's values go from" in captions and "Press “Find the examples”" not in captions
     assert _captions(opened).split(" | ") == _captions(at).split(" | ")  # the same examples, the same values
