@@ -76,7 +76,8 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
             bar.progress(done / max(total, 1), text=f"{done} of {total} images{eta}")
 
         if images:
-            result = attempt(lambda: _ranked(model, unit, images, per_column, repr(key), progress), "ranking the images")
+            result = attempt(lambda: _ranked(model, unit, images, per_column, repr(key), progress),
+                             "ranking the images")  # fmt: skip
             if result is not None:
                 st.session_state[repr(key)] = (result, images, bad)
         else:
