@@ -107,7 +107,8 @@ def _timm_name_ui() -> str | None:
 
 
 def _model_card(row: dict) -> None:
-    st.caption(f"{row['description']} · {row['params'] / 1e6:.1f} M parameters · {row['family'].upper()}")
+    st.caption(f"{row['description']} · {row['params'] / 1e6:.1f} M parameters, about {row['load_mb']:,} MB to load · "
+               f"{row['family'].upper()}")  # fmt: skip
     if row["available"]:
         st.caption(f"Weights: {row['weights']}")
     else:

@@ -35,7 +35,13 @@ def test_models_json_lists_the_registry(capsys):
     by_name = {r["name"]: r for r in rows}
     assert by_name["efficientnet_lite0"]["available"] is True
     assert by_name["resnet50"]["available"] is False and by_name["resnet50"]["reason"]
-    assert {"name", "arch", "family", "params", "weights", "available", "reason"} <= set(rows[0])
+    assert {"name", "arch", "family", "params", "load_mb", "weights", "available", "reason"} <= set(rows[0])
+    # what loading takes, the check that refuses a model too large uses the same estimate: weights read from the hub
+    # are held twice while they are copied in
+    vit = by_name["vit_base_patch16_224"]
+    assert vit["load_mb"] == round(2 * vit["params"] * 4 / 2**20 + 64)
+    assert main(["models"]) == 0
+    assert f"{vit['load_mb']:,} MB to load" in capsys.readouterr().out
 
 
 def test_predict_json(coffee_jpg, capsys):

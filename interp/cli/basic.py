@@ -26,7 +26,8 @@ def _models(args: argparse.Namespace) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         state = "available" if r["available"] else "unavailable"
-        print(f"{r['name']:<{width}}  {r['family']:<3}  {r['params'] / 1e6:6.1f}M  {state:<11}  {r['weights']}")
+        print(f"{r['name']:<{width}}  {r['family']:<3}  {r['params'] / 1e6:6.1f}M  {r['load_mb']:>5,} MB to load  "
+              f"{state:<11}  {r['weights']}")  # fmt: skip
         if not r["available"]:
             print(f"{'':<{width}}  why: {r['reason']}")
     if not all(r["available"] for r in rows):

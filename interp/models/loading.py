@@ -350,7 +350,8 @@ def fingerprint(model: torch.nn.Module) -> str:
 
 
 def describe(name: str) -> dict[str, Any]:
-    """A model picker row: name, architecture, family, description, parameters, availability."""
+    """A model picker row: name, architecture, family, description, parameters, the memory loading it takes with its
+    own weights (``load_mb``, :func:`load_memory_mb`), availability."""
     spec = get_spec(name)
     avail = availability(name)
     return {
@@ -359,6 +360,7 @@ def describe(name: str) -> dict[str, Any]:
         "family": spec.family,
         "description": spec.description,
         "params": parameter_count(spec.name),
+        "load_mb": round(load_memory_mb(spec, spec.weights)),
         "weights": avail.source,
         "available": avail.available,
         "reason": avail.reason,
