@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ from plotly.subplots import make_subplots
 
 from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt, guarded
+from dashboard.views import zipped
 from interp.attribution.display import DisplaySettings, overlay
 from interp.features import (
     KINDS,
@@ -357,15 +357,13 @@ def download_files(model: LoadedModel, objective: Objective, done: dict[str, Vis
     summary = {"model": model.name, "weights": model.weights.source, "objective": objective.as_dict(),
                "runs": {p: {k: v for k, v in r.summary().items() if k != "objective"} for p, r in done.items()}}  # fmt: skip
     text = json.dumps(summary, indent=2)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for p, r in done.items():
-            for i, image in enumerate(r.images):
-                png = io.BytesIO()
-                Image.fromarray(image).save(png, "PNG")
-                z.writestr(f"{p}_{i}.png", png.getvalue())
-        z.writestr("settings.json", text)
-    return buf.getvalue(), text
+    files = {}
+    for p, r in done.items():
+        for i, image in enumerate(r.images):
+            png = io.BytesIO()
+            Image.fromarray(image).save(png, "PNG")
+            files[f"{p}_{i}.png"] = png.getvalue()
+    return zipped({**files, "settings.json": text.encode()}), text
 
 
 def _downloads(model: LoadedModel, objective: Objective, done: dict[str, Visualisation]) -> None:
