@@ -39,6 +39,7 @@ import streamlit as st
 APPLIED = "_link_applied"
 LINK = "_link"
 NOTES = "_link_notes"
+TOASTED = "_link_notes_toasted"
 
 
 def take(name: str) -> list[str]:
@@ -108,6 +109,18 @@ def share_ui() -> None:
             st.caption(text)
         for text in st.session_state.get(NOTES, []):
             st.warning(text)
+    _toast_new_notes()
+
+
+def _toast_new_notes() -> None:
+    """Say what of an opened link could not be used where the visitor looks, not only in the share box far down the
+    sidebar: one notification per run that found something new, kept until it is dismissed."""
+    notes = st.session_state.get(NOTES, [])
+    shown = st.session_state.get(TOASTED, 0)
+    if len(notes) > shown:
+        st.toast(" ".join(notes[shown:]) + " (Also under *Share this view* in the sidebar.)",
+                 icon=":material/link_off:", duration="infinite")  # fmt: skip
+        st.session_state[TOASTED] = len(notes)
 
 
 def encode_number(value: Any) -> str:

@@ -57,7 +57,9 @@ def model_picker_ui() -> state.ModelChoice | None:
         state.put("model_select", OTHER)
         state.put("model_other", from_url)
     elif from_url:
-        permalink.note(f"The link's model “{from_url}” is not a timm model name; showing the default model.")
+        close = suggest_names(from_url, n=1)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        permalink.note(f"The link's model “{from_url}” is not a timm model name{guess}; showing the default model.")
     state.restore("model_select", interp.DEFAULT_MODEL)
     state.restore("model_other", "")
 

@@ -111,6 +111,15 @@ def test_any_timm_name_with_suggestions():
     assert at.sidebar.text_input(key="model_other").value == "resnet50"
 
 
+def test_a_link_with_a_mistyped_model_shows_the_default_and_suggests_the_name():
+    at = home()
+    at.query_params["model"] = "resnet_5O"
+    at.run()
+    assert_healthy(at)
+    assert at.sidebar.selectbox(key="model_select").value == "efficientnet_lite0" and "**tiger cat**" in texts(at)
+    assert "“resnet_5O” is not a timm model name (did you mean resnet50?)" in at.toast[0].value
+
+
 def test_uploaded_weights_for_any_timm_model():
     model = timm.create_model("test_resnet", pretrained=False, num_classes=4)
     blob = save({k: v.contiguous() for k, v in model.state_dict().items()})

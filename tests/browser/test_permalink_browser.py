@@ -198,3 +198,18 @@ def test_an_attention_link_opens_the_same_tab_patch_and_head_and_follows_the_vis
         assert fresh.get_by_text("Traceback").count() == 0
     finally:
         context.close()
+
+
+def test_what_a_link_could_not_use_is_said_where_the_visitor_looks(app_url, page, artifacts):
+    """A link with a typo in the model and a method this app does not have opens the rest of the view, and a
+    notification at the top says what was dropped (the share box, far down the sidebar, says it too)."""
+    page.goto(f"{app_url}/Attribution?model=resnet_5O&image=coffee&methods=grad_cam,magic")
+    page.get_by_test_id("stMain").get_by_test_id("stImage").first.wait_for(timeout=180_000)
+    wait_until_idle(page)
+    toast = page.get_by_test_id("stToast")
+    assert toast.count() == 1
+    toast.get_by_text("view more").click()  # a long notification is folded
+    text = toast.inner_text()
+    assert "resnet_5O" in text and "did you mean resnet50?" in text and "magic" in text, text
+    page.screenshot(path=str(artifacts / "permalink_dropped.png"))
+    assert page.get_by_text("Traceback").count() == 0
