@@ -35,19 +35,21 @@ SHAPES_SAMPLE = "shapes_star"
 MATRIX_MAX_TOKENS = 600  # a bigger token × token heatmap is block-averaged so the page stays quick
 
 
-def vit_check_ui(model: LoadedModel) -> bool:
-    """Whether ``model`` has attention to show; otherwise say so, with the ways to get a ViT."""
-    try:
-        check_vit(model)
-        return True
-    except NotAViTError as exc:
-        st.info(
-            sentence(str(exc)) + " With no network, use shapes_vit (trained here on the shapes world, bundled) or "
-            "load a ViT's weights file in the sidebar; online, any timm ViT or DeiT name works, and a filled hub "
-            "cache works offline too."
-        )
+def vit_check_ui(model: LoadedModel | None) -> bool:
+    """Whether ``model`` has attention to show; otherwise say so, with the ways to get a ViT. ``None`` (the model
+    could not be loaded, and the page said why: offline, a hub ViT) gets the offer to switch to the bundled one too."""
+    if model is not None:
+        try:
+            check_vit(model)
+            return True
+        except NotAViTError as exc:
+            st.info(
+                sentence(str(exc)) + " With no network, use shapes_vit (trained here on the shapes world, bundled) "
+                "or load a ViT's weights file in the sidebar; online, any timm ViT or DeiT name works, and a filled "
+                "hub cache works offline too."
+            )
     rows = {r["name"]: r for r in resources.model_rows()}
-    if OFFLINE_VIT in rows and rows[OFFLINE_VIT]["available"]:
+    if OFFLINE_VIT in rows and rows[OFFLINE_VIT]["available"] and state.get("model_select") != OFFLINE_VIT:
         st.button(f"Switch to {OFFLINE_VIT} and a shapes-world image", on_click=_switch_model, args=(OFFLINE_VIT,),
                   key="attn_switch")
     return False

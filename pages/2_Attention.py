@@ -13,7 +13,7 @@ st.title("Attention")
 st.markdown("Where does each head of a vision transformer look, and what reaches the class token?")
 
 model, image = selection_ui()
-if model is None or image is None or not ui.vit_check_ui(model):
+if not ui.vit_check_ui(model) or image is None:
     st.stop()
 prediction = attempt(lambda: resources.prediction(model, image), "classifying the image")
 if prediction is None:

@@ -112,6 +112,20 @@ def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
     assert target.format_func(target.value).startswith("star"), target.format_func(target.value)
 
 
+def test_a_hub_vit_out_of_reach_offers_the_bundled_one():
+    """Offline, a link to a hub ViT cannot load it: the page says why and offers the ViT that ships with the app."""
+    at = attention_page(model=None)
+    at.query_params["model"] = "vit_base_patch16_224"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not in the local hub cache" in e.value for e in at.main.error)
+    at.main.button(key="attn_switch").click().run()
+    assert not at.exception and not at.main.error, [e.value for e in at.main.error]
+    assert at.sidebar.selectbox(key="model_select").value == "shapes_vit"
+    assert all(b.key != "attn_switch" for b in at.main.button)  # no offer to switch to the model already shown
+    assert at.main.tabs, "the attention views are drawn"
+
+
 def test_register_tokens_without_a_class_token():
     at = attention_page("vit_little_patch16_reg4_gap_256").run()
     assert not at.exception, [e.value for e in at.exception]
