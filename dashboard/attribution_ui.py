@@ -248,7 +248,8 @@ def grid_view(
     for target in choice.targets:
         st.markdown(f"**{charts.md(charts.short_label(model.class_names[target]))}** · class {target}")
         row: list[np.ndarray | None] = []
-        for col, method in zip(st.columns(len(choice.methods)), choice.methods):
+        # at least two columns: one method alone would fill the page's width, its caption a screen below the top
+        for col, method in zip(st.columns(max(len(choice.methods), 2)), choice.methods):
             cell = cells[(target, method)]
             with col:
                 st.caption(METHODS[method].title)
