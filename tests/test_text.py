@@ -140,6 +140,8 @@ def test_statistics_patterns_and_rollout_on_known_matrices(random_bert):
 def test_bad_text_is_one_sentence(bundled):
     with pytest.raises(BadTextError, match="empty"):
         bundled.encode("   ")
+    with pytest.raises(BadTextError, match="only control characters"):  # a link can carry them: nothing to read
+        bundled.encode("\x00\x07\u200b")
     with pytest.raises(BadTextError, match="at most 20"):
         bundled.encode(" ".join(["good"] * 30))
     with pytest.raises(Exception, match="not in the local Hugging Face cache"):

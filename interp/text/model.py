@@ -123,6 +123,9 @@ class TextModel:
                                "(with its special tokens); shorten it.")  # fmt: skip
         tokens = tuple(self.tokenizer.convert_ids_to_tokens(ids))
         special = tuple(bool(s) for s in enc["special_tokens_mask"])
+        if all(special):  # control characters only: the tokenizer drops them, and nothing is left to read
+            raise BadTextError("the text has no characters the tokenizer reads (only control characters); type a "
+                               "sentence.")  # fmt: skip
         return Encoded(torch.tensor([ids], device=self.device), tokens, special)
 
     def logits(self, encoded: Encoded) -> torch.Tensor:
