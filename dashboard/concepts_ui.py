@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,13 +18,16 @@ from dashboard.feedback import attempt, guarded, sentence
 from interp.concepts import (
     CLASSIFIERS,
     ConceptLibrary,
+    ConceptSet,
     LibraryError,
     TCAVReport,
+    VisitorLibrary,
     default_layers,
     generated,
     run_tcav,
     seconds_left,
 )
+from interp.concepts.library import prune_visitors, touch
 from interp.datasets import zips
 from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
@@ -35,11 +40,26 @@ SOURCES = (
 )  # fmt: skip
 DEMO_IMAGES = 24
 MAX_UPLOAD_IMAGES = 300
+VISITOR_KEEP_S = 86_400  # a visitor's own sets are deleted a day after the last use of their session
+
+
+def library() -> VisitorLibrary:
+    """What this visitor sees: their own sets (a folder of theirs, which no other visitor reads) and the server's
+    shared library. Their folder is named by a random token kept in the session."""
+    visitors = resources.settings().cache_dir / "concept-visitors"
+    token = st.session_state.get("_concept_owner")
+    if token is None:
+        token = st.session_state["_concept_owner"] = secrets.token_hex(12)
+        prune_visitors(visitors, keep=visitors / token, max_age_s=VISITOR_KEEP_S)
+    touch(visitors / token)
+    return VisitorLibrary(ConceptLibrary(visitors / token), shared_library(),
+                          frozenset(st.session_state.get("_concept_shared", ())))  # fmt: skip
 
 
 @st.cache_resource(show_spinner=False)
-def library() -> ConceptLibrary:
-    """The concept library under the cache folder; shared by every session and kept across restarts."""
+def shared_library() -> ConceptLibrary:
+    """The server's shared concept library under the cache folder, kept across restarts: the demo sets and the sets
+    visitors chose to share."""
     lib = ConceptLibrary(resources.settings().cache_dir / "concepts")
     if not lib.sets():  # a first visit finds demo concepts ready, offline
         for kind in generated.TEXTURES:
@@ -51,39 +71,67 @@ def library() -> ConceptLibrary:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def set_images(name: str, files: tuple[str, ...]) -> list[LoadedImage]:
-    return library().get(name).images()
+def _set_images(folder: str, files: tuple[str, ...]) -> list[LoadedImage]:
+    return ConceptSet("", Path(folder), files).images()
+
+
+def set_images(s: ConceptSet) -> list[LoadedImage]:
+    """A saved set's images, decoded once per folder and content (a set saved again under its name is new)."""
+    return _set_images(str(s.folder), s.files)
 
 
 # ------------------------------------------------------------------------------------------------------ library
 
 
-def library_ui(lib: ConceptLibrary) -> None:
-    """The saved sets with a few thumbnails each, and a way to delete one."""
+def library_ui(lib: VisitorLibrary) -> None:
+    """The saved sets with a few thumbnails each, whose they are, and a way to delete the visitor's own."""
     sets = lib.sets()
-    with st.expander(f"Concept library ({counted(len(sets), 'set')}, kept across restarts)", expanded=False):
+    msg = st.session_state.pop("_concept_msg", None)  # what a Delete or Share click did, said once
+    # keyed: a label that counts the sets changes with a deletion, and would otherwise close the box on its message
+    with st.expander(f"Concept library ({counted(len(sets), 'set')})", key="concept_library"):
+        if msg:
+            kind, text = msg
+            (st.success if kind == "done" else st.error)(text)
+        st.caption("Sets you save are yours alone: no other visitor sees them, and they last while this browser tab "
+                   "keeps its session (reloading the page starts a new one). Shared sets are seen by every visitor "
+                   "and can be named in links.")  # fmt: skip
         for s in sets:
             c1, c2, c3 = st.columns([2, 6, 1])
-            c1.markdown(f"**{s.name}**  \n{counted(len(s.files), 'image')}"
+            whose = "yours" if lib.is_own(s.name) else "shared by you" if lib.deletable(s.name) else "shared"
+            c1.markdown(f"**{s.name}**  \n{counted(len(s.files), 'image')} · {whose}"
                         + (f"  \n*{s.description}*" if s.description else ""))  # fmt: skip
             with c2:
                 st.image([str(s.folder / f) for f in s.files[:8]], width=56)
-            c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
-        if state.get("_concept_msg"):
-            st.success(state.get("_concept_msg"))
+            if lib.deletable(s.name):
+                c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
+            if lib.is_own(s.name) and resources.settings().share_concepts:
+                c3.button("Share", key=f"concept_share_{s.name}", on_click=_share, args=(s.name,),
+                          help="Every visitor of this server will see it, and a link can name it.")  # fmt: skip
 
 
 @guarded("deleting the concept set")
 def _delete(name: str) -> None:
     try:
         library().delete(name)
-        st.session_state["_concept_msg"] = f"Deleted the set {name!r} and its CAVs."
+        st.session_state["_concept_shared"] = set(st.session_state.get("_concept_shared", ())) - {name}
+        st.session_state["_concept_msg"] = ("done", f"Deleted the set {name!r} and its CAVs.")
     except LibraryError as exc:
-        st.session_state["_concept_msg"] = sentence(str(exc))
+        st.session_state["_concept_msg"] = ("failed", sentence(str(exc)))
 
 
-def new_set_ui(lib: ConceptLibrary) -> None:
-    """Build a concept set from one source and save it under a name."""
+@guarded("sharing the concept set")
+def _share(name: str) -> None:
+    try:
+        shared = library().share(name)
+        st.session_state["_concept_shared"] = {*st.session_state.get("_concept_shared", ()), shared.name}
+        st.session_state["_concept_msg"] = ("done", f"Shared the set {name!r}: every visitor of this server sees it.")
+    except LibraryError as exc:
+        st.session_state["_concept_msg"] = ("failed", sentence(str(exc)))
+
+
+def new_set_ui(lib: VisitorLibrary) -> None:
+    """Build a concept set from one source and save it under a name: the visitor's own, or shared where the server
+    allows it."""
     with st.expander("New concept set"):
         name = st.text_input("Name", key="concept_new_name", placeholder="e.g. striped")
         source = st.radio("Images from", SOURCES, key="concept_new_source", horizontal=True)
@@ -91,10 +139,31 @@ def new_set_ui(lib: ConceptLibrary) -> None:
         if notes:
             st.caption(" ".join(notes))
         st.caption(f"{counted(len(images), 'image')} ready.")
-        if st.button("Save the set", key="concept_new_save", disabled=not images or not name.strip()):
-            saved = attempt(lambda: lib.save_set(name.strip(), images), f"saving {name}")
-            if saved is not None:
-                st.success(f"Saved {saved.name!r} with {counted(len(saved.files), 'image')}.")
+        share = resources.settings().share_concepts and st.checkbox(
+            "Share it with every visitor of this server", key="concept_new_share",
+            help="A shared set is listed for everyone and a link can name it (a class opening a teacher's link needs "
+            "that); only you, in this session, or whoever runs the server can delete it. Unshared, nobody else sees "
+            "your images.",
+        )  # fmt: skip
+        # saved in the click's callback, before the page is drawn again: the library above lists the new set at once
+        st.button("Save the set", key="concept_new_save", disabled=not images or not name.strip(), on_click=_save_new,
+                  args=(name.strip(), images, bool(share)))  # fmt: skip
+        if msg := st.session_state.pop("_concept_new_msg", None):
+            kind, text = msg
+            (st.success if kind == "done" else st.error)(text)
+
+
+@guarded("saving the concept set")
+def _save_new(name: str, images: list[LoadedImage], share: bool) -> None:
+    try:
+        saved = library().save_set(name, images, share=share)
+    except LibraryError as exc:
+        st.session_state["_concept_new_msg"] = ("failed", sentence(str(exc)))
+        return
+    if share:
+        st.session_state["_concept_shared"] = {*st.session_state.get("_concept_shared", ()), saved.name}
+    st.session_state["_concept_new_msg"] = ("done", f"Saved {saved.name!r} with {counted(len(saved.files), 'image')}"
+                                            + (", shared with every visitor." if share else ", for you alone."))
 
 
 def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
@@ -204,7 +273,7 @@ class TCAVChoice:
     classifier: str
 
 
-def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVChoice:
+def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVChoice:
     names = [s.name for s in lib.sets()]
     shapes = model.num_classes == 6 and "star" in model.class_names
     default_concepts = [n for n in (["shapes marker", "shapes red"] if shapes else ["stripes", "dots"]) if n in names]
@@ -243,6 +312,13 @@ def setup_ui(model: LoadedModel, lib: ConceptLibrary, predicted: int) -> TCAVCho
                               format_func={"sgd": "SGD (hinge)", "logistic": "logistic regression", "svm": "linear SVM"}.get)  # fmt: skip
     chosen = {"concepts": concepts, "layers": layers, "target": target, "class_images": class_source,
               "random_images": random_source}  # fmt: skip
+    own = [n for n in (*concepts, class_source.removeprefix("Saved set: ")) if lib.is_own(n)]
+    if own:
+        how = ("Share them (the *Concept library*'s Share button) for a link to open with them."
+               if resources.settings().share_concepts else "This server keeps each visitor's sets to themselves.")
+        st.session_state.setdefault("_unshared", []).append(
+            f"Your own concept sets ({', '.join(own)}) do not travel in a link: nobody else sees them. {how}"
+        )
     permalink.publish(**{name: None if value == defaults[name] else value if isinstance(value, list) else str(value)
                          for name, value in chosen.items()})  # fmt: skip
     return TCAVChoice(tuple(concepts), tuple(layers), int(target), class_source, random_source, random_size, runs, seed, classifier)
@@ -258,7 +334,8 @@ def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, options
         if found := [v for v in dict.fromkeys(linked) if v in options[name]]:
             state.put(keys[name], found)
         if missing := [v for v in linked if v not in options[name]]:
-            where = "in this server's concept library" if name == "concepts" else f"modules of {model.name}"
+            where = ("in this server's shared concept library (a set a visitor does not share is theirs alone)"
+                     if name == "concepts" else f"modules of {model.name}")  # fmt: skip
             permalink.note(f"The link's {name} {', '.join(missing)} are not {where}.")
     target = permalink.take_class("target", model.num_classes, model.name)
     if target is not None:
@@ -292,9 +369,7 @@ def class_images(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedIm
         if sidebar_image is None:
             return []
         return _crops(sidebar_image, n, choice.seed)
-    set_name = choice.class_source.removeprefix("Saved set: ")
-    s = library().get(set_name)
-    return set_images(s.name, s.files)
+    return set_images(library().get(choice.class_source.removeprefix("Saved set: ")))
 
 
 def _crops(image: LoadedImage, n: int, seed: int) -> list[LoadedImage]:
@@ -339,7 +414,7 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
 
         def work() -> tuple[TCAVReport, list[LoadedImage]]:
             lib = library()
-            concepts = {n: set_images(n, lib.get(n).files) for n in choice.concepts}
+            concepts = {n: set_images(lib.get(n)) for n in choice.concepts}
             klass = class_images(model, choice, sidebar_image)
             cache = resources.result_cache()
             # a class opening one tcav=1 link: one session extracts, the others wait and then read its cache

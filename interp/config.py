@@ -17,6 +17,7 @@ ENV_CACHE_DIR = "INTERP_CACHE_DIR"
 ENV_CACHE_SIZE_MB = "INTERP_CACHE_SIZE_MB"
 ENV_DEVICE = "INTERP_DEVICE"
 ENV_MEMORY_LIMIT_MB = "INTERP_MEMORY_LIMIT_MB"
+ENV_SHARE_CONCEPTS = "INTERP_SHARE_CONCEPTS"
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,15 @@ class Settings:
         memory_limit_mb: what the whole process may hold (``$INTERP_MEMORY_LIMIT_MB``): models that would not fit are
             refused and attributions batch within it; ``None``: the container's limit when there is one
             (:mod:`interp.runtime`), and a 2 GB ceiling for attributions (:mod:`interp.attribution.memory`).
+        share_concepts: whether visitors of the app may add concept sets to the server's shared library, which every
+            visitor sees (``$INTERP_SHARE_CONCEPTS``, ``1`` or ``0``); a visitor's own sets are theirs alone either way.
     """
 
     cache_dir: Path
     cache_size_mb: int = 1024
     device: str = "auto"
     memory_limit_mb: int | None = None
+    share_concepts: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,8 +49,12 @@ class Settings:
         cache_dir = env.get(ENV_CACHE_DIR) or str(Path.home() / ".cache" / "interp")
         size_mb = _megabytes(env, ENV_CACHE_SIZE_MB, "1024")
         limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if env.get(ENV_MEMORY_LIMIT_MB) else None
+        share = env.get(ENV_SHARE_CONCEPTS, "1").strip().lower()
+        if share not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"{ENV_SHARE_CONCEPTS}={share!r} is neither 1 nor 0; set 0 to keep every visitor's "
+                             "concept sets to themselves.")  # fmt: skip
         return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"),
-                   memory_limit_mb=limit_mb)  # fmt: skip
+                   memory_limit_mb=limit_mb, share_concepts=share in ("1", "true", "yes"))  # fmt: skip
 
 
 def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:

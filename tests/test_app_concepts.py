@@ -55,6 +55,71 @@ def test_saving_and_deleting_a_set():
     assert "my stripes" not in next(w for w in at.main.multiselect if w.key.startswith("tcav_concepts_")).options
 
 
+def _concept_options(at: AppTest) -> list[str]:
+    return next(w for w in at.main.multiselect if w.key.startswith("tcav_concepts_")).options
+
+
+def _save(at: AppTest, name: str, share: bool = False) -> AppTest:
+    at.main.text_input(key="concept_new_name").set_value(name).run()
+    at.main.slider(key="concept_new_n").set_value(8).run()
+    if share:
+        at.main.checkbox(key="concept_new_share").check().run()
+    at.main.button(key="concept_new_save").click().run()
+    assert not at.exception and not at.main.error, [e.value for e in at.main.error]
+    return at
+
+
+def test_a_visitors_sets_are_theirs_and_a_shared_one_is_seen_by_all_but_deleted_only_by_who_shared_it():
+    """Two browser sessions on one server: what one saves (images they may have uploaded) the other never sees,
+    unless it is shared; a shared set has no Delete button for anyone but the session that shared it."""
+    alice, bob = concepts_page().run(), concepts_page().run()
+    _save(alice, "alice stripes")
+    assert any("Saved 'alice stripes' with 8 images, for you alone." in s.value for s in alice.main.success)
+    # the library above the form lists it in the same run (the save happens in the click's callback)
+    assert any(m.value.startswith("**alice stripes**  \n8 images · yours") for m in alice.main.markdown)
+    assert "alice stripes" in _concept_options(alice.run())
+    assert "alice stripes" not in _concept_options(bob.run())
+
+    _save(alice, "class stripes", share=True)
+    assert any("with 8 images, shared with every visitor." in s.value for s in alice.main.success)
+    alice.run()
+    assert "class stripes" in _concept_options(bob.run())
+    keys = {b.key for b in bob.main.button}
+    assert "concept_delete_class stripes" not in keys and "concept_delete_stripes" not in keys  # nor the demo sets
+    assert any("class stripes**  \n8 images · shared" in m.value for m in bob.main.markdown)
+    alice.main.button(key="concept_delete_class stripes").click().run()
+    assert "class stripes" not in _concept_options(bob.run())
+    assert "alice stripes" in _concept_options(alice)
+
+    # picked for a run, her own set cannot travel in a link, and the share box says how to make it travel
+    concepts = next(w for w in alice.main.multiselect if w.key.startswith("tcav_concepts_"))
+    concepts.set_value(["alice stripes"]).run()
+    box = " ".join(c.value for c in alice.sidebar.caption)
+    assert "Your own concept sets (alice stripes) do not travel in a link" in box, box
+    alice.main.button(key="concept_share_alice stripes").click().run()
+    assert any("Shared the set 'alice stripes'" in s.value for s in alice.main.success)
+    assert "do not travel" not in " ".join(c.value for c in alice.sidebar.caption)
+    assert "alice stripes" in _concept_options(bob.run())
+    assert "concept_delete_alice stripes" in {b.key for b in alice.main.button}  # hers to delete, not bob's
+    assert "concept_delete_alice stripes" not in {b.key for b in bob.main.button}
+
+
+def test_a_server_that_keeps_visitors_sets_to_themselves_offers_no_sharing(monkeypatch):
+    from dashboard import resources
+
+    monkeypatch.setenv("INTERP_SHARE_CONCEPTS", "0")
+    resources.settings.clear()
+    try:
+        at = concepts_page().run()
+        assert not at.exception
+        assert not [c for c in at.main.checkbox if c.key == "concept_new_share"]
+        _save(at, "kept to myself")
+        assert any("for you alone" in s.value for s in at.main.success)
+    finally:
+        monkeypatch.delenv("INTERP_SHARE_CONCEPTS")
+        resources.settings.clear()
+
+
 def test_too_few_class_images_gets_a_sentence():
     at = concepts_page(model=None).run()  # the ImageNet model; class images from a saved set with few images
     assert not at.exception, [e.value for e in at.exception]
@@ -99,7 +164,7 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
     at.switch_page("pages/4_Concepts.py").run()
     assert not at.exception, [e.value for e in at.exception]
     notes = " ".join(w.value for w in at.sidebar.warning)
-    for part in ("concepts nope are not in this server's concept library", "layers no.such.layer are not modules",
+    for part in ("concepts nope are not in this server's shared concept library", "layers no.such.layer are not modules",
                  "class 99 is not a class", "“Saved set: gone” are not offered here"):  # fmt: skip
         assert part in notes, notes
     assert widget("multiselect", "tcav_concepts_").value == ["dots"]

@@ -114,6 +114,60 @@ def test_cav_and_library_round_trip(tmp_path):
         again.get("Stripes!")
 
 
+def test_a_visitors_own_sets_are_theirs_alone_and_shared_sets_are_deleted_only_by_who_shared_them(tmp_path):
+    import os
+    import time
+
+    from interp.concepts import VisitorLibrary
+    from interp.concepts.library import prune_visitors, touch
+
+    shared = ConceptLibrary(tmp_path / "shared")
+    alice = VisitorLibrary(ConceptLibrary(tmp_path / "visitors" / "a"), shared)
+    bob = VisitorLibrary(ConceptLibrary(tmp_path / "visitors" / "b"), shared)
+    stripes, dots = generated.texture_set("stripes", 4), generated.texture_set("dots", 4)
+    alice.save_set("my photos", stripes)
+    assert [s.name for s in alice.sets()] == ["my photos"] and alice.is_own("my photos")
+    assert bob.sets() == []  # what one visitor uploads, another never sees
+    with pytest.raises(LibraryError, match="no concept set named 'my photos'"):
+        bob.get("my photos")
+
+    class_set = alice.save_set("for the class", dots, share=True)
+    alice = VisitorLibrary(alice.own, shared, frozenset({class_set.name}))  # the session remembers what it shared
+    assert [s.name for s in bob.sets()] == ["for the class"] and not bob.deletable("for the class")
+    with pytest.raises(LibraryError, match="made by another visitor"):
+        bob.delete("for the class")
+    for taken in ("For the Class", "my photos"):  # a name either library holds, whatever its case, is refused
+        with pytest.raises(LibraryError, match="exists already"):
+            alice.save_set(taken, dots)
+    bob.save_set("my photos", dots)  # another visitor's own name is free: nobody else sees it
+    assert len(bob.get("my photos").images()) == 4 and len(alice.get("my photos").files) == 4
+
+    assert alice.deletable("for the class")
+    alice.delete("for the class")
+    assert [s.name for s in bob.sets()] == ["my photos"]
+
+    moved = alice.share("my photos")  # one's own set, shared later: gone from their own, the same images for all
+    assert not alice.is_own("my photos") and alice.get("my photos").folder == moved.folder
+    assert [im.digest for im in moved.images()] == [im.digest for im in stripes]
+    with pytest.raises(LibraryError, match="shared set named 'my photos' exists already"):
+        bob.share("my photos")
+    shared.delete("my photos")
+
+    # a shared set that later takes the name of a visitor's own set stays behind it for that visitor
+    VisitorLibrary(ConceptLibrary(tmp_path / "visitors" / "c"), shared).save_set("my photos", dots, share=True)
+    assert [s.folder for s in bob.sets()] == [bob.own.get("my photos").folder] == [bob.get("my photos").folder]
+    touch(tmp_path / "visitors" / "c")
+
+    # visitors' folders not used for a day go; the one in use and recent ones stay
+    old = time.time() - 2 * 86_400
+    os.utime(tmp_path / "visitors" / "b", (old, old))
+    os.utime(tmp_path / "visitors" / "a", (old, old))
+    deleted = prune_visitors(tmp_path / "visitors", keep=tmp_path / "visitors" / "a", max_age_s=86_400)
+    assert deleted == [tmp_path / "visitors" / "b"]
+    assert sorted(p.name for p in (tmp_path / "visitors").iterdir()) == ["a", "c"]
+    assert prune_visitors(tmp_path / "nowhere", keep=tmp_path, max_age_s=0) == []
+
+
 def test_activations_match_a_hook_and_are_cached(tmp_path):
     model = interp.load_model("shapes_cnn")
     images = generated.shapes_concept("marker", 6)

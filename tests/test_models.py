@@ -378,6 +378,9 @@ def test_settings_from_env(tmp_path):
     for bad in ("1.5G", "-100"):
         with pytest.raises(ValueError, match=f"INTERP_MEMORY_LIMIT_MB='{bad}' is not a whole number of megabytes"):
             interp.Settings.from_env({"INTERP_MEMORY_LIMIT_MB": bad})
+    assert s.share_concepts and not interp.Settings.from_env({"INTERP_SHARE_CONCEPTS": "0"}).share_concepts
+    with pytest.raises(ValueError, match="INTERP_SHARE_CONCEPTS='maybe' is neither 1 nor 0"):
+        interp.Settings.from_env({"INTERP_SHARE_CONCEPTS": "maybe"})
 
 
 def test_engine_imports_without_streamlit():

@@ -16,7 +16,7 @@ from interp.concepts.activations import (
 )
 from interp.concepts.api import TCAVReport, run_tcav, seconds_left
 from interp.concepts.cav import CAV, CLASSIFIERS
-from interp.concepts.library import ConceptLibrary, ConceptSet, LibraryError
+from interp.concepts.library import ConceptLibrary, ConceptSet, LibraryError, VisitorLibrary
 from interp.concepts.tcav import ConceptScore, canonical, tcav, tcav_score
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "ConceptScore",
     "ConceptSet",
     "LibraryError",
+    "VisitorLibrary",
     "TCAVReport",
     "activations",
     "activations_by_layer",

@@ -7,15 +7,19 @@ Layout under the library folder::
     cavs/<slug>/<model>/<layer>.npz (+ .json)
 
 Only images decoded by the robust loader are stored (re-encoded as PNG); nothing uploaded is kept as given.
+
+On a shared server each visitor has a library of their own beside the server's shared one, and sees both through a
+:class:`VisitorLibrary`: what one visitor uploads is not shown to another unless they share it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -113,3 +117,78 @@ class ConceptLibrary:
 
     def cavs(self, concept: str) -> list[Path]:
         return sorted((self.root / "cavs" / slug(concept)).glob("*/*.npz"))
+
+
+@dataclass(frozen=True)
+class VisitorLibrary:
+    """What one visitor of a shared server sees: their own sets first, then the server's shared sets (a shared set
+    with the name of one of their own is hidden behind it). Only their own sets, and the shared sets named in
+    ``shared_by_them``, are theirs to delete."""
+
+    own: ConceptLibrary
+    shared: ConceptLibrary
+    shared_by_them: frozenset[str] = field(default_factory=frozenset)
+
+    def sets(self) -> list[ConceptSet]:
+        own = self.own.sets()
+        names = {s.name for s in own}
+        return own + [s for s in self.shared.sets() if s.name not in names]
+
+    def get(self, name: str) -> ConceptSet:
+        for s in self.sets():
+            if s.name == name:
+                return s
+        raise LibraryError(f"no concept set named {name!r}; saved sets: {', '.join(s.name for s in self.sets()) or 'none'}.")
+
+    def is_own(self, name: str) -> bool:
+        return any(s.name == name for s in self.own.sets())
+
+    def deletable(self, name: str) -> bool:
+        return self.is_own(name) or name in self.shared_by_them
+
+    def save_set(self, name: str, images: list[LoadedImage], description: str = "", share: bool = False) -> ConceptSet:
+        """Save a set of the visitor's own, or in the shared library with ``share``; a name either library holds
+        is refused (one name, one set, for everyone who reads a link naming it)."""
+        name = name.strip()
+        if slug(name) in {slug(s.name) for s in (*self.own.sets(), *self.shared.sets())}:
+            raise LibraryError(f"a concept set named {name!r} exists already; pick another name.")
+        return (self.shared if share else self.own).save_set(name, images, description)
+
+    def share(self, name: str) -> ConceptSet:
+        """Move one of the visitor's own sets to the shared library (the caller remembers that they shared it)."""
+        own = self.own.get(name)
+        if any(slug(s.name) == slug(name) for s in self.shared.sets()):
+            raise LibraryError(f"a shared set named {name!r} exists already; save yours under another name to share "
+                               "it.")  # fmt: skip
+        shared = self.shared.save_set(own.name, own.images(), own.description)
+        self.own.delete(name)
+        return shared
+
+    def delete(self, name: str) -> None:
+        if self.is_own(name):
+            self.own.delete(name)
+        elif name in self.shared_by_them:
+            self.shared.delete(name)
+        else:
+            raise LibraryError(f"the shared set {name!r} was made by another visitor; only they, or whoever runs "
+                               "this server, can delete it.")  # fmt: skip
+
+
+def prune_visitors(root: Path, keep: Path, max_age_s: float) -> list[Path]:
+    """Delete the visitor libraries under ``root`` not used for ``max_age_s`` (their folder's time, which
+    :func:`touch` sets on every use), never ``keep``. Returns the folders deleted."""
+    deleted = []
+    for folder in (p for p in Path(root).iterdir() if p.is_dir() and p != Path(keep)) if Path(root).is_dir() else ():
+        try:
+            if time.time() - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                deleted.append(folder)
+        except OSError:
+            continue  # another process deleted it first
+    return deleted
+
+
+def touch(folder: Path) -> None:
+    """Mark a visitor's library as in use (created when missing)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    os.utime(folder)

@@ -37,3 +37,45 @@ def test_tcav_run_shows_scores_and_verdicts_and_its_link_shows_them_again(app_ur
     fresh.screenshot(path=str(artifacts / "concepts_from_link.png"), full_page=True)
     assert again.get_by_test_id("stDataFrame").first.inner_text() == verdicts
     fresh.close()
+
+
+def test_a_set_one_visitor_saves_is_not_seen_by_another_until_they_share_it(app_url, page, artifacts):
+    """Two browsers on one server: a concept set (made from images a visitor may have uploaded) is theirs alone;
+    once they press Share, the other browser lists it, marked shared, with no Delete button."""
+    page.goto(f"{app_url}/Concepts?model=shapes_cnn")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("New concept set").click()
+    name = main.get_by_label("Name", exact=True)
+    name.fill("ada's stripes")
+    name.press("Enter")
+    wait_until_idle(page)
+    main.get_by_role("button", name="Save the set").click()
+    main.get_by_text("for you alone").wait_for(timeout=60_000)
+
+    other = page.context.browser.new_page(viewport=page.viewport_size)
+    try:
+        other.goto(f"{app_url}/Concepts?model=shapes_cnn")
+        theirs = other.get_by_test_id("stMain")
+        theirs.get_by_text("Concept library").click()
+        theirs.get_by_text("checkerboard", exact=True).wait_for(timeout=60_000)  # a demo set: the library is drawn
+        assert theirs.get_by_text("ada's stripes").count() == 0
+
+        main.get_by_text("Concept library").click()
+        main.get_by_text("30 images · yours").wait_for()  # listed at once, above the form it was saved from
+        main.get_by_role("button", name="Share", exact=True).click()
+        main.get_by_text("Shared the set").wait_for(timeout=60_000)
+        page.screenshot(path=str(artifacts / "concepts_shared.png"))
+
+        other.reload()
+        theirs.get_by_text("Concept library").click()
+        theirs.get_by_text("ada's stripes", exact=True).wait_for(timeout=60_000)
+        wait_until_idle(other)
+        other.screenshot(path=str(artifacts / "concepts_shared_other.png"))
+        assert theirs.get_by_text("30 images · shared").count() >= 1
+        assert theirs.get_by_role("button", name="Delete").count() == 0  # demo sets and hers: not theirs to delete
+        assert other.get_by_text("Traceback").count() == 0
+
+        main.get_by_role("button", name="Delete", exact=True).click()  # hers to delete: the server's library as before
+        main.get_by_text("Deleted the set").wait_for(timeout=60_000)
+    finally:
+        other.close()
