@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from dashboard import concept_library_ui as concept_library
 from dashboard import concepts_ui as ui
 from dashboard import permalink, resources
 from dashboard.feedback import attempt
@@ -18,11 +19,11 @@ st.markdown(
 model, image = selection_ui()
 if model is None:
     st.stop()
-lib = attempt(ui.library, "opening the concept library")
+lib = attempt(concept_library.library, "opening the concept library")
 if lib is None:
     st.stop()
-ui.library_ui(lib)
-ui.new_set_ui(lib)
+concept_library.library_ui(lib)
+concept_library.new_set_ui(lib)
 
 predicted = resources.prediction(model, image).top.index if image is not None else 0
 choice = ui.setup_ui(model, lib, predicted)

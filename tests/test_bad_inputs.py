@@ -188,7 +188,7 @@ def test_the_upload_folder_cap_holds_against_recent_uploads(tmp_path, monkeypatc
 
 
 def test_the_concepts_page_reads_the_same_zips_without_an_exception():
-    from dashboard.concepts_ui import read_uploads
+    from dashboard.concept_library_ui import read_uploads
 
     class Upload:
         def __init__(self, name, data):

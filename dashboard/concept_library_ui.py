@@ -1,0 +1,247 @@
+"""The Concepts page's concept library: the sets a visitor sees (their own and the server's shared ones), making a
+new set from one of several sources, sharing and deleting."""
+
+from __future__ import annotations
+
+import secrets
+import zipfile
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import resources, state
+from dashboard.feedback import attempt, guarded, sentence
+from interp.concepts import (
+    ConceptLibrary,
+    ConceptSet,
+    LibraryError,
+    VisitorLibrary,
+    generated,
+)
+from interp.concepts.library import prune_visitors, touch
+from interp.datasets import zips
+from interp.errors import InterpError
+from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
+from interp.words import counted
+
+SOURCES = (
+    "Generated texture", "Shapes world concept", "Bundled photos", "Upload images or a zip", "A class of a dataset",
+    "The failure gallery's selection",
+)  # fmt: skip
+DEMO_IMAGES = 24
+MAX_UPLOAD_IMAGES = 300
+VISITOR_KEEP_S = 86_400  # a visitor's own sets are deleted a day after the last use of their session
+
+
+def library() -> VisitorLibrary:
+    """What this visitor sees: their own sets (a folder of theirs, which no other visitor reads) and the server's
+    shared library. Their folder is named by a random token kept in the session."""
+    visitors = resources.settings().cache_dir / "concept-visitors"
+    token = st.session_state.get("_concept_owner")
+    if token is None:
+        token = st.session_state["_concept_owner"] = secrets.token_hex(12)
+        prune_visitors(visitors, keep=visitors / token, max_age_s=VISITOR_KEEP_S)
+    touch(visitors / token)
+    return VisitorLibrary(ConceptLibrary(visitors / token), shared_library(),
+                          frozenset(st.session_state.get("_concept_shared", ())))  # fmt: skip
+
+
+@st.cache_resource(show_spinner=False)
+def shared_library() -> ConceptLibrary:
+    """The server's shared concept library under the cache folder, kept across restarts: the demo sets and the sets
+    visitors chose to share."""
+    lib = ConceptLibrary(resources.settings().cache_dir / "concepts")
+    if not lib.sets():  # a first visit finds demo concepts ready, offline
+        for kind in generated.TEXTURES:
+            lib.save_set(kind, generated.texture_set(kind, DEMO_IMAGES), f"generated {kind} textures", replace=True)
+        for kind in generated.SHAPES_CONCEPTS:
+            lib.save_set(f"shapes {kind}", generated.shapes_concept(kind, DEMO_IMAGES),
+                         f"the shapes world's {kind} concept", replace=True)  # fmt: skip
+    return lib
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _set_images(folder: str, files: tuple[str, ...]) -> list[LoadedImage]:
+    return ConceptSet("", Path(folder), files).images()
+
+
+def set_images(s: ConceptSet) -> list[LoadedImage]:
+    """A saved set's images, decoded once per folder and content (a set saved again under its name is new)."""
+    return _set_images(str(s.folder), s.files)
+
+
+# ------------------------------------------------------------------------------------------------------ library
+
+
+def library_ui(lib: VisitorLibrary) -> None:
+    """The saved sets with a few thumbnails each, whose they are, and a way to delete the visitor's own."""
+    sets = lib.sets()
+    msg = st.session_state.pop("_concept_msg", None)  # what a Delete or Share click did, said once
+    # keyed: a label that counts the sets changes with a deletion, and would otherwise close the box on its message
+    with st.expander(f"Concept library ({counted(len(sets), 'set')})", key="concept_library"):
+        if msg:
+            kind, text = msg
+            (st.success if kind == "done" else st.error)(text)
+        st.caption("Sets you save are yours alone: no other visitor sees them, and they last while this browser tab "
+                   "keeps its session (reloading the page starts a new one). Shared sets are seen by every visitor "
+                   "and can be named in links.")  # fmt: skip
+        for s in sets:
+            c1, c2, c3 = st.columns([2, 6, 1])
+            whose = "yours" if lib.is_own(s.name) else "shared by you" if lib.deletable(s.name) else "shared"
+            c1.markdown(f"**{s.name}**  \n{counted(len(s.files), 'image')} · {whose}"
+                        + (f"  \n*{s.description}*" if s.description else ""))  # fmt: skip
+            with c2:
+                st.image([str(s.folder / f) for f in s.files[:8]], width=56)
+            if lib.deletable(s.name):
+                c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
+            if lib.is_own(s.name) and resources.settings().share_concepts:
+                c3.button("Share", key=f"concept_share_{s.name}", on_click=_share, args=(s.name,),
+                          help="Every visitor of this server will see it, and a link can name it.")  # fmt: skip
+
+
+@guarded("deleting the concept set")
+def _delete(name: str) -> None:
+    try:
+        library().delete(name)
+        st.session_state["_concept_shared"] = set(st.session_state.get("_concept_shared", ())) - {name}
+        st.session_state["_concept_msg"] = ("done", f"Deleted the set {name!r} and its CAVs.")
+    except LibraryError as exc:
+        st.session_state["_concept_msg"] = ("failed", sentence(str(exc)))
+
+
+@guarded("sharing the concept set")
+def _share(name: str) -> None:
+    try:
+        shared = library().share(name)
+        st.session_state["_concept_shared"] = {*st.session_state.get("_concept_shared", ()), shared.name}
+        st.session_state["_concept_msg"] = ("done", f"Shared the set {name!r}: every visitor of this server sees it.")
+    except LibraryError as exc:
+        st.session_state["_concept_msg"] = ("failed", sentence(str(exc)))
+
+
+def new_set_ui(lib: VisitorLibrary) -> None:
+    """Build a concept set from one source and save it under a name: the visitor's own, or shared where the server
+    allows it."""
+    with st.expander("New concept set"):
+        name = st.text_input("Name", key="concept_new_name", placeholder="e.g. striped")
+        source = st.radio("Images from", SOURCES, key="concept_new_source", horizontal=True)
+        images, notes = _source_images_ui(source)
+        if notes:
+            st.caption(" ".join(notes))
+        st.caption(f"{counted(len(images), 'image')} ready.")
+        share = resources.settings().share_concepts and st.checkbox(
+            "Share it with every visitor of this server", key="concept_new_share",
+            help="A shared set is listed for everyone and a link can name it (a class opening a teacher's link needs "
+            "that); only you, in this session, or whoever runs the server can delete it. Unshared, nobody else sees "
+            "your images.",
+        )  # fmt: skip
+        # saved in the click's callback, before the page is drawn again: the library above lists the new set at once
+        st.button("Save the set", key="concept_new_save", disabled=not images or not name.strip(), on_click=_save_new,
+                  args=(name.strip(), images, bool(share)))  # fmt: skip
+        if msg := st.session_state.pop("_concept_new_msg", None):
+            kind, text = msg
+            (st.success if kind == "done" else st.error)(text)
+
+
+@guarded("saving the concept set")
+def _save_new(name: str, images: list[LoadedImage], share: bool) -> None:
+    try:
+        saved = library().save_set(name, images, share=share)
+    except LibraryError as exc:
+        st.session_state["_concept_new_msg"] = ("failed", sentence(str(exc)))
+        return
+    if share:
+        st.session_state["_concept_shared"] = {*st.session_state.get("_concept_shared", ()), saved.name}
+    st.session_state["_concept_new_msg"] = ("done", f"Saved {saved.name!r} with {counted(len(saved.files), 'image')}"
+                                            + (", shared with every visitor." if share else ", for you alone."))
+
+
+def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
+    if source == "Generated texture":
+        kind = st.selectbox("Texture", generated.TEXTURES, key="concept_new_texture")
+        n = st.slider("Images", 8, 100, 30, key="concept_new_n")
+        return generated.texture_set(kind, n, seed=int(st.number_input("Seed", 0, 10_000, 0, key="concept_new_seed"))), []
+    if source == "Shapes world concept":
+        kind = st.selectbox("Concept", generated.SHAPES_CONCEPTS, key="concept_new_shapes")
+        return generated.shapes_concept(kind, st.slider("Images", 8, 100, 30, key="concept_new_shapes_n")), []
+    if source == "Bundled photos":
+        import interp
+
+        names = st.multiselect("Photos", list(interp.SAMPLES), key="concept_new_photos")
+        return [resources.sample_image(n) for n in names], []
+    if source == "Upload images or a zip":
+        files = st.file_uploader("Images, or a zip of images", type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True,
+                                 key="concept_new_files")  # fmt: skip
+        return read_uploads(files or [])
+    if source == "The failure gallery's selection":
+        return _gallery_selection()
+    return _dataset_class_ui()
+
+
+def _gallery_selection() -> tuple[list[LoadedImage], list[str]]:
+    picked = state.get("_gallery_selection")
+    if not picked:
+        return [], ["Open the Failures page, scan a dataset and filter its gallery; the mistakes shown there can be "
+                    "saved here as a concept set."]  # fmt: skip
+    images, skipped = [], []
+    for path in picked["paths"]:
+        try:
+            images.append(resources.dataset_image(picked["source"], path))
+        except InterpError:
+            skipped.append(path)
+    notes = [f"From the gallery: {picked['what']} (up to 200)."]
+    if skipped:
+        notes.append(f"Skipped {counted(len(skipped), 'unreadable file')}.")
+    return images, notes
+
+
+def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:
+    """Decode uploaded images and the images inside uploaded zips; what cannot be read is skipped and named."""
+    images, skipped = [], []
+    for f in files:
+        data = f.getvalue()
+        if f.name.lower().endswith(".zip"):
+            try:
+                archive = zips.open_zip(data, f.name)
+            except InterpError:
+                skipped.append(f.name)
+                continue
+            with archive:
+                members, unsafe = zips.image_members(archive)
+                skipped += unsafe
+                for info in members:
+                    if len(images) >= MAX_UPLOAD_IMAGES:
+                        skipped.append(info.filename)
+                        continue
+                    try:
+                        images.append(load_image(zips.read_member(archive, info), name=info.filename))
+                    except (InterpError, zips.MemberTooLarge, zipfile.BadZipFile, OSError, RuntimeError, EOFError):
+                        skipped.append(info.filename)
+            continue
+        try:
+            images.append(load_image(data, name=f.name))
+        except InterpError:
+            skipped.append(f.name)
+    notes = [f"Skipped {counted(len(skipped), 'file')} that are not readable images: {', '.join(skipped[:5])}."
+             ] if skipped else []  # fmt: skip
+    return images, notes
+
+
+def _dataset_class_ui() -> tuple[list[LoadedImage], list[str]]:
+    roots = attempt(resources.dataset_roots, "reading the dataset settings") or []
+    if not roots:
+        return [], ["No dataset is configured."]
+    root = st.selectbox("Dataset", roots, format_func=lambda r: r.name, key="concept_new_dataset")
+    ds = attempt(lambda: resources.dataset(root), f"reading {root.name}")
+    if ds is None or not ds.class_names:
+        return [], ["This dataset has no classes to pick from."]
+    cls = st.selectbox("Class", ds.classes_present(), format_func=lambda i: ds.class_names[i], key="concept_new_class")
+    n = st.slider("Images", 4, 100, 30, key="concept_new_class_n")
+    items = [it for it in ds.items if cls in it.labels][:n]
+    images, skipped = [], []
+    for it in items:
+        try:
+            images.append(resources.dataset_image(root, it.path))
+        except InterpError:
+            skipped.append(it.path)
+    return images, [f"Skipped {counted(len(skipped), 'unreadable file')}."] if skipped else []
