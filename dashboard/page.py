@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 import streamlit as st
 
+from dashboard import permalink
 from dashboard.feedback import show_pending
 
 PAGES: tuple[tuple[str, str, str], ...] = (
@@ -68,3 +70,10 @@ def page_setup(title: str) -> None:
             st.page_link(script, label=name)
         st.divider()
     show_pending()
+
+
+def stop() -> NoReturn:
+    """End the page here, still drawing the sidebar's share box: what of an opened link could not be used is said
+    also on a page that cannot go on (a CNN on the Attention page after a link's mistyped ViT name)."""
+    permalink.share_ui()
+    st.stop()

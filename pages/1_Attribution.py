@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import attribution_ui as ui
 from dashboard import method_settings_ui, permalink, resources, trust_ui
 from dashboard.feedback import attempt
-from dashboard.page import page_setup
+from dashboard.page import page_setup, stop
 from dashboard.selection import selection_ui
 
 page_setup("Attribution")
@@ -14,10 +14,10 @@ st.markdown("Which pixels made the model say what it said? Each row is a class, 
 
 model, image = selection_ui()
 if model is None or image is None:
-    st.stop()
+    stop()
 prediction = attempt(lambda: resources.prediction(model, image), "classifying the image")
 if prediction is None:
-    st.stop()
+    stop()
 
 methods = ui.method_picker_ui(model)
 targets = ui.target_picker_ui(model, prediction)
@@ -25,7 +25,7 @@ settings = method_settings_ui.settings_ui(model, methods)
 second = ui.second_model_ui(model)
 if not methods or not targets:
     st.info("Pick at least one method and one target class.")
-    st.stop()
+    stop()
 
 choice = ui.AttributionChoice(tuple(methods), tuple(targets), settings)
 display = ui.display_ui()

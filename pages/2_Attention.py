@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard import attention_stats_ui, permalink, resources
 from dashboard import attention_ui as ui
 from dashboard.feedback import attempt
-from dashboard.page import page_setup
+from dashboard.page import page_setup, stop
 from dashboard.selection import selection_ui
 
 page_setup("Attention")
@@ -14,15 +14,15 @@ st.markdown("Where does each head of a vision transformer look, and what reaches
 
 model, image = selection_ui()
 if not ui.vit_check_ui(model) or image is None:
-    st.stop()
+    stop()
 prediction = attempt(lambda: resources.prediction(model, image), "classifying the image")
 if prediction is None:
-    st.stop()
+    stop()
 
 target = ui.target_ui(model, prediction)
 capture = ui.capture_ui(model, image, target)
 if capture is None:
-    st.stop()
+    stop()
 ui.summary_caption(model, capture)
 base = resources.model_view(model.key, image.digest, model, image)
 ident = f"{model.key}|{image.digest}|{target}"

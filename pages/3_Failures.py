@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import gallery_ui as ui
 from dashboard import permalink, trust_ui
-from dashboard.page import page_setup
+from dashboard.page import page_setup, stop
 from dashboard.selection import selection_ui
 
 page_setup("Failures")
@@ -13,10 +13,10 @@ st.markdown("Where is the model confidently wrong? Scan a dataset, then look at 
 
 model, _ = selection_ui()
 if model is None:
-    st.stop()
+    stop()
 source, dataset = ui.dataset_picker_ui()
 if dataset is None:
-    st.stop()
+    stop()
 
 gallery, scan, browse, trust = st.tabs(["Gallery", "Scan", "Browse", "Which method to trust"])
 with scan:

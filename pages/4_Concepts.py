@@ -6,7 +6,7 @@ from dashboard import concept_library_ui as concept_library
 from dashboard import concepts_ui as ui
 from dashboard import permalink, resources
 from dashboard.feedback import attempt
-from dashboard.page import page_setup
+from dashboard.page import page_setup, stop
 from dashboard.selection import selection_ui
 
 page_setup("Concepts")
@@ -18,10 +18,10 @@ st.markdown(
 
 model, image = selection_ui()
 if model is None:
-    st.stop()
+    stop()
 lib = attempt(concept_library.library, "opening the concept library")
 if lib is None:
-    st.stop()
+    stop()
 concept_library.library_ui(lib)
 concept_library.new_set_ui(lib)
 

@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import features_ui as ui
 from dashboard import permalink, resources, spectrum_ui
 from dashboard.feedback import attempt
-from dashboard.page import page_setup
+from dashboard.page import page_setup, stop
 from dashboard.selection import selection_ui
 
 page_setup("Features")
@@ -19,7 +19,7 @@ st.markdown(
 
 model, image = selection_ui()
 if model is None:
-    st.stop()
+    stop()
 
 with st.expander("Filters of the first convolution"):
     ui.filters_view(model)
@@ -33,7 +33,7 @@ st.subheader("Activation maximisation")
 objective = attempt(lambda: ui.objective_ui(model, layer, prediction.top.index if prediction else 0, maps),
                     "reading the objective")  # fmt: skip
 if objective is None:
-    st.stop()
+    stop()
 plan = ui.settings_ui()
 ui.optimise_ui(model, objective, plan)
 

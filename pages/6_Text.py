@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import permalink
 from dashboard import text_ui as ui
-from dashboard.page import page_setup
+from dashboard.page import page_setup, stop
 
 page_setup("Text")
 st.title("Text")
@@ -16,13 +16,11 @@ st.markdown(
 
 model = ui.model_ui()
 if model is None:
-    permalink.share_ui()
-    st.stop()
+    stop()
 text = ui.text_ui()
 cap = ui.capture_ui(model, text)
 if cap is None:
-    permalink.share_ui()
-    st.stop()
+    stop()
 ident = f"{model.key}|{hash(text)}"
 heads, lines, roll, stats, ig = st.tabs(
     ["Layers × heads", "From a token", "Rollout", "Head statistics", "Integrated Gradients"],

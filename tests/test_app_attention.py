@@ -126,6 +126,18 @@ def test_a_hub_vit_out_of_reach_offers_the_bundled_one():
     assert at.main.tabs, "the attention views are drawn"
 
 
+def test_a_link_whose_vit_name_is_mistyped_says_so_on_a_page_that_cannot_go_on():
+    """The mistyped name falls back to the default model, a CNN, and the page stops at its sentence; what the link
+    dropped is still said (a notification and the share box), not only on the next page that runs to its end."""
+    at = attention_page(model=None)
+    at.query_params["model"] = "vit_base_patch16_244"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not a vision transformer" in i.value for i in at.main.info)
+    assert "did you mean vit_base_patch16_224?" in at.toast[0].value
+    assert any("vit_base_patch16_244" in w.value for w in at.sidebar.warning)
+
+
 def test_register_tokens_without_a_class_token():
     at = attention_page("vit_little_patch16_reg4_gap_256").run()
     assert not at.exception, [e.value for e in at.exception]
