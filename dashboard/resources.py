@@ -51,15 +51,21 @@ def model(
 ) -> LoadedModel:
     """The model ``name`` (see :func:`cached_model`). When it would not fit in the memory left but would once the
     models kept for every visitor were let go, they are let go (a visitor still using one keeps it until their page
-    finishes; the next use loads it again) and the load is tried once more; otherwise the engine's sentence says
-    why."""
+    finishes; the next use loads it again) and the load is tried again: first only the untrained copy the sanity
+    checks use, then every kept model. Otherwise the engine's sentence says why."""
     try:
         return cached_model(name, weights_digest, weights_name, class_names, weights)
     except NotEnoughMemoryError as exc:
         if exc.need_mb is None or exc.room_mb is None or exc.need_mb > exc.room_mb + kept_mb():
             raise
+    untrained.clear()
+    gc.collect()
+    try:
+        loaded = cached_model(name, weights_digest, weights_name, class_names, weights)
+        log.warning("let go of the untrained copy to make room for %s", name)
+        return loaded
+    except NotEnoughMemoryError:
         cached_model.clear()
-        untrained.clear()
         gc.collect()
         log.warning("let go of every kept model to make room for %s", name)
     return cached_model(name, weights_digest, weights_name, class_names, weights)

@@ -175,14 +175,24 @@ def test_a_model_too_large_for_the_memory_left_gets_a_sentence_and_kept_models_g
     assert "test_resnet" in message and "needs about" in message and "pick a smaller model" in message, message
     assert cleared == []  # other visitors' models stay
 
-    rooms = iter([0.0])  # not enough at first; once the kept models are let go, the OS does not say: it loads
+    dropped = []
+    real_drop = resources.untrained.clear
+    monkeypatch.setattr(resources.untrained, "clear", lambda *a: dropped.append(1) or real_drop(*a))
+    rooms = iter([0.0])  # not enough at first; once the untrained copy is let go, the OS does not say: it loads
     monkeypatch.setattr(loading, "room_mb", lambda: next(rooms, None))
     monkeypatch.setattr(resources, "kept_mb", lambda: 10_000.0)
     at = _upload_test_resnet(home().run(), _tiny_weights(5))
     assert_healthy(at)
     assert not at.main.error, [e.value for e in at.main.error]
-    assert cleared == [1]
+    assert (dropped, cleared) == ([1], [])  # the sanity checks' copy was enough: the models visitors use stay
     assert any("file mine.safetensors" in c.value for c in at.caption)
+
+    rooms = iter([0.0, 0.0])  # still not enough without the untrained copy: every kept model goes, then it loads
+    monkeypatch.setattr(loading, "room_mb", lambda: next(rooms, None))
+    at = _upload_test_resnet(home().run(), _tiny_weights(6))
+    assert_healthy(at)
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert (dropped, cleared) == ([1, 1], [1])
 
 
 def test_the_kept_models_weights_are_counted():
