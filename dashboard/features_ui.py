@@ -324,8 +324,11 @@ def _run_live(model: LoadedModel, objective: Objective, settings: VisualiseSetti
         bar.progress(step.step / step.total, text=f"Step {step.step} of {step.total}{left}")
         chart.plotly_chart(_curve_figure(curve), config={"displayModeBar": False})
 
-    result = attempt(lambda: visualise(model, objective, settings, cache=resources.result_cache(), on_step=on_step),
-                     "optimising the image")  # fmt: skip
+    def on_wait() -> None:
+        bar.progress(0.0, text="Another visitor is drawing this same image; it shows here when they finish…")
+
+    result = attempt(lambda: visualise(model, objective, settings, cache=resources.result_cache(), on_step=on_step,
+                                       on_wait=on_wait), "optimising the image")  # fmt: skip
     slot.empty()
     if result is not None:
         st.session_state.pop(PARTIAL, None)

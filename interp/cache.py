@@ -138,17 +138,24 @@ class ResultCache:
         self._call(lambda store: store.set(key, blob))
 
     @contextlib.contextmanager
-    def computing(self, key: str) -> Iterator[None]:
+    def computing(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Around the computation of ``key``: in this process one thread computes it at a time, so a second one
         asking for the same result (a class of 30 opening the teacher's link at once) waits for the first and then
-        finds it here instead of computing it again. Read the cache again inside the block. Other keys never wait."""
+        finds it here instead of computing it again. Read the cache again inside the block. Other keys never wait.
+        ``on_wait`` is called once, before waiting, when another thread is computing ``key`` (to say so)."""
         ident = (str(self.directory), key)
         with _FLIGHTS_LOCK:
             entry = _FLIGHTS.setdefault(ident, [threading.Lock(), 0])
             entry[1] += 1
         try:
-            with entry[0]:
+            if not entry[0].acquire(blocking=False):
+                if on_wait is not None:
+                    on_wait()
+                entry[0].acquire()
+            try:
                 yield
+            finally:
+                entry[0].release()
         finally:
             with _FLIGHTS_LOCK:
                 entry[1] -= 1
@@ -204,13 +211,15 @@ def _decode(blob: bytes) -> CachedResult:
 
 
 @contextlib.contextmanager
-def computed_once(cache: ResultCache | None, key: str) -> Iterator[CachedResult | None]:
+def computed_once(
+    cache: ResultCache | None, key: str, on_wait: Callable[[], None] | None = None
+) -> Iterator[CachedResult | None]:
     """Yields what ``cache`` holds for ``key`` (``None`` without a cache). When it holds nothing, the block is the one
     place that computes and stores it: another thread asking for the same key waits at the door
-    (:meth:`ResultCache.computing`) and then finds it stored."""
+    (:meth:`ResultCache.computing`, which calls ``on_wait`` first) and then finds it stored."""
     found = cache.get(key) if cache is not None else None
     if found is not None or cache is None:
         yield found
         return
-    with cache.computing(key):
+    with cache.computing(key, on_wait):
         yield cache.get(key)  # stored by another thread while this one waited, or still nothing

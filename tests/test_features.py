@@ -197,6 +197,40 @@ def test_visualise_is_seeded_cached_and_stops_when_asked(hand, tmp_path):
     assert hook_count(hand._module) == 0
 
 
+@pytest.mark.parametrize("first_stops", [False, True])
+def test_sessions_asking_for_one_visualisation_at_once_compute_it_once(hand, tmp_path, first_stops):
+    """A class opening the teacher's link: the second session waits for the first run (told so through ``on_wait``)
+    and reads its result; when the first is stopped (not stored), the second computes it itself."""
+    import threading
+
+    cache = interp.ResultCache(tmp_path / "c")
+    objective, settings = Objective("channel", 0, "conv"), VisualiseSettings(steps=12, size=48)
+    started, second_waits = threading.Event(), threading.Event()
+    first_steps, second_steps, results = [], [], {}
+
+    def first_step(step) -> bool:
+        first_steps.append(step)
+        if step.step == 1:
+            started.set()
+            assert second_waits.wait(60), "the second session never waited"
+        return first_stops and step.step == 5
+
+    worker = threading.Thread(target=lambda: results.setdefault(
+        "first", visualise(hand, objective, settings, cache=cache, on_step=first_step)))  # fmt: skip
+    worker.start()
+    assert started.wait(60)
+    second = visualise(hand, objective, settings, cache=cache, on_step=second_steps.append, on_wait=second_waits.set)
+    worker.join(60)
+    assert second_waits.is_set()
+    if first_stops:
+        assert results["first"].stopped and len(first_steps) == 5 and len(second_steps) == 12
+        assert second.steps_done == 12
+    else:
+        assert len(first_steps) == 12 and second_steps == []  # one optimisation; the second read what it stored
+        np.testing.assert_array_equal(second.images, results["first"].images)
+    assert len(cache) == 1 and hook_count(hand._module) == 0
+
+
 def test_diversity_pushes_a_batch_apart(hand):
     same = torch.rand(1, 2, 5, 5).repeat(3, 1, 1, 1)
     assert float(diversity(same)) == pytest.approx(-1.0, abs=1e-5)

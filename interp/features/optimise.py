@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from interp.cache import ResultCache, result_key
+from interp.cache import ResultCache, computed_once, result_key
 from interp.concepts.activations import _keeper, _LayerReached, resolve_layer
 from interp.errors import BadSettingError
 from interp.features.objectives import Objective, diversity
@@ -207,6 +207,7 @@ def visualise(
     cache: ResultCache | None = None,
     on_step: OnStep | None = None,
     snapshot_every: int = 16,
+    on_wait: Callable[[], None] | None = None,
 ) -> Visualisation:
     """Optimise ``settings.batch`` images so that ``objective`` is as large as it gets.
 
@@ -217,16 +218,29 @@ def visualise(
         cache: a finished result is kept under the model, objective and settings, and returned at once next time.
         on_step: called after each step with a :class:`Step` (images every ``snapshot_every`` steps and at the end);
             returning ``True`` stops the optimisation, which returns what it reached.
+        on_wait: called when another thread of this process is computing the same result: this call waits for it
+            and returns it (a class opening one link computes it once), or computes it when that run was stopped.
 
     Returns:
         A :class:`Visualisation`.
     """
     settings = settings or VisualiseSettings()
     key = _key(model, objective, settings)
-    if cache is not None and (hit := cache.get(key)) is not None:
-        meta = hit.meta
-        return Visualisation(objective, settings, hit.arrays["images"], hit.arrays["curve"], hit.arrays["values"],
-                             int(meta["steps_done"]), float(meta["seconds"]))  # fmt: skip
+    with computed_once(cache, key, on_wait) as hit:
+        if hit is not None:
+            meta = hit.meta
+            return Visualisation(objective, settings, hit.arrays["images"], hit.arrays["curve"], hit.arrays["values"],
+                                 int(meta["steps_done"]), float(meta["seconds"]))  # fmt: skip
+        result = _optimise(model, objective, settings, on_step, snapshot_every)
+        if cache is not None and not result.stopped:  # a stopped run is not kept: the next one starts afresh
+            cache.put(key, {"images": result.images, "curve": result.curve, "values": result.values},
+                      {"steps_done": result.steps_done, "seconds": result.seconds})  # fmt: skip
+        return result
+
+
+def _optimise(model: LoadedModel, objective: Objective, settings: VisualiseSettings, on_step: OnStep | None,
+              snapshot_every: int) -> Visualisation:  # fmt: skip
+    """The optimisation :func:`visualise` runs when nothing is stored."""
     gen = torch.Generator().manual_seed(settings.seed)
     param = ImageParam(settings.param, settings.size, settings.batch, gen, settings.decorrelate, model.device)
     optimiser = torch.optim.Adam(param.parameters(), lr=settings.lr)
@@ -261,12 +275,8 @@ def visualise(
     with torch.no_grad():
         final = param()
     finals, _ = objective_values(model, objective, final.detach())
-    result = Visualisation(objective, settings, to_uint8(final), np.asarray(curve, np.float32),
-                           finals.detach().float().cpu().numpy(), len(curve), time.perf_counter() - start)  # fmt: skip
-    if cache is not None and not result.stopped:
-        cache.put(key, {"images": result.images, "curve": result.curve, "values": result.values},
-                  {"steps_done": result.steps_done, "seconds": result.seconds})  # fmt: skip
-    return result
+    return Visualisation(objective, settings, to_uint8(final), np.asarray(curve, np.float32),
+                         finals.detach().float().cpu().numpy(), len(curve), time.perf_counter() - start)  # fmt: skip
 
 
 def with_settings(settings: VisualiseSettings, **changes) -> VisualiseSettings:

@@ -80,3 +80,35 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     again.get_by_text("Maximum", exact=True).first.scroll_into_view_if_needed()
     fresh.screenshot(path=str(artifacts / "features_spectrum_from_link.png"))
     fresh.close()
+
+
+def test_two_visitors_asking_for_one_visualisation_compute_it_once(app_url, page, artifacts):
+    """A class opening one link: the second browser's Visualise waits for the first's run, says so, and then shows
+    the same image with the same value, computed once."""
+    url = f"{app_url}/Features?model=shapes_cnn&image=shapes_star"
+    other = page.context.browser.new_page(viewport=page.viewport_size)
+    try:
+        for p in (page, other):
+            p.goto(url)
+            main = p.get_by_test_id("stMain")
+            main.get_by_role("button", name="Visualise").wait_for(timeout=180_000)
+            wait_until_idle(p)
+            steps = main.get_by_test_id("stSlider").filter(has_text="Steps")
+            steps.get_by_role("slider").focus()
+            p.keyboard.press("End")  # 1024 steps: a run long enough for the second visitor to arrive during it
+            wait_until_idle(p)
+        page.get_by_test_id("stMain").get_by_role("button", name="Visualise").click()
+        page.get_by_test_id("stMain").get_by_text(re.compile(r"Step \d+ of 1024")).first.wait_for(timeout=120_000)
+        theirs = other.get_by_test_id("stMain")
+        theirs.get_by_role("button", name="Visualise").click()
+        theirs.get_by_text("Another visitor is drawing this same image").first.wait_for(timeout=60_000)
+        other.screenshot(path=str(artifacts / "features_waiting.png"))
+        assert theirs.get_by_text(re.compile(r"Step \d+ of 1024")).count() == 0  # it does not optimise too
+        for p in (page, other):
+            p.get_by_test_id("stMain").get_by_text("1024 steps in").nth(1).wait_for(timeout=300_000)
+            wait_until_idle(p)
+        captions = [p.get_by_test_id("stMain").get_by_text("1024 steps in").all_inner_texts() for p in (page, other)]
+        assert captions[0] == captions[1], captions  # the same run: its time and final value, read from the cache
+        assert other.get_by_text("Traceback").count() == 0
+    finally:
+        other.close()
