@@ -55,6 +55,13 @@ def slug(name: str) -> str:
     return s[:60]
 
 
+def _named(sets: list[ConceptSet], name: str) -> ConceptSet:
+    for s in sets:
+        if s.name == name:
+            return s
+    raise LibraryError(f"no concept set named {name!r}; saved sets: {', '.join(s.name for s in sets) or 'none'}.")
+
+
 class ConceptLibrary:
     """Concept sets and CAVs under ``root`` (``<cache dir>/concepts`` in the app)."""
 
@@ -99,10 +106,7 @@ class ConceptLibrary:
         return out
 
     def get(self, name: str) -> ConceptSet:
-        for s in self.sets():
-            if s.name == name:
-                return s
-        raise LibraryError(f"no concept set named {name!r}; saved sets: {', '.join(s.name for s in self.sets()) or 'none'}.")
+        return _named(self.sets(), name)
 
     def delete(self, name: str) -> None:
         folder = self.root / "sets" / slug(name)
@@ -135,10 +139,7 @@ class VisitorLibrary:
         return own + [s for s in self.shared.sets() if s.name not in names]
 
     def get(self, name: str) -> ConceptSet:
-        for s in self.sets():
-            if s.name == name:
-                return s
-        raise LibraryError(f"no concept set named {name!r}; saved sets: {', '.join(s.name for s in self.sets()) or 'none'}.")
+        return _named(self.sets(), name)
 
     def is_own(self, name: str) -> bool:
         return any(s.name == name for s in self.own.sets())

@@ -113,3 +113,11 @@ def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
     except Exception:  # noqa: BLE001 - nothing started: the page is idle already
         pass
     page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)
+
+
+def enter_text(page, field, text: str) -> None:
+    """Type ``text`` into a Streamlit text or number input (a locator) and commit it as a visitor does (Enter), then
+    wait for the rerun it starts."""
+    field.fill(text)
+    field.press("Enter")
+    wait_until_idle(page)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.browser.harness import wait_until_idle
+from tests.browser.harness import enter_text, wait_until_idle
 
 
 def test_tcav_run_shows_scores_and_verdicts_and_its_link_shows_them_again(app_url, page, artifacts):
@@ -45,10 +45,7 @@ def test_a_set_one_visitor_saves_is_not_seen_by_another_until_they_share_it(app_
     page.goto(f"{app_url}/Concepts?model=shapes_cnn")
     main = page.get_by_test_id("stMain")
     main.get_by_text("New concept set").click()
-    name = main.get_by_label("Name", exact=True)
-    name.fill("ada's stripes")
-    name.press("Enter")
-    wait_until_idle(page)
+    enter_text(page, main.get_by_label("Name", exact=True), "ada's stripes")
     main.get_by_role("button", name="Save the set").click()
     main.get_by_text("for you alone").wait_for(timeout=60_000)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlparse
 
-from tests.browser.harness import wait_until_idle
+from tests.browser.harness import enter_text, wait_until_idle
 
 QUERY = ("model=efficientnet_lite0&image=coffee&methods=occlusion,integrated_gradients&targets=967,968"
          "&set=integrated_gradients.steps%3D16&set=occlusion.window%3D64&set=occlusion.stride%3D64&alpha=0.7"
@@ -139,10 +139,7 @@ def test_which_method_to_trust_on_the_failures_page(app_url, page, artifacts):
     page.goto(f"{app_url}/Failures?model=shapes_cnn")
     main = page.get_by_test_id("stMain")
     main.get_by_role("tab", name="Which method to trust").click()
-    images = main.get_by_label("Images", exact=True)
-    images.fill("6")
-    images.press("Enter")
-    wait_until_idle(page)
+    enter_text(page, main.get_by_label("Images", exact=True), "6")
     main.get_by_role("button", name="Score the methods").click()
     main.get_by_text("gains the most over a random map").wait_for(timeout=180_000)
     wait_until_idle(page)
