@@ -390,6 +390,16 @@ def test_engine_imports_without_streamlit():
     assert out.stdout.strip() == "ok"
 
 
+def test_the_method_registry_loads_scikit_learn_only_when_a_method_fits_with_it():
+    """scikit-learn (and SciPy with it) is 50 MB of a process's memory: a server on Streamlit Cloud's smallest
+    container (750 MB) should not hold it before anyone runs LIME, KernelSHAP or TCAV."""
+    code = ("import sys; from interp.attribution import METHODS; assert len(METHODS) > 15; "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_hub_probe_never_waits_past_its_deadline(monkeypatch):
     import socket as socket_module
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from captum._utils.models.model import Model
 from captum.attr import KernelShap, Lime, Occlusion
-from sklearn.linear_model import LinearRegression, Ridge
 
 from interp.attribution.base import AttributionMethod, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
@@ -102,6 +101,8 @@ class LimeMethod(SuperpixelMethod):
             on = torch.rand((1, int(kwargs["num_interp_features"])), generator=gen) < 0.5
             return on.to(original_inp.device).long()
 
+        from sklearn.linear_model import Ridge  # here, not at import: scikit-learn is 44 MB a process may not need
+
         # Ridge, as the reference lime package fits: Captum's default Lasso zeroes small score changes outright.
         return Lime(forward, interpretable_model=_Surrogate(Ridge(alpha=1.0)), perturb_func=coalition)
 
@@ -122,6 +123,8 @@ class _SeededKernelShap(KernelShap):
     same sampling (a coalition size k with the Shapley kernel's weight, then k features uniformly at random)."""
 
     def __init__(self, forward, gen: torch.Generator) -> None:
+        from sklearn.linear_model import LinearRegression
+
         self._gen = gen
         super().__init__(forward)
         self.interpretable_model = _Surrogate(LinearRegression())  # Captum's choice for KernelSHAP
