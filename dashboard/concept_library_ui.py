@@ -3,13 +3,14 @@ new set from one of several sources, sharing and deleting."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import zipfile
 from pathlib import Path
 
 import streamlit as st
 
-from dashboard import resources, state
+from dashboard import resources, state, views
 from dashboard.feedback import attempt, guarded, sentence
 from interp.concepts import (
     ConceptLibrary,
@@ -18,7 +19,7 @@ from interp.concepts import (
     VisitorLibrary,
     generated,
 )
-from interp.concepts.library import prune_visitors, touch
+from interp.concepts.library import prune_visitors, slug, touch
 from interp.datasets import zips
 from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
@@ -92,11 +93,20 @@ def library_ui(lib: VisitorLibrary) -> None:
                         + (f"  \n*{s.description}*" if s.description else ""))  # fmt: skip
             with c2:
                 st.image([str(s.folder / f) for f in s.files[:8]], width=56)
+            c3.download_button("Download", functools.partial(_set_zip, str(s.folder), s.files), f"{slug(s.name)}.zip",
+                               "application/zip", key=f"concept_download_{s.name}", on_click="ignore",
+                               help="Its images as a zip: upload it under *New concept set* on any server running "
+                               "this app (your own sets last only as long as this session).")  # fmt: skip
             if lib.deletable(s.name):
                 c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
             if lib.is_own(s.name) and resources.settings().share_concepts:
                 c3.button("Share", key=f"concept_share_{s.name}", on_click=_share, args=(s.name,),
                           help="Every visitor of this server will see it, and a link can name it.")  # fmt: skip
+
+
+def _set_zip(folder: str, files: tuple[str, ...]) -> bytes:
+    """A saved set's images as a zip (built when the button is clicked, not on every rerun)."""
+    return views.zipped({f: (Path(folder) / f).read_bytes() for f in files})
 
 
 @guarded("deleting the concept set")

@@ -77,6 +77,21 @@ def test_a_visitors_sets_are_theirs_and_a_shared_one_is_seen_by_all_but_deleted_
     assert any("Saved 'alice stripes' with 8 images, for you alone." in s.value for s in alice.main.success)
     # the library above the form lists it in the same run (the save happens in the click's callback)
     assert any(m.value.startswith("**alice stripes**  \n8 images · yours") for m in alice.main.markdown)
+    # her set downloads as a zip that, uploaded again (another session, another server), gives the same images
+    import io
+    import os
+    from pathlib import Path
+
+    from dashboard.concept_library_ui import _set_zip, read_uploads
+    from interp.concepts import ConceptLibrary
+
+    assert "concept_download_alice stripes" in {b.key for b in alice.main.get("download_button")}
+    folder = Path(os.environ["INTERP_CACHE_DIR"]) / "concept-visitors" / alice.session_state["_concept_owner"]
+    saved = ConceptLibrary(folder).get("alice stripes")
+    upload = io.BytesIO(_set_zip(str(saved.folder), saved.files))
+    upload.name = "alice-stripes.zip"
+    images, notes = read_uploads([upload])
+    assert notes == [] and [im.digest for im in images] == [im.digest for im in saved.images()]
     assert "alice stripes" in _concept_options(alice.run())
     assert "alice stripes" not in _concept_options(bob.run())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 from tests.browser.harness import enter_text, wait_until_idle
 
 
@@ -59,6 +61,11 @@ def test_a_set_one_visitor_saves_is_not_seen_by_another_until_they_share_it(app_
 
         main.get_by_text("Concept library").click()
         main.get_by_text("30 images · yours").wait_for()  # listed at once, above the form it was saved from
+        with page.expect_download() as download:  # her own set comes first; it downloads as a zip of its images
+            main.get_by_role("button", name="Download", exact=True).first.click()
+        with zipfile.ZipFile(download.value.path()) as z:
+            assert download.value.suggested_filename == "ada-s-stripes.zip"
+            assert len(z.namelist()) == 30 and all(n.endswith(".png") for n in z.namelist())
         main.get_by_role("button", name="Share", exact=True).click()
         main.get_by_text("Shared the set").wait_for(timeout=60_000)
         page.screenshot(path=str(artifacts / "concepts_shared.png"))
