@@ -171,15 +171,19 @@ class VisitorLibrary:
         elif name in self.shared_by_them:
             self.shared.delete(name)
         else:
-            raise LibraryError(f"the shared set {name!r} was made by another visitor; only they, or whoever runs "
-                               "this server, can delete it.")  # fmt: skip
+            raise LibraryError(f"the shared set {name!r} is not yours to delete: only the visitor who shared it, or "
+                               "whoever runs this server, can.")  # fmt: skip
 
 
 def prune_visitors(root: Path, keep: Path, max_age_s: float) -> list[Path]:
     """Delete the visitor libraries under ``root`` not used for ``max_age_s`` (their folder's time, which
     :func:`touch` sets on every use), never ``keep``. Returns the folders deleted."""
-    deleted = []
-    for folder in (p for p in Path(root).iterdir() if p.is_dir() and p != Path(keep)) if Path(root).is_dir() else ():
+    root, deleted = Path(root), []
+    if not root.is_dir():
+        return deleted
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder == Path(keep):
+            continue
         try:
             if time.time() - folder.stat().st_mtime > max_age_s:
                 shutil.rmtree(folder, ignore_errors=True)
