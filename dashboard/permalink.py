@@ -39,7 +39,6 @@ import streamlit as st
 APPLIED = "_link_applied"
 LINK = "_link"
 NOTES = "_link_notes"
-TOASTED = "_link_notes_toasted"
 
 
 def take(name: str) -> list[str]:
@@ -67,8 +66,11 @@ def take_class(name: str, num_classes: int, model_name: str) -> int | None:
 
 
 def note(text: str) -> None:
-    """Remember a sentence about a part of the link that could not be used; :func:`share_ui` shows it."""
+    """Say a sentence about a part of the link that could not be used where the visitor looks, at once (a
+    notification at the top right, kept until it is closed, not after the page's long work), and keep it for the
+    share box far down the sidebar (:func:`share_ui`)."""
     st.session_state.setdefault(NOTES, []).append(text)
+    st.toast(text, icon=":material/link_off:", duration="infinite")
 
 
 def split(value: str | None) -> list[str]:
@@ -109,18 +111,6 @@ def share_ui() -> None:
             st.caption(text)
         for text in st.session_state.get(NOTES, []):
             st.warning(text)
-    _toast_new_notes()
-
-
-def _toast_new_notes() -> None:
-    """Say what of an opened link could not be used where the visitor looks, not only in the share box far down the
-    sidebar: one notification per run that found something new, kept until it is dismissed."""
-    notes = st.session_state.get(NOTES, [])
-    shown = st.session_state.get(TOASTED, 0)
-    if len(notes) > shown:
-        st.toast(" ".join(notes[shown:]) + " (Also under *Share this view* in the sidebar.)",
-                 icon=":material/link_off:", duration="infinite")  # fmt: skip
-        st.session_state[TOASTED] = len(notes)
 
 
 def encode_number(value: Any) -> str:
