@@ -86,9 +86,11 @@ def library_ui(lib: VisitorLibrary) -> None:
         st.caption("Sets you save are yours alone: no other visitor sees them, and they last while this browser tab "
                    "keeps its session (reloading the page starts a new one). Shared sets are seen by every visitor "
                    "and can be named in links.")  # fmt: skip
+        own = {s.name for s in lib.own.sets()}  # read once, not once per set and button
         for s in sets:
             c1, c2, c3 = st.columns([2, 6, 1])
-            whose = "yours" if lib.is_own(s.name) else "shared by you" if lib.deletable(s.name) else "shared"
+            deletable = s.name in own or s.name in lib.shared_by_them
+            whose = "yours" if s.name in own else "shared by you" if deletable else "shared"
             c1.markdown(f"**{s.name}**  \n{counted(len(s.files), 'image')} · {whose}"
                         + (f"  \n*{s.description}*" if s.description else ""))  # fmt: skip
             with c2:
@@ -97,9 +99,9 @@ def library_ui(lib: VisitorLibrary) -> None:
                                "application/zip", key=f"concept_download_{s.name}", on_click="ignore",
                                help="Its images as a zip: upload it under *New concept set* on any server running "
                                "this app (your own sets last only as long as this session).")  # fmt: skip
-            if lib.deletable(s.name):
+            if deletable:
                 c3.button("Delete", key=f"concept_delete_{s.name}", on_click=_delete, args=(s.name,))
-            if lib.is_own(s.name) and resources.settings().share_concepts:
+            if s.name in own and resources.settings().share_concepts:
                 c3.button("Share", key=f"concept_share_{s.name}", on_click=_share, args=(s.name,),
                           help="Every visitor of this server will see it, and a link can name it.")  # fmt: skip
 
