@@ -121,8 +121,8 @@ def heads_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     st.image(_grid(f"{ident}-heads", [f"layer {l}" for l in range(cap.layers)], cols, cells, 112), width="stretch")
     left, right = st.columns([1, 2])
     with left:
-        layer = st.selectbox("Layer", range(cap.layers), index=cap.layers - 1, key="attn_layer", bind="query-params")
-        head = st.selectbox("Head", ["mean", *range(cap.heads)], key="attn_head", bind="query-params")
+        layer = permalink.linked(st.selectbox, "Layer", range(cap.layers), index=cap.layers - 1, key="attn_layer")
+        head = permalink.linked(st.selectbox, "Head", ["mean", *range(cap.heads)], key="attn_head")
     shown = means[layer] if head == "mean" else maps[layer, head]
     with right:
         st.plotly_chart(map_figure(draw(base, shown), shown, f"layer {layer}, head {head}"), key="attn_enlarged",
@@ -162,11 +162,11 @@ def map_figure(shown: np.ndarray, grid_map: np.ndarray, title: str, height: int 
 def rollout_view(model: LoadedModel, cap: AttentionCapture, base: np.ndarray) -> dict[str, np.ndarray]:
     """Rollout with its settings beside the two class-specific maps; returns the maps shown (for downloads)."""
     c1, c2 = st.columns(2)
-    fusion = c1.radio("Head fusion", HEAD_FUSIONS, horizontal=True, key="attn_fusion", bind="query-params",
-                      help="How each layer's heads are combined before rolling out.")  # fmt: skip
-    discard = c2.slider("Discard ratio", 0.0, 0.99, 0.9, 0.01, key="attn_discard", bind="query-params",
-                        help="The lowest share of each layer's weights set to 0 (never the class token's): it "
-                        "removes faint, noisy attention. 0 is the plain rollout of Abnar & Zuidema.")  # fmt: skip
+    fusion = permalink.linked(c1.radio, "Head fusion", HEAD_FUSIONS, horizontal=True, key="attn_fusion",
+                              help="How each layer's heads are combined before rolling out.")  # fmt: skip
+    discard = permalink.linked(c2.slider, "Discard ratio", 0.0, 0.99, 0.9, 0.01, key="attn_discard",
+                               help="The lowest share of each layer's weights set to 0 (never the class token's): "
+                               "it removes faint, noisy attention. 0 is the plain rollout of Abnar & Zuidema.")
     maps = {f"rollout ({fusion}, discard {discard:.2f})": rollout_map(cap, fusion, discard)}
     maps.update({f"{k} · {charts.short_label(model.class_names[cap.target])}": v for k, v in class_maps(cap, discard).items()})
     for i, (col, (title, m)) in enumerate(zip(st.columns(len(maps)), maps.items(), strict=True)):
@@ -268,8 +268,8 @@ def patch_at(y: float, x: float, grid: tuple[int, int], size: tuple[int, int]) -
 def matrix_view(cap: AttentionCapture) -> None:
     """One layer's and head's token × token attention as an interactive heatmap."""
     c1, c2 = st.columns(2)
-    layer = c1.selectbox("Layer ", range(cap.layers), key="attn_matrix_layer", bind="query-params")
-    head = c2.selectbox("Head ", range(cap.heads), key="attn_matrix_head", bind="query-params")
+    layer = permalink.linked(c1.selectbox, "Layer ", range(cap.layers), key="attn_matrix_layer")
+    head = permalink.linked(c2.selectbox, "Head ", range(cap.heads), key="attn_matrix_head")
     matrix = cap.attn[layer, head]
     step = -(-cap.tokens // MATRIX_MAX_TOKENS)
     names = [cap.token_name(i) for i in range(cap.tokens)]

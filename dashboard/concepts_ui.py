@@ -43,6 +43,9 @@ class TCAVChoice:
     classifier: str
 
 
+CLASSIFIER_NAMES = {"sgd": "SGD (hinge)", "logistic": "logistic regression", "svm": "linear SVM"}
+
+
 def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVChoice:
     names = [s.name for s in lib.sets()]
     shapes = model.num_classes == 6 and "star" in model.class_names
@@ -74,12 +77,12 @@ def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVCho
                                      args=(keys["random_images"],),
                                      help="Each run trains the concept against its own random set; random-vs-random "
                                      "runs give the null distribution.")  # fmt: skip
-        random_size = st.slider("Images per random set", 8, 100, 30, key="tcav_random_size", bind="query-params")
+        random_size = permalink.linked(st.slider, "Images per random set", 8, 100, 30, key="tcav_random_size")
     c3, c4, c5 = st.columns(3)
-    runs = c3.slider("Runs", 2, 50, 10, key="tcav_runs", bind="query-params")
-    seed = int(c4.number_input("Seed", 0, 1_000_000, 0, key="tcav_seed", bind="query-params"))
-    classifier = c5.selectbox("Linear classifier", CLASSIFIERS, key="tcav_classifier", bind="query-params",
-                              format_func={"sgd": "SGD (hinge)", "logistic": "logistic regression", "svm": "linear SVM"}.get)  # fmt: skip
+    runs = permalink.linked(c3.slider, "Runs", 2, 50, 10, key="tcav_runs")
+    seed = int(permalink.linked(c4.number_input, "Seed", 0, 1_000_000, 0, key="tcav_seed"))
+    classifier = permalink.linked(c5.selectbox, "Linear classifier", CLASSIFIERS, key="tcav_classifier",
+                                  format_func=CLASSIFIER_NAMES.get)
     chosen = {"concepts": concepts, "layers": layers, "target": target, "class_images": class_source,
               "random_images": random_source}  # fmt: skip
     own = [n for n in (*concepts, class_source.removeprefix("Saved set: ")) if lib.is_own(n)]

@@ -106,10 +106,10 @@ def maps_view(model: LoadedModel, image: LoadedImage, layer: str) -> FeatureMaps
     below."""
     c1, c2 = st.columns([3, 2])
     top_k = c1.slider("Channels shown (strongest mean activation first)", 4, 32, 12, step=4, key="feat_top_k")
-    view = c2.radio("Show each map", MAP_VIEWS, horizontal=True, key="feat_maps_view", bind="query-params",
-                    help="Over the image: where in the picture the channel fires (its positive part, each map scaled "
-                    "to its own maximum). Alone: the raw grid with its negative values, coloured on its own "
-                    "range.")  # fmt: skip
+    view = permalink.linked(c2.radio, "Show each map", MAP_VIEWS, horizontal=True, key="feat_maps_view",
+                            help="Over the image: where in the picture the channel fires (its positive part, each "
+                            "map scaled to its own maximum). Alone: the raw grid with its negative values, coloured "
+                            "on its own range.")
     fm = attempt(lambda: _maps(model.key, image.digest, layer, top_k, model, image), f"reading {layer}")
     if fm is None:
         return None

@@ -317,14 +317,14 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
 
 def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     c1, c2, c3 = st.columns(3)
-    conf = c1.slider("Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf", bind="query-params")
+    conf = permalink.linked(c1.slider, "Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf")
     done = rows[rows["correct"].notna()]
     trues = sorted({int(v) for v in done["label"].dropna()})
     preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})
     name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])
-    true_class = c2.selectbox("True class", [None, *trues], format_func=name, key="gallery_true", bind="query-params")
-    pred_class = c3.selectbox("Predicted class", [None, *preds], format_func=name, key="gallery_pred",
-                              bind="query-params", help="With a true class too, this is one confusion pair.")
+    true_class = permalink.linked(c2.selectbox, "True class", [None, *trues], format_func=name, key="gallery_true")
+    pred_class = permalink.linked(c3.selectbox, "Predicted class", [None, *preds], format_func=name, key="gallery_pred",
+                                  help="With a true class too, this is one confusion pair.")
     return GalleryFilter(conf, true_class, pred_class)
 
 
@@ -362,8 +362,8 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
     st.divider()
     st.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not {charts.md(charts.short_label(row.label_name))}?** "
                 f"{charts.md(row.path)}")
-    method = st.selectbox("Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title, key="gallery_method",
-                          bind="query-params")
+    method = permalink.linked(st.selectbox, "Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title,
+                              key="gallery_method")
     image = attempt(lambda: resources.dataset_image(source, row.path), f"reading {row.path}")
     if image is None:
         return

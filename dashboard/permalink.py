@@ -21,17 +21,18 @@ The page is the URL's path. A link is applied once, when a browser session opens
 values and the URL follows them, and moving between pages keeps the model and image (they live in session state).
 
 Two ways into the URL, one rule for choosing: a widget that belongs to one page and that nothing else sets (a tab, the
-Attention page's layer and head, the gallery's filters) is bound with Streamlit's ``bind="query-params"``: its key is
-the parameter's name and Streamlit applies and updates it. Not a tab above long work (the Failures page's scan): a
-bound tab reruns the page when clicked, which stops that work. A choice that other pages keep (:mod:`dashboard.state`),
+Attention page's layer and head, the gallery's filters) is bound with Streamlit's ``bind="query-params"`` (drawn by
+:func:`linked`, which says when a link's value could not be used): its key is the parameter's name and Streamlit
+applies and updates it. Not a tab above long work (the Failures page's scan): a bound tab reruns the page when
+clicked, which stops that work. A choice that other pages keep (:mod:`dashboard.state`),
 that code sets (a clicked patch, a picked mistake), or whose widget's key changes with the model or image goes through
 :func:`take` and :func:`publish`, which also let a page say in the share box what of a link it could not use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -39,6 +40,8 @@ import streamlit as st
 APPLIED = "_link_applied"
 LINK = "_link"
 NOTES = "_link_notes"
+
+T = TypeVar("T")
 
 
 def take(name: str) -> list[str]:
@@ -71,6 +74,42 @@ def note(text: str) -> None:
     share box far down the sidebar (:func:`share_ui`)."""
     st.session_state.setdefault(NOTES, []).append(text)
     st.toast(text, icon=":material/link_off:", duration="infinite")
+
+
+def linked(widget: Callable[..., T], label: str, *args: Any, key: str, **kwargs: Any) -> T:
+    """Draw ``widget`` (``st.selectbox``, ``c1.slider``…) bound to the URL parameter ``key``, and say once when the
+    link that opened it gave a value the widget cannot take (a layer the model does not have, 9999 runs, a word):
+    Streamlit then drops the value without a word and the widget opens at its default."""
+    given = None if key in st.session_state else st.query_params.get(key)
+    value = widget(label, *args, key=key, bind="query-params", **kwargs)
+    shown = kwargs.get("format_func", str)(value)
+    if given is not None and not _same(given, value, shown):
+        note(f"The link's {label.strip()} “{given}” is not one this page offers{_offered(widget, args, kwargs)}; "
+             f"showing {shown}.")  # fmt: skip
+    return value
+
+
+def _offered(widget: Callable[..., Any], args: tuple, kwargs: dict) -> str:
+    """What the widget takes, for the sentence: a slider's range, a few choices by name, or a range of choices."""
+    if widget.__name__ in ("slider", "number_input"):
+        low = args[0] if args else kwargs.get("min_value")
+        high = args[1] if len(args) > 1 else kwargs.get("max_value")
+        return "" if low is None or high is None else f" (from {low} to {high})"
+    options = args[0] if args else kwargs.get("options", ())
+    names = [str(kwargs.get("format_func", str)(o)) for o in options]
+    if len(names) <= 6:
+        return f" ({', '.join(names)})" if names else ""
+    return f" ({names[0]} to {names[-1]})" if isinstance(options, range) else f" (one of {len(names)} choices)"
+
+
+def _same(given: str, value: Any, shown: str) -> bool:
+    """Whether a URL value is the one the widget shows: its label (a choice), or its number (a slider's ``0.50``)."""
+    if given == shown:
+        return True
+    try:
+        return isinstance(value, int | float) and not isinstance(value, bool) and float(given) == float(value)
+    except ValueError:
+        return False
 
 
 def split(value: str | None) -> list[str]:

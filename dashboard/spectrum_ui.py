@@ -50,13 +50,13 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
 
     sources = _sources()
     c1, c2, c3 = st.columns([2, 2, 1])
-    source = c1.selectbox("Images", sources, key="feat_source", bind="query-params",
-                          format_func=lambda s: s if isinstance(s, str) else s.name,
-                          help="The bundled photos, the built-in shapes world, datasets configured for this app "
-                          "and zips uploaded on the Failures page.")  # fmt: skip
-    n = c2.slider("How many", 16, MAX_SPECTRUM_IMAGES, 200, step=16, key="feat_spectrum_n", bind="query-params",
-                  disabled=source == BUNDLED)  # fmt: skip
-    per_column = c3.slider("Per column", 1, 6, 3, key="feat_per_column", bind="query-params")
+    source = permalink.linked(c1.selectbox, "Images", sources, key="feat_source",
+                              format_func=lambda s: s if isinstance(s, str) else s.name,
+                              help="The bundled photos, the built-in shapes world, datasets configured for this app "
+                              "and zips uploaded on the Failures page.")  # fmt: skip
+    n = permalink.linked(c2.slider, "How many", 16, MAX_SPECTRUM_IMAGES, 200, step=16, key="feat_spectrum_n",
+                         disabled=source == BUNDLED)  # fmt: skip
+    per_column = permalink.linked(c3.slider, "Per column", 1, 6, 3, key="feat_per_column")
     unit = Objective(objective.kind, objective.unit, objective.layer, objective.position)
     name = source if isinstance(source, str) else source.name
     key = ("_feat_spectrum", model.key, repr(unit), name, n, per_column)

@@ -136,9 +136,9 @@ def heads_view(cap: TextAttention, key: str) -> None:
     st.caption("Every head of every layer: rows are the tokens that look (queries), columns the tokens they look at.")
     st.plotly_chart(fig, key=f"text_heads_{key}", config={"displayModeBar": False})
     c1, c2 = st.columns(2)
-    layer = c1.selectbox("Layer", range(cap.layers), key="text_layer", bind="query-params")
-    head = c2.selectbox("Head", range(cap.heads), key="text_head", bind="query-params",
-                        format_func=lambda h: f"{h} · {stats.patterns[layer, h]}")
+    layer = permalink.linked(c1.selectbox, "Layer", range(cap.layers), key="text_layer")
+    head = permalink.linked(c2.selectbox, "Head", range(cap.heads), key="text_head",
+                            format_func=lambda h: f"{h} · {stats.patterns[layer, h]}")
     one = go.Figure(go.Heatmap(z=cap.attn[layer, head], x=labels, y=labels, colorscale="Viridis", zmin=0, zmax=1,
                                texttemplate="%{z:.2f}" if len(labels) <= 16 else None,
                                hovertemplate="%{y} → %{x}<br>%{z:.3f}<extra></extra>"))  # fmt: skip
@@ -150,10 +150,10 @@ def heads_view(cap: TextAttention, key: str) -> None:
 
 def from_token_view(cap: TextAttention, key: str) -> None:
     c1, c2, c3 = st.columns(3)
-    token = c1.selectbox("From the token", range(len(cap.tokens)), key="text_from", bind="query-params",
-                         index=min(1, len(cap.tokens) - 1), format_func=lambda i: f"{i}: {cap.tokens[i]}")  # fmt: skip
-    layer = c2.selectbox("Layer ", range(cap.layers), key="text_from_layer", bind="query-params")
-    head = c3.selectbox("Head ", ["mean", *range(cap.heads)], key="text_from_head", bind="query-params")
+    token = permalink.linked(c1.selectbox, "From the token", range(len(cap.tokens)), key="text_from",
+                             index=min(1, len(cap.tokens) - 1), format_func=lambda i: f"{i}: {cap.tokens[i]}")
+    layer = permalink.linked(c2.selectbox, "Layer ", range(cap.layers), key="text_from_layer")
+    head = permalink.linked(c3.selectbox, "Head ", ["mean", *range(cap.heads)], key="text_from_head")
     row = cap.attn[layer].mean(0)[token] if head == "mean" else cap.attn[layer, head, token]
     st.plotly_chart(_lines_figure(cap.tokens, token, row), key=f"text_lines_{key}", config={"displayModeBar": False})
     st.caption("Lines from the chosen token (left) to every token (right), thicker and darker for more attention.")
@@ -193,9 +193,9 @@ def rollout_view(cap: TextAttention, key: str) -> None:
 
 def stats_view(cap: TextAttention) -> None:
     words = sorted(set(cap.tokens))
-    over = st.selectbox("Statistics over", ["every token", *words], key="text_stats_over", bind="query-params",
-                        help="Average over every query token, or only over the tokens equal to one word: what a "
-                        "head does at that word.")  # fmt: skip
+    over = permalink.linked(st.selectbox, "Statistics over", ["every token", *words], key="text_stats_over",
+                            help="Average over every query token, or only over the tokens equal to one word: what a "
+                            "head does at that word.")  # fmt: skip
     queries = None if over == "every token" else [i for i, t in enumerate(cap.tokens) if t == over]
     stats = head_stats(cap, queries)
     table = pd.DataFrame(stats.rows())
@@ -208,10 +208,10 @@ def stats_view(cap: TextAttention) -> None:
 
 def ig_view(model: TextModel, cap: TextAttention, text: str) -> TokenAttribution | None:
     c1, c2 = st.columns(2)
-    target = c1.selectbox("Class to explain", range(len(cap.class_names)), index=cap.predicted, key="text_ig_target",
-                          bind="query-params", format_func=lambda i: cap.class_names[i])  # fmt: skip
-    steps = c2.select_slider("Steps (at least)", (16, 32, 64, 128, 256), value=32, key="text_ig_steps",
-                             bind="query-params",
+    target = permalink.linked(c1.selectbox, "Class to explain", range(len(cap.class_names)), index=cap.predicted,
+                              key="text_ig_target", format_func=lambda i: cap.class_names[i])
+    steps = permalink.linked(c2.select_slider, "Steps (at least)", (16, 32, 64, 128, 256), value=32,
+                             key="text_ig_steps",
                              help="Doubled until the completeness error is within 5% of the logit's change.")
     ig = attempt(lambda: _ig(model.key, text, int(target), int(steps), model), "running Integrated Gradients")
     if ig is None:

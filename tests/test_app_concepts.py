@@ -174,13 +174,18 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
 
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
     for k, v in {"model": "shapes_cnn", "concepts": ["nope", "dots"], "layers": "no.such.layer", "target": "99",
-                 "class_images": "Saved set: gone"}.items():  # fmt: skip
+                 "class_images": "Saved set: gone", "tcav_runs": "9999", "tcav_seed": "abc",
+                 "tcav_classifier": "svm"}.items():  # fmt: skip
         at.query_params[k] = v
     at.switch_page("pages/4_Concepts.py").run()
     assert not at.exception, [e.value for e in at.exception]
     notes = " ".join(w.value for w in at.sidebar.warning)
     for part in ("concepts nope are not in this server's shared concept library", "layers no.such.layer are not modules",
-                 "class 99 is not a class", "“Saved set: gone” are not offered here"):  # fmt: skip
+                 "class 99 is not a class", "“Saved set: gone” are not offered here",
+                 "The link's Runs “9999” is not one this page offers (from 2 to 50); showing 10.",
+                 "The link's Seed “abc” is not one this page offers (from 0 to 1000000); showing 0.",
+                 "The link's Linear classifier “svm” is not one this page offers (SGD (hinge), logistic regression, "
+                 "linear SVM); showing SGD (hinge)."):  # fmt: skip
         assert part in notes, notes
     assert widget("multiselect", "tcav_concepts_").value == ["dots"]
     assert widget("multiselect", "tcav_layers_").value == ["layer2", "layer4"]  # none known: the defaults

@@ -99,6 +99,7 @@ def test_a_shared_link_opens_the_same_sentence_tab_heads_and_class():
     at.switch_page("pages/6_Text.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.text_input(key="text_input").value == "the film was not bad"
+    assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]  # every value was one the page offers
     assert at.session_state["text_view"] == "From a token"
     assert at.main.selectbox(key="text_layer").value == 1
     assert [at.main.selectbox(key=k).value for k in ("text_from", "text_from_layer", "text_from_head")] == [5, 1, 3]
