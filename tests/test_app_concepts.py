@@ -184,8 +184,8 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
                  "class 99 is not a class", "“Saved set: gone” are not offered here",
                  "The link's Runs “9999” is not one this page offers (from 2 to 50); showing 10.",
                  "The link's Seed “abc” is not one this page offers (from 0 to 1000000); showing 0.",
-                 "The link's Linear classifier “svm” is not one this page offers (SGD (hinge), logistic regression, "
-                 "linear SVM); showing SGD (hinge)."):  # fmt: skip
+                 "The link's Linear classifier “svm” is not one this page offers (SGD (hinge), logistic "
+                 "regression, linear SVM); showing SGD (hinge)."):  # fmt: skip
         assert part in notes, notes
     assert widget("multiselect", "tcav_concepts_").value == ["dots"]
     assert widget("multiselect", "tcav_layers_").value == ["layer2", "layer4"]  # none known: the defaults
