@@ -80,13 +80,32 @@ def linked(widget: Callable[..., T], label: str, *args: Any, key: str, **kwargs:
     """Draw ``widget`` (``st.selectbox``, ``c1.slider``…) bound to the URL parameter ``key``, and say once when the
     link that opened it gave a value the widget cannot take (a layer the model does not have, 9999 runs, a word):
     Streamlit then drops the value without a word and the widget opens at its default."""
-    given = None if key in st.session_state else st.query_params.get(key)
+    given = _linked_value(key)
     value = widget(label, *args, key=key, bind="query-params", **kwargs)
     shown = kwargs.get("format_func", str)(value)
     if given is not None and not _same(given, value, shown):
-        note(f"The link's {label.strip()} “{given}” is not one this page offers{_offered(widget, args, kwargs)}; "
-             f"showing {shown}.")  # fmt: skip
+        _dropped(label.strip(), given, _offered(widget, args, kwargs), shown)
     return value
+
+
+def linked_tabs(labels: list[str], key: str) -> list[Any]:
+    """``st.tabs`` bound to the URL parameter ``key`` (a shared link opens the same tab), saying once when the link
+    named a tab the page does not have."""
+    given = _linked_value(key)
+    tabs = st.tabs(labels, key=key, bind="query-params")
+    shown = st.session_state.get(key) or labels[0]
+    if given is not None and given != shown:
+        _dropped("tab", given, f" ({', '.join(labels)})", shown)
+    return tabs
+
+
+def _linked_value(key: str) -> str | None:
+    """The URL's value for a bound widget not drawn yet in this session: the one a link brought."""
+    return None if key in st.session_state else st.query_params.get(key)
+
+
+def _dropped(what: str, given: str, offered: str, shown: str) -> None:
+    note(f"The link's {what} “{given}” is not one this page offers{offered}; showing {shown}.")
 
 
 def _offered(widget: Callable[..., Any], args: tuple, kwargs: dict) -> str:

@@ -27,10 +27,9 @@ ui.summary_caption(model, capture)
 base = resources.model_view(model.key, image.digest, model, image)
 ident = f"{model.key}|{image.digest}|{target}"
 
-heads, rollout, patch, matrix, stats = st.tabs(
+heads, rollout, patch, matrix, stats = permalink.linked_tabs(
     ["Layers × heads", "Rollout and class relevance", "From a patch", "Token matrix", "Head statistics"],
     key="attn_view",
-    bind="query-params",  # a shared link opens the same tab
 )
 with heads:
     ui.heads_view(ident, capture, base)

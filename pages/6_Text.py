@@ -22,10 +22,9 @@ cap = ui.capture_ui(model, text)
 if cap is None:
     stop()
 ident = f"{model.key}|{hash(text)}"
-heads, lines, roll, stats, ig = st.tabs(
+heads, lines, roll, stats, ig = permalink.linked_tabs(
     ["Layers × heads", "From a token", "Rollout", "Head statistics", "Integrated Gradients"],
     key="text_view",
-    bind="query-params",  # a shared link opens the same tab
 )
 with heads:
     ui.heads_view(cap, ident)

@@ -169,7 +169,8 @@ def test_a_shared_link_opens_the_same_tab_layer_head_patch_and_class():
     assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]
 
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
-    wrong = {"patch": "99,0", "target": "5000", "attn_layer": "99", "attn_head": "x", "attn_discard": "5"}
+    wrong = {"patch": "99,0", "target": "5000", "attn_layer": "99", "attn_head": "x", "attn_discard": "5",
+             "attn_view": "Rollout"}
     for k, v in {"model": "shapes_vit", "image": "shapes_star", **wrong}.items():
         at.query_params[k] = v
     at.switch_page("pages/2_Attention.py").run()
@@ -181,6 +182,7 @@ def test_a_shared_link_opens_the_same_tab_layer_head_patch_and_class():
     assert f"The link's Layer “99” is not one this page offers (0, 1, 2, 3); showing {last}." in notes
     assert "The link's Head “x” is not one this page offers (mean, 0, 1, 2, 3); showing mean." in notes
     assert "The link's Discard ratio “5” is not one this page offers (from 0.0 to 0.99); showing 0.9." in notes
+    assert "The link's tab “Rollout” is not one this page offers (Layers × heads, Rollout and class " in notes
     assert sorted(t.value for t in at.toast) == sorted(w.value for w in at.sidebar.warning)
     assert not at.run().toast
     rows = at.main.number_input(key="attn_row")

@@ -214,19 +214,21 @@ def test_what_a_link_could_not_use_is_said_where_the_visitor_looks(app_url, page
 
 
 def test_a_value_a_bound_widget_cannot_take_is_said_too(app_url, page, artifacts):
-    """The widgets Streamlit binds to the URL (the Attention page's layer, the rollout's discard ratio) drop a value
-    they cannot take; the visitor is told which, and the address bar no longer carries it."""
-    page.goto(f"{app_url}/Attention?model=shapes_vit&image=shapes_star&attn_layer=99&attn_head=1&attn_discard=5")
+    """The widgets Streamlit binds to the URL (the Attention page's tab, layer, the rollout's discard ratio) drop a
+    value they cannot take; the visitor is told which, and the address bar no longer carries it."""
+    page.goto(f"{app_url}/Attention?model=shapes_vit&image=shapes_star&attn_layer=99&attn_head=1&attn_discard=5"
+              "&attn_view=Rollout")
     toasts = page.get_by_test_id("stToast")
-    toasts.nth(1).wait_for(timeout=180_000)
+    toasts.nth(2).wait_for(timeout=180_000)
     page.get_by_test_id("stMain").get_by_text("Every head of every layer").wait_for(timeout=120_000)
     wait_until_idle(page)
     for more in toasts.get_by_text("view more").all():
         more.click()
     text = " ".join(toasts.all_inner_texts())
-    assert toasts.count() == 2 and "Layer “99”" in text and "Discard ratio “5”" in text, text
-    assert "Head" not in text, text  # attn_head=1 was used
+    assert toasts.count() == 3 and "tab “Rollout”" in text, text
+    assert "Layer “99”" in text and "Discard ratio “5”" in text, text
+    assert "Head “" not in text, text  # attn_head=1 was used
     query = _query(page.url)
-    assert query.get("attn_head") == ["1"] and "attn_layer" not in query and "attn_discard" not in query, query
+    assert query.get("attn_head") == ["1"] and not {"attn_layer", "attn_discard", "attn_view"} & set(query), query
     page.screenshot(path=str(artifacts / "permalink_bound_dropped.png"))
     assert page.get_by_text("Traceback").count() == 0
