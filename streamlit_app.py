@@ -15,6 +15,8 @@ st.markdown(
 )
 with st.expander("What each page does", expanded=False):
     st.markdown("\n".join(f"- **{title}**: {what}" for _, title, what in PAGES))
+if note := resources.writable_settings()[1]:
+    st.caption(note)
 
 model, image = selection_ui()
 if model is not None and image is not None:

@@ -7,8 +7,9 @@ from typing import NoReturn
 
 import streamlit as st
 
-from dashboard import permalink
+from dashboard import permalink, resources
 from dashboard.feedback import show_pending
+from interp.errors import InterpError
 
 PAGES: tuple[tuple[str, str, str], ...] = (
     (
@@ -69,6 +70,11 @@ def page_setup(title: str) -> None:
         for script, name, _ in PAGES:
             st.page_link(script, label=name)
         st.divider()
+    try:
+        resources.settings()
+    except (InterpError, ValueError) as exc:  # the environment's INTERP_* settings: whoever runs the app fixes them
+        st.error(f"This app cannot start as it is set up: {exc} Then restart it.")
+        st.stop()
     show_pending()
 
 

@@ -20,6 +20,7 @@ import streamlit as st
 from PIL import Image
 
 import interp
+from interp.config import ENV_DEVICE, resolve_device
 from interp.datasets import Dataset, DatasetRoot
 from interp.errors import NotEnoughMemoryError
 from interp.images import LoadedImage
@@ -33,8 +34,22 @@ THUMBNAIL_SIDE = 160
 
 
 @st.cache_resource(show_spinner=False)
+def writable_settings() -> tuple[interp.Settings, str | None]:
+    """The settings the environment gives, with a cache folder this process can write, and the sentence saying so
+    when that is not the configured one (:meth:`interp.Settings.writable`; logged once, shown on the home page). A
+    setting the app cannot use raises its sentence (:func:`dashboard.page.page_setup` shows it on every page)."""
+    chosen, note = interp.Settings.from_env().writable()
+    try:
+        resolve_device(chosen.device)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_DEVICE}={chosen.device!r}: {exc}") from None
+    if note:
+        log.warning(note)
+    return chosen, note
+
+
 def settings() -> interp.Settings:
-    return interp.Settings.from_env()
+    return writable_settings()[0]
 
 
 @st.cache_resource(show_spinner=False)

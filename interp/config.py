@@ -6,12 +6,16 @@ dashboard each decide when settings are taken.
 
 from __future__ import annotations
 
+import getpass
 import os
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+
+from interp.errors import BadSettingError
 
 ENV_CACHE_DIR = "INTERP_CACHE_DIR"
 ENV_CACHE_SIZE_MB = "INTERP_CACHE_SIZE_MB"
@@ -55,6 +59,45 @@ class Settings:
                              "concept sets to themselves.")  # fmt: skip
         return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"),
                    memory_limit_mb=limit_mb, share_concepts=share in ("1", "true", "yes"))  # fmt: skip
+
+
+    def writable(self) -> tuple[Settings, str | None]:
+        """These settings with a cache folder this process can write, and ``None``; or, when ``cache_dir`` cannot be
+        created or written (a read-only home in a container, a file in the way), with a folder of this user in the
+        system's temporary folder instead, and the sentence saying so. :class:`BadSettingError` when neither can be
+        written. The result cache, scans, evaluations, uploads and concept sets all live in the cache folder."""
+        reason = _unwritable(self.cache_dir)
+        if reason is None:
+            return self, None
+        fallback = Path(tempfile.gettempdir()) / f"interp-{_user()}"
+        if _unwritable(fallback, own=True) is not None:
+            raise BadSettingError(f"The cache folder {self.cache_dir} cannot be written ({reason}), nor can "
+                                  f"{fallback}; set {ENV_CACHE_DIR} to a folder this user can write.")  # fmt: skip
+        note = (f"Results, scans and concept sets are kept in {fallback} for now: the cache folder {self.cache_dir} "
+                f"cannot be written ({reason}). Set {ENV_CACHE_DIR} to a folder this user can write to keep them "
+                "where they belong.")  # fmt: skip
+        return replace(self, cache_dir=fallback), note
+
+
+def _unwritable(folder: Path, own: bool = False) -> str | None:
+    """Why a file cannot be made in ``folder`` (created if missing), or ``None`` when it can. With ``own``, a folder
+    another user owns is refused too (a shared temporary folder, where anyone may have made it first)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if own and hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+            return "it belongs to another user"
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
+def _user() -> str:
+    try:
+        return str(os.getuid()) if hasattr(os, "getuid") else getpass.getuser()
+    except (OSError, KeyError):
+        return "user"
 
 
 def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:

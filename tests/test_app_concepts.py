@@ -123,7 +123,7 @@ def test_a_server_that_keeps_visitors_sets_to_themselves_offers_no_sharing(monke
     from dashboard import resources
 
     monkeypatch.setenv("INTERP_SHARE_CONCEPTS", "0")
-    resources.settings.clear()
+    resources.writable_settings.clear()
     try:
         at = concepts_page().run()
         assert not at.exception
@@ -132,7 +132,7 @@ def test_a_server_that_keeps_visitors_sets_to_themselves_offers_no_sharing(monke
         assert any("for you alone" in s.value for s in at.main.success)
     finally:
         monkeypatch.delenv("INTERP_SHARE_CONCEPTS")
-        resources.settings.clear()
+        resources.writable_settings.clear()
 
 
 def test_too_few_class_images_gets_a_sentence():

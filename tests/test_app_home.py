@@ -202,3 +202,50 @@ def test_the_kept_models_weights_are_counted():
     model = resources.cached_model("shapes_cnn", None, None, None, None)
     assert resources.kept_mb() >= parameter_count("shapes_cnn") * 4 / 2**20 > 0
     assert model in set(resources._KEPT)
+
+
+@pytest.fixture
+def server_env(monkeypatch):
+    """Set the server's INTERP_* environment for one test: the settings and the result cache are read again."""
+    from dashboard import resources
+
+    def clear() -> None:
+        resources.writable_settings.clear()
+        resources.result_cache.clear()
+
+    clear()
+    yield monkeypatch.setenv
+    monkeypatch.undo()
+    clear()
+
+
+def test_a_cache_folder_that_cannot_be_written_still_classifies_and_says_where_results_go(server_env, tmp_path):
+    (tmp_path / "a-file").write_text("in the way")
+    server_env("INTERP_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    at = home().run()
+    assert_healthy(at)
+    assert not at.error, [e.value for e in at.error]
+    assert "**tiger cat**" in texts(at)
+    said = " ".join(c.value for c in at.main.caption)
+    assert f"the cache folder {tmp_path / 'a-file' / 'cache'} cannot be written (Not a directory)" in said, said
+
+
+@pytest.mark.parametrize(
+    ("page", "variable", "value", "sentence"),
+    [
+        (None, "INTERP_SHARE_CONCEPTS", "maybe", "INTERP_SHARE_CONCEPTS='maybe' is neither 1 nor 0; set 0 to keep "
+         "every visitor's concept sets to themselves."),
+        ("pages/4_Concepts.py", "INTERP_SHARE_CONCEPTS", "maybe", "INTERP_SHARE_CONCEPTS='maybe' is neither 1 nor 0"),
+        ("pages/1_Attribution.py", "INTERP_DEVICE", "gpu", "INTERP_DEVICE='gpu': device 'gpu' is not a torch device; "
+         "use 'auto', 'cpu' or 'cuda'."),
+        (None, "INTERP_CACHE_SIZE_MB", "1GB", "INTERP_CACHE_SIZE_MB='1GB' is not a whole number of megabytes"),
+    ],
+)  # fmt: skip
+def test_a_bad_server_setting_is_one_sentence_on_every_page(server_env, page, variable, value, sentence):
+    """Whoever runs the app reads what to set, on whichever page a visitor opens, not "something went wrong"."""
+    server_env(variable, value)
+    at = home()
+    at = (at.switch_page(page) if page else at).run()
+    assert_healthy(at)
+    assert len(at.main.error) == 1 and at.main.error[0].value.startswith("This app cannot start as it is set up: ")
+    assert sentence in at.main.error[0].value and at.main.error[0].value.endswith(" Then restart it.")

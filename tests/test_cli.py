@@ -111,6 +111,22 @@ def test_attribute_with_enough_steps_doubles_ig_until_its_map_adds_up(tmp_path, 
     assert result["relative_delta"] <= 0.05
 
 
+def test_a_cache_folder_that_cannot_be_written_is_said_and_the_results_go_to_the_users_temporary_one(
+    coffee_jpg, tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "a-file").write_text("in the way")
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    args = ["attribute", "--image", str(coffee_jpg), "--method", "saliency", "--out", str(tmp_path / "maps")]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert f"the cache folder {tmp_path / 'a-file' / 'cache'} cannot be written (Not a directory)" in first.err
+    assert "saliency: espresso" in first.out and "cached" not in first.out
+    assert main(args) == 0
+    assert "saliency: espresso cached" in capsys.readouterr().out  # kept in the temporary folder
+    assert [p.name for p in tmp_path.glob("interp-*")], list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("sign", ["positive", "signed"])
 def test_attribute_draws_the_part_of_the_map_asked_for(coffee_jpg, tmp_path, sign):
     """The overlay PNG is the stored map drawn with --sign (default: positive, the evidence for the class, as the

@@ -383,6 +383,38 @@ def test_settings_from_env(tmp_path):
         interp.Settings.from_env({"INTERP_SHARE_CONCEPTS": "maybe"})
 
 
+def test_a_cache_folder_that_cannot_be_written_falls_back_to_the_users_temporary_one(tmp_path, monkeypatch):
+    """A read-only home in a container, or a file where the folder should be: results go to a folder of this user in
+    the temporary folder, with a sentence; nowhere writable is a sentence, not a crash on the first result."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from interp.errors import BadSettingError
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))
+    fine = interp.Settings(cache_dir=tmp_path / "cache")
+    assert fine.writable() == (fine, None) and fine.cache_dir.is_dir()
+
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = interp.Settings(cache_dir=tmp_path / "a-file" / "cache", cache_size_mb=7)
+    chosen, note = blocked.writable()
+    assert chosen.cache_dir.parent == temp and chosen.cache_dir.name.startswith("interp-") and chosen.cache_size_mb == 7
+    assert f"kept in {chosen.cache_dir} for now: the cache folder {blocked.cache_dir} cannot be written" in note
+    assert "Set INTERP_CACHE_DIR to a folder this user can write" in note
+    cache = interp.ResultCache.from_settings(chosen)
+    cache.put("k", {"a": np.arange(3.0)})
+    assert cache.get("k").arrays["a"].tolist() == [0.0, 1.0, 2.0]
+    assert oct(chosen.cache_dir.stat().st_mode & 0o777) == oct(0o700)
+
+    monkeypatch.setattr("os.getuid", lambda: chosen.cache_dir.stat().st_uid + 1)  # someone else made it first
+    with pytest.raises(BadSettingError, match="nor can .*interp-.*; set INTERP_CACHE_DIR to a folder this user"):
+        blocked.writable()
+    assert Path(tmp_path / "a-file").read_text() == "not a folder"
+
+
 def test_engine_imports_without_streamlit():
     code = "import sys; sys.modules['streamlit'] = None; import interp, interp.cli; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

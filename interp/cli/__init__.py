@@ -54,10 +54,20 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+def writable_settings():
+    """The environment's settings with a cache folder this process can write; when that is not the configured one
+    (:meth:`interp.config.Settings.writable`), the sentence saying so goes to stderr."""
+    from interp.config import Settings
+
+    chosen, note = Settings.from_env().writable()
+    if note:
+        print(note, file=sys.stderr)
+    return chosen
+
+
 def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
     """The ``DatasetRoot`` a command's ``--dataset`` (and ``--root``) names: a configured dataset by its name, or a
     kind with its folder. A mix-up of the two is a sentence."""
-    from interp.config import Settings
     from interp.datasets import DatasetRoot, find_root, kinds
 
     if root is not None:
@@ -66,7 +76,7 @@ def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
         return DatasetRoot(root.name, dataset, root, mapping)
     if dataset in kinds():
         raise ValueError(f"--dataset {dataset} is a kind: give the folder with --root.")
-    return find_root(dataset, Settings.from_env().cache_dir)
+    return find_root(dataset, writable_settings().cache_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -90,7 +90,7 @@ def _attribute(args: argparse.Namespace) -> int:
     from interp.attribution.display import DisplaySettings, overlay
     from interp.attribution.settings import parse_assignments
     from interp.cache import ResultCache
-    from interp.config import Settings
+    from interp.cli import writable_settings
     from interp.errors import InterpError
     from interp.images import load_image
     from interp.models import load_model
@@ -123,7 +123,7 @@ def _attribute(args: argparse.Namespace) -> int:
             skipped[m] = reason
             print(f"warning: {m} skipped: {METHODS[m].title} does not apply to {model.name}: {reason}", file=sys.stderr)
     runnable = [m for m in methods if m not in skipped]
-    cache = None if args.no_cache else ResultCache.from_settings(Settings.from_env())
+    cache = None if args.no_cache else ResultCache.from_settings(writable_settings())
     summary = {"model": model.name, "weights": model.weights.source, "settings": params, "skipped_methods": skipped,
                "images": [], "unreadable": {}, "failed": []}  # fmt: skip
     stems: set[str] = set()

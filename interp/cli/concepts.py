@@ -57,8 +57,8 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
 @handles("tcav")
 def _tcav(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
+    from interp.cli import writable_settings
     from interp.concepts import run_tcav, seconds_left
-    from interp.config import Settings
     from interp.models import load_model
 
     model = load_model(args.model, args.weights, device=args.device)
@@ -80,7 +80,7 @@ def _tcav(args: argparse.Namespace) -> int:
     try:
         report = run_tcav(model, args.layer, concepts, randoms, _images(args.class_images, "class folder"), target,
                           runs=args.runs, seed=args.seed, classifier=args.classifier,
-                          cache=ResultCache.from_settings(Settings.from_env()), progress=progress)  # fmt: skip
+                          cache=ResultCache.from_settings(writable_settings()), progress=progress)  # fmt: skip
     finally:
         if last[0]:  # end the progress line, also before an error's sentence
             print(file=sys.stderr)

@@ -77,7 +77,7 @@ def _visualize_args(p: argparse.ArgumentParser) -> None:
 @handles("visualize")
 def _visualize(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
-    from interp.config import Settings
+    from interp.cli import writable_settings
     from interp.features import Step, VisualiseSettings, visualise
     from interp.models import load_model
 
@@ -87,7 +87,7 @@ def _visualize(args: argparse.Namespace) -> int:
     out_dir(args.out)
     model = load_model(args.model, args.weights, device=args.device)
     objective = _objective(args, model, args.negative)
-    cache = None if args.no_cache else ResultCache.from_settings(Settings.from_env())
+    cache = None if args.no_cache else ResultCache.from_settings(writable_settings())
     tty = sys.stderr.isatty()
 
     def progress(step: Step) -> None:
@@ -157,7 +157,7 @@ def _spectrum_images(args: argparse.Namespace):
 @handles("spectrum")
 def _spectrum(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
-    from interp.config import Settings
+    from interp.cli import writable_settings
     from interp.features import spectrum
     from interp.features.spectrum import spectrum_files
     from interp.models import load_model
@@ -173,7 +173,7 @@ def _spectrum(args: argparse.Namespace) -> int:
             print(f"\r{done}/{total} images", end="", file=sys.stderr)
 
     s = spectrum(model, objective, images, per_column=args.per_column, batch_size=args.batch_size,
-                 cache=ResultCache.from_settings(Settings.from_env()), progress=progress)  # fmt: skip
+                 cache=ResultCache.from_settings(writable_settings()), progress=progress)  # fmt: skip
     if sys.stderr.isatty():
         print(file=sys.stderr)
     for name, data in spectrum_files(model, s, images).items():

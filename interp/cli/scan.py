@@ -45,13 +45,13 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
 
 @handles("scan")
 def _scan(args: argparse.Namespace) -> int:
-    from interp.config import Settings
+    from interp.cli import writable_settings
     from interp.datasets import scan_folder
     from interp.models import load_model
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}.")
-    settings = Settings.from_env()
+    settings = writable_settings()
     root = dataset_root(args.dataset, args.root, args.mapping)
     dataset = root.open()
     for note in dataset.notes:
