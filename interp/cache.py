@@ -82,6 +82,8 @@ class ResultCache:
             self._store = self._open()
             self._store.get("")  # a damaged index fails here, not in the middle of someone's page
         except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
             self._store = self._rebuilt(exc)
 
     def _open(self) -> diskcache.Cache:
@@ -108,6 +110,8 @@ class ResultCache:
         try:
             return fn(self._store)
         except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
             self._store = self._rebuilt(exc)
             return fn(self._store)
 
@@ -121,7 +125,11 @@ class ResultCache:
             blob = self._call(lambda store: store.get(key))
         except OSError as exc:  # diskcache keeps large values in files: one may be gone or unreadable
             log.warning("dropping unreadable cache entry %s: %r", key[:12], exc)
-            self._call(lambda store: store.delete(key))
+            with contextlib.suppress(OSError, sqlite3.OperationalError):
+                self._call(lambda store: store.delete(key))
+            return None
+        except sqlite3.OperationalError as exc:  # the index is busy past its timeout, or its disk failed: a miss
+            log.warning("could not read cache entry %s: %r", key[:12], exc)
             return None
         if blob is None:
             return None
@@ -129,13 +137,19 @@ class ResultCache:
             return _decode(blob)
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # cut short or bits flipped
             log.warning("dropping unreadable cache entry %s: %r", key[:12], exc)
-            self._call(lambda store: store.delete(key))
+            with contextlib.suppress(OSError, sqlite3.OperationalError):
+                self._call(lambda store: store.delete(key))
             return None
 
     def put(self, key: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> None:
-        """Store arrays and JSON-able metadata under ``key`` (atomic; a concurrent reader sees old or new)."""
+        """Store arrays and JSON-able metadata under ``key`` (atomic; a concurrent reader sees old or new). A result
+        the disk cannot take (full, or made read-only since) is not kept, with a warning in the log: whoever asked
+        for it still has it, and the next request computes it again."""
         blob = _encode(arrays, meta or {})
-        self._call(lambda store: store.set(key, blob))
+        try:
+            self._call(lambda store: store.set(key, blob))
+        except (OSError, sqlite3.OperationalError) as exc:
+            log.warning("could not keep result %s in the cache at %s: %r", key[:12], self.directory, exc)
 
     @contextlib.contextmanager
     def computing(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
@@ -192,6 +206,12 @@ class ResultCache:
 
     def close(self) -> None:
         self._store.close()
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the index itself is damaged (not a database, malformed), which a new, empty cache mends;
+    not when it is busy, its disk is full or read-only (``OperationalError``), which emptying the cache would not."""
+    return not isinstance(exc, sqlite3.OperationalError)
 
 
 def _encode(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:

@@ -7,8 +7,10 @@ the zip; damaged scan parts, scan metadata and cache entries; settings that woul
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -328,6 +330,34 @@ def test_a_damaged_cache_index_is_rebuilt(tmp_path):
     assert again.get("k") is None
     again.put("k", {"a": np.arange(3)}, {})
     assert list(again.get("k").arrays["a"]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [sqlite3.OperationalError("database or disk is full"), OSError(errno.ENOSPC, "No space left on device"),
+     sqlite3.OperationalError("attempt to write a readonly database")],
+)  # fmt: skip
+def test_a_full_or_read_only_disk_keeps_what_is_stored_and_still_returns_new_results(tmp_path, monkeypatch, failure):
+    """Only a damaged index is started afresh: a disk that is full (or made read-only) loses no stored result, and
+    a new one is handed to whoever asked for it, only not kept."""
+    from interp.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "c")
+    cache.put("kept", {"a": np.arange(3)}, {})
+
+    def refuse(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(cache._store, "set", refuse)
+    cache.put("new", {"a": np.arange(4)}, {})  # no exception
+    result, hit = cache.get_or_compute("new", lambda: ({"a": np.arange(5)}, {"n": 5}))
+    assert not hit and list(result.arrays["a"]) == [0, 1, 2, 3, 4] and result.meta == {"n": 5}
+    assert "new" not in cache and list(cache.get("kept").arrays["a"]) == [0, 1, 2]
+
+    monkeypatch.setattr(cache._store, "get", lambda *a, **k: (_ for _ in ()).throw(sqlite3.OperationalError("locked")))
+    assert cache.get("kept") is None  # a busy index is a miss, not a reason to empty the cache
+    monkeypatch.undo()
+    assert list(cache.get("kept").arrays["a"]) == [0, 1, 2]
 
 
 # --------------------------------------------------------------------------------------------------------- settings
