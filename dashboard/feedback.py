@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -25,6 +27,20 @@ def sentence(text: str) -> str:
     return text[:1].upper() + text[1:] if first.isalpha() else text
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the disk refusing a write: full, over quota or read-only (as the OS or SQLite says it)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("disk is full" in text or "readonly" in text)
+
+
+def full_disk_sentence(doing: str) -> str:
+    return (f"The server's disk is full (or read-only), and {doing} needs to write to it. What the page already "
+            "shows stays; whoever runs the app can free space in its cache folder (INTERP_CACHE_DIR) or point that "
+            "at a larger disk.")  # fmt: skip
+
+
 def attempt(action: Callable[[], T], doing: str) -> T | None:
     """Run ``action``; on failure show one sentence and return ``None`` so the rest of the page still renders.
 
@@ -39,7 +55,11 @@ def attempt(action: Callable[[], T], doing: str) -> T | None:
     except MemoryError:
         log.exception("out of memory while %s", doing)
         st.error(f"The server ran out of memory while {doing}; pick a smaller model or image.")
-    except Exception:
+    except Exception as exc:
+        if disk_full(exc):
+            log.exception("the disk refused a write while %s", doing)
+            st.error(full_disk_sentence(doing))
+            return None
         log.exception("unexpected error while %s", doing)
         st.error(f"Something went wrong while {doing}; the details are in the server log. Try another choice.")
     return None
@@ -63,7 +83,11 @@ def guarded(doing: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
             except MemoryError:
                 log.exception("out of memory while %s", doing)
                 st.session_state[_PENDING] = f"The server ran out of memory while {doing}; try something smaller."
-            except Exception:
+            except Exception as exc:
+                if disk_full(exc):
+                    log.exception("the disk refused a write while %s", doing)
+                    st.session_state[_PENDING] = full_disk_sentence(doing)
+                    return
                 log.exception("unexpected error while %s", doing)
                 st.session_state[_PENDING] = (f"Something went wrong while {doing}; the details are in the server "
                                               "log. Try again, or another choice.")  # fmt: skip

@@ -58,29 +58,57 @@ def _script() -> None:
 
     show_pending()
 
+    import errno
+    import sqlite3
+
+    from dashboard.feedback import attempt
+
+    failures = {"ours": InterpError("that file is not an image."), "bug": RuntimeError("a bug"),
+                "full": OSError(errno.ENOSPC, "No space left on device"),
+                "sqlite": sqlite3.OperationalError("database or disk is full")}  # fmt: skip
+
+    def fail(kind: str) -> None:
+        raise failures[kind]
+
     @guarded("testing the button")
     def boom(kind: str) -> None:
         st.session_state["touched"] = st.session_state.get("touched", 0) + 1
-        raise InterpError("that file is not an image.") if kind == "ours" else RuntimeError("a bug")
+        fail(kind)
 
-    st.button("Ours", on_click=boom, args=("ours",))
-    st.button("Bug", on_click=boom, args=("bug",))
+    for kind in failures:
+        st.button(kind, on_click=boom, args=(kind,))
+    if st.checkbox("write on the page"):
+        attempt(lambda: fail("full"), "saving the scan")
     st.write("the rest of the page")
+
+
+FULL = ("The server's disk is full (or read-only), and {} needs to write to it. What the page already shows "
+        "stays; whoever runs the app can free space in its cache folder (INTERP_CACHE_DIR) or point that at a larger "
+        "disk.")
 
 
 @pytest.mark.parametrize("button, sentence", [
     (0, "That file is not an image."),
     (1, "Something went wrong while testing the button; the details are in the server log. Try again, or another "
         "choice."),
+    (2, FULL.format("testing the button")),
+    (3, FULL.format("testing the button")),
 ])  # fmt: skip
 def test_a_failing_callback_leaves_one_sentence_and_the_page_runs_on(button, sentence):
-    at = AppTest.from_function(_script).run()
+    at = AppTest.from_function(_script, default_timeout=30).run()
     at.button[button].click().run()
     assert not at.exception
     assert [e.value for e in at.error] == [sentence]
     assert at.session_state["touched"] == 1 and "the rest of the page" in [m.value for m in at.markdown]
     at.run()  # shown once: the next run is clean
     assert not at.error
+
+
+def test_a_full_disk_on_the_page_is_one_sentence_too():
+    at = AppTest.from_function(_script, default_timeout=30).run()
+    at.checkbox[0].check().run()
+    assert not at.exception and [e.value for e in at.error] == [FULL.format("saving the scan")]
+    assert "the rest of the page" in [m.value for m in at.markdown]
 
 
 @pytest.mark.parametrize("message, shown", [
