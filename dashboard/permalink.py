@@ -24,9 +24,9 @@ Two ways into the URL, one rule for choosing: a widget that belongs to one page 
 Attention page's layer and head, the gallery's filters) is bound with Streamlit's ``bind="query-params"`` (drawn by
 :func:`linked`, which says when a link's value could not be used): its key is the parameter's name and Streamlit
 applies and updates it. Not a tab above long work (the Failures page's scan): a bound tab reruns the page when
-clicked, which stops that work. A choice that other pages keep (:mod:`dashboard.state`),
-that code sets (a clicked patch, a picked mistake), or whose widget's key changes with the model or image goes through
-:func:`take` and :func:`publish`, which also let a page say in the share box what of a link it could not use.
+clicked, which stops that work. A choice that other pages keep (:mod:`dashboard.state`), that code sets (a clicked
+patch, a picked mistake), or whose widget's key changes with the model or image goes through :func:`take` and
+:func:`publish`, which also let a page say in the share box what of a link it could not use.
 """
 
 from __future__ import annotations
