@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from dashboard import resources, sidebar
 from dashboard.feedback import attempt
 from dashboard.state import ImageChoice, ModelChoice
+from interp.errors import InterpError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 
@@ -22,10 +25,36 @@ def load_model(choice: ModelChoice | None) -> LoadedModel | None:
         st.info("Pick a model in the sidebar, or type a timm model name.")
         return None
     weights = sidebar.weights_bytes(choice)
-    return attempt(
+    return loading(
+        choice.name,
         lambda: resources.model(choice.name, choice.weights_digest, choice.weights_name, choice.class_names, weights),
-        f"loading {choice.name}",
+        downloads=weights is None,
     )
+
+
+def loading(name: str, load: Callable[[], LoadedModel], downloads: bool = True) -> LoadedModel | None:
+    """``load`` the model ``name`` (a sentence when it cannot be had), saying while it runs when its weights are first
+    downloaded from the hub: a minute or more for a large model, where a spinner alone looks stuck."""
+    notice = st.empty()
+    if downloads and (mb := download_mb(name)):
+        notice.info(f"Downloading {name}'s weights from the Hugging Face hub (about {mb:,} MB). This happens once on "
+                    "this server; the next visitor's load reads them from its disk.")  # fmt: skip
+    try:
+        return attempt(load, f"loading {name}")
+    finally:
+        notice.empty()
+
+
+def download_mb(name: str) -> int | None:
+    """About how many MB loading ``name`` with its own weights downloads first (float32 weights), or ``None`` when it
+    downloads nothing (bundled weights, the local hub cache) or cannot be had (the load then says why)."""
+    try:
+        row = resources.model_row(name)
+    except (InterpError, ValueError):
+        return None
+    if not str(row["weights"]).startswith("download from the hub"):
+        return None
+    return max(1, round(row["params"] * 4 / 2**20))
 
 
 def load_image(choice: ImageChoice) -> LoadedImage | None:

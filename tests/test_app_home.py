@@ -249,3 +249,39 @@ def test_a_bad_server_setting_is_one_sentence_on_every_page(server_env, page, va
     assert_healthy(at)
     assert len(at.main.error) == 1 and at.main.error[0].value.startswith("This app cannot start as it is set up: ")
     assert sentence in at.main.error[0].value and at.main.error[0].value.endswith(" Then restart it.")
+
+
+def test_a_model_whose_weights_come_from_the_hub_says_it_downloads_them(monkeypatch):
+    """Online, a hub model not in the local cache is downloaded as it loads (a minute for a large one): the page says
+    so while it runs and how big it is; a failed download is the engine's sentence, with no notice left behind."""
+    from pathlib import Path
+
+    from dashboard import resources, selection
+    from interp.errors import WeightsUnavailableError
+    from interp.models import describe, loading
+    from interp.models import weights as W
+
+    monkeypatch.setattr(W, "hub_reachable", lambda timeout=2.0: True)  # the machine's network, as if online
+    resources.model_row.clear()
+    try:
+        assert selection.download_mb("resnet50") == round(describe("resnet50")["params"] * 4 / 2**20) > 90
+        assert selection.download_mb("efficientnet_lite0") is None  # bundled
+        assert selection.download_mb("no_such_model") is None  # the load says why
+
+        def failing(arch):
+            raise WeightsUnavailableError(f"downloading timm/{arch} from the hub failed; check the connection.")
+
+        monkeypatch.setattr(loading, "_from_hub", failing)
+        at = home().run()
+        at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+        at.sidebar.text_input(key="model_other").input("test_resnet").run()
+        assert_healthy(at)
+        assert [e.value for e in at.main.error] == ["Downloading timm/test_resnet from the hub failed; check the "
+                                                     "connection."]  # fmt: skip
+        assert not [i.value for i in at.main.info if "Downloading" in i.value]
+
+        monkeypatch.setattr(W, "hub_cached_file", lambda arch: Path("/cached/model.safetensors"))
+        resources.model_row.clear()
+        assert selection.download_mb("resnet50") is None  # read from the local hub cache
+    finally:
+        resources.model_row.clear()
