@@ -50,7 +50,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables, falling back to the defaults above."""
         env = os.environ if environ is None else environ
-        cache_dir = env.get(ENV_CACHE_DIR) or str(Path.home() / ".cache" / "interp")
+        cache_dir = env.get(ENV_CACHE_DIR) or str(_home() / ".cache" / "interp")
         size_mb = _megabytes(env, ENV_CACHE_SIZE_MB, "1024")
         limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if env.get(ENV_MEMORY_LIMIT_MB) else None
         share = env.get(ENV_SHARE_CONCEPTS, "1").strip().lower()
@@ -91,6 +91,15 @@ def _unwritable(folder: Path, own: bool = False) -> str | None:
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     return None
+
+
+def _home() -> Path:
+    """The user's home; where there is none (a container's user with no entry in its passwd file and no ``$HOME``),
+    the system's temporary folder, which :meth:`Settings.writable` then checks like any other."""
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError):
+        return Path(tempfile.gettempdir()) / f"interp-{_user()}-home"
 
 
 def _user() -> str:

@@ -415,6 +415,19 @@ def test_a_cache_folder_that_cannot_be_written_falls_back_to_the_users_temporary
     assert Path(tmp_path / "a-file").read_text() == "not a folder"
 
 
+def test_a_user_without_a_home_still_gets_a_cache_folder(tmp_path, monkeypatch):
+    """A container's user with no passwd entry and no $HOME (Path.home() raises): the temporary folder instead."""
+    from pathlib import Path
+
+    def nowhere() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(nowhere))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    chosen, note = interp.Settings.from_env({}).writable()
+    assert chosen.cache_dir.is_relative_to(tmp_path) and note is None
+
+
 def test_engine_imports_without_streamlit():
     code = "import sys; sys.modules['streamlit'] = None; import interp, interp.cli; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
