@@ -16,7 +16,7 @@ from PIL import Image
 
 from dashboard import charts, method_settings_ui, permalink, resources, state, trust_ui
 from dashboard.feedback import attempt, sentence
-from dashboard.selection import loading
+from dashboard.selection import download_notice, loading
 from interp.attribution import METHODS, Attribution, attribute, enough_steps
 from interp.attribution.base import COMPLETENESS_TOLERANCE as TOLERANCE
 from interp.attribution.display import AGGREGATIONS, COLORMAPS, SIGNS, DisplaySettings, grid_png, overlay
@@ -132,7 +132,7 @@ def second_model_ui(model: LoadedModel) -> LoadedModel | None:
     if pick == UNTRAINED:
         second = attempt(lambda: resources.untrained(model.spec.name), f"building an untrained {model.spec.name}")
     else:
-        second = loading(pick, lambda: resources.model(pick, None, None, None, None))
+        second = loading(pick, lambda: resources.model(pick, None, None, None, None), download_notice(pick))
     if second is not None and second.num_classes != model.num_classes:
         st.info(f"{second.name} has {second.num_classes} classes and {model.name} {model.num_classes}; "
                 "the same target classes cannot be compared.")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import streamlit as st
 
@@ -12,6 +13,8 @@ from dashboard.state import ImageChoice, ModelChoice
 from interp.errors import InterpError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+
+T = TypeVar("T")
 
 
 def selection_ui() -> tuple[LoadedModel | None, LoadedImage | None]:
@@ -28,21 +31,30 @@ def load_model(choice: ModelChoice | None) -> LoadedModel | None:
     return loading(
         choice.name,
         lambda: resources.model(choice.name, choice.weights_digest, choice.weights_name, choice.class_names, weights),
-        downloads=weights is None,
+        download_notice(choice.name) if weights is None else None,
     )
 
 
-def loading(name: str, load: Callable[[], LoadedModel], downloads: bool = True) -> LoadedModel | None:
-    """``load`` the model ``name`` (a sentence when it cannot be had), saying while it runs when its weights are first
-    downloaded from the hub: a minute or more for a large model, where a spinner alone looks stuck."""
-    notice = st.empty()
-    if downloads and (mb := download_mb(name)):
-        notice.info(f"Downloading {name}'s weights from the Hugging Face hub (about {mb:,} MB). This happens once on "
-                    "this server; the next visitor's load reads them from its disk.")  # fmt: skip
+def loading(name: str, load: Callable[[], T], notice: str | None) -> T | None:
+    """``load`` the model ``name`` (a sentence when it cannot be had), showing ``notice`` while it runs: that its
+    weights are first downloaded from the hub, a minute or more for a large model, where a spinner alone looks
+    stuck."""
+    shown = st.empty()
+    if notice:
+        shown.info(notice)
     try:
         return attempt(load, f"loading {name}")
     finally:
-        notice.empty()
+        shown.empty()
+
+
+def download_notice(name: str) -> str | None:
+    """What loading the image model ``name`` with its own weights downloads first, or ``None`` when nothing."""
+    mb = download_mb(name)
+    if mb is None:
+        return None
+    return (f"Downloading {name}'s weights from the Hugging Face hub (about {mb:,} MB). This happens once on this "
+            "server; the next visitor's load reads them from its disk.")  # fmt: skip
 
 
 def download_mb(name: str) -> int | None:

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from dashboard import permalink, state
 from dashboard.feedback import attempt, guarded, sentence
+from dashboard.selection import loading
 from dashboard.views import zipped
 from interp.errors import InterpError
 from interp.text import (
@@ -22,6 +23,7 @@ from interp.text import (
     TextModel,
     TokenAttribution,
     capture,
+    downloads,
     head_stats,
     load_text_model,
     text_rollout,
@@ -70,7 +72,11 @@ def model_ui() -> TextModel | None:
         if not name:
             st.info("Type a model's name, e.g. textattack/bert-base-uncased-SST-2.")
             return None
-    model = attempt(lambda: text_model(name), f"loading {name}")
+    notice = None
+    if downloads(name):
+        notice = (f"Downloading {name} from the Hugging Face hub. This happens once on this server (a minute or more "
+                  "for a large model); the next visitor's load reads it from its disk.")  # fmt: skip
+    model = loading(name, lambda: text_model(name), notice)
     if model is not None:
         permalink.publish(tmodel=None if name == DEFAULT_TEXT_MODEL else name)
         c2.caption(f"{model.source}; {model.config.num_hidden_layers} layers × {model.config.num_attention_heads} heads; "

@@ -239,3 +239,20 @@ def test_without_transformers_loading_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # what `import transformers` sees when it is absent
     with pytest.raises(TextUnavailableError, match="pip install transformers"):
         load_text_model("text_bert")
+
+
+def test_a_hub_text_model_downloads_only_when_the_hub_answers_and_the_cache_lacks_it(tmp_path, monkeypatch):
+    """What the Text page's notice ("Downloading NAME from the Hugging Face hub…") is decided by."""
+    import huggingface_hub
+
+    from interp.models import weights as W
+    from interp.text import downloads
+
+    assert not downloads("bert-base-uncased")  # offline here: the load says what works instead
+    monkeypatch.setattr(W, "hub_reachable", lambda timeout=2.0: True)
+    assert downloads("bert-base-uncased") and downloads("  someone/a-model ")
+    assert not any(downloads(n) for n in ("text_bert", "", str(tmp_path), "not//a/name"))
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, filename: str(config))
+    assert not downloads("bert-base-uncased")  # in the local hub cache: read from disk

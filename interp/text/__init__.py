@@ -20,6 +20,7 @@ from interp.text.model import (
     Encoded,
     TextModel,
     TextUnavailableError,
+    downloads,
     from_parts,
     load_text_model,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "TextUnavailableError",
     "TokenAttribution",
     "capture",
+    "downloads",
     "from_parts",
     "head_stats",
     "load_text_model",

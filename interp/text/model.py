@@ -148,6 +148,23 @@ def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, dev
     return TextModel(name, source, net, tokenizer, classes, torch.device(device), limit, fingerprint(net))
 
 
+def downloads(name: str) -> bool:
+    """Whether loading the text model ``name`` downloads it from the Hugging Face hub first (a hub name that is not in
+    the local cache while the hub can be reached); no request leaves the machine but the reachability probe."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from interp.models.weights import hub_reachable
+
+    name = name.strip()
+    if not name or name in BUNDLED or Path(name).is_dir():
+        return False
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a repository name: the load says why
+        return False
+    return not (isinstance(cached, str) and Path(cached).is_file()) and hub_reachable()
+
+
 def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device = "cpu", *, allow_paths: bool = False) -> TextModel:
     """The bundled text model, a Hugging Face model name, or (``allow_paths``: the CLI and API) a local folder.
 
