@@ -12,7 +12,7 @@ from dashboard.feedback import attempt
 from dashboard.state import ImageChoice, ModelChoice
 from interp.errors import InterpError
 from interp.images import LoadedImage
-from interp.models import LoadedModel
+from interp.models import LoadedModel, availability
 
 T = TypeVar("T")
 
@@ -62,9 +62,11 @@ def download_mb(name: str) -> int | None:
     downloads nothing (bundled weights, the local hub cache) or cannot be had (the load then says why)."""
     try:
         row = resources.model_row(name)
+        if not str(row["weights"]).startswith("download from the hub"):
+            return None
+        if not availability(name).source.startswith("download from the hub"):  # the row is a minute old: downloaded
+            return None
     except (InterpError, ValueError):
-        return None
-    if not str(row["weights"]).startswith("download from the hub"):
         return None
     return max(1, round(row["params"] * 4 / 2**20))
 
