@@ -60,7 +60,6 @@ class Settings:
         return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"),
                    memory_limit_mb=limit_mb, share_concepts=share in ("1", "true", "yes"))  # fmt: skip
 
-
     def writable(self) -> tuple[Settings, str | None]:
         """These settings with a cache folder this process can write, and ``None``; or, when ``cache_dir`` cannot be
         created or written (a read-only home in a container, a file in the way), with a folder of this user in the

@@ -54,13 +54,17 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+_SAID: set[str] = set()
+
+
 def writable_settings():
     """The environment's settings with a cache folder this process can write; when that is not the configured one
-    (:meth:`interp.config.Settings.writable`), the sentence saying so goes to stderr."""
+    (:meth:`interp.config.Settings.writable`), the sentence saying so goes to stderr, once."""
     from interp.config import Settings
 
     chosen, note = Settings.from_env().writable()
-    if note:
+    if note and note not in _SAID:
+        _SAID.add(note)
         print(note, file=sys.stderr)
     return chosen
 
