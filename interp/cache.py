@@ -192,7 +192,11 @@ class ResultCache:
         return CachedResult({k: np.asarray(v) for k, v in arrays.items()}, json.loads(json.dumps(dict(meta)))), False
 
     def __contains__(self, key: str) -> bool:
-        return self._call(lambda store: key in store)
+        try:
+            return self._call(lambda store: key in store)
+        except sqlite3.OperationalError as exc:  # busy past its timeout, or its disk failed: a miss, as in get
+            log.warning("could not look up cache entry %s: %r", key[:12], exc)
+            return False
 
     def __len__(self) -> int:
         return self._call(len)
