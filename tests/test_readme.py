@@ -1,0 +1,68 @@
+"""The README's Python API block runs as written, and its comments that state a value state the right one."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+import interp
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def api_block() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Python API\n", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def stated(source_line: str) -> str | None:
+    """The comment after a statement, when it is a value: ``# ['masks', …]`` or ``# ClassScore(index=282, …``."""
+    if "#" not in source_line:
+        return None
+    return source_line.rsplit("#", 1)[1].strip()
+
+
+@pytest.mark.slow  # a minute: TCAV's 10 runs, SmoothGrad of IG, a visualisation
+def test_the_python_api_block_runs_and_states_what_it_returns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path / "cache"))
+    chelsea = interp.load_sample("chelsea").image
+    chelsea.save("photo.jpg", quality=95)  # the README's photo: a tiger cat
+    (tmp_path / "cats").mkdir()
+    for i, angle in enumerate((0, 5, -5)):
+        chelsea.rotate(angle).save(tmp_path / "cats" / f"cat{i}.jpg", quality=95)
+    val = tmp_path / "imagenet" / "n02123159"  # the ImageNet layout: a folder per class, named by its wnid
+    val.mkdir(parents=True)
+    for name in ("chelsea", "coffee", "astronaut"):
+        interp.load_sample(name).image.save(val / f"{name}.JPEG")
+
+    block = api_block().replace("/data/imagenet/val", str(tmp_path / "imagenet"))
+    lines = block.splitlines()
+    namespace: dict = {}
+    checked = 0
+    for node in ast.parse(block).body:
+        code = compile(ast.Module([node], []), "README.md", "exec")
+        if not isinstance(node, ast.Expr):
+            exec(code, namespace)
+            continue
+        value = eval(compile(ast.Expression(node.value), "README.md", "eval"), namespace)
+        comment = stated(lines[node.end_lineno - 1])
+        if comment is None:
+            continue
+        try:  # a literal: equal
+            expected = ast.literal_eval(comment)
+        except (ValueError, SyntaxError):
+            if "…" in comment and "(" in comment:  # a repr cut short: the same up to the cut
+                assert repr(value).startswith(comment.split("…")[0]), (comment, repr(value))
+                checked += 1
+            continue
+        assert value == expected, (comment, value)
+        checked += 1
+    assert checked >= 2  # the prediction's repr and RISE's settings
+    report = namespace["report"]
+    assert [(r["concept"], r["layer"]) for r in report.rows()] == [("stripes", "bn2")]
+    assert namespace["cav"].cav_.shape == namespace["activations"](namespace["model"], "bn2", namespace["cats"]).shape[1:]
