@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 import interp
-from interp.cli import main
+from interp.cli import build_parser, main
 from tests.corpus import bad_files
 
 
@@ -506,3 +507,19 @@ def test_evaluate_dataset_bad_input_exits_2(args, coffee_jpg, tmp_path):
                      *[a.replace("{coffee}", str(coffee_jpg)).replace("{out}", str(tmp_path / "o")) for a in args])
     assert result.returncode == 2, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = ""):
+    yield prefix or "python -m interp", parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, f"{prefix} {name}".strip())
+
+
+def test_every_option_of_every_command_says_what_it_does_in_help():
+    bare = [f"{name}: {action.option_strings or action.dest}" for name, parser in _commands(build_parser())
+            for action in parser._actions if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert bare == []
+    commands = [name for name, _ in _commands(build_parser())]
+    assert "shapes generate" in commands and "scan" in commands

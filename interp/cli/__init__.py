@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                help="`python -m interp COMMAND --help` lists its options")
     for name, (help_, add_arguments, _) in _COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_, description=help_))
     return parser

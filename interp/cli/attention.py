@@ -15,10 +15,11 @@ from interp.cli import DEVICE_HELP, command, handles, out_dir
 @command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
 def _attention_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a ViT: spec name (shapes_vit) or any timm ViT/DeiT name")
-    p.add_argument("--image", required=True, type=Path)
+    p.add_argument("--image", required=True, type=Path, help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
     p.add_argument("--target", type=int, help="class for gradient rollout and Chefer relevance (default: top one)")
-    p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"))
+    p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"),
+                   help="how rollout combines a layer's heads (default mean)")
     p.add_argument("--discard-ratio", type=float, default=0.9, help="lowest share of weights dropped (default 0.9)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)

@@ -221,7 +221,8 @@ CASE_SAMPLES = ("chelsea", "coffee", "camera", "motorcycle")
 @command("case-study", "the default model on the bundled photos with three methods, as a small HTML report")
 def _case_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for report.html and its images")
-    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="spec name or any timm model name (default efficientnet_lite0)")
 
 
 @handles("case-study")

@@ -39,19 +39,23 @@ def _images(folder: Path, what: str):
 
 @command("tcav", "TCAV: does a class depend on a concept? scores over random runs, p-values, verdicts")
 def _tcav_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="spec name or any timm model name")
     p.add_argument("--layer", action="append", required=True, help="module name (repeat for several)")
     p.add_argument("--concept", action="append", required=True, type=Path, help="folder of concept images (repeat)")
     p.add_argument("--random", action="append", required=True, type=Path,
                    help="folder of random images (repeat; at least two, or one folder of sub-folders)")  # fmt: skip
     p.add_argument("--class-images", required=True, type=Path, help="folder of images of the target class")
     p.add_argument("--target", required=True, help="class index or name")
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classifier", default="sgd", choices=("sgd", "logistic", "svm"))
+    p.add_argument("--runs", type=int, default=10,
+                   help="CAVs per concept and layer, each against another random set; the p-value compares them "
+                        "with random-vs-random CAVs (default 10)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds every CAV's split and fit: same seed, same numbers (default 0)")
+    p.add_argument("--classifier", default="sgd", choices=("sgd", "logistic", "svm"),
+                   help="the linear classifier whose normal is the CAV (default sgd, as in Kim et al.)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON: one row per concept and layer")
 
 
 @handles("tcav")
@@ -117,13 +121,13 @@ def _target(model, value: str) -> int:
 
 @command("cav-features", "write a layer's activations for a folder of images to an .npz (for your own CAV work)")
 def _features_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True)
-    p.add_argument("--layer", required=True)
-    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--model", required=True, help="spec name or any timm model name")
+    p.add_argument("--layer", required=True, help="module name (blocks.3, layer4…)")
+    p.add_argument("--images", required=True, type=Path, help="a folder: every image directly inside it")
     p.add_argument("--out", required=True, type=Path, help="an .npz file: activations (N, D), names (N,)")
-    p.add_argument("--weights")
+    p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), help="fp32 (default on the CPU), tf32 (default on a GPU) or bf16")
 
 

@@ -69,7 +69,8 @@ def _visualize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l2", type=float, default=d.l2, help="L2 penalty weight, distance from grey (default 0)")
     p.add_argument("--diversity", type=float, default=d.diversity, help="diversity weight for --batch > 1 (default 0)")
     p.add_argument("--no-decorrelate", action="store_true", help="optimise plain RGB, not decorrelated colour")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seeds the starting image and every transform (default {d.seed})")
     p.add_argument("--no-cache", action="store_true", help="compute again even when the result is cached")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
 
@@ -122,7 +123,7 @@ def _spectrum_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, help="the dataset's folder, with --dataset KIND")
     p.add_argument("--n", type=int, default=500, help="at most this many images (default 500)")
     p.add_argument("--per-column", type=int, default=4, help="examples per column (default 4)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
 
 

@@ -23,8 +23,10 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="scan folder (created; a second run resumes it). Default: the folder the "
                    "Failures page reads for this model and dataset, under the cache folder ($INTERP_CACHE_DIR)")
     p.add_argument("--limit", type=int, help="scan only the first N images (classes alternate, so N spans them)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, help="image-decoding processes (default: spare cores, at most 4)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--workers", type=int,
+                   help="image-decoding processes (default on a GPU: one per spare core, at most 4; on the CPU: "
+                        "none, threads read each batch between passes)")  # fmt: skip
     p.add_argument("--mapping", help="Open Images: CSV (LabelName,imagenet) inside --root mapping labels to ImageNet")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
@@ -124,9 +126,10 @@ def _run(args: argparse.Namespace, model, dataset, out: Path, progress):
 @command("failures", "list a scan's high-confidence misclassifications, most confident first")
 def _failures_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scan", required=True, type=Path, help="a folder written by `scan`")
-    p.add_argument("--min-confidence", type=float, default=0.5)
+    p.add_argument("--min-confidence", type=float, default=0.5,
+                   help="only mistakes made with at least this probability, 0 to 1 (default 0.5)")
     p.add_argument("--top", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON: one object per mistake")
 
 
 @handles("failures")

@@ -49,9 +49,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
     d = TextTrainConfig()
     p.add_argument("--out", type=Path, default=None, help="folder (default: assets/text_bert)")
-    p.add_argument("--sentences", type=int, default=d.sentences)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--sentences", type=int, default=d.sentences,
+                   help=f"training sentences drawn (default {d.sentences})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over them (default {d.epochs})")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seeds the sentences and the initialisation: same seed, same weights (default {d.seed})")
 
 
 @handles("text-train")
