@@ -148,11 +148,21 @@ def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict 
     table = pd.DataFrame(rows).sort_values("insertion − random", ascending=False)
     st.markdown("**Scoreboard**")
     st.markdown(scoreboard_sentence(table, scores.get("block", 1)))
-    left, right = st.columns([3, 2])
-    shown = ["method", "class", "deletion", "insertion", "random deletion", "random insertion", "insertion − random"]
-    left.dataframe(table, hide_index=True, column_order=shown, column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in shown[2:]})  # fmt: skip
-    right.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
+    # The whole width, the answer's column first: beside the chart the last columns were cut off.
+    st.dataframe(table, hide_index=True, column_order=list(SCOREBOARD_HELP), column_config={
+        c: st.column_config.NumberColumn(format="%.3f", help=h) for c, h in SCOREBOARD_HELP.items() if h})  # fmt: skip
+    st.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
+
+
+SCOREBOARD_HELP = {
+    "method": None,
+    "class": None,
+    "insertion − random": "This map's insertion minus random maps': higher is better.",
+    "insertion": "Area under the class probability as the map's top squares are revealed first: higher is better.",
+    "random insertion": "The same for random maps (their mean): the floor to read insertion against.",
+    "deletion": "Area under the class probability as the map's top squares are removed first: lower is better.",
+    "random deletion": "The same for random maps: the floor to read deletion against.",
+}
 
 
 def scoreboard_sentence(table, block: int = 1) -> str:
@@ -262,17 +272,27 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     summary["method"] = [METHODS[m].title for m in summary["method"]]
     st.markdown(trust_sentence(summary, ds.name))
     shown = summary[["method", "images"]].copy()
-    for col, name in (("deletion_auc", "deletion"), ("insertion_auc", "insertion"), ("insertion_gain", "insertion gain"),
-                      ("deletion_gain", "deletion gain")):  # fmt: skip
+    for col, name in TRUST_COLUMNS:
         shown[name] = [f"{m:.3f} ± {c:.3f}" for m, c in zip(summary[col], summary[f"{col}_ci95"])]
-    left, right = st.columns([3, 2])
-    left.dataframe(shown, hide_index=True)
-    right.plotly_chart(_figure(summary), key="trust_chart", config={"displayModeBar": False})
+    # The whole width: the answer's columns (the gains) first, none cut off beside the chart.
+    st.dataframe(shown, hide_index=True, column_config={
+        name: st.column_config.TextColumn(help=TRUST_HELP[col]) for col, name in TRUST_COLUMNS})  # fmt: skip
+    st.plotly_chart(_figure(summary), key="trust_chart", config={"displayModeBar": False})
     buf = io.BytesIO()
     done.to_parquet(buf, index=False)
-    d1, d2 = st.columns(2)
-    d1.download_button("Scores (CSV)", done.to_csv(index=False), "scores.csv", "text/csv", key="trust_csv")
-    d2.download_button("Scores (Parquet)", buf.getvalue(), "scores.parquet", key="trust_parquet")
+    downloads = st.container(horizontal=True)
+    downloads.download_button("Scores (CSV)", done.to_csv(index=False), "scores.csv", "text/csv", key="trust_csv")
+    downloads.download_button("Scores (Parquet)", buf.getvalue(), "scores.parquet", key="trust_parquet")
+
+
+TRUST_COLUMNS = (("insertion_gain", "insertion gain"), ("deletion_gain", "deletion gain"),
+                 ("insertion_auc", "insertion"), ("deletion_auc", "deletion"))  # fmt: skip
+TRUST_HELP = {
+    "insertion_gain": "Insertion minus a random map's on the same image: higher is better; mean ± 95% interval.",
+    "deletion_gain": "A random map's deletion minus this map's on the same image: higher is better.",
+    "insertion_auc": "Area under the class probability as the map's top squares are revealed first: higher is better.",
+    "deletion_auc": "Area under the class probability as the map's top squares are removed first: lower is better.",
+}
 
 
 def trust_sentence(summary, dataset: str) -> str:

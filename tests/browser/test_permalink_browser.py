@@ -130,6 +130,8 @@ def test_trust_scores_from_a_link_show_a_scoreboard_and_curves(app_url, page, ar
     wait_until_idle(page)
     main.get_by_text("Scoreboard").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_scoreboard.png"))
+    _as_wide_as(main.get_by_test_id("stDataFrame").first,
+                main.get_by_test_id("stMarkdown").filter(has_text="On this image"))
     main.get_by_test_id("stPlotlyChart").last.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_curves.png"))
     assert page.get_by_text("Traceback").count() == 0
@@ -147,6 +149,8 @@ def test_which_method_to_trust_on_the_failures_page(app_url, page, artifacts):
     main.get_by_text("gains the most over a random map").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_dataset.png"))
     assert main.get_by_text("over 6 images").count() == 1
+    _as_wide_as(main.get_by_test_id("stDataFrame").first,
+                main.get_by_test_id("stMarkdown").filter(has_text="gains the most"))
     assert page.get_by_text("Traceback").count() == 0
 
 
@@ -232,3 +236,9 @@ def test_a_value_a_bound_widget_cannot_take_is_said_too(app_url, page, artifacts
     assert query.get("attn_head") == ["1"] and not {"attn_layer", "attn_discard", "attn_view"} & set(query), query
     page.screenshot(path=str(artifacts / "permalink_bound_dropped.png"))
     assert page.get_by_text("Traceback").count() == 0
+
+
+def _as_wide_as(table, text) -> None:
+    """A score table spans the page like the sentence reading it: beside the chart, its last columns (the answer)
+    were cut off at a desktop's width."""
+    assert table.bounding_box()["width"] >= 0.95 * text.bounding_box()["width"]
