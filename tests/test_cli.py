@@ -523,3 +523,23 @@ def test_every_option_of_every_command_says_what_it_does_in_help():
     assert bare == []
     commands = [name for name, _ in _commands(build_parser())]
     assert "shapes generate" in commands and "scan" in commands
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["shapes", "generate", "--out", "w", "--n", "2", "--sede", "3"],
+         "python -m interp shapes generate: unrecognized arguments: --sede 3; did you mean --seed?"),
+        (["scan", "--model", "m", "--dataset", "d", "--batchsize", "8"],
+         "python -m interp scan: unrecognized arguments: --batchsize 8; did you mean --batch-size?"),
+        (["predict", "--image", "x.jpg", "extra"], "python -m interp predict: unrecognized arguments: extra (see"),
+        (["visualize", "--model", "m", "--out", "o", "--unit", "c"],
+         "visualize: unrecognized arguments: --unit c (see"),  # nothing near enough to name
+    ],
+)
+def test_an_unknown_option_is_said_by_its_command_with_the_nearest_one(args, said, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1, err

@@ -46,6 +46,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 
+def _unrecognised(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    import difflib
+
+    for dest in ("command", "action"):  # down to the (sub-)command that was run
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or getattr(args, dest, None) not in subs[0].choices:
+            break
+        parser = subs[0].choices[getattr(args, dest)]
+    options = [o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    given = [x[2:].split("=")[0] for x in extra if x.startswith("--")]
+    near = [m for x in given for m in difflib.get_close_matches(x, options, 1, 0.7)]
+    parser.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean --{near[0]}?" if near else ""))
+
+
 def out_dir(path: Path) -> Path:
     """``path`` as an output folder, created if missing; a sentence if it names an existing file."""
     if path.exists() and not path.is_dir():
@@ -97,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command that was given them, with a near option's name when there is one
+        _unrecognised(parser, args, extra)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     handler = _COMMANDS[args.command][2]
     try:
