@@ -130,7 +130,7 @@ def test_trust_scores_from_a_link_show_a_scoreboard_and_curves(app_url, page, ar
     wait_until_idle(page)
     main.get_by_text("Scoreboard").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_scoreboard.png"))
-    _as_wide_as(main.get_by_test_id("stDataFrame").first,
+    _as_wide_as(main.get_by_test_id("stDataFrame").filter(visible=True).first,
                 main.get_by_test_id("stMarkdown").filter(has_text="On this image"))
     main.get_by_test_id("stPlotlyChart").last.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_curves.png"))
@@ -149,7 +149,7 @@ def test_which_method_to_trust_on_the_failures_page(app_url, page, artifacts):
     main.get_by_text("gains the most over a random map").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_dataset.png"))
     assert main.get_by_text("over 6 images").count() == 1
-    _as_wide_as(main.get_by_test_id("stDataFrame").first,
+    _as_wide_as(main.get_by_test_id("stDataFrame").filter(visible=True).first,
                 main.get_by_test_id("stMarkdown").filter(has_text="gains the most"))
     assert page.get_by_text("Traceback").count() == 0
 
@@ -239,6 +239,6 @@ def test_a_value_a_bound_widget_cannot_take_is_said_too(app_url, page, artifacts
 
 
 def _as_wide_as(table, text) -> None:
-    """A score table spans the page like the sentence reading it: beside the chart, its last columns (the answer)
-    were cut off at a desktop's width."""
+    """A score table (the one shown: another tab may hold others) spans the page like the sentence reading it:
+    beside the chart, its last columns (the answer) were cut off at a desktop's width."""
     assert table.bounding_box()["width"] >= 0.95 * text.bounding_box()["width"]
