@@ -277,17 +277,16 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     if not s["scored"]:
         st.info("These labels cannot be compared with the model's classes; the table lists its least confident "
                 "predictions instead (high entropy).")  # fmt: skip
-        st.dataframe(rows.sort_values("entropy", ascending=False).head(200)[["path", "pred_name", "confidence", "entropy"]],
-                     hide_index=True)  # fmt: skip
+        unsure = rows.sort_values("entropy", ascending=False).head(200)[["path", "pred_name", "confidence", "entropy"]]
+        st.dataframe(unsure.assign(pred_name=[charts.short_label(x) for x in unsure["pred_name"]]).rename(
+            columns={"pred_name": "predicted"}), hide_index=True)  # fmt: skip
         return
     filt = _filters_ui(model, rows)
     wrong = failures(rows, filt.min_confidence, filt.true_class, filt.pred_class)
     left, right = st.columns(2)
     with left:
         st.markdown("**Top confusion pairs**")
-        pairs = confusion_pairs(rows, 15, filt.min_confidence)
-        table = pairs[["label_name", "pred_name", "count"]].assign(confidence=100 * pairs["mean_confidence"])
-        st.dataframe(table.rename(columns={"label_name": "true", "pred_name": "predicted"}), hide_index=True,
+        st.dataframe(confusion_table(rows, filt.min_confidence), hide_index=True,
                      column_config={"confidence": st.column_config.NumberColumn("mean confidence", format="%.0f%%")})
     with right:
         st.plotly_chart(_accuracy_chart(per_class_accuracy(rows)), key="gallery_accuracy", config={"displayModeBar": False})
@@ -326,6 +325,17 @@ def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     pred_class = permalink.linked(c3.selectbox, "Predicted class", [None, *preds], format_func=name, key="gallery_pred",
                                   help="With a true class too, this is one confusion pair.")
     return GalleryFilter(conf, true_class, pred_class)
+
+
+def confusion_table(rows: pd.DataFrame, min_confidence: float, n: int = 15) -> pd.DataFrame:
+    """The most frequent (true, predicted) pairs among the mistakes, named as the thumbnails name them: ImageNet's
+    synonyms ("American Staffordshire terrier, Staffordshire terrier, American pit bull terrier, pit bull terrier")
+    pushed the count and confidence out of the half-page table."""
+    pairs = confusion_pairs(rows, n, min_confidence)
+    return pd.DataFrame({"true": [charts.short_label(x) for x in pairs["label_name"]],
+                         "predicted": [charts.short_label(x) for x in pairs["pred_name"]],
+                         "count": pairs["count"].to_numpy(),
+                         "confidence": 100 * pairs["mean_confidence"].to_numpy()})  # fmt: skip
 
 
 def _accuracy_chart(table: pd.DataFrame, worst: int = 25) -> go.Figure:

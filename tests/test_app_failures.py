@@ -269,3 +269,20 @@ def test_the_trust_answer_says_when_the_ranking_is_not_settled():
     assert "not clearly above a random map yet: score more images" in unsure
     one = trust_sentence(summary(("IG", 1, 0.3, float("nan"))), "Shapes")
     assert "score more images" in one
+
+
+def test_confusion_pairs_name_classes_as_the_thumbnails_do():
+    """ImageNet names carry their synonyms; the half-page table shows the first, as the captions and chart do."""
+    import pandas as pd
+
+    from dashboard.gallery_ui import confusion_table
+
+    pit_bull = "American Staffordshire terrier, Staffordshire terrier, American pit bull terrier, pit bull terrier"
+    bull = "Staffordshire bullterrier, Staffordshire bull terrier"
+    tabby = "tabby, tabby cat"
+    rows = pd.DataFrame({"id": ["a", "b", "c"], "label": [180, 180, 281], "label_name": [pit_bull, pit_bull, tabby],
+                         "pred": [179, 179, 281], "pred_name": [bull, bull, tabby], "correct": [False, False, True],
+                         "confidence": [0.9, 0.7, 0.8], "error": [None] * 3})  # fmt: skip
+    assert confusion_table(rows, 0.5).to_dict("records") == [
+        {"true": "American Staffordshire terrier", "predicted": "Staffordshire bullterrier", "count": 2,
+         "confidence": pytest.approx(80.0)}]  # fmt: skip
