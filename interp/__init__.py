@@ -7,54 +7,11 @@
     'tiger cat'
 
 No module here imports Streamlit; everything runs from a plain shell.
+
+Each name loads its module on first use (``__init__.pyi`` lists them), so ``python -m interp --help`` or a mistyped
+option is answered without importing torch.
 """
 
-from interp.cache import CachedResult, ResultCache, result_key
-from interp.config import Settings, resolve_device
-from interp.errors import BadImageError, InterpError, UnknownModelError, WeightsMismatchError, WeightsUnavailableError
-from interp.images import LoadedImage, image_from_array, load_image
-from interp.models import (
-    DEFAULT_MODEL,
-    SPECS,
-    Availability,
-    LoadedModel,
-    ModelSpec,
-    availability,
-    describe,
-    get_spec,
-    load_model,
-)
-from interp.predict import ClassScore, Prediction, predict
-from interp.samples import DEFAULT_SAMPLE, SAMPLES, load_sample, sample_names
+import lazy_loader
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_SAMPLE",
-    "SAMPLES",
-    "SPECS",
-    "Availability",
-    "BadImageError",
-    "CachedResult",
-    "ClassScore",
-    "InterpError",
-    "LoadedImage",
-    "LoadedModel",
-    "ModelSpec",
-    "Prediction",
-    "ResultCache",
-    "Settings",
-    "UnknownModelError",
-    "WeightsMismatchError",
-    "WeightsUnavailableError",
-    "availability",
-    "describe",
-    "get_spec",
-    "image_from_array",
-    "load_image",
-    "load_model",
-    "load_sample",
-    "predict",
-    "resolve_device",
-    "result_key",
-    "sample_names",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

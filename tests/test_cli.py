@@ -543,3 +543,25 @@ def test_an_unknown_option_is_said_by_its_command_with_the_nearest_one(args, sai
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_help_a_mistyped_option_and_a_missing_image_are_answered_without_loading_torch(tmp_path):
+    """`import interp` is lazy (interp/__init__.pyi) and the parser builds only the named command's options: these
+    took 7 s on 2 cores, importing torch and timm first."""
+    code = """
+import contextlib, io, sys
+from interp.cli import main
+for argv in (["--help"], ["predict", "--help"], ["predict", "--jsn"], ["shapes", "generate", "--help"]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+with contextlib.redirect_stderr(io.StringIO()) as err:
+    code = main(["predict", "--image", "no/such.jpg"])
+print(code, "torch" in sys.modules, "timm" in sys.modules, err.getvalue().strip())
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    said = "error: there is no file at no/such.jpg; check the path."
+    assert result.stdout.strip().split(None, 3) == ["2", "False", "False", said], result.stderr

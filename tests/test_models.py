@@ -465,3 +465,19 @@ def test_hub_probe_never_waits_past_its_deadline(monkeypatch):
         release.set()
         W._probe.cache_clear()
     assert time.perf_counter() - start < 2.0
+
+
+def test_every_public_name_loads_on_first_use():
+    """`import interp` is lazy (interp/__init__.pyi): each name it lists is there when asked for, `predict` the
+    function even after its module of the same name is imported."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import interp, interp.predict\n"
+            "print(sorted(n for n in interp.__all__ if getattr(interp, n, None) is None), callable(interp.predict))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=ROOT)  # fmt: skip
+    assert result.stdout.split() == ["[]", "True"], result.stderr
+    assert {"load_model", "predict", "ResultCache", "Settings"} <= set(interp.__all__)

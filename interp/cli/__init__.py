@@ -97,20 +97,26 @@ def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
     return find_root(dataset, writable_settings().cache_dir)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Every command with its options; given the command line, only the options of the command it names (some
+    defaults come from the engine, which imports torch: `--help` alone imports none of it)."""
     from interp.cli import attention, attribution, basic, concepts, evaluation, features, scan, shapes, text  # noqa: F401,E501  (register)
 
     parser = _Parser(prog="python -m interp", description="Look inside image classifiers from the shell.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does on stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
                                 help="`python -m interp COMMAND --help` lists its options")
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for name, (help_, add_arguments, _) in _COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_, description=help_))
+        command_parser = sub.add_parser(name, help=help_, description=help_)
+        if named is None or name == named:
+            add_arguments(command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the command that was given them, with a near option's name when there is one
         _unrecognised(parser, args, extra)

@@ -51,13 +51,14 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 @handles("predict")
 def _predict(args: argparse.Namespace) -> int:
     from interp.images import load_image
-    from interp.models import load_model
-    from interp.predict import predict
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}.")
-    image = load_image(args.image)  # before the model: a bad path fails fast
+    image = load_image(args.image)  # before the model (and torch): a bad path fails fast
     classes = _read_classes(args.classes) if args.classes else None
+    from interp.models import load_model
+    from interp.predict import predict
+
     model = load_model(args.model, args.weights, class_names=classes, device=args.device)
     result = predict(model, image, top_k=args.top)
     if args.json:
