@@ -1,5 +1,7 @@
 """What ``import interp`` offers, read by type checkers and, at run time, by ``lazy_loader`` (``__init__.py``)."""
 
+# The engine's parts, as interp.shapes.generate(…) or from interp.attribution import attribute
+from . import attention, attribution, concepts, datasets, evaluation, features, shapes, text
 from .cache import CachedResult, ResultCache, result_key
 from .config import Settings, resolve_device
 from .errors import BadImageError, InterpError, UnknownModelError, WeightsMismatchError, WeightsUnavailableError
@@ -19,6 +21,14 @@ from .predict import ClassScore, Prediction, predict
 from .samples import DEFAULT_SAMPLE, SAMPLES, load_sample, sample_names
 
 __all__ = [
+    "attention",
+    "attribution",
+    "concepts",
+    "datasets",
+    "evaluation",
+    "features",
+    "shapes",
+    "text",
     "DEFAULT_MODEL",
     "DEFAULT_SAMPLE",
     "SAMPLES",
