@@ -470,6 +470,7 @@ def test_hub_probe_never_waits_past_its_deadline(monkeypatch):
 def test_every_public_name_loads_on_first_use():
     """`import interp` is lazy (interp/__init__.pyi): each name it lists is there when asked for, `predict` the
     function even after its module of the same name is imported."""
+    import ast
     import subprocess
     import sys
 
@@ -481,3 +482,7 @@ def test_every_public_name_loads_on_first_use():
                             cwd=ROOT)  # fmt: skip
     assert result.stdout.split() == ["[]", "True"], result.stderr
     assert {"load_model", "predict", "ResultCache", "Settings"} <= set(interp.__all__)
+    stub = ast.parse((ROOT / "interp" / "__init__.pyi").read_text())  # its __all__, for type checkers: the same names
+    listed = next(ast.literal_eval(n.value) for n in stub.body
+                  if isinstance(n, ast.Assign) and n.targets[0].id == "__all__")  # fmt: skip
+    assert sorted(listed) == sorted(interp.__all__)
