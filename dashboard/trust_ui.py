@@ -154,13 +154,15 @@ def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict 
     st.plotly_chart(charts.scoreboard_figure(table), key="attr_scoreboard", config={"displayModeBar": False})
 
 
+INSERTION_HELP = "Area under the class probability as the map's top squares are revealed first: higher is better."
+DELETION_HELP = "Area under the class probability as the map's top squares are removed first: lower is better."
 SCOREBOARD_HELP = {
     "method": None,
     "class": None,
     "insertion − random": "This map's insertion minus random maps': higher is better.",
-    "insertion": "Area under the class probability as the map's top squares are revealed first: higher is better.",
+    "insertion": INSERTION_HELP,
     "random insertion": "The same for random maps (their mean): the floor to read insertion against.",
-    "deletion": "Area under the class probability as the map's top squares are removed first: lower is better.",
+    "deletion": DELETION_HELP,
     "random deletion": "The same for random maps: the floor to read deletion against.",
 }
 
@@ -290,8 +292,8 @@ TRUST_COLUMNS = (("insertion_gain", "insertion gain"), ("deletion_gain", "deleti
 TRUST_HELP = {
     "insertion_gain": "Insertion minus a random map's on the same image: higher is better; mean ± 95% interval.",
     "deletion_gain": "A random map's deletion minus this map's on the same image: higher is better.",
-    "insertion_auc": "Area under the class probability as the map's top squares are revealed first: higher is better.",
-    "deletion_auc": "Area under the class probability as the map's top squares are removed first: lower is better.",
+    "insertion_auc": INSERTION_HELP,
+    "deletion_auc": DELETION_HELP,
 }
 
 
