@@ -14,6 +14,7 @@ from PIL import Image
 
 import interp
 from interp.cli import build_parser, main
+from tests.conftest import ROOT
 from tests.corpus import bad_files
 
 
@@ -562,6 +563,6 @@ with contextlib.redirect_stderr(io.StringIO()) as err:
 print(code, "torch" in sys.modules, "timm" in sys.modules, err.getvalue().strip())
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+                            cwd=ROOT)  # fmt: skip
     said = "error: there is no file at no/such.jpg; check the path."
     assert result.stdout.strip().split(None, 3) == ["2", "False", "False", said], result.stderr

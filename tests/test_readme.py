@@ -45,9 +45,8 @@ def test_the_python_api_block_runs_and_states_what_it_returns(tmp_path, monkeypa
     namespace: dict = {}
     checked = 0
     for node in ast.parse(block).body:
-        code = compile(ast.Module([node], []), "README.md", "exec")
         if not isinstance(node, ast.Expr):
-            exec(code, namespace)
+            exec(compile(ast.Module([node], []), "README.md", "exec"), namespace)
             continue
         value = eval(compile(ast.Expression(node.value), "README.md", "eval"), namespace)
         comment = stated(lines[node.end_lineno - 1])
