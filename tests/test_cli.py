@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -227,6 +228,11 @@ def test_case_study_writes_a_report(tmp_path):
     report = (out / "report.html").read_text()
     assert "Grad-CAM" in report and "data:image/png;base64," in report
     assert Image.open(out / "grid.png").size[0] > 800
+    # each photo's Integrated Gradients map adds up to its logit change: steps were raised where 32 left 15-32%
+    notes = re.findall(r"<li>(\w+): Integrated Gradients at (\d+) steps, completeness error \S+ \(([\d.]+)% of", report)
+    assert [n[0] for n in notes] == ["chelsea", "coffee", "camera", "motorcycle"], notes
+    assert all(float(share) <= 5 for _, _, share in notes) and "⚠" not in report.split("<ul>")[-1], notes
+    assert {int(steps) for _, steps, _ in notes} > {32}, notes  # the camera needed more than the default
 
 
 @pytest.mark.parametrize(
