@@ -247,7 +247,8 @@ def _case_study(args: argparse.Namespace) -> int:
             if name == "integrated_gradients":  # a report shows the map that adds up, as `attribute --enough-steps`
                 start = int(get_method(name).params["steps"])
                 result = enough_steps(model, image, top.index, start=start, most=CASE_MOST_STEPS)
-                notes.append(f"{sample}: Integrated Gradients at {result.params['steps']} steps, {result.completeness()}")
+                steps = result.params["steps"]
+                notes.append(f"{sample}: Integrated Gradients at {steps} steps, {result.completeness()}")
             else:
                 result = attribute(model, image, name, top.index)
             row.append(overlay(base, result.raw, DisplaySettings(alpha=0.5)))  # the evidence for the class (positive)
