@@ -89,7 +89,8 @@ def text_ui() -> str:
     if from_url:
         state.put("text_input", from_url)
     state.restore("text_input", EXAMPLES[0])
-    st.selectbox("Examples", ["", *EXAMPLES], key="text_example", on_change=_use_example,
+    st.selectbox("Examples", EXAMPLES, index=None, key="text_example", on_change=_use_example,
+                 placeholder="Pick an example to put in the sentence box, or type your own there",
                  help="Sentences of the text world (one sentiment word, perhaps negated by the word before it).")  # fmt: skip
     text = st.text_input("Sentence", key="text_input", on_change=state.keep, args=("text_input",), max_chars=2000)
     permalink.publish(text=text if text != EXAMPLES[0] else None)
@@ -100,6 +101,7 @@ def text_ui() -> str:
 def _use_example() -> None:
     if st.session_state.get("text_example"):
         state.put("text_input", st.session_state["text_example"])
+        st.session_state["text_example"] = None  # a menu: the sentence box shows the choice, which it may then edit
 
 
 def capture_ui(model: TextModel, text: str) -> TextAttention | None:

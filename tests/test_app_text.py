@@ -66,6 +66,9 @@ def test_a_new_sentence_an_example_and_bad_input():
     example = at.main.selectbox(key="text_example").options[4]
     at.main.selectbox(key="text_example").set_value(example).run()
     assert at.main.text_input(key="text_input").value == example and not at.main.warning
+    assert at.main.selectbox(key="text_example").value is None  # a menu: the sentence box holds the choice
+    at.main.text_input(key="text_input").set_value(example + " film").run()  # edited after: the box is not stale
+    assert at.main.text_input(key="text_input").value == example + " film"
 
 
 def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
