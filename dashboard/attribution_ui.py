@@ -74,6 +74,7 @@ def method_picker_ui(model: LoadedModel) -> list[str]:
         format_func=label,
         on_change=state.keep,
         args=("attr_methods",),
+        placeholder="Pick one or more methods",
         help="Each column of the grid is one method. Their one-line explanations are under 'About the methods'.",
     )
     with st.expander("About the methods"):
@@ -111,6 +112,7 @@ def target_picker_ui(model: LoadedModel, prediction: Prediction) -> list[int]:
         format_func=label,
         on_change=state.keep,
         args=(key,),
+        placeholder="Pick one or more classes: type a name or a class index",
         help="One row per class. The top-5 come first; type to find any other class by name.",
     )
     permalink.publish(targets=",".join(map(str, targets)) if targets != [top[0]] else None)

@@ -179,7 +179,8 @@ def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
     if source == "Bundled photos":
         import interp
 
-        names = st.multiselect("Photos", list(interp.SAMPLES), key="concept_new_photos")
+        names = st.multiselect("Photos", list(interp.SAMPLES), key="concept_new_photos",
+                               placeholder="Pick the bundled photos that show the concept")
         return [resources.sample_image(n) for n in names], []
     if source == "Upload images or a zip":
         files = st.file_uploader("Images, or a zip of images", type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True,

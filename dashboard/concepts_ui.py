@@ -63,8 +63,9 @@ def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVCho
     c1, c2 = st.columns(2)
     with c1:
         concepts = st.multiselect("Concepts", names, key=keys["concepts"], on_change=state.keep,
-                                  args=(keys["concepts"],))
+                                  args=(keys["concepts"],), placeholder="Pick concept sets from the library")
         layers = st.multiselect("Layers", modules, key=keys["layers"], on_change=state.keep, args=(keys["layers"],),
+                                placeholder="Pick layers: type a module's name",
                                 help="Any module; the defaults are one layer halfway through and the last "
                                 "feature layer.")  # fmt: skip
         target = st.selectbox("Target class", range(model.num_classes), key=keys["target"], on_change=state.keep,

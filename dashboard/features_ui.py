@@ -235,7 +235,8 @@ def settings_ui() -> Plan:
     d = VisualiseSettings()
     c1, c2, c3 = st.columns([2, 1, 1])
     params = c1.multiselect("Parameterisations, side by side", PARAMETERISATIONS, default=list(PARAMETERISATIONS),
-                            format_func=PARAM_NAMES.get, key="feat_params")  # fmt: skip
+                            format_func=PARAM_NAMES.get, key="feat_params",
+                            placeholder="Pick one or both")  # fmt: skip
     steps = c2.slider("Steps", 16, 1024, d.steps, step=16, key="feat_steps")
     size = c3.select_slider("Image size (px)", SIZES, value=d.size, key="feat_size")
     with st.expander("Regularisers, batch and diversity"):

@@ -234,7 +234,8 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     state.restore("trust_methods", [m for m in DEFAULT if m in usable])
     c1, c2 = st.columns([4, 1])
     methods = c1.multiselect("Methods", usable, key="trust_methods", format_func=lambda m: METHODS[m].title,
-                             on_change=state.keep, args=("trust_methods",))  # fmt: skip
+                             on_change=state.keep, args=("trust_methods",),
+                             placeholder="Pick the methods to compare")  # fmt: skip
     n = c2.number_input("Images", 2, min(len(ds), 2000), min(50, len(ds)), key=f"trust_n_{source.name}")
     c3, c4, c5 = st.columns(3)
     steps = c3.select_slider("Steps", [5, 10, 20, 40], 20, key="trust_steps")
