@@ -31,16 +31,26 @@ def all_sessions(model, image, method: str, sessions: int, single: bool) -> floa
     with tempfile.TemporaryDirectory() as folder:
         cache = interp.ResultCache(Path(folder))
         if not single:
-            cache.computing = lambda key: contextlib.nullcontext()  # each session computes on its own
+            cache.computing = lambda key, on_wait=None: contextlib.nullcontext()  # each session computes on its own
         start = threading.Barrier(sessions + 1)
-        threads = [threading.Thread(target=lambda: (start.wait(), attribute(model, image, method, 282, cache=cache)))
-                   for _ in range(sessions)]  # fmt: skip
+        errors: list[BaseException] = []
+
+        def session() -> None:
+            start.wait()
+            try:
+                attribute(model, image, method, 282, cache=cache)
+            except BaseException as exc:  # noqa: BLE001 - a session that fails makes the timing meaningless
+                errors.append(exc)
+
+        threads = [threading.Thread(target=session) for _ in range(sessions)]
         for t in threads:
             t.start()
         start.wait()
         began = time.perf_counter()
         for t in threads:
             t.join()
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {sessions} sessions failed; no timing") from errors[0]
         return time.perf_counter() - began
 
 
