@@ -12,7 +12,6 @@ gate runs them one after another). Ratios, not absolute times, are the result; C
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import threading
@@ -29,9 +28,7 @@ def all_sessions(model, image, method: str, sessions: int, single: bool) -> floa
     from interp.attribution import attribute
 
     with tempfile.TemporaryDirectory() as folder:
-        cache = interp.ResultCache(Path(folder))
-        if not single:
-            cache.computing = lambda key, on_wait=None: contextlib.nullcontext()  # each session computes on its own
+        cache = interp.ResultCache(Path(folder)) if single else None  # without a cache each session computes alone
         start = threading.Barrier(sessions + 1)
         errors: list[BaseException] = []
 
