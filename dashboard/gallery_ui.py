@@ -32,6 +32,7 @@ from interp.datasets import (
     scan,
     scan_folder,
     summary,
+    true_labels,
 )
 from interp.errors import InterpError
 from interp.models import LoadedModel
@@ -303,8 +304,10 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     }
     page = _pager(st, len(wrong), f"gallery_page_{filt}")
     shown = wrong.iloc[page * PER_PAGE : (page + 1) * PER_PAGE]
-    cells = [(r.path, f"{charts.short_label(r.pred_name)} {r.confidence:.0%} · true {charts.short_label(r.label_name)}")
-             for r in shown.itertuples()]  # fmt: skip
+    many = shown["labels"] if "labels" in shown else [()] * len(shown)
+    cells = [(path, f"{charts.short_label(pred)} {conf:.0%} · true {true_caption(labels, name, model.class_names)}")
+             for path, pred, conf, labels, name in zip(shown["path"], shown["pred_name"], shown["confidence"], many,
+                                                       shown["label_name"], strict=True)]  # fmt: skip
     _pick_grid(source, cells)
     _exports(source, ds, wrong)
     picked = state.get("_gallery_pick")
@@ -318,13 +321,22 @@ def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     c1, c2, c3 = st.columns(3)
     conf = permalink.linked(c1.slider, "Minimum confidence", 0.0, 1.0, 0.5, 0.05, key="gallery_conf")
     done = rows[rows["correct"].notna()]
-    trues = sorted({int(v) for v in done["label"].dropna()})
+    trues = sorted(set(true_labels(done)))  # every label of a multi-label image
     preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})
     name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])
     true_class = permalink.linked(c2.selectbox, "True class", [None, *trues], format_func=name, key="gallery_true")
     pred_class = permalink.linked(c3.selectbox, "Predicted class", [None, *preds], format_func=name, key="gallery_pred",
                                   help="With a true class too, this is one confusion pair.")
     return GalleryFilter(conf, true_class, pred_class)
+
+
+def true_caption(labels, label_name: str, class_names: list[str], most: int = 3) -> str:
+    """An image's true classes as a thumbnail names them: the first name of each of its ``labels`` (an Open Images
+    photo has several; beyond ``most``, how many more), or its one label's."""
+    if labels is None or len(labels) <= 1:
+        return charts.short_label(label_name)
+    names = [charts.short_label(class_names[int(i)]) for i in labels[:most]]
+    return " / ".join(names) + (f" +{len(labels) - most} more" if len(labels) > most else "")
 
 
 def confusion_table(rows: pd.DataFrame, min_confidence: float, n: int = 15) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -286,3 +287,13 @@ def test_confusion_pairs_name_classes_as_the_thumbnails_do():
     assert confusion_table(rows, 0.5).to_dict("records") == [
         {"true": "American Staffordshire terrier", "predicted": "Staffordshire bullterrier", "count": 2,
          "confidence": pytest.approx(80.0)}]  # fmt: skip
+
+
+def test_thumbnails_name_every_true_class_of_a_multi_label_image():
+    from dashboard.gallery_ui import true_caption
+
+    names = [f"class {i}, synonym" for i in range(1000)]
+    assert true_caption([281], "tabby, tabby cat", names) == "tabby"  # one label: its own name, first synonym
+    assert true_caption([], "tabby, tabby cat", names) == "tabby"
+    assert true_caption([281, 831], "tabby, tabby cat", names) == "class 281 / class 831"
+    assert true_caption(np.array([1, 2, 3, 4, 5]), "x", names) == "class 1 / class 2 / class 3 +2 more"

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -33,6 +34,7 @@ from interp.datasets import (
     safe_child,
     scan,
     summary,
+    true_labels,
 )
 from interp.datasets.readers import imagenet_wnids
 from tests.conftest import ROOT
@@ -143,6 +145,23 @@ def test_open_images_with_a_mapping_is_scored_in_imagenet_indices(tmp_path):
     assert any("1 images have no label" in n for n in ds.notes)
     with pytest.raises(PathEscapeError):
         read_openimages(tmp_path, mapping="../elsewhere.csv")
+
+
+def test_a_multi_label_image_is_found_under_each_of_its_true_classes():
+    """An Open Images photo labelled cat and sofa, called a dog, is a mistake about a sofa as much as about a cat:
+    the gallery's true-class filter (and its list of classes) reads every label, not the first only."""
+    rows = pd.DataFrame({
+        "id": ["a", "b", "c", "d"], "path": ["a", "b", "c", "d"], "label": [281, 207, None, 281],
+        "labels": [[281, 831], [207], [], np.array([281, 500, 600, 700])], "label_name": ["tabby"] * 4,
+        "pred": [207, 281, 1, 281], "pred_name": ["golden retriever"] * 4, "correct": [False, False, None, True],
+        "confidence": [0.9, 0.8, 0.7, 0.95], "error": [None] * 4,
+    })  # fmt: skip
+    assert [failures(rows, true_class=c)["id"].tolist() for c in (281, 831, 207, 500)] == [["a"], ["a"], ["b"], []]
+    assert failures(rows, true_class=831, pred_class=207)["id"].tolist() == ["a"]  # a confusion pair, second label
+    classes = true_labels(rows)
+    assert sorted(set(classes)) == [207, 281, 500, 600, 700, 831] and set(classes.index) == {0, 1, 3}
+    single = rows.drop(columns="labels")  # a scan of one label per image: the label column alone
+    assert sorted(set(true_labels(single))) == [207, 281] and failures(single, true_class=207)["id"].tolist() == ["b"]
 
 
 # --- folders, zips, roots ------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Datasets and scans: read ImageNet validation, Open Images, ImageFolders and zips from configured roots; scan them
 with a model into Parquet; ask where the model is confidently wrong."""
 
-from interp.datasets.analysis import confusion_pairs, failures, per_class_accuracy, summary
+from interp.datasets.analysis import confusion_pairs, failures, per_class_accuracy, summary, true_labels
 from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
 from interp.datasets.readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
 from interp.datasets.roots import (
@@ -50,4 +50,5 @@ __all__ = [
     "scan_folder",
     "scan_lock",
     "summary",
+    "true_labels",
 ]

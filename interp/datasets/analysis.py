@@ -17,17 +17,29 @@ def failures(
     true_class: int | None = None,
     pred_class: int | None = None,
 ) -> pd.DataFrame:
-    """Misclassifications at or above ``min_confidence``, most confident first; optionally of one true class, one
-    predicted class, or both (a confusion pair)."""
+    """Misclassifications at or above ``min_confidence``, most confident first; optionally of one true class (any of
+    an image's labels, as Open Images gives several), one predicted class, or both (a confusion pair)."""
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"minimum confidence must be between 0 and 1, got {min_confidence}.")
     wrong = scored(rows)
     wrong = wrong[(wrong["correct"] == False) & (wrong["confidence"] >= min_confidence)]
     if true_class is not None:
-        wrong = wrong[wrong["label"] == true_class]
+        classes = true_labels(wrong)
+        wrong = wrong[wrong.index.isin(classes.index[classes == true_class])]
     if pred_class is not None:
         wrong = wrong[wrong["pred"] == pred_class]
     return wrong.sort_values(["confidence", "id"], ascending=[False, True]).reset_index(drop=True)
+
+
+def true_labels(rows: pd.DataFrame) -> pd.Series:
+    """Every true class of every row, long form: one int per (row, class), indexed by the row's index. A multi-label
+    image (Open Images) has a value per label (its ``labels``), others their one ``label``; rows without any have
+    none. Vectorised: a scan has a million rows."""
+    parts = [rows["label"].dropna()]
+    if "labels" in rows:
+        parts.append(rows["labels"].explode().dropna())  # an empty list explodes to NaN, dropped
+    both = pd.concat(parts)
+    return both.astype("int64") if len(both) else pd.Series([], dtype="int64")
 
 
 def confusion_pairs(rows: pd.DataFrame, n: int = 20, min_confidence: float = 0.0) -> pd.DataFrame:
