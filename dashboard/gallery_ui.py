@@ -86,6 +86,9 @@ def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
         ds = attempt(lambda: resources.dataset(source), f"reading {source.name}")
     if ds is None:
         return None, None
+    if not len(ds):
+        st.warning(f"{source.name} holds no image this app can read; pick another dataset.")
+        return None, None
     for note in ds.notes:
         st.caption(sentence(note) + ".")
     return source, ds
@@ -411,6 +414,8 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
 
 def _exports(source: DatasetRoot, ds: Dataset, wrong: pd.DataFrame) -> None:
     cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob", "loss"]
+    if "labels" in wrong and (wrong["labels"].str.len() > 1).any():  # every true class of a multi-label image
+        cols.insert(4, "labels")
 
     def images_zip() -> bytes:
         buf = io.BytesIO()

@@ -230,6 +230,10 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     st.markdown("Which explanation method can you trust for this model? Each method explains the model's prediction "
                 "on the first N images; its map's deletion and insertion scores are compared with a random map's. "
                 "Higher gains are better.")  # fmt: skip
+    if len(ds) < 2:  # one uploaded photo in a zip: a ranking over images needs images
+        st.info(f"Ranking methods on a dataset needs at least 2 images; {ds.name} has {counted(len(ds), 'image')}. "
+                "For one image's maps, turn on *Trust scores* on the Attribution page.")  # fmt: skip
+        return
     usable = [m for m in METHODS if METHODS[m]().applies_to(model) is None]
     state.restore("trust_methods", [m for m in DEFAULT if m in usable])
     c1, c2 = st.columns([4, 1])

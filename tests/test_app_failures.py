@@ -297,3 +297,37 @@ def test_thumbnails_name_every_true_class_of_a_multi_label_image():
     assert true_caption([], "tabby, tabby cat", names) == "tabby"
     assert true_caption([281, 831], "tabby, tabby cat", names) == "class 281 / class 831"
     assert true_caption(np.array([1, 2, 3, 4, 5]), "x", names) == "class 1 / class 2 / class 3 +2 more"
+
+
+def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_path, monkeypatch):
+    """Open Images gives an image several labels: the gallery's thumbnail names all of them and the true-class filter
+    finds the mistake under the second label too (it used to know only the first)."""
+    from skimage import data
+
+    from dashboard import resources
+
+    root = tmp_path / "oi"
+    (root / "images").mkdir(parents=True)
+    Image.fromarray(data.chelsea()).save(root / "images" / "0001aa.jpg")  # Lite0: tiger cat
+    (root / "oidv7-class-descriptions.csv").write_text("LabelName,DisplayName\n/m/01yrx,Cat\n/m/0bt9lr,Dog\n")
+    (root / "validation-annotations-human-imagelabels.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\n0001aa,verification,/m/01yrx,1\n0001aa,verification,/m/0bt9lr,1\n")
+    (root / "oi_to_imagenet.csv").write_text("LabelName,imagenet\n/m/01yrx,281\n/m/0bt9lr,207\n")  # tabby; retriever
+    monkeypatch.setenv("INTERP_DATASETS", json.dumps(
+        [{"name": "OI sample", "kind": "openimages", "root": str(root), "mapping": "oi_to_imagenet.csv"}]))
+    resources.dataset_roots.clear()
+    try:
+        at = failures_page("efficientnet_lite0").run()
+        at.main.selectbox(key="gallery_dataset").set_value("OI sample").run()
+        assert not at.exception, [e.value for e in at.exception]  # a one-image dataset crashed the trust tab
+        assert any("needs at least 2 images; OI sample has 1 image" in i.value for i in at.main.info)
+        at.main.button(key="scan_start").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        at.main.slider(key="gallery_conf").set_value(0.3).run()
+        captions = [c.value for c in at.main.caption if "· true" in c.value]
+        assert len(captions) == 1 and captions[0].startswith("tiger cat "), captions  # Lite0 on Chelsea: about 39%
+        assert captions[0].endswith(" · true tabby / golden retriever"), captions
+        at.main.selectbox(key="gallery_true").set_value(207).run()  # the second label
+        assert not at.exception and any("**1 mistake**" in m.value for m in at.main.markdown)
+    finally:
+        resources.dataset_roots.clear()
