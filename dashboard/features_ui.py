@@ -216,8 +216,11 @@ def _objective_widgets(model: LoadedModel, layer: str, predicted: int, fm: Featu
     position = None
     if kind == "neuron" and fm is not None:
         h, w = fm.maps.shape[1:]
-        row = c2.slider("Row on the grid", 0, h - 1, h // 2, key=f"feat_row_{model.key}_{layer}")
-        col = c2.slider("Column on the grid", 0, w - 1, w // 2, key=f"feat_col_{model.key}_{layer}")
+        # a slider needs two values: a grid one position tall or wide has nothing to choose along it
+        row = c2.slider("Row on the grid", 0, h - 1, h // 2, key=f"feat_row_{model.key}_{layer}") if h > 1 else 0
+        col = c2.slider("Column on the grid", 0, w - 1, w // 2, key=f"feat_col_{model.key}_{layer}") if w > 1 else 0
+        if h == w == 1:
+            c2.caption(f"{layer} has one position (a 1×1 grid): a neuron there is the whole channel.")
         position = (int(row), int(col))
     return Objective(kind, int(unit), layer, position, negative)
 

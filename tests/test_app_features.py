@@ -146,6 +146,10 @@ def test_the_classifier_layer_is_a_map_of_one_cell_per_class():
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error, [e.value for e in at.main.error]
     assert "fc has 6 channels; each map is a 1×1 grid" in _captions(at)  # a pooled (N, D) output
+    at.main.radio(key="feat_kind").set_value("neuron").run()  # one position: no slider of 0 to 0 (that failed)
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert "fc has one position (a 1×1 grid): a neuron there is the whole channel." in _captions(at)
+    assert not [s for s in at.main.slider if s.key and s.key.startswith(("feat_row_", "feat_col_"))]
 
 
 def test_downloads_hold_pngs_and_the_settings():
