@@ -1,4 +1,5 @@
-"""The README's Python API block runs as written, and its comments that state a value state the right one."""
+"""The README as a reader uses it: its Python API block runs as written, its comments that state a value state the
+right one, and every command line it shows is one the CLI accepts."""
 
 from __future__ import annotations
 
@@ -65,3 +66,39 @@ def test_the_python_api_block_runs_and_states_what_it_returns(tmp_path, monkeypa
     report = namespace["report"]
     assert [(r["concept"], r["layer"]) for r in report.rows()] == [("stripes", "bn2")]
     assert namespace["cav"].cav_.shape == namespace["activations"](namespace["model"], "bn2", namespace["cats"]).shape[1:]
+
+
+def readme_commands() -> list[str]:
+    """Every ``python -m interp …`` the README shows: console and bash lines (continued with ``\\``, without their
+    trailing comment) and inline code."""
+    text = README.read_text(encoding="utf-8")
+    lines, found = text.splitlines(), []
+    for i, line in enumerate(lines):
+        m = re.match(r"^\s*(?:\$\s*)?(python -m interp\b.*)$", line)
+        if m:
+            cmd = m.group(1)
+            while cmd.rstrip().endswith("\\"):
+                i += 1
+                cmd = cmd.rstrip()[:-1] + " " + lines[i].strip()
+            found.append(re.sub(r"\s+#.*$", "", cmd))
+    return found + re.findall(r"`(python -m interp [^`]*)`", text)
+
+
+def test_every_command_line_in_the_readme_is_one_the_cli_accepts():
+    """Options are renamed in the parser, not always in the README: each line must parse as written."""
+    import shlex
+
+    from interp.cli import build_parser
+
+    commands = readme_commands()
+    assert len(commands) >= 25, commands  # the README's console blocks and inline examples were found
+    refused = []
+    for command in commands:
+        argv = shlex.split(command)[3:]
+        try:
+            _, extra = build_parser(argv).parse_known_args(argv)
+        except SystemExit as exc:  # a missing or unknown value; --help exits 0 and is fine
+            extra = [] if exc.code == 0 else [f"exit {exc.code}"]
+        if extra:
+            refused.append(f"{command}: {extra}")
+    assert not refused, refused
