@@ -237,7 +237,8 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
         st.info(
             f"At {', '.join(alike)}, even random directions score 0 or 1: every one sends all the class images the "
             "same way, so their gradients there point nearly the same way. That happens next to the classifier, where "
-            "the class score is almost linear in the layer, and with class images that are alike (crops of one photo). "
+            "the class score is almost linear in the layer, and when the class images are much alike (crops of one "
+            "photo, say). "
             "A TCAV score there says on which side of one direction the concept falls, not how many images use it: "
             "an earlier layer, or class images from a dataset, tell more."
         )
@@ -247,17 +248,25 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
 
 def _bars(report: TCAVReport) -> go.Figure:
     fig = go.Figure()
-    for layer in dict.fromkeys(r.layer for r in report.results):
-        rows = [r for r in report.results if r.layer == layer]
+    layers = {layer: [r for r in report.results if r.layer == layer] for layer in dict.fromkeys(r.layer
+                                                                                            for r in report.results)}
+    for layer, rows in layers.items():
         fig.add_trace(go.Bar(
-            name=layer, x=[r.concept for r in rows], y=[r.mean for r in rows],
+            name=layer, x=[r.concept for r in rows], y=[r.mean for r in rows], offsetgroup=layer,
             error_y=dict(type="data", array=[r.std for r in rows]),
-            text=["*" if r.significant else "" for r in rows], textposition="outside",
-            hovertemplate="%{x} at " + layer + "<br>TCAV %{y:.2f}<extra></extra>",
+            customdata=["significant" if r.significant else "not significant" for r in rows],
+            hovertemplate="%{x} at " + layer + "<br>TCAV %{y:.2f}, %{customdata}<extra></extra>",
+        ))  # fmt: skip
+    for layer, rows in layers.items():  # after the bars, which keep the theme's first colours
+        # a significant score's mark sits above its error bar (as the bar's own text it hid behind the bar)
+        fig.add_trace(go.Scatter(
+            x=[r.concept for r in rows], y=[r.mean + r.std + 0.05 if r.significant else None for r in rows],
+            offsetgroup=layer, mode="text", text=["*" if r.significant else "" for r in rows],
+            textfont=dict(size=18, color="#888888"), showlegend=False, hoverinfo="skip",
         ))  # fmt: skip
     nulls = np.concatenate([r.random_scores for r in report.results])
     fig.add_hline(y=float(nulls.mean()), line_dash="dot", annotation_text="random concepts", line_color="grey")
-    fig.update_layout(barmode="group", height=340, yaxis=dict(range=[0, 1.1], title="TCAV score"),
+    fig.update_layout(barmode="group", scattermode="group", height=340, yaxis=dict(range=[0, 1.15], title="TCAV score"),
                       margin=dict(l=10, r=10, t=30, b=30), title=dict(text="TCAV per concept and layer (* significant)",
                       font=dict(size=13)))  # fmt: skip
     return fig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, theme_placeholders
@@ -32,6 +34,19 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
     assert table["verdict"].str.contains("significant").all()
     assert any("6 runs, seed 0" in c.value for c in at.main.caption)
     assert not theme_placeholders(at)
+    # the chart marks each significant score above its error bar, where the mark cannot hide behind it
+    figure = json.loads(at.main.get("plotly_chart")[0].proto.spec)
+    bars = {t["name"]: t for t in figure["data"] if t["type"] == "bar"}
+    marks = {t["offsetgroup"]: t for t in figure["data"] if t["type"] == "scatter"}
+    assert set(bars) == set(marks) == set(table["layer"]) and figure["layout"]["scattermode"] == "group"
+    assert table["verdict"].str.startswith("significant").any()  # there is a mark to check
+    for row in table.itertuples():
+        bar, mark = bars[row.layer], marks[row.layer]
+        i = bar["x"].index(row.concept)
+        significant = row.verdict.startswith("significant")
+        assert (mark["text"][i] == "*") == significant, (row, mark)
+        if significant:
+            assert mark["y"][i] > bar["y"][i] + bar["error_y"]["array"][i]
     # layer4 feeds the pooled classifier: even random directions send every star the same way there, and the page
     # says what that means for its scores; layer2 is early enough for random directions to split the stars
     alike = [i.value for i in at.main.info if "even random directions score 0 or 1" in i.value]
