@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from pytorch_grad_cam import GradCAM as ReferenceGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -471,6 +473,27 @@ def test_display_transforms():
     assert not np.array_equal(overlay(base, raw, DisplaySettings(alpha=0.7)), base)
     png = grid_png(["tiger cat"], ["Grad-CAM", "IG"], [[base, None]], cell=32)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grid_titles_are_readable_and_stay_in_their_place():
+    """The grid PNG (the page's download, the case study, the Attention page's layers × heads) sets its titles in a
+    scalable font; a long class name wraps within the title column and a long column title is cut with "…"."""
+    from PIL import ImageDraw, ImageFont
+
+    from interp.attribution.display import _fit, _wrap
+
+    font = ImageFont.load_default(size=15)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    assert isinstance(font, ImageFont.FreeTypeFont) and draw.textlength("tiger cat", font=font) > 50  # bitmap: 37 px
+    name = "American Staffordshire terrier, Staffordshire terrier, American pit bull terrier, pit bull terrier (39.3%)"
+    lines = _wrap(draw, name, font, 158)
+    assert len(lines) == 3 and all(draw.textlength(t, font=font) <= 158 for t in lines) and lines[-1].endswith("…")
+    assert _wrap(draw, "layer 0", font, 158) == ["layer 0"] and _fit(draw, "Grad-CAM", font, 224) == "Grad-CAM"
+    cut = _fit(draw, "Integrated Gradients with SmoothGrad noise tunnel", font, 120)
+    assert cut.endswith("…") and draw.textlength(cut, font=font) <= 120
+    black = np.zeros((8, 8, 3), np.uint8)
+    short, long = (Image.open(io.BytesIO(grid_png([t], ["IG"], [[black]], cell=224))) for t in ("layer 0", name))
+    assert short.width < long.width <= 176 + 236 and short.height == long.height  # the title column fits its titles
 
 
 def test_gradient_shap_is_reproducible_and_exact_on_a_linear_model():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 Aggregation = Literal["sum", "l2", "max_abs"]
 Sign = Literal["positive", "negative", "absolute", "signed"]
@@ -100,17 +100,28 @@ def overlay(image: np.ndarray, raw: np.ndarray, settings: DisplaySettings = Disp
 
 
 def grid_png(rows: list[str], cols: list[str], cells: list[list[np.ndarray | None]], cell: int = 224) -> bytes:
-    """A labelled grid (one row per target, one column per method) as PNG bytes; ``None`` cells stay blank."""
-    pad, head, side = 6, 28, 150
+    """A labelled grid (one row per target, one column per method) as PNG bytes; ``None`` cells stay blank. Titles
+    are set in Pillow's own scalable font at a size read on a projector; a column title longer than its cell ends
+    in "…", a row title wraps onto up to three lines."""
+    size = 15 if cell >= 128 else 12
+    font = ImageFont.load_default(size=size)  # Pillow's bundled Aileron (its bitmap font where FreeType is missing)
+    pad, line = 6, size + 4
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [_wrap(measure, title, font, 158) for title in rows]
+    side = max([measure.textlength(t, font=font) for lines in wrapped for t in lines] + [0.0])
+    side = int(side) + 18 if side else pad  # as wide as the longest row title: "layer 0" needs less than a class
+    head = line + 10
     width = side + len(cols) * (cell + pad) + pad
     height = head + len(rows) * (cell + pad) + pad
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     for j, title in enumerate(cols):
-        draw.text((side + pad + j * (cell + pad), 8), title[:34], fill="black")
-    for i, title in enumerate(rows):
+        draw.text((side + pad + j * (cell + pad), 6), _fit(draw, title, font, cell), fill="black", font=font)
+    for i, lines in enumerate(wrapped):
         y = head + i * (cell + pad)
-        draw.text((6, y + cell // 2 - 6), title[:22], fill="black")
+        top = y + (cell - len(lines) * line) // 2
+        for k, text in enumerate(lines):
+            draw.text((6, top + k * line), text, fill="black", font=font)
         for j, img in enumerate(cells[i]):
             if img is not None:
                 tile = Image.fromarray(img).resize((cell, cell), Image.Resampling.BILINEAR)
@@ -118,3 +129,25 @@ def grid_png(rows: list[str], cols: list[str], cells: list[list[np.ndarray | Non
     buf = io.BytesIO()
     canvas.save(buf, "PNG")
     return buf.getvalue()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` cut to ``width`` pixels, ending in "…" where it was cut."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, most: int = 3) -> list[str]:
+    """``text`` in lines of at most ``width`` pixels, broken at spaces; at most ``most`` lines, the last cut."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > most:
+        lines = lines[: most - 1] + [" ".join(lines[most - 1 :])]
+    return [_fit(draw, t, font, width) for t in lines]
