@@ -267,7 +267,9 @@ def _case_study(args: argparse.Namespace) -> int:
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}}img{{max-width:100%}}</style>
 </head><body><h1>What does {html.escape(model.name)} look at?</h1>
 <p>Model: {html.escape(model.spec.description)}; weights: {html.escape(model.weights.source)}.
-Each row is a bundled photo with the model's top class; each column explains that class with one method.</p>
+Each row is a bundled photo with the model's top class; each column explains that class with one method. The
+colours show where a map is high, from dark blue (low) through green to red (high), over the photo at half strength:
+the positive part of each map, the evidence for the class, scaled to its own 99th percentile.</p>
 <ul>{items}</ul>
 <img alt="attribution grid" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h2>Photos</h2><ul>{captions}</ul>
