@@ -491,7 +491,7 @@ def test_evaluate_bad_input_exits_2(extra, coffee_jpg, tmp_path):
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
-def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path):
+def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path, capsys):
     out = tmp_path / "eval"
     result = run_cli("evaluate", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--n", "4",
                      "--steps", "4", "--method", "grad_cam", "--method", "saliency", "--out", str(out))  # fmt: skip
@@ -500,6 +500,13 @@ def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {m["method"] for m in summary["methods"]} == {"grad_cam", "saliency"}
     assert (out / "scores.parquet").is_file()
+    # the same command on a folder of one image: scores without an interval, not "± nan"
+    (tmp_path / "one" / "star").mkdir(parents=True)
+    interp.load_sample("shapes_star").image.save(tmp_path / "one" / "star" / "a.png")
+    assert main(["evaluate", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(tmp_path / "one"),
+                 "--steps", "4", "--method", "saliency", "--out", str(tmp_path / "eval1")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "nan" not in printed and "saliency" in printed and "one image has no interval" in printed, printed
 
 
 @pytest.mark.parametrize(

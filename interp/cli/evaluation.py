@@ -90,10 +90,15 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     print(f"{model.name} on {dataset.name}: mean ± 95% interval over the images; gains are the margins over a random "
           "map (higher is better)")  # fmt: skip
     print(f"{'method':<24}{'images':>7}{'deletion':>16}{'insertion':>16}{'insertion gain':>18}")
+    def pm(mean: float, half: float) -> str:  # one image has no interval: say nothing rather than "± nan"
+        return f"{mean:.3f} ± {half:.3f}" if half == half else f"{mean:.3f}        "
+
     for r in summary.to_dict("records"):
-        print(f"{r['method']:<24}{r['images']:>7}{r['deletion_auc']:>9.3f} ± {r['deletion_auc_ci95']:.3f}"
-              f"{r['insertion_auc']:>9.3f} ± {r['insertion_auc_ci95']:.3f}"
-              f"{r['insertion_gain']:>11.3f} ± {r['insertion_gain_ci95']:.3f}")  # fmt: skip
+        print(f"{r['method']:<24}{r['images']:>7}{pm(r['deletion_auc'], r['deletion_auc_ci95']):>16}"
+              f"{pm(r['insertion_auc'], r['insertion_auc_ci95']):>16}"
+              f"{pm(r['insertion_gain'], r['insertion_gain_ci95']):>18}")  # fmt: skip
+    if (summary["images"] < 2).any():
+        print("(a method scored on one image has no interval; score more images with --n)")
     print(f"wrote {args.out / 'scores.parquet'} and {args.out / 'summary.json'}")
     return 0
 

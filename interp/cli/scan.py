@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from interp.cli import DEVICE_HELP, command, dataset_root, handles, out_dir
+from interp.words import counted
 
 
 @command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
@@ -148,11 +149,11 @@ def _failures(args: argparse.Namespace) -> int:
         return 0
     s = summary(rows)
     if not s["scored"]:
-        print(f"{meta['dataset']} by {meta['model']}: {s['images']} images, none with labels comparable with the "
-              "model's classes, so none is marked wrong.")  # fmt: skip
+        print(f"{meta['dataset']} by {meta['model']}: {counted(s['images'], 'image')}, none with labels comparable "
+              "with the model's classes, so none is marked wrong.")  # fmt: skip
         return 0
-    print(f"{meta['dataset']} by {meta['model']}: accuracy {s['accuracy']:.1%} on {s['scored']} images; "
-          f"{len(wrong)} mistakes at confidence ≥ {args.min_confidence:.0%} shown")  # fmt: skip
+    print(f"{meta['dataset']} by {meta['model']}: accuracy {s['accuracy']:.1%} on {counted(s['scored'], 'image')}; "
+          f"{counted(len(wrong), 'mistake')} at confidence ≥ {args.min_confidence:.0%} shown")  # fmt: skip
     for r in wrong.itertuples():
         print(f"{r.confidence:6.1%}  {r.pred_name.split(',')[0]:<24} true: {r.label_name.split(',')[0]:<24} {r.path}")
     return 0
