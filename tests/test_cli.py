@@ -377,7 +377,7 @@ def test_an_interrupted_scan_says_what_it_kept_and_how_to_go_on(tmp_path, monkey
     monkeypatch.setattr(scanner, "_row", row)
     assert main(args) == 130
     err = capsys.readouterr().err
-    assert "interrupted: 12 images are scored in" in err and "run the same command again" in err, err
+    assert "interrupted: 12 images scored in" in err and "run the same command again" in err, err
     monkeypatch.setattr(scanner, "_row", real)
     assert main(args) == 0
     out = capsys.readouterr().out

@@ -142,7 +142,7 @@ def test_open_images_with_a_mapping_is_scored_in_imagenet_indices(tmp_path):
     ds = read_openimages(tmp_path, mapping="oi_to_imagenet.csv")
     assert ds.label_space == "imagenet"
     assert [i.labels for i in ds.items] == [(281,), (207,), ()]
-    assert any("1 images have no label" in n for n in ds.notes)
+    assert any("1 image has no label" in n for n in ds.notes)
     with pytest.raises(PathEscapeError):
         read_openimages(tmp_path, mapping="../elsewhere.csv")
 

@@ -83,7 +83,7 @@ def _scan(args: argparse.Namespace) -> int:
         from interp.datasets.scanner import existing_ids
 
         kept = len(existing_ids(folder))
-        print(f"\ninterrupted: {kept} images are scored in {out}; run the same command again to score the rest.",
+        print(f"\ninterrupted: {counted(kept, 'image')} scored in {out}; run the same command again to score the rest.",
               file=sys.stderr)  # fmt: skip
         return 130
     print(file=sys.stderr)
@@ -99,7 +99,8 @@ def _scan(args: argparse.Namespace) -> int:
 
     check = read_meta(out).get("precision_check")
     if check and check.get("top1_agreement") is not None:
-        print(f"{read_meta(out)['precision']}: top-1 agreement with fp32 on the first {check['images']} images: "
+        first = counted(check["images"], "image")
+        print(f"{read_meta(out)['precision']}: top-1 agreement with fp32 on the first {first}: "
               f"{check['top1_agreement']:.2%}")  # fmt: skip
     return 0
 

@@ -13,6 +13,7 @@ from interp.concepts.tcav import ConceptScore, canonical, tcav
 from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
+from interp.words import counted
 
 MIN_IMAGES = 4
 
@@ -83,7 +84,8 @@ def run_tcav(
         raise BadSettingError("choose at least one concept set.")
     for name, images in concepts.items():
         if len(images) < MIN_IMAGES:
-            raise BadSettingError(f"the concept set {name!r} has {len(images)} images; TCAV needs at least {MIN_IMAGES}.")
+            raise BadSettingError(f"the concept set {name!r} has {counted(len(images), 'image')}; TCAV needs at least "
+                                  f"{MIN_IMAGES}.")
     if len(randoms) < 2 or any(len(r) < MIN_IMAGES for r in randoms):
         raise BadSettingError(f"TCAV needs at least two random sets of at least {MIN_IMAGES} images each.")
     if len(class_images) < 2:

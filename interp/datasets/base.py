@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from interp.errors import InterpError
+from interp.words import counted
 
 LabelSpace = Literal["imagenet", "own", "none"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -164,4 +165,4 @@ def round_robin(groups: list[list[Item]]) -> list[Item]:
 
 def skipped_note(skipped: list[str], what: str = "not images") -> str:
     shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-    return f"{len(skipped)} files skipped ({what}): {shown}"
+    return f"{counted(len(skipped), 'file')} skipped ({what}): {shown}"

@@ -24,6 +24,7 @@ from interp.datasets.base import (
     safe_child,
     skipped_note,
 )
+from interp.words import counted
 
 WNID = re.compile(r"^n\d{8}$")
 LOC_SOLUTION = "LOC_val_solution.csv"
@@ -188,7 +189,9 @@ def read_openimages(root: Path, name: str = "Open Images", mapping: str | None =
         return Dataset(name, "openimages", root, tuple(items), (), "none", tuple(notes))
     unmapped = sum(1 for it in items if not it.labels)
     if unmapped:
-        notes.append(f"{unmapped} images have no label that the mapping takes to ImageNet; they are not marked")
+        has, they = ("has", "it is") if unmapped == 1 else ("have", "they are")
+        notes.append(f"{counted(unmapped, 'image')} {has} no label that the mapping takes to ImageNet; {they} not "
+                     "marked")
     return Dataset(name, "openimages", root, tuple(items), imagenet_names(), "imagenet", tuple(notes))
 
 
