@@ -25,6 +25,7 @@ from interp.concepts import (
 )
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+from interp.shapes import classifies_shapes
 from interp.words import counted
 
 # --------------------------------------------------------------------------------------------------------- TCAV
@@ -48,7 +49,7 @@ CLASSIFIER_NAMES = {"sgd": "SGD (hinge)", "logistic": "logistic regression", "sv
 
 def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVChoice:
     names = [s.name for s in lib.sets()]
-    shapes = model.num_classes == 6 and "star" in model.class_names
+    shapes = classifies_shapes(model.class_names)
     default_concepts = [n for n in (["shapes marker", "shapes red"] if shapes else ["stripes", "dots"]) if n in names]
     modules = list(model.layer_names())
     class_options = ["Generated shapes of the class"] if shapes else []

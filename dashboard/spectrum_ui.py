@@ -13,21 +13,28 @@ from dashboard.features_ui import PARAM_NAMES, Plan, cached_visualisation
 from dashboard.feedback import attempt
 from dashboard.views import zipped
 from interp.concepts import seconds_left
-from interp.datasets import DatasetRoot
+from interp.datasets import SHAPES_DATASET, DatasetRoot
 from interp.errors import InterpError
 from interp.features import COLUMNS, Objective, Spectrum, VisualiseSettings, spectrum, visualise
 from interp.features.spectrum import spectrum_files
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+from interp.shapes import classifies_shapes
 from interp.words import counted
 
 BUNDLED = "Bundled photos"
 MAX_SPECTRUM_IMAGES = 1000
 
 
-def _sources() -> list[str | DatasetRoot]:
+def _sources(model: LoadedModel) -> list[str | DatasetRoot]:
+    """Where the examples can come from, the first being the default: the shapes world for a model of shapes (photos
+    say little about its units), else the bundled photos."""
     roots = attempt(resources.dataset_roots, "reading the dataset settings") or []
-    return [BUNDLED, *roots, *state.get("_zip_datasets", [])]
+    sources = [BUNDLED, *roots, *state.get("_zip_datasets", [])]
+    shapes = [s for s in sources if isinstance(s, DatasetRoot) and s.name == SHAPES_DATASET]
+    if shapes and classifies_shapes(model.class_names):
+        sources = [shapes[0], *(s for s in sources if s is not shapes[0])]
+    return sources
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -48,7 +55,7 @@ def _dataset_images(root: DatasetRoot, n: int, seed: int = 0) -> tuple[list[Load
 def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
     import interp
 
-    sources = _sources()
+    sources = _sources(model)
     c1, c2, c3 = st.columns([2, 2, 1])
     source = permalink.linked(c1.selectbox, "Images", sources, key="feat_source",
                               format_func=lambda s: s if isinstance(s, str) else s.name,

@@ -45,6 +45,9 @@ def test_maps_visualisation_and_spectrum_on_the_shapes_model():
     downloads = at.main.get("download_button")
     assert len(downloads) == 2
 
+    source = at.main.selectbox(key="feat_source")
+    assert source.value.name == "Shapes world · test split"  # a model of shapes: its own world first, not photos
+    source.set_value("Bundled photos").run()
     at.main.button(key="feat_spectrum_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "16 images; the unit's values go from" in _captions(at)
@@ -179,7 +182,7 @@ def test_a_link_to_shown_spectrum_examples_shows_them_when_opened(monkeypatch):
     assert "spectrum" not in at.query_params
     at.main.slider(key="feat_per_column").set_value(2).run()
     at.main.button(key="feat_spectrum_run").click().run()
-    assert "16 images; the unit's values go from" in _captions(at)
+    assert "200 images; the unit's values go from" in _captions(at)  # the shapes world, a model of shapes' default
     assert at.query_params["spectrum"] == "1"
     assert [d.proto.label for d in at.main.get("download_button")] == [
         "Download the examples (PNG crops and spectrum.json, zip)"]  # fmt: skip
@@ -195,7 +198,7 @@ def test_a_link_to_shown_spectrum_examples_shows_them_when_opened(monkeypatch):
     ranked = [k for k in claimed if k.startswith("spectrum|")]
     assert len(ranked) == 2 and ranked[0] == ranked[1]  # one view, one key: opened at once, ranked one at a time
     captions = _captions(opened)
-    assert "16 images; the unit's values go from" in captions and "Press “Find the examples”" not in captions
+    assert "200 images; the unit's values go from" in captions and "Press “Find the examples”" not in captions
     assert _captions(opened).split(" | ") == _captions(at).split(" | ")  # the same examples, the same values
     opened.main.slider(key="feat_per_column").set_value(3).run()  # other examples, not found yet
     assert "Press “Find the examples”" in _captions(opened) and "spectrum" not in opened.query_params

@@ -56,6 +56,12 @@ class ShapeSample:
         return CLASSES[self.label]
 
 
+def classifies_shapes(class_names) -> bool:
+    """Whether a model with these classes reads the shapes world (the bundled shapes models, or a user's own model
+    trained on it, in any class order): pages then default to shapes images rather than photos."""
+    return sorted(class_names) == sorted(CLASSES)
+
+
 def render(index: int, *, seed: int = 0, split: str = "train", size: int = IMAGE_SIZE) -> ShapeSample:
     """Draw sample ``index`` of ``split``. The class cycles through ``CLASSES`` so every split is balanced."""
     if split not in SPLITS:
