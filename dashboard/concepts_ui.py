@@ -249,8 +249,9 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
 
 def _bars(report: TCAVReport) -> go.Figure:
     fig = go.Figure()
-    layers = {layer: [r for r in report.results if r.layer == layer] for layer in dict.fromkeys(r.layer
-                                                                                            for r in report.results)}
+    layers: dict[str, list] = {}
+    for r in report.results:  # in the report's order
+        layers.setdefault(r.layer, []).append(r)
     for layer, rows in layers.items():
         fig.add_trace(go.Bar(
             name=layer, x=[r.concept for r in rows], y=[r.mean for r in rows], offsetgroup=layer,

@@ -480,11 +480,14 @@ def test_grid_titles_are_readable_and_stay_in_their_place():
     scalable font; a long class name wraps within the title column and a long column title is cut with "…"."""
     from PIL import ImageDraw, ImageFont
 
-    from interp.attribution.display import _fit, _wrap
+    from interp.attribution.display import _fit, _font, _wrap
 
-    font = ImageFont.load_default(size=15)
+    font = _font(14)
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     assert isinstance(font, ImageFont.FreeTypeFont) and draw.textlength("tiger cat", font=font) > 50  # bitmap: 37 px
+    # a user's class names: accents, ×, Cyrillic have glyphs (Pillow's Aileron draws a box for each of them)
+    missing = font.getmask("\uffff").getbbox()  # what the font draws for a character it lacks
+    assert all(font.getmask(ch).getbbox() != missing for ch in "éßñ×—Жλ…")
     name = "American Staffordshire terrier, Staffordshire terrier, American pit bull terrier, pit bull terrier (39.3%)"
     lines = _wrap(draw, name, font, 158)
     assert len(lines) == 3 and all(draw.textlength(t, font=font) <= 158 for t in lines) and lines[-1].endswith("…")

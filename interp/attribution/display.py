@@ -103,8 +103,8 @@ def grid_png(rows: list[str], cols: list[str], cells: list[list[np.ndarray | Non
     """A labelled grid (one row per target, one column per method) as PNG bytes; ``None`` cells stay blank. Titles
     are set in Pillow's own scalable font at a size read on a projector; a column title longer than its cell ends
     in "…", a row title wraps onto up to three lines."""
-    size = 15 if cell >= 128 else 12
-    font = ImageFont.load_default(size=size)  # Pillow's bundled Aileron (its bitmap font where FreeType is missing)
+    size = 14 if cell >= 128 else 12
+    font = _font(size)
     pad, line = 6, size + 4
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     wrapped = [_wrap(measure, title, font, 158) for title in rows]
@@ -129,6 +129,21 @@ def grid_png(rows: list[str], cols: list[str], cells: list[list[np.ndarray | Non
     buf = io.BytesIO()
     canvas.save(buf, "PNG")
     return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int):
+    """DejaVu Sans at ``size`` px: it has the glyphs of class names in most European scripts (é, ß, ×, —, Cyrillic,
+    Greek), which Pillow's own Aileron lacks. It ships with matplotlib, which Captum requires; without it, Aileron."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is not None and spec.origin is not None:
+        path = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size=size)  # Pillow's Aileron (its bitmap font where FreeType is missing)
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
