@@ -278,10 +278,10 @@ def optimise_ui(model: LoadedModel, objective: Objective, plan: Plan) -> dict[st
     runs = {p: VisualiseSettings(**{**plan.settings.as_dict(), "param": p}) for p in plan.params}
     done = {p: v for p, s in runs.items() if (v := cached_visualisation(model, objective, s)) is not None}
     todo = [p for p in plan.params if p not in done]
-    b1, b2 = st.columns([1, 4])
-    go_ = b1.button("Visualise", type="primary", key="feat_run", disabled=not todo,
-                    help="Already computed with these settings." if not todo else None)  # fmt: skip
-    b2.button("Stop", key="feat_stop", help="Stops at the current step and keeps its image.")
+    buttons = st.container(horizontal=True)  # side by side, whatever the page's width
+    go_ = buttons.button("Visualise", type="primary", key="feat_run", disabled=not todo,
+                         help="Already computed with these settings." if not todo else None)  # fmt: skip
+    buttons.button("Stop", key="feat_stop", help="Stops at the current step and keeps its image.")
     columns = dict(zip(plan.params, st.columns(len(plan.params))))
     if go_:
         st.session_state.pop(PARTIAL, None)
