@@ -101,7 +101,7 @@ def overlay(image: np.ndarray, raw: np.ndarray, settings: DisplaySettings = Disp
 
 def grid_png(rows: list[str], cols: list[str], cells: list[list[np.ndarray | None]], cell: int = 224) -> bytes:
     """A labelled grid (one row per target, one column per method) as PNG bytes; ``None`` cells stay blank. Titles
-    are set in Pillow's own scalable font at a size read on a projector; a column title longer than its cell ends
+    are set in DejaVu Sans (:func:`_font`) at a size read on a projector; a column title longer than its cell ends
     in "…", a row title wraps onto up to three lines."""
     size = 14 if cell >= 128 else 12
     font = _font(size)

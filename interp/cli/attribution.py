@@ -242,19 +242,19 @@ def _case_study(args: argparse.Namespace) -> int:
         image = load_sample(sample)
         top = predict(model, image).top
         base = model.view(image.image)
-        row = [base]
+        row, ig_note = [base], ""
         for name in CASE_METHODS:
             if name == "integrated_gradients":  # a report shows the map that adds up, as `attribute --enough-steps`
                 start = int(get_method(name).params["steps"])
                 result = enough_steps(model, image, top.index, start=start, most=CASE_MOST_STEPS)
-                steps = result.params["steps"]
-                notes.append(f"{sample}: Integrated Gradients at {steps} steps, {result.completeness()}")
+                ig_note = f"Integrated Gradients at {result.params['steps']} steps, {result.completeness()}"
+                notes.append(f"{sample}: {ig_note}")
             else:
                 result = attribute(model, image, name, top.index)
             row.append(overlay(base, result.raw, DisplaySettings(alpha=0.5)))  # the evidence for the class (positive)
         rows.append(f"{sample}: {top.label.split(',')[0]} {top.prob:.0%}")
         cells.append(row)
-        print(f"{sample}: {top.label} ({top.prob:.1%}); {notes[-1].removeprefix(sample + ': ')}")
+        print(f"{sample}: {top.label} ({top.prob:.1%}); {ig_note}")
     png = grid_png(rows, ["input"] + [METHODS[m].title for m in CASE_METHODS], cells)
     (args.out / "grid.png").write_bytes(png)
     items = "".join(

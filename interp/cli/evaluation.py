@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from interp.cli import DEVICE_HELP, command, dataset_root, handles
@@ -91,7 +92,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
           "map (higher is better)")  # fmt: skip
     print(f"{'method':<24}{'images':>7}{'deletion':>16}{'insertion':>16}{'insertion gain':>18}")
     def pm(mean: float, half: float) -> str:  # one image has no interval: say nothing rather than "± nan"
-        return f"{mean:.3f} ± {half:.3f}" if half == half else f"{mean:.3f}        "
+        return f"{mean:.3f}        " if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
     for r in summary.to_dict("records"):
         print(f"{r['method']:<24}{r['images']:>7}{pm(r['deletion_auc'], r['deletion_auc_ci95']):>16}"
