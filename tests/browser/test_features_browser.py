@@ -8,6 +8,8 @@ import json
 import re
 import zipfile
 
+from playwright.sync_api import expect
+
 from tests.browser.harness import wait_until_idle
 
 
@@ -23,7 +25,9 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     third.click()
     wait_until_idle(page)
     page.wait_for_url(f"**unit={channel}**")  # the picked channel is the unit, and the link says so
-    assert main.get_by_test_id("stNumberInput").filter(has_text="Channel of blocks.3").locator("input").input_value() == channel
+    # the address bar can change a moment before the number box is drawn again: wait for the box, do not read it once
+    expect(main.get_by_test_id("stNumberInput").filter(has_text="Channel of blocks.3").locator("input")).to_have_value(
+        channel, timeout=30_000)
     main.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "features_maps.png"))
 
@@ -41,7 +45,7 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     steps.get_by_role("slider").focus()
     page.keyboard.press("End")  # 1024 steps
     wait_until_idle(page)
-    assert steps.get_by_test_id("stSliderThumbValue").inner_text().strip() == "1024"
+    expect(steps.get_by_test_id("stSliderThumbValue")).to_have_text("1024", timeout=30_000)
     main.get_by_role("button", name="Visualise").click()
     # the progress text changes every 16 steps: wait for any of them, not for one that may come and go unseen
     main.get_by_text(re.compile(r"Step \d+ of 1024")).first.wait_for(timeout=120_000)
