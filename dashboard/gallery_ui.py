@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,10 +291,11 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Top confusion pairs**")
-        st.dataframe(confusion_table(rows, filt.min_confidence), hide_index=True,
+        st.dataframe(confusion_table(rows, filt.min_confidence, model.class_names), hide_index=True,
                      column_config={"confidence": st.column_config.NumberColumn("mean confidence", format="%.0f%%")})
     with right:
-        st.plotly_chart(_accuracy_chart(per_class_accuracy(rows)), key="gallery_accuracy", config={"displayModeBar": False})
+        st.plotly_chart(_accuracy_chart(per_class_accuracy(rows, model.class_names)), key="gallery_accuracy",
+                        config={"displayModeBar": False})  # fmt: skip
     st.markdown(f"**{counted(len(wrong), 'mistake')}** at confidence ≥ {filt.min_confidence:.0%}, most confident "
                 "first")
     if wrong.empty:
@@ -342,11 +344,12 @@ def true_caption(labels, label_name: str, class_names: list[str], most: int = 3)
     return " / ".join(names) + (f" +{len(labels) - most} more" if len(labels) > most else "")
 
 
-def confusion_table(rows: pd.DataFrame, min_confidence: float, n: int = 15) -> pd.DataFrame:
+def confusion_table(rows: pd.DataFrame, min_confidence: float, class_names: Sequence[str] | None = None,
+                    n: int = 15) -> pd.DataFrame:  # fmt: skip
     """The most frequent (true, predicted) pairs among the mistakes, named as the thumbnails name them: ImageNet's
     synonyms ("American Staffordshire terrier, Staffordshire terrier, American pit bull terrier, pit bull terrier")
     pushed the count and confidence out of the half-page table."""
-    pairs = confusion_pairs(rows, n, min_confidence)
+    pairs = confusion_pairs(rows, n, min_confidence, class_names)
     return pd.DataFrame({"true": [charts.short_label(x) for x in pairs["label_name"]],
                          "predicted": [charts.short_label(x) for x in pairs["pred_name"]],
                          "count": pairs["count"].to_numpy(),

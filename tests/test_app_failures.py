@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -327,6 +328,12 @@ def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_
         captions = [c.value for c in at.main.caption if "· true" in c.value]
         assert len(captions) == 1 and captions[0].startswith("tiger cat "), captions  # Lite0 on Chelsea: about 39%
         assert captions[0].endswith(" · true tabby / golden retriever"), captions
+        chart = json.loads(next(c.proto.spec for c in at.main.get("plotly_chart")
+                                if "Per-class accuracy" in c.proto.spec))  # fmt: skip
+        assert sorted(chart["data"][0]["y"]) == ["golden retriever ", "tabby "]  # each label a class of its own
+        cells = chart["data"][0]["customdata"]  # plotly sends a numpy array as typed bytes
+        counts = np.frombuffer(base64.b64decode(cells["bdata"]), cells["dtype"]).reshape(2, 2)
+        assert counts.tolist() == [[1, 0], [1, 0]]  # one image each (images, right), wrong for both
         at.main.selectbox(key="gallery_true").set_value(207).run()  # the second label
         assert not at.exception and any("**1 mistake**" in m.value for m in at.main.markdown)
     finally:

@@ -164,6 +164,29 @@ def test_a_multi_label_image_is_found_under_each_of_its_true_classes():
     assert sorted(set(true_labels(single))) == [207, 281] and failures(single, true_class=207)["id"].tolist() == ["b"]
 
 
+def test_per_class_accuracy_and_confusion_pairs_count_every_true_class_once():
+    """A photo labelled cat and sofa counts for the sofa's accuracy and its confusion pairs too, once each (its first
+    label sits in both ``label`` and ``labels``); names come from the model's classes, not the photo's joined names."""
+    rows = pd.DataFrame({
+        "id": ["a", "b", "c", "d", "e"], "path": list("abcde"), "label": [281, 207, None, 281, 831],
+        "labels": [[281, 831], [207], [], [281], [831]],
+        "label_name": ["tabby, tabby cat, studio couch", "golden retriever", "unlabelled", "tabby", "studio couch"],
+        "pred": [207, 281, 1, 281, 831], "pred_name": ["golden retriever", "tabby", "goldfish", "tabby", "studio couch"],
+        "correct": [False, False, None, True, True], "confidence": [0.9, 0.8, 0.7, 0.95, 0.6], "error": [None] * 5,
+    })  # fmt: skip
+    names = {i: f"name {i}" for i in (1, 207, 281, 831)}
+    acc = per_class_accuracy(rows, [names.get(i, "?") for i in range(1000)])
+    got = {r.label: (r.label_name, r.images, r.correct) for r in acc.itertuples()}
+    assert got == {281: ("name 281", 2, 1), 831: ("name 831", 2, 1), 207: ("name 207", 1, 0)}
+    assert acc["accuracy"].is_monotonic_increasing and len(true_labels(rows)) == 5  # a: 281 and 831, once each
+    pairs = confusion_pairs(rows)  # names from the rows themselves: predictions and one-label images
+    assert {(r.label, r.label_name, r.pred, r.count) for r in pairs.itertuples()} == {
+        (281, "tabby", 207, 1), (831, "studio couch", 207, 1), (207, "golden retriever", 281, 1)}
+    assert per_class_accuracy(rows)["label_name"].tolist() == ["golden retriever", "tabby", "studio couch"]
+    single = rows.drop(columns="labels")  # one label per image: as before, the first label only
+    assert per_class_accuracy(single)["images"].sum() == 4 and confusion_pairs(single)["count"].sum() == 2
+
+
 # --- folders, zips, roots ------------------------------------------------------------------------------------------
 
 

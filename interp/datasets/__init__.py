@@ -1,7 +1,14 @@
 """Datasets and scans: read ImageNet validation, Open Images, ImageFolders and zips from configured roots; scan them
 with a model into Parquet; ask where the model is confidently wrong."""
 
-from interp.datasets.analysis import confusion_pairs, failures, per_class_accuracy, summary, true_labels
+from interp.datasets.analysis import (
+    class_names_of,
+    confusion_pairs,
+    failures,
+    per_class_accuracy,
+    summary,
+    true_labels,
+)
 from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
 from interp.datasets.readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
 from interp.datasets.roots import (
@@ -40,6 +47,7 @@ __all__ = [
     "kinds",
     "load_scan",
     "open_dataset",
+    "class_names_of",
     "per_class_accuracy",
     "read_folder",
     "read_imagenet",

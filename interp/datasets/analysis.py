@@ -3,6 +3,8 @@ class fare. Plain pandas on the rows of :func:`interp.datasets.scanner.load_scan
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pandas as pd
 
 
@@ -32,44 +34,87 @@ def failures(
 
 
 def true_labels(rows: pd.DataFrame) -> pd.Series:
-    """Every true class of every row, long form: one int per (row, class), indexed by the row's index. A multi-label
-    image (Open Images) has a value per label (its ``labels``), others their one ``label``; rows without any have
-    none. Vectorised: a scan has a million rows."""
-    parts = [rows["label"].dropna()]
-    if "labels" in rows:
-        parts.append(rows["labels"].explode().dropna())  # an empty list explodes to NaN, dropped
-    both = pd.concat(parts)
-    return both.astype("int64") if len(both) else pd.Series([], dtype="int64")
+    """Every true class of every row, long form: one int per (row, class), indexed by the row's index, each class of
+    a row once. A multi-label image (Open Images) has a value per label (its ``labels``, whose first is its
+    ``label``), others their one ``label``; rows without any have none. Vectorised: a scan has a million rows."""
+    return pd.concat([rows["label"].dropna().astype("int64"), _more_labels(rows)])
 
 
-def confusion_pairs(rows: pd.DataFrame, n: int = 20, min_confidence: float = 0.0) -> pd.DataFrame:
+def _more_labels(rows: pd.DataFrame) -> pd.Series:
+    """The true classes of multi-label rows after their first (which is their ``label``), indexed by row."""
+    if "labels" not in rows or rows.empty:
+        return pd.Series([], dtype="int64")
+    many = rows["labels"].map(len, na_action="ignore") > 1
+    if not many.any():
+        return pd.Series([], dtype="int64")
+    more = rows.loc[many, "labels"].explode().dropna().astype("int64")
+    return more[more.to_numpy() != rows.loc[more.index, "label"].to_numpy()]
+
+
+def class_names_of(rows: pd.DataFrame, class_names: Sequence[str] | None = None) -> Callable[[int], str]:
+    """How tables name a class index: by the model's own ``class_names`` when given, otherwise by what the rows
+    say of it (a prediction's name, or the name of an image with that one label), otherwise "class N"."""
+    if class_names is not None:
+        return lambda i: class_names[i] if 0 <= i < len(class_names) else f"class {i}"
+    single = rows["labels"].map(len, na_action="ignore") <= 1 if "labels" in rows else slice(None)
+    known: dict[int, str] = {}
+    for pairs in (rows.loc[single, ["label", "label_name"]], rows[["pred", "pred_name"]]):
+        pairs = pairs.dropna().drop_duplicates(pairs.columns[0])  # a class per row: a million rows, a thousand names
+        known.update(zip(pairs.iloc[:, 0].astype("int64"), pairs.iloc[:, 1], strict=True))
+    return lambda i: known.get(i, f"class {i}")
+
+
+def _long(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (image, true class) of ``rows``, with what the tables need of the image: an image with several
+    true classes counts under each."""
+    columns = ["id", "pred", "confidence", "correct"]
+    first = rows["label"].notna()
+    more = _more_labels(rows)
+    parts = [rows.loc[first, columns].assign(label=rows.loc[first, "label"].astype("int64"))]
+    if len(more):
+        parts.append(rows.loc[more.index, columns].assign(label=more.to_numpy()))
+    return pd.concat(parts, ignore_index=True)
+
+
+def confusion_pairs(
+    rows: pd.DataFrame, n: int = 20, min_confidence: float = 0.0, class_names: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The ``n`` most frequent (true, predicted) pairs among the mistakes: columns label, label_name, pred,
-    pred_name, count, mean_confidence."""
-    wrong = failures(rows, min_confidence)
+    pred_name, count, mean_confidence. A mistake on an image with several true classes counts in a pair for each,
+    as the gallery's filter finds it under each; names as :func:`class_names_of` gives them."""
+    columns = ["label", "label_name", "pred", "pred_name", "count", "mean_confidence"]
+    wrong = _long(failures(rows, min_confidence))
     if wrong.empty:
-        return pd.DataFrame(columns=["label", "label_name", "pred", "pred_name", "count", "mean_confidence"])
+        return pd.DataFrame(columns=columns)
+    name = class_names_of(rows, class_names)
     pairs = (
         wrong.groupby(["label", "pred"])
-        .agg(label_name=("label_name", "first"), pred_name=("pred_name", "first"), count=("id", "size"),
-             mean_confidence=("confidence", "mean"))  # fmt: skip
+        .agg(count=("id", "size"), mean_confidence=("confidence", "mean"))
         .reset_index()
-        .sort_values(["count", "mean_confidence"], ascending=[False, False])
+        .sort_values(["count", "mean_confidence", "label", "pred"], ascending=[False, False, True, True])
+        .head(n)
+        .reset_index(drop=True)
     )
-    return pairs.head(n).reset_index(drop=True)[["label", "label_name", "pred", "pred_name", "count", "mean_confidence"]]
+    pairs["label_name"] = [name(int(i)) for i in pairs["label"]]
+    pairs["pred_name"] = [name(int(i)) for i in pairs["pred"]]
+    return pairs[columns]
 
 
-def per_class_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy of each true class: columns label, label_name, images, correct, accuracy (worst first)."""
-    done = scored(rows)
+def per_class_accuracy(rows: pd.DataFrame, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Accuracy of each true class: columns label, label_name, images, correct, accuracy (worst first). An image
+    with several true classes (Open Images) counts under each, right when the model's top-1 is any of them, as the
+    scan scores it; names as :func:`class_names_of` gives them."""
+    columns = ["label", "label_name", "images", "correct", "accuracy"]
+    done = _long(scored(rows))
     if done.empty:
-        return pd.DataFrame(columns=["label", "label_name", "images", "correct", "accuracy"])
-    table = (
-        done.groupby("label")
-        .agg(label_name=("label_name", "first"), images=("id", "size"), correct=("correct", "sum"))
-        .reset_index()
-    )
+        return pd.DataFrame(columns=columns)
+    table = done.groupby("label").agg(images=("id", "size"), correct=("correct", "sum")).reset_index()
+    table["correct"] = table["correct"].astype("int64")
     table["accuracy"] = table["correct"] / table["images"]
-    return table.sort_values(["accuracy", "images"], ascending=[True, False]).reset_index(drop=True)
+    name = class_names_of(rows, class_names)
+    table["label_name"] = [name(int(i)) for i in table["label"]]
+    table = table.sort_values(["accuracy", "images", "label"], ascending=[True, False, True])
+    return table.reset_index(drop=True)[columns]
 
 
 def summary(rows: pd.DataFrame) -> dict[str, float | int]:
