@@ -134,7 +134,7 @@ def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage],
         with col:
             v = cached_visualisation(model, unit.flipped() if negative else unit, settings)
             if v is not None:
-                st.image(list(v.images), caption=[f"{x:+.2f}" for x in v.values])
+                st.image(list(v.images), caption=[f"{x:+.2f}" for x in v.values], width="stretch")
             else:
                 st.caption(f"Not optimised yet with these settings ({PARAM_NAMES[param]}).")
                 if st.button("Optimise", key=f"feat_spectrum_opt_{negative}"):
@@ -143,7 +143,7 @@ def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage],
                         got = attempt(lambda: visualise(model, target, settings, cache=resources.result_cache()),
                                       "optimising the image")  # fmt: skip
                     if got is not None:
-                        st.image(list(got.images), caption=[f"{x:+.2f}" for x in got.values])
+                        st.image(list(got.images), caption=[f"{x:+.2f}" for x in got.values], width="stretch")
     centre = "zero" if s.centred_on == "zero" else "the median"
     for col, column in zip(cols[1:5], COLUMNS):
         with col:
@@ -153,4 +153,4 @@ def _spectrum_layout(model: LoadedModel, s: Spectrum, images: list[LoadedImage],
             for e in reversed(s.columns[column]) if column in ("maximum", "slightly positive") else s.columns[column]:
                 view = resources.model_view(model.key, images[e.index].digest, model, images[e.index])
                 picture = view if e.box is None else view[e.box[1] : e.box[3], e.box[0] : e.box[2]]
-                st.image(picture, caption=f"{e.name[:24]} · {e.value:.2f}", width="stretch")
+                st.image(picture, caption=f"{e.name[:24]} · {e.value:+.2f}", width="stretch")
