@@ -47,3 +47,16 @@ def theme_placeholders(at) -> list[str]:
         figure.get("layout", {}).pop("template", None)  # the theme's own placeholders: Streamlit fills those in
         found += re.findall(r"#0000(?:[0-3][1-9]|[1-3]0|40)\b", json.dumps(figure), flags=re.IGNORECASE)
     return found
+
+
+def plotly_array(value):
+    """An array of a plotly figure's JSON: a list, or plotly's typed array ({"dtype", "bdata", "shape"}), as
+    plotly sends a numpy array."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.asarray(value)

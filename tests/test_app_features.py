@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, theme_placeholders
+from tests.conftest import ROOT, plotly_array, theme_placeholders
 
 
 def features_page(model: str = "shapes_cnn", image: str | None = None) -> AppTest:
@@ -60,18 +60,10 @@ def test_maps_visualisation_and_spectrum_on_the_shapes_model():
     assert not at.exception, [e.value for e in at.exception]
 
 
-def _array(value) -> np.ndarray:
-    """An array of a plotly figure's JSON: a list, or plotly's typed array ({"dtype", "bdata", "shape"})."""
-    if isinstance(value, dict) and "bdata" in value:
-        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
-    return np.asarray(value)
-
-
 def _cells(spec: dict) -> dict[tuple[int, int], float]:
     """What hovering says in the first map: (row, column) -> value."""
     heat = next(t for t in spec["data"] if t["type"] == "heatmap")
-    z, cells = _array(heat["z"]), _array(heat["customdata"])
+    z, cells = plotly_array(heat["z"]), plotly_array(heat["customdata"])
     return {(int(r), int(c)): float(v) for v, (r, c) in zip(z.ravel(), cells.reshape(-1, 2), strict=True)}
 
 
@@ -110,8 +102,9 @@ def test_a_map_is_laid_over_the_image_the_right_way_up():
     corner, far = tinted[: h // 8, : w // 8].reshape(-1, 3), tinted[-h // 4 :, -w // 4 :].reshape(-1, 3)
     assert np.abs(corner.mean(0) - far.mean(0)).max() > 40  # the hot cell stands out where it is
     assert far.std(0).max() < 2  # the rest is one tint (up to JPEG's noise)
-    y = _array(grid["y"])
-    assert _array(grid["z"])[0, 0] == 5.0 and y[0] < y[-1] and tuple(_array(grid["customdata"])[0, 0]) == (0, 0)
+    y = plotly_array(grid["y"])
+    first_cell = tuple(plotly_array(grid["customdata"])[0, 0])
+    assert plotly_array(grid["z"])[0, 0] == 5.0 and y[0] < y[-1] and first_cell == (0, 0)
 
 
 def test_a_class_objective_starts_at_the_predicted_class_and_is_in_the_link():
