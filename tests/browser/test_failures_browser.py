@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
+from playwright.sync_api import expect
+
 from tests.browser.harness import wait_until_idle
 
 
@@ -89,7 +91,7 @@ def test_a_zip_uploaded_through_the_browser_becomes_a_dataset(app_url, page, art
     main.get_by_text("Skipped 1 entry of mine.zip (not images, or unsafe names): mine/README.txt").wait_for()
     wait_until_idle(page)
     assert main.get_by_text("not a zip file").count() == 0  # the good upload cleared the error
-    assert main.get_by_test_id("stImage").count() == 6
+    expect(main.get_by_test_id("stImage")).to_have_count(6, timeout=30_000)  # drawn a moment after the note above
     page.screenshot(path=str(artifacts / "failures_zip.png"), full_page=True)
     assert page.get_by_test_id("stException").count() == 0 and page.get_by_text("Traceback").count() == 0
 
