@@ -13,6 +13,7 @@ from PIL import Image
 
 from interp.attribution.display import DisplaySettings, aggregate
 from interp.predict import Prediction
+from interp.words import short_label
 
 _STREAMLIT_PLACEHOLDER = re.compile(r"^#0000([0-3]\d|40)$", re.IGNORECASE)
 
@@ -24,11 +25,6 @@ def colour_scale(name: str) -> list[list]:
     from plotly.colors import get_colorscale, hex_to_rgb
 
     return [[pos, f"rgb{hex_to_rgb(c)}" if _STREAMLIT_PLACEHOLDER.match(c) else c] for pos, c in get_colorscale(name)]
-
-
-def short_label(label: str) -> str:
-    """ImageNet descriptions list synonyms ("tabby, tabby cat"); the first reads best on an axis."""
-    return label.split(",")[0].strip()
 
 
 def md(text: str) -> str:

@@ -60,3 +60,18 @@ def plotly_array(value):
         shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
     return np.asarray(value)
+
+
+def one_photo_open_images(root: Path) -> Path:
+    """An Open Images folder of one photo (Chelsea: the bundled model says tiger cat) labelled Cat and Dog, with a
+    mapping (``oi_to_imagenet.csv``) that takes them to ImageNet's tabby (281) and golden retriever (207)."""
+    from PIL import Image
+    from skimage import data
+
+    (root / "images").mkdir(parents=True)
+    Image.fromarray(data.chelsea()).save(root / "images" / "0001aa.jpg")
+    (root / "oidv7-class-descriptions.csv").write_text("LabelName,DisplayName\n/m/01yrx,Cat\n/m/0bt9lr,Dog\n")
+    (root / "validation-annotations-human-imagelabels.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\n0001aa,verification,/m/01yrx,1\n0001aa,verification,/m/0bt9lr,1\n")
+    (root / "oi_to_imagenet.csv").write_text("LabelName,imagenet\n/m/01yrx,281\n/m/0bt9lr,207\n")
+    return root

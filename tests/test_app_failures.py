@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, plotly_array
+from tests.conftest import ROOT, one_photo_open_images, plotly_array
 
 
 @pytest.fixture(autouse=True)
@@ -302,17 +302,9 @@ def test_thumbnails_name_every_true_class_of_a_multi_label_image():
 def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_path, monkeypatch):
     """Open Images gives an image several labels: the gallery's thumbnail names all of them and the true-class filter
     finds the mistake under the second label too (it used to know only the first)."""
-    from skimage import data
-
     from dashboard import resources
 
-    root = tmp_path / "oi"
-    (root / "images").mkdir(parents=True)
-    Image.fromarray(data.chelsea()).save(root / "images" / "0001aa.jpg")  # Lite0: tiger cat
-    (root / "oidv7-class-descriptions.csv").write_text("LabelName,DisplayName\n/m/01yrx,Cat\n/m/0bt9lr,Dog\n")
-    (root / "validation-annotations-human-imagelabels.csv").write_text(
-        "ImageID,Source,LabelName,Confidence\n0001aa,verification,/m/01yrx,1\n0001aa,verification,/m/0bt9lr,1\n")
-    (root / "oi_to_imagenet.csv").write_text("LabelName,imagenet\n/m/01yrx,281\n/m/0bt9lr,207\n")  # tabby; retriever
+    root = one_photo_open_images(tmp_path / "oi")  # Chelsea labelled tabby and golden retriever
     monkeypatch.setenv("INTERP_DATASETS", json.dumps(
         [{"name": "OI sample", "kind": "openimages", "root": str(root), "mapping": "oi_to_imagenet.csv"}]))
     resources.dataset_roots.clear()

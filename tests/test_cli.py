@@ -15,7 +15,7 @@ from PIL import Image
 
 import interp
 from interp.cli import build_parser, main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, one_photo_open_images
 from tests.corpus import bad_files
 
 
@@ -320,6 +320,22 @@ def test_scan_then_failures(tmp_path):
     assert confidences == sorted(confidences, reverse=True) and all(f["pred"] != f["label"] for f in data["failures"])
     text = run_cli("failures", "--scan", str(out))
     assert text.returncode == 0 and "accuracy" in text.stdout
+
+
+def test_failures_name_every_true_class_of_an_open_images_photo(tmp_path):
+    """A photo labelled Cat and Dog, called a tiger cat: the list says both true classes (it said the first), and
+    the JSON carries every label the scan compared with."""
+    root = one_photo_open_images(tmp_path / "oi")
+    out = tmp_path / "scan"
+    result = run_cli("scan", "--model", "efficientnet_lite0", "--dataset", "openimages", "--root", str(root),
+                     "--mapping", "oi_to_imagenet.csv", "--out", str(out), "--workers", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = run_cli("failures", "--scan", str(out), "--min-confidence", "0.3")
+    (line,) = [x for x in text.stdout.splitlines() if "true:" in x]
+    assert "tiger cat" in line and "true: tabby / golden retriever" in line, text.stdout
+    (mistake,) = json.loads(run_cli("failures", "--scan", str(out), "--min-confidence", "0.3", "--json").stdout)[
+        "failures"]
+    assert mistake["labels"] == [281, 207] and mistake["label"] == 281
 
 
 @pytest.mark.parametrize(

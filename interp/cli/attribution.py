@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from interp.cli import DEVICE_HELP, command, handles, out_dir
-from interp.words import counted
+from interp.words import counted, short_label
 
 
 @command("methods", "list the registered attribution methods with their settings and papers")
@@ -252,7 +252,7 @@ def _case_study(args: argparse.Namespace) -> int:
             else:
                 result = attribute(model, image, name, top.index)
             row.append(overlay(base, result.raw, DisplaySettings(alpha=0.5)))  # the evidence for the class (positive)
-        rows.append(f"{sample}: {top.label.split(',')[0]} {top.prob:.0%}")
+        rows.append(f"{sample}: {short_label(top.label)} {top.prob:.0%}")
         cells.append(row)
         print(f"{sample}: {top.label} ({top.prob:.1%}); {ig_note}")
     png = grid_png(rows, ["input"] + [METHODS[m].title for m in CASE_METHODS], cells)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from interp.cli import DEVICE_HELP, command, dataset_root, handles, out_dir
-from interp.words import counted
+from interp.words import counted, short_label
 
 
 @command("scan", "classify a dataset into Parquet (resumable: run it again to continue); the dashboard reads it")
@@ -136,17 +136,19 @@ def _failures_args(p: argparse.ArgumentParser) -> None:
 
 @handles("failures")
 def _failures(args: argparse.Namespace) -> int:
-    from interp.datasets import damaged_note, failures, load_scan, summary
+    from interp.datasets import class_names_of, damaged_note, failures, load_scan, summary
 
     meta, rows = load_scan(args.scan)
     note = damaged_note(meta.get("damaged_parts", []))
     if note:
         print(f"warning: {note}", file=sys.stderr)
     wrong = failures(rows, args.min_confidence).head(args.top)
-    cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob"]
+    many = "labels" in wrong and bool((wrong["labels"].map(len, na_action="ignore") > 1).any())
+    cols = ["id", "path", "label", *(["labels"] if many else []), "label_name", "pred", "pred_name", "confidence",
+            "true_prob"]  # fmt: skip
     if args.json:
         print(json.dumps({"meta": meta, "summary": summary(rows), "failures": wrong[cols].to_dict("records")}, indent=2,
-                         default=float))  # fmt: skip
+                         default=lambda x: x.tolist() if hasattr(x, "tolist") else float(x)))  # fmt: skip
         return 0
     s = summary(rows)
     if not s["scored"]:
@@ -155,6 +157,10 @@ def _failures(args: argparse.Namespace) -> int:
         return 0
     print(f"{meta['dataset']} by {meta['model']}: accuracy {s['accuracy']:.1%} on {counted(s['scored'], 'image')}; "
           f"{counted(len(wrong), 'mistake')} at confidence ≥ {args.min_confidence:.0%} shown")  # fmt: skip
+    name = class_names_of(rows, meta.get("class_names"))
     for r in wrong.itertuples():
-        print(f"{r.confidence:6.1%}  {r.pred_name.split(',')[0]:<24} true: {r.label_name.split(',')[0]:<24} {r.path}")
+        # an Open Images photo has several true classes: each by its first name, as the gallery's thumbnail
+        several = many and len(r.labels) > 1
+        true = " / ".join(short_label(name(int(i))) for i in r.labels) if several else short_label(r.label_name)
+        print(f"{r.confidence:6.1%}  {short_label(r.pred_name):<24} true: {true:<24} {r.path}")
     return 0
