@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -282,9 +283,12 @@ def _sensitivity_view(report: TCAVReport, images: list[LoadedImage]) -> None:
     order = np.argsort(-result.sensitivities)
     st.caption("Class images ranked by their directional derivative along the concept: how fast the class score "
                "grows when the layer's activations move towards the concept.")  # fmt: skip
+    # one number of decimals for all, three significant digits for the largest: +0.0397 beside +0.0003, not +0.00026
+    largest = float(np.abs(result.sensitivities).max()) if len(result.sensitivities) else 0.0
+    decimals = max(0, 2 - math.floor(math.log10(largest))) if largest > 0 else 0
     for title, idx in (("Most concept-aligned", order[:6]), ("Least concept-aligned", order[::-1][:6])):
         st.markdown(f"**{title}**")
         for col, i in zip(st.columns(6), idx):
             with col:
                 st.image(images[i].image, width="stretch")
-                st.caption(f"{images[i].name} · {result.sensitivities[i]:+.3g}")
+                st.caption(f"{images[i].name} · {result.sensitivities[i]:+.{decimals}f}")

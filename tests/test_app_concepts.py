@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from streamlit.testing.v1 import AppTest
 
@@ -52,6 +53,10 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
     alike = [i.value for i in at.main.info if "even random directions score 0 or 1" in i.value]
     assert len(alike) == 1 and alike[0].startswith("At layer4,"), alike
     assert len(at.main.get("image")) >= 12  # most and least aligned class images
+    # their values share one number of decimals, three significant digits for the largest (+0.0397 beside +0.0003)
+    values = [c.value.rsplit(" · ", 1)[1] for c in at.main.caption if re.search(r" · [+-]\d", c.value)]
+    assert len(values) == 12 and len({len(v.split(".")[-1]) for v in values}) == 1, values
+    assert len(max(values, key=lambda v: abs(float(v))).lstrip("+-0.")) >= 3, values
     # the same inputs give the same numbers, and the second run reads activations from the disk cache
     at.main.button(key="tcav_run").click().run()
     assert at.main.dataframe[0].value.equals(table)
