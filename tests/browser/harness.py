@@ -106,13 +106,20 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[object]:
 
 
 def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until Streamlit's "running" indicator is gone, so a screenshot shows the finished page. A rerun just
-    asked for (a click) may not have shown its indicator yet: give it half a second to appear first."""
+    """Wait until the script has finished its run, so a screenshot or a read shows the finished page: the app's own
+    ``data-test-script-state`` (set as a rerun is asked for, before the server answers) says ``notRunning`` and
+    the "running" indicator is gone. A rerun just asked for (a click) may not have shown its indicator yet: give it
+    half a second to appear first. (Waiting on the indicator alone once let a read see the run before: CI read a
+    share box a moment before the run that changed it had ended.)"""
     try:
         page.wait_for_selector("[data-testid=stStatusWidget]", timeout=500)
     except Exception:  # noqa: BLE001 - nothing started: the page is idle already
         pass
-    page.wait_for_function("!document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'"
+        " && !document.querySelector('[data-testid=stStatusWidget]')",
+        timeout=timeout_ms,
+    )
 
 
 def enter_text(page, field, text: str) -> None:

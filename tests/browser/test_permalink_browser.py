@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlparse
 
+from playwright.sync_api import expect
+
 from tests.browser.harness import enter_text, wait_until_idle
 
 QUERY = ("model=efficientnet_lite0&image=coffee&methods=occlusion,integrated_gradients&targets=967,968"
@@ -173,7 +175,9 @@ def test_an_attention_link_opens_the_same_tab_patch_and_head_and_follows_the_vis
     wait_until_idle(page)
     main.locator(".gtitle", has_text="layer 1, head 2").wait_for()  # the enlarged map of the linked layer and head
     page.get_by_test_id("stSidebar").get_by_text("Share this view").click()
-    shared = page.get_by_test_id("stSidebar").get_by_test_id("stCode").inner_text().strip()
+    box = page.get_by_test_id("stSidebar").get_by_test_id("stCode")
+    expect(box).not_to_contain_text("attn_view", timeout=30_000)  # the box follows the visitor's tab
+    shared = box.inner_text().strip()
     expected = _query(f"?{ATTENTION}")
     del expected["attn_view"]
     assert _query(shared) == expected, shared
