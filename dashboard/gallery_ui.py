@@ -23,6 +23,7 @@ from interp.datasets import (
     DatasetError,
     DatasetRoot,
     ScanBusy,
+    class_names_of,
     confusion_pairs,
     damaged_note,
     extract_zip,
@@ -34,6 +35,7 @@ from interp.datasets import (
     scan_folder,
     summary,
     true_labels,
+    true_names,
 )
 from interp.errors import InterpError
 from interp.models import LoadedModel
@@ -310,7 +312,8 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     page = _pager(st, len(wrong), f"gallery_page_{filt}")
     shown = wrong.iloc[page * PER_PAGE : (page + 1) * PER_PAGE]
     many = shown["labels"] if "labels" in shown else [()] * len(shown)
-    cells = [(path, f"{charts.short_label(pred)} {conf:.0%} · true {true_caption(labels, name, model.class_names)}")
+    name_of = class_names_of(rows, model.class_names)
+    cells = [(path, f"{charts.short_label(pred)} {conf:.0%} · true {true_names(labels, name, name_of, most=3)}")
              for path, pred, conf, labels, name in zip(shown["path"], shown["pred_name"], shown["confidence"], many,
                                                        shown["label_name"], strict=True)]  # fmt: skip
     _pick_grid(source, cells)
@@ -333,15 +336,6 @@ def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     pred_class = permalink.linked(c3.selectbox, "Predicted class", [None, *preds], format_func=name, key="gallery_pred",
                                   help="With a true class too, this is one confusion pair.")
     return GalleryFilter(conf, true_class, pred_class)
-
-
-def true_caption(labels, label_name: str, class_names: list[str], most: int = 3) -> str:
-    """An image's true classes as a thumbnail names them: the first name of each of its ``labels`` (an Open Images
-    photo has several; beyond ``most``, how many more), or its one label's."""
-    if labels is None or len(labels) <= 1:
-        return charts.short_label(label_name)
-    names = [charts.short_label(class_names[int(i)]) for i in labels[:most]]
-    return " / ".join(names) + (f" +{len(labels) - most} more" if len(labels) > most else "")
 
 
 def confusion_table(rows: pd.DataFrame, min_confidence: float, class_names: Sequence[str] | None = None,

@@ -290,13 +290,14 @@ def test_confusion_pairs_name_classes_as_the_thumbnails_do():
 
 
 def test_thumbnails_name_every_true_class_of_a_multi_label_image():
-    from dashboard.gallery_ui import true_caption
+    from interp.datasets import true_names
 
-    names = [f"class {i}, synonym" for i in range(1000)]
-    assert true_caption([281], "tabby, tabby cat", names) == "tabby"  # one label: its own name, first synonym
-    assert true_caption([], "tabby, tabby cat", names) == "tabby"
-    assert true_caption([281, 831], "tabby, tabby cat", names) == "class 281 / class 831"
-    assert true_caption(np.array([1, 2, 3, 4, 5]), "x", names) == "class 1 / class 2 / class 3 +2 more"
+    name = lambda i: f"class {i}, synonym"  # noqa: E731
+    assert true_names([281], "tabby, tabby cat", name) == "tabby"  # one label: its own name, first synonym
+    assert true_names([], "tabby, tabby cat", name) == "tabby"
+    assert true_names([281, 831], "tabby, tabby cat", name) == "class 281 / class 831"
+    assert true_names(np.array([1, 2, 3, 4, 5]), "x", name, most=3) == "class 1 / class 2 / class 3 +2 more"
+    assert true_names(np.array([1, 2, 3, 4]), "x", name) == "class 1 / class 2 / class 3 / class 4"  # the CLI's
 
 
 def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_path, monkeypatch):

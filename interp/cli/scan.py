@@ -136,7 +136,7 @@ def _failures_args(p: argparse.ArgumentParser) -> None:
 
 @handles("failures")
 def _failures(args: argparse.Namespace) -> int:
-    from interp.datasets import class_names_of, damaged_note, failures, load_scan, summary
+    from interp.datasets import class_names_of, damaged_note, failures, load_scan, summary, true_names
 
     meta, rows = load_scan(args.scan)
     note = damaged_note(meta.get("damaged_parts", []))
@@ -159,8 +159,6 @@ def _failures(args: argparse.Namespace) -> int:
           f"{counted(len(wrong), 'mistake')} at confidence ≥ {args.min_confidence:.0%} shown")  # fmt: skip
     name = class_names_of(rows, meta.get("class_names"))
     for r in wrong.itertuples():
-        # an Open Images photo has several true classes: each by its first name, as the gallery's thumbnail
-        several = many and len(r.labels) > 1
-        true = " / ".join(short_label(name(int(i))) for i in r.labels) if several else short_label(r.label_name)
+        true = true_names(r.labels if many else None, r.label_name, name)  # every class of an Open Images photo
         print(f"{r.confidence:6.1%}  {short_label(r.pred_name):<24} true: {true:<24} {r.path}")
     return 0

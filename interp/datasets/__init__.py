@@ -8,6 +8,7 @@ from interp.datasets.analysis import (
     per_class_accuracy,
     summary,
     true_labels,
+    true_names,
 )
 from interp.datasets.base import Dataset, DatasetError, Item, PathEscapeError, safe_child
 from interp.datasets.readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
@@ -59,4 +60,5 @@ __all__ = [
     "scan_lock",
     "summary",
     "true_labels",
+    "true_names",
 ]

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
+from interp.words import short_label
+
 
 def scored(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with a prediction and a comparable true label."""
@@ -62,6 +64,16 @@ def class_names_of(rows: pd.DataFrame, class_names: Sequence[str] | None = None)
         pairs = pairs.dropna().drop_duplicates(pairs.columns[0])  # a class per row: a million rows, a thousand names
         known.update(zip(pairs.iloc[:, 0].astype("int64"), pairs.iloc[:, 1], strict=True))
     return lambda i: known.get(i, f"class {i}")
+
+
+def true_names(labels, label_name: str, name: Callable[[int], str], most: int | None = None) -> str:
+    """An image's true classes in a line, as the gallery's thumbnails and the CLI's list say them: the first name
+    (ImageNet's names carry synonyms) of each of its ``labels`` (an Open Images photo has several; beyond ``most``,
+    how many more), or its one label's, ``label_name``. ``name`` is :func:`class_names_of`'s."""
+    if labels is None or len(labels) <= 1:
+        return short_label(label_name)
+    shown = [short_label(name(int(i))) for i in labels[:most]]
+    return " / ".join(shown) + (f" +{len(labels) - most} more" if most is not None and len(labels) > most else "")
 
 
 def _long(rows: pd.DataFrame) -> pd.DataFrame:
