@@ -352,9 +352,11 @@ def confusion_table(rows: pd.DataFrame, min_confidence: float, class_names: Sequ
 
 def _accuracy_chart(table: pd.DataFrame, worst: int = 25) -> go.Figure:
     t = table.head(worst).iloc[::-1]
-    fig = go.Figure(go.Bar(x=t["accuracy"], y=[f"{charts.plot_text(charts.short_label(n))} " for n in t["label_name"]], orientation="h",
-                           customdata=t[["images", "correct"]], marker_color="#e45756",
-                           texttemplate="%{x:.0%}", textposition="auto",  # each bar reads its value
+    # each bar reads its value: inside a long bar, beside a short one (a 0% bar has no inside to write in)
+    where = ["inside" if a >= 0.2 else "outside" for a in t["accuracy"]]
+    fig = go.Figure(go.Bar(x=t["accuracy"], y=[f"{charts.plot_text(charts.short_label(n))} " for n in t["label_name"]],
+                           orientation="h", customdata=t[["images", "correct"]], marker_color="#e45756",
+                           texttemplate="%{x:.0%}", textposition=where, cliponaxis=False,
                            hovertemplate="%{y}<br>%{customdata[1]} of %{customdata[0]} right (%{x:.1%})<extra></extra>"))  # fmt: skip
     fig.update_layout(title=dict(text=f"Per-class accuracy (worst {min(worst, len(table))})", font=dict(size=13)),
                       height=300, margin=dict(l=10, r=10, t=30, b=30),
@@ -382,10 +384,20 @@ def _pick(path: str) -> None:
 def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
     """The chosen mistake explained for the predicted and for the true class, side by side."""
     st.divider()
-    st.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not {charts.md(charts.short_label(row.label_name))}?** "
-                f"{charts.md(row.path)}")
-    method = permalink.linked(st.selectbox, "Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title,
+    heading = st.empty()
+    labels = row.get("labels")
+    several = labels is not None and len(labels) > 1  # an Open Images photo: which of its classes to explain
+    c1, c2 = st.columns(2) if several else (st.container(), None)
+    method = permalink.linked(c1.selectbox, "Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title,
                               key="gallery_method")
+    true = int(row.label)
+    if several:
+        true = c2.selectbox("True class", [int(i) for i in labels], key=f"gallery_true_of_{row.path}",
+                            format_func=lambda i: charts.short_label(model.class_names[i]),
+                            help="This image has several true classes; the model's answer is wrong for all of "
+                            "them. Pick the one to explain beside the predicted class.")  # fmt: skip
+    heading.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not "
+                     f"{charts.md(charts.short_label(model.class_names[true]))}?** {charts.md(row.path)}")
     image = attempt(lambda: resources.dataset_image(source, row.path), f"reading {row.path}")
     if image is None:
         return
@@ -394,7 +406,7 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
     display = DisplaySettings(alpha=0.5, sign="positive")
     cols = st.columns(3)
     cols[0].image(base, caption=f"{row.path} as the model sees it", width="stretch")
-    for col, (target, label) in zip(cols[1:], ((int(row.pred), "predicted"), (int(row.label), "true"))):
+    for col, (target, label) in zip(cols[1:], ((int(row.pred), "predicted"), (true, "true"))):
         result = attempt(lambda t=target: attribute(model, image, method, t, cache=resources.result_cache()),
                          f"explaining class {target}")  # fmt: skip
         if result is not None:

@@ -324,7 +324,18 @@ def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_
                                 if "Per-class accuracy" in c.proto.spec))  # fmt: skip
         assert sorted(chart["data"][0]["y"]) == ["golden retriever ", "tabby "]  # each label a class of its own
         assert plotly_array(chart["data"][0]["customdata"]).tolist() == [[1, 0], [1, 0]]  # (images, right) per class
+        assert chart["data"][0]["textposition"] == ["outside", "outside"]  # a 0% bar's value beside it, not hidden
         at.main.selectbox(key="gallery_true").set_value(207).run()  # the second label
         assert not at.exception and any("**1 mistake**" in m.value for m in at.main.markdown)
+        # why: explained beside whichever true class the visitor picks (the first, until they pick another)
+        next(b for b in at.main.button if b.key and b.key.startswith("why_")).click().run()
+        true_box = at.main.selectbox(key="gallery_true_of_images/0001aa.jpg")
+        assert true_box.options == ["tabby", "golden retriever"] and true_box.value == 281
+        assert any(m.value.startswith("**Why tiger cat and not tabby?**") for m in at.main.markdown)
+        true_box.set_value(207).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any(m.value.startswith("**Why tiger cat and not golden retriever?**") for m in at.main.markdown)
+        captions = [c for img in at.main.get("image") for c in (img.proto.imgs[0].caption,) if c]
+        assert any(c.startswith("true: golden retriever · ") for c in captions), captions
     finally:
         resources.dataset_roots.clear()
