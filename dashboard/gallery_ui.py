@@ -39,7 +39,7 @@ from interp.datasets import (
 )
 from interp.errors import InterpError
 from interp.models import LoadedModel
-from interp.words import counted
+from interp.words import counted, names_line
 
 PER_PAGE = 24
 SHAPES_MODELS = ("shapes_cnn", "shapes_vit")  # the models that know the shapes world's classes
@@ -136,7 +136,9 @@ def browse_view(source: DatasetRoot, ds: Dataset) -> None:
     chosen = c1.selectbox("Class", classes, key=f"browse_class_{source.name}")
     items = list(ds.items) if chosen == "all classes" else [i for i in ds.items if chosen in i.label_names]
     page = _pager(c2, len(items), f"browse_page_{source.name}_{chosen}")
-    _thumbnails(source, [(it.path, it.label_name) for it in items[page * PER_PAGE : (page + 1) * PER_PAGE]], "browse")
+    shown = items[page * PER_PAGE : (page + 1) * PER_PAGE]
+    # an Open Images photo's classes as the gallery names them ("tabby / golden retriever"), not one comma list
+    _thumbnails(source, [(it.path, names_line(it.label_names, most=3) or it.label_name) for it in shown], "browse")
 
 
 def _pager(container, count: int, key: str) -> int:

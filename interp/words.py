@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def counted(n: int, singular: str, plural: str | None = None) -> str:
     """``"1 entry"``, ``"3 entries"``, ``"1,200 files"``: a count with its noun in the right number."""
@@ -11,3 +13,10 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
 def short_label(label: str) -> str:
     """ImageNet descriptions list synonyms ("tabby, tabby cat"); the first reads best on an axis or in a line."""
     return label.split(",")[0].strip()
+
+
+def names_line(names: Sequence[str], most: int | None = None) -> str:
+    """Class names in one line, as thumbnails and lists show an image's classes: the first name of each, joined by
+    " / " ("tabby / golden retriever"), and beyond ``most`` how many more."""
+    shown = " / ".join(short_label(n) for n in names[:most])
+    return shown + (f" +{len(names) - most} more" if most is not None and len(names) > most else "")

@@ -314,6 +314,8 @@ def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_
         at.main.selectbox(key="gallery_dataset").set_value("OI sample").run()
         assert not at.exception, [e.value for e in at.exception]  # a one-image dataset crashed the trust tab
         assert any("needs at least 2 images; OI sample has 1 image" in i.value for i in at.main.info)
+        # Browse names both classes as the gallery does, not as one comma list of names and synonyms
+        assert "tabby / golden retriever" in [c.value for c in at.main.caption], [c.value for c in at.main.caption]
         at.main.button(key="scan_start").click().run()
         assert not at.exception, [e.value for e in at.exception]
         at.main.slider(key="gallery_conf").set_value(0.3).run()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from interp.words import short_label
+from interp.words import names_line, short_label
 
 
 def scored(rows: pd.DataFrame) -> pd.DataFrame:
@@ -72,8 +72,7 @@ def true_names(labels, label_name: str, name: Callable[[int], str], most: int | 
     how many more), or its one label's, ``label_name``. ``name`` is :func:`class_names_of`'s."""
     if labels is None or len(labels) <= 1:
         return short_label(label_name)
-    shown = [short_label(name(int(i))) for i in labels[:most]]
-    return " / ".join(shown) + (f" +{len(labels) - most} more" if most is not None and len(labels) > most else "")
+    return names_line([name(int(i)) for i in labels], most)
 
 
 def _long(rows: pd.DataFrame) -> pd.DataFrame:
