@@ -33,6 +33,7 @@ from interp.datasets import (
     read_folder,
     scan,
     scan_folder,
+    several_labels,
     summary,
     true_labels,
     true_names,
@@ -425,7 +426,7 @@ def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
 
 def _exports(source: DatasetRoot, ds: Dataset, wrong: pd.DataFrame) -> None:
     cols = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "true_prob", "loss"]
-    if "labels" in wrong and (wrong["labels"].str.len() > 1).any():  # every true class of a multi-label image
+    if several_labels(wrong).any():  # every true class of a multi-label image
         cols.insert(4, "labels")
 
     def images_zip() -> bytes:

@@ -136,14 +136,14 @@ def _failures_args(p: argparse.ArgumentParser) -> None:
 
 @handles("failures")
 def _failures(args: argparse.Namespace) -> int:
-    from interp.datasets import class_names_of, damaged_note, failures, load_scan, summary, true_names
+    from interp.datasets import class_names_of, damaged_note, failures, load_scan, several_labels, summary, true_names
 
     meta, rows = load_scan(args.scan)
     note = damaged_note(meta.get("damaged_parts", []))
     if note:
         print(f"warning: {note}", file=sys.stderr)
     wrong = failures(rows, args.min_confidence).head(args.top)
-    many = "labels" in wrong and bool((wrong["labels"].map(len, na_action="ignore") > 1).any())
+    many = bool(several_labels(wrong).any())
     cols = ["id", "path", "label", *(["labels"] if many else []), "label_name", "pred", "pred_name", "confidence",
             "true_prob"]  # fmt: skip
     if args.json:

@@ -42,11 +42,18 @@ def true_labels(rows: pd.DataFrame) -> pd.Series:
     return pd.concat([rows["label"].dropna().astype("int64"), _more_labels(rows)])
 
 
+def several_labels(rows: pd.DataFrame) -> pd.Series:
+    """Which rows have more than one true class (an Open Images photo), as a boolean mask of ``rows``."""
+    if "labels" not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows["labels"].map(len, na_action="ignore") > 1  # a missing list is NaN here: not several
+
+
 def _more_labels(rows: pd.DataFrame) -> pd.Series:
     """The true classes of multi-label rows after their first (which is their ``label``), indexed by row."""
     if "labels" not in rows or rows.empty:
         return pd.Series([], dtype="int64")
-    many = rows["labels"].map(len, na_action="ignore") > 1
+    many = several_labels(rows)
     if not many.any():
         return pd.Series([], dtype="int64")
     more = rows.loc[many, "labels"].explode().dropna().astype("int64")
@@ -58,7 +65,7 @@ def class_names_of(rows: pd.DataFrame, class_names: Sequence[str] | None = None)
     say of it (a prediction's name, or the name of an image with that one label), otherwise "class N"."""
     if class_names is not None:
         return lambda i: class_names[i] if 0 <= i < len(class_names) else f"class {i}"
-    single = rows["labels"].map(len, na_action="ignore") <= 1 if "labels" in rows else slice(None)
+    single = ~several_labels(rows)
     known: dict[int, str] = {}
     for pairs in (rows.loc[single, ["label", "label_name"]], rows[["pred", "pred_name"]]):
         pairs = pairs.dropna().drop_duplicates(pairs.columns[0])  # a class per row: a million rows, a thousand names
