@@ -66,9 +66,13 @@ def test_pick_a_channel_visualise_it_stop_and_see_its_spectrum(app_url, page, ar
     assert page.get_by_text("Traceback").count() == 0
     assert main.get_by_test_id("stAlert").filter(has_text="went wrong").count() == 0
 
-    # the download holds the crops and spectrum.json, as the CLI writes them
+    # the download holds the crops and spectrum.json, as the CLI writes them (its zip is made when clicked: click the
+    # button of the finished run, whose file the server still holds)
+    wait_until_idle(page)
+    button = main.get_by_role("button", name="Download the examples")
+    expect(button).to_be_enabled(timeout=30_000)
     with page.expect_download() as download:
-        main.get_by_role("button", name="Download the examples").click()
+        button.click()
     with zipfile.ZipFile(download.value.path()) as z:
         summary = json.loads(z.read("spectrum.json"))
         assert summary["model"] == "efficientnet_lite0"
