@@ -576,12 +576,16 @@ def test_an_unknown_option_is_said_by_its_command_with_the_nearest_one(args, sai
 
 
 def test_help_a_mistyped_option_and_a_missing_image_are_answered_without_loading_torch(tmp_path):
-    """`import interp` is lazy (interp/__init__.pyi) and the parser builds only the named command's options: these
-    took 7 s on 2 cores, importing torch and timm first."""
+    """`import interp` and its packages are lazy (their __init__.pyi) and the parser builds only the named command's
+    options: these took 7 s on 2 cores, importing torch and timm first (`scan`, `evaluate`, `visualize` and
+    `text-train --help` still did 4-7 s, their defaults sitting in modules that import torch)."""
     code = """
 import contextlib, io, sys
-from interp.cli import main
-for argv in (["--help"], ["predict", "--help"], ["predict", "--jsn"], ["shapes", "generate", "--help"]):
+from interp.cli import _COMMANDS, build_parser, main
+build_parser()
+every = [[name, "--help"] for name in _COMMANDS] + [["shapes", action, "--help"] for action in ("generate", "train")]
+assert len(every) > 15, every
+for argv in [["--help"], ["predict", "--jsn"], *every]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
             main(argv)

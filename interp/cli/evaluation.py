@@ -13,7 +13,7 @@ from interp.cli import DEVICE_HELP, command, dataset_root, handles
 
 @command("evaluate", "score attribution maps of an image, or of N images of a dataset (which method to trust)")
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    from interp.evaluation import REPLACEMENTS
+    from interp.evaluation.choices import REPLACEMENTS
 
     p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
     p.add_argument("--image", type=Path, help="score the maps of this image")

@@ -52,7 +52,7 @@ def _objective(args: argparse.Namespace, model, negative: bool = False):
 @command("visualize", "activation maximisation: the images that drive a channel, neuron or class hardest (PNGs + "
                       "summary.json)")  # fmt: skip
 def _visualize_args(p: argparse.ArgumentParser) -> None:
-    from interp.features import VisualiseSettings
+    from interp.features.settings import VisualiseSettings
 
     d = VisualiseSettings()
     _unit_args(p)

@@ -45,7 +45,7 @@ def _text_attention(args: argparse.Namespace) -> int:
 
 @command("text-train", "train the bundled text model on the text world (reproducible; writes a Hugging Face folder)")
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from interp.text.train import TextTrainConfig
+    from interp.text.train_config import TextTrainConfig
 
     d = TextTrainConfig()
     p.add_argument("--out", type=Path, default=None, help="folder (default: assets/text_bert)")

@@ -11,44 +11,6 @@ boxes give the answer; per dataset, their mean and 95% interval per method. The 
 "Which method to trust" tab and ``python -m interp evaluate`` read them through the result cache (``api``).
 """
 
-from interp.evaluation.api import grid_curves, map_curves, map_randomisation
-from interp.evaluation.dataset import EvaluationProgress, evaluate_dataset, load_scores, summarise
-from interp.evaluation.faithfulness import (
-    BLOCKS,
-    FLOOR_MAPS,
-    REPLACEMENTS,
-    Curves,
-    default_block,
-    deletion_insertion,
-    random_floor,
-    random_map,
-)
-from interp.evaluation.localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
-from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
+import lazy_loader
 
-__all__ = [
-    "BLOCKS",
-    "FLOOR_MAPS",
-    "REPLACEMENTS",
-    "Curves",
-    "EvaluationProgress",
-    "RandomisationCheck",
-    "RandomisedStep",
-    "as_values",
-    "boxes_mask",
-    "cascade_layers",
-    "cascading_randomisation",
-    "centre_hit",
-    "default_block",
-    "deletion_insertion",
-    "energy_inside",
-    "grid_curves",
-    "evaluate_dataset",
-    "load_scores",
-    "map_curves",
-    "map_randomisation",
-    "pointing",
-    "random_floor",
-    "random_map",
-    "summarise",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

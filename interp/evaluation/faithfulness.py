@@ -28,20 +28,15 @@ perturbed image, about 0.1 s each on a 224-pixel input on the CPU, so a map's 42
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
+from interp.evaluation.choices import BLOCKS, REPLACEMENTS, Replacement, Score  # noqa: F401  (re-exported)
 from interp.evaluation.imputation import noisy_linear
 from interp.models import LoadedModel
-
-Replacement = Literal["blur", "mean", "black", "noisy_linear"]
-BLOCKS: tuple[int, ...] = (1, 4, 8, 16, 32)  # the region sides the page offers, in input pixels
-REPLACEMENTS: tuple[str, ...] = ("blur", "mean", "black", "noisy_linear")
-Score = Literal["probability", "logit"]
 
 
 @dataclass(frozen=True)

@@ -11,46 +11,6 @@
     >>> [e.name for e in s.columns["maximum"]]           # the photos that drive the channel most, lowest first
 """
 
-from interp.features.objectives import KINDS, Objective, diversity
-from interp.features.optimise import Step, Visualisation, VisualiseSettings, objective_values, visualise
-from interp.features.params import COLOUR_CORRELATION_SQRT, PARAMETERISATIONS, ImageParam
-from interp.features.spectrum import COLUMNS, Example, Spectrum, spectrum, unit_maps
-from interp.features.units import (
-    FeatureMaps,
-    Filters,
-    as_grid,
-    default_feature_layer,
-    feature_layers,
-    feature_maps,
-    first_filters,
-    layer_grid,
-    mosaic,
-)
+import lazy_loader
 
-__all__ = [
-    "COLOUR_CORRELATION_SQRT",
-    "COLUMNS",
-    "KINDS",
-    "PARAMETERISATIONS",
-    "Example",
-    "FeatureMaps",
-    "Filters",
-    "ImageParam",
-    "Objective",
-    "Spectrum",
-    "Step",
-    "Visualisation",
-    "VisualiseSettings",
-    "as_grid",
-    "default_feature_layer",
-    "diversity",
-    "feature_layers",
-    "feature_maps",
-    "first_filters",
-    "layer_grid",
-    "mosaic",
-    "objective_values",
-    "spectrum",
-    "unit_maps",
-    "visualise",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

@@ -10,13 +10,10 @@ sigmoid. The constants below are those the authors published with Lucid (and Luc
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 
-Parameterisation = Literal["fft", "pixel"]
-PARAMETERISATIONS: tuple[str, ...] = ("fft", "pixel")
+from interp.features.settings import PARAMETERISATIONS, Parameterisation  # noqa: F401  (re-exported)
 
 COLOUR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 """The square root of ImageNet's RGB covariance (Lucid's ``color_correlation_svd_sqrt``)."""

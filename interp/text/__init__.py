@@ -11,37 +11,6 @@ the tokens; a small text world with known answers and a bundled model trained on
 Needs ``transformers`` (``pip install transformers``); nothing here imports Streamlit.
 """
 
-from interp.text.capture import TextAttention, capture, projections
-from interp.text.heads import PATTERNS, HeadStats, TokenAttribution, head_stats, text_rollout, token_ig
-from interp.text.model import (
-    BUNDLED,
-    DEFAULT_TEXT_MODEL,
-    BadTextError,
-    Encoded,
-    TextModel,
-    TextUnavailableError,
-    downloads,
-    from_parts,
-    load_text_model,
-)
+import lazy_loader
 
-__all__ = [
-    "BUNDLED",
-    "DEFAULT_TEXT_MODEL",
-    "PATTERNS",
-    "BadTextError",
-    "Encoded",
-    "HeadStats",
-    "TextAttention",
-    "TextModel",
-    "TextUnavailableError",
-    "TokenAttribution",
-    "capture",
-    "downloads",
-    "from_parts",
-    "head_stats",
-    "load_text_model",
-    "projections",
-    "text_rollout",
-    "token_ig",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)

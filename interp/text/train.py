@@ -11,31 +11,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from interp.text.model import transformers_module
+from interp.text.train_config import TextTrainConfig
 from interp.text.world import CLASSES, MAX_WORDS, VOCAB, reviews
-
-
-@dataclass(frozen=True)
-class TextTrainConfig:
-    layers: int = 2
-    heads: int = 4
-    hidden: int = 64
-    intermediate: int = 128
-    sentences: int = 24_000
-    epochs: int = 6
-    batch: int = 64
-    lr: float = 2e-3
-    seed: int = 0
-    test_seed: int = 12_345
-    test_sentences: int = 2_000
-    word_dropout: float = 0.15
-    """Share of the words that are not planted (neither the keyword nor its "not") replaced by [MASK] in training,
-    so that [MASK] means "no word here" to the model: Integrated Gradients' baseline."""
 
 
 def tokenizer_in(folder: Path):

@@ -1,0 +1,42 @@
+"""What ``interp.evaluation`` offers, read by type checkers and, at run time, by ``lazy_loader`` (``__init__.py``)."""
+
+from .api import grid_curves, map_curves, map_randomisation
+from .choices import BLOCKS, REPLACEMENTS
+from .dataset import EvaluationProgress, evaluate_dataset, load_scores, summarise
+from .faithfulness import (
+    FLOOR_MAPS,
+    Curves,
+    default_block,
+    deletion_insertion,
+    random_floor,
+    random_map,
+)
+from .localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
+from .sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
+
+__all__ = [
+    "BLOCKS",
+    "FLOOR_MAPS",
+    "REPLACEMENTS",
+    "Curves",
+    "EvaluationProgress",
+    "RandomisationCheck",
+    "RandomisedStep",
+    "as_values",
+    "boxes_mask",
+    "cascade_layers",
+    "cascading_randomisation",
+    "centre_hit",
+    "default_block",
+    "deletion_insertion",
+    "energy_inside",
+    "grid_curves",
+    "evaluate_dataset",
+    "load_scores",
+    "map_curves",
+    "map_randomisation",
+    "pointing",
+    "random_floor",
+    "random_map",
+    "summarise",
+]

@@ -1,0 +1,46 @@
+"""What ``interp.features`` offers, read by type checkers and, at run time, by ``lazy_loader`` (``__init__.py``)."""
+
+from .objectives import KINDS, Objective, diversity
+from .optimise import Step, Visualisation, objective_values, visualise
+from .params import COLOUR_CORRELATION_SQRT, ImageParam
+from .settings import PARAMETERISATIONS, VisualiseSettings
+from .spectrum import COLUMNS, Example, Spectrum, spectrum, unit_maps
+from .units import (
+    FeatureMaps,
+    Filters,
+    as_grid,
+    default_feature_layer,
+    feature_layers,
+    feature_maps,
+    first_filters,
+    layer_grid,
+    mosaic,
+)
+
+__all__ = [
+    "COLOUR_CORRELATION_SQRT",
+    "COLUMNS",
+    "KINDS",
+    "PARAMETERISATIONS",
+    "Example",
+    "FeatureMaps",
+    "Filters",
+    "ImageParam",
+    "Objective",
+    "Spectrum",
+    "Step",
+    "Visualisation",
+    "VisualiseSettings",
+    "as_grid",
+    "default_feature_layer",
+    "diversity",
+    "feature_layers",
+    "feature_maps",
+    "first_filters",
+    "layer_grid",
+    "mosaic",
+    "objective_values",
+    "spectrum",
+    "unit_maps",
+    "visualise",
+]
