@@ -368,6 +368,10 @@ def test_scan_decode_choices_are_checked(tmp_path):
     assert gpu.returncode == 2 and "--decode gpu needs the model on a GPU" in gpu.stderr, gpu.stderr
     ray = run_cli(*base, "--engine", "ray", "--decode", "cpu")
     assert ray.returncode == 2 and "leave out --decode" in ray.stderr, ray.stderr
+    for option, value, said in (("--batch-size", "0", "batch size must be at least 1, got 0."),
+                                ("--workers", "-1", "workers must be 0 (threads read each batch) or more, got -1.")):
+        bad = run_cli(*base, option, value)  # torch's own words were "num_workers option should be non-negative…"
+        assert bad.returncode == 2 and bad.stderr.strip() == f"error: {said}", bad.stderr
     ok = run_cli(*base, "--decode", "cpu")
     assert ok.returncode == 0 and "4/4 images" in ok.stdout and "decoded on" not in ok.stdout, ok.stderr
 

@@ -258,6 +258,8 @@ def scan(
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}.")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 (threads read each batch) or more, got {workers}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_precision(precision)
