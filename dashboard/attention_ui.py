@@ -315,7 +315,10 @@ def downloads_ui(model: LoadedModel, image: LoadedImage, cap: AttentionCapture, 
                            "uniform_distance_px": stats.uniform_distance_px, "heads": stats.rows()}, indent=2)  # fmt: skip
 
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Maps as PNG", maps_png, f"{stem}_attention.png", "image/png", key="attn_dl_png")
+    c1.download_button("Maps as PNG", maps_png, f"{stem}_attention.png", "image/png",
+                       key="attn_dl_png", on_click="ignore")  # fmt: skip
     c2.download_button("Captured attention (.npz)", npz, f"{stem}_attention.npz", "application/octet-stream",
-                       key="attn_dl_npz", help="attn (layers, heads, tokens, tokens), grads for the class, maps.")  # fmt: skip
-    c3.download_button("Head statistics (JSON)", stats_json, f"{stem}_heads.json", "application/json", key="attn_dl_json")
+                       key="attn_dl_npz", on_click="ignore",
+                       help="attn (layers, heads, tokens, tokens), grads for the class, maps.")  # fmt: skip
+    c3.download_button("Head statistics (JSON)", stats_json, f"{stem}_heads.json", "application/json",
+                       key="attn_dl_json", on_click="ignore")  # fmt: skip

@@ -244,7 +244,8 @@ def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
             "A TCAV score there says on which side of one direction the concept falls, not how many images use it: "
             "an earlier layer, or class images from a dataset, tell more."
         )
-    st.download_button("Results (CSV)", table.to_csv(index=False), "tcav.csv", "text/csv", key="tcav_csv")
+    st.download_button("Results (CSV)", table.to_csv(index=False), "tcav.csv", "text/csv",
+                       key="tcav_csv", on_click="ignore")  # fmt: skip
     _sensitivity_view(report, images)
 
 

@@ -377,5 +377,7 @@ def _downloads(model: LoadedModel, objective: Objective, done: dict[str, Visuali
     zipped, text = download_files(model, objective, done)
     stem = f"{model.name}_{objective.describe().replace(' ', '_')}"
     c1, c2 = st.columns(2)
-    c1.download_button("Download the images (PNG, zip)", zipped, f"{stem}.zip", "application/zip", key="feat_dl_zip")
-    c2.download_button("Download the settings (JSON)", text, f"{stem}.json", "application/json", key="feat_dl_json")
+    c1.download_button("Download the images (PNG, zip)", zipped, f"{stem}.zip", "application/zip",
+                       key="feat_dl_zip", on_click="ignore")  # fmt: skip
+    c2.download_button("Download the settings (JSON)", text, f"{stem}.json", "application/json",
+                       key="feat_dl_json", on_click="ignore")  # fmt: skip

@@ -440,5 +440,7 @@ def _exports(source: DatasetRoot, ds: Dataset, wrong: pd.DataFrame) -> None:
         return buf.getvalue()
 
     c1, c2 = st.columns(2)
-    c1.download_button("Selection as CSV", wrong[cols].to_csv(index=False), "failures.csv", "text/csv", key="gallery_csv")
-    c2.download_button("Images as zip (first 500)", images_zip, "failures.zip", "application/zip", key="gallery_zip_dl")
+    c1.download_button("Selection as CSV", wrong[cols].to_csv(index=False), "failures.csv", "text/csv",
+                       key="gallery_csv", on_click="ignore")  # fmt: skip
+    c2.download_button("Images as zip (first 500)", images_zip, "failures.zip", "application/zip",
+                       key="gallery_zip_dl", on_click="ignore")  # fmt: skip

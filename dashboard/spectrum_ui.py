@@ -102,7 +102,7 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
     stem = f"{model.name}_{unit.describe().removeprefix('maximise ').replace(' ', '_')}_spectrum"
     st.download_button("Download the examples (PNG crops and spectrum.json, zip)",
                        lambda: zipped(spectrum_files(model, result, images)), f"{stem}.zip", "application/zip",
-                       key="feat_spectrum_dl")  # fmt: skip
+                       key="feat_spectrum_dl", on_click="ignore")  # fmt: skip
 
 
 def _ranked(model: LoadedModel, unit: Objective, images: list[LoadedImage], per_column: int, key: str,

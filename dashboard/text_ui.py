@@ -236,7 +236,7 @@ def download_ui(model: TextModel, text: str, cap: TextAttention, ig: TokenAttrib
     """Every layer's heads, the rollout, the arrays and the report, as the CLI's ``text-attention`` writes them."""
     st.download_button("Download the reading (layer PNGs, rollout, attention.npz, heads.json; zip)",
                        lambda: zipped(report_files(model, text, cap, ig)), f"{model.name}_text.zip", "application/zip",
-                       key="text_dl")  # fmt: skip
+                       key="text_dl", on_click="ignore")  # fmt: skip
 
 
 def tokens_html(tokens, scores: np.ndarray, signed: bool) -> str:

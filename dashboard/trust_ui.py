@@ -288,8 +288,10 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     buf = io.BytesIO()
     done.to_parquet(buf, index=False)
     downloads = st.container(horizontal=True)
-    downloads.download_button("Scores (CSV)", done.to_csv(index=False), "scores.csv", "text/csv", key="trust_csv")
-    downloads.download_button("Scores (Parquet)", buf.getvalue(), "scores.parquet", key="trust_parquet")
+    downloads.download_button("Scores (CSV)", done.to_csv(index=False), "scores.csv", "text/csv",
+                              key="trust_csv", on_click="ignore")  # fmt: skip
+    downloads.download_button("Scores (Parquet)", buf.getvalue(), "scores.parquet",
+                              key="trust_parquet", on_click="ignore")  # fmt: skip
 
 
 TRUST_COLUMNS = (("insertion_gain", "insertion gain"), ("deletion_gain", "deletion gain"),
