@@ -125,7 +125,7 @@ def _label(tokens: tuple[str, ...]) -> list[str]:
 def heads_view(cap: TextAttention, key: str) -> None:
     stats = head_stats(cap)
     fig = make_subplots(rows=cap.layers, cols=cap.heads, horizontal_spacing=0.01, vertical_spacing=0.04,
-                        subplot_titles=[f"L{l} H{h} · {stats.patterns[l, h]}" for l in range(cap.layers)
+                        subplot_titles=[f"L{l} H{h} · {stats.label(l, h)}" for l in range(cap.layers)
                                         for h in range(cap.heads)])  # fmt: skip
     labels = _label(cap.tokens)
     for l in range(cap.layers):
@@ -146,13 +146,13 @@ def heads_view(cap: TextAttention, key: str) -> None:
     c1, c2 = st.columns(2)
     layer = permalink.linked(c1.selectbox, "Layer", range(cap.layers), key="text_layer")
     head = permalink.linked(c2.selectbox, "Head", range(cap.heads), key="text_head",
-                            format_func=lambda h: f"{h} · {stats.patterns[layer, h]}")
+                            format_func=lambda h: f"{h} · {stats.label(layer, h)}")
     one = go.Figure(go.Heatmap(z=cap.attn[layer, head], x=labels, y=labels, colorscale="Viridis", zmin=0, zmax=1,
                                texttemplate="%{z:.2f}" if len(labels) <= 16 else None,
                                hovertemplate="%{y} → %{x}<br>%{z:.3f}<extra></extra>"))  # fmt: skip
     one.update_yaxes(autorange="reversed")
     one.update_layout(height=120 + 28 * len(labels), margin=dict(l=0, r=0, t=30, b=0),
-                      title=f"Layer {layer}, head {head}: {stats.patterns[layer, head]}")  # fmt: skip
+                      title=f"Layer {layer}, head {head}: {stats.label(layer, head)}")  # fmt: skip
     st.plotly_chart(one, key=f"text_one_{key}", config={"displayModeBar": False})
 
 
@@ -207,11 +207,12 @@ def stats_view(cap: TextAttention) -> None:
     queries = None if over == "every token" else [i for i, t in enumerate(cap.tokens) if t == over]
     stats = head_stats(cap, queries)
     table = pd.DataFrame(stats.rows())
-    st.dataframe(table.style.format({c: "{:.3f}" for c in ("entropy", "distance", "special", "previous", "next", "self")}),
-                 hide_index=True)  # fmt: skip
+    shares = ("entropy", "distance", "special", "previous", "next", "self", "one token")
+    st.dataframe(table.style.format({c: "{:.3f}" for c in shares}), hide_index=True)
     st.caption(f"Entropy in nats (uniform over {len(cap.tokens)} tokens: {stats.max_entropy:.2f}); distance in tokens; "
-               "special, previous, next and self are shares of the attention. A head is named by a pattern when at "
-               "least half its attention follows it.")  # fmt: skip
+               "special, previous, next, self and one token (the word the queries look at most together) are shares "
+               "of the attention. A head is named by a pattern when at least half its attention follows "
+               "it.")  # fmt: skip
 
 
 def ig_view(model: TextModel, cap: TextAttention, text: str) -> TokenAttribution | None:

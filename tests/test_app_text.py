@@ -23,7 +23,7 @@ def test_every_view_draws_for_the_bundled_model():
     assert any("Prediction: negative" in m.value and "7 tokens, 2 layers × 4 heads" in m.value for m in at.main.markdown)
     assert len(at.main.get("plotly_chart")) == 4  # small multiples, one head, lines, rollout
     table = at.main.dataframe[0].value
-    assert len(table) == 8 and {"pattern", "entropy", "previous", "special"} <= set(table.columns)
+    assert len(table) == 8 and {"pattern", "entropy", "previous", "special", "one token"} <= set(table.columns)
     ig = next(m.value for m in at.main.markdown if m.value.startswith("<span") and "title=\"+" in m.value
               and "not</span>" in m.value and "rgba(214" in m.value)  # fmt: skip
     assert "completeness error" in " ".join(c.value for c in at.main.caption).lower()
@@ -33,6 +33,8 @@ def test_every_view_draws_for_the_bundled_model():
     grid = json.loads(at.main.get("plotly_chart")[0].proto.spec)["layout"]  # 2 layers × 4 heads of small multiples
     labelled = {name for name, axis in grid.items() if name[1:5] == "axis" and axis.get("showticklabels")}
     assert labelled == {"yaxis", "yaxis5", "xaxis5", "xaxis6", "xaxis7", "xaxis8"}  # the left column, the bottom row
+    titles = [a["text"] for a in grid["annotations"]]  # every head of the last layer reads "not" here
+    assert titles[4:] == [f"L1 H{h} · to “not”" for h in range(4)], titles
     lines = json.loads(at.main.get("plotly_chart")[2].proto.spec)["data"]
     words = {t["x"][0]: t["textposition"] for t in lines if t.get("mode") == "text"}
     assert words == {0: "middle left", 1: "middle right"}  # the words sit outside the lines' ends, not under them

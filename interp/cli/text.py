@@ -35,7 +35,7 @@ def _text_attention(args: argparse.Namespace) -> int:
     print(f"{model.name}: {cap.class_names[cap.predicted]} ({cap.probs[cap.predicted]:.1%}); {len(cap.tokens)} tokens, "
           f"{cap.layers} layers × {cap.heads} heads")  # fmt: skip
     for layer in range(cap.layers):
-        print(f"layer {layer}: " + ", ".join(f"head {h} {stats.patterns[layer, h]}" for h in range(cap.heads)))
+        print(f"layer {layer}: " + ", ".join(f"head {h} {stats.label(layer, h)}" for h in range(cap.heads)))
     top = sorted(zip(ig.scores, ig.tokens), reverse=True)[:3]
     print(f"Integrated Gradients for {cap.class_names[target]}: " + ", ".join(f"{t} {s:+.3f}" for s, t in top)
           + f" (completeness error {ig.delta:+.4f})")

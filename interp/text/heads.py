@@ -13,9 +13,11 @@ from interp.attention.maps import rollout
 from interp.text.capture import TextAttention
 from interp.text.model import Encoded, TextModel
 
-PATTERNS = ("previous token", "next token", "self", "to [CLS]/[SEP]", "local", "broad", "mixed")
+PATTERNS = ("previous token", "next token", "self", "to [CLS]/[SEP]", "to one token", "local", "broad", "mixed")
 DOMINANT = 0.5
-"""A head is named by a pattern when at least half its attention (mean over query tokens) follows it."""
+"""A head is named by a pattern when at least half its attention (mean over query tokens) follows it. "to one token":
+the queries look at the same word, one that is not special (a head that finds the "not" from every token); its
+:meth:`HeadStats.label` names the word."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,10 @@ class HeadStats:
         previous: the share on the token just before (queries after the first).
         next: the share on the token just after (queries before the last).
         self_: the share on the query token itself.
+        focus: the share on the one word (not special) the queries look at most together.
+        focus_token: ``(L, H)`` that word's position (-1 where every token is special).
         patterns: ``(L, H)`` the dominant pattern's name (one of :data:`PATTERNS`).
+        tokens: the tokens, to name a "to one token" head's word.
     """
 
     entropy: np.ndarray
@@ -38,15 +43,26 @@ class HeadStats:
     previous: np.ndarray
     next: np.ndarray
     self_: np.ndarray
+    focus: np.ndarray
+    focus_token: np.ndarray
     patterns: np.ndarray
     max_entropy: float
+    tokens: tuple[str, ...] = ()
+
+    def label(self, layer: int, head: int) -> str:
+        """The head's pattern, naming the word of a "to one token" head: ``to “not”``."""
+        pattern = str(self.patterns[layer, head])
+        at = int(self.focus_token[layer, head])
+        if pattern == "to one token" and 0 <= at < len(self.tokens):
+            return f"to “{self.tokens[at]}”"
+        return pattern
 
     def rows(self) -> list[dict]:
         layers, heads = self.entropy.shape
-        return [{"layer": l, "head": h, "pattern": str(self.patterns[l, h]), "entropy": float(self.entropy[l, h]),
+        return [{"layer": l, "head": h, "pattern": self.label(l, h), "entropy": float(self.entropy[l, h]),
                  "distance": float(self.distance[l, h]), "special": float(self.special[l, h]),
                  "previous": float(self.previous[l, h]), "next": float(self.next[l, h]),
-                 "self": float(self.self_[l, h])}
+                 "self": float(self.self_[l, h]), "one token": float(self.focus[l, h])}
                 for l in range(layers) for h in range(heads)]  # fmt: skip
 
 
@@ -67,12 +83,18 @@ def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> Head
     previous = a[..., before, before - 1].mean(-1) if before.size else np.zeros(a.shape[:2])
     nxt = a[..., after, after + 1].mean(-1) if after.size else np.zeros(a.shape[:2])
     self_ = a[..., rows, rows].mean(-1)
+    together = part.mean(-2)  # (L, H, T): what each key receives, on average over the queries
+    together[..., np.asarray(cap.special, bool)] = -1.0  # special tokens have their own pattern
+    focus_token = together.argmax(-1)
+    focus = np.clip(np.take_along_axis(together, focus_token[..., None], -1)[..., 0], 0.0, None)
+    focus_token = np.where(together.max(-1) < 0, -1, focus_token)
     max_entropy = float(np.log(t))
     patterns = np.empty(a.shape[:2], dtype=object)
     for l in range(a.shape[0]):
         for h in range(a.shape[1]):
+            # on a tie the first wins: over one query, the word after it is "next token" before "to one token"
             shares = {"previous token": previous[l, h], "next token": nxt[l, h], "self": self_[l, h],
-                      "to [CLS]/[SEP]": special[l, h]}  # fmt: skip
+                      "to [CLS]/[SEP]": special[l, h], "to one token": focus[l, h]}  # fmt: skip
             best = max(shares, key=shares.get)
             if shares[best] >= DOMINANT:
                 patterns[l, h] = best
@@ -83,8 +105,8 @@ def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> Head
             else:
                 patterns[l, h] = "mixed"
     return HeadStats(entropy.astype(np.float32), distance.astype(np.float32), special.astype(np.float32),
-                     previous.astype(np.float32), nxt.astype(np.float32), self_.astype(np.float32), patterns,
-                     max_entropy)  # fmt: skip
+                     previous.astype(np.float32), nxt.astype(np.float32), self_.astype(np.float32),
+                     focus.astype(np.float32), focus_token, patterns, max_entropy, tuple(cap.tokens))  # fmt: skip
 
 
 def text_rollout(cap: TextAttention) -> np.ndarray:

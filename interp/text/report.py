@@ -31,7 +31,7 @@ def report_files(model: TextModel, text: str, cap: TextAttention, ig: TokenAttri
     files = {}
     for layer in range(cap.layers):
         cells = [[heatmap(cap.attn[layer, h], side) for h in range(cap.heads)]]
-        columns = [f"head {h} · {stats.patterns[layer, h]}" for h in range(cap.heads)]
+        columns = [f"head {h} · {stats.label(layer, h)}" for h in range(cap.heads)]
         files[f"layer_{layer:02d}.png"] = grid_png([f"layer {layer}"], columns, cells, side)
     buf = io.BytesIO()
     Image.fromarray(heatmap(rollout, side)).save(buf, "PNG")
