@@ -59,6 +59,18 @@ def picked_head(cap: AttentionCapture) -> tuple[int, int] | None:
     return int(layer), int(head)
 
 
+def _prefix_sentence(cap: AttentionCapture, share: float) -> str:
+    """What the head's patches send to the class token (or the other prefix tokens); above half, that its distance
+    is measured on the rest."""
+    if not cap.prefix_tokens:
+        return ""
+    where = "the class token" if cap.has_cls and cap.prefix_tokens == 1 else f"the {cap.prefix_tokens} prefix tokens"
+    said = f" Its patches send {f'{share:.0%}' if share >= 0.005 else 'less than 1%'} of their attention to {where}"
+    if share >= 0.5:
+        return said + ", more than to the image (a sink); its distance is measured on the rest."
+    return said + "."
+
+
 @guarded("picking the clicked head")
 def _take_head(key: str, heads: int, n: int) -> None:
     """``on_select`` of a head statistics chart: the clicked head becomes the enlarged one. A dot's index is its row
@@ -103,7 +115,7 @@ def head_maps(cap: AttentionCapture, base: np.ndarray, stats: HeadStats, picked:
             f"**Layer {layer}, head {head}** looks {distance:.1f} px away on average, "
             f"{_rank(stats.distance_px, distance, 'local', 'global')} (evenly: {stats.uniform_distance_px:.1f} px); "
             f"its rows' entropy is {spread:.2f} nats, {_rank(stats.entropy, spread, 'focused', 'spread out')} "
-            f"(evenly: {stats.max_entropy:.2f})."
+            f"(evenly: {stats.max_entropy:.2f}).{_prefix_sentence(cap, stats.prefix_share[layer, head])}"
         )
         reads = "the class token" if cap.has_cls else "the mean patch query"
         c1, c2 = st.columns(2)

@@ -70,7 +70,7 @@ def test_head_statistics_show_the_picked_heads_maps_and_ranks():
     assert "most local: layer" in titles and "most global: layer" in titles
     assert any("Click a dot to see one head" in m.value for m in at.main.markdown)
     table = at.main.dataframe[-1].value
-    assert {"layer", "head", "distance_px", "entropy"} <= set(table.columns)
+    assert {"layer", "head", "distance_px", "entropy", "prefix_share"} <= set(table.columns)
 
     at.main.selectbox(key="attn_layer").set_value(0).run()
     at.main.selectbox(key="attn_head").set_value(1).run()
@@ -78,6 +78,8 @@ def test_head_statistics_show_the_picked_heads_maps_and_ranks():
     said = next(m.value for m in at.main.markdown if m.value.startswith("**Layer 0, head 1**"))
     row = table[(table["layer"] == 0) & (table["head"] == 1)].iloc[0]
     assert f"looks {row.distance_px:.1f} px away" in said and f"entropy is {row.entropy:.2f} nats" in said
+    share = f"{row.prefix_share:.0%}" if row.prefix_share >= 0.005 else "less than 1%"
+    assert f"Its patches send {share} of their attention to the class token" in said, said
     closer = int((table.distance_px < row.distance_px).sum())
     farther = int((table.distance_px > row.distance_px).sum())
     n = len(table)
@@ -200,3 +202,16 @@ def test_a_heads_rank_reads_from_the_nearer_end():
     assert _rank(np.arange(30.0), 22.0, "local", "global") == "8th most global of 30"
     assert _rank(np.arange(30.0), 20.0, "local", "global") == "10th most global of 30"
     assert _rank(np.arange(50.0), 21.0, "local", "global") == "22nd most local of 50"
+
+
+def test_a_head_that_sends_most_of_its_attention_to_the_prefix_is_called_a_sink():
+    from types import SimpleNamespace
+
+    from dashboard.attention_stats_ui import _prefix_sentence
+
+    cls = SimpleNamespace(prefix_tokens=1, has_cls=True)
+    assert _prefix_sentence(cls, 0.12) == " Its patches send 12% of their attention to the class token."
+    assert "(a sink); its distance is measured on the rest" in _prefix_sentence(cls, 0.8)
+    assert "to the 5 prefix tokens" in _prefix_sentence(SimpleNamespace(prefix_tokens=5, has_cls=True), 0.3)
+    assert _prefix_sentence(cls, 0.001) == " Its patches send less than 1% of their attention to the class token."
+    assert _prefix_sentence(SimpleNamespace(prefix_tokens=0, has_cls=False), 0.0) == ""  # no prefix: nothing to say

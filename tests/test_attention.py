@@ -23,7 +23,7 @@ from interp.attention import (
     rollout_map,
 )
 from interp.attention.maps import discard_lowest
-from interp.attention.stats import entropy, mean_distance
+from interp.attention.stats import entropy, mean_distance, prefix_share
 from interp.models.hooks import hook_count
 
 
@@ -266,6 +266,8 @@ def test_mean_distance_known_values():
     with_cls = np.zeros((1, 1, 5, 5)); with_cls[0, 0, 1:, 0] = 0.5; with_cls[0, 0, 1:, 1:] = 0.5 * np.eye(4)
     with_cls[0, 0, 0, 0] = 1.0
     assert mean_distance(with_cls, 1, grid, px)[0, 0] == 0.0  # renormalised over patches: attention to CLS ignored
+    assert prefix_share(with_cls, 1)[0, 0] == pytest.approx(0.5)  # what the distance left out is reported beside it
+    assert prefix_share(with_cls, 0)[0, 0] == 0.0 and prefix_share(uni, 0)[0, 0] == 0.0
 
 
 def test_head_stats_of_a_capture(vit, x):
@@ -274,6 +276,8 @@ def test_head_stats_of_a_capture(vit, x):
     assert stats.entropy.shape == stats.distance_px.shape == (len(vit._module.blocks), vit._module.blocks[0].attn.num_heads)
     assert (stats.entropy >= 0).all() and (stats.entropy <= stats.max_entropy + 1e-6).all()
     assert (stats.distance_px >= 0).all() and len(stats.rows()) == stats.entropy.size
+    np.testing.assert_allclose(stats.prefix_share, cap.attn[:, :, 1:, 0].mean(-1), rtol=1e-5)  # one class token
+    assert stats.rows()[0]["prefix_share"] == pytest.approx(stats.prefix_share[0, 0], abs=1e-4)
     uniform_attn = np.full_like(cap.attn[:1, :1], 1.0 / cap.tokens)  # evenly over every token, prefix included
     spread = mean_distance(uniform_attn, cap.prefix_tokens, cap.grid, cap.patch_px)[0, 0]
     assert stats.uniform_distance_px == pytest.approx(spread, rel=1e-5)  # the scale the charts draw

@@ -1,4 +1,4 @@
-"""Per-head statistics of captured attention: entropy and mean attention distance."""
+"""Per-head statistics of captured attention: entropy, mean attention distance, and the share on the prefix tokens."""
 
 from __future__ import annotations
 
@@ -24,15 +24,20 @@ class HeadStats:
             the queries. The measure of Figure 7 in Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
         uniform_distance_px: what ``distance_px`` reads for a head that spreads its attention evenly over the patches
             (the mean distance between two patches of the grid), for scale: a head well below it looks locally.
+        prefix_share: ``(L, H)`` mean over the patch queries of the attention on the prefix tokens (the class token,
+            registers). Trained ViTs have heads that send most of it there, a "sink" that reads as no look at the
+            image (Darcet et al., "Vision Transformers Need Registers", ICLR 2024); ``distance_px`` leaves it out, so
+            a head with a large share has its distance measured on the little that is left. Zeros without a prefix.
     """
 
     entropy: np.ndarray
     max_entropy: float
     distance_px: np.ndarray
     uniform_distance_px: float
+    prefix_share: np.ndarray
 
     def rows(self) -> list[dict[str, float | int]]:
-        """One record per head: layer, head, entropy, distance (for tables, JSON and charts)."""
+        """One record per head: layer, head, entropy, distance, prefix share (for tables, JSON and charts)."""
         layers, heads = self.entropy.shape
         return [
             {
@@ -40,6 +45,7 @@ class HeadStats:
                 "head": head,
                 "entropy": round(float(self.entropy[layer, head]), 5),
                 "distance_px": round(float(self.distance_px[layer, head]), 3),
+                "prefix_share": round(float(self.prefix_share[layer, head]), 4),
             }
             for layer in range(layers)
             for head in range(heads)
@@ -85,10 +91,17 @@ def mean_distance(attn: np.ndarray, prefix_tokens: int, grid: tuple[int, int], p
 
 
 def head_stats(cap: AttentionCapture) -> HeadStats:
-    """Entropy and mean attention distance of every head of one capture."""
+    """Entropy, mean attention distance and prefix share of every head of one capture."""
     return HeadStats(
         entropy=entropy(cap.attn),
         max_entropy=float(np.log(cap.tokens)),
         distance_px=mean_distance(cap.attn, cap.prefix_tokens, cap.grid, cap.patch_px),
         uniform_distance_px=float(patch_distances(tuple(cap.grid), tuple(cap.patch_px)).mean()),
+        prefix_share=prefix_share(cap.attn, cap.prefix_tokens),
     )
+
+
+def prefix_share(attn: np.ndarray, prefix_tokens: int) -> np.ndarray:
+    """``(L, H)`` mean over the patch queries of the attention on the first ``prefix_tokens`` tokens."""
+    full = _tensor(attn)
+    return full[:, :, prefix_tokens:, :prefix_tokens].sum(-1).mean(-1).double().numpy()
