@@ -15,6 +15,9 @@ from dashboard.feedback import guarded
 from interp.attention import AttentionCapture, HeadStats, cls_maps, head_stats, patch_maps
 from interp.attention.render import draw, mark_patch
 
+SINK = 0.5
+"""A head whose patches send at least this share of their attention to the prefix tokens is called a sink."""
+
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _head_stats(ident: str, _cap: AttentionCapture):
@@ -44,6 +47,8 @@ def stats_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> pd.DataFr
         "2021): low heads look locally, high ones globally. Entropy: how spread out the attention rows are. The dashed "
         f"lines are a head that spreads its attention evenly: {stats.uniform_distance_px:.1f} px and "
         f"{stats.max_entropy:.2f} nats."
+        + (" An open circle is a sink: a head whose patches send more than half of their attention to the class token."
+           if (stats.prefix_share >= SINK).any() else "")
     )
     head_maps(cap, base, stats, picked)
     with st.expander("Table"):
@@ -66,7 +71,7 @@ def _prefix_sentence(cap: AttentionCapture, share: float) -> str:
         return ""
     where = "the class token" if cap.has_cls and cap.prefix_tokens == 1 else f"the {cap.prefix_tokens} prefix tokens"
     said = f" Its patches send {f'{share:.0%}' if share >= 0.005 else 'less than 1%'} of their attention to {where}"
-    if share >= 0.5:
+    if share >= SINK:
         return said + ", more than to the image (a sink); its distance is measured on the rest."
     return said + "."
 
@@ -146,17 +151,20 @@ def _ordinal(k: int) -> str:
 
 
 def _scatter(table: pd.DataFrame, column: str, title: str, even: float, picked: tuple[int, int] | None) -> go.Figure:
-    """One dot per head against its layer, coloured by head, the picked head ringed; a dashed line at ``even``."""
+    """One dot per head against its layer, coloured by head, the picked head ringed, a sink (more than half of its
+    attention on the prefix tokens) an open circle; a dashed line at ``even``."""
     is_picked = [(layer, head) == picked for layer, head in zip(table["layer"], table["head"], strict=True)]
+    sink = table["prefix_share"] >= SINK
     fig = go.Figure(
         go.Scatter(
             x=table["layer"], y=table[column], mode="markers",
             marker=dict(size=[15 if p else 9 for p in is_picked], color=table["head"], colorscale="Viridis",
+                        symbol=["circle-open" if s else "circle" for s in sink],
                         line=dict(width=[3 if p else 0 for p in is_picked], color="#d62728"), showscale=True,
                         colorbar=dict(title="head", tickmode="array", tickvals=sorted(table["head"].unique()))),
             unselected=dict(marker=dict(opacity=1)),  # a click picks a head; it does not grey the others out
-            customdata=table[["head"]], hovertemplate="layer %{x}, head %{customdata[0]}<br>%{y:.3f}<br>"
-            "click to see this head<extra></extra>",
+            customdata=table[["head", "prefix_share"]], hovertemplate="layer %{x}, head %{customdata[0]}<br>%{y:.3f}"
+            "<br>%{customdata[1]:.0%} to the prefix<br>click to see this head<extra></extra>",
         )
     )  # fmt: skip
     fig.add_hline(y=even, line=dict(dash="dash", width=1, color="grey"), annotation_text="evenly",

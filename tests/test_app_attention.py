@@ -215,3 +215,16 @@ def test_a_head_that_sends_most_of_its_attention_to_the_prefix_is_called_a_sink(
     assert "to the 5 prefix tokens" in _prefix_sentence(SimpleNamespace(prefix_tokens=5, has_cls=True), 0.3)
     assert _prefix_sentence(cls, 0.001) == " Its patches send less than 1% of their attention to the class token."
     assert _prefix_sentence(SimpleNamespace(prefix_tokens=0, has_cls=False), 0.0) == ""  # no prefix: nothing to say
+
+
+def test_a_sink_is_an_open_circle_on_the_head_charts():
+    import pandas as pd
+
+    from dashboard.attention_stats_ui import _scatter
+
+    table = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "distance_px": [40.0, 60.0, 50.0, 70.0],
+                          "entropy": [2.0, 3.0, 2.5, 1.0], "prefix_share": [0.0, 0.2, 0.5, 0.9]})  # fmt: skip
+    dots = _scatter(table, "distance_px", "distance", 66.0, picked=(1, 1)).data[0]
+    assert list(dots.marker.symbol) == ["circle", "circle", "circle-open", "circle-open"]
+    assert list(dots.marker.size) == [9, 9, 9, 15]  # the picked head, ringed and larger, whatever its symbol
+    assert "to the prefix" in dots.hovertemplate and dots.customdata[3][1] == 0.9
