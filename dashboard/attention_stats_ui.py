@@ -14,6 +14,7 @@ from dashboard.attention_ui import map_figure
 from dashboard.feedback import guarded
 from interp.attention import AttentionCapture, HeadStats, cls_maps, head_stats, patch_maps
 from interp.attention.render import draw, mark_patch
+from interp.words import percent
 
 SINK = 0.5
 """A head whose patches send at least this share of their attention to the prefix tokens is called a sink."""
@@ -70,7 +71,7 @@ def _prefix_sentence(cap: AttentionCapture, share: float) -> str:
     if not cap.prefix_tokens:
         return ""
     where = "the class token" if cap.has_cls and cap.prefix_tokens == 1 else f"the {cap.prefix_tokens} prefix tokens"
-    said = f" Its patches send {f'{share:.0%}' if share >= 0.005 else 'less than 1%'} of their attention to {where}"
+    said = f" Its patches send {percent(share)} of their attention to {where}"
     if share >= SINK:
         return said + ", more than to the image (a sink); its distance is measured on the rest."
     return said + "."

@@ -20,3 +20,8 @@ def names_line(names: Sequence[str], most: int | None = None) -> str:
     " / " ("tabby / golden retriever"), and beyond ``most`` how many more."""
     shown = " / ".join(short_label(n) for n in names[:most])
     return shown + (f" +{len(names) - most} more" if most is not None and len(names) > most else "")
+
+
+def percent(share: float) -> str:
+    """A share as a whole percentage, ``"less than 1%"`` where that would read 0% of something that is there."""
+    return f"{share:.0%}" if share >= 0.005 or share <= 0 else "less than 1%"

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
+from interp.words import percent
 from tests.conftest import ROOT, theme_placeholders
 
 
@@ -78,8 +79,7 @@ def test_head_statistics_show_the_picked_heads_maps_and_ranks():
     said = next(m.value for m in at.main.markdown if m.value.startswith("**Layer 0, head 1**"))
     row = table[(table["layer"] == 0) & (table["head"] == 1)].iloc[0]
     assert f"looks {row.distance_px:.1f} px away" in said and f"entropy is {row.entropy:.2f} nats" in said
-    share = f"{row.prefix_share:.0%}" if row.prefix_share >= 0.005 else "less than 1%"
-    assert f"Its patches send {share} of their attention to the class token" in said, said
+    assert f"Its patches send {percent(row.prefix_share)} of their attention to the class token" in said, said
     closer = int((table.distance_px < row.distance_px).sum())
     farther = int((table.distance_px > row.distance_px).sum())
     n = len(table)

@@ -281,6 +281,10 @@ def test_attention_writes_maps_arrays_and_stats(coffee_jpg, tmp_path):
         assert npz["attn"].shape == (layers, heads, stats["tokens"], stats["tokens"])
         np.testing.assert_allclose(npz["attn"].sum(-1), 1.0, atol=1e-5)
         assert npz["rollout"].shape == tuple(stats["grid"])
+        shares = npz["attn"][:, :, 1:, 0].mean(-1)  # (layers, heads): the patches' attention on the class token
+    for l, layer in enumerate(stats["per_layer"]):
+        assert layer["prefix_share"] == pytest.approx(shares[l].mean(), abs=1e-5)
+    assert [h["prefix_share"] for h in stats["per_head"]] == pytest.approx(shares.ravel(), abs=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.words import percent
 
 
 @command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
@@ -74,7 +75,9 @@ def _attention(args: argparse.Namespace) -> int:
                 "uniform_distance_px": stats.uniform_distance_px,
                 "per_head": stats.rows(),
                 "per_layer": [
-                    {"layer": l, "entropy": float(stats.entropy[l].mean()), "distance_px": float(stats.distance_px[l].mean())}
+                    {"layer": l, "entropy": float(stats.entropy[l].mean()),
+                     "distance_px": float(stats.distance_px[l].mean()),
+                     "prefix_share": float(stats.prefix_share[l].mean())}
                     for l in range(cap.layers)
                 ],
             },
@@ -82,8 +85,11 @@ def _attention(args: argparse.Namespace) -> int:
         )
     )  # fmt: skip
     print(f"{model.name}: {cap.layers} layers × {cap.heads} heads; class {target} ({model.class_names[target]})")
+    prefix = "the class token" if cap.has_cls and cap.prefix_tokens == 1 else "the prefix tokens"
     for l in range(cap.layers):
-        print(f"layer {l:2d}: entropy {stats.entropy[l].mean():.3f} nats, mean distance {stats.distance_px[l].mean():.1f} px")
+        share = f", {percent(stats.prefix_share[l].mean())} to {prefix}" if cap.prefix_tokens else ""
+        print(f"layer {l:2d}: entropy {stats.entropy[l].mean():.3f} nats, "
+              f"mean distance {stats.distance_px[l].mean():.1f} px{share}")  # fmt: skip
     print(f"evenly  : entropy {stats.max_entropy:.3f} nats, mean distance {stats.uniform_distance_px:.1f} px "
           "(a head that spreads its attention over every token)")  # fmt: skip
     print(f"wrote rollout, class maps, {cap.layers} layer maps, attention.npz and stats.json to {args.out}")
