@@ -48,8 +48,8 @@ def stats_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> pd.DataFr
         "2021): low heads look locally, high ones globally. Entropy: how spread out the attention rows are. The dashed "
         f"lines are a head that spreads its attention evenly: {stats.uniform_distance_px:.1f} px and "
         f"{stats.max_entropy:.2f} nats."
-        + (" An open circle is a sink: a head whose patches send more than half of their attention to the class token."
-           if (stats.prefix_share >= SINK).any() else "")
+        + (" An open circle is a sink: a head whose patches send more than half of their attention to the class token "
+           "(or the other prefix tokens)." if (stats.prefix_share >= SINK).any() else "")
     )
     head_maps(cap, base, stats, picked)
     with st.expander("Table"):
