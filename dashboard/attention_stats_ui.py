@@ -70,8 +70,7 @@ def _prefix_sentence(cap: AttentionCapture, share: float) -> str:
     is measured on the rest."""
     if not cap.prefix_tokens:
         return ""
-    where = "the class token" if cap.has_cls and cap.prefix_tokens == 1 else f"the {cap.prefix_tokens} prefix tokens"
-    said = f" Its patches send {percent(share)} of their attention to {where}"
+    said = f" Its patches send {percent(share)} of their attention to {cap.prefix_name}"
     if share >= SINK:
         return said + ", more than to the image (a sink); its distance is measured on the rest."
     return said + "."

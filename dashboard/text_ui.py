@@ -207,8 +207,8 @@ def stats_view(cap: TextAttention) -> None:
     queries = None if over == "every token" else [i for i, t in enumerate(cap.tokens) if t == over]
     stats = head_stats(cap, queries)
     table = pd.DataFrame(stats.rows())
-    shares = ("entropy", "distance", "special", "previous", "next", "self", "one token")
-    st.dataframe(table.style.format({c: "{:.3f}" for c in shares}), hide_index=True)
+    numbers = ("entropy", "distance", "special", "previous", "next", "self", "one token")
+    st.dataframe(table.style.format({c: "{:.3f}" for c in numbers}), hide_index=True)
     st.caption(f"Entropy in nats (uniform over {len(cap.tokens)} tokens: {stats.max_entropy:.2f}); distance in tokens; "
                "special, previous, next, self and one token (the word the queries look at most together) are shares "
                "of the attention. A head is named by a pattern when at least half its attention follows "

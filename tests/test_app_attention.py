@@ -208,13 +208,19 @@ def test_a_head_that_sends_most_of_its_attention_to_the_prefix_is_called_a_sink(
     from types import SimpleNamespace
 
     from dashboard.attention_stats_ui import _prefix_sentence
+    from interp.attention import AttentionCapture
 
-    cls = SimpleNamespace(prefix_tokens=1, has_cls=True)
+    def capture_with(**fields) -> SimpleNamespace:  # what the sentence reads of a capture
+        cap = SimpleNamespace(**fields)
+        cap.prefix_name = AttentionCapture.prefix_name.fget(cap)
+        return cap
+
+    cls = capture_with(prefix_tokens=1, has_cls=True)
     assert _prefix_sentence(cls, 0.12) == " Its patches send 12% of their attention to the class token."
     assert "(a sink); its distance is measured on the rest" in _prefix_sentence(cls, 0.8)
-    assert "to the 5 prefix tokens" in _prefix_sentence(SimpleNamespace(prefix_tokens=5, has_cls=True), 0.3)
+    assert "to the 5 prefix tokens" in _prefix_sentence(capture_with(prefix_tokens=5, has_cls=True), 0.3)
     assert _prefix_sentence(cls, 0.001) == " Its patches send less than 1% of their attention to the class token."
-    assert _prefix_sentence(SimpleNamespace(prefix_tokens=0, has_cls=False), 0.0) == ""  # no prefix: nothing to say
+    assert _prefix_sentence(capture_with(prefix_tokens=0, has_cls=False), 0.0) == ""  # no prefix: nothing to say
 
 
 def test_a_sink_is_an_open_circle_on_the_head_charts():

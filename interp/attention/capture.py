@@ -61,6 +61,13 @@ class AttentionCapture:
     def tokens(self) -> int:
         return self.attn.shape[2]
 
+    @property
+    def prefix_name(self) -> str:
+        """The prefix tokens in words, for a sentence: ``"the class token"`` or ``"the 5 prefix tokens"``."""
+        if self.has_cls and self.prefix_tokens == 1:
+            return "the class token"
+        return f"the {self.prefix_tokens} prefix tokens"
+
     def token_name(self, index: int) -> str:
         """``"CLS"``, ``"prefix 2"`` or ``"patch (r, c)"`` for token ``index``."""
         if index < self.prefix_tokens:

@@ -85,9 +85,8 @@ def _attention(args: argparse.Namespace) -> int:
         )
     )  # fmt: skip
     print(f"{model.name}: {cap.layers} layers × {cap.heads} heads; class {target} ({model.class_names[target]})")
-    prefix = "the class token" if cap.has_cls and cap.prefix_tokens == 1 else "the prefix tokens"
     for l in range(cap.layers):
-        share = f", {percent(stats.prefix_share[l].mean())} to {prefix}" if cap.prefix_tokens else ""
+        share = f", {percent(stats.prefix_share[l].mean())} to {cap.prefix_name}" if cap.prefix_tokens else ""
         print(f"layer {l:2d}: entropy {stats.entropy[l].mean():.3f} nats, "
               f"mean distance {stats.distance_px[l].mean():.1f} px{share}")  # fmt: skip
     print(f"evenly  : entropy {stats.max_entropy:.3f} nats, mean distance {stats.uniform_distance_px:.1f} px "

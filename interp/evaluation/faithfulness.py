@@ -34,7 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
-from interp.evaluation.choices import BLOCKS, REPLACEMENTS, Replacement, Score  # noqa: F401  (re-exported)
+from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.models import LoadedModel
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from interp.features.settings import PARAMETERISATIONS, Parameterisation  # noqa: F401  (re-exported)
+from interp.features.settings import PARAMETERISATIONS
 
 COLOUR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 """The square root of ImageNet's RGB covariance (Lucid's ``color_correlation_svd_sqrt``)."""
