@@ -315,7 +315,7 @@ def default_workers(model: LoadedModel) -> int:
     """Loader processes for a scan: on a GPU one per spare core (at most 4), reading ahead while the GPU runs; on
     the CPU none (threads read each batch between passes, :func:`_threaded`). On 2 cores with EfficientNet-Lite0, a
     loader process beside the pass ran the scan at 0.32-0.38 of a bare forward, reading in turn with the pass
-    0.73-0.84 (``bench/bench_scan.py --workers 0 1``, 128 images): the model's two threads wait on each other at
+    0.80-0.87 (``bench/bench_scan.py --workers 0 1``, 128-256 images): the model's two threads wait on each other at
     every layer, and one descheduled for the loader holds the other (a batch's forward pass took 0.68 s beside a
     process resizing images, 0.25 s alone; 0.41 s in one thread either way)."""
     return min(4, max(0, (os.cpu_count() or 1) - 1)) if model.device.type == "cuda" else 0
