@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import charts, permalink, resources, state
 from dashboard.feedback import attempt
+from interp import cache
 from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
@@ -250,7 +251,9 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         return
     name = (f"{model.key}-{'-'.join(sorted(methods))}-{steps}" + (f"-b{block}" if block != 1 else "")
             + (f"-{replacement}" if replacement != "blur" else ""))  # fmt: skip
-    out = resources.settings().cache_dir / "evaluations" / source.slug / name.replace("/", "_")
+    # scores of the engine that computed them: after an upgrade the methods are scored again, not read back
+    engine = cache.engine_fingerprint()
+    out = resources.settings().cache_dir / "evaluations" / engine / source.slug / name.replace("/", "_")
     done = load_scores(out) if out.exists() else None
     if st.button("Score the methods", type="primary", key="trust_start"):
         bar = st.progress(0.0, text="Starting…")

@@ -1,15 +1,18 @@
 """A content-addressed disk cache for computed results (predictions, attributions, activations).
 
 Keys are hashes of everything that decides a result: the model and its weights fingerprint, the image digest, the
-method and its parameters. Values are numpy arrays plus a JSON-able dict, stored as ``.npz`` bytes, so nothing is
-ever unpickled. Storage is ``diskcache`` (SQLite + files): bounded in size with least-recently-used eviction,
-atomic writes, safe for many threads and processes at once.
+method and its parameters, and the code that computes it (the engine's files, the numeric libraries' versions).
+Values are numpy arrays plus a JSON-able dict, stored as ``.npz`` bytes, so nothing is ever unpickled. Storage is
+``diskcache`` (SQLite + files): bounded in size with least-recently-used eviction, atomic writes, safe for many
+threads and processes at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -49,8 +52,34 @@ class CachedResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+_NUMERIC_LIBRARIES = ("torch", "timm", "captum", "scikit-learn", "transformers")
+"""The libraries whose code computes the numbers we cache (a new version may change them)."""
+
+
+@functools.cache
+def engine_fingerprint(root: Path | None = None) -> str:
+    """A digest of the code that computes cached results: every ``.py`` file of the engine (``interp/``, or
+    ``root``) and the versions of :data:`_NUMERIC_LIBRARIES`. Part of every :func:`result_key`, so that after an
+    upgrade (a fixed method, another preprocessing, a new Captum) the disk cache is not read back as if nothing had
+    changed: the results of the old code are never found again and age out of the cache by least-recent use. Any
+    change to the engine's files counts, even one that changes no number (it costs a recomputation, never a wrong
+    map). Read once per process (about 100 files, a few milliseconds)."""
+    root = Path(__file__).resolve().parent if root is None else root
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in _NUMERIC_LIBRARIES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{name}=={version}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def result_key(*, model: str, image: str, method: str, params: Mapping[str, Any] | None = None) -> str:
-    """SHA-256 over a canonical JSON of what decides a result.
+    """SHA-256 over a canonical JSON of what decides a result, and of the code that computes it
+    (:func:`engine_fingerprint`).
 
     Args:
         model: ``LoadedModel.key`` (name and weights fingerprint).
@@ -59,7 +88,8 @@ def result_key(*, model: str, image: str, method: str, params: Mapping[str, Any]
         params: everything else that changes the numbers (target class, steps, baseline…).
     """
     payload = json.dumps(
-        {"model": model, "image": image, "method": method, "params": dict(params or {})},
+        {"model": model, "image": image, "method": method, "params": dict(params or {}),
+         "engine": engine_fingerprint()},
         sort_keys=True,
         default=str,
     )

@@ -205,6 +205,28 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     assert "over 2 images" in reading
 
 
+def test_scores_of_an_older_engine_are_not_shown_as_this_ones(monkeypatch):
+    """After an upgrade (a fixed method), the page scores the methods again instead of showing what the old code
+    measured: the scores are kept per engine (:func:`interp.cache.engine_fingerprint`)."""
+    import interp.cache
+
+    def choose(at):
+        at.main.multiselect(key="trust_methods").set_value(["saliency"]).run()
+        at.main.number_input(key="trust_n_Shapes world · test split").set_value(2).run()
+        at.main.select_slider(key="trust_steps").set_value(5).run()
+        return at
+
+    at = choose(failures_page().run())
+    at.main.button(key="trust_start").click().run()
+    assert any("gains the most over a random map" in m.value for m in at.main.markdown)
+    assert any("gains the most over a random map" in m.value for m in choose(failures_page().run()).main.markdown)
+    monkeypatch.setattr(interp.cache, "engine_fingerprint", lambda: "an upgraded engine")
+    upgraded = choose(failures_page().run())
+    assert not upgraded.exception
+    assert not any("gains the most" in m.value for m in upgraded.main.markdown)
+    assert any("Nothing scored yet" in c.value for c in upgraded.main.caption)
+
+
 def test_a_shared_link_opens_the_same_gallery_filters_and_explanation():
     """The Failures page's choices travel in its link: the dataset, the filters, the contrastive method and
     the mistake being explained; parts this server cannot honour are named in the share box."""

@@ -35,6 +35,36 @@ def test_keys_change_with_every_input():
     assert result_key(**base) == result_key(**{**base, "params": {"target": 1, "steps": 32}})  # order-free
 
 
+def test_an_upgraded_engine_or_library_never_reads_the_old_codes_results(tmp_path, monkeypatch):
+    """A cached map is found again only by the same code: any change to the engine's files or to the version of a
+    numeric library (torch, timm, Captum…) gives every key a new value, so a fixed method or another preprocessing
+    is never answered from the disk cache with what the old code computed."""
+    import importlib.metadata
+    import shutil
+    from pathlib import Path
+
+    import interp.cache as cache_module
+
+    engine = Path(cache_module.__file__).parent
+    copy = tmp_path / "engine"
+    shutil.copytree(engine, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    fingerprint = cache_module.engine_fingerprint.__wrapped__  # uncached: each call reads the files again
+    assert fingerprint(copy) == fingerprint(engine) == cache_module.engine_fingerprint()  # content, not place
+    (copy / "attribution" / "gradient.py").write_text((copy / "attribution" / "gradient.py").read_text() + "\n# fix\n")
+    assert fingerprint(copy) != fingerprint(engine)
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "99.0" if name == "captum" else real_version(name))
+    assert fingerprint(engine) != cache_module.engine_fingerprint()
+    monkeypatch.undo()
+
+    cache = ResultCache(tmp_path / "cache")
+    args = dict(model="m@1", image="abc", method="integrated_gradients", params={"steps": 32})
+    cache.put(result_key(**args), {"map": np.zeros(3)}, {})
+    assert cache.get(result_key(**args)) is not None
+    monkeypatch.setattr(cache_module, "engine_fingerprint", lambda: "another engine")
+    assert cache.get(result_key(**args)) is None
+
+
 def test_get_or_compute_computes_once(tmp_path):
     cache, calls = ResultCache(tmp_path), []
 
