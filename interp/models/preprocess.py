@@ -113,14 +113,15 @@ class CentreCropTransform:
         return self._box_pixels(image)
 
     def _torch_pixels(self, image: Image.Image) -> torch.Tensor | None:
+        """:meth:`_crop_pixels` for an RGB image and a filter of :data:`_TORCH_FILTERS`."""
         w, h = image.size
         new_h, new_w = _compute_resized_output_size((h, w), [self.size])
         crop_h, crop_w = self.crop
         if crop_h > new_h or crop_w > new_w:
             return None
         top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision's center_crop
-        # (H, W, 3) seen as (1, 3, H, W) channels-last, the layout torch's vectorised uint8 kernel reads: no copy.
-        # np.array, not asarray: Pillow's buffer is read-only, which torch warns about.
+        # The (H, W, 3) array seen as (1, 3, H, W) channels-last, the layout torch's vectorised uint8 kernel reads
+        # (a view). np.array, not asarray: the array Pillow hands out is read-only, which torch warns about.
         x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
         if (new_h, new_w) != (h, w):
             # one call: resizing the whole picture then cropping was faster than two single-axis passes with the
