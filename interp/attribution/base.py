@@ -68,8 +68,8 @@ class Attribution:
             return None
         text = (f"completeness error {self.delta:+.3f} ({self.extras['relative_delta']:.1%} of the "
                 f"{self.extras['logit_gap']:.2f} logit change)")  # fmt: skip
-        return text + (f" ⚠ above {COMPLETENESS_TOLERANCE:.0%}: raise the steps before trusting this map"
-                       if self.incomplete else "")  # fmt: skip
+        advice = getattr(METHODS.get(self.method), "incomplete_advice", AttributionMethod.incomplete_advice)
+        return text + (f" ⚠ above {COMPLETENESS_TOLERANCE:.0%}: {advice}" if self.incomplete else "")
 
 
 class AttributionMethod(ABC):
@@ -95,6 +95,8 @@ class AttributionMethod(ABC):
     kind: ClassVar[Kind]
     signed: ClassVar[bool] = True
     settings: ClassVar[tuple[Setting, ...]] = ()
+    incomplete_advice: ClassVar[str] = "raise the steps before trusting this map"
+    """What the completeness sentence tells a reader to do when the map misses its score change."""
 
     def __init__(self, **params: Any) -> None:
         self.params = check_params(self.name, self.schema(), params)

@@ -188,6 +188,50 @@ def keep_logits(model: LoadedModel, inputs: list[torch.Tensor], logits: torch.Te
     return list(rows)
 
 
+def _elementwise_activations() -> tuple[type[torch.nn.Module], ...]:
+    """Activation modules that act on each value alone, beyond the ones Captum's DeepLift knows (ReLU, ELU, Leaky
+    ReLU, sigmoid, tanh, softplus): torch's and timm's (timm builds its models from its own classes, and from its
+    memory-efficient variants)."""
+    import timm.layers.activations as timm_act
+    import timm.layers.activations_me as timm_me
+
+    nn = torch.nn
+    ours = [nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.SELU, nn.CELU,
+            nn.Softsign, nn.LogSigmoid, nn.PReLU, nn.RReLU]  # fmt: skip
+    timm_names = ("Swish", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Mish", "HardMish", "GELU", "GELUTanh",
+                  "QuickGELU", "PReLU")  # fmt: skip
+    ours += [getattr(timm_act, n) for n in timm_names if hasattr(timm_act, n)]
+    ours += [getattr(timm_me, n) for n in ("SwishMe", "MishMe", "HardSigmoidMe", "HardSwishMe", "HardMishMe")
+             if hasattr(timm_me, n)]  # fmt: skip
+    return tuple(ours)
+
+
+class _RescaleDeepLift(DeepLift):
+    """Captum's DeepLift with the Rescale rule (each value's multiplier ``Δout / Δin``, the gradient where ``Δin`` is
+    tiny) for every elementwise activation. Captum applies its rules to the activations it lists and lets any other
+    one pass its plain gradient, which breaks summation-to-delta: on EfficientNet-Lite0 (ReLU6) the map added up to
+    -0.4 for a logit change of 10 (a completeness error of 104%); with the rule, 0.0%."""
+
+    _EXTRA: tuple[type[torch.nn.Module], ...] | None = None
+
+    def _is_non_linear(self, module: torch.nn.Module) -> bool:
+        if _RescaleDeepLift._EXTRA is None:
+            _RescaleDeepLift._EXTRA = _elementwise_activations()
+        return super()._is_non_linear(module) or type(module) in _RescaleDeepLift._EXTRA
+
+    def _backward_hook(self, module, grad_input, grad_output):
+        from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
+
+        if type(module) in SUPPORTED_NON_LINEAR:
+            return super()._backward_hook(module, grad_input, grad_output)
+        if not self.satisfies_attribute_criteria(module):
+            raise RuntimeError(f"{module} is used more than once in the network; DeepLIFT needs each once.")
+        multipliers = nonlinear(module, module.input, module.output, grad_input, grad_output, eps=self.eps)
+        del module.input
+        del module.output
+        return multipliers
+
+
 @register
 class DeepLiftMethod(GradientMethod):
     name = "deeplift"
@@ -195,6 +239,10 @@ class DeepLiftMethod(GradientMethod):
     summary = "Compares every neuron with its value on a baseline and shares the difference out (Rescale rule)."
     paper = "Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation Differences, 2017"
     settings = (baseline_setting("black", "each neuron's activation is compared with"),)
+    incomplete_advice = ("this model has layers DeepLIFT's rules do not cover (a gate that multiplies activations, as "
+                         "squeeze-and-excitation does, or a normalisation by their spread, as LayerNorm does), so its "
+                         "map does not add up to the score change; read it with care, or compare Integrated "
+                         "Gradients")  # fmt: skip
 
     def applies_to(self, model):
         if model.spec.family == "vit":
@@ -206,7 +254,8 @@ class DeepLiftMethod(GradientMethod):
         # Captum's DeepLift needs a Module, not a function, and hooks every non-linearity: in-place ones break it.
         wrapped = _TargetModule(model.model, target)
         with no_inplace_activations(model.model):
-            attr, delta = DeepLift(wrapped).attribute(_leaf(x), baselines=baseline, return_convergence_delta=True)
+            attr, delta = _RescaleDeepLift(wrapped).attribute(_leaf(x), baselines=baseline,
+                                                              return_convergence_delta=True)  # fmt: skip
         return attr, float(delta.sum())
 
 
