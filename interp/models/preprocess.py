@@ -108,18 +108,21 @@ class CentreCropTransform:
         such crops). Bilinear and bicubic filters run in torch's ``uint8`` antialiased resize (Pillow's algorithm, in
         vectorised fixed point: 0.4 ms for a 500×375 photo on one core, against 1.25 ms for Pillow's resize of the
         crop's box alone and 2.2 ms for timm's resize then crop); other filters in Pillow, over the crop's box."""
-        if self.resample in _TORCH_FILTERS and image.mode == "RGB":
-            return self._torch_pixels(image)
-        return self._box_pixels(image)
-
-    def _torch_pixels(self, image: Image.Image) -> torch.Tensor | None:
-        """:meth:`_crop_pixels` for an RGB image and a filter of :data:`_TORCH_FILTERS`."""
         w, h = image.size
         new_h, new_w = _compute_resized_output_size((h, w), [self.size])
         crop_h, crop_w = self.crop
         if crop_h > new_h or crop_w > new_w:
             return None
         top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision's center_crop
+        if self.resample in _TORCH_FILTERS and image.mode == "RGB":
+            return self._torch_pixels(image, new_h, new_w, top, left)
+        return self._box_pixels(image, new_h, new_w, top, left)
+
+    def _torch_pixels(self, image: Image.Image, new_h: int, new_w: int, top: int, left: int) -> torch.Tensor:
+        """:meth:`_crop_pixels` for an RGB image and a filter of :data:`_TORCH_FILTERS`: resized to
+        ``(new_h, new_w)``, cropped from ``(top, left)``."""
+        w, h = image.size
+        crop_h, crop_w = self.crop
         # The (H, W, 3) array seen as (1, 3, H, W) channels-last, the layout torch's vectorised uint8 kernel reads
         # (a view). np.array, not asarray: the array Pillow hands out is read-only, which torch warns about.
         x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
@@ -130,15 +133,11 @@ class CentreCropTransform:
                                                 antialias=True)  # fmt: skip
         return _channels_first(x[0, :, top : top + crop_h, left : left + crop_w].permute(1, 2, 0).numpy())
 
-    def _box_pixels(self, image: Image.Image) -> torch.Tensor | None:
-        """The crop's uint8 pixels, resampled from the box they come from; ``None`` where the crop is larger than the
-        resized image (torchvision pads such crops)."""
+    def _box_pixels(self, image: Image.Image, new_h: int, new_w: int, top: int, left: int) -> torch.Tensor:
+        """:meth:`_crop_pixels` for other filters: the crop's pixels resampled by Pillow from the box of the source
+        they come from."""
         w, h = image.size
-        new_h, new_w = _compute_resized_output_size((h, w), [self.size])
         crop_h, crop_w = self.crop
-        if crop_h > new_h or crop_w > new_w:
-            return None
-        top, left = round((new_h - crop_h) / 2.0), round((new_w - crop_w) / 2.0)  # as torchvision's center_crop
         sx, sy = w / new_w, h / new_h
         y0, y1 = top * sy, (top + crop_h) * sy
         # Two single-pass resizes, widths then heights as in resize-then-crop, over the source rows the crop's rows
