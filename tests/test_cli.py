@@ -221,6 +221,16 @@ def test_attribute_exits_3_when_nothing_ran(coffee_jpg, tmp_path):
     assert result.returncode == 3 and "Traceback" not in result.stderr
 
 
+def test_attribute_deeplift_prints_its_line_and_no_library_noise(coffee_jpg, tmp_path):
+    """DeepLIFT on the default model: one line with a map that adds up, and nothing of Captum's on stderr (it warns
+    on every call that it hooks the activations)."""
+    result = run_cli("attribute", "--image", str(coffee_jpg), "--method", "deeplift", "--out", str(tmp_path / "o"),
+                     "--no-cache")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "deeplift: espresso" in result.stdout and "(0.0% of the" in result.stdout
+    assert result.stderr.strip() == "", result.stderr
+
+
 @pytest.mark.slow
 def test_case_study_writes_a_report(tmp_path):
     out = tmp_path / "case"

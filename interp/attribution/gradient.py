@@ -7,6 +7,7 @@ by sending a batch of noisy copies.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +23,11 @@ from interp.models import LoadedModel
 from interp.models.hooks import hooked, modules_of, no_inplace_activations
 
 _GUIDED_ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6)
+
+# Captum's DeepLift warns on every call that it hooks the activations and removes the hooks afterwards: expected, and
+# four lines of noise on the CLI's stderr.
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks and attributes on non-linear",
+                        category=UserWarning)  # fmt: skip
 
 
 def _leaf(x: torch.Tensor) -> torch.Tensor:
