@@ -194,6 +194,7 @@ def keep_logits(model: LoadedModel, inputs: list[torch.Tensor], logits: torch.Te
     return list(rows)
 
 
+@functools.cache
 def _elementwise_activations() -> tuple[type[torch.nn.Module], ...]:
     """Activation modules that act on each value alone, beyond the ones Captum's DeepLift knows (ReLU, ELU, Leaky
     ReLU, sigmoid, tanh, softplus): torch's and timm's (timm builds its models from its own classes, and from its
@@ -218,12 +219,8 @@ class _RescaleDeepLift(DeepLift):
     one pass its plain gradient, which breaks summation-to-delta: on EfficientNet-Lite0 (ReLU6) the map added up to
     -0.4 for a logit change of 10 (a completeness error of 104%); with the rule, 0.0%."""
 
-    _EXTRA: tuple[type[torch.nn.Module], ...] | None = None
-
     def _is_non_linear(self, module: torch.nn.Module) -> bool:
-        if _RescaleDeepLift._EXTRA is None:
-            _RescaleDeepLift._EXTRA = _elementwise_activations()
-        return super()._is_non_linear(module) or type(module) in _RescaleDeepLift._EXTRA
+        return super()._is_non_linear(module) or type(module) in _elementwise_activations()
 
     def _backward_hook(self, module, grad_input, grad_output):
         from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear

@@ -85,9 +85,9 @@ def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> Head
     self_ = a[..., rows, rows].mean(-1)
     together = part.mean(-2)  # (L, H, T): what each key receives, on average over the queries
     together[..., np.asarray(cap.special, bool)] = -1.0  # special tokens have their own pattern
-    focus_token = together.argmax(-1)
-    focus = np.clip(np.take_along_axis(together, focus_token[..., None], -1)[..., 0], 0.0, None)
-    focus_token = np.where(together.max(-1) < 0, -1, focus_token)
+    most = together.max(-1)
+    focus_token = np.where(most < 0, -1, together.argmax(-1))
+    focus = np.clip(most, 0.0, None)
     max_entropy = float(np.log(t))
     patterns = np.empty(a.shape[:2], dtype=object)
     for l in range(a.shape[0]):
