@@ -51,6 +51,27 @@ def make_images(folder: Path, n: int) -> None:
         crop.save(cls / f"{i:05d}.jpg", quality=90)
 
 
+def reading_beside_pillow(model, ds, rounds: int) -> None:
+    """What reading an image costs a scan's CPU path (read the file, decode, resize, crop: ``read_pixels``, which
+    decodes plain JPEGs without Pillow) against decoding it with Pillow (``load_rgb`` then the same resize), in one
+    thread and in two (a scan's reading threads share the GIL): every file once per run, per image."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from interp.datasets.scanner import read_pixels
+    from interp.images import load_rgb
+
+    paths = [(ds.path_of(it), it.path) for it in ds.items]
+    ours = lambda pair: read_pixels(*pair, model.transform)  # noqa: E731
+    pillow = lambda pair: model.transform.pixels(load_rgb(pair[0], name=pair[1]))  # noqa: E731
+    for threads in (1, 2):
+        with ThreadPoolExecutor(threads) as pool:
+            ratios, best_pillow, best_ours = ratios_beside(lambda f=pillow: list(pool.map(f, paths)),
+                                                           lambda f=ours: list(pool.map(f, paths)), rounds)  # fmt: skip
+        print(f"reading an image, {threads} thread{'s' if threads > 1 else ''}: {best_ours / len(paths) * 1e3:.2f} ms "
+              f"(Pillow's decoding {best_pillow / len(paths) * 1e3:.2f} ms; Pillow ÷ ours median "
+              f"{statistics.median(ratios):.2f})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -155,6 +176,7 @@ def main() -> None:
                   f"{rate / (n / best['bare']):.2f}; beside its own bare passes: median {statistics.median(ratios):.2f} "
                   f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
         print("target: ratio ≥ 0.9 on the CPU, ≥ 0.8 on a GPU")
+        reading_beside_pillow(model, ds, args.rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -116,6 +116,14 @@ def load_rgb(
     return _decode(source, name, max_bytes, max_side)[0]
 
 
+def read_bytes(
+    source: bytes | str | Path | BinaryIO, *, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> bytes:
+    """The bytes :func:`load_rgb` would decode, read with its checks and errors (no such file, a folder, a pipe, over
+    ``max_bytes``), for callers that look at them before decoding (:func:`interp.jpeg.decode_plain`)."""
+    return _read_bytes(source, name, max_bytes)[0]
+
+
 def _decode(
     source: bytes | str | Path | BinaryIO, name: str | None, max_bytes: int, max_side: int
 ) -> tuple[Image.Image, str, tuple[int, int], str, list[str]]:

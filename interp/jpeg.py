@@ -9,6 +9,8 @@ header, so loader workers can sort files while the device decodes the previous b
 The decoder is TorchCodec's (the library that replaced torchvision's image decoders); torchvision's own
 ``decode_jpeg``, deprecated since torchvision 0.29, where TorchCodec is not installed or cannot decode on the device
 (each is tried on a small JPEG first, :func:`decoder`); with neither, ``auto`` scans decode with Pillow.
+The CPU path of a scan decodes the same plain JPEGs with the same decoder on the CPU (:func:`decode_plain`), which
+lets go of the GIL, so the threads that read a scan's images run side by side.
 """
 
 from __future__ import annotations
@@ -155,3 +157,14 @@ def decode_on(data: Sequence[torch.Tensor], device: torch.device | str) -> list[
         except Exception:
             out.append(None)
     return out
+
+
+def decode_plain(data: bytes | bytearray) -> torch.Tensor | None:
+    """``data`` decoded on the CPU by :func:`decoder` as ``(3, H, W)`` ``uint8`` RGB, where it is a JPEG that
+    decoding alone turns into :func:`interp.images.load_rgb`'s pixels (:func:`device_decodable`) and the decoder takes
+    it; ``None`` otherwise (the caller decodes it with Pillow). The same libjpeg-turbo as Pillow's and the same
+    pixels, but it lets go of the GIL for the whole decode, so threads that read a scan's images run side by side."""
+    if not device_decodable(data) or decoder("cpu") is None:
+        return None
+    buffer = bytearray(data) if isinstance(data, bytes) else data  # torch warns about a read-only buffer
+    return decode_on([torch.frombuffer(buffer, dtype=torch.uint8)], "cpu")[0]

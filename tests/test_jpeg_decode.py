@@ -7,6 +7,7 @@ Here the device is the CPU (libjpeg-turbo through the same code); ``tests/test_g
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -196,3 +197,51 @@ def test_decode_choices():
     with pytest.raises(ValueError, match="cannot run on the device"):
         resolve_decode(odd, "device")
     assert resolve_decode(odd, "auto") == "cpu"
+
+
+@pytest.mark.parametrize("config", ["lite0", "shapes", "lanczos"])
+def test_the_cpu_path_reads_plain_jpegs_without_pillow_to_the_same_pixels(config, tmp_path, monkeypatch):
+    """Every scan's CPU path (:func:`read_pixels`, in process and on Ray) decodes a plain JPEG with the JPEG decoder,
+    which lets go of the GIL, and the rest with Pillow: the pixels and error sentences of Pillow's path, file by file,
+    over the upload corpus and photos saved the ways cameras and editors save them (grey, progressive, unsubsampled
+    colour, the largest side kept). The Lanczos filter has no torch kernel: the decoded picture goes through Pillow's
+    resize; a file that is not a regular file is refused without being opened."""
+    from timm.data import create_transform
+
+    import interp.datasets.scanner as scanner
+    from interp.datasets.scanner import read_pixels
+    from interp.models.preprocess import fast_eval_transform
+
+    transform = fast_eval_transform(create_transform(**PREPROCESSING[config], is_training=False))
+    decoded = []
+    real = scanner.decode_plain
+    monkeypatch.setattr(scanner, "decode_plain", lambda data: decoded.append(real(data) is not None) or real(data))
+
+    def pillow(source, name):
+        try:
+            return transform.pixels(load_rgb(source, name=name)), ""
+        except interp.InterpError as exc:
+            return None, str(exc)
+
+    photo = interp.load_sample("coffee").image
+    plain = {"rgb": jpeg(photo.resize((500, 375))), "grey": jpeg(photo.convert("L")), "progressive":
+             jpeg(photo, progressive=True), "4:4:4": jpeg(photo.resize((375, 500)), subsampling=0),
+             "largest": jpeg(photo.resize((2048, 1365)))}  # fmt: skip
+    files = {**{k: (f"{k}.jpg", b) for k, b in plain.items()}, **odd_files(), **bad_files()}
+    for case, (name, blob) in files.items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        for source in (path, blob):
+            decoded.clear()
+            got, error = read_pixels(source, name, transform)
+            want, want_error = pillow(source, name)
+            assert error == want_error, case
+            assert (got is None) == (want is None), case
+            if got is not None:
+                assert got.dtype == torch.uint8 and torch.equal(got, want), case
+            assert (True in decoded) == (case in plain), case  # the decoder took the plain JPEGs, and only those
+    missing = tmp_path / "gone.jpg"
+    assert read_pixels(missing, "gone.jpg", transform) == pillow(missing, "gone.jpg")
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert "not a regular file" in read_pixels(fifo, "pipe.jpg", transform)[1]  # open() would block for ever

@@ -60,10 +60,8 @@ def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int,
     pixels (where the pipeline is not a centre crop, its floats), in ``threads`` threads; an unreadable file becomes
     its error and a blank image, never an exception. The body of a Ray task on a GPU cluster (a quarter of the bytes
     of floats to move to the actor, which normalises them), and of the actor's own decoding on a CPU cluster."""
-    first_half = getattr(transform, "pixels", None) or transform
-
     def one(path_name) -> tuple[np.ndarray | None, str]:
-        x, error = read_pixels(Path(path_name[0]), str(path_name[1]), first_half)
+        x, error = read_pixels(Path(path_name[0]), str(path_name[1]), transform)
         return (x.numpy() if x is not None else None), error
 
     pairs = list(zip(batch["path"], batch["name"], strict=True))

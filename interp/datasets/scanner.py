@@ -39,7 +39,8 @@ from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's
     scan_lock,
 )
 from interp.errors import InterpError
-from interp.images import DEFAULT_MAX_BYTES, load_rgb
+from interp.images import DEFAULT_MAX_BYTES, load_rgb, read_bytes
+from interp.jpeg import decode_plain
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
 
@@ -78,7 +79,8 @@ class ScanSummary:
     complete: bool
     scored: bool
     decoded_on_device: int = 0
-    """Images of this run decoded where the model runs (:mod:`interp.jpeg`); the rest went through Pillow."""
+    """Images of this run decoded where the model runs (:mod:`interp.jpeg`); the rest on the CPU
+    (:func:`read_pixels`)."""
 
 
 class _Images(torch.utils.data.Dataset):
@@ -89,7 +91,6 @@ class _Images(torch.utils.data.Dataset):
 
     def __init__(self, dataset: Dataset, items: list[Item], transform: Callable) -> None:
         self.dataset, self.items, self.transform = dataset, items, transform
-        self.first_half = getattr(transform, "pixels", None) or transform
 
     def __len__(self) -> int:
         return len(self.items)
@@ -98,15 +99,26 @@ class _Images(torch.utils.data.Dataset):
         return (i, *self.read(i))
 
     def read(self, i: int, data: bytes | bytearray | None = None) -> tuple[torch.Tensor | None, str]:
-        """Item ``i`` decoded from ``data`` (its bytes, already read) or its file, through :attr:`first_half`."""
+        """Item ``i`` decoded from ``data`` (its bytes, already read) or its file, by :func:`read_pixels`."""
         item = self.items[i]
-        return read_pixels(data if data is not None else self.dataset.path_of(item), item.path, self.first_half)
+        return read_pixels(data if data is not None else self.dataset.path_of(item), item.path, self.transform)
 
 
-def read_pixels(source: bytes | bytearray | str | Path, name: str, first_half: Callable) -> tuple[torch.Tensor | None, str]:
-    """``(pixels, "")`` for one image (decoded by :func:`load_rgb`, then ``first_half``: the model's resize and crop),
-    or ``(None, the sentence saying why it cannot be read)``: the CPU path of every scan, in process and on Ray."""
+def read_pixels(
+    source: bytes | bytearray | str | Path, name: str, transform: Callable
+) -> tuple[torch.Tensor | None, str]:
+    """``(pixels, "")`` for one image, resized and cropped by the model's ``transform`` (its ``pixels``, the first
+    half, where it has one), or ``(None, the sentence saying why it cannot be read)``: the CPU path of every scan, in
+    process and on Ray. A plain JPEG (:func:`interp.jpeg.decode_plain`) is decoded without holding the GIL, to the
+    same pixels as Pillow's (two reading threads: 0.52-0.57 ms an image against 0.62-0.63, ``bench/bench_scan.py``);
+    any other file by :func:`load_rgb`, which also words every error."""
     try:
+        if hasattr(transform, "pixels_of"):
+            source = read_bytes(source, name=name)  # read once: Pillow gets them where decode_plain does not
+            rgb = decode_plain(source)
+            if rgb is not None:
+                return transform.pixels_of(rgb), ""
+        first_half = getattr(transform, "pixels", None) or transform
         return first_half(load_rgb(source, name=name)), ""
     except (InterpError, OSError, ValueError) as exc:
         return None, str(exc) or type(exc).__name__
