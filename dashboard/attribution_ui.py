@@ -169,11 +169,12 @@ def display_ui() -> DisplaySettings:
     def kept(param: str) -> dict:
         return {"key": f"attr_{param}", "on_change": state.keep, "args": (f"attr_{param}",)}
 
-    cols = st.columns(5)
+    cols = st.columns([0.8, 1.15, 1.25, 0.8, 1.1])  # the menus wider: their words fit at 820 px, sidebar open
     alpha = cols[0].slider("Overlay", 0.0, 1.0, step=0.05, **kept("alpha"))
     colormap = cols[1].selectbox("Colours", colormaps, **kept("cmap"))
     sign = cols[2].selectbox("Sign", SIGNS, help="'signed' shows positive red, negative blue.", **kept("sign"))
-    clip = cols[3].slider("Clip at percentile", 90.0, 100.0, step=0.5, **kept("clip"))
+    clip = cols[3].slider("Clip", 90.0, 100.0, step=0.5, help="The percentile of the map's values from which on "
+                          "every value takes the strongest colour (lower it to see weaker evidence).", **kept("clip"))
     agg = cols[4].selectbox("Channels", AGGREGATIONS, help="How the 3 colour channels become one value.", **kept("agg"))
     shown = DisplaySettings(alpha=alpha, colormap=colormap, sign=sign, clip_percentile=clip, aggregation=agg)
     permalink.publish(**{
