@@ -465,3 +465,32 @@ def test_threaded_reading_yields_every_batch_once_in_order(ahead):
 
     batches = list(_threaded(Items(), list, 5, ahead))
     assert batches == [list(range(s, min(s + 5, 23))) for s in range(0, 23, 5)]
+
+
+def test_map_together_computes_each_item_once_in_order_on_every_thread():
+    """A scan's reading (and a Ray actor's on a CPU node): this thread and the pool's helpers take items in turn;
+    every item is computed once, the results come back in order, and an error reaches the caller."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from interp.datasets.scanner import map_together
+
+    calls, lock = [], threading.Lock()
+
+    def slow_square(x: int) -> int:
+        with lock:
+            calls.append((x, threading.get_ident()))
+        time.sleep(0.002)  # long enough that the helpers find work left
+        return x * x
+
+    with ThreadPoolExecutor(3) as pool:
+        assert map_together(slow_square, list(range(40)), pool, 3) == [x * x for x in range(40)]
+        assert sorted(x for x, _ in calls) == list(range(40))
+        threads = {t for _, t in calls}
+        assert threading.get_ident() in threads and len(threads) >= 2
+        assert map_together(slow_square, [], pool, 3) == []
+        with pytest.raises(ZeroDivisionError):
+            map_together(lambda x: 1 // x, [3, 2, 1, 0, 5, 6], pool, 2)
+    calls.clear()
+    assert map_together(slow_square, [1, 2, 3], None, 0) == [1, 4, 9]
+    assert {t for _, t in calls} == {threading.get_ident()}

@@ -26,6 +26,7 @@ from interp.datasets.scanner import (
     _next_part,
     _row,
     _write_part,
+    map_together,
     prepare_folder,
     read_pixels,
     scan_lock,
@@ -68,8 +69,8 @@ def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int,
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            done = list(pool.map(one, pairs))
+        with ThreadPoolExecutor(max_workers=threads - 1) as pool:
+            done = map_together(one, pairs, pool, threads - 1)
     else:
         done = [one(pair) for pair in pairs]
     xs, errors = [x for x, _ in done], [e for _, e in done]
