@@ -245,3 +245,29 @@ def test_the_cpu_path_reads_plain_jpegs_without_pillow_to_the_same_pixels(config
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)
     assert "not a regular file" in read_pixels(fifo, "pipe.jpg", transform)[1]  # open() would block for ever
+
+
+def test_damaged_jpegs_give_the_cpu_path_what_pillow_gives():
+    """A JPEG with bytes overwritten inside (its header and end marker intact, so it counts as plain): whatever the
+    JPEG decoder makes of it, the scan's CPU path gives Pillow's pixels or Pillow's sentence."""
+    from interp.datasets.scanner import read_pixels
+
+    model = interp.load_model("efficientnet_lite0")
+    blob = jpeg(interp.load_sample("coffee").image.resize((500, 375)))
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for _ in range(40):
+        damaged = bytearray(blob)
+        for pos in rng.integers(700, len(blob) - 10, size=int(rng.integers(1, 12))):
+            damaged[pos] = int(rng.integers(0, 256))
+        assert device_decodable(damaged)
+        got, error = read_pixels(bytes(damaged), "damaged.jpg", model.transform)
+        try:
+            want, want_error = model.pixels(load_rgb(bytes(damaged), name="damaged.jpg")), ""
+        except interp.InterpError as exc:
+            want, want_error = None, str(exc)
+        assert error == want_error and (got is None) == (want is None)
+        if got is not None:
+            assert torch.equal(got, want)
+        outcomes.add(got is None)
+    assert outcomes == {True, False}  # some are refused, some are read: both branches were compared
