@@ -243,7 +243,10 @@ def grid_view(
     key: str = "main", truth: np.ndarray | None = None, scores: dict | None = None,
 ) -> list[list[np.ndarray | None]]:  # fmt: skip
     """Draw the grid; return the overlays (rows × columns) for the PNG download. With ``truth`` (an object mask in
-    the model's view) each map shows the object's outline and whether its peak falls on it (the pointing game)."""
+    the model's view) each map shows the object's outline and whether its peak falls on it (the pointing game).
+    ``key`` names the grid: ``"main"`` (the sidebar's model) also offers *Find enough steps* under an IG map that
+    misses its logit change; any other (the compared model's grid beside it) does not, since both grids share the
+    steps slider and one button per class may exist on the page."""
     base = resources.model_view(model.key, image.digest, model, image)
     overlays: list[list[np.ndarray | None]] = []
     hits: list[bool] = []

@@ -42,7 +42,7 @@ else:
         overlays = ui.grid_view(model, image, choice, cells, display, scores=scores)
     with right:
         st.subheader(f"{second.name} · {second.weights.source}")
-        ui.grid_view(second, image, choice, second_cells, display)
+        ui.grid_view(second, image, choice, second_cells, display, key="second")
 trust_ui.scoreboard_view(model, choice, scores)
 ui.inspect_ui(model, image, choice, cells, display, scores)
 ui.downloads_ui(model, image, choice, cells, display, overlays)

@@ -97,6 +97,19 @@ def test_second_model_side_by_side_with_an_untrained_copy():
     assert len(at.main.get("image")) == 4  # two methods × two models
 
 
+def test_comparing_models_whose_integrated_gradients_both_miss_their_logit_change():
+    """Both grids flag their IG map; the button that finds enough steps sits under the sidebar model's map only (the
+    compared grid drew a second button with the same key, and the page crashed)."""
+    page = attribution_page()
+    page.at.query_params.update({"image": "shapes_star", "methods": "integrated_gradients",
+                                 "set": "integrated_gradients.steps=4"})  # fmt: skip
+    at = page.run()
+    at.main.toggle(key="attr_compare").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([c for c in captions(at) if "completeness error" in c and "⚠" in c]) == 2  # both models flagged
+    assert len([b for b in at.main.button if b.label == "Find enough steps"]) == 1
+
+
 # ----------------------------------------------------------------------------------------- schema-driven settings
 
 
