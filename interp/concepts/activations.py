@@ -21,6 +21,7 @@ from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models.hooks import hooked, no_inplace_activations
 from interp.models.loading import LoadedModel
+from interp.runtime import map_together
 
 Progress = Callable[[int, int], None]
 _SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
@@ -88,18 +89,20 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
     otherwise several threads resize and crop to ``uint8`` and the batch is normalised on the GPU
     (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads.
 
-    On the CPU each batch is prepared just before it runs, by one thread per core, in turn with the pass (as a
-    scan reads, :func:`interp.datasets.scanner._threaded`). The forward pass keeps every core busy, and a thread
-    resizing beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0 extraction ran 0.83× a
-    bare forward pass with one preparing thread beside the pass. Since the network runs channels-last there
+    On the CPU each batch is prepared just before it runs, by this thread and one more per other core, in turn with
+    the pass (as a scan reads, :func:`interp.runtime.map_together`). The forward pass keeps every core busy, and a
+    thread resizing beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0 extraction ran
+    0.83× a bare forward pass with one preparing thread beside the pass. Since the network runs channels-last there
     (:func:`interp.models.loading.channels_last_pays`) its pass is a third shorter, and preparing each batch in this
-    thread alone came to 0.87-0.88× a bare pass; a thread per core gives 0.90× (``bench/bench_concepts.py``, bests
-    and median), once the threads copy pixels with numpy rather than torch (``preprocess._channels_first``; with
-    torch's copy they ran 0.78×)."""
+    thread alone came to 0.87-0.88× a bare pass; a pool thread per core gave 0.90× once the threads copied pixels
+    with numpy rather than torch (``preprocess._channels_first``; with torch's copy they ran 0.78×), and 0.88-0.93×
+    in three later runs; this thread and one pool thread 0.94-0.97× in runs beside those (``bench/bench_concepts.py``,
+    medians)."""
     if model.device.type != "cuda":
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        helpers = max(0, (os.cpu_count() or 1) - 1)  # and this thread: one per core
+        with ThreadPoolExecutor(max_workers=max(1, helpers)) as pool:
             for chunk in chunks:
-                yield model.batch_of(list(pool.map(lambda i: model.pixels(images[i].image), chunk)))
+                yield model.batch_of(map_together(lambda i: model.pixels(images[i].image), chunk, pool, helpers))
         return
     if not chunks:
         return

@@ -26,13 +26,13 @@ from interp.datasets.scanner import (
     _next_part,
     _row,
     _write_part,
-    map_together,
     prepare_folder,
     read_pixels,
     scan_lock,
 )
 from interp.errors import InterpError
 from interp.models.loading import LoadedModel
+from interp.runtime import map_together
 
 RUNTIME_ENV = {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
 """The ``runtime_env`` this module starts or joins Ray with (pass it to ``ray.init`` when you start Ray yourself).

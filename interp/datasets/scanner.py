@@ -14,11 +14,10 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -44,11 +43,11 @@ from interp.images import DEFAULT_MAX_BYTES, load_rgb, read_bytes
 from interp.jpeg import decode_plain
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
+from interp.runtime import map_together
 
 TOP_K = 5
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 10.0
-T = TypeVar("T")
 PRECISION_SAMPLE = 512
 """A scan in reduced precision re-runs its first this many readable images in fp32 and records the agreement."""
 
@@ -312,7 +311,7 @@ def prepare_folder(model: LoadedModel, dataset: Dataset, out: Path, limit: int |
 def _threaded(files: _Images, collate: Callable, batch_size: int, ahead: bool):
     """Batches read by threads of this process (the JPEG decoder, Pillow and torch's resize let go of the GIL). On
     the CPU one batch at a time, between the model's passes, so that the pass and the reading each have every core in
-    turn instead of fighting over them, this thread reading beside the others (:func:`map_together`); with
+    turn instead of fighting over them, this thread reading beside the others (:func:`interp.runtime.map_together`); with
     ``ahead`` (a model on a GPU) the next batch is read while this one runs."""
     n = len(files)
     cores = max(1, min(batch_size, os.cpu_count() or 1))
@@ -329,28 +328,6 @@ def _threaded(files: _Images, collate: Callable, batch_size: int, ahead: bool):
                 yield collate([f.result() for f in pending.popleft()])
         while pending:
             yield collate([f.result() for f in pending.popleft()])
-
-
-def map_together(
-    fn: Callable[[Any], T], items: Sequence[Any], pool: ThreadPoolExecutor | None, helpers: int
-) -> list[T]:
-    """``[fn(x) for x in items]``, computed by this thread and ``helpers`` threads of ``pool``, each taking the next
-    item as it finishes one (a scan's reading: the thread that ran the model's pass goes straight on to reading
-    instead of waiting while the pool's threads wake up; on 2 cores, reading took 0.88 ms an image of a Lite0 scan
-    against 0.94 with two pool threads, medians of five scans of 256 JPEGs; whole scans 2.4% faster)."""
-    todo, out = iter(range(len(items))), [None] * len(items)
-
-    def work() -> None:
-        for i in todo:  # a range's iterator hands each index out once, whichever thread asks (the GIL)
-            out[i] = fn(items[i])
-
-    helping = [pool.submit(work) for _ in range(helpers)] if pool is not None else []
-    try:
-        work()
-    finally:
-        for f in helping:
-            f.result()
-    return out  # type: ignore[return-value]
 
 
 def default_workers(model: LoadedModel) -> int:
