@@ -311,8 +311,9 @@ def prepare_folder(model: LoadedModel, dataset: Dataset, out: Path, limit: int |
 def _threaded(files: _Images, collate: Callable, batch_size: int, ahead: bool):
     """Batches read by threads of this process (the JPEG decoder, Pillow and torch's resize let go of the GIL). On
     the CPU one batch at a time, between the model's passes, so that the pass and the reading each have every core in
-    turn instead of fighting over them, this thread reading beside the others (:func:`interp.runtime.map_together`); with
-    ``ahead`` (a model on a GPU) the next batch is read while this one runs."""
+    turn instead of fighting over them, this thread reading beside the others
+    (:func:`interp.runtime.map_together`); with ``ahead`` (a model on a GPU) the next batch is read while this one
+    runs."""
     n = len(files)
     cores = max(1, min(batch_size, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=cores if ahead else max(1, cores - 1)) as pool:
