@@ -57,7 +57,7 @@ def reading_beside_pillow(model, ds, rounds: int) -> None:
     thread and in two (a scan's reading threads share the GIL): every file once per run, per image."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from interp.datasets.scanner import read_pixels
+    from interp.datasets.batches import read_pixels
     from interp.images import load_rgb
 
     paths = [(ds.path_of(it), it.path) for it in ds.items]
@@ -131,7 +131,7 @@ def main() -> None:
 
             ray.init(include_dashboard=False, log_to_driver=False, runtime_env=RUNTIME_ENV)
             try:
-                from interp.datasets.scanner import default_workers
+                from interp.datasets.batches import default_workers
 
                 workers = default_workers(model)  # what `scan` does on this machine
 

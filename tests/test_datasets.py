@@ -453,7 +453,7 @@ def test_precision_scope_leaves_nothing_behind():
 @pytest.mark.parametrize("ahead", [False, True])
 def test_threaded_reading_yields_every_batch_once_in_order(ahead):
     """A scan without loader processes reads with threads, one batch ahead on a GPU: every item once, in order."""
-    from interp.datasets.scanner import _threaded
+    from interp.datasets.batches import _threaded
 
     class Items:
         def __len__(self):

@@ -16,7 +16,7 @@ from PIL import Image
 
 import interp
 from interp.datasets import load_scan, read_folder, scan
-from interp.datasets.scanner import resolve_decode
+from interp.datasets.batches import resolve_decode
 from interp.images import load_rgb
 from interp.jpeg import decode_on, device_decodable
 from tests.corpus import assert_same_scan_rows, bad_files, mixed_folder, odd_files
@@ -208,14 +208,14 @@ def test_the_cpu_path_reads_plain_jpegs_without_pillow_to_the_same_pixels(config
     resize; a file that is not a regular file is refused without being opened."""
     from timm.data import create_transform
 
-    import interp.datasets.scanner as scanner
-    from interp.datasets.scanner import read_pixels
+    import interp.datasets.batches as batches
+    from interp.datasets.batches import read_pixels
     from interp.models.preprocess import fast_eval_transform
 
     transform = fast_eval_transform(create_transform(**PREPROCESSING[config], is_training=False))
     decoded = []
-    real = scanner.decode_plain
-    monkeypatch.setattr(scanner, "decode_plain", lambda data: decoded.append(real(data) is not None) or real(data))
+    real = batches.decode_plain
+    monkeypatch.setattr(batches, "decode_plain", lambda data: decoded.append(real(data) is not None) or real(data))
 
     def pillow(source, name):
         try:
@@ -250,7 +250,7 @@ def test_the_cpu_path_reads_plain_jpegs_without_pillow_to_the_same_pixels(config
 def test_damaged_jpegs_give_the_cpu_path_what_pillow_gives():
     """A JPEG with bytes overwritten inside (its header and end marker intact, so it counts as plain): whatever the
     JPEG decoder makes of it, the scan's CPU path gives Pillow's pixels or Pillow's sentence."""
-    from interp.datasets.scanner import read_pixels
+    from interp.datasets.batches import read_pixels
 
     model = interp.load_model("efficientnet_lite0")
     blob = jpeg(interp.load_sample("coffee").image.resize((500, 375)))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from interp.datasets.base import Dataset
+from interp.datasets.batches import read_pixels
 from interp.datasets.scanner import (
     FLUSH_ROWS,
     FLUSH_SECONDS,
@@ -27,7 +28,6 @@ from interp.datasets.scanner import (
     _row,
     _write_part,
     prepare_folder,
-    read_pixels,
     scan_lock,
 )
 from interp.errors import InterpError
@@ -82,7 +82,7 @@ def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int,
 class _Classify:
     """A Ray actor: one model, loaded once, classifies batches (softmax probabilities). On a CPU node it also
     decodes them (a batch of paths): with threads, in turn with the model's passes, so that each has the node's
-    cores (as the in-process scan reads, :func:`interp.datasets.scanner._threaded`)."""
+    cores (as the in-process scan reads, :func:`interp.datasets.batches._threaded`)."""
 
     def __init__(self, name: str, weights: str | None, device: str, threads: int | None, shape: tuple[int, ...]) -> None:
         import torch
