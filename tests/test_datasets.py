@@ -475,12 +475,14 @@ def test_map_together_computes_each_item_once_in_order_on_every_thread():
 
     from interp.runtime import map_together
 
-    calls, lock = [], threading.Lock()
+    calls, lock, here, both = [], threading.Lock(), threading.get_ident(), threading.Event()
 
     def slow_square(x: int) -> int:
         with lock:
             calls.append((x, threading.get_ident()))
-        time.sleep(0.002)  # long enough that the helpers find work left
+            if here in {t for _, t in calls} and len({t for _, t in calls}) >= 2:
+                both.set()
+        both.wait(timeout=10)  # each thread holds its first item until this one and a helper have taken one
         return x * x
 
     with ThreadPoolExecutor(3) as pool:
