@@ -17,7 +17,7 @@ from pytorch_grad_cam import GradCAM as ReferenceGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import interp
-from interp.attribution import METHODS, MethodNotApplicable, attribute, cam, get_method, hook_count
+from interp.attribution import METHODS, MethodNotApplicable, attribute, cam, get_method, hook_count, method_names
 from interp.attribution.base import COMPLETENESS_TOLERANCE
 from interp.attribution.display import DisplaySettings, aggregate, grid_png, normalise, overlay
 from interp.models import LoadedModel, ModelSpec
@@ -487,6 +487,29 @@ def test_bad_settings_say_what_is_allowed(tiny_cnn):
         attribute(tiny_cnn, image, "grad_cam", target=1, layer="layer9")
     with pytest.raises(ValueError, match="is not a class"):
         attribute(tiny_cnn, image, "saliency", target=5000)
+
+
+@pytest.mark.parametrize(
+    "typed, meant",
+    [("ig", "integrated_gradients"), ("Grad-CAM", "grad_cam"), ("gradcam++", "grad_cam_pp"),
+     ("smooth-grad", "smoothgrad"), ("Integrated Gradient", "integrated_gradients"), ("DeepLift", "deeplift"),
+     ("gbp", "guided_backprop"), ("lrp", None), ("magic", None), ("---", None)],
+)
+def test_an_unknown_method_name_is_refused_with_the_method_it_most_likely_means(typed, meant):
+    with pytest.raises(ValueError) as error:
+        method_names(["saliency", typed])
+    said = str(error.value)
+    assert said.startswith(f"unknown method {typed!r};") and "python -m interp methods" in said
+    assert (f"did you mean {meant}?" in said) if meant else ("did you mean" not in said), said
+    with pytest.raises(ValueError) as error:
+        get_method(typed)
+    assert (f"did you mean {meant}?" in str(error.value)) if meant else ("did you mean" not in str(error.value))
+
+
+def test_method_names_keep_the_order_once_each_and_all_means_every_method():
+    assert method_names(["occlusion", "saliency", "occlusion"]) == ["occlusion", "saliency"]
+    assert method_names(["saliency", "all"]) == list(METHODS)
+    assert method_names([]) == []
 
 
 def test_default_target_is_the_prediction(lite0):

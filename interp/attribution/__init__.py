@@ -9,7 +9,14 @@ A method is one registered class (``METHODS``); importing this package registers
 
 from interp.attribution import cam, gradient, perturbation  # noqa: F401  (register the methods)
 from interp.attribution.api import attribute, enough_steps, method_rows
-from interp.attribution.base import METHODS, Attribution, AttributionMethod, MethodNotApplicable, get_method
+from interp.attribution.base import (
+    METHODS,
+    Attribution,
+    AttributionMethod,
+    MethodNotApplicable,
+    get_method,
+    method_names,
+)
 from interp.models.hooks import hook_count
 
 __all__ = [
@@ -21,5 +28,6 @@ __all__ = [
     "enough_steps",
     "get_method",
     "hook_count",
+    "method_names",
     "method_rows",
 ]

@@ -8,8 +8,10 @@ checks that no hook is left behind, times the call and packs the result. A metho
 
 from __future__ import annotations
 
+import difflib
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -167,8 +169,47 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
 
 def get_method(name: str, **params: Any) -> AttributionMethod:
     if name not in METHODS:
-        raise ValueError(f"{name!r} is not an attribution method; choose one of {', '.join(METHODS)}.")
+        raise ValueError(f"{name!r} is not an attribution method;{_did_you_mean(name)} choose one of "
+                         f"{', '.join(METHODS)}.")  # fmt: skip
     return METHODS[name](**params)
+
+
+def method_names(requested: Sequence[str]) -> list[str]:
+    """The registered names ``requested`` asks for, in order, each once; ``"all"`` anywhere means every method.
+
+    Raises:
+        ValueError: a name is not registered; the message suggests the method it is closest to, matching names,
+            titles ("Grad-CAM") and initials ("ig"), and where the list is.
+    """
+    if "all" in requested:
+        return list(METHODS)
+    for name in requested:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r};{_did_you_mean(name)} see `python -m interp methods`.")
+    return list(dict.fromkeys(requested))
+
+
+def _did_you_mean(name: str) -> str:
+    """`` did you mean X?`` for the registered method ``name`` most likely stands for, or an empty string."""
+    key = _squash(name)
+    if not key:
+        return ""
+    spellings: dict[str, str] = {}
+    for method, cls in METHODS.items():
+        spellings.setdefault(_squash(method), method)
+        spellings.setdefault(_squash(cls.title), method)
+        words = method.split("_")
+        if len(words) > 1:
+            spellings.setdefault("".join(word[0] for word in words), method)
+    if key in spellings:
+        return f" did you mean {spellings[key]}?"
+    close = difflib.get_close_matches(key, list(spellings), n=1, cutoff=0.75)
+    return f" did you mean {spellings[close[0]]}?" if close else ""
+
+
+def _squash(text: str) -> str:
+    """``text`` lowercased, "+" as "p", everything else but letters and digits removed: "Grad-CAM++" -> "gradcampp"."""
+    return "".join(ch for ch in text.lower().replace("+", "p") if ch.isalnum())
 
 
 def target_logit(model: LoadedModel, target: int):

@@ -86,7 +86,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
 
 @handles("attribute")
 def _attribute(args: argparse.Namespace) -> int:
-    from interp.attribution import METHODS, MethodNotApplicable, attribute, enough_steps, get_method
+    from interp.attribution import METHODS, MethodNotApplicable, attribute, enough_steps, get_method, method_names
     from interp.attribution.display import DisplaySettings, overlay
     from interp.attribution.settings import parse_assignments
     from interp.cache import ResultCache
@@ -96,11 +96,7 @@ def _attribute(args: argparse.Namespace) -> int:
     from interp.models import load_model
     from interp.predict import predict
 
-    methods = list(METHODS) if args.method == ["all"] else args.method
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
-    methods = list(dict.fromkeys(methods))
+    methods = method_names(args.method)
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
     for m in methods:
         get_method(m, **params[m])  # every value checked before any work

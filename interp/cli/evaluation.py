@@ -55,7 +55,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from interp.attribution import METHODS
+    from interp.attribution import METHODS, method_names
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import evaluate_dataset
     from interp.models import load_model
@@ -65,10 +65,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     if args.sanity or args.mask is not None or args.target is not None:
         raise ValueError("--sanity, --mask and --target are for one image (--image); a dataset explains each "
                          "image's prediction.")  # fmt: skip
-    methods = list(METHODS) if args.method == ["all"] else list(dict.fromkeys(args.method))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
+    methods = method_names(args.method)
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
     dataset = dataset_root(args.dataset, args.root).open()
     model = load_model(args.model, args.weights, device=args.device)
@@ -108,7 +105,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from interp.attribution import METHODS, attribute, get_method
+    from interp.attribution import METHODS, attribute, get_method, method_names
     from interp.attribution.memory import forward_batch_size
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import (
@@ -122,10 +119,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     from interp.images import load_image
     from interp.models import load_model
 
-    methods = list(METHODS) if args.method == ["all"] else list(dict.fromkeys(args.method))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
+    methods = method_names(args.method)
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
     if not 1 <= args.steps <= 1000:
         raise ValueError(f"--steps must be 1 to 1000, got {args.steps}.")

@@ -47,12 +47,10 @@ def evaluate_dataset(
     """Score ``methods`` on the first ``n`` images of ``dataset`` into ``out``; return the per-method summary
     (:func:`summarise`). Images that cannot be read are skipped and counted in ``evaluation.json``. ``block`` is
     the side of the regions removed together (:func:`~interp.evaluation.deletion_insertion`)."""
-    from interp.attribution import METHODS, attribute, get_method
+    from interp.attribution import attribute, get_method, method_names
     from interp.images import load_image
 
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; see `python -m interp methods`.")
+    methods = method_names(methods)
     if not 1 <= n <= 100_000:
         raise ValueError(f"the number of images must be 1 to 100,000, got {n}.")
     params = {m: dict((params or {}).get(m, {})) for m in methods}
