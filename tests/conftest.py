@@ -75,3 +75,25 @@ def one_photo_open_images(root: Path) -> Path:
         "ImageID,Source,LabelName,Confidence\n0001aa,verification,/m/01yrx,1\n0001aa,verification,/m/0bt9lr,1\n")
     (root / "oi_to_imagenet.csv").write_text("LabelName,imagenet\n/m/01yrx,281\n/m/0bt9lr,207\n")
     return root
+
+
+def layer_and_gradient(model, x, layer: str, target: int):
+    """A known answer for whatever reads a layer: its output ``(B, ...)`` as it left the layer, and ``target``'s
+    logit's gradient there (summed over the batch), from a plain hook on a pass with every in-place activation turned
+    off. A ``x += shortcut`` after the layer, which cannot be turned off, leaves the gradient as it is (it adds a
+    constant); the hook keeps a copy of the values before it."""
+    import torch
+
+    from interp.models.hooks import hooked, no_inplace_activations
+
+    kept = {}
+
+    def keep(module, inputs, output):
+        kept["values"], kept["output"] = output.detach().clone(), output
+
+    with model.exclusive() as net, no_inplace_activations(net), torch.enable_grad():
+        module = dict(net.named_modules())[layer]
+        with hooked(module.register_forward_hook(keep)):
+            logits = net(x.detach().clone().requires_grad_(True))
+        (grad,) = torch.autograd.grad(logits[:, target].sum(), kept["output"])
+    return kept["values"], grad

@@ -22,6 +22,7 @@ from interp.attribution.base import COMPLETENESS_TOLERANCE
 from interp.attribution.display import DisplaySettings, aggregate, grid_png, normalise, overlay
 from interp.models import LoadedModel, ModelSpec
 from interp.models.loading import WeightsInfo
+from tests.conftest import layer_and_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 8, "samples": 4, "channels": 8, "window": 40, "stride": 40, "superpixels": 12}
@@ -426,6 +427,33 @@ def test_a_layer_pass_that_records_too_much_is_not_kept(tiny_cnn, monkeypatch):
     finally:
         handle.remove()
     assert passes == [1, 1] and tiny_cnn._side.get(cam.KEPT_PASS, {}).get("pass") is None
+
+
+@pytest.mark.parametrize("layer", ["layer3.0.bn1", "layer3.0.bn2"])
+def test_cam_methods_read_a_layer_whose_next_step_writes_into_its_output(layer):
+    """In timm's ResNet blocks a ReLU(inplace=True) follows bn1 and `x += shortcut` follows bn2. Every gradient CAM
+    method failed on those layers (autograd refuses writes into the activations it differentiates), and the others
+    read bn1 after the ReLU had rectified it. (The shapes CNN: trained, so its blocks' last BatchNorm is not zero.)"""
+    model = interp.load_model("shapes_cnn")
+    x = model.preprocess(interp.load_sample("shapes_star").image)[None]
+    target = int(model.run(x).argmax())
+    values, grad = layer_and_gradient(model, x, layer, target)
+    with model.exclusive() as net:
+        model.side(cam.KEPT_PASS, dict).clear()
+        module = dict(net.named_modules())[layer]
+        act, no_grad, _ = cam.layer_pass(model, module, x, None)
+        assert no_grad is None
+        torch.testing.assert_close(act, values, rtol=0, atol=0)  # bn1: negative values kept
+        act, ours, _ = cam.layer_pass(model, module, x, target)
+    torch.testing.assert_close(act, values, rtol=0, atol=0)
+    torch.testing.assert_close(ours, grad, rtol=1e-4, atol=1e-7)
+    expected = cam.upsampled((grad.mean(dim=(2, 3), keepdim=True) * values).sum(1).clamp(min=0), x)[0].numpy()
+    got = attribute(model, x, "grad_cam", target=target, layer=layer).raw
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * float(expected.max()))
+    assert (values < 0).any() and expected.max() > 0
+    for name in [m for m, c in METHODS.items() if c.kind == "cam"]:
+        raw = attribute(model, x, name, target=target, layer=layer, **fast_params(name)).raw
+        assert np.isfinite(raw).all() and np.abs(raw).max() > 0, name
 
 
 def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):

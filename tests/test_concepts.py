@@ -25,6 +25,7 @@ from interp.concepts import (
     tcav,
 )
 from interp.images import image_from_array
+from tests.conftest import layer_and_gradient
 
 D = 64
 RNG = np.random.default_rng(0)
@@ -203,6 +204,22 @@ def test_class_gradients_match_autograd_through_the_head():
         feats = net.forward_features(x).detach().requires_grad_(True)
         (g,) = torch.autograd.grad(net.forward_head(feats)[:, 3].sum(), feats)
     np.testing.assert_allclose(grads, g.reshape(3, -1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_a_layer_read_beside_a_deeper_one_is_read_as_it_left_the_layer():
+    """A ReLU(inplace=True) follows a ResNet block's bn1: read together with layer4, bn1 came out rectified (its
+    negative half zeroed) where read alone it did not; `x += shortcut` follows bn2, and its gradient must be bn2's."""
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_concept("marker", 3)
+    x = torch.stack([model.preprocess(im.image) for im in images])
+    bn1, _ = layer_and_gradient(model, x, "layer3.0.bn1", 2)
+    _, bn2_grad = layer_and_gradient(model, x, "layer3.0.bn2", 2)
+    both = activations_by_layer(model, ["layer3.0.bn1", "layer4"], images)
+    np.testing.assert_allclose(both["layer3.0.bn1"], bn1.reshape(3, -1).numpy(), rtol=1e-5, atol=1e-6)
+    assert (both["layer3.0.bn1"] < 0).mean() > 0.1
+    grads = class_gradients_by_layer(model, ["layer3.0.bn2", "layer4"], images, 2)
+    np.testing.assert_allclose(grads["layer3.0.bn2"], bn2_grad.reshape(3, -1).numpy(), rtol=1e-4, atol=1e-7)
+    assert np.abs(grads["layer3.0.bn2"]).max() > 0
 
 
 def _batches_run(model):

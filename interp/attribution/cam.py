@@ -107,7 +107,11 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
         captured.append(leaf)
         if recording:
             torch.set_grad_enabled(True)  # the rest of the pass records its graph; the no_grad block restores
-        return (leaf, *output[1:]) if isinstance(output, tuple) else leaf
+        # The pass goes on with a copy: the next step may write into its input (timm's ReLU(inplace=True) after a
+        # block's bn1, `x += shortcut` after its bn2), which autograd refuses on a leaf and which would change the
+        # activations kept here. The gradient reaches the leaf through the copy unchanged.
+        onward = leaf.clone()
+        return (onward, *output[1:]) if isinstance(output, tuple) else onward
 
     with hooked(module.register_forward_hook(keep)), torch.no_grad(), counting_saved_bytes(model) as saved:
         logits = model.model(x.detach())
@@ -345,8 +349,9 @@ class AblationCAM(CamMethod):
 
     @staticmethod
     def _scores(model, module, x, ablated, target) -> torch.Tensor:
-        def replace(mod, inputs, output):
-            return (ablated, *output[1:]) if isinstance(output, tuple) else ablated
+        def replace(mod, inputs, output):  # a copy each pass: the next layer may write into it (see _run_pass)
+            onward = ablated.clone()
+            return (onward, *output[1:]) if isinstance(output, tuple) else onward
 
         with hooked(module.register_forward_hook(replace)), torch.no_grad():
             try:

@@ -19,7 +19,7 @@ import torch
 from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError
 from interp.images import LoadedImage
-from interp.models.hooks import hooked, no_inplace_activations
+from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 from interp.runtime import map_together
 
@@ -238,12 +238,19 @@ def _forward_to(model: LoadedModel, modules: dict[str, torch.nn.Module], x: torc
 
 def _keeper(kept: dict[str, torch.Tensor], layer: str, stop_at: int | None = None):
     """A forward hook putting its module's (first) output in ``kept[layer]``; with ``stop_at``, it ends the forward
-    pass once ``kept`` holds that many outputs."""
+    pass once ``kept`` holds that many outputs.
+
+    A pass that goes on continues with a copy of the output: the next step may write into its input (timm's
+    ``ReLU(inplace=True)`` after a block's ``bn1``, ``x += shortcut`` after its ``bn2``), which would change what is
+    kept (``bn1`` read with ``layer4`` came out rectified). Gradients reach the kept output through the copy."""
 
     def keep(module, inputs, output):
-        kept.setdefault(layer, _layer_output(output))
+        out = _layer_output(output)
+        kept.setdefault(layer, out)
         if stop_at is not None and len(kept) >= stop_at:
             raise _LayerReached
+        onward = out.clone()
+        return (onward, *output[1:]) if isinstance(output, tuple) else onward
 
     return keep
 
@@ -296,7 +303,7 @@ def class_gradients_by_layer(
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:
         kept: dict[str, torch.Tensor] = {}
-        with model.exclusive(), no_inplace_activations(model.model), torch.enable_grad():
+        with model.exclusive(), torch.enable_grad():
             with hooked() as handles:
                 handles.extend(modules[layer].register_forward_hook(_keeper(kept, layer)) for layer in wanted)
                 logits = model.model(x.requires_grad_(True))
