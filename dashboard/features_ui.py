@@ -326,7 +326,9 @@ def _run_live(model: LoadedModel, objective: Objective, settings: VisualiseSetti
         picture.image(list(step.images), width=min(256, settings.size * 2))
         left = f" · about {step.seconds_left:.0f} s left" if step.seconds_left is not None else ""
         bar.progress(step.step / step.total, text=f"Step {step.step} of {step.total}{left}")
-        chart.plotly_chart(_curve_figure(curve), config={"displayModeBar": False})
+        # a key per run and step: two runs of a unit that stays at 0 draw the same figure at the same step
+        chart.plotly_chart(_curve_figure(curve), key=f"feat_live_curve_{settings.param}_{step.step}",
+                           config={"displayModeBar": False})  # fmt: skip
 
     def on_wait() -> None:
         bar.progress(0.0, text="Another visitor is drawing this same image; it shows here when they finish…")
@@ -354,6 +356,8 @@ def _result_view(v: Visualisation, key: str) -> None:
     st.caption(f"{v.steps_done} steps in {v.seconds:.1f} s; the objective on the final image, untransformed: "
                f"{', '.join(f'{x:.3f}' for x in v.values)}.")  # fmt: skip
     st.plotly_chart(_curve_figure(v.curve), key=key, config={"displayModeBar": False})
+    if v.flat:
+        st.warning(v.flat_note(), icon=":material/block:")
 
 
 def download_files(model: LoadedModel, objective: Objective, done: dict[str, Visualisation]) -> tuple[bytes, str]:

@@ -60,6 +60,22 @@ def test_maps_visualisation_and_spectrum_on_the_shapes_model():
     assert not at.exception, [e.value for e in at.exception]
 
 
+def test_a_unit_that_never_responds_draws_both_runs_and_says_so():
+    """Channel 37 of the shapes CNN's layer2 stays at 0 from the start: both parameterisations drew the same flat
+    curve at the same step, which stopped the page with Streamlit's duplicate-element error (found by random
+    clicking). Both now finish, and the page says why their pictures show nothing."""
+    at = features_page().run()
+    channel = next(n for n in at.main.number_input if n.key.startswith("feat_channel_"))
+    channel.set_value(37).run()
+    at.main.slider(key="feat_steps").set_value(32).run()
+    at.main.button(key="feat_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    assert _captions(at).count("32 steps in") == 2
+    flat = [w.value for w in at.main.warning if "stayed at exactly 0" in w.value]
+    assert len(flat) == 2 and flat[0].startswith("Channel 37 of layer2 stayed at exactly 0 for all 32 steps"), flat
+
+
 def _cells(spec: dict) -> dict[tuple[int, int], float]:
     """What hovering says in the first map: (row, column) -> value."""
     heat = next(t for t in spec["data"] if t["type"] == "heatmap")

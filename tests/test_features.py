@@ -100,6 +100,25 @@ def test_an_edge_channels_optimum_is_a_grating_of_its_orientation(hand):
     assert across > 1.3 * along, (across, along)  # measured 1.57
 
 
+def test_a_unit_that_never_responds_is_called_flat_and_one_that_does_is_not(hand):
+    """A channel after a ReLU whose input is below 0 everywhere gives 0 and no gradient, whatever the image: the
+    optimiser cannot move it, and the pictures would otherwise pass for what it looks for."""
+    conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_(), conv.bias.fill_(-1.0)
+    net = torch.nn.Sequential()
+    for name, module in (("conv", conv), ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)),
+                         ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(1, 2))):  # fmt: skip
+        net.add_module(name, module)
+    dead = LoadedModel(ModelSpec("dead", "dead", "cnn", "a dead channel"), net.eval().requires_grad_(False),
+                       WeightsInfo("random", "test", "dead"), hand.data_config, ("a", "b"), torch.device("cpu"))
+    v = visualise(dead, Objective("channel", 0, "relu"), VisualiseSettings(steps=8, size=64))
+    assert v.flat and v.steps_done == 8
+    assert v.flat_note().startswith("Channel 0 of relu stayed at exactly 0 for all 8 steps: it never responded")
+    alive = visualise(hand, Objective("channel", 1, "conv"), VisualiseSettings(steps=8, size=64))
+    assert not alive.flat and alive.flat_note() == ""
+
+
 @pytest.mark.parametrize("kind", ["class", "probability"])
 @pytest.mark.parametrize("param", ["fft", "pixel"])
 def test_the_star_class_optimum_is_classified_as_star(shapes_cnn, kind, param):
@@ -344,6 +363,11 @@ def test_cli_visualize_writes_pngs_and_settings(tmp_path, capsys):
     # the last line reports the images written, the progress line the transformed copies being optimised
     finals = ", ".join(f"{x:.3f}" for x in summary["final_values"])
     assert f"the final image gives {finals}" in out_text and "on transformed copies" in err
+    assert "stayed at exactly 0" not in err
+    # a channel that never responds (see the flat test above) is said to be so
+    assert main(["visualize", "--model", "shapes_cnn", "--layer", "layer2", "--channel", "37", "--steps", "8",
+                 "--out", str(tmp_path / "flat")]) == 0  # fmt: skip
+    assert "warning: Channel 37 of layer2 stayed at exactly 0 for all 8 steps" in capsys.readouterr().err
 
 
 def test_cli_spectrum_writes_each_column(tmp_path, capsys):

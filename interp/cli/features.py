@@ -111,6 +111,8 @@ def _visualize(args: argparse.Namespace) -> int:
     print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; "
           f"the final image gives {values}")
     print(f"wrote {counted(len(names), 'PNG')} and summary.json to {args.out}")
+    if v.flat:
+        print(f"warning: {v.flat_note()}", file=sys.stderr)
     return 0
 
 

@@ -73,6 +73,22 @@ class Visualisation:
     def stopped(self) -> bool:
         return self.steps_done < self.settings.steps
 
+    @property
+    def flat(self) -> bool:
+        """The objective was exactly 0 at every step and on every final image: the unit never responded (a channel
+        after a ReLU that nothing here reaches), so no gradient of the unit shaped the images."""
+        return self.steps_done > 0 and not np.any(self.curve) and not np.any(self.values)
+
+    def flat_note(self) -> str:
+        """What a user should know when :attr:`flat`: a sentence, or an empty string."""
+        if not self.flat:
+            return ""
+        o = self.objective
+        unit = f"{o.kind.capitalize()} {o.unit}" + (f" of {o.layer}" if o.on_layer else "")
+        return (f"{unit} stayed at exactly 0 for all {self.steps_done} steps: it never responded, so no gradient of "
+                "it shaped this picture (it is the starting noise, smoothed), not what the unit looks for. Try another "
+                "unit, the other sign or another layer.")  # fmt: skip
+
     def summary(self) -> dict:
         return {"objective": self.objective.as_dict(), "settings": self.settings.as_dict(),
                 "steps_done": self.steps_done, "seconds": round(self.seconds, 3),
