@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import interp
+from interp.attribution import attribute
 from interp.errors import BadSettingError
 from interp.features import (
     Objective,
@@ -291,6 +292,25 @@ def test_vit_blocks_are_patch_tokens_on_their_grid():
     assert v.images.shape == (1, 64, 64, 3) and np.isfinite(v.curve).all()
     s = spectrum(vit, Objective("neuron", 3, "blocks.1", position=(2, 5)), [image, interp.load_sample("coffee")], per_column=1)
     assert s.grid == vit.spec.grid
+
+
+def test_tokens_lay_out_on_the_grid_before_and_after_the_class_token_is_added():
+    """patch_embed's output is the patches alone (the class token comes after it): its 64 tokens were read as a class
+    token and 63 patches, which form no grid, and every view of the layer refused it."""
+    spec = interp.get_spec("shapes_vit")  # one prefix token, an 8×8 grid
+    patches = torch.arange(2 * 64 * 3, dtype=torch.float32).reshape(2, 64, 3)
+    with_cls = torch.cat([torch.full((2, 1, 3), -1.0), patches], dim=1)
+    for tokens in (patches, with_cls):
+        grid = spec.token_grid(tokens)
+        assert grid.shape == (2, 3, 8, 8)
+        assert torch.equal(grid[:, :, 2, 5], patches[:, 2 * 8 + 5]) and (grid >= 0).all()  # row-major; no class token
+    assert spec.token_grid(patches[:, :60]) is None  # 60 (or 59) tokens: no grid of the spec's, no square
+    assert spec.token_grid(torch.zeros(1, 1 + 36, 3)).shape == (1, 3, 6, 6)  # another input size: the square they make
+    vit = interp.load_model("shapes_vit", device="cpu")
+    fm = feature_maps(vit, interp.load_sample("chelsea"), "patch_embed", top_k=2)
+    assert fm.maps.shape == (2, 8, 8)
+    cam = attribute(vit, interp.load_sample("chelsea"), "grad_cam", target=0, layer="patch_embed")
+    assert cam.raw.shape == (1, 128, 128) and np.isfinite(cam.raw).all()
 
 
 @pytest.mark.parametrize(

@@ -36,15 +36,14 @@ def to_grid(act: torch.Tensor, model: LoadedModel) -> torch.Tensor:
     """Layer output as ``(B, C, h, w)``: CNN maps as they are, ViT tokens without prefix tokens on the patch grid."""
     if act.dim() == 4:
         return act
-    if act.dim() == 3 and model.spec.grid is not None:
-        rows, cols = model.spec.grid
-        patches = act[:, model.spec.prefix_tokens :, :]
-        if patches.shape[1] != rows * cols:
+    if act.dim() == 3 and model.spec.family == "vit":
+        grid = model.spec.token_grid(act)
+        if grid is None:
             raise ValueError(
-                f"the layer has {patches.shape[1]} patch tokens but {model.name}'s grid is {rows}×{cols}; "
+                f"the layer has {act.shape[1]} tokens, which do not lay out on {model.name}'s patch grid; "
                 "choose a layer inside the transformer blocks."
             )
-        return patches.reshape(act.shape[0], rows, cols, act.shape[-1]).permute(0, 3, 1, 2)
+        return grid
     raise ValueError(f"the layer's output has shape {tuple(act.shape)}, which is not a spatial map; choose another.")
 
 

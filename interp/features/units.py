@@ -7,7 +7,6 @@ are put back on their grid, ``(N, D, gh, gw)``, and the class (and register) tok
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,20 +25,13 @@ def as_grid(model: LoadedModel, output: torch.Tensor, layer: str) -> torch.Tenso
     if output.ndim == 2:
         return output[:, :, None, None]
     if output.ndim == 3:
-        n, tokens, dim = output.shape
-        prefix = model.spec.prefix_tokens or 0
-        patches = tokens - prefix
-        if model.spec.grid is not None and model.spec.grid[0] * model.spec.grid[1] == patches:
-            gh, gw = model.spec.grid
-        else:
-            side = math.isqrt(patches)
-            if side * side != patches:
-                raise BadSettingError(
-                    f"{layer} of {model.name} gives {tokens} tokens, which do not form a square grid; pick a block of "
-                    "the network (blocks.N)."
-                )
-            gh = gw = side
-        return output[:, prefix:].transpose(1, 2).reshape(n, dim, gh, gw)
+        grid = model.spec.token_grid(output)
+        if grid is None:
+            raise BadSettingError(
+                f"{layer} of {model.name} gives {output.shape[1]} tokens, which do not form a square grid; pick a "
+                "block of the network (blocks.N)."
+            )
+        return grid
     raise BadSettingError(f"{layer} of {model.name} gives an output of shape {tuple(output.shape)}, not feature maps; "
                           "pick a convolution or a block.")  # fmt: skip
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +50,24 @@ class ModelSpec:
     prefix_tokens: int = 0
     grid: tuple[int, int] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def token_grid(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        """A layer's ``(B, T, D)`` tokens as ``(B, D, rows, cols)`` on the patch grid; ``None`` when they form none.
+
+        Inside the transformer the ``prefix_tokens`` come first and are left out; before they are added (the output
+        of ``patch_embed``) every token is a patch. The grid is ``grid`` when the patches fill it, else the square
+        they make (a ViT run at another input size)."""
+        n, count, dim = tokens.shape
+        for prefix in dict.fromkeys((self.prefix_tokens, 0)):
+            cells = count - prefix
+            if self.grid is not None and self.grid[0] * self.grid[1] == cells:
+                rows, cols = self.grid
+            elif cells > 0 and math.isqrt(cells) ** 2 == cells:
+                rows = cols = math.isqrt(cells)
+            else:
+                continue
+            return tokens[:, prefix:].transpose(1, 2).reshape(n, dim, rows, cols)
+        return None
 
 
 SHAPES_PREPROCESSING = {
