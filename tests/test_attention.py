@@ -130,6 +130,14 @@ def test_cnn_refused_with_a_sentence():
         capture(interp.load_model("test_resnet", "random"), torch.zeros(1, 3, 160, 160))
 
 
+def test_class_attention_alone_is_refused_with_a_sentence():
+    """CaiT's patch-to-patch layers use talking heads, which cannot be read; only its two class-attention layers
+    (one query, 197 keys) could, and the head statistics failed on them deep in an einsum."""
+    cait = interp.load_model("cait_xxs24_224", "random")
+    with pytest.raises(NotAViTError, match="attend from 1 tokens to 197, not from every token to every token"):
+        capture(cait, torch.zeros(1, 3, 224, 224), target=1)
+
+
 def test_register_tokens_and_no_class_token_laid_out_right():
     reg = interp.load_model("vit_little_patch16_reg4_gap_256", "random")
     cap = capture(reg, torch.zeros(1, 3, 256, 256))

@@ -23,6 +23,7 @@ from interp.attribution.display import DisplaySettings, aggregate, grid_png, nor
 from interp.models import LoadedModel, ModelSpec
 from interp.models.loading import WeightsInfo
 from tests.conftest import layer_and_gradient
+from tests.toy_models import layouts_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 8, "samples": 4, "channels": 8, "window": 40, "stride": 40, "superpixels": 12}
@@ -454,6 +455,21 @@ def test_cam_methods_read_a_layer_whose_next_step_writes_into_its_output(layer):
     for name in [m for m, c in METHODS.items() if c.kind == "cam"]:
         raw = attribute(model, x, name, target=target, layer=layer, **fast_params(name)).raw
         assert np.isfinite(raw).all() and np.abs(raw).max() > 0, name
+
+
+@pytest.mark.parametrize("name", sorted(m for m, c in METHODS.items() if c.kind == "cam"))
+def test_a_cam_reads_a_map_held_channels_last_or_in_a_list_as_it_reads_it_channels_first(name):
+    """Swin's layers are (B, h, w, C): a 7×7 map of 768 channels was read as 7 channels of 7×768, and the map was
+    noise; a CrossViT block returns a list, and every CAM failed on it with an AttributeError."""
+    model = layouts_model()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    params = {"channels": 8} if "channels" in METHODS[name].defaults() else {}
+    target = int(model.run(x).argmax())
+    first = attribute(model, x, name, target=target, layer="nchw", **params).raw
+    assert np.abs(first).max() > 0
+    for layer in ("mix", "pair"):
+        np.testing.assert_allclose(attribute(model, x, name, target=target, layer=layer, **params).raw, first,
+                                   rtol=1e-4, atol=1e-6 * float(np.abs(first).max()), err_msg=layer)  # fmt: skip
 
 
 def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):

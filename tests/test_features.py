@@ -24,10 +24,12 @@ from interp.features import (
     spectrum,
     visualise,
 )
+from interp.features.units import default_feature_layer
 from interp.images import image_from_array
 from interp.models.hooks import hook_count
 from interp.models.loading import LoadedModel, WeightsInfo
 from interp.models.specs import ModelSpec
+from tests.toy_models import layouts_model
 
 STILL = {"jitter": 0, "scale": 0.0, "rotate": 0.0}  # no transformation robustness: the optimum is exact
 
@@ -311,6 +313,32 @@ def test_tokens_lay_out_on_the_grid_before_and_after_the_class_token_is_added():
     assert fm.maps.shape == (2, 8, 8)
     cam = attribute(vit, interp.load_sample("chelsea"), "grad_cam", target=0, layer="patch_embed")
     assert cam.raw.shape == (1, 128, 128) and np.isfinite(cam.raw).all()
+
+
+def test_a_map_held_channels_last_or_in_a_list_is_shown_as_channels_first():
+    model = layouts_model()
+    image = image_from_array(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), "noise.png")
+    first = feature_maps(model, image, "nchw", top_k=8)
+    assert first.maps.shape == (8, 16, 16)
+    for layer in ("mix", "pair"):
+        held = feature_maps(model, image, layer, top_k=8)
+        assert list(held.channels) == list(first.channels), layer
+        np.testing.assert_allclose(held.maps, first.maps, rtol=1e-5, atol=1e-6)
+    v = visualise(model, Objective("channel", 2, "mix"), VisualiseSettings(steps=4, size=64, **STILL))
+    w = visualise(model, Objective("channel", 2, "nchw"), VisualiseSettings(steps=4, size=64, **STILL))
+    np.testing.assert_allclose(v.curve, w.curve, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "name, middle",
+    [("shapes_cnn", "layer2"), ("densenet121", "features.denseblock2"), ("dpn68", "features.conv3_4"),
+     ("efficientnet_lite0", "blocks.3")],
+)
+def test_the_default_layer_is_halfway_through_the_body_not_in_the_head(name, middle):
+    """Without a blocks or stages sequence the middle of the top-level modules was taken: DenseNet's head_drop and
+    DPN's classifier (a 1×1 map). timm's feature stages say where the body is."""
+    model = interp.load_model(name, None if name in ("shapes_cnn", "efficientnet_lite0") else "random")
+    assert default_feature_layer(model) == middle
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,35 @@ def test_unknown_name_suggests_close_timm_names():
         get_spec("   ")
 
 
+@pytest.mark.parametrize("name", ["vit_small_patch14_reg4_dinov2", "eva02_tiny_patch14_224"])
+def test_a_feature_extractor_without_classes_is_refused_before_it_is_built(name, monkeypatch):
+    """timm builds these with no classifier: predicting failed with an IndexError and every method said the class
+    was not one of "0 to -1"."""
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda *a, **k: pytest.fail("weights were read"))
+    with pytest.raises(UnknownModelError, match=f"^{name} has no classifier: timm builds it without class outputs"):
+        load_model(name, "random")
+
+
+def test_an_architecture_with_a_patch_embedding_but_no_grid_is_not_taken_for_a_plain_vit():
+    """XCiT's convolutional patch embedding has no grid_size; inferring its spec failed with an AttributeError."""
+    spec = get_spec("xcit_nano_12_p16_224")
+    assert spec.family == "cnn" and spec.cam_layer == "blocks.11"
+
+
+def test_maps_and_tokens_are_read_channels_first_whichever_way_a_layer_holds_them():
+    from interp.models.layout import as_map, channels_last
+
+    model = load_model("shapes_cnn")  # a 128×128 input
+    nchw, nhwc = torch.randn(2, 96, 8, 8), torch.randn(2, 8, 8, 96)
+    assert not channels_last(model, nchw) and channels_last(model, nhwc)
+    assert torch.equal(as_map(model, nhwc), nhwc.permute(0, 3, 1, 2)) and as_map(model, nchw) is nchw
+    cube = torch.randn(1, 7, 7, 7)  # seven 7×7 channels, or 7×7 cells of seven: channels first, as most layers are
+    assert as_map(model, cube) is cube
+    crossvit = torch.randn(1, 1 + 400, 5)  # a class token and 20×20 patches, in a model whose spec names no prefix
+    assert torch.equal(as_map(model, crossvit), crossvit[:, 1:].transpose(1, 2).reshape(1, 5, 20, 20))
+    assert as_map(model, torch.randn(1, 402, 5)) is None and as_map(model, torch.randn(1, 5)) is None
+
+
 def test_any_timm_name_gets_an_inferred_spec():
     vit = get_spec(TINY_VIT)
     assert vit.family == "vit" and vit.prefix_tokens == 1 and vit.grid == (10, 10)

@@ -166,6 +166,12 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
         with hooked(*(d.register_forward_hook(keep) for d in drops)):
             inp = x.detach().requires_grad_(target is not None)
             logits = model.model(inp)
+        if any(a.shape[-2] != a.shape[-1] for a in kept):  # CaiT: only its class-attention layers are readable
+            queries, keys = next(a.shape[-2:] for a in kept if a.shape[-2] != a.shape[-1])
+            raise NotAViTError(
+                f"the attention layers of {model.name} that can be read attend from {queries} tokens to {keys}, not "
+                "from every token to every token; its attention cannot be rolled out or laid over the image."
+            )
         grads = torch.autograd.grad(logits[0, target], kept) if target is not None else None
     if len(kept) != len(mods):
         raise NotAViTError(f"{model.name} ran {len(kept)} of its {len(mods)} attention layers; its attention cannot be read.")

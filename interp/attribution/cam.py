@@ -19,7 +19,8 @@ from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_
 from interp.attribution.memory import counting_saved_bytes, forward_batch_size
 from interp.attribution.settings import Setting
 from interp.models import LoadedModel
-from interp.models.hooks import hooked
+from interp.models.hooks import first_output, hooked, with_first
+from interp.models.layout import as_map, channels_last
 
 
 def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.Module]:
@@ -33,17 +34,16 @@ def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.
 
 
 def to_grid(act: torch.Tensor, model: LoadedModel) -> torch.Tensor:
-    """Layer output as ``(B, C, h, w)``: CNN maps as they are, ViT tokens without prefix tokens on the patch grid."""
-    if act.dim() == 4:
-        return act
-    if act.dim() == 3 and model.spec.family == "vit":
-        grid = model.spec.token_grid(act)
-        if grid is None:
-            raise ValueError(
-                f"the layer has {act.shape[1]} tokens, which do not lay out on {model.name}'s patch grid; "
-                "choose a layer inside the transformer blocks."
-            )
+    """Layer output as ``(B, C, h, w)``: maps channels first whichever way the layer holds them, transformer tokens
+    without their prefix tokens on the patch grid (:func:`interp.models.layout.as_map`)."""
+    grid = as_map(model, act)
+    if grid is not None:
         return grid
+    if act.dim() == 3:
+        raise ValueError(
+            f"the layer has {act.shape[1]} tokens, which do not lay out on {model.name}'s patch grid; "
+            "choose a layer inside the transformer blocks."
+        )
     raise ValueError(f"the layer's output has shape {tuple(act.shape)}, which is not a spatial map; choose another.")
 
 
@@ -101,7 +101,7 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
     captured: list[torch.Tensor] = []
 
     def keep(mod, inputs, output):
-        out = output[0] if isinstance(output, tuple) else output
+        out = first_output(output)
         leaf = out.detach().requires_grad_(recording)
         captured.append(leaf)
         if recording:
@@ -110,7 +110,7 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
         # block's bn1, `x += shortcut` after its bn2), which autograd refuses on a leaf and which would change the
         # activations kept here. The gradient reaches the leaf through the copy unchanged.
         onward = leaf.clone()
-        return (onward, *output[1:]) if isinstance(output, tuple) else onward
+        return with_first(output, onward)
 
     with hooked(module.register_forward_hook(keep)), torch.no_grad(), counting_saved_bytes(model) as saved:
         logits = model.model(x.detach())
@@ -338,10 +338,10 @@ class AblationCAM(CamMethod):
             part = chosen[start : start + chunk]
             ablated = raw.detach().expand(len(part), *raw.shape[1:]).clone()
             rows = torch.arange(len(part), device=raw.device)
-            if raw.dim() == 4:
+            if raw.dim() == 4 and not channels_last(model, raw):
                 ablated[rows, part] = 0
-            else:  # tokens × features: the feature zeroed on every token
-                ablated[rows, :, part] = 0
+            else:  # tokens × features, or maps channels last: the channel zeroed everywhere
+                ablated[rows, ..., part] = 0
             weights[part] = (score - self._scores(model, module, x, ablated, target)) / (abs(score) or 1.0)
         cam = (weights.view(1, -1, 1, 1) * act).sum(1).clamp(min=0)
         return upsampled(cam, x), None, {"layer_shape": list(act.shape[1:])}
@@ -350,7 +350,7 @@ class AblationCAM(CamMethod):
     def _scores(model, module, x, ablated, target) -> torch.Tensor:
         def replace(mod, inputs, output):  # a copy each pass: the next layer may write into it (see _run_pass)
             onward = ablated.clone()
-            return (onward, *output[1:]) if isinstance(output, tuple) else onward
+            return with_first(output, onward)
 
         with hooked(module.register_forward_hook(replace)), torch.no_grad():
             try:

@@ -19,7 +19,7 @@ import torch
 from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError
 from interp.images import LoadedImage
-from interp.models.hooks import hooked
+from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
 from interp.runtime import map_together
 
@@ -49,20 +49,21 @@ def default_layers(model: LoadedModel) -> list[str]:
     net = model.structure
     body = next((n for n in ("blocks", "stages") if isinstance(getattr(net, n, None), _SEQUENCES)), None)
     depth = len(getattr(net, body)) if body is not None else 0
+    # otherwise the stages timm lists for feature extraction: ResNet's layer1-4, DenseNet's dense blocks, VGG's pools
+    stages = [f["module"] for f in getattr(net, "feature_info", None) or [] if f.get("module") in names]
     if body is not None and depth > 1:
         mid = f"{body}.{depth // 2}"
-    else:  # ResNets: conv1 … layer1-layer4 … fc
-        top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem")]
+    elif len(stages) > 1:
+        mid = stages[len(stages) // 2]
+    else:
+        head = ("global_pool", "head", "fc", "classifier", "pre_logits", "flatten", "drop")
+        top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem") and not n.startswith(head)]
         mid = top[len(top) // 2] if top else late
     return list(dict.fromkeys([mid, late]))
 
 
 class _LayerReached(Exception):
     """Raised by the hook that keeps a layer's output, to end the forward pass there."""
-
-
-def _layer_output(output):
-    return output[0] if isinstance(output, tuple) else output
 
 
 def _cached_rows(cache: ResultCache | None, keys: list[str], name: str) -> list[np.ndarray | None]:
@@ -245,12 +246,12 @@ def _keeper(kept: dict[str, torch.Tensor], layer: str, stop_at: int | None = Non
     kept (``bn1`` read with ``layer4`` came out rectified). Gradients reach the kept output through the copy."""
 
     def keep(module, inputs, output):
-        out = _layer_output(output)
+        out = first_output(output)
         kept.setdefault(layer, out)
         if stop_at is not None and len(kept) >= stop_at:
             raise _LayerReached
         onward = out.clone()
-        return (onward, *output[1:]) if isinstance(output, tuple) else onward
+        return with_first(output, onward)
 
     return keep
 

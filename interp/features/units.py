@@ -1,8 +1,9 @@
 """What a layer holds, as channels on a grid: the first convolution's filters and an image's feature maps.
 
-A convolutional layer's output is ``(N, C, h, w)``. A vision transformer block's is ``(N, T, D)``: its patch tokens
-are put back on their grid, ``(N, D, gh, gw)``, and the class (and register) tokens are left out. A pooled output
-``(N, D)`` is ``(N, D, 1, 1)``. Every view of this package reads layers through :func:`as_grid`.
+A convolutional layer's output is ``(N, C, h, w)`` (or ``(N, h, w, C)``, turned round). A vision transformer block's
+is ``(N, T, D)``: its patch tokens are put back on their grid, ``(N, D, gh, gw)``, and the class (and register) tokens
+are left out (:func:`interp.models.layout.as_map`). A pooled output ``(N, D)`` is ``(N, D, 1, 1)``. Every view of this
+package reads layers through :func:`as_grid`.
 """
 
 from __future__ import annotations
@@ -15,23 +16,22 @@ import torch
 from interp.concepts.activations import _forward_to, default_layers, resolve_layer
 from interp.errors import BadSettingError
 from interp.images import LoadedImage
+from interp.models.layout import as_map
 from interp.models.loading import LoadedModel
 
 
 def as_grid(model: LoadedModel, output: torch.Tensor, layer: str) -> torch.Tensor:
     """A layer's output as ``(N, C, h, w)`` (see the module's docstring); a sentence for shapes that are not maps."""
-    if output.ndim == 4:
-        return output
     if output.ndim == 2:
         return output[:, :, None, None]
-    if output.ndim == 3:
-        grid = model.spec.token_grid(output)
-        if grid is None:
-            raise BadSettingError(
-                f"{layer} of {model.name} gives {output.shape[1]} tokens, which do not form a square grid; pick a "
-                "block of the network (blocks.N)."
-            )
+    grid = as_map(model, output)
+    if grid is not None:
         return grid
+    if output.ndim == 3:
+        raise BadSettingError(
+            f"{layer} of {model.name} gives {output.shape[1]} tokens, which do not form a square grid; pick a "
+            "block of the network (blocks.N)."
+        )
     raise BadSettingError(f"{layer} of {model.name} gives an output of shape {tuple(output.shape)}, not feature maps; "
                           "pick a convolution or a block.")  # fmt: skip
 

@@ -77,3 +77,16 @@ def no_inplace_activations(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for m in flipped:
             m.inplace = True
+
+
+def first_output(output: Any) -> torch.Tensor:
+    """What a forward hook reads of a module's output: the tensor, or the first of a tuple or list (a block that also
+    returns its attention; CrossViT's two branches)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def with_first(output: Any, first: torch.Tensor) -> Any:
+    """``output`` with :func:`first_output` replaced by ``first``, as a forward hook returns it."""
+    if isinstance(output, (tuple, list)):
+        return type(output)([first, *output[1:]])
+    return first

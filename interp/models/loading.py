@@ -9,6 +9,7 @@ anything that hooks it or flips a flag on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
 from interp.config import resolve_device
-from interp.errors import NotEnoughMemoryError, WeightsMismatchError, WeightsUnavailableError
+from interp.errors import NotEnoughMemoryError, UnknownModelError, WeightsMismatchError, WeightsUnavailableError
 from interp.models import weights as W
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
@@ -242,6 +243,12 @@ def load_model(
     if dev.type == "cpu":
         keep_freed_memory()  # a forward pass then reuses freed memory instead of faulting in fresh pages
     kind = spec.weights if weights is None else weights
+    if isinstance(kind, str) and kind in ("hub", "bundled", "random") and not class_outputs(spec.name):
+        raise UnknownModelError(
+            f"{spec.name} has no classifier: timm builds it without class outputs (a feature extractor, like DINOv2's "
+            "or EVA-02's pretraining), so there are no classes to explain. Pick a model fine-tuned for "
+            "classification, or give weights with a classification head."
+        )
     check_room(spec, kind)  # before a download or an allocation
     file_classes: tuple[str, ...] | None = None
 
@@ -365,6 +372,12 @@ def describe(name: str) -> dict[str, Any]:
         "available": avail.available,
         "reason": avail.reason,
     }
+
+
+@functools.lru_cache(maxsize=64)
+def class_outputs(name: str) -> int:
+    """How many classes the spec or timm name ``name`` is built with (0: a feature extractor), without weights."""
+    return int(getattr(_skeleton(get_spec(name), None), "num_classes", 0) or 0)
 
 
 def _skeleton(spec: ModelSpec, num_classes: int | None) -> torch.nn.Module:

@@ -55,10 +55,11 @@ class ModelSpec:
         """A layer's ``(B, T, D)`` tokens as ``(B, D, rows, cols)`` on the patch grid; ``None`` when they form none.
 
         Inside the transformer the ``prefix_tokens`` come first and are left out; before they are added (the output
-        of ``patch_embed``) every token is a patch. The grid is ``grid`` when the patches fill it, else the square
+        of ``patch_embed``) every token is a patch; a model whose spec does not say (one inferred as a CNN, such as
+        CrossViT) may still lead with one class token. The grid is ``grid`` when the patches fill it, else the square
         they make (a ViT run at another input size)."""
         n, count, dim = tokens.shape
-        for prefix in dict.fromkeys((self.prefix_tokens, 0)):
+        for prefix in dict.fromkeys((self.prefix_tokens, 0, 1)):
             cells = count - prefix
             if self.grid is not None and self.grid[0] * self.grid[1] == cells:
                 rows, cols = self.grid
@@ -195,8 +196,8 @@ def parameter_count(name: str) -> int:
 def _infer_spec(name: str) -> ModelSpec:
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False)
-    if hasattr(model, "patch_embed") and hasattr(model, "blocks") and hasattr(model, "num_prefix_tokens"):
-        grid = tuple(model.patch_embed.grid_size)
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)  # XCiT's patch embedding has none
+    if grid is not None and hasattr(model, "blocks") and hasattr(model, "num_prefix_tokens"):
         last = len(model.blocks) - 1
         layer = f"blocks.{last}.norm1" if hasattr(model.blocks[last], "norm1") else f"blocks.{last}"
         return ModelSpec(

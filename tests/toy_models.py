@@ -1,0 +1,50 @@
+"""Small hand-built models with known layouts, shared by the tests of the views that read layers."""
+
+from __future__ import annotations
+
+import torch
+
+from interp.models import LoadedModel, ModelSpec
+from interp.models.loading import WeightsInfo
+
+
+class _Permute(torch.nn.Module):
+    def __init__(self, *order: int) -> None:
+        super().__init__()
+        self.order = order
+
+    def forward(self, x):
+        return x.permute(*self.order)
+
+
+class _Pair(torch.nn.Module):
+    """Returns a list, as CrossViT's blocks return their two branches."""
+
+    def forward(self, x):
+        return [x, 2 * x]
+
+
+class _First(torch.nn.Module):
+    def forward(self, pair):
+        return pair[0]
+
+
+def layouts_model() -> LoadedModel:
+    """The same 16×16 map of 8 channels held three ways: ``mix`` channels last (as in Swin, or inside ConvNeXt's
+    blocks), ``pair`` as the first of a list, ``nchw`` channels first."""
+    gen = torch.Generator().manual_seed(3)
+    layers = [("conv", torch.nn.Conv2d(3, 8, 4, stride=4)), ("to_nhwc", _Permute(0, 2, 3, 1)),
+              ("mix", torch.nn.Linear(8, 8)), ("pair", _Pair()), ("first", _First()), ("nchw", _Permute(0, 3, 1, 2)),
+              ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)), ("flat", torch.nn.Flatten()),
+              ("fc", torch.nn.Linear(8, 3))]  # fmt: skip
+    net = torch.nn.Sequential()
+    for name, module in layers:
+        net.add_module(name, module)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    net.eval().requires_grad_(False)
+    cfg = {"input_size": (3, 64, 64), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear",
+           "crop_pct": 1.0}
+    spec = ModelSpec("layouts", "layouts", "cnn", "one map held three ways")
+    return LoadedModel(spec, net, WeightsInfo("random", "test", "layouts"), cfg, ("a", "b", "c"), torch.device("cpu"))
