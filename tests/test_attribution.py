@@ -472,6 +472,15 @@ def test_a_cam_reads_a_map_held_channels_last_or_in_a_list_as_it_reads_it_channe
                                    rtol=1e-4, atol=1e-6 * float(np.abs(first).max()), err_msg=layer)  # fmt: skip
 
 
+def test_a_layer_the_class_scores_do_not_depend_on_is_refused_with_a_sentence():
+    """PiT's last stage returns (patches, class token) and its head reads only the class token: Grad-CAM at the
+    default layer failed with autograd's "element 0 of tensors does not require grad"."""
+    pit = interp.load_model("pit_ti_224", "random")
+    with pytest.raises(ValueError, match="^the class scores do not depend on what the chosen layer gives first"):
+        attribute(pit, torch.zeros(1, 3, 224, 224), "grad_cam", target=1)
+    assert attribute(pit, torch.zeros(1, 3, 224, 224), "eigen_cam", target=1).raw.shape == (1, 224, 224)
+
+
 def test_guided_backprop_equals_captum_on_a_relu_model(tiny_cnn):
     from captum.attr import GuidedBackprop
 

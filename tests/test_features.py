@@ -332,13 +332,15 @@ def test_a_map_held_channels_last_or_in_a_list_is_shown_as_channels_first():
 @pytest.mark.parametrize(
     "name, middle",
     [("shapes_cnn", "layer2"), ("densenet121", "features.denseblock2"), ("dpn68", "features.conv3_4"),
-     ("efficientnet_lite0", "blocks.3")],
+     ("efficientnet_lite0", "blocks.3"), ("coat_lite_tiny", "serial_blocks3.1")],
 )
 def test_the_default_layer_is_halfway_through_the_body_not_in_the_head(name, middle):
     """Without a blocks or stages sequence the middle of the top-level modules was taken: DenseNet's head_drop and
-    DPN's classifier (a 1×1 map). timm's feature stages say where the body is."""
+    DPN's classifier (a 1×1 map). timm's feature stages say where the body is; a ModuleList (CoaT's serial blocks)
+    is never called, so its last module stands for it."""
     model = interp.load_model(name, None if name in ("shapes_cnn", "efficientnet_lite0") else "random")
     assert default_feature_layer(model) == middle
+    assert feature_maps(model, interp.load_sample("chelsea"), middle, top_k=1).maps.shape[0] == 1  # the pass reaches it
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,30 @@ def test_an_architecture_with_a_patch_embedding_but_no_grid_is_not_taken_for_a_p
     assert spec.family == "cnn" and spec.cam_layer == "blocks.11"
 
 
+@pytest.mark.parametrize(
+    "name, layer",
+    [("mvitv2_tiny", "stages.3"), ("twins_svt_small", "blocks.3.3"), ("coat_lite_tiny", "serial_blocks4.1"),
+     ("resnet18", "layer4"), ("convnext_atto", "stages.3")],
+)
+def test_an_inferred_cam_layer_is_a_module_the_pass_calls(name, layer):
+    """MViTv2 and Twins list feature stages named "block.N", which they do not have; Twins' and CoaT's blocks are
+    ModuleLists, which the pass iterates but never calls, so no hook on them fires."""
+    assert get_spec(name).cam_layer == layer
+
+
+def test_tokens_kept_out_of_row_order_are_refused_not_scrambled():
+    """Hiera keeps its tokens in mask-unit order until the end: laid row by row they made a map of the wrong places."""
+    from interp.errors import BadSettingError
+    from interp.models.layout import as_map
+    from tests.toy_models import layouts_model
+
+    model = layouts_model()
+    model.structure.unroll = torch.nn.Identity()  # what marks Hiera's token order in timm
+    with pytest.raises(BadSettingError, match="keeps its tokens in mask-unit order"):
+        as_map(model, torch.zeros(1, 256, 8))
+    assert as_map(model, torch.zeros(1, 8, 16, 16)).shape == (1, 8, 16, 16)  # maps are still maps
+
+
 def test_maps_and_tokens_are_read_channels_first_whichever_way_a_layer_holds_them():
     from interp.models.layout import as_map, channels_last
 

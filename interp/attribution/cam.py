@@ -116,6 +116,9 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
         logits = model.model(x.detach())
     if not captured:
         raise ValueError("the chosen layer is not run by the model's forward pass; choose another.")
+    if recording and not logits.requires_grad:  # PiT's last stage: the head reads its class token, not its patches
+        raise ValueError("the class scores do not depend on what the chosen layer gives first (the model goes on from "
+                         "another of its outputs), so there is no gradient to weigh it by; choose another layer.")
     found = _Pass(x.detach().clone(), module, captured[0], logits)
     if recording and saved() <= KEEP_TAIL_MB * 2**20:
         model.side(KEPT_PASS, dict)["pass"] = found

@@ -21,6 +21,7 @@ from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
+from interp.models.specs import called_layer
 from interp.runtime import map_together
 
 Progress = Callable[[int, int], None]
@@ -59,7 +60,7 @@ def default_layers(model: LoadedModel) -> list[str]:
         head = ("global_pool", "head", "fc", "classifier", "pre_logits", "flatten", "drop")
         top = [n for n in names if "." not in n and n not in ("conv_stem", "bn1", "stem") and not n.startswith(head)]
         mid = top[len(top) // 2] if top else late
-    return list(dict.fromkeys([mid, late]))
+    return list(dict.fromkeys(called_layer(net, name) or name for name in (mid, late)))
 
 
 class _LayerReached(Exception):

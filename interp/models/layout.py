@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from interp.errors import BadSettingError
+
 if TYPE_CHECKING:
     from interp.models.loading import LoadedModel
 
@@ -27,8 +29,16 @@ def channels_last(model: LoadedModel, output: torch.Tensor) -> bool:
 
 
 def as_map(model: LoadedModel, output: torch.Tensor) -> torch.Tensor | None:
-    """A layer's output as ``(B, C, h, w)`` over the image; ``None`` for tokens that form no grid and other shapes."""
+    """A layer's output as ``(B, C, h, w)`` over the image; ``None`` for tokens that form no grid and other shapes.
+
+    Raises:
+        BadSettingError: tokens of a model that keeps them out of row order (Hiera); the message says so."""
     if output.dim() == 3:
+        if hasattr(model.structure, "unroll"):
+            raise BadSettingError(
+                f"{model.name} keeps its tokens in mask-unit order (Hiera's unrolling), not row by row, so a layer of "
+                "tokens cannot be laid over the image; choose a layer whose output is a map."
+            )
         return model.spec.token_grid(output)
     if output.dim() != 4:
         return None

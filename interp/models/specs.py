@@ -209,6 +209,20 @@ def _infer_spec(name: str) -> ModelSpec:
             prefix_tokens=int(model.num_prefix_tokens),
             grid=(int(grid[0]), int(grid[1])),
         )
-    feature_info = getattr(model, "feature_info", None)
-    layer = feature_info[-1]["module"] if feature_info else None
-    return ModelSpec(name, name, "cnn", f"timm {name}", cam_layer=layer or None)
+    # the last feature stage timm lists that the pass calls (MViTv2 and Twins list "block.N", which they do not
+    # have), else the last module of the body
+    stages = [f.get("module") for f in getattr(model, "feature_info", None) or []]
+    bodies = [f"{body}.{len(seq) - 1}" for body in ("stages", "blocks", "layers")
+              if isinstance(seq := getattr(model, body, None), torch.nn.Module) and len(seq)]  # fmt: skip
+    layer = next(filter(None, (called_layer(model, n) for n in [*reversed(stages), *bodies])), None)
+    return ModelSpec(name, name, "cnn", f"timm {name}", cam_layer=layer)
+
+
+def called_layer(model: torch.nn.Module, name: str | None) -> str | None:
+    """``name`` when the forward pass calls that module, else the module inside it that ends it: a container without a
+    ``forward`` of its own (a ``ModuleList``: Twins' and CoaT's blocks) is only iterated, so its last module.
+    ``None`` when ``name`` is no module of ``model``."""
+    modules = dict(model.named_modules())
+    while name in modules and type(modules[name]).forward is torch.nn.Module.forward and len(modules[name]._modules):
+        name = f"{name}.{list(modules[name]._modules)[-1]}"
+    return name if name and name in modules else None
