@@ -23,7 +23,7 @@ from interp.attribution.display import DisplaySettings, aggregate, grid_png, nor
 from interp.models import LoadedModel, ModelSpec
 from interp.models.loading import WeightsInfo
 from tests.conftest import layer_and_gradient
-from tests.toy_models import layouts_model
+from tests.toy_models import layouts_model, reused_relu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 8, "samples": 4, "channels": 8, "window": 40, "stride": 40, "superpixels": 12}
@@ -258,6 +258,18 @@ def test_deeplift_adds_up_on_the_real_efficientnet_lite0(lite0):
     assert abs(result.extras["logit_gap"]) > 1
     assert result.extras["relative_delta"] < 1e-3 and not result.incomplete
     assert "⚠" not in result.completeness()
+
+
+def test_deeplift_on_a_model_that_reuses_an_activation_module_is_refused_and_leaves_nothing_behind():
+    """Captum's DeepLift hooks each non-linearity and keeps one input per module: EfficientViT, which runs one ReLU
+    at several places, failed with Captum's RuntimeError (shown as "This method failed on this model")."""
+    model = reused_relu_model()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    before = model.run(x)
+    with pytest.raises(MethodNotApplicable, match="^DeepLIFT does not apply to reused: it runs one activation module"):
+        attribute(model, x, "deeplift", target=0)
+    assert hook_count(model.structure) == 0 and torch.equal(model.run(x), before)
+    assert np.isfinite(attribute(model, x, "integrated_gradients", target=0, steps=4).raw).all()
 
 
 def test_a_map_that_misses_its_score_change_says_what_to_do_for_its_method():

@@ -48,3 +48,30 @@ def layouts_model() -> LoadedModel:
            "crop_pct": 1.0}
     spec = ModelSpec("layouts", "layouts", "cnn", "one map held three ways")
     return LoadedModel(spec, net, WeightsInfo("random", "test", "layouts"), cfg, ("a", "b", "c"), torch.device("cpu"))
+
+
+class _OneReluTwice(torch.nn.Module):
+    """One ReLU module applied after both convolutions, as EfficientViT's attention reuses its activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.relu(self.conv2(self.relu(self.conv1(x))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def reused_relu_model() -> LoadedModel:
+    net = _OneReluTwice()
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    net.eval().requires_grad_(False)
+    cfg = {"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear",
+           "crop_pct": 1.0}
+    spec = ModelSpec("reused", "reused", "cnn", "one ReLU module used twice")
+    return LoadedModel(spec, net, WeightsInfo("random", "test", "reused"), cfg, ("a", "b", "c"), torch.device("cpu"))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from captum.attr import DeepLift, InputXGradient, Saliency
 
-from interp.attribution.base import AttributionMethod, get_method, register, target_logit
+from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
 from interp.attribution.memory import batch_size
 from interp.attribution.settings import Setting
@@ -257,8 +257,16 @@ class DeepLiftMethod(GradientMethod):
         # Captum's DeepLift needs a Module, not a function, and hooks every non-linearity: in-place ones break it.
         wrapped = _TargetModule(model.model, target)
         with no_inplace_activations(model.model):
-            attr, delta = _RescaleDeepLift(wrapped).attribute(_leaf(x), baselines=baseline,
-                                                              return_convergence_delta=True)  # fmt: skip
+            try:
+                attr, delta = _RescaleDeepLift(wrapped).attribute(_leaf(x), baselines=baseline,
+                                                                  return_convergence_delta=True)  # fmt: skip
+            except RuntimeError as exc:
+                if "used more than once" not in str(exc):
+                    raise
+                raise MethodNotApplicable(
+                    f"{self.title} does not apply to {model.name}: it runs one activation module at several places "
+                    "of its pass, and DeepLIFT's rules follow each module once; compare Integrated Gradients."
+                ) from exc
         return attr, float(delta.sum())
 
 
