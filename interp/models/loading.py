@@ -243,13 +243,13 @@ def load_model(
     if dev.type == "cpu":
         keep_freed_memory()  # a forward pass then reuses freed memory instead of faulting in fresh pages
     kind = spec.weights if weights is None else weights
+    check_room(spec, kind)  # before a download or an allocation
     if isinstance(kind, str) and kind in ("hub", "bundled", "random") and not class_outputs(spec.name):
         raise UnknownModelError(
             f"{spec.name} has no classifier: timm builds it without class outputs (a feature extractor, like DINOv2's "
             "or EVA-02's pretraining), so there are no classes to explain. Pick a model fine-tuned for "
             "classification, or give weights with a classification head."
         )
-    check_room(spec, kind)  # before a download or an allocation
     file_classes: tuple[str, ...] | None = None
 
     if isinstance(kind, (bytes, Path)) or kind not in ("hub", "bundled", "random"):
