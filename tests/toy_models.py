@@ -32,7 +32,6 @@ class _First(torch.nn.Module):
 def layouts_model() -> LoadedModel:
     """The same 16×16 map of 8 channels held three ways: ``mix`` channels last (as in Swin, or inside ConvNeXt's
     blocks), ``pair`` as the first of a list, ``nchw`` channels first."""
-    gen = torch.Generator().manual_seed(3)
     layers = [("conv", torch.nn.Conv2d(3, 8, 4, stride=4)), ("to_nhwc", _Permute(0, 2, 3, 1)),
               ("mix", torch.nn.Linear(8, 8)), ("pair", _Pair()), ("first", _First()), ("nchw", _Permute(0, 3, 1, 2)),
               ("relu", torch.nn.ReLU()), ("pool", torch.nn.AdaptiveAvgPool2d(1)), ("flat", torch.nn.Flatten()),
@@ -40,14 +39,21 @@ def layouts_model() -> LoadedModel:
     net = torch.nn.Sequential()
     for name, module in layers:
         net.add_module(name, module)
+    return _loaded(net, "layouts", "one map held three ways", size=64, seed=3)
+
+
+def _loaded(net: torch.nn.Module, name: str, description: str, size: int, seed: int) -> LoadedModel:
+    """``net`` with weights drawn from a generator seeded by ``seed``, frozen, as a model of three classes that sees
+    ``size``-pixel images."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
     net.eval().requires_grad_(False)
-    cfg = {"input_size": (3, 64, 64), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear",
+    cfg = {"input_size": (3, size, size), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear",
            "crop_pct": 1.0}
-    spec = ModelSpec("layouts", "layouts", "cnn", "one map held three ways")
-    return LoadedModel(spec, net, WeightsInfo("random", "test", "layouts"), cfg, ("a", "b", "c"), torch.device("cpu"))
+    spec = ModelSpec(name, name, "cnn", description)
+    return LoadedModel(spec, net, WeightsInfo("random", "test", name), cfg, ("a", "b", "c"), torch.device("cpu"))
 
 
 class _OneReluTwice(torch.nn.Module):
@@ -65,13 +71,4 @@ class _OneReluTwice(torch.nn.Module):
 
 
 def reused_relu_model() -> LoadedModel:
-    net = _OneReluTwice()
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    net.eval().requires_grad_(False)
-    cfg = {"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.5,) * 3, "interpolation": "bilinear",
-           "crop_pct": 1.0}
-    spec = ModelSpec("reused", "reused", "cnn", "one ReLU module used twice")
-    return LoadedModel(spec, net, WeightsInfo("random", "test", "reused"), cfg, ("a", "b", "c"), torch.device("cpu"))
+    return _loaded(_OneReluTwice(), "reused", "one ReLU module used twice", size=32, seed=5)

@@ -9,7 +9,6 @@ anything that hooks it or flips a flag on it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -31,7 +30,7 @@ from interp.models import weights as W
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
 from interp.models.preprocess import fast_eval_transform
-from interp.models.specs import ModelSpec, get_spec, parameter_count
+from interp.models.specs import ModelSpec, class_outputs, get_spec, parameter_count
 from interp.runtime import HEADROOM_MB, keep_freed_memory, room_mb
 
 log = logging.getLogger(__name__)
@@ -372,12 +371,6 @@ def describe(name: str) -> dict[str, Any]:
         "available": avail.available,
         "reason": avail.reason,
     }
-
-
-@functools.lru_cache(maxsize=64)
-def class_outputs(name: str) -> int:
-    """How many classes the spec or timm name ``name`` is built with (0: a feature extractor), without weights."""
-    return int(getattr(_skeleton(get_spec(name), None), "num_classes", 0) or 0)
 
 
 def _skeleton(spec: ModelSpec, num_classes: int | None) -> torch.nn.Module:

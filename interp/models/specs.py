@@ -186,10 +186,20 @@ def _pretrained_names() -> list[str]:
 @functools.lru_cache(maxsize=64)
 def parameter_count(name: str) -> int:
     """Number of parameters of a model (spec name or timm name), counted without allocating weights (meta device)."""
+    return sum(p.numel() for p in _meta_model(name).parameters())
+
+
+@functools.lru_cache(maxsize=64)
+def class_outputs(name: str) -> int:
+    """How many classes the spec or timm name ``name`` is built with (0: a feature extractor), without weights."""
+    return int(getattr(_meta_model(name), "num_classes", 0) or 0)
+
+
+def _meta_model(name: str) -> torch.nn.Module:
+    """The spec's model with its tensors on the meta device: every name and shape, no memory."""
     spec = get_spec(name)
     with torch.device("meta"):
-        model = timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
-    return sum(p.numel() for p in model.parameters())
+        return timm.create_model(spec.arch, pretrained=False, **spec.kwargs)
 
 
 @functools.lru_cache(maxsize=64)
