@@ -232,7 +232,13 @@ def called_layer(model: torch.nn.Module, name: str | None) -> str | None:
     """``name`` when the forward pass calls that module, else the module inside it that ends it: a container without a
     ``forward`` of its own (a ``ModuleList``: Twins' and CoaT's blocks) is only iterated, so its last module.
     ``None`` when ``name`` is no module of ``model``."""
-    modules = dict(model.named_modules())
-    while name in modules and type(modules[name]).forward is torch.nn.Module.forward and len(modules[name]._modules):
-        name = f"{name}.{list(modules[name]._modules)[-1]}"
-    return name if name and name in modules else None
+    if not name:
+        return None
+    try:
+        module = model.get_submodule(name)  # follows the dotted path only: pages ask on every rerun
+    except AttributeError:
+        return None
+    while type(module).forward is torch.nn.Module.forward and module._modules:
+        last = list(module._modules)[-1]
+        name, module = f"{name}.{last}", module._modules[last]
+    return name
