@@ -151,15 +151,15 @@ _DISPLAY_PARAMS = {"alpha": "alpha", "cmap": "colormap", "sign": "sign", "clip":
 def display_ui() -> DisplaySettings:
     """Controls that only change how stored maps are drawn."""
     colormaps = [c for c in COLORMAPS if c != "diverging"]
-    allowed = {"alpha": (0.0, 1.0), "clip": (90.0, 100.0), "cmap": colormaps, "sign": SIGNS, "agg": AGGREGATIONS}
+    ranges = {"alpha": (0.0, 1.0), "clip": (90.0, 100.0)}
+    choices = {"cmap": colormaps, "sign": SIGNS, "agg": AGGREGATIONS}
     for param, field_name in _DISPLAY_PARAMS.items():
         linked = permalink.take_one(param)
-        ok = allowed[param]
         if linked is None:
             pass
-        elif isinstance(ok, tuple) and _number_in(linked, *ok):
+        elif param in ranges and _number_in(linked, *ranges[param]):
             state.put(f"attr_{param}", float(linked))
-        elif not isinstance(ok, tuple) and linked in ok:
+        elif param in choices and linked in choices[param]:
             state.put(f"attr_{param}", linked)
         else:
             permalink.note(f"The link's display option {param}={linked} is not one this page offers; the default "

@@ -149,6 +149,9 @@ LINK = {
     "set": ["integrated_gradients.steps=16", "occlusion.window=64", "occlusion.stride=64"],
     "alpha": "0.7",
     "cmap": "viridis",
+    "sign": "signed",  # every display option: a link with sign or agg stopped the page (a menu read as a range)
+    "clip": "97.5",
+    "agg": "max_abs",
 }
 
 
@@ -164,6 +167,8 @@ def test_a_link_sets_the_whole_view_and_the_url_follows_the_widgets():
     assert at.main.slider(key="attr_set__integrated_gradients__steps").value == 16
     assert at.main.slider(key="attr_set__occlusion__window").value == 64
     assert at.main.slider(key="attr_alpha").value == 0.7 and at.main.selectbox(key="attr_cmap").value == "viridis"
+    assert at.main.selectbox(key="attr_sign").value == "signed" and at.main.selectbox(key="attr_agg").value == "max_abs"
+    assert at.main.slider(key="attr_clip").value == 97.5
     assert len(at.main.get("image")) == 4  # 2 classes × 2 methods
     ig = [c for c in captions(at) if "completeness error" in c]
     assert len(ig) == 2
