@@ -276,6 +276,21 @@ def test_configured_roots_from_env_json_and_toml(tmp_path):
         DatasetRoot("gone", "folder", tmp_path / "gone").open()
 
 
+def test_a_dataset_name_is_found_whatever_its_case_and_a_near_miss_says_which_one_it_means(tmp_path):
+    from interp.datasets import find_root
+
+    environ = {"INTERP_DATASETS": json.dumps([{"name": "ImageNet val", "kind": "imagenet", "root": "/data/val"},
+                                              {"name": "ImageNet train", "kind": "imagenet", "root": "/data/t"}])}  # fmt: skip
+    assert find_root("imagenet VAL ", tmp_path, environ).name == "ImageNet val"
+    assert find_root("shapes world · test split", tmp_path, environ).kind == "shapes"
+    for typed, meant in [("shapes", "Shapes world · test split"), ("Imagenet vla", "ImageNet val")]:
+        with pytest.raises(DatasetError, match=f"no dataset is configured as '{typed}'; did you mean '{meant}'"):
+            find_root(typed, tmp_path, environ)
+    with pytest.raises(DatasetError) as said:  # two datasets it could mean: both listed, neither guessed
+        find_root("imagenet", tmp_path, environ)
+    assert "did you mean" not in str(said.value) and "'ImageNet val', 'ImageNet train'" in str(said.value)
+
+
 # --- scans ---------------------------------------------------------------------------------------------------------
 
 

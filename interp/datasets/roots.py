@@ -21,6 +21,7 @@ dataset by a model live in one folder, :func:`scan_folder`, which the CLI's ``sc
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -194,10 +195,16 @@ def open_dataset(root: DatasetRoot, progress=None) -> Dataset:
 def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = None) -> DatasetRoot:
     """The configured dataset called ``name`` (as visitors see it), or a sentence listing the configured ones."""
     roots = {r.name: r for r in configured_roots(cache_dir, environ=environ)}
-    if name not in roots:
-        raise DatasetError(f"no dataset is configured as {name!r}; configured: {', '.join(map(repr, roots))} "
-                           f"(or give --root with a kind: {', '.join(kinds())}).")  # fmt: skip
-    return roots[name]
+    if name in roots:
+        return roots[name]
+    folded = {r.casefold(): r for r in roots}
+    if name.strip().casefold() in folded:  # "shapes world · Test split": the one dataset it can mean
+        return roots[folded[name.strip().casefold()]]
+    near = [r for r in roots if name.strip().casefold() in r.casefold()] if name.strip() else []
+    near = near or difflib.get_close_matches(name, list(roots), n=1, cutoff=0.6)
+    hint = f" did you mean {near[0]!r}?" if len(near) == 1 else ""
+    raise DatasetError(f"no dataset is configured as {name!r};{hint} configured: {', '.join(map(repr, roots))} "
+                       f"(or give --root with a kind: {', '.join(kinds())}).")  # fmt: skip
 
 
 def _from_env(value: str | None) -> list[Mapping[str, Any]]:
