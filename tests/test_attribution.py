@@ -575,6 +575,13 @@ def test_method_names_keep_the_order_once_each_and_all_means_every_method():
     assert method_names(["occlusion", "saliency", "occlusion"]) == ["occlusion", "saliency"]
     assert method_names(["saliency", "all"]) == list(METHODS)
     assert method_names([]) == []
+    # as people type a list: commas, spaces after them, a trailing comma; a bad name among them is still named
+    assert method_names(["grad_cam, saliency,", "occlusion"]) == ["grad_cam", "saliency", "occlusion"]
+    assert method_names(["saliency,all"]) == list(METHODS)
+    with pytest.raises(ValueError, match="unknown method 'gradcam'; did you mean grad_cam"):
+        method_names(["saliency,gradcam"])
+    with pytest.raises(ValueError, match="no method was named"):
+        method_names([","])
 
 
 def test_default_target_is_the_prediction(lite0):

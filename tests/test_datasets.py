@@ -279,8 +279,9 @@ def test_configured_roots_from_env_json_and_toml(tmp_path):
 def test_a_dataset_name_is_found_whatever_its_case_and_a_near_miss_says_which_one_it_means(tmp_path):
     from interp.datasets import find_root
 
-    environ = {"INTERP_DATASETS": json.dumps([{"name": "ImageNet val", "kind": "imagenet", "root": "/data/val"},
-                                              {"name": "ImageNet train", "kind": "imagenet", "root": "/data/t"}])}  # fmt: skip
+    configured = [{"name": "ImageNet val", "kind": "imagenet", "root": "/data/val"},
+                  {"name": "ImageNet train", "kind": "imagenet", "root": "/data/t"}]  # fmt: skip
+    environ = {"INTERP_DATASETS": json.dumps(configured)}
     assert find_root("imagenet VAL ", tmp_path, environ).name == "ImageNet val"
     assert find_root("shapes world · test split", tmp_path, environ).kind == "shapes"
     for typed, meant in [("shapes", "Shapes world · test split"), ("Imagenet vla", "ImageNet val")]:

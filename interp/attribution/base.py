@@ -175,18 +175,23 @@ def get_method(name: str, **params: Any) -> AttributionMethod:
 
 
 def method_names(requested: Sequence[str]) -> list[str]:
-    """The registered names ``requested`` asks for, in order, each once; ``"all"`` anywhere means every method.
+    """The registered names ``requested`` asks for, in order, each once; ``"all"`` anywhere means every method. An
+    entry may hold several names separated by commas (``"grad_cam,saliency"``), as people type them.
 
     Raises:
         ValueError: a name is not registered; the message suggests the method it is closest to, matching names,
             titles ("Grad-CAM") and initials ("ig"), and where the list is.
     """
-    if "all" in requested:
+    names = [name for entry in requested
+             for name in ([n.strip() for n in entry.split(",") if n.strip()] if "," in entry else [entry])]  # fmt: skip
+    if requested and not names:
+        raise ValueError("no method was named; see `python -m interp methods`.")
+    if "all" in names:
         return list(METHODS)
-    for name in requested:
+    for name in names:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r};{_did_you_mean(name)} see `python -m interp methods`.")
-    return list(dict.fromkeys(requested))
+    return list(dict.fromkeys(names))
 
 
 def _did_you_mean(name: str) -> str:

@@ -22,7 +22,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=50, help="with --dataset: how many images (default 50)")
     p.add_argument("--out", type=Path, help="with --dataset: folder for scores.parquet and summary.json (a second "
                    "run continues it)")
-    p.add_argument("--method", action="append", required=True, help="a method name (repeat for several), or 'all'")
+    p.add_argument("--method", action="append", required=True,
+                   help="a method name (repeat, or separate by commas, for several), or 'all'")
     p.add_argument("--target", type=int, help="class index to explain (default: the top prediction)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
                    help="a method's setting, as for `attribute`")  # fmt: skip
@@ -103,7 +104,6 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
 
 def _evaluate_image(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
     from interp.attribution import METHODS, attribute, get_method, method_names
     from interp.attribution.memory import forward_batch_size
@@ -116,7 +116,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         random_floor,
     )
     from interp.evaluation.faithfulness import model_block
-    from interp.images import load_image
+    from interp.images import load_image, load_rgb
     from interp.models import load_model
 
     methods = method_names(args.method)
@@ -126,11 +126,11 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     mask = None
     if args.mask is not None:
-        with Image.open(args.mask) as m:
-            if m.size != image.image.size:
-                raise ValueError(f"--mask is {m.size[0]}×{m.size[1]} but the image is "
-                                 f"{image.image.size[0]}×{image.image.size[1]}; give a mask of the photo's size.")  # fmt: skip
-            raw_mask = np.asarray(m.convert("L")) > 127
+        m = load_rgb(args.mask, name=f"--mask {args.mask.name}")  # any mode; a missing or broken file in one sentence
+        if m.size != image.image.size:
+            (w, h), (iw, ih) = m.size, image.image.size
+            raise ValueError(f"--mask is {w}×{h} but the image is {iw}×{ih}; give a mask of the photo's size.")
+        raw_mask = np.asarray(m.convert("L")) > 127
     model = load_model(args.model, args.weights, device=args.device)
     if args.target is not None and not 0 <= args.target < model.num_classes:
         raise ValueError(f"--target {args.target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
