@@ -372,6 +372,25 @@ def test_scan_bad_input_exits_2(args, tmp_path):
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--mapping", "m.csv"],
+         "--mapping is for"),
+        (["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", "{tmp}", "--mapping", "m.csv"],
+         "--mapping is for"),
+        (["failures", "--scan", "{tmp}", "--top", "0"], "--top must be at least 1, got 0."),
+        (["failures", "--scan", "{tmp}", "--top", "-1"], "--top must be at least 1, got -1."),
+    ],
+)  # fmt: skip
+def test_an_option_the_command_would_ignore_or_misread_is_refused(args, said, tmp_path, capsys):
+    """``--mapping`` beside a dataset that takes none was dropped without a word; ``failures --top -1`` listed all
+    but the last failure (a Python slice)."""
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "scan.json").exists()
+
+
 def test_scan_decode_choices_are_checked(tmp_path):
     from interp.shapes import write_image_folder
 
@@ -416,6 +435,7 @@ def test_an_interrupted_scan_says_what_it_kept_and_how_to_go_on(tmp_path, monkey
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "20/20 images" in out and "8 new this run" in out and len(calls) == 13
+
 
 @pytest.fixture(scope="module")
 def concept_folders(tmp_path_factory):
@@ -471,6 +491,22 @@ def test_cav_features_writes_activations(concept_folders, tmp_path):
         assert data["activations"].shape[0] == 12 and data["names"].shape == (12,) and str(data["layer"]) == "layer3"
 
 
+def test_tcav_with_one_random_set_says_how_to_give_two(concept_folders, capsys):
+    r = concept_folders
+    assert main(["tcav", "--model", "shapes_cnn", "--layer", "layer4", "--concept", str(r / "marker"), "--random",
+                 str(r / "random" / "r0"), "--class-images", str(r / "stars"), "--target", "star"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"--random {r / 'random' / 'r0'} is one set of random images and TCAV needs at least two" in err
+    assert "repeat --random" in err and "sub-folders are the sets" in err
+
+
+def test_cav_features_refuses_a_batch_of_no_images(concept_folders, tmp_path, capsys):
+    assert main(["cav-features", "--model", "shapes_cnn", "--layer", "layer4", "--images",
+                 str(concept_folders / "marker"), "--out", str(tmp_path / "a.npz"), "--batch-size", "0"]) == 2
+    assert "batch size must be at least 1, got 0." in capsys.readouterr().err
+    assert not (tmp_path / "a.npz").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -523,6 +559,14 @@ def test_evaluate_bad_input_exits_2(extra, coffee_jpg, tmp_path):
     result = run_cli("evaluate", "--image", str(coffee_jpg), *[a.replace("{small}", str(tmp_path / "small.png")) for a in extra])
     assert result.returncode == 2, result.stderr
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+
+def test_a_mask_that_is_missing_or_not_an_image_is_said_in_our_words(coffee_jpg, tmp_path, capsys):
+    (tmp_path / "notes.png").write_text("not a picture")
+    for mask, said in [(tmp_path / "gone.png", f"there is no file at {tmp_path / 'gone.png'}; check the path."),
+                       (tmp_path / "notes.png", "--mask notes.png is not an image we can read")]:  # fmt: skip
+        assert main(["evaluate", "--image", str(coffee_jpg), "--method", "grad_cam", "--mask", str(mask)]) == 2
+        assert said in capsys.readouterr().err
 
 
 def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path, capsys):

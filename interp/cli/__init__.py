@@ -88,6 +88,9 @@ def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
     kind with its folder. A mix-up of the two is a sentence."""
     from interp.datasets import DatasetRoot, find_root, kinds
 
+    if mapping is not None and (root is None or dataset != "openimages"):
+        raise ValueError("--mapping is for an Open Images folder (--dataset openimages --root DIR); a configured "
+                         "dataset has its mapping in the configuration. Leave it out.")  # fmt: skip
     if root is not None:
         if dataset not in kinds():
             raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {dataset!r}.")

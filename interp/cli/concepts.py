@@ -71,6 +71,10 @@ def _tcav(args: argparse.Namespace) -> int:
     for folder in args.random:
         subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
         randoms += [_images(s, "random folder") for s in subs] if len(args.random) == 1 and subs else [_images(folder, "random folder")]
+    if len(randoms) < 2:
+        raise ValueError(f"--random {args.random[0]} is one set of random images and TCAV needs at least two (one to "
+                         "train each CAV against, one for the test): repeat --random with another folder, or give one "
+                         "folder whose sub-folders are the sets.")  # fmt: skip
     concepts = {c.name: _images(c, "concept folder") for c in args.concept}
     start, last = time.monotonic(), [0.0]
 

@@ -139,6 +139,8 @@ def _failures_args(p: argparse.ArgumentParser) -> None:
 def _failures(args: argparse.Namespace) -> int:
     from interp.datasets import class_names_of, damaged_note, failures, load_scan, several_labels, summary, true_names
 
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}.")
     meta, rows = load_scan(args.scan)
     note = damaged_note(meta.get("damaged_parts", []))
     if note:
