@@ -224,10 +224,13 @@ def test_per_dataset_scores_rank_methods_resume_and_refuse_other_settings(tmp_pa
     again = evaluate_dataset(model, dataset, ["grad_cam", "saliency"], tmp_path, n=12, steps=8, progress=seen.append)
     assert len(seen) == 4 and (again["images"] == 12).all()  # only the 4 new images were scored
     assert len(load_scores(tmp_path)) == 24
-    with pytest.raises(DatasetError, match="other settings"):
+    with pytest.raises(DatasetError, match=r"other settings \(steps 8 there, 9 asked\); choose another"):
         evaluate_dataset(model, dataset, ["grad_cam", "saliency"], tmp_path, n=12, steps=9)
-    with pytest.raises(DatasetError, match="other settings"):  # single pixels are other settings than the squares
+    with pytest.raises(DatasetError, match=r"\(block 16 there, 1 asked\)"):  # single pixels are not the squares
         evaluate_dataset(model, dataset, ["grad_cam", "saliency"], tmp_path, n=12, steps=8, block=1)
+    with pytest.raises(DatasetError, match=r"\(replacement blur there, black asked; methods grad_cam, saliency there, "
+                                           r"saliency asked\)"):  # fmt: skip
+        evaluate_dataset(model, dataset, ["saliency"], tmp_path, n=12, steps=8, replacement="black")
     with pytest.raises(ValueError, match="block must be 1 to 128 pixels"):
         evaluate_dataset(model, dataset, ["grad_cam"], tmp_path / "big", n=2, block=129)
     assert not (tmp_path / "big").exists()  # refused before anything was written

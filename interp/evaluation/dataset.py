@@ -131,13 +131,30 @@ def _meta(out: Path, settings: dict) -> dict:
     path = out / META
     if path.is_file():
         meta = json.loads(path.read_text())
-        if meta.get("settings") != json.loads(json.dumps(settings)):
-            raise DatasetError(f"{out} holds an evaluation with other settings ({meta.get('settings')}); choose "
-                               "another output folder, or delete it to start again.")  # fmt: skip
+        asked = json.loads(json.dumps(settings))
+        if meta.get("settings") != asked:
+            differ = _differences(meta.get("settings"), asked)
+            raise DatasetError(f"{out} holds an evaluation with other settings ({differ}); choose another output "
+                               "folder, or delete it to start again.")  # fmt: skip
         return meta
     meta = {"settings": settings, "unreadable": {}}
     _write_meta(out, meta)
     return meta
+
+
+def _differences(there: Any, asked: dict) -> str:
+    """What differs between a folder's settings and the ones asked for, in words: ``steps 8 there, 9 asked``."""
+    if not isinstance(there, dict):
+        return "its settings are not recorded"
+    said = []
+    for key in dict.fromkeys([*there, *asked]):
+        old, new = (s.get(key, 1 if key == "block" else None) for s in (there, asked))  # no block: single pixels
+        if old == new:
+            continue
+        if key == "params" and isinstance(old, dict) and isinstance(new, dict) and list(old) != list(new):
+            key, old, new = "methods", ", ".join(old), ", ".join(new)
+        said.append(f"{key} {old} there, {new} asked")
+    return "; ".join(said)
 
 
 def _write_meta(out: Path, meta: dict) -> None:
