@@ -122,6 +122,13 @@ def test_a_unit_that_never_responds_is_called_flat_and_one_that_does_is_not(hand
     assert not alive.flat and alive.flat_note() == ""
 
 
+def test_an_objective_says_what_is_optimised():
+    assert Objective("probability", 3).describe() == "maximise log-probability of class 3"
+    assert Objective("class", 3, negative=True).describe() == "minimise logit of class 3"
+    assert Objective("channel", 5, "layer2").describe() == "maximise channel 5 of layer2"
+    assert Objective("neuron", 5, "layer2", position=(1, 2)).describe() == "maximise neuron 5 of layer2 at (1, 2)"
+
+
 @pytest.mark.parametrize("kind", ["class", "probability"])
 @pytest.mark.parametrize("param", ["fft", "pixel"])
 def test_the_star_class_optimum_is_classified_as_star(shapes_cnn, kind, param):

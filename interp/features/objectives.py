@@ -57,6 +57,8 @@ class Objective:
         sign = "minimise" if self.negative else "maximise"
         where = f" of {self.layer}" if self.on_layer else ""
         at = f" at {self.position}" if self.kind == "neuron" and self.position is not None else ""
+        if self.kind in ("class", "probability"):  # what is optimised: "probability 1 … gives -42.1" read as a bug
+            return f"{sign} {'logit' if self.kind == 'class' else 'log-probability'} of class {self.unit}"
         return f"{sign} {self.kind} {self.unit}{where}{at}"
 
     def as_dict(self) -> dict:
