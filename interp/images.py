@@ -149,11 +149,7 @@ def _decode(
     original_size, original_mode = im.size, im.mode
     notes: list[str] = []
 
-    if max(im.size) > MAX_ASPECT * min(im.size):
-        raise BadImageError(
-            f"{name} is {im.width}×{im.height} pixels: one side is over {MAX_ASPECT} times the other, and a model sees "
-            "a square crop of the centre, which would show almost nothing of it; crop it closer to a square."
-        )
+    _check_aspect(name, im.width, im.height)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         notes.append(f"used the first of its {frames} frames")
@@ -208,20 +204,59 @@ def _reduced(im: Image.Image, max_side: int) -> Image.Image:
         return im
 
 
-def image_from_array(array: np.ndarray, name: str) -> LoadedImage:
-    """Wrap an in-memory array as a :class:`LoadedImage`.
+def image_from_array(array: np.ndarray, name: str, *, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
+    """Wrap an in-memory array as a :class:`LoadedImage`, or raise :class:`BadImageError` with one sentence.
 
     Args:
-        array: ``(H, W)`` grey or ``(H, W, 3|4)`` colour, ``uint8`` or float in ``[0, 1]``.
+        array: ``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` or ``(H, W, 4)`` colour; ``uint8``, ``bool``, other
+            integers (scaled to 8 bits from their range, as 16-bit files are: values up to 255 stay as they are), or
+            floats from 0 to 1. Floats outside that range are refused, not clipped: an image of floats from 0 to 255
+            came out white.
         name: how to call the image.
+        max_side: a longer side than this is downscaled (aspect ratio kept), as for files.
     """
     arr = np.asarray(array)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255).round().astype(np.uint8)
-    im = Image.fromarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        first = arr.ndim == 3 and arr.shape[0] in (1, 3, 4)
+        hint = "; it looks channels first: pass array.transpose(1, 2, 0)" if first else ""
+        raise BadImageError(f"{name} is an array of shape {arr.shape}, not an image: give (H, W) grey or (H, W, 3) "
+                            f"colour pixels{hint}.")  # fmt: skip
+    if min(arr.shape[:2]) == 0:
+        raise BadImageError(f"{name} has no pixels (an array of shape {arr.shape}).")
     notes: list[str] = []
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+        arr = _to_uint8(arr)
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise BadImageError(f"{name} holds NaN or infinite values; an image's pixels are finite numbers.")
+        low, high = float(arr.min()), float(arr.max())
+        if low < 0 or high > 1:
+            raise BadImageError(f"{name} holds floats from {low:.4g} to {high:.4g}; float pixels go from 0 to 1 "
+                                "(divide by 255, or pass uint8).")  # fmt: skip
+        arr = (arr.astype(np.float64) * 255).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise BadImageError(f"{name} holds {arr.dtype} values; pixels are uint8, bool, other integers or floats "
+                            "from 0 to 1.")  # fmt: skip
+    _check_aspect(name, arr.shape[1], arr.shape[0])
+    im = Image.fromarray(arr)
     rgb = to_rgb(im, notes)
+    if max(rgb.size) > max_side:
+        rgb = _reduced(rgb, max_side)
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        notes.append(f"downscaled from {im.width}×{im.height} to {rgb.width}×{rgb.height}")
     return LoadedImage(rgb, name, image_digest(rgb), im.size, im.mode, tuple(notes))
+
+
+def _check_aspect(name: str, width: int, height: int) -> None:
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise BadImageError(
+            f"{name} is {width}×{height} pixels: one side is over {MAX_ASPECT} times the other, and a model sees "
+            "a square crop of the centre, which would show almost nothing of it; crop it closer to a square."
+        )
 
 
 def image_digest(image: Image.Image) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,6 +124,41 @@ def test_digest_is_content_addressed():
 def test_image_from_array_accepts_float_and_grey():
     grey = image_from_array(np.linspace(0, 1, 64).reshape(8, 8), "ramp")
     assert grey.image.mode == "RGB" and np.asarray(grey.image)[-1, -1, 0] == 255
+
+
+def test_image_from_array_keeps_integer_values_and_scales_wider_ranges():
+    ramp = np.arange(64).reshape(8, 8)
+    for dtype in (np.int16, np.int64, np.uint16):  # values up to 255: the same picture as uint8
+        assert np.array_equal(np.asarray(image_from_array(ramp.astype(dtype), "r").image)[..., 0], ramp)
+    wide = np.asarray(image_from_array((ramp * 1000).astype(np.uint16), "r16").image)[..., 0]
+    assert wide[0, 0] == 0 and wide[-1, -1] == round(63000 / 65535 * 255)  # a 16-bit range, as for 16-bit files
+    assert np.asarray(image_from_array(ramp > 31, "mask").image)[..., 0].tolist() == ((ramp > 31) * 255).tolist()
+    colour = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    assert np.array_equal(np.asarray(image_from_array(colour[..., :1], "one").image)[..., 1], colour[..., 0])
+
+
+@pytest.mark.parametrize(
+    "array, said",
+    [
+        (np.full((8, 8, 3), 200.0), "holds floats from 200 to 200; float pixels go from 0 to 1"),  # was white
+        (np.full((8, 8), np.nan), "holds NaN or infinite values"),
+        (np.zeros((3, 8, 9), np.uint8), "shape (3, 8, 9), not an image"),
+        (np.zeros((3, 8, 9), np.uint8), "it looks channels first: pass array.transpose(1, 2, 0)"),
+        (np.zeros((1, 8, 8, 3), np.uint8), "shape (1, 8, 8, 3), not an image"),
+        (np.zeros((0, 8, 3), np.uint8), "has no pixels"),
+        (np.zeros((8, 8, 3), np.complex64), "holds complex64 values"),
+        (np.zeros((2, 100), np.uint8), "one side is over 32 times the other"),
+    ],
+)
+def test_an_array_that_is_not_an_image_is_refused_in_a_sentence(array, said):
+    with pytest.raises(BadImageError, match=re.escape(said)):
+        image_from_array(array, "mine")
+
+
+def test_a_large_array_is_downscaled_as_a_file_is():
+    big = image_from_array(np.zeros((2000, 5000, 3), np.uint8), "wide", max_side=1000)
+    assert big.image.size == (1000, 400) and big.original_size == (5000, 2000)
+    assert big.notes == ("downscaled from 5000×2000 to 1000×400",)
 
 
 def _encode(im: Image.Image, fmt: str) -> bytes:
