@@ -42,3 +42,20 @@ class NotEnoughMemoryError(InterpError, RuntimeError):
     def __init__(self, message: str, need_mb: float | None = None, room_mb: float | None = None) -> None:
         super().__init__(message)
         self.need_mb, self.room_mb = need_mb, room_mb
+
+
+def check_class(target: object, count: int, model_name: str) -> int:
+    """``target`` as a class index of a model with ``count`` classes, or :class:`BadSettingError` saying what is
+    allowed. Any integer type is taken (NumPy's and torch's too); a float, a bool or a string is refused rather than
+    read as a number (``2.0`` failed deep in Captum, ``True`` explained class 1)."""
+    import operator
+
+    try:
+        index = operator.index(target) if not isinstance(target, bool) else None
+    except TypeError:
+        index = None
+    if index is None:
+        raise BadSettingError(f"target must be a class index (a whole number from 0 to {count - 1}), got {target!r}.")
+    if not 0 <= index < count:
+        raise BadSettingError(f"target {index} is not a class of {model_name} (0 to {count - 1}).")
+    return index

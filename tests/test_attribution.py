@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -587,6 +588,29 @@ def test_method_names_keep_the_order_once_each_and_all_means_every_method():
 def test_default_target_is_the_prediction(lite0):
     result = attribute(lite0, interp.load_sample("coffee"), "grad_cam")
     assert result.target == 967
+
+
+@pytest.mark.parametrize("target", [2.0, True, "2", None])
+def test_a_target_that_is_not_a_whole_number_is_refused_everywhere_a_class_is_chosen(target):
+    """``2.0`` failed deep in Captum (IndexError), ``True`` explained class 1, ``"2"`` failed comparing a str; an
+    integer of any kind (NumPy's from an argmax) is taken."""
+    from interp.attention import capture
+    from interp.errors import BadSettingError, check_class
+    from interp.evaluation import deletion_insertion
+
+    cnn, vit = interp.load_model("shapes_cnn"), interp.load_model("shapes_vit")
+    image = interp.load_sample("chelsea")
+    if target is None:  # the integers that are taken: NumPy's and torch's, as their own int
+        assert check_class(np.int64(2), 6, "m") == 2 and type(check_class(torch.tensor(3), 6, "m")) is int
+        assert attribute(cnn, image, "saliency", target=np.argmax([0, 0, 1])).target == 2
+        return
+    said = f"target must be a class index (a whole number from 0 to 5), got {target!r}."
+    with pytest.raises(BadSettingError, match=re.escape(said)):
+        attribute(cnn, image, "saliency", target=target)
+    with pytest.raises(BadSettingError, match=re.escape(said)):
+        capture(vit, vit.preprocess(image.image)[None], target=target)
+    with pytest.raises(BadSettingError, match=re.escape(said)):
+        deletion_insertion(cnn, cnn.preprocess(image.image), np.ones((128, 128), np.float32), target=target)
 
 
 def test_display_transforms():

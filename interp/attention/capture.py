@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.errors import InterpError
+from interp.errors import InterpError, check_class
 from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 
@@ -153,8 +153,8 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
     mods = check_vit(model)
-    if target is not None and not 0 <= target < model.num_classes:
-        raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    if target is not None:
+        target = check_class(target, model.num_classes, model.name)
     kept: list[torch.Tensor] = []
 
     def keep(module, inputs, output):

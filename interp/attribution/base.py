@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from interp.attribution.settings import Setting, check_params, relevant
-from interp.errors import InterpError
+from interp.errors import InterpError, check_class
 from interp.models import LoadedModel
 
 Kind = Literal["gradient", "perturbation", "cam"]
@@ -138,8 +138,7 @@ class AttributionMethod(ABC):
             raise MethodNotApplicable(f"{self.title} does not apply to {model.name}: {reason}")
         if x.dim() == 3:
             x = x.unsqueeze(0)
-        if not 0 <= target < model.num_classes:
-            raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+        target = check_class(target, model.num_classes, model.name)
         params = self.resolved_params(model)
         x = x.to(model.device, torch.float32)
         with model.exclusive(), torch.enable_grad():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from interp.cache import ResultCache, result_key
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, check_class
 from interp.images import LoadedImage
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
@@ -302,8 +302,7 @@ def class_gradients_by_layer(
 
     Returns ``{layer: (N, D_layer)}`` in the order of ``layers``; what ``cache`` holds is not computed again.
     """
-    if not 0 <= target < model.num_classes:
-        raise BadSettingError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    target = check_class(target, model.num_classes, model.name)
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:

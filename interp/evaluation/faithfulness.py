@@ -34,6 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
+from interp.errors import check_class
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.models import LoadedModel
@@ -117,8 +118,7 @@ def deletion_insertion(
         raise ValueError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     if score not in ("probability", "logit"):
         raise ValueError(f"score is 'probability' or 'logit', got {score!r}.")
-    if not 0 <= target < model.num_classes:
-        raise ValueError(f"target {target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    target = check_class(target, model.num_classes, model.name)
     height, width = sal.shape
     block = default_block((height, width)) if block is None else block
     if not 1 <= int(block) <= min(height, width):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from interp.attention.maps import rollout
+from interp.errors import check_class
 from interp.text.capture import TextAttention
 from interp.text.model import Encoded, TextModel
 
@@ -148,8 +149,7 @@ def token_ig(model: TextModel, encoded: Encoded, target: int, steps: int = 64, b
     says how many were used."""
     from captum.attr import LayerIntegratedGradients
 
-    if not 0 <= target < len(model.class_names):
-        raise ValueError(f"target {target} is not a class of {model.name} (0 to {len(model.class_names) - 1}).")
+    target = check_class(target, len(model.class_names), model.name)
     if not 2 <= steps <= MAX_STEPS:
         raise ValueError(f"steps is from 2 to {MAX_STEPS}; got {steps}.")
     if baseline_token is None:
