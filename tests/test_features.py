@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import numpy as np
@@ -120,6 +121,30 @@ def test_a_unit_that_never_responds_is_called_flat_and_one_that_does_is_not(hand
     assert v.flat_note().startswith("Channel 0 of relu stayed at exactly 0 for all 8 steps: it never responded")
     alive = visualise(hand, Objective("channel", 1, "conv"), VisualiseSettings(steps=8, size=64))
     assert not alive.flat and alive.flat_note() == ""
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("channel", 1.5, "layer2"), "the unit (a channel or class index) is a whole number; got 1.5."),
+        (("class", True), "the unit (a channel or class index) is a whole number; got True."),
+        (("channel", "3", "layer2"), "the unit (a channel or class index) is a whole number; got '3'."),
+        (("neuron", 1, "layer2", (1.5, 2)), "a neuron's position is a whole number; got 1.5."),
+        (("neuron", 1, "layer2", (1, 2, 3)), "a neuron's position is (row, column); got (1, 2, 3)."),
+    ],
+)
+def test_an_objective_refuses_a_unit_or_position_that_is_not_whole(args, said):
+    """A float unit or position failed deep in the pass (IndexError); a bool unit drove channel 1."""
+    kind, unit, *rest = args
+    with pytest.raises(BadSettingError, match=re.escape(said)):
+        Objective(kind, unit, *rest[:1], **({"position": rest[1]} if len(rest) > 1 else {}))
+
+
+def test_an_objective_takes_numpy_integers_as_ints(shapes_cnn):
+    o = Objective("neuron", np.int64(3), "layer2", position=[np.int32(1), 2])
+    assert o.unit == 3 and type(o.unit) is int and o.position == (1, 2) and json.dumps(o.as_dict())
+    with pytest.raises(BadSettingError, match="at least one image"):
+        layer_grid(shapes_cnn, "layer2", [])
 
 
 def test_an_objective_says_what_is_optimised():

@@ -3,6 +3,7 @@ negative of each; and the diversity term that pushes a batch's images apart."""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -43,8 +44,13 @@ class Objective:
             raise BadSettingError(f"objective is one of {', '.join(KINDS)}; got {self.kind!r}.")
         if self.kind in ("channel", "neuron") and not self.layer:
             raise BadSettingError(f"a {self.kind} objective needs a layer.")
+        object.__setattr__(self, "unit", _whole(self.unit, "the unit (a channel or class index)"))
         if self.unit < 0:
             raise BadSettingError(f"the unit is a channel or class index from 0; got {self.unit}.")
+        if self.position is not None:
+            if isinstance(self.position, str) or len(self.position) != 2:
+                raise BadSettingError(f"a neuron's position is (row, column); got {self.position!r}.")
+            object.__setattr__(self, "position", tuple(_whole(v, "a neuron's position") for v in self.position))
 
     @property
     def on_layer(self) -> bool:
@@ -105,3 +111,14 @@ def diversity(grid: torch.Tensor) -> torch.Tensor:
     grams = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).flatten(1), dim=1)
     sim = grams @ grams.T
     return -(sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+
+
+def _whole(value: object, what: str) -> int:
+    """``value`` as an ``int`` where it is an integer of any kind (NumPy's too), else the sentence: a float or a
+    bool indexed the layer's output deep inside the pass (IndexError), a string failed a comparison."""
+    try:
+        if not isinstance(value, bool):
+            return operator.index(value)
+    except TypeError:
+        pass
+    raise BadSettingError(f"{what} is a whole number; got {value!r}.")

@@ -102,6 +102,8 @@ def layer_grid(model: LoadedModel, layer: str, images: list[LoadedImage]) -> tor
 
 
 def _output(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.Tensor:
+    if not images:
+        raise BadSettingError("a layer's activations need at least one image.")
     module = resolve_layer(model, layer)
     x = model.batch_of([model.pixels(im.image) for im in images])
     return _forward_to(model, {layer: module}, x)[layer].float()
