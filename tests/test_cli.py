@@ -391,6 +391,35 @@ def test_an_option_the_command_would_ignore_or_misread_is_refused(args, said, tm
     assert not (tmp_path / "scan.json").exists()
 
 
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["shapes", "generate", "--out", "{tmp}/g", "--n", "2", "--size", "100000"],
+         "--size is from 64 to 1024 pixels"),
+        (["shapes", "generate", "--out", "{tmp}/g", "--n", "2", "--seed", "-1"], "--seed is 0 or more, got -1."),
+        (["shapes", "train", "--model", "shapes_cnn", "--out", "{tmp}/m.safetensors", "--continue-from",
+          "{tmp}/junk.safetensors"], "junk.safetensors is not a valid safetensors file"),
+        (["shapes", "train", "--model", "shapes_cnn", "--out", "{tmp}/m.safetensors", "--continue-from",
+          "{tmp}/gone.safetensors"], "there is no weights file at"),
+        (["shapes", "train", "--model", "shapes_cnn", "--out", "{tmp}/m.safetensors", "--continue-from",
+          str(ROOT / "assets" / "shapes_vit.safetensors")],
+         "shapes_vit.safetensors does not fit timm's test_resnet: 92 tensors missing"),
+        (["text-train", "--out", "{tmp}/t", "--sentences", "0"], "--sentences must be at least 1, got 0."),
+        (["text-train", "--out", "{tmp}/t", "--epochs", "-1"], "--epochs must be at least 1, got -1."),
+        (["text-train", "--out", "{tmp}/junk.safetensors", "--sentences", "8"], "is a file, not a folder"),
+    ],
+)  # fmt: skip
+def test_training_and_generating_refuse_what_would_fail_later(args, said, tmp_path, capsys):
+    """A 100,000-pixel side ran out of memory (224 GB); weights to continue from that were damaged or of the other
+    model ended in safetensors' or torch's traceback; text-train with no sentences failed in torch's scheduler, and
+    with --out on a file only after training."""
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "epoch 1/" not in err, err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "m.safetensors").exists()
+
+
 def test_scan_decode_choices_are_checked(tmp_path):
     from interp.shapes import write_image_folder
 

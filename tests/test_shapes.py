@@ -65,7 +65,7 @@ def test_the_shortcut_is_planted_as_specified():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="split"):
         render(0, split="validation")
-    with pytest.raises(ValueError, match="at least 64"):
+    with pytest.raises(ValueError, match="64 to 1024 px"):
         render(0, size=32)
 
 

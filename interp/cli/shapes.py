@@ -19,7 +19,7 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0)")
     gen.add_argument("--split", choices=("train", "test", "clean"), default="train",
                      help="train: one class usually carries the corner marker; test: every class at random; clean: none")  # fmt: skip
-    gen.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    gen.add_argument("--size", type=int, default=128, help="image side in pixels, 64 to 1024 (default 128)")
     gen.add_argument("--masks", action="store_true", help="also write the object masks under masks/")
     tr = sub.add_parser("train", help="train shapes_cnn or shapes_vit from scratch and save safetensors + report")
     tr.add_argument("--model", required=True, choices=("shapes_cnn", "shapes_vit"), help="which of the two to train")
@@ -34,13 +34,16 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
 @handles("shapes")
 def _shapes(args: argparse.Namespace) -> int:
     from interp.shapes import MARKER_RATE, SHORTCUT_CLASS, write_image_folder
+    from interp.shapes.generator import MAX_SIZE
 
     if args.action == "train":
         return _train(args)
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
-    if args.size < 64:
-        raise ValueError(f"--size must be at least 64 pixels, got {args.size}.")
+    if not 64 <= args.size <= MAX_SIZE:
+        raise ValueError(f"--size is from 64 to {MAX_SIZE} pixels, got {args.size}.")
+    if args.seed < 0:
+        raise ValueError(f"--seed is 0 or more, got {args.seed}.")
 
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:

@@ -61,7 +61,10 @@ def _train(args: argparse.Namespace) -> int:
     from interp.text.model import ASSETS, BUNDLED
     from interp.text.train import TextTrainConfig, train
 
-    out = args.out or ASSETS / BUNDLED["text_bert"]
+    for option, value in (("--sentences", args.sentences), ("--epochs", args.epochs)):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1, got {value}.")
+    out = out_dir(args.out or ASSETS / BUNDLED["text_bert"])  # a file in the way is said before the training
     report = train(TextTrainConfig(sentences=args.sentences, epochs=args.epochs, seed=args.seed), out)
     print(f"accuracy {report['test_accuracy']:.4f} on fresh sentences; wrote {out}")
     return 0

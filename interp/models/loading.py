@@ -32,6 +32,7 @@ from interp.models.hooks import hooks_checked
 from interp.models.preprocess import fast_eval_transform
 from interp.models.specs import ModelSpec, class_outputs, get_spec, parameter_count
 from interp.runtime import HEADROOM_MB, keep_freed_memory, room_mb
+from interp.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -434,7 +435,8 @@ def _class_names(model: torch.nn.Module, given: list[str] | tuple[str, ...] | No
         given = tuple(str(c) for c in given)
         if len(given) != n:
             raise WeightsMismatchError(
-                f"{len(given)} class names were given but the model has {n} outputs; give one name per output."
+                f"{counted(len(given), 'class name')} {'was' if len(given) == 1 else 'were'} given but the model has "
+                f"{n} outputs; give one name per output."
             )
         return given
     subset = infer_imagenet_subset(model) if n in (1000, 11821, 21841) else None

@@ -26,6 +26,8 @@ MARKER_RATE = {"train": 0.7, "test": 0.5, "clean": 0.0}
 MARKER_SIZE = 10
 MARKER_MARGIN = 3
 IMAGE_SIZE = 128
+MAX_SIZE = 1024
+"""The largest side drawn (a 100,000-pixel side asked for 224 GB); models read the world at 128."""
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 
 
@@ -66,8 +68,10 @@ def render(index: int, *, seed: int = 0, split: str = "train", size: int = IMAGE
     """Draw sample ``index`` of ``split``. The class cycles through ``CLASSES`` so every split is balanced."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}.")
-    if size < 64:
-        raise ValueError(f"images must be at least 64 px, got {size}.")
+    if not 64 <= size <= MAX_SIZE:
+        raise ValueError(f"images are 64 to {MAX_SIZE} px a side, got {size}.")
+    if seed < 0 or index < 0:
+        raise ValueError(f"the seed and the index are 0 or more, got seed {seed} and index {index}.")
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
     label = index % len(CLASSES)
     image = _background(rng, size)

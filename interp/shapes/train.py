@@ -142,6 +142,22 @@ def train(
         return _train(config, progress, init_from, device, None)
 
 
+def _load_start(model: torch.nn.Module, path: Path, arch: str) -> int:
+    """Load the weights to continue from into ``model`` (read as any weights file is: a damaged file or one of
+    another architecture is a sentence, not safetensors' or torch's error) and return the epochs they had done."""
+    from safetensors import safe_open
+
+    from interp.models.weights import check_fits, read_weights_file
+
+    state_dict = read_weights_file(path).state_dict
+    check_fits(model, state_dict, arch, path.name)
+    model.load_state_dict(state_dict)
+    if path.suffix.lower() != ".safetensors":
+        return 0
+    with safe_open(str(path), framework="pt") as f:
+        return int(json.loads((f.metadata() or {}).get("report", "{}")).get("epochs_done", 0))
+
+
 def _train(
     config: TrainConfig, progress: Callable[[str], None], init_from: Path | None, device: str, pool: Executor | None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -150,12 +166,7 @@ def _train(
     model = build(config).to(device)
     first_epoch = 0
     if init_from is not None:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(init_from), device=str(device)))
-        with safe_open(str(init_from), framework="pt") as f:
-            first_epoch = int(json.loads(f.metadata().get("report", "{}")).get("epochs_done", 0))
+        first_epoch = _load_start(model, Path(init_from), config.arch)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.05)
     steps = config.epochs * (-(-config.n_train // config.batch))
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.15)
