@@ -83,7 +83,9 @@ def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVCho
         random_size = permalink.linked(st.slider, "Images per random set", 8, 100, 30, key="tcav_random_size")
     c3, c4, c5 = st.columns(3)
     runs = permalink.linked(c3.slider, "Runs", 2, 50, 10, key="tcav_runs")
-    seed = int(permalink.linked(c4.number_input, "Seed", 0, 1_000_000, 0, key="tcav_seed"))
+    # drawn as a float input shown whole: Streamlit's integer input raised OverflowError on a link's "inf" (its
+    # float input falls back to the default), and that stopped the page
+    seed = int(permalink.linked(c4.number_input, "Seed", 0.0, 1_000_000.0, 0.0, 1.0, format="%d", key="tcav_seed"))
     classifier = permalink.linked(c5.selectbox, "Linear classifier", CLASSIFIERS, key="tcav_classifier",
                                   format_func=CLASSIFIER_NAMES.get)
     chosen = {"concepts": concepts, "layers": layers, "target": target, "class_images": class_source,

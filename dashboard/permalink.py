@@ -82,7 +82,7 @@ def linked(widget: Callable[..., T], label: str, *args: Any, key: str, **kwargs:
     Streamlit then drops the value without a word and the widget opens at its default."""
     given = _linked_value(key)
     value = widget(label, *args, key=key, bind="query-params", **kwargs)
-    shown = kwargs.get("format_func", str)(value)
+    shown = kwargs.get("format_func", _plain)(value)
     if given is not None and not _same(given, value, shown):
         _dropped(label.strip(), given, _offered(widget, args, kwargs), shown)
     return value
@@ -113,12 +113,17 @@ def _offered(widget: Callable[..., Any], args: tuple, kwargs: dict) -> str:
     if widget.__name__ in ("slider", "number_input"):
         low = args[0] if args else kwargs.get("min_value")
         high = args[1] if len(args) > 1 else kwargs.get("max_value")
-        return "" if low is None or high is None else f" (from {low} to {high})"
+        return "" if low is None or high is None else f" (from {_plain(low)} to {_plain(high)})"
     options = args[0] if args else kwargs.get("options", ())
     names = [str(kwargs.get("format_func", str)(o)) for o in options]
     if len(names) <= 6:
         return f" ({', '.join(names)})" if names else ""
     return f" ({names[0]} to {names[-1]})" if isinstance(options, range) else f" (one of {len(names)} choices)"
+
+
+def _plain(value: Any) -> str:
+    """A number as people write it: a whole float without its ``.0`` (a seed drawn as a float widget)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _same(given: str, value: Any, shown: str) -> bool:

@@ -210,6 +210,16 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
     assert widget("multiselect", "tcav_concepts_").value == ["dots"]
     assert widget("multiselect", "tcav_layers_").value == ["layer2", "layer4"]  # none known: the defaults
 
+    # an infinite number: Streamlit's whole-number widgets raised OverflowError reading it, which stopped the page
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=240)
+    for k, v in {"model": "shapes_cnn", "tcav_runs": "-inf", "tcav_seed": "inf"}.items():
+        at.query_params[k] = v
+    at.switch_page("pages/4_Concepts.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.main.slider(key="tcav_runs").value, at.main.number_input(key="tcav_seed").value) == (10, 0)
+    notes = " ".join(w.value for w in at.sidebar.warning)
+    assert "Runs “-inf” is not one this page offers" in notes and "Seed “inf” is not one this page offers" in notes
+
 
 def test_a_link_to_shown_results_shows_them_when_opened(monkeypatch):
     """A reviewer given the link sees the table the sender saw, not only the set-up; sessions opening it at once
