@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from interp.concepts import (
     seconds_left,
     tcav,
 )
+from interp.errors import BadSettingError
 from interp.images import image_from_array
 from tests.conftest import layer_and_gradient
 
@@ -322,6 +324,40 @@ def test_run_tcav_errors_and_layer_check():
         run_tcav(model, ["layer9"], {"red": few}, randoms, few, 3)
     with pytest.raises(ValueError, match="same images as a random set"):
         run_tcav(model, ["layer4"], {"bg": randoms[0]}, randoms, randoms[1], 3)
+
+
+@pytest.mark.parametrize(
+    "setting, said",
+    [
+        ({"runs": 2.5}, "at least 2 runs to test significance (a whole number); got 2.5."),  # was a TypeError
+        ({"seed": -1}, "the seed is a whole number from 0; got -1."),  # was NumPy's "expected non-negative integer"
+        ({"alpha": 2}, "alpha is between 0 and 1"),  # was taken: every concept called significant
+        ({"alpha": 0.0}, "alpha is between 0 and 1"),
+        ({"classifier": "forest"}, "classifier 'forest' is not one of sgd, logistic, svm."),
+    ],
+)
+def test_run_tcav_refuses_settings_it_cannot_run_with_before_any_pass(setting, said):
+    model = interp.load_model("shapes_cnn")
+    concept = {"red": generated.shapes_concept("red", 6)}
+    randoms = [generated.shapes_backgrounds(6, seed=s) for s in range(3)]
+    passes: list[int] = []
+    handle = model._module.register_forward_pre_hook(lambda m, i: passes.append(1))
+    try:
+        with pytest.raises(BadSettingError, match=re.escape(said)):
+            run_tcav(model, ["layer4"], concept, randoms, randoms[2], 3, **setting)
+    finally:
+        handle.remove()
+    assert not passes
+
+
+def test_a_layer_named_twice_is_tested_once():
+    model = interp.load_model("shapes_cnn")
+    concept = {"red": generated.shapes_concept("red", 6)}
+    randoms = [generated.shapes_backgrounds(6, seed=s) for s in range(3)]
+    klass = [image_from_array(s.image, f"s{s.index}") for s in interp.shapes.generate(4, seed=2, split="clean")]
+    report = run_tcav(model, ["layer4", "layer4"], concept, randoms, klass, 3, runs=2)
+    assert [(r.concept, r.layer) for r in report.results] == [("red", "layer4")]
+    assert report.results[0].tests == 1  # the Bonferroni correction counts it once
 
 
 def test_second_target_reuses_cached_concept_activations(tmp_path):

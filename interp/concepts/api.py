@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from interp.cache import ResultCache
 from interp.concepts.activations import activations_by_layer, class_gradients_by_layer, resolve_layer
 from interp.concepts.cav import Classifier
-from interp.concepts.tcav import ConceptScore, canonical, tcav
+from interp.concepts.tcav import ConceptScore, canonical, check_run_settings, tcav
 from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
@@ -76,6 +76,8 @@ def run_tcav(
         ValueError: too few images, fewer than two random sets, a concept identical to a random set, a layer the
             model does not have; each with a sentence.
     """
+    check_run_settings(runs, seed, alpha, classifier)
+    layers = list(dict.fromkeys(layers))  # a layer named twice is tested once
     for layer in layers:
         resolve_layer(model, layer)
     if not layers:

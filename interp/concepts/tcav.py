@@ -14,6 +14,7 @@ order.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from interp.cache import ResultCache, result_key
-from interp.concepts.cav import CAV, Classifier
+from interp.concepts.cav import CAV, CLASSIFIERS, Classifier
 from interp.errors import BadSettingError
 
 
@@ -109,6 +110,20 @@ def tcav_score(grads: np.ndarray, cav: np.ndarray) -> float:
     return float(((grads @ cav) > 0).mean())
 
 
+def check_run_settings(runs: object, seed: object, alpha: object, classifier: object = "sgd") -> None:
+    """Raise :class:`BadSettingError` for settings TCAV cannot run with, before any work: fewer than 2 runs or not a
+    whole number of them, a negative seed (NumPy's own "expected non-negative integer"), a significance level
+    outside (0, 1) (``alpha=2`` called every concept significant), a classifier that is not one of ours."""
+    if classifier not in CLASSIFIERS:
+        raise BadSettingError(f"classifier {classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
+    if isinstance(runs, bool) or not isinstance(runs, numbers.Integral) or runs < 2:
+        raise BadSettingError(f"TCAV needs at least 2 runs to test significance (a whole number); got {runs!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise BadSettingError(f"the seed is a whole number from 0; got {seed!r}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+        raise BadSettingError(f"the significance level alpha is between 0 and 1 (0.05 usually); got {alpha!r}.")
+
+
 def tcav(
     concept: np.ndarray,
     randoms: Sequence[np.ndarray],
@@ -139,8 +154,7 @@ def tcav(
     """
     from scipy import stats
 
-    if runs < 2:
-        raise BadSettingError(f"TCAV needs at least 2 runs to test significance; got {runs}.")
+    check_run_settings(runs, seed, alpha, classifier)
     if len(randoms) < 2:
         raise BadSettingError("TCAV needs at least two random sets: one to train against and one for the null.")
     if len(grads) == 0:
