@@ -85,7 +85,7 @@ def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVCho
     runs = permalink.linked(c3.slider, "Runs", 2, 50, 10, key="tcav_runs")
     # drawn as a float input shown whole: Streamlit's integer input raised OverflowError on a link's "inf" (its
     # float input falls back to the default), and that stopped the page
-    seed = int(permalink.linked(c4.number_input, "Seed", 0.0, 1_000_000.0, 0.0, 1.0, format="%d", key="tcav_seed"))
+    seed = int(permalink.linked(c4.number_input, "Seed", 0.0, 1_000_000.0, 0.0, 1.0, format="%.0f", key="tcav_seed"))
     classifier = permalink.linked(c5.selectbox, "Linear classifier", CLASSIFIERS, key="tcav_classifier",
                                   format_func=CLASSIFIER_NAMES.get)
     chosen = {"concepts": concepts, "layers": layers, "target": target, "class_images": class_source,
