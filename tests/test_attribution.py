@@ -613,6 +613,28 @@ def test_a_target_that_is_not_a_whole_number_is_refused_everywhere_a_class_is_ch
         deletion_insertion(cnn, cnn.preprocess(image.image), np.ones((128, 128), np.float32), target=target)
 
 
+def test_a_map_of_nan_is_a_sentence_not_a_picture_a_score_or_a_cache_entry(tmp_path):
+    """A model whose scores are finite but whose gradient is NaN: its map was drawn (blank), ranked for the trust
+    scores and cached; the page and the CLI now say the method failed on this image."""
+    from interp.attribution import MapNotFinite
+    from interp.evaluation import deletion_insertion, energy_inside
+    from tests.toy_models import nan_gradient_model
+
+    model = nan_gradient_model()
+    image = interp.image_from_array(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8), "noise")
+    cache = interp.ResultCache(tmp_path / "cache")
+    with pytest.raises(MapNotFinite, match=r"Saliency \(gradients\) gave NaN or infinite values for class 1 of this image"):
+        attribute(model, image, "saliency", target=1, cache=cache)
+    assert not list((tmp_path / "cache").rglob("*.npz")) and hook_count(model._module) == 0
+    assert attribute(model, image, "occlusion", target=1, window=8, stride=8).raw.shape == (3, 32, 32)  # no gradient
+    nan_map = np.full((32, 32), np.nan, np.float32)
+    with pytest.raises(ValueError, match="the map holds NaN or infinite values"):  # a map of one's own, scored
+        deletion_insertion(model, model.preprocess(image.image), nan_map, 1, steps=4)
+    with pytest.raises(ValueError, match=r"a mask is True/False \(or 0/1\) per pixel"):
+        energy_inside(np.ones((32, 32)), np.linspace(0, 1, 32 * 32).reshape(32, 32))
+    assert energy_inside(np.ones((32, 32)), np.eye(32, dtype=np.uint8)) == pytest.approx(1 / 32)  # 0/1 is a mask
+
+
 def test_display_transforms():
     raw = np.stack([np.array([[1.0, -2.0], [3.0, 0.0]])] * 3).astype(np.float32)
     np.testing.assert_allclose(aggregate(raw, "sum"), [[3, -6], [9, 0]])

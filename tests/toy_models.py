@@ -72,3 +72,17 @@ class _OneReluTwice(torch.nn.Module):
 
 def reused_relu_model() -> LoadedModel:
     return _loaded(_OneReluTwice(), "reused", "one ReLU module used twice", size=32, seed=5)
+
+
+class _SqrtOfZero(torch.nn.Module):
+    """Adds sqrt(0·x) = 0: the scores are those of the network without it, but the gradient through it is ∞ × 0."""
+
+    def forward(self, x):
+        return x + (x * 0).sqrt()
+
+
+def nan_gradient_model() -> LoadedModel:
+    """Finite scores with a NaN gradient everywhere, as a model with a square root or a division at 0 can give."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), _SqrtOfZero(), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))  # fmt: skip
+    return _loaded(net, "nan_gradient", "a square root of zero", size=32, seed=7)

@@ -30,6 +30,10 @@ class MethodNotApplicable(InterpError, ValueError):
     """The method cannot explain this model (e.g. Guided Backprop on a model with no ReLU)."""
 
 
+class MapNotFinite(InterpError, ValueError):
+    """The method ran but its map holds NaN or infinite values (a gradient of 0 × ∞ through a square root, say)."""
+
+
 @dataclass(frozen=True)
 class Attribution:
     """One attribution map for one image, one target class, one method.
@@ -146,6 +150,9 @@ class AttributionMethod(ABC):
             raw, delta, extras = self._attribute(model, x, target, params)
             seconds = time.perf_counter() - start
         raw_np = raw.detach().float().cpu().numpy()[0]
+        if not np.isfinite(raw_np).all():  # drawn, scored or cached, such a map would mislead: say so instead
+            raise MapNotFinite(f"{self.title} gave NaN or infinite values for class {target} of this image (a numerical "
+                               "failure of the method on this model); try another method.")  # fmt: skip
         return Attribution(self.name, int(target), raw_np.astype(np.float32), params, seconds, delta, extras)
 
     @abstractmethod

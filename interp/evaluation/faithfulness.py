@@ -37,6 +37,7 @@ from interp.attribution.memory import forward_batch_size
 from interp.errors import check_class
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
+from interp.evaluation.localisation import NOT_FINITE
 from interp.models import LoadedModel
 
 
@@ -112,6 +113,8 @@ def deletion_insertion(
     if tuple(sal.shape) != tuple(x.shape[-2:]):
         raise ValueError(f"the map is {tuple(sal.shape)} but the input is {tuple(x.shape[-2:])}; give a map of the "
                          "input's size.")  # fmt: skip
+    if not torch.isfinite(sal).all():
+        raise ValueError(NOT_FINITE)
     if not 1 <= int(steps) <= 1000:
         raise ValueError(f"steps must be 1 to 1000, got {steps}.")
     if replacement not in REPLACEMENTS:

@@ -12,6 +12,9 @@ import numpy as np
 
 from interp.shapes.truth import pointing_hit
 
+NOT_FINITE = ("the map holds NaN or infinite values (the method failed numerically), so it ranks no pixels and "
+              "cannot be scored.")
+
 
 def as_values(saliency: np.ndarray) -> np.ndarray:
     """A ``(H, W)`` map of importance. A map whose colour channels differ (gradients, IG) counts each pixel by its
@@ -20,14 +23,28 @@ def as_values(saliency: np.ndarray) -> np.ndarray:
     in every channel (occlusion, LIME, KernelSHAP, RISE), is read as it is: its negative values say a region lowers
     the score, which is not evidence for the class."""
     values = np.asarray(saliency, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(NOT_FINITE)
     if values.ndim == 3 and (values == values[:1]).all():
         return values[0]
     return np.abs(values).max(axis=0) if values.ndim == 3 else values
 
 
+def as_mask(mask: np.ndarray) -> np.ndarray:
+    """``mask`` as ``(H, W)`` bool: a bool array as it is, 0/1 numbers as False/True; anything else (a soft mask of
+    probabilities, 0-255 grey levels) is refused rather than guessed at."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.bool_:
+        return mask
+    if mask.size and not np.isin(mask, (0, 1)).all():
+        raise ValueError(f"a mask is True/False (or 0/1) per pixel; this one holds values from {mask.min():.4g} to "
+                         f"{mask.max():.4g} (threshold it first, e.g. mask > 0.5).")  # fmt: skip
+    return mask.astype(bool)
+
+
 def energy_inside(saliency: np.ndarray, mask: np.ndarray) -> float:
     """Share of the map's positive mass on ``mask`` (``(H, W)`` bool), 0 to 1; a map with no positive mass gives 0."""
-    values = as_values(saliency)
+    values, mask = as_values(saliency), as_mask(mask)
     if values.shape != mask.shape:
         raise ValueError(f"map {values.shape} and mask {mask.shape} differ in size.")
     positive = np.clip(values, 0, None)
@@ -37,7 +54,7 @@ def energy_inside(saliency: np.ndarray, mask: np.ndarray) -> float:
 
 def pointing(saliency: np.ndarray, mask: np.ndarray, tolerance_px: int = 0) -> bool:
     """The pointing game: whether the map's maximum lies on ``mask`` (grown by ``tolerance_px``)."""
-    return pointing_hit(as_values(saliency), mask, tolerance_px)
+    return pointing_hit(as_values(saliency), as_mask(mask), tolerance_px)
 
 
 def centre_hit(mask: np.ndarray, tolerance_px: int = 0) -> bool:
