@@ -151,8 +151,8 @@ class AttributionMethod(ABC):
             seconds = time.perf_counter() - start
         raw_np = raw.detach().float().cpu().numpy()[0]
         if not np.isfinite(raw_np).all():  # drawn, scored or cached, such a map would mislead: say so instead
-            raise MapNotFinite(f"{self.title} gave NaN or infinite values for class {target} of this image (a numerical "
-                               "failure of the method on this model); try another method.")  # fmt: skip
+            raise MapNotFinite(f"{self.title} gave NaN or infinite values for class {target} of this image (a "
+                               "numerical failure of the method on this model); try another method.")  # fmt: skip
         return Attribution(self.name, int(target), raw_np.astype(np.float32), params, seconds, delta, extras)
 
     @abstractmethod
