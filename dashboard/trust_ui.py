@@ -226,7 +226,7 @@ def sanity_ui(model: LoadedModel, image: LoadedImage, result: Attribution) -> No
 
 
 def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
-    from interp.evaluation import evaluate_dataset, load_scores, summarise
+    from interp.evaluation import evaluate_dataset, load_failures, load_scores, summarise
 
     st.markdown("Which explanation method can you trust for this model? Each method explains the model's prediction "
                 "on the first N images; its map's deletion and insertion scores are compared with a random map's. "
@@ -288,6 +288,9 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     st.dataframe(shown, hide_index=True, column_config={
         name: st.column_config.TextColumn(help=TRUST_HELP[col]) for col, name in TRUST_COLUMNS})  # fmt: skip
     st.plotly_chart(_figure(summary), key="trust_chart", config={"displayModeBar": False})
+    for method, why in load_failures(out).items():  # maps that could not be scored on some images, and why
+        st.caption(f"{METHODS[method].title} could not be scored on {counted(len(why), 'image')}: "
+                   f"{next(iter(why.values()))}")  # fmt: skip
     buf = io.BytesIO()
     done.to_parquet(buf, index=False)
     downloads = st.container(horizontal=True)

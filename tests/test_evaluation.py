@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import interp
 from interp.attribution import attribute
@@ -349,3 +352,30 @@ def test_the_floor_averages_several_random_maps_and_reports_their_spread():
     assert one.deletion_spread == 0 and one.deletion_auc == pytest.approx(each[0].deletion_auc)
     with pytest.raises(ValueError, match="maps must be 1 to 100"):
         random_floor(model, x, 3, maps=0)
+
+
+def test_a_map_that_cannot_be_scored_on_one_image_is_noted_and_the_rest_go_on(tmp_path, monkeypatch):
+    """A method whose map is NaN on an image stopped the whole dataset's evaluation; it is now noted per method and
+    image (in evaluation.json and summary.json), not retried when the evaluation continues, and the rest is scored."""
+    from interp.datasets import read_folder
+    from interp.evaluation import dataset as evaluation_dataset
+    from interp.evaluation import evaluate_dataset, load_failures
+    from tests.toy_models import nan_gradient_model
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (tmp_path / "data" / "a").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / "a" / f"{i}.png")
+    model, ds, out = nan_gradient_model(), read_folder(tmp_path / "data"), tmp_path / "eval"
+    summary = evaluate_dataset(model, ds, ["saliency", "occlusion"], out, n=3, steps=4,
+                               params={"occlusion": {"window": 8, "stride": 8}})  # fmt: skip
+    assert summary["method"].tolist() == ["occlusion"] and summary["images"].tolist() == [3]
+    failed = load_failures(out)
+    assert list(failed) == ["saliency"] and len(failed["saliency"]) == 3
+    assert "gave NaN or infinite values" in next(iter(failed["saliency"].values()))
+    assert json.loads((out / "summary.json").read_text())["failed"] == {"saliency": 3}
+    calls = []
+    monkeypatch.setattr(evaluation_dataset, "deletion_insertion", lambda *a, **k: calls.append(1))
+    evaluate_dataset(model, ds, ["saliency", "occlusion"], out, n=3, steps=4,
+                     params={"occlusion": {"window": 8, "stride": 8}})  # fmt: skip
+    assert not calls  # nothing scored again, nothing retried

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from interp.cli import DEVICE_HELP, command, dataset_root, handles
+from interp.words import counted
 
 
 @command("evaluate", "score attribution maps of an image, or of N images of a dataset (which method to trust)")
@@ -53,12 +55,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_dataset(args: argparse.Namespace) -> int:
-    import sys
     import time
 
     from interp.attribution import METHODS, method_names
     from interp.attribution.settings import parse_assignments
-    from interp.evaluation import evaluate_dataset
+    from interp.evaluation import evaluate_dataset, load_failures
     from interp.models import load_model
 
     if args.out is None:
@@ -98,6 +99,9 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
               f"{pm(r['insertion_gain'], r['insertion_gain_ci95']):>18}")  # fmt: skip
     if (summary["images"] < 2).any():
         print("(a method scored on one image has no interval; score more images with --n)")
+    for method, why in load_failures(args.out).items():
+        first = next(iter(why.values()))
+        print(f"note: {method} could not be scored on {counted(len(why), 'image')} (first: {first})", file=sys.stderr)
     print(f"wrote {args.out / 'scores.parquet'} and {args.out / 'summary.json'}")
     return 0
 

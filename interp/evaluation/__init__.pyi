@@ -2,7 +2,7 @@
 
 from .api import grid_curves, map_curves, map_randomisation
 from .choices import BLOCKS, REPLACEMENTS
-from .dataset import EvaluationProgress, evaluate_dataset, load_scores, summarise
+from .dataset import EvaluationProgress, evaluate_dataset, load_failures, load_scores, summarise
 from .faithfulness import (
     FLOOR_MAPS,
     Curves,
@@ -32,6 +32,7 @@ __all__ = [
     "energy_inside",
     "grid_curves",
     "evaluate_dataset",
+    "load_failures",
     "load_scores",
     "map_curves",
     "map_randomisation",

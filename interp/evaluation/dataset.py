@@ -20,6 +20,7 @@ import pandas as pd
 
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, scan_lock
+from interp.errors import InterpError
 from interp.evaluation.faithfulness import deletion_insertion, model_block, random_map
 from interp.models import LoadedModel
 
@@ -71,8 +72,11 @@ def evaluate_dataset(
         items = dataset.items[: min(n, len(dataset))]
         start = time.monotonic()
         batch: int | None = None  # read from the memory budget once, for the first image
+        failed: dict[str, dict[str, str]] = meta.setdefault("failed", {})  # method -> {image id: why}
         for i, item in enumerate(items):
-            if all((item.id, m) in done for m in runnable) or item.id in meta["unreadable"]:
+            if all((item.id, m) in done or item.id in failed.get(m, {}) for m in runnable):
+                continue
+            if item.id in meta["unreadable"]:
                 continue
             try:
                 image = load_image(dataset.path_of(item))
@@ -87,21 +91,35 @@ def evaluate_dataset(
                                        replacement=replacement, block=block, batch=batch)  # fmt: skip
             new = []
             for m in runnable:
-                if (item.id, m) in done:
+                if (item.id, m) in done or item.id in failed.get(m, {}):
                     continue
-                curves = deletion_insertion(model, x, attribute(model, x, m, target, **params[m]).map, target,
-                                            steps=steps, replacement=replacement, block=block, batch=batch)  # fmt: skip
+                try:
+                    result = attribute(model, x, m, target, **params[m])
+                except InterpError as exc:  # this image only (a map of NaN, say): noted, not retried, the rest go on
+                    failed.setdefault(m, {})[item.id] = str(exc)
+                    _write_meta(out, meta)
+                    continue
+                curves = deletion_insertion(model, x, result.map, target, steps=steps, replacement=replacement,
+                                            block=block, batch=batch)  # fmt: skip
                 new.append({"id": item.id, "path": item.path, "target": target, "method": m,
                             "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
                             "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc})  # fmt: skip
-            rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True) if len(rows) else pd.DataFrame(new)
-            _atomic_parquet(rows, out / SCORES)
+            if new:
+                rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True) if len(rows) else pd.DataFrame(new)
+                _atomic_parquet(rows, out / SCORES)
             if progress is not None:
                 progress(EvaluationProgress(i + 1, len(items), time.monotonic() - start))
     summary = summarise(rows)
     (out / "summary.json").write_text(json.dumps({"settings": settings, "unreadable": len(meta["unreadable"]),
+                                                  "failed": {m: len(ids) for m, ids in failed.items()},
                                                   "methods": summary.to_dict("records")}, indent=2))  # fmt: skip
     return summary
+
+
+def load_failures(out: Path) -> dict[str, dict[str, str]]:
+    """The maps an evaluation in ``out`` could not score: ``{method: {image id: the sentence saying why}}``."""
+    path = Path(out) / META
+    return json.loads(path.read_text()).get("failed", {}) if path.is_file() else {}
 
 
 def load_scores(out: Path) -> pd.DataFrame:
