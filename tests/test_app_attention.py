@@ -183,7 +183,7 @@ def test_a_shared_link_opens_the_same_tab_layer_head_patch_and_class():
     last = at.main.selectbox(key="attn_layer").value
     assert f"The link's Layer “99” is not one this page offers (0, 1, 2, 3); showing {last}." in notes
     assert "The link's Head “x” is not one this page offers (mean, 0, 1, 2, 3); showing mean." in notes
-    assert "The link's Discard ratio “5” is not one this page offers (from 0.0 to 0.99); showing 0.9." in notes
+    assert "The link's Discard ratio “5” is not one this page offers (from 0 to 0.99); showing 0.9." in notes
     assert "The link's tab “Rollout” is not one this page offers (Layers × heads, Rollout and class " in notes
     assert sorted(t.value for t in at.toast) == sorted(w.value for w in at.sidebar.warning)
     assert not at.run().toast
