@@ -44,16 +44,24 @@ class NotEnoughMemoryError(InterpError, RuntimeError):
         self.need_mb, self.room_mb = need_mb, room_mb
 
 
-def check_class(target: object, count: int, model_name: str) -> int:
-    """``target`` as a class index of a model with ``count`` classes, or :class:`BadSettingError` saying what is
-    allowed. Any integer type is taken (NumPy's and torch's too); a float, a bool or a string is refused rather than
-    read as a number (``2.0`` failed deep in Captum, ``True`` explained class 1)."""
+def whole_number(value: object) -> int | None:
+    """``value`` as an ``int`` where it is an integer of any kind (Python's, NumPy's, a one-element torch tensor's),
+    else ``None``: a float, a bool or a string is not read as a number (``2.0`` as an index failed deep inside torch,
+    ``True`` counted as 1)."""
     import operator
 
+    if isinstance(value, bool):
+        return None
     try:
-        index = operator.index(target) if not isinstance(target, bool) else None
+        return operator.index(value)
     except TypeError:
-        index = None
+        return None
+
+
+def check_class(target: object, count: int, model_name: str) -> int:
+    """``target`` as a class index of a model with ``count`` classes (:func:`whole_number`), or
+    :class:`BadSettingError` saying what is allowed."""
+    index = whole_number(target)
     if index is None:
         raise BadSettingError(f"target must be a class index (a whole number from 0 to {count - 1}), got {target!r}.")
     if not 0 <= index < count:

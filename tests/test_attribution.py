@@ -604,6 +604,8 @@ def test_a_target_that_is_not_a_whole_number_is_refused_everywhere_a_class_is_ch
         assert check_class(np.int64(2), 6, "m") == 2 and type(check_class(torch.tensor(3), 6, "m")) is int
         assert attribute(cnn, image, "saliency", target=np.argmax([0, 0, 1])).target == 2
         return
+    with pytest.raises(ValueError, match=re.escape(f"top_k must be a whole number, at least 1; got {target!r}.")):
+        interp.predict(cnn, image, top_k=target)  # was "'<' not supported" (None) or torch's topk TypeError (2.0)
     said = f"target must be a class index (a whole number from 0 to 5), got {target!r}."
     with pytest.raises(BadSettingError, match=re.escape(said)):
         attribute(cnn, image, "saliency", target=target)

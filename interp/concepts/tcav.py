@@ -25,7 +25,7 @@ import numpy as np
 
 from interp.cache import ResultCache, result_key
 from interp.concepts.cav import CAV, CLASSIFIERS, Classifier
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, whole_number
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,10 @@ def check_run_settings(runs: object, seed: object, alpha: object, classifier: ob
     outside (0, 1) (``alpha=2`` called every concept significant), a classifier that is not one of ours."""
     if classifier not in CLASSIFIERS:
         raise BadSettingError(f"classifier {classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
-    if isinstance(runs, bool) or not isinstance(runs, numbers.Integral) or runs < 2:
+    if (whole_number(runs) or 0) < 2:
         raise BadSettingError(f"TCAV needs at least 2 runs to test significance (a whole number); got {runs!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    seed_number = whole_number(seed)
+    if seed_number is None or seed_number < 0:
         raise BadSettingError(f"the seed is a whole number from 0; got {seed!r}.")
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
         raise BadSettingError(f"the significance level alpha is between 0 and 1 (0.05 usually); got {alpha!r}.")

@@ -3,14 +3,13 @@ negative of each; and the diversity term that pushes a batch's images apart."""
 
 from __future__ import annotations
 
-import operator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, whole_number
 
 Kind = Literal["channel", "neuron", "class", "probability"]
 KINDS: dict[str, str] = {
@@ -114,11 +113,9 @@ def diversity(grid: torch.Tensor) -> torch.Tensor:
 
 
 def _whole(value: object, what: str) -> int:
-    """``value`` as an ``int`` where it is an integer of any kind (NumPy's too), else the sentence: a float or a
-    bool indexed the layer's output deep inside the pass (IndexError), a string failed a comparison."""
-    try:
-        if not isinstance(value, bool):
-            return operator.index(value)
-    except TypeError:
-        pass
-    raise BadSettingError(f"{what} is a whole number; got {value!r}.")
+    """``value`` as an ``int`` (:func:`~interp.errors.whole_number`), else the sentence: a float or a bool indexed the
+    layer's output deep inside the pass (IndexError), a string failed a comparison."""
+    number = whole_number(value)
+    if number is None:
+        raise BadSettingError(f"{what} is a whole number; got {value!r}.")
+    return number
