@@ -145,6 +145,12 @@ def test_an_objective_takes_numpy_integers_as_ints(shapes_cnn):
     assert o.unit == 3 and type(o.unit) is int and o.position == (1, 2) and json.dumps(o.as_dict())
     with pytest.raises(BadSettingError, match="at least one image"):
         layer_grid(shapes_cnn, "layer2", [])
+    from interp.features import unit_maps
+
+    image = interp.load_sample("chelsea")
+    for model, objective in [(shapes_cnn, Objective("channel", 1, "layer2")), (layouts_model(), Objective("class", 0))]:
+        with pytest.raises(BadSettingError, match="batch size must be at least 1, got 0."):  # was range()'s error
+            unit_maps(model, objective, [image], batch_size=0)
 
 
 def test_an_objective_says_what_is_optimised():
