@@ -131,6 +131,7 @@ def test_a_unit_that_never_responds_is_called_flat_and_one_that_does_is_not(hand
         (("channel", "3", "layer2"), "the unit (a channel or class index) is a whole number; got '3'."),
         (("neuron", 1, "layer2", (1.5, 2)), "a neuron's position is a whole number; got 1.5."),
         (("neuron", 1, "layer2", (1, 2, 3)), "a neuron's position is (row, column); got (1, 2, 3)."),
+        (("neuron", 1, "layer2", 5), "a neuron's position is (row, column); got 5."),  # was len()'s TypeError
     ],
 )
 def test_an_objective_refuses_a_unit_or_position_that_is_not_whole(args, said):

@@ -198,7 +198,7 @@ def _rows_by_layer(
     """One flattened row per image and layer: from ``cache`` where it holds them (under ``method`` and ``params``
     with the layer), else from ``compute(batch, layers the batch still needs)``, which returns a tensor per layer."""
     if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}.")
+        raise BadSettingError(f"batch size must be at least 1, got {batch_size}.")
 
     def key(image: LoadedImage, layer: str) -> str:
         return result_key(model=model.key, image=image.digest, method=method, params={**params, "layer": layer})

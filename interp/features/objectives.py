@@ -47,9 +47,10 @@ class Objective:
         if self.unit < 0:
             raise BadSettingError(f"the unit is a channel or class index from 0; got {self.unit}.")
         if self.position is not None:
-            if isinstance(self.position, str) or len(self.position) != 2:
+            pair = tuple(self.position) if isinstance(self.position, tuple | list) else ()
+            if len(pair) != 2:
                 raise BadSettingError(f"a neuron's position is (row, column); got {self.position!r}.")
-            object.__setattr__(self, "position", tuple(_whole(v, "a neuron's position") for v in self.position))
+            object.__setattr__(self, "position", tuple(_whole(v, "a neuron's position") for v in pair))
 
     @property
     def on_layer(self) -> bool:
