@@ -80,6 +80,10 @@ def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
     assert not at.exception
     errors = " ".join(e.value for e in at.main.error)
     assert "not in the local Hugging Face cache" in errors and "text_bert" in errors
+    at.main.text_input(key="text_model_other").set_value("the sentiment model").run()  # not a name at all
+    assert not at.exception
+    errors = " ".join(e.value for e in at.main.error)
+    assert "'the sentiment model' is not a Hugging Face model name" in errors and "no such folder" not in errors
     at.main.selectbox(key="text_model").set_value("text_bert").run()
     assert not at.main.error and any("Prediction" in m.value for m in at.main.markdown)
 

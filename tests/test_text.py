@@ -239,6 +239,8 @@ def test_cli_text_attention_writes_layers_arrays_and_statistics(tmp_path, capsys
         (["--text", ""], "empty"),
         (["--text", " ".join(["dull"] * 25)], "at most 20"),
         (["--text", "hi", "--model", "someone/no-such-model"], "not in the local Hugging Face cache"),
+        (["--text", "hi", "--model", "my model/v2"], "'my model/v2' is not a Hugging Face model name (such as "
+         "bert-base-uncased or owner/name) or there is no such folder"),  # was "not in the local cache": no name is
         (["--text", "not good", "--target", "7"], "not a class"),
     ],
 )
