@@ -189,7 +189,8 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
         except HFValidationError:  # a path, a sentence, a typo with spaces: no cache or hub lookup can find it
             folder = " or there is no such folder" if allow_paths else ""
             raise UnknownModelError(f"{name[:80]!r} is not a Hugging Face model name (such as bert-base-uncased or "
-                                    f"owner/name){folder}; use text_bert (bundled) or a name from the hub.") from None  # fmt: skip
+                                    f"owner/name){folder}; use text_bert (bundled) or a name from the hub."
+                                    ) from None  # fmt: skip
         where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
     auto = transformers.AutoModelForSequenceClassification
     transformers.utils.logging.disable_progress_bar()  # a progress bar per load on stderr: noise in a CLI and a log
