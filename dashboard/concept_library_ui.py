@@ -19,7 +19,7 @@ from interp.concepts import (
     VisitorLibrary,
     generated,
 )
-from interp.concepts.library import prune_visitors, slug, touch
+from interp.concepts.library import STORED_SIDE, prune_visitors, slug, touch
 from interp.datasets import zips
 from interp.errors import InterpError
 from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
@@ -31,6 +31,7 @@ SOURCES = (
 )  # fmt: skip
 DEMO_IMAGES = 24
 MAX_UPLOAD_IMAGES = 300
+UPLOAD_MB = 200
 VISITOR_KEEP_S = 86_400  # a visitor's own sets are deleted a day after the last use of their session
 
 
@@ -135,7 +136,7 @@ def new_set_ui(lib: VisitorLibrary) -> None:
     """Build a concept set from one source and save it under a name: the visitor's own, or shared where the server
     allows it."""
     with st.expander("New concept set"):
-        name = st.text_input("Name", key="concept_new_name", placeholder="e.g. striped")
+        name = st.text_input("Name", key="concept_new_name", placeholder="e.g. striped", max_chars=60)
         source = st.radio("Images from", SOURCES, key="concept_new_source", horizontal=True)
         images, notes = _source_images_ui(source)
         if notes:
@@ -183,9 +184,10 @@ def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
                                placeholder="Pick the bundled photos that show the concept")
         return [resources.sample_image(n) for n in names], []
     if source == "Upload images or a zip":
-        files = st.file_uploader("Images, or a zip of images", type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True,
-                                 key="concept_new_files")  # fmt: skip
-        return read_uploads(files or [])
+        files = st.file_uploader(f"Images, or a zip of images (up to {UPLOAD_MB} MB)",
+                                 type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True, key="concept_new_files",
+                                 max_upload_size=UPLOAD_MB)  # fmt: skip
+        return _uploaded_set(tuple((f.file_id, f.name, f.size) for f in files or []), files or [])
     if source == "The failure gallery's selection":
         return _gallery_selection()
     return _dataset_class_ui()
@@ -196,22 +198,41 @@ def _gallery_selection() -> tuple[list[LoadedImage], list[str]]:
     if not picked:
         return [], ["Open the Failures page, scan a dataset and filter its gallery; the mistakes shown there can be "
                     "saved here as a concept set."]  # fmt: skip
-    images, skipped = [], []
-    for path in picked["paths"]:
-        try:
-            images.append(resources.dataset_image(picked["source"], path))
-        except InterpError:
-            skipped.append(path)
+    images, skipped = _dataset_set(picked["source"], tuple(picked["paths"]))
     notes = [f"From the gallery: {picked['what']} (up to 200)."]
     if skipped:
         notes.append(f"Skipped {counted(len(skipped), 'unreadable file')}.")
     return images, notes
 
 
+# Sources are read once, not on every rerun of the page (300 photos take seconds), at the size a set is stored at.
+# Shared by sessions, so bounded in number; an upload's key holds its file id, which no other visitor's upload has.
+@st.cache_resource(max_entries=2, show_spinner="Reading the images…")
+def _uploaded_set(key: tuple, _files) -> tuple[list[LoadedImage], list[str]]:
+    return read_uploads(_files)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the images…")
+def _dataset_set(root, paths: tuple[str, ...]) -> tuple[list[LoadedImage], list[str]]:
+    """Images of a dataset at the size a set keeps, and the paths that could not be read."""
+    ds, images, skipped = resources.dataset(root), [], []
+    for path in paths:
+        try:
+            images.append(load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1], max_side=STORED_SIDE))
+        except InterpError:
+            skipped.append(path)
+    return images, skipped
+
+
 def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:
-    """Decode uploaded images and the images inside uploaded zips; what cannot be read is skipped and named."""
-    images, skipped = [], []
+    """Decode uploaded images and the images inside uploaded zips, at most :data:`MAX_UPLOAD_IMAGES` of them and
+    at the size a set is stored at; what cannot be read is skipped and named, and what is past the limit counted."""
+    images, skipped, over = [], [], 0
+    read = functools.partial(load_image, max_side=STORED_SIDE)
     for f in files:
+        if len(images) >= MAX_UPLOAD_IMAGES and not f.name.lower().endswith(".zip"):
+            over += 1
+            continue
         data = f.getvalue()
         if f.name.lower().endswith(".zip"):
             try:
@@ -224,19 +245,22 @@ def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:
                 skipped += unsafe
                 for info in members:
                     if len(images) >= MAX_UPLOAD_IMAGES:
-                        skipped.append(info.filename)
+                        over += 1
                         continue
                     try:
-                        images.append(load_image(zips.read_member(archive, info), name=info.filename))
+                        images.append(read(zips.read_member(archive, info), name=info.filename))
                     except (InterpError, zips.MemberTooLarge, zipfile.BadZipFile, OSError, RuntimeError, EOFError):
                         skipped.append(info.filename)
             continue
         try:
-            images.append(load_image(data, name=f.name))
+            images.append(read(data, name=f.name))
         except InterpError:
             skipped.append(f.name)
-    notes = [f"Skipped {counted(len(skipped), 'file')} that are not readable images: {', '.join(skipped[:5])}."
-             ] if skipped else []  # fmt: skip
+    what = "that is not a readable image" if len(skipped) == 1 else "that are not readable images"
+    notes = [f"Skipped {counted(len(skipped), 'file')} {what}: {', '.join(skipped[:5])}."] if skipped else []
+    if over:
+        notes.append(f"Kept the first {MAX_UPLOAD_IMAGES} images and left out {over} more: a set made here holds at "
+                     f"most {MAX_UPLOAD_IMAGES}.")  # fmt: skip
     return images, notes
 
 
@@ -250,11 +274,5 @@ def _dataset_class_ui() -> tuple[list[LoadedImage], list[str]]:
         return [], ["This dataset has no classes to pick from."]
     cls = st.selectbox("Class", ds.classes_present(), format_func=lambda i: ds.class_names[i], key="concept_new_class")
     n = st.slider("Images", 4, 100, 30, key="concept_new_class_n")
-    items = [it for it in ds.items if cls in it.labels][:n]
-    images, skipped = [], []
-    for it in items:
-        try:
-            images.append(resources.dataset_image(root, it.path))
-        except InterpError:
-            skipped.append(it.path)
+    images, skipped = _dataset_set(root, tuple(it.path for it in ds.items if cls in it.labels)[:n])
     return images, [f"Skipped {counted(len(skipped), 'unreadable file')}."] if skipped else []

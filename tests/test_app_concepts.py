@@ -249,3 +249,21 @@ def test_a_link_to_shown_results_shows_them_when_opened(monkeypatch):
     assert len(runs) == 2 and runs[0] == runs[1]  # the sender's run and the link's, under one key
     opened.main.slider(key="tcav_runs").set_value(4).run()  # another experiment: its results are not shown yet
     assert not opened.main.dataframe and "tcav" not in opened.query_params
+
+
+def test_a_set_from_a_dataset_class_is_read_once_not_on_every_rerun(monkeypatch):
+    """The page read the class's images again on every rerun (any click), through a cache of 32 images: 40 images
+    were 40 decodes a click, seconds for large photos."""
+    import interp.images
+
+    decode, calls = interp.images._decode, []
+    monkeypatch.setattr(interp.images, "_decode", lambda *a, **k: calls.append(a[1]) or decode(*a, **k))
+    at = concepts_page().run()
+    at.main.radio(key="concept_new_source").set_value("A class of a dataset").run()
+    at.main.slider(key="concept_new_class_n").set_value(40).run()
+    assert not at.exception and any("40 images ready." in c.value for c in at.main.caption)
+    before = len(calls)
+    at.main.text_input(key="concept_new_name").set_value("squares").run()
+    at.main.button(key="concept_new_save").click().run()
+    assert not at.exception and any("Saved 'squares' with 40 images" in s.value for s in at.main.success)
+    assert calls[before:] == []

@@ -206,6 +206,34 @@ def test_the_concepts_page_reads_the_same_zips_without_an_exception():
     assert notes and "Skipped 4 files" in notes[0]
 
 
+def test_a_concept_upload_keeps_set_sized_pictures_and_says_what_it_left_out():
+    """A zip of 300 photos held 1.6 GB of pixels (a 3 GB process) where the set it makes is stored at 448 px; images
+    past the limit were listed as "not readable images", and loose files had no limit at all."""
+    from dashboard.concept_library_ui import MAX_UPLOAD_IMAGES, read_uploads
+    from interp.concepts.library import STORED_SIDE
+
+    class Upload:
+        def __init__(self, name, data):
+            self.name, self._data = name, data
+
+        def getvalue(self):
+            return self._data
+
+    big = io.BytesIO()
+    Image.new("RGB", (1600, 1200), (30, 120, 200)).save(big, "JPEG")
+    images, notes = read_uploads([Upload("photo.jpg", big.getvalue()), Upload("notes.txt", b"hi")])
+    assert images[0].image.size == (STORED_SIDE, STORED_SIDE * 3 // 4)
+    assert notes == ["Skipped 1 file that is not a readable image: notes.txt."]
+
+    data = _zip({f"c/{i}.png": _png() for i in range(MAX_UPLOAD_IMAGES - 1)} | {"c/notes.txt": b"hi"})
+    images, notes = read_uploads([Upload("c.png", b"broken"), Upload("set.zip", data), Upload("a.png", _png()),
+                                  Upload("b.png", _png())])  # fmt: skip
+    assert len(images) == MAX_UPLOAD_IMAGES and images[-1].name == "a.png"
+    assert notes == ["Skipped 2 files that are not readable images: c.png, c/notes.txt.",
+                     f"Kept the first {MAX_UPLOAD_IMAGES} images and left out 1 more: a set made here holds at most "
+                     f"{MAX_UPLOAD_IMAGES}."]  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------------------ scans
 
 
