@@ -58,6 +58,17 @@ def whole_number(value: object) -> int | None:
         return None
 
 
+def at_least(value: object, minimum: int, what: str) -> int:
+    """``value`` as a whole number (:func:`whole_number`) no smaller than ``minimum``, or :class:`BadSettingError`
+    naming ``what`` (a batch size of 2.5 failed inside ``range()``; a limit of -1 dropped the last image)."""
+    number = whole_number(value)
+    if number is None:
+        raise BadSettingError(f"{what} must be a whole number, got {value!r}.")
+    if number < minimum:
+        raise BadSettingError(f"{what} must be at least {minimum}, got {number}.")
+    return number
+
+
 def check_class(target: object, count: int, model_name: str) -> int:
     """``target`` as a class index of a model with ``count`` classes (:func:`whole_number`), or
     :class:`BadSettingError` saying what is allowed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from PIL import Image
 from safetensors.torch import save as save_safetensors
 
 import interp
+from interp.datasets import DatasetError
 from interp.errors import BadImageError, WeightsMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,6 +275,41 @@ def test_a_damaged_part_is_moved_aside_counted_and_rescanned(small_world, tmp_pa
     assert again.written == 16 and again.complete
     _, rows = load_scan(out)
     assert len(rows) == 40 and rows["id"].is_unique
+
+
+def test_scan_settings_that_are_not_counts_are_refused_before_any_image_is_read(small_world, tmp_path):
+    """``limit=-1`` scanned all but the last image, ``limit=True`` one image; 1.5 failed in a slice or range(); an
+    output path that is a file raised FileExistsError; ``failures`` took the class "cat" and found nothing."""
+    from interp.datasets import failures, load_scan, scan, scan_ray
+    from interp.errors import BadSettingError
+
+    model = interp.load_model("shapes_cnn")
+    for settings, said in ((dict(limit=-1), "limit must be at least 0, got -1."),
+                           (dict(limit=True), "limit must be a whole number, got True."),
+                           (dict(limit=1.5), "limit must be a whole number, got 1.5."),
+                           (dict(batch_size=2.5), "batch size must be a whole number, got 2.5."),
+                           (dict(batch_size=0), "batch size must be at least 1, got 0.")):  # fmt: skip
+        for engine in (scan, scan_ray):
+            with pytest.raises(BadSettingError, match=re.escape(said)):
+                engine(model, small_world, tmp_path / "scan", **settings)
+    with pytest.raises(BadSettingError, match="workers must be 0"):
+        scan(model, small_world, tmp_path / "scan", workers=1.5)
+    with pytest.raises(BadSettingError, match="actors must be at least 1, got 0."):
+        scan_ray(model, small_world, tmp_path / "scan", actors=0)
+    assert not (tmp_path / "scan").exists()  # refused before the folder was made
+    (tmp_path / "a file").write_text("notes")
+    with pytest.raises(DatasetError, match="a file; a scan is written to a folder"):
+        scan(model, small_world, tmp_path / "a file")
+    summary = scan(model, small_world, tmp_path / "scan", limit=np.int64(5))
+    assert summary.rows == 5
+    rows = load_scan(tmp_path / "scan")[1]
+    for settings, said in ((dict(true_class="cat"), "the true class must be a class index"),
+                           (dict(pred_class=1.5), "the predicted class must be a class index"),
+                           (dict(min_confidence="0.5"), "minimum confidence must be a number from 0 to 1, got '0.5'."),
+                           (dict(min_confidence=float("nan")), "from 0 to 1, got nan.")):  # fmt: skip
+        with pytest.raises(BadSettingError, match=re.escape(said)):
+            failures(rows, **settings)
+    assert len(failures(rows, true_class=np.int64(0))) <= 5
 
 
 def test_a_damaged_scan_json_names_the_file_and_what_to_do(small_world, tmp_path):

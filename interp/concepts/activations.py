@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from interp.cache import ResultCache, result_key
-from interp.errors import BadSettingError, check_class
+from interp.errors import BadSettingError, at_least, check_class
 from interp.images import LoadedImage
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
@@ -197,8 +197,7 @@ def _rows_by_layer(
 ) -> dict[str, np.ndarray]:
     """One flattened row per image and layer: from ``cache`` where it holds them (under ``method`` and ``params``
     with the layer), else from ``compute(batch, layers the batch still needs)``, which returns a tensor per layer."""
-    if batch_size < 1:
-        raise BadSettingError(f"batch size must be at least 1, got {batch_size}.")
+    batch_size = at_least(batch_size, 1, "batch size")
 
     def key(image: LoadedImage, layer: str) -> str:
         return result_key(model=model.key, image=image.digest, method=method, params={**params, "layer": layer})

@@ -11,6 +11,7 @@ from .analysis import (
     true_names,
 )
 from .base import Dataset, DatasetError, Item, PathEscapeError, safe_child
+from .ray_scan import RayUnavailableError, scan_ray
 from .readers import extract_zip, prune_uploads, read_folder, read_imagenet, read_openimages
 from .roots import (
     READERS,
@@ -34,6 +35,7 @@ __all__ = [
     "Item",
     "PathEscapeError",
     "READERS",
+    "RayUnavailableError",
     "Reader",
     "ScanBusy",
     "ScanProgress",
@@ -59,6 +61,7 @@ __all__ = [
     "scan",
     "scan_folder",
     "scan_lock",
+    "scan_ray",
     "summary",
     "true_labels",
     "true_names",

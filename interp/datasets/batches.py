@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from interp.datasets.base import Dataset, Item
-from interp.errors import InterpError
+from interp.errors import BadSettingError, InterpError
 from interp.images import DEFAULT_MAX_BYTES, load_rgb, read_bytes
 from interp.jpeg import decode_plain
 from interp.models.loading import LoadedModel
@@ -108,7 +108,7 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
     ``device`` is refused with a sentence where the model's preprocessing is not a centre crop that fits the resized
     image."""
     if decode not in DECODES:
-        raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}.")
+        raise BadSettingError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}.")
     if decode == "cpu" or (decode == "auto" and model.device.type != "cuda"):
         return "cpu"
     from interp.jpeg import decoder
@@ -118,10 +118,10 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
     if decode == "auto":
         return "device" if ok else "cpu"
     if not fits:
-        raise ValueError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device; decode on the "
+        raise BadSettingError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device; decode on the "
                          "CPU instead.")  # fmt: skip
     if not ok:
-        raise ValueError(f"No JPEG decoder works on {model.device}: TorchCodec and torchvision are missing or built "
+        raise BadSettingError(f"No JPEG decoder works on {model.device}: TorchCodec and torchvision are missing or built "
                          "without support for it (pip install torchcodec, the build for your CUDA version); decode on "
                          "the CPU instead.")  # fmt: skip
     return decode

@@ -27,10 +27,12 @@ from interp.datasets.scanner import (
     _next_part,
     _row,
     _write_part,
+    check_scan_settings,
+    output_folder,
     prepare_folder,
     scan_lock,
 )
-from interp.errors import InterpError
+from interp.errors import InterpError, at_least
 from interp.models.loading import LoadedModel
 from interp.runtime import map_together
 
@@ -128,9 +130,11 @@ def scan_ray(
 
     The rows equal :func:`interp.datasets.scan`'s for the same model and images.
     """
+    batch_size, limit = check_scan_settings(batch_size, limit)
+    actors = None if actors is None else at_least(actors, 1, "actors")
+    num_cpus = None if num_cpus is None else at_least(num_cpus, 1, "num_cpus")
     ray = _ray()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     with scan_lock(out):
         started_here = not ray.is_initialized()
         if started_here:

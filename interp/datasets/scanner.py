@@ -35,6 +35,7 @@ from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's
     read_meta,
     scan_lock,
 )
+from interp.errors import BadSettingError, at_least, whole_number
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
 
@@ -124,12 +125,10 @@ def scan(
         DatasetError: ``out`` holds a scan by another model or of another dataset, or its ``scan.json`` is damaged.
         ScanBusy: another scan (in this process or another) is writing to ``out`` now.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}.")
-    if workers is not None and workers < 0:
-        raise ValueError(f"workers must be 0 (threads read each batch) or more, got {workers}.")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    batch_size, limit = check_scan_settings(batch_size, limit)
+    if workers is not None and (whole_number(workers) is None or workers < 0):
+        raise BadSettingError(f"workers must be 0 (threads read each batch) or more, got {workers!r}.")
+    out = output_folder(out)
     check_precision(precision)
     decode = resolve_decode(model, decode)
     with scan_lock(out):
@@ -137,6 +136,25 @@ def scan(
         if precision != "fp32" and summary.complete:
             record_precision_check(model, dataset, out, batch_size, decode)
         return summary
+
+
+def check_scan_settings(batch_size: object, limit: object) -> tuple[int, int | None]:
+    """A scan's batch size (at least 1) and limit (``None``, or a count of images from 0), as ``int``; refused in
+    a sentence otherwise (a limit of -1 scanned all but the last image, 1.5 failed in a slice)."""
+    return at_least(batch_size, 1, "batch size"), None if limit is None else at_least(limit, 0, "limit")
+
+
+def output_folder(out: Path | str) -> Path:
+    """``out`` as a folder that exists (made when missing), or a sentence saying why it cannot be one."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file; a scan is written to a folder: choose another output folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot make the scan folder {out} ({exc.strerror or exc}); choose another output "
+                           "folder.") from None  # fmt: skip
+    return out
 
 
 def prepare_folder(model: LoadedModel, dataset: Dataset, out: Path, limit: int | None, precision: str = "fp32",

@@ -24,7 +24,7 @@ from PIL import Image
 
 from interp.cache import ResultCache
 from interp.concepts.activations import activations_by_layer
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, at_least
 from interp.features.objectives import Objective
 from interp.features.units import _output, as_grid
 from interp.images import LoadedImage
@@ -109,8 +109,7 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
     batches through the concept lab's extraction and its disk cache (one pass per image, ending at the layer)."""
     if not images:
         raise BadSettingError("the spectrum needs at least one image.")
-    if batch_size < 1:
-        raise BadSettingError(f"batch size must be at least 1, got {batch_size}.")
+    batch_size = at_least(batch_size, 1, "batch size")
     layer = objective.layer if objective.on_layer else _classifier_name(model)
     if layer is None:  # a network without timm's get_classifier: plain batched passes
         logits = [model.run(model.batch_of([model.pixels(im.image) for im in images[s : s + batch_size]])).float().cpu()
