@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import numpy as np
@@ -165,6 +166,34 @@ def test_bad_text_is_one_sentence(bundled):
         bundled.encode(" ".join(["good"] * 30))
     with pytest.raises(Exception, match="not in the local Hugging Face cache"):
         load_text_model("someone/no-such-model")
+
+
+def test_python_api_settings_that_would_be_misread_are_refused_in_a_sentence(bundled):
+    """Each was misread or failed inside a library: a baseline token the vocabulary lacks became [UNK] without a
+    word, a tolerance of -1 or NaN ran IG to 1024 steps, 2.5 steps failed in NumPy, a query of 1.5 read token 1 and
+    "4" token 4, an int text failed on ``.strip``, and None as a model name likewise."""
+    from interp.errors import BadSettingError, UnknownModelError
+
+    enc = bundled.encode("the plot was not good")
+    cap = capture(bundled, enc)
+    for settings, said in ((dict(baseline_token="[MAKS]"), "'[MAKS]' is not in text_bert's vocabulary"),
+                           (dict(tolerance=-1), "a number above 0; got -1"),
+                           (dict(tolerance=float("nan")), "a number above 0; got nan"),
+                           (dict(steps=2.5), "steps is a whole number from 2 to 1024; got 2.5")):  # fmt: skip
+        with pytest.raises(BadSettingError, match=re.escape(said)):
+            token_ig(bundled, enc, 0, **settings)
+    for queries in ([1.5], [True], ["4"], []):
+        with pytest.raises(BadSettingError, match="whole numbers from 0 to 6"):
+            head_stats(cap, queries=queries)
+    assert np.array_equal(head_stats(cap, queries=4).entropy, head_stats(cap, queries=[np.int64(4)]).entropy)
+    with pytest.raises(BadTextError, match="must be a string"):
+        bundled.encode(123)
+    with pytest.raises(UnknownModelError, match="give a text model's name"):
+        load_text_model(None)
+    # a sentence as text is encoded where an encoded one was asked for
+    assert np.array_equal(capture(bundled, "the plot was not good").attn, cap.attn)
+    ig = token_ig(bundled, "the plot was not good", 0, baseline_token="[UNK]")
+    assert ig.tokens == enc.tokens and np.isfinite(ig.scores).all()
 
 
 def test_a_prediction_loop_beside_capture_and_ig_sees_the_serial_answers(bundled):

@@ -3,6 +3,8 @@ Gradients over the token embeddings for the prediction."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,7 +12,7 @@ import numpy as np
 import torch
 
 from interp.attention.maps import rollout
-from interp.errors import check_class
+from interp.errors import BadSettingError, check_class, whole_number
 from interp.text.capture import TextAttention
 from interp.text.model import Encoded, TextModel
 
@@ -72,9 +74,11 @@ def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> Head
     ``cap.tokens``): what a head does *at* a token, e.g. at every "not"."""
     a = cap.attn.astype(np.float64)  # (L, H, T, T)
     t = a.shape[-1]
-    rows = np.arange(t) if queries is None else np.asarray(sorted(set(int(q) for q in queries)), dtype=int)
-    if rows.size == 0 or rows.min() < 0 or rows.max() >= t:
-        raise ValueError(f"queries are token positions from 0 to {t - 1}; got {list(queries or [])}.")
+    given = [queries] if whole_number(queries) is not None or isinstance(queries, str) else queries
+    positions = None if queries is None else [whole_number(q) for q in given]
+    if positions is not None and (not positions or any(q is None or not 0 <= q < t for q in positions)):
+        raise BadSettingError(f"queries are token positions, whole numbers from 0 to {t - 1}; got {queries!r}.")
+    rows = np.arange(t) if positions is None else np.asarray(sorted(set(positions)), dtype=int)
     idx = np.arange(t)
     part = a[..., rows, :]  # (L, H, Q, T)
     entropy = -(part * np.log(np.clip(part, 1e-12, None))).sum(-1).mean(-1)
@@ -140,7 +144,7 @@ logit's change: on the bundled model a negated sentence needed 256 steps where m
 MAX_STEPS = 1024
 
 
-def token_ig(model: TextModel, encoded: Encoded, target: int, steps: int = 64, baseline_token: str | None = None,
+def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int = 64, baseline_token: str | None = None,
              tolerance: float = TOLERANCE) -> TokenAttribution:  # fmt: skip
     """Integrated Gradients (Sundararajan et al. 2017) through the word-embedding layer, with Captum's
     ``LayerIntegratedGradients``. The baseline keeps the special tokens and puts ``baseline_token`` (default: the
@@ -149,12 +153,20 @@ def token_ig(model: TextModel, encoded: Encoded, target: int, steps: int = 64, b
     says how many were used."""
     from captum.attr import LayerIntegratedGradients
 
+    if isinstance(encoded, str):
+        encoded = model.encode(encoded)
     target = check_class(target, len(model.class_names), model.name)
-    if not 2 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps is from 2 to {MAX_STEPS}; got {steps}.")
+    if not 2 <= (whole_number(steps) or 0) <= MAX_STEPS:
+        raise BadSettingError(f"steps is a whole number from 2 to {MAX_STEPS}; got {steps!r}.")
+    if not (isinstance(tolerance, numbers.Real) and 0 < tolerance < math.inf):
+        raise BadSettingError(f"tolerance is a share of the logit's change, a number above 0; got {tolerance!r}.")
+    tokenizer = model.tokenizer
     if baseline_token is None:
-        baseline_token = model.tokenizer.mask_token or model.tokenizer.pad_token
-    pad = model.tokenizer.convert_tokens_to_ids(baseline_token) if baseline_token is not None else 0
+        baseline_token = tokenizer.mask_token or tokenizer.pad_token
+    pad = tokenizer.convert_tokens_to_ids(baseline_token) if baseline_token is not None else 0
+    if baseline_token is not None and pad == tokenizer.unk_token_id and baseline_token != tokenizer.unk_token:
+        raise BadSettingError(f"the baseline token {baseline_token!r} is not in {model.name}'s vocabulary; use one "
+                              f"it has, such as {tokenizer.mask_token or tokenizer.pad_token!r}.")  # fmt: skip
     special = torch.tensor(encoded.special, device=encoded.ids.device)
     baseline = torch.where(special[None], encoded.ids, torch.full_like(encoded.ids, pad))
     embeddings = model.structure.get_input_embeddings()

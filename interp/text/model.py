@@ -114,7 +114,9 @@ class TextModel:
 
     def encode(self, text: str) -> Encoded:
         """Tokenise one sentence; a sentence when it is empty or longer than the model reads."""
-        if not text or not text.strip():
+        if not isinstance(text, str):
+            raise BadTextError(f"the text must be a string (a sentence), got {type(text).__name__}.")
+        if not text.strip():
             raise BadTextError("the text is empty; type a sentence.")
         enc = self.tokenizer(text, return_special_tokens_mask=True, truncation=False, verbose=False)
         ids = enc["input_ids"]
@@ -174,7 +176,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
     transformers = transformers_module()
     from interp.models.weights import hub_reachable
 
-    name = name.strip()
+    name = name.strip() if isinstance(name, str) else ""
     if not name:
         raise UnknownModelError("give a text model's name (text_bert, or a Hugging Face name such as bert-base-uncased).")
     if name in BUNDLED:
