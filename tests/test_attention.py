@@ -125,6 +125,22 @@ def test_gradients_match_finite_differences(vit, x):
     assert numeric == pytest.approx(analytic, rel=2e-2, abs=1e-4)
 
 
+def test_inputs_the_model_cannot_read_are_refused_in_a_sentence(vit, x):
+    """A 50×50 input failed in the position embedding ("size of tensor a (10) must match…"), a NaN input gave NaN
+    attention without a word, an array failed on ``.dim()``, and a patch at row 1.5 in NumPy's indexing."""
+    with pytest.raises(ValueError, match="takes 160×160 images with 3 channels, got \\(3, 50, 50\\); prepare"):
+        capture(vit, torch.zeros(1, 3, 50, 50))
+    with pytest.raises(ValueError, match="takes 160×160 images with 3 channels, got \\(3, 64, 96\\)"):
+        capture(vit, torch.zeros(1, 3, 64, 96))  # whole patches, but not the grid the maps are laid out on
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        capture(vit, torch.full_like(x, float("nan")))
+    cap = capture(vit, x.numpy())
+    assert np.array_equal(cap.attn, capture(vit, x).attn)
+    with pytest.raises(ValueError, match="patch \\(1.5, 0\\) is outside"):
+        patch_maps(cap, 1.5, 0)
+    assert np.array_equal(patch_maps(cap, np.int64(2), 3), patch_maps(cap, 2, 3))
+
+
 def test_cnn_refused_with_a_sentence():
     with pytest.raises(NotAViTError, match="not a vision transformer"):
         capture(interp.load_model("test_resnet", "random"), torch.zeros(1, 3, 160, 160))

@@ -154,6 +154,31 @@ def test_an_objective_takes_numpy_integers_as_ints(shapes_cnn):
             unit_maps(model, objective, [image], batch_size=0)
 
 
+@pytest.mark.parametrize(
+    "settings, said",
+    [
+        (dict(steps=1.5), "steps is a whole number from 1 to 4096; got 1.5."),  # range()'s TypeError in the pass
+        (dict(size="128"), "size is a whole number from 32 to 512 pixels; got '128'."),  # a str comparison
+        (dict(batch=True), "batch is a whole number from 1 to 16 images; got True."),  # one image, read as 1
+        (dict(l2=float("nan")), "tv, l2 and diversity are weights of 0 or more; got 0.0, nan, 0.0."),  # NaN images
+        (dict(seed=-1), "seed is a whole number of 0 or more; got -1."),
+        (dict(rotate=float("inf")), "rotate is from 0 to 45 degrees; got inf."),
+    ],
+)
+def test_visualise_settings_that_would_be_misread_are_refused(settings, said):
+    with pytest.raises(BadSettingError, match=re.escape(said)):
+        VisualiseSettings(**settings)
+    assert VisualiseSettings(steps=np.int64(8), size=64, seed=np.int32(3)).steps == 8
+
+
+def test_counts_of_channels_and_examples_are_whole_numbers(shapes_cnn):
+    image = interp.load_sample("chelsea")
+    with pytest.raises(BadSettingError, match="a whole number of at least 1; got 1.5."):  # a slice's TypeError
+        feature_maps(shapes_cnn, image, "layer2", top_k=1.5)
+    with pytest.raises(BadSettingError, match="per_column must be a whole number, got 1.5."):
+        spectrum(shapes_cnn, Objective("channel", 0, "layer2"), [image], per_column=1.5)
+
+
 def test_an_objective_says_what_is_optimised():
     assert Objective("probability", 3).describe() == "maximise log-probability of class 3"
     assert Objective("class", 3, negative=True).describe() == "minimise logit of class 3"

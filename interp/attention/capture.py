@@ -140,6 +140,15 @@ def layout(model: LoadedModel, tokens: int, input_hw: tuple[int, int]) -> tuple[
     return prefix, has_cls, (grid[0], grid[1]), patch_px
 
 
+def _check_input_size(model: LoadedModel, chw: tuple[int, ...]) -> None:
+    """A sentence where ``(C, H, W)`` is not the model's input size: the one its grid is laid out for (timm's own
+    errors name tensor sizes, and a ViT taking other sizes would not match the grid :func:`layout` reads)."""
+    expected = tuple(model.data_config["input_size"])
+    if chw != expected:
+        raise ValueError(f"{model.name} takes {expected[1]}×{expected[2]} images with {expected[0]} channels, got "
+                         f"{chw}; prepare the image with model.preprocess(image).")  # fmt: skip
+
+
 def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> AttentionCapture:
     """Run ``x`` once and keep every layer's attention (and its gradient for ``target``).
 
@@ -150,9 +159,13 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
         target: class index whose logit is differentiated with respect to every attention map (for gradient-
             weighted rollout and Chefer et al.'s relevance); ``None`` to skip the backward pass.
     """
+    x = torch.as_tensor(x)
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
     mods = check_vit(model)
+    _check_input_size(model, tuple(x.shape[1:]))
+    if not torch.isfinite(x).all():
+        raise ValueError("the input holds NaN or infinite values; its attention would be NaN.")
     if target is not None:
         target = check_class(target, model.num_classes, model.name)
     kept: list[torch.Tensor] = []

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from interp.attention.capture import AttentionCapture
+from interp.errors import whole_number
 
 HeadFusion = Literal["mean", "max", "min"]
 HEAD_FUSIONS: tuple[HeadFusion, ...] = ("mean", "max", "min")
@@ -43,9 +44,11 @@ def cls_maps(cap: AttentionCapture) -> np.ndarray:
 def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     """``(L, H, rows, cols)`` where patch ``(row, col)`` looks, per layer and head."""
     rows, cols = cap.grid
-    if not (0 <= row < rows and 0 <= col < cols):
-        raise ValueError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns 0–{cols - 1}.")
-    query = cap.prefix_tokens + row * cols + col
+    r, c = whole_number(row), whole_number(col)
+    if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
+        raise ValueError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns 0–{cols - 1}"
+                         " (whole numbers).")  # fmt: skip
+    query = cap.prefix_tokens + r * cols + c
     return on_grid(cap, cap.attn[:, :, query, :])
 
 

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, whole_number
 
 Parameterisation = Literal["fft", "pixel"]
 PARAMETERISATIONS: tuple[str, ...] = ("fft", "pixel")
@@ -48,17 +50,22 @@ class VisualiseSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        whole = lambda v, lo, hi: (n := whole_number(v)) is not None and lo <= n <= hi  # noqa: E731
+        real = lambda v, lo, hi: isinstance(v, numbers.Real) and not isinstance(v, bool) and lo <= v <= hi  # noqa: E731
         checks = [
             (self.param in PARAMETERISATIONS, f"param is one of {', '.join(PARAMETERISATIONS)}; got {self.param!r}."),
-            (1 <= self.steps <= 4096, f"steps is from 1 to 4096; got {self.steps}."),
-            (32 <= self.size <= 512, f"size is from 32 to 512 pixels; got {self.size}."),
-            (1 <= self.batch <= 16, f"batch is from 1 to 16 images; got {self.batch}."),
-            (0 < self.lr <= 1, f"lr is above 0 and at most 1; got {self.lr}."),
-            (0 <= self.jitter <= self.size // 4, f"jitter is from 0 to a quarter of the size; got {self.jitter}."),
-            (0 <= self.scale <= 0.5, f"scale is from 0 to 0.5; got {self.scale}."),
-            (0 <= self.rotate <= 45, f"rotate is from 0 to 45 degrees; got {self.rotate}."),
-            (min(self.tv, self.l2, self.diversity) >= 0, "tv, l2 and diversity are weights of 0 or more."),
-        ]
+            (whole(self.steps, 1, 4096), f"steps is a whole number from 1 to 4096; got {self.steps!r}."),
+            (whole(self.size, 32, 512), f"size is a whole number from 32 to 512 pixels; got {self.size!r}."),
+            (whole(self.batch, 1, 16), f"batch is a whole number from 1 to 16 images; got {self.batch!r}."),
+            (real(self.lr, 0, 1) and self.lr > 0, f"lr is above 0 and at most 1; got {self.lr!r}."),
+            (whole(self.jitter, 0, (whole_number(self.size) or 0) // 4), f"jitter is a whole number from 0 to a quarter of the size; got "
+             f"{self.jitter!r}."),
+            (real(self.scale, 0, 0.5), f"scale is from 0 to 0.5; got {self.scale!r}."),
+            (real(self.rotate, 0, 45), f"rotate is from 0 to 45 degrees; got {self.rotate!r}."),
+            (all(real(w, 0, math.inf) for w in (self.tv, self.l2, self.diversity)),
+             f"tv, l2 and diversity are weights of 0 or more; got {self.tv!r}, {self.l2!r}, {self.diversity!r}."),
+            (whole(self.seed, 0, 2**63 - 1), f"seed is a whole number of 0 or more; got {self.seed!r}."),
+        ]  # fmt: skip
         for ok, message in checks:
             if not ok:
                 raise BadSettingError(message)

@@ -133,8 +133,7 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
 def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], *, per_column: int = 4,
              cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None) -> Spectrum:  # fmt: skip
     """Rank ``images`` by the unit of ``objective`` and pick ``per_column`` examples for each of :data:`COLUMNS`."""
-    if per_column < 1:
-        raise BadSettingError(f"per_column is at least 1; got {per_column}.")
+    per_column = at_least(per_column, 1, "per_column")
     maps = unit_maps(model, objective, images, cache=cache, batch_size=batch_size, progress=progress)
     n, h, w = maps.shape
     if objective.kind == "neuron":
