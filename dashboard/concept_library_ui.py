@@ -165,8 +165,11 @@ def _save_new(name: str, images: list[LoadedImage], share: bool) -> None:
         return
     if share:
         st.session_state["_concept_shared"] = {*st.session_state.get("_concept_shared", ()), saved.name}
-    st.session_state["_concept_new_msg"] = ("done", f"Saved {saved.name!r} with {counted(len(saved.files), 'image')}"
-                                            + (", shared with every visitor." if share else ", for you alone."))
+    repeats = len(images) - len(saved.files)  # the same pixels twice are stored once
+    said = f"Saved {saved.name!r} with {counted(len(saved.files), 'image')}"
+    said += f" ({counted(repeats, 'repeated picture')} left out)" if repeats else ""
+    said += ", shared with every visitor." if share else ", for you alone."
+    st.session_state["_concept_new_msg"] = ("done", said)
 
 
 def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:

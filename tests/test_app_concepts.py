@@ -267,3 +267,21 @@ def test_a_set_from_a_dataset_class_is_read_once_not_on_every_rerun(monkeypatch)
     at.main.button(key="concept_new_save").click().run()
     assert not at.exception and any("Saved 'squares' with 40 images" in s.value for s in at.main.success)
     assert calls[before:] == []
+
+
+def test_a_saved_set_says_how_many_repeated_pictures_it_left_out():
+    """A zip of 300 files holding 7 pictures said "300 images ready", then "Saved … with 7 images" and no why."""
+
+    def script():
+        import streamlit as st
+
+        import interp
+        from dashboard.concept_library_ui import _save_new
+
+        photo, other = interp.load_sample("chelsea"), interp.load_sample("coffee")
+        _save_new("repeats", [photo, other, photo, photo], False)
+        st.write(st.session_state["_concept_new_msg"][1])
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.markdown[0].value == "Saved 'repeats' with 2 images (2 repeated pictures left out), for you alone."
