@@ -298,7 +298,7 @@ def test_scan_settings_that_are_not_counts_are_refused_before_any_image_is_read(
         scan_ray(model, small_world, tmp_path / "scan", actors=0)
     assert not (tmp_path / "scan").exists()  # refused before the folder was made
     (tmp_path / "a file").write_text("notes")
-    with pytest.raises(DatasetError, match="a file; a scan is written to a folder"):
+    with pytest.raises(DatasetError, match="a file; the scan is written to a folder"):
         scan(model, small_world, tmp_path / "a file")
     summary = scan(model, small_world, tmp_path / "scan", limit=np.int64(5))
     assert summary.rows == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -134,6 +135,8 @@ def test_scores_are_deterministic_and_bad_input_is_a_sentence(lite0):
         ({"target": 1000}, "not a class"),
         ({"block": 0}, "block must be 1 to 224 pixels"),
         ({"block": 225}, "block must be 1 to 224 pixels"),
+        ({"block": 2.5}, "block must be a whole number of pixels, got 2.5."),  # was truncated to 2 without a word
+        ({"steps": 2.5}, "steps must be 1 to 1000 \\(a whole number\\), got 2.5."),  # failed inside the pass
     ]:
         args = {"saliency": cam, "target": 282, **kwargs}
         with pytest.raises(ValueError, match=says):
@@ -237,6 +240,16 @@ def test_per_dataset_scores_rank_methods_resume_and_refuse_other_settings(tmp_pa
     with pytest.raises(ValueError, match="block must be 1 to 128 pixels"):
         evaluate_dataset(model, dataset, ["grad_cam"], tmp_path / "big", n=2, block=129)
     assert not (tmp_path / "big").exists()  # refused before anything was written
+    for settings, said in ((dict(n=1.5), "the number of images must be 1 to 100,000 (a whole number), got 1.5."),
+                           (dict(n=True), "got True."),  # one image, read as 1
+                           (dict(steps=2.5), "steps must be 1 to 1000 (a whole number), got 2.5."),
+                           (dict(replacement="purple"), "replacement 'purple' is not one of")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(said)):
+            evaluate_dataset(model, dataset, ["grad_cam"], tmp_path / "odd", **{"n": 2, **settings})
+    assert not (tmp_path / "odd").exists()
+    (tmp_path / "a file").write_text("notes")
+    with pytest.raises(DatasetError, match="a file; the evaluation is written to a folder"):  # was FileExistsError
+        evaluate_dataset(model, dataset, ["grad_cam"], tmp_path / "a file", n=2)
     with pytest.raises(ValueError, match="none of deeplift applies"):
         evaluate_dataset(interp.load_model("shapes_vit"), dataset, ["deeplift"], tmp_path / "vit", n=2)
 

@@ -144,15 +144,16 @@ def check_scan_settings(batch_size: object, limit: object) -> tuple[int, int | N
     return at_least(batch_size, 1, "batch size"), None if limit is None else at_least(limit, 0, "limit")
 
 
-def output_folder(out: Path | str) -> Path:
-    """``out`` as a folder that exists (made when missing), or a sentence saying why it cannot be one."""
+def output_folder(out: Path | str, what: str = "scan") -> Path:
+    """``out`` as a folder that exists (made when missing), or a sentence saying why it cannot be one (``what`` is
+    written there: a scan, an evaluation)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DatasetError(f"{out} is a file; a scan is written to a folder: choose another output folder.")
+        raise DatasetError(f"{out} is a file; the {what} is written to a folder: choose another output folder.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatasetError(f"cannot make the scan folder {out} ({exc.strerror or exc}); choose another output "
+        raise DatasetError(f"cannot make the {what} folder {out} ({exc.strerror or exc}); choose another output "
                            "folder.") from None  # fmt: skip
     return out
 

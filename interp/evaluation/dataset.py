@@ -20,8 +20,10 @@ import pandas as pd
 
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, scan_lock
-from interp.errors import InterpError
-from interp.evaluation.faithfulness import deletion_insertion, model_block, random_map
+from interp.datasets.scanner import output_folder
+from interp.errors import InterpError, whole_number
+from interp.evaluation.choices import REPLACEMENTS
+from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
 from interp.models import LoadedModel
 
 SCORES = "scores.parquet"
@@ -52,15 +54,17 @@ def evaluate_dataset(
     from interp.images import load_image
 
     methods = method_names(methods)
-    if not 1 <= n <= 100_000:
-        raise ValueError(f"the number of images must be 1 to 100,000, got {n}.")
+    if not 1 <= (whole_number(n) or 0) <= 100_000:
+        raise ValueError(f"the number of images must be 1 to 100,000 (a whole number), got {n!r}.")
+    steps = check_steps(steps)
+    if replacement not in REPLACEMENTS:
+        raise ValueError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     params = {m: dict((params or {}).get(m, {})) for m in methods}
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:
         raise ValueError(f"none of {', '.join(methods)} applies to {model.name}.")
     block = model_block(model, block)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, "evaluation")
     settings = {"model": model.key, "dataset": dataset.name, "steps": steps, "replacement": replacement,
                 "params": {m: params[m] for m in runnable}}  # fmt: skip
     if block != 1:  # folders scored with single pixels, the only kind before regions, continue as they were

@@ -34,7 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
-from interp.errors import check_class
+from interp.errors import check_class, whole_number
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
@@ -115,16 +115,15 @@ def deletion_insertion(
                          "input's size.")  # fmt: skip
     if not torch.isfinite(sal).all():
         raise ValueError(NOT_FINITE)
-    if not 1 <= int(steps) <= 1000:
-        raise ValueError(f"steps must be 1 to 1000, got {steps}.")
+    steps = check_steps(steps)
     if replacement not in REPLACEMENTS:
         raise ValueError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     if score not in ("probability", "logit"):
         raise ValueError(f"score is 'probability' or 'logit', got {score!r}.")
     target = check_class(target, model.num_classes, model.name)
     height, width = sal.shape
-    block = default_block((height, width)) if block is None else block
-    if not 1 <= int(block) <= min(height, width):
+    block = default_block((height, width)) if block is None else _whole_block(block)
+    if not 1 <= block <= min(height, width):
         raise ValueError(f"block must be 1 to {min(height, width)} pixels (the input's shorter side), got {block}.")
     x = x.to(model.device, torch.float32)
     imputed = replacement == "noisy_linear"
@@ -166,10 +165,25 @@ def _impute(x: torch.Tensor, removed: list[torch.Tensor], seeds: list[int]) -> t
         return torch.stack(list(pool.map(one, range(len(removed)))))
 
 
+def check_steps(steps: object) -> int:
+    """The number of removal steps as an ``int`` from 1 to 1000, or a sentence (2.5 failed inside the pass)."""
+    number = whole_number(steps)
+    if number is None or not 1 <= number <= 1000:
+        raise ValueError(f"steps must be 1 to 1000 (a whole number), got {steps!r}.")
+    return number
+
+
+def _whole_block(block: object) -> int:
+    number = whole_number(block)
+    if number is None:  # 2.5 was truncated to 2 without a word
+        raise ValueError(f"block must be a whole number of pixels, got {block!r}.")
+    return number
+
+
 def model_block(model: LoadedModel, block: int | None = None) -> int:
     """``block`` for ``model``'s input (``None``: :func:`default_block` of it), checked to fit the input."""
     height, width = model.data_config["input_size"][-2:]
-    block = default_block((height, width)) if block is None else int(block)
+    block = default_block((height, width)) if block is None else _whole_block(block)
     if not 1 <= block <= min(height, width):
         raise ValueError(f"block must be 1 to {min(height, width)} pixels ({model.name}'s input is {width}×{height}), "
                          f"got {block}.")  # fmt: skip
