@@ -243,7 +243,9 @@ def test_per_dataset_scores_rank_methods_resume_and_refuse_other_settings(tmp_pa
     for settings, said in ((dict(n=1.5), "the number of images must be 1 to 100,000 (a whole number), got 1.5."),
                            (dict(n=True), "got True."),  # one image, read as 1
                            (dict(steps=2.5), "steps must be 1 to 1000 (a whole number), got 2.5."),
-                           (dict(replacement="purple"), "replacement 'purple' is not one of")):  # fmt: skip
+                           (dict(replacement="purple"), "replacement 'purple' is not one of"),
+                           (dict(params={"gradcam": {"layer": "layer2"}}),
+                            "settings are given for gradcam, which is not among the methods (grad_cam).")):  # fmt: skip
         with pytest.raises(ValueError, match=re.escape(said)):
             evaluate_dataset(model, dataset, ["grad_cam"], tmp_path / "odd", **{"n": 2, **settings})
     assert not (tmp_path / "odd").exists()

@@ -59,6 +59,9 @@ def evaluate_dataset(
     steps = check_steps(steps)
     if replacement not in REPLACEMENTS:
         raise ValueError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
+    if stray := sorted(set(params or {}) - set(methods)):  # a misspelt name left the method on its defaults
+        raise ValueError(f"settings are given for {', '.join(map(str, stray))}, which is not among the methods "
+                         f"({', '.join(methods)}).")  # fmt: skip
     params = {m: dict((params or {}).get(m, {})) for m in methods}
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:
