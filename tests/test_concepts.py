@@ -491,3 +491,21 @@ def test_default_layers_are_one_halfway_and_one_late(name):
     assert len(layers) == 2  # EfficientNet's used to collapse to one: its "halfway" top-level module was bn2
     mid, late = (names.index(n) for n in layers)
     assert 0.2 < mid / len(names) < 0.8 and mid < late
+
+
+def test_generated_sets_and_set_names_refuse_what_is_not_a_count_or_a_name(tmp_path):
+    """1.5 images failed in range(), -1 gave an empty set without a word, a negative seed failed in NumPy's seeding
+    and a name of None on ``.strip``."""
+    from interp.concepts import ConceptLibrary, LibraryError, generated
+
+    for make in (lambda **k: generated.texture_set("stripes", **k), lambda **k: generated.shapes_concept("red", **k),
+                 lambda **k: generated.random_images(**k)):  # fmt: skip
+        with pytest.raises(BadSettingError, match="the number of images must be a whole number, got 1.5."):
+            make(n=1.5)
+        with pytest.raises(BadSettingError, match="the number of images must be at least 0, got -1."):
+            make(n=-1)
+        with pytest.raises(BadSettingError, match="seed must be at least 0, got -2."):
+            make(n=2, seed=-2)
+        assert len(make(n=np.int64(2))) == 2
+    with pytest.raises(LibraryError, match="needs a name with at least one letter or digit"):
+        ConceptLibrary(tmp_path).save_set(None, generated.texture_set("dots", 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from interp.errors import at_least
 from interp.images import LoadedImage, image_from_array
 
 SIZE = 224
@@ -39,7 +40,13 @@ def texture(kind: str, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
     return np.where(on, a, b).astype(np.uint8)
 
 
+def _counts(n: object, seed: object) -> tuple[int, int]:
+    """How many images and the seed, as whole numbers from 0 (1.5 failed in range(), -1 in NumPy's seeding)."""
+    return at_least(n, 0, "the number of images"), at_least(seed, 0, "seed")
+
+
 def texture_set(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
+    n, seed = _counts(n, seed)
     rng = np.random.default_rng([seed, TEXTURES.index(kind) if kind in TEXTURES else 99])
     return [image_from_array(texture(kind, rng), name=f"{kind}_{i:03d}.png") for i in range(n)]
 
@@ -48,6 +55,7 @@ def random_images(n: int, seed: int = 0, size: int = SIZE) -> list[LoadedImage]:
     """Random crops of the bundled photos, randomly flipped and colour-jittered: a pool of 'anything' images."""
     from interp.samples import SAMPLES, load_sample
 
+    n, seed = _counts(n, seed)
     photos = [load_sample(name).image for name in SAMPLES]
     rng = np.random.default_rng([seed, 7])
     out = []
@@ -73,6 +81,7 @@ def shapes_concept(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
 
     if kind not in SHAPES_CONCEPTS:
         raise ValueError(f"shapes concept {kind!r} is not one of {', '.join(SHAPES_CONCEPTS)}.")
+    n, seed = _counts(n, seed)
     rng = np.random.default_rng([seed, 11, SHAPES_CONCEPTS.index(kind)])
     out = []
     for i in range(n):

@@ -52,7 +52,7 @@ class ConceptSet:
 
 
 def slug(name: str) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
+    s = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-") if isinstance(name, str) else ""
     if not s:
         raise LibraryError("a concept set needs a name with at least one letter or digit.")
     return s[:60]
