@@ -46,8 +46,8 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     rows, cols = cap.grid
     r, c = whole_number(row), whole_number(col)
     if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
-        raise ValueError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns 0–{cols - 1}"
-                         " (whole numbers).")  # fmt: skip
+        raise ValueError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns "
+                         f"0–{cols - 1} (whole numbers).")  # fmt: skip
     query = cap.prefix_tokens + r * cols + c
     return on_grid(cap, cap.attn[:, :, query, :])
 

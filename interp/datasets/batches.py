@@ -118,12 +118,12 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
     if decode == "auto":
         return "device" if ok else "cpu"
     if not fits:
-        raise BadSettingError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device; decode on the "
-                         "CPU instead.")  # fmt: skip
+        raise BadSettingError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device; decode "
+                              "on the CPU instead.")  # fmt: skip
     if not ok:
-        raise BadSettingError(f"No JPEG decoder works on {model.device}: TorchCodec and torchvision are missing or built "
-                         "without support for it (pip install torchcodec, the build for your CUDA version); decode on "
-                         "the CPU instead.")  # fmt: skip
+        raise BadSettingError(f"No JPEG decoder works on {model.device}: TorchCodec and torchvision are missing or "
+                              "built without support for it (pip install torchcodec, the build for your CUDA version); "
+                              "decode on the CPU instead.")  # fmt: skip
     return decode
 
 

@@ -58,8 +58,8 @@ class VisualiseSettings:
             (whole(self.size, 32, 512), f"size is a whole number from 32 to 512 pixels; got {self.size!r}."),
             (whole(self.batch, 1, 16), f"batch is a whole number from 1 to 16 images; got {self.batch!r}."),
             (real(self.lr, 0, 1) and self.lr > 0, f"lr is above 0 and at most 1; got {self.lr!r}."),
-            (whole(self.jitter, 0, (whole_number(self.size) or 0) // 4), f"jitter is a whole number from 0 to a quarter of the size; got "
-             f"{self.jitter!r}."),
+            (whole(self.jitter, 0, (whole_number(self.size) or 0) // 4),
+             f"jitter is a whole number from 0 to a quarter of the size; got {self.jitter!r}."),
             (real(self.scale, 0, 0.5), f"scale is from 0 to 0.5; got {self.scale!r}."),
             (real(self.rotate, 0, 45), f"rotate is from 0 to 45 degrees; got {self.rotate!r}."),
             (all(real(w, 0, math.inf) for w in (self.tv, self.l2, self.diversity)),
@@ -69,6 +69,8 @@ class VisualiseSettings:
         for ok, message in checks:
             if not ok:
                 raise BadSettingError(message)
+        for name in ("steps", "size", "batch", "jitter", "seed"):  # NumPy's integers as int: the settings go to JSON
+            object.__setattr__(self, name, whole_number(getattr(self, name)))
 
     def as_dict(self) -> dict:
         return asdict(self)
