@@ -168,7 +168,8 @@ def test_an_objective_takes_numpy_integers_as_ints(shapes_cnn):
 def test_visualise_settings_that_would_be_misread_are_refused(settings, said):
     with pytest.raises(BadSettingError, match=re.escape(said)):
         VisualiseSettings(**settings)
-    assert VisualiseSettings(steps=np.int64(8), size=64, seed=np.int32(3)).steps == 8
+    taken = VisualiseSettings(steps=np.int64(8), size=64, seed=np.int32(3))
+    assert type(taken.steps) is int and json.loads(json.dumps(taken.as_dict()))["seed"] == 3  # written to JSON
 
 
 def test_counts_of_channels_and_examples_are_whole_numbers(shapes_cnn):
