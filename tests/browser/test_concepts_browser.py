@@ -83,3 +83,45 @@ def test_a_set_one_visitor_saves_is_not_seen_by_another_until_they_share_it(app_
         main.get_by_text("Deleted the set").wait_for(timeout=60_000)
     finally:
         other.close()
+
+
+def test_a_set_from_an_uploaded_zip_is_read_at_set_size_and_says_what_it_left_out(app_url, page, artifacts):
+    """A zip of large photos, a repeated one and a text file: the page says what it skipped and how many pictures
+    repeat, and the saved set's images (downloaded back) are at the size a set keeps, not the photos' 1600 pixels."""
+    import io
+
+    from PIL import Image
+
+    from interp.concepts.library import STORED_SIDE
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for i in range(4):
+            photo = io.BytesIO()
+            Image.new("RGB", (1600, 1200), (40 * i, 90, 200 - 40 * i)).save(photo, "JPEG")
+            z.writestr(f"stripes/{i}.jpg", photo.getvalue())
+            if i == 0:
+                z.writestr("stripes/again.jpg", photo.getvalue())
+        z.writestr("stripes/notes.txt", "not a picture")
+    page.goto(f"{app_url}/Concepts?model=shapes_cnn")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("New concept set").click()
+    main.get_by_text("Upload images or a zip", exact=True).click()
+    wait_until_idle(page)
+    main.locator("input[type=file]").set_input_files(
+        files=[{"name": "photos.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}])  # fmt: skip
+    main.get_by_text("5 images ready.").wait_for(timeout=60_000)
+    assert main.get_by_text("Skipped 1 file that is not a readable image: stripes/notes.txt.").count() == 1
+    enter_text(page, main.get_by_label("Name", exact=True), "uploaded photos")
+    main.get_by_role("button", name="Save the set").click()
+    saved = main.get_by_text("Saved 'uploaded photos' with 4 images (1 repeated picture left out), for you alone.")
+    saved.wait_for(timeout=60_000)
+    page.screenshot(path=str(artifacts / "concepts_upload.png"))
+    main.get_by_text("Concept library").click()
+    main.get_by_text("4 images · yours").wait_for()
+    with page.expect_download() as download:
+        main.get_by_role("button", name="Download", exact=True).first.click()
+    with zipfile.ZipFile(download.value.path()) as z:
+        sizes = {Image.open(io.BytesIO(z.read(n))).size for n in z.namelist()}
+    assert sizes == {(STORED_SIDE, STORED_SIDE * 3 // 4)}, sizes
+    assert page.get_by_text("Traceback").count() == 0
