@@ -126,12 +126,22 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return device
     if device is None:
         device = Settings.from_env().device
+    if isinstance(device, str):
+        device = device.strip().lower()  # "CPU", " cuda" as people type them
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but no CUDA GPU is usable here; use 'auto' or 'cpu'.")
+    if dev.type == "meta":
+        raise ValueError("device 'meta' holds no values, so nothing could be explained on it; use 'auto' or 'cpu'.")
+    if dev.type not in ("cpu", "cuda"):  # mps, xpu…: torch's own error names its build ("not linked with support")
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError):
+            raise ValueError(f"device {device!r} is not usable in this PyTorch build or on this machine; use 'auto' "
+                             "or 'cpu'.") from None  # fmt: skip
     return dev

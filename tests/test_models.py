@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -561,3 +562,26 @@ def test_every_public_name_loads_on_first_use():
     listed = next(ast.literal_eval(n.value) for n in stub.body
                   if isinstance(n, ast.Assign) and n.targets[0].id == "__all__")  # fmt: skip
     assert sorted(listed) == sorted(interp.__all__)
+
+
+def test_devices_and_weights_as_people_write_them(tmp_path):
+    """'CPU' and 'RANDOM' were refused; 'mps' on a build without it raised torch's RuntimeError; an address, an
+    empty name, a folder and a word such as 'pretrained' were each "no weights file at …" (the address with one of
+    its slashes gone)."""
+    from interp.config import resolve_device
+
+    assert resolve_device(" CPU") == torch.device("cpu")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="'mps' is not usable in this PyTorch build or on this machine"):
+            resolve_device("mps")
+    with pytest.raises(ValueError, match="device 'meta' holds no values"):
+        resolve_device("meta")
+    assert load_model("shapes_cnn", "Random").weights.kind == "random"
+    for weights, said in (("", "no weights were named; give a weights file's path, or one of hub, bundled and random"),
+                          ("https://example.org/w.pth", "not from an address; download https://example.org/w.pth "
+                                                        "first"),
+                          ("pretrained", "there is no weights file at pretrained, and weights are a file's path or "
+                                         "one of hub, bundled, random."),
+                          (str(tmp_path), "is a folder; give the weights file inside it")):  # fmt: skip
+        with pytest.raises(WeightsMismatchError, match=re.escape(said)):
+            load_model("shapes_cnn", weights)
