@@ -407,6 +407,12 @@ def test_an_option_the_command_would_ignore_or_misread_is_refused(args, said, tm
         (["text-train", "--out", "{tmp}/t", "--sentences", "0"], "--sentences must be at least 1, got 0."),
         (["text-train", "--out", "{tmp}/t", "--epochs", "-1"], "--epochs must be at least 1, got -1."),
         (["text-train", "--out", "{tmp}/junk.safetensors", "--sentences", "8"], "is a file, not a folder"),
+        (["shapes", "generate", "--out", "{tmp}/junk.safetensors/g", "--n", "2"],
+         "junk.safetensors/g cannot be made (not a directory); name a folder you can write to."),  # was [Errno 20]
+        (["shapes", "train", "--model", "shapes_cnn", "--out", "{tmp}/junk.safetensors/m.safetensors"],
+         "junk.safetensors is a file, not a folder"),  # said after the training
+        (["cav-features", "--model", "shapes_cnn", "--layer", "layer2", "--images", "{tmp}", "--out",
+          "{tmp}/junk.safetensors/a.npz"], "junk.safetensors is a file, not a folder"),  # said after the extraction
     ],
 )  # fmt: skip
 def test_training_and_generating_refuse_what_would_fail_later(args, said, tmp_path, capsys):

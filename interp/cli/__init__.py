@@ -64,7 +64,11 @@ def out_dir(path: Path) -> Path:
     """``path`` as an output folder, created if missing; a sentence if it names an existing file."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} is a file, not a folder; name a folder (it is created if missing).")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, no permission, a read-only disk: not "[Errno 20] …"
+        raise ValueError(f"--out {path} cannot be made ({(exc.strerror or str(exc)).lower()}); name a folder you can "
+                         "write to.") from None  # fmt: skip
     return path
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import DEVICE_HELP, command, handles, out_dir
 from interp.words import counted
 
 
@@ -143,11 +143,13 @@ def _features(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {args.out.name}.")
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; name the .npz file to write.")
+    out_dir(args.out.parent)  # before the extraction, not after it
     model = load_model(args.model, args.weights, device=args.device)
     images = _images(args.images, "image folder")
     precision = args.precision or default_precision(model.device)
     acts = activations_by_layer(model, [args.layer], images, batch_size=args.batch_size, precision=precision)[args.layer]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, activations=acts, names=np.array([im.name for im in images]),
                         digests=np.array([im.digest for im in images]), layer=args.layer, model=model.name,
                         precision=precision)  # fmt: skip

@@ -75,6 +75,9 @@ def _train(args: argparse.Namespace) -> int:
         config = replace(config, epochs=args.epochs)
     if args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}.")
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; name the .safetensors file to write.")
+    out_dir(args.out.parent)  # before the training, not after it
     device = str(resolve_device(args.device))
     model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True),
                           init_from=args.continue_from, device=device, workers=args.workers)  # fmt: skip
