@@ -84,6 +84,12 @@ def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
     assert not at.exception
     errors = " ".join(e.value for e in at.main.error)
     assert "'the sentiment model' is not a Hugging Face model name" in errors and "no such folder" not in errors
+    # a link's model name longer than any file name stopped the page ("File name too long" from a folder check)
+    linked = text_page()
+    linked.query_params["tmodel"] = "x" * 3000
+    linked.run()
+    assert not linked.exception, [e.value[:200] for e in linked.exception]
+    assert any("is not a Hugging Face model name" in e.value for e in linked.main.error)
     at.main.selectbox(key="text_model").set_value("text_bert").run()
     assert not at.main.error and any("Prediction" in m.value for m in at.main.markdown)
 

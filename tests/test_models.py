@@ -582,6 +582,7 @@ def test_devices_and_weights_as_people_write_them(tmp_path):
                                                         "first"),
                           ("pretrained", "there is no weights file at pretrained, and weights are a file's path or "
                                          "one of hub, bundled, random."),
-                          (str(tmp_path), "is a folder; give the weights file inside it")):  # fmt: skip
+                          (str(tmp_path), "is a folder; give the weights file inside it"),
+                          ("w" * 3000 + ".pth", "cannot be a weights file here (File name too long).")):  # fmt: skip
         with pytest.raises(WeightsMismatchError, match=re.escape(said)):
             load_model("shapes_cnn", weights)

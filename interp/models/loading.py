@@ -233,10 +233,14 @@ def _weights_kind(weights: str | Path | bytes) -> str | Path | bytes:
         raise WeightsMismatchError(f"weights are read from a file on this machine, not from an address; download "
                                    f"{weights} first and give the file's path.")  # fmt: skip
     path = Path(weights)
-    if not path.exists() and not path.suffix:
+    try:
+        exists, folder = path.exists(), path.is_dir()
+    except OSError as exc:  # a name too long for the file system
+        raise WeightsMismatchError(f"{weights[:80]!r} cannot be a weights file here ({exc.strerror}).") from None
+    if not exists and not path.suffix:
         raise WeightsMismatchError(f"there is no weights file at {weights}, and weights are a file's path or one of "
                                    f"{', '.join(WEIGHT_KINDS)}.")  # fmt: skip
-    if path.is_dir():
+    if folder:
         raise WeightsMismatchError(f"{weights} is a folder; give the weights file inside it (.safetensors, or a "
                                    ".pth/.pt state dict).")  # fmt: skip
     return weights

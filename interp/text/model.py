@@ -150,6 +150,15 @@ def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, dev
     return TextModel(name, source, net, tokenizer, classes, torch.device(device), limit, fingerprint(net))
 
 
+def _is_folder(name: str) -> bool:
+    """Whether ``name`` is a folder here; ``False`` for a name no file system takes (3,000 characters raised
+    "File name too long" from a shared link's model name)."""
+    try:
+        return Path(name).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def downloads(name: str) -> bool:
     """Whether loading the text model ``name`` downloads it from the Hugging Face hub first (a hub name that is not in
     the local cache while the hub can be reached); no request leaves the machine but the reachability probe."""
@@ -158,7 +167,7 @@ def downloads(name: str) -> bool:
     from interp.models.weights import hub_reachable
 
     name = name.strip()
-    if not name or name in BUNDLED or Path(name).is_dir():
+    if not name or name in BUNDLED or _is_folder(name):
         return False
     try:
         cached = try_to_load_from_cache(name, "config.json")
@@ -181,7 +190,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
         raise UnknownModelError("give a text model's name (text_bert, or a Hugging Face name such as bert-base-uncased).")
     if name in BUNDLED:
         where, source, local = ASSETS / BUNDLED[name], "bundled (trained here on the text world)", True
-    elif allow_paths and Path(name).is_dir():
+    elif allow_paths and _is_folder(name):
         where, source, local = Path(name), f"folder {name}", True
     else:
         from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -200,7 +209,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
         tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=local)
         net = auto.from_pretrained(where, local_files_only=local, use_safetensors=True)
     except (OSError, ValueError) as exc:
-        if local and name not in BUNDLED and not Path(str(where)).is_dir():
+        if local and name not in BUNDLED and not _is_folder(str(where)):
             raise WeightsUnavailableError(
                 f"the text model {name} is not in the local Hugging Face cache and the hub cannot be reached; use "
                 "text_bert (bundled), "
