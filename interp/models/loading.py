@@ -217,35 +217,6 @@ def availability(name: str) -> W.Availability:
     return W.hub_availability(spec.arch)
 
 
-WEIGHT_KINDS = ("hub", "bundled", "random")
-
-
-def _weights_kind(weights: str | Path | bytes) -> str | Path | bytes:
-    """A named kind of weights as written (``"Random"``), or a path; a sentence for what cannot be either."""
-    if not isinstance(weights, str):
-        return weights
-    if weights.strip().lower() in WEIGHT_KINDS:
-        return weights.strip().lower()
-    if not weights.strip():
-        raise WeightsMismatchError("no weights were named; give a weights file's path, or one of hub, bundled and "
-                                   "random (or none, for the model's own).")  # fmt: skip
-    if "://" in weights:
-        raise WeightsMismatchError(f"weights are read from a file on this machine, not from an address; download "
-                                   f"{weights} first and give the file's path.")  # fmt: skip
-    path = Path(weights)
-    try:
-        exists, folder = path.exists(), path.is_dir()
-    except OSError as exc:  # a name too long for the file system
-        raise WeightsMismatchError(f"{weights[:80]!r} cannot be a weights file here ({exc.strerror}).") from None
-    if not exists and not path.suffix:
-        raise WeightsMismatchError(f"there is no weights file at {weights}, and weights are a file's path or one of "
-                                   f"{', '.join(WEIGHT_KINDS)}.")  # fmt: skip
-    if folder:
-        raise WeightsMismatchError(f"{weights} is a folder; give the weights file inside it (.safetensors, or a "
-                                   ".pth/.pt state dict).")  # fmt: skip
-    return weights
-
-
 def load_model(
     name: str,
     weights: str | Path | bytes | None = None,
@@ -271,7 +242,7 @@ def load_model(
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()  # a forward pass then reuses freed memory instead of faulting in fresh pages
-    kind = spec.weights if weights is None else _weights_kind(weights)
+    kind = spec.weights if weights is None else W.weights_kind(weights)
     check_room(spec, kind)  # before a download or an allocation
     if isinstance(kind, str) and kind in ("hub", "bundled", "random") and not class_outputs(spec.name):
         raise UnknownModelError(
