@@ -58,6 +58,16 @@ def whole_number(value: object) -> int | None:
         return None
 
 
+def real_number(value: object) -> float | None:
+    """``value`` as a ``float`` where it is a real number of any kind (NumPy's included), else ``None``: a bool or a
+    string is not read as a number. NaN stays NaN, which every range check refuses."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
 def at_least(value: object, minimum: int, what: str) -> int:
     """``value`` as a whole number (:func:`whole_number`) no smaller than ``minimum``, or :class:`BadSettingError`
     naming ``what`` (a batch size of 2.5 failed inside ``range()``; a limit of -1 dropped the last image)."""

@@ -14,7 +14,6 @@ order.
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ import numpy as np
 
 from interp.cache import ResultCache, result_key
 from interp.concepts.cav import CAV, CLASSIFIERS, Classifier
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, real_number, whole_number
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def check_run_settings(runs: object, seed: object, alpha: object, classifier: ob
     seed_number = whole_number(seed)
     if seed_number is None or seed_number < 0:
         raise BadSettingError(f"the seed is a whole number from 0; got {seed!r}.")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+    if not 0 < (real_number(alpha) or 0) < 1:
         raise BadSettingError(f"the significance level alpha is between 0 and 1 (0.05 usually); got {alpha!r}.")
 
 

@@ -3,12 +3,11 @@ class fare. Plain pandas on the rows of :func:`interp.datasets.scanner.load_scan
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, real_number, whole_number
 from interp.words import names_line, short_label
 
 
@@ -25,8 +24,8 @@ def failures(
 ) -> pd.DataFrame:
     """Misclassifications at or above ``min_confidence``, most confident first; optionally of one true class (any of
     an image's labels, as Open Images gives several), one predicted class, or both (a confusion pair)."""
-    number = isinstance(min_confidence, numbers.Real) and not isinstance(min_confidence, bool)
-    if not (number and 0.0 <= min_confidence <= 1.0):
+    confidence = real_number(min_confidence)
+    if confidence is None or not 0.0 <= confidence <= 1.0:
         raise BadSettingError(f"minimum confidence must be a number from 0 to 1, got {min_confidence!r}.")
     for what, value in (("true class", true_class), ("predicted class", pred_class)):
         if value is not None and whole_number(value) is None:

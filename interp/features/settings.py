@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, real_number, whole_number
 
 Parameterisation = Literal["fft", "pixel"]
 PARAMETERISATIONS: tuple[str, ...] = ("fft", "pixel")
@@ -51,7 +50,7 @@ class VisualiseSettings:
 
     def __post_init__(self) -> None:
         whole = lambda v, lo, hi: (n := whole_number(v)) is not None and lo <= n <= hi  # noqa: E731
-        real = lambda v, lo, hi: isinstance(v, numbers.Real) and not isinstance(v, bool) and lo <= v <= hi  # noqa: E731
+        real = lambda v, lo, hi: (x := real_number(v)) is not None and lo <= x <= hi  # noqa: E731
         checks = [
             (self.param in PARAMETERISATIONS, f"param is one of {', '.join(PARAMETERISATIONS)}; got {self.param!r}."),
             (whole(self.steps, 1, 4096), f"steps is a whole number from 1 to 4096; got {self.steps!r}."),

@@ -4,7 +4,6 @@ Gradients over the token embeddings for the prediction."""
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from interp.attention.maps import rollout
-from interp.errors import BadSettingError, check_class, whole_number
+from interp.errors import BadSettingError, check_class, real_number, whole_number
 from interp.text.capture import TextAttention
 from interp.text.model import Encoded, TextModel
 
@@ -158,7 +157,7 @@ def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int =
     target = check_class(target, len(model.class_names), model.name)
     if not 2 <= (whole_number(steps) or 0) <= MAX_STEPS:
         raise BadSettingError(f"steps is a whole number from 2 to {MAX_STEPS}; got {steps!r}.")
-    if not (isinstance(tolerance, numbers.Real) and 0 < tolerance < math.inf):
+    if not 0 < (real_number(tolerance) or 0) < math.inf:
         raise BadSettingError(f"tolerance is a share of the logit's change, a number above 0; got {tolerance!r}.")
     tokenizer = model.tokenizer
     if baseline_token is None:
