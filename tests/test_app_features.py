@@ -211,3 +211,37 @@ def test_a_link_to_shown_spectrum_examples_shows_them_when_opened(monkeypatch):
     assert _captions(opened).split(" | ") == _captions(at).split(" | ")  # the same examples, the same values
     opened.main.slider(key="feat_per_column").set_value(3).run()  # other examples, not found yet
     assert "Press “Find the examples”" in _captions(opened) and "spectrum" not in opened.query_params
+
+
+def test_a_spectrum_of_large_photos_holds_them_at_the_models_size(tmp_path):
+    """Up to 1,000 dataset images are ranked; held at full size they filled a shared cache (1,000 photos of Open
+    Images: 2.2 GB), and each session kept all it had ranked. They are now held at the size the model resizes them
+    to, and a session keeps only those it shows; the ranking is that of the full-size photos."""
+    import interp
+    from interp.datasets import DatasetRoot
+    from interp.features import spectrum
+
+    folder = tmp_path / "photos"
+    names = ["chelsea", "coffee", "rocket", "astronaut", "horse", "camera", "clock", "motorcycle"]
+    for i, name in enumerate(names):
+        (folder / ("a" if i % 2 else "b")).mkdir(parents=True, exist_ok=True)
+        interp.load_sample(name).image.resize((800, 600)).save(folder / ("a" if i % 2 else "b") / f"{name}.png")
+    (folder / "a" / "broken.jpg").write_bytes(b"not a picture")
+    at = features_page()
+    at.session_state["_zip_datasets"] = [DatasetRoot("Large photos", "folder", str(folder))]
+    at.run()
+    at.main.selectbox(key="feat_source").set_value(DatasetRoot("Large photos", "folder", str(folder))).run()
+    at.main.slider(key="feat_per_column").set_value(1).run()
+    at.main.button(key="feat_spectrum_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "8 images; the unit's values go from" in _captions(at) and "Skipped 1 unreadable image." in _captions(at)
+    [(result, shown, bad)] = [v for k, v in at.session_state.items() if k.startswith("('_feat_spectrum'")]
+    assert bad == 1 and set(shown) == {e.index for ex in result.columns.values() for e in ex} and len(shown) == 4
+    assert all(im.image.size == (170, 128) for im in shown.values())  # the shapes model resizes to 128 px
+    ds = DatasetRoot("Large photos", "folder", str(folder)).open()
+    full = []
+    for item in ds.items:  # the page's draw of 16 from 9 files takes them all, in the dataset's order
+        if not item.path.endswith("broken.jpg"):
+            full.append(interp.load_image(ds.path_of(item.path)))
+    again = spectrum(interp.load_model("shapes_cnn"), result.objective, full, per_column=1)
+    assert np.array_equal(again.values, result.values) and again.columns == result.columns

@@ -192,6 +192,38 @@ def test_fast_preprocessing_gives_timms_pixels(config):
             assert (apart > 0).float().mean() <= share, (config, size)
 
 
+@pytest.mark.parametrize("config", list(PREPROCESSING))
+def test_an_image_held_at_the_models_size_gives_the_model_the_same_pixels(config):
+    """A Features spectrum holds up to 1,000 dataset images; it holds each at the size the model resizes it to
+    (``model_sized``). The model must see the same pixels from it, bit for bit, as from the full image; where the
+    transform cannot promise that (Pillow's filters over the crop's box, crops larger than the resized image), the
+    image is kept as it is."""
+    import dataclasses
+
+    from timm.data import create_transform
+
+    from interp.images import image_digest
+    from interp.models.preprocess import fast_eval_transform, model_sized
+
+    fast = fast_eval_transform(create_transform(**PREPROCESSING[config], is_training=False))
+    photo = interp.load_sample("astronaut")
+    smaller = 0
+    for size in SIZES:
+        resized = photo.image.resize(size)
+        image = dataclasses.replace(photo, image=resized, digest=image_digest(resized))
+        held = model_sized(fast, image)
+        assert torch.equal(fast(held.image), fast(image.image)), (config, size)
+        assert torch.equal(fast.pixels(held.image), fast.pixels(image.image)), (config, size)
+        if held is image:
+            continue
+        smaller += 1
+        assert held.image.width * held.image.height < image.image.width * image.image.height
+        assert min(held.image.size) == fast.size and held.digest == image_digest(held.image) != image.digest
+        assert (held.name, held.original_size) == (image.name, image.original_size)
+    # the bicubic and bilinear configs shrink every size whose shorter side is larger than their resize; lanczos none
+    assert smaller == (0 if config == "lanczos" else sum(min(s) > fast.size for s in SIZES))
+
+
 def test_fast_preprocessing_changes_no_logit_by_more_than_resampling_noise(lite0):
     """What the pixel bound means for a prediction: on 32 photos of several sizes, the real model's logits from our
     preprocessing and from timm's transform stay within 0.1 of each other (measured: at most 0.045, median 0.012,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,10 +181,11 @@ def pick_columns(values: np.ndarray, centre: float, per_column: int) -> dict[str
     }
 
 
-def spectrum_files(model: LoadedModel, s: Spectrum, images: Sequence[LoadedImage]) -> dict[str, bytes]:
+def spectrum_files(model: LoadedModel, s: Spectrum, images: Sequence[LoadedImage] | Mapping[int, LoadedImage],
+                   ) -> dict[str, bytes]:  # fmt: skip
     """The examples as the model sees them, cropped as shown, named ``<column>_<rank>.png`` (lowest value first), and
     ``spectrum.json``: the model, :meth:`Spectrum.summary` and which image each file is. What ``python -m interp
-    spectrum`` writes and the page's download holds."""
+    spectrum`` writes and the page's download holds. ``images``: those ranked, or only the examples by their index."""
     summary = {"model": model.name, "weights": model.weights.source, **s.summary(), "files": {}}
     files = {}
     for column, examples in s.columns.items():
