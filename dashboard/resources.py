@@ -206,12 +206,14 @@ def dataset_image(root: DatasetRoot, relpath: str) -> LoadedImage:
 
 @st.cache_data(max_entries=4096, show_spinner=False)
 def dataset_thumbnail(root: DatasetRoot, relpath: str) -> bytes | None:
-    """A small JPEG of a dataset image, or ``None`` when the file cannot be read."""
+    """A small JPEG of a dataset image, or ``None`` when the file cannot be read. Read at the thumbnail's size (JPEGs
+    decode at a reduced scale: 1.8 ms for a photo of 1024×768, 4.3 at full size then shrunk; 3.6 against 29.5 at
+    2048×1536), not through :func:`dataset_image`, whose 32 full-size pictures a gallery page of 48 thumbnails
+    pushed out every time."""
     try:
-        im = dataset_image(root, relpath).image.copy()
+        im = interp.load_image(dataset(root).path_of(relpath), max_side=THUMBNAIL_SIDE).image
     except Exception:  # an unreadable file shows as a placeholder in the grid; the scan lists it
         return None
-    im.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
     return buf.getvalue()

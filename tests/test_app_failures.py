@@ -363,3 +363,27 @@ def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_
         assert any(c.startswith("true: golden retriever · ") for c in captions), captions
     finally:
         resources.dataset_roots.clear()
+
+
+def test_a_thumbnail_is_read_at_its_size_without_the_full_size_cache(tmp_path, monkeypatch):
+    """A gallery page of 48 thumbnails decoded each photo at full size into the cache of 32 full-size dataset images,
+    pushing out the one a visitor had opened; a thumbnail is now read at its own size (JPEGs at a reduced scale)."""
+    from skimage import data
+
+    from dashboard import resources
+    from interp.datasets import DatasetRoot
+
+    (tmp_path / "cats").mkdir()
+    Image.fromarray(data.chelsea()).resize((2048, 1536)).save(tmp_path / "cats" / "big.jpg", quality=90)
+    (tmp_path / "cats" / "broken.jpg").write_bytes(b"not a picture")
+    root = DatasetRoot("Big photos", "folder", str(tmp_path))
+
+    def full_size(*args):
+        raise AssertionError("a thumbnail read the full-size picture")
+
+    monkeypatch.setattr(resources, "dataset_image", full_size)
+    thumb = Image.open(io.BytesIO(resources.dataset_thumbnail(root, "cats/big.jpg")))
+    assert thumb.format == "JPEG" and thumb.size == (resources.THUMBNAIL_SIDE, resources.THUMBNAIL_SIDE * 3 // 4)
+    reference = Image.fromarray(data.chelsea()).resize(thumb.size, Image.Resampling.LANCZOS)
+    assert np.abs(np.asarray(thumb, dtype=float) - np.asarray(reference, dtype=float)).mean() < 8  # the same picture
+    assert resources.dataset_thumbnail(root, "cats/broken.jpg") is None
