@@ -62,14 +62,10 @@ def shared_library() -> ConceptLibrary:
     return lib
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def _set_images(folder: str, files: tuple[str, ...]) -> list[LoadedImage]:
-    return ConceptSet("", Path(folder), files).images()
-
-
 def set_images(s: ConceptSet) -> list[LoadedImage]:
-    """A saved set's images, decoded once per folder and content (a set saved again under its name is new)."""
-    return _set_images(str(s.folder), s.files)
+    """A saved set's images, decoded once per folder and content (a set saved again under its name is new), held
+    under the app's budget for images (:func:`dashboard.resources.held`)."""
+    return resources.held(("concept set", str(s.folder), s.files), s.images)
 
 
 # ------------------------------------------------------------------------------------------------------ library
@@ -190,7 +186,8 @@ def _source_images_ui(source: str) -> tuple[list[LoadedImage], list[str]]:
         files = st.file_uploader(f"Images, or a zip of images (up to {UPLOAD_MB} MB)",
                                  type=[*UPLOAD_EXTENSIONS, "zip"], accept_multiple_files=True, key="concept_new_files",
                                  max_upload_size=UPLOAD_MB)  # fmt: skip
-        return _uploaded_set(tuple((f.file_id, f.name, f.size) for f in files or []), files or [])
+        key = tuple((f.file_id, f.name, f.size) for f in files or [])
+        return resources.held(("concept upload", key), lambda: read_uploads(files or []), "Reading the images…")
     if source == "The failure gallery's selection":
         return _gallery_selection()
     return _dataset_class_ui()
@@ -208,23 +205,20 @@ def _gallery_selection() -> tuple[list[LoadedImage], list[str]]:
     return images, notes
 
 
-# Sources are read once, not on every rerun of the page (300 photos take seconds), at the size a set is stored at.
-# Shared by sessions, so bounded in number; an upload's key holds its file id, which no other visitor's upload has.
-@st.cache_resource(max_entries=2, show_spinner="Reading the images…")
-def _uploaded_set(key: tuple, _files) -> tuple[list[LoadedImage], list[str]]:
-    return read_uploads(_files)
-
-
-@st.cache_resource(max_entries=2, show_spinner="Reading the images…")
 def _dataset_set(root, paths: tuple[str, ...]) -> tuple[list[LoadedImage], list[str]]:
-    """Images of a dataset at the size a set keeps, and the paths that could not be read."""
-    ds, images, skipped = resources.dataset(root), [], []
-    for path in paths:
-        try:
-            images.append(load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1], max_side=STORED_SIDE))
-        except InterpError:
-            skipped.append(path)
-    return images, skipped
+    """Images of a dataset at the size a set keeps, and the paths that could not be read. Read once, not on every
+    rerun of the page (300 photos take seconds), and held under the app's budget for images."""
+
+    def read() -> tuple[list[LoadedImage], list[str]]:
+        ds, images, skipped = resources.dataset(root), [], []
+        for path in paths:
+            try:
+                images.append(load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1], max_side=STORED_SIDE))
+            except InterpError:
+                skipped.append(path)
+        return images, skipped
+
+    return resources.held(("concept source", root, paths), read, "Reading the images…")
 
 
 def read_uploads(files) -> tuple[list[LoadedImage], list[str]]:

@@ -8,13 +8,18 @@ page's helpers instead: drawn overlays and figures (``attribution_ui``, ``attent
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import io
 import logging
+import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import cachetools
 import numpy as np
 import streamlit as st
 from PIL import Image
@@ -29,6 +34,7 @@ from interp.predict import Prediction, cached_predict
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MAX_MODELS_IN_MEMORY = 2  # Community Cloud gives 0.7-2.7 GB; two ResNet-50-sized models fit
 THUMBNAIL_SIDE = 160
 
@@ -130,10 +136,55 @@ def model_row(name: str) -> dict:
     return describe(name)
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def uploaded_image(digest: str, name: str, _data: bytes) -> LoadedImage:
+def uploaded_image(digest: str, name: str, data: bytes) -> LoadedImage:
     """An uploaded image decoded once per distinct content (``digest`` is the SHA-256 of the bytes)."""
-    return interp.load_image(_data, name=name)
+    return held(("upload", digest, name), lambda: interp.load_image(data, name=name))
+
+
+HELD_IMAGES_MB = 512
+"""What the decoded images kept for later reruns and other visitors (:func:`held`) may take together. Before it,
+each page's cache was bounded in entries only: 32 uploads, 32 dataset images, two spectra of up to 1,000 images, 16
+concept sets of up to 500 and four sets being made could hold several gigabytes, more than Community Cloud gives."""
+
+
+def image_bytes(value: object) -> int:
+    """The pixel bytes of the images in ``value``: a :class:`LoadedImage`, or tuples and lists holding them."""
+    if isinstance(value, LoadedImage):
+        return value.image.width * value.image.height * len(value.image.getbands())
+    if isinstance(value, (list, tuple)):
+        return sum(image_bytes(v) for v in value)
+    return 0
+
+
+@st.cache_resource(show_spinner=False)
+def _held_images() -> tuple[cachetools.LRUCache, threading.Lock, dict]:
+    return cachetools.LRUCache(HELD_IMAGES_MB * 2**20, getsizeof=lambda v: max(1, image_bytes(v))), threading.Lock(), {}
+
+
+def held(key: tuple, read: Callable[[], T], spinner: str | None = None) -> T:
+    """``read()``'s images, read once for every session and kept under :data:`HELD_IMAGES_MB`, least recently used
+    going first. Sessions asking for the same key at once wait for one reading (a class opening one link reads its
+    images once). Keys name what is read (an upload's by its file id or digest, so no visitor reaches another's); a
+    value larger than the whole budget is given to its session and not kept. ``spinner``: shown while reading."""
+    cache, lock, reading = _held_images()
+    with lock:
+        if key in cache:
+            return cache[key]
+        one = reading.setdefault(key, threading.Lock())
+    with one:
+        with lock:
+            if key in cache:
+                return cache[key]
+        try:
+            with st.spinner(spinner) if spinner else contextlib.nullcontext():
+                value = read()
+            with lock:
+                with contextlib.suppress(ValueError):  # cachetools: larger than the budget
+                    cache[key] = value
+        finally:
+            with lock:
+                reading.pop(key, None)
+    return value
 
 
 @st.cache_resource(show_spinner=False)
@@ -199,17 +250,17 @@ def dataset(root: DatasetRoot) -> Dataset:
     return root.open()
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
 def dataset_image(root: DatasetRoot, relpath: str) -> LoadedImage:
-    return interp.load_image(dataset(root).path_of(relpath), name=relpath.rsplit("/", 1)[-1])
+    return held(("dataset image", root, relpath),
+                lambda: interp.load_image(dataset(root).path_of(relpath), name=relpath.rsplit("/", 1)[-1]))
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
 def dataset_thumbnail(root: DatasetRoot, relpath: str) -> bytes | None:
     """A small JPEG of a dataset image, or ``None`` when the file cannot be read. Read at the thumbnail's size (JPEGs
     decode at a reduced scale: 1.8 ms for a photo of 1024×768, 4.3 at full size then shrunk; 3.6 against 29.5 at
-    2048×1536), not through :func:`dataset_image`, whose 32 full-size pictures a gallery page of 48 thumbnails
-    pushed out every time."""
+    2048×1536), not through :func:`dataset_image`, whose full-size pictures a gallery page of 48 thumbnails would
+    push out of the images held."""
     try:
         im = interp.load_image(dataset(root).path_of(relpath), max_side=THUMBNAIL_SIDE).image
     except Exception:  # an unreadable file shows as a placeholder in the grid; the scan lists it

@@ -40,26 +40,28 @@ def _sources(model: LoadedModel) -> list[str | DatasetRoot]:
     return sources
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def _dataset_images(root: DatasetRoot, n: int, model_key: str, _model: LoadedModel, seed: int = 0,
-                    ) -> tuple[list[LoadedImage], int]:  # fmt: skip
+def _dataset_images(root: DatasetRoot, n: int, model: LoadedModel, seed: int = 0) -> tuple[list[LoadedImage], int]:
     """``n`` images of a dataset, a seeded draw across it (the same on every run), each held at the size the model
     resizes it to (:func:`~interp.models.preprocess.model_sized`: the same pixels for the model; 1,000 photos of
-    1024×768 in 0.25 GB instead of 2.2); and how many were unreadable. Read here, not through the pages' cache of
-    full-size dataset images, which would hold 32 of them and push out the Failures page's."""
-    ds = resources.dataset(root)
-    rng = np.random.default_rng(seed)
-    picks = sorted(rng.choice(len(ds.items), size=min(n, len(ds.items)), replace=False)) if ds.items else []
-    images, bad = [], 0
-    for i in picks:
-        path = ds.items[i].path
-        try:
-            image = interp.load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1])
-        except InterpError:
-            bad += 1
-            continue
-        images.append(model_sized(_model.transform, image))
-    return images, bad
+    1024×768 in 0.25 GB instead of 2.2) under the app's budget for images; and how many were unreadable. Not read
+    through the pages' full-size dataset images, which would push everything else out of that budget."""
+
+    def read() -> tuple[list[LoadedImage], int]:
+        ds = resources.dataset(root)
+        rng = np.random.default_rng(seed)
+        picks = sorted(rng.choice(len(ds.items), size=min(n, len(ds.items)), replace=False)) if ds.items else []
+        images, bad = [], 0
+        for i in picks:
+            path = ds.items[i].path
+            try:
+                image = interp.load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1])
+            except InterpError:
+                bad += 1
+                continue
+            images.append(model_sized(model.transform, image))
+        return images, bad
+
+    return resources.held(("spectrum", root, n, model.key, seed), read)
 
 
 def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
@@ -81,7 +83,7 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
         if source == BUNDLED:
             images, bad = [resources.sample_image(s) for s in interp.sample_names()], 0
         else:
-            got = attempt(lambda: _dataset_images(source, n, model.key, model), f"reading {name}")
+            got = attempt(lambda: _dataset_images(source, n, model), f"reading {name}")
             images, bad = got if got is not None else ([], 0)
         start = time.monotonic()
 

@@ -426,3 +426,72 @@ def test_effective_field_and_enough_steps_beside_a_prediction_loop(shapes_cnn, w
     _check_predictions(shapes_cnn, world, predictions)
     with shapes_cnn.shared() as net:
         assert hook_count(net) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decoded images kept for every session (dashboard.resources.held).
+
+
+def _grey_images(n: int, side: int = 100) -> list:
+    from interp.images import image_from_array
+
+    return [image_from_array(np.full((side, side, 3), i, np.uint8), f"{i}.png") for i in range(n)]
+
+
+@pytest.fixture
+def one_mib_of_images(monkeypatch):
+    from dashboard import resources
+
+    monkeypatch.setattr(resources, "HELD_IMAGES_MB", 1)
+    resources._held_images.clear()
+    yield resources
+    resources._held_images.clear()
+
+
+def test_images_kept_for_other_sessions_stay_within_their_byte_budget(one_mib_of_images):
+    """Each page's cache of decoded images was bounded in entries only (32 uploads, 16 concept sets of up to 500
+    images, two spectra of 1,000…): together several gigabytes. They now share one budget in bytes."""
+    resources = one_mib_of_images
+    reads: list[str] = []
+
+    def read(key: str, n: int):
+        return lambda: reads.append(key) or _grey_images(n)
+
+    a = resources.held(("a",), read("a", 20))  # 600,000 bytes of pixels
+    assert resources.held(("a",), read("a", 20)) is a and reads == ["a"]  # read once, the same images for all
+    resources.held(("b",), read("b", 20))  # 1.2 MB together: a, the least recently used, goes
+    assert resources.held(("a",), read("a", 20)) is not a and reads == ["a", "b", "a"]
+    big = resources.held(("c",), read("c", 40))  # 1.2 MB alone, over the whole budget: given, not kept
+    assert len(big) == 40 and resources.held(("c",), read("c", 40)) is not big
+    assert reads == ["a", "b", "a", "c", "c"]
+    cache, _, reading = resources._held_images()
+    assert cache.currsize == 600_000 and list(cache) == [("a",)] and not reading
+    assert resources.image_bytes((_grey_images(2, 10), ["x"], 3)) == 600  # images inside tuples and lists
+
+
+def test_sessions_asking_for_the_same_images_at_once_read_them_once(one_mib_of_images):
+    resources = one_mib_of_images
+    reads, got, failures = [], [], []
+    gate = threading.Event()
+
+    def slow_read():
+        reads.append(1)
+        gate.wait(5)
+        return _grey_images(3)
+
+    threads = [_started(lambda: got.append(resources.held(("same",), slow_read))) for _ in range(4)]
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(reads) == 1 and len(got) == 4 and all(g is got[0] for g in got)
+
+    def failing():
+        failures.append(1)
+        raise ValueError("unreadable")
+
+    with pytest.raises(ValueError):
+        resources.held(("bad",), failing)
+    with pytest.raises(ValueError):
+        resources.held(("bad",), failing)  # a failed read is not kept: the next visitor tries again
+    assert len(failures) == 2 and not resources._held_images()[2]
