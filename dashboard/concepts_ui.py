@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 
 from dashboard import charts, permalink, resources, state
 from dashboard.concept_library_ui import library, set_images
@@ -170,10 +171,27 @@ def random_sets(choice: TCAVChoice) -> list[list[LoadedImage]]:
     return [make(choice.random_size, seed=choice.seed * 1000 + k) for k in range(choice.runs + 1)]
 
 
+SHOWN_SIDE = 256
+"""The class images a session keeps beside its report are copies this large, for the most and least aligned rows
+(six to a row): 24 crops of a 2048×1536 upload held 113 MB per session at full size, 4.5 MB so."""
+
+
+def shown_copies(images: list[LoadedImage]) -> list[tuple[str, Image.Image]]:
+    """``(name, picture)`` of each image, the picture at most :data:`SHOWN_SIDE` on its longer side."""
+    copies = []
+    for im in images:
+        small = im.image
+        if max(small.size) > SHOWN_SIDE:
+            small = small.copy()
+            small.thumbnail((SHOWN_SIDE, SHOWN_SIDE))
+        copies.append((im.name, small))
+    return copies
+
+
 def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None
-           ) -> tuple[TCAVReport, list[LoadedImage]] | None:  # fmt: skip
-    """The Run button; the report and the class images are kept in the session, so that changing a view does not
-    recompute them. A link to shown results (``tcav=1``) runs them when it is opened: from the result cache, where
+           ) -> tuple[TCAVReport, list[tuple[str, Image.Image]]] | None:  # fmt: skip
+    """The Run button; the report and small copies of the class images (:func:`shown_copies`) are kept in the
+    session, so that changing a view does not recompute them. A link to shown results (``tcav=1``) runs them when it is opened: from the result cache, where
     this server has computed them, in a moment."""
     key = f"_tcav_{model.key}_{hash(choice)}"
     linked = permalink.take_one("tcav") == "1"
@@ -190,7 +208,7 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
             eta = f" · about {left:.0f} s left" if left is not None else ""
             bar.progress(min(1.0, fraction), text=f"{what}…{eta}" if what != "done" else "Done.")
 
-        def work() -> tuple[TCAVReport, list[LoadedImage]]:
+        def work() -> tuple[TCAVReport, list[tuple[str, Image.Image]]]:
             lib = library()
             concepts = {n: set_images(lib.get(n)) for n in choice.concepts}
             klass = class_images(model, choice, sidebar_image)
@@ -200,7 +218,7 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
                 report = run_tcav(model, list(choice.layers), concepts, random_sets(choice), klass, choice.target,
                                   runs=choice.runs, seed=choice.seed, classifier=choice.classifier, cache=cache,
                                   progress=progress)  # fmt: skip
-            return report, klass
+            return report, shown_copies(klass)
 
         done = attempt(work, "running TCAV")
         bar.empty()
@@ -213,7 +231,7 @@ def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | 
 # ------------------------------------------------------------------------------------------------------ results
 
 
-def results_view(report: TCAVReport, images: list[LoadedImage]) -> None:
+def results_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> None:
     table = pd.DataFrame(report.rows())
     st.plotly_chart(_bars(report), key="tcav_chart", config={"displayModeBar": False})
     verdicts = pd.DataFrame(
@@ -278,7 +296,7 @@ def _bars(report: TCAVReport) -> go.Figure:
     return fig
 
 
-def _sensitivity_view(report: TCAVReport, images: list[LoadedImage]) -> None:
+def _sensitivity_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> None:
     options = list(range(len(report.results)))
     pick = st.selectbox("Per-image sensitivity of", options, key="tcav_sens",
                         format_func=lambda i: f"{report.results[i].concept} at {report.results[i].layer}")  # fmt: skip
@@ -293,5 +311,6 @@ def _sensitivity_view(report: TCAVReport, images: list[LoadedImage]) -> None:
         st.markdown(f"**{title}**")
         for col, i in zip(st.columns(6), idx):
             with col:
-                st.image(images[i].image, width="stretch")
-                st.caption(f"{images[i].name} · {result.sensitivities[i]:+.{decimals}f}")
+                name, picture = images[i]
+                st.image(picture, width="stretch")
+                st.caption(f"{name} · {result.sensitivities[i]:+.{decimals}f}")

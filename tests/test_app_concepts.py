@@ -285,3 +285,22 @@ def test_a_saved_set_says_how_many_repeated_pictures_it_left_out():
     at = AppTest.from_function(script, default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.markdown[0].value == "Saved 'repeats' with 2 images (2 repeated pictures left out), for you alone."
+
+
+def test_a_session_keeps_small_copies_of_the_class_images_beside_its_results():
+    """The session kept every class image at full size beside its report (24 crops of a 2048×1536 upload: 113 MB
+    per visitor, for twelve pictures shown 120 px wide); it keeps copies of at most 256 px."""
+    at = concepts_page()
+    at.session_state["_image"] = {"kind": "sample", "name": "astronaut"}  # 512×512: its crops are 307 to 512 px
+    at.run()
+    next(w for w in at.main.selectbox if w.key.startswith("tcav_class_images")).set_value(
+        "Crops of the sidebar image").run()  # fmt: skip
+    at.main.slider(key="tcav_runs").set_value(2).run()
+    at.main.button(key="tcav_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.main.error, [e.value for e in at.main.error]
+    [(report, kept)] = [v for k, v in at.session_state.items() if k.startswith("_tcav_")]
+    assert len(kept) == 24 and all(max(picture.size) == 256 for _, picture in kept)
+    assert [name for name, _ in kept] == [f"crop_{i}.png" for i in range(24)]
+    shown = [c.value for c in at.main.caption if c.value.startswith("crop_")]
+    assert len(shown) == 12 and len(at.main.get("image")) >= 12
