@@ -191,8 +191,8 @@ def shown_copies(images: list[LoadedImage]) -> list[tuple[str, Image.Image]]:
 def run_ui(model: LoadedModel, choice: TCAVChoice, sidebar_image: LoadedImage | None
            ) -> tuple[TCAVReport, list[tuple[str, Image.Image]]] | None:  # fmt: skip
     """The Run button; the report and small copies of the class images (:func:`shown_copies`) are kept in the
-    session, so that changing a view does not recompute them. A link to shown results (``tcav=1``) runs them when it is opened: from the result cache, where
-    this server has computed them, in a moment."""
+    session, so that changing a view does not recompute them. A link to shown results (``tcav=1``) runs them when it
+    is opened: from the result cache, where this server has computed them, in a moment."""
     key = f"_tcav_{model.key}_{hash(choice)}"
     linked = permalink.take_one("tcav") == "1"
     if not choice.concepts or not choice.layers:
