@@ -95,7 +95,7 @@ def test_a_spectrum_of_992_photos_holds_them_at_the_models_size(tmp_path):
     """The Features page ranked its dataset images held at full size: 992 photos of 1024×768 are 2.2 GB of pixels,
     more than Community Cloud's smaller machines give. Held at the size the model resizes them to (128 px for the
     shapes model), they take 64 MB."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     import interp
 
