@@ -165,19 +165,19 @@ def held(key: tuple, read: Callable[[], T], spinner: str | None = None) -> T:
     """``read()``'s images, read once for every session and kept under :data:`HELD_IMAGES_MB`, least recently used
     going first. Sessions asking for the same key at once wait for one reading (a class opening one link reads its
     images once). Keys name what is read (an upload's by its file id or digest, so no visitor reaches another's); a
-    value larger than the whole budget is given to its session and not kept. ``spinner``: shown while reading."""
+    value larger than the whole budget is given to its session and not kept. ``spinner``: shown while reading, or
+    waiting for another session's reading."""
     cache, lock, reading = _held_images()
     with lock:
         if key in cache:
             return cache[key]
         one = reading.setdefault(key, threading.Lock())
-    with one:
+    with st.spinner(spinner) if spinner else contextlib.nullcontext(), one:  # shown while waiting for another too
         with lock:
             if key in cache:
                 return cache[key]
         try:
-            with st.spinner(spinner) if spinner else contextlib.nullcontext():
-                value = read()
+            value = read()
             with lock:
                 with contextlib.suppress(ValueError):  # cachetools: larger than the budget
                     cache[key] = value
