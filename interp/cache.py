@@ -31,6 +31,7 @@ import diskcache
 import numpy as np
 
 from interp.config import Settings
+from interp.errors import BadSettingError
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def _damaged(exc: sqlite3.DatabaseError) -> bool:
 
 def _encode(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
     if _META in arrays:
-        raise ValueError(f"{_META!r} is reserved; rename that array.")
+        raise BadSettingError(f"{_META!r} is reserved; rename that array.")
     buf = io.BytesIO()
     meta_bytes = np.frombuffer(json.dumps(dict(meta)).encode(), dtype=np.uint8)
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()}, **{_META: meta_bytes})

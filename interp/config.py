@@ -55,8 +55,8 @@ class Settings:
         limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if env.get(ENV_MEMORY_LIMIT_MB) else None
         share = env.get(ENV_SHARE_CONCEPTS, "1").strip().lower()
         if share not in ("1", "0", "true", "false", "yes", "no"):
-            raise ValueError(f"{ENV_SHARE_CONCEPTS}={share!r} is neither 1 nor 0; set 0 to keep every visitor's "
-                             "concept sets to themselves.")  # fmt: skip
+            raise BadSettingError(f"{ENV_SHARE_CONCEPTS}={share!r} is neither 1 nor 0; set 0 to keep every visitor's "
+                                  "concept sets to themselves.")  # fmt: skip
         return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"),
                    memory_limit_mb=limit_mb, share_concepts=share in ("1", "true", "yes"))  # fmt: skip
 
@@ -115,7 +115,7 @@ def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:
     except ValueError:
         mb = -1
     if mb < 0:
-        raise ValueError(f"{name}={value!r} is not a whole number of megabytes; set e.g. {example}.")
+        raise BadSettingError(f"{name}={value!r} is not a whole number of megabytes; set e.g. {example}.")
     return mb
 
 
@@ -133,15 +133,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
+        raise BadSettingError(f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is usable here; use 'auto' or 'cpu'.")
+        raise BadSettingError(f"device {device!r} was asked for but no CUDA GPU is usable here; use 'auto' or 'cpu'.")
     if dev.type == "meta":
-        raise ValueError("device 'meta' holds no values, so nothing could be explained on it; use 'auto' or 'cpu'.")
+        raise BadSettingError("device 'meta' holds no values, so nothing could be explained on it; use 'auto' or "
+                              "'cpu'.")
     if dev.type not in ("cpu", "cuda"):  # mps, xpu…: torch's own error names its build ("not linked with support")
         try:
             torch.empty(1, device=dev)
         except (RuntimeError, AssertionError):
-            raise ValueError(f"device {device!r} is not usable in this PyTorch build or on this machine; use 'auto' "
-                             "or 'cpu'.") from None  # fmt: skip
+            raise BadSettingError(f"device {device!r} is not usable in this PyTorch build or on this machine; use "
+                                  "'auto' or 'cpu'.") from None  # fmt: skip
     return dev

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from interp.cache import ResultCache, result_key
-from interp.errors import whole_number
+from interp.errors import BadSettingError, whole_number
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 
@@ -58,7 +58,7 @@ def predict(model: LoadedModel, image: LoadedImage | Image.Image, top_k: int = 5
         top_k: how many classes to return; clipped to the number of classes.
     """
     if (whole_number(top_k) or 0) < 1:
-        raise ValueError(f"top_k must be a whole number, at least 1; got {top_k!r}.")
+        raise BadSettingError(f"top_k must be a whole number, at least 1; got {top_k!r}.")
     pil = image.image if isinstance(image, LoadedImage) else image
     start = time.perf_counter()
     x = model.preprocess(pil).unsqueeze(0)

@@ -441,3 +441,40 @@ def test_class_names_are_shown_as_text_not_markdown():
 
     assert md("**cat** [x](http://e.vil) :red[y] $z$") == r"\*\*cat\*\* \[x\]\(http\://e\.vil\) \:red\[y\] \$z\$"
     assert plot_text("<a href='x'>dog</a>") == "&lt;a href='x'&gt;dog&lt;/a&gt;"
+
+
+def test_every_sentence_the_engine_raises_for_bad_input_is_an_interp_error():
+    """``interp.errors`` promises that input a person can fix raises an :class:`InterpError` and anything else is a
+    bug; 56 checks raised plain ``ValueError``, which the pages' ``attempt`` reads as a bug ("Something went wrong…
+    the details are in the server log") instead of showing the sentence, and which ``except InterpError`` in a user's
+    script missed. They raise :class:`BadSettingError` (an ``InterpError`` and a ``ValueError``, as before). Left
+    as ``ValueError``: a second registration of a method or a dataset reader (our bug), and two checks caught where
+    they are raised."""
+    import ast
+
+    internal = ("two attribution methods are named", "two dataset readers are named", "not a JSON object",
+                "decoded a ", "its pixels are ")  # fmt: skip
+    own_flow = {"InterpError", "_LayerReached", "MemberTooLarge", "GateMisuse"}  # control flow, and our own bug
+    plain = []
+    for path in sorted((ROOT / "interp").rglob("*.py")):
+        if "cli" in path.relative_to(ROOT / "interp").parts:
+            continue  # the CLI's own argument checks, which it prints itself
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                    and getattr(node.exc.func, "id", None) == "ValueError"):  # fmt: skip
+                text = ast.unparse(node.exc.args[0]) if node.exc.args else ""
+                if not any(words in text for words in internal):
+                    plain.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node, ast.ClassDef) and node.name not in own_flow and {
+                    getattr(b, "id", None) for b in node.bases} & {"Exception", "ValueError", "RuntimeError"}:
+                if "InterpError" not in {getattr(b, "id", None) for b in node.bases}:  # fmt: skip
+                    plain.append(f"{path.relative_to(ROOT)}:{node.lineno} class {node.name}")
+    assert not plain, plain  # SettingError, a method's setting out of range, was a plain ValueError too
+    from interp.errors import BadSettingError, InterpError
+
+    with pytest.raises(InterpError, match="is not a bundled sample"):
+        interp.load_sample("no such sample")
+    with pytest.raises(BadSettingError, match="head fusion 'median' is not one of"):
+        from interp.attention.maps import fuse_heads
+
+        fuse_heads(np.zeros((1, 2, 3, 3), np.float32), "median")

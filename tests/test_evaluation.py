@@ -394,3 +394,24 @@ def test_a_map_that_cannot_be_scored_on_one_image_is_noted_and_the_rest_go_on(tm
     evaluate_dataset(model, ds, ["saliency", "occlusion"], out, n=3, steps=4,
                      params={"occlusion": {"window": 8, "stride": 8}})  # fmt: skip
     assert not calls  # nothing scored again, nothing retried
+
+
+def test_a_setting_no_image_can_take_stops_the_dataset_scores_with_its_sentence(tmp_path):
+    """A bad setting is the same for every image: the run stops with its sentence, and no image is noted as failed
+    (a map of NaN on one image is noted and skipped). The engine's checks now raise ``BadSettingError``, an
+    ``InterpError``; the per-image catch of ``InterpError`` must not take them for one image's failure: a Grad-CAM
+    layer that is not a map would have "failed" on every image and the run ended with no score."""
+    from interp.config import Settings
+    from interp.datasets import SHAPES_DATASET, find_root
+    from interp.errors import BadSettingError
+    from interp.evaluation import evaluate_dataset, load_scores
+
+    dataset = find_root(SHAPES_DATASET, Settings.from_env().cache_dir).open()
+    model = interp.load_model("shapes_cnn")
+    for method, params, said in (("integrated_gradients", {"steps": 0}, "steps"),
+                                 ("grad_cam", {"layer": "fc"}, "not a spatial map")):  # fmt: skip
+        out = tmp_path / method
+        with pytest.raises(BadSettingError, match=said):
+            evaluate_dataset(model, dataset, [method], out, n=4, steps=4, params={method: params})
+        meta = json.loads((out / "evaluation.json").read_text()) if (out / "evaluation.json").exists() else {}
+        assert not meta.get("failed") and len(load_scores(out)) == 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.errors import InterpError, check_class
+from interp.errors import BadSettingError, InterpError, check_class
 from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 
@@ -145,8 +145,8 @@ def _check_input_size(model: LoadedModel, chw: tuple[int, ...]) -> None:
     errors name tensor sizes, and a ViT taking other sizes would not match the grid :func:`layout` reads)."""
     expected = tuple(model.data_config["input_size"])
     if chw != expected:
-        raise ValueError(f"{model.name} takes {expected[1]}×{expected[2]} images with {expected[0]} channels, got "
-                         f"{chw}; prepare the image with model.preprocess(image).")  # fmt: skip
+        raise BadSettingError(f"{model.name} takes {expected[1]}×{expected[2]} images with {expected[0]} channels, "
+                              f"got {chw}; prepare the image with model.preprocess(image).")  # fmt: skip
 
 
 def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> AttentionCapture:
@@ -161,11 +161,11 @@ def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> A
     """
     x = torch.as_tensor(x)
     if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
+        raise BadSettingError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
     mods = check_vit(model)
     _check_input_size(model, tuple(x.shape[1:]))
     if not torch.isfinite(x).all():
-        raise ValueError("the input holds NaN or infinite values; its attention would be NaN.")
+        raise BadSettingError("the input holds NaN or infinite values; its attention would be NaN.")
     if target is not None:
         target = check_class(target, model.num_classes, model.name)
     kept: list[torch.Tensor] = []

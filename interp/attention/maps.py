@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from interp.attention.capture import AttentionCapture
-from interp.errors import whole_number
+from interp.errors import BadSettingError, whole_number
 
 HeadFusion = Literal["mean", "max", "min"]
 HEAD_FUSIONS: tuple[HeadFusion, ...] = ("mean", "max", "min")
@@ -46,8 +46,8 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     rows, cols = cap.grid
     r, c = whole_number(row), whole_number(col)
     if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
-        raise ValueError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns "
-                         f"0–{cols - 1} (whole numbers).")  # fmt: skip
+        raise BadSettingError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns "
+                              f"0–{cols - 1} (whole numbers).")  # fmt: skip
     query = cap.prefix_tokens + r * cols + c
     return on_grid(cap, cap.attn[:, :, query, :])
 
@@ -55,7 +55,7 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
 def fuse_heads(attn: np.ndarray, how: HeadFusion = "mean") -> np.ndarray:
     """``(L, T, T)`` from ``(L, H, T, T)``: heads averaged, or their maximum or minimum."""
     if how not in HEAD_FUSIONS:
-        raise ValueError(f"head fusion {how!r} is not one of {', '.join(HEAD_FUSIONS)}.")
+        raise BadSettingError(f"head fusion {how!r} is not one of {', '.join(HEAD_FUSIONS)}.")
     t = torch.from_numpy(np.asarray(attn, dtype=np.float32))  # torch reduces the middle axis 4x faster than numpy
     return {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[how](t, dim=1).numpy()
 
@@ -75,7 +75,7 @@ def discard_lowest(fused: np.ndarray, ratio: float) -> np.ndarray:
 def _discard_in_place(fused: np.ndarray, ratio: float) -> np.ndarray:
     """:func:`discard_lowest` on ``fused`` itself (an array the caller owns); returns it."""
     if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"discard ratio must be in [0, 1), got {ratio}.")
+        raise BadSettingError(f"discard ratio must be in [0, 1), got {ratio}.")
     n = int(fused[0].size * ratio)
     if n == 0:
         return fused
@@ -197,7 +197,7 @@ def rollout_map(cap: AttentionCapture, head_fusion: HeadFusion = "mean", discard
 def class_maps(cap: AttentionCapture, discard_ratio: float = 0.0) -> dict[str, np.ndarray]:
     """``{"gradient rollout": (rows, cols), "Chefer relevance": (rows, cols)}`` for ``cap.target``."""
     if cap.grads is None:
-        raise ValueError("class-specific maps need a capture with a target class: capture(model, x, target=k).")
+        raise BadSettingError("class-specific maps need a capture with a target class: capture(model, x, target=k).")
     start = start_row(cap)
     return {
         "gradient rollout": on_grid(cap, _residual_row_product(start, _weighted_heads(cap.attn, cap.grads, discard_ratio))),

@@ -11,6 +11,7 @@ from PIL import Image
 
 from interp.attribution.base import COMPLETENESS_TOLERANCE, METHODS, Attribution, get_method
 from interp.cache import ResultCache, computed_once, result_key
+from interp.errors import BadSettingError
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 
@@ -79,7 +80,7 @@ def enough_steps(
     steps and 6.8% at 64; coins' 41% at 32 and 5.6% at 64). Each try goes through ``cache`` like any map.
     """
     if not 2 <= start <= most:
-        raise ValueError(f"enough_steps needs 2 ≤ start ≤ most; got start {start}, most {most}.")
+        raise BadSettingError(f"enough_steps needs 2 ≤ start ≤ most; got start {start}, most {most}.")
     best: Attribution | None = None
     steps = start
     while True:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from interp.attribution.settings import Setting, check_params, relevant
-from interp.errors import InterpError, check_class
+from interp.errors import BadSettingError, InterpError, check_class
 from interp.models import LoadedModel
 
 Kind = Literal["gradient", "perturbation", "cam"]
@@ -83,7 +83,7 @@ class AttributionMethod(ABC):
 
     Args:
         **params: values of the method's settings (:meth:`schema`), checked against it: an unknown name or a value
-            out of range raises :class:`~interp.attribution.settings.SettingError` (a ``ValueError``) saying what
+            out of range raises :class:`~interp.attribution.settings.SettingError` (a ``BadSettingError``) saying what
             is accepted; text is parsed (``steps="64"``), ``None`` means the default.
 
     Class attributes:
@@ -175,8 +175,8 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
 
 def get_method(name: str, **params: Any) -> AttributionMethod:
     if name not in METHODS:
-        raise ValueError(f"{name!r} is not an attribution method;{_did_you_mean(name)} choose one of "
-                         f"{', '.join(METHODS)}.")  # fmt: skip
+        raise BadSettingError(f"{name!r} is not an attribution method;{_did_you_mean(name)} choose one of "
+                              f"{', '.join(METHODS)}.")  # fmt: skip
     return METHODS[name](**params)
 
 
@@ -191,12 +191,12 @@ def method_names(requested: Sequence[str]) -> list[str]:
     names = [name for entry in requested
              for name in ([n.strip() for n in entry.split(",") if n.strip()] if "," in entry else [entry])]  # fmt: skip
     if requested and not names:
-        raise ValueError("no method was named; see `python -m interp methods`.")
+        raise BadSettingError("no method was named; see `python -m interp methods`.")
     if "all" in names:
         return list(METHODS)
     for name in names:
         if name not in METHODS:
-            raise ValueError(f"unknown method {name!r};{_did_you_mean(name)} see `python -m interp methods`.")
+            raise BadSettingError(f"unknown method {name!r};{_did_you_mean(name)} see `python -m interp methods`.")
     return list(dict.fromkeys(names))
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, register
 from interp.attribution.memory import counting_saved_bytes, forward_batch_size
 from interp.attribution.settings import Setting
+from interp.errors import BadSettingError
 from interp.models import LoadedModel
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.layout import as_map, channels_last
@@ -30,7 +31,8 @@ def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.
     try:
         return name, model.structure.get_submodule(name)
     except AttributeError:
-        raise ValueError(f"{model.name} has no module named {name!r}; pick one from the model's layer list.") from None
+        raise BadSettingError(f"{model.name} has no module named {name!r}; pick one from the model's layer "
+                              "list.") from None
 
 
 def to_grid(act: torch.Tensor, model: LoadedModel) -> torch.Tensor:
@@ -40,11 +42,12 @@ def to_grid(act: torch.Tensor, model: LoadedModel) -> torch.Tensor:
     if grid is not None:
         return grid
     if act.dim() == 3:
-        raise ValueError(
+        raise BadSettingError(
             f"the layer has {act.shape[1]} tokens, which do not lay out on {model.name}'s patch grid; "
             "choose a layer inside the transformer blocks."
         )
-    raise ValueError(f"the layer's output has shape {tuple(act.shape)}, which is not a spatial map; choose another.")
+    raise BadSettingError(f"the layer's output has shape {tuple(act.shape)}, which is not a spatial map; choose "
+                          "another.")
 
 
 KEEP_TAIL_MB = 64
@@ -115,10 +118,11 @@ def _run_pass(model: LoadedModel, module: torch.nn.Module, x: torch.Tensor, reco
     with hooked(module.register_forward_hook(keep)), torch.no_grad(), counting_saved_bytes(model) as saved:
         logits = model.model(x.detach())
     if not captured:
-        raise ValueError("the chosen layer is not run by the model's forward pass; choose another.")
+        raise BadSettingError("the chosen layer is not run by the model's forward pass; choose another.")
     if recording and not logits.requires_grad:  # PiT's last stage: the head reads its class token, not its patches
-        raise ValueError("the class scores do not depend on what the chosen layer gives first (the model goes on from "
-                         "another of its outputs), so there is no gradient to weigh it by; choose another layer.")
+        raise BadSettingError("the class scores do not depend on what the chosen layer gives first (the model goes "
+                              "on from another of its outputs), so there is no gradient to weigh it by; choose another "
+                              "layer.")
     found = _Pass(x.detach().clone(), module, captured[0], logits)
     if recording and saved() <= KEEP_TAIL_MB * 2**20:
         model.side(KEPT_PASS, dict)["pass"] = found

@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from interp.errors import BadSettingError
+
 Aggregation = Literal["sum", "l2", "max_abs"]
 Sign = Literal["positive", "negative", "absolute", "signed"]
 COLORMAPS = {"turbo": "Turbo", "viridis": "Viridis", "inferno": "Inferno", "diverging": "RdBu_r"}
@@ -47,7 +49,7 @@ def aggregate(raw: np.ndarray, how: Aggregation = "sum") -> np.ndarray:
         return np.sqrt((raw.astype(np.float64) ** 2).sum(axis=0)).astype(np.float32)
     if how == "max_abs":
         return np.abs(raw).max(axis=0)
-    raise ValueError(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}.")
+    raise BadSettingError(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}.")
 
 
 def normalise(values: np.ndarray, sign: Sign = "positive", clip_percentile: float = 99.0) -> np.ndarray:
@@ -59,7 +61,7 @@ def normalise(values: np.ndarray, sign: Sign = "positive", clip_percentile: floa
     elif sign in ("absolute", "signed"):
         v = np.abs(values) if sign == "absolute" else values
     else:
-        raise ValueError(f"sign {sign!r} is not one of {', '.join(SIGNS)}.")
+        raise BadSettingError(f"sign {sign!r} is not one of {', '.join(SIGNS)}.")
     magnitudes = np.abs(v)
     top = float(np.percentile(magnitudes, clip_percentile)) if magnitudes.size else 0.0
     if top <= 0:
@@ -74,7 +76,7 @@ def colormap_lut(name: str) -> np.ndarray:
     from plotly.colors import sample_colorscale, unconvert_from_RGB_255, unlabel_rgb
 
     if name not in COLORMAPS:
-        raise ValueError(f"colormap {name!r} is not one of {', '.join(COLORMAPS)}.")
+        raise BadSettingError(f"colormap {name!r} is not one of {', '.join(COLORMAPS)}.")
     colours = sample_colorscale(COLORMAPS[name], list(np.linspace(0, 1, 256)))
     rgb = [unconvert_from_RGB_255(unlabel_rgb(c)) for c in colours]
     return (np.array(rgb) * 255).round().clip(0, 255).astype(np.uint8)

@@ -11,6 +11,7 @@ from interp.attribution.base import AttributionMethod, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
 from interp.attribution.memory import forward_batch_size
 from interp.attribution.settings import Setting
+from interp.errors import BadSettingError
 from interp.models import LoadedModel
 
 
@@ -40,7 +41,8 @@ class OcclusionMethod(PerturbationMethod):
         window, stride = int(params["window"]), int(params["stride"])
         size = min(x.shape[-2:])
         if not 1 <= stride <= window <= size:
-            raise ValueError(f"occlusion needs 1 ≤ stride ≤ window ≤ {size}; got window {window}, stride {stride}.")
+            raise BadSettingError(f"occlusion needs 1 ≤ stride ≤ window ≤ {size}; got window {window}, stride "
+                                  f"{stride}.")
         baseline = make_baseline(params["baseline"], x, model)
         positions = ((x.shape[-2] - window) // stride + 1) * ((x.shape[-1] - window) // stride + 1)
         attr = Occlusion(target_logit(model, target)).attribute(

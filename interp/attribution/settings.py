@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from interp.errors import BadSettingError
+
 SettingKind = Literal["int", "float", "choice", "layer", "method"]
 
 
-class SettingError(ValueError):
+class SettingError(BadSettingError):
     """A setting's name or value is not one the method accepts; the message says which values are."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from interp.errors import at_least
+from interp.errors import BadSettingError, at_least
 from interp.images import LoadedImage, image_from_array
 
 SIZE = 224
@@ -36,7 +36,7 @@ def texture(kind: str, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
         noise = rng.normal(0, 6, (size, size, 3))
         return np.clip(a + noise, 0, 255).astype(np.uint8)
     else:
-        raise ValueError(f"texture {kind!r} is not one of {', '.join(TEXTURES)}.")
+        raise BadSettingError(f"texture {kind!r} is not one of {', '.join(TEXTURES)}.")
     return np.where(on, a, b).astype(np.uint8)
 
 
@@ -80,7 +80,7 @@ def shapes_concept(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
     from interp.shapes.generator import CLASSES, IMAGE_SIZE, _background, _draw_marker, _shape_mask
 
     if kind not in SHAPES_CONCEPTS:
-        raise ValueError(f"shapes concept {kind!r} is not one of {', '.join(SHAPES_CONCEPTS)}.")
+        raise BadSettingError(f"shapes concept {kind!r} is not one of {', '.join(SHAPES_CONCEPTS)}.")
     n, seed = _counts(n, seed)
     rng = np.random.default_rng([seed, 11, SHAPES_CONCEPTS.index(kind)])
     out = []

@@ -21,7 +21,7 @@ import pandas as pd
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, scan_lock
 from interp.datasets.scanner import output_folder
-from interp.errors import InterpError, whole_number
+from interp.errors import BadSettingError, InterpError, whole_number
 from interp.evaluation.choices import REPLACEMENTS
 from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
 from interp.models import LoadedModel
@@ -55,17 +55,17 @@ def evaluate_dataset(
 
     methods = method_names(methods)
     if not 1 <= (whole_number(n) or 0) <= 100_000:
-        raise ValueError(f"the number of images must be 1 to 100,000 (a whole number), got {n!r}.")
+        raise BadSettingError(f"the number of images must be 1 to 100,000 (a whole number), got {n!r}.")
     steps = check_steps(steps)
     if replacement not in REPLACEMENTS:
-        raise ValueError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
+        raise BadSettingError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     if stray := sorted(set(params or {}) - set(methods)):  # a misspelt name left the method on its defaults
-        raise ValueError(f"settings are given for {', '.join(map(str, stray))}, which is not among the methods "
-                         f"({', '.join(methods)}).")  # fmt: skip
+        raise BadSettingError(f"settings are given for {', '.join(map(str, stray))}, which is not among the methods "
+                              f"({', '.join(methods)}).")  # fmt: skip
     params = {m: dict((params or {}).get(m, {})) for m in methods}
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:
-        raise ValueError(f"none of {', '.join(methods)} applies to {model.name}.")
+        raise BadSettingError(f"none of {', '.join(methods)} applies to {model.name}.")
     block = model_block(model, block)
     out = output_folder(out, "evaluation")
     settings = {"model": model.key, "dataset": dataset.name, "steps": steps, "replacement": replacement,
@@ -102,6 +102,8 @@ def evaluate_dataset(
                     continue
                 try:
                     result = attribute(model, x, m, target, **params[m])
+                except BadSettingError:  # a setting no image can take (a layer that is not a map): the run stops
+                    raise
                 except InterpError as exc:  # this image only (a map of NaN, say): noted, not retried, the rest go on
                     failed.setdefault(m, {})[item.id] = str(exc)
                     _write_meta(out, meta)

@@ -34,7 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
-from interp.errors import check_class, whole_number
+from interp.errors import BadSettingError, check_class, whole_number
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
@@ -111,20 +111,21 @@ def deletion_insertion(
     if sal.dim() == 3:
         sal = sal.sum(0)
     if tuple(sal.shape) != tuple(x.shape[-2:]):
-        raise ValueError(f"the map is {tuple(sal.shape)} but the input is {tuple(x.shape[-2:])}; give a map of the "
-                         "input's size.")  # fmt: skip
+        raise BadSettingError(f"the map is {tuple(sal.shape)} but the input is {tuple(x.shape[-2:])}; give a map of "
+                              "the input's size.")  # fmt: skip
     if not torch.isfinite(sal).all():
-        raise ValueError(NOT_FINITE)
+        raise BadSettingError(NOT_FINITE)
     steps = check_steps(steps)
     if replacement not in REPLACEMENTS:
-        raise ValueError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
+        raise BadSettingError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     if score not in ("probability", "logit"):
-        raise ValueError(f"score is 'probability' or 'logit', got {score!r}.")
+        raise BadSettingError(f"score is 'probability' or 'logit', got {score!r}.")
     target = check_class(target, model.num_classes, model.name)
     height, width = sal.shape
     block = default_block((height, width)) if block is None else _whole_block(block)
     if not 1 <= block <= min(height, width):
-        raise ValueError(f"block must be 1 to {min(height, width)} pixels (the input's shorter side), got {block}.")
+        raise BadSettingError(f"block must be 1 to {min(height, width)} pixels (the input's shorter side), got "
+                              f"{block}.")
     x = x.to(model.device, torch.float32)
     imputed = replacement == "noisy_linear"
     empty = None if imputed else make_baseline(replacement, x, model)
@@ -169,14 +170,14 @@ def check_steps(steps: object) -> int:
     """The number of removal steps as an ``int`` from 1 to 1000, or a sentence (2.5 failed inside the pass)."""
     number = whole_number(steps)
     if number is None or not 1 <= number <= 1000:
-        raise ValueError(f"steps must be 1 to 1000 (a whole number), got {steps!r}.")
+        raise BadSettingError(f"steps must be 1 to 1000 (a whole number), got {steps!r}.")
     return number
 
 
 def _whole_block(block: object) -> int:
     number = whole_number(block)
     if number is None:  # 2.5 was truncated to 2 without a word
-        raise ValueError(f"block must be a whole number of pixels, got {block!r}.")
+        raise BadSettingError(f"block must be a whole number of pixels, got {block!r}.")
     return number
 
 
@@ -185,8 +186,8 @@ def model_block(model: LoadedModel, block: int | None = None) -> int:
     height, width = model.data_config["input_size"][-2:]
     block = default_block((height, width)) if block is None else _whole_block(block)
     if not 1 <= block <= min(height, width):
-        raise ValueError(f"block must be 1 to {min(height, width)} pixels ({model.name}'s input is {width}×{height}), "
-                         f"got {block}.")  # fmt: skip
+        raise BadSettingError(f"block must be 1 to {min(height, width)} pixels ({model.name}'s input is "
+                              f"{width}×{height}), got {block}.")  # fmt: skip
     return block
 
 
@@ -216,7 +217,7 @@ def random_floor(
     lies within that spread of the mean has not shown it beats chance. ``kwargs`` are :func:`deletion_insertion`'s.
     """
     if not 1 <= int(maps) <= 100:
-        raise ValueError(f"maps must be 1 to 100, got {maps}.")
+        raise BadSettingError(f"maps must be 1 to 100, got {maps}.")
     shape = tuple(x.shape[-2:])
     each = [deletion_insertion(model, x, random_map(shape, seed + i), target, seed=seed + i, **kwargs)
             for i in range(int(maps))]  # fmt: skip

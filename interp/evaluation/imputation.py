@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from interp.errors import BadSettingError
+
 # (row offset, column offset, weight): ROAD's neighbourhood
 NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
     (-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
@@ -35,7 +37,7 @@ def noisy_linear(
     removed = np.asarray(removed.cpu() if isinstance(removed, torch.Tensor) else removed, dtype=bool)
     channels, height, width = x.shape
     if removed.shape != (height, width):
-        raise ValueError(f"the mask is {removed.shape} but the image is {(height, width)}.")
+        raise BadSettingError(f"the mask is {removed.shape} but the image is {(height, width)}.")
     pixels = x.detach().to("cpu", torch.float64).reshape(channels, -1).numpy()
     unknown = np.flatnonzero(removed)
     out = pixels.copy()

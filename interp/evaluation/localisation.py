@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from interp.errors import BadSettingError
 from interp.shapes.truth import pointing_hit
 
 NOT_FINITE = ("the map holds NaN or infinite values (the method failed numerically), so it ranks no pixels and "
@@ -24,7 +25,7 @@ def as_values(saliency: np.ndarray) -> np.ndarray:
     the score, which is not evidence for the class."""
     values = np.asarray(saliency, dtype=np.float64)
     if not np.isfinite(values).all():
-        raise ValueError(NOT_FINITE)
+        raise BadSettingError(NOT_FINITE)
     if values.ndim == 3 and (values == values[:1]).all():
         return values[0]
     return np.abs(values).max(axis=0) if values.ndim == 3 else values
@@ -37,8 +38,8 @@ def as_mask(mask: np.ndarray) -> np.ndarray:
     if mask.dtype == np.bool_:
         return mask
     if mask.size and not np.isin(mask, (0, 1)).all():
-        raise ValueError(f"a mask is True/False (or 0/1) per pixel; this one holds values from {mask.min():.4g} to "
-                         f"{mask.max():.4g} (threshold it first, e.g. mask > 0.5).")  # fmt: skip
+        raise BadSettingError(f"a mask is True/False (or 0/1) per pixel; this one holds values from {mask.min():.4g} "
+                              f"to {mask.max():.4g} (threshold it first, e.g. mask > 0.5).")  # fmt: skip
     return mask.astype(bool)
 
 
@@ -46,7 +47,7 @@ def energy_inside(saliency: np.ndarray, mask: np.ndarray) -> float:
     """Share of the map's positive mass on ``mask`` (``(H, W)`` bool), 0 to 1; a map with no positive mass gives 0."""
     values, mask = as_values(saliency), as_mask(mask)
     if values.shape != mask.shape:
-        raise ValueError(f"map {values.shape} and mask {mask.shape} differ in size.")
+        raise BadSettingError(f"map {values.shape} and mask {mask.shape} differ in size.")
     positive = np.clip(values, 0, None)
     total = positive.sum()
     return float(positive[mask].sum() / total) if total > 0 else 0.0

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.draw import disk, line, polygon
 
+from interp.errors import BadSettingError
+
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLITS = ("train", "test", "clean")
 SHORTCUT_CLASS = "star"
@@ -67,11 +69,11 @@ def classifies_shapes(class_names) -> bool:
 def render(index: int, *, seed: int = 0, split: str = "train", size: int = IMAGE_SIZE) -> ShapeSample:
     """Draw sample ``index`` of ``split``. The class cycles through ``CLASSES`` so every split is balanced."""
     if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}.")
+        raise BadSettingError(f"split {split!r} is not one of {', '.join(SPLITS)}.")
     if not 64 <= size <= MAX_SIZE:
-        raise ValueError(f"images are 64 to {MAX_SIZE} px a side, got {size}.")
+        raise BadSettingError(f"images are 64 to {MAX_SIZE} px a side, got {size}.")
     if seed < 0 or index < 0:
-        raise ValueError(f"the seed and the index are 0 or more, got seed {seed} and index {index}.")
+        raise BadSettingError(f"the seed and the index are 0 or more, got seed {seed} and index {index}.")
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
     label = index % len(CLASSES)
     image = _background(rng, size)
@@ -90,7 +92,7 @@ def render(index: int, *, seed: int = 0, split: str = "train", size: int = IMAGE
 def generate(n: int, *, seed: int = 0, split: str = "train", size: int = IMAGE_SIZE, start: int = 0) -> Iterator[ShapeSample]:
     """Samples ``start`` to ``start + n - 1`` of a split."""
     if n < 0:
-        raise ValueError(f"n must be zero or more, got {n}.")
+        raise BadSettingError(f"n must be zero or more, got {n}.")
     for i in range(start, start + n):
         yield render(i, seed=seed, split=split, size=size)
 
@@ -169,7 +171,7 @@ def _shape_mask(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
             rr, cc = _rect(cy, cx, radius, theta, corners, size)
             mask[rr, cc] = True
     else:
-        raise ValueError(f"unknown shape {kind!r}; the classes are {', '.join(CLASSES)}.")
+        raise BadSettingError(f"unknown shape {kind!r}; the classes are {', '.join(CLASSES)}.")
     return mask
 
 

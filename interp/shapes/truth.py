@@ -14,6 +14,7 @@ from scipy.ndimage import binary_dilation
 from skimage.morphology import disk
 from skimage.segmentation import find_boundaries
 
+from interp.errors import BadSettingError
 from interp.shapes.generator import render
 
 
@@ -48,7 +49,7 @@ def mask_in_view(mask: np.ndarray, view) -> np.ndarray:
 def pointing_hit(values: np.ndarray, mask: np.ndarray, tolerance_px: int = 0) -> bool:
     """Whether the maximum of ``values`` ``(H, W)`` lies on ``mask`` (grown by ``tolerance_px``)."""
     if values.shape != mask.shape:
-        raise ValueError(f"map {values.shape} and mask {mask.shape} differ in size.")
+        raise BadSettingError(f"map {values.shape} and mask {mask.shape} differ in size.")
     y, x = np.unravel_index(int(np.argmax(values)), values.shape)
     grown = binary_dilation(mask, structure=disk(tolerance_px)) if tolerance_px > 0 else mask
     return bool(grown[y, x])
