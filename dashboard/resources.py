@@ -3,7 +3,8 @@
 Cached resources are shared by every browser session at once; the engine guarantees nothing leaves state on them
 (every use of a model goes through its gate, :mod:`interp.models.gate`). Caches that serve one page sit beside that
 page's helpers instead: drawn overlays and figures (``attribution_ui``, ``attention_ui``), a scan's rows
-(``gallery_ui``), the concept library and its images (``concept_library_ui``).
+(``gallery_ui``), the concept library (``concept_library_ui``). Decoded images, whichever page reads them, are kept
+by :func:`held` under one budget in bytes.
 """
 
 from __future__ import annotations
