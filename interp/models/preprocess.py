@@ -58,9 +58,9 @@ class CentreCropTransform:
     def resized(self, image: Image.Image) -> Image.Image | None:
         """The RGB picture with its shorter side at :attr:`size`, resized exactly as :meth:`pixels` resizes it, so
         that :meth:`pixels` (and ``__call__``) of the result are those of ``image`` bit for bit: a photo of
-        1024×768 held for EfficientNet-Lite0's 256 px resize takes a ninth of the bytes. ``None`` where :meth:`pixels` does not
-        resize the whole picture in torch (other filters, crops larger than the resized image, other modes) or where
-        the picture is not larger than that size already."""
+        1024×768 held for EfficientNet-Lite0's 256 px resize takes a ninth of the bytes. ``None`` where
+        :meth:`pixels` does not resize the whole picture in torch (other filters, crops larger than the resized
+        image, other modes) or where the picture is not larger than that size already."""
         if not isinstance(image, Image.Image) or image.mode != "RGB" or self.resample not in _TORCH_FILTERS:
             return None
         w, h = image.size
