@@ -3,8 +3,9 @@ images optimised for the unit (kept by :mod:`dashboard.features_ui`)."""
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import streamlit as st
@@ -40,18 +41,22 @@ def _sources(model: LoadedModel) -> list[str | DatasetRoot]:
     return sources
 
 
-def _dataset_images(root: DatasetRoot, n: int, model: LoadedModel, seed: int = 0) -> tuple[list[LoadedImage], int]:
+def _dataset_images(root: DatasetRoot, n: int, model: LoadedModel, progress: Callable[[int, int], None] | None = None,
+                    seed: int = 0) -> tuple[list[LoadedImage], int]:  # fmt: skip
     """``n`` images of a dataset, a seeded draw across it (the same on every run), each held at the size the model
     resizes it to (:func:`~interp.models.preprocess.model_sized`: the same pixels for the model; 1,000 photos of
     1024×768 in 0.25 GB instead of 2.2) under the app's budget for images; and how many were unreadable. Not read
-    through the pages' full-size dataset images, which would push everything else out of that budget."""
+    through the pages' full-size dataset images, which would push everything else out of that budget. ``progress``
+    hears ``(read, total)`` while they are read (16 s for 1,000 photos of 2048×1536), not when they are held."""
 
     def read() -> tuple[list[LoadedImage], int]:
         ds = resources.dataset(root)
         rng = np.random.default_rng(seed)
         picks = sorted(rng.choice(len(ds.items), size=min(n, len(ds.items)), replace=False)) if ds.items else []
         images, bad = [], 0
-        for i in picks:
+        for done, i in enumerate(picks):
+            if progress is not None and done % 16 == 0:
+                progress(done, len(picks))
             path = ds.items[i].path
             try:
                 image = interp.load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1])
@@ -59,6 +64,8 @@ def _dataset_images(root: DatasetRoot, n: int, model: LoadedModel, seed: int = 0
                 bad += 1
                 continue
             images.append(model_sized(model.transform, image))
+        if progress is not None:
+            progress(len(picks), len(picks))
         return images, bad
 
     return resources.held(("spectrum", root, n, model.key, seed), read)
@@ -80,17 +87,20 @@ def spectrum_ui(model: LoadedModel, objective: Objective, plan: Plan) -> None:
     linked = permalink.take_one("spectrum") == "1"  # a link to shown examples finds them again as it opens
     if st.button("Find the examples", key="feat_spectrum_run") or (linked and repr(key) not in st.session_state):
         bar = st.progress(0.0, text="Reading the images…")
+        start = time.monotonic()
+
+        def progress(done: int, total: int, doing: str = "") -> None:
+            left = seconds_left(start, done / max(total, 1))
+            eta = f" · about {left:.0f} s left" if left is not None else ""
+            bar.progress(done / max(total, 1), text=f"{doing}{done} of {total} images{eta}")
+
         if source == BUNDLED:
             images, bad = [resources.sample_image(s) for s in interp.sample_names()], 0
         else:
-            got = attempt(lambda: _dataset_images(source, n, model), f"reading {name}")
+            reading = functools.partial(progress, doing="Reading the images: ")
+            got = attempt(lambda: _dataset_images(source, n, model, reading), f"reading {name}")
             images, bad = got if got is not None else ([], 0)
-        start = time.monotonic()
-
-        def progress(done: int, total: int) -> None:
-            left = seconds_left(start, done / max(total, 1))
-            eta = f" · about {left:.0f} s left" if left is not None else ""
-            bar.progress(done / max(total, 1), text=f"{done} of {total} images{eta}")
+        start = time.monotonic()  # the ranking's own estimate
 
         if images:
             result = attempt(lambda: _ranked(model, unit, images, per_column, repr(key), progress),
