@@ -26,6 +26,7 @@ import streamlit as st
 from PIL import Image
 
 import interp
+from interp.cache import one_at_a_time
 from interp.config import ENV_DEVICE, resolve_device
 from interp.datasets import Dataset, DatasetRoot
 from interp.errors import NotEnoughMemoryError
@@ -158,8 +159,8 @@ def image_bytes(value: object) -> int:
 
 
 @st.cache_resource(show_spinner=False)
-def _held_images() -> tuple[cachetools.LRUCache, threading.Lock, dict]:
-    return cachetools.LRUCache(HELD_IMAGES_MB * 2**20, getsizeof=lambda v: max(1, image_bytes(v))), threading.Lock(), {}
+def _held_images() -> tuple[cachetools.LRUCache, threading.Lock]:
+    return cachetools.LRUCache(HELD_IMAGES_MB * 2**20, getsizeof=lambda v: max(1, image_bytes(v))), threading.Lock()
 
 
 def held(key: tuple, read: Callable[[], T], spinner: str | None = None) -> T:
@@ -168,23 +169,17 @@ def held(key: tuple, read: Callable[[], T], spinner: str | None = None) -> T:
     images once). Keys name what is read (an upload's by its file id or digest, so no visitor reaches another's); a
     value larger than the whole budget is given to its session and not kept. ``spinner``: shown while reading, or
     waiting for another session's reading."""
-    cache, lock, reading = _held_images()
+    cache, lock = _held_images()
     with lock:
         if key in cache:
             return cache[key]
-        one = reading.setdefault(key, threading.Lock())
-    with st.spinner(spinner) if spinner else contextlib.nullcontext(), one:  # shown while waiting for another too
-        with lock:
+    with st.spinner(spinner) if spinner else contextlib.nullcontext(), one_at_a_time(("held images", key)):
+        with lock:  # the spinner shows while waiting for another session's reading too
             if key in cache:
                 return cache[key]
-        try:
-            value = read()
-            with lock:
-                with contextlib.suppress(ValueError):  # cachetools: larger than the budget
-                    cache[key] = value
-        finally:
-            with lock:
-                reading.pop(key, None)
+        value = read()
+        with lock, contextlib.suppress(ValueError):  # cachetools: larger than the budget
+            cache[key] = value
     return value
 
 

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,34 @@ _DECODE_LOCK = threading.Lock()
 """One thread at a time reads arrays: numpy parses each array's header with ``ast.literal_eval``, and on Python 3.11
 two threads parsing at once can raise ``SystemError: AST constructor recursion depth mismatch`` (CPython gh-106905;
 it hit TCAV's CAV-fitting threads reading the cache in CI)."""
-_FLIGHTS: dict[tuple[str, str], list] = {}
-"""(cache folder, key) → [the lock of whoever computes it, how many threads hold or wait for that lock]."""
+_FLIGHTS: dict[Hashable, list] = {}
+"""What is being computed (for the result cache: its folder and key) → [the lock of whoever computes it, how many
+threads hold or wait for that lock]."""
 _FLIGHTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def one_at_a_time(ident: Hashable, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Around the computation of ``ident``: in this process one thread computes it at a time, so a second one asking
+    for the same thing waits for the first and then finds what it stored. Other idents never wait. ``on_wait`` is
+    called once, before waiting, when another thread holds ``ident``. See :meth:`ResultCache.computing`."""
+    with _FLIGHTS_LOCK:
+        entry = _FLIGHTS.setdefault(ident, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        if not entry[0].acquire(blocking=False):
+            if on_wait is not None:
+                on_wait()
+            entry[0].acquire()
+        try:
+            yield
+        finally:
+            entry[0].release()
+    finally:
+        with _FLIGHTS_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _FLIGHTS[ident]
 
 
 @dataclass(frozen=True)
@@ -188,24 +213,8 @@ class ResultCache:
         asking for the same result (a class of 30 opening the teacher's link at once) waits for the first and then
         finds it here instead of computing it again. Read the cache again inside the block. Other keys never wait.
         ``on_wait`` is called once, before waiting, when another thread is computing ``key`` (to say so)."""
-        ident = (str(self.directory), key)
-        with _FLIGHTS_LOCK:
-            entry = _FLIGHTS.setdefault(ident, [threading.Lock(), 0])
-            entry[1] += 1
-        try:
-            if not entry[0].acquire(blocking=False):
-                if on_wait is not None:
-                    on_wait()
-                entry[0].acquire()
-            try:
-                yield
-            finally:
-                entry[0].release()
-        finally:
-            with _FLIGHTS_LOCK:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del _FLIGHTS[ident]
+        with one_at_a_time((str(self.directory), key), on_wait):
+            yield
 
     def get_or_compute(
         self, key: str, compute: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
