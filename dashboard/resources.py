@@ -33,6 +33,7 @@ from interp.errors import NotEnoughMemoryError
 from interp.images import LoadedImage
 from interp.models import LoadedModel, describe
 from interp.predict import Prediction, cached_predict
+from interp.runtime import memory_limit_mb
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,21 @@ def uploaded_image(digest: str, name: str, data: bytes) -> LoadedImage:
 
 
 HELD_IMAGES_MB = 512
-"""What the decoded images kept for later reruns and other visitors (:func:`held`) may take together. Before it,
-each page's cache was bounded in entries only: 32 uploads, 32 dataset images, two spectra of up to 1,000 images, 16
-concept sets of up to 500 and four sets being made could hold several gigabytes, more than Community Cloud gives."""
+"""What the decoded images kept for later reruns and other visitors (:func:`held`) may take together at most. Before
+it, each page's cache was bounded in entries only: 32 uploads, 32 dataset images, two spectra of up to 1,000 images,
+16 concept sets of up to 500 and four sets being made could hold several gigabytes, more than Community Cloud gives."""
+HELD_IMAGES_SHARE = 0.25
+"""Under a memory limit, the images' share of it (:func:`held_images_mb`)."""
+
+
+def held_images_mb() -> int:
+    """The budget of :func:`held`: :data:`HELD_IMAGES_MB`, or a quarter of the process's memory limit where that is
+    less (``$INTERP_MEMORY_LIMIT_MB`` or the container's, :func:`interp.runtime.memory_limit_mb`). The server holds
+    about 560 MB before any work, so 512 MB of images would leave a 750 MB container nothing for a model's pass;
+    there the budget is 187 MB (a spectrum of 1,000 photos, held at Lite0's size, is about 250 MB: given to its
+    session, not kept), at 1 GB 250 MB, from about 2 GB the whole 512."""
+    limit = memory_limit_mb()
+    return HELD_IMAGES_MB if limit is None else max(1, int(min(HELD_IMAGES_MB, limit * HELD_IMAGES_SHARE)))
 
 
 def image_bytes(value: object) -> int:
@@ -160,11 +173,13 @@ def image_bytes(value: object) -> int:
 
 @st.cache_resource(show_spinner=False)
 def _held_images() -> tuple[cachetools.LRUCache, threading.Lock]:
-    return cachetools.LRUCache(HELD_IMAGES_MB * 2**20, getsizeof=lambda v: max(1, image_bytes(v))), threading.Lock()
+    budget = held_images_mb()
+    log.info("Decoded images kept for reruns and other visitors: at most %d MB", budget)
+    return cachetools.LRUCache(budget * 2**20, getsizeof=lambda v: max(1, image_bytes(v))), threading.Lock()
 
 
 def held(key: tuple, read: Callable[[], T], spinner: str | None = None) -> T:
-    """``read()``'s images, read once for every session and kept under :data:`HELD_IMAGES_MB`, least recently used
+    """``read()``'s images, read once for every session and kept under :func:`held_images_mb`, least recently used
     going first. Sessions asking for the same key at once wait for one reading (a class opening one link reads its
     images once). Keys name what is read (an upload's by its file id or digest, so no visitor reaches another's); a
     value larger than the whole budget is given to its session and not kept. ``spinner``: shown while reading, or

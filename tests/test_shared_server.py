@@ -471,6 +471,30 @@ def test_images_kept_for_other_sessions_stay_within_their_byte_budget(one_mib_of
     assert resources.image_bytes((_grey_images(2, 10), ["x"], 3)) == 600  # images inside tuples and lists
 
 
+def test_the_images_budget_is_a_share_of_the_memory_limit(monkeypatch):
+    """512 MB of images beside a server holding 560 MB before any work would leave a 750 MB container nothing for a
+    model's pass: under a memory limit the images get a quarter of it, never more than the 512 MB."""
+    import interp.runtime
+    from dashboard import resources
+
+    monkeypatch.setattr(interp.runtime, "container_limit_mb", lambda: None)
+    monkeypatch.delenv("INTERP_MEMORY_LIMIT_MB", raising=False)
+    assert resources.held_images_mb() == resources.HELD_IMAGES_MB == 512  # no limit: the whole budget
+    monkeypatch.setattr(interp.runtime, "container_limit_mb", lambda: 750.0)
+    assert resources.held_images_mb() == 187  # a container's limit
+    monkeypatch.setenv("INTERP_MEMORY_LIMIT_MB", "1000")
+    assert resources.held_images_mb() == 250  # the setting replaces the container's
+    monkeypatch.setenv("INTERP_MEMORY_LIMIT_MB", "16000")
+    assert resources.held_images_mb() == 512
+    monkeypatch.setenv("INTERP_MEMORY_LIMIT_MB", "1000")
+    resources._held_images.clear()
+    try:
+        cache, _ = resources._held_images()
+        assert cache.maxsize == 250 * 2**20  # the cache the pages share is built with it
+    finally:
+        resources._held_images.clear()
+
+
 def test_sessions_asking_for_the_same_images_at_once_read_them_once(one_mib_of_images):
     resources = one_mib_of_images
     reads, got, failures = [], [], []
