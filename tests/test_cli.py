@@ -57,6 +57,31 @@ def test_predict_json(coffee_jpg, capsys):
     assert probs == sorted(probs, reverse=True)
 
 
+def test_image_names_a_file_or_else_a_bundled_photo(tmp_path, monkeypatch, capsys):
+    """The README's commands can be tried before one has photos: ``--image coffee`` is the bundled photo where no file
+    has that name; a file of that name comes first, and a path that names neither lists the bundled names."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "--image", "coffee", "--top", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["label"] == "espresso"
+    interp.load_sample("chelsea").image.save(tmp_path / "coffee", format="PNG")  # a file named like a sample wins
+    assert main(["predict", "--image", "coffee", "--top", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["label"] == "tiger cat"
+    assert main(["predict", "--image", "coffee.jpg"]) == 2
+    assert capsys.readouterr().err.strip() == "error: there is no file at coffee.jpg; for the bundled photo, write " \
+        "--image coffee."
+    assert main(["evaluate", "--image", "photos/cat.jpg", "--method", "grad_cam"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: there is no file at photos/cat.jpg; check the path, or name a bundled photo: ")
+    assert all(name in err for name in interp.sample_names())
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")  # a file that exists keeps its own sentence
+    assert main(["predict", "--image", "broken.jpg"]) == 2
+    assert "broken.jpg is not an image we can read" in capsys.readouterr().err
+    out = tmp_path / "maps"
+    assert main(["attribute", "--image", "shapes_star", "--image", "chelsea", "--method", "grad_cam",
+                 "--model", "shapes_cnn", "--out", str(out)]) == 0  # fmt: skip
+    assert (out / "shapes_star" / "grad_cam.png").is_file() and (out / "chelsea" / "grad_cam.png").is_file()
+
+
 def test_predict_text_output(coffee_jpg):
     result = run_cli("predict", "--image", str(coffee_jpg))
     assert result.returncode == 0, result.stderr
@@ -694,5 +719,6 @@ print(code, "torch" in sys.modules, "timm" in sys.modules, err.getvalue().strip(
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=ROOT)  # fmt: skip
-    said = "error: there is no file at no/such.jpg; check the path."
-    assert result.stdout.strip().split(None, 3) == ["2", "False", "False", said], result.stderr
+    said = "error: there is no file at no/such.jpg; check the path, or name a bundled photo: chelsea, coffee, "
+    assert result.stdout.strip().split(None, 3)[:3] == ["2", "False", "False"], result.stderr
+    assert result.stdout.strip().split(None, 3)[3].startswith(said), result.stdout

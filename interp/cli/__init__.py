@@ -72,6 +72,28 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+def read_image(path: Path):
+    """``--image``: the file at ``path`` or, where no file has that name, the bundled photo it names (``--image
+    coffee``, as on the Home page), so the commands can be tried before one has photos of one's own. A path that names
+    neither is one sentence listing the bundled names."""
+    from interp.errors import BadImageError
+    from interp.images import load_image
+    from interp.samples import load_sample, sample_names
+
+    if not os.path.lexists(path) and str(path) in sample_names():
+        return load_sample(str(path))
+    try:
+        return load_image(path)
+    except BadImageError:
+        if os.path.lexists(path):
+            raise
+        if path.stem in sample_names():
+            raise BadImageError(f"there is no file at {path}; for the bundled photo, write --image {path.stem}.") \
+                from None
+        raise BadImageError(f"there is no file at {path}; check the path, or name a bundled photo: "
+                            f"{', '.join(sample_names())}.") from None  # fmt: skip
+
+
 _SAID: set[str] = set()
 
 

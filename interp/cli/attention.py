@@ -16,7 +16,8 @@ from interp.words import percent
 @command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
 def _attention_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a ViT: spec name (shapes_vit) or any timm ViT/DeiT name")
-    p.add_argument("--image", required=True, type=Path, help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
+    p.add_argument("--image", required=True, type=Path,
+                   help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF), or a bundled photo: chelsea, coffee, …")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
     p.add_argument("--target", type=int, help="class for gradient rollout and Chefer relevance (default: top one)")
     p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"),
@@ -31,12 +32,12 @@ def _attention(args: argparse.Namespace) -> int:
     from interp.attention import capture, class_maps, cls_maps, head_stats, rollout_map
     from interp.attention.capture import check_vit
     from interp.attention.render import draw
-    from interp.images import load_image
+    from interp.cli import read_image
     from interp.models import load_model
 
     if not 0.0 <= args.discard_ratio < 1.0:
         raise ValueError(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}.")
-    image = load_image(args.image)
+    image = read_image(args.image)
     model = load_model(args.model, args.weights, device=args.device)
     check_vit(model)
     x = model.preprocess(image.image)[None].to(model.device)

@@ -62,7 +62,8 @@ applying to the model, or no image readable. Bad arguments exit 2 before any wor
 @command("attribute", "attribute images with one or more methods and target classes; write overlays, raw maps and a summary")
 def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
-    p.add_argument("--image", action="append", default=[], type=Path, help="an image file (repeat for several)")
+    p.add_argument("--image", action="append", default=[], type=Path,
+                   help="an image file or a bundled photo's name (repeat for several)")
     p.add_argument("--images", type=Path, help="a folder: every image directly inside it, in name order")
     p.add_argument("--method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'; "
@@ -91,9 +92,8 @@ def _attribute(args: argparse.Namespace) -> int:
     from interp.attribution.display import DisplaySettings, overlay
     from interp.attribution.settings import parse_assignments
     from interp.cache import ResultCache
-    from interp.cli import writable_settings
+    from interp.cli import read_image, writable_settings
     from interp.errors import InterpError
-    from interp.images import load_image
     from interp.models import load_model
     from interp.predict import predict
 
@@ -128,7 +128,7 @@ def _attribute(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     for i, path in enumerate(paths):
         try:
-            image = load_image(path)
+            image = read_image(path)
         except (InterpError, ValueError, OSError) as exc:
             summary["unreadable"][str(path)] = str(exc)
             print(f"warning: {path} skipped: {exc}", file=sys.stderr)

@@ -38,7 +38,8 @@ def _models(args: argparse.Namespace) -> int:
 @command("predict", "classify one image and print the top-k classes")
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
-    p.add_argument("--image", required=True, type=Path, help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
+    p.add_argument("--image", required=True, type=Path,
+                   help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF), or a bundled photo: chelsea, coffee, …")
     p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument(
         "--weights", help="'hub', 'bundled', 'random', or a .safetensors / .pth file (default: the model's own)"
@@ -50,11 +51,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @handles("predict")
 def _predict(args: argparse.Namespace) -> int:
-    from interp.images import load_image
+    from interp.cli import read_image
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}.")
-    image = load_image(args.image)  # before the model (and torch): a bad path fails fast
+    image = read_image(args.image)  # before the model (and torch): a bad path fails fast
     classes = _read_classes(args.classes) if args.classes else None
     from interp.models import load_model
     from interp.predict import predict

@@ -18,7 +18,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     from interp.evaluation.choices import REPLACEMENTS
 
     p.add_argument("--model", default="efficientnet_lite0", help="spec name or any timm model name")
-    p.add_argument("--image", type=Path, help="score the maps of this image")
+    p.add_argument("--image", type=Path, help="score the maps of this image (a file, or a bundled photo's name)")
     p.add_argument("--dataset", help="or of N images of a dataset: a configured dataset's name, or with --root a kind")
     p.add_argument("--root", type=Path, help="the dataset folder, when --dataset is a kind")
     p.add_argument("--n", type=int, default=50, help="with --dataset: how many images (default 50)")
@@ -112,6 +112,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS, attribute, get_method, method_names
     from interp.attribution.memory import forward_batch_size
     from interp.attribution.settings import parse_assignments
+    from interp.cli import read_image
     from interp.evaluation import (
         cascading_randomisation,
         deletion_insertion,
@@ -120,14 +121,14 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         random_floor,
     )
     from interp.evaluation.faithfulness import model_block
-    from interp.images import load_image, load_rgb
+    from interp.images import load_rgb
     from interp.models import load_model
 
     methods = method_names(args.method)
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
     if not 1 <= args.steps <= 1000:
         raise ValueError(f"--steps must be 1 to 1000, got {args.steps}.")
-    image = load_image(args.image)
+    image = read_image(args.image)
     mask = None
     if args.mask is not None:
         m = load_rgb(args.mask, name=f"--mask {args.mask.name}")  # any mode; a missing or broken file in one sentence
