@@ -97,8 +97,9 @@ def resident_mb() -> float | None:
     count of free bytes also holds pages that are no longer resident, so "resident less free" read about 0 MB in a
     process that had run for a while, and work of another kind fragments what is kept (running every method in turn
     grew the process 0.7 GB past its ceiling). Handing the free pages back makes the resident size the true answer.
-    It costs the next pass some page faults, once per budget read: not per batch, since a method reads its budget
-    once."""
+    It costs the next pass its page faults again, once per budget read (a third of an IG-32 on Lite0): not per batch,
+    since a method reads its budget once, and a run of the same work reads it once
+    (:func:`interp.attribution.memory.repeated_budget_mb`)."""
     _trim_free_heap()
     try:
         with open("/proc/self/statm") as f:
@@ -120,6 +121,17 @@ def anonymous_mb(status: Path = Path("/proc/self/status")) -> float | None:
         return sum(int(fields[k].split()[0]) for k in ("RssAnon", "RssShmem")) / 1024
     except (OSError, ValueError, KeyError, IndexError):
         return None
+
+
+def heap_in_use() -> int | None:
+    """Bytes the C heap has handed out and not had back (glibc's ``mallinfo2``: chunks in use, and blocks it mapped
+    for them), read without handing anything back: a cheap sign of whether the process holds more or less than at
+    an earlier reading. ``None`` where glibc does not say."""
+    mallinfo2 = _mallinfo2()
+    if mallinfo2 is None:
+        return None
+    info = mallinfo2()
+    return info.uordblks + info.hblkhd
 
 
 def _trim_free_heap() -> None:

@@ -113,7 +113,7 @@ class IntegratedGradientsMethod(GradientMethod):
     def _batch(self, model, x, target, params):
         steps = int(params["steps"])
         alphas, scales = gauss_legendre(steps, x.device, x.dtype)
-        fits = batch_size(model, x, steps + 2)  # the path, and room for input and baseline beside it
+        fits = batch_size(model, x, steps + 2, work=self.name)  # the path, and room for input and baseline beside it
         attrs, deltas = [], []
         for xi in x:
             xi = xi[None]
@@ -301,7 +301,7 @@ class GradientShapMethod(GradientMethod):
         pick = torch.randint(len(refs), (n,), generator=gen).to(x.device)
         alpha = torch.rand(n, generator=gen).to(x.device, x.dtype).view(-1, 1, 1, 1)
         noise = (torch.randn((n, *x.shape[1:]), generator=gen) * float(params["noise"])).to(x.device, x.dtype)
-        chunk = batch_size(model, x, n)
+        chunk = batch_size(model, x, n, work=self.name)
         attrs = []
         for xi in x:
             total = torch.zeros_like(xi[None])
@@ -397,7 +397,7 @@ class NoiseAveraged(GradientMethod):
         noise = (torch.randn((n, *x.shape[1:]), generator=gen) * sigma).to(x.device)
         # Integrated Gradients inside multiplies the work by its steps: size the chunk for that.
         inner = int(base.params.get("steps", 1))
-        chunk = max(1, batch_size(model, x, n * inner) // inner)
+        chunk = max(1, batch_size(model, x, n * inner, work=self.name) // inner)
         total = torch.zeros_like(x[:1], dtype=torch.float64)  # float64: VarGrad's E[a²] - E[a]² cancels
         total_sq = torch.zeros_like(total)
         for start in range(0, n, chunk):
