@@ -784,9 +784,12 @@ def test_the_same_work_asked_again_reads_its_budget_once_while_the_heap_holds_wh
     attribute(tiny_cnn, image, "gradient_shap", 1)
     attribute(tiny_cnn, image, "gradient_shap", 2)
     assert len(reads) == 5
+    attribute(tiny_cnn, image, "rise", 1, masks=64)  # forward passes alone read every time (see repeated_budget_mb)
+    attribute(tiny_cnn, image, "rise", 2, masks=64)
+    assert len(reads) == 7
     monkeypatch.setenv("INTERP_MEMORY_LIMIT_MB", "1500")
     attribute(tiny_cnn, image, "integrated_gradients", 1)
-    assert len(reads) == 6
+    assert len(reads) == 8
 
 
 PEAK_SCRIPT = """
