@@ -12,8 +12,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from interp.errors import InterpError
+
+if TYPE_CHECKING:
+    from interp.images import LoadedImage
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
@@ -72,7 +76,7 @@ def out_dir(path: Path) -> Path:
     return path
 
 
-def read_image(path: Path):
+def read_image(path: Path) -> LoadedImage:
     """``--image``: the file at ``path`` or, where no file has that name, the bundled photo it names (``--image
     coffee``, as on the Home page), so the commands can be tried before one has photos of one's own. A path that names
     neither is one sentence listing the bundled names."""
