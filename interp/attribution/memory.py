@@ -138,8 +138,13 @@ def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: s
     allocations does not fit the free pages it finds (running every method in turn grew a process 0.7 GB past its
     ceiling when free heap counted as room). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every
     time: run for them, it gained RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes
-    followed by every method from 1.82-1.94 GB to 1.98-2.05 GB."""
-    if model.device.type == "cuda":
+    followed by every method from 1.82-1.94 GB to 1.98-2.05 GB.
+
+    Only on the main thread (a script, the CLI, a notebook), whose pages stay in the main heap. A server's sessions
+    run on threads, and glibc gives threads heaps of their own: the pages one session's pass freed stay in its
+    thread's heap, where another session's pass cannot reuse them (six visitors on the Attribution page took the
+    server to 3,326 MB, against 2.7 GB with a read each time), so there every read hands them back."""
+    if model.device.type == "cuda" or threading.current_thread() is not threading.main_thread():
         return activation_budget_mb(model)
     key = (model.key, tuple(x.shape[1:]), wanted, work, Settings.from_env().memory_limit_mb)
     now = heap_in_use()
