@@ -98,7 +98,7 @@ def resident_mb() -> float | None:
     process that had run for a while, and work of another kind fragments what is kept (running every method in turn
     grew the process 0.7 GB past its ceiling). Handing the free pages back makes the resident size the true answer.
     It costs the next pass its page faults again, once per budget read (a third of an IG-32 on Lite0): not per batch,
-    since a method reads its budget once, and a run of the same work reads it once
+    since a method reads its budget once, and a run of the same work on the main thread reads it once
     (:func:`interp.attribution.memory.repeated_budget_mb`)."""
     _trim_free_heap()
     try:

@@ -110,8 +110,8 @@ def batch_size(
     model: LoadedModel, x: torch.Tensor, wanted: int, budget_mb: int | None = None, work: str | None = None
 ) -> int:
     """How many inputs like ``x`` to push through forward+backward at once: at most ``wanted``, at least 1.
-    ``work`` names what the batches are for (a method's name): the same work asked again is answered from its last
-    budget while nothing else has taken or given back memory (:func:`repeated_budget_mb`)."""
+    ``work`` names what the batches are for (a method's name): the same work asked again on the main thread is
+    answered from its last budget while nothing else has taken or given back memory (:func:`repeated_budget_mb`)."""
     if budget_mb is None:  # read before the probe's forward pass
         budget_mb = activation_budget_mb(model) if work is None else repeated_budget_mb(model, x, wanted, work)
     per_input = max(saved_bytes_per_input(model, x), 1)
