@@ -102,3 +102,45 @@ def test_every_command_line_in_the_readme_is_one_the_cli_accepts():
         if extra:
             refused.append(f"{command}: {extra}")
     assert not refused, refused
+
+
+def readme_output(command: str) -> list[str]:
+    """The lines the README shows under ``$ <command>`` (its comment aside), up to the next prompt or the block's end."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if re.sub(r"\s+#.*$", "", line) == f"$ {command}")
+    out = []
+    for line in lines[start + 1 :]:
+        if line.startswith("$ ") or line.startswith("```"):
+            break
+        out.append(line)
+    return out
+
+
+def test_the_readme_prints_what_predict_prints_on_a_bundled_photo(capsys):
+    """The predict examples need no file of the reader's, so what they print is what the README says they print."""
+    import json
+
+    from interp.cli import main
+
+    def rows(lines):
+        return [(m.group(2), int(m.group(3)), float(m.group(1)))
+                for m in (re.match(r"\s*([\d.]+)%\s+(.+?)\s+\[(\d+)\]$", line) for line in lines) if m]  # fmt: skip
+
+    command = "python -m interp predict --image coffee --top 3"
+    shown = readme_output(command)
+    assert main(command.split()[3:]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == shown[0]  # the model, its weights and the photo
+    assert len(rows(shown)) == 3
+    assert [r[:2] for r in rows(printed)] == [r[:2] for r in rows(shown)]
+    assert [r[2] for r in rows(printed)] == pytest.approx([r[2] for r in rows(shown)], abs=0.05)
+
+    command = "python -m interp predict --image coffee --json"
+    shown = readme_output(command)
+    assert main(command.split()[3:]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    first = json.loads("\n".join(shown[shown.index("    {") : shown.index("    },") + 1]).rstrip(","))
+    assert printed["model"] in "\n".join(shown)
+    assert printed["predictions"][0]["index"] == first["index"]
+    assert printed["predictions"][0]["label"] == first["label"]
+    assert printed["predictions"][0]["prob"] == pytest.approx(first["prob"], abs=5e-4)
