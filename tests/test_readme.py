@@ -105,7 +105,7 @@ def test_every_command_line_in_the_readme_is_one_the_cli_accepts():
 
 
 def readme_output(command: str) -> list[str]:
-    """The lines the README shows under ``$ <command>`` (its comment aside), up to the next prompt or the block's end."""
+    """The lines the README shows under ``$ <command>`` (its comment aside), up to the next prompt or the end."""
     lines = README.read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if re.sub(r"\s+#.*$", "", line) == f"$ {command}")
     out = []
