@@ -98,8 +98,8 @@ def resident_mb() -> float | None:
     process that had run for a while, and work of another kind fragments what is kept (running every method in turn
     grew the process 0.7 GB past its ceiling). Handing the free pages back makes the resident size the true answer.
     It costs the next pass its page faults again, once per budget read (a third of an IG-32 on Lite0): not per batch,
-    since a method reads its budget once, and a run of the same work on the main thread reads it once
-    (:func:`interp.attribution.memory.repeated_budget_mb`)."""
+    since a method reads its budget once, and a thread's run of the same work reads it once while no other thread
+    runs a model (:func:`interp.attribution.memory.repeated_budget_mb`)."""
     _trim_free_heap()
     try:
         with open("/proc/self/statm") as f:

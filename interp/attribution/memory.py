@@ -19,6 +19,7 @@ import torch
 
 from interp.config import Settings
 from interp.models import LoadedModel
+from interp.models.gate import passes_by_other_threads
 from interp.runtime import HEADROOM_MB, anonymous_mb, container_limit_mb, heap_in_use, resident_mb
 
 PROCESS_CEILING_MB = 1900
@@ -110,8 +111,9 @@ def batch_size(
     model: LoadedModel, x: torch.Tensor, wanted: int, budget_mb: int | None = None, work: str | None = None
 ) -> int:
     """How many inputs like ``x`` to push through forward+backward at once: at most ``wanted``, at least 1.
-    ``work`` names what the batches are for (a method's name): the same work asked again on the main thread is
-    answered from its last budget while nothing else has taken or given back memory (:func:`repeated_budget_mb`)."""
+    ``work`` names what the batches are for (a method's name): the same work asked again by one thread is answered
+    from its last budget while no other thread has run a model and nothing has taken or given back memory
+    (:func:`repeated_budget_mb`)."""
     if budget_mb is None:  # read before the probe's forward pass
         budget_mb = activation_budget_mb(model) if work is None else repeated_budget_mb(model, x, wanted, work)
     per_input = max(saved_bytes_per_input(model, x), 1)
@@ -122,7 +124,9 @@ def batch_size(
 REREAD_MB = 32
 """How far the heap in use may have moved since a work's last budget read before :func:`repeated_budget_mb` reads
 it again. Less than ``HEADROOM_MB``, which covers an answer this far out of date."""
-_budgets: dict[tuple, tuple[int, int]] = {}
+_budgets = threading.local()
+"""Each thread's last budget per work, ``_budgets.of``: ``{key: (budget MB, heap in use after the read, other
+threads' passes by then)}``."""
 
 
 def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: str) -> int:
@@ -131,34 +135,33 @@ def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: s
     On the CPU a budget read hands the heap's free pages back to the OS so that the resident size is true
     (:func:`interp.runtime.resident_mb`), and the next pass faults each of them in again: on EfficientNet-Lite0 an
     IG-32 took 0.79 s beside a raw batched forward+backward of 0.53 s, and 0.60 s without the hand-back. Work repeated
-    with the same model, input size and batch (IG for another class, SmoothGrad's inner IG, a folder of images)
-    reuses the pages its last pass freed, so its last budget still holds while the heap holds what it held after that
-    read (within ``REREAD_MB``): anything another session took or gave back since, a model loaded or dropped, a pass of
-    other work still running, makes it read again. Different work reads again too, since another pattern of
-    allocations does not fit the free pages it finds (running every method in turn grew a process 0.7 GB past its
-    ceiling when free heap counted as room). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every
-    time: run for them, it gained RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes
-    followed by every method from 1.82-1.94 GB to 1.98-2.05 GB.
+    by one thread with the same model, input size and batch (IG for another class, SmoothGrad's inner IG, a folder of
+    images, a page's row of classes) reuses the pages its last pass freed, so its last budget still holds while
+    nothing else happened: no other thread has run a model since that read (:func:`passes_by_other_threads`), and
+    the heap holds what it held after it (within ``REREAD_MB``: tensors held or given back, a model loaded or
+    dropped). Anything else reads it again. So does different work, since another pattern of allocations does not
+    fit the free pages it finds (running every method in turn grew a process 0.7 GB past its ceiling when free heap
+    counted as room). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every time: run for them, it
+    gained RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes followed by every
+    method from 1.82-1.94 GB to 1.98-2.05 GB.
 
-    Only on the main thread (a script, the CLI, a notebook), whose pages stay in the main heap. A server's sessions
-    run on threads, and glibc gives threads heaps of their own: the pages one session's pass freed stay in its
-    thread's heap, where another session's pass cannot reuse them (six visitors on the Attribution page took the
-    server to 3,326 MB, against 2.7 GB with a read each time), so there every read hands them back."""
-    if model.device.type == "cuda" or threading.current_thread() is not threading.main_thread():
+    Each thread keeps its own budgets, and another thread's pass makes them stale: glibc gives threads heaps of
+    their own, and pages one session's pass freed in its thread's heap cannot serve another's pass (a budget shared
+    by every thread took six visitors on the Attribution page to 3,326 MB against 2.7 GB); another session's pass
+    that took memory and gave it back leaves the heap's count where it was, but its freed pages resident."""
+    if model.device.type == "cuda":
         return activation_budget_mb(model)
     key = (model.key, tuple(x.shape[1:]), wanted, work, Settings.from_env().memory_limit_mb)
-    now = heap_in_use()
-    with _lock:
-        last = _budgets.get(key)
-    if now is not None and last is not None and abs(now - last[1]) <= REREAD_MB * 2**20:
+    mine: dict[tuple, tuple[int, int, int]] = _budgets.__dict__.setdefault("of", {})  # a new thread's is empty
+    now, others, last = heap_in_use(), passes_by_other_threads(), mine.get(key)
+    if now is not None and last is not None and others == last[2] and abs(now - last[1]) <= REREAD_MB * 2**20:
         return last[0]
     budget = activation_budget_mb(model)
     after = heap_in_use()
     if after is not None:
-        with _lock:
-            if len(_budgets) >= 64:
-                _budgets.clear()
-            _budgets[key] = (budget, after)
+        if len(mine) >= 64:
+            mine.clear()
+        mine[key] = (budget, after, passes_by_other_threads())
     return budget
 
 

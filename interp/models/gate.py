@@ -28,6 +28,35 @@ class GateMisuse(RuntimeError):
     """The gate was used in a way that would deadlock or bypass it: a bug in the caller."""
 
 
+class _Entries:
+    """How many passes have entered any model's gate (outermost entries, shared or exclusive): in all, and by each
+    thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._all = 0
+        self._mine = threading.local()
+
+    def count(self) -> None:
+        with self._lock:
+            self._all += 1
+        self._mine.n = getattr(self._mine, "n", 0) + 1
+
+    def by_other_threads(self) -> int:
+        with self._lock:
+            return self._all - getattr(self._mine, "n", 0)
+
+
+_ENTRIES = _Entries()
+
+
+def passes_by_other_threads() -> int:
+    """How many passes through any model's gate other threads have begun since the process started: unchanged
+    between two readings of a thread when no other thread ran a model (a prediction, a scan's batch, an attribution)
+    in between."""
+    return _ENTRIES.by_other_threads()
+
+
 class ModelGate:
     """A fair, re-entrant readers-writer lock for one model. See the module's docstring for the rule."""
 
@@ -120,3 +149,4 @@ class ModelGate:
             else:
                 self._readers += 1
             self._cond.notify_all()  # the next in line may be a reader that can come in too
+        _ENTRIES.count()
