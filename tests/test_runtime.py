@@ -34,7 +34,7 @@ model = torch.nn.Sequential(
 x = torch.randn(8, 3, 256, 256)
 for _ in range(2):
     faults(model, x)
-print(faults(model, x))
+print(*(faults(model, x) for _ in range(5)))
 """
 
 
@@ -44,12 +44,15 @@ def test_a_forward_pass_reuses_the_memory_the_last_one_freed():
     unmapped when freed and its 16,384 pages fault in again in the next pass, as a CNN's activations did.
 
     Measured in a fresh process: page faults are counted for the whole process, whose heap after the rest of the
-    suite is not this test's to control (once in CI one activation faulted in again, 16,385 faults; probably the
-    heap's free top crossing the trim threshold)."""
+    suite is not this test's to control. The median of five passes after two: now and then (1 process in 12 here,
+    once in CI) the heap still grows by one activation in a third pass, 16,384 faults, and then stays; the order in
+    which the threads of a convolution take and free their buffers is not the same in every run. Untuned, every pass
+    faults about 114,700 pages."""
     done = subprocess.run([sys.executable, "-c", _FAULTS_IN_A_FORWARD_PASS], capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout.split()[-1]) < 2000
+    passes = sorted(int(count) for count in done.stdout.split()[-5:])
+    assert passes[2] < 2000, passes
 
 
 def test_loading_a_model_on_the_cpu_tunes_the_allocator(monkeypatch):
