@@ -284,3 +284,29 @@ def test_a_model_whose_weights_come_from_the_hub_says_it_downloads_them(monkeypa
         assert selection.download_mb("resnet50") is None  # downloaded since: read from the local hub cache
     finally:
         resources.model_row.clear()
+
+
+def test_home_does_not_load_captum_until_a_method_runs():
+    """Captum imports matplotlib: together about 0.6 s of a cold start, which Home once paid through the method
+    registry (``dashboard.charts`` → ``interp.attribution.display`` → the package, whose method modules imported
+    Captum at the top). The registry still lists every method; Captum loads when one of them runs."""
+    import ast
+    import subprocess
+    import sys
+
+    from interp.attribution import METHODS
+
+    tree = ast.parse((ROOT / "streamlit_app.py").read_text())
+    imports = "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+    code = f"""{imports}
+import sys
+import torch
+import interp
+from interp.attribution import METHODS, attribute
+print(len(METHODS), "captum" in sys.modules, "matplotlib" in sys.modules)
+attribute(interp.load_model("test_resnet", "random"), torch.rand(3, 32, 32), "saliency", target=0)
+print("captum" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-4:] == [str(len(METHODS)), "False", "False", "True"], done.stdout

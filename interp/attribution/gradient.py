@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import DeepLift, InputXGradient, Saliency
 
 from interp.attribution.base import AttributionMethod, MethodNotApplicable, get_method, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
@@ -63,6 +62,8 @@ class VanillaGradient(GradientMethod):
     paper = "Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks, 2014"
 
     def _batch(self, model, x, target, params):
+        from captum.attr import Saliency
+
         return Saliency(target_logit(model, target)).attribute(_leaf(x), abs=False), None
 
 
@@ -74,6 +75,8 @@ class InputTimesGradient(GradientMethod):
     paper = "Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation Differences, 2016"
 
     def _batch(self, model, x, target, params):
+        from captum.attr import InputXGradient
+
         return InputXGradient(target_logit(model, target)).attribute(_leaf(x)), None
 
 
@@ -194,47 +197,6 @@ def keep_logits(model: LoadedModel, inputs: list[torch.Tensor], logits: torch.Te
     return list(rows)
 
 
-@functools.cache
-def _elementwise_activations() -> tuple[type[torch.nn.Module], ...]:
-    """Activation modules that act on each value alone, beyond the ones Captum's DeepLift knows (ReLU, ELU, Leaky
-    ReLU, sigmoid, tanh, softplus): torch's and timm's (timm builds its models from its own classes, and from its
-    memory-efficient variants)."""
-    import timm.layers.activations as timm_act
-    import timm.layers.activations_me as timm_me
-
-    nn = torch.nn
-    ours = [nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.SELU, nn.CELU,
-            nn.Softsign, nn.LogSigmoid, nn.PReLU, nn.RReLU]  # fmt: skip
-    timm_names = ("Swish", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Mish", "HardMish", "GELU", "GELUTanh",
-                  "QuickGELU", "PReLU")  # fmt: skip
-    ours += [getattr(timm_act, n) for n in timm_names if hasattr(timm_act, n)]
-    ours += [getattr(timm_me, n) for n in ("SwishMe", "MishMe", "HardSigmoidMe", "HardSwishMe", "HardMishMe")
-             if hasattr(timm_me, n)]  # fmt: skip
-    return tuple(ours)
-
-
-class _RescaleDeepLift(DeepLift):
-    """Captum's DeepLift with the Rescale rule (each value's multiplier ``Δout / Δin``, the gradient where ``Δin`` is
-    tiny) for every elementwise activation. Captum applies its rules to the activations it lists and lets any other
-    one pass its plain gradient, which breaks summation-to-delta: on EfficientNet-Lite0 (ReLU6) the map added up to
-    -0.4 for a logit change of 10 (a completeness error of 104%); with the rule, 0.0%."""
-
-    def _is_non_linear(self, module: torch.nn.Module) -> bool:
-        return super()._is_non_linear(module) or type(module) in _elementwise_activations()
-
-    def _backward_hook(self, module, grad_input, grad_output):
-        from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
-
-        if type(module) in SUPPORTED_NON_LINEAR:
-            return super()._backward_hook(module, grad_input, grad_output)
-        if not self.satisfies_attribute_criteria(module):
-            raise RuntimeError(f"{module} is used more than once in the network; DeepLIFT needs each once.")
-        multipliers = nonlinear(module, module.input, module.output, grad_input, grad_output, eps=self.eps)
-        del module.input
-        del module.output
-        return multipliers
-
-
 @register
 class DeepLiftMethod(GradientMethod):
     name = "deeplift"
@@ -253,13 +215,15 @@ class DeepLiftMethod(GradientMethod):
         return None
 
     def _batch(self, model, x, target, params):
+        from interp.attribution.explainers import RescaleDeepLift
+
         baseline = torch.cat([make_baseline(params["baseline"], xi[None], model) for xi in x])
         # Captum's DeepLift needs a Module, not a function, and hooks every non-linearity: in-place ones break it.
         wrapped = _TargetModule(model.model, target)
         with no_inplace_activations(model.model):
             try:
-                attr, delta = _RescaleDeepLift(wrapped).attribute(_leaf(x), baselines=baseline,
-                                                                  return_convergence_delta=True)  # fmt: skip
+                attr, delta = RescaleDeepLift(wrapped).attribute(_leaf(x), baselines=baseline,
+                                                                 return_convergence_delta=True)  # fmt: skip
             except RuntimeError as exc:
                 if "used more than once" not in str(exc):
                     raise

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from captum._utils.models.model import Model
-from captum.attr import KernelShap, Lime, Occlusion
 
 from interp.attribution.base import AttributionMethod, register, target_logit
 from interp.attribution.baselines import SEED, baseline_setting, make_baseline
@@ -45,6 +43,8 @@ class OcclusionMethod(PerturbationMethod):
                                   f"{stride}.")
         baseline = make_baseline(params["baseline"], x, model)
         positions = ((x.shape[-2] - window) // stride + 1) * ((x.shape[-1] - window) // stride + 1)
+        from captum.attr import Occlusion
+
         attr = Occlusion(target_logit(model, target)).attribute(
             x,
             sliding_window_shapes=(x.shape[1], window, window),
@@ -103,10 +103,13 @@ class LimeMethod(SuperpixelMethod):
             on = torch.rand((1, int(kwargs["num_interp_features"])), generator=gen) < 0.5
             return on.to(original_inp.device).long()
 
+        from captum.attr import Lime
         from sklearn.linear_model import Ridge  # here, not at import: scikit-learn is 44 MB a process may not need
 
+        from interp.attribution.explainers import Surrogate
+
         # Ridge, as the reference lime package fits: Captum's default Lasso zeroes small score changes outright.
-        return Lime(forward, interpretable_model=_Surrogate(Ridge(alpha=1.0)), perturb_func=coalition)
+        return Lime(forward, interpretable_model=Surrogate(Ridge(alpha=1.0)), perturb_func=coalition)
 
 
 @register
@@ -117,54 +120,9 @@ class KernelShapMethod(SuperpixelMethod):
     paper = "Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, 2017"
 
     def explainer(self, forward, gen):
-        return _SeededKernelShap(forward, gen)
+        from interp.attribution.explainers import SeededKernelShap
 
-
-class _SeededKernelShap(KernelShap):
-    """Captum's ``KernelShap`` with its coalitions drawn from ``gen`` instead of torch's global random state: the
-    same sampling (a coalition size k with the Shapley kernel's weight, then k features uniformly at random)."""
-
-    def __init__(self, forward, gen: torch.Generator) -> None:
-        from sklearn.linear_model import LinearRegression
-
-        self._gen = gen
-        super().__init__(forward)
-        self.interpretable_model = _Surrogate(LinearRegression())  # Captum's choice for KernelSHAP
-
-    def kernel_shap_perturb_generator(self, original_inp, **kwargs):
-        device = original_inp.device
-        features = int(kwargs["num_interp_features"])
-        sizes = kwargs["num_select_distribution"].probs.cpu()
-        yield torch.ones(1, features, device=device, dtype=torch.long)
-        yield torch.zeros(1, features, device=device, dtype=torch.long)
-        while True:
-            k = int(torch.multinomial(sizes, 1, generator=self._gen))
-            chosen = torch.randperm(features, generator=self._gen)[:k]
-            row = torch.zeros(1, features, dtype=torch.long)
-            row[0, chosen] = 1
-            yield row.to(device)
-
-
-class _Surrogate(Model):
-    """A weighted linear fit by scikit-learn, as Captum's ``SkLearnRidge`` / ``SkLearnLinearRegression`` do, without
-    their two draws from torch's global generator: iterating the ``DataLoader`` Captum hands over draws a seed, and
-    the ``torch.nn.Linear`` they build to hold the coefficients draws its initial weights."""
-
-    def __init__(self, estimator) -> None:
-        self._estimator = estimator
-        self._coef: torch.Tensor | None = None
-
-    def fit(self, train_data, **kwargs):
-        x, y, w = (t.cpu().numpy() for t in train_data.dataset.tensors)
-        self._estimator.fit(x, y, sample_weight=w)
-        self._coef = torch.as_tensor(self._estimator.coef_, dtype=torch.float32).reshape(1, -1)
-        return {}
-
-    def representation(self) -> torch.Tensor:
-        return self._coef
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # the surrogate's prediction; Captum never asks for it
-        return x.float() @ self._coef.T + float(self._estimator.intercept_)
+        return SeededKernelShap(forward, gen)
 
 
 @register
