@@ -41,6 +41,14 @@ def plot_text(text: str) -> str:
 _MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|<>~$:&]")
 
 
+def row_gap(height_px: int, margins_px: int, rows: int, gap_px: int = 26) -> float:
+    """``make_subplots``'s ``vertical_spacing`` (a fraction of the plotting height) for ``gap_px`` pixels between
+    rows: a fixed fraction left a short grid's titles on the row above and a tall one's rows far apart."""
+    if rows < 2:
+        return 0.0
+    return min(gap_px / max(height_px - margins_px, 1), 0.9 / (rows - 1))
+
+
 def topk_bar(prediction: Prediction) -> go.Figure:
     """Horizontal bars of the top-k probabilities, best at the top; hover shows the full label and index."""
     scores = list(reversed(prediction.scores))

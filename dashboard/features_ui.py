@@ -139,8 +139,9 @@ def _maps_figure(fm: FeatureMaps, base: np.ndarray | None = None, columns: int =
     part laid over it, with the values on hover either way."""
     k = len(fm.channels)
     rows = -(-k // columns)
+    height = 150 * rows + 40
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=[f"#{c} · {m:.2f}" for c, m in zip(fm.channels, fm.means)],
-                        horizontal_spacing=0.01, vertical_spacing=0.06)  # fmt: skip
+                        horizontal_spacing=0.01, vertical_spacing=charts.row_gap(height, 30, rows))  # fmt: skip
     if base is not None:
         side = MAP_TILE_PX / max(base.shape[:2])
         small = np.asarray(Image.fromarray(base).resize((round(base.shape[1] * side), round(base.shape[0] * side)),
@@ -162,7 +163,7 @@ def _maps_figure(fm: FeatureMaps, base: np.ndarray | None = None, columns: int =
                                  showscale=False, hovertemplate=hover), **where)  # fmt: skip
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
-    fig.update_layout(height=150 * rows + 40, margin=dict(l=0, r=0, t=30, b=0))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0))
     fig.update_annotations(font_size=11)
     return fig
 

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from dashboard import permalink, state
+from dashboard import charts, permalink, state
 from dashboard.feedback import attempt, guarded, sentence
 from dashboard.selection import loading
 from dashboard.views import zipped
@@ -124,7 +124,9 @@ def _label(tokens: tuple[str, ...]) -> list[str]:
 
 def heads_view(cap: TextAttention, key: str) -> None:
     stats = head_stats(cap)
-    fig = make_subplots(rows=cap.layers, cols=cap.heads, horizontal_spacing=0.01, vertical_spacing=0.04,
+    height = max(260, 170 * cap.layers) + 40
+    fig = make_subplots(rows=cap.layers, cols=cap.heads, horizontal_spacing=0.01,
+                        vertical_spacing=charts.row_gap(height, 30, cap.layers),
                         subplot_titles=[f"L{l} H{h} · {stats.label(l, h)}" for l in range(cap.layers)
                                         for h in range(cap.heads)])  # fmt: skip
     labels = _label(cap.tokens)
@@ -138,7 +140,7 @@ def heads_view(cap: TextAttention, key: str) -> None:
     small = dict(size=9 if len(labels) <= 24 else 7)
     fig.update_yaxes(showticklabels=True, tickfont=small, col=1)  # tokens along the left edge and the bottom row only
     fig.update_xaxes(showticklabels=True, tickfont=small, tickangle=-90, row=cap.layers)
-    fig.update_layout(height=max(260, 170 * cap.layers) + 40, coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1),
+    fig.update_layout(height=height, coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1),
                       margin=dict(l=0, r=0, t=30, b=0))  # fmt: skip
     fig.update_annotations(font_size=10)
     st.caption("Every head of every layer: rows are the tokens that look (queries), columns the tokens they look at.")

@@ -8,6 +8,7 @@ import json
 import zipfile
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, plotly_array, theme_placeholders
@@ -265,3 +266,19 @@ def test_reading_a_spectrums_images_reports_its_progress(tmp_path):
     assert (len(images), bad) == (32, 0) and heard == [(0, 32), (16, 32), (32, 32)]
     again, _ = _dataset_images(root, 32, model, lambda done, total: heard.append((done, total)))
     assert again is images and len(heard) == 3  # held: nothing read, nothing to report
+
+
+@pytest.mark.parametrize("channels", [7, 24, 60])
+def test_rows_of_maps_are_the_same_distance_apart_whatever_their_number(channels):
+    """A fixed fraction of the height put a two-row grid's titles onto the row above (18 px for a title's 14) and
+    spread a tall one's rows 90 px apart: the gap is now a number of pixels."""
+    from dashboard.features_ui import _maps_figure
+    from interp.features import FeatureMaps
+
+    maps = np.random.default_rng(0).random((channels, 4, 4), dtype=np.float32)
+    fm = FeatureMaps("layer", np.arange(channels), maps.mean((1, 2)), maps, total=channels, tokens=False)
+    layout = json.loads(_maps_figure(fm).to_json())["layout"]
+    plot_px = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    bottoms = sorted({tuple(v["domain"]) for k, v in layout.items() if k.startswith("yaxis")}, reverse=True)
+    gaps = [(upper[0] - lower[1]) * plot_px for upper, lower in zip(bottoms, bottoms[1:])]
+    assert len(gaps) == -(-channels // 6) - 1 and all(24 <= g <= 28 for g in gaps), gaps

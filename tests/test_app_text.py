@@ -35,6 +35,9 @@ def test_every_view_draws_for_the_bundled_model():
     assert labelled == {"yaxis", "yaxis5", "xaxis5", "xaxis6", "xaxis7", "xaxis8"}  # the left column, the bottom row
     titles = [a["text"] for a in grid["annotations"]]  # every head of the last layer reads "not" here
     assert titles[4:] == [f"L1 H{h} · to “not”" for h in range(4)], titles
+    plot_px = grid["height"] - grid["margin"]["t"] - grid["margin"]["b"]
+    upper, lower = sorted({tuple(grid[f"yaxis{n}"]["domain"]) for n in ("", "5")}, reverse=True)
+    assert 24 <= (upper[0] - lower[1]) * plot_px <= 28  # room for the lower row's titles (15 px with 0.04 of it)
     lines = json.loads(at.main.get("plotly_chart")[2].proto.spec)["data"]
     words = {t["x"][0]: t["textposition"] for t in lines if t.get("mode") == "text"}
     assert words == {0: "middle left", 1: "middle right"}  # the words sit outside the lines' ends, not under them
