@@ -36,6 +36,8 @@ class OcclusionMethod(PerturbationMethod):
     )  # fmt: skip
 
     def _attribute(self, model, x, target, params):
+        from captum.attr import Occlusion
+
         window, stride = int(params["window"]), int(params["stride"])
         size = min(x.shape[-2:])
         if not 1 <= stride <= window <= size:
@@ -43,8 +45,6 @@ class OcclusionMethod(PerturbationMethod):
                                   f"{stride}.")
         baseline = make_baseline(params["baseline"], x, model)
         positions = ((x.shape[-2] - window) // stride + 1) * ((x.shape[-1] - window) // stride + 1)
-        from captum.attr import Occlusion
-
         attr = Occlusion(target_logit(model, target)).attribute(
             x,
             sliding_window_shapes=(x.shape[1], window, window),
