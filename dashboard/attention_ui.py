@@ -48,8 +48,7 @@ def vit_check_ui(model: LoadedModel | None) -> bool:
                 "or load a ViT's weights file in the sidebar; online, any timm ViT or DeiT name works, and a filled "
                 "hub cache works offline too."
             )
-    rows = {r["name"]: r for r in resources.model_rows()}
-    if OFFLINE_VIT in rows and rows[OFFLINE_VIT]["available"] and state.get("model_select") != OFFLINE_VIT:
+    if resources.model_choices().get(OFFLINE_VIT) and state.get("model_select") != OFFLINE_VIT:
         st.button(f"Switch to {OFFLINE_VIT} and a shapes-world image", on_click=_switch_model, args=(OFFLINE_VIT,),
                   key="attn_switch")
     return False

@@ -123,7 +123,7 @@ def second_model_ui(model: LoadedModel) -> LoadedModel | None:
     """Optionally a second model on the same image: another available model, or an untrained copy of this one."""
     if not st.toggle("Compare with a second model", key="attr_compare"):
         return None
-    others = [r["name"] for r in resources.model_rows() if r["available"] and r["name"] != model.name]
+    others = [name for name, ok in resources.model_choices().items() if ok and name != model.name]
     pick = st.selectbox(
         "Second model",
         [UNTRAINED, *others],

@@ -31,7 +31,7 @@ from interp.config import ENV_DEVICE, resolve_device
 from interp.datasets import Dataset, DatasetRoot
 from interp.errors import NotEnoughMemoryError
 from interp.images import LoadedImage
-from interp.models import LoadedModel, describe
+from interp.models import LoadedModel, availability, describe
 from interp.predict import Prediction, cached_predict
 from interp.runtime import memory_limit_mb
 
@@ -129,9 +129,11 @@ def untrained(name: str) -> LoadedModel:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def model_rows() -> list[dict]:
-    """The picker's rows with availability; refreshed every minute so a restored network is noticed."""
-    return [describe(name) for name in interp.SPECS]
+def model_choices() -> dict[str, bool]:
+    """Every registered model's name and whether it can be loaded here: the picker's list, refreshed every minute so
+    a restored network is noticed. Only the chosen model's card reads its whole row (:func:`model_row`): counting a
+    model's parameters builds its skeleton, and building all ten took a visitor's first page 2.0 s."""
+    return {name: availability(name).available for name in interp.SPECS}
 
 
 @st.cache_data(ttl=60, show_spinner=False)

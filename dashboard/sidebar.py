@@ -49,9 +49,9 @@ def sidebar_ui() -> tuple[state.ModelChoice | None, state.ImageChoice]:
 
 
 def model_picker_ui() -> state.ModelChoice | None:
-    rows = {r["name"]: r for r in resources.model_rows()}
+    choices = resources.model_choices()
     from_url = permalink.take_one("model")
-    if from_url in rows:
+    if from_url in choices:
         state.put("model_select", from_url)
     elif from_url and is_timm_name(from_url):
         state.put("model_select", OTHER)
@@ -64,12 +64,11 @@ def model_picker_ui() -> state.ModelChoice | None:
     state.restore("model_other", "")
 
     def label(name: str) -> str:
-        row = rows.get(name)
-        return name if row is None or row["available"] else f"{name} (unavailable here)"
+        return name if choices.get(name, True) else f"{name} (unavailable here)"
 
     choice = st.selectbox(
         "Model",
-        [*rows, OTHER],
+        [*choices, OTHER],
         key="model_select",
         format_func=label,
         on_change=state.keep,
@@ -80,7 +79,7 @@ def model_picker_ui() -> state.ModelChoice | None:
         name = _timm_name_ui()
     else:
         name = choice
-        _model_card(rows[name])
+        _model_card(resources.model_row(name))
     weights = _weights_ui(name)
     if name is None:
         return None

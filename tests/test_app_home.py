@@ -310,3 +310,24 @@ print("captum" in sys.modules)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-4:] == [str(len(METHODS)), "False", "False", "True"], done.stdout
+
+
+def test_the_model_picker_describes_only_the_chosen_model(monkeypatch):
+    """A row's parameter count builds the model's skeleton (timm initialises its weights even on the meta device):
+    describing every registered model took a visitor's first page 2.0 s. The list needs only availability; the card
+    describes the chosen model."""
+    from dashboard import resources
+
+    described = []
+    real = resources.describe
+    monkeypatch.setattr(resources, "describe", lambda name: described.append(name) or real(name))
+    resources.model_row.clear(), resources.model_choices.clear()
+    try:
+        at = home().run()
+        assert_healthy(at)
+        assert described == ["efficientnet_lite0"]
+        assert "4.7 M parameters" in " ".join(c.value for c in at.sidebar.caption)
+        options = at.sidebar.selectbox(key="model_select").options  # offline here: a hub model is marked
+        assert options[:2] == ["efficientnet_lite0", "resnet50 (unavailable here)"] and "shapes_cnn" in options
+    finally:
+        resources.model_row.clear(), resources.model_choices.clear()
