@@ -167,8 +167,8 @@ class CentreCropTransform:
             return x
         # one call: resizing the whole picture then cropping was faster than two single-axis passes with the columns
         # cropped in between (0.40 against 0.62 ms), the opposite of Pillow
-        return torch.nn.functional.interpolate(x, size=(new_h, new_w), mode=_TORCH_FILTERS[self.resample],
-                                               antialias=True)  # fmt: skip
+        return torch.nn.functional.interpolate(_channels_last_view(x), size=(new_h, new_w),
+                                               mode=_TORCH_FILTERS[self.resample], antialias=True)  # fmt: skip
 
     def _box_pixels(self, image: Image.Image, new_h: int, new_w: int, top: int, left: int) -> torch.Tensor:
         """:meth:`_crop_pixels` for other filters: the crop's pixels resampled by Pillow from the box of the source
@@ -204,6 +204,16 @@ def _channels_first(pixels: np.ndarray) -> torch.Tensor:
     preparing thread per core ran 0.78× a bare pass, 0.90× with this copy. Numpy's copy is also the faster one on
     one thread (52 µs against 75 for 224×224)."""
     return torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C"))  # always a copy: PIL's are read-only
+
+
+def _channels_last_view(x: torch.Tensor) -> torch.Tensor:
+    """``(1, 3, H, W)`` pixels laid out ``(H, W, 3)`` in memory (Pillow's arrays, the JPEG decoders' tensors) as a
+    view whose strides say so to torch's resize. ``[None]`` on a ``(3, H, W)`` view gives the batch a stride of 3,
+    and torch reads the layout from the strides (``suggest_memory_format``, which does not skip a dimension of size
+    1): it took those pixels for ``NCHW`` and resized them in its generic kernel, 0.83 ms for a 500×375 photo on one
+    core against 0.52 ms in the vectorised ``uint8`` kernel, for the same pixels. A view either way: nothing is
+    copied."""
+    return x[0].permute(1, 2, 0)[None].permute(0, 3, 1, 2) if x.shape[0] == 1 else x
 
 
 def fast_eval_transform(reference: Any) -> Any:
