@@ -336,7 +336,12 @@ def _read_bytes(source: bytes | str | Path | BinaryIO, name: str | None, max_byt
             if info.st_size > max_bytes:  # refuse before reading a huge file into memory
                 raise BadImageError(_too_large(name, info.st_size, max_bytes))
             with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)  # a file that grows while we read stops at the limit all the same
+                # As many bytes as the file has, and one more to see whether it grew since: asking for the limit
+                # at once makes Python allocate 25 MB for a 40 kB photo (90 µs a file against 30, a scan reads
+                # thousands). A file that grows while we read stops at the limit all the same.
+                data = f.read(info.st_size + 1)
+                if len(data) > info.st_size:
+                    data += f.read(max(0, max_bytes + 1 - len(data)))
             return data, name
         except FileNotFoundError:
             raise BadImageError(f"there is no file at {path}; check the path.") from None

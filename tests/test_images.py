@@ -114,6 +114,54 @@ def test_size_limit_is_checked_before_reading(tmp_path):
         load_image(path, max_bytes=1024)
 
 
+def test_a_file_that_grows_after_its_size_was_read_is_read_whole_and_still_bounded(tmp_path, monkeypatch):
+    """The reader asks for as many bytes as the file had when it looked, plus one; a file that grew in between
+    (stat reports less than is there) is read to its end, or to the limit and refused."""
+    import os
+    from pathlib import Path
+
+    from interp.images import read_bytes
+
+    path = tmp_path / "growing.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(path)
+    data = path.read_bytes()
+    real_stat = Path.stat
+
+    def smaller(self, *args, **kwargs):
+        info = real_stat(self, *args, **kwargs)
+        if self.name != path.name:
+            return info
+        fields = list(info)
+        fields[6] = 10  # st_size as it was "before" the file grew
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(Path, "stat", smaller)
+    assert read_bytes(path) == data
+    assert load_image(path).size == (64, 64)
+    with pytest.raises(BadImageError, match="over the"):
+        load_image(path, max_bytes=len(data) - 1)
+    assert len(read_bytes(path, max_bytes=len(data) - 1)) == len(data)  # read to the limit, and one more byte
+
+
+def test_reading_a_small_file_does_not_allocate_the_limit(tmp_path):
+    """A scan reads thousands of photos of tens of kB each: asking Python for the 25 MB limit at once allocated
+    that much for every file (3× slower reads)."""
+    import tracemalloc
+
+    from interp.images import DEFAULT_MAX_BYTES, read_bytes
+
+    path = tmp_path / "small.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(path)
+    tracemalloc.start()
+    try:
+        data = read_bytes(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert data == path.read_bytes()
+    assert peak < 1_000_000 < DEFAULT_MAX_BYTES
+
+
 def test_digest_is_content_addressed():
     a = Image.new("RGB", (8, 8), (1, 2, 3))
     png, jpeg_like = load_image(_encode(a, "PNG")), load_image(_encode(a, "BMP"))
