@@ -48,8 +48,8 @@ def read_pixels(
     """``(pixels, "")`` for one image, resized and cropped by the model's ``transform`` (its ``pixels``, the first
     half, where it has one), or ``(None, the sentence saying why it cannot be read)``: the CPU path of every scan, in
     process and on Ray. A plain JPEG (:func:`interp.jpeg.decode_plain`) is decoded without holding the GIL, to the
-    same pixels as Pillow's (two reading threads: 0.51-0.57 ms an image against 0.58-0.63, ``bench/bench_scan.py``);
-    any other file by :func:`load_rgb`, which also words every error."""
+    same pixels as Pillow's (with two reading threads Pillow's decoding took 1.2-1.3× as long,
+    ``bench/bench_scan.py``); any other file by :func:`load_rgb`, which also words every error."""
     try:
         if hasattr(transform, "pixels_of"):
             source = read_bytes(source, name=name)  # read once: Pillow gets them where decode_plain does not
