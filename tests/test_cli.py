@@ -47,6 +47,29 @@ def test_models_json_lists_the_registry(capsys):
     assert f"{vit['load_mb']:,} MB to load" in capsys.readouterr().out
 
 
+def test_models_timm_lists_timms_names_with_their_pretrained_tags(capsys):
+    """Where a person who typed an unknown name finds the right one: timm's registry by pattern, each name with its
+    pretrained tags, timm's default (what ``--model NAME`` loads) first; a pattern without wildcards is a part of
+    the name; no match is one sentence; nothing is downloaded."""
+    from timm.models import get_pretrained_cfg
+
+    assert main(["models", "--timm", "resnet5?", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["resnet50"]
+    assert rows[0]["pretrained"][0] == get_pretrained_cfg("resnet50").tag and len(rows[0]["pretrained"]) > 4
+    assert main(["models", "--timm", "vit_small_patch16"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^vit_small_patch16_224\s+\d+ pretrained: augreg_in21k_ft_in1k, ", out, re.M)
+    lines = [line for line in out.splitlines() if line and not line.startswith(" ")]
+    assert all("vit_small_patch16" in line for line in lines[:-1])
+    assert re.search(r"^\d+ names, \d+ with pretrained weights", lines[-1])
+    assert main(["models", "--timm", "zz_no_such"]) == 2
+    assert "no timm model name matches 'zz_no_such'" in capsys.readouterr().err
+    # the hint an unknown name gives points here, and works as written
+    with pytest.raises(interp.InterpError, match=r"python -m interp models --timm PATTERN"):
+        interp.get_spec("qqqqqqqqqqqq")
+
+
 def test_predict_json(coffee_jpg, capsys):
     assert main(["predict", "--image", str(coffee_jpg), "--top", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -144,3 +144,18 @@ def test_the_readme_prints_what_predict_prints_on_a_bundled_photo(capsys):
     assert printed["predictions"][0]["index"] == first["index"]
     assert printed["predictions"][0]["label"] == first["label"]
     assert printed["predictions"][0]["prob"] == pytest.approx(first["prob"], abs=5e-4)
+
+
+def test_the_readme_prints_what_models_timm_prints(capsys):
+    """Read from timm's registry (no download), so the README's example is what the command prints; the number of
+    tags may grow with timm's releases, the shape of the lines may not."""
+    from interp.cli import main
+
+    command = "python -m interp models --timm 'resnet5?'"
+    shown = readme_output(command)
+    assert main(["models", "--timm", "resnet5?"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    shape = re.compile(r"^(\S+)\s+\d+ pretrained: (\w+), ")
+    assert shape.match(shown[0]).groups() == shape.match(printed[0]).groups() == ("resnet50", "a1_in1k")
+    assert shown[1] == printed[1] == ""
+    assert shown[2] == printed[2]

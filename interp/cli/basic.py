@@ -12,6 +12,9 @@ from interp.cli import DEVICE_HELP, command, handles
 @command("models", "list the model registry with where each model's weights come from and whether they can be had")
 def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.add_argument("--timm", metavar="PATTERN",
+                   help="list timm's architectures whose names match PATTERN instead (* and ?; without them, names "
+                   "that contain it), with the tags of their pretrained weights, the default first")  # fmt: skip
 
 
 @handles("models")
@@ -19,6 +22,8 @@ def _models(args: argparse.Namespace) -> int:
     from interp.models import SPECS, describe
     from interp.models.weights import OFFLINE_OPTIONS
 
+    if args.timm is not None:
+        return _timm_names(args.timm, args.json)
     rows = [describe(name) for name in SPECS]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -32,6 +37,31 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{'':<{width}}  why: {r['reason']}")
     if not all(r["available"] for r in rows):
         print(f"\nWithout the hub: {OFFLINE_OPTIONS}.")
+    return 0
+
+
+def _timm_names(pattern: str, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    from interp.models.specs import timm_names
+    from interp.words import counted
+
+    names = timm_names(pattern)
+    if as_json:
+        print(json.dumps([asdict(n) for n in names], indent=2))
+        return 0
+    width = max(len(n.name) for n in names)
+    for n in names:
+        if not n.pretrained:
+            weights = "no pretrained weights (random, or your own)"
+        else:
+            more = len(n.pretrained) - 4
+            shown = ", ".join(n.pretrained[:4]) + (f" and {more} more" if more > 0 else "")
+            weights = f"{len(n.pretrained)} pretrained: {shown}"
+        print(f"{n.name:<{width}}  {weights}")
+    with_weights = sum(bool(n.pretrained) for n in names)
+    print(f"\n{counted(len(names), 'name')}, {with_weights} with pretrained weights: `--model NAME` loads the first "
+          "tag's, `--model NAME.TAG` another's (from the hub).")  # fmt: skip
     return 0
 
 

@@ -159,7 +159,7 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownModelError("no model name was given; pick one from the list or type a timm model name.")
     if not is_timm_name(name):
         close = suggest_names(name)
-        hint = f" Did you mean {', '.join(close)}?" if close else " See timm.list_models() for the names."
+        hint = f" Did you mean {', '.join(close)}?" if close else f" {LIST_HINT}"
         raise UnknownModelError(f"{name!r} is not a timm model name.{hint}")
     return _infer_spec(name)
 
@@ -170,6 +170,37 @@ def is_timm_name(name: str) -> bool:
     if not timm.is_model(arch):
         return False
     return not tag or name in _pretrained_names()
+
+
+LIST_HINT = "`python -m interp models --timm PATTERN` (timm.list_models(PATTERN) in Python) lists timm's names."
+"""Where a person who typed an unknown name finds the right one (from a shell or from Python)."""
+
+
+@dataclass(frozen=True)
+class TimmName:
+    """A timm architecture and the tags of its pretrained weights, timm's default first (none: it has only random
+    weights; give it your own)."""
+
+    name: str
+    pretrained: tuple[str, ...]
+
+
+def timm_names(pattern: str) -> list[TimmName]:
+    """timm's architectures whose names match ``pattern``, in timm's order: ``*`` and ``?`` as in
+    ``timm.list_models``; a pattern without either matches every name that contains it (``vit_small`` finds
+    ``vit_small_patch16_224``). Read from timm's registry: nothing is downloaded.
+
+    Raises:
+        UnknownModelError: no name matches.
+    """
+    typed = pattern.strip()
+    names = timm.list_models(typed if any(c in typed for c in "*?[") else f"*{typed}*")
+    if not names:
+        raise UnknownModelError(f"no timm model name matches {typed!r}; patterns use * and ? (for example "
+                                "'*vit_small*' or 'resnet5?').")  # fmt: skip
+    from timm.models import get_arch_pretrained_cfgs
+
+    return [TimmName(n, tuple(k.split(".", 1)[1] for k in get_arch_pretrained_cfgs(n) if "." in k)) for n in names]
 
 
 def suggest_names(name: str, n: int = 3) -> list[str]:
