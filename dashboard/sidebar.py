@@ -73,10 +73,10 @@ def model_picker_ui() -> state.ModelChoice | None:
         format_func=label,
         on_change=state.keep,
         args=("model_select",),
-        help="Models we know well; the last entry takes any name from timm.list_models().",
+        help="Models we know well; the last entry takes any timm model name.",
     )
     if choice == OTHER:
-        name = _timm_name_ui()
+        name = _timm_name_ui(choices)
     else:
         name = choice
         _model_card(resources.model_row(name))
@@ -86,7 +86,7 @@ def model_picker_ui() -> state.ModelChoice | None:
     return state.ModelChoice(name, *weights)
 
 
-def _timm_name_ui() -> str | None:
+def _timm_name_ui(ours: dict[str, bool]) -> str | None:
     typed = st.text_input(
         "timm model name",
         key="model_other",
@@ -95,11 +95,17 @@ def _timm_name_ui() -> str | None:
         placeholder="e.g. resnet18.a1_in1k",
     ).strip()
     if not typed:
-        st.caption("Type any name from `timm.list_models()`; weights come from the hub or a file you upload.")
+        st.caption("Type any timm model name, or a part of one (vit, convnext, resnet…) to see names that "
+                   "contain it; weights come from the hub or a file you upload.")  # fmt: skip
         return None
-    if not is_timm_name(typed):
-        close = suggest_names(typed)
-        st.error(f"“{typed}” is not a timm model name." + (" Did you mean one of these?" if close else ""))
+    if typed not in ours and not is_timm_name(typed):
+        close = suggest_names(typed, n=5)
+        if any(typed.lower() in suggestion for suggestion in close):
+            st.info(f"“{typed}” is not a whole model name; names that contain it (type more to narrow them):")
+        elif close:
+            st.error(f"“{typed}” is not a timm model name. Did you mean one of these?")
+        else:
+            st.error(f"“{typed}” is not a timm model name, nor a part of one; try vit, resnet or convnext.")
         for i, suggestion in enumerate(close):
             st.button(suggestion, key=f"suggest_{i}", on_click=state.put, args=("model_other", suggestion))
         return None

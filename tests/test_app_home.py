@@ -111,6 +111,24 @@ def test_any_timm_name_with_suggestions():
     assert at.sidebar.text_input(key="model_other").value == "resnet50"
 
 
+def test_a_part_of_a_name_offers_the_names_that_contain_it():
+    at = home().run()
+    at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+    at.sidebar.text_input(key="model_other").input("vit_small").run()
+    assert_healthy(at)
+    assert not at.sidebar.error and "names that contain it" in at.sidebar.info[0].value
+    labels = [at.sidebar.button(key=f"suggest_{i}").label for i in range(5)]
+    assert labels[0] == "vit_small_patch16_224" and all("vit_small" in label for label in labels), labels
+    at.sidebar.button(key="suggest_0").click().run()
+    assert at.sidebar.text_input(key="model_other").value == "vit_small_patch16_224"
+    assert not at.sidebar.info and any("M parameters" in c.value for c in at.sidebar.caption)
+    # one of ours typed in the box (the offline ViT of shapes is not a timm name) is taken, not refused
+    at.sidebar.text_input(key="model_other").input("shapes_vit").run()
+    assert not at.sidebar.error and not at.sidebar.info and any("M parameters" in c.value for c in at.sidebar.caption)
+    at.sidebar.text_input(key="model_other").input("qqqzzz").run()
+    assert "nor a part of one" in at.sidebar.error[0].value
+
+
 def test_a_link_with_a_mistyped_model_shows_the_default_and_suggests_the_name():
     at = home()
     at.query_params["model"] = "resnet_5O"

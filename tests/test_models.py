@@ -72,6 +72,34 @@ def test_unknown_name_suggests_close_timm_names():
         get_spec("   ")
 
 
+@pytest.mark.parametrize(
+    "typed, first",
+    [("vit_small", "vit_small_patch16_224"), ("VIT_base", "vit_base_patch16_224"), ("convnext", "convnext_base"),
+     ("deit", "deit_small_patch16_224"), ("lite0", "efficientnet_lite0"), ("swin", None)],
+)  # fmt: skip
+def test_a_part_of_a_name_suggests_the_names_that_contain_it(typed, first):
+    """A reviewer types ``vit_small`` and is offered ViT-S, not the names spelt closest (gcvit_small, davit_small):
+    names that contain what was typed come first, ours before timm's others, timm's ``test_`` models last."""
+    from interp.models import suggest_names
+
+    names = suggest_names(typed, n=5)
+    assert len(names) == 5 or typed == "lite0", names  # lite0: only two names contain it
+    assert all(typed.lower() in n for n in names), names
+    assert first is None or names[0] == first, names
+    assert not any(n.startswith("test_") for n in names), names
+    assert all(interp.models.is_timm_name(n) for n in names if n not in SPECS)
+    wide = suggest_names("convnext", n=200)
+    assert wide.index("convnext_tiny") < min(wide.index(n) for n in wide if n.startswith("test_"))
+
+
+def test_a_misspelt_name_still_gets_the_close_ones_and_nothing_typed_gets_none():
+    from interp.models import suggest_names
+
+    assert suggest_names("resnet5O")[0] == "resnet50" and suggest_names("resnet_5O")[0] == "resnet50"
+    assert suggest_names("resnet50.a1", n=3)[:2] == ["resnet50.a1_in1k", "resnet50.a1h_in1k"]  # a tag, typed in part
+    assert suggest_names("  ") == [] and suggest_names("qqqqzzzz") == []
+
+
 @pytest.mark.parametrize("name", ["vit_small_patch14_reg4_dinov2", "eva02_tiny_patch14_224"])
 def test_a_feature_extractor_without_classes_is_refused_before_it_is_built(name, monkeypatch):
     """timm builds these with no classifier: predicting failed with an IndexError and every method said the class

@@ -204,9 +204,23 @@ def timm_names(pattern: str) -> list[TimmName]:
 
 
 def suggest_names(name: str, n: int = 3) -> list[str]:
-    """Up to ``n`` timm model names close to ``name``, best first."""
-    pool = list(dict.fromkeys([*SPECS, *timm.list_models(), *_pretrained_names()]))
-    return difflib.get_close_matches(name.strip().lower(), pool, n=n, cutoff=0.6)
+    """Up to ``n`` model names for what a person typed, best first: names that contain it (``vit_small`` finds
+    ``vit_small_patch16_224``; ours, then those that start with it, then those with pretrained weights, then the
+    shortest; timm's ``test_`` models last), then names spelt closely (``resnet5O`` finds ``resnet50``)."""
+    typed = name.strip().lower()
+    if not typed:
+        return []
+    arches = list(dict.fromkeys([*SPECS, *timm.list_models()]))
+    pool = list(dict.fromkeys([*arches, *_pretrained_names()]))
+    pretrained = {n.split(".", 1)[0] for n in _pretrained_names()}
+
+    def rank(candidate: str) -> tuple:
+        return (candidate not in SPECS, not candidate.startswith(typed), candidate.startswith("test_"),
+                candidate not in pretrained, len(candidate))  # fmt: skip
+
+    containing = sorted((c for c in (pool if "." in typed else arches) if typed in c and c != typed), key=rank)
+    close = difflib.get_close_matches(typed, pool, n=n, cutoff=0.6)
+    return list(dict.fromkeys([*containing, *close]))[:n]
 
 
 @functools.lru_cache(maxsize=1)
