@@ -62,6 +62,8 @@ def test_offline_hub_load_fails_fast_with_the_options():
         load_model("resnet50")
     assert time.perf_counter() - start < 5.0  # timm's own retries would take ~45 s
     assert "efficientnet_lite0" in str(info.value) and "weights file" in str(info.value)
+    repo = W.hub_repo("resnet50")[0]  # the command to fetch it elsewhere names its repository, not a placeholder
+    assert repo.startswith("timm/resnet50.") and f"`hf download {repo}`" in str(info.value)
 
 
 def test_unknown_name_suggests_close_timm_names():

@@ -164,8 +164,9 @@ def test_bad_text_is_one_sentence(bundled):
         bundled.encode("\x00\x07\u200b")
     with pytest.raises(BadTextError, match="at most 20"):
         bundled.encode(" ".join(["good"] * 30))
-    with pytest.raises(Exception, match="not in the local Hugging Face cache"):
+    with pytest.raises(Exception, match="not in the local Hugging Face cache") as info:
         load_text_model("someone/no-such-model")
+    assert "`hf download someone/no-such-model`" in str(info.value)
 
 
 def test_python_api_settings_that_would_be_misread_are_refused_in_a_sentence(bundled):

@@ -402,14 +402,15 @@ def _from_hub(arch: str) -> tuple[torch.nn.Module, str]:
         return model, f"hub cache ({repo})"
     if not W.hub_reachable():
         raise WeightsUnavailableError(
-            f"{repo} is not in the local hub cache and the hub cannot be reached; {W.OFFLINE_OPTIONS}."
+            f"{repo} is not in the local hub cache and the hub cannot be reached; {W.offline_options(repo)}."
         )
     try:  # not under BUILD_LOCK: a download can take minutes, and every other build would wait behind it
         return timm.create_model(arch, pretrained=True), f"hub ({repo})"
     except (OSError, RuntimeError) as exc:
         log.warning("download of %s failed: %r", repo, exc)
         raise WeightsUnavailableError(
-            f"downloading {repo} from the hub failed; check the connection and try again, or {W.OFFLINE_OPTIONS}."
+            f"downloading {repo} from the hub failed; check the connection and try again, or "
+            f"{W.offline_options(repo)}."
         ) from None
 
 

@@ -30,11 +30,16 @@ log = logging.getLogger(__name__)
 
 HUB_HOST = "huggingface.co"
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
-OFFLINE_OPTIONS = (
-    "offline you can use the bundled efficientnet_lite0, upload or name a weights file (.safetensors, or .pth "
-    "saved as a plain state dict), or fill the hub cache on a machine with internet "
-    "(`hf download timm/<model>`) and copy ~/.cache/huggingface here"
-)
+
+
+def offline_options(repo: str = "timm/<model>") -> str:
+    """What a person without the hub can do instead, naming the hub repository to fetch elsewhere."""
+    return ("offline you can use the bundled efficientnet_lite0, upload or name a weights file (.safetensors, or .pth "
+            "saved as a plain state dict), or fill the hub cache on a machine with internet "
+            f"(`hf download {repo}`) and copy ~/.cache/huggingface here")  # fmt: skip
+
+
+OFFLINE_OPTIONS = offline_options()
 
 StateDict = dict[str, torch.Tensor]
 

@@ -213,7 +213,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
             raise WeightsUnavailableError(
                 f"the text model {name} is not in the local Hugging Face cache and the hub cannot be reached; use "
                 "text_bert (bundled), "
-                "or fill the cache elsewhere (hf download NAME) and copy ~/.cache/huggingface here."
+                f"or fill the cache elsewhere (`hf download {name}`) and copy ~/.cache/huggingface here."
             ) from None
         raise UnknownModelError(f"the text model {name} could not be loaded as a classifier with safetensors weights: "
                                 f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
