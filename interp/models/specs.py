@@ -196,8 +196,10 @@ def timm_names(pattern: str) -> list[TimmName]:
     typed = pattern.strip()
     names = timm.list_models(typed if any(c in typed for c in "*?[") else f"*{typed}*")
     if not names:
-        raise UnknownModelError(f"no timm model name matches {typed!r}; patterns use * and ? (for example "
-                                "'*vit_small*' or 'resnet5?').")  # fmt: skip
+        close = suggest_names("".join(c for c in typed if c not in "*?[]"))
+        hint = f"; did you mean {', '.join(close)}?" if close else "."
+        raise UnknownModelError(f"no timm model name matches {typed!r} (patterns use * and ?, for example "
+                                f"'*vit_small*' or 'resnet5?'){hint}")  # fmt: skip
     from timm.models import get_arch_pretrained_cfgs
 
     return [TimmName(n, tuple(k.split(".", 1)[1] for k in get_arch_pretrained_cfgs(n) if "." in k)) for n in names]
@@ -219,7 +221,7 @@ def suggest_names(name: str, n: int = 3) -> list[str]:
                 candidate not in pretrained, len(candidate))  # fmt: skip
 
     containing = sorted((c for c in (pool if "." in typed else arches) if typed in c and c != typed), key=rank)
-    close = difflib.get_close_matches(typed, pool, n=n, cutoff=0.6)
+    close = sorted(difflib.get_close_matches(typed, pool, n=n + 3, cutoff=0.6), key=lambda c: c.startswith("test_"))
     return list(dict.fromkeys([*containing, *close]))[:n]
 
 
