@@ -100,7 +100,7 @@ def _timm_name_ui(ours: dict[str, bool]) -> str | None:
         return None
     if typed not in ours and not is_timm_name(typed):
         close = suggest_names(typed, n=5)
-        if any(typed.lower() in suggestion for suggestion in close):
+        if typed.lower() not in close and any(typed.lower() in suggestion for suggestion in close):
             st.info(f"“{typed}” is not a whole model name; names that contain it (type more to narrow them):")
         elif close:
             st.error(f"“{typed}” is not a timm model name. Did you mean one of these?")

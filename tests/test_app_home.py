@@ -127,6 +127,8 @@ def test_a_part_of_a_name_offers_the_names_that_contain_it():
     assert not at.sidebar.error and not at.sidebar.info and any("M parameters" in c.value for c in at.sidebar.caption)
     at.sidebar.text_input(key="model_other").input("qqqzzz").run()
     assert "nor a part of one" in at.sidebar.error[0].value
+    at.sidebar.text_input(key="model_other").input("ResNet50").run()  # the case wrong: a misspelling, itself offered
+    assert "Did you mean" in at.sidebar.error[0].value and at.sidebar.button(key="suggest_0").label == "resnet50"
 
 
 def test_a_link_with_a_mistyped_model_shows_the_default_and_suggests_the_name():

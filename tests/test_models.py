@@ -100,6 +100,8 @@ def test_a_misspelt_name_still_gets_the_close_ones_and_nothing_typed_gets_none()
     assert suggest_names("resnet5O")[0] == "resnet50" and suggest_names("resnet_5O")[0] == "resnet50"
     assert suggest_names("resnet50.a1", n=3)[:2] == ["resnet50.a1_in1k", "resnet50.a1h_in1k"]  # a tag, typed in part
     assert suggest_names("  ") == [] and suggest_names("qqqqzzzz") == []
+    assert suggest_names("ResNet50")[0] == "resnet50"  # only the case was wrong: the name itself first
+    assert suggest_names("VIT_SMALL_PATCH16_224")[0] == "vit_small_patch16_224"
 
 
 @pytest.mark.parametrize("name", ["vit_small_patch14_reg4_dinov2", "eva02_tiny_patch14_224"])

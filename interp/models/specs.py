@@ -216,11 +216,11 @@ def suggest_names(name: str, n: int = 3) -> list[str]:
     pool = list(dict.fromkeys([*arches, *_pretrained_names()]))
     pretrained = {n.split(".", 1)[0] for n in _pretrained_names()}
 
-    def rank(candidate: str) -> tuple:
-        return (candidate not in SPECS, not candidate.startswith(typed), candidate.startswith("test_"),
-                candidate not in pretrained, len(candidate))  # fmt: skip
+    def rank(candidate: str) -> tuple:  # the name itself first, where only its case was wrong
+        return (candidate != typed, candidate not in SPECS, not candidate.startswith(typed),
+                candidate.startswith("test_"), candidate not in pretrained, len(candidate))  # fmt: skip
 
-    containing = sorted((c for c in (pool if "." in typed else arches) if typed in c and c != typed), key=rank)
+    containing = sorted((c for c in (pool if "." in typed else arches) if typed in c), key=rank)
     close = sorted(difflib.get_close_matches(typed, pool, n=n + 3, cutoff=0.6), key=lambda c: c.startswith("test_"))
     return list(dict.fromkeys([*containing, *close]))[:n]
 
