@@ -22,10 +22,12 @@ from interp.models import LoadedModel
 from interp.models.gate import passes_by_other_threads
 from interp.runtime import HEADROOM_MB, anonymous_mb, container_limit_mb, heap_in_use, resident_mb
 
-PROCESS_CEILING_MB = 1900
+PROCESS_CEILING_MB = 1830
 """What the whole process may reach while attributing (``VmRSS``) where no setting says otherwise: under 2 GB
-(Community Cloud gives 0.7-2.7 GB), with 100 MB for the error of the per-input estimate and the free heap glibc may
-keep. A container's lower limit lowers it (:func:`activation_budget_mb`)."""
+(Community Cloud gives 0.7-2.7 GB), with 200 MB for the error of the per-input estimate and the free heap glibc may
+keep (with a ceiling of 1,900 MB, runs of every method on Lite0 peaked at 1.82-2.01 GB, once at 2,106 MB: LIME, 206 MB
+past it; which thread's heap a pass's buffers land in varies from run to run). A container's lower limit lowers it
+(:func:`activation_budget_mb`)."""
 RUNTIME_MB = 750
 """Where the OS cannot tell: resident size of Python with torch, timm and captum imported (measured: 733 MB)."""
 MIN_BUDGET_MB = 128
@@ -115,7 +117,11 @@ def batch_size(
     from its last budget while no other thread has run a model and nothing has taken or given back memory
     (:func:`repeated_budget_mb`)."""
     if budget_mb is None:  # read before the probe's forward pass
-        budget_mb = activation_budget_mb(model) if work is None else repeated_budget_mb(model, x, wanted, work)
+        if work is None:
+            _budgets.last = None  # other work: the pages it leaves do not serve the next repeated work's pass
+            budget_mb = activation_budget_mb(model)
+        else:
+            budget_mb = repeated_budget_mb(model, x, wanted, work)
     per_input = max(saved_bytes_per_input(model, x), 1)
     fits = int(budget_mb * 2**20 // (per_input * BACKWARD_FACTOR.get(model.spec.family, 2.1)))
     return max(1, min(wanted, fits))
@@ -125,25 +131,27 @@ REREAD_MB = 32
 """How far the heap in use may have moved since a work's last budget read before :func:`repeated_budget_mb` reads
 it again. Less than ``HEADROOM_MB``, which covers an answer this far out of date."""
 _budgets = threading.local()
-"""Each thread's last budget per work, ``_budgets.of``: ``{key: (budget MB, heap in use after the read, other
-threads' passes by then)}``."""
+"""Each thread's last budget read for repeated work, ``_budgets.last``: ``(work's key, budget MB, heap in use after
+the read, other threads' passes by then)``, or ``None`` once this thread has sized other work since."""
 
 
 def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: str) -> int:
     """:func:`activation_budget_mb` for ``work`` on inputs like ``x``, read once for a run of the same work.
 
     On the CPU a budget read hands the heap's free pages back to the OS so that the resident size is true
-    (:func:`interp.runtime.resident_mb`), and the next pass faults each of them in again: on EfficientNet-Lite0 an
-    IG-32 took 0.79 s beside a raw batched forward+backward of 0.53 s, and 0.60 s without the hand-back. Work repeated
-    by one thread with the same model, input size and batch (IG for another class, SmoothGrad's inner IG, a folder of
-    images, a page's row of classes) reuses the pages its last pass freed, so its last budget still holds while
-    nothing else happened: no other thread has run a model since that read (:func:`passes_by_other_threads`), and
-    the heap holds what it held after it (within ``REREAD_MB``: tensors held or given back, a model loaded or
-    dropped). Anything else reads it again. So does different work, since another pattern of allocations does not
-    fit the free pages it finds (running every method in turn grew a process 0.7 GB past its ceiling when free heap
-    counted as room). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every time: run for them, it
-    gained RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes followed by every
-    method from 1.82-1.94 GB to 1.98-2.05 GB.
+    (:func:`interp.runtime.resident_mb`), and the next pass faults each of them in again: on EfficientNet-Lite0 an IG-32
+    took 0.79 s beside a raw batched forward+backward of 0.53 s, and 0.60 s without the hand-back. Work repeated by one
+    thread with the same model, input size and batch (IG for another class, SmoothGrad's inner IG, a folder of images, a
+    page's row of classes) reuses the pages its last pass freed, so its last budget still holds while nothing else
+    happened: no other thread has run a model since that read (:func:`passes_by_other_threads`), and the heap holds what
+    it held after it (within ``REREAD_MB``: tensors held or given back, a model loaded or dropped). Anything else reads
+    it again. So does different work, since another pattern of allocations does not fit the free pages it finds (running
+    every method in turn grew a process 0.7 GB past its ceiling when free heap counted as room), and the same work after
+    other work in this thread: GradientSHAP, then eleven other methods, then GradientSHAP again on its first budget took
+    a process from 1.79 to 2.01 GB, the pages the others had freed still resident beneath it (the heap's count in use
+    had not moved). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every time: run for them, it gained
+    RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes followed by every method from
+    1.82-1.94 GB to 1.98-2.05 GB.
 
     Each thread keeps its own budgets, and another thread's pass makes them stale: glibc gives threads heaps of
     their own, and pages one session's pass freed in its thread's heap cannot serve another's pass (a budget shared
@@ -152,16 +160,13 @@ def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: s
     if model.device.type == "cuda":
         return activation_budget_mb(model)
     key = (model.key, tuple(x.shape[1:]), wanted, work, Settings.from_env().memory_limit_mb)
-    mine: dict[tuple, tuple[int, int, int]] = _budgets.__dict__.setdefault("of", {})  # a new thread's is empty
-    now, others, last = heap_in_use(), passes_by_other_threads(), mine.get(key)
-    if now is not None and last is not None and others == last[2] and abs(now - last[1]) <= REREAD_MB * 2**20:
-        return last[0]
+    now, others, last = heap_in_use(), passes_by_other_threads(), getattr(_budgets, "last", None)
+    if now is not None and last is not None and last[0] == key and others == last[3]:
+        if abs(now - last[2]) <= REREAD_MB * 2**20:
+            return last[1]
     budget = activation_budget_mb(model)
     after = heap_in_use()
-    if after is not None:
-        if len(mine) >= 64:
-            mine.clear()
-        mine[key] = (budget, after, passes_by_other_threads())
+    _budgets.last = (key, budget, after, passes_by_other_threads()) if after is not None else None
     return budget
 
 
