@@ -786,7 +786,7 @@ def test_the_same_work_asked_again_reads_its_budget_once_while_the_heap_holds_wh
     attribute(tiny_cnn, image, "gradient_shap", 2)
     assert len(reads) == 5
     # the same work after other work in this thread reads again: the pages the other work freed stay resident, and
-    # its own budget would not count them (GradientSHAP after eleven other methods took Lite0's process past 2 GB)
+    # its own budget would not count them (GradientSHAP after thirteen other methods took Lite0's process to 2 GB)
     attribute(tiny_cnn, image, "integrated_gradients", 1, steps=16)
     assert len(reads) == 6
     attribute(tiny_cnn, image, "rise", 1, masks=64)  # forward passes alone read every time (see repeated_budget_mb)

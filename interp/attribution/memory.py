@@ -147,11 +147,11 @@ def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: s
     it held after it (within ``REREAD_MB``: tensors held or given back, a model loaded or dropped). Anything else reads
     it again. So does different work, since another pattern of allocations does not fit the free pages it finds (running
     every method in turn grew a process 0.7 GB past its ceiling when free heap counted as room), and the same work after
-    other work in this thread: GradientSHAP, then eleven other methods, then GradientSHAP again on its first budget took
-    a process from 1.79 to 2.01 GB, the pages the others had freed still resident beneath it (the heap's count in use
-    had not moved). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every time: run for them, it gained
-    RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes followed by every method from
-    1.82-1.94 GB to 1.98-2.05 GB.
+    other work in this thread, whose freed pages stay resident beneath it: GradientSHAP for four classes, the thirteen
+    methods before it in the list, then GradientSHAP again, allowed its first budget, took a process from 1.79 to 2.01
+    GB in one run (by 0-0.11 GB in five others). Passes without gradients (occlusion, RISE, LIME, Score-CAM) read every
+    time: run for them, it gained RISE 5% and raised the peak of IG, SmoothGrad and GradientSHAP for several classes
+    followed by every method from 1.82-1.94 GB to 1.98-2.05 GB.
 
     Each thread keeps its own budgets, and another thread's pass makes them stale: glibc gives threads heaps of
     their own, and pages one session's pass freed in its thread's heap cannot serve another's pass (a budget shared
