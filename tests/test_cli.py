@@ -67,7 +67,7 @@ def test_models_timm_lists_timms_names_with_their_pretrained_tags(capsys):
     assert "no timm model name matches 'zz_no_such'" in capsys.readouterr().err
     assert main(["models", "--timm", "convnxt_t*"]) == 2  # a misspelt pattern is offered the names it was near
     assert "no timm model name matches 'convnxt_t*' (patterns" in (err := capsys.readouterr().err)
-    assert err.rstrip().endswith("; did you mean convnext_tiny, convnext_atto, convnext_femto?"), err
+    assert "; did you mean convnext_tiny, convnext_" in err and err.rstrip().endswith("?"), err  # (timm's list grows)
     # the hint an unknown name gives points here, and works as written
     with pytest.raises(interp.InterpError, match=r"python -m interp models --timm PATTERN"):
         interp.get_spec("qqqqqqqqqqqq")
