@@ -170,10 +170,14 @@ def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: s
     return budget
 
 
-FORWARD_MULTIPLE = 2
-"""How many more inputs a pass without gradients may take than one with them. Measured peaks per input of a forward
-pass alone, as a share of what autograd saves: EfficientNet-Lite0 0.24-0.30, ResNet-50 0.20, ViT-B/16 0.19; with
-Captum's perturbed copies and glibc's fragmentation beside them, 4 took occlusion on Lite0 1.2 GB past its budget."""
+FORWARD_MULTIPLE = 1
+"""How many more inputs a pass without gradients may take than one with them. A forward pass alone peaks at 0.24-0.30
+of what autograd saves per input (EfficientNet-Lite0; ResNet-50 0.20, ViT-B/16 0.19), but Captum's perturbed copies and
+the heap's fragmentation beside it bring a perturbation method to about half of a backward pass's peak per input: with
+2, occlusion and LIME on Lite0 rose 0.78-1.03 GB above what the process held against a budget of 0.87-0.99 GB, and
+took CI's run of every method to 2,051 MB (LIME); with 1, 0.30-0.57 GB, in the same time or less (occlusion 2.0-2.2 s
+against 2.1, LIME 2.5-2.6 s against 3.1, RISE 11.0-11.6 s against 11.2-11.4: on the CPU a batch of 9 is as fast per
+image as one of 18). With 4, occlusion went 1.2 GB past its budget."""
 
 
 def forward_batch_size(model: LoadedModel, x: torch.Tensor, wanted: int) -> int:
