@@ -181,5 +181,6 @@ image as one of 18). With 4, occlusion went 1.2 GB past its budget."""
 
 
 def forward_batch_size(model: LoadedModel, x: torch.Tensor, wanted: int) -> int:
-    """How many inputs like ``x`` to push through a forward pass without gradients at once: at most ``wanted``."""
+    """How many inputs like ``x`` to push through a forward pass without gradients at once: at most ``wanted``, and
+    ``FORWARD_MULTIPLE`` times as many as a pass with gradients may take."""
     return max(1, min(wanted, FORWARD_MULTIPLE * batch_size(model, x, wanted)))
