@@ -17,7 +17,7 @@ class PerturbationMethod(AttributionMethod):
     kind = "perturbation"
 
     def forward_batch(self, model: LoadedModel, x: torch.Tensor, wanted: int) -> int:
-        """Perturbed inputs per forward pass without gradients (:func:`interp.attribution.memory.forward_batch_size`)."""
+        """Perturbed inputs per pass without gradients (:func:`interp.attribution.memory.forward_batch_size`)."""
         return forward_batch_size(model, x, wanted)
 
 
