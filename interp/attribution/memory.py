@@ -170,17 +170,15 @@ def repeated_budget_mb(model: LoadedModel, x: torch.Tensor, wanted: int, work: s
     return budget
 
 
-FORWARD_MULTIPLE = 1
-"""How many more inputs a pass without gradients may take than one with them. A forward pass alone peaks at 0.24-0.30
-of what autograd saves per input (EfficientNet-Lite0; ResNet-50 0.20, ViT-B/16 0.19), but Captum's perturbed copies and
-the heap's fragmentation beside it bring a perturbation method to about half of a backward pass's peak per input: with
-2, occlusion and LIME on Lite0 rose 0.78-1.03 GB above what the process held against a budget of 0.87-0.99 GB, and
-took CI's run of every method to 2,051 MB (LIME); with 1, 0.30-0.57 GB, in the same time or less (occlusion 2.0-2.2 s
-against 2.1, LIME 2.5-2.6 s against 3.1, RISE 11.0-11.6 s against 11.2-11.4: on the CPU a batch of 9 is as fast per
-image as one of 18). With 4, occlusion went 1.2 GB past its budget."""
-
-
 def forward_batch_size(model: LoadedModel, x: torch.Tensor, wanted: int) -> int:
-    """How many inputs like ``x`` to push through a forward pass without gradients at once: at most ``wanted``, and
-    ``FORWARD_MULTIPLE`` times as many as a pass with gradients may take."""
-    return max(1, min(wanted, FORWARD_MULTIPLE * batch_size(model, x, wanted)))
+    """How many inputs like ``x`` to push through a forward pass without gradients at once: as many as a pass with
+    gradients may take (:func:`batch_size`), at most ``wanted``.
+
+    A forward pass alone peaks at 0.24-0.30 of what autograd saves per input (EfficientNet-Lite0; ResNet-50 0.20,
+    ViT-B/16 0.19), but Captum's perturbed copies and the heap's fragmentation beside it bring a perturbation method to
+    about half of a backward pass's peak per input. Twice as many inputs took occlusion and LIME on Lite0 0.78-1.03 GB
+    above what the process held against a budget of 0.87-0.99 GB, and CI's run of every method to 2,051 MB (LIME);
+    as many, 0.30-0.57 GB, in the same time or less (occlusion 2.0-2.2 s against 2.1, LIME 2.5-2.6 s against 3.1, RISE
+    11.0-11.6 s against 11.2-11.4: on the CPU a batch of 9 is as fast per image as one of 18). Four times as many took
+    occlusion 1.2 GB past its budget."""
+    return batch_size(model, x, wanted)
