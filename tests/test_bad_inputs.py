@@ -257,12 +257,12 @@ def test_a_damaged_part_is_moved_aside_counted_and_rescanned(small_world, tmp_pa
 
     model = interp.load_model("shapes_cnn")
     out = tmp_path / "scan"
-    monkey_flush = scanner.FLUSH_ROWS
-    scanner.FLUSH_ROWS = 8  # several parts
+    monkey_flush = scanner.FLUSH_ROWS, scanner.FLUSH_MIN_SECONDS
+    scanner.FLUSH_ROWS, scanner.FLUSH_MIN_SECONDS = 8, 0.0  # several parts
     try:
         scan(model, small_world, out, batch_size=8, workers=0)
     finally:
-        scanner.FLUSH_ROWS = monkey_flush
+        scanner.FLUSH_ROWS, scanner.FLUSH_MIN_SECONDS = monkey_flush
     parts = sorted(out.glob("part-*.parquet"))
     assert len(parts) >= 3
     parts[1].write_bytes(parts[1].read_bytes()[:100])  # a copy cut short

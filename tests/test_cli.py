@@ -505,22 +505,22 @@ def test_an_interrupted_scan_says_what_it_kept_and_how_to_go_on(tmp_path, monkey
     write_image_folder(tmp_path / "shapes", 20, seed=3, split="test")
     args = ["scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(tmp_path / "shapes"), "--out",
             str(tmp_path / "o"), "--device", "cpu", "--batch-size", "4", "--workers", "0"]  # fmt: skip
-    real, calls = scanner._row, []
+    real, calls = scanner.scored_rows, []
 
-    def row(*a):
-        calls.append(1)
-        if len(calls) == 13:
+    def rows(items, *a):
+        calls.append(len(items))
+        if len(calls) == 4:  # Ctrl-C while the fourth batch of 4 is being scored
             raise KeyboardInterrupt
-        return real(*a)
+        return real(items, *a)
 
-    monkeypatch.setattr(scanner, "_row", row)
+    monkeypatch.setattr(scanner, "scored_rows", rows)
     assert main(args) == 130
     err = capsys.readouterr().err
     assert "interrupted: 12 images scored in" in err and "run the same command again" in err, err
-    monkeypatch.setattr(scanner, "_row", real)
+    monkeypatch.setattr(scanner, "scored_rows", real)
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "20/20 images" in out and "8 new this run" in out and len(calls) == 13
+    assert "20/20 images" in out and "8 new this run" in out and sum(calls) == 16
 
 
 @pytest.fixture(scope="module")

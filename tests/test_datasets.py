@@ -329,6 +329,72 @@ def test_scan_rows_labels_and_unreadable_files(shapes_folder, tmp_path):
     assert acc["images"].sum() == 48 and acc["accuracy"].is_monotonic_increasing
 
 
+def _row_by_definition(item, p: np.ndarray, mapping: dict, names) -> dict:
+    """A scan's row for one image, straight from each column's definition (the per-image code scans ran before)."""
+    top = np.argsort(-p, kind="stable")[:5]
+    labels = [mapping[label] for label in item.labels if label in mapping]
+    pred = int(top[0])
+    true_prob = float(max(p[i] for i in labels)) if labels else None
+    return {"id": item.id, "path": item.path, "label": labels[0] if labels else None, "labels": labels,
+            "label_name": item.label_name, "pred": pred, "pred_name": names[pred], "top5": top.tolist(),
+            "top5_prob": [float(p[i]) for i in top], "confidence": float(p[pred]), "true_prob": true_prob,
+            "loss": -np.log(max(true_prob, 1e-12)) if labels else None,
+            "entropy": float(-(p * np.log(np.clip(p, 1e-12, None))).sum()),
+            "correct": pred in labels if labels else None, "error": None}  # fmt: skip
+
+
+@pytest.mark.parametrize("classes", [3, 6, 1000])
+def test_a_batch_of_rows_equals_each_row_by_its_definition(classes):
+    """Rows are computed for a whole batch (the top classes on the model's device, only a few numbers an image
+    leaving it); each must equal the row by definition, also where classes tie (the lower index first; tied at the
+    fifth place too), where probabilities underflow to 0, for images with several true classes, one the model does
+    not have, or none."""
+    import pyarrow as pa
+    import torch
+
+    from interp.datasets.base import Item
+    from interp.datasets.rows import label_matrix, model_labels, score, scored_rows
+
+    rng = np.random.default_rng(classes)
+    n = 120
+    logits = torch.tensor(rng.normal(size=(n, classes)) * rng.choice([1, 30, 300], size=(n, 1)), dtype=torch.float32)
+    logits[:15] = logits[:15].round()  # ties
+    logits[15:20] = 0.0  # every class tied
+    drawn = [rng.choice(classes + 2, rng.integers(0, 3), replace=False) for _ in range(n)]
+    items = [Item(id=f"i{i}", path=f"d/{i}.jpg", labels=tuple(int(c) for c in cs)) for i, cs in enumerate(drawn)]
+    mapping = {c: (c * 7) % classes for c in range(classes)}  # classes and classes + 1: labels the model lacks
+    names = [f"class {c}" for c in range(classes)]
+    labels = model_labels(items, mapping)
+    batch = pa.Table.from_batches([scored_rows(items, labels, score(logits, label_matrix(labels)), names)]).to_pylist()
+    probs = logits.softmax(-1).numpy()
+    assert any(len(row) > 1 for row in labels) and any(not row for row in labels)
+    for got, item, p in zip(batch, items, probs, strict=True):
+        want = _row_by_definition(item, p, mapping, names)
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            if isinstance(value, float) or key == "top5_prob":
+                np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{item.id} {key}")
+            else:
+                assert got[key] == value, (item.id, key, got[key], value)
+
+
+def test_a_scan_faster_than_a_part_a_second_writes_a_part_a_second_not_one_a_batch(shapes_folder, tmp_path,
+                                                                                     monkeypatch):  # fmt: skip
+    """At a GPU's speed a part every 256 rows was forty files a second; a part now waits for
+    ``FLUSH_MIN_SECONDS`` as well as ``FLUSH_ROWS``."""
+    from interp.datasets import scanner
+
+    model = interp.load_model("shapes_cnn")
+    monkeypatch.setattr(scanner, "FLUSH_ROWS", 8)
+    monkeypatch.setattr(scanner, "FLUSH_MIN_SECONDS", 3600.0)
+    scan(model, read_folder(shapes_folder), tmp_path / "slow_parts", batch_size=8, workers=0)
+    assert len(list((tmp_path / "slow_parts").glob("part-*.parquet"))) == 1
+    monkeypatch.setattr(scanner, "FLUSH_MIN_SECONDS", 0.0)
+    scan(model, read_folder(shapes_folder), tmp_path / "parts", batch_size=8, workers=0)
+    assert len(list((tmp_path / "parts").glob("part-*.parquet"))) == 7  # 50 images, 8 a batch
+    assert len(load_scan(tmp_path / "parts")[1]) == len(load_scan(tmp_path / "slow_parts")[1]) == 50
+
+
 def test_scan_stops_when_asked_and_resumes_without_duplicates(shapes_folder, tmp_path):
     model = interp.load_model("shapes_cnn")
     ds = read_folder(shapes_folder)
@@ -348,7 +414,7 @@ def test_scan_resumes_after_a_kill(shapes_folder, tmp_path):
 import time, interp
 import interp.datasets.scanner as S
 from interp.datasets import read_folder, scan
-S.FLUSH_ROWS = 4
+S.FLUSH_ROWS, S.FLUSH_MIN_SECONDS = 4, 0.0
 model = interp.load_model("shapes_cnn")
 def slow(p):
     print(p.done, flush=True)

@@ -18,15 +18,11 @@ import numpy as np
 
 from interp.datasets.base import Dataset
 from interp.datasets.batches import read_pixels
+from interp.datasets.rows import BatchScores, error_rows, label_matrix, model_labels, score, scored_rows
 from interp.datasets.scanner import (
-    FLUSH_ROWS,
-    FLUSH_SECONDS,
     ScanProgress,
     ScanSummary,
-    _error_row,
-    _next_part,
-    _row,
-    _write_part,
+    _Parts,
     check_scan_settings,
     output_folder,
     prepare_folder,
@@ -78,11 +74,12 @@ def _decode(batch: dict[str, np.ndarray], transform: Callable, shape: tuple[int,
     xs, errors = [x for x, _ in done], [e for _, e in done]
     dtype = next((x.dtype for x in xs if x is not None), np.uint8)
     xs = [x if x is not None else np.zeros(shape, dtype) for x in xs]
-    return {"i": batch["i"], "x": np.stack(xs), "error": np.asarray(errors, dtype=object)}
+    return {"i": batch["i"], "labels": batch["labels"], "x": np.stack(xs), "error": np.asarray(errors, dtype=object)}
 
 
 class _Classify:
-    """A Ray actor: one model, loaded once, classifies batches (softmax probabilities). On a CPU node it also
+    """A Ray actor: one model, loaded once, classifies batches into what a row keeps of them
+    (:func:`interp.datasets.rows.score`: a few numbers an image, not a probability per class). On a CPU node it also
     decodes them (a batch of paths): with threads, in turn with the model's passes, so that each has the node's
     cores (as the in-process scan reads, :func:`interp.datasets.batches._threaded`)."""
 
@@ -102,8 +99,8 @@ class _Classify:
         if "x" not in batch:
             batch = _decode(batch, self.model.transform, self.shape, self.threads)
         x = self.model.batch_of(list(torch.from_numpy(np.ascontiguousarray(batch["x"]))))
-        probs = self.model.run(x).float().softmax(-1).cpu().numpy()
-        return {"i": batch["i"], "probs": probs, "error": batch["error"]}
+        scores = score(self.model.run(x), batch["labels"])
+        return {"i": batch["i"], "error": batch["error"], **scores.as_dict()}
 
 
 def scan_ray(
@@ -156,7 +153,9 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
         pool = actors or max(1, gpus)
         device = "cuda" if gpus else "cpu"
         shape = tuple(model.pixels(_blank(model)).shape)
-        rows_in = [{"i": i, "path": str(dataset.path_of(item)), "name": item.path} for i, item in enumerate(todo)]
+        labels = model_labels(todo, mapping)
+        rows_in = [{"i": i, "path": str(dataset.path_of(item)), "name": item.path, "labels": row}
+                   for i, (item, row) in enumerate(zip(todo, label_matrix(labels), strict=True))]  # fmt: skip
         paths = ray.data.from_items(rows_in)
         threads = None if gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // pool)
         if address is not None and not gpus:
@@ -169,31 +168,27 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
                                                                      "shape": shape},
                                    batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=pool),
                                    num_gpus=1 if gpus else 0)  # fmt: skip
-        rows: list[dict] = []
-        part = _next_part(out)
-        last_flush = time.perf_counter()
-
-        def flush() -> None:
-            nonlocal rows, part, written, last_flush
-            if rows:
-                _write_part(out / f"part-{part:05d}.parquet", rows)
-                written, part, rows = written + len(rows), part + 1, []
-            last_flush = time.perf_counter()
-
+        parts = _Parts(out)
         try:
             for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
-                for i, p, err in zip(batch["i"], batch["probs"], batch["error"], strict=True):
-                    item = todo[int(i)]
-                    rows.append(_error_row(item, mapping, str(err)) if err else _row(item, p, mapping, model.class_names))
-                    skipped += bool(err)
-                processed += len(batch["i"])
-                if len(rows) >= FLUSH_ROWS or time.perf_counter() - last_flush > FLUSH_SECONDS:
-                    flush()
+                bad = np.fromiter((bool(e) for e in batch["error"]), bool, len(batch["error"]))
+                rows = [int(i) for i in batch["i"]]
+                if bad.any():
+                    failed = [r for r, b in zip(rows, bad) if b]
+                    parts.add(error_rows([todo[r] for r in failed], [labels[r] for r in failed],
+                                         [str(e) for e in batch["error"][bad]]))  # fmt: skip
+                ok = [r for r, b in zip(rows, bad) if not b]
+                scores = BatchScores(**{key: batch[key][~bad] for key in ("top", "top_prob", "entropy", "true_prob")})
+                parts.add(scored_rows([todo[r] for r in ok], [labels[r] for r in ok], scores, model.class_names))
+                skipped += int(bad.sum())
+                processed += len(rows)
+                parts.flush_if_due()
                 if progress is not None:
                     rate = processed / max(time.perf_counter() - start, 1e-9)
                     progress(ScanProgress(already + processed, total, skipped, rate, (len(todo) - processed) / rate))
         finally:  # interrupted (Ctrl-C, a lost cluster): the rows scored so far are kept, as the in-process scan keeps them
-            flush()
+            parts.flush()
+        written = parts.written
     seconds = time.perf_counter() - start
     return ScanSummary(out=out, written=written, rows=already + written, total=total, skipped=skipped, seconds=seconds,
                        images_per_s=processed / seconds if seconds > 0 else 0.0,

@@ -46,13 +46,13 @@ SCHEMA = pa.schema(
 )
 
 
-def _write_part(path: Path, rows: list[dict]) -> None:
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+def _write_part(path: Path, batches: list[pa.RecordBatch]) -> None:
+    table = pa.Table.from_batches(batches, schema=SCHEMA)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     with open(path.parent / MANIFEST, "a") as f:  # how many rows each part holds, should it be damaged later
-        f.write(json.dumps({"part": path.name, "rows": len(rows)}) + "\n")
+        f.write(json.dumps({"part": path.name, "rows": table.num_rows}) + "\n")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

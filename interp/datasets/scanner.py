@@ -10,16 +10,16 @@ become rows with an ``error`` and no prediction, so they are listed and not retr
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import pyarrow as pa
 
 from interp.datasets.base import Dataset, DatasetError, Item
 from interp.datasets.batches import _batches, default_workers, resolve_decode
+from interp.datasets.rows import error_rows, label_matrix, model_labels, score, scored_rows
 from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's public names)
     DAMAGED,
     MANIFEST,
@@ -39,9 +39,13 @@ from interp.errors import BadSettingError, at_least, whole_number
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
 
-TOP_K = 5
 FLUSH_ROWS = 256
+"""A scan writes a part once this many rows have gathered and :data:`FLUSH_MIN_SECONDS` have passed since the last."""
+FLUSH_MIN_SECONDS = 1.0
+"""At least this long between parts, so that a scan at a GPU's speed (10,000 images a second) writes one part a
+second, not forty: a kill loses a second of work, and the folder holds a file per second of it, not per batch."""
 FLUSH_SECONDS = 10.0
+"""A part at least this often, however few rows (a slow model, a remote dataset)."""
 PRECISION_SAMPLE = 512
 """A scan in reduced precision re-runs its first this many readable images in fp32 and records the agreement."""
 
@@ -187,37 +191,27 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
     names = model.class_names
     if workers is None:
         workers = default_workers(model)
-    rows: list[dict] = []
-    written = skipped = on_device = 0
-    start = last_flush = time.perf_counter()
-    part = _next_part(out)
+    skipped = on_device = processed = 0
+    start = time.perf_counter()
+    parts = _Parts(out)
     stopped = False
-
-    def flush() -> None:
-        nonlocal rows, part, written, last_flush
-        if rows:
-            _write_part(out / f"part-{part:05d}.parquet", rows)
-            written += len(rows)
-            part += 1
-            rows = []
-        last_flush = time.perf_counter()
-
-    processed = 0
     try:
         for indices, x, failed, decoded in _batches(model, dataset, todo, batch_size, workers, decode):
             on_device += decoded
-            for i, err in failed:
-                rows.append(_error_row(todo[i], mapping, err))
+            if failed:
+                bad = [todo[i] for i, _ in failed]
+                parts.add(error_rows(bad, model_labels(bad, mapping), [err for _, err in failed]))
             skipped += len(failed)
             if x is not None:
                 with precision_scope(model.device, precision):
-                    probs = model.run(x).float().softmax(-1).cpu().numpy()
-                rows += [_row(todo[i], p, mapping, names) for i, p in zip(indices, probs, strict=True)]
+                    logits = model.run(x)
+                items = [todo[i] for i in indices]
+                labels = model_labels(items, mapping)
+                parts.add(scored_rows(items, labels, score(logits, label_matrix(labels)), names))
             processed += len(indices) + len(failed)
             elapsed = time.perf_counter() - start
             rate = processed / elapsed if elapsed > 0 else 0.0
-            if len(rows) >= FLUSH_ROWS or time.perf_counter() - last_flush > FLUSH_SECONDS:
-                flush()
+            parts.flush_if_due()
             if progress is not None:
                 left = len(todo) - processed
                 progress(ScanProgress(already + processed, total, skipped, rate, left / rate if rate > 0 else None))
@@ -225,7 +219,8 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
                 stopped = True
                 break
     finally:
-        flush()
+        parts.flush()
+    written = parts.written
     seconds = time.perf_counter() - start
     return ScanSummary(
         out=out,
@@ -266,32 +261,31 @@ def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batc
     return check
 
 
-def _row(item: Item, p: np.ndarray, mapping: dict[int, int] | None, names: tuple[str, ...]) -> dict:
-    top = np.argsort(-p)[:TOP_K]
-    labels = [mapping[label] for label in item.labels if mapping and label in mapping]
-    pred = int(top[0])
-    true_prob = float(max(p[i] for i in labels)) if labels else None
-    return {
-        "id": item.id,
-        "path": item.path,
-        "label": labels[0] if labels else None,
-        "labels": labels,
-        "label_name": item.label_name,
-        "pred": pred,
-        "pred_name": names[pred],
-        "top5": [int(i) for i in top],
-        "top5_prob": [float(p[i]) for i in top],
-        "confidence": float(p[pred]),
-        "true_prob": true_prob,
-        "loss": -math.log(max(true_prob, 1e-12)) if true_prob is not None else None,
-        "entropy": float(-(p * np.log(np.clip(p, 1e-12, None))).sum()),
-        "correct": (pred in labels) if labels else None,
-        "error": None,
-    }
+class _Parts:
+    """The rows a scan has scored and not yet written, as Arrow batches, written as whole parts
+    (:func:`_write_part`): once :data:`FLUSH_ROWS` rows have gathered and :data:`FLUSH_MIN_SECONDS` have passed since
+    the last part, after :data:`FLUSH_SECONDS` whatever the count, and at the end (also of a scan interrupted).
+    Every engine writes through one, so a folder's parts look the same whichever engine scored them."""
 
+    def __init__(self, out: Path) -> None:
+        self.out, self.part, self.written = out, _next_part(out), 0
+        self.batches: list[pa.RecordBatch] = []
+        self.pending = 0
+        self.last = time.perf_counter()
 
-def _error_row(item: Item, mapping: dict[int, int] | None, error: str) -> dict:
-    labels = [mapping[label] for label in item.labels if mapping and label in mapping]
-    return {"id": item.id, "path": item.path, "label": labels[0] if labels else None, "labels": labels,
-            "label_name": item.label_name, "pred": None, "pred_name": None, "top5": [], "top5_prob": [],
-            "confidence": None, "true_prob": None, "loss": None, "entropy": None, "correct": None, "error": error}  # fmt: skip
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self.batches.append(batch)
+            self.pending += batch.num_rows
+
+    def flush_if_due(self) -> None:
+        waited = time.perf_counter() - self.last
+        if (self.pending >= FLUSH_ROWS and waited >= FLUSH_MIN_SECONDS) or waited > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            _write_part(self.out / f"part-{self.part:05d}.parquet", self.batches)
+            self.written, self.part = self.written + self.pending, self.part + 1
+            self.batches, self.pending = [], 0
+        self.last = time.perf_counter()

@@ -1,0 +1,137 @@
+"""A scan's rows: what is kept of each batch's logits, computed where the model ran, and the Arrow batches written.
+
+:func:`score` turns logits into a few numbers per image on the model's device (the top classes and their
+probabilities, the entropy, the probability of the true classes), so that only those leave it: the in-process scan
+and the Ray actors call it, and the process that writes the rows (:func:`scored_rows`) receives tens of bytes an
+image instead of a probability per class, and builds a batch of rows in a few microseconds an image, whatever the
+number of classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from interp.datasets.base import Item
+from interp.datasets.scan_files import SCHEMA
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """What a scan keeps of a batch of ``n`` images' logits (NumPy arrays on the CPU).
+
+    Attributes:
+        top: ``(n, k)`` classes, the most probable first, equal ones by the lower index.
+        top_prob: their probabilities.
+        entropy: ``(n,)`` entropy of each prediction (nats).
+        true_prob: ``(n,)`` the highest probability among each image's true classes; NaN where it has none.
+    """
+
+    top: np.ndarray
+    top_prob: np.ndarray
+    entropy: np.ndarray
+    true_prob: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {"top": self.top, "top_prob": self.top_prob, "entropy": self.entropy, "true_prob": self.true_prob}
+
+
+def model_labels(items: Sequence[Item], mapping: dict[int, int] | None) -> list[list[int]]:
+    """Each item's labels as the model's classes; a label the mapping does not have (or no mapping) is left out."""
+    if not mapping:
+        return [[] for _ in items]
+    return [[mapping[label] for label in item.labels if label in mapping] for item in items]
+
+
+def label_matrix(labels: list[list[int]], width: int | None = None) -> np.ndarray:
+    """``labels`` as an ``(n, width)`` array padded with -1 (``width``: the longest, at least 1)."""
+    width = max([1, *map(len, labels)]) if width is None else width
+    out = np.full((len(labels), width), -1, np.int64)
+    for r, row in enumerate(labels):
+        out[r, : len(row)] = row
+    return out
+
+
+def score(logits: torch.Tensor, labels: np.ndarray, k: int = TOP_K) -> BatchScores:
+    """Softmax, entropy, the top ``k`` classes and the true classes' probability of a batch of logits, on the
+    device they are on; ``labels`` is :func:`label_matrix`'s array. A NaN ranks below every number."""
+    probs = logits.float().softmax(-1)
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+    lab = torch.as_tensor(labels, device=probs.device)
+    true_prob = probs.gather(1, lab.clamp_min(0)).masked_fill(lab < 0, -torch.inf).amax(1)
+    ranked = torch.nan_to_num(probs, nan=-torch.inf)
+    k = min(k, probs.shape[1])
+    values, idx = torch.topk(ranked, min(k + 1, probs.shape[1]), dim=1)  # one more: is there a tie across the cut?
+    values, idx = values.cpu().numpy(), idx.cpu().numpy()
+    top, top_values = idx[:, :k], values[:, :k]
+    if values.shape[1] > k:
+        for r in np.flatnonzero(values[:, k - 1] == values[:, k]):  # which of the equal classes: the lower indices
+            row = ranked[r].cpu().numpy()
+            top[r] = np.argsort(-row, kind="stable")[:k]
+            top_values[r] = row[top[r]]
+    order = np.lexsort((top, -top_values))  # by probability, then by class index
+    top, top_values = np.take_along_axis(top, order, 1), np.take_along_axis(top_values, order, 1)
+    true_prob = true_prob.cpu().numpy()
+    return BatchScores(top=top, top_prob=_nan_for_neginf(top_values), entropy=entropy.cpu().numpy(),
+                       true_prob=_nan_for_neginf(true_prob))  # fmt: skip
+
+
+def _nan_for_neginf(a: np.ndarray) -> np.ndarray:
+    """A probability is never -inf: there it stood for NaN (ranked last) or for no true class."""
+    return np.where(np.isneginf(a), np.nan, a)
+
+
+def _lists(values: np.ndarray, lengths: np.ndarray) -> pa.ListArray:
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
+def _identity_columns(items: Sequence[Item], labels: list[list[int]]) -> list[pa.Array]:
+    """The columns every row has, scored or not: id, path, label (the first true class), labels, label_name."""
+    lengths = np.fromiter(map(len, labels), np.int64, len(labels))
+    flat = np.fromiter((c for row in labels for c in row), np.int64, int(lengths.sum()))
+    first = np.array([row[0] if row else 0 for row in labels], np.int64)
+    return [pa.array([it.id for it in items], pa.string()), pa.array([it.path for it in items], pa.string()),
+            pa.array(first, mask=lengths == 0), _lists(flat, lengths),
+            pa.array([it.label_name for it in items], pa.string())]  # fmt: skip
+
+
+def scored_rows(items: Sequence[Item], labels: list[list[int]], scores: BatchScores,
+                names: Sequence[str]) -> pa.RecordBatch:  # fmt: skip
+    """The rows of images the model scored, in the scan's schema (:data:`SCHEMA`), for the whole batch at once."""
+    n = len(items)
+    if n == 0:
+        return pa.RecordBatch.from_pylist([], schema=SCHEMA)
+    top = np.asarray(scores.top, np.int64)
+    pred, k = top[:, 0], top.shape[1]
+    has = np.fromiter(map(bool, labels), bool, n)
+    correct = np.fromiter((p in row for p, row in zip(pred.tolist(), labels, strict=True)), bool, n)
+    true_prob = np.asarray(scores.true_prob, np.float32)
+    loss = -np.log(np.maximum(true_prob.astype(np.float64), 1e-12))
+    top_prob = np.asarray(scores.top_prob, np.float32)
+    columns = _identity_columns(items, labels) + [
+        pa.array(pred), pa.array([names[p] for p in pred.tolist()], pa.string()),
+        _lists(top.ravel(), np.full(n, k)), _lists(top_prob.ravel(), np.full(n, k)),
+        pa.array(top_prob[:, 0]), pa.array(true_prob, mask=~has), pa.array(loss.astype(np.float32), mask=~has),
+        pa.array(np.asarray(scores.entropy, np.float32)), pa.array(correct, mask=~has), pa.nulls(n, pa.string()),
+    ]  # fmt: skip
+    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+
+
+def error_rows(items: Sequence[Item], labels: list[list[int]], errors: Sequence[str]) -> pa.RecordBatch:
+    """The rows of images that could not be read: their labels and ``error``, no prediction."""
+    n = len(items)
+    none = np.zeros(n, np.int64)
+    columns = _identity_columns(items, labels) + [
+        pa.nulls(n, pa.int64()), pa.nulls(n, pa.string()), _lists(np.zeros(0, np.int64), none),
+        _lists(np.zeros(0, np.float32), none), *(pa.nulls(n, pa.float32()) for _ in range(4)),
+        pa.nulls(n, pa.bool_()), pa.array(list(errors), pa.string()),
+    ]  # fmt: skip
+    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
