@@ -343,12 +343,8 @@ def _row_by_definition(item, p: np.ndarray, mapping: dict, names) -> dict:
             "correct": pred in labels if labels else None, "error": None}  # fmt: skip
 
 
-@pytest.mark.parametrize("classes", [3, 6, 1000])
-def test_a_batch_of_rows_equals_each_row_by_its_definition(classes):
-    """Rows are computed for a whole batch (the top classes on the model's device, only a few numbers an image
-    leaving it); each must equal the row by definition, also where classes tie (the lower index first; tied at the
-    fifth place too), where probabilities underflow to 0, for images with several true classes, one the model does
-    not have, or none."""
+def check_rows_by_definition(classes: int, device: str) -> None:
+    """Rows computed for a whole batch, scored on ``device``, equal each row by its definition."""
     import pyarrow as pa
     import torch
 
@@ -365,7 +361,8 @@ def test_a_batch_of_rows_equals_each_row_by_its_definition(classes):
     mapping = {c: (c * 7) % classes for c in range(classes)}  # classes and classes + 1: labels the model lacks
     names = [f"class {c}" for c in range(classes)]
     labels = model_labels(items, mapping)
-    batch = pa.Table.from_batches([scored_rows(items, labels, score(logits, label_matrix(labels)), names)]).to_pylist()
+    scores = score(logits.to(device), label_matrix(labels))
+    batch = pa.Table.from_batches([scored_rows(items, labels, scores, names)]).to_pylist()
     probs = logits.softmax(-1).numpy()
     assert any(len(row) > 1 for row in labels) and any(not row for row in labels)
     for got, item, p in zip(batch, items, probs, strict=True):
@@ -376,6 +373,15 @@ def test_a_batch_of_rows_equals_each_row_by_its_definition(classes):
                 np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{item.id} {key}")
             else:
                 assert got[key] == value, (item.id, key, got[key], value)
+
+
+@pytest.mark.parametrize("classes", [3, 6, 1000])
+def test_a_batch_of_rows_equals_each_row_by_its_definition(classes):
+    """Rows are computed for a whole batch (the top classes on the model's device, only a few numbers an image
+    leaving it); each must equal the row by definition, also where classes tie (the lower index first; tied at the
+    fifth place too), where probabilities underflow to 0, for images with several true classes, one the model does
+    not have, or none. (On a GPU: ``tests/test_gpu.py``.)"""
+    check_rows_by_definition(classes, "cpu")
 
 
 def test_a_scan_faster_than_a_part_a_second_writes_a_part_a_second_not_one_a_batch(shapes_folder, tmp_path,

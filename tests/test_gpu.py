@@ -192,3 +192,33 @@ def test_a_gpu_scan_decodes_plain_jpegs_there_and_gives_the_cpu_rows(tmp_path):
     gpu = scan(interp.load_model("efficientnet_lite0", device="cuda"), ds, tmp_path / "gpu", batch_size=8, workers=2)
     assert cpu.decoded_on_device == 0 and gpu.decoded_on_device == n_plain
     assert_same_scan_rows(tmp_path / "cpu", tmp_path / "gpu", 0.05)
+
+
+@pytest.mark.parametrize("classes", [6, 1000])
+def test_rows_scored_on_the_gpu_equal_each_row_by_its_definition(classes):
+    """On a GPU the top classes come from a stable sort there (the CPU mends ties after a top-k instead): the same
+    rows by definition, ties and underflow included."""
+    from tests.test_datasets import check_rows_by_definition
+
+    check_rows_by_definition(classes, "cuda")
+
+
+def test_scores_wait_for_their_own_copy_and_not_for_passes_launched_after():
+    """``score_async`` copies to the host without waiting; ``result`` must wait for that copy (queued here behind
+    matrix products), and a pass launched after it must not change it."""
+    from interp.datasets.rows import label_matrix, score, score_async
+
+    logits = torch.randn(256, 1000, generator=torch.Generator().manual_seed(0)) * 3
+    labels = label_matrix([[i % 1000] for i in range(256)])
+    want = score(logits, labels)
+    big = torch.randn(4096, 4096, device="cuda")
+    slow = big
+    for _ in range(20):
+        slow = slow @ big / 64.0
+    pending = score_async(logits.cuda() + 0.0 * slow[:256, :1000], labels)
+    later = big @ big  # a pass launched after the scores
+    got = pending.result()
+    del later
+    np.testing.assert_array_equal(got.top, want.top)
+    for name in ("top_prob", "entropy", "true_prob"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-4, atol=1e-6, err_msg=name)

@@ -1,10 +1,10 @@
 """A scan's rows: what is kept of each batch's logits, computed where the model ran, and the Arrow batches written.
 
 :func:`score` turns logits into a few numbers per image on the model's device (the top classes and their
-probabilities, the entropy, the probability of the true classes), so that only those leave it: the in-process scan
-and the Ray actors call it, and the process that writes the rows (:func:`scored_rows`) receives tens of bytes an
-image instead of a probability per class, and builds a batch of rows in a few microseconds an image, whatever the
-number of classes.
+probabilities, the entropy, the probability of the true classes), so that only those leave it: the Ray actors call
+it, the in-process scan launches it behind each pass (:func:`score_async`), and the process that writes the rows
+(:func:`scored_rows`) receives tens of bytes an image instead of a probability per class, and builds a batch of rows
+in a few microseconds an image, whatever the number of classes.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def model_labels(items: Sequence[Item], mapping: dict[int, int] | None) -> list[
     return [[mapping[label] for label in item.labels if label in mapping] for item in items]
 
 
-def label_matrix(labels: list[list[int]], width: int | None = None) -> np.ndarray:
-    """``labels`` as an ``(n, width)`` array padded with -1 (``width``: the longest, at least 1)."""
-    width = max([1, *map(len, labels)]) if width is None else width
+def label_matrix(labels: list[list[int]]) -> np.ndarray:
+    """``labels`` as an ``(n, width)`` array padded with -1, ``width`` the longest row's length (at least 1)."""
+    width = max([1, *map(len, labels)])
     out = np.full((len(labels), width), -1, np.int64)
     for r, row in enumerate(labels):
         out[r, : len(row)] = row
@@ -59,27 +59,55 @@ def label_matrix(labels: list[list[int]], width: int | None = None) -> np.ndarra
 
 
 def score(logits: torch.Tensor, labels: np.ndarray, k: int = TOP_K) -> BatchScores:
-    """Softmax, entropy, the top ``k`` classes and the true classes' probability of a batch of logits, on the
-    device they are on; ``labels`` is :func:`label_matrix`'s array. A NaN ranks below every number."""
+    """Softmax, entropy, the top ``k`` classes and the true classes' probability of a batch of logits, computed on
+    the device they are on; ``labels`` is :func:`label_matrix`'s array. A NaN ranks below every number."""
+    return score_async(logits, labels, k).result()
+
+
+class PendingScores:
+    """A batch's scores on their way from the device (:func:`score_async`); :meth:`result` waits for them alone."""
+
+    def __init__(self, parts: dict[str, torch.Tensor], ranked: torch.Tensor, k: int) -> None:
+        self._parts, self._ranked, self._k = parts, ranked, k
+        self._ready = None
+        if ranked.device.type == "cuda":  # into pinned memory without waiting; the event marks the copies' end
+            self._parts = {name: t.to("cpu", non_blocking=True) for name, t in parts.items()}
+            self._ready = torch.cuda.Event()
+            self._ready.record(torch.cuda.current_stream(ranked.device))
+
+    def result(self) -> BatchScores:
+        if self._ready is not None:
+            self._ready.synchronize()  # the copies only, not the passes launched since
+        got = {name: t.numpy() for name, t in self._parts.items()}
+        values, idx, k = got["values"], got["idx"], self._k
+        top, top_values = idx[:, :k], values[:, :k]
+        if values.shape[1] > k:  # a tie across the cut (on the CPU; a GPU sorts stably): the lower indices
+            for r in np.flatnonzero(values[:, k - 1] == values[:, k]):
+                row = self._ranked[r].cpu().numpy()
+                top[r] = np.argsort(-row, kind="stable")[:k]
+                top_values[r] = row[top[r]]
+        order = np.lexsort((top, -top_values))  # by probability, then by class index
+        top, top_values = np.take_along_axis(top, order, 1), np.take_along_axis(top_values, order, 1)
+        return BatchScores(top=top, top_prob=_nan_for_neginf(top_values), entropy=got["entropy"],
+                           true_prob=_nan_for_neginf(got["true_prob"]))  # fmt: skip
+
+
+def score_async(logits: torch.Tensor, labels: np.ndarray, k: int = TOP_K) -> PendingScores:
+    """:func:`score`, launched: on a GPU the scores are computed and copied to the host behind the pass that made
+    ``logits``, and :meth:`PendingScores.result` waits for them only, so a scan launches the next batch's pass first
+    and builds this batch's rows while it runs. On the CPU everything is done here."""
     probs = logits.float().softmax(-1)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
     lab = torch.as_tensor(labels, device=probs.device)
     true_prob = probs.gather(1, lab.clamp_min(0)).masked_fill(lab < 0, -torch.inf).amax(1)
     ranked = torch.nan_to_num(probs, nan=-torch.inf)
     k = min(k, probs.shape[1])
-    values, idx = torch.topk(ranked, min(k + 1, probs.shape[1]), dim=1)  # one more: is there a tie across the cut?
-    values, idx = values.cpu().numpy(), idx.cpu().numpy()
-    top, top_values = idx[:, :k], values[:, :k]
-    if values.shape[1] > k:
-        for r in np.flatnonzero(values[:, k - 1] == values[:, k]):  # which of the equal classes: the lower indices
-            row = ranked[r].cpu().numpy()
-            top[r] = np.argsort(-row, kind="stable")[:k]
-            top_values[r] = row[top[r]]
-    order = np.lexsort((top, -top_values))  # by probability, then by class index
-    top, top_values = np.take_along_axis(top, order, 1), np.take_along_axis(top_values, order, 1)
-    true_prob = true_prob.cpu().numpy()
-    return BatchScores(top=top, top_prob=_nan_for_neginf(top_values), entropy=entropy.cpu().numpy(),
-                       true_prob=_nan_for_neginf(true_prob))  # fmt: skip
+    if ranked.device.type == "cuda":  # a stable sort of every row is cheap there: ties in order, nothing to mend
+        values, idx = torch.sort(ranked, dim=1, descending=True, stable=True)
+        values, idx = values[:, :k], idx[:, :k]
+    else:  # 20× cheaper than a sort here; one more class than kept shows a tie across the cut
+        values, idx = torch.topk(ranked, min(k + 1, probs.shape[1]), dim=1)
+    return PendingScores({"values": values, "idx": idx, "entropy": entropy, "true_prob": true_prob}, ranked, k)
 
 
 def _nan_for_neginf(a: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from interp.datasets.base import Dataset, DatasetError, Item
 from interp.datasets.batches import _batches, default_workers, resolve_decode
-from interp.datasets.rows import error_rows, label_matrix, model_labels, score, scored_rows
+from interp.datasets.rows import error_rows, label_matrix, model_labels, score_async, scored_rows
 from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's public names)
     DAMAGED,
     MANIFEST,
@@ -195,6 +195,12 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
     start = time.perf_counter()
     parts = _Parts(out)
     stopped = False
+    in_flight = None  # the last batch launched: its items, labels and scores on their way from the device
+
+    def land(batch) -> None:
+        items, labels, pending = batch
+        parts.add(scored_rows(items, labels, pending.result(), names))
+
     try:
         for indices, x, failed, decoded in _batches(model, dataset, todo, batch_size, workers, decode):
             on_device += decoded
@@ -202,12 +208,16 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
                 bad = [todo[i] for i, _ in failed]
                 parts.add(error_rows(bad, model_labels(bad, mapping), [err for _, err in failed]))
             skipped += len(failed)
+            launched = None
             if x is not None:
                 with precision_scope(model.device, precision):
                     logits = model.run(x)
                 items = [todo[i] for i in indices]
                 labels = model_labels(items, mapping)
-                parts.add(scored_rows(items, labels, score(logits, label_matrix(labels)), names))
+                launched = (items, labels, score_async(logits, label_matrix(labels)))
+            if in_flight is not None:  # on a GPU this batch's pass runs while the last one's rows are built
+                land(in_flight)
+            in_flight = launched
             processed += len(indices) + len(failed)
             elapsed = time.perf_counter() - start
             rate = processed / elapsed if elapsed > 0 else 0.0
@@ -218,6 +228,8 @@ def _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop
             if should_stop is not None and should_stop():
                 stopped = True
                 break
+        if in_flight is not None:
+            land(in_flight)
     finally:
         parts.flush()
     written = parts.written
