@@ -172,16 +172,16 @@ def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address,
         try:
             for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
                 bad = np.fromiter((bool(e) for e in batch["error"]), bool, len(batch["error"]))
-                rows = [int(i) for i in batch["i"]]
+                at = [int(i) for i in batch["i"]]  # positions in todo
                 if bad.any():
-                    failed = [r for r, b in zip(rows, bad) if b]
+                    failed = [r for r, b in zip(at, bad, strict=True) if b]
                     parts.add(error_rows([todo[r] for r in failed], [labels[r] for r in failed],
                                          [str(e) for e in batch["error"][bad]]))  # fmt: skip
-                ok = [r for r, b in zip(rows, bad) if not b]
+                ok = [r for r, b in zip(at, bad, strict=True) if not b]
                 scores = BatchScores(**{key: batch[key][~bad] for key in ("top", "top_prob", "entropy", "true_prob")})
                 parts.add(scored_rows([todo[r] for r in ok], [labels[r] for r in ok], scores, model.class_names))
                 skipped += int(bad.sum())
-                processed += len(rows)
+                processed += len(at)
                 parts.flush_if_due()
                 if progress is not None:
                     rate = processed / max(time.perf_counter() - start, 1e-9)
