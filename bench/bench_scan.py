@@ -94,7 +94,7 @@ def writer_share(model, bare_rate: float, rounds: int) -> None:
 
     def timed(name, fn) -> None:
         best = float("inf")
-        for _ in range(rounds):
+        for _ in range(max(rounds, 3)):  # a first call pays for imports and allocations: at least three
             start = time.perf_counter()
             fn()
             if model.device.type == "cuda":
