@@ -204,18 +204,21 @@ def test_rows_scored_on_the_gpu_equal_each_row_by_its_definition(classes):
 
 
 def test_scores_wait_for_their_own_copy_and_not_for_passes_launched_after():
-    """``score_async`` copies to the host without waiting; ``result`` must wait for that copy (queued here behind
-    matrix products), and a pass launched after it must not change it."""
+    """``score_async`` returns without waiting for the pass that made the logits (so a scan builds the last batch's
+    rows while the next pass runs: a copy from pageable memory would wait); ``result`` waits for its copies, queued
+    here behind matrix products, and a pass launched after them does not change it."""
     from interp.datasets.rows import label_matrix, score, score_async
 
     logits = torch.randn(256, 1000, generator=torch.Generator().manual_seed(0)) * 3
     labels = label_matrix([[i % 1000] for i in range(256)])
     want = score(logits, labels)
-    big = torch.randn(4096, 4096, device="cuda")
+    big, on_gpu = torch.randn(4096, 4096, device="cuda"), logits.cuda()
+    torch.cuda.synchronize()
     slow = big
-    for _ in range(20):
+    for _ in range(50):  # tens of milliseconds of work queued ahead of the scores
         slow = slow @ big / 64.0
-    pending = score_async(logits.cuda() + 0.0 * slow[:256, :1000], labels)
+    pending = score_async(on_gpu + 0.0 * slow[:256, :1000], labels)
+    assert not torch.cuda.current_stream().query(), "score_async waited for the work queued before it"
     later = big @ big  # a pass launched after the scores
     got = pending.result()
     del later

@@ -98,7 +98,9 @@ def score_async(logits: torch.Tensor, labels: np.ndarray, k: int = TOP_K) -> Pen
     and builds this batch's rows while it runs. On the CPU everything is done here."""
     probs = logits.float().softmax(-1)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-    lab = torch.as_tensor(labels, device=probs.device)
+    lab = torch.from_numpy(np.ascontiguousarray(labels))
+    if probs.device.type == "cuda":  # from pageable memory the copy would wait for the pass that made ``logits``
+        lab = lab.pin_memory().to(probs.device, non_blocking=True)
     true_prob = probs.gather(1, lab.clamp_min(0)).masked_fill(lab < 0, -torch.inf).amax(1)
     ranked = torch.nan_to_num(probs, nan=-torch.inf)
     k = min(k, probs.shape[1])
