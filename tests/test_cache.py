@@ -78,6 +78,40 @@ def test_get_or_compute_computes_once(tmp_path):
     np.testing.assert_array_equal(first.arrays["x"], second.arrays["x"])
 
 
+def test_a_large_result_is_written_to_its_file_whole_not_line_by_line(tmp_path, monkeypatch):
+    """diskcache writes bytes handed to it one line at a time (a write per byte 10): a 250 KB activation row took
+    800 writes. A result large enough for a file of its own goes in as a reader, in one chunk, and reads back the
+    same; a small one stays inside the index, as before."""
+    import diskcache.core
+
+    chunks: list[int] = []
+    write = diskcache.core.Disk._write
+
+    def counting(self, full_path, iterator, mode, encoding=None):
+        def counted():
+            for chunk in iterator:
+                chunks.append(len(chunk))
+                yield chunk
+
+        return write(self, full_path, counted(), mode, encoding)
+
+    monkeypatch.setattr(diskcache.core.Disk, "_write", counting)
+    cache = ResultCache(tmp_path)
+    row = np.random.default_rng(0).standard_normal(62_720).astype(np.float32)
+    row[::7] = np.frombuffer(b"\n\n\n\n", dtype=np.float32)[0]  # many newline bytes, as real rows have
+    cache.put("row", {"a": row}, {"layer": "bn2"})
+    got = cache.get("row")
+    assert got is not None and got.meta == {"layer": "bn2"}
+    np.testing.assert_array_equal(got.arrays["a"], row)
+    assert len(chunks) == 1 and chunks[0] > row.nbytes  # the whole entry in one write
+    assert len(list(tmp_path.rglob("*.val"))) == 1
+    assert cache.volume_bytes() >= row.nbytes  # the size bound counts it
+
+    cache.put("small", {"a": row[:100]})
+    np.testing.assert_array_equal(cache.get("small").arrays["a"], row[:100])
+    assert len(chunks) == 1 and len(list(tmp_path.rglob("*.val"))) == 1  # in the index, no file
+
+
 def test_size_is_bounded(tmp_path):
     cache = ResultCache(tmp_path, size_limit_mb=4)
     for i in range(200):
