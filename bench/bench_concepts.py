@@ -7,7 +7,7 @@
    two bare passes. Target: ≥ 0.9.
 2. The model's two default TCAV layers from one forward pass per batch (what the Concepts page does) ÷ one call per
    layer, each pass ending at its layer (what it did before).
-3. The same two layers with the result cache, as the Concepts page runs them: into an empty cache (every row stored,
+3. The same two layers (batches of ``--batch-size``) with the result cache, as the Concepts page runs them: into an empty cache (every row stored,
    a file and an index entry per image and layer) ÷ without a cache; and again over the full cache (every row read,
    no pass) ÷ without.
 4. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
@@ -86,21 +86,22 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench_concepts_"))
     fresh = iter(range(10**6))
 
+    def extract_layers(cache: interp.ResultCache | None = None) -> None:
+        activations_by_layer(model, layers, images, cache=cache, batch_size=args.batch_size)
+
     def into_empty_cache() -> None:
         cache = interp.ResultCache(scratch / f"empty{next(fresh)}")
-        activations_by_layer(model, layers, images, cache=cache, batch_size=16)
+        extract_layers(cache)
         cache.close()
 
     full = interp.ResultCache(scratch / "full")
-    activations_by_layer(model, layers, images, cache=full, batch_size=16)
-    ratios, best_plain, best_storing = ratios_beside(one_pass, into_empty_cache, args.rounds)
+    extract_layers(full)
+    ratios, best_plain, best_storing = ratios_beside(extract_layers, into_empty_cache, args.rounds)
     rows = n * len(layers)
     print(f"the same into an empty result cache (the Concepts page's first run; {rows} rows stored): "
           f"{n / best_storing:6.1f} images/s, {best_storing / best_plain:.2f}× the time without a cache by bests, "
           f"beside: median {1 / statistics.median(ratios):.2f}× (range {1 / ratios[-1]:.2f}-{1 / ratios[0]:.2f})")  # fmt: skip
-    ratios, best_plain, best_reading = ratios_beside(
-        one_pass, lambda: activations_by_layer(model, layers, images, cache=full, batch_size=16), args.rounds
-    )
+    ratios, best_plain, best_reading = ratios_beside(extract_layers, lambda: extract_layers(full), args.rounds)
     print(f"the same from the full cache (no pass; {rows} rows read): {n / best_reading:6.1f} images/s, "
           f"{best_plain / best_reading:.1f}× as fast as computing them by bests, beside: median "
           f"{statistics.median(ratios):.1f}× (range {ratios[0]:.1f}-{ratios[-1]:.1f})")  # fmt: skip
