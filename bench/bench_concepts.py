@@ -7,9 +7,9 @@
    two bare passes. Target: ≥ 0.9.
 2. The model's two default TCAV layers from one forward pass per batch (what the Concepts page does) ÷ one call per
    layer, each pass ending at its layer (what it did before).
-3. The same two layers (batches of ``--batch-size``) with the result cache, as the Concepts page runs them: into an empty cache (every row stored,
-   a file and an index entry per image and layer) ÷ without a cache; and again over the full cache (every row read,
-   no pass) ÷ without.
+3. The same two layers (batches of ``--batch-size``) with the result cache, as the Concepts page runs them: into an
+   empty cache (every row stored, a file and an index entry per image and layer) ÷ without a cache; and again over
+   the full cache (every row read, no pass) ÷ without.
 4. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
    (target: none; only the class images are run, for their gradients), and its time against the first run (no
    CAV is fitted again: they are cached by the activations they were fitted on).
