@@ -100,7 +100,8 @@ def main() -> None:
     rows = n * len(layers)
     print(f"the same into an empty result cache (the Concepts page's first run; {rows} rows stored): "
           f"{n / best_storing:6.1f} images/s, {best_storing / best_plain:.2f}× the time without a cache by bests, "
-          f"beside: median {1 / statistics.median(ratios):.2f}× (range {1 / ratios[-1]:.2f}-{1 / ratios[0]:.2f})")  # fmt: skip
+          f"beside: median {1 / statistics.median(ratios):.2f}× "
+          f"(range {1 / ratios[-1]:.2f}-{1 / ratios[0]:.2f})")  # fmt: skip
     ratios, best_plain, best_reading = ratios_beside(extract_layers, lambda: extract_layers(full), args.rounds)
     print(f"the same from the full cache (no pass; {rows} rows read): {n / best_reading:6.1f} images/s, "
           f"{best_plain / best_reading:.1f}× as fast as computing them by bests, beside: median "
