@@ -79,7 +79,7 @@ def test_get_or_compute_computes_once(tmp_path):
 
 
 def test_a_large_result_is_written_to_its_file_whole_not_line_by_line(tmp_path, monkeypatch):
-    """diskcache writes bytes handed to it one line at a time (a write per byte 10): a 250 KB activation row took
+    """diskcache writes bytes handed to it one line at a time (a write per newline byte): a 250 KB activation row took
     800 writes. A result large enough for a file of its own goes in as a reader, in one chunk, and reads back the
     same; a small one stays inside the index, as before."""
     import diskcache.core
