@@ -163,15 +163,17 @@ def tcav(
         raise BadSettingError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
     # each matrix hashed once, not once per fit; without a cache there is nothing to look up
     d = [_digest(a) for a in (concept, *randoms)] if cache is not None else [None] * (1 + len(randoms))
-    fits = []  # per run: the concept's CAV, then the null (the next random set against this run's)
+    fits, null_fits = [], []  # per run: the concept's CAV; the null, the next random set against this run's
     for r in range(runs):
         i, j = r % len(randoms), (r + 1) % len(randoms)
-        fits += [(concept, randoms[i], (d[0], d[1 + i]), seed * 1000 + r),
-                 (randoms[j], randoms[i], (d[1 + j], d[1 + i]), seed * 1000 + r)]  # fmt: skip
-    cavs = _fit_all(fits, classifier, cache, progress)
-    scores = [tcav_score(grads, c.cav_) for c in cavs[0::2]]
-    nulls = [tcav_score(grads, c.cav_) for c in cavs[1::2]]
-    accs, vectors = [c.accuracy_ for c in cavs[0::2]], [c.cav_ for c in cavs[0::2]]
+        fits.append((concept, randoms[i], (d[0], d[1 + i]), seed * 1000 + r))
+        null_fits.append((randoms[j], randoms[i], (d[1 + j], d[1 + i]), seed * 1000 + r))
+    # the nulls first: they take longest to fit (random against random), so the shorter fits end the run
+    cavs = _fit_all(null_fits + fits, classifier, cache, progress)
+    null_cavs, concept_cavs = cavs[:runs], cavs[runs:]
+    scores = [tcav_score(grads, c.cav_) for c in concept_cavs]
+    nulls = [tcav_score(grads, c.cav_) for c in null_cavs]
+    accs, vectors = [c.accuracy_ for c in concept_cavs], [c.cav_ for c in concept_cavs]
     scores_a, nulls_a = np.array(scores), np.array(nulls)
     if np.allclose(scores_a, scores_a[0]) and np.allclose(nulls_a, nulls_a[0]):
         p = 1.0 if np.isclose(scores_a[0], nulls_a[0]) else 0.0  # no spread: the t-test is undefined
