@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -84,7 +86,7 @@ def main() -> None:
           f"{statistics.median(ratios):.2f}× (range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_concepts_"))
-    fresh = iter(range(10**6))
+    fresh = itertools.count()
 
     def extract_layers(cache: interp.ResultCache | None = None) -> None:
         activations_by_layer(model, layers, images, cache=cache, batch_size=args.batch_size)
@@ -127,6 +129,9 @@ def main() -> None:
           f"second with a new target {second:.1f} s ({second / first:.2f}×)")  # fmt: skip
     print(f"images forwarded in the second run: {sum(seen)} (the {len(klass)} class images, for their gradients; "
           f"concept and random sets: {sum(seen) - len(klass)})")  # fmt: skip
+    cache.close()
+    full.close()
+    shutil.rmtree(scratch, ignore_errors=True)  # a cache per round: with --images 1024, 640 MB each
 
 
 if __name__ == "__main__":
