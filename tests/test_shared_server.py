@@ -523,3 +523,60 @@ def test_sessions_asking_for_the_same_images_at_once_read_them_once(one_mib_of_i
     from interp.cache import _FLIGHTS
 
     assert len(failures) == 2 and not _FLIGHTS
+
+
+def test_visitors_unpacking_the_same_zip_at_once_each_get_every_image_whole(tmp_path, monkeypatch):
+    """A class handed one zip uploads it at once: each unpacking writes its own temporary files (one name per
+    process wrote the same file from four threads: images skipped, and files on disk mixed from two writes that
+    later uploads of that zip then trusted)."""
+    import io
+    import os
+    import zipfile
+
+    from interp.datasets import extract_zip, zips
+
+    monkeypatch.setattr(zips, "_CHUNK", 1 << 16)  # many writes a member, so that the threads interleave
+    members = {f"class_{i % 2}/{i}.png": os.urandom(1 << 20) for i in range(8)}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    data = buffer.getvalue()
+    for attempt in range(3):
+        dest, start, results, errors = tmp_path / f"uploads{attempt}", threading.Barrier(4), [], []
+
+        def unpack(dest=dest, start=start, results=results, errors=errors) -> None:
+            start.wait()
+            try:
+                results.append(extract_zip(data, dest, "class.zip"))
+            except Exception as exc:  # noqa: BLE001  (said by the assertion below)
+                errors.append(repr(exc))
+
+        for thread in [_started(unpack) for _ in range(4)]:
+            thread.join(60)
+        assert not errors and len(results) == 4, errors
+        assert all(skipped == [] for _, skipped in results), [s for _, s in results]
+        folder = results[0][0]
+        assert all(f == folder for f, _ in results)
+        assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*.png")} == members
+        assert not [p.name for p in folder.rglob("*") if p.is_file() and p.suffix != ".png"]  # no temporary left
+
+
+def test_measuring_the_uploads_skips_files_another_visitor_renames_meanwhile(tmp_path, monkeypatch):
+    """Each upload first measures the unpacked zips (to prune the oldest), while other visitors' unpacking renames
+    its temporary files there: a file listed and gone when it is measured counts nothing (it raised, under load)."""
+    import os
+
+    from interp.datasets import zips
+
+    (tmp_path / "class_0").mkdir()
+    (tmp_path / "class_0" / "a.png").write_bytes(b"x" * 10)
+    (tmp_path / "class_0" / "link.png").symlink_to(tmp_path / "class_0" / "a.png")  # a link: not counted again
+    walk = os.walk
+
+    def listing_a_file_gone_since(top, *args, **kwargs):
+        for here, folders, files in walk(top, *args, **kwargs):
+            yield here, folders, [*files, ".unpacking-renamed.part"]
+
+    monkeypatch.setattr(zips.os, "walk", listing_a_file_gone_since)
+    assert zips.folder_bytes(tmp_path) == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -269,13 +270,16 @@ def extract_zip(data: bytes, dest: Path, name: str = "upload.zip") -> tuple[Path
     """
     archive = zips.open_zip(data, name)
     out = dest / hashlib.sha256(data).hexdigest()[:16]
-    Path(dest).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    os.utime(out)  # in use from now: another visitor's upload does not prune it while it unpacks (the same zip again)
     declared = min(MAX_ZIP_BYTES, sum(i.file_size for i in archive.infolist()))
     # make room first (older uploads go); what remains beside this zip counts against the cap as it unpacks
     prune_uploads(dest, keep=out, keep_bytes=UPLOADS_KEEP_BYTES - declared)
     others = sum(zips.folder_bytes(p) for p in Path(dest).iterdir() if p.is_dir() and p != out)
     cap = min(MAX_ZIP_BYTES, UPLOADS_KEEP_BYTES - others)
     if cap <= 0:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # made above, still empty
         raise DatasetError(
             f"the server's space for unpacked zips ({UPLOADS_KEEP_BYTES / 2**30:.0f} GB) is taken by uploads used in "
             "the last hour; try again later, or ask whoever runs the server to configure the dataset instead."
@@ -318,7 +322,10 @@ def prune_uploads(
     min_age_s = UPLOADS_MIN_AGE_S if min_age_s is None else min_age_s
     folders = []
     for folder in (p for p in Path(dest).iterdir() if p.is_dir() and p != keep):
-        folders.append((folder.stat().st_mtime, folder, zips.folder_bytes(folder)))
+        try:
+            folders.append((folder.stat().st_mtime, folder, zips.folder_bytes(folder)))
+        except FileNotFoundError:
+            continue  # removed meanwhile by another visitor's prune
     total = sum(size for _, _, size in folders) + (zips.folder_bytes(keep) if Path(keep).is_dir() else 0)
     deleted = []
     for mtime, folder, size in sorted(folders, key=lambda f: f[0]):  # oldest first

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -72,13 +74,15 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = MA
 
 
 def copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int) -> int:
-    """Stream a member to ``target`` (through a temporary file beside it); returns the bytes written. Past ``limit``
-    the partial file is removed and :class:`MemberTooLarge` raised."""
+    """Stream a member to ``target`` (through a temporary file of its own beside it, so that visitors unpacking the
+    same zip at once, a class given one file, each write whole files and the last rename wins); returns the bytes
+    written. Past ``limit`` the partial file is removed and :class:`MemberTooLarge` raised."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{os.getpid()}.part")
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=".unpacking-", suffix=".part")
+    tmp = Path(name)
     written = 0
     try:
-        with archive.open(info) as src, open(tmp, "wb") as dst:
+        with open(fd, "wb") as dst, archive.open(info) as src:
             while chunk := src.read(_CHUNK):
                 written += len(chunk)
                 if written > limit:
@@ -92,5 +96,15 @@ def copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, l
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the regular files under ``folder`` (links not followed)."""
-    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file() and not f.is_symlink())
+    """Bytes of the regular files under ``folder`` (links not followed). Files and folders that go while it counts
+    (another visitor's unpacking renames its temporary files, a prune removes a folder) are not counted, never an
+    error."""
+    total = 0
+    for top, _, files in os.walk(folder):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(top, name))
+            except FileNotFoundError:
+                continue
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return total
