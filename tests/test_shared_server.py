@@ -580,3 +580,32 @@ def test_measuring_the_uploads_skips_files_another_visitor_renames_meanwhile(tmp
 
     monkeypatch.setattr(zips.os, "walk", listing_a_file_gone_since)
     assert zips.folder_bytes(tmp_path) == 10
+
+
+def test_two_visitors_sharing_a_set_under_one_name_at_once_do_not_erase_each_other(tmp_path):
+    """A class told to save and share a set named "stripes": both pass the name check while their images are being
+    stored; one set is kept whole and the other visitor is told that the name was taken (the second used to delete
+    the first's set, which its visitor had just been told was saved)."""
+    from interp.concepts import ConceptLibrary, LibraryError, VisitorLibrary, generated
+
+    shared = ConceptLibrary(tmp_path / "shared")
+    sets = {"alice": generated.texture_set("stripes", 40), "bob": generated.texture_set("dots", 40)}
+    start, saved, refused = threading.Barrier(2), {}, {}
+
+    def save(who: str) -> None:
+        visitor = VisitorLibrary(ConceptLibrary(tmp_path / who), shared)
+        start.wait()
+        try:
+            saved[who] = visitor.save_set("stripes", sets[who], share=True)
+        except LibraryError as exc:
+            refused[who] = str(exc)
+
+    for thread in [_started(lambda who=who: save(who)) for who in sets]:
+        thread.join(60)
+    assert len(saved) == 1 and len(refused) == 1, (saved, refused)
+    (winner, kept), said = next(iter(saved.items())), next(iter(refused.values()))
+    assert "stripes" in said and "another name" in said
+    stored = shared.get("stripes")
+    assert stored.files == kept.files and len(stored.images()) == len(kept.files)
+    assert {im.digest[:16] for im in sets[winner]} == {f.removesuffix(".png") for f in stored.files}
+    assert [p.name for p in (tmp_path / "shared" / "sets").iterdir()] == ["stripes"]  # no staging folder left

@@ -93,9 +93,16 @@ class ConceptLibrary:
             files.append(fname)
         meta = {"name": name, "description": description, "files": files, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         (staging / "set.json").write_text(json.dumps(meta, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
+        if replace:
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            staging.rename(folder)  # atomic, and refused onto a set: of two visitors saving one name at once, one wins
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if folder.exists():
+                raise LibraryError(f"a concept set named {name!r} was saved a moment ago by someone else; pick "
+                                   "another name.") from None  # fmt: skip
+            raise LibraryError(f"the concept set {name!r} could not be stored ({exc.strerror or exc}).") from None
         return ConceptSet(name, folder, tuple(files), description)
 
     def sets(self) -> list[ConceptSet]:
