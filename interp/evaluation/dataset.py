@@ -118,10 +118,10 @@ def evaluate_dataset(
                 _atomic_parquet(rows, out / SCORES)
             if progress is not None:
                 progress(EvaluationProgress(i + 1, len(items), time.monotonic() - start))
-    summary = summarise(rows)
-    (out / "summary.json").write_text(json.dumps({"settings": settings, "unreadable": len(meta["unreadable"]),
-                                                  "failed": {m: len(ids) for m, ids in failed.items()},
-                                                  "methods": summary.to_dict("records")}, indent=2))  # fmt: skip
+        summary = summarise(rows)  # written under the lock: two runs ending at once wrote one file together
+        (out / "summary.json").write_text(json.dumps({"settings": settings, "unreadable": len(meta["unreadable"]),
+                                                      "failed": {m: len(ids) for m, ids in failed.items()},
+                                                      "methods": summary.to_dict("records")}, indent=2))  # fmt: skip
     return summary
 
 
