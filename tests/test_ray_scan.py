@@ -104,3 +104,79 @@ def test_an_interrupted_ray_scan_keeps_what_it_scored(cluster, world, model, tmp
     rest = scan_ray(model, world, out, batch_size=8)
     assert rest.written == len(world) - kept and rest.complete
     assert _rows(out).id.is_unique
+
+
+@pytest.mark.slow
+def test_a_scan_on_a_cluster_started_apart_from_a_driver_in_another_folder(world, tmp_path):
+    """The README's cluster recipe on one machine: `ray start --head`, then the CLI with `--address auto` from a
+    folder that is not this repository (interp on PYTHONPATH). The actors import interp as the driver did (they
+    failed with ModuleNotFoundError when only the driver's working folder was on their path) and the rows are the
+    in-process scan's."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    apart = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats"], cwd=tmp_path, env=apart,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        driver_folder = tmp_path / "elsewhere"
+        driver_folder.mkdir()
+        command = [sys.executable, "-m", "interp", "scan", "--model", "shapes_cnn", "--dataset", "folder", "--root",
+                   str(world.root), "--out", str(tmp_path / "apart"), "--engine", "ray", "--address", "auto",
+                   "--batch-size", "8"]  # fmt: skip
+        env = {**apart, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a few seconds to listen
+            done = subprocess.run(command, cwd=driver_folder, env=env, capture_output=True, text=True, timeout=300)
+            if done.returncode == 0 or time.monotonic() > deadline or "ModuleNotFoundError" in done.stderr:
+                break
+            time.sleep(3)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "ModuleNotFoundError" not in done.stderr
+    finally:
+        head.terminate()
+        head.wait(60)
+    model = interp.load_model("shapes_cnn", device="cpu")
+    scan(model, world, tmp_path / "local", workers=0, batch_size=8)
+    a, b = _rows(tmp_path / "local"), _rows(tmp_path / "apart")
+    assert len(b) == len(world)
+    for column in ("id", "pred", "error"):
+        assert a[column].astype(object).where(a[column].notna(), None).tolist() == \
+            b[column].astype(object).where(b[column].notna(), None).tolist(), column
+    np.testing.assert_allclose(a.confidence.fillna(-1), b.confidence.fillna(-1), atol=1e-5)
+
+
+def test_a_cluster_that_cannot_be_joined_is_a_sentence_saying_what_to_check():
+    from interp.datasets.ray_scan import _join
+
+    class Unreachable:
+        @staticmethod
+        def init(**kwargs):
+            raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}.")
+
+    with pytest.raises(RayUnavailableError) as said:
+        _join(Unreachable, "10.0.0.7:6379", None)
+    text = str(said.value)
+    assert "10.0.0.7:6379" in text and "ray status" in text and "RAY_AUTH_MODE=token" in text
+    assert "check the path" not in text and ".)." not in text
+
+
+def test_actors_that_fail_on_the_cluster_end_the_scan_in_a_sentence(cluster, world, model, tmp_path):
+    """Weights the nodes cannot read (the README: `--weights FILE` must be readable on every node): the actors die
+    as they load the model; the scan ends in one sentence naming why, not Ray's traceback."""
+    with pytest.raises(RayUnavailableError) as said:
+        scan_ray(model, world, tmp_path / "out", weights=str(tmp_path / "on-no-node.safetensors"), limit=8)
+    text = str(said.value)
+    assert text.startswith("the Ray scan stopped: there is no weights file at ") and "on-no-node.safetensors" in text
+    assert "Traceback" not in text and "actor_id" not in text and "run the scan again" in text

@@ -9,6 +9,8 @@ dependency (``pip install "ray[data]"``).
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +34,16 @@ from interp.errors import InterpError, at_least
 from interp.models.loading import LoadedModel
 from interp.runtime import map_together
 
-RUNTIME_ENV = {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder that holds the ``interp`` package (and ``assets/``): this repository."""
+RUNTIME_ENV = {"env_vars": {"MALLOC_ARENA_MAX": "1", "PYTHONPATH": f"{PACKAGE_ROOT}{os.pathsep}${{PYTHONPATH}}"}}
 """The ``runtime_env`` this module starts or joins Ray with (pass it to ``ray.init`` when you start Ray yourself).
+
+Workers import ``interp`` from where the driver did: Ray puts the driver's working folder on their path, and the
+workers of a cluster started apart (``ray start``) do not see the driver's ``PYTHONPATH``, so a scan started from
+another folder (``PYTHONPATH=/repo python -m interp scan ... --address auto``) had each actor fail with
+``ModuleNotFoundError``. Like Ray, and like the dataset's paths, this takes every node
+to hold the same folders (a shared filesystem or the same checkout).
 
 Ray Data calls a map actor from a thread of its own, and glibc gives each thread its own memory arena, whose heaps
 hold at most 64 MB: presumably a forward pass's larger activations are then mapped fresh from the kernel and zeroed
@@ -42,13 +52,14 @@ against 0.37-0.41 s in its main thread; with one arena for every thread, 0.42-0.
 
 
 class RayUnavailableError(InterpError):
-    """``--engine ray`` without Ray installed."""
+    """``--engine ray`` without Ray installed, or a cluster that cannot be joined."""
 
 
 def _ray():
     try:
         import ray
         import ray.data  # noqa: F401  (Ray without its data library cannot run this)
+        import ray.data.exceptions  # noqa: F401  (named where a scan's failures are caught)
     except ImportError:
         raise RayUnavailableError('--engine ray needs Ray Data: pip install "ray[data]" (then run the scan again).') from None
     return ray
@@ -135,13 +146,45 @@ def scan_ray(
     with scan_lock(out):
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                     log_to_driver=False, ignore_reinit_error=True, runtime_env=RUNTIME_ENV)  # fmt: skip
+            _join(ray, address, num_cpus)
         try:
             return _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address, progress)
+        except (ray.exceptions.RayError, ray.data.exceptions.SystemException) as exc:  # an actor or a task failed
+            raise RayUnavailableError(
+                f"the Ray scan stopped: {_last_error(str(exc))}. The rows scored before are kept; once that is "
+                "mended, run the scan again to go on (every node needs this project's packages and sees the same "
+                "paths as this machine)."
+            ) from None
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def _join(ray, address: str | None, num_cpus: int | None) -> None:
+    """Start a local cluster (``address`` ``None``) or join the one at ``address``; a cluster that cannot be joined
+    is a sentence saying what to check (the system's words were "check the path")."""
+    try:
+        ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True, runtime_env=RUNTIME_ENV)  # fmt: skip
+    except ConnectionError as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise RayUnavailableError(
+            f"cannot join {where} ({str(exc).rstrip('.')}). Check that it runs (`ray status` on its head) and the "
+            "address; a cluster that asks for a token (Ray's default since 2.59) also needs RAY_AUTH_MODE=token "
+            "here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token (`ray get-auth-token` on the head prints it)."
+        ) from None
+
+
+def _last_error(text: str) -> str:
+    """The line of a Ray error's text that says what failed (``ModuleNotFoundError: No module named 'interp'``),
+    not the traceback and actor ids around it; its first line when no line names an error."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
+    named = [m for m in map(re.compile(r"^([\w.]*?)(\w*(?:Error|Exception)): (.+)").match, lines) if m]
+    if not named:
+        return next((line for line in lines if line), "an error without a message").rstrip(".")
+    module, name, message = named[-1].groups()
+    # this project's errors are sentences already; another's keeps its class name (ModuleNotFoundError: ...)
+    return (message if module.startswith("interp.") else f"{name}: {message}").rstrip(".")
 
 
 def _scan(ray, model, dataset, out, weights, batch_size, limit, actors, address, progress) -> ScanSummary:
