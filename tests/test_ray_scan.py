@@ -147,6 +147,11 @@ def test_a_scan_on_a_cluster_started_apart_from_a_driver_in_another_folder(world
     finally:
         head.terminate()
         head.wait(60)
+        from ray._common.utils import get_ray_address_file
+
+        address_file = Path(get_ray_address_file(None))  # left naming the stopped head, where `auto` would wait
+        if address_file.is_file() and address_file.read_text().strip().endswith(f":{port}"):
+            address_file.unlink()
     model = interp.load_model("shapes_cnn", device="cpu")
     scan(model, world, tmp_path / "local", workers=0, batch_size=8)
     a, b = _rows(tmp_path / "local"), _rows(tmp_path / "apart")

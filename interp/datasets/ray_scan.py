@@ -167,7 +167,8 @@ def _join(ray, address: str | None, num_cpus: int | None) -> None:
         ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True, runtime_env=RUNTIME_ENV)  # fmt: skip
     except ConnectionError as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        where = {None: "a local Ray cluster", "auto": "the Ray cluster this machine belongs to (--address auto)"}.get(
+            address, f"the Ray cluster at {address}")
         raise RayUnavailableError(
             f"cannot join {where} ({str(exc).rstrip('.')}). Check that it runs (`ray status` on its head) and the "
             "address; a cluster that asks for a token (Ray's default since 2.59) also needs RAY_AUTH_MODE=token "
