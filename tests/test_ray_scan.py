@@ -112,6 +112,7 @@ def test_a_scan_on_a_cluster_started_apart_from_a_driver_in_another_folder(world
     folder that is not this repository (interp on PYTHONPATH). The actors import interp as the driver did (they
     failed with ModuleNotFoundError when only the driver's working folder was on their path) and the rows are the
     in-process scan's."""
+    import contextlib
     import os
     import shutil
     import socket
@@ -147,11 +148,14 @@ def test_a_scan_on_a_cluster_started_apart_from_a_driver_in_another_folder(world
     finally:
         head.terminate()
         head.wait(60)
-        from ray._common.utils import get_ray_address_file
+        # Ray leaves its address file naming the stopped head, where a later `--address auto` waits for minutes.
+        # Where a newer Ray moves the (private) helper, that tidying is skipped, not the test's own result.
+        with contextlib.suppress(ImportError):
+            from ray._common.utils import get_ray_address_file
 
-        address_file = Path(get_ray_address_file(None))  # left naming the stopped head, where `auto` would wait
-        if address_file.is_file() and address_file.read_text().strip().endswith(f":{port}"):
-            address_file.unlink()
+            address_file = Path(get_ray_address_file(None))
+            if address_file.is_file() and address_file.read_text().strip().endswith(f":{port}"):
+                address_file.unlink()
     model = interp.load_model("shapes_cnn", device="cpu")
     scan(model, world, tmp_path / "local", workers=0, batch_size=8)
     a, b = _rows(tmp_path / "local"), _rows(tmp_path / "apart")
