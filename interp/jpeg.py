@@ -104,12 +104,15 @@ def _decoder_on(device: str) -> tuple[str, Decode] | None:
 
 
 @cache
-def _probe() -> tuple[bytes, torch.Tensor]:
-    """A 24×16 JPEG with colour and detail, and Pillow's pixels for it as ``(3, 16, 24)`` ``uint8``."""
+def _probe(subsampling: int = 0) -> tuple[bytes, torch.Tensor]:
+    """A 24×16 JPEG with colour and detail, and Pillow's pixels for it as ``(3, 16, 24)`` ``uint8``. Its colours are
+    stored at full resolution (``subsampling=0``, 4:4:4): a decoder that upsamples halved colours otherwise than
+    libjpeg-turbo does (nvJPEG) is several grey levels away on such sharp colour edges, which says nothing about
+    whether it decodes; photos' distance is for the GPU test (``tests/test_gpu.py``) to bound."""
     y, x = torch.meshgrid(torch.arange(16), torch.arange(24), indexing="ij")
     rgb = torch.stack([x * 10, y * 15, (x * y) % 256]).to(torch.uint8)
     buf = io.BytesIO()
-    Image.fromarray(rgb.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=95)
+    Image.fromarray(rgb.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=95, subsampling=subsampling)
     decoded = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy()).permute(2, 0, 1)
     return buf.getvalue(), decoded
 
