@@ -271,3 +271,75 @@ def test_damaged_jpegs_give_the_cpu_path_what_pillow_gives():
             assert torch.equal(got, want)
         outcomes.add(got is None)
     assert outcomes == {True, False}  # some are refused, some are read: both branches were compared
+
+
+def test_the_decoder_probe_stores_colour_at_full_resolution():
+    """nvJPEG upsamples halved colour otherwise than libjpeg-turbo: on the probe's sharp colour edges stored 4:2:0 it
+    was 4.03 grey levels from Pillow (an H200, ``bench/bench_jpeg.py``), over the 4 allowed, and a scan on that GPU
+    decoded every JPEG with Pillow. Stored 4:4:4 it was 0.00; photos' distance is bounded in ``tests/test_gpu.py``."""
+    from PIL import JpegImagePlugin
+
+    from interp.jpeg import _probe
+
+    blob, expected = _probe()
+    assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(blob))) == 0
+    assert expected.shape == (3, 16, 24)
+
+
+def test_a_loader_process_hands_over_a_batchs_jpegs_as_one_tensor(tmp_path):
+    """One shared-memory block per batch, not one per image (unpacking 256 a batch held an H200's scan at 2,300
+    images/s); the bytes split back are each file's, in order, beside the CPU path's pixels and the errors."""
+    from interp.datasets.batches import _collate_files, _Files
+
+    photo = interp.load_sample("coffee").image
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    for k in range(4):
+        photo.rotate(k).save(tmp_path / "d" / "a" / f"{k}.jpg", quality=90)
+    photo.save(tmp_path / "d" / "a" / "p.png")
+    (tmp_path / "d" / "a" / "x.jpg").write_bytes(b"not an image")
+    ds = read_folder(tmp_path / "d")
+    model = interp.load_model("shapes_cnn")
+    files = _Files(ds, ds.items, model.transform)
+    loader = torch.utils.data.DataLoader(files, batch_size=len(ds), num_workers=1, collate_fn=_collate_files)
+    ((ids, flat, lengths), pixels, failed), = list(loader)
+    assert isinstance(flat, torch.Tensor) and flat.dtype == torch.uint8 and flat.dim() == 1
+    assert len(ids) == 4 and [i for i, _ in pixels] != [] and len(failed) == 1
+    for i, part in zip(ids, flat.split(lengths), strict=True):
+        assert bytes(part.numpy()) == ds.path_of(ds.items[i]).read_bytes()
+    assert sorted(ids + [i for i, _ in pixels] + [i for i, _ in failed]) == list(range(len(ds)))
+
+
+def test_batches_are_prepared_ahead_in_order_while_the_caller_holds_the_last():
+    """On a GPU the next batch is decoded while the model runs this one (here on the CPU, without streams): results
+    come in order, the next is being prepared while the caller holds one, an error reaches the caller, and a caller
+    that stops early is not kept waiting."""
+    import threading
+
+    from interp.datasets.batches import ahead
+
+    started = [threading.Event() for _ in range(5)]
+
+    def prepare(k):
+        started[k].set()
+        return k, None
+
+    seen = []
+    for k, _ in ahead(iter(range(5)), prepare, torch.device("cpu")):
+        if k < 4:
+            assert started[k + 1].wait(10), f"batch {k + 1} was not prepared while the caller held batch {k}"
+        seen.append(k)
+    assert seen == [0, 1, 2, 3, 4]
+
+    def broken(k):
+        if k == 2:
+            raise RuntimeError("nvjpeg: out of memory")
+        return k, None
+
+    got = []
+    with pytest.raises(RuntimeError, match="out of memory"):
+        for k, _ in ahead(iter(range(5)), broken, torch.device("cpu")):
+            got.append(k)
+    assert got == [0, 1]
+    early = ahead(iter(range(1000)), lambda k: (k, None), torch.device("cpu"))
+    assert next(early) == (0, None)
+    early.close()  # returns at once: one batch at most was being prepared

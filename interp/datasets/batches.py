@@ -96,7 +96,14 @@ class _Files(_Images):
 
 
 def _collate_files(batch):
-    return tuple([(i, x) for i, k, x in batch if k == kind] for kind in ("jpeg", "pixels", "error"))
+    """``((indices, bytes, lengths), pixels, errors)``: the batch's JPEGs as one flat ``uint8`` tensor and each one's
+    length, so that a loader process hands them over as one block of shared memory, not one per image (unpacking
+    256 tensors a batch held a scan on an H200 at 2,300 images/s, whatever decoded them; one flat tensor on 2 cores:
+    5,600 images/s against 1,400); the CPU path's pixels and the errors as ``(index, value)`` pairs."""
+    jpegs = [(i, x) for i, k, x in batch if k == "jpeg"]
+    flat = torch.cat([x for _, x in jpegs]) if jpegs else torch.empty(0, dtype=torch.uint8)
+    packed = ([i for i, _ in jpegs], flat, [len(x) for _, x in jpegs])
+    return (packed, *([(i, x) for i, k, x in batch if k == kind] for kind in ("pixels", "error")))
 
 
 DECODES = ("auto", "cpu", "device")
@@ -145,7 +152,9 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
         return
     from interp.jpeg import decode_on
 
-    for jpegs, pixels, failed in loader:
+    def prepare(batch):
+        (ids, flat, lengths), pixels, failed = batch
+        jpegs = list(zip(ids, flat.split(lengths), strict=True))
         decoded = decode_on([data for _, data in jpegs], model.device)
         on_device = [(i, im) for (i, _), im in zip(jpegs, decoded, strict=True) if im is not None]
         for i, data in (pair for pair, im in zip(jpegs, decoded, strict=True) if im is None):
@@ -157,7 +166,49 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
         if pixels:
             parts.append(torch.stack([x for _, x in pixels]).to(model.device))
         x = model.transform.normalize(torch.cat(parts)) if parts else None
-        yield [i for i, _ in on_device] + [i for i, _ in pixels], x, failed, len(on_device)
+        return [i for i, _ in on_device] + [i for i, _ in pixels], x, failed, len(on_device)
+
+    if model.device.type == "cuda":
+        yield from ahead(loader, prepare, model.device)
+    else:
+        yield from map(prepare, loader)
+
+
+def ahead(batches, prepare: Callable, device: torch.device):
+    """``prepare(batch)`` for every batch, in order, each prepared in a thread of its own while the caller works on
+    the one before: on a GPU, the next batch is decoded and resized on a CUDA stream of its own while the model runs
+    this one (decoding on the model's stream waited for every pass and the pass for every decoding). What
+    ``prepare`` returns is handed over on the caller's stream: that stream waits for the preparing work, and the
+    tensor in second place (the batch) is kept from reuse until the caller's stream is done with it."""
+    import contextlib
+
+    cuda = torch.device(device).type == "cuda"
+    stream = torch.cuda.Stream(device) if cuda else None
+
+    def on_own_stream(batch):
+        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            out = prepare(batch)
+            done = torch.cuda.Event() if cuda else None
+            if done is not None:
+                done.record(stream)
+        return out, done
+
+    def handed_over(out, done):
+        if done is not None:
+            current = torch.cuda.current_stream(device)
+            current.wait_event(done)
+            if isinstance(out[1], torch.Tensor):
+                out[1].record_stream(current)
+        return out
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(pool.submit(on_own_stream, batch))
+            if len(pending) > 1:
+                yield handed_over(*pending.popleft().result())
+        while pending:
+            yield handed_over(*pending.popleft().result())
 
 
 def _threaded(files: _Images, collate: Callable, batch_size: int, ahead: bool):
