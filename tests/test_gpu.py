@@ -155,14 +155,19 @@ def test_features_on_the_gpu_give_the_cpus_curve_and_spectrum(pair, image):
 
 
 def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels():
-    """nvJPEG decodes a little differently from libjpeg-turbo (its IDCT and chroma upsampling; torchvision's own
-    test allows a mean of 2 grey levels on whole pictures). After resizing and cropping as Pillow does, on the GPU,
-    the model's input must be within a mean of 1 grey level of the CPU path's, and no pixel off by more than 8 on
-    these photos."""
+    """nvJPEG decodes a little differently from libjpeg-turbo: its inverse DCT, and above all its upsampling of the
+    colour that JPEGs store at half resolution (libjpeg-turbo's is a smoothing filter). So the GPU path is not within
+    the CPU path's 2 grey levels of timm's pixels: on an H200 (torch 2.11, TorchCodec 0.16), decoded then resized and
+    cropped on the GPU, these 16 photos' model input was a mean of 0.46 levels from the CPU path's, 0.26% of values
+    off by more than 8, up to 42 at sharp colour edges. Bounds: a mean of 1 level, 1% of values off by more than 8,
+    none by more than 64. What the model makes of it: the top class's probability moved by up to 0.020, and the top
+    class changed for one photo, a near tie on the CPU path (the rocket at 375×500: drilling platform 0.180, missile
+    0.175). Bounds: the top class's probability within 0.05; the same top class wherever it leads the next by more
+    than 0.1, and for at least 14 of the 16."""
     from interp.jpeg import decode_on, decoder_name
 
     used = decoder_name("cuda")
-    assert used is not None, "neither TorchCodec nor torchvision decodes JPEGs on this GPU (see the log at INFO)"
+    assert used is not None, "neither TorchCodec nor torchvision decodes JPEGs on this GPU (see bench/bench_jpeg.py)"
     model = interp.load_model("efficientnet_lite0", device="cuda")
     blobs, expected = [], []
     for name in ("chelsea", "coffee", "astronaut", "rocket"):
@@ -174,10 +179,23 @@ def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels():
             expected.append(model.pixels(interp.load_image(buf.getvalue()).image))
     decoded = decode_on(blobs, "cuda")
     assert all(d is not None and d.device.type == "cuda" for d in decoded)
-    got = model.transform.pixels_on_device(decoded).cpu().int()
-    apart = (got - torch.stack(expected).int()).abs().float()
-    print(f"nvJPEG ({used}) + GPU resize vs Pillow: mean {apart.mean():.3f} levels, max {apart.max():.0f}")
-    assert apart.mean() <= 1.0 and apart.max() <= 8
+    got = model.transform.pixels_on_device(decoded)
+    cpu = torch.stack(expected).to("cuda")
+    apart = (got.int() - cpu.int()).abs().float()
+    over = (apart > 8).float().mean().item()
+    print(f"nvJPEG ({used}) + GPU resize vs the CPU path: mean {apart.mean():.3f} levels, max {apart.max():.0f}, "
+          f"{over:.2%} of values off by more than 8")  # fmt: skip
+    with torch.inference_mode():
+        p_gpu = model._module(model.transform.normalize(got)).softmax(-1)
+        p_cpu = model._module(model.transform.normalize(cpu)).softmax(-1)
+    first, second = p_cpu.topk(2, -1).values.unbind(-1)
+    top = p_cpu.argmax(-1)
+    gap = (p_gpu.gather(1, top[:, None]) - p_cpu.gather(1, top[:, None])).abs().max().item()
+    same = p_gpu.argmax(-1) == top
+    print(f"top class the same for {int(same.sum())} of {len(top)} (leads of those that changed: "
+          f"{[round(float(m), 4) for m in (first - second)[~same]]}); its probability within {gap:.4f}")  # fmt: skip
+    assert apart.mean() <= 1.0 and over <= 0.01 and apart.max() <= 64
+    assert gap <= 0.05 and same[first - second > 0.1].all() and int(same.sum()) >= 14
 
 
 def test_a_gpu_scan_decodes_plain_jpegs_there_and_gives_the_cpu_rows(tmp_path):
