@@ -3,6 +3,7 @@ tensors already preprocessed in memory, same model, same images, same batch size
 
     python bench/bench_scan.py [--model efficientnet_lite0] [--images 128] [--batch-size 32] [--workers 0 1 2] [--rounds 3]
                                [--decode auto|cpu|device] [--precision fp32|tf32|bf16]
+                               [--stages] [--no-reading]
     python bench/bench_scan.py --model vit_base_patch16_224 --bf16-vs-fp32 [--images 1024 --batch-size 256]
     python bench/bench_scan.py --ray [--images 4096]
 
@@ -35,20 +36,43 @@ from bench.bench_attribution import ratios_beside
 
 
 def make_images(folder: Path, n: int) -> None:
+    """``n`` JPEGs, 500×375, in four class folders: crops of the bundled photos at seeded offsets, written by one
+    thread per core (Pillow lets go of the GIL to resize and encode), so that thousands of them take seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
     import interp
 
     rng = np.random.default_rng(0)
     photos = [interp.load_sample(s).image for s in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "horse")]
-    for i in range(n):
+    for c in range(min(n, 4)):
+        (folder / f"class_{c}").mkdir(parents=True, exist_ok=True)
+    corners = [(rng.random(), rng.random()) for _ in range(n)]
+
+    def write(i: int) -> None:
         im = photos[i % len(photos)]
         w, h = im.size
-        x, y = int(rng.integers(0, max(1, w // 4))), int(rng.integers(0, max(1, h // 4)))
+        x, y = int(corners[i][0] * max(1, w // 4)), int(corners[i][1] * max(1, h // 4))
         crop = im.crop((x, y, x + 3 * w // 4, y + 3 * h // 4)).resize((500, 375))
-        cls = folder / f"class_{i % 4}"
-        cls.mkdir(parents=True, exist_ok=True)
-        crop.save(cls / f"{i:05d}.jpg", quality=90)
+        crop.save(folder / f"class_{i % 4}" / f"{i:05d}.jpg", quality=90)
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(write, range(n)))
+
+
+def preloaded(model, ds):
+    """Every image of ``ds`` decoded and preprocessed as the model's data config says, stacked where the model runs:
+    the bare pass's input, which copies nothing. One thread per core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    import interp
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        pixels = list(pool.map(lambda it: model.preprocess(interp.load_image(ds.path_of(it)).image), ds.items))
+    return torch.stack(pixels).to(model.device)
 
 
 def reading_beside_pillow(model, ds, rounds: int) -> None:
@@ -126,6 +150,47 @@ def writer_share(model, bare_rate: float, rounds: int) -> None:
           f"at the bare pass's rate they take {total * bare_rate:.1%} of a scan")  # fmt: skip
 
 
+def stages(model, ds, batch_size: int, workers: int, decode: str, rounds: int, bare_rate: float) -> None:
+    """Where a scan's time goes: the loader processes alone (reading files; on the device path each file's bytes and
+    header, on the CPU path decoding and resizing too), then the batches as the model gets them (decoded and resized
+    on the device where the scan does that, normalised) without the model, each beside the bare pass's rate."""
+    import torch
+
+    from interp.datasets.batches import _batches, _collate, _collate_files, _Files, _Images, resolve_decode
+
+    mode = resolve_decode(model, decode)
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+
+    def rate(fn) -> float:
+        best = float("inf")
+        for _ in range(rounds + 1):  # the first warms up
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - start)
+        return len(ds) / best
+
+    line = [f"stages ({mode} decoding, {workers} loader workers): bare forward {bare_rate:,.0f} images/s"]
+    if workers:
+        files = (_Files if mode == "device" else _Images)(ds, ds.items, model.transform)
+        collate = _collate_files if mode == "device" else _collate
+
+        def loaders() -> None:
+            for _ in torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                                                 prefetch_factor=2):  # fmt: skip
+                pass
+
+        line.append(f"loader processes alone {rate(loaders):,.0f}")
+
+    def batches() -> None:
+        for _ in _batches(model, ds, ds.items, batch_size, workers, mode):
+            pass
+
+    line.append(f"batches ready for the model {rate(batches):,.0f}")
+    print("; ".join(line))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -137,6 +202,10 @@ def main() -> None:
     parser.add_argument("--decode", default="auto", choices=("auto", "cpu", "device"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
     parser.add_argument("--bf16-vs-fp32", action="store_true", help="compare a bf16 scan with an fp32 scan")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time the loader processes alone and the batches ready for the model, without it")
+    parser.add_argument("--no-reading", action="store_true",
+                        help="skip timing the CPU path's reading of each image against Pillow's (minutes for thousands)")
     args = parser.parse_args()
     import torch
 
@@ -148,8 +217,7 @@ def main() -> None:
         make_images(tmp / "data", args.images)
         ds = read_folder(tmp / "data")
         model = interp.load_model(args.model, None if args.model == "efficientnet_lite0" else "random")
-        tensors = torch.stack([model.preprocess(interp.load_image(ds.path_of(it)).image) for it in ds.items])
-        tensors = tensors.to(model.device)  # preloaded where the model runs: the bare pass copies nothing
+        tensors = None if args.bf16_vs_fp32 or args.ray else preloaded(model, ds)
 
         def bare() -> None:
             with torch.inference_mode():
@@ -231,7 +299,10 @@ def main() -> None:
                   f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
         print("target: ratio ≥ 0.9 on the CPU, ≥ 0.8 on a GPU")
         writer_share(model, n / best["bare"], args.rounds)
-        reading_beside_pillow(model, ds, args.rounds)
+        if args.stages:
+            stages(model, ds, args.batch_size, max(args.workers), args.decode, args.rounds, n / best["bare"])
+        if not args.no_reading:
+            reading_beside_pillow(model, ds, args.rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
