@@ -287,8 +287,9 @@ def test_the_decoder_probe_stores_colour_at_full_resolution():
 
 
 def test_a_loader_process_hands_over_a_batchs_jpegs_as_one_tensor(tmp_path):
-    """One shared-memory block per batch, not one per image (unpacking 256 a batch held an H200's scan at 2,300
-    images/s); the bytes split back are each file's, in order, beside the CPU path's pixels and the errors."""
+    """One shared-memory block per batch, not one per image (a tensor per image: 1,400 images/s from two loader
+    processes on 2 cores, against 5,600); the bytes split back are each file's, in order, beside the CPU path's
+    pixels and the errors."""
     from interp.datasets.batches import _collate_files, _Files
 
     photo = interp.load_sample("coffee").image
