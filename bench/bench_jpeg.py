@@ -90,7 +90,8 @@ def main() -> None:
             got420 = decode(as_tensors([blob420]), torch.device(device))[0]
             apart420 = (got420.cpu().int() - expected420.int()).abs().float().mean().item()
             decoded = decode(as_tensors(blobs[: len(photos)]), torch.device(device))
-            raw = max((d.cpu().int() - p.int()).abs().float().mean().item() for d, p in zip(decoded, pillow, strict=True))
+            raw = max((d.cpu().int() - p.int()).abs().float().mean().item()
+                      for d, p in zip(decoded, pillow, strict=True))  # fmt: skip
             inputs = (model.transform.pixels_on_device([d.to(device) for d in decoded]).cpu().int()
                       - expected.int()).abs().float()  # fmt: skip
             chunks = [as_tensors(blobs[i : i + args.batch_size]) for i in range(0, len(blobs), args.batch_size)]

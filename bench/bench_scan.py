@@ -205,7 +205,8 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true",
                         help="also time the loader processes alone and the batches ready for the model, without it")
     parser.add_argument("--no-reading", action="store_true",
-                        help="skip timing the CPU path's reading of each image against Pillow's (minutes for thousands)")
+                        help="skip timing the CPU path's reading of each image against Pillow's (minutes for "
+                        "thousands)")
     args = parser.parse_args()
     import torch
 

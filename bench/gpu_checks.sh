@@ -10,7 +10,7 @@
 #                 run(command="bash bench/gpu_checks.sh 2", carry=[".whl"], timeout_s=420)
 #                 or any steps in any order: bash bench/gpu_checks.sh jpeg lite0 tests
 #   here, smoke:  QUICK=1 bash bench/gpu_checks.sh 1 2   (tiny sizes, any device)
-#   N=4096 bash bench/gpu_checks.sh ...   scans of 4,096 JPEGs instead of 8,192 (a step of 8,192 took 53-61 s on an H200)
+#   N=4096 bash bench/gpu_checks.sh ...   scans of 4,096 JPEGs instead of 8,192 (a step of 8,192: 53-61 s, H200)
 #
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,
@@ -40,7 +40,8 @@ out=${OUT:-gpu_checks}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 # QUICK: tiny sizes, and time limits ×4 for a slow CPU
-if [ -n "${QUICK:-}" ]; then n=64; big=32; rounds=1; batch=16; workers=1; k=4; else n=${N:-8192}; big=2048; rounds=3; batch=256; workers=8; k=1; fi
+if [ -n "${QUICK:-}" ]; then n=64; big=32; rounds=1; batch=16; workers=1; k=4
+else n=${N:-8192}; big=2048; rounds=3; batch=256; workers=8; k=1; fi
 step() {  # step SECONDS FILE COMMAND...: run it under a time limit, its output (warnings left out) appended to FILE
   local limit=$1 file=$2; shift 2
   echo "== $* (limit ${limit}s)" | tee -a "$out/$file"
@@ -67,16 +68,18 @@ for a in "${@:-1}"; do
 done
 for s_ in "${steps[@]}"; do
   case $s_ in
-    jpeg) step $((60 * k)) jpeg.txt $py bench/bench_jpeg.py --images $((big / 2)) --batch-size $batch --rounds $rounds ;;
+    jpeg) step $((60 * k)) jpeg.txt $py bench/bench_jpeg.py --images $((big / 2)) --batch-size $batch \
+      --rounds $rounds ;;
     # Lite0 and ResNet-50 in fp32: targets scan ÷ bare ≥ 0.8 (decoded on the GPU)
-    lite0|resnet50) if on_gpu; then scan "${s_/lite0/efficientnet_lite0}" auto 90; else echo "no GPU decoder: $s_ skipped"; fi ;;
+    lite0|resnet50)
+      if on_gpu; then scan "${s_/lite0/efficientnet_lite0}" auto 90; else echo "no GPU decoder: $s_ skipped"; fi ;;
     lite0-cpu|resnet50-cpu) m=${s_%-cpu}; scan "${m/lite0/efficientnet_lite0}" cpu 90 ;;
     # ViT-B/16: a bf16 scan ÷ an fp32 scan, target ≥ 5
     vit) step $((50 * k)) bench_scan.txt $py bench/bench_scan.py --model vit_base_patch16_224 --bf16-vs-fp32 \
       --images $big --batch-size $batch --workers $workers --rounds $rounds ;;
     tests) step $((150 * k)) test_gpu.txt $py -m pytest -q -p no:cacheprovider tests/test_gpu.py ;;
-    concepts) step $((90 * k)) bench_concepts.txt $py bench/bench_concepts.py --images $((big / 2)) --batch-size $batch \
-      --rounds $rounds ;;
+    concepts) step $((90 * k)) bench_concepts.txt $py bench/bench_concepts.py --images $((big / 2)) \
+      --batch-size $batch --rounds $rounds ;;
     # Every other bench runs where the engine runs: small sizes (Streamlit's parts skipped: not installed there)
     others)
       step $((40 * k)) bench_other.txt $py bench/bench_attribution.py --models efficientnet_lite0 resnet50 --repeats 1 \
@@ -91,6 +94,7 @@ for s_ in "${steps[@]}"; do
     layout) step $((30 * k)) bench_other.txt $py bench/bench_layout.py --batch-size $batch --rounds $rounds ;;
     # A class opening one link: 8 sessions asking for one map at once, computed once vs each on its own
     classroom) step $((30 * k)) bench_other.txt $py bench/bench_classroom.py --repeats 2 ;;
-    *) echo "unknown step $s_ (steps: jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu tests concepts others layout classroom)"; exit 2 ;;
+    *) echo "unknown step $s_ (steps: jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu tests concepts others layout" \
+         "classroom)"; exit 2 ;;
   esac
 done
