@@ -1,6 +1,6 @@
 """Concept benchmark, measured side by side in one run.
 
-    python bench/bench_concepts.py [--model efficientnet_lite0] [--layer bn2] [--images 96]
+    python bench/bench_concepts.py [--model efficientnet_lite0] [--layer bn2] [--images 96] [--stages]
 
 1. Activation extraction (preprocess each decoded image, forward with a hook, flatten, copy out) ÷ a bare batched
    forward pass over tensors already preprocessed (and already on the model's device), each extraction timed between
@@ -33,6 +33,43 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.bench_attribution import ratios_beside
 
 
+def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bare_rate: float) -> None:
+    """Where extraction's time goes: the batches prepared alone (pictures out of Pillow, to the model's device,
+    resized and normalised there or on the CPU), and the hooked pass to the layer with its output copied out, over the
+    preprocessed tensors, each beside the bare pass's rate."""
+    import time
+
+    import torch
+
+    from interp.concepts.activations import _forward_to, _prefetched, resolve_layer
+
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+    n = len(images)
+    chunks = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    module = {layer: resolve_layer(model, layer)}
+
+    def rate(fn) -> float:
+        best = float("inf")
+        for _ in range(rounds + 1):  # the first warms up
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - start)
+        return n / best
+
+    def prepared() -> None:
+        for _ in _prefetched(model, images, chunks):
+            pass
+
+    def hooked() -> None:
+        for chunk in tensors.split(batch_size):
+            _forward_to(model, module, chunk)[layer].float().reshape(len(chunk), -1).cpu().numpy()
+
+    print(f"stages: bare forward {bare_rate:,.0f} images/s; batches prepared alone {rate(prepared):,.0f}; the hooked "
+          f"pass with its output copied out {rate(hooked):,.0f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -40,6 +77,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16, help="images per pass (on a GPU try 256)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time the batches prepared alone and the hooked pass over preprocessed tensors")
     args = parser.parse_args()
     import tempfile
 
@@ -70,6 +109,9 @@ def main() -> None:
     print(f"activation extraction (from decoded images): {n / best_extract:6.1f} images/s  ratio of bests "
           f"{best_bare / best_extract:.2f}; beside its own bare passes: median {statistics.median(ratios):.2f} "
           f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})  (target ≥ 0.9)")  # fmt: skip
+
+    if args.stages:
+        stages(model, args.layer, images, tensors, args.batch_size, args.rounds, n / best_bare)
 
     layers = default_layers(model)
 

@@ -78,7 +78,7 @@ for s_ in "${steps[@]}"; do
     vit) step $((50 * k)) bench_scan.txt $py bench/bench_scan.py --model vit_base_patch16_224 --bf16-vs-fp32 \
       --images $big --batch-size $batch --workers $workers --rounds $rounds ;;
     tests) step $((150 * k)) test_gpu.txt $py -m pytest -q -p no:cacheprovider tests/test_gpu.py ;;
-    concepts) step $((90 * k)) bench_concepts.txt $py bench/bench_concepts.py --images $((big / 2)) \
+    concepts) step $((90 * k)) bench_concepts.txt $py bench/bench_concepts.py --images $((big / 2)) --stages \
       --batch-size $batch --rounds $rounds ;;
     # Every other bench runs where the engine runs: small sizes (Streamlit's parts skipped: not installed there)
     others)
