@@ -226,11 +226,20 @@ def main() -> None:
                     model._module(chunk).softmax(-1).cpu().numpy()
 
         def scanned(workers: int, precision: str = args.precision) -> None:
+            marks.clear()
+            start = time.perf_counter()
             out = scan(model, ds, Path(tempfile.mkdtemp(dir=tmp)), batch_size=args.batch_size, workers=workers,
-                       decode=args.decode, precision=precision)  # fmt: skip
+                       decode=args.decode, precision=precision,
+                       progress=lambda p: marks.append((time.perf_counter() - start, p.done)))  # fmt: skip
             on_device[0] = out.decoded_on_device
 
-        on_device = [0]
+        def steady() -> str:
+            """The last scan's start (to its first batch done) and its rate after that batch."""
+            (t0, n0), (t1, n1) = marks[0], marks[-1]
+            rate = (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
+            return f"first batch after {t0:.2f} s, then {rate:,.0f} images/s"
+
+        on_device, marks = [0], []
         where = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "CPU"
         if args.bf16_vs_fp32:
             import interp.datasets.scanner as scanner
@@ -245,6 +254,7 @@ def main() -> None:
             print(f"fp32 scan: {n / best_fp32:7.1f} images/s (best); bf16 scan: {n / best_bf16:7.1f} images/s; "
                   f"bf16 ÷ fp32 median {statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f}); "
                   "target on a GPU for ViT-B/16: ≥ 5")  # fmt: skip
+            print(f"the last bf16 scan: {steady()}")
             return
 
         if args.ray:
@@ -283,10 +293,11 @@ def main() -> None:
 
         per_round: dict[int, list[float]] = {}
         best = {"bare": float("inf")}
+        starts: dict[int, str] = {}
         for w in args.workers:
             # each scan between two bare passes, so that the VM's drift over the minutes of a run cancels out
             ratios, best_bare, best[f"scan w={w}"] = ratios_beside(bare, lambda w=w: scanned(w), args.rounds)
-            per_round[w], best["bare"] = ratios, min(best["bare"], best_bare)
+            per_round[w], best["bare"], starts[w] = ratios, min(best["bare"], best_bare), steady()
         n = len(ds)
         print(f"{args.model} on {where}, {n} JPEGs 500×375, batch {args.batch_size}, torch threads "
               f"{torch.get_num_threads()}, {args.rounds} rounds, {args.precision}, decode {args.decode} "
@@ -298,6 +309,7 @@ def main() -> None:
             print(f"scan, {w} loader workers:                     {rate:6.1f} images/s  ratio of bests "
                   f"{rate / (n / best['bare']):.2f}; beside its own bare passes: median {statistics.median(ratios):.2f} "
                   f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
+            print(f"  its last scan: {starts[w]}")
         print("target: ratio ≥ 0.9 on the CPU, ≥ 0.8 on a GPU")
         writer_share(model, n / best["bare"], args.rounds)
         if args.stages:
