@@ -61,6 +61,22 @@ def interleaved_best(candidates: dict, rounds: int) -> dict[str, float]:
     return best
 
 
+def best_seconds(fn, rounds: int) -> float:
+    """The shortest of ``rounds`` timed runs of ``fn`` after one that warms up, waiting for the GPU where there is
+    one (work launched there counts until it is done)."""
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    best = float("inf")
+    for _ in range(rounds + 1):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def ratios_beside(reference, candidate, rounds: int) -> tuple[list[float], float, float]:
     """Per round, ``reference`` time ÷ ``candidate`` time, the candidate timed between two reference runs (their
     mean): a ratio of moments seconds apart, which the VM's drift over minutes does not reach. The runs form one

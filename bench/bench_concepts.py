@@ -30,33 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.bench_attribution import ratios_beside
+from bench.bench_attribution import best_seconds, ratios_beside
 
 
 def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bare_rate: float) -> None:
     """Where extraction's time goes: the batches prepared alone (pictures out of Pillow, to the model's device,
     resized and normalised there or on the CPU), and the hooked pass to the layer with its output copied out, over the
     preprocessed tensors, each beside the bare pass's rate."""
-    import time
-
-    import torch
-
     from interp.concepts.activations import _forward_to, _prefetched, resolve_layer
 
-    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     n = len(images)
     chunks = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
     module = {layer: resolve_layer(model, layer)}
 
     def rate(fn) -> float:
-        best = float("inf")
-        for _ in range(rounds + 1):  # the first warms up
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            best = min(best, time.perf_counter() - start)
-        return n / best
+        return n / best_seconds(fn, rounds)
 
     def prepared() -> None:
         for _ in _prefetched(model, images, chunks):

@@ -16,13 +16,14 @@ import argparse
 import io
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench.bench_attribution import best_seconds
 
 
 def main() -> None:
@@ -52,18 +53,6 @@ def main() -> None:
     def as_tensors(data):
         return [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data]
 
-    def best_time(fn) -> float:
-        best = float("inf")
-        for _ in range(args.rounds + 1):  # the first is a warm-up, never the best
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
-        return best
-
     def by_pillow(b: bytes):
         return np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
 
@@ -72,7 +61,7 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}{gpu}; {len(blobs)} JPEGs 500×375")
     with ThreadPoolExecutor(os.cpu_count()) as pool:
-        took = best_time(lambda: list(pool.map(by_pillow, blobs)))
+        took = best_seconds(lambda: list(pool.map(by_pillow, blobs)), args.rounds)
     print(f"Pillow, {os.cpu_count()} threads: {len(blobs) / took:8.0f} images/s")
     probe_blob, probe_expected = _probe()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -95,7 +84,7 @@ def main() -> None:
             inputs = (model.transform.pixels_on_device([d.to(device) for d in decoded]).cpu().int()
                       - expected.int()).abs().float()  # fmt: skip
             chunks = [as_tensors(blobs[i : i + args.batch_size]) for i in range(0, len(blobs), args.batch_size)]
-            took = best_time(lambda d=decode: [d(c, torch.device(device)) for c in chunks])
+            took = best_seconds(lambda d=decode: [d(c, torch.device(device)) for c in chunks], args.rounds)
             print(f"  {name}: test JPEG {probe_apart:.2f} levels from Pillow (the scan accepts ≤ 4; with 4:2:0 "
                   f"chroma {apart420:.2f}); photos decoded "
                   f"≤ {raw:.2f} (mean of the worst); resized for a model mean {inputs.mean():.3f}, max "

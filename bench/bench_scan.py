@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.bench_attribution import ratios_beside
+from bench.bench_attribution import best_seconds, ratios_beside
 
 
 def make_images(folder: Path, n: int) -> None:
@@ -159,17 +159,9 @@ def stages(model, ds, batch_size: int, workers: int, decode: str, rounds: int, b
     from interp.datasets.batches import _batches, _collate, _collate_files, _Files, _Images, resolve_decode
 
     mode = resolve_decode(model, decode)
-    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
 
     def rate(fn) -> float:
-        best = float("inf")
-        for _ in range(rounds + 1):  # the first warms up
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            best = min(best, time.perf_counter() - start)
-        return len(ds) / best
+        return len(ds) / best_seconds(fn, rounds)
 
     line = [f"stages ({mode} decoding, {workers} loader workers): bare forward {bare_rate:,.0f} images/s"]
     if workers:
