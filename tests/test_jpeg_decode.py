@@ -316,7 +316,7 @@ def test_batches_are_prepared_ahead_in_order_while_the_caller_holds_the_last():
     that stops early is not kept waiting."""
     import threading
 
-    from interp.datasets.batches import ahead
+    from interp.datasets.batches import prepared_ahead
 
     started = [threading.Event() for _ in range(5)]
 
@@ -325,7 +325,7 @@ def test_batches_are_prepared_ahead_in_order_while_the_caller_holds_the_last():
         return k, None
 
     seen = []
-    for k, _ in ahead(iter(range(5)), prepare, torch.device("cpu")):
+    for k, _ in prepared_ahead(iter(range(5)), prepare, torch.device("cpu")):
         if k < 4:
             assert started[k + 1].wait(10), f"batch {k + 1} was not prepared while the caller held batch {k}"
         seen.append(k)
@@ -338,9 +338,9 @@ def test_batches_are_prepared_ahead_in_order_while_the_caller_holds_the_last():
 
     got = []
     with pytest.raises(RuntimeError, match="out of memory"):
-        for k, _ in ahead(iter(range(5)), broken, torch.device("cpu")):
+        for k, _ in prepared_ahead(iter(range(5)), broken, torch.device("cpu")):
             got.append(k)
     assert got == [0, 1]
-    early = ahead(iter(range(1000)), lambda k: (k, None), torch.device("cpu"))
+    early = prepared_ahead(iter(range(1000)), lambda k: (k, None), torch.device("cpu"))
     assert next(early) == (0, None)
     early.close()  # returns at once: one batch at most was being prepared

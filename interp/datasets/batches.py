@@ -99,8 +99,8 @@ def _collate_files(batch):
     """``((indices, bytes, lengths), pixels, errors)``: the batch's JPEGs as one flat ``uint8`` tensor and each one's
     length, so that a loader process hands them over as one block of shared memory, not one per image (two loader
     processes on 2 cores delivered 5,600 images/s so, 1,400 with a tensor per image, which the main process unpacks
-    one by one; an H200's scan ran at 2,300 images/s before this and :func:`ahead`, 5,050 after); the CPU path's
-    pixels and the errors as ``(index, value)`` pairs."""
+    one by one; an H200's scan ran at 2,300 images/s before this and :func:`prepared_ahead`, 5,050 after); the CPU
+    path's pixels and the errors as ``(index, value)`` pairs."""
     jpegs = [(i, x) for i, k, x in batch if k == "jpeg"]
     flat = torch.cat([x for _, x in jpegs]) if jpegs else torch.empty(0, dtype=torch.uint8)
     packed = ([i for i, _ in jpegs], flat, [len(x) for _, x in jpegs])
@@ -170,15 +170,15 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
         return [i for i, _ in on_device] + [i for i, _ in pixels], x, failed, len(on_device)
 
     if model.device.type == "cuda":
-        yield from ahead(loader, prepare, model.device)
+        yield from prepared_ahead(loader, prepare, model.device)
     else:
         yield from map(prepare, loader)
 
 
-def ahead(batches, prepare: Callable, device: torch.device):
+def prepared_ahead(batches, prepare: Callable, device: torch.device):
     """``prepare(batch)`` for every batch, in order, each prepared in a thread of its own while the caller works on
     the one before: on a GPU, the next batch is decoded and resized on a CUDA stream of its own while the model runs
-    this one (decoding on the model's stream waited for every pass and the pass for every decoding). What
+    this one (work on one stream runs in order: on the model's, each decoding waited for the pass before it). What
     ``prepare`` returns is handed over on the caller's stream: that stream waits for the preparing work, and the
     tensor in second place (the batch) is kept from reuse until the caller's stream is done with it."""
     import contextlib
