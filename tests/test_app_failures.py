@@ -170,6 +170,29 @@ def test_a_reduced_precision_scan_shows_its_agreement_with_fp32():
     assert "Scanned in bf16; its top-1 class agrees with fp32 on" in captions and "of the first 40 images" in captions
 
 
+def test_a_scan_that_decoded_jpegs_on_a_gpu_says_its_pixels_differ_a_little():
+    """nvJPEG's pixels are not Pillow's, which every other page decodes with: a reviewer comparing the gallery's
+    probability with the Attribution page's is told why they can differ (the scan here runs on the CPU; its
+    scan.json then says what a GPU scan's would)."""
+    from dashboard import gallery_ui
+    from interp.cli import main
+
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--limit", "20"]) == 0
+    at = failures_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("decoded on the GPU" in c.value for c in at.main.caption)
+    (meta_path,) = (Path(os.environ["INTERP_CACHE_DIR"]) / "scans").glob("*/*/scan.json")
+    meta = json.loads(meta_path.read_text())
+    meta["device_decoding"] = {"images": 20, "decoder": "TorchCodec", "device": "cuda"}
+    meta_path.write_text(json.dumps(meta))
+    gallery_ui._scan_rows.clear()
+    at = failures_page().run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.main.caption)
+    assert "20 JPEGs of this scan were decoded on the GPU (nvJPEG, through TorchCodec)" in captions
+    assert "--decode cpu" in captions
+
+
 def test_which_method_to_trust_scores_methods_on_the_dataset():
     at = failures_page().run()
     at.main.multiselect(key="trust_methods").set_value(["grad_cam", "saliency"]).run()

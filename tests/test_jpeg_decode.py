@@ -95,6 +95,22 @@ def test_a_scan_decoding_on_the_device_equals_the_pillow_scan(tmp_path):
     assert_same_scan_rows(tmp_path / "cpu", tmp_path / "device", 0.01)
 
 
+def test_a_scan_records_how_many_images_it_decoded_on_the_device(tmp_path):
+    """``scan.json`` counts the rows decoded where the model runs, over resumed runs too, and names the decoder (the
+    gallery tells a GPU scan's reader that nvJPEG's pixels are not quite Pillow's); a Pillow scan records nothing."""
+    n_plain = mixed_folder(tmp_path / "data")
+    ds = read_folder(tmp_path / "data")
+    model = interp.load_model("efficientnet_lite0")
+    scan(model, ds, tmp_path / "device", batch_size=8, workers=0, decode="device", limit=10)
+    first = load_scan(tmp_path / "device")[0]["device_decoding"]
+    assert first["device"] == "cpu" and first["decoder"] == "TorchCodec" and 0 < first["images"] <= 10
+    got = scan(model, ds, tmp_path / "device", batch_size=8, workers=0, decode="device")
+    meta = load_scan(tmp_path / "device")[0]
+    assert meta["device_decoding"]["images"] == first["images"] + got.decoded_on_device == n_plain
+    scan(model, ds, tmp_path / "cpu", batch_size=8, workers=0, decode="cpu", limit=10)
+    assert "device_decoding" not in load_scan(tmp_path / "cpu")[0]
+
+
 def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):
     """A decoder that fails a whole batch when one image is bad (nvJPEG does) is retried image by image; the image
     it still refuses is decoded by Pillow, not lost and not scored twice."""

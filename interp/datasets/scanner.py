@@ -137,6 +137,8 @@ def scan(
     decode = resolve_decode(model, decode)
     with scan_lock(out):
         summary = _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision, decode)
+        if summary.decoded_on_device:
+            record_device_decoding(model, out, summary.decoded_on_device)
         if precision != "fp32" and summary.complete:
             record_precision_check(model, dataset, out, batch_size, decode)
         return summary
@@ -271,6 +273,21 @@ def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batc
     meta["precision_check"] = check
     _atomic_write(out / "scan.json", json.dumps(meta, indent=2).encode())
     return check
+
+
+def record_device_decoding(model: LoadedModel, out: Path, images: int) -> dict:
+    """Count ``images`` more of the folder's rows as decoded where the model runs, into ``scan.json`` as
+    ``device_decoding``: ``{"images", "decoder", "device"}``. On a GPU their pixels are nvJPEG's, a little apart
+    from Pillow's, which every other page decodes with (``tests/test_gpu.py`` bounds how far); the gallery says so."""
+    from interp.jpeg import decoder_name
+
+    meta = read_meta(out)
+    before = meta.get("device_decoding") if isinstance(meta.get("device_decoding"), dict) else {}
+    record = {"images": int(before.get("images", 0)) + images, "decoder": decoder_name(model.device),
+              "device": model.device.type}  # fmt: skip
+    meta["device_decoding"] = record
+    _atomic_write(out / "scan.json", json.dumps(meta, indent=2).encode())
+    return record
 
 
 class _Parts:
