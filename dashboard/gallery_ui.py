@@ -278,9 +278,9 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     decoded = meta.get("device_decoding")
     if isinstance(decoded, dict) and decoded.get("device", "cpu") != "cpu" and decoded.get("images"):
         st.caption(f"{counted(int(decoded['images']), 'JPEG')} of this scan were decoded on the GPU (nvJPEG, through "
-                   f"{decoded.get('decoder') or 'its decoder'}), whose pixels differ slightly from those the other "
-                   "pages decode: a probability here can differ slightly from theirs for the same photo (up to 0.02 in "
-                   "a test on an H200), and a near tie can tip the other way. A scan from the command line with "
+                   f"{decoded.get('decoder') or 'its decoder'}), whose pixels are not quite those the other pages "
+                   "decode: a probability here can differ a little from theirs for the same photo (up to 0.02 in a "
+                   "test on an H200), and a near tie can tip the other way. A scan from the command line with "
                    "`--decode cpu` gives their pixels.")  # fmt: skip
     s = summary(rows)
     m1, m2, m3, m4 = st.columns(4)
