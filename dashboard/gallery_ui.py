@@ -13,10 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, permalink, resources, state
+from dashboard import charts, permalink, resources, sidebar, state
 from dashboard.feedback import attempt, guarded, sentence
-from interp.attribution import METHODS, attribute
-from interp.attribution.display import DisplaySettings, overlay
+from dashboard.why_ui import why_view
 from interp.datasets import (
     SHAPES_DATASET,
     Dataset,
@@ -46,7 +45,6 @@ PER_PAGE = 24
 SHAPES_MODELS = ("shapes_cnn", "shapes_vit")  # the models that know the shapes world's classes
 COLUMNS = 6
 ZIP_MB = 200
-CONTRAST_METHODS = ("grad_cam", "integrated_gradients", "saliency", "occlusion")
 
 
 # ---------------------------------------------------------------------------------------------- dataset choice
@@ -119,12 +117,6 @@ def _take_zip() -> None:
                                          "images, or unsafe names): " + ", ".join(skipped[:5]))  # fmt: skip
 
 
-@guarded("opening the image on the other pages")
-def send_to_pages(source: DatasetRoot, relpath: str) -> None:
-    """Make a dataset image the image every page shows."""
-    st.session_state["_image"] = {"kind": "dataset", "name": relpath, "digest": source.name, "source": source}
-
-
 # ------------------------------------------------------------------------------------------------------ browse
 
 
@@ -158,7 +150,7 @@ def _thumbnails(source: DatasetRoot, cells: list[tuple[str, str]], prefix: str) 
                 else:
                     st.image(thumb, width="stretch")
                 st.caption(caption)
-                st.button("Open", key=f"{prefix}_{path}", on_click=send_to_pages, args=(source, path),
+                st.button("Open", key=f"{prefix}_{path}", on_click=sidebar.send_to_pages, args=(source, path),
                           help="Show this image on every page (the sidebar's image).", width="stretch")  # fmt: skip
 
 
@@ -332,7 +324,7 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     explained = bool(picked) and picked in set(wrong["path"])
     permalink.publish(why=picked if explained else None)
     if explained:
-        contrastive_view(model, source, wrong[wrong["path"] == picked].iloc[0])
+        why_view(model, source, wrong[wrong["path"] == picked].iloc[0])
 
 
 def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
@@ -389,46 +381,6 @@ def _pick_grid(source: DatasetRoot, cells: list[tuple[str, str]]) -> None:
 @guarded("picking the mistake")
 def _pick(path: str) -> None:
     st.session_state["_gallery_pick"] = path
-
-
-def contrastive_view(model: LoadedModel, source: DatasetRoot, row) -> None:
-    """The chosen mistake explained for the predicted and for the true class, side by side."""
-    st.divider()
-    heading = st.empty()
-    labels = row.get("labels")
-    several = labels is not None and len(labels) > 1  # an Open Images photo: which of its classes to explain
-    c1, c2 = st.columns(2) if several else (st.container(), None)
-    method = permalink.linked(c1.selectbox, "Method", CONTRAST_METHODS, format_func=lambda m: METHODS[m].title,
-                              key="gallery_method")
-    true = int(row.label)
-    if several:
-        true = c2.selectbox("True class", [int(i) for i in labels], key=f"gallery_true_of_{row.path}",
-                            format_func=lambda i: charts.short_label(model.class_names[i]),
-                            help="This image has several true classes; the model's answer is wrong for all of "
-                            "them. Pick the one to explain beside the predicted class.")  # fmt: skip
-    heading.markdown(f"**Why {charts.md(charts.short_label(row.pred_name))} and not "
-                     f"{charts.md(charts.short_label(model.class_names[true]))}?** {charts.md(row.path)}")
-    image = attempt(lambda: resources.dataset_image(source, row.path), f"reading {row.path}")
-    if image is None:
-        return
-    base = resources.model_view(model.key, image.digest, model, image)
-    # the evidence for each class: a signed map's positive part (|value| would mix in what speaks against the class)
-    display = DisplaySettings(alpha=0.5, sign="positive")
-    cols = st.columns(3)
-    cols[0].image(base, caption=f"{row.path} as the model sees it", width="stretch")
-    for col, (target, label) in zip(cols[1:], ((int(row.pred), "predicted"), (true, "true"))):
-        result = attempt(lambda t=target: attribute(model, image, method, t, cache=resources.result_cache()),
-                         f"explaining class {target}")  # fmt: skip
-        if result is not None:
-            caption = f"{label}: {charts.short_label(model.class_names[target])} · {result.seconds:.2f} s"
-            completeness = result.completeness()  # Integrated Gradients: does the map add up to its logit change?
-            if completeness:
-                caption += f" · {completeness}"
-            col.image(overlay(base, result.raw, display), width="stretch", caption=caption)
-    st.caption("Each map shows the evidence for its class: where it is high, the pixels raise that class's score"
-               + (" (the positive part of a signed map; what lowers the score is not drawn)."
-                  if METHODS[method].signed else "."))  # fmt: skip
-    st.button("Open this image on the other pages", key="gallery_open", on_click=send_to_pages, args=(source, row.path))
 
 
 def _exports(source: DatasetRoot, ds: Dataset, wrong: pd.DataFrame) -> None:

@@ -237,6 +237,13 @@ def _configured() -> list:
         return []
 
 
+@guarded("opening the image on the other pages")
+def send_to_pages(source, relpath: str) -> None:
+    """Make an image of the dataset ``source`` (a :class:`~interp.datasets.DatasetRoot`) the image every page
+    shows."""
+    st.session_state["_image"] = {"kind": "dataset", "name": relpath, "digest": source.name, "source": source}
+
+
 def _dataset_image_from_link(dataset: str, item: str) -> dict | None:
     """The sidebar's image for a link's ``dataset`` and ``item``, when that dataset is configured on this server and
     holds that image; else a note and ``None``."""
