@@ -269,10 +269,11 @@ def gallery_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         st.caption(f"Scanned in {meta['precision']}{agreement}.")
     decoded = meta.get("device_decoding")
     if isinstance(decoded, dict) and decoded.get("device", "cpu") != "cpu" and decoded.get("images"):
-        st.caption(f"{counted(int(decoded['images']), 'JPEG')} of this scan were decoded on the GPU (nvJPEG, through "
-                   f"{decoded.get('decoder') or 'its decoder'}), whose pixels are not quite those the other pages "
-                   "decode: a probability here can differ a little from theirs for the same photo (up to 0.02 in a "
-                   "test on an H200), and a near tie can tip the other way. A scan from the command line with "
+        n = int(decoded["images"])
+        st.caption(f"{counted(n, 'JPEG')} of this scan {'was' if n == 1 else 'were'} decoded on the GPU (nvJPEG, "
+                   f"through {decoded.get('decoder') or 'its decoder'}), whose pixels are not quite those the other "
+                   "pages decode: a probability here can differ a little from theirs for the same photo (up to 0.02 "
+                   "in a test on an H200), and a near tie can tip the other way. A scan from the command line with "
                    "`--decode cpu` gives their pixels.")  # fmt: skip
     s = summary(rows)
     m1, m2, m3, m4 = st.columns(4)
