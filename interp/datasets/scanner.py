@@ -269,10 +269,15 @@ def record_precision_check(model: LoadedModel, dataset: Dataset, out: Path, batc
             checked += 1
             agree += int(pred) == int(scanned[sample[i]])
     check = {"images": checked, "agree": agree, "top1_agreement": agree / checked if checked else None}
-    meta = read_meta(out)
-    meta["precision_check"] = check
-    _atomic_write(out / "scan.json", json.dumps(meta, indent=2).encode())
+    _set_meta(out, "precision_check", check)
     return check
+
+
+def _set_meta(out: Path, key: str, value) -> None:
+    """``scan.json``'s ``key`` set to ``value``, the rest kept (under the folder's scan lock, as every write of it)."""
+    meta = read_meta(out)
+    meta[key] = value
+    _atomic_write(out / "scan.json", json.dumps(meta, indent=2).encode())
 
 
 def record_device_decoding(model: LoadedModel, out: Path, images: int) -> dict:
@@ -281,12 +286,11 @@ def record_device_decoding(model: LoadedModel, out: Path, images: int) -> dict:
     from Pillow's, which every other page decodes with (``tests/test_gpu.py`` bounds how far); the gallery says so."""
     from interp.jpeg import decoder_name
 
-    meta = read_meta(out)
-    before = meta.get("device_decoding") if isinstance(meta.get("device_decoding"), dict) else {}
+    before = read_meta(out).get("device_decoding")
+    before = before if isinstance(before, dict) else {}
     record = {"images": int(before.get("images", 0)) + images, "decoder": decoder_name(model.device),
               "device": model.device.type}  # fmt: skip
-    meta["device_decoding"] = record
-    _atomic_write(out / "scan.json", json.dumps(meta, indent=2).encode())
+    _set_meta(out, "device_decoding", record)
     return record
 
 
