@@ -151,29 +151,23 @@ def writer_share(model, bare_rate: float, rounds: int) -> None:
 
 
 def stages(model, ds, batch_size: int, workers: int, decode: str, rounds: int, bare_rate: float) -> None:
-    """Where a scan's time goes: the loader processes alone (reading files; on the device path each file's bytes and
-    header, on the CPU path decoding and resizing too), then the batches as the model gets them (decoded and resized
-    on the device where the scan does that, normalised) without the model, each beside the bare pass's rate."""
-    import torch
-
-    from interp.datasets.batches import _batches, _collate, _collate_files, _Files, _Images, resolve_decode
+    """Where a scan's time goes: the loader alone, processes or threads as the scan reads (reading files; on the
+    device path each file's bytes and header, on the CPU path decoding and resizing too), then the batches as the
+    model gets them (decoded and resized on the device where the scan does that, normalised) without the model, each
+    beside the bare pass's rate."""
+    from interp.datasets.batches import _batches, read_batches, resolve_decode
 
     mode = resolve_decode(model, decode)
 
     def rate(fn) -> float:
         return len(ds) / best_seconds(fn, rounds)
 
-    line = [f"stages ({mode} decoding, {workers} loader workers): bare forward {bare_rate:,.0f} images/s"]
-    if workers:
-        files = (_Files if mode == "device" else _Images)(ds, ds.items, model.transform)
-        collate = _collate_files if mode == "device" else _collate
+    def loader() -> None:
+        for _ in read_batches(model, ds, ds.items, batch_size, workers, mode)[1]:
+            pass
 
-        def loaders() -> None:
-            for _ in torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                                                 prefetch_factor=2):  # fmt: skip
-                pass
-
-        line.append(f"loader processes alone {rate(loaders):,.0f}")
+    line = [f"stages ({mode} decoding, {workers} loader workers): bare forward {bare_rate:,.0f} images/s",
+            f"the loader alone {rate(loader):,.0f}"]  # fmt: skip
 
     def batches() -> None:
         for _ in _batches(model, ds, ds.items, batch_size, workers, mode):

@@ -135,10 +135,9 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
     return decode
 
 
-def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size: int, workers: int, decode: str):
-    """``(indices, x, failed, on_device)`` per batch: the indices of ``items`` in ``x`` (normalised, ``None`` when no
-    image of the batch could be read), ``(index, error)`` for the unreadable, how many were decoded on the device.
-    Loader workers read (and, on the CPU path, decode) the next batches while this one runs."""
+def read_batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size: int, workers: int, decode: str):
+    """``(files, batches)``: the dataset's reader and its collated batches as the loader gives them, before anything
+    is decoded or normalised where the model runs: loader processes (``workers``) or threads of this process."""
     device_path = decode == "device"
     files = (_Files if device_path else _Images)(dataset, items, model.transform)
     collate = _collate_files if device_path else _collate
@@ -147,6 +146,15 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
                                              persistent_workers=False, prefetch_factor=2)  # fmt: skip
     else:
         loader = _threaded(files, collate, batch_size, ahead=model.device.type == "cuda")
+    return files, loader
+
+
+def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size: int, workers: int, decode: str):
+    """``(indices, x, failed, on_device)`` per batch: the indices of ``items`` in ``x`` (normalised, ``None`` when no
+    image of the batch could be read), ``(index, error)`` for the unreadable, how many were decoded on the device.
+    Loader workers read (and, on the CPU path, decode) the next batches while this one runs."""
+    device_path = decode == "device"
+    files, loader = read_batches(model, dataset, items, batch_size, workers, decode)
     if not device_path:
         for indices, x, failed in loader:
             yield indices, (model.normalised(x) if x is not None else None), failed, 0
