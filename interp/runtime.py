@@ -1,6 +1,7 @@
 """Process-wide tuning for tensor work on the CPU (freed memory stays with the process, to be reused), what
 memory the process holds and may hold (its resident size, its container's limit, the room left), and
-:func:`map_together`, which prepares a batch on the calling thread and a pool's at once.
+:func:`map_together`, which prepares a batch on the calling thread and a pool's at once, and :func:`prepared_ahead`,
+which prepares the next batch in a thread (on a CUDA stream of its own) while the caller works on this one.
 
 A forward pass on the CPU allocates and frees tens of megabytes per layer. glibc's malloc serves each allocation
 above its mmap threshold (at most 32 MB) with fresh pages from the kernel and unmaps them again on free, and it
@@ -20,10 +21,14 @@ import ctypes
 import functools
 import os
 import platform
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 ENV_KEEP_FREED_MEMORY = "INTERP_KEEP_FREED_MEMORY"
 """Set to ``0`` to leave the C allocator as the process found it."""
@@ -241,3 +246,45 @@ def map_together(
         for f in helping:
             f.result()
     return out  # type: ignore[return-value]
+
+
+def prepared_ahead(batches: Iterable[Any], prepare: Callable[[Any], T], device: torch.device | str) -> Iterator[T]:
+    """``prepare(batch)`` for every batch, in order, each prepared in a thread of its own while the caller works on
+    the one before: on a GPU, the next batch is decoded and resized on a CUDA stream of its own while the model runs
+    this one (work on one stream runs in order: on the model's, each decoding waited for the pass before it). What
+    ``prepare`` returns is handed over on the caller's stream: that stream waits for the preparing work, and every
+    CUDA tensor returned (itself, or in a returned tuple) is kept from reuse until the caller's stream is done with
+    it. A scan's batches (:mod:`interp.datasets.batches`) and concept extraction's on a GPU
+    (:mod:`interp.concepts.activations`) come through here."""
+    import contextlib
+
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    stream = torch.cuda.Stream(device) if cuda else None
+
+    def on_own_stream(batch):
+        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+            out = prepare(batch)
+            done = torch.cuda.Event() if cuda else None
+            if done is not None:
+                done.record(stream)
+        return out, done
+
+    def handed_over(out, done):
+        if done is not None:
+            current = torch.cuda.current_stream(device)
+            current.wait_event(done)
+            for part in out if isinstance(out, tuple) else (out,):
+                if isinstance(part, torch.Tensor) and part.is_cuda:
+                    part.record_stream(current)
+        return out
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+        pending: deque[Future] = deque()
+        for batch in batches:
+            pending.append(pool.submit(on_own_stream, batch))
+            if len(pending) > 1:
+                yield handed_over(*pending.popleft().result())
+        while pending:
+            yield handed_over(*pending.popleft().result())

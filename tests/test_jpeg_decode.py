@@ -332,7 +332,7 @@ def test_batches_are_prepared_ahead_in_order_while_the_caller_holds_the_last():
     that stops early is not kept waiting."""
     import threading
 
-    from interp.datasets.batches import prepared_ahead
+    from interp.runtime import prepared_ahead
 
     started = [threading.Event() for _ in range(5)]
 

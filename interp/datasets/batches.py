@@ -18,7 +18,7 @@ from interp.errors import BadSettingError, InterpError
 from interp.images import DEFAULT_MAX_BYTES, load_rgb, read_bytes
 from interp.jpeg import decode_plain
 from interp.models.loading import LoadedModel
-from interp.runtime import map_together
+from interp.runtime import map_together, prepared_ahead
 
 
 class _Images(torch.utils.data.Dataset):
@@ -181,43 +181,6 @@ def _batches(model: LoadedModel, dataset: Dataset, items: list[Item], batch_size
         yield from prepared_ahead(loader, prepare, model.device)
     else:
         yield from map(prepare, loader)
-
-
-def prepared_ahead(batches, prepare: Callable, device: torch.device):
-    """``prepare(batch)`` for every batch, in order, each prepared in a thread of its own while the caller works on
-    the one before: on a GPU, the next batch is decoded and resized on a CUDA stream of its own while the model runs
-    this one (work on one stream runs in order: on the model's, each decoding waited for the pass before it). What
-    ``prepare`` returns is handed over on the caller's stream: that stream waits for the preparing work, and the
-    tensor in second place (the batch) is kept from reuse until the caller's stream is done with it."""
-    import contextlib
-
-    cuda = torch.device(device).type == "cuda"
-    stream = torch.cuda.Stream(device) if cuda else None
-
-    def on_own_stream(batch):
-        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            out = prepare(batch)
-            done = torch.cuda.Event() if cuda else None
-            if done is not None:
-                done.record(stream)
-        return out, done
-
-    def handed_over(out, done):
-        if done is not None:
-            current = torch.cuda.current_stream(device)
-            current.wait_event(done)
-            if isinstance(out[1], torch.Tensor):
-                out[1].record_stream(current)
-        return out
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-        pending: deque[Future] = deque()
-        for batch in batches:
-            pending.append(pool.submit(on_own_stream, batch))
-            if len(pending) > 1:
-                yield handed_over(*pending.popleft().result())
-        while pending:
-            yield handed_over(*pending.popleft().result())
 
 
 def _threaded(files: _Images, collate: Callable, batch_size: int, ahead: bool):
