@@ -37,7 +37,7 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
     """Where extraction's time goes: the batches prepared alone (pictures out of Pillow, to the model's device,
     resized and normalised there or on the CPU), and the hooked pass to the layer with its output copied out, over the
     preprocessed tensors, each beside the bare pass's rate."""
-    from interp.concepts.activations import _forward_to, _prefetched, resolve_layer
+    from interp.concepts.activations import _copied_out, _forward_to, _prefetched, resolve_layer
 
     n = len(images)
     chunks = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
@@ -50,9 +50,15 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
         for _ in _prefetched(model, images, chunks):
             pass
 
-    def hooked() -> None:
+    def hooked() -> None:  # each batch's rows waited for once the next pass is launched, as extraction does
+        waiting = None
         for chunk in tensors.split(batch_size):
-            _forward_to(model, module, chunk)[layer].float().reshape(len(chunk), -1).cpu().numpy()
+            copied = _copied_out([_forward_to(model, module, chunk)[layer]], len(chunk))
+            if waiting is not None:
+                waiting()
+            waiting = copied
+        if waiting is not None:
+            waiting()
 
     print(f"stages: bare forward {bare_rate:,.0f} images/s; batches prepared alone {rate(prepared):,.0f}; the hooked "
           f"pass with its output copied out {rate(hooked):,.0f}")  # fmt: skip

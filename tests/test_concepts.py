@@ -301,6 +301,66 @@ def test_a_batchs_rows_are_let_go_once_copied_into_the_result():
         assert np.array_equal(got[layer], expected)
 
 
+def test_a_batchs_rows_are_filed_after_the_next_pass_is_launched_and_kept_when_a_later_batch_fails(tmp_path):
+    """From a GPU a batch's rows come over while the next batch's pass runs: filing them (into the result and the
+    cache) waits until that pass is launched. A batch that fails must not lose the rows computed before it: the
+    first two batches' rows are in the cache, and a second run computes only the rest."""
+    from interp.concepts.activations import _rows_by_layer
+
+    model = interp.load_model("shapes_cnn")
+    images = generated.shapes_concept("marker", 12)
+    cache = interp.ResultCache(tmp_path / "cache")
+    events: list[str] = []
+
+    def compute(x, wanted):
+        events.append(f"pass {len(x)}")
+        if events.count("pass 4") == 3:
+            raise RuntimeError("the third batch fails")
+        return [x.mean(dim=(2, 3))]
+
+    def progress(done, total):
+        events.append(f"filed {done}")
+
+    with pytest.raises(RuntimeError, match="third batch"):
+        _rows_by_layer(model, ["a"], images, "test", "t", {}, compute, cache, 4, progress)
+    assert events == ["filed 0", "pass 4", "pass 4", "filed 4", "pass 4", "filed 8"]
+    ran: list[int] = []
+
+    def counted(x, wanted):
+        ran.append(len(x))
+        return [x.mean(dim=(2, 3))]
+
+    got = _rows_by_layer(model, ["a"], images, "test", "t", {}, counted, cache, 4, None)["a"]
+    assert ran == [4]  # the 8 rows filed before the failure came from the cache
+    expected = torch.stack([model.preprocess(im.image) for im in images]).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    cache.close()
+
+
+def test_batches_prepared_ahead_as_on_a_gpu_equal_those_prepared_in_turn():
+    """The GPU's route for extraction (whole pictures sent over once per picture size, resized and normalised by a
+    thread of its own ahead of the pass) run here on the CPU: same batches, in order, as the CPU's route, within
+    the GPU resize's 2 grey levels; pictures of several sizes and modes, and a last batch shorter than the rest."""
+    from interp.concepts.activations import _moved, _prefetched, _whole_pixels
+
+    model = interp.load_model("efficientnet_lite0")
+    assert model.transform.pixels_on_device_ok  # the route that resizes where the model runs
+    photo = interp.load_sample("coffee").image
+    pictures = [photo, photo.convert("L"), photo.resize((97, 300)), photo.resize((300, 240)), photo.rotate(90)]
+    images = [image_from_array(np.asarray(p.convert("RGB")), f"p{k}") for k, p in enumerate(pictures * 2)]
+    chunks = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    in_turn = list(_prefetched(model, images, chunks, ahead=False))
+    ahead = list(_prefetched(model, images, chunks, ahead=True))
+    assert [len(b) for b in ahead] == [4, 4, 2]
+    level = float(model.transform.scale.max())  # one grey level, normalised
+    for a, b in zip(ahead, in_turn, strict=True):
+        assert a.shape == b.shape and a.dtype == torch.float32
+        assert float((a - b).abs().max()) <= 2 * level + 1e-6
+    whole = [_whole_pixels(images[i].image) for i in range(5)]
+    moved = _moved(whole, torch.device("cpu"))
+    assert all(np.array_equal(m.permute(1, 2, 0).numpy(), w) for m, w in zip(moved, whole, strict=True))
+
+
 def test_a_layer_the_forward_pass_never_reaches_says_so():
     model = interp.load_model("shapes_cnn")
     model._module.add_module("unused", torch.nn.Identity())

@@ -7,7 +7,6 @@ TCAV run at the same layer, does no second forward pass over them.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +21,7 @@ from interp.images import LoadedImage
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
 from interp.models.specs import called_layer
-from interp.runtime import map_together
+from interp.runtime import map_together, prepared_ahead
 
 Progress = Callable[[int, int], None]
 _SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
@@ -83,15 +82,22 @@ images/s with 2 / 4 / 8 / 12 threads on EfficientNet-Lite0 (one thread and float
 489 / 489 on ViT-B/16 (one thread: 445)."""
 
 
-def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]]) -> Iterator[torch.Tensor]:
-    """Batches ready for the model. On a GPU the next batch is prepared in threads while the model runs on the
-    current one. A forward pass there outruns one core's resizing 5-10 times: where the model's preprocessing is a
-    centre crop, the threads only copy each picture out of Pillow and the GPU resizes and crops it
-    (:meth:`~interp.models.preprocess.CentreCropTransform.pixels_on_device`, within 2 grey levels of timm's pixels);
-    otherwise several threads resize and crop to ``uint8`` and the batch is normalised on the GPU
-    (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads.
+def _prefetched(
+    model: LoadedModel, images: Sequence[LoadedImage], chunks: list[list[int]], *, ahead: bool | None = None
+) -> Iterator[torch.Tensor]:
+    """Batches ready for the model: prepared in turn with its passes on the CPU, ahead of them on a GPU (``ahead``:
+    whether the model is on one, unless given).
 
-    On the CPU each batch is prepared just before it runs, by this thread and one more per other core, in turn with
+    Ahead: a forward pass on a GPU outruns one core's resizing 5-10 times. A pool of threads prepares each picture
+    two batches ahead; where the model's preprocessing is a centre crop they only copy each picture out of Pillow and
+    the GPU resizes and crops it (:meth:`~interp.models.preprocess.CentreCropTransform.pixels_on_device`, within 2
+    grey levels of timm's pixels), otherwise they resize and crop to ``uint8`` and the batch is normalised on the GPU
+    (:meth:`LoadedModel.batch_of`), which also keeps float work off the threads. The batch before the model's next is
+    sent over (:func:`_moved`: one copy per picture size, not per picture), resized and normalised by a thread of its
+    own on a CUDA stream of its own while the model runs (:func:`interp.runtime.prepared_ahead`, as a scan's batches
+    are); before, this thread copied each picture over and resized the batch between passes, on the model's stream.
+
+    In turn: each batch is prepared just before it runs, by this thread and one more per other core, in turn with
     the pass (as a scan reads, :func:`interp.runtime.map_together`). The forward pass keeps every core busy, and a
     thread resizing beside it competes with torch's threads for them: on 2 cores, EfficientNet-Lite0 extraction ran
     0.83× a bare forward pass with one preparing thread beside the pass. Since the network runs channels-last there
@@ -100,7 +106,7 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
     with numpy rather than torch (``preprocess._channels_first``; with torch's copy they ran 0.78×), and 0.88-0.93×
     in three later runs; this thread and one pool thread 0.94-0.97× in runs beside those (``bench/bench_concepts.py``,
     medians)."""
-    if model.device.type != "cuda":
+    if not (model.device.type == "cuda" if ahead is None else ahead):
         helpers = max(0, (os.cpu_count() or 1) - 1)  # and this thread: one per core
         with ThreadPoolExecutor(max_workers=max(1, helpers)) as pool:
             for chunk in chunks:
@@ -113,27 +119,46 @@ def _prefetched(model: LoadedModel, images: Sequence[LoadedImage], chunks: list[
     prepare = _whole_pixels if on_device else model.pixels
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
-        def submit(chunk: list[int]) -> list[Future]:
-            return [pool.submit(prepare, images[i].image) for i in chunk]
+        def submitted() -> Iterator[list[Future]]:
+            """Each chunk's pictures, handed out as the pool's futures one chunk after the pool was given them."""
+            given: deque[list[Future]] = deque()
+            for chunk in chunks:
+                given.append([pool.submit(prepare, images[i].image) for i in chunk])
+                if len(given) > 1:
+                    yield given.popleft()
+            yield from given
 
-        ahead = iter(chunks)
-        pending = deque(submit(chunk) for chunk in itertools.islice(ahead, 2))
-        while pending:
-            futures = pending.popleft()
-            nxt = next(ahead, None)
-            if nxt is not None:
-                pending.append(submit(nxt))
+        def sent(futures: list[Future]) -> torch.Tensor:
             parts = [f.result() for f in futures]
             if on_device:  # whole pictures over, resized and cropped on the GPU, as a scan's decoded JPEGs are
-                yield model.transform.normalize(model.transform.pixels_on_device([p.to(model.device) for p in parts]))
-            else:
-                yield model.batch_of(parts)
+                transform = model.transform
+                return transform.normalize(transform.pixels_on_device(_moved(parts, model.device)))
+            return model.batch_of(parts)
+
+        yield from prepared_ahead(submitted(), sent, model.device)
 
 
-def _whole_pixels(image) -> torch.Tensor:
-    """The whole RGB picture as ``(3, H, W)`` ``uint8`` (a view of one copy out of Pillow)."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
+def _moved(pictures: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """``(H, W, 3)`` ``uint8`` pictures (Pillow's arrays) on ``device`` as ``(3, H, W)``, in the order given, with one
+    copy per picture size: those of a size are stacked into pinned memory on a GPU and sent over without waiting; each
+    comes back as a view of its stack there."""
+    out: list[torch.Tensor | None] = [None] * len(pictures)
+    sizes: dict[tuple[int, ...], list[int]] = {}
+    for i, picture in enumerate(pictures):
+        sizes.setdefault(picture.shape, []).append(i)
+    cuda = torch.device(device).type == "cuda"
+    for shape, members in sizes.items():
+        stack = torch.empty((len(members), *shape), dtype=torch.uint8, pin_memory=cuda)
+        np.stack([pictures[i] for i in members], out=stack.numpy())
+        there = stack.to(device, non_blocking=cuda).permute(0, 3, 1, 2)
+        for j, i in enumerate(members):
+            out[i] = there[j]
+    return out  # type: ignore[return-value]
+
+
+def _whole_pixels(image) -> np.ndarray:
+    """The whole RGB picture as Pillow's ``(H, W, 3)`` ``uint8`` array (one copy out of Pillow, read-only)."""
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def activations(
@@ -218,11 +243,10 @@ def _rows_by_layer(
     done = len(images) - len(todo)
     if progress is not None:
         progress(done, len(images))
-    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-    for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
-        wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
-        for layer, out in zip(wanted, compute(x, wanted), strict=True):
-            flat = out.float().reshape(len(chunk), -1).cpu().numpy()
+
+    def filed(chunk: list[int], wanted: list[str], copied: Callable[[], list[np.ndarray]]) -> None:
+        nonlocal done
+        for layer, flat in zip(wanted, copied(), strict=True):
             target = into(layer, flat.shape[1])
             for i, row in zip(chunk, flat, strict=True):
                 if rows[layer][i] is None:  # each image is in one chunk: computed once, left None in ``rows``
@@ -232,6 +256,26 @@ def _rows_by_layer(
         done += len(chunk)
         if progress is not None:
             progress(done, len(images))
+
+    # a batch's rows are filed once the next batch's pass is under way: from a GPU they come over while it runs
+    waiting: tuple | None = None
+
+    def file_waiting() -> None:
+        nonlocal waiting
+        if waiting is not None:
+            last, waiting = waiting, None
+            filed(*last)
+
+    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+    try:
+        for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
+            wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
+            copied = _copied_out(compute(x, wanted), len(chunk))
+            del x
+            file_waiting()
+            waiting = (chunk, wanted, copied)
+    finally:  # also when a later batch fails or the run is stopped: the rows computed before it reach the cache
+        file_waiting()
     for layer in layers:
         if result[layer] is None:  # every row came from the cache
             result[layer] = np.stack(rows[layer]).astype(np.float32, copy=False)  # type: ignore[arg-type]
@@ -240,6 +284,27 @@ def _rows_by_layer(
                 if row is not None:  # from the cache
                     result[layer][i] = row  # type: ignore[index]
     return result  # type: ignore[return-value]
+
+
+def _copied_out(outputs: list[torch.Tensor], n: int) -> Callable[[], list[np.ndarray]]:
+    """A function giving each output as ``(n, D)`` float32 rows on the CPU. From a GPU the copies are started here
+    into pinned memory without waiting, and the function waits for them: launched before the next batch's pass, they
+    come over while it runs, and the rows are filed meanwhile (before, each batch's copy was synchronous, from
+    pageable memory, and the GPU stood idle while this thread filed the rows)."""
+    rows = [out.float().reshape(n, -1) for out in outputs]
+    if not any(r.is_cuda for r in rows):
+        return lambda: [r.numpy() for r in rows]
+    host = [torch.empty(r.shape, dtype=torch.float32, pin_memory=True) for r in rows]
+    for h, r in zip(host, rows, strict=True):
+        h.copy_(r, non_blocking=True)  # the device's rows are let go on return: the copies on this stream come first
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def wait() -> list[np.ndarray]:
+        copied.synchronize()
+        return [h.numpy() for h in host]
+
+    return wait
 
 
 def _forward_to(model: LoadedModel, modules: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str, torch.Tensor]:
