@@ -1,6 +1,7 @@
 """Concept benchmark, measured side by side in one run.
 
     python bench/bench_concepts.py [--model efficientnet_lite0] [--layer bn2] [--images 96] [--stages]
+        [--files N [--workers W] [--decode auto|cpu|device]]
 
 1. Activation extraction (preprocess each decoded image, forward with a hook, flatten, copy out) ÷ a bare batched
    forward pass over tensors already preprocessed (and already on the model's device), each extraction timed between
@@ -10,6 +11,10 @@
 3. The same two layers (batches of ``--batch-size``) with the result cache, as the Concepts page runs them: into an
    empty cache (every row stored, a file and an index entry per image and layer) ÷ without a cache; and again over
    the full cache (every row read, no pass) ÷ without.
+5. With ``--files N``: extraction from N JPEG files of 500×375 (``cav-features``' path: read, decoded and resized by
+   a scan's reader, JPEGs decoded on the GPU where the model runs on one) ÷ a bare batched forward over the same
+   images preprocessed, each beside the other. Target: ≥ 0.8 on a GPU, 0.9 on the CPU (where it decodes too, as a
+   scan does: compare ``bench_scan.py``).
 4. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
    (target: none; only the class images are run, for their gradients), and its time against the first run (no
    CAV is fitted again: they are cached by the activations they were fitted on).
@@ -64,6 +69,38 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
           f"pass with its output copied out {rate(hooked):,.0f}")  # fmt: skip
 
 
+def from_files(model, layer: str, n: int, batch_size: int, workers: int | None, decode: str, rounds: int) -> None:
+    """Part 5: extraction from JPEG files ÷ a bare forward over them preprocessed, side by side."""
+    import tempfile
+
+    import torch
+
+    from bench.bench_scan import make_images, preloaded
+    from interp.concepts.from_files import file_activations
+    from interp.datasets.readers import read_folder
+
+    with tempfile.TemporaryDirectory(prefix="bench_concepts_files_") as tmp:
+        make_images(Path(tmp), n)
+        dataset = read_folder(Path(tmp))
+        tensors = preloaded(model, dataset)
+        got: list = []
+
+        def bare() -> None:
+            with torch.inference_mode():
+                for chunk in tensors.split(batch_size):
+                    model._module(chunk)
+
+        def files() -> None:
+            got[:] = [file_activations(model, [layer], dataset, batch_size=batch_size, workers=workers, decode=decode)]
+
+        ratios, best_bare, best_files = ratios_beside(bare, files, rounds)
+    readers = workers if workers is not None else "default"
+    print(f"from {n} JPEG files (500×375; batch {batch_size}, workers {readers}, decode {decode}: "
+          f"{got[0].decoded_on_device} decoded on {model.device}): {n / best_files:,.1f} images/s, bare forward "
+          f"{n / best_bare:,.1f}; ratio of bests {best_bare / best_files:.2f}; beside: median "
+          f"{statistics.median(ratios):.2f} (range {ratios[0]:.2f}-{ratios[-1]:.2f})  (target ≥ 0.8 on a GPU)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -73,6 +110,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images per pass (on a GPU try 256)")
     parser.add_argument("--stages", action="store_true",
                         help="also time the batches prepared alone and the hooked pass over preprocessed tensors")
+    parser.add_argument("--files", type=int, metavar="N", help="also extract from N JPEG files (part 5)")
+    parser.add_argument("--workers", type=int, help="with --files: loader processes (default: as a scan's)")
+    parser.add_argument("--decode", default="auto", choices=("auto", "cpu", "device"), help="with --files")
     args = parser.parse_args()
     import tempfile
 
@@ -106,6 +146,8 @@ def main() -> None:
 
     if args.stages:
         stages(model, args.layer, images, tensors, args.batch_size, args.rounds, n / best_bare)
+    if args.files:
+        from_files(model, args.layer, args.files, args.batch_size, args.workers, args.decode, args.rounds)
 
     layers = default_layers(model)
 

@@ -15,8 +15,8 @@
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,
 # decoded by Pillow in loader workers), vit (bf16 scan ÷ fp32 scan), tests (tests/test_gpu.py), concepts (extraction
-# ÷ bare forward), others (every other bench at small sizes), layout, classroom. 1 = jpeg lite0 resnet50 vit
-# lite0-cpu resnet50-cpu; 2 = tests concepts others layout classroom.
+# ÷ bare forward, from decoded images and from JPEG files), others (every other bench at small sizes), layout,
+# classroom. 1 = jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu; 2 = tests concepts others layout classroom.
 #
 # Results go to $OUT (the device tool brings them back), else ./gpu_checks: one file per kind of step.
 set -uo pipefail
@@ -78,8 +78,8 @@ for s_ in "${steps[@]}"; do
     vit) step $((50 * k)) bench_scan.txt $py bench/bench_scan.py --model vit_base_patch16_224 --bf16-vs-fp32 \
       --images $big --batch-size $batch --workers $workers --rounds $rounds ;;
     tests) step $((150 * k)) test_gpu.txt $py -m pytest -q -p no:cacheprovider tests/test_gpu.py ;;
-    concepts) step $((90 * k)) bench_concepts.txt $py bench/bench_concepts.py --images $((big / 2)) --stages \
-      --batch-size $batch --rounds $rounds ;;
+    concepts) step $((120 * k)) bench_concepts.txt $py bench/bench_concepts.py --images $((big / 2)) --stages \
+      --batch-size $batch --rounds $rounds --files $big --workers $workers ;;
     # Every other bench runs where the engine runs: small sizes (Streamlit's parts skipped: not installed there)
     others)
       step $((40 * k)) bench_other.txt $py bench/bench_attribution.py --models efficientnet_lite0 resnet50 --repeats 1 \

@@ -571,10 +571,43 @@ def test_cav_features_writes_activations(concept_folders, tmp_path):
     out = tmp_path / "f.npz"
     assert main(["cav-features", "--model", "shapes_cnn", "--layer", "layer3", "--images",
                  str(concept_folders / "marker"), "--out", str(out)]) == 0  # fmt: skip
-    import numpy as np
 
     with np.load(out) as data:
         assert data["activations"].shape[0] == 12 and data["names"].shape == (12,) and str(data["layer"]) == "layer3"
+        assert list(data["names"]) == sorted(p.name for p in (concept_folders / "marker").iterdir())
+        assert int(data["decoded_on_device"]) == 0
+
+
+def test_cav_features_streams_a_folder_and_names_what_it_could_not_read(concept_folders, tmp_path):
+    """Sub-folders count, a broken file and a text file do not stop it: the broken one is named on stderr, with a
+    progress line; the rows are those of the readable files, in sorted order, equal to one image's activations."""
+    import shutil
+
+    from interp.concepts import activations
+    from interp.images import load_image
+
+    folder = tmp_path / "set"
+    shutil.copytree(concept_folders / "marker", folder / "inner")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (folder / "readme.txt").write_text("not an image")
+    out = tmp_path / "f.npz"
+    result = run_cli("cav-features", "--model", "shapes_cnn", "--layer", "layer3", "--images", str(folder), "--out",
+                     str(out), "--workers", "1", "--batch-size", "5")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "note: skipped 1 unreadable file in" in result.stderr and "broken.png (" in result.stderr
+    assert "100% 13/13 images" in result.stderr and "wrote 12 × " in result.stdout
+    with np.load(out) as data:
+        names = list(data["names"])
+        assert names == sorted(f"inner/{p.name}" for p in (concept_folders / "marker").iterdir())
+        model = interp.load_model("shapes_cnn")
+        first = activations(model, "layer3", [load_image(folder / names[4], name=names[4])])
+        np.testing.assert_allclose(data["activations"][4], first[0], rtol=1e-5, atol=1e-5)
+
+
+def test_cav_features_decode_gpu_needs_a_gpu(concept_folders, tmp_path, capsys):
+    assert main(["cav-features", "--model", "shapes_cnn", "--layer", "layer3", "--images",
+                 str(concept_folders / "marker"), "--out", str(tmp_path / "a.npz"), "--decode", "gpu"]) == 2
+    assert "--decode gpu needs the model on a GPU; it is on cpu" in capsys.readouterr().err
 
 
 def test_tcav_with_one_random_set_says_how_to_give_two(concept_folders, capsys):

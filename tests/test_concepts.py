@@ -361,6 +361,50 @@ def test_batches_prepared_ahead_as_on_a_gpu_equal_those_prepared_in_turn():
     assert all(np.array_equal(m.permute(1, 2, 0).numpy(), w) for m, w in zip(moved, whole, strict=True))
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_folders_files_streamed_through_the_scans_reader_give_the_rows_of_the_decoded_images(tmp_path, workers):
+    """cav-features' path: each file read, decoded and resized by a scan's reader (threads, or a loader process),
+    a batch at a time. Its rows equal activations_by_layer's of the same pictures decoded whole (the same pixels: a
+    plain JPEG decoded without Pillow is Pillow's), in the folder's order; an unreadable file is named, with why,
+    and has no row (the rows after it move up)."""
+    from interp.concepts.from_files import file_activations
+    from interp.datasets.base import Dataset, Item
+    from interp.images import load_image
+
+    model = interp.load_model("shapes_cnn")
+    photo = interp.load_sample("coffee").image
+    pictures = {"a.jpg": photo, "b.png": photo.convert("L").resize((90, 140)), "d.jpg": photo.resize((150, 100)),
+                "e.png": photo.resize((64, 64)), "f.jpg": photo.rotate(90, expand=True)}  # fmt: skip
+    for name, picture in pictures.items():
+        picture.save(tmp_path / name)
+    (tmp_path / "c.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    names = sorted([*pictures, "c.jpg"])
+    dataset = Dataset("t", "folder", tmp_path, tuple(Item(n, n) for n in names), (), "none")
+    seen: list[tuple[int, int]] = []
+    got = file_activations(model, ["layer2", "layer4"], dataset, batch_size=2, workers=workers, decode="cpu",
+                           progress=lambda done, n: seen.append((done, n)))  # fmt: skip
+    assert got.names == sorted(pictures) and got.decoded_on_device == 0
+    assert [path for path, _ in got.failed] == ["c.jpg"] and got.failed[0][1]
+    assert list(got.rows) == ["layer2", "layer4"] and seen[0] == (0, 6) and seen[-1] == (6, 6)
+    decoded = [load_image(tmp_path / n, name=n) for n in got.names]
+    want = activations_by_layer(model, ["layer2", "layer4"], decoded, batch_size=3)
+    for layer in ("layer2", "layer4"):
+        assert got.rows[layer].shape == want[layer].shape
+        np.testing.assert_allclose(got.rows[layer], want[layer], rtol=1e-5, atol=1e-5)
+
+
+def test_rows_of_files_that_failed_are_moved_up_in_place():
+    from interp.concepts.from_files import _compacted
+
+    a = np.arange(24, dtype=np.float32).reshape(8, 3)
+    keep = np.array([0, 2, 3, 7])
+    np.testing.assert_array_equal(_compacted(a.copy(), keep), a[keep])
+    np.testing.assert_array_equal(_compacted(a.copy(), np.arange(8)), a)
+    few = _compacted(a.copy(), np.array([5]))
+    np.testing.assert_array_equal(few, a[[5]])
+    assert few.base is None  # fewer than half kept: the rest of the array is let go
+
+
 def test_a_layer_the_forward_pass_never_reaches_says_so():
     model = interp.load_model("shapes_cnn")
     model._module.add_module("unused", torch.nn.Identity())

@@ -7,6 +7,7 @@ import ast
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import interp
@@ -65,7 +66,9 @@ def test_the_python_api_block_runs_and_states_what_it_returns(tmp_path, monkeypa
     assert checked >= 2  # the prediction's repr and RISE's settings
     report = namespace["report"]
     assert [(r["concept"], r["layer"]) for r in report.rows()] == [("stripes", "bn2")]
-    assert namespace["cav"].cav_.shape == namespace["activations"](namespace["model"], "bn2", namespace["cats"]).shape[1:]
+    cats = namespace["activations"](namespace["model"], "bn2", namespace["cats"])
+    assert namespace["cav"].cav_.shape == cats.shape[1:]
+    np.testing.assert_allclose(namespace["files"].rows["bn2"], cats, rtol=1e-5, atol=1e-5)  # the same files, in order
 
 
 def readme_commands() -> list[str]:

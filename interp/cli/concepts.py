@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -37,6 +38,28 @@ def _images(folder: Path, what: str):
     return images
 
 
+@contextlib.contextmanager
+def _progress_line():
+    """A ``progress(what, fraction)`` that rewrites one line on stderr, at most every 2 s, with the time left at the
+    pace so far (stdout stays the results); the line is ended when the block ends, also before an error's sentence."""
+    from interp.concepts import seconds_left
+
+    start, last = time.monotonic(), [0.0]
+
+    def progress(what: str, fraction: float) -> None:
+        if time.monotonic() - last[0] > 2 or what == "done" or fraction >= 1:
+            last[0] = time.monotonic()
+            left = seconds_left(start, fraction)
+            eta = f", about {left:.0f} s left" if left is not None else ""
+            print(f"\r{fraction:4.0%} {what}{eta}".ljust(79), end="", file=sys.stderr, flush=True)
+
+    try:
+        yield progress
+    finally:
+        if last[0]:
+            print(file=sys.stderr)
+
+
 @command("tcav", "TCAV: does a class depend on a concept? scores over random runs, p-values, verdicts")
 def _tcav_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="spec name or any timm model name")
@@ -62,7 +85,7 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
 def _tcav(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
     from interp.cli import writable_settings
-    from interp.concepts import run_tcav, seconds_left
+    from interp.concepts import run_tcav
     from interp.models import load_model
 
     model = load_model(args.model, args.weights, device=args.device)
@@ -76,22 +99,10 @@ def _tcav(args: argparse.Namespace) -> int:
                          "train each CAV against, one for the test): repeat --random with another folder, or give one "
                          "folder whose sub-folders are the sets.")  # fmt: skip
     concepts = {c.name: _images(c, "concept folder") for c in args.concept}
-    start, last = time.monotonic(), [0.0]
-
-    def progress(what: str, fraction: float) -> None:  # on stderr, at most every 2 s: stdout stays the results
-        if time.monotonic() - last[0] > 2 or what == "done":
-            last[0] = time.monotonic()
-            left = seconds_left(start, fraction)
-            eta = f", about {left:.0f} s left" if left is not None else ""
-            print(f"\r{fraction:4.0%} {what}{eta}".ljust(79), end="", file=sys.stderr, flush=True)
-
-    try:
+    with _progress_line() as progress:
         report = run_tcav(model, args.layer, concepts, randoms, _images(args.class_images, "class folder"), target,
                           runs=args.runs, seed=args.seed, classifier=args.classifier,
                           cache=ResultCache.from_settings(writable_settings()), progress=progress)  # fmt: skip
-    finally:
-        if last[0]:  # end the progress line, also before an error's sentence
-            print(file=sys.stderr)
     if args.json:
         print(json.dumps({"model": model.name, "target": target, "label": model.class_names[target],
                           "runs": args.runs, "seed": args.seed,
@@ -127,17 +138,23 @@ def _target(model, value: str) -> int:
 def _features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="spec name or any timm model name")
     p.add_argument("--layer", required=True, help="module name (blocks.3, layer4…)")
-    p.add_argument("--images", required=True, type=Path, help="a folder: every image directly inside it")
+    p.add_argument("--images", required=True, type=Path, help="a folder: every image in it and its sub-folders")
     p.add_argument("--out", required=True, type=Path, help="an .npz file: activations (N, D), names (N,)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16; on a GPU try 256)")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), help="fp32 (default on the CPU), tf32 (default on a GPU) or bf16")
+    p.add_argument("--workers", type=int,
+                   help="image-decoding processes, as for scan (default on a GPU: one per spare core, at most 4; on "
+                        "the CPU: none, threads read each batch between passes)")  # fmt: skip
+    p.add_argument("--decode", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="as for scan: auto (default) decodes JPEGs on the GPU where the model runs on one, cpu with "
+                        "Pillow's pixels everywhere, gpu as auto but refused without a GPU")  # fmt: skip
 
 
 @handles("cav-features")
 def _features(args: argparse.Namespace) -> int:
-    from interp.concepts import activations_by_layer
+    from interp.concepts.from_files import file_activations
     from interp.models import load_model
     from interp.models.precision import default_precision
 
@@ -146,12 +163,39 @@ def _features(args: argparse.Namespace) -> int:
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a folder; name the .npz file to write.")
     out_dir(args.out.parent)  # before the extraction, not after it
+    dataset = _image_files(args.images, "image folder")
     model = load_model(args.model, args.weights, device=args.device)
-    images = _images(args.images, "image folder")
+    if args.decode == "gpu" and model.device.type != "cuda":
+        raise ValueError(f"--decode gpu needs the model on a GPU; it is on {model.device}. Use --decode auto or cpu.")
     precision = args.precision or default_precision(model.device)
-    acts = activations_by_layer(model, [args.layer], images, batch_size=args.batch_size, precision=precision)[args.layer]
-    np.savez_compressed(args.out, activations=acts, names=np.array([im.name for im in images]),
-                        digests=np.array([im.digest for im in images]), layer=args.layer, model=model.name,
-                        precision=precision)  # fmt: skip
+    with _progress_line() as progress:
+        got = file_activations(model, [args.layer], dataset, batch_size=args.batch_size, workers=args.workers,
+                               decode={"gpu": "device"}.get(args.decode, args.decode), precision=precision,
+                               progress=lambda done, n: progress(f"{done}/{n} images", done / n))  # fmt: skip
+    if got.failed:
+        shown = "; ".join(f"{path} ({why})" for path, why in got.failed[:3])
+        print(f"note: skipped {counted(len(got.failed), 'unreadable file')} in {args.images}: {shown}", file=sys.stderr)
+    if not got.names:
+        raise ValueError(f"image folder {args.images} holds no readable images.")
+    acts = got.rows[args.layer]
+    np.savez_compressed(args.out, activations=acts, names=np.array(got.names), layer=args.layer, model=model.name,
+                        precision=precision, decoded_on_device=got.decoded_on_device)  # fmt: skip
     print(f"wrote {acts.shape[0]} × {acts.shape[1]} activations of {model.name}:{args.layer} to {args.out}")
+    if got.decoded_on_device:
+        from interp.jpeg import decoder_name
+
+        print(f"{got.decoded_on_device} JPEGs decoded on {model.device} by {decoder_name(model.device)}, the rest by "
+              "the CPU (--decode cpu gives Pillow's pixels, as the dashboard decodes them)")  # fmt: skip
     return 0
+
+
+def _image_files(folder: Path, what: str):
+    """The image files in ``folder`` and its sub-folders as a dataset (sorted; none decoded yet)."""
+    from interp.datasets.base import Dataset, Item, image_files
+
+    if not folder.is_dir():
+        raise ValueError(f"{what} {folder} is not a folder of images.")
+    files, _ = image_files(folder)
+    if not files:
+        raise ValueError(f"{what} {folder} holds no readable images.")
+    return Dataset(folder.name, "folder", folder, tuple(Item(f, f) for f in files), (), "none")

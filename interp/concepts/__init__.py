@@ -16,6 +16,7 @@ from interp.concepts.activations import (
 )
 from interp.concepts.api import TCAVReport, run_tcav, seconds_left
 from interp.concepts.cav import CAV, CLASSIFIERS
+from interp.concepts.from_files import FileActivations, file_activations
 from interp.concepts.library import ConceptLibrary, ConceptSet, LibraryError, VisitorLibrary
 from interp.concepts.tcav import ConceptScore, canonical, tcav, tcav_score
 
@@ -25,6 +26,7 @@ __all__ = [
     "ConceptLibrary",
     "ConceptScore",
     "ConceptSet",
+    "FileActivations",
     "LibraryError",
     "VisitorLibrary",
     "TCAVReport",
@@ -34,6 +36,7 @@ __all__ = [
     "class_gradients",
     "class_gradients_by_layer",
     "default_layers",
+    "file_activations",
     "generated",
     "resolve_layer",
     "run_tcav",
