@@ -223,6 +223,30 @@ def test_activations_with_the_early_stop_beside_a_prediction_loop(shapes_cnn, wo
     assert hook_count(shapes_cnn._module) == 0
 
 
+def test_activations_of_files_beside_a_prediction_loop(shapes_cnn, world, tmp_path):
+    """cav-features' path (files read by a scan's reader, the pass ended at its layer by a hook) beside plain
+    predictions: the same rows as alone, the predictions untouched, no hook left."""
+    from interp.concepts import file_activations
+    from interp.datasets.base import Dataset, Item
+
+    for im in world:
+        im.image.save(tmp_path / im.name)
+    names = sorted(im.name for im in world)
+    files = Dataset("w", "folder", tmp_path, tuple(Item(n, n) for n in names), (), "none")
+
+    def extract():
+        return file_activations(shapes_cnn, ["layer1", "layer2"], files, batch_size=4, workers=0)
+
+    alone = extract()
+    results, predictions = _beside_predictions(shapes_cnn, world, extract, runs=4)
+    for got in results:
+        assert got.names == names
+        for layer in ("layer1", "layer2"):
+            np.testing.assert_allclose(got.rows[layer], alone.rows[layer], atol=1e-5)
+    _check_predictions(shapes_cnn, world, predictions)
+    assert hook_count(shapes_cnn._module) == 0
+
+
 def test_cam_with_its_kept_pass_beside_a_prediction_loop(shapes_cnn, world):
     from interp.attribution import cam
 
