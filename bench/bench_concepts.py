@@ -11,13 +11,13 @@
 3. The same two layers (batches of ``--batch-size``) with the result cache, as the Concepts page runs them: into an
    empty cache (every row stored, a file and an index entry per image and layer) ÷ without a cache; and again over
    the full cache (every row read, no pass) ÷ without.
+4. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
+   (target: none; only the class images are run, for their gradients), and its time against the first run (no
+   CAV is fitted again: they are cached by the activations they were fitted on).
 5. With ``--files N``: extraction from N JPEG files of 500×375 (``cav-features``' path: read, decoded and resized by
    a scan's reader, JPEGs decoded on the GPU where the model runs on one) ÷ a bare batched forward over the same
    images preprocessed, each beside the other. Target: ≥ 0.8 on a GPU, 0.9 on the CPU (where it decodes too, as a
    scan does: compare ``bench_scan.py``).
-4. A second TCAV run at a cached layer with a new target class: forward passes over the concept and random sets
-   (target: none; only the class images are run, for their gradients), and its time against the first run (no
-   CAV is fitted again: they are cached by the activations they were fitted on).
 """
 
 from __future__ import annotations

@@ -340,14 +340,15 @@ def test_a_batchs_rows_are_filed_after_the_next_pass_is_launched_and_kept_when_a
 def test_batches_prepared_ahead_as_on_a_gpu_equal_those_prepared_in_turn():
     """The GPU's route for extraction (whole pictures sent over once per picture size, resized and normalised by a
     thread of its own ahead of the pass) run here on the CPU: same batches, in order, as the CPU's route, within
-    the GPU resize's 2 grey levels; pictures of several sizes and modes, and a last batch shorter than the rest."""
+    the GPU resize's 2 grey levels; pictures of several sizes (a grey one among them), and a last batch shorter
+    than the rest."""
     from interp.concepts.activations import _moved, _prefetched, _whole_pixels
 
     model = interp.load_model("efficientnet_lite0")
     assert model.transform.pixels_on_device_ok  # the route that resizes where the model runs
     photo = interp.load_sample("coffee").image
     pictures = [photo, photo.convert("L"), photo.resize((97, 300)), photo.resize((300, 240)), photo.rotate(90)]
-    images = [image_from_array(np.asarray(p.convert("RGB")), f"p{k}") for k, p in enumerate(pictures * 2)]
+    images = [image_from_array(np.asarray(p), f"p{k}") for k, p in enumerate(pictures * 2)]  # RGB, as every one is
     chunks = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     in_turn = list(_prefetched(model, images, chunks, ahead=False))
     ahead = list(_prefetched(model, images, chunks, ahead=True))
