@@ -7,6 +7,7 @@ TCAV run at the same layer, does no second forward pass over them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -257,25 +258,13 @@ def _rows_by_layer(
         if progress is not None:
             progress(done, len(images))
 
-    # a batch's rows are filed once the next batch's pass is under way: from a GPU they come over while it runs
-    waiting: tuple | None = None
-
-    def file_waiting() -> None:
-        nonlocal waiting
-        if waiting is not None:
-            last, waiting = waiting, None
-            filed(*last)
-
     chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
-    try:
+    with _filed_one_behind(filed) as hold:
         for chunk, x in zip(chunks, _prefetched(model, images, chunks), strict=True):
             wanted = [layer for layer in layers if any(rows[layer][i] is None for i in chunk)]
             copied = _copied_out(compute(x, wanted), len(chunk))
             del x
-            file_waiting()
-            waiting = (chunk, wanted, copied)
-    finally:  # also when a later batch fails or the run is stopped: the rows computed before it reach the cache
-        file_waiting()
+            hold(chunk, wanted, copied)
     for layer in layers:
         if result[layer] is None:  # every row came from the cache
             result[layer] = np.stack(rows[layer]).astype(np.float32, copy=False)  # type: ignore[arg-type]
@@ -284,6 +273,26 @@ def _rows_by_layer(
                 if row is not None:  # from the cache
                     result[layer][i] = row  # type: ignore[index]
     return result  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _filed_one_behind(filed: Callable[..., None]) -> Iterator[Callable[..., None]]:
+    """``hold(*batch)``: files the batch held before (``filed(*it)``) and holds this one, so a batch's rows are filed
+    once the next batch's pass is launched (from a GPU they come over while it runs, :func:`_copied_out`). The last
+    one is filed when the block ends, also when a later batch fails or the run is stopped: the rows computed before
+    it are kept (and cached)."""
+    held: list[tuple] = []
+
+    def hold(*batch) -> None:
+        if held:
+            filed(*held.pop())
+        held.append(batch)
+
+    try:
+        yield hold
+    finally:
+        if held:
+            filed(*held.pop())
 
 
 def _copied_out(outputs: list[torch.Tensor], n: int) -> Callable[[], list[np.ndarray]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interp.concepts.activations import _copied_out, _forward_to, resolve_layer
+from interp.concepts.activations import _copied_out, _filed_one_behind, _forward_to, resolve_layer
 from interp.datasets.base import Dataset
 from interp.datasets.batches import _batches, default_workers, resolve_decode
 from interp.errors import at_least
@@ -71,7 +71,6 @@ def file_activations(
     read = np.zeros(n, bool)
     failed: dict[int, str] = {}
     done = decoded = 0
-    waiting: tuple | None = None
 
     def filed(indices: list[int], copied: Callable[[], list[np.ndarray]]) -> None:
         for layer, flat in zip(modules, copied(), strict=True):
@@ -80,15 +79,9 @@ def file_activations(
             rows[layer][indices] = flat
         read[indices] = True
 
-    def file_waiting() -> None:
-        nonlocal waiting
-        if waiting is not None:
-            last, waiting = waiting, None
-            filed(*last)
-
     if progress is not None:
         progress(0, n)
-    try:
+    with _filed_one_behind(filed) as hold:
         for indices, x, bad, on_device in _batches(model, dataset, items, batch_size, workers, decode):
             failed.update(bad)
             decoded += on_device
@@ -97,13 +90,10 @@ def file_activations(
                     kept = _forward_to(model, modules, x)
                 copied = _copied_out([kept[layer] for layer in modules], len(indices))
                 del x, kept
-                file_waiting()
-                waiting = (list(indices), copied)
+                hold(list(indices), copied)
             done += len(indices) + len(bad)
             if progress is not None:
                 progress(done, n)
-    finally:
-        file_waiting()
     keep = np.flatnonzero(read)
     return FileActivations(
         names=[items[i].path for i in keep],
