@@ -21,9 +21,8 @@ import ctypes
 import functools
 import os
 import platform
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -248,28 +247,58 @@ def map_together(
     return out  # type: ignore[return-value]
 
 
-def prepared_ahead(batches: Iterable[Any], prepare: Callable[[Any], T], device: torch.device | str) -> Iterator[T]:
-    """``prepare(batch)`` for every batch, in order, each prepared in a thread of its own while the caller works on
-    the one before: on a GPU, the next batch is decoded and resized on a CUDA stream of its own while the model runs
-    this one (work on one stream runs in order: on the model's, each decoding waited for the pass before it). What
-    ``prepare`` returns is handed over on the caller's stream: that stream waits for the preparing work, and every
-    CUDA tensor returned (itself, or in a returned tuple) is kept from reuse until the caller's stream is done with
-    it. A scan's batches (:mod:`interp.datasets.batches`) and concept extraction's on a GPU
+def prepared_ahead(
+    batches: Iterable[Any], prepare: Callable[[Any], T], device: torch.device | str, ahead: int = 1
+) -> Iterator[T]:
+    """``prepare(batch)`` for every batch, in order, each taken from ``batches`` and prepared by a thread of its own
+    while the caller works on the one before (``ahead``: how many prepared batches may wait for the caller beside the
+    one being prepared). On a GPU the thread decodes and resizes on a CUDA stream of its own while the model runs
+    this batch (work on one stream runs in order: on the model's, each decoding waited for the pass before it). The
+    thread also takes each batch from ``batches`` (a data loader's, which may wait for its workers): when the caller
+    took them, the next pass was launched only once the loader had handed over the batch after it. What ``prepare``
+    returns is handed over on the caller's stream: that stream waits for the preparing work, and every CUDA tensor
+    returned (itself, or in a returned tuple) is kept from reuse until the caller's stream is done with it. An error
+    in ``batches`` or ``prepare`` reaches the caller after the batches before it; a caller that stops early waits for
+    one batch at most. A scan's batches (:mod:`interp.datasets.batches`) and concept extraction's on a GPU
     (:mod:`interp.concepts.activations`) come through here."""
     import contextlib
+    import queue
+    import threading
 
     import torch
 
     cuda = torch.device(device).type == "cuda"
     stream = torch.cuda.Stream(device) if cuda else None
+    ready: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+    source = iter(batches)
 
-    def on_own_stream(batch):
-        with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
-            out = prepare(batch)
-            done = torch.cuda.Event() if cuda else None
-            if done is not None:
-                done.record(stream)
-        return out, done
+    def offer(entry) -> bool:
+        """Put ``entry`` for the caller; ``False`` once the caller has stopped."""
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                for batch in source:
+                    if stop.is_set():
+                        return
+                    out = prepare(batch)
+                    done = torch.cuda.Event() if cuda else None
+                    if done is not None:
+                        done.record(stream)
+                    if not offer(("batch", out, done)):
+                        return
+        except BaseException as exc:  # the caller raises it after the batches before it
+            offer(("error", exc, None))
+        else:
+            offer(("end", None, None))
 
     def handed_over(out, done):
         if done is not None:
@@ -280,11 +309,19 @@ def prepared_ahead(batches: Iterable[Any], prepare: Callable[[Any], T], device: 
                     part.record_stream(current)
         return out
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-        pending: deque[Future] = deque()
-        for batch in batches:
-            pending.append(pool.submit(on_own_stream, batch))
-            if len(pending) > 1:
-                yield handed_over(*pending.popleft().result())
-        while pending:
-            yield handed_over(*pending.popleft().result())
+    thread = threading.Thread(target=produce, name="prepare", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value, done = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield handed_over(value, done)
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(source, "close", None)
+        if close is not None:  # a generator's clean-up (a pool of reading threads) runs now, not when collected
+            close()

@@ -326,6 +326,45 @@ def test_a_loader_process_hands_over_a_batchs_jpegs_as_one_tensor(tmp_path):
     assert sorted(ids + [i for i, _ in pixels] + [i for i, _ in failed]) == list(range(len(ds)))
 
 
+def test_prepared_ahead_takes_the_next_batch_from_its_thread_while_the_caller_waits_for_nothing():
+    """The thread that prepares also takes batches from the source (a data loader that may wait for its workers):
+    a source slow to give a batch no longer holds back the batch already prepared, and an error raised by the
+    source reaches the caller after the batches before it."""
+    import threading
+    import time
+
+    from interp.runtime import prepared_ahead
+
+    caller = threading.get_ident()
+    taken_in = set()
+    release = threading.Event()
+
+    def source():
+        for k in range(3):
+            taken_in.add(threading.get_ident())
+            if k == 2:
+                assert release.wait(10)  # batch 2 comes only once the caller has batch 1
+            yield k
+
+    out = prepared_ahead(source(), lambda k: k, torch.device("cpu"))
+    assert next(out) == 0
+    start = time.perf_counter()
+    assert next(out) == 1  # handed over although the source is still waiting on batch 2
+    assert time.perf_counter() - start < 5
+    release.set()
+    assert list(out) == [2] and caller not in taken_in
+
+    def failing():
+        yield 0
+        raise OSError("the loader's worker died")
+
+    got = []
+    with pytest.raises(OSError, match="worker died"):
+        for k in prepared_ahead(failing(), lambda k: k, torch.device("cpu")):
+            got.append(k)
+    assert got == [0]
+
+
 def test_batches_are_prepared_ahead_in_order_while_the_caller_holds_the_last():
     """On a GPU the next batch is decoded while the model runs this one (here on the CPU, without streams): results
     come in order, the next is being prepared while the caller holds one, an error reaches the caller, and a caller
