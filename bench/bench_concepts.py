@@ -65,8 +65,17 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
         if waiting is not None:
             waiting()
 
+    import torch
+
+    from bench.bench_scan import gil_share
+    from interp.concepts.activations import _whole_pixels
+
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+    beside_copies = gil_share(lambda: [_whole_pixels(im.image) for im in images])
     print(f"stages: bare forward {bare_rate:,.0f} images/s; batches prepared alone {rate(prepared):,.0f}; the hooked "
-          f"pass with its output copied out {rate(hooked):,.0f}")  # fmt: skip
+          f"pass with its output copied out {rate(hooked):,.0f}; a Python thread beside preparing counts at "
+          f"{gil_share(prepared, sync):.2f} of its speed alone, beside copying pictures out of Pillow "
+          f"{beside_copies:.2f}")  # fmt: skip
 
 
 def from_files(model, layer: str, n: int, batch_size: int, workers: int | None, decode: str, rounds: int) -> None:
