@@ -326,6 +326,31 @@ def test_fast_preprocessing_is_picklable_and_only_for_centre_crops():
         assert not isinstance(fast_eval_transform(reference), CentreCropTransform), other
 
 
+def test_normalising_on_a_device_copies_the_constants_there_once_and_pickles_without_them():
+    """On a GPU each batch's normalising copied its two constants from pageable memory, which made a scan's preparing
+    thread wait for its own queued decoding and resizing; they are kept per device now (here the meta device stands
+    in for a GPU), and a pickled copy (a loader worker's) leaves them behind."""
+    import pickle
+
+    from timm.data import create_transform
+
+    from interp.models.preprocess import fast_eval_transform
+
+    fast = fast_eval_transform(create_transform(**PREPROCESSING["lite0"], is_training=False))
+    pixels = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    on_cpu = fast.normalize(pixels)
+    assert fast._constants == {}  # nothing to copy on the CPU
+    meta = torch.device("meta")
+    first = fast.normalize(pixels.to(meta))
+    assert first.device.type == "meta" and first.shape == on_cpu.shape and first.dtype == torch.float32
+    kept = fast._constants[meta]
+    fast.normalize(pixels.to(meta))
+    assert fast._constants[meta] is kept and len(fast._constants) == 1  # the same tensors: no copy the second time
+    copy = pickle.loads(pickle.dumps(fast))
+    assert copy._constants == {} and meta in fast._constants
+    assert torch.equal(copy.normalize(pixels), on_cpu)
+
+
 def test_a_batch_made_from_pixels_is_the_stacked_preprocessing(lite0):
     """``pixels`` (resize and crop to uint8) then ``batch_of`` (normalise the stack) is how concept extraction feeds
     a GPU; on the CPU it must give preprocess's tensors bit for bit, whatever the image's size or mode."""

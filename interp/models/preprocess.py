@@ -38,6 +38,11 @@ class CentreCropTransform:
         std = np.asarray(std, dtype=np.float32)
         self.scale = torch.from_numpy(1.0 / (255.0 * std)).view(-1, 1, 1)
         self.shift = torch.from_numpy(np.asarray(mean, dtype=np.float32) / std).view(-1, 1, 1)
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickled for data-loader workers without the constants kept on devices (a GPU's tensors stay here)."""
+        return {**self.__dict__, "_constants": {}}
 
     def __call__(self, image: Any) -> torch.Tensor:
         if not isinstance(image, Image.Image) or image.mode != "RGB":
@@ -127,8 +132,17 @@ class CentreCropTransform:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``uint8`` pixels ``(..., 3, H, W)`` from :meth:`pixels` as normalised ``float32``, on ``x``'s device: the
-        same two rounded operations as ``__call__``, so equal bit for bit on a CPU and on a GPU."""
-        return x.float().mul_(self.scale.to(x.device)).sub_(self.shift.to(x.device))
+        same two rounded operations as ``__call__``, so equal bit for bit on a CPU and on a GPU. The two constants are
+        copied to a device once, not per batch (each copy from pageable memory made the thread wait for the work
+        queued before it on its stream: on a scan's preparing thread, the decoding and resizing of that batch)."""
+        if x.device.type == "cpu":
+            scale, shift = self.scale, self.shift
+        else:
+            kept = self._constants.get(x.device)
+            if kept is None:  # two threads may both copy them the first time: the same values either way
+                kept = self._constants[x.device] = (self.scale.to(x.device), self.shift.to(x.device))
+            scale, shift = kept
+        return x.float().mul_(scale).sub_(shift)
 
     def _crop_pixels(self, image: Image.Image) -> torch.Tensor | None:
         """The crop's ``uint8`` pixels, ``None`` where the crop is larger than the resized image (torchvision pads
