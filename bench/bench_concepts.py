@@ -41,7 +41,9 @@ from bench.bench_attribution import best_seconds, ratios_beside
 def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bare_rate: float) -> None:
     """Where extraction's time goes: the batches prepared alone (pictures out of Pillow, to the model's device,
     resized and normalised there or on the CPU), and the hooked pass to the layer with its output copied out, over the
-    preprocessed tensors, each beside the bare pass's rate."""
+    preprocessed tensors, each beside the bare pass's rate; then how fast a Python thread counts beside preparing,
+    and beside copying pictures out of Pillow (the preparing pool's work on a GPU), as a share of its speed alone
+    (``bench_scan.gil_share``: low where the work holds the GIL, which the model's passes need to be launched)."""
     from interp.concepts.activations import _copied_out, _forward_to, _prefetched, resolve_layer
 
     n = len(images)
