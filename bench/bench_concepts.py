@@ -43,7 +43,7 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
     resized and normalised there or on the CPU), and the hooked pass to the layer with its output copied out, over the
     preprocessed tensors, each beside the bare pass's rate; then how fast a Python thread counts beside preparing,
     and beside copying pictures out of Pillow (the preparing pool's work on a GPU), as a share of its speed alone
-    (``bench_scan.gil_share``: low where the work holds the GIL, which the model's passes need to be launched)."""
+    (``scan_stages.gil_share``: low where the work holds the GIL, which the model's passes need to be launched)."""
     from interp.concepts.activations import _copied_out, _forward_to, _prefetched, resolve_layer
 
     n = len(images)
@@ -69,7 +69,7 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
 
     import torch
 
-    from bench.bench_scan import gil_share
+    from bench.scan_stages import gil_share
     from interp.concepts.activations import _whole_pixels
 
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
