@@ -15,9 +15,10 @@
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,
 # decoded by Pillow in loader workers), held (where the device path's time goes, over batches held in memory: which
-# step of preparing runs beside the model's passes), vit (bf16 scan ÷ fp32 scan), tests (tests/test_gpu.py), concepts (extraction
-# ÷ bare forward, from decoded images and from JPEG files), others (every other bench at small sizes), layout,
-# classroom. 1 = jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu; 2 = held tests concepts others layout classroom.
+# step of preparing runs beside the model's passes), vit (bf16 scan ÷ fp32 scan), tests (tests/test_gpu.py),
+# concepts (extraction ÷ bare forward, from decoded images and from JPEG files), others (every other bench at small
+# sizes), layout, classroom.
+# 1 = jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu; 2 = held tests concepts others layout classroom.
 #
 # Results go to $OUT (the device tool brings them back), else ./gpu_checks: one file per kind of step.
 set -uo pipefail
@@ -100,7 +101,7 @@ for s_ in "${steps[@]}"; do
     layout) step $((30 * k)) bench_other.txt $py bench/bench_layout.py --batch-size $batch --rounds $rounds ;;
     # A class opening one link: 8 sessions asking for one map at once, computed once vs each on its own
     classroom) step $((30 * k)) bench_other.txt $py bench/bench_classroom.py --repeats 2 ;;
-    *) echo "unknown step $s_ (steps: jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu held tests concepts others layout" \
-         "classroom)"; exit 2 ;;
+    *) echo "unknown step $s_ (steps: jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu held tests concepts others" \
+         "layout classroom)"; exit 2 ;;
   esac
 done
