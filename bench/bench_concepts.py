@@ -44,7 +44,10 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
     preprocessed tensors, each beside the bare pass's rate; then how fast a Python thread counts beside preparing,
     and beside copying pictures out of Pillow (the preparing pool's work on a GPU), as a share of its speed alone
     (``scan_stages.gil_share``: low where the work holds the GIL, which the model's passes need to be launched)."""
-    from interp.concepts.activations import _copied_out, _forward_to, _prefetched, resolve_layer
+    import torch
+
+    from bench.scan_stages import gil_share
+    from interp.concepts.activations import _copied_out, _forward_to, _prefetched, _whole_pixels, resolve_layer
 
     n = len(images)
     chunks = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
@@ -66,11 +69,6 @@ def stages(model, layer: str, images, tensors, batch_size: int, rounds: int, bar
             waiting = copied
         if waiting is not None:
             waiting()
-
-    import torch
-
-    from bench.scan_stages import gil_share
-    from interp.concepts.activations import _whole_pixels
 
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     beside_copies = gil_share(lambda: [_whole_pixels(im.image) for im in images])

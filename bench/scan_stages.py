@@ -178,11 +178,8 @@ def overlap(model, held, xs, passes, rate, sync, prepare) -> None:
         return (f"{both:,.0f} images/s (alone {by_itself:,.0f}; in turn would be {1 / (1 / by_itself + 1 / alone):,.0f}"
                 f", side by side {min(by_itself, alone):,.0f})")
 
-    def counting(work) -> float:
-        return gil_share(work, sync)
-
     line = [f"the passes alone {alone:,.0f} images/s; a Python thread beside preparing counts at "
-            f"{counting(lambda: [prepare(b) for b in held]):.2f} of its speed alone"]
+            f"{gil_share(lambda: [prepare(b) for b in held], sync):.2f} of its speed alone"]
     lengths_of = [(flat, lengths) for (_, flat, lengths), _, _ in held]
     for name, load in CANDIDATES:
         try:
@@ -191,7 +188,7 @@ def overlap(model, held, xs, passes, rate, sync, prepare) -> None:
         except Exception as exc:  # noqa: BLE001  (not installed, or cannot decode there)
             line.append(f"{name}: cannot decode here ({type(exc).__name__})")
             continue
-        share = counting(lambda: [decode(list(f.split(ln)), device) for f, ln in lengths_of])
+        share = gil_share(lambda: [decode(list(f.split(ln)), device) for f, ln in lengths_of], sync)
         line.append(f"{name}: a Python thread beside it counts at {share:.2f} of its speed alone; passes beside it "
                     + beside(lambda k, decode=decode: decode(list(lengths_of[k][0].split(lengths_of[k][1])), device)))
     chosen = _decoder_on(str(device))
