@@ -567,6 +567,32 @@ def test_tcav_cli_reports_scores_and_p_values(concept_folders):
     assert ("note: at layer4 even random directions score 0 or 1" in text.stdout) is alike
 
 
+def test_tcav_reads_its_folders_as_files_and_scores_as_with_the_pictures_held(concept_folders):
+    """The tcav command holds each folder as file names and digests (ImageOnDisk), decoding a file again only for
+    its pass; TCAV then gives exactly what it gives with every picture decoded and held."""
+    from interp.cli.concepts import _images
+    from interp.concepts import run_tcav
+    from interp.images import ImageOnDisk, load_image
+
+    r = concept_folders
+    model = interp.load_model("shapes_cnn")
+
+    def held(folder):
+        return [load_image(p, name=p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*.png"))
+                if p.name != "broken.png"]  # fmt: skip
+
+    folders = [r / "marker", r / "random" / "r0", r / "random" / "r1", r / "random" / "r2", r / "stars"]
+    on_disk = [_images(f, "folder") for f in folders]
+    assert all(isinstance(im, ImageOnDisk) for images in on_disk for im in images)
+    pictures = [held(f) for f in folders]
+    assert [[im.digest for im in s] for s in on_disk] == [[im.digest for im in s] for s in pictures]
+    got, expected = (run_tcav(model, ["layer3"], {"marker": sets[0]}, sets[1:4], sets[4], 3, runs=3, seed=1)
+                     for sets in (on_disk, pictures))  # fmt: skip
+    (a,), (b,) = got.results, expected.results
+    assert np.array_equal(a.scores, b.scores) and a.p_value == b.p_value
+    np.testing.assert_array_equal(a.sensitivities, b.sensitivities)
+
+
 def test_cav_features_writes_activations(concept_folders, tmp_path):
     out = tmp_path / "f.npz"
     assert main(["cav-features", "--model", "shapes_cnn", "--layer", "layer3", "--images",

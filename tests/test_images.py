@@ -215,3 +215,36 @@ def _encode(im: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt)
     return buf.getvalue()
+
+
+def test_an_image_on_disk_keeps_what_loading_told_and_decodes_the_same_picture_again(tmp_path):
+    import pickle
+
+    from interp.images import ImageOnDisk
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (375, 500), np.uint8), "L").save(path)  # grey: converted, with a note
+    loaded = load_image(path, name="set/photo.png", max_side=400)
+    on_disk = ImageOnDisk.read(path, name="set/photo.png", max_side=400)
+    for field in ("name", "digest", "size", "original_size", "original_mode", "notes"):
+        assert getattr(on_disk, field) == getattr(loaded, field), field
+    assert on_disk.notes and on_disk.size == (400, 300)  # downscaled as load_image does, and said so
+    assert image_digest(on_disk.image) == loaded.digest
+    assert np.array_equal(np.asarray(on_disk.image), np.asarray(loaded.image))
+    # it holds no picture: pickled, it is a few hundred bytes where the picture is 360,000
+    assert len(pickle.dumps(on_disk)) < 2000 < len(loaded.image.tobytes())
+
+
+def test_an_image_on_disk_that_changed_or_went_says_so_when_its_picture_is_wanted(tmp_path):
+    from interp.images import ImageOnDisk
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(path)
+    on_disk = ImageOnDisk.read(path, name="a.png")
+    Image.new("RGB", (32, 32), (10, 20, 31)).save(path)
+    with pytest.raises(BadImageError, match=r"^a\.png changed on disk since it was listed; run again"):
+        on_disk.image
+    path.unlink()
+    with pytest.raises(BadImageError, match=r"^a\.png changed since it was listed: there is no file at "):
+        on_disk.image

@@ -16,20 +16,30 @@ from interp.words import counted
 
 
 def _images(folder: Path, what: str):
-    """Every readable image under ``folder`` (sorted); unreadable ones are skipped and named on stderr."""
+    """Every readable image under ``folder`` (sorted) as :class:`~interp.images.ImageOnDisk`: each file is decoded
+    once here (threads, one per core) for its digest, and again only when its activations are not cached, so a folder
+    takes memory for its names, not its pictures. Unreadable files are skipped and named on stderr."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from interp.datasets.base import image_files
     from interp.errors import InterpError
-    from interp.images import load_image
+    from interp.images import ImageOnDisk
 
     if not folder.is_dir():
         raise ValueError(f"{what} {folder} is not a folder of images.")
     files, _ = image_files(folder)
-    images, bad = [], []
-    for rel in files:
+
+    def read(rel: str):
         try:
-            images.append(load_image(folder / rel, name=rel))
+            return ImageOnDisk.read(folder / rel, name=rel)
         except (InterpError, OSError) as exc:
-            bad.append(f"{rel} ({exc})")
+            return f"{rel} ({exc})"
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        read_all = list(pool.map(read, files))
+    images = [r for r in read_all if not isinstance(r, str)]
+    bad = [r for r in read_all if isinstance(r, str)]
     if bad:
         print(f"note: skipped {counted(len(bad), 'unreadable file')} in {folder}: {'; '.join(bad[:3])}",
               file=sys.stderr)

@@ -124,7 +124,7 @@ def _prefetched(
             """Each chunk's pictures, handed out as the pool's futures one chunk after the pool was given them."""
             given: deque[list[Future]] = deque()
             for chunk in chunks:
-                given.append([pool.submit(prepare, images[i].image) for i in chunk])
+                given.append([pool.submit(lambda i: prepare(images[i].image), i) for i in chunk])  # files decode there
                 if len(given) > 1:
                     yield given.popleft()
             yield from given
