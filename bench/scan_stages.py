@@ -1,7 +1,8 @@
 """Where a scan's time goes on its way to the model, for ``bench/bench_scan.py --stages`` and ``--held``: the loader
 and the batches ready for the model timed apart (:func:`stages`), and the device path over batches held in memory
 (:func:`held_batches`, :func:`overlap`): each step of preparing a batch, the passes alone, both together, and which step
-runs beside the passes; :func:`gil_share` says how much of Python's lock a piece of work leaves to another thread."""
+runs beside the passes, and :func:`waits_for_other_streams`: which step waits for the other streams' work;
+:func:`gil_share` says how much of Python's lock a piece of work leaves to another thread."""
 
 from __future__ import annotations
 
@@ -76,11 +77,75 @@ def gil_share(work, sync=lambda: None) -> float:
     return counted[0] / (time.perf_counter() - start) / base
 
 
+def waits_for_other_streams(model, held, prepare, spin_s: float = 0.5) -> None:
+    """Whether a step of preparing a batch holds its thread until work on other CUDA streams is done: each step's call
+    timed on a stream of its own, alone and then while another stream runs a one-thread kernel that spins for
+    ``spin_s`` (it leaves every other multiprocessor free, so only waiting for it can slow the call). A step held about
+    as long as the spin waits for other streams (a device-wide synchronisation: ``cudaFree`` or a pinned allocation
+    inside a library, a copy on the legacy default stream): in a scan it waits for the model's pass, and preparing and
+    passing then take turns whatever the threads and streams. A step near its time alone runs beside the passes."""
+    import torch
+
+    from interp.jpeg import CANDIDATES, decode_on
+
+    device = model.device
+    if device.type != "cuda" or not held:
+        return
+    own, other = torch.cuda.Stream(device), torch.cuda.Stream(device)
+    torch.cuda.synchronize(device)
+    with torch.cuda.stream(other):
+        start = time.perf_counter()
+        torch.cuda._sleep(10**8)
+        other.synchronize()
+    cycles = int(10**8 * spin_s / (time.perf_counter() - start))
+
+    def held_for(step) -> str:
+        try:
+            with torch.cuda.stream(own):
+                step()  # warm: the decoder's buffers, the allocator's blocks
+                torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                step()
+                alone = time.perf_counter() - start
+                torch.cuda.synchronize(device)
+                with torch.cuda.stream(other):
+                    torch.cuda._sleep(cycles)
+                start = time.perf_counter()
+                step()
+                beside = time.perf_counter() - start
+                torch.cuda.synchronize(device)
+        except Exception as exc:  # noqa: BLE001  (a decoder that cannot decode here: the other steps still print)
+            return f"failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:100]})"
+        verdict = "WAITS for it" if beside - alone > spin_s / 2 else "runs beside it"
+        return f"{alone * 1e3:.1f} ms alone, {beside * 1e3:.1f} ms beside the spin: {verdict}"
+
+    (_ids, flat, lengths), _pixels, _failed = held[0]
+    data = list(flat.split(lengths))
+    line = []
+    for name, load in CANDIDATES:
+        try:
+            decode = load()
+        except Exception as exc:  # noqa: BLE001  (not installed)
+            line.append(f"{name}: not here ({type(exc).__name__})")
+            continue
+        line.append(f"decoding with {name} " + held_for(lambda decode=decode: decode(data, device)))
+    transform = model.transform
+    decoded = [im for im in decode_on(data, device) if im is not None]
+    pixels = transform.pixels_on_device(decoded)
+    x = transform.normalize(pixels)
+    line += [f"resizing and cropping {held_for(lambda: transform.pixels_on_device(decoded))}",
+             f"normalising {held_for(lambda: transform.normalize(pixels))}",
+             f"the whole preparing {held_for(lambda: prepare(held[0]))}",
+             f"the model's pass (launched) {held_for(lambda: model.run(x))}"]
+    print(f"waiting for other streams ({len(data)} images, another stream spinning {spin_s:.2f} s): " + "; ".join(line))
+
+
 def held_batches(model, ds, batch_size: int, workers: int, decode: str, rounds: int) -> None:
     """The device path from the loader's batches held in memory (no reading): each step of preparing a batch timed
     alone (decoding, resizing and cropping, normalising), preparing in turn and in a thread of its own, the model's
     passes and scores alone over batches already prepared, and both together as a scan runs them, with the passes on
-    the default stream, on a stream of their own, and on one of the highest priority; then :func:`overlap`."""
+    the default stream, on a stream of their own, and on one of the highest priority; then :func:`overlap`. First of
+    all :func:`waits_for_other_streams`."""
     import contextlib
 
     import numpy as np
@@ -104,6 +169,7 @@ def held_batches(model, ds, batch_size: int, workers: int, decode: str, rounds: 
     files, loader = read_batches(model, ds, ds.items, batch_size, workers, mode)
     held = list(loader)
     prepare = device_preparer(model, files)
+    waits_for_other_streams(model, held, prepare)  # first: seconds, and the likeliest answer to why the two add up
     transform = model.transform
     spent = {"decoding": 0.0, "resizing and cropping": 0.0, "normalising": 0.0}
     for _ in range(rounds):
