@@ -15,9 +15,9 @@
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,
 # decoded by Pillow in loader workers), held (where the device path's time goes, over batches held in memory: which
-# step of preparing waits for other streams, which runs beside the model's passes), vit (bf16 scan ÷ fp32 scan), tests (tests/test_gpu.py),
-# concepts (extraction ÷ bare forward, from decoded images and from JPEG files), others (every other bench at small
-# sizes), layout, classroom.
+# step of preparing waits for other streams, which runs beside the model's passes), vit (bf16 scan ÷ fp32 scan),
+# tests (tests/test_gpu.py), concepts (extraction ÷ bare forward, from decoded images and from JPEG files), others
+# (every other bench at small sizes), layout, classroom.
 # 1 = jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu; 2 = held tests concepts others layout classroom.
 #
 # Results go to $OUT (the device tool brings them back), else ./gpu_checks: one file per kind of step.
@@ -77,8 +77,9 @@ for s_ in "${steps[@]}"; do
       if on_gpu; then scan "${s_/lite0/efficientnet_lite0}" auto 120; else echo "no GPU decoder: $s_ skipped"; fi ;;
     lite0-cpu|resnet50-cpu) m=${s_%-cpu}; scan "${m/lite0/efficientnet_lite0}" cpu 90 ;;
     # The device path over batches held in memory: first which step waits for another stream's work (seconds), then
-    # each step alone, the passes alone, both together, and which step runs beside the passes (on 2026-12-04 preparing and passing added up: 6,751 images/s together, 13,484 and
-    # 11,068 alone, and this part did not fit in the lite0 step's limit)
+    # each step alone, the passes alone, both together, and which step runs beside the passes (on 2026-12-04
+    # preparing and passing added up: 6,751 images/s together, 13,484 and 11,068 alone, and this part did not fit in
+    # the lite0 step's limit)
     held) step $((120 * k)) bench_scan.txt $py bench/bench_scan.py --model efficientnet_lite0 --images $big \
       --batch-size $batch --workers $workers --rounds 2 --decode auto --held ;;
     # ViT-B/16: a bf16 scan ÷ an fp32 scan, target ≥ 5
