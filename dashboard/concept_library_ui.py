@@ -22,7 +22,7 @@ from interp.concepts import (
 from interp.concepts.library import STORED_SIDE, prune_visitors, slug, touch
 from interp.datasets import zips
 from interp.errors import InterpError
-from interp.images import UPLOAD_EXTENSIONS, LoadedImage, load_image
+from interp.images import UPLOAD_EXTENSIONS, ImageOnDisk, LoadedImage, load_image
 from interp.words import counted
 
 SOURCES = (
@@ -62,9 +62,10 @@ def shared_library() -> ConceptLibrary:
     return lib
 
 
-def set_images(s: ConceptSet) -> list[LoadedImage]:
-    """A saved set's images, decoded once per folder and content (a set saved again under its name is new), held
-    under the app's budget for images (:func:`dashboard.resources.held`)."""
+def set_images(s: ConceptSet) -> list[ImageOnDisk]:
+    """A saved set's images as files, each decoded when a pass needs it (:meth:`ConceptSet.images`); listed once per
+    folder and content (a set saved again under its name is new) and kept for every session
+    (:func:`dashboard.resources.held`): an older set without stored digests decodes its files once for them."""
     return resources.held(("concept set", str(s.folder), s.files), s.images)
 
 

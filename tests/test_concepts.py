@@ -117,6 +117,43 @@ def test_cav_and_library_round_trip(tmp_path):
         again.get("Stripes!")
 
 
+def test_a_saved_set_is_listed_as_files_without_decoding_and_gives_the_activations_of_its_pictures(tmp_path,
+                                                                                                   monkeypatch):
+    """A set keeps each stored file's digest and size, so listing it decodes nothing and the server holds no
+    pictures; each file is decoded for its pass, to the pixels whose digest was kept; a set saved before digests were
+    kept lists the same; a stored file changed since is refused in a sentence."""
+    import json
+
+    import interp.images as images_module
+    from interp.concepts import activations
+    from interp.images import BadImageError, ImageOnDisk, load_image
+
+    photos = generated.random_images(3, seed=2, size=600)  # larger than the stored side: thumbnailed when saved
+    lib = ConceptLibrary(tmp_path / "lib")
+    saved = lib.save_set("photos", photos + generated.texture_set("dots", 3))
+    decoded = []
+    real_load = images_module.load_image
+    monkeypatch.setattr(images_module, "load_image", lambda *a, **k: decoded.append(a) or real_load(*a, **k))
+    listed = ConceptLibrary(tmp_path / "lib").get("photos").images()
+    assert decoded == [] and all(isinstance(im, ImageOnDisk) for im in listed)
+    pictures = [load_image(saved.folder / f, name=f) for f in saved.files]
+    assert [im.digest for im in listed] == [p.digest for p in pictures]
+    assert [im.size for im in listed] == [p.size for p in pictures] and max(listed[0].size) == 448
+    model = interp.load_model("shapes_cnn")
+    np.testing.assert_array_equal(activations(model, "layer3", listed), activations(model, "layer3", pictures))
+
+    meta_path = saved.folder / "set.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["digests"], meta["sizes"]  # as a set saved before they were kept
+    meta_path.write_text(json.dumps(meta))
+    older = ConceptLibrary(tmp_path / "lib").get("photos").images()
+    assert [im.digest for im in older] == [p.digest for p in pictures]
+
+    pictures[1].image.transpose(0).save(saved.folder / saved.files[1])
+    with pytest.raises(BadImageError, match=f"^{saved.files[1]} changed on disk since it was listed"):
+        listed[1].image
+
+
 def test_a_visitors_own_sets_are_theirs_alone_and_shared_sets_are_deleted_only_by_who_shared_them(tmp_path):
     import os
     import time

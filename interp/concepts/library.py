@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from interp.errors import InterpError
-from interp.images import LoadedImage, load_image
+from interp.images import ImageOnDisk, LoadedImage, image_digest
 
 MAX_SET_IMAGES = 500
 STORED_SIDE = 448
@@ -40,15 +40,27 @@ class LibraryError(InterpError, ValueError):
 
 @dataclass(frozen=True)
 class ConceptSet:
-    """A saved set: ``name`` as the user typed it, its images in the order saved, and a one-line description."""
+    """A saved set: ``name`` as the user typed it, its images in the order saved, and a one-line description;
+    ``digests`` and ``sizes``: each stored file's pixel digest and ``(width, height)``, in the order of ``files``
+    (empty for a set saved before they were kept)."""
 
     name: str
     folder: Path
     files: tuple[str, ...]
     description: str = ""
+    digests: tuple[str, ...] = ()
+    sizes: tuple[tuple[int, int], ...] = ()
 
-    def images(self) -> list[LoadedImage]:
-        return [load_image(self.folder / f, name=f) for f in self.files]
+    def images(self) -> list[ImageOnDisk]:
+        """The set's images as files (:class:`~interp.images.ImageOnDisk`), each decoded when a pass needs it and
+        not at all where its activations are cached: the server holds a set's names, not its pictures (500 images
+        stored at 448 pixels are 225 MB as pictures). Nothing is decoded here where the set keeps its digests; an
+        older set's files are decoded once each, for theirs. A stored file that no longer gives its digest is refused
+        with a sentence when it is read."""
+        if len(self.digests) == len(self.sizes) == len(self.files):
+            return [ImageOnDisk(self.folder / f, f, digest, size, size, "RGB")
+                    for f, digest, size in zip(self.files, self.digests, self.sizes, strict=True)]  # fmt: skip
+        return [ImageOnDisk.read(self.folder / f, name=f) for f in self.files]
 
 
 def slug(name: str) -> str:
@@ -71,7 +83,9 @@ class ConceptLibrary:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def save_set(self, name: str, images: list[LoadedImage], description: str = "", replace: bool = False) -> ConceptSet:
+    def save_set(
+        self, name: str, images: list[LoadedImage] | list[ImageOnDisk], description: str = "", replace: bool = False
+    ) -> ConceptSet:
         """Store ``images`` under ``name``; duplicates (same pixels) are kept once."""
         if not images:
             raise LibraryError(f"the set {name!r} has no images; add some before saving.")
@@ -83,6 +97,8 @@ class ConceptLibrary:
         staging = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
         staging.mkdir(parents=True)
         files: list[str] = []
+        digests: list[str] = []
+        sizes: list[tuple[int, int]] = []
         for im in images:
             fname = f"{im.digest[:16]}.png"
             if fname in files:
@@ -91,7 +107,10 @@ class ConceptLibrary:
             copy.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.BICUBIC)
             copy.save(staging / fname)
             files.append(fname)
-        meta = {"name": name, "description": description, "files": files, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+            digests.append(image_digest(copy))  # of the stored pixels, which PNG keeps exactly
+            sizes.append(copy.size)
+        meta = {"name": name, "description": description, "files": files, "digests": digests, "sizes": sizes,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
         (staging / "set.json").write_text(json.dumps(meta, indent=2))
         if replace:
             shutil.rmtree(folder, ignore_errors=True)
@@ -103,15 +122,17 @@ class ConceptLibrary:
                 raise LibraryError(f"a concept set named {name!r} was saved a moment ago by someone else; pick "
                                    "another name.") from None  # fmt: skip
             raise LibraryError(f"the concept set {name!r} could not be stored ({exc.strerror or exc}).") from None
-        return ConceptSet(name, folder, tuple(files), description)
+        return ConceptSet(name, folder, tuple(files), description, tuple(digests), tuple(sizes))
 
     def sets(self) -> list[ConceptSet]:
         out = []
         for meta_path in sorted((self.root / "sets").glob("*/set.json")):
             try:
                 meta = json.loads(meta_path.read_text())
-                out.append(ConceptSet(meta["name"], meta_path.parent, tuple(meta["files"]), meta.get("description", "")))
-            except (OSError, ValueError, KeyError):
+                sizes = tuple((int(w), int(h)) for w, h in meta.get("sizes", ()))
+                out.append(ConceptSet(meta["name"], meta_path.parent, tuple(meta["files"]), meta.get("description", ""),
+                                      tuple(map(str, meta.get("digests", ()))), sizes))  # fmt: skip
+            except (OSError, ValueError, KeyError, TypeError):
                 continue  # a damaged entry is skipped, not fatal
         return out
 
@@ -157,7 +178,9 @@ class VisitorLibrary:
     def deletable(self, name: str) -> bool:
         return self.is_own(name) or name in self.shared_by_them
 
-    def save_set(self, name: str, images: list[LoadedImage], description: str = "", share: bool = False) -> ConceptSet:
+    def save_set(
+        self, name: str, images: list[LoadedImage] | list[ImageOnDisk], description: str = "", share: bool = False
+    ) -> ConceptSet:
         """Save a set of the visitor's own, or in the shared library with ``share``; a name either library holds
         is refused (one name, one set, for everyone who reads a link naming it)."""
         name = name.strip()
