@@ -30,7 +30,7 @@ from interp.cache import one_at_a_time
 from interp.config import ENV_DEVICE, resolve_device
 from interp.datasets import Dataset, DatasetRoot
 from interp.errors import NotEnoughMemoryError
-from interp.images import LoadedImage
+from interp.images import LoadedImage, picture_bytes
 from interp.models import LoadedModel, availability, describe
 from interp.predict import Prediction, cached_predict
 from interp.runtime import memory_limit_mb
@@ -158,16 +158,18 @@ def held_images_mb() -> int:
     """The budget of :func:`held`: :data:`HELD_IMAGES_MB`, or a quarter of the process's memory limit where that is
     less (``$INTERP_MEMORY_LIMIT_MB`` or the container's, :func:`interp.runtime.memory_limit_mb`). The server holds
     about 560 MB before any work, so 512 MB of images would leave a 750 MB container nothing for a model's pass;
-    there the budget is 187 MB (a spectrum of 1,000 photos, held at Lite0's size, is about 250 MB: given to its
+    there the budget is 187 MB (a spectrum of 1,000 photos, held at Lite0's size, is about 350 MB: given to its
     session, not kept), at 1 GB 250 MB, from about 2 GB the whole 512."""
     limit = memory_limit_mb()
     return HELD_IMAGES_MB if limit is None else max(1, int(min(HELD_IMAGES_MB, limit * HELD_IMAGES_SHARE)))
 
 
 def image_bytes(value: object) -> int:
-    """The pixel bytes of the images in ``value``: a :class:`LoadedImage`, or tuples and lists holding them."""
+    """The memory the pictures in ``value`` hold: a :class:`LoadedImage`, or tuples and lists holding them
+    (:func:`interp.images.picture_bytes`: an ``RGB`` picture takes 4 bytes a pixel, not 3; counted as 3, the 512 MB
+    budget held 683 MB of pictures). Files listed without their pictures (``ImageOnDisk``) count nothing."""
     if isinstance(value, LoadedImage):
-        return value.image.width * value.image.height * len(value.image.getbands())
+        return picture_bytes(value.image)
     if isinstance(value, (list, tuple)):
         return sum(image_bytes(v) for v in value)
     return 0

@@ -45,9 +45,10 @@ def _dataset_images(root: DatasetRoot, n: int, model: LoadedModel, progress: Cal
                     seed: int = 0) -> tuple[list[LoadedImage], int]:  # fmt: skip
     """``n`` images of a dataset, a seeded draw across it (the same on every run), each held at the size the model
     resizes it to (:func:`~interp.models.preprocess.model_sized`: the same pixels for the model; 1,000 photos of
-    1024×768 in 0.25 GB instead of 2.2) under the app's budget for images; and how many were unreadable. Not read
-    through the pages' full-size dataset images, which would push everything else out of that budget. ``progress``
-    hears ``(read, total)`` while they are read (16 s for 1,000 photos of 2048×1536), not when they are held."""
+    1024×768 in 0.35 GB instead of 3.1, Pillow holding RGB in 4 bytes a pixel) under the app's budget for images; and
+    how many were unreadable. Not read through the pages' full-size dataset images, which would push everything else
+    out of that budget. ``progress`` hears ``(read, total)`` while they are read (16 s for 1,000 photos of
+    2048×1536), not when they are held."""
 
     def read() -> tuple[list[LoadedImage], int]:
         ds = resources.dataset(root)

@@ -198,7 +198,7 @@ def _decode(
         notes.append(f"used the first of its {frames} frames")
     if im.format in ("JPEG", "MPO") and max(im.size) > 2 * max_side:
         im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: far less memory for huge photos
-    decoded = im.width * im.height * _BYTES_PER_PIXEL.get(im.mode, 4)
+    decoded = picture_bytes(im)
     if decoded > MAX_DECODED_BYTES:  # where the format cannot be decoded at a reduced scale
         raise BadImageError(
             f"{name} ({im.width}×{im.height}, {im.mode}) would take {decoded / 2**20:.0f} MB of memory to decode, over "
@@ -300,6 +300,12 @@ def _check_aspect(name: str, width: int, height: int) -> None:
             f"{name} is {width}×{height} pixels: one side is over {MAX_ASPECT} times the other, and a model sees "
             "a square crop of the centre, which would show almost nothing of it; crop it closer to a square."
         )
+
+
+def picture_bytes(image: Image.Image) -> int:
+    """The memory Pillow holds for ``image``'s pixels: 4 bytes a pixel in every multi-band mode (``RGB`` too, stored
+    with a spare byte), 1 or 2 in the others."""
+    return image.width * image.height * _BYTES_PER_PIXEL.get(image.mode, 4)
 
 
 def image_digest(image: Image.Image) -> str:

@@ -481,18 +481,18 @@ def test_images_kept_for_other_sessions_stay_within_their_byte_budget(one_mib_of
     def read(key: str, n: int):
         return lambda: reads.append(key) or _grey_images(n)
 
-    a = resources.held(("a",), read("a", 20))  # 600,000 bytes of pixels
+    a = resources.held(("a",), read("a", 20))  # 800,000 bytes of pixels (Pillow holds RGB in 4 bytes a pixel)
     assert resources.held(("a",), read("a", 20)) is a and reads == ["a"]  # read once, the same images for all
-    resources.held(("b",), read("b", 20))  # 1.2 MB together: a, the least recently used, goes
+    resources.held(("b",), read("b", 20))  # 1.6 MB together: a, the least recently used, goes
     assert resources.held(("a",), read("a", 20)) is not a and reads == ["a", "b", "a"]
-    big = resources.held(("c",), read("c", 40))  # 1.2 MB alone, over the whole budget: given, not kept
+    big = resources.held(("c",), read("c", 40))  # 1.6 MB alone, over the whole budget: given, not kept
     assert len(big) == 40 and resources.held(("c",), read("c", 40)) is not big
     assert reads == ["a", "b", "a", "c", "c"]
     from interp.cache import _FLIGHTS
 
     cache, _ = resources._held_images()
-    assert cache.currsize == 600_000 and list(cache) == [("a",)] and not _FLIGHTS
-    assert resources.image_bytes((_grey_images(2, 10), ["x"], 3)) == 600  # images inside tuples and lists
+    assert cache.currsize == 800_000 and list(cache) == [("a",)] and not _FLIGHTS
+    assert resources.image_bytes((_grey_images(2, 10), ["x"], 3)) == 800  # images inside tuples and lists
 
 
 def test_the_images_budget_is_a_share_of_the_memory_limit(monkeypatch):
