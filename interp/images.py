@@ -108,8 +108,9 @@ def load_image(
 class ImageOnDisk:
     """An image file that stands in for its :class:`LoadedImage` without holding the picture: it keeps what loading
     the file told (name, digest, sizes, notes) and decodes the file again each time :attr:`image` is read. For sets
-    too big to hold as pictures, such as the folders the ``tcav`` command reads: a thousand 500×375 photos take 560 MB
-    as pictures and a few hundred kB as these; where a set's activations are cached, its files are not decoded again.
+    too big to hold as pictures, such as the folders the ``tcav`` command reads: a thousand 500×375 photos take 750 MB
+    as pictures (:func:`picture_bytes`) and a few hundred kB as these; where a set's activations are cached, its files
+    are not decoded again.
 
     Reading :attr:`image` raises :class:`BadImageError` when the file no longer gives the picture it gave when it
     was listed (changed or removed since): results cached under the old digest would otherwise describe other pixels.

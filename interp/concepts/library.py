@@ -54,7 +54,7 @@ class ConceptSet:
     def images(self) -> list[ImageOnDisk]:
         """The set's images as files (:class:`~interp.images.ImageOnDisk`), each decoded when a pass needs it and
         not at all where its activations are cached: the server holds a set's names, not its pictures (500 images
-        stored at 448 pixels are 225 MB as pictures). Nothing is decoded here where the set keeps its digests; an
+        stored at 448×336 pixels are 300 MB as pictures). Nothing is decoded here where the set keeps its digests; an
         older set's files are decoded once each, for theirs. A stored file that no longer gives its digest is refused
         with a sentence when it is read."""
         if len(self.digests) == len(self.sizes) == len(self.files):
