@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -58,11 +59,27 @@ def _torchvision() -> Decode:
 CANDIDATES: tuple[tuple[str, Callable[[], Decode]], ...] = (("TorchCodec", _torchcodec), ("torchvision", _torchvision))
 """The JPEG decoders tried, in order of preference: a name and a function that imports and returns it."""
 
+ENV_DECODER = "INTERP_JPEG_DECODER"
+"""``auto`` (unset: :data:`CANDIDATES` in order) or one decoder's name (``torchcodec``, ``torchvision``; any case),
+which is then the only one tried: to compare them on one machine, or to keep off one that misbehaves there."""
+
+
+def _candidates() -> tuple[tuple[str, Callable[[], Decode]], ...]:
+    """:data:`CANDIDATES`, or the one ``$INTERP_JPEG_DECODER`` names (an unknown name: all, with a warning)."""
+    wanted = os.environ.get(ENV_DECODER, "auto").strip().lower() or "auto"
+    if wanted == "auto":
+        return CANDIDATES
+    chosen = tuple(c for c in CANDIDATES if c[0].lower() == wanted)
+    if not chosen:
+        log.warning("%s=%r is not auto or one of %s; using auto", ENV_DECODER, wanted,
+                    ", ".join(name.lower() for name, _ in CANDIDATES))  # fmt: skip
+    return chosen or CANDIDATES
+
 
 def decoder(device: torch.device | str = "cpu") -> Decode | None:
     """``decode(list of 1-D uint8 CPU tensors, device) -> list of (3, H, W) uint8 RGB tensors on device``: the first
-    of :data:`CANDIDATES` that imports and decodes a small test JPEG on ``device`` to the right pixels (within a few
-    grey levels of Pillow's), or ``None`` where none does. A library that imports but cannot decode there (a build
+    of :data:`CANDIDATES` (or the one :data:`ENV_DECODER` names) that imports and decodes a small test JPEG on
+    ``device`` to the right pixels (within a few grey levels of Pillow's), or ``None`` where none does. A library that imports but cannot decode there (a build
     without CUDA, or one made for another torch or CUDA version) would otherwise fail every batch of a scan, which
     would then decode everything with Pillow on the main thread. Probed once per device."""
     found = _decoder_on(str(torch.device(device)))
@@ -83,7 +100,7 @@ def _decoder_on(device: str) -> tuple[str, Decode] | None:
         log.info("no JPEG decoder is tried on %s (%r)", device, exc)
         return None
     blob, expected = _probe()
-    for name, load in CANDIDATES:
+    for name, load in _candidates():
         try:
             decode = load()
             where = torch.device(device)

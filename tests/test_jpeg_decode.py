@@ -180,6 +180,27 @@ def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch):
         jpeg_module._decoder_on.cache_clear()
 
 
+def test_the_decoder_can_be_named_in_the_environment(monkeypatch, caplog):
+    """$INTERP_JPEG_DECODER picks one decoder (any case); an unknown name says so in the log and keeps the order."""
+    import interp.jpeg as jpeg_module
+
+    try:
+        for setting, expected in (("torchvision", "torchvision"), ("TORCHCODEC", "TorchCodec"), ("auto", "TorchCodec"),
+                                  ("nvidia-dali", "TorchCodec")):  # fmt: skip
+            monkeypatch.setenv("INTERP_JPEG_DECODER", setting)
+            jpeg_module._decoder_on.cache_clear()
+            with caplog.at_level("WARNING", logger="interp.jpeg"):
+                assert jpeg_module.decoder_name("cpu") == expected, setting
+        assert "INTERP_JPEG_DECODER='nvidia-dali' is not auto or one of torchcodec, torchvision" in caplog.text
+        monkeypatch.setenv("INTERP_JPEG_DECODER", "torchvision")
+        jpeg_module._decoder_on.cache_clear()
+        blob = jpeg(interp.load_sample("coffee").image)
+        got = decode_on([as_tensor(blob)], "cpu")[0]
+        assert np.array_equal(got.permute(1, 2, 0).numpy(), np.asarray(load_rgb(blob)))
+    finally:
+        jpeg_module._decoder_on.cache_clear()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_no_decoder_is_tried_on_a_device_this_process_cannot_use(monkeypatch):
     """Probing "cuda" without a usable GPU tried each library there, and torchvision's printed a page of native
