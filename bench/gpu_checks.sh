@@ -11,7 +11,7 @@
 #                 or any steps in any order: bash bench/gpu_checks.sh jpeg lite0 tests
 #   here, smoke:  QUICK=1 bash bench/gpu_checks.sh 1 2   (tiny sizes, any device)
 #   N=4096 bash bench/gpu_checks.sh ...   scans of 4,096 JPEGs instead of 8,192 (a step of 8,192: 53-61 s, H200)
-#   INTERP_JPEG_DECODER=torchvision bash bench/gpu_checks.sh lite0   the scan with the other decoder (default TorchCodec)
+#   INTERP_JPEG_DECODER=torchvision bash bench/gpu_checks.sh lite0   the scan with the other decoder (not TorchCodec)
 #
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,

@@ -79,9 +79,10 @@ def _candidates() -> tuple[tuple[str, Callable[[], Decode]], ...]:
 def decoder(device: torch.device | str = "cpu") -> Decode | None:
     """``decode(list of 1-D uint8 CPU tensors, device) -> list of (3, H, W) uint8 RGB tensors on device``: the first
     of :data:`CANDIDATES` (or the one :data:`ENV_DECODER` names) that imports and decodes a small test JPEG on
-    ``device`` to the right pixels (within a few grey levels of Pillow's), or ``None`` where none does. A library that imports but cannot decode there (a build
-    without CUDA, or one made for another torch or CUDA version) would otherwise fail every batch of a scan, which
-    would then decode everything with Pillow on the main thread. Probed once per device."""
+    ``device`` to the right pixels (within a few grey levels of Pillow's), or ``None`` where none does. A library that
+    imports but cannot decode there (a build without CUDA, or one made for another torch or CUDA version) would
+    otherwise fail every batch of a scan, which would then decode everything with Pillow on the main thread. Probed
+    once per device."""
     found = _decoder_on(str(torch.device(device)))
     return found[1] if found else None
 
