@@ -141,8 +141,9 @@ class ImageOnDisk:
         """The ``RGB`` picture, decoded from the file now."""
         try:
             loaded = load_image(self.path, name=self.name, max_bytes=self.max_bytes, max_side=self.max_side)
-        except BadImageError as exc:
-            raise BadImageError(f"{self.name} changed since it was listed: {exc}") from exc
+        except BadImageError as exc:  # its sentence names the server's path, which a visitor need not see
+            raise BadImageError(f"{self.name} can no longer be read: it was changed, moved or deleted since it was "
+                                "listed; run again.") from exc  # fmt: skip
         if loaded.digest != self.digest:
             raise BadImageError(f"{self.name} changed on disk since it was listed; run again to use it as it is now.")
         return loaded.image
