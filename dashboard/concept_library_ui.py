@@ -92,7 +92,9 @@ def library_ui(lib: VisitorLibrary) -> None:
             c1.markdown(f"**{s.name}**  \n{counted(len(s.files), 'image')} · {whose}"
                         + (f"  \n*{s.description}*" if s.description else ""))  # fmt: skip
             with c2:
-                st.image([str(s.folder / f) for f in s.files[:8]], width=56)
+                thumbs = _stored(s.folder, s.files[:8])
+                if thumbs:
+                    st.image(list(thumbs.values()), width=56)
             c3.download_button("Download", functools.partial(_set_zip, str(s.folder), s.files), f"{slug(s.name)}.zip",
                                "application/zip", key=f"concept_download_{s.name}", on_click="ignore",
                                help="Its images as a zip: upload it under *New concept set* on any server running "
@@ -104,9 +106,22 @@ def library_ui(lib: VisitorLibrary) -> None:
                           help="Every visitor of this server will see it, and a link can name it.")  # fmt: skip
 
 
+def _stored(folder: Path | str, files: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of each of a set's ``files`` still on disk (one deleted since the set was listed is left out: named
+    by path, Streamlit's image element raised on it and the page showed a traceback)."""
+    out = {}
+    for f in files:
+        try:
+            out[f] = (Path(folder) / f).read_bytes()
+        except OSError:
+            continue
+    return out
+
+
 def _set_zip(folder: str, files: tuple[str, ...]) -> bytes:
-    """A saved set's images as a zip (built when the button is clicked, not on every rerun)."""
-    return views.zipped({f: (Path(folder) / f).read_bytes() for f in files})
+    """A saved set's images as a zip (built when the button is clicked, not on every rerun); files gone from the disk
+    are left out."""
+    return views.zipped(_stored(folder, files))
 
 
 @guarded("deleting the concept set")

@@ -304,3 +304,35 @@ def test_a_session_keeps_small_copies_of_the_class_images_beside_its_results():
     assert [name for name, _ in kept] == [f"crop_{i}.png" for i in range(24)]
     shown = [c.value for c in at.main.caption if c.value.startswith("crop_")]
     assert len(shown) == 12 and len(at.main.get("image")) >= 12
+
+
+def test_a_set_whose_file_went_since_it_was_listed_gets_a_sentence_and_the_page_keeps_running():
+    """Saved sets are held as files (their pictures are not kept in memory): a file deleted from the server's disk
+    after the set was listed stops a run that needs its pixels with one sentence, not a traceback, and without the
+    server's path."""
+    import os
+    from pathlib import Path
+
+    at = _save(concepts_page().run(), "vanishing")
+    concepts = next(w for w in at.main.multiselect if w.key.startswith("tcav_concepts_"))
+    concepts.set_value(["vanishing"]).run()
+    at.main.slider(key="tcav_runs").set_value(2).run()
+    folder = Path(os.environ["INTERP_CACHE_DIR"]) / "concept-visitors" / at.session_state["_concept_owner"] / "sets"
+    folder = folder / "vanishing"
+    gone = sorted(folder.glob("*.png"))[0]
+    gone.unlink()
+    at.main.button(key="tcav_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.main.error]
+    assert errors == [f"{gone.name} can no longer be read: it was changed, moved or deleted since it was listed; run "
+                      "again."], errors  # fmt: skip
+    assert os.environ["INTERP_CACHE_DIR"] not in errors[0] and at.main.button(key="tcav_run")
+    # the library lists the set with what is left: its thumbnails (a missing one raised in Streamlit's image element,
+    # a traceback on the page) and its zip
+    import io
+    import zipfile
+
+    from dashboard.concept_library_ui import _set_zip
+
+    names = tuple(sorted(p.name for p in folder.glob("*.png")) + [gone.name])
+    assert sorted(zipfile.ZipFile(io.BytesIO(_set_zip(str(folder), names))).namelist()) == sorted(names[:-1])
