@@ -137,7 +137,8 @@ def decoder(device: torch.device | str = "cpu") -> Decode | None:
     ``device`` to the right pixels (within a few grey levels of Pillow's), or ``None`` where none does. A library that
     imports but cannot decode there (a build without CUDA, or one made for another torch or CUDA version) would
     otherwise fail every batch of a scan, which would then decode everything with Pillow on the main thread. Probed
-    once per device."""
+    once per device. On a GPU it first waits for the work queued on the caller's stream (:func:`_after_queued_work`:
+    nvJPEG's hardware engine would otherwise write into memory that work still reads)."""
     found = _decoder_on(str(torch.device(device)))
     return found[1] if found else None
 
@@ -146,6 +147,27 @@ def decoder_name(device: torch.device | str = "cpu") -> str | None:
     """Which of :data:`CANDIDATES` :func:`decoder` uses on ``device`` (``None``: none works there)."""
     found = _decoder_on(str(torch.device(device)))
     return found[0] if found else None
+
+
+def _after_queued_work(decode: Decode) -> Decode:
+    """``decode`` that, on a GPU, first waits (on the host) for the work queued on the caller's CUDA stream.
+
+    nvJPEG's hardware engine (A100, H100, H200: the path baseline JPEGs take) writes a batch's pictures when
+    ``nvjpegDecodeBatched`` is called, not when the stream it is given gets there, and a device-side wait does not hold
+    it back (TorchCodec pull request 1634 and torchvision pull request 9606, reproduced there on H100s with nvJPEG 12.3
+    to 13.2). The pictures' memory comes from the stream's allocator, which hands out a block as soon as it is freed
+    on that stream, while kernels queued there may still read it: on a scan's preparing stream, the resizing of the
+    batch before, whose pictures and float copies are freed as soon as its kernels are queued. Decoding over them
+    would change that batch's pixels with no error anywhere, which a model then scores. With the stream drained first
+    no queued kernel can still be reading a block the decoder is given. The wait is for the caller's stream only:
+    on the preparing thread, its own resizing of the batch before, never the model's passes."""
+
+    def decode_after(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        if device.type == "cuda":
+            torch.cuda.current_stream(device).synchronize()
+        return decode(data, device)
+
+    return decode_after
 
 
 @cache
@@ -158,7 +180,7 @@ def _decoder_on(device: str) -> tuple[str, Decode] | None:
     blob, expected = _probe()
     for name, load in _candidates():
         try:
-            decode = load()
+            decode = _after_queued_work(load())
             where = torch.device(device)
             got = decode([torch.frombuffer(bytearray(blob), dtype=torch.uint8)], where)[0]
             elsewhere = got.device.type != where.type or where.index not in (None, got.device.index)

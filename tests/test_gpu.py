@@ -271,3 +271,44 @@ def test_scores_wait_for_their_own_copy_and_not_for_passes_launched_after():
     np.testing.assert_array_equal(got.top, want.top)
     for name in ("top_prob", "entropy", "true_prob"):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["torchcodec", "nvimagecodec", "torchvision"])
+def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_reads(name, monkeypatch, request):
+    """nvJPEG's hardware engine writes a batch's pictures when it is called, not when its stream gets there, into
+    memory the stream's allocator may just have taken back from tensors that queued kernels still read (TorchCodec
+    pull request 1634, torchvision 9606: wrong results in 134 of 200 tries on an H100). :func:`decode_on` drains the
+    caller's stream first. Here, 20 times: a picture-sized tensor of ones is summed behind ~25 ms of queued work, freed
+    before that sum has run, and a batch of baseline JPEGs (the hardware path) is decoded; every sum must be the
+    number of values. The same with the library's own call, not drained, is printed, not asserted (it depends on the
+    card and the library's version)."""
+    import interp.jpeg as jpeg_module
+    from interp.jpeg import decode_on, decoder_name
+
+    monkeypatch.setenv("INTERP_JPEG_DECODER", name)
+    jpeg_module._decoder_on.cache_clear()
+    request.addfinalizer(jpeg_module._decoder_on.cache_clear)
+    if decoder_name("cuda") is None:
+        if name == "torchcodec":
+            pytest.fail("TorchCodec does not decode JPEGs on this GPU (see bench/bench_jpeg.py)")
+        pytest.skip(f"{name} is not installed or does not decode JPEGs on this GPU")
+    buf = io.BytesIO()
+    interp.load_sample("coffee").image.resize((500, 375)).save(buf, "JPEG", quality=90)
+    data = [torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)] * 8
+    raw = dict(jpeg_module.CANDIDATES)[decoder_name("cuda")]()
+
+    def wrong_sums(decode) -> int:
+        wrong = 0
+        for _ in range(20):
+            ones = torch.ones((3, 375, 500), dtype=torch.uint8, device="cuda")
+            torch.cuda._sleep(50_000_000)
+            total = ones.sum(dtype=torch.int64)
+            del ones  # its block is free for the stream's next allocation before the sum has read it
+            decode(data)
+            wrong += int(total.item() != 3 * 375 * 500)
+        return wrong
+
+    undrained = wrong_sums(lambda d: raw(d, torch.device("cuda")))
+    drained = wrong_sums(lambda d: decode_on(d, "cuda"))
+    print(f"{name}: wrong sums in {undrained} of 20 with the library's own call, {drained} of 20 through decode_on")
+    assert drained == 0
