@@ -37,7 +37,7 @@ def main() -> None:
     from PIL import Image
 
     import interp
-    from interp.jpeg import CANDIDATES, _after_queued_work, _probe, decoder_name
+    from interp.jpeg import CANDIDATES, _on_a_stream_of_its_own, _probe, decoder_name
 
     photos = [interp.load_sample(s).image for s in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle", "horse")]
     blobs = []
@@ -69,7 +69,7 @@ def main() -> None:
         print(f"{device}: the scan uses {decoder_name(device)}")
         for name, load in CANDIDATES:
             try:
-                decode = _after_queued_work(load())  # as a scan calls it
+                decode = _on_a_stream_of_its_own(load())  # as a scan calls it
                 got = decode(as_tensors([probe_blob]), torch.device(device))[0]
             except Exception as exc:  # what the scan's probe logs at INFO
                 print(f"  {name}: cannot decode on {device}: {exc!r}"[:600])

@@ -86,7 +86,7 @@ def waits_for_other_streams(model, held, prepare, spin_s: float = 0.5) -> None:
     passing then take turns whatever the threads and streams. A step near its time alone runs beside the passes."""
     import torch
 
-    from interp.jpeg import CANDIDATES, _after_queued_work, decode_on
+    from interp.jpeg import CANDIDATES, _on_a_stream_of_its_own, decode_on
 
     device = model.device
     if device.type != "cuda" or not held:
@@ -124,7 +124,7 @@ def waits_for_other_streams(model, held, prepare, spin_s: float = 0.5) -> None:
     line = []
     for name, load in CANDIDATES:
         try:
-            decode = _after_queued_work(load())  # as a scan calls it
+            decode = _on_a_stream_of_its_own(load())  # as a scan calls it
         except Exception as exc:  # noqa: BLE001  (not installed)
             line.append(f"{name}: not here ({type(exc).__name__})")
             continue
@@ -230,7 +230,7 @@ def overlap(model, held, xs, passes, rate, sync, prepare) -> None:
     each against what in turn (the sum of times) and side by side (the slower alone) would give; and how fast a
     Python thread counts while a decoder works, and while a batch is prepared, as a share of its speed alone
     (:func:`gil_share`)."""
-    from interp.jpeg import CANDIDATES, _after_queued_work, _decoder_on
+    from interp.jpeg import CANDIDATES, _decoder_on, _on_a_stream_of_its_own
     from interp.runtime import prepared_ahead
 
     transform, device = model.transform, model.device
@@ -249,7 +249,7 @@ def overlap(model, held, xs, passes, rate, sync, prepare) -> None:
     lengths_of = [(flat, lengths) for (_, flat, lengths), _, _ in held]
     for name, load in CANDIDATES:
         try:
-            decode = _after_queued_work(load())  # as a scan calls it
+            decode = _on_a_stream_of_its_own(load())  # as a scan calls it
             decode([lengths_of[0][0].split(lengths_of[0][1])[0]], device)
         except Exception as exc:  # noqa: BLE001  (not installed, or cannot decode there)
             line.append(f"{name}: cannot decode here ({type(exc).__name__})")

@@ -61,12 +61,12 @@ def _torchvision() -> Decode:
 
 def _nvimagecodec() -> Decode:
     """NVIDIA's nvImageCodec (``pip install nvidia-nvimgcodec-cu13[nvjpeg]``, the build for your CUDA version), which
-    has no part in ``requirements.txt``. On a GPU it is handed the caller's CUDA stream (a scan's preparing thread's),
-    orders its work after that stream's and allocates its pictures on it (``cudaMallocAsync``, per its sources), where
-    TorchCodec and torchvision end every batch waiting for the stream, so it may decode beside the model's passes where
-    they cannot (``bench/gpu_checks.sh held`` measures which does). Its pixels come planar, ``(3, H, W)``, as the
-    others', and it asks nvJPEG to upsample colour stored at half resolution as libjpeg-turbo does
-    (``fancy_upsampling``), where nvJPEG can. One decoder per GPU, used under a lock.
+    has no part in ``requirements.txt``: NVIDIA's own library for decoding images on its GPUs, a third decoder to
+    measure against TorchCodec (``bench/gpu_checks.sh decoders``). It is handed the current CUDA stream, orders its
+    work on it and allocates its pictures there (``cudaMallocAsync``, per its sources); they are copied into torch's
+    memory on that stream before they are handed over. Its pixels come planar, ``(3, H, W)``, as the others', and it
+    asks nvJPEG to upsample colour stored at half resolution as libjpeg-turbo does (``fancy_upsampling``), where nvJPEG
+    can. One decoder per GPU, used under a lock.
 
     GPUs only: its CPU decoder (libjpeg-turbo) reads damaged files that Pillow and TorchCodec refuse (12 of 200 copies
     of a photo with random bytes overwritten, ``tests/test_jpeg_decode.py``'s way), and a scan's CPU path must refuse
@@ -95,8 +95,9 @@ def _nvimagecodec() -> Decode:
         with lock:
             stream = torch.cuda.current_stream(device).cuda_stream
             images = made.decode([x.numpy() for x in data], params=params, cuda_stream=stream)
-        # each picture is on the caller's stream: torch's dlpack import makes that stream wait for it where needed
-        return [None if im is None else torch.from_dlpack(im) for im in images]  # None: one it cannot decode
+        # copied into torch's memory on this stream (256 pictures of 500×375: 144 MB, some 0.07 ms at an H200's copy
+        # rate): its own memory would be freed on this stream whatever stream still reads it (_on_a_stream_of_its_own)
+        return [None if im is None else torch.from_dlpack(im).clone() for im in images]  # None: one it cannot decode
 
     return decode  # type: ignore[return-value]
 
@@ -137,8 +138,8 @@ def decoder(device: torch.device | str = "cpu") -> Decode | None:
     ``device`` to the right pixels (within a few grey levels of Pillow's), or ``None`` where none does. A library that
     imports but cannot decode there (a build without CUDA, or one made for another torch or CUDA version) would
     otherwise fail every batch of a scan, which would then decode everything with Pillow on the main thread. Probed
-    once per device. On a GPU it first waits for the work queued on the caller's stream (:func:`_after_queued_work`:
-    nvJPEG's hardware engine would otherwise write into memory that work still reads)."""
+    once per device. On a GPU it decodes on a stream of its own (:func:`_on_a_stream_of_its_own`: nvJPEG's hardware
+    engine would otherwise write into memory that work queued on the caller's stream still reads)."""
     found = _decoder_on(str(torch.device(device)))
     return found[1] if found else None
 
@@ -149,25 +150,78 @@ def decoder_name(device: torch.device | str = "cpu") -> str | None:
     return found[0] if found else None
 
 
-def _after_queued_work(decode: Decode) -> Decode:
-    """``decode`` that, on a GPU, first waits (on the host) for the work queued on the caller's CUDA stream.
+_DECODING: dict[int, tuple[torch.cuda.Stream, threading.Lock]] = {}
+_DECODING_MADE = threading.Lock()
 
-    nvJPEG's hardware engine (A100, H100, H200: the path baseline JPEGs take) writes a batch's pictures when
-    ``nvjpegDecodeBatched`` is called, not when the stream it is given gets there, and a device-side wait does not hold
-    it back (TorchCodec pull request 1634 and torchvision pull request 9606, reproduced there on H100s with nvJPEG 12.3
-    to 13.2). The pictures' memory comes from the stream's allocator, which hands out a block as soon as it is freed
-    on that stream, while kernels queued there may still read it: on a scan's preparing stream, the resizing of the
-    batch before, whose pictures and float copies are freed as soon as its kernels are queued. Decoding over them
-    would change that batch's pixels with no error anywhere, which a model then scores. With the stream drained first
-    no queued kernel can still be reading a block the decoder is given. The wait is for the caller's stream only:
-    on the preparing thread, its own resizing of the batch before, never the model's passes."""
 
-    def decode_after(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-        if device.type == "cuda":
-            torch.cuda.current_stream(device).synchronize()
-        return decode(data, device)
+def _decoding_stream(index: int) -> tuple[torch.cuda.Stream, threading.Lock]:
+    """The CUDA stream JPEGs are decoded on, for GPU ``index``, and the lock that makes its users take turns."""
+    with _DECODING_MADE:
+        if index not in _DECODING:
+            _DECODING[index] = _private_stream(index), threading.Lock()
+        return _DECODING[index]
 
-    return decode_after
+
+def _private_stream(index: int) -> torch.cuda.Stream:
+    """A CUDA stream on GPU ``index`` that no other code is given. torch's own streams come from a pool of 32 per GPU,
+    handed out in turn, so one of them could also be another thread's preparing stream, whose freed blocks its
+    allocator would then give the decoder. Made with CUDA's runtime through ``cuda-bindings`` (which torch installs);
+    where that fails, one of torch's (and a rare clash of streams is back)."""
+    try:
+        from cuda.bindings import runtime
+
+        _, before = runtime.cudaGetDevice()  # the runtime may be torch's own: its device is put back
+        runtime.cudaSetDevice(index)
+        try:
+            error, handle = runtime.cudaStreamCreateWithFlags(runtime.cudaStreamNonBlocking)
+        finally:
+            runtime.cudaSetDevice(before)
+        if error != runtime.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"cudaStreamCreateWithFlags: {error}")
+        return torch.cuda.ExternalStream(int(handle), device=torch.device("cuda", index))
+    except Exception as exc:  # not installed, or another CUDA runtime than the driver takes
+        log.info("JPEGs are decoded on a stream of torch's pool on cuda:%d (%r)", index, exc)
+        return torch.cuda.Stream(index)
+
+
+def _on_a_stream_of_its_own(decode: Decode) -> Decode:
+    """``decode`` that, on a GPU, decodes on a CUDA stream that does nothing else (:func:`_decoding_stream`, one per
+    GPU, its users taking turns) and hands the pictures over to the caller's stream: that stream waits for the
+    decoding, and each picture's memory is kept from reuse until the work the caller queues on it is done.
+
+    Why not on the caller's stream: nvJPEG's hardware engine (A100, H100, H200: the path baseline JPEGs take) writes a
+    batch's pictures when ``nvjpegDecodeBatched`` is called, not when its stream gets there, and a device-side wait
+    does not hold it back (TorchCodec pull request 1634, torchvision pull request 9606: reproduced there on H100s with
+    nvJPEG 12.3 to 13.2). The pictures' memory comes from the stream's allocator, which hands a block out again as soon
+    as it is freed on that stream, while kernels queued there may still read it: on a scan's preparing stream, the
+    resizing of the batch before, whose pictures and float copies are freed as soon as its kernels are queued.
+    Decoding over them would change that batch's pixels with no error anywhere. Here the pictures come from the
+    decoding stream's own blocks, which hold nothing but pictures, each freed only once the caller's stream is done
+    with it; and the decoding stream is drained before each call, so nothing queued there still reads what the
+    decoder may be given. Draining the caller's stream instead would be as safe, but the preparing thread would then
+    wait for its resizing of the batch before, which shares the GPU with the model's pass: preparing and passing would
+    take turns. Should the decoding stream be the caller's own (torch's pool, :func:`_private_stream`), the caller's
+    stream is drained instead."""
+
+    def decode_apart(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        if device.type != "cuda":
+            return decode(data, device)
+        caller = torch.cuda.current_stream(device)
+        own, turn = _decoding_stream(device.index if device.index is not None else torch.cuda.current_device())
+        with turn:
+            if own.cuda_stream == caller.cuda_stream:
+                caller.synchronize()
+                return decode(data, device)
+            own.synchronize()  # earlier decoding only
+            with torch.cuda.stream(own):
+                pictures = decode(data, device)
+            caller.wait_stream(own)
+            for picture in pictures:
+                if picture is not None:
+                    picture.record_stream(caller)
+        return pictures
+
+    return decode_apart
 
 
 @cache
@@ -180,7 +234,7 @@ def _decoder_on(device: str) -> tuple[str, Decode] | None:
     blob, expected = _probe()
     for name, load in _candidates():
         try:
-            decode = _after_queued_work(load())
+            decode = _on_a_stream_of_its_own(load())
             where = torch.device(device)
             got = decode([torch.frombuffer(bytearray(blob), dtype=torch.uint8)], where)[0]
             elsewhere = got.device.type != where.type or where.index not in (None, got.device.index)

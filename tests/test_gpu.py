@@ -277,11 +277,12 @@ def test_scores_wait_for_their_own_copy_and_not_for_passes_launched_after():
 def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_reads(name, monkeypatch, request):
     """nvJPEG's hardware engine writes a batch's pictures when it is called, not when its stream gets there, into
     memory the stream's allocator may just have taken back from tensors that queued kernels still read (TorchCodec
-    pull request 1634, torchvision 9606: wrong results in 134 of 200 tries on an H100). :func:`decode_on` drains the
-    caller's stream first. Here, 20 times: a picture-sized tensor of ones is summed behind ~25 ms of queued work, freed
-    before that sum has run, and a batch of baseline JPEGs (the hardware path) is decoded; every sum must be the
-    number of values. The same with the library's own call, not drained, is printed, not asserted (it depends on the
-    card and the library's version)."""
+    pull request 1634, torchvision 9606: wrong results in 134 of 200 tries on an H100). :func:`decode_on` decodes on
+    a stream of its own and keeps each picture from reuse until the caller's stream is done with it. Here, 20 times
+    each: (1) a picture-sized tensor of ones is summed behind ~25 ms of queued work and freed before that sum has run,
+    then a batch of baseline JPEGs (the hardware path) is decoded; (2) a decoded batch is summed behind queued work and
+    freed, then another photo of the same size is decoded. Every sum must be what it was before. The library's own
+    call on the caller's stream, for (1), is printed, not asserted (it depends on the card and the library)."""
     import interp.jpeg as jpeg_module
     from interp.jpeg import decode_on, decoder_name
 
@@ -292,23 +293,40 @@ def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_rea
         if name == "torchcodec":
             pytest.fail("TorchCodec does not decode JPEGs on this GPU (see bench/bench_jpeg.py)")
         pytest.skip(f"{name} is not installed or does not decode JPEGs on this GPU")
-    buf = io.BytesIO()
-    interp.load_sample("coffee").image.resize((500, 375)).save(buf, "JPEG", quality=90)
-    data = [torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)] * 8
+
+    def batch(sample: str) -> list[torch.Tensor]:
+        buf = io.BytesIO()
+        interp.load_sample(sample).image.resize((500, 375)).save(buf, "JPEG", quality=90)
+        return [torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)] * 8
+
+    coffee, chelsea = batch("coffee"), batch("chelsea")
     raw = dict(jpeg_module.CANDIDATES)[decoder_name("cuda")]()
 
-    def wrong_sums(decode) -> int:
+    def freed_then_decoded(decode) -> int:
         wrong = 0
         for _ in range(20):
             ones = torch.ones((3, 375, 500), dtype=torch.uint8, device="cuda")
             torch.cuda._sleep(50_000_000)
             total = ones.sum(dtype=torch.int64)
             del ones  # its block is free for the stream's next allocation before the sum has read it
-            decode(data)
+            decode(coffee)
             wrong += int(total.item() != 3 * 375 * 500)
         return wrong
 
-    undrained = wrong_sums(lambda d: raw(d, torch.device("cuda")))
-    drained = wrong_sums(lambda d: decode_on(d, "cuda"))
-    print(f"{name}: wrong sums in {undrained} of 20 with the library's own call, {drained} of 20 through decode_on")
-    assert drained == 0
+    def decoded_then_decoded_again() -> int:
+        wrong = 0
+        for _ in range(20):
+            first = decode_on(coffee, "cuda")
+            expected = [int(p.sum(dtype=torch.int64)) for p in first]
+            torch.cuda._sleep(50_000_000)
+            totals = [p.sum(dtype=torch.int64) for p in first]
+            del first
+            decode_on(chelsea, "cuda")
+            wrong += sum(int(t.item() != e) for t, e in zip(totals, expected, strict=True))
+        return wrong
+
+    undrained = freed_then_decoded(lambda d: raw(d, torch.device("cuda")))
+    ours, again = freed_then_decoded(lambda d: decode_on(d, "cuda")), decoded_then_decoded_again()
+    print(f"{name}: wrong sums in {undrained} of 20 with the library's own call on the caller's stream; through "
+          f"decode_on {ours} of 20, and {again} of 160 over pictures decoded before")  # fmt: skip
+    assert ours == 0 and again == 0

@@ -250,6 +250,65 @@ def test_nvimagecodec_is_never_the_cpu_paths_decoder(monkeypatch, caplog):
         jpeg_module._decoder_on.cache_clear()
 
 
+def test_gpu_decoding_runs_on_a_stream_of_its_own_and_hands_each_picture_over(monkeypatch):
+    """The order of what a GPU decode does around the library's call (no GPU here: CUDA's streams are stood in for;
+    ``tests/test_gpu.py`` checks the pixels it protects on a GPU): the decoding stream is drained, the library decodes
+    with it current, the caller's stream waits for it, and each picture is kept from reuse until the caller's stream
+    is done with it. Should the decoding stream be the caller's own (one of torch's pool), that stream is drained and
+    the library decodes there; on the CPU nothing but the library's call happens."""
+    import contextlib
+    import threading
+
+    import interp.jpeg as jpeg_module
+
+    calls: list[str] = []
+
+    class Stream:
+        def __init__(self, name: str) -> None:
+            self.name, self.cuda_stream = name, id(self)
+
+        def synchronize(self) -> None:
+            calls.append(f"{self.name} drained")
+
+        def wait_stream(self, other) -> None:
+            calls.append(f"{self.name} waits for {other.name}")
+
+    class Picture:
+        def record_stream(self, stream) -> None:
+            calls.append(f"picture kept for {stream.name}")
+
+    caller, own = Stream("caller"), Stream("own")
+    current = [caller]
+
+    @contextlib.contextmanager
+    def stream_on(stream):
+        current.append(stream)
+        try:
+            yield
+        finally:
+            current.pop()
+
+    def decode(data, device):
+        calls.append(f"decoded on {current[-1].name}")
+        return [Picture(), None]  # None: a picture the library refused
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current[-1])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "stream", stream_on)
+    monkeypatch.setattr(jpeg_module, "_decoding_stream", lambda index: (own, threading.Lock()))
+    wrapped = jpeg_module._on_a_stream_of_its_own(decode)
+    assert len(wrapped([], torch.device("cuda"))) == 2
+    assert calls == ["own drained", "decoded on own", "caller waits for own", "picture kept for caller"]
+    assert current == [caller]
+    calls.clear()
+    monkeypatch.setattr(jpeg_module, "_decoding_stream", lambda index: (caller, threading.Lock()))
+    wrapped([], torch.device("cuda"))
+    assert calls == ["caller drained", "decoded on caller"]
+    calls.clear()
+    wrapped([], torch.device("cpu"))
+    assert calls == ["decoded on caller"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_no_decoder_is_tried_on_a_device_this_process_cannot_use(monkeypatch):
     """Probing "cuda" without a usable GPU tried each library there, and torchvision's printed a page of native
