@@ -198,10 +198,10 @@ def _on_a_stream_of_its_own(decode: Decode) -> Decode:
     Decoding over them would change that batch's pixels with no error anywhere. Here the pictures come from the
     decoding stream's own blocks, which hold nothing but pictures, each freed only once the caller's stream is done
     with it; and the decoding stream is drained before each call, so nothing queued there still reads what the
-    decoder may be given. Draining the caller's stream instead would be as safe, but the preparing thread would then
-    wait for its resizing of the batch before, which shares the GPU with the model's pass: preparing and passing would
-    take turns. Should the decoding stream be the caller's own (torch's pool, :func:`_private_stream`), the caller's
-    stream is drained instead."""
+    decoder may be given. Draining the caller's stream instead would also do, but the preparing thread would then wait
+    for its resizing of the batch before, which shares the GPU with the model's pass (and TorchCodec 0.16, decoding on
+    the current stream, ends each call waiting for all of it). Should the decoding stream be the caller's own (torch's
+    pool, :func:`_private_stream`), the caller's stream is drained instead."""
 
     def decode_apart(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
         if device.type != "cuda":
