@@ -154,8 +154,8 @@ def test_features_on_the_gpu_give_the_cpus_curve_and_spectrum(pair, image):
     np.testing.assert_allclose(sa.values, sb.values, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["torchcodec", "nvimagecodec", "torchvision"])
-def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels(name, monkeypatch, request):
+@pytest.mark.parametrize("library", ["torchcodec", "nvimagecodec", "torchvision"])
+def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels(library, monkeypatch, request):
     """nvJPEG decodes a little differently from libjpeg-turbo: its inverse DCT, and above all its upsampling of the
     colour that JPEGs store at half resolution (libjpeg-turbo's is a smoothing filter). So the GPU path is not within
     the CPU path's 2 grey levels of timm's pixels: on an H200 (torch 2.11, TorchCodec 0.16), decoded then resized and
@@ -169,12 +169,12 @@ def test_jpegs_decoded_and_resized_on_the_gpu_are_the_cpu_paths_pixels(name, mon
     import interp.jpeg as jpeg_module
     from interp.jpeg import decode_on, decoder_name
 
-    monkeypatch.setenv("INTERP_JPEG_DECODER", name)
+    monkeypatch.setenv("INTERP_JPEG_DECODER", library)
     jpeg_module._decoder_on.cache_clear()
     request.addfinalizer(jpeg_module._decoder_on.cache_clear)  # later tests probe with the setting they find
     used = decoder_name("cuda")
-    if used is None and name != "torchcodec":
-        pytest.skip(f"{name} is not installed or does not decode JPEGs on this GPU (see bench/bench_jpeg.py)")
+    if used is None and library != "torchcodec":
+        pytest.skip(f"{library} is not installed or does not decode JPEGs on this GPU (see bench/bench_jpeg.py)")
     assert used is not None, "TorchCodec does not decode JPEGs on this GPU (see bench/bench_jpeg.py)"
     model = interp.load_model("efficientnet_lite0", device="cuda")
     blobs, expected = [], []
@@ -273,8 +273,8 @@ def test_scores_wait_for_their_own_copy_and_not_for_passes_launched_after():
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["torchcodec", "nvimagecodec", "torchvision"])
-def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_reads(name, monkeypatch, request):
+@pytest.mark.parametrize("library", ["torchcodec", "nvimagecodec", "torchvision"])
+def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_reads(library, monkeypatch, request):
     """nvJPEG's hardware engine writes a batch's pictures when it is called, not when its stream gets there, into
     memory the stream's allocator may just have taken back from tensors that queued kernels still read (TorchCodec
     pull request 1634, torchvision 9606: wrong results in 134 of 200 tries on an H100). :func:`decode_on` decodes on
@@ -286,13 +286,13 @@ def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_rea
     import interp.jpeg as jpeg_module
     from interp.jpeg import decode_on, decoder_name
 
-    monkeypatch.setenv("INTERP_JPEG_DECODER", name)
+    monkeypatch.setenv("INTERP_JPEG_DECODER", library)
     jpeg_module._decoder_on.cache_clear()
     request.addfinalizer(jpeg_module._decoder_on.cache_clear)
     if decoder_name("cuda") is None:
-        if name == "torchcodec":
+        if library == "torchcodec":
             pytest.fail("TorchCodec does not decode JPEGs on this GPU (see bench/bench_jpeg.py)")
-        pytest.skip(f"{name} is not installed or does not decode JPEGs on this GPU")
+        pytest.skip(f"{library} is not installed or does not decode JPEGs on this GPU")
 
     def batch(sample: str) -> list[torch.Tensor]:
         buf = io.BytesIO()
@@ -327,6 +327,6 @@ def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_rea
 
     undrained = freed_then_decoded(lambda d: raw(d, torch.device("cuda")))
     ours, again = freed_then_decoded(lambda d: decode_on(d, "cuda")), decoded_then_decoded_again()
-    print(f"{name}: wrong sums in {undrained} of 20 with the library's own call on the caller's stream; through "
+    print(f"{library}: wrong sums in {undrained} of 20 with the library's own call on the caller's stream; through "
           f"decode_on {ours} of 20, and {again} of 160 over pictures decoded before")  # fmt: skip
     assert ours == 0 and again == 0
