@@ -89,8 +89,8 @@ def _nvimagecodec() -> Decode:
 
     def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
         if device.type != "cuda":
-            raise ValueError(f"nvImageCodec is used on CUDA GPUs only, not on {device}: its CPU decoder reads damaged "
-                             "files that Pillow refuses")  # fmt: skip
+            raise RuntimeError(f"nvImageCodec is used on CUDA GPUs only, not on {device}: its CPU decoder reads "
+                               "damaged files that Pillow refuses")  # fmt: skip  (the probe passes it over)
         made, lock = decoder_on(device.index if device.index is not None else torch.cuda.current_device())
         with lock:
             stream = torch.cuda.current_stream(device).cuda_stream
