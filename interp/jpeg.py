@@ -237,6 +237,8 @@ def _decoder_on(device: str) -> tuple[str, Decode] | None:
             decode = _on_a_stream_of_its_own(load())
             where = torch.device(device)
             got = decode([torch.frombuffer(bytearray(blob), dtype=torch.uint8)], where)[0]
+            if got is None:  # nvImageCodec's answer where none of its decoders loaded (no nvJPEG library found)
+                raise RuntimeError("it gave no picture for the test JPEG")
             elsewhere = got.device.type != where.type or where.index not in (None, got.device.index)
             if got.shape != expected.shape or got.dtype != torch.uint8 or elsewhere:
                 raise ValueError(f"decoded a {tuple(expected.shape)} test JPEG to {tuple(got.shape)} {got.dtype} on "

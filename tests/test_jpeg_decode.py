@@ -138,7 +138,7 @@ def test_images_the_decoder_refuses_take_the_pillow_path(tmp_path, monkeypatch):
     assert rows["id"].is_unique and rows["error"].isna().all()
 
 
-def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch):
+def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch, caplog):
     """A decoder library that imports but cannot decode on the device (a build without CUDA, or for another torch),
     or that decodes to the wrong pixels, is passed over for the next; with none left, ``decode="device"`` is refused
     with a sentence and ``auto`` would use Pillow. Each device is probed once."""
@@ -159,12 +159,18 @@ def test_the_decoder_is_the_first_that_works_on_the_device(monkeypatch):
     def missing():
         raise ImportError("No module named 'torchcodec'")
 
+    def gives_nothing():  # nvImageCodec where none of its decoders loaded
+        return lambda data, device: [None for _ in data]
+
     real = dict(jpeg_module.CANDIDATES)
-    monkeypatch.setattr(jpeg_module, "CANDIDATES", (("broken", fails_here), ("grey", garbles), ("gone", missing),
-                                                    ("torchvision", real["torchvision"])))  # fmt: skip
+    candidates = (("broken", fails_here), ("grey", garbles), ("gone", missing), ("empty", gives_nothing),
+                  ("torchvision", real["torchvision"]))  # fmt: skip
+    monkeypatch.setattr(jpeg_module, "CANDIDATES", candidates)
     jpeg_module._decoder_on.cache_clear()
     try:
-        assert jpeg_module.decoder_name("cpu") == "torchvision"
+        with caplog.at_level("INFO", logger="interp.jpeg"):
+            assert jpeg_module.decoder_name("cpu") == "torchvision"
+        assert "empty cannot decode JPEGs on cpu (RuntimeError('it gave no picture for the test JPEG'))" in caplog.text
         assert jpeg_module.decoder_name("cpu") == "torchvision" and calls == ["fails"]  # probed once
         blob = jpeg(interp.load_sample("coffee").image)
         got = decode_on([as_tensor(blob)], "cpu")[0]
