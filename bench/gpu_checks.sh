@@ -12,7 +12,7 @@
 #   here, smoke:  QUICK=1 bash bench/gpu_checks.sh 1 2   (tiny sizes, any device)
 #   N=4096 bash bench/gpu_checks.sh ...   scans of 4,096 JPEGs instead of 8,192 (a step of 8,192: 53-61 s, H200)
 #   INTERP_JPEG_DECODER=nvimagecodec bash bench/gpu_checks.sh lite0   the scan with another decoder than TorchCodec
-#   (nvimagecodec or torchvision); the wheels make 57 of the 64 MiB a call may carry, the working tree most of the rest
+#   (nvimagecodec or torchvision); the wheels make 54 of the 64 MiB a call may carry, the working tree 7 more
 #
 # Steps: jpeg (which decoder works where, its distance from Pillow, its speed), lite0 and resnet50 (scan ÷ bare
 # forward with JPEGs decoded on the GPU; skipped where no decoder works there), lite0-cpu and resnet50-cpu (the same,
