@@ -66,7 +66,8 @@ def _nvimagecodec() -> Decode:
     work on it and allocates its pictures there (``cudaMallocAsync``, per its sources); they are copied into torch's
     memory on that stream before they are handed over. Its pixels come planar, ``(3, H, W)``, as the others', and it
     asks nvJPEG to upsample colour stored at half resolution as libjpeg-turbo does (``fancy_upsampling``), where nvJPEG
-    can. One decoder per GPU, used under a lock.
+    can. One decoder per GPU, made on first use; it is called through :func:`_on_a_stream_of_its_own`, which lets one
+    thread at a time decode on a GPU, so it needs no lock of its own.
 
     GPUs only: its CPU decoder (libjpeg-turbo) reads damaged files that Pillow and TorchCodec refuse (12 of 200 copies
     of a photo with random bytes overwritten, ``tests/test_jpeg_decode.py``'s way), and a scan's CPU path must refuse
@@ -75,26 +76,19 @@ def _nvimagecodec() -> Decode:
 
     params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB,
                              sample_format=nv.SampleFormat.P_RGB)  # fmt: skip
-    decoders: dict[int, tuple[object, threading.Lock]] = {}
-    making = threading.Lock()
-
-    def decoder_on(index: int):
-        with making:
-            if index not in decoders:
-                kinds = (nv.BackendKind.HW_GPU_ONLY, nv.BackendKind.GPU_ONLY, nv.BackendKind.HYBRID_CPU_GPU)
-                made = nv.Decoder(device_id=index, backends=[nv.Backend(k) for k in kinds],
-                                  options=":fancy_upsampling=1")  # fmt: skip
-                decoders[index] = made, threading.Lock()
-            return decoders[index]
+    decoders: dict[int, object] = {}
 
     def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
         if device.type != "cuda":
             raise RuntimeError(f"nvImageCodec is used on CUDA GPUs only, not on {device}: its CPU decoder reads "
                                "damaged files that Pillow refuses")  # fmt: skip  (the probe passes it over)
-        made, lock = decoder_on(device.index if device.index is not None else torch.cuda.current_device())
-        with lock:
-            stream = torch.cuda.current_stream(device).cuda_stream
-            images = made.decode([x.numpy() for x in data], params=params, cuda_stream=stream)
+        index = _gpu_index(device)
+        if index not in decoders:
+            kinds = (nv.BackendKind.HW_GPU_ONLY, nv.BackendKind.GPU_ONLY, nv.BackendKind.HYBRID_CPU_GPU)
+            decoders[index] = nv.Decoder(device_id=index, backends=[nv.Backend(k) for k in kinds],
+                                         options=":fancy_upsampling=1")  # fmt: skip
+        stream = torch.cuda.current_stream(device).cuda_stream
+        images = decoders[index].decode([x.numpy() for x in data], params=params, cuda_stream=stream)
         # copied into torch's memory on this stream (256 pictures of 500×375: 144 MB, some 0.07 ms at an H200's copy
         # rate): its own memory would be freed on this stream whatever stream still reads it (_on_a_stream_of_its_own)
         return [None if im is None else torch.from_dlpack(im).clone() for im in images]  # None: one it cannot decode
@@ -148,6 +142,11 @@ def decoder_name(device: torch.device | str = "cpu") -> str | None:
     """Which of :data:`CANDIDATES` :func:`decoder` uses on ``device`` (``None``: none works there)."""
     found = _decoder_on(str(torch.device(device)))
     return found[0] if found else None
+
+
+def _gpu_index(device: torch.device) -> int:
+    """The index of a CUDA ``device`` (``cuda`` alone: the current one)."""
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 _DECODING: dict[int, tuple[torch.cuda.Stream, threading.Lock]] = {}
@@ -207,7 +206,7 @@ def _on_a_stream_of_its_own(decode: Decode) -> Decode:
         if device.type != "cuda":
             return decode(data, device)
         caller = torch.cuda.current_stream(device)
-        own, turn = _decoding_stream(device.index if device.index is not None else torch.cuda.current_device())
+        own, turn = _decoding_stream(_gpu_index(device))
         with turn:
             if own.cuda_stream == caller.cuda_stream:
                 caller.synchronize()
