@@ -120,7 +120,10 @@ def heads_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     st.image(_grid(f"{ident}-heads", [f"layer {l}" for l in range(cap.layers)], cols, cells, 112), width="stretch")
     left, right = st.columns([1, 2])
     with left:
-        layer = permalink.linked(st.selectbox, "Layer", range(cap.layers), index=cap.layers - 1, key="attn_layer")
+        # The last layer by default; no default while the widget holds one of this model's layers (a clicked head
+        # sets it through the Session State API, and Streamlit logs a default given beside that as a clash).
+        last = {} if st.session_state.get("attn_layer") in range(cap.layers) else {"index": cap.layers - 1}
+        layer = permalink.linked(st.selectbox, "Layer", range(cap.layers), key="attn_layer", **last)
         head = permalink.linked(st.selectbox, "Head", ["mean", *range(cap.heads)], key="attn_head")
     shown = means[layer] if head == "mean" else maps[layer, head]
     with right:
