@@ -28,7 +28,7 @@ from interp.concepts import (
 from interp.images import LoadedImage
 from interp.models import LoadedModel
 from interp.shapes import classifies_shapes
-from interp.words import counted
+from interp.words import counted, joined
 
 # --------------------------------------------------------------------------------------------------------- TCAV
 
@@ -249,7 +249,7 @@ def results_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> N
     undecided = [f"{r.concept} at {r.layer}" for r in report.results if r.needs_more_runs]
     if undecided:
         st.info(
-            f"{', '.join(undecided)}: every run gave the same score, far from the random level, yet the test is not "
+            f"{joined(undecided)}: every run gave the same score, far from the random level, yet the test is not "
             f"significant. With no spread on the concept's side the test rests on the random runs alone, and "
             f"{report.runs} runs are too few for {counted(len(report.results), 'corrected test')}: raise Runs to "
             "decide it."
@@ -257,7 +257,7 @@ def results_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> N
     alike = list(dict.fromkeys(r.layer for r in report.results if r.alike_gradients))
     if alike:
         st.info(
-            f"At {', '.join(alike)}, even random directions score 0 or 1: every one sends all the class images the "
+            f"At {joined(alike)}, even random directions score 0 or 1: every one sends all the class images the "
             "same way, so their gradients there point nearly the same way. That happens next to the classifier, where "
             "the class score is almost linear in the layer, and when the class images are much alike (crops of one "
             "photo, say). "

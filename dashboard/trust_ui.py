@@ -19,7 +19,7 @@ from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
 from interp.models import LoadedModel
-from interp.words import counted
+from interp.words import counted, joined
 
 if TYPE_CHECKING:
     from dashboard.attribution_ui import AttributionChoice
@@ -200,7 +200,7 @@ def scoreboard_sentence(table, block: int = 1) -> str:
     weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
     if weak:
         verb = "does" if len(weak) == 1 else "do"
-        text += f" {', '.join(map(charts.md, weak))} {verb} no better than random maps by insertion."
+        text += f" {joined(map(charts.md, weak))} {verb} no better than random maps by insertion."
     return text
 
 
@@ -323,7 +323,7 @@ def trust_sentence(summary, dataset: str) -> str:
     close = [r["method"] for _, r in summary.iloc[1:].iterrows()
              if r["insertion_gain"] + r["insertion_gain_ci95"] >= gain - half]  # fmt: skip
     if close:
-        text += (f" {', '.join(map(charts.md, close))} cannot be told apart from it yet (their intervals overlap); "
+        text += (f" {joined(map(charts.md, close))} cannot be told apart from it yet (their intervals overlap); "
                  "more images narrow them.")  # fmt: skip
     return text
 

@@ -22,6 +22,12 @@ def names_line(names: Sequence[str], most: int | None = None) -> str:
     return shown + (f" +{len(names) - most} more" if most is not None and len(names) > most else "")
 
 
+def joined(items: Sequence[str]) -> str:
+    """Items as a sentence lists them: ``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    items = list(items)
+    return " and ".join(items) if len(items) <= 2 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def percent(share: float) -> str:
     """A share as a whole percentage, ``"less than 1%"`` where that would read 0% of something that is there."""
     return f"{share:.0%}" if share >= 0.005 or share <= 0 else "less than 1%"

@@ -310,7 +310,7 @@ def test_the_trust_answer_says_when_the_ranking_is_not_settled():
     assert "not clearly above" not in clear and "told apart" not in clear
     overlap = trust_sentence(summary(("IG", 6, 0.25, 0.19), ("Grad-CAM", 6, 0.21, 0.22), ("Saliency", 6, -0.05, 0.26)),
                              "Shapes")  # fmt: skip
-    assert "Grad\\-CAM, Saliency cannot be told apart from it yet" in overlap  # upper ends 0.43, 0.21 reach 0.06
+    assert "Grad\\-CAM and Saliency cannot be told apart from it yet" in overlap  # upper ends 0.43, 0.21 reach 0.06
     unsure = trust_sentence(summary(("IG", 4, 0.05, 0.08)), "Shapes")
     assert "not clearly above a random map yet: score more images" in unsure
     one = trust_sentence(summary(("IG", 1, 0.3, float("nan"))), "Shapes")
