@@ -132,7 +132,8 @@ def second_model_ui(model: LoadedModel) -> LoadedModel | None:
         "whose map looks the same on it is showing the image's edges, not what the model learned.",
     )
     if pick == UNTRAINED:
-        second = attempt(lambda: resources.untrained(model.spec.name), f"building an untrained {model.spec.name}")
+        second = attempt(lambda: resources.untrained(model.spec.name, tuple(model.class_names)),
+                         f"building an untrained {model.spec.name}")  # fmt: skip
     else:
         second = loading(pick, lambda: resources.model(pick, None, None, None, None), download_notice(pick))
     if second is not None and second.num_classes != model.num_classes:

@@ -121,9 +121,10 @@ def cached_model(
 
 
 @st.cache_resource(max_entries=1, show_spinner="Building an untrained copy…")
-def untrained(name: str) -> LoadedModel:
-    """``name`` with seeded random weights: the reference for sanity checks of explanations."""
-    loaded = interp.load_model(name, "random", device=settings().device)
+def untrained(name: str, class_names: tuple[str, ...]) -> LoadedModel:
+    """``name`` with seeded random weights and the trained model's ``class_names`` (so as many outputs, each named
+    alike): the reference for sanity checks of explanations."""
+    loaded = interp.load_model(name, "random", class_names=class_names, device=settings().device)
     _KEPT.add(loaded)
     return loaded
 

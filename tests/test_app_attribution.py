@@ -97,6 +97,20 @@ def test_second_model_side_by_side_with_an_untrained_copy():
     assert len(at.main.get("image")) == 4  # two methods × two models
 
 
+def test_the_untrained_copy_of_a_model_with_its_own_classes_names_them_alike():
+    """The shapes CNN's 6 classes (not ImageNet's 1000): its untrained copy has as many outputs, with their names, so
+    the sanity check compares the same named class on both sides (it said "class 3 · class 3")."""
+    page = attribution_page()
+    page.at.query_params.update({"model": "shapes_cnn", "image": "shapes_star", "methods": "grad_cam"})
+    at = page.run()
+    at.main.toggle(key="attr_compare").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.main.subheader]
+    assert any("random initialisation" in h for h in headers) and not at.main.info, [i.value for i in at.main.info]
+    named = [m.value for m in at.main.markdown if m.value.startswith("**star**")]
+    assert len(named) == 2 and not any(m.value.startswith("**class 3**") for m in at.main.markdown), named
+
+
 def test_comparing_models_whose_integrated_gradients_both_miss_their_logit_change():
     """Both grids flag their IG map; the button that finds enough steps sits under the sidebar model's map only (the
     compared grid drew a second button with the same key, and the page crashed)."""

@@ -12,6 +12,7 @@ import time
 import pytest
 import timm
 import torch
+from PIL import Image
 from safetensors.torch import save, save_file
 
 import interp
@@ -426,6 +427,17 @@ def test_the_channels_last_setting(monkeypatch):
 def test_random_weights_are_seeded():
     a, b = load_model(TINY_CNN, "random"), load_model(TINY_CNN, "random")
     assert a.weights.fingerprint == b.weights.fingerprint and a.weights.kind == "random"
+
+
+def test_an_untrained_copy_takes_the_trained_models_classes():
+    """The sanity check's copy of a model with its own classes (a fine-tune's 3): as many outputs, named alike, so
+    the same target classes can be compared; seeded like any untrained copy."""
+    names = ("cat", "dog", "fox")
+    a, b = (load_model(TINY_CNN, "random", class_names=names) for _ in range(2))
+    assert a.class_names == names and a.num_classes == 3 and a.weights.kind == "random"
+    assert a.weights.fingerprint == b.weights.fingerprint
+    scores = interp.predict(a, Image.new("RGB", (64, 64))).scores
+    assert len(scores) == 3 and {s.label for s in scores} == set(names)
 
 
 def test_safetensors_file_round_trip_with_class_names(tmp_path):

@@ -232,7 +232,9 @@ def load_model(
         weights: ``None`` for the spec's default source; ``"hub"``, ``"bundled"``, ``"random"`` (untrained, seeded);
             or a weights file as a path or as bytes (an upload; give ``weights_name`` for its extension).
         weights_name: the file name of uploaded bytes, e.g. ``"finetuned.safetensors"``.
-        class_names: names for the outputs, overriding names found in the file or ImageNet's.
+        class_names: names for the outputs, overriding names found in the file or ImageNet's; an untrained copy
+            (``"random"``) is built with one output per name (the sanity check's copy of a model with its own
+            classes).
         device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``…; ``None``: ``$INTERP_DEVICE``, else auto.
 
     Raises:
@@ -282,7 +284,7 @@ def load_model(
     else:
         with BUILD_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            model = _create(spec)
+            model = _create(spec, num_classes=len(class_names) if class_names else None)
         info_kind, info_source = "random", "random initialisation (untrained)"
 
     model.eval().requires_grad_(False).to(dev)
