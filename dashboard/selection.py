@@ -28,11 +28,15 @@ def load_model(choice: ModelChoice | None) -> LoadedModel | None:
         st.info("Pick a model in the sidebar, or type a timm model name.")
         return None
     weights = sidebar.weights_bytes(choice)
-    return loading(
+    model = loading(
         choice.name,
         lambda: resources.model(choice.name, choice.weights_digest, choice.weights_name, choice.class_names, weights),
         download_notice(choice.name) if weights is None else None,
     )
+    if model is None and weights is not None:  # the sentence above may be about the upload: the way back to the model
+        st.caption(f"This used your weights file {choice.weights_name}: *Use the model's own weights* under *Your own "
+                   f"weights* in the sidebar goes back to {choice.name} as it comes.")  # fmt: skip
+    return model
 
 
 def loading(name: str, load: Callable[[], T], notice: str | None) -> T | None:

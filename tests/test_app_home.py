@@ -163,6 +163,7 @@ def test_weights_that_do_not_fit_get_a_sentence():
     at.run()
     assert_healthy(at)
     assert "does not fit timm's tf_efficientnet_lite0" in at.main.error[0].value
+    assert any("Use the model's own weights" in c.value and "vit.safetensors" in c.value for c in at.main.caption)
     at.sidebar.button(key="weights_clear").click().run()
     assert not at.error and "**tiger cat**" in texts(at)
 
