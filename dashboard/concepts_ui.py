@@ -242,7 +242,8 @@ def results_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> N
     st.dataframe(verdicts, hide_index=True)
     st.caption(
         f"{report.runs} runs, seed {report.seed}, {report.classifier}: the same inputs give the same numbers. A TCAV "
-        "score is the share of the class images whose score rises along the concept's direction. Significance: a "
+        "score is the share of the class images whose score rises along the concept's direction; ± is its standard "
+        "deviation over the runs (the chart's whiskers stop at 0 and 1). Significance: a "
         "two-sided Welch t-test against random-vs-random runs, Bonferroni-corrected for "
         f"{counted(len(report.results), 'test')}."
     )
@@ -277,14 +278,16 @@ def _bars(report: TCAVReport) -> go.Figure:
     for layer, rows in layers.items():
         fig.add_trace(go.Bar(
             name=layer, x=[r.concept for r in rows], y=[r.mean for r in rows], offsetgroup=layer,
-            error_y=dict(type="data", array=[r.std for r in rows]),
+            # the spread over runs, cut at 0 and 1, which no score passes (0.70 ± 0.48 drew a whisker past the axis)
+            error_y=dict(type="data", array=[min(r.std, 1 - r.mean) for r in rows],
+                         arrayminus=[min(r.std, r.mean) for r in rows], symmetric=False),
             customdata=["significant" if r.significant else "not significant" for r in rows],
             hovertemplate="%{x} at " + layer + "<br>TCAV %{y:.2f}, %{customdata}<extra></extra>",
         ))  # fmt: skip
     for layer, rows in layers.items():  # after the bars, which keep the theme's first colours
         # a significant score's mark sits above its error bar (as the bar's own text it hid behind the bar)
         fig.add_trace(go.Scatter(
-            x=[r.concept for r in rows], y=[r.mean + r.std + 0.05 if r.significant else None for r in rows],
+            x=[r.concept for r in rows], y=[min(r.mean + r.std, 1) + 0.05 if r.significant else None for r in rows],
             offsetgroup=layer, mode="text", text=["*" if r.significant else "" for r in rows],
             textfont=dict(size=18, color="#888888"), showlegend=False, hoverinfo="skip",
         ))  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, theme_placeholders
@@ -48,6 +49,12 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
         assert (mark["text"][i] == "*") == significant, (row, mark)
         if significant:
             assert mark["y"][i] > bar["y"][i] + bar["error_y"]["array"][i]
+        # the whiskers show the spread over runs and stop at 0 and 1, which no score passes
+        up, down = bar["error_y"]["array"][i], bar["error_y"]["arrayminus"][i]
+        std = float(row.TCAV.split(" ± ")[1])
+        assert 0 <= bar["y"][i] - down and bar["y"][i] + up <= 1 + 1e-9
+        assert up == pytest.approx(min(std, 1 - bar["y"][i]), abs=0.006) and down == pytest.approx(
+            min(std, bar["y"][i]), abs=0.006)  # fmt: skip
     # layer4 feeds the pooled classifier: even random directions send every star the same way there, and the page
     # says what that means for its scores; layer2 is early enough for random directions to split the stars
     alike = [i.value for i in at.main.info if "even random directions score 0 or 1" in i.value]
