@@ -237,7 +237,7 @@ def results_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> N
     verdicts = pd.DataFrame(
         [{"concept": r.concept, "layer": r.layer, "TCAV": f"{r.mean:.2f} ± {r.std:.2f}",
           "random": f"{r.random_scores.mean():.2f}", "CAV accuracy": f"{r.accuracies.mean():.0%}",
-          "p-value": f"{r.p_value:.2g}", "verdict": r.verdict} for r in report.results]  # fmt: skip
+          "p-value": f"{r.p_value:.3g}", "verdict": r.verdict} for r in report.results]  # fmt: skip
     )
     st.dataframe(verdicts, hide_index=True)
     st.caption(

@@ -49,6 +49,7 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
         assert (mark["text"][i] == "*") == significant, (row, mark)
         if significant:
             assert mark["y"][i] > bar["y"][i] + bar["error_y"]["array"][i]
+        assert f"p = {table.loc[row.Index, 'p-value']}" in row.verdict, row  # the same digits twice
         # the whiskers show the spread over runs and stop at 0 and 1, which no score passes
         up, down = bar["error_y"]["array"][i], bar["error_y"]["arrayminus"][i]
         std = float(row.TCAV.split(" ± ")[1])
