@@ -762,6 +762,13 @@ def test_every_option_of_every_command_says_what_it_does_in_help():
     assert "shapes generate" in commands and "scan" in commands
 
 
+def test_methods_are_named_with_method_or_methods():
+    """The option takes several (commas or repeats), so a visitor types --methods as often as --method."""
+    for command in (["attribute", "--out", "o"], ["evaluate"]):
+        args = build_parser().parse_args([*command, "--methods", "grad_cam,saliency", "--method", "occlusion"])
+        assert args.method == ["grad_cam,saliency", "occlusion"], command
+
+
 @pytest.mark.parametrize(
     "args, said",
     [

@@ -65,7 +65,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", action="append", default=[], type=Path,
                    help="an image file or a bundled photo's name (repeat for several)")
     p.add_argument("--images", type=Path, help="a folder: every image directly inside it, in name order")
-    p.add_argument("--method", action="append", required=True,
+    p.add_argument("--method", "--methods", dest="method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'; "
                         "see `python -m interp methods`")  # fmt: skip
     p.add_argument("--target", action="append", type=int, default=[], help="class index to explain (repeat for several)")

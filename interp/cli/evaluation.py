@@ -24,7 +24,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=50, help="with --dataset: how many images (default 50)")
     p.add_argument("--out", type=Path, help="with --dataset: folder for scores.parquet and summary.json (a second "
                    "run continues it)")
-    p.add_argument("--method", action="append", required=True,
+    p.add_argument("--method", "--methods", dest="method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'")
     p.add_argument("--target", type=int, help="class index to explain (default: the top prediction)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
