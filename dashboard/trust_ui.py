@@ -226,7 +226,7 @@ def sanity_ui(model: LoadedModel, image: LoadedImage, result: Attribution) -> No
 
 
 def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
-    from interp.evaluation import evaluate_dataset, load_failures, load_scores, summarise
+    from interp.evaluation import evaluate_dataset, load_failures, load_scores, load_unreadable, summarise
 
     st.markdown("Which explanation method can you trust for this model? Each method explains the model's prediction "
                 "on the first N images; its map's deletion and insertion scores are compared with a random map's. "
@@ -291,6 +291,10 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     for method, why in load_failures(out).items():  # maps that could not be scored on some images, and why
         st.caption(f"{METHODS[method].title} could not be scored on {counted(len(why), 'image')}: "
                    f"{next(iter(why.values()))}")  # fmt: skip
+    if unreadable := load_unreadable(out):  # files of the dataset that are not images we can read
+        verb = "is" if len(unreadable) == 1 else "are"
+        st.caption(f"{counted(len(unreadable), 'image')} could not be read and {verb} left out: "
+                   f"{next(iter(unreadable.values()))}")  # fmt: skip
     buf = io.BytesIO()
     done.to_parquet(buf, index=False)
     downloads = st.container(horizontal=True)

@@ -228,6 +228,26 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     assert "over 2 images" in reading
 
 
+def test_an_image_of_the_dataset_that_cannot_be_read_is_left_out_of_the_trust_scores_and_said():
+    """A zip's file named like a picture that is not one: the scores rest on the others, and the page says so."""
+    buf, image = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(image, "PNG")
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mine/star/a.png", image.getvalue())
+        z.writestr("mine/circle/b.png", image.getvalue())
+        z.writestr("mine/circle/broken.png", b"not a picture")
+    at = failures_page().run()
+    at.main.file_uploader(key="gallery_zip").set_value(("mine.zip", buf.getvalue(), "application/zip")).run()
+    at.main.multiselect(key="trust_methods").set_value(["grad_cam"]).run()
+    at.main.number_input(key="trust_n_Upload · mine.zip").set_value(3).run()
+    at.main.select_slider(key="trust_steps").set_value(5).run()
+    at.main.button(key="trust_start").click().run()
+    assert not at.exception and not at.main.error, [e.value for e in at.main.error]
+    assert (at.main.dataframe[-1].value["images"] == 2).all()
+    said = [c.value for c in at.main.caption if "could not be read" in c.value]
+    assert len(said) == 1 and said[0].startswith("1 image could not be read and is left out: broken.png"), said
+
+
 def test_scores_of_an_older_engine_are_not_shown_as_this_ones(monkeypatch):
     """After an upgrade (a fixed method), the page scores the methods again instead of showing what the old code
     measured: the scores are kept per engine (:func:`interp.cache.engine_fingerprint`)."""

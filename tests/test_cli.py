@@ -726,10 +726,13 @@ def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path, capsys):
     # the same command on a folder of one image: scores without an interval, not "± nan"
     (tmp_path / "one" / "star").mkdir(parents=True)
     interp.load_sample("shapes_star").image.save(tmp_path / "one" / "star" / "a.png")
+    (tmp_path / "one" / "star" / "b.png").write_bytes(b"not a picture")  # left out, and said so
     assert main(["evaluate", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(tmp_path / "one"),
                  "--steps", "4", "--method", "saliency", "--out", str(tmp_path / "eval1")]) == 0  # fmt: skip
-    printed = capsys.readouterr().out
-    assert "nan" not in printed and "saliency" in printed and "one image has no interval" in printed, printed
+    printed = capsys.readouterr()
+    said = printed.out
+    assert "nan" not in said and "saliency" in said and "one image has no interval" in said, said
+    assert "note: 1 image could not be read and is left out (first: b.png is not an image" in printed.err, printed.err
 
 
 @pytest.mark.parametrize(

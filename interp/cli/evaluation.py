@@ -59,7 +59,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
 
     from interp.attribution import METHODS, method_names
     from interp.attribution.settings import parse_assignments
-    from interp.evaluation import evaluate_dataset, load_failures
+    from interp.evaluation import evaluate_dataset, load_failures, load_unreadable
     from interp.models import load_model
 
     if args.out is None:
@@ -102,6 +102,12 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     for method, why in load_failures(args.out).items():
         first = next(iter(why.values()))
         print(f"note: {method} could not be scored on {counted(len(why), 'image')} (first: {first})", file=sys.stderr)
+    if unreadable := load_unreadable(args.out):  # the sentence names its file; an id where it does not
+        first, why = next(iter(unreadable.items()))
+        said = why if Path(first).name in why else f"{first}: {why}"
+        verb = "is" if len(unreadable) == 1 else "are"
+        print(f"note: {counted(len(unreadable), 'image')} could not be read and {verb} left out (first: {said})",
+              file=sys.stderr)  # fmt: skip
     print(f"wrote {args.out / 'scores.parquet'} and {args.out / 'summary.json'}")
     return 0
 

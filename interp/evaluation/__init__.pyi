@@ -2,7 +2,7 @@
 
 from .api import grid_curves, map_curves, map_randomisation
 from .choices import BLOCKS, REPLACEMENTS
-from .dataset import EvaluationProgress, evaluate_dataset, load_failures, load_scores, summarise
+from .dataset import EvaluationProgress, evaluate_dataset, load_failures, load_scores, load_unreadable, summarise
 from .faithfulness import (
     FLOOR_MAPS,
     Curves,
@@ -34,6 +34,7 @@ __all__ = [
     "evaluate_dataset",
     "load_failures",
     "load_scores",
+    "load_unreadable",
     "map_curves",
     "map_randomisation",
     "pointing",

@@ -131,6 +131,12 @@ def load_failures(out: Path) -> dict[str, dict[str, str]]:
     return json.loads(path.read_text()).get("failed", {}) if path.is_file() else {}
 
 
+def load_unreadable(out: Path) -> dict[str, str]:
+    """The images an evaluation in ``out`` left out because they could not be read: ``{image id: why}``."""
+    path = Path(out) / META
+    return json.loads(path.read_text()).get("unreadable", {}) if path.is_file() else {}
+
+
 def load_scores(out: Path) -> pd.DataFrame:
     path = Path(out) / SCORES
     return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
