@@ -84,17 +84,26 @@ def test_a_second_scan_resumes_and_filters_narrow_the_gallery():
     assert high and "≥ 95%" in high[0]
 
 
+def _red_png() -> bytes:
+    image = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(image, "PNG")
+    return image.getvalue()
+
+
+def _upload_zip(at: AppTest, entries: dict[str, bytes]) -> AppTest:
+    """``entries`` (name in the zip: bytes) as ``mine.zip``, through the page's uploader and its handler."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return at.main.file_uploader(key="gallery_zip").set_value(("mine.zip", buf.getvalue(), "application/zip")).run()
+
+
 def test_zip_upload_with_junk_becomes_a_dataset():
     """The zip goes through the page's uploader and its handler (tests/browser uploads one through Chromium)."""
-    buf, image = io.BytesIO(), io.BytesIO()
-    Image.new("RGB", (16, 16), "red").save(image, "PNG")
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("mine/star/a.png", image.getvalue())
-        z.writestr("mine/circle/b.png", image.getvalue())
-        z.writestr("mine/notes.txt", b"x")
-        z.writestr("../../evil.png", image.getvalue())
+    png = _red_png()
     at = failures_page().run()
-    at.main.file_uploader(key="gallery_zip").set_value(("mine.zip", buf.getvalue(), "application/zip")).run()
+    _upload_zip(at, {"mine/star/a.png": png, "mine/circle/b.png": png, "mine/notes.txt": b"x", "../../evil.png": png})
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error
     assert at.main.selectbox(key="gallery_dataset").value == "Upload · mine.zip"
@@ -230,14 +239,9 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
 
 def test_an_image_of_the_dataset_that_cannot_be_read_is_left_out_of_the_trust_scores_and_said():
     """A zip's file named like a picture that is not one: the scores rest on the others, and the page says so."""
-    buf, image = io.BytesIO(), io.BytesIO()
-    Image.new("RGB", (32, 32), "red").save(image, "PNG")
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("mine/star/a.png", image.getvalue())
-        z.writestr("mine/circle/b.png", image.getvalue())
-        z.writestr("mine/circle/broken.png", b"not a picture")
+    png = _red_png()
     at = failures_page().run()
-    at.main.file_uploader(key="gallery_zip").set_value(("mine.zip", buf.getvalue(), "application/zip")).run()
+    _upload_zip(at, {"mine/star/a.png": png, "mine/circle/b.png": png, "mine/circle/broken.png": b"not a picture"})
     at.main.multiselect(key="trust_methods").set_value(["grad_cam"]).run()
     at.main.number_input(key="trust_n_Upload · mine.zip").set_value(3).run()
     at.main.select_slider(key="trust_steps").set_value(5).run()
