@@ -127,14 +127,18 @@ def evaluate_dataset(
 
 def load_failures(out: Path) -> dict[str, dict[str, str]]:
     """The maps an evaluation in ``out`` could not score: ``{method: {image id: the sentence saying why}}``."""
-    path = Path(out) / META
-    return json.loads(path.read_text()).get("failed", {}) if path.is_file() else {}
+    return _noted(out, "failed")
 
 
 def load_unreadable(out: Path) -> dict[str, str]:
     """The images an evaluation in ``out`` left out because they could not be read: ``{image id: why}``."""
+    return _noted(out, "unreadable")
+
+
+def _noted(out: Path, key: str) -> dict:
+    """What ``evaluation.json`` in ``out`` notes under ``key``; nothing where no evaluation ran there yet."""
     path = Path(out) / META
-    return json.loads(path.read_text()).get("unreadable", {}) if path.is_file() else {}
+    return json.loads(path.read_text()).get(key, {}) if path.is_file() else {}
 
 
 def load_scores(out: Path) -> pd.DataFrame:
