@@ -55,7 +55,7 @@ def _shapes(args: argparse.Namespace) -> int:
     rate = MARKER_RATE[args.split]
     who = f"{SHORTCUT_CLASS} images" if args.split == "train" else "images of every class"
     print(f"wrote {args.n} {args.split} images to {args.out} and the truth to {csv_path} "
-          f"(marker on {rate:.0%} of {who})")  # fmt: skip
+          f"({f'marker on {rate:.0%} of {who}' if rate else 'no marker'})")  # fmt: skip
     return 0
 
 
