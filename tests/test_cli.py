@@ -672,6 +672,70 @@ def test_concept_cli_bad_input_exits_2(args, concept_folders):
     assert len([line for line in result.stderr.splitlines() if line.strip() and not line.startswith("note:")]) == 1, result.stderr
 
 
+def test_concept_images_writes_the_pages_sets_as_folders_that_tcav_reads(tmp_path, capsys):
+    """The README's TCAV recipe from nothing: the built-in sets as folders (the same pictures the Concepts page makes
+    from the seed), shapes-world backgrounds as the random sets when every concept is the shapes world's."""
+    from interp.concepts import generated
+    from interp.shapes import generate
+
+    out = tmp_path / "concepts"
+    args = ["concept-images", "--out", str(out), "--concept", "marker", "--n", "8", "--random-sets", "3", "--seed", "2"]
+    assert main(args) == 0
+    said = capsys.readouterr()
+    assert "1 concept set (marker) and 3 random sets (shapes-world backgrounds)" in said.out
+    assert f"--concept {out / 'marker'} --random {out / 'random'}" in said.out
+    assert sorted(p.name for p in (out / "random").iterdir()) == ["set_00", "set_01", "set_02"]
+
+    def pixels(folder):
+        return [np.asarray(Image.open(p)) for p in sorted(folder.iterdir())]
+
+    for got, made in zip(pixels(out / "marker"), generated.shapes_concept("marker", 8, seed=2), strict=True):
+        assert np.array_equal(got, np.asarray(made.image))
+    for k in range(3):  # the page's random set k of seed s is seeded s * 1000 + k
+        made = generated.shapes_backgrounds(8, seed=2000 + k)
+        assert all(np.array_equal(a, np.asarray(b.image)) for a, b in zip(pixels(out / "random" / f"set_{k:02d}"), made,
+                                                                            strict=True))  # fmt: skip
+    stars = tmp_path / "stars"
+    stars.mkdir()
+    for s in [s for s in generate(40, seed=4, split="clean") if s.class_name == "star"][:4]:
+        Image.fromarray(s.image).save(stars / f"{s.index}.png")
+    assert main(["tcav", "--model", "shapes_cnn", "--layer", "layer3", "--concept", str(out / "marker"), "--random",
+                 str(out / "random"), "--class-images", str(stars), "--target", "star", "--runs", "3", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["concept"] == "marker" and len(row["scores"]) == 3
+
+    assert main(args) == 0  # the same settings again: the same files, so allowed
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    assert main([*args[:-1], "3"]) == 2  # another seed would mix two sets in one folder: refused, nothing written
+    assert "already holds files this would not write" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == before
+
+
+def test_concept_images_of_textures_take_photo_crops_as_random_sets(tmp_path, capsys):
+    from interp.concepts import generated
+
+    assert main(["concept-images", "--out", str(tmp_path), "--concept", "flat-colour,stripes", "--n", "3",
+                 "--random-sets", "2"]) == 0  # fmt: skip
+    assert "2 concept sets (flat-colour and stripes) and 2 random sets (crops of the bundled photos)" in \
+        capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "flat-colour").iterdir()) == [f"flat-colour_00{i}.png" for i in range(3)]
+    got = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "random" / "set_01").iterdir())]
+    assert all(np.array_equal(a, np.asarray(b.image)) for a, b in zip(got, generated.random_images(3, seed=1),
+                                                                        strict=True))  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--concept", "zebra"], "concept 'zebra' is not one of stripes, dots"),
+    (["--n", "1"], "the number of images per set must be at least 2"),
+    (["--random-sets", "1"], "the number of random sets must be at least 2"),
+])  # fmt: skip
+def test_concept_images_bad_settings_exit_2_before_writing(extra, said, tmp_path, capsys):
+    assert main(["concept-images", "--out", str(tmp_path / "c"), *extra]) == 2
+    assert said in capsys.readouterr().err
+    assert not any((tmp_path / "c").rglob("*.png"))
+
+
 def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
     from interp.shapes.generator import render
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from interp.cli import DEVICE_HELP, command, handles, out_dir
-from interp.words import counted
+from interp.words import counted, joined
 
 
 def _images(folder: Path, what: str):
@@ -209,3 +209,44 @@ def _image_files(folder: Path, what: str):
     if not files:
         raise ValueError(f"{what} {folder} holds no readable images.")
     return Dataset(folder.name, "folder", folder, tuple(Item(f, f) for f in files), (), "none")
+
+
+@command("concept-images", "write the built-in concept sets (textures; the shapes world's marker, striped, red) and "
+                           "random sets as folders of PNGs, ready for tcav")  # fmt: skip
+def _concept_images_args(p: argparse.ArgumentParser) -> None:
+    from interp.concepts.generated import CONCEPTS, folder_name
+
+    names = ", ".join(map(folder_name, CONCEPTS))
+    p.add_argument("--out", required=True, type=Path,
+                   help="folder to write: OUT/<concept>/ and OUT/random/set_00, set_01 … (created if missing)")
+    p.add_argument("--concept", action="append", help=f"{names} (repeat, or by commas; default: all)")
+    p.add_argument("--n", type=int, default=30, help="images per set (default 30, as the Concepts page)")
+    p.add_argument("--random-sets", type=int, default=11,
+                   help="random sets (default 11: one per run of tcav's default 10, and one for the null)")
+    p.add_argument("--random", choices=("photos", "shapes"),
+                   help="photos: crops of the bundled photos; shapes: the shapes world's backgrounds (default: shapes "
+                        "when every concept is the shapes world's, else photos)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0)")
+
+
+@handles("concept-images")
+def _concept_images(args: argparse.Namespace) -> int:
+    from interp.concepts import generated
+
+    concepts = [c.strip() for given in args.concept or [] for c in given.split(",") if c.strip()]
+    concepts = concepts or [generated.folder_name(c) for c in generated.CONCEPTS]
+    shapes_only = all(c in generated.SHAPES_CONCEPTS for c in concepts)
+    source = args.random or ("shapes" if shapes_only else "photos")
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} folders", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    folders = generated.write_folders(out_dir(args.out), concepts, n=args.n, random_sets=args.random_sets,
+                                      random_source=source, seed=args.seed, progress=progress)  # fmt: skip
+    written = [name for name in folders if not name.startswith("random/")]
+    what = "crops of the bundled photos" if source == "photos" else "shapes-world backgrounds"
+    print(f"wrote {counted(len(written), 'concept set')} ({joined(written)}) and "
+          f"{counted(args.random_sets, 'random set')} ({what}) of {args.n} images each to {args.out}")  # fmt: skip
+    print(f"next: python -m interp tcav --model MODEL --layer LAYER --concept {folders[written[0]]} "
+          f"--random {args.out / 'random'} --class-images FOLDER --target CLASS")  # fmt: skip
+    return 0

@@ -7,6 +7,9 @@ marker, striped objects, red objects). Everything is seeded.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -112,3 +115,67 @@ def shapes_backgrounds(n: int, seed: int = 0) -> list[LoadedImage]:
         _clutter(rng, img)
         out.append(image_from_array(img.astype(np.uint8), name=f"background_{seed}_{i:03d}.png"))
     return out
+
+
+CONCEPTS = TEXTURES + SHAPES_CONCEPTS
+RANDOM_SOURCES = ("photos", "shapes")
+
+
+def folder_name(kind: str) -> str:
+    """A concept's folder: its name with a hyphen for a space (``flat-colour``), which the CLI also accepts back."""
+    return kind.replace(" ", "-")
+
+
+def concept_set(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
+    """``n`` images of any of :data:`CONCEPTS` (a texture or a shapes-world concept; ``flat-colour`` as well)."""
+    kind = kind.replace("-", " ")
+    if kind in SHAPES_CONCEPTS:
+        return shapes_concept(kind, n, seed)
+    if kind not in TEXTURES:
+        raise BadSettingError(f"concept {folder_name(kind)!r} is not one of {', '.join(map(folder_name, CONCEPTS))}.")
+    return texture_set(kind, n, seed)
+
+
+def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_sets: int = 11,
+                  random_source: str = "photos", seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write each concept's images to ``out/<concept>/`` and ``random_sets`` random sets to ``out/random/set_<k>/``
+    as PNGs, the sets the Concepts page makes from the same seed (random set ``k`` seeded ``seed * 1000 + k``), so
+    ``tcav --concept out/<concept> --random out/random`` runs on them. A folder that already holds files this would
+    not write is refused before anything is written (they would join the set). Returns each folder by its set's name.
+
+    Args:
+        random_source: ``photos`` (crops of the bundled photos) or ``shapes`` (the shapes world's backgrounds).
+        progress: ``progress(done, total)`` after each folder.
+    """
+    n, seed = at_least(n, 2, "the number of images per set"), at_least(seed, 0, "seed")
+    random_sets = at_least(random_sets, 2, "the number of random sets")
+    if random_source not in RANDOM_SOURCES:
+        raise BadSettingError(f"random source {random_source!r} is not one of {', '.join(RANDOM_SOURCES)}.")
+    make_random = shapes_backgrounds if random_source == "shapes" else random_images
+    random_dir = Path(out) / "random"
+    plan: dict[str, tuple[Path, Callable[[], list[LoadedImage]]]] = {}
+    for kind in dict.fromkeys(folder_name(k.replace("-", " ")) for k in concepts):
+        concept_set(kind, 0)  # an unknown name is refused before anything is written
+        plan[kind] = (Path(out) / kind, lambda kind=kind: concept_set(kind, n, seed))
+    for k in range(random_sets):
+        plan[f"random/set_{k:02d}"] = (random_dir / f"set_{k:02d}", lambda k=k: make_random(n, seed=seed * 1000 + k))
+    for folder, make in [*plan.values(), (random_dir, None)]:
+        if folder.exists() and not folder.is_dir():
+            raise BadSettingError(f"{folder} is a file, where a folder of images goes: name another folder.")
+        held = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if held:  # a rerun with the same settings writes the same files; anything else would join the set
+            written = {f.name for f, _ in plan.values() if f.parent == random_dir} if make is None else \
+                {folder_name(im.name) for im in make()}
+            others = sorted(held - written)
+            if others:
+                raise BadSettingError(f"{folder} already holds files this would not write ({', '.join(others[:3])}), "
+                                      "which would join the set: name another folder, or empty this one.")  # fmt: skip
+    for done, (folder, make) in enumerate(plan.values(), start=1):
+        folder.mkdir(parents=True, exist_ok=True)
+        for im in make():
+            im.image.save(folder / folder_name(im.name))
+        if progress is not None:
+            progress(done, len(plan))
+    return {name: folder for name, (folder, _) in plan.items()}
+
