@@ -84,6 +84,13 @@ def test_cli_writes_an_image_folder_with_the_truth(tmp_path):
         assert np.array_equal(mask, truth.mask)
 
 
+@pytest.mark.parametrize(("split", "said"), [("test", "(marker on 50% of images of every class)"),
+                                             ("train", "(marker on 70% of star images)"), ("clean", "(no marker)")])
+def test_cli_says_where_the_marker_is(split, said, tmp_path, capsys):
+    assert main(["shapes", "generate", "--out", str(tmp_path), "--n", "2", "--split", split]) == 0
+    assert capsys.readouterr().out.strip().endswith(said)
+
+
 def test_cli_refuses_bad_counts(capsys):
     assert main(["shapes", "generate", "--out", "x", "--n", "0"]) == 2
     assert "--n must be at least 1" in capsys.readouterr().err
