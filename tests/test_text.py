@@ -263,6 +263,33 @@ def test_cli_text_attention_writes_layers_arrays_and_statistics(tmp_path, capsys
     assert files["layer_00.png"] == (out / "layer_00.png").read_bytes()
 
 
+def test_the_layer_pngs_name_every_token_and_every_heads_pattern():
+    """The PNGs a reader opens outside the page (the CLI's folder, the page's download) say which row is which token
+    and what each head does; they were bare colour squares before."""
+    import io
+
+    from PIL import Image
+
+    from interp.text import capture, head_stats, load_text_model
+    from interp.text.report import matrices_figure, matrices_png
+
+    model = load_text_model("text_bert")
+    cap = capture(model, model.encode("the plot was not good"))
+    stats = head_stats(cap)
+    titles = [f"head {h} · {stats.label(0, h)}" for h in range(cap.heads)]
+    fig = matrices_figure(list(cap.attn[0]), titles, cap.tokens, "layer 0")
+    panels = [ax for ax in fig.axes if ax.images]
+    labels = [f"{i}:{t}" for i, t in enumerate(cap.tokens)]
+    assert [ax.get_title() for ax in panels] == titles
+    assert all([t.get_text() for t in ax.get_xticklabels()] == labels for ax in panels)
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == labels  # rows named at the left edge
+    assert all(np.array_equal(ax.images[0].get_array(), cap.attn[0, h]) for h, ax in enumerate(panels))
+    assert panels[0].images[0].get_clim() == (0, 1.0)  # attention weights on the page's scale
+    twelve = Image.open(io.BytesIO(matrices_png([cap.attn[0, 0]] * 12, ["h"] * 12, cap.tokens, "12 heads")))
+    four = Image.open(io.BytesIO(matrices_png([cap.attn[0, 0]] * 4, ["h"] * 4, cap.tokens, "4 heads")))
+    assert twelve.width == four.width and twelve.height > 2 * four.height  # 12 heads: 3 rows of HEADS_PER_ROW = 4
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
