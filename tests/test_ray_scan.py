@@ -6,6 +6,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import os  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -76,6 +77,23 @@ def test_the_cli_runs_a_ray_scan(cluster, world, tmp_path, capsys):
                  "--engine", "ray", "--limit", "12", "--batch-size", "4"]) == 0  # fmt: skip
     assert len(_rows(out)) == 12
     assert "12/12 images" in capsys.readouterr().out
+
+
+def test_a_ray_scan_from_the_cli_says_its_progress_not_rays_logs(world, tmp_path):
+    """Without -v, the command's stderr is its progress line: Ray's INFO lines, Ray Data's logged progress and the
+    note that the local cluster has token authentication by default were 15 lines a run around it."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "interp", "scan", "--model", "shapes_cnn", "--dataset", "folder", "--root",
+               str(world.root), "--out", str(tmp_path / "out"), "--engine", "ray", "--limit", "8", "--batch-size", "4"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "8/8 images" in done.stdout
+    said = done.stderr.replace("\r", "\n")
+    assert " INFO " not in said and "logging_progress" not in said and "Token authentication" not in said, said
+    assert "8/8 images" in said  # our own progress line stays
 
 
 def test_without_ray_the_scan_says_how_to_install_it(world, model, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ dependency (``pip install "ray[data]"``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -143,6 +144,10 @@ def scan_ray(
     num_cpus = None if num_cpus is None else at_least(num_cpus, 1, "num_cpus")
     ray = _ray()
     out = output_folder(out)
+    if not _loud():  # Ray's INFO lines, Ray Data's progress log and its note on the default token: a screenful a run
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        if "RAY_AUTH_MODE" not in os.environ:  # "enabled by default"; the warning that it is disabled stays
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     with scan_lock(out):
         started_here = not ray.is_initialized()
         if started_here:
@@ -160,12 +165,18 @@ def scan_ray(
                 ray.shutdown()
 
 
+def _loud() -> bool:
+    """Whether Ray may log at INFO: where this process does (the CLI's ``-v``, a caller's own logging)."""
+    return logging.getLogger().isEnabledFor(logging.INFO)
+
+
 def _join(ray, address: str | None, num_cpus: int | None) -> None:
     """Start a local cluster (``address`` ``None``) or join the one at ``address``; a cluster that cannot be joined
     is a sentence saying what to check (the system's words were "check the path")."""
     try:
         ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True, runtime_env=RUNTIME_ENV)  # fmt: skip
+                 log_to_driver=False, ignore_reinit_error=True, runtime_env=RUNTIME_ENV,
+                 logging_level=logging.INFO if _loud() else logging.WARNING)  # fmt: skip
     except ConnectionError as exc:
         where = {None: "a local Ray cluster", "auto": "the Ray cluster this machine belongs to (--address auto)"}.get(
             address, f"the Ray cluster at {address}")
