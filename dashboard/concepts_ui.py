@@ -300,10 +300,8 @@ def _bars(report: TCAVReport) -> go.Figure:
 
 
 def _sensitivity_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> None:
-    options = list(range(len(report.results)))
-    pick = st.selectbox("Per-image sensitivity of", options, key="tcav_sens",
-                        format_func=lambda i: f"{report.results[i].concept} at {report.results[i].layer}")  # fmt: skip
-    result = report.results[pick]
+    labels = [f"{r.concept} at {r.layer}" for r in report.results]  # the labels as options: another report's pairs
+    result = report.results[labels.index(st.selectbox("Per-image sensitivity of", labels, key="tcav_sens"))]
     order = np.argsort(-result.sensitivities)
     st.caption("Class images ranked by their directional derivative along the concept: how fast the class score "
                "grows when the layer's activations move towards the concept.")  # fmt: skip

@@ -147,8 +147,9 @@ def heads_view(cap: TextAttention, key: str) -> None:
     st.plotly_chart(fig, key=f"text_heads_{key}", config={"displayModeBar": False})
     c1, c2 = st.columns(2)
     layer = permalink.linked(c1.selectbox, "Layer", range(cap.layers), key="text_layer")
-    head = permalink.linked(c2.selectbox, "Head", range(cap.heads), key="text_head",
-                            format_func=lambda h: f"{h} · {stats.label(layer, h)}")
+    # the head's pattern is in the chart's title, not the box: a label that changes with the sentence or the layer
+    # stays stale in Streamlit's box and no longer matches its own value, which then falls back to head 0
+    head = permalink.linked(c2.selectbox, "Head", range(cap.heads), key="text_head")
     one = go.Figure(go.Heatmap(z=cap.attn[layer, head], x=labels, y=labels, colorscale="Viridis", zmin=0, zmax=1,
                                texttemplate="%{z:.2f}" if len(labels) <= 16 else None,
                                hovertemplate="%{y} → %{x}<br>%{z:.3f}<extra></extra>"))  # fmt: skip
@@ -160,8 +161,11 @@ def heads_view(cap: TextAttention, key: str) -> None:
 
 def from_token_view(cap: TextAttention, key: str) -> None:
     c1, c2, c3 = st.columns(3)
-    token = permalink.linked(c1.selectbox, "From the token", range(len(cap.tokens)), key="text_from",
-                             index=min(1, len(cap.tokens) - 1), format_func=lambda i: f"{i}: {cap.tokens[i]}")
+    # the options are the labels themselves ("5: bad"): another sentence's tokens are other options, not old labels
+    # on the same positions, which Streamlit's box kept showing
+    labels = [f"{i}: {t}" for i, t in enumerate(cap.tokens)]
+    token = labels.index(permalink.linked(c1.selectbox, "From the token", labels, key="text_from",
+                                          index=min(1, len(cap.tokens) - 1)))
     layer = permalink.linked(c2.selectbox, "Layer ", range(cap.layers), key="text_from_layer")
     head = permalink.linked(c3.selectbox, "Head ", ["mean", *range(cap.heads)], key="text_from_head")
     row = cap.attn[layer].mean(0)[token] if head == "mean" else cap.attn[layer, head, token]

@@ -65,6 +65,12 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
     values = [c.value.rsplit(" · ", 1)[1] for c in at.main.caption if re.search(r" · [+-]\d", c.value)]
     assert len(values) == 12 and len({len(v.split(".")[-1]) for v in values}) == 1, values
     assert len(max(values, key=lambda v: abs(float(v))).lstrip("+-0.")) >= 3, values
+    # the sensitivity box offers the report's pairs by name (as options, so another report's pairs are other options,
+    # not old names on the same positions); another pair ranks the class images by its own derivatives
+    sens = at.main.selectbox(key="tcav_sens")
+    assert sens.options == [f"{r.concept} at {r.layer}" for r in table.itertuples()] and sens.value == sens.options[0]
+    sens.set_value(sens.options[-1]).run()
+    assert [c.value.rsplit(" · ", 1)[1] for c in at.main.caption if re.search(r" · [+-]\d", c.value)] != values
     # the same inputs give the same numbers, and the second run reads activations from the disk cache
     at.main.button(key="tcav_run").click().run()
     assert at.main.dataframe[0].value.equals(table)

@@ -120,7 +120,8 @@ def test_a_shared_link_opens_the_same_sentence_tab_heads_and_class():
     assert not at.sidebar.warning, [w.value for w in at.sidebar.warning]  # every value was one the page offers
     assert at.session_state["text_view"] == "From a token"
     assert at.main.selectbox(key="text_layer").value == 1
-    assert [at.main.selectbox(key=k).value for k in ("text_from", "text_from_layer", "text_from_head")] == [5, 1, 3]
+    chosen = [at.main.selectbox(key=k).value for k in ("text_from", "text_from_layer", "text_from_head")]
+    assert chosen == ["5: bad", 1, 3]
     assert at.main.selectbox(key="text_stats_over").value == "not"
     assert at.main.select_slider(key="text_ig_steps").value == 64
     target = at.main.selectbox(key="text_ig_target")

@@ -3,6 +3,8 @@ statistics at the word "not", and the words Integrated Gradients credits."""
 
 from __future__ import annotations
 
+import re
+
 from tests.browser.harness import wait_until_idle
 
 
@@ -44,3 +46,42 @@ def test_heads_lines_statistics_and_ig_of_a_negated_sentence(app_url, page, arti
     )
     assert strongest[0] in ("not", "dull"), strongest
     assert page.get_by_text("Traceback").count() == 0
+
+
+def test_the_chosen_head_and_token_boxes_follow_another_layer_and_sentence(app_url, page, artifacts):
+    """Streamlit's box kept showing an option's old label when only the label changed (a head's pattern, the token
+    at a position), and a label that no longer matched sent the choice back to head 0: the boxes hold what the charts
+    show after the layer and the sentence change."""
+    page.goto(f"{app_url}/Text?text=the+plot+was+not+good")
+    main = page.get_by_test_id("stMain")
+    main.get_by_text("Prediction: negative").wait_for(timeout=180_000)
+    wait_until_idle(page)
+
+    def shown(key: str) -> str:  # what the closed box shows
+        return page.locator(f".st-key-{key} input").first.input_value()
+
+    def head() -> str:
+        return shown("text_head").split(" ")[0]
+
+    def title() -> str:
+        return main.get_by_text(re.compile(r"^Layer \d, head \d")).first.text_content()
+
+    page.locator(".st-key-text_head input").first.click()
+    page.get_by_role("option", name=re.compile(r"^2\b")).click()
+    wait_until_idle(page)
+    page.locator(".st-key-text_layer input").first.click()
+    page.get_by_role("option", name=re.compile(r"^1\b")).click()
+    wait_until_idle(page)
+    assert head() == "2" and title().startswith("Layer 1, head 2:"), (shown("text_head"), title())
+
+    box = main.get_by_role("textbox").first
+    box.fill("i thought the acting was superb")
+    box.press("Control+Enter")
+    main.get_by_text("Prediction: positive").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert head() == "2" and title().startswith("Layer 1, head 2:"), (shown("text_head"), title())
+    assert shown("text_head") in title(), (shown("text_head"), title())  # no other head's pattern in the box
+    main.get_by_role("tab", name="From a token").click()
+    wait_until_idle(page)
+    assert shown("text_from") == "1: i", shown("text_from")  # this sentence's token, not the last one's "1: the"
+    page.screenshot(path=str(artifacts / "text_boxes_follow.png"))
