@@ -736,6 +736,45 @@ def test_concept_images_bad_settings_exit_2_before_writing(extra, said, tmp_path
     assert not any((tmp_path / "c").rglob("*.png"))
 
 
+def test_a_class_option_takes_an_index_or_any_of_a_classs_names():
+    from timm.data import ImageNetInfo
+
+    from interp.cli import class_index
+
+    info = ImageNetInfo("imagenet-1k")
+    names = [info.index_to_description(i) for i in range(1000)]
+    assert names[281] == "tabby, tabby cat" and names[282] == "tiger cat"
+    for given, index in [("282", 282), ("tiger cat", 282), ("  Tiger   CAT ", 282), ("tabby", 281),
+                         ("TABBY CAT", 281), ("tabby, tabby cat", 281), (967, 967)]:  # fmt: skip
+        assert class_index(given, names, "--target", "m") == index, given
+    with pytest.raises(ValueError, match=r"--target 'tigre cat' is not a class name of m; did you mean 'tiger cat'"):
+        class_index("tigre cat", names, "--target", "m")
+    with pytest.raises(ValueError, match=r"give an index or an exact name\.$"):
+        class_index("zzzz", names, "--target", "m")
+    for wrong in ("1000", "-1"):
+        with pytest.raises(ValueError, match=r"is not a class of m \(0 to 999\)\."):
+            class_index(wrong, names, "--target", "m")
+
+
+def test_every_class_option_takes_a_name(tmp_path, capsys):
+    """tcav's --target took a class name; the other commands' class options took only an index ("argument --class:
+    invalid int value: 'star'")."""
+    assert main(["visualize", "--model", "shapes_cnn", "--objective", "class", "--class", "Star", "--steps", "2",
+                 "--out", str(tmp_path / "v")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "v" / "summary.json").read_text())["objective"]["unit"] == 3
+    assert main(["attribute", "--model", "shapes_cnn", "--image", "shapes_star", "--method", "grad_cam", "--target",
+                 "ring", "--target", "3", "--out", str(tmp_path / "a")]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert [r["target"] for r in summary["images"][0]["results"]] == [5, 3]
+    assert main(["attention", "--model", "shapes_vit", "--image", "shapes_star", "--target", "CROSS",
+                 "--out", str(tmp_path / "t")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "t" / "stats.json").read_text())["target"] == 4
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "shapes_cnn", "--image", "shapes_star", "--method", "grad_cam",
+                 "--target", "rign"]) == 2  # fmt: skip
+    assert "--target 'rign' is not a class name of shapes_cnn; did you mean 'ring'?" in capsys.readouterr().err
+
+
 def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
     from interp.shapes.generator import render
 

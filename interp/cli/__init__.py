@@ -76,6 +76,33 @@ def out_dir(path: Path) -> Path:
     return path
 
 
+CLASS_HELP = "a class index, or a class name (any of ImageNet's synonyms: 'tiger cat', 'tabby'; any case)"
+
+
+def class_index(value: str | int, class_names: Sequence[str], option: str, model_name: str) -> int:
+    """A class option's value (``--target 282``, ``--target "tiger cat"``) as the index of one of ``class_names``:
+    a whole number in range, or the whole name or one of its comma-separated synonyms, in any case. Otherwise one
+    sentence with the range, or the closest names."""
+    import difflib
+
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(class_names):
+            raise ValueError(f"{option} {index} is not a class of {model_name} (0 to {len(class_names) - 1}).")
+        return index
+    wanted = " ".join(text.lower().split())
+    names: dict[str, int] = {}
+    for i, name in enumerate(class_names):
+        for n in [name, *name.split(",")]:
+            names.setdefault(" ".join(n.lower().split()), i)
+    if wanted in names:
+        return names[wanted]
+    close = difflib.get_close_matches(wanted, list(names), 3, 0.75)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; give an index or an exact name."
+    raise ValueError(f"{option} {text!r} is not a class name of {model_name}{hint}")
+
+
 def read_image(path: Path) -> LoadedImage:
     """``--image``: the file at ``path`` or, where no file has that name, the bundled photo it names (``--image
     coffee``, as on the Home page), so the commands can be tried before one has photos of one's own. A path that names

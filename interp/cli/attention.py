@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
 from interp.words import percent
 
 
@@ -19,7 +19,8 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, type=Path,
                    help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF), or a bundled photo: chelsea, coffee, …")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
-    p.add_argument("--target", type=int, help="class for gradient rollout and Chefer relevance (default: top one)")
+    p.add_argument("--target",
+                   help=f"class for gradient rollout and Chefer relevance, {CLASS_HELP} (default: the top one)")
     p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"),
                    help="how rollout combines a layer's heads (default mean)")
     p.add_argument("--discard-ratio", type=float, default=0.9, help="lowest share of weights dropped (default 0.9)")
@@ -41,7 +42,7 @@ def _attention(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights, device=args.device)
     check_vit(model)
     x = model.preprocess(image.image)[None].to(model.device)
-    target = args.target
+    target = None if args.target is None else class_index(args.target, model.class_names, "--target", model.name)
     if target is None:
         target = int(np.argmax(capture(model, x).logits))
     cap = capture(model, x, target)

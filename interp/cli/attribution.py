@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
 from interp.words import counted, short_label
 
 
@@ -68,7 +68,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", "--methods", dest="method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'; "
                         "see `python -m interp methods`")  # fmt: skip
-    p.add_argument("--target", action="append", type=int, default=[], help="class index to explain (repeat for several)")
+    p.add_argument("--target", action="append", default=[], help=f"class to explain, {CLASS_HELP} (repeat for several)")
     p.add_argument("--top-k", type=int, help="explain each image's K most likely classes (default: the top one)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
                    help="a method's setting, e.g. integrated_gradients.steps=64 or window=32 (every chosen method "
@@ -107,9 +107,7 @@ def _attribute(args: argparse.Namespace) -> int:
         raise ValueError("give --target or --top-k, not both.")
     paths = _image_paths(args.image, args.images)
     model = load_model(args.model, args.weights, device=args.device)
-    for t in args.target:
-        if not 0 <= t < model.num_classes:
-            raise ValueError(f"--target {t} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    chosen = [class_index(t, model.class_names, "--target", model.name) for t in args.target]
     if args.top_k is not None and args.top_k > model.num_classes:
         raise ValueError(f"--top-k {args.top_k} is more than {model.name}'s {model.num_classes} classes.")
     out_dir(args.out)
@@ -138,7 +136,7 @@ def _attribute(args: argparse.Namespace) -> int:
         folder.mkdir(exist_ok=True)
         base = model.view(image.image)
         if args.target:
-            targets = list(dict.fromkeys(args.target))
+            targets = list(dict.fromkeys(chosen))
         else:
             targets = [s.index for s in predict(model, image, top_k=args.top_k or 1).scores]
         entry = {"image": str(path), "folder": str(folder), "results": []}

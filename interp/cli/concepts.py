@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
 from interp.words import counted, joined
 
 
@@ -78,7 +78,7 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random", action="append", required=True, type=Path,
                    help="folder of random images (repeat; at least two, or one folder of sub-folders)")  # fmt: skip
     p.add_argument("--class-images", required=True, type=Path, help="folder of images of the target class")
-    p.add_argument("--target", required=True, help="class index or name")
+    p.add_argument("--target", required=True, help=CLASS_HELP)
     p.add_argument("--runs", type=int, default=10,
                    help="CAVs per concept and layer, each against another random set; the p-value compares them "
                         "with random-vs-random CAVs (default 10)")  # fmt: skip
@@ -99,7 +99,7 @@ def _tcav(args: argparse.Namespace) -> int:
     from interp.models import load_model
 
     model = load_model(args.model, args.weights, device=args.device)
-    target = _target(model, args.target)
+    target = class_index(args.target, model.class_names, "--target", model.name)
     randoms = []
     for folder in args.random:
         subs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -129,19 +129,6 @@ def _tcav(args: argparse.Namespace) -> int:
               "nearly the same way: a layer next to the classifier, or class images that are alike); TCAV there says "
               "little about how many images use a concept.")  # fmt: skip
     return 0
-
-
-def _target(model, value: str) -> int:
-    if value.strip().lstrip("-").isdigit():
-        index = int(value)
-        if not 0 <= index < model.num_classes:
-            raise ValueError(f"--target {index} is not a class of {model.name} (0 to {model.num_classes - 1}).")
-        return index
-    wanted = value.strip().lower()
-    for i, name in enumerate(model.class_names):
-        if wanted in [n.strip().lower() for n in name.split(",")]:
-            return i
-    raise ValueError(f"--target {value!r} is not a class name of {model.name}; give an index or an exact name.")
 
 
 @command("cav-features", "write a layer's activations for a folder of images to an .npz (for your own CAV work)")

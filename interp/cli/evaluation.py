@@ -9,7 +9,7 @@ import math
 import sys
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, dataset_root, handles
+from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, dataset_root, handles
 from interp.words import counted
 
 
@@ -26,7 +26,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    "run continues it)")
     p.add_argument("--method", "--methods", dest="method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'")
-    p.add_argument("--target", type=int, help="class index to explain (default: the top prediction)")
+    p.add_argument("--target", help=f"class to explain, {CLASS_HELP} (default: the top prediction)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
                    help="a method's setting, as for `attribute`")  # fmt: skip
     p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps (default 20)")
@@ -143,15 +143,14 @@ def _evaluate_image(args: argparse.Namespace) -> int:
             raise ValueError(f"--mask is {w}×{h} but the image is {iw}×{ih}; give a mask of the photo's size.")
         raw_mask = np.asarray(m.convert("L")) > 127
     model = load_model(args.model, args.weights, device=args.device)
-    if args.target is not None and not 0 <= args.target < model.num_classes:
-        raise ValueError(f"--target {args.target} is not a class of {model.name} (0 to {model.num_classes - 1}).")
+    chosen = None if args.target is None else class_index(args.target, model.class_names, "--target", model.name)
     if args.mask is not None:
         from interp.shapes import mask_in_view
 
         mask = mask_in_view(raw_mask, model.view)
     block = model_block(model, args.block)
     x = model.preprocess(image.image)
-    target = args.target if args.target is not None else int(model.run(x[None]).argmax(-1))
+    target = chosen if chosen is not None else int(model.run(x[None]).argmax(-1))
     batch = forward_batch_size(model, x[None], 2 * (args.steps + 1))  # the memory budget read once for every map
     floor = random_floor(model, x, target, steps=args.steps, replacement=args.replacement, block=block, batch=batch)
     rows = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from interp.cli import DEVICE_HELP, command, handles, out_dir
+from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
 from interp.words import counted
 
 OBJECTIVES = ("channel", "neuron", "class", "probability")
@@ -23,7 +23,7 @@ def _unit_args(p: argparse.ArgumentParser) -> None:
                    "probability: a class's log-probability (default: channel)")  # fmt: skip
     p.add_argument("--layer", help="module path (blocks.3, layer2…); default: a layer halfway through the network")
     p.add_argument("--channel", type=int, help="the channel of --layer (channel and neuron objectives)")
-    p.add_argument("--class", dest="klass", type=int, help="the class index (class and probability objectives)")
+    p.add_argument("--class", dest="klass", help=f"the class (class and probability objectives): {CLASS_HELP}")
     p.add_argument("--position", help="ROW,COL on the layer's grid for a neuron (default: the centre)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
@@ -46,7 +46,8 @@ def _objective(args: argparse.Namespace, model, negative: bool = False):
         return Objective(args.objective, args.channel, layer, position, negative)
     if args.klass is None:
         raise ValueError(f"--objective {args.objective} needs --class N.")
-    return Objective(args.objective, args.klass, negative=negative)
+    return Objective(args.objective, class_index(args.klass, model.class_names, "--class", model.name),
+                     negative=negative)
 
 
 @command("visualize", "activation maximisation: the images that drive a channel, neuron or class hardest (PNGs + "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from interp.cli import command, handles, out_dir
+from interp.cli import class_index, command, handles, out_dir
 
 
 @command("text-attention", "a BERT-like text model's attention for one sentence: a PNG per layer, attention.npz and "
@@ -13,7 +13,7 @@ from interp.cli import command, handles, out_dir
 def _text_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="text_bert", help="text_bert (bundled), a Hugging Face name or a local folder")
     p.add_argument("--text", required=True, help="the sentence")
-    p.add_argument("--target", type=int, help="class for Integrated Gradients (default: the prediction)")
+    p.add_argument("--target", help="class for Integrated Gradients, by index or name (default: the prediction)")
     p.add_argument("--steps", type=int, default=64, help="Integrated Gradients steps (default 64)")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
 
@@ -27,7 +27,9 @@ def _text_attention(args: argparse.Namespace) -> int:
     encoded = model.encode(args.text)
     cap = capture(model, encoded)
     stats = head_stats(cap)
-    target = cap.predicted if args.target is None else args.target
+    target = cap.predicted
+    if args.target is not None:
+        target = class_index(args.target, cap.class_names, "--target", model.name)
     ig = token_ig(model, encoded, target, args.steps)
     out_dir(args.out)
     for name, data in report_files(model, args.text, cap, ig).items():
