@@ -490,7 +490,8 @@ def test_weights_of_another_architecture_are_refused_with_details(tmp_path):
         ("empty.safetensors", b"", "not a valid safetensors"),
         ("junk.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}", "not a valid safetensors"),
         ("junk.pth", b"definitely not a checkpoint", "not a PyTorch checkpoint"),
-        ("weights.onnx", b"onnx", "extension"),
+        ("weights.onnx", b"onnx", r"^weights.onnx has the extension '.onnx'; use a .safetensors file"),
+        ("weights", b"onnx", r"^weights has no extension; use a .safetensors file"),  # not "the extension '(none)'"
     ],
 )
 def test_unreadable_weight_files(name, data, match):

@@ -269,9 +269,8 @@ def read_weights_file(source: Path | bytes, name: str | None = None) -> WeightsF
         return _read_safetensors(source, label)
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
         return WeightsFile(_read_torch(source, label))
-    raise WeightsMismatchError(
-        f"{label} has the extension {suffix or '(none)'!r}; use a .safetensors file, or a .pth/.pt state dict."
-    )
+    what = f"has the extension {suffix!r}" if suffix else "has no extension"
+    raise WeightsMismatchError(f"{label} {what}; use a .safetensors file, or a .pth/.pt state dict.")
 
 
 def _read_safetensors(source: Path | bytes, label: str) -> WeightsFile:
