@@ -105,8 +105,9 @@ def _classifier_name(model: LoadedModel) -> str | None:
 def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], *,
               cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None,
               ) -> np.ndarray:  # fmt: skip
-    """``(N, h, w)`` float32: the unit's channel map on each image (for a class: ``(N, 1, 1)`` logits), extracted in
-    batches through the concept lab's extraction and its disk cache (one pass per image, ending at the layer)."""
+    """``(N, h, w)`` float32: the unit's channel map on each image (for a class: ``(N, 1, 1)``, the logit or, for the
+    probability objective, the log-probability), extracted in batches through the concept lab's extraction and its
+    disk cache (one pass per image, ending at the layer)."""
     if not images:
         raise BadSettingError("the spectrum needs at least one image.")
     batch_size = at_least(batch_size, 1, "batch size")
@@ -127,7 +128,10 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
     if objective.unit >= shape[0]:
         what = f"{layer} has {shape[0]} channels" if objective.on_layer else f"the model has {shape[0]} classes"
         raise BadSettingError(f"{what} (0 to {shape[0] - 1}); got {objective.unit}.")
-    return np.ascontiguousarray(rows.reshape(len(images), *shape)[:, objective.unit], dtype=np.float32)
+    rows = rows.reshape(len(images), *shape)
+    if objective.kind == "probability":  # what the objective names: the log-probability, not the logit it ranked by
+        rows = torch.log_softmax(torch.from_numpy(np.asarray(rows, np.float32)), dim=1).numpy()
+    return np.ascontiguousarray(rows[:, objective.unit], dtype=np.float32)
 
 
 def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], *, per_column: int = 4,
