@@ -182,6 +182,7 @@ def test_counts_of_channels_and_examples_are_whole_numbers(shapes_cnn):
 
 def test_an_objective_says_what_is_optimised():
     assert Objective("probability", 3).describe() == "maximise log-probability of class 3"
+    assert Objective("class", 1).describe(("cat", "dog")) == "maximise logit of class 1 (dog)"
     assert Objective("class", 3, negative=True).describe() == "minimise logit of class 3"
     assert Objective("channel", 5, "layer2").describe() == "maximise channel 5 of layer2"
     assert Objective("neuron", 5, "layer2", position=(1, 2)).describe() == "maximise neuron 5 of layer2 at (1, 2)"
@@ -212,6 +213,24 @@ def test_the_star_logits_strongest_examples_carry_the_planted_marker(shapes_cnn)
     assert np.mean([x.marker for x in stars]) <= 0.7  # the base rate among stars
     assert s.centred_on == "zero"  # logits cross zero
     assert not any(x.class_name == "star" for x in (samples[e.index] for e in s.columns["minimum"]))
+
+
+def test_the_probability_spectrum_ranks_by_log_probability_not_by_logit(shapes_cnn):
+    """The objective is named the log-probability; its spectrum held the logits (values of +9.6 for a
+    "log-probability"), which also rank images differently: a logit is high where every class's is."""
+    import torch
+
+    from interp.shapes import generate
+
+    images = [image_from_array(s.image, f"t{s.index}.png") for s in generate(24, seed=3, split="test")]
+    ring = shapes_cnn.class_names.index("ring")
+    logits = torch.cat([shapes_cnn.run(shapes_cnn.batch_of([shapes_cnn.pixels(im.image)])).float().cpu()
+                        for im in images])  # fmt: skip
+    got = spectrum(shapes_cnn, Objective("probability", ring), images, per_column=2).values
+    np.testing.assert_allclose(got, torch.log_softmax(logits, 1)[:, ring].numpy(), rtol=1e-4, atol=1e-4)
+    assert (got <= 1e-6).all()
+    logit = spectrum(shapes_cnn, Objective("class", ring), images, per_column=2).values
+    np.testing.assert_allclose(logit, logits[:, ring].numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_spectrum_maxima_are_the_largest_activations_of_a_direct_pass_and_stable(lite0, tmp_path):

@@ -109,7 +109,7 @@ def _visualize(args: argparse.Namespace) -> int:
     summary = {"model": model.name, "weights": model.weights.source, **v.summary(), "images": names}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     values = ", ".join(f"{x:.3f}" for x in v.values)
-    print(f"{model.name}: {objective.describe()} — {v.steps_done} steps in {v.seconds:.1f} s; "
+    print(f"{model.name}: {objective.describe(model.class_names)} — {v.steps_done} steps in {v.seconds:.1f} s; "
           f"the final image gives {values}")
     print(f"wrote {counted(len(names), 'PNG')} and summary.json to {args.out}")
     if v.flat:
@@ -191,7 +191,7 @@ def _spectrum(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     for name, data in spectrum_files(model, s, images).items():
         (args.out / name).write_bytes(data)
-    print(f"{model.name}: {objective.describe().removeprefix('maximise ')} over {counted(len(images), 'image')} in "
+    print(f"{model.name}: {objective.describe(model.class_names).removeprefix('maximise ')} over {counted(len(images), 'image')} in "
           f"{time.monotonic() - start:.1f} s; centred on {s.centred_on} ({s.centre:.3f})"
           + (f"; effective receptive field {s.field} px, " + (f"crops {s.crop} px" if s.crop else "whole images")
              if s.field else ""))  # fmt: skip

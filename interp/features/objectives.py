@@ -3,6 +3,7 @@ negative of each; and the diversity term that pushes a batch's images apart."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -59,12 +60,16 @@ class Objective:
     def flipped(self) -> Objective:
         return Objective(self.kind, self.unit, self.layer, self.position, not self.negative)
 
-    def describe(self) -> str:
+    def describe(self, class_names: Sequence[str] | None = None) -> str:
+        """``maximise channel 5 of blocks.3``, ``maximise logit of class 3 (star)`` (a class named where
+        ``class_names`` are given)."""
         sign = "minimise" if self.negative else "maximise"
         where = f" of {self.layer}" if self.on_layer else ""
         at = f" at {self.position}" if self.kind == "neuron" and self.position is not None else ""
         if self.kind in ("class", "probability"):  # what is optimised: "probability 1 … gives -42.1" read as a bug
-            return f"{sign} {'logit' if self.kind == 'class' else 'log-probability'} of class {self.unit}"
+            named = f" ({class_names[self.unit]})" if class_names is not None and 0 <= self.unit < len(class_names) \
+                else ""
+            return f"{sign} {'logit' if self.kind == 'class' else 'log-probability'} of class {self.unit}{named}"
         return f"{sign} {self.kind} {self.unit}{where}{at}"
 
     def as_dict(self) -> dict:
