@@ -191,8 +191,9 @@ def _spectrum(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     for name, data in spectrum_files(model, s, images).items():
         (args.out / name).write_bytes(data)
-    print(f"{model.name}: {objective.describe(model.class_names).removeprefix('maximise ')} over {counted(len(images), 'image')} in "
-          f"{time.monotonic() - start:.1f} s; centred on {s.centred_on} ({s.centre:.3f})"
+    unit = objective.describe(model.class_names).removeprefix("maximise ")
+    print(f"{model.name}: {unit} over {counted(len(images), 'image')} in {time.monotonic() - start:.1f} s; "
+          f"centred on {s.centred_on} ({s.centre:.3f})"
           + (f"; effective receptive field {s.field} px, " + (f"crops {s.crop} px" if s.crop else "whole images")
              if s.field else ""))  # fmt: skip
     for column, examples in s.columns.items():
