@@ -76,7 +76,7 @@ def out_dir(path: Path) -> Path:
     return path
 
 
-CLASS_HELP = "a class index, or a class name (any of ImageNet's synonyms: 'tiger cat', 'tabby'; any case)"
+CLASS_HELP = "an index or a name ('tiger cat', or a synonym such as 'tabby'; any case)"
 
 
 def class_index(value: str | int, class_names: Sequence[str], option: str, model_name: str) -> int:

@@ -20,7 +20,7 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
                    help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF), or a bundled photo: chelsea, coffee, …")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
     p.add_argument("--target",
-                   help=f"class for gradient rollout and Chefer relevance, {CLASS_HELP} (default: the top one)")
+                   help=f"the class for gradient rollout and Chefer relevance: {CLASS_HELP}; default: the top one")
     p.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"),
                    help="how rollout combines a layer's heads (default mean)")
     p.add_argument("--discard-ratio", type=float, default=0.9, help="lowest share of weights dropped (default 0.9)")

@@ -68,7 +68,8 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", "--methods", dest="method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'; "
                         "see `python -m interp methods`")  # fmt: skip
-    p.add_argument("--target", action="append", default=[], help=f"class to explain, {CLASS_HELP} (repeat for several)")
+    p.add_argument("--target", action="append", default=[],
+                   help=f"a class to explain: {CLASS_HELP}; repeat for several")
     p.add_argument("--top-k", type=int, help="explain each image's K most likely classes (default: the top one)")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
                    help="a method's setting, e.g. integrated_gradients.steps=64 or window=32 (every chosen method "

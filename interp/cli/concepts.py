@@ -78,7 +78,7 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random", action="append", required=True, type=Path,
                    help="folder of random images (repeat; at least two, or one folder of sub-folders)")  # fmt: skip
     p.add_argument("--class-images", required=True, type=Path, help="folder of images of the target class")
-    p.add_argument("--target", required=True, help=CLASS_HELP)
+    p.add_argument("--target", required=True, help=f"the class: {CLASS_HELP}")
     p.add_argument("--runs", type=int, default=10,
                    help="CAVs per concept and layer, each against another random set; the p-value compares them "
                         "with random-vs-random CAVs (default 10)")  # fmt: skip

@@ -26,7 +26,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    "run continues it)")
     p.add_argument("--method", "--methods", dest="method", action="append", required=True,
                    help="a method name (repeat, or separate by commas, for several), or 'all'")
-    p.add_argument("--target", help=f"class to explain, {CLASS_HELP} (default: the top prediction)")
+    p.add_argument("--target", help=f"the class to explain: {CLASS_HELP}; default: the top prediction")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]SETTING=VALUE",
                    help="a method's setting, as for `attribute`")  # fmt: skip
     p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps (default 20)")

@@ -23,7 +23,7 @@ def _unit_args(p: argparse.ArgumentParser) -> None:
                    "probability: a class's log-probability (default: channel)")  # fmt: skip
     p.add_argument("--layer", help="module path (blocks.3, layer2…); default: a layer halfway through the network")
     p.add_argument("--channel", type=int, help="the channel of --layer (channel and neuron objectives)")
-    p.add_argument("--class", dest="klass", help=f"the class (class and probability objectives): {CLASS_HELP}")
+    p.add_argument("--class", dest="klass", help=f"the class of the class and probability objectives: {CLASS_HELP}")
     p.add_argument("--position", help="ROW,COL on the layer's grid for a neuron (default: the centre)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
