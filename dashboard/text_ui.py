@@ -223,8 +223,9 @@ def stats_view(cap: TextAttention) -> None:
 
 def ig_view(model: TextModel, cap: TextAttention, text: str) -> TokenAttribution | None:
     c1, c2 = st.columns(2)
-    target = permalink.linked(c1.selectbox, "Class to explain", range(len(cap.class_names)), index=cap.predicted,
-                              key="text_ig_target", format_func=lambda i: cap.class_names[i])
+    names = list(cap.class_names)  # the names as options: another model's classes are other options, not old names
+    target = names.index(permalink.linked(c1.selectbox, "Class to explain", names, index=cap.predicted,
+                                          key="text_ig_target"))
     steps = permalink.linked(c2.select_slider, "Steps (at least)", (16, 32, 64, 128, 256), value=32,
                              key="text_ig_steps",
                              help="Doubled until the completeness error is within 5% of the logit's change.")

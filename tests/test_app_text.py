@@ -127,3 +127,5 @@ def test_a_shared_link_opens_the_same_sentence_tab_heads_and_class():
     target = at.main.selectbox(key="text_ig_target")
     assert target.options[target.index] == "negative"
     assert "negative" in " ".join(c.value for c in at.main.caption if "Integrated Gradients" in c.value)
+    target.set_value("positive").run()  # the classes by name, as options
+    assert "red raises positive" in " ".join(c.value for c in at.main.caption if "Integrated Gradients" in c.value)
