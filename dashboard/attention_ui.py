@@ -24,7 +24,7 @@ from interp.attention import (
     rollout_map,
 )
 from interp.attention.capture import check_vit
-from interp.attention.render import draw, mark_patch
+from interp.attention.render import draw, heads_grid, mark_patch
 from interp.attribution.display import grid_png
 from interp.images import LoadedImage
 from interp.models import LoadedModel
@@ -115,9 +115,7 @@ def heads_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     st.image(_grid(f"{ident}-strip", [""], [f"layer {i}" for i in range(cap.layers)], [[draw(base, m) for m in means]], 160),
              width="stretch")  # fmt: skip
     st.markdown("**Every head of every layer** (rows: layers; columns: heads, then their mean)")
-    cells = [[draw(base, maps[l, h]) for h in range(cap.heads)] + [draw(base, means[l])] for l in range(cap.layers)]
-    cols = [f"head {h}" for h in range(cap.heads)] + ["mean"]
-    st.image(_grid(f"{ident}-heads", [f"layer {l}" for l in range(cap.layers)], cols, cells, 112), width="stretch")
+    st.image(_grid(f"{ident}-heads", *heads_grid(cap, base), 112), width="stretch")
     left, right = st.columns([1, 2])
     with left:
         # The last layer by default; no default while the widget holds one of this model's layers (a clicked head

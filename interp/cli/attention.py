@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
-from interp.words import percent
+from interp.words import percent, short_label
 
 
 @command("attention", "a ViT's attention for one image: rollout and per-layer maps (PNG + .npz) and stats.json")
@@ -32,7 +32,8 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
 def _attention(args: argparse.Namespace) -> int:
     from interp.attention import capture, class_maps, cls_maps, head_stats, rollout_map
     from interp.attention.capture import check_vit
-    from interp.attention.render import draw
+    from interp.attention.render import draw, heads_grid
+    from interp.attribution.display import grid_png
     from interp.cli import read_image
     from interp.models import load_model
 
@@ -50,12 +51,20 @@ def _attention(args: argparse.Namespace) -> int:
     out_dir(args.out)
 
     maps = {"rollout": rollout_map(cap, args.head_fusion, args.discard_ratio)}
-    maps.update({k.replace(" ", "_").lower(): v for k, v in class_maps(cap, args.discard_ratio).items()})
+    by_class = class_maps(cap, args.discard_ratio)
+    class_maps_names = list(by_class)
+    maps.update({k.replace(" ", "_").lower(): v for k, v in by_class.items()})
     layers = cls_maps(cap)
     for name, m in maps.items():
         Image.fromarray(draw(base, m)).save(args.out / f"{name}.png")
     for layer, m in enumerate(layers.mean(axis=1)):
         Image.fromarray(draw(base, m)).save(args.out / f"layer_{layer:02d}.png")
+    # the same maps, titled, in one picture each, as the page's downloads give them
+    label = short_label(model.class_names[target])
+    titles = [f"rollout ({args.head_fusion}, discard {args.discard_ratio:.2f})",
+              *(f"{k} · {label}" for k in class_maps_names)]
+    (args.out / "maps.png").write_bytes(grid_png([""], titles, [[draw(base, m) for m in maps.values()]], cell=256))
+    (args.out / "heads.png").write_bytes(grid_png(*heads_grid(cap, base), cell=112))
     np.savez_compressed(args.out / "attention.npz", attn=cap.attn, grads=cap.grads, logits=cap.logits, input=base,
                         cls_maps=layers, **maps)  # fmt: skip
     stats = head_stats(cap)
@@ -93,5 +102,6 @@ def _attention(args: argparse.Namespace) -> int:
               f"mean distance {stats.distance_px[l].mean():.1f} px{share}")  # fmt: skip
     print(f"evenly  : entropy {stats.max_entropy:.3f} nats, mean distance {stats.uniform_distance_px:.1f} px "
           "(a head that spreads its attention over every token)")  # fmt: skip
-    print(f"wrote rollout, class maps, {cap.layers} layer maps, attention.npz and stats.json to {args.out}")
+    print(f"wrote rollout, class maps, {cap.layers} layer maps, maps.png and heads.png (titled), attention.npz and "
+          f"stats.json to {args.out}")
     return 0
