@@ -765,6 +765,10 @@ def test_a_class_option_takes_an_index_or_any_of_a_classs_names():
         class_index("tigre cat", names, "--target", "m")
     with pytest.raises(ValueError, match=r"give an index or an exact name\.$"):
         class_index("zzzz", names, "--target", "m")
+    with pytest.raises(ValueError, match=r"^--target 'Crane' names 2 classes of m, 134 \(crane\) and 517 \(crane\); "
+                                         r"give the index\.$"):  # a bird and a machine
+        class_index("Crane", names, "--target", "m")
+    assert class_index("134", names, "--target", "m") == 134
     for wrong in ("1000", "-1"):
         with pytest.raises(ValueError, match=r"is not a class of m \(0 to 999\)\."):
             class_index(wrong, names, "--target", "m")
