@@ -115,7 +115,7 @@ def heads_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
     st.image(_grid(f"{ident}-strip", [""], [f"layer {i}" for i in range(cap.layers)], [[draw(base, m) for m in means]], 160),
              width="stretch")  # fmt: skip
     st.markdown("**Every head of every layer** (rows: layers; columns: heads, then their mean)")
-    st.image(_grid(f"{ident}-heads", *heads_grid(cap, base), 112), width="stretch")
+    st.image(_grid(f"{ident}-heads", *heads_grid(maps, base), 112), width="stretch")
     left, right = st.columns([1, 2])
     with left:
         # The last layer by default; no default while the widget holds one of this model's layers (a clicked head

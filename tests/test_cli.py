@@ -348,16 +348,16 @@ def test_attention_writes_maps_arrays_and_stats(coffee_jpg, tmp_path):
     assert [h["prefix_share"] for h in stats["per_head"]] == pytest.approx(shares.ravel(), abs=1e-4)
     # the titled pictures: the three maps side by side, and the page's grid of every head of every layer with each
     # layer's mean (rows: layers; columns: heads, then the mean), drawn by the function the page draws it with
-    from interp.attention import capture
+    from interp.attention import capture, cls_maps
     from interp.attention.render import heads_grid
     from interp.attribution.display import grid_png
 
     model = interp.load_model("test_vit", "random")
     x = model.preprocess(Image.open(coffee_jpg).convert("RGB"))[None].to(model.device)
     cap = capture(model, x, 3)
-    rows_, cols_, _ = heads_grid(cap, model.to_display(x[0]))
+    rows_, cols_, _ = heads_grid(cls_maps(cap), model.to_display(x[0]))
     assert rows_ == [f"layer {i}" for i in range(layers)] and cols_ == [*(f"head {h}" for h in range(heads)), "mean"]
-    assert (out / "heads.png").read_bytes() == grid_png(*heads_grid(cap, model.to_display(x[0])), cell=112)
+    assert (out / "heads.png").read_bytes() == grid_png(*heads_grid(cls_maps(cap), model.to_display(x[0])), cell=112)
     maps_png = Image.open(out / "maps.png")
     assert maps_png.width > 3 * 256 and 256 < maps_png.height < 256 + 60
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from PIL import Image, ImageDraw
 
 from interp.attribution.display import DisplaySettings, overlay
-
-if TYPE_CHECKING:
-    from interp.attention.capture import AttentionCapture
 
 
 def draw(base: np.ndarray, grid_map: np.ndarray, alpha: float = 0.55, colormap: str = "inferno") -> np.ndarray:
@@ -29,13 +24,12 @@ def mark_patch(image: np.ndarray, grid: tuple[int, int], row: int, col: int, col
     return np.asarray(out)
 
 
-def heads_grid(cap: AttentionCapture, base: np.ndarray) -> tuple[list[str], list[str], list[list[np.ndarray]]]:
-    """What the class token reads from each patch, for every head of every layer and each layer's head mean, drawn
-    over ``base``: the rows (``layer 0`` …), columns (``head 0`` …, ``mean``) and cells of a labelled grid
+def heads_grid(maps: np.ndarray, base: np.ndarray) -> tuple[list[str], list[str], list[list[np.ndarray]]]:
+    """What the class token reads from each patch (``maps``: :func:`interp.attention.maps.cls_maps`'s ``(layers,
+    heads, rows, cols)``), for every head of every layer and each layer's head mean, drawn over ``base``: the rows
+    (``layer 0`` …), columns (``head 0`` …, ``mean``) and cells of a labelled grid
     (:func:`interp.attribution.display.grid_png`), as the Attention page and ``python -m interp attention`` show it."""
-    from interp.attention.maps import cls_maps
-
-    maps = cls_maps(cap)
+    layers, heads = maps.shape[:2]
     means = maps.mean(axis=1)
-    cells = [[draw(base, maps[l, h]) for h in range(cap.heads)] + [draw(base, means[l])] for l in range(cap.layers)]
-    return [f"layer {l}" for l in range(cap.layers)], [f"head {h}" for h in range(cap.heads)] + ["mean"], cells
+    cells = [[draw(base, maps[l, h]) for h in range(heads)] + [draw(base, means[l])] for l in range(layers)]
+    return [f"layer {l}" for l in range(layers)], [f"head {h}" for h in range(heads)] + ["mean"], cells

@@ -64,7 +64,7 @@ def _attention(args: argparse.Namespace) -> int:
     titles = [f"rollout ({args.head_fusion}, discard {args.discard_ratio:.2f})",
               *(f"{k} · {label}" for k in class_maps_names)]
     (args.out / "maps.png").write_bytes(grid_png([""], titles, [[draw(base, m) for m in maps.values()]], cell=256))
-    (args.out / "heads.png").write_bytes(grid_png(*heads_grid(cap, base), cell=112))
+    (args.out / "heads.png").write_bytes(grid_png(*heads_grid(layers, base), cell=112))
     np.savez_compressed(args.out / "attention.npz", attn=cap.attn, grads=cap.grads, logits=cap.logits, input=base,
                         cls_maps=layers, **maps)  # fmt: skip
     stats = head_stats(cap)
