@@ -47,6 +47,55 @@ def test_models_json_lists_the_registry(capsys):
     assert f"{vit['load_mb']:,} MB to load" in capsys.readouterr().out
 
 
+def test_models_layers_lists_the_names_layer_options_take_with_their_output_shapes(capsys):
+    """Where a user finds what ``--layer`` takes: the model's layers in the network's order, each with its kind, its
+    output for one image (read from a real pass: the same shape the layer's activations have) and its parameters;
+    the CAM layer starred even where it is not a top-level layer or block (a ViT's last ``norm1``)."""
+    from interp.features import layer_grid
+
+    assert main(["models", "--layers", "shapes_cnn", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    model = interp.load_model("shapes_cnn")
+    names = [r["name"] for r in rows]
+    order = model.layer_names()
+    assert names == sorted(names, key=order.index) and {"layer2", "layer4", "fc"} <= set(names)
+    by_name = {r["name"]: r for r in rows}
+    image = interp.load_sample("coffee")
+    assert tuple(by_name["layer4"]["output"]) == tuple(layer_grid(model, "layer4", [image]).shape[1:])
+    assert by_name["fc"]["output"] == [6] and by_name["fc"]["kind"] == "Linear"
+    fc = model.layer("fc")
+    assert by_name["fc"]["params"] == fc.weight.numel() + fc.bias.numel()
+    assert main(["models", "--layers", "shapes_cnn"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  layer4 \*\s+Sequential\s+96 × 4 × 4\s+[\d,]+$", out, re.M), out
+    assert "random weights" in out and "* the CAM methods' default layer" in out
+    assert main(["models", "--layers", "shapes_cnn", "--all", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == list(order)
+    assert main(["models", "--layers", "shapes_vit"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  blocks\.3\.norm1 \*\s+LayerNorm\s+65 × 128 ", out, re.M), out
+    assert "tokens × width" in out
+    for args, words in [(["--layers", "no_such_net_v9"], "not a timm model"), (["--all"], "--all goes with --layers"),
+                        (["--timm", "vit", "--layers", "shapes_cnn"], "give one of them")]:  # fmt: skip
+        assert main(["models", *args]) == 2
+        assert words in capsys.readouterr().err
+
+
+def test_a_layer_the_model_lacks_names_close_ones_or_where_to_find_them(capsys):
+    shapes = interp.load_model("shapes_cnn")
+    with pytest.raises(interp.InterpError, match=r"no layer 'layr4'\. Did you mean layer4, layer4\.0 or layer3\? `python"):
+        shapes.layer("layr4")
+    with pytest.raises(interp.InterpError, match=r"Its top-level layers are conv1, bn1, .* `python -m interp models "
+                       r"--layers shapes_cnn` lists them"):  # fmt: skip
+        shapes.layer("qqqqqq")
+    # every command with --layer says so, and the command it names works as written
+    assert main(["cav-features", "--model", "shapes_cnn", "--layer", "qqqqqq", "--images", str(ROOT / "assets"),
+                 "--out", "unused.npz"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    command = re.search(r"`python -m interp (models --layers shapes_cnn)`", err).group(1).split()
+    assert main(command) == 0 and "layer4" in capsys.readouterr().out
+
+
 def test_models_timm_lists_timms_names_with_their_pretrained_tags(capsys):
     """Where a person who typed an unknown name finds the right one: timm's registry by pattern, each name with its
     pretrained tags, timm's default (what ``--model NAME`` loads) first; a pattern without wildcards is a part of

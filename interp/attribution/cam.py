@@ -28,11 +28,7 @@ def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, torch.nn.
     name = layer or model.spec.cam_layer
     if not name:
         raise MethodNotApplicable(f"{model.name} has no default layer for CAM methods; name one (e.g. 'layer4').")
-    try:
-        return name, model.structure.get_submodule(name)
-    except AttributeError:
-        raise BadSettingError(f"{model.name} has no module named {name!r}; pick one from the model's layer "
-                              "list.") from None
+    return name, model.layer(name)
 
 
 def to_grid(act: torch.Tensor, model: LoadedModel) -> torch.Tensor:

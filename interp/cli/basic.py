@@ -15,6 +15,14 @@ def _models_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timm", metavar="PATTERN",
                    help="list timm's architectures whose names match PATTERN instead (* and ?; without them, names "
                    "that contain it), with the tags of their pretrained weights, the default first")  # fmt: skip
+    p.add_argument("--layers", metavar="MODEL",
+                   help="list MODEL's layers instead: the names --layer takes (tcav, cav-features, visualize, spectrum, "
+                   "attribute's CAM methods), with each one's output shape for one image")  # fmt: skip
+    p.add_argument("--all", action="store_true",
+                   help="with --layers: every module, not only the top-level ones and the blocks of the body")
+    p.add_argument("--weights",
+                   help="with --layers: 'hub', 'bundled' or a weights file (default: random, as the layers' names and "
+                   "shapes do not depend on the weights; a file can change the classifier's classes)")  # fmt: skip
 
 
 @handles("models")
@@ -22,8 +30,14 @@ def _models(args: argparse.Namespace) -> int:
     from interp.models import SPECS, describe
     from interp.models.weights import OFFLINE_OPTIONS
 
+    if args.timm is not None and args.layers is not None:
+        raise ValueError("--timm and --layers list different things; give one of them.")
+    if (args.all or args.weights) and args.layers is None:
+        raise ValueError(f"{'--all' if args.all else '--weights'} goes with --layers MODEL.")
     if args.timm is not None:
         return _timm_names(args.timm, args.json)
+    if args.layers is not None:
+        return _layers(args.layers, args.weights or "random", args.all, args.json)
     rows = [describe(name) for name in SPECS]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -62,6 +76,43 @@ def _timm_names(pattern: str, as_json: bool) -> int:
     with_weights = sum(bool(n.pretrained) for n in names)
     print(f"\n{counted(len(names), 'name')}, {with_weights} with pretrained weights: `--model NAME` loads the first "
           "tag's, `--model NAME.TAG` another's (from the hub).")  # fmt: skip
+    return 0
+
+
+def _layers(name: str, weights: str, every: bool, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    from interp.features import feature_layers, layer_table
+    from interp.models import load_model
+    from interp.words import counted
+
+    model = load_model(name, weights)
+    names = set(model.layer_names() if every else [*feature_layers(model), model.spec.cam_layer])
+    table = layer_table(model, [n for n in model.layer_names() if n in names])
+    if as_json:
+        print(json.dumps([asdict(layer) for layer in table], indent=2))
+        return 0
+    rows = [(layer.name + (" *" if layer.name == model.spec.cam_layer else ""), layer.kind,
+             " × ".join(map(str, layer.output)) if layer.output is not None else "not run",
+             f"{layer.params:,}" if layer.params else "")
+            for layer in table]  # fmt: skip
+    header = ("layer", "kind", "output", "parameters")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    c, h, w = model.data_config["input_size"]
+    built = "its own weights" if weights != "random" else "random weights (names and shapes do not depend on them)"
+    shown = "every module" if every else f"{counted(len(table), 'layer')} of {counted(len(model.layer_names()), 'module')}"
+    print(f"{model.name} on a {c} × {h} × {w} input, built with {built}; {shown}:")
+    for r in [header, *rows]:
+        print(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}")
+    notes = []
+    if model.spec.cam_layer in model.layer_names():
+        notes.append("* the CAM methods' default layer")
+    if not every:
+        notes.append("--all lists every module")
+    if model.spec.family == "vit":
+        notes.append("a block's output is tokens × width; where a map is drawn, its patch tokens are laid out on "
+                     "their grid")  # fmt: skip
+    print("\n" + "; ".join(notes) + ".")
     return 0
 
 

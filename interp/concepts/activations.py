@@ -30,16 +30,7 @@ _SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
 
 def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
     """The module at ``layer`` (a dotted path from ``named_modules``); a sentence naming close ones if absent."""
-    if layer:
-        try:
-            return model.structure.get_submodule(layer)
-        except AttributeError:
-            pass
-    import difflib
-
-    close = difflib.get_close_matches(layer, model.layer_names(), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise BadSettingError(f"{model.name} has no layer {layer!r}.{hint}")
+    return model.layer(layer)
 
 
 def default_layers(model: LoadedModel) -> list[str]:

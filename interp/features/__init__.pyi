@@ -8,12 +8,14 @@ from .spectrum import COLUMNS, Example, Spectrum, spectrum, unit_maps
 from .units import (
     FeatureMaps,
     Filters,
+    Layer,
     as_grid,
     default_feature_layer,
     feature_layers,
     feature_maps,
     first_filters,
     layer_grid,
+    layer_table,
     mosaic,
 )
 
@@ -26,6 +28,7 @@ __all__ = [
     "FeatureMaps",
     "Filters",
     "ImageParam",
+    "Layer",
     "Objective",
     "Spectrum",
     "Step",
@@ -38,6 +41,7 @@ __all__ = [
     "feature_maps",
     "first_filters",
     "layer_grid",
+    "layer_table",
     "mosaic",
     "objective_values",
     "spectrum",

@@ -8,14 +8,16 @@ package reads layers through :func:`as_grid`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from interp.concepts.activations import _forward_to, default_layers, resolve_layer
+from interp.concepts.activations import _forward_to, _keeper, default_layers, resolve_layer
 from interp.errors import BadSettingError, whole_number
 from interp.images import LoadedImage
+from interp.models.hooks import hooked
 from interp.models.layout import as_map
 from interp.models.loading import LoadedModel
 
@@ -42,6 +44,43 @@ def feature_layers(model: LoadedModel) -> list[str]:
     skip = ("act", "drop", "global_pool", "head_drop", "fc_norm", "pre_logits")
     names = [n for n in model.layer_names() if n.count(".") <= 1 and not n.split(".")[-1].startswith(skip)]
     return names or list(model.layer_names())
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a network, as ``--layer`` options and layer pickers name it.
+
+    Attributes:
+        name: the dotted module path.
+        kind: the module's class name (``Conv2d``, ``Sequential``, ``Block``…).
+        output: the shape of its (first) output for one image, without the batch axis: ``(C, h, w)`` for a
+            convolution, ``(tokens, D)`` for a transformer block, ``(classes,)`` for the classifier; ``None`` where the
+            model's forward pass never runs the module.
+        params: parameters the module holds, its sub-modules' included.
+    """
+
+    name: str
+    kind: str
+    output: tuple[int, ...] | None
+    params: int
+
+
+def layer_table(model: LoadedModel, names: Sequence[str] | None = None) -> list[Layer]:
+    """``names`` (default :func:`feature_layers`) in the network's order, with their output shapes from one pass of
+    a blank image at the model's input size."""
+    names = list(feature_layers(model) if names is None else names)
+    modules = {name: model.layer(name) for name in names}
+    kept: dict[str, torch.Tensor] = {}
+    x = torch.zeros(1, *model.data_config["input_size"], device=model.device)
+    with model.exclusive() as net, torch.inference_mode(), hooked() as handles:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(_keeper(kept, name)))
+        net(x)
+    return [
+        Layer(name, type(module).__name__, tuple(kept[name].shape[1:]) if name in kept else None,
+              sum(p.numel() for p in module.parameters()))  # fmt: skip
+        for name, module in modules.items()
+    ]
 
 
 def default_feature_layer(model: LoadedModel) -> str:

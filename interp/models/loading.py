@@ -25,7 +25,13 @@ from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
 from interp.config import resolve_device
-from interp.errors import NotEnoughMemoryError, UnknownModelError, WeightsMismatchError, WeightsUnavailableError
+from interp.errors import (
+    BadSettingError,
+    NotEnoughMemoryError,
+    UnknownModelError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+)
 from interp.models import weights as W
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
@@ -150,6 +156,23 @@ class LoadedModel:
     def layer_names(self) -> tuple[str, ...]:
         """The dotted name of every submodule (``named_modules`` without the root), for layer pickers."""
         return self._layer_names
+
+    def layer(self, name: str) -> torch.nn.Module:
+        """The submodule at the dotted path ``name`` (one of :meth:`layer_names`), read from :attr:`structure`; a
+        sentence naming close names, or where to see them all, when the model has none such."""
+        if name and name in self._layer_names:
+            return self._module.get_submodule(name)
+        import difflib
+
+        close = difflib.get_close_matches(name, self._layer_names, n=3, cutoff=0.5)
+        if close:
+            hint = f"Did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?"
+        else:
+            top = [n for n in self._layer_names if "." not in n]
+            hint = (f"Its top-level layers are {', '.join(top[:8])}{' …' if len(top) > 8 else ''}; deeper ones are "
+                    "dotted paths below them.")  # fmt: skip
+        raise BadSettingError(f"{self.name} has no layer {name!r}. {hint} `python -m interp models --layers "
+                              f"{self.name}` lists them with their output shapes.")  # fmt: skip
 
     @property
     def name(self) -> str:
