@@ -7,7 +7,6 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 
-import numpy as np
 import streamlit as st
 
 import interp
@@ -52,13 +51,12 @@ def _dataset_images(root: DatasetRoot, n: int, model: LoadedModel, progress: Cal
 
     def read() -> tuple[list[LoadedImage], int]:
         ds = resources.dataset(root)
-        rng = np.random.default_rng(seed)
-        picks = sorted(rng.choice(len(ds.items), size=min(n, len(ds.items)), replace=False)) if ds.items else []
+        picks = ds.draw(n, seed)
         images, bad = [], 0
-        for done, i in enumerate(picks):
+        for done, item in enumerate(picks):
             if progress is not None and done % 16 == 0:
                 progress(done, len(picks))
-            path = ds.items[i].path
+            path = item.path
             try:
                 image = interp.load_image(ds.path_of(path), name=path.rsplit("/", 1)[-1])
             except InterpError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -531,6 +532,43 @@ def test_cli_spectrum_writes_each_column(tmp_path, capsys):
         view = shapes.view(interp.load_image(folder / source).image)
         x0, y0, x1, y1 = example["box"] if example["box"] is not None else (0, 0, view.shape[1], view.shape[0])
         assert np.array_equal(np.asarray(Image.open(out / name)), view[y0:y1, x0:x1])
+
+
+def test_cli_spectrum_draws_across_sub_folders_as_the_page_draws(tmp_path, capsys):
+    """An ImageFolder's images are drawn across every class (the first N of a sorted folder would be one class), by a
+    seeded draw the Features page makes too; each example is named by its path in the folder, as two classes may hold
+    files of the same name."""
+    from interp.cli import main
+    from interp.cli.concepts import _image_files
+
+    folder = tmp_path / "world"
+    for cls, sample in [("a", "chelsea"), ("b", "coffee"), ("c", "rocket")]:
+        (folder / cls).mkdir(parents=True)
+        for i in range(4):
+            interp.load_sample(sample).image.rotate(90 * i).save(folder / cls / f"{i}.png")  # the same names
+    dataset = _image_files(folder, "test")
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        assert main(["spectrum", "--model", "shapes_cnn", "--channel", "1", "--layer", "layer2", "--images",
+                     str(folder), "--n", "6", "--seed", str(seed), "--per-column", "6", "--out", str(out)]) == 0  # fmt: skip
+        summary = json.loads((out / "spectrum.json").read_text())
+        shown = {e["name"] for column in summary["columns"].values() for e in column}
+        drawn = {item.path for item in dataset.draw(6, seed)}
+        assert summary["images"] == 6 and shown == drawn  # each image in one column
+        assert drawn != {item.path for item in dataset.items[:6]} and len({n.split("/")[0] for n in drawn}) > 1
+    capsys.readouterr()
+
+
+def test_a_dataset_draw_is_seeded_spread_and_in_the_datasets_order():
+    from interp.datasets.base import Dataset, Item
+
+    items = tuple(Item(f"{i:03d}.png", f"{i:03d}.png") for i in range(100))
+    ds = Dataset("d", "folder", Path("/nowhere"), items, (), "none")
+    first = ds.draw(10, 0)
+    assert first == ds.draw(10, 0) and first != ds.draw(10, 1)
+    assert len(set(first)) == 10 and first == sorted(first, key=items.index)
+    assert first != list(items[:10]) and max(items.index(i) for i in first) > 50
+    assert ds.draw(500, 3) == list(items)
 
 
 def test_the_spectrums_download_holds_what_the_cli_writes(shapes_cnn):

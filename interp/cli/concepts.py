@@ -192,9 +192,12 @@ def _image_files(folder: Path, what: str):
 
     if not folder.is_dir():
         raise ValueError(f"{what} {folder} is not a folder of images.")
-    files, _ = image_files(folder)
+    files, skipped = image_files(folder)
     if not files:
-        raise ValueError(f"{what} {folder} holds no readable images.")
+        from interp.datasets.base import IMAGE_SUFFIXES, skipped_note
+
+        found = f"; {skipped_note(skipped)}" if skipped else ""
+        raise ValueError(f"{what} {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}){found}.")
     return Dataset(folder.name, "folder", folder, tuple(Item(f, f) for f in files), (), "none")
 
 

@@ -121,32 +121,35 @@ def _visualize(args: argparse.Namespace) -> int:
                      "maximum activating images (PNGs + spectrum.json)")  # fmt: skip
 def _spectrum_args(p: argparse.ArgumentParser) -> None:
     _unit_args(p)
-    p.add_argument("--images", type=Path, help="a folder of images")
+    p.add_argument("--images", type=Path, help="a folder: every image in it and its sub-folders")
     p.add_argument("--dataset", help="a configured dataset's name, or a kind (folder, zip, imagenet…) with --root")
     p.add_argument("--root", type=Path, help="the dataset's folder, with --dataset KIND")
-    p.add_argument("--n", type=int, default=500, help="at most this many images (default 500)")
+    p.add_argument("--n", type=int, default=500,
+                   help="at most this many images, drawn across the folder or dataset (default 500)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the draw of the images (default 0: the Features page's draw of as many images)")
     p.add_argument("--per-column", type=int, default=4, help="examples per column (default 4)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--out", required=True, type=Path, help="folder for the outputs (created if missing)")
 
 
-def _spectrum_paths(args: argparse.Namespace) -> list[Path]:
+def _spectrum_paths(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The drawn images' paths, each with its name: its path inside the folder or dataset (``star/0001.png``)."""
     from interp.cli import dataset_root
-    from interp.cli.attribution import _image_paths
+    from interp.cli.concepts import _image_files
 
     if (args.images is None) == (args.dataset is None):
         raise ValueError("give the images with --images DIR or --dataset NAME (not both).")
     if args.n < 1:
         raise ValueError(f"--n is at least 1; got {args.n}.")
     if args.images is not None:
-        paths = _image_paths([], args.images)[: args.n]
+        ds = _image_files(args.images, "--images")
     else:
         ds = dataset_root(args.dataset, args.root).open()
-        paths = [ds.path_of(item) for item in ds.items[: args.n]]
-    return paths
+    return [(ds.path_of(item), item.path) for item in ds.draw(args.n, args.seed)]
 
 
-def _spectrum_images(paths: list[Path], model) -> list:
+def _spectrum_images(paths: list[tuple[Path, str]], model) -> list:
     """The images, each held at the size the model resizes it to (the same pixels for it: 5,000 photos of Open
     Images in 1.2 GB, not 11)."""
     from interp.errors import InterpError
@@ -154,11 +157,11 @@ def _spectrum_images(paths: list[Path], model) -> list:
     from interp.models.preprocess import model_sized
 
     images, skipped = [], []
-    for path in paths:
+    for path, name in paths:
         try:
-            images.append(model_sized(model.transform, load_image(path)))
+            images.append(model_sized(model.transform, load_image(path, name=name)))
         except InterpError:
-            skipped.append(path.name)
+            skipped.append(name)
     if skipped:
         print(f"warning: skipped {counted(len(skipped), 'unreadable file')}: {', '.join(skipped[:5])}", file=sys.stderr)
     if not images:

@@ -85,6 +85,14 @@ class Dataset:
         """The absolute path of an item (or of a relative path), refused if it leads outside the root."""
         return safe_child(self.root, item.path if isinstance(item, Item) else item)
 
+    def draw(self, n: int, seed: int = 0) -> list[Item]:
+        """``n`` items drawn across the dataset without replacement by a generator seeded with ``seed`` (the same
+        draw on every run, the page's and the CLI's alike), in the dataset's order; every item where it holds fewer."""
+        import numpy as np
+
+        picks = np.random.default_rng(seed).choice(len(self.items), size=min(n, len(self.items)), replace=False)
+        return [self.items[i] for i in sorted(picks)]
+
     def classes_present(self) -> list[int]:
         """Label indices that at least one item has, sorted."""
         return sorted({label for item in self.items for label in item.labels})
