@@ -83,7 +83,8 @@ def test_models_layers_lists_the_names_layer_options_take_with_their_output_shap
 
 def test_a_layer_the_model_lacks_names_close_ones_or_where_to_find_them(capsys):
     shapes = interp.load_model("shapes_cnn")
-    with pytest.raises(interp.InterpError, match=r"no layer 'layr4'\. Did you mean layer4, layer4\.0 or layer3\? `python"):
+    close = r"no layer 'layr4'\. Did you mean layer4, layer4\.0 or layer3\? `python"
+    with pytest.raises(interp.InterpError, match=close):
         shapes.layer("layr4")
     with pytest.raises(interp.InterpError, match=r"Its top-level layers are conv1, bn1, .* `python -m interp models "
                        r"--layers shapes_cnn` lists them"):  # fmt: skip

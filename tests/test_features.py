@@ -550,7 +550,8 @@ def test_cli_spectrum_draws_across_sub_folders_as_the_page_draws(tmp_path, capsy
     for seed in (0, 1):
         out = tmp_path / f"s{seed}"
         assert main(["spectrum", "--model", "shapes_cnn", "--channel", "1", "--layer", "layer2", "--images",
-                     str(folder), "--n", "6", "--seed", str(seed), "--per-column", "6", "--out", str(out)]) == 0  # fmt: skip
+                     str(folder), "--n", "6", "--seed", str(seed), "--per-column", "6",
+                     "--out", str(out)]) == 0  # fmt: skip
         summary = json.loads((out / "spectrum.json").read_text())
         shown = {e["name"] for column in summary["columns"].values() for e in column}
         drawn = {item.path for item in dataset.draw(6, seed)}

@@ -16,8 +16,8 @@ def _models_args(p: argparse.ArgumentParser) -> None:
                    help="list timm's architectures whose names match PATTERN instead (* and ?; without them, names "
                    "that contain it), with the tags of their pretrained weights, the default first")  # fmt: skip
     p.add_argument("--layers", metavar="MODEL",
-                   help="list MODEL's layers instead: the names --layer takes (tcav, cav-features, visualize, spectrum, "
-                   "attribute's CAM methods), with each one's output shape for one image")  # fmt: skip
+                   help="list MODEL's layers instead: the names --layer takes (tcav, cav-features, visualize, "
+                   "spectrum, attribute's CAM methods), with each one's output shape for one image")  # fmt: skip
     p.add_argument("--all", action="store_true",
                    help="with --layers: every module, not only the top-level ones and the blocks of the body")
     p.add_argument("--weights",
@@ -100,7 +100,8 @@ def _layers(name: str, weights: str, every: bool, as_json: bool) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     c, h, w = model.data_config["input_size"]
     built = "its own weights" if weights != "random" else "random weights (names and shapes do not depend on them)"
-    shown = "every module" if every else f"{counted(len(table), 'layer')} of {counted(len(model.layer_names()), 'module')}"
+    modules = counted(len(model.layer_names()), "module")
+    shown = "every module" if every else f"{counted(len(table), 'layer')} of {modules}"
     print(f"{model.name} on a {c} × {h} × {w} input, built with {built}; {shown}:")
     for r in [header, *rows]:
         print(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}")
