@@ -449,6 +449,23 @@ def test_scan_then_failures(tmp_path):
     assert confidences == sorted(confidences, reverse=True) and all(f["pred"] != f["label"] for f in data["failures"])
     text = run_cli("failures", "--scan", str(out))
     assert text.returncode == 0 and "accuracy" in text.stdout
+    # the scan's last line is the verdict the failures list opens with, and names the command that lists them
+    s = data["summary"]
+    sure = sum(f["confidence"] >= 0.5 for f in data["failures"])
+    verdict = f"accuracy {s['accuracy']:.1%} on {s['scored']} images, {s['mistakes']} mistake"
+    assert verdict in again.stdout and f"accuracy {s['accuracy']:.1%} on {s['scored']} images" in text.stdout
+    assert (f"; {sure} at confidence ≥ 50%: `python -m interp failures --scan {out}` lists them" in again.stdout) == (
+        sure > 0), again.stdout
+    # a scan with nothing left to do says so, without a rate of nothing and without an empty line
+    done = run_cli("scan", "--model", "shapes_cnn", "--dataset", "folder", "--root", str(root), "--out", str(out),
+                   "--workers", "0")  # fmt: skip
+    assert done.returncode == 0 and "61/61 images" in done.stdout and "every one scanned before" in done.stdout
+    assert "images/s" not in done.stdout + done.stderr and verdict in done.stdout
+    # the list says how many mistakes there are when it shows fewer; a percentage for a probability gets the number
+    top = run_cli("failures", "--scan", str(out), "--min-confidence", "0", "--top", "1")
+    assert f"{s['mistakes']} mistakes at confidence ≥ 0%, the 1 most confident shown" in top.stdout, top.stdout
+    percent = run_cli("failures", "--scan", str(out), "--min-confidence", "50")
+    assert percent.returncode == 2 and "for 50% write 0.5" in percent.stderr
 
 
 def test_failures_name_every_true_class_of_an_open_images_photo(tmp_path):

@@ -87,15 +87,29 @@ def _scan(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {counted(kept, 'image')} scored in {out}; run the same command again to score the rest.",
               file=sys.stderr)  # fmt: skip
         return 130
-    print(file=sys.stderr)
+    if last[0]:  # end the progress line
+        print(file=sys.stderr)
     scored = "" if summary.scored else " (labels not comparable with this model's classes: not marked right or wrong)"
-    print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "
-          f"{summary.skipped} unreadable, {summary.images_per_s:.1f} images/s{scored}")  # fmt: skip
+    if summary.written or not summary.complete:
+        print(f"{summary.rows}/{summary.total} images in {out}; {summary.written} new this run, "
+              f"{summary.skipped} unreadable, {summary.images_per_s:.1f} images/s{scored}")  # fmt: skip
+    else:
+        print(f"{summary.rows}/{summary.total} images in {out}, every one scanned before: nothing new to "
+              f"score{scored}")  # fmt: skip
     if summary.decoded_on_device:
         from interp.jpeg import decoder_name
 
         print(f"{summary.decoded_on_device} JPEGs decoded on {model.device} by {decoder_name(model.device)}, the rest "
               "by Pillow")  # fmt: skip
+    if summary.scored:
+        from interp.datasets import failures, load_scan
+        from interp.datasets import summary as counts
+
+        rows = load_scan(out)[1]
+        c, sure = counts(rows), len(failures(rows, 0.5))
+        print(f"accuracy {c['accuracy']:.1%} on {counted(c['scored'], 'image')}, {counted(c['mistakes'], 'mistake')}"
+              + (f"; {sure} at confidence ≥ 50%: `python -m interp failures --scan {out}` lists them"
+                 if sure else ""))  # fmt: skip
     from interp.datasets.scanner import read_meta
 
     check = read_meta(out).get("precision_check")
@@ -145,7 +159,11 @@ def _failures(args: argparse.Namespace) -> int:
     note = damaged_note(meta.get("damaged_parts", []))
     if note:
         print(f"warning: {note}", file=sys.stderr)
-    wrong = failures(rows, args.min_confidence).head(args.top)
+    if 1 < args.min_confidence <= 100:
+        raise ValueError(f"--min-confidence is a probability from 0 to 1; for {args.min_confidence:g}% write "
+                         f"{args.min_confidence / 100:g}.")  # fmt: skip
+    every = failures(rows, args.min_confidence)
+    wrong = every.head(args.top)
     many = bool(several_labels(wrong).any())
     cols = ["id", "path", "label", *(["labels"] if many else []), "label_name", "pred", "pred_name", "confidence",
             "true_prob"]  # fmt: skip
@@ -159,7 +177,8 @@ def _failures(args: argparse.Namespace) -> int:
               "with the model's classes, so none is marked wrong.")  # fmt: skip
         return 0
     print(f"{meta['dataset']} by {meta['model']}: accuracy {s['accuracy']:.1%} on {counted(s['scored'], 'image')}; "
-          f"{counted(len(wrong), 'mistake')} at confidence ≥ {args.min_confidence:.0%} shown")  # fmt: skip
+          f"{counted(len(every), 'mistake')} at confidence ≥ {args.min_confidence:.0%}"
+          + (f", the {len(wrong)} most confident shown" if len(wrong) < len(every) else ""))  # fmt: skip
     name = class_names_of(rows, meta.get("class_names"))
     for r in wrong.itertuples():
         true = true_names(r.labels if many else None, r.label_name, name)  # every class of an Open Images photo
