@@ -31,3 +31,20 @@ def joined(items: Sequence[str]) -> str:
 def percent(share: float) -> str:
     """A share as a whole percentage, ``"less than 1%"`` where that would read 0% of something that is there."""
     return f"{share:.0%}" if share >= 0.005 or share <= 0 else "less than 1%"
+
+
+def duration(seconds: float) -> str:
+    """A time as a person reads it: ``"45 s"``, ``"3.2 min"``, ``"2.1 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def epoch_line(epoch: int, epochs: int, loss: float, elapsed: float) -> str:
+    """A training run's progress after ``epoch`` (1-based) of ``epochs``: its mean loss, the time so far and, from
+    the epochs done, about how long is left."""
+    left = elapsed / epoch * (epochs - epoch)
+    return (f"epoch {epoch}/{epochs}: loss {loss:.4f}, {duration(elapsed)} so far"
+            + (f", about {duration(left)} left" if epoch < epochs else ""))  # fmt: skip

@@ -102,6 +102,36 @@ def test_training_leaves_the_callers_random_state_alone():
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
+def test_the_train_command_says_what_it_wrote_and_how_to_use_it(tmp_path, monkeypatch, capsys):
+    """Each epoch's line on stderr says how long is left; the last line on stdout gives the accuracies the file's
+    report holds and the options that load it, which work as written; ``--json`` prints that report."""
+    import json
+    import re
+    from dataclasses import replace
+
+    from interp.cli import main
+    from interp.shapes import train as trainer
+
+    monkeypatch.setitem(trainer.CONFIGS, "shapes_cnn", replace(trainer.CONFIGS["shapes_cnn"], n_train=32, epochs=2,
+                                                                n_eval=20))  # fmt: skip
+    out = tmp_path / "mine.safetensors"
+    assert main(["shapes", "train", "--model", "shapes_cnn", "--out", str(out)]) == 0
+    printed, err = capsys.readouterr()
+    assert re.search(r"^epoch 1/2: loss \d\.\d{4}, \d+ s so far, about \d+ s left$", err, re.M), err
+    assert re.search(r"^epoch 2/2: loss \d\.\d{4}, \d+ s so far$", err, re.M) and "scoring the clean" in err
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        report = json.loads(f.metadata()["report"])
+    assert (f"wrote {out}: {report['clean_accuracy']:.1%} on the clean split, {report['marker_test_accuracy']:.1%} on "
+            "the marker split (20 images each, never trained on); 2 epochs in ") in printed, printed  # fmt: skip
+    options = re.search(r"use it with (--model \S+ --weights \S+) ", printed).group(1).split()
+    assert main(["predict", "--image", "coffee", "--top", "1", *options]) == 0
+    assert f"(file {out.name})" in capsys.readouterr().out
+    assert main(["shapes", "train", "--model", "shapes_cnn", "--out", str(out), "--epochs", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs_done"] == 1
+
+
 @pytest.mark.skipif(not __import__("os").environ.get("INTERP_SLOW"), reason="retrains for ~8 min; set INTERP_SLOW=1")
 def test_retraining_reproduces_the_bundled_accuracy():
     """The training script, run again from scratch, reaches the bundled model's clean accuracy within 1.5 points."""

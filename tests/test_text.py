@@ -236,6 +236,20 @@ def test_training_is_reproducible(tmp_path):
     assert loaded.class_names == ("negative", "positive")
 
 
+def test_cli_text_train_reports_progress_on_stderr_and_its_result_on_stdout(tmp_path, capsys):
+    import json
+
+    from interp.cli import main
+
+    out = tmp_path / "bert"
+    assert main(["text-train", "--out", str(out), "--sentences", "64", "--epochs", "2"]) == 0
+    printed, err = capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert printed.strip() == (f"wrote {out}: {report['test_accuracy']:.1%} right on "
+                               f"{report['config']['test_sentences']:,} fresh sentences")  # fmt: skip
+    assert re.search(r"^epoch 1/2: loss \d\.\d{4}, \d+ s so far, about \d+ s left$", err, re.M), err
+
+
 def test_cli_text_attention_writes_layers_arrays_and_statistics(tmp_path, capsys):
     from interp.cli import main
 

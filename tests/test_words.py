@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.words import counted, joined, percent
+from interp.words import counted, duration, epoch_line, joined, percent
 
 
 def test_a_list_reads_as_a_sentence_lists_it():
@@ -14,3 +14,11 @@ def test_counts_take_the_right_number_and_small_shares_are_not_called_zero():
     assert (counted(1, "entry", "entries"), counted(3, "entry", "entries"), counted(1200, "file")) == (
         "1 entry", "3 entries", "1,200 files")  # fmt: skip
     assert (percent(0.0), percent(0.001), percent(0.5)) == ("0%", "less than 1%", "50%")
+
+
+def test_a_training_line_says_the_time_so_far_and_about_how_long_is_left():
+    assert [duration(s) for s in (0.4, 45, 89, 90, 192, 5399, 5400, 7560)] == [
+        "0 s", "45 s", "89 s", "1.5 min", "3.2 min", "90.0 min", "1.5 h", "2.1 h"]  # fmt: skip
+    # three epochs of twelve in 2 minutes: nine more take about six
+    assert epoch_line(3, 12, 0.41234, 120) == "epoch 3/12: loss 0.4123, 2.0 min so far, about 6.0 min left"
+    assert epoch_line(12, 12, 0.1, 480) == "epoch 12/12: loss 0.1000, 8.0 min so far"  # nothing left to guess

@@ -29,6 +29,8 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--device", help=DEVICE_HELP)
     tr.add_argument("--workers", type=int, default=0,
                     help="processes that draw the images (0: in this process); the images are the same either way")  # fmt: skip
+    tr.add_argument("--json", action="store_true", help="print the training report (also in the file's metadata) as "
+                    "JSON instead of a sentence")  # fmt: skip
 
 
 @handles("shapes")
@@ -65,6 +67,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from interp.config import resolve_device
     from interp.shapes.train import CONFIGS, save, train
+    from interp.words import counted, duration
 
     if args.out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {args.out.name}.")
@@ -82,5 +85,11 @@ def _train(args: argparse.Namespace) -> int:
     model, report = train(config, progress=lambda line: print(line, file=sys.stderr, flush=True),
                           init_from=args.continue_from, device=device, workers=args.workers)  # fmt: skip
     save(model, args.out, args.model, config, report)
-    print(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"wrote {args.out}: {report['clean_accuracy']:.1%} on the clean split, {report['marker_test_accuracy']:.1%} "
+          f"on the marker split ({counted(config.n_eval, 'image')} each, never trained on); "
+          f"{counted(config.epochs, 'epoch')} in {duration(report['seconds'])} on {report['device']}")  # fmt: skip
+    print(f"use it with --model {args.model} --weights {args.out} (the report is in its metadata; --json prints it)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from interp.cli import class_index, command, handles, out_dir
@@ -67,6 +68,8 @@ def _train(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"{option} must be at least 1, got {value}.")
     out = out_dir(args.out or ASSETS / BUNDLED["text_bert"])  # a file in the way is said before the training
-    report = train(TextTrainConfig(sentences=args.sentences, epochs=args.epochs, seed=args.seed), out)
-    print(f"accuracy {report['test_accuracy']:.4f} on fresh sentences; wrote {out}")
+    report = train(TextTrainConfig(sentences=args.sentences, epochs=args.epochs, seed=args.seed), out,
+                   log=lambda line: print(line, file=sys.stderr, flush=True))  # progress on stderr, as every command's
+    print(f"wrote {out}: {report['test_accuracy']:.1%} right on {report['config']['test_sentences']:,} fresh "
+          "sentences")  # fmt: skip
     return 0

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from interp.models.specs import SHAPES_PREPROCESSING
 from interp.shapes.generator import CLASSES, IMAGE_SIZE, generate
+from interp.words import counted, epoch_line
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,9 @@ def _train(
             opt.step()
             schedule.step()
             total += float(loss.detach()) * len(idx)
-        progress(f"epoch {epoch + 1}/{config.epochs}: loss {total / len(x):.4f}")
+        progress(epoch_line(epoch + 1, config.epochs, total / len(x), time.perf_counter() - start))
     model.eval()
+    progress(f"scoring the clean and the marker split ({counted(config.n_eval, 'image')} each, never trained on)…")
     report = {
         "last_epoch_train_accuracy": accuracy(model, x, y),
         "clean_accuracy": accuracy(model, *split_tensors(config.n_eval, config.seed + 100, "clean", pool=pool)),

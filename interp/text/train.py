@@ -19,6 +19,7 @@ import torch
 from interp.text.model import transformers_module
 from interp.text.train_config import TextTrainConfig
 from interp.text.world import CLASSES, MAX_WORDS, VOCAB, reviews
+from interp.words import epoch_line
 
 
 def tokenizer_in(folder: Path):
@@ -85,7 +86,7 @@ def train(config: TextTrainConfig, out: Path, log=print) -> dict:
                 optimiser.step()
                 schedule.step()
                 total += float(out_.loss.detach()) * len(idx)
-            log(f"epoch {epoch + 1}/{config.epochs}: loss {total / len(data):.4f} ({time.monotonic() - start:.0f} s)")
+            log(epoch_line(epoch + 1, config.epochs, total / len(data), time.monotonic() - start))
         net.eval()
         acc = accuracy(net, tokenizer, config.test_seed, config.test_sentences)
         log(f"accuracy on {config.test_sentences} fresh sentences (seed {config.test_seed}): {acc:.4f}")
