@@ -69,8 +69,9 @@ def setup_ui(model: LoadedModel, lib: VisitorLibrary, predicted: int) -> TCAVCho
                                   args=(keys["concepts"],), placeholder="Pick concept sets from the library")
         layers = st.multiselect("Layers", modules, key=keys["layers"], on_change=state.keep, args=(keys["layers"],),
                                 placeholder="Pick layers: type a module's name",
-                                help="Any module; the defaults are one layer halfway through and the last "
-                                "feature layer.")  # fmt: skip
+                                format_func=resources.layer_label(model),
+                                help="Any module, with its output for one image; the defaults are one layer halfway "
+                                "through and the last feature layer.")  # fmt: skip
         target = st.selectbox("Target class", range(model.num_classes), key=keys["target"], on_change=state.keep,
                               args=(keys["target"],),
                               format_func=lambda i: charts.short_label(model.class_names[i]))  # fmt: skip

@@ -88,7 +88,9 @@ def layer_ui(model: LoadedModel) -> str:
     if st.session_state[key] not in layers:
         state.put(key, default)
     return st.selectbox("Layer", layers, key=key, on_change=state.keep, args=(key,),
-                        help="A block of the network; the default is about halfway through, where units respond to "
+                        format_func=resources.layer_label(model),
+                        help="A block of the network, with its output for one image (channels × height × width; a "
+                        "ViT block's tokens × width); the default is about halfway through, where units respond to "
                         "textures and parts. A ViT's blocks are shown as their patch tokens on the image's grid.")  # fmt: skip
 
 

@@ -226,6 +226,29 @@ def model_view(model_key: str, image_digest: str, _model: LoadedModel, _image: L
     return _model.view(_image.image)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def layer_outputs(model_key: str, _model: LoadedModel) -> dict[str, str]:
+    """Each layer's output for one image as the layer boxes show it (``"80 × 14 × 14"``), from one pass of a blank
+    image (:func:`interp.features.layer_table`); empty where that pass fails, and the boxes show bare names."""
+    from interp.errors import InterpError
+    from interp.features import layer_table
+
+    try:
+        table = layer_table(_model, _model.layer_names())
+    except (InterpError, RuntimeError) as exc:  # a model whose blank pass fails fails on images too, and says so there
+        log.warning("no layer shapes for %s: %s", model_key, exc)
+        return {}
+    return {layer.name: " × ".join(map(str, layer.output)) for layer in table if layer.output}
+
+
+def layer_label(model: LoadedModel) -> Callable[[str], str]:
+    """How a layer box names a layer of ``model``: ``"blocks.3 · 80 × 14 × 14"``, its output for one image. Only for
+    boxes whose key belongs to one model: a box shared by models would show a name's old label (Streamlit keeps the
+    label a kept option had)."""
+    shapes = layer_outputs(model.key, model)
+    return lambda name: f"{name} · {shapes[name]}" if name in shapes else name
+
+
 def prediction(loaded: LoadedModel, image: LoadedImage, top_k: int = 5) -> Prediction:
     """Top-k through the disk cache: a rerun or another session with the same inputs computes nothing."""
     return cached_predict(loaded, image, result_cache(), top_k)

@@ -198,6 +198,9 @@ def test_a_shared_link_sets_up_the_same_tcav_run():
     widget = lambda kind, prefix: next(w for w in getattr(at.main, kind) if w.key.startswith(prefix))  # noqa: E731
     assert widget("multiselect", "tcav_concepts_").value == ["shapes red", "stripes"]
     assert widget("multiselect", "tcav_layers_").value == ["layer2"]
+    # any module may be picked; each is named with its output for one image (a block's, the classifier's)
+    assert widget("multiselect", "tcav_layers_").format_func("layer3.0") == "layer3.0 · 192 × 8 × 8"
+    assert widget("multiselect", "tcav_layers_").format_func("fc") == "fc · 6"
     assert widget("selectbox", "tcav_target_").value == 3
     assert widget("selectbox", "tcav_random_images_").value == "Random photo crops"
     assert widget("selectbox", "tcav_class_images_").value == "Generated shapes of the class"  # not in the link

@@ -155,7 +155,10 @@ def test_a_link_sets_layer_unit_and_sign_and_bad_parts_are_named():
 def test_the_classifier_layer_is_a_map_of_one_cell_per_class():
     at = features_page().run()
     key = next(k for k in at.session_state if k.startswith("feat_layer_"))
-    at.main.selectbox(key=key).set_value("fc").run()
+    box = at.main.selectbox(key=key)
+    # each layer is offered with its output for one image, which the caption below confirms once it is picked
+    assert box.format_func("layer2") == "layer2 · 48 × 16 × 16" and box.format_func("fc") == "fc · 6"
+    box.set_value("fc").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error, [e.value for e in at.main.error]
     assert "fc has 6 channels; each map is a 1×1 grid" in _captions(at)  # a pooled (N, D) output

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.concepts.activations import _forward_to, _keeper, default_layers, resolve_layer
+from interp.concepts.activations import _forward_to, default_layers, resolve_layer
 from interp.errors import BadSettingError, whole_number
 from interp.images import LoadedImage
-from interp.models.hooks import hooked
+from interp.models.hooks import first_output, hooked
 from interp.models.layout import as_map
 from interp.models.loading import LoadedModel
 
@@ -70,15 +70,21 @@ def layer_table(model: LoadedModel, names: Sequence[str] | None = None) -> list[
     a blank image at the model's input size."""
     names = list(feature_layers(model) if names is None else names)
     modules = {name: model.layer(name) for name in names}
-    kept: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def shape_of(name: str):
+        def keep(module, inputs, output) -> None:  # the shape alone: nothing held, the pass unchanged
+            shapes.setdefault(name, tuple(first_output(output).shape[1:]))
+
+        return keep
+
     x = torch.zeros(1, *model.data_config["input_size"], device=model.device)
     with model.exclusive() as net, torch.inference_mode(), hooked() as handles:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(_keeper(kept, name)))
+            handles.append(module.register_forward_hook(shape_of(name)))
         net(x)
     return [
-        Layer(name, type(module).__name__, tuple(kept[name].shape[1:]) if name in kept else None,
-              sum(p.numel() for p in module.parameters()))  # fmt: skip
+        Layer(name, type(module).__name__, shapes.get(name), sum(p.numel() for p in module.parameters()))
         for name, module in modules.items()
     ]
 
