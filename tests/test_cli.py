@@ -303,6 +303,10 @@ def test_attribute_batch_folder_targets_settings_and_a_method_that_does_not_appl
         occ = next(r for r in entry["results"] if r["method"] == "occlusion")
         assert occ["params"]["window"] == 64 and occ["params"]["stride"] == 64
         assert (Path(entry["folder"]) / "occlusion__2.png").is_file()
+    # a folder of class folders holds no image directly: the sentence names them and the option that reads one
+    assert main(["attribute", "--images", str(tmp_path), "--method", "saliency", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"It has 2 sub-folders (batch, imgs), which --images does not read: name one, as --images {out}." in err
 
 
 def test_attribute_top_k_explains_each_images_top_classes(coffee_jpg, tmp_path):

@@ -194,7 +194,10 @@ def _image_paths(files: list[Path], folder: Path | None) -> list[Path]:
             raise ValueError(f"--images {folder} is not a folder; name a folder of images, or use --image for a file.")
         found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not found:
-            raise ValueError(f"--images {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+            below = sorted(p.name for p in folder.iterdir() if p.is_dir())
+            hint = (f" It has {counted(len(below), 'sub-folder')} ({', '.join(below[:3])}{' …' if len(below) > 3 else ''}"
+                    f"), which --images does not read: name one, as --images {folder / below[0]}." if below else "")  # fmt: skip
+            raise ValueError(f"--images {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).{hint}")
         paths += found
     if not paths:
         raise ValueError("give an image with --image FILE or a folder with --images DIR.")
