@@ -195,8 +195,9 @@ def _image_paths(files: list[Path], folder: Path | None) -> list[Path]:
         found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not found:
             below = sorted(p.name for p in folder.iterdir() if p.is_dir())
-            hint = (f" It has {counted(len(below), 'sub-folder')} ({', '.join(below[:3])}{' …' if len(below) > 3 else ''}"
-                    f"), which --images does not read: name one, as --images {folder / below[0]}." if below else "")  # fmt: skip
+            named = ", ".join(below[:3]) + (" …" if len(below) > 3 else "")
+            hint = (f" It has {counted(len(below), 'sub-folder')} ({named}), which --images does not read: name one, "
+                    f"as --images {folder / below[0]}." if below else "")  # fmt: skip
             raise ValueError(f"--images {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).{hint}")
         paths += found
     if not paths:
