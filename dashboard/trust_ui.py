@@ -226,7 +226,7 @@ def sanity_ui(model: LoadedModel, image: LoadedImage, result: Attribution) -> No
 
 
 def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
-    from interp.evaluation import evaluate_dataset, load_failures, load_scores, load_unreadable, summarise
+    from interp.evaluation import evaluate_dataset, load_failures, load_scores, load_unreadable, summarise, verdict
 
     st.markdown("Which explanation method can you trust for this model? Each method explains the model's prediction "
                 "on the first N images; its map's deletion and insertion scores are compared with a random map's. "
@@ -280,7 +280,7 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
         return
     summary = summarise(done)
     summary["method"] = [METHODS[m].title for m in summary["method"]]
-    st.markdown(trust_sentence(summary, ds.name))
+    st.markdown(verdict(summary, ds.name, name=charts.md, strong=lambda text: f"**{text}**"))
     shown = summary[["method", "images"]].copy()
     for col, name in TRUST_COLUMNS:
         shown[name] = [f"{m:.3f} ± {c:.3f}" for m, c in zip(summary[col], summary[f"{col}_ci95"])]
@@ -312,24 +312,6 @@ TRUST_HELP = {
     "insertion_auc": INSERTION_HELP,
     "deletion_auc": DELETION_HELP,
 }
-
-
-def trust_sentence(summary, dataset: str) -> str:
-    """The per-dataset answer in words (``summary``: :func:`~interp.evaluation.summarise`'s rows, best first, with
-    method titles): the best method by insertion gain, whether its 95% interval keeps clear of zero (a random map),
-    and which methods it cannot yet be told apart from (intervals that overlap)."""
-    best = summary.iloc[0]
-    gain, half = float(best["insertion_gain"]), float(best["insertion_gain_ci95"])
-    text = (f"On {charts.md(dataset)}, **{charts.md(best['method'])}** gains the most over a random map by insertion "
-            f"({gain:.3f} ± {half:.3f} over {int(best['images'])} images).")  # fmt: skip
-    if not gain - half > 0:  # also when one image leaves no interval (nan)
-        return text + " That is not clearly above a random map yet: score more images before trusting the ranking."
-    close = [r["method"] for _, r in summary.iloc[1:].iterrows()
-             if r["insertion_gain"] + r["insertion_gain_ci95"] >= gain - half]  # fmt: skip
-    if close:
-        text += (f" {joined(map(charts.md, close))} cannot be told apart from it yet (their intervals overlap); "
-                 "more images narrow them.")  # fmt: skip
-    return text
 
 
 def _figure(summary) -> go.Figure:

@@ -323,7 +323,11 @@ def test_the_trust_answer_says_when_the_ranking_is_not_settled():
     level (zero gain) and which methods overlap it."""
     import pandas as pd
 
-    from dashboard.trust_ui import trust_sentence
+    from dashboard import charts
+    from interp.evaluation import verdict
+
+    def trust_sentence(summary, dataset):  # as the page writes it: names escaped for Markdown, the best one bold
+        return verdict(summary, dataset, name=charts.md, strong=lambda text: f"**{text}**")
 
     def summary(*rows):
         return pd.DataFrame([{"method": m, "images": n, "insertion_gain": g, "insertion_gain_ci95": h}
@@ -338,7 +342,7 @@ def test_the_trust_answer_says_when_the_ranking_is_not_settled():
     unsure = trust_sentence(summary(("IG", 4, 0.05, 0.08)), "Shapes")
     assert "not clearly above a random map yet: score more images" in unsure
     one = trust_sentence(summary(("IG", 1, 0.3, float("nan"))), "Shapes")
-    assert "score more images" in one
+    assert "score more images" in one and "(0.300 on 1 image, which gives no interval)" in one and "nan" not in one
 
 
 def test_confusion_pairs_name_classes_as_the_thumbnails_do():

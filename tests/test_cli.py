@@ -914,6 +914,16 @@ def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path, capsys):
     assert "grad_cam" in result.stdout and "±" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert {m["method"] for m in summary["methods"]} == {"grad_cam", "saliency"}
+    # both gains in the table, and the page's answer in words under it, naming the best method and its interval
+    from interp.evaluation import load_scores, summarise, verdict
+
+    assert re.search(r"^method\s+images\s+deletion\s+insertion\s+insertion gain\s+deletion gain$", result.stdout, re.M)
+    ranked = summarise(load_scores(out))
+    best = ranked.iloc[0]
+    assert f"{best['deletion_gain']:.3f} ± {best['deletion_gain_ci95']:.3f}" in result.stdout
+    sentence = verdict(ranked, "Shapes world · test split")
+    assert sentence.startswith(f"On Shapes world · test split, {best['method']} gains the most over a random map")
+    assert sentence in result.stdout.splitlines()
     assert (out / "scores.parquet").is_file()
     # the same command on a folder of one image: scores without an interval, not "± nan"
     (tmp_path / "one" / "star").mkdir(parents=True)

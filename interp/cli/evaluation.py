@@ -59,7 +59,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
 
     from interp.attribution import METHODS, method_names
     from interp.attribution.settings import parse_assignments
-    from interp.evaluation import evaluate_dataset, load_failures, load_unreadable
+    from interp.evaluation import evaluate_dataset, load_failures, load_unreadable, verdict
     from interp.models import load_model
 
     if args.out is None:
@@ -89,16 +89,18 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
         return 0
     print(f"{model.name} on {dataset.name}: mean ± 95% interval over the images; gains are the margins over a random "
           "map (higher is better)")  # fmt: skip
-    print(f"{'method':<24}{'images':>7}{'deletion':>16}{'insertion':>16}{'insertion gain':>18}")
+    print(f"{'method':<24}{'images':>7}{'deletion':>16}{'insertion':>16}{'insertion gain':>18}{'deletion gain':>17}")
     def pm(mean: float, half: float) -> str:  # one image has no interval: say nothing rather than "± nan"
         return f"{mean:.3f}        " if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
     for r in summary.to_dict("records"):
         print(f"{r['method']:<24}{r['images']:>7}{pm(r['deletion_auc'], r['deletion_auc_ci95']):>16}"
               f"{pm(r['insertion_auc'], r['insertion_auc_ci95']):>16}"
-              f"{pm(r['insertion_gain'], r['insertion_gain_ci95']):>18}")  # fmt: skip
+              f"{pm(r['insertion_gain'], r['insertion_gain_ci95']):>18}"
+              f"{pm(r['deletion_gain'], r['deletion_gain_ci95']):>17}")  # fmt: skip
     if (summary["images"] < 2).any():
         print("(a method scored on one image has no interval; score more images with --n)")
+    print(verdict(summary, dataset.name))
     for method, why in load_failures(args.out).items():
         first = next(iter(why.values()))
         print(f"note: {method} could not be scored on {counted(len(why), 'image')} (first: {first})", file=sys.stderr)

@@ -2,7 +2,15 @@
 
 from .api import grid_curves, map_curves, map_randomisation
 from .choices import BLOCKS, REPLACEMENTS
-from .dataset import EvaluationProgress, evaluate_dataset, load_failures, load_scores, load_unreadable, summarise
+from .dataset import (
+    EvaluationProgress,
+    evaluate_dataset,
+    load_failures,
+    load_scores,
+    load_unreadable,
+    summarise,
+    verdict,
+)
 from .faithfulness import (
     FLOOR_MAPS,
     Curves,
@@ -41,4 +49,5 @@ __all__ = [
     "random_floor",
     "random_map",
     "summarise",
+    "verdict",
 ]

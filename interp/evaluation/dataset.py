@@ -25,6 +25,7 @@ from interp.errors import BadSettingError, InterpError, whole_number
 from interp.evaluation.choices import REPLACEMENTS
 from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
 from interp.models import LoadedModel
+from interp.words import counted, joined
 
 SCORES = "scores.parquet"
 META = "evaluation.json"
@@ -162,6 +163,31 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
             row[f"{col}_ci95"] = CI_Z * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
         out.append(row)
     return pd.DataFrame(out).sort_values("insertion_gain", ascending=False, ignore_index=True)
+
+
+def verdict(summary: pd.DataFrame, dataset: str, name: Callable[[str], str] = str,
+            strong: Callable[[str], str] = str) -> str:  # fmt: skip
+    """The per-dataset answer to "which method can I trust here" in words (``summary``: :func:`summarise`'s rows,
+    best first): the best method by insertion gain, whether its 95% interval keeps clear of zero (a random map), and
+    which methods it cannot yet be told apart from (intervals that overlap). ``name`` writes a dataset's or method's
+    name (the page escapes Markdown), ``strong`` the best method's (the page makes it bold)."""
+    best = summary.iloc[0]
+    gain, half = float(best["insertion_gain"]), float(best["insertion_gain_ci95"])
+    images = counted(int(best["images"]), "image")
+    if math.isnan(half):  # one image
+        measured = f"{gain:.3f} on {images}, which gives no interval"
+    else:
+        measured = f"{gain:.3f} ± {half:.3f} over {images}"
+    text = (f"On {name(dataset)}, {strong(name(best['method']))} gains the most over a random map by insertion "
+            f"({measured}).")  # fmt: skip
+    if not gain - half > 0:  # also when one image leaves no interval (nan)
+        return text + " That is not clearly above a random map yet: score more images before trusting the ranking."
+    close = [r["method"] for _, r in summary.iloc[1:].iterrows()
+             if r["insertion_gain"] + r["insertion_gain_ci95"] >= gain - half]  # fmt: skip
+    if close:
+        text += (f" {joined(map(name, close))} cannot be told apart from it yet (their intervals overlap); "
+                 "more images narrow them.")  # fmt: skip
+    return text
 
 
 def _meta(out: Path, settings: dict) -> dict:
