@@ -965,6 +965,8 @@ def test_every_option_of_every_command_says_what_it_does_in_help():
     assert bare == []
     commands = [name for name, _ in _commands(build_parser())]
     assert "shapes generate" in commands and "scan" in commands
+    # and every command's --help opens with what it does
+    assert [name for name, parser in _commands(build_parser()) if not parser.description] == []
 
 
 def test_methods_are_named_with_method_or_methods():

@@ -13,7 +13,9 @@ from interp.cli import DEVICE_HELP, command, handles, out_dir
 def _shapes_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=type(p),
                            help="generate images, or train a model on them")
-    gen = sub.add_parser("generate", help="write N images in an ImageFolder layout plus labels.csv")
+    gen = sub.add_parser("generate", help="write N images in an ImageFolder layout plus labels.csv",
+                         description="write N images of the shapes world in an ImageFolder layout (one folder per "
+                         "class) plus labels.csv: each image's class, box, marker and where it came from")  # fmt: skip
     gen.add_argument("--out", required=True, type=Path, help="folder to write (created if missing)")
     gen.add_argument("--n", required=True, type=int, help="how many images")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0)")
@@ -21,7 +23,10 @@ def _shapes_args(p: argparse.ArgumentParser) -> None:
                      help="train: one class usually carries the corner marker; test: every class at random; clean: none")  # fmt: skip
     gen.add_argument("--size", type=int, default=128, help="image side in pixels, 64 to 1024 (default 128)")
     gen.add_argument("--masks", action="store_true", help="also write the object masks under masks/")
-    tr = sub.add_parser("train", help="train shapes_cnn or shapes_vit from scratch and save safetensors + report")
+    tr = sub.add_parser("train", help="train shapes_cnn or shapes_vit from scratch and save safetensors + report",
+                        description="train shapes_cnn or shapes_vit on fresh images of the shapes world each epoch, "
+                        "then score it on a clean and a marker split it never saw; writes a .safetensors file with "
+                        "the report in its metadata")  # fmt: skip
     tr.add_argument("--model", required=True, choices=("shapes_cnn", "shapes_vit"), help="which of the two to train")
     tr.add_argument("--out", required=True, type=Path, help="the .safetensors file to write")
     tr.add_argument("--continue-from", type=Path, help="start from these weights (e.g. the bundled file) and train on")
