@@ -162,3 +162,28 @@ def test_the_readme_prints_what_models_timm_prints(capsys):
     assert shape.match(shown[0]).groups() == shape.match(printed[0]).groups() == ("resnet50", "a1_in1k")
     assert shown[1] == printed[1] == ""
     assert shown[2] == printed[2]
+
+
+@pytest.mark.parametrize("command", ["python -m interp models --layers shapes_cnn",
+                                     "python -m interp failures --scan scans/cnn --min-confidence 0.8 --top 3"])
+def test_the_readme_prints_what_these_commands_print(command, tmp_path, monkeypatch, capsys):
+    """Commands on the bundled models and the shapes world print the same on every machine: each line the README
+    shows (``...`` stands for lines left out) is one the command prints, in the same order."""
+    from interp.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = command.split()[3:]
+    if args[0] == "failures":  # the scan the README makes first (the world, then the scan of it)
+        for earlier in ("python -m interp shapes generate --out world --n 600 --split test",
+                        "python -m interp scan --model shapes_cnn --dataset folder --root world --out scans/cnn"):
+            assert earlier in "\n".join(README.read_text(encoding="utf-8").splitlines())
+            assert main(earlier.split()[3:]) == 0
+        capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out.splitlines()
+    shown = [line for line in readme_output(command) if line != "..."]
+    assert shown and printed[0] == shown[0]
+    at = 0
+    for line in shown:
+        assert line in printed[at:], (line, printed)
+        at = printed.index(line, at) + 1
