@@ -89,6 +89,8 @@ def test_a_layer_the_model_lacks_names_close_ones_or_where_to_find_them(capsys):
     with pytest.raises(interp.InterpError, match=r"Its top-level layers are conv1, bn1, .* `python -m interp models "
                        r"--layers shapes_cnn` lists them"):  # fmt: skip
         shapes.layer("qqqqqq")
+    with pytest.raises(interp.InterpError, match="has no layer ''"):  # not the whole network
+        shapes.layer("")
     # every command with --layer says so, and the command it names works as written
     assert main(["cav-features", "--model", "shapes_cnn", "--layer", "qqqqqq", "--images", str(ROOT / "assets"),
                  "--out", "unused.npz"]) == 2  # fmt: skip

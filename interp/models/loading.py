@@ -160,8 +160,11 @@ class LoadedModel:
     def layer(self, name: str) -> torch.nn.Module:
         """The submodule at the dotted path ``name`` (one of :meth:`layer_names`), read from :attr:`structure`; a
         sentence naming close names, or where to see them all, when the model has none such."""
-        if name and name in self._layer_names:
-            return self._module.get_submodule(name)
+        if name:  # "" would be the whole network
+            try:
+                return self._module.get_submodule(name)
+            except AttributeError:
+                pass
         import difflib
 
         close = difflib.get_close_matches(name, self._layer_names, n=3, cutoff=0.5)
