@@ -791,7 +791,13 @@ def test_concept_images_writes_the_pages_sets_as_folders_that_tcav_reads(tmp_pat
     (row,) = json.loads(capsys.readouterr().out)["results"]
     assert row["concept"] == "marker" and len(row["scores"]) == 3
 
-    assert main(args) == 0  # the same settings again: the same files, so allowed
+    drawn = []  # the same settings again: the same files, so allowed; each set drawn once, to compare and to write
+    draw = generated.shapes_backgrounds
+    counting = lambda n, seed: drawn.append(seed) or draw(n, seed)  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generated, "shapes_backgrounds", counting)
+        assert main(args) == 0
+    assert drawn == [2000, 2001, 2002]
     capsys.readouterr()
     before = {p: p.read_bytes() for p in out.rglob("*.png")}
     assert main([*args[:-1], "3"]) == 2  # another seed would mix two sets in one folder: refused, nothing written

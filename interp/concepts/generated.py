@@ -160,20 +160,23 @@ def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_set
         plan[kind] = (Path(out) / kind, lambda kind=kind: concept_set(kind, n, seed))
     for k in range(random_sets):
         plan[f"random/set_{k:02d}"] = (random_dir / f"set_{k:02d}", lambda k=k: make_random(n, seed=seed * 1000 + k))
+    drawn: dict[Path, list[LoadedImage]] = {}  # sets drawn to compare with a folder's files, written as they are
     for folder, make in [*plan.values(), (random_dir, None)]:
         if folder.exists() and not folder.is_dir():
             raise BadSettingError(f"{folder} is a file, where a folder of images goes: name another folder.")
         held = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
         if held:  # a rerun with the same settings writes the same files; anything else would join the set
-            written = {f.name for f, _ in plan.values() if f.parent == random_dir} if make is None else \
-                {folder_name(im.name) for im in make()}
+            if make is None:
+                written = {f.name for f, _ in plan.values() if f.parent == random_dir}
+            else:
+                written = {folder_name(im.name) for im in drawn.setdefault(folder, make())}
             others = sorted(held - written)
             if others:
                 raise BadSettingError(f"{folder} already holds files this would not write ({', '.join(others[:3])}), "
                                       "which would join the set: name another folder, or empty this one.")  # fmt: skip
     for done, (folder, make) in enumerate(plan.values(), start=1):
         folder.mkdir(parents=True, exist_ok=True)
-        for im in make():
+        for im in drawn.pop(folder, None) or make():
             im.image.save(folder / folder_name(im.name))
         if progress is not None:
             progress(done, len(plan))
