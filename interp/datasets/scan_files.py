@@ -10,7 +10,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -74,17 +74,21 @@ def existing_ids(out: Path) -> list[str]:
     return [i for t in _read_parts(out, columns=["id"]) for i in t.column("id").to_pylist()]
 
 
-def load_scan(out: Path) -> tuple[dict, pd.DataFrame]:
+def load_scan(out: Path, columns: Sequence[str] | None = None) -> tuple[dict, pd.DataFrame]:
     """``(meta, rows)`` of a scan folder; raises :class:`DatasetError` if it holds no scan or its ``scan.json`` is
-    damaged. Damaged parts are moved aside (see :func:`damaged_parts`); their images are scanned again next time."""
+    damaged. Damaged parts are moved aside (see :func:`damaged_parts`); their images are scanned again next time.
+    ``columns``: read only these (and ``id``), as a count over a million rows needs four of the fifteen."""
     out = Path(out)
     if not (out / "scan.json").is_file():
         raise DatasetError(f"{out} holds no scan (no scan.json); run `python -m interp scan` first.")
     meta = read_meta(out)
-    tables = _read_parts(out)
+    if columns is not None:
+        columns = ["id", *(c for c in dict.fromkeys(columns) if c != "id")]
+    tables = _read_parts(out, columns=columns)
     meta["damaged_parts"] = damaged_parts(out)
     if not tables:
-        return meta, SCHEMA.empty_table().to_pandas()
+        empty = SCHEMA.empty_table()
+        return meta, (empty.select(columns) if columns is not None else empty).to_pandas()
     frame = pa.concat_tables(tables).to_pandas()
     return meta, frame.drop_duplicates("id", keep="first").reset_index(drop=True)
 
