@@ -520,7 +520,10 @@ def test_cli_spectrum_writes_each_column(tmp_path, capsys):
     assert summary["images"] == 5 and set(summary["columns"]) == {"minimum", "slightly negative", "slightly positive",
                                                                    "maximum"}  # fmt: skip
     assert (out / "maximum_0.png").exists()
-    assert "skipped 1 unreadable" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert re.search(r"^warning: skipped 1 unreadable file: broken\.jpg$", err, re.M), err  # a line of its own
+    # both long steps show their progress and the time left, each on a line that ends
+    assert re.search(r"\r100% 6/6 images read[ ,]", err) and re.search(r"\r100% 5/5 images ranked[ ,]", err), err
     # every file spectrum.json names is written, is the picture of the image it names, cropped as the page shows it
     from PIL import Image
 

@@ -149,30 +149,31 @@ def _spectrum_paths(args: argparse.Namespace) -> list[tuple[Path, str]]:
     return [(ds.path_of(item), item.path) for item in ds.draw(args.n, args.seed)]
 
 
-def _spectrum_images(paths: list[tuple[Path, str]], model) -> list:
+def _spectrum_images(paths: list[tuple[Path, str]], model, progress=None) -> tuple[list, list[str]]:
     """The images, each held at the size the model resizes it to (the same pixels for it: 5,000 photos of Open
-    Images in 1.2 GB, not 11)."""
+    Images in 1.2 GB, not 11), and the names of those that could not be read."""
     from interp.errors import InterpError
     from interp.images import load_image
     from interp.models.preprocess import model_sized
 
     images, skipped = [], []
-    for path, name in paths:
+    for done, (path, name) in enumerate(paths, 1):
         try:
             images.append(model_sized(model.transform, load_image(path, name=name)))
         except InterpError:
             skipped.append(name)
-    if skipped:
-        print(f"warning: skipped {counted(len(skipped), 'unreadable file')}: {', '.join(skipped[:5])}", file=sys.stderr)
+        if progress is not None:
+            progress(done, len(paths))
     if not images:
         raise ValueError("none of the images could be read.")
-    return images
+    return images, skipped
 
 
 @handles("spectrum")
 def _spectrum(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
     from interp.cli import writable_settings
+    from interp.cli.concepts import _progress_line
     from interp.features import spectrum
     from interp.features.spectrum import spectrum_files
     from interp.models import load_model
@@ -180,18 +181,16 @@ def _spectrum(args: argparse.Namespace) -> int:
     paths = _spectrum_paths(args)
     out_dir(args.out)
     model = load_model(args.model, args.weights, device=args.device)
-    images = _spectrum_images(paths, model)
     objective = _objective(args, model)
     start = time.monotonic()
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r{done}/{total} images", end="", file=sys.stderr)
-
-    s = spectrum(model, objective, images, per_column=args.per_column, batch_size=args.batch_size,
-                 cache=ResultCache.from_settings(writable_settings()), progress=progress)  # fmt: skip
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    with _progress_line() as line:  # reading 1,000 photos takes a while too (16 s at 2048×1536)
+        images, skipped = _spectrum_images(paths, model, lambda done, n: line(f"{done}/{n} images read", done / n))
+    if skipped:  # after the progress line has ended
+        print(f"warning: skipped {counted(len(skipped), 'unreadable file')}: {', '.join(skipped[:5])}", file=sys.stderr)
+    with _progress_line() as line:
+        s = spectrum(model, objective, images, per_column=args.per_column, batch_size=args.batch_size,
+                     cache=ResultCache.from_settings(writable_settings()),
+                     progress=lambda done, n: line(f"{done}/{n} images ranked", done / max(n, 1)))  # fmt: skip
     for name, data in spectrum_files(model, s, images).items():
         (args.out / name).write_bytes(data)
     unit = objective.describe(model.class_names).removeprefix("maximise ")
