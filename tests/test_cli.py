@@ -975,6 +975,11 @@ def test_every_option_of_every_command_says_what_it_does_in_help():
     assert "shapes generate" in commands and "scan" in commands
     # and every command's --help opens with what it does
     assert [name for name, parser in _commands(build_parser()) if not parser.description] == []
+    # every --layer option says where a model's layer names are listed
+    layers = {name: action.help for name, parser in _commands(build_parser()) for action in parser._actions
+              if "--layer" in action.option_strings}  # fmt: skip
+    assert {"tcav", "cav-features", "visualize", "spectrum"} <= set(layers)
+    assert all("python -m interp models --layers MODEL" in h for h in layers.values()), layers
 
 
 def test_methods_are_named_with_method_or_methods():

@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handl
 
 EXIT_USAGE = 2
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda, cuda:1 …; default: $INTERP_DEVICE, else auto"
+LAYER_HELP = "a module's dotted name (blocks.3, layer4…; `python -m interp models --layers MODEL` lists them)"
 
 
 def command(name: str, help: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
+from interp.cli import CLASS_HELP, DEVICE_HELP, LAYER_HELP, class_index, command, handles, out_dir
 from interp.words import counted, joined
 
 
@@ -73,7 +73,7 @@ def _progress_line():
 @command("tcav", "TCAV: does a class depend on a concept? scores over random runs, p-values, verdicts")
 def _tcav_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="spec name or any timm model name")
-    p.add_argument("--layer", action="append", required=True, help="module name (repeat for several)")
+    p.add_argument("--layer", action="append", required=True, help=f"{LAYER_HELP}; repeat for several")
     p.add_argument("--concept", action="append", required=True, type=Path, help="folder of concept images (repeat)")
     p.add_argument("--random", action="append", required=True, type=Path,
                    help="folder of random images (repeat; at least two, or one folder of sub-folders)")  # fmt: skip
@@ -134,7 +134,7 @@ def _tcav(args: argparse.Namespace) -> int:
 @command("cav-features", "write a layer's activations for a folder of images to an .npz (for your own CAV work)")
 def _features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="spec name or any timm model name")
-    p.add_argument("--layer", required=True, help="module name (blocks.3, layer4…)")
+    p.add_argument("--layer", required=True, help=LAYER_HELP)
     p.add_argument("--images", required=True, type=Path, help="a folder: every image in it and its sub-folders")
     p.add_argument("--out", required=True, type=Path, help="an .npz file: activations (N, D), names (N,)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")

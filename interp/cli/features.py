@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
+from interp.cli import CLASS_HELP, DEVICE_HELP, LAYER_HELP, class_index, command, handles, out_dir
 from interp.words import counted
 
 OBJECTIVES = ("channel", "neuron", "class", "probability")
@@ -21,7 +21,7 @@ def _unit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", default="channel", choices=OBJECTIVES,
                    help="channel: a channel's mean over its map; neuron: one position of it; class: a logit; "
                    "probability: a class's log-probability (default: channel)")  # fmt: skip
-    p.add_argument("--layer", help="module path (blocks.3, layer2…); default: a layer halfway through the network")
+    p.add_argument("--layer", help=f"{LAYER_HELP}; default: a layer halfway through the network")
     p.add_argument("--channel", type=int, help="the channel of --layer (channel and neuron objectives)")
     p.add_argument("--class", dest="klass", help=f"the class of the class and probability objectives: {CLASS_HELP}")
     p.add_argument("--position", help="ROW,COL on the layer's grid for a neuron (default: the centre)")
