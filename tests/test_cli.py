@@ -75,7 +75,10 @@ def test_models_layers_lists_the_names_layer_options_take_with_their_output_shap
     out = capsys.readouterr().out
     assert re.search(r"^  blocks\.3\.norm1 \*\s+LayerNorm\s+65 × 128 ", out, re.M), out
     assert "tokens × width" in out
+    assert main(["models", "--layers", "shapes_cnn", "--weights", "bundled"]) == 0
+    assert "shapes_cnn on a 3 × 128 × 128 input, built with its bundled weights;" in capsys.readouterr().out
     for args, words in [(["--layers", "no_such_net_v9"], "not a timm model"), (["--all"], "--all goes with --layers"),
+                        (["--layers", "text_bert"], "'text_bert' is the bundled text model, not an image classifier"),
                         (["--timm", "vit", "--layers", "shapes_cnn"], "give one of them")]:  # fmt: skip
         assert main(["models", *args]) == 2
         assert words in capsys.readouterr().err

@@ -99,7 +99,8 @@ def _layers(name: str, weights: str, every: bool, as_json: bool) -> int:
     header = ("layer", "kind", "output", "parameters")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     c, h, w = model.data_config["input_size"]
-    built = "its own weights" if weights != "random" else "random weights (names and shapes do not depend on them)"
+    built = {"random": "random weights (names and shapes do not depend on them)", "hub": "its weights from the hub",
+             "bundled": "its bundled weights"}.get(weights, f"the weights in {weights}")  # fmt: skip
     modules = counted(len(model.layer_names()), "module")
     shown = "every module" if every else f"{counted(len(table), 'layer')} of {modules}"
     print(f"{model.name} on a {c} × {h} × {w} input, built with {built}; {shown}:")
