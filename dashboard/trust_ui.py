@@ -19,7 +19,7 @@ from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
 from interp.models import LoadedModel
-from interp.words import counted, joined
+from interp.words import counted, joined, plus_minus
 
 if TYPE_CHECKING:
     from dashboard.attribution_ui import AttributionChoice
@@ -283,7 +283,7 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     st.markdown(verdict(summary, ds.name, name=charts.md, strong=lambda text: f"**{text}**"))
     shown = summary[["method", "images"]].copy()
     for col, name in TRUST_COLUMNS:
-        shown[name] = [f"{m:.3f} ± {c:.3f}" for m, c in zip(summary[col], summary[f"{col}_ci95"])]
+        shown[name] = [plus_minus(m, c) for m, c in zip(summary[col], summary[f"{col}_ci95"])]  # one image: no ±
     # The whole width: the answer's columns (the gains) first, none cut off beside the chart.
     st.dataframe(shown, hide_index=True, column_config={
         name: st.column_config.TextColumn(help=TRUST_HELP[col]) for col, name in TRUST_COLUMNS})  # fmt: skip

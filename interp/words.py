@@ -48,3 +48,11 @@ def epoch_line(epoch: int, epochs: int, loss: float, elapsed: float) -> str:
     left = elapsed / epoch * (epochs - epoch)
     return (f"epoch {epoch}/{epochs}: loss {loss:.4f}, {duration(elapsed)} so far"
             + (f", about {duration(left)} left" if epoch < epochs else ""))  # fmt: skip
+
+
+def plus_minus(mean: float, half: float, digits: int = 3) -> str:
+    """``"0.240 ± 0.050"``: a mean and its interval's half-width; the mean alone where there is no interval (one
+    image gives none: ``nan``), never ``"± nan"``."""
+    import math
+
+    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"

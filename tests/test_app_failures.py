@@ -251,6 +251,18 @@ def test_an_image_of_the_dataset_that_cannot_be_read_is_left_out_of_the_trust_sc
     said = [c.value for c in at.main.caption if "could not be read" in c.value]
     assert len(said) == 1 and said[0].startswith("1 image could not be read and is left out: broken.png"), said
 
+    # two files, one of them broken: the scores rest on one image, which gives no interval, and nothing says "± nan"
+    one = failures_page().run()
+    _upload_zip(one, {"one/star/a.png": png, "one/circle/broken.png": b"not a picture"})
+    one.main.multiselect(key="trust_methods").set_value(["grad_cam"]).run()
+    one.main.select_slider(key="trust_steps").set_value(5).run()
+    one.main.button(key="trust_start").click().run()
+    assert not one.exception and not one.main.error, [e.value for e in one.main.error]
+    table = one.main.dataframe[-1].value
+    assert (table["images"] == 1).all() and not table.astype(str).apply(lambda c: c.str.contains("nan")).any().any()
+    answer = next(m.value for m in one.main.markdown if "gains the most" in m.value)
+    assert "on 1 image, which gives no interval" in answer and "nan" not in answer
+
 
 def test_scores_of_an_older_engine_are_not_shown_as_this_ones(monkeypatch):
     """After an upgrade (a fixed method), the page scores the methods again instead of showing what the old code

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.words import counted, duration, epoch_line, joined, percent
+from interp.words import counted, duration, epoch_line, joined, percent, plus_minus
 
 
 def test_a_list_reads_as_a_sentence_lists_it():
@@ -22,3 +22,8 @@ def test_a_training_line_says_the_time_so_far_and_about_how_long_is_left():
     # three epochs of twelve in 2 minutes: nine more take about six
     assert epoch_line(3, 12, 0.41234, 120) == "epoch 3/12: loss 0.4123, 2.0 min so far, about 6.0 min left"
     assert epoch_line(12, 12, 0.1, 480) == "epoch 12/12: loss 0.1000, 8.0 min so far"  # nothing left to guess
+
+
+def test_a_mean_without_an_interval_is_written_alone():
+    assert plus_minus(0.24, 0.05) == "0.240 ± 0.050" and plus_minus(0.3, float("nan")) == "0.300"
+    assert plus_minus(0.7921, 0.1234, digits=2) == "0.79 ± 0.12"
