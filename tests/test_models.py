@@ -522,7 +522,7 @@ def test_a_filled_hub_cache_loads_by_path_without_network(tmp_path, monkeypatch)
 def test_a_model_that_would_not_fit_in_the_memory_left_is_refused_before_anything_is_read(tmp_path, monkeypatch):
     """In a 1,000 MB cgroup a process holding 400 MB was killed loading ViT-B/16 from a file without this check."""
     from interp.errors import NotEnoughMemoryError
-    from interp.models import loading
+    from interp.models import budget as loading  # the estimate and the check loading makes
 
     source = load_model(TINY_CNN, "random")
     path = tmp_path / "mine.safetensors"

@@ -27,17 +27,17 @@ from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, res
 from interp.config import resolve_device
 from interp.errors import (
     BadSettingError,
-    NotEnoughMemoryError,
     UnknownModelError,
     WeightsMismatchError,
     WeightsUnavailableError,
 )
 from interp.models import weights as W
+from interp.models.budget import check_room, load_memory_mb
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
 from interp.models.preprocess import fast_eval_transform
 from interp.models.specs import ModelSpec, class_outputs, get_spec, parameter_count
-from interp.runtime import HEADROOM_MB, keep_freed_memory, room_mb
+from interp.runtime import keep_freed_memory
 from interp.words import counted
 
 log = logging.getLogger(__name__)
@@ -327,35 +327,6 @@ def load_model(
     )
 
 
-LOAD_OVERHEAD_MB = 64
-"""What loading takes beyond the weights (timm's modules, the first buffers); measured 24-54 MB."""
-
-
-def load_memory_mb(spec: ModelSpec, weights: object) -> float:
-    """Memory loading ``spec`` takes at its peak, in MB: its float32 weights once when they are drawn at random, twice
-    when they are read (the state dict beside the model until it is copied in). Measured peaks over the process
-    before: ViT-B/16 354 MB at random, 676 from a file (weights 330 MB); ResNet-50 151 and 231 (weights 97 MB)."""
-    weights_mb = parameter_count(spec.name) * 4 / 2**20
-    return weights_mb * (1 if isinstance(weights, str) and weights == "random" else 2) + LOAD_OVERHEAD_MB
-
-
-def check_room(spec: ModelSpec, weights: object) -> None:
-    """Refuse, with a sentence, a model whose loading would take more memory than this process has left: in a
-    container the kernel would kill the whole server, every visitor's session with it."""
-    room = room_mb()
-    if room is None:
-        return
-    need = load_memory_mb(spec, weights)
-    if need + HEADROOM_MB > room:
-        millions = parameter_count(spec.name) / 1e6
-        raise NotEnoughMemoryError(
-            f"{spec.name} ({millions:,.0f} M parameters) needs about {need:,.0f} MB to load and this server has "
-            f"about {max(room - HEADROOM_MB, 0):,.0f} MB left; pick a smaller model.",
-            need_mb=need + HEADROOM_MB,
-            room_mb=room,
-        )
-
-
 CHANNELS_LAST = ("auto", "1", "0")
 """Values of ``$INTERP_CHANNELS_LAST``: ``auto`` (CNNs on a CPU), ``1`` (CNNs on any device), ``0`` (never)."""
 
@@ -386,7 +357,7 @@ def fingerprint(model: torch.nn.Module) -> str:
 
 def describe(name: str) -> dict[str, Any]:
     """A model picker row: name, architecture, family, description, parameters, the memory loading it takes with its
-    own weights (``load_mb``, :func:`load_memory_mb`), availability."""
+    own weights (``load_mb``, :func:`interp.models.budget.load_memory_mb`), availability."""
     spec = get_spec(name)
     avail = availability(name)
     return {
