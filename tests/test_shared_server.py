@@ -223,6 +223,19 @@ def test_activations_with_the_early_stop_beside_a_prediction_loop(shapes_cnn, wo
     assert hook_count(shapes_cnn._module) == 0
 
 
+def test_layer_shapes_beside_a_prediction_loop(shapes_cnn, world):
+    """The layer boxes' and `models --layers`' blank pass hooks every module it lists: a prediction beside it is
+    untouched, and the shapes are those it gives alone."""
+    from interp.features import layer_table
+
+    names = shapes_cnn.layer_names()
+    alone = layer_table(shapes_cnn, names)
+    results, predictions = _beside_predictions(shapes_cnn, world, lambda: layer_table(shapes_cnn, names), runs=6)
+    assert all(got == alone for got in results) and alone[-1].output == (6,)
+    _check_predictions(shapes_cnn, world, predictions)
+    assert hook_count(shapes_cnn._module) == 0
+
+
 def test_activations_of_files_beside_a_prediction_loop(shapes_cnn, world, tmp_path):
     """cav-features' path (files read by a scan's reader, the pass ended at its layer by a hook) beside plain
     predictions: the same rows as alone, the predictions untouched, no hook left."""
