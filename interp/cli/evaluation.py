@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -61,6 +60,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import evaluate_dataset, load_failures, load_unreadable, verdict
     from interp.models import load_model
+    from interp.words import plus_minus
 
     if args.out is None:
         raise ValueError("with --dataset, give --out DIR for the scores (a second run continues them).")
@@ -90,8 +90,8 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     print(f"{model.name} on {dataset.name}: mean ± 95% interval over the images; gains are the margins over a random "
           "map (higher is better)")  # fmt: skip
     print(f"{'method':<24}{'images':>7}{'deletion':>16}{'insertion':>16}{'insertion gain':>18}{'deletion gain':>17}")
-    def pm(mean: float, half: float) -> str:  # one image has no interval: say nothing rather than "± nan"
-        return f"{mean:.3f}        " if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
+    def pm(mean: float, half: float) -> str:  # the mean alone where there is no interval, kept in its column
+        return plus_minus(mean, half).ljust(len(f"{mean:.3f} ± 0.000"))
 
     for r in summary.to_dict("records"):
         print(f"{r['method']:<24}{r['images']:>7}{pm(r['deletion_auc'], r['deletion_auc_ci95']):>16}"

@@ -113,10 +113,11 @@ def _scan(args: argparse.Namespace) -> int:
                  if sure else ""))  # fmt: skip
     from interp.datasets.scanner import read_meta
 
-    check = read_meta(out).get("precision_check")
+    meta = read_meta(out)
+    check = meta.get("precision_check")
     if check and check.get("top1_agreement") is not None:
         first = counted(check["images"], "image")
-        print(f"{read_meta(out)['precision']}: top-1 agreement with fp32 on the first {first}: "
+        print(f"{meta['precision']}: top-1 agreement with fp32 on the first {first}: "
               f"{check['top1_agreement']:.2%}")  # fmt: skip
     return 0
 
