@@ -11,7 +11,7 @@ from dashboard import permalink, resources, state
 from dashboard.feedback import guarded, sentence
 from interp.errors import InterpError
 from interp.images import DEFAULT_MAX_BYTES, UPLOAD_EXTENSIONS
-from interp.models import is_timm_name, suggest_names
+from interp.models import is_timm_name, suggest_names, text_model_note
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def model_picker_ui() -> state.ModelChoice | None:
     elif from_url and is_timm_name(from_url):
         state.put("model_select", OTHER)
         state.put("model_other", from_url)
+    elif from_url and (note := text_model_note(from_url)):
+        permalink.note(f"The link's model: {note} Showing the default model.")
     elif from_url:
         close = suggest_names(from_url, n=1)
         guess = f" (did you mean {close[0]}?)" if close else ""
@@ -97,6 +99,10 @@ def _timm_name_ui(ours: dict[str, bool]) -> str | None:
     if not typed:
         st.caption("Type any timm model name, or a part of one (vit, convnext, resnet…) to see names that "
                    "contain it; weights come from the hub or a file you upload.")  # fmt: skip
+        return None
+    if typed not in ours and (note := text_model_note(typed)):
+        st.info(note)
+        st.page_link("pages/6_Text.py", label="Open the Text page", icon="➡️")
         return None
     if typed not in ours and not is_timm_name(typed):
         close = suggest_names(typed, n=5)

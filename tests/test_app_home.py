@@ -131,6 +131,22 @@ def test_a_part_of_a_name_offers_the_names_that_contain_it():
     assert "Did you mean" in at.sidebar.error[0].value and at.sidebar.button(key="suggest_0").label == "resnet50"
 
 
+def test_the_text_model_typed_as_an_image_model_points_to_the_text_page():
+    at = home().run()
+    at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+    at.sidebar.text_input(key="model_other").input("text_bert").run()
+    assert_healthy(at)
+    assert not at.sidebar.error and "bundled text model" in at.sidebar.info[0].value
+    assert not [b for b in at.sidebar.button if b.key and b.key.startswith("suggest_")]  # no timm names offered
+    assert "**tiger cat**" not in texts(at)  # nothing classified with a text model
+    at = home()
+    at.query_params["model"] = "text_bert"
+    at.run()
+    assert_healthy(at)
+    assert "bundled text model" in at.toast[0].value and "default model" in at.toast[0].value
+    assert at.sidebar.selectbox(key="model_select").value == "efficientnet_lite0" and "**tiger cat**" in texts(at)
+
+
 def test_a_link_with_a_mistyped_model_shows_the_default_and_suggests_the_name():
     at = home()
     at.query_params["model"] = "resnet_5O"

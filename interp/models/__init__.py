@@ -2,7 +2,16 @@
 
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.loading import LoadedModel, WeightsInfo, availability, describe, fingerprint, load_model
-from interp.models.specs import DEFAULT_MODEL, SPECS, ModelSpec, get_spec, is_timm_name, parameter_count, suggest_names
+from interp.models.specs import (
+    DEFAULT_MODEL,
+    SPECS,
+    ModelSpec,
+    get_spec,
+    is_timm_name,
+    parameter_count,
+    suggest_names,
+    text_model_note,
+)
 from interp.models.weights import Availability, hub_reachable, read_weights_file
 
 __all__ = [
@@ -24,4 +33,5 @@ __all__ = [
     "parameter_count",
     "read_weights_file",
     "suggest_names",
+    "text_model_note",
 ]

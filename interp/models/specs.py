@@ -158,15 +158,22 @@ def get_spec(name: str) -> ModelSpec:
     if not name:
         raise UnknownModelError("no model name was given; pick one from the list or type a timm model name.")
     if not is_timm_name(name):
-        from interp.text.model import BUNDLED as TEXT_MODELS
-
-        if name in TEXT_MODELS:  # the bundled text model, named where an image classifier goes
-            raise UnknownModelError(f"{name!r} is the bundled text model, not an image classifier; the Text page and "
-                                    "`python -m interp text-attention` read it.")  # fmt: skip
+        if text := text_model_note(name):
+            raise UnknownModelError(text)
         close = suggest_names(name)
         hint = f" Did you mean {', '.join(close)}?" if close else f" {LIST_HINT}"
         raise UnknownModelError(f"{name!r} is not a timm model name.{hint}")
     return _infer_spec(name)
+
+
+def text_model_note(name: str) -> str | None:
+    """The sentence for the bundled text model named where an image classifier goes (None for any other name)."""
+    from interp.text.model import BUNDLED as TEXT_MODELS
+
+    if name.strip() not in TEXT_MODELS:
+        return None
+    return (f"{name.strip()!r} is the bundled text model, not an image classifier; the Text page and "
+            "`python -m interp text-attention` read it.")  # fmt: skip
 
 
 def is_timm_name(name: str) -> bool:
