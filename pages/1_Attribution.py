@@ -39,10 +39,10 @@ else:
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader(f"{model.name} · {model.weights.source}")
-        overlays = ui.grid_view(model, image, choice, cells, display, scores=scores)
+        overlays = ui.grid_view(model, image, choice, cells, display, truth=truth, scores=scores)
     with right:
         st.subheader(f"{second.name} · {second.weights.source}")
-        ui.grid_view(second, image, choice, second_cells, display, key="second")
+        ui.grid_view(second, image, choice, second_cells, display, key="second", truth=ui.ground_truth(second))
 trust_ui.scoreboard_view(model, choice, scores)
 ui.inspect_ui(model, image, choice, cells, display, scores)
 ui.downloads_ui(model, image, choice, cells, display, overlays)

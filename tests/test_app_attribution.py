@@ -111,6 +111,22 @@ def test_the_untrained_copy_of_a_model_with_its_own_classes_names_them_alike():
     assert len(named) == 2 and not any(m.value.startswith("**class 3**") for m in at.main.markdown), named
 
 
+def test_comparing_on_a_shapes_image_scores_both_models_against_its_ground_truth():
+    """The sanity check's point on the shapes world: the trained model's maps find the object, the untrained copy's
+    need not; both grids show the outline and the pointing game (compare mode once dropped the ground truth)."""
+    from interp.datasets import SHAPES_DATASET
+
+    page = attribution_page()
+    page.at.query_params.update({"model": "shapes_cnn", "dataset": SHAPES_DATASET, "item": "star/test_000009.png",
+                                 "methods": "grad_cam,saliency"})  # fmt: skip
+    at = page.run()
+    at.main.toggle(key="attr_compare").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    verdicts = [c.value for c in at.main.caption if c.value.startswith("Ground truth")]
+    assert len(verdicts) == 2 and all("of 2 maps" in v for v in verdicts), verdicts
+    assert len([c for c in captions(at) if "of the map on the object" in c]) == 4  # two methods × two models
+
+
 def test_comparing_models_whose_integrated_gradients_both_miss_their_logit_change():
     """Both grids flag their IG map; the button that finds enough steps sits under the sidebar model's map only (the
     compared grid drew a second button with the same key, and the page crashed)."""
