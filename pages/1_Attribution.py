@@ -43,6 +43,9 @@ else:
     with right:
         st.subheader(f"{second.name} · {second.weights.source}")
         ui.grid_view(second, image, choice, second_cells, display, key="second", truth=ui.ground_truth(second))
+        if scores is not None:
+            st.caption(f"Trust scores are computed for {model.name} ({model.weights.source}), the sidebar's model, "
+                       "not for this one.")  # fmt: skip
 trust_ui.scoreboard_view(model, choice, scores)
 ui.inspect_ui(model, image, choice, cells, display, scores)
 ui.downloads_ui(model, image, choice, cells, display, overlays)

@@ -95,6 +95,10 @@ def test_second_model_side_by_side_with_an_untrained_copy():
     headers = [h.value for h in at.main.subheader]
     assert any("bundled package" in h for h in headers) and any("random initialisation" in h for h in headers)
     assert len(at.main.get("image")) == 4  # two methods × two models
+    at.main.toggle(key="attr_scores").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len([c for c in captions(at) if "insertion" in c and "random maps" in c]) == 2  # the sidebar model's
+    assert any(c.startswith("Trust scores are computed for efficientnet_lite0") for c in captions(at))
 
 
 def test_the_untrained_copy_of_a_model_with_its_own_classes_names_them_alike():
