@@ -75,7 +75,7 @@ class LoadedImage:
 
 
 def load_image(
-    source: bytes | str | Path | BinaryIO,
+    source: bytes | str | Path | BinaryIO | np.ndarray | Image.Image,
     *,
     name: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -84,7 +84,8 @@ def load_image(
     """Decode an image file into RGB, whatever its mode, or raise :class:`BadImageError` with one sentence.
 
     Args:
-        source: the file's bytes, a path to it, or an open binary file.
+        source: the file's bytes, a path to it, or an open binary file; or a picture already in memory, a NumPy array
+            (as :func:`image_from_array` takes it) or a Pillow image (any mode, as a file's).
         name: how to call the file in messages; defaults to the path's name or ``"the image"``.
         max_bytes: files larger than this are refused before decoding.
         max_side: a longer side than this is downscaled (aspect ratio kept).
@@ -93,6 +94,13 @@ def load_image(
         A :class:`LoadedImage` in mode ``RGB``. The first frame is used for animated GIF/WebP and multi-page TIFF.
         EXIF orientation is applied. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is enforced.
     """
+    if isinstance(source, np.ndarray):
+        return image_from_array(source, name or "the array", max_side=max_side)
+    if isinstance(source, Image.Image):
+        return _from_picture(source, name or "the image", max_side)
+    if not isinstance(source, (bytes, bytearray, memoryview, str, Path)) and not hasattr(source, "read"):
+        raise BadImageError(f"load_image takes a path, a file's bytes, an open binary file, a NumPy array or a Pillow "
+                            f"image, not {type(source).__name__}.")  # fmt: skip
     im, name, original_size, original_mode, notes = _decode(source, name, max_bytes, max_side)
     return LoadedImage(
         image=im,
@@ -286,13 +294,33 @@ def image_from_array(array: np.ndarray, name: str, *, max_side: int = DEFAULT_MA
     elif arr.dtype != np.uint8:
         raise BadImageError(f"{name} holds {arr.dtype} values; pixels are uint8, bool, other integers or floats "
                             "from 0 to 1.")  # fmt: skip
-    _check_aspect(name, arr.shape[1], arr.shape[0])
-    im = Image.fromarray(arr)
-    rgb = to_rgb(im, notes)
+    return _from_picture(Image.fromarray(arr), name, max_side, notes)
+
+
+def _from_picture(im: Image.Image, name: str, max_side: int, notes: list[str] | None = None) -> LoadedImage:
+    """A picture already in memory as a :class:`LoadedImage`, made as a file's picture is: EXIF orientation applied
+    (a Pillow image opened from a file keeps its tag), RGB, downscaled past ``max_side``."""
+    notes = [] if notes is None else notes
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:  # before a file's picture is decoded
+        raise BadImageError(_too_many_pixels(name, im.size))
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append(f"used the first of its {im.n_frames} frames")
+    try:
+        im.load()  # a Pillow image opened from a file decodes here
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged data
+        log.info("Image.load failed for %s: %r", name, exc)
+        raise BadImageError(f"{name} is truncated or damaged and cannot be decoded; try the original file.") from None
+    if min(im.size) == 0:
+        raise BadImageError(f"{name} has no pixels ({im.width}×{im.height}).")
+    _check_aspect(name, im.width, im.height)
+    rgb = to_rgb(_apply_exif_orientation(_reduced(im, max_side), notes), notes)
     if max(rgb.size) > max_side:
-        rgb = _reduced(rgb, max_side)
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if rgb.size not in (im.size, im.size[::-1]):
         notes.append(f"downscaled from {im.width}×{im.height} to {rgb.width}×{rgb.height}")
+    if rgb is im:
+        rgb = im.copy()  # ours alone: the caller's picture (or the array under it) may change after
     return LoadedImage(rgb, name, image_digest(rgb), im.size, im.mode, tuple(notes))
 
 

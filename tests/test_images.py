@@ -249,3 +249,39 @@ def test_an_image_on_disk_that_changed_or_went_says_so_when_its_picture_is_wante
     with pytest.raises(BadImageError, match=r"^a\.png can no longer be read: it was changed, moved or deleted") as info:
         on_disk.image
     assert str(tmp_path) not in str(info.value)  # a visitor on a shared server is not shown the server's paths
+
+
+@pytest.mark.parametrize("case", sorted(odd_files()))
+def test_a_pillow_image_loads_as_its_file_does(case):
+    """``load_image(Image.open(f))`` gives what ``load_image(f)`` gives: the picture, its sizes and notes (EXIF
+    rotation, frames, downscaling, transparency)."""
+    import io
+
+    name, data = odd_files()[case]
+    from_file = load_image(data, name=name)
+    from_pillow = load_image(Image.open(io.BytesIO(data)), name=name)
+    assert np.array_equal(np.asarray(from_pillow.image), np.asarray(from_file.image))
+    assert from_pillow.digest == from_file.digest and from_pillow.notes == from_file.notes
+    assert (from_pillow.original_size, from_pillow.original_mode) == (from_file.original_size, from_file.original_mode)
+
+
+def test_pictures_in_memory_are_taken_as_copies_and_anything_else_is_a_sentence():
+    import io
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    from_array = load_image(pixels)
+    assert from_array.digest == image_from_array(pixels, "the array").digest and from_array.name == "the array"
+    picture = Image.fromarray(pixels)
+    from_pillow = load_image(picture, name="mine")
+    assert from_pillow.name == "mine" and from_pillow.digest == from_array.digest
+    pixels[:] = 0  # the caller's array and picture change after: ours do not
+    picture.paste((255, 0, 0), (0, 0, 60, 40))
+    assert image_digest(from_array.image) == from_array.digest and image_digest(from_pillow.image) == from_array.digest
+    for case in ("truncated_png", "decompression_bomb"):
+        name, data = bad_files()[case]
+        with pytest.raises(BadImageError) as info:
+            load_image(Image.open(io.BytesIO(data)), name=name)
+        assert name in str(info.value)
+    for wrong in (3, [1, 2], None):
+        with pytest.raises(BadImageError, match="load_image takes a path"):
+            load_image(wrong)
