@@ -157,6 +157,12 @@ class ImageOnDisk:
         return loaded.image
 
 
+def as_loaded(image: LoadedImage | bytes | str | Path | BinaryIO | np.ndarray | Image.Image) -> LoadedImage:
+    """``image`` itself where it is a :class:`LoadedImage`, else :func:`load_image`'s (a path, bytes, an array, a
+    Pillow image…): what the API's one-image functions accept."""
+    return image if isinstance(image, LoadedImage) else load_image(image)
+
+
 def load_rgb(
     source: bytes | str | Path | BinaryIO,
     *,

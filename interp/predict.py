@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError, whole_number
-from interp.images import LoadedImage
+from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
 
 
@@ -49,17 +50,19 @@ class Prediction:
         }
 
 
-def predict(model: LoadedModel, image: LoadedImage | Image.Image, top_k: int = 5) -> Prediction:
+def predict(
+    model: LoadedModel, image: LoadedImage | Image.Image | np.ndarray | str | Path, top_k: int = 5
+) -> Prediction:
     """Classify one image.
 
     Args:
         model: from :func:`interp.load_model`.
-        image: a :class:`LoadedImage` or any PIL image (converted to RGB).
+        image: a :class:`LoadedImage`, or what :func:`interp.load_image` takes (a path, a PIL image, an array…).
         top_k: how many classes to return; clipped to the number of classes.
     """
     if (whole_number(top_k) or 0) < 1:
         raise BadSettingError(f"top_k must be a whole number, at least 1; got {top_k!r}.")
-    pil = image.image if isinstance(image, LoadedImage) else image
+    pil = as_loaded(image).image
     start = time.perf_counter()
     x = model.preprocess(pil).unsqueeze(0)
     probs = model.run(x).float().softmax(dim=-1)[0]

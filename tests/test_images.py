@@ -285,3 +285,29 @@ def test_pictures_in_memory_are_taken_as_copies_and_anything_else_is_a_sentence(
     for wrong in (3, [1, 2], None):
         with pytest.raises(BadImageError, match="load_image takes a path"):
             load_image(wrong)
+
+
+def test_the_one_image_functions_take_what_load_image_takes(tmp_path):
+    """predict, attribute and feature_maps give for a path, an array or a Pillow image what they give for the
+    loaded image (a path or an array raised AttributeError in predict); anything else is the loader's sentence."""
+    import interp
+    from interp.attribution import attribute
+    from interp.features import feature_maps
+
+    model = interp.load_model("shapes_cnn")
+    loaded = interp.load_sample("shapes_star")
+    path = tmp_path / "star.png"
+    loaded.image.save(path)
+    same = [str(path), path, np.asarray(loaded.image), loaded.image, path.read_bytes()]
+    want = interp.predict(model, loaded).scores
+    saliency = attribute(model, loaded, "saliency", target=3).raw
+    maps = feature_maps(model, loaded, "layer2", top_k=4)
+    for given in same:
+        assert interp.predict(model, given).scores == want, type(given)
+        assert np.allclose(attribute(model, given, "saliency", target=3).raw, saliency), type(given)
+        got = feature_maps(model, given, "layer2", top_k=4)
+        assert np.array_equal(got.channels, maps.channels) and np.allclose(got.maps, maps.maps), type(given)
+    for call in (lambda: interp.predict(model, 3), lambda: attribute(model, [1], "saliency", target=3),
+                 lambda: feature_maps(model, None, "layer2")):  # fmt: skip
+        with pytest.raises(BadImageError, match="load_image takes a path"):
+            call()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from interp.attribution.base import COMPLETENESS_TOLERANCE, METHODS, Attribution, get_method
 from interp.cache import ResultCache, computed_once, result_key
 from interp.errors import BadSettingError
-from interp.images import LoadedImage
+from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
 
 
@@ -29,8 +28,8 @@ def attribute(
 
     Args:
         model: from :func:`interp.load_model`.
-        image: a loaded image, a PIL image (both preprocessed with the model's data config), or a preprocessed
-            ``(C, H, W)`` tensor.
+        image: a loaded image or what :func:`interp.load_image` takes (a path, a PIL image, an array…), both
+            preprocessed with the model's data config; or a preprocessed ``(C, H, W)`` tensor.
         method: a registry name (``interp.attribution.METHODS``).
         target: class index; ``None`` explains the top prediction.
         cache: when given, a result computed before for the same model, pixels, method, target and settings is
@@ -38,6 +37,8 @@ def attribute(
         **params: the method's settings (see its ``defaults``).
     """
     m = get_method(method, **params)
+    if not isinstance(image, torch.Tensor):
+        image = as_loaded(image)  # a path or a picture is cached as a loaded image is
     x: torch.Tensor | None = None
     if target is None:
         x = _as_input(model, image)
@@ -81,6 +82,8 @@ def enough_steps(
     """
     if not 2 <= start <= most:
         raise BadSettingError(f"enough_steps needs 2 ≤ start ≤ most; got start {start}, most {most}.")
+    if not isinstance(image, torch.Tensor):
+        image = as_loaded(image)  # read once for every try
     best: Attribution | None = None
     steps = start
     while True:
@@ -116,12 +119,6 @@ def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
 
 
 def _as_input(model: LoadedModel, image: LoadedImage | Image.Image | torch.Tensor) -> torch.Tensor:
-    if isinstance(image, LoadedImage):
-        return model.preprocess(image.image)
-    if isinstance(image, Image.Image):
-        return model.preprocess(image)
     if isinstance(image, torch.Tensor):
         return image[0] if image.dim() == 4 else image
-    if isinstance(image, np.ndarray):
-        return model.preprocess(Image.fromarray(image))
-    raise TypeError(f"cannot attribute a {type(image).__name__}; pass a LoadedImage, a PIL image or a tensor.")
+    return model.preprocess(as_loaded(image).image)
