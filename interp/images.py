@@ -102,14 +102,7 @@ def load_image(
         raise BadImageError(f"load_image takes a path, a file's bytes, an open binary file, a NumPy array or a Pillow "
                             f"image, not {type(source).__name__}.")  # fmt: skip
     im, name, original_size, original_mode, notes = _decode(source, name, max_bytes, max_side)
-    return LoadedImage(
-        image=im,
-        name=name,
-        digest=image_digest(im),
-        original_size=original_size,
-        original_mode=original_mode,
-        notes=tuple(notes),
-    )
+    return LoadedImage(im, name, image_digest(im), original_size, original_mode, tuple(notes))
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,10 +150,11 @@ class ImageOnDisk:
         return loaded.image
 
 
-def as_loaded(image: LoadedImage | bytes | str | Path | BinaryIO | np.ndarray | Image.Image) -> LoadedImage:
-    """``image`` itself where it is a :class:`LoadedImage`, else :func:`load_image`'s (a path, bytes, an array, a
-    Pillow image…): what the API's one-image functions accept."""
-    return image if isinstance(image, LoadedImage) else load_image(image)
+def as_loaded(image: LoadedImage | ImageOnDisk | bytes | str | Path | BinaryIO | np.ndarray | Image.Image,
+              ) -> LoadedImage | ImageOnDisk:  # fmt: skip
+    """``image`` itself where it is a :class:`LoadedImage` (or an :class:`ImageOnDisk`), else :func:`load_image`'s
+    (a path, bytes, an array, a Pillow image…): what the API's functions accept for an image."""
+    return image if isinstance(image, (LoadedImage, ImageOnDisk)) else load_image(image)
 
 
 def load_rgb(

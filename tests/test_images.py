@@ -287,9 +287,10 @@ def test_pictures_in_memory_are_taken_as_copies_and_anything_else_is_a_sentence(
             load_image(wrong)
 
 
-def test_the_one_image_functions_take_what_load_image_takes(tmp_path):
-    """predict, attribute and feature_maps give for a path, an array or a Pillow image what they give for the
-    loaded image (a path or an array raised AttributeError in predict); anything else is the loader's sentence."""
+def test_the_api_takes_images_as_load_image_takes_them(tmp_path):
+    """predict, attribute, feature_maps and activations give for a path, an array or a Pillow image what they give
+    for the loaded image (a path or an array raised AttributeError in predict and activations); anything else is the
+    loader's sentence."""
     import interp
     from interp.attribution import attribute
     from interp.features import feature_maps
@@ -307,7 +308,27 @@ def test_the_one_image_functions_take_what_load_image_takes(tmp_path):
         assert np.allclose(attribute(model, given, "saliency", target=3).raw, saliency), type(given)
         got = feature_maps(model, given, "layer2", top_k=4)
         assert np.array_equal(got.channels, maps.channels) and np.allclose(got.maps, maps.maps), type(given)
+    from interp.concepts import activations
+
+    rows = activations(model, "layer2", [loaded])
+    assert np.allclose(activations(model, "layer2", same), np.repeat(rows, len(same), axis=0), atol=1e-6)
+    with pytest.raises(BadImageError, match="no file"):
+        activations(model, "layer2", [loaded, str(tmp_path / "gone.png")])
+    with pytest.raises(interp.InterpError, match="at least one image"):  # numpy's "need at least one array to stack"
+        activations(model, "layer2", [])
     for call in (lambda: interp.predict(model, 3), lambda: attribute(model, [1], "saliency", target=3),
                  lambda: feature_maps(model, None, "layer2")):  # fmt: skip
         with pytest.raises(BadImageError, match="load_image takes a path"):
             call()
+
+
+def test_attention_capture_takes_an_image_as_well_as_a_preprocessed_tensor():
+    import interp
+    from interp.attention import capture
+
+    vit = interp.load_model("shapes_vit")
+    loaded = interp.load_sample("shapes_star")
+    want = capture(vit, vit.preprocess(loaded.image)[None], target=3)
+    for given in (loaded, loaded.image, np.asarray(loaded.image), vit.preprocess(loaded.image)[None].numpy()):
+        got = capture(vit, given, target=3)  # a PIL image raised "Could not infer dtype of Image"
+        assert np.array_equal(got.attn, want.attn) and np.array_equal(got.logits, want.logits), type(given)

@@ -12,11 +12,14 @@ import contextlib
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from interp.errors import BadSettingError, InterpError, check_class
+from interp.images import LoadedImage, as_loaded
 from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 
@@ -149,17 +152,25 @@ def _check_input_size(model: LoadedModel, chw: tuple[int, ...]) -> None:
                               f"got {chw}; prepare the image with model.preprocess(image).")  # fmt: skip
 
 
-def capture(model: LoadedModel, x: torch.Tensor, target: int | None = None) -> AttentionCapture:
+def capture(
+    model: LoadedModel, x: torch.Tensor | LoadedImage | Image.Image | np.ndarray | str | Path, target: int | None = None
+) -> AttentionCapture:
     """Run ``x`` once and keep every layer's attention (and its gradient for ``target``).
 
     Args:
         model: a ViT-style model from :func:`interp.load_model`; the call holds its gate alone while the fused
             attention flag is off and the hooks are on.
-        x: ``(1, 3, H, W)`` preprocessed image on the model's device.
+        x: ``(1, 3, H, W)`` preprocessed image (moved to the model's device); or an image as
+            :func:`interp.load_image` takes it (a :class:`LoadedImage`, path, PIL image, array…), preprocessed here
+            with the model's data config.
         target: class index whose logit is differentiated with respect to every attention map (for gradient-
             weighted rollout and Chefer et al.'s relevance); ``None`` to skip the backward pass.
     """
-    x = torch.as_tensor(x)
+    if isinstance(x, torch.Tensor) or (isinstance(x, np.ndarray) and x.ndim == 4):
+        x = torch.as_tensor(x)
+    else:  # an image, not yet preprocessed
+        x = model.preprocess(as_loaded(x).image)[None]
+    x = x.to(model.device)
     if x.dim() != 4 or x.shape[0] != 1:
         raise BadSettingError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
     mods = check_vit(model)
