@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from interp import BadImageError, image_from_array, load_image
@@ -309,6 +310,26 @@ def test_the_api_takes_images_as_load_image_takes_them(tmp_path):
         got = feature_maps(model, given, "layer2", top_k=4)
         assert np.array_equal(got.channels, maps.channels) and np.allclose(got.maps, maps.maps), type(given)
     from interp.concepts import activations
+    from interp.evaluation import deletion_insertion, random_floor
+    from interp.features import Objective, spectrum
+
+    x = model.preprocess(loaded.image)
+    curves = deletion_insertion(model, x, saliency.sum(0), 3, steps=4)
+    floor = random_floor(model, x, 3, steps=4, maps=2)
+    for given in (loaded, loaded.image, str(path)):  # a LoadedImage or a PIL image raised AttributeError
+        assert torch.equal(model.preprocess(given), x), type(given)
+        got = deletion_insertion(model, given, saliency.sum(0), 3, steps=4)
+        assert np.array_equal(got.deletion, curves.deletion) and np.array_equal(got.insertion, curves.insertion)
+        got = random_floor(model, given, 3, steps=4, maps=2)
+        assert (got.deletion_auc, got.insertion_auc) == (floor.deletion_auc, floor.insertion_auc), type(given)
+    from interp.evaluation import cascading_randomisation
+
+    steps = [(t.layer, t.spearman) for t in cascading_randomisation(model, x, "saliency", 3).steps]
+    assert [(t.layer, t.spearman) for t in cascading_randomisation(model, loaded, "saliency", 3).steps] == steps
+    unit = Objective("channel", 1, "layer2")
+    ranked = spectrum(model, unit, [loaded, interp.load_sample("shapes_marked")], per_column=1)
+    given = spectrum(model, unit, [loaded.image, np.asarray(interp.load_sample("shapes_marked").image)], per_column=1)
+    assert np.array_equal(given.values, ranked.values)  # a list of PIL images raised AttributeError
 
     rows = activations(model, "layer2", [loaded])
     assert np.allclose(activations(model, "layer2", same), np.repeat(rows, len(same), axis=0), atol=1e-6)

@@ -78,7 +78,8 @@ def cascading_randomisation(
 
     Args:
         model: from :func:`interp.load_model` (left untouched).
-        x: ``(C, H, W)`` preprocessed input.
+        x: ``(C, H, W)`` preprocessed input, or an image (preprocessed here, as :meth:`LoadedModel.preprocess`
+            takes it).
         method: a registry name; ``params`` its settings.
         target: class index.
         seed: the random weights' seed.
@@ -88,6 +89,7 @@ def cascading_randomisation(
     from interp.models.loading import WeightsInfo
 
     params = params or {}
+    x = x if isinstance(x, torch.Tensor) else model.preprocess(x)  # once, for every randomised copy
     trained = np.abs(attribute(model, x, method, target, **params).map)
     with model.exclusive() as net:
         clone = copy.deepcopy(net)

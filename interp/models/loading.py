@@ -31,6 +31,7 @@ from interp.errors import (
     WeightsMismatchError,
     WeightsUnavailableError,
 )
+from interp.images import LoadedImage, as_loaded
 from interp.models import weights as W
 from interp.models.budget import check_room, load_memory_mb
 from interp.models.gate import GateMisuse, ModelGate
@@ -196,8 +197,10 @@ class LoadedModel:
         pixels (:mod:`interp.models.preprocess`); a picklable callable, for data-loader workers."""
         return self._transform
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Resize, crop and normalise as the model's data config says. Returns ``(C, H, W)`` float on the CPU."""
+    def preprocess(self, image: Image.Image | LoadedImage) -> torch.Tensor:
+        """Resize, crop and normalise as the model's data config says. Returns ``(C, H, W)`` float on the CPU.
+        ``image``: a PIL image, or anything :func:`interp.load_image` takes (a loaded image, a path, an array…)."""
+        image = image if isinstance(image, Image.Image) else as_loaded(image).image
         return self._transform(image if image.mode == "RGB" else image.convert("RGB"))  # convert() would copy
 
     def pixels(self, image: Image.Image) -> torch.Tensor:
