@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import permalink, state
+from dashboard import permalink, resources, state
 from interp.attribution import METHODS
 from interp.attribution.settings import Setting, SettingError, format_assignments, parse_assignments
 from interp.models import LoadedModel
@@ -65,6 +65,12 @@ def _setting_widget(model: LoadedModel, method: str, row: Setting) -> Any:
         if st.session_state[key] not in modules:  # the default, or a layer of another model
             st.session_state[key] = model.spec.cam_layer if model.spec.cam_layer in modules else modules[0]
         chosen = st.selectbox(row.label, modules, **common)
+        # its output under the box, not in its labels: the box is shared by every model, and Streamlit would keep an
+        # old label where two models have a layer of the same name (pull request 13788)
+        if shape := resources.layer_outputs(model.key, model).get(chosen):
+            grid = shape.split(" × ")[1:] if shape.count("×") == 2 else None  # channels × height × width
+            st.caption(f"{chosen} gives {shape} for one image" + (f": {' × '.join(grid)} maps, enlarged to the "
+                       "input (an earlier layer gives finer ones)" if grid else ""))  # fmt: skip
         return None if chosen == model.spec.cam_layer else chosen
     if row.kind in ("choice", "method"):
         options = list(row.options())

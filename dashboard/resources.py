@@ -244,7 +244,7 @@ def layer_outputs(model_key: str, _model: LoadedModel) -> dict[str, str]:
 def layer_label(model: LoadedModel) -> Callable[[str], str]:
     """How a layer box names a layer of ``model``: ``"blocks.3 · 80 × 14 × 14"``, its output for one image. Only for
     boxes whose key belongs to one model: a box shared by models would show a name's old label (Streamlit keeps the
-    label a kept option had)."""
+    label a kept option had); such a box (the Attribution page's CAM layer) says the output in a caption under it."""
     shapes = layer_outputs(model.key, model)
     return lambda name: f"{name} · {shapes[name]}" if name in shapes else name
 

@@ -147,6 +147,32 @@ def test_comparing_models_whose_integrated_gradients_both_miss_their_logit_chang
 # ----------------------------------------------------------------------------------------- schema-driven settings
 
 
+def test_the_cam_layer_box_says_what_the_chosen_layer_gives_for_each_model():
+    """The CAM layer box is shared by every model, so its labels stay bare (Streamlit keeps an old label); the output
+    of the chosen layer is a caption under it, read from the same blank pass as the Features page's box."""
+    import interp
+    from interp.features import layer_table
+
+    def said(at) -> list[str]:  # the sentence up to its grid, which follows for maps of channels × height × width
+        return [c.split(":")[0] for c in captions(at) if " for one image" in c]
+
+    at = attribution_page().run()
+    lite0 = at.main.selectbox(key="attr_set__grad_cam__layer")
+    shapes = {layer.name: " × ".join(map(str, layer.output)) for layer in layer_table(interp.load_model(
+        "efficientnet_lite0"), ["blocks.3", lite0.value])}  # fmt: skip
+    assert said(at) == [f"{lite0.value} gives {shapes[lite0.value]} for one image"]
+    at.main.selectbox(key="attr_set__grad_cam__layer").set_value("blocks.3").run()
+    assert said(at) == [f"blocks.3 gives {shapes['blocks.3']} for one image"]
+    assert shapes["blocks.3"] == "80 × 14 × 14"  # as `models --layers` gives it in the README
+    assert any(c.endswith("for one image: 14 × 14 maps, enlarged to the input (an earlier layer gives finer ones)")
+               for c in captions(at))  # fmt: skip
+    at.sidebar.selectbox(key="model_select").set_value("shapes_cnn").run()
+    assert not at.exception, [e.value for e in at.exception]
+    chosen = at.main.selectbox(key="attr_set__grad_cam__layer").value  # blocks.3 is not a layer of this model
+    output = layer_table(interp.load_model("shapes_cnn"), [chosen])[0].output
+    assert said(at) == [f"{chosen} gives {' × '.join(map(str, output))} for one image"]
+
+
 def test_each_method_gets_its_own_settings_from_its_schema():
     """The defaults come from the engine's schema, not the page (the page once started LIME at 16 samples, its
     default 200); IG's and occlusion's baselines are separate; SmoothGrad shows the wrapped method's settings."""
