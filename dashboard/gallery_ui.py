@@ -71,7 +71,8 @@ def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
                             help="Datasets configured by whoever runs this app, the built-in shapes world, and zips "
                             "you upload (kept for this session).")  # fmt: skip
     with right:
-        with st.popover("Use your own images (zip)"):
+        # stateful (a key and reruns on opening), so that a zip taken closes it: left open, it covered the gallery
+        with st.popover("Use your own images (zip)", key="gallery_zip_open", on_change="rerun"):
             st.file_uploader(f"A zip with one folder of images per class (up to {ZIP_MB} MB)", type=["zip"],
                              key="gallery_zip", on_change=_take_zip, max_upload_size=ZIP_MB)  # fmt: skip
     if state.get("_zip_error"):
@@ -112,6 +113,7 @@ def _take_zip() -> None:
     st.session_state["_zip_datasets"] = [*zips, DatasetRoot(name, "zip", folder)][-3:]
     state.put("gallery_dataset", name)
     st.session_state.pop("_zip_error", None)
+    st.session_state["gallery_zip_open"] = False  # the popover closes on the new dataset; a refused zip keeps it open
     if skipped:
         st.session_state["_zip_note"] = (f"Skipped {counted(len(skipped), 'entry', 'entries')} of {upload.name} (not "
                                          "images, or unsafe names): " + ", ".join(skipped[:5]))  # fmt: skip

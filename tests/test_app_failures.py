@@ -107,6 +107,7 @@ def test_zip_upload_with_junk_becomes_a_dataset():
     assert not at.exception, [e.value for e in at.exception]
     assert not at.main.error
     assert at.main.selectbox(key="gallery_dataset").value == "Upload · mine.zip"
+    assert at.session_state["gallery_zip_open"] is False  # the popover closes on the new dataset
     assert "Skipped 2 entries of mine.zip (not images, or unsafe names): mine/notes.txt, ../../evil.png" in [
         c.value for c in at.main.caption]  # fmt: skip
     assert len([b for b in at.main.button if b.key and b.key.startswith("browse_")]) == 2

@@ -86,7 +86,7 @@ def test_a_zip_uploaded_through_the_browser_becomes_a_dataset(app_url, page, art
     # the upload is read and chosen (closing the popover before that would cancel the upload)
     main.get_by_text("No scan of Upload · mine.zip").wait_for()  # the gallery tab, on the new dataset
     wait_until_idle(page)
-    page.keyboard.press("Escape")  # close the popover
+    expect(upload).to_be_hidden(timeout=10_000)  # the popover closed itself once the zip was taken
     main.get_by_role("tab", name="Browse").click()
     main.get_by_text("Skipped 1 entry of mine.zip (not images, or unsafe names): mine/README.txt").wait_for()
     wait_until_idle(page)
