@@ -19,7 +19,7 @@ from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
 from interp.models import LoadedModel
-from interp.words import counted, joined, plus_minus
+from interp.words import counted, plus_minus
 
 if TYPE_CHECKING:
     from dashboard.attribution_ui import AttributionChoice
@@ -134,19 +134,12 @@ def scoreboard_view(model: LoadedModel, choice: AttributionChoice, scores: dict 
     """The chosen methods ranked by each score, with one sentence that reads the table."""
     if not scores or not any(c is not None for c in scores["maps"].values()):
         return
-    import pandas as pd
+    from interp.evaluation.scoreboard import scoreboard
 
-    rows = []
-    for (target, method), curves in scores["maps"].items():
-        floor = scores["floor"].get(target)
-        if curves is None or floor is None:
-            continue
-        rows.append({"method": METHODS[method].title, "class": charts.short_label(model.class_names[target]),
-                     "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
-                     "random deletion": floor.deletion_auc, "random insertion": floor.insertion_auc,
-                     "insertion − random": curves.insertion_auc - floor.insertion_auc,
-                     "deletion spread": floor.deletion_spread, "insertion spread": floor.insertion_spread})  # fmt: skip
-    table = pd.DataFrame(rows).sort_values("insertion − random", ascending=False)
+    table = scoreboard((METHODS[method].title, charts.short_label(model.class_names[target]), curves,
+                        scores["floor"][target])
+                       for (target, method), curves in scores["maps"].items()
+                       if curves is not None and scores["floor"].get(target) is not None)  # fmt: skip
     st.markdown("**Scoreboard**")
     st.markdown(scoreboard_sentence(table, scores.get("block", 1)))
     # The whole width, the answer's column first: beside the chart the last columns were cut off.
@@ -169,39 +162,11 @@ SCOREBOARD_HELP = {
 
 
 def scoreboard_sentence(table, block: int = 1) -> str:
-    """One plain-language reading of the scoreboard (rows: method, class, deletion, insertion, their floors and the
-    floors' spreads), for scores that removed squares of ``block`` pixels. A map beats the floor only by more than
-    twice the spread of the random maps' scores: closer than that, a random map could have scored the same."""
-    best_in = table.loc[table["insertion − random"].idxmax()]
-    best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
-    unit = "pixels" if block == 1 else "squares"
+    """The engine's reading of the scoreboard (:func:`interp.evaluation.scoreboard_sentence`) in Markdown: names
+    escaped, the winning method bold, the class in italics."""
+    from interp.evaluation.scoreboard import scoreboard_sentence as reading
 
-    def floor(row, score: str) -> str:
-        return f"{row[f'random {score}']:.3f} ± {row[f'{score} spread']:.3f} for random maps"
-
-    if best_in["insertion"] > best_in["random insertion"] + 2 * best_in["insertion spread"]:
-        text = (f"On this image, **{charts.md(best_in['method'])}** brings back *{charts.md(best_in['class'])}* "
-                f"fastest when its top {unit} are revealed (insertion {best_in['insertion']:.3f} against "
-                f"{floor(best_in, 'insertion')})")  # fmt: skip
-    else:
-        text = (f"On this image, no map brings back *{charts.md(best_in['class'])}* clearly faster than random maps "
-                f"do when its top {unit} are revealed (the best, **{charts.md(best_in['method'])}**: insertion "
-                f"{best_in['insertion']:.3f} against {floor(best_in, 'insertion')})")  # fmt: skip
-    if best_del["deletion"] < best_del["random deletion"] - 2 * best_del["deletion spread"]:
-        text += (f", and **{charts.md(best_del['method'])}** removes it fastest (deletion {best_del['deletion']:.3f} "
-                 f"against {floor(best_del, 'deletion')}).")  # fmt: skip
-    else:
-        text += (f". By deletion no map removes it clearly faster than random maps (the best, "
-                 f"**{charts.md(best_del['method'])}**: {best_del['deletion']:.3f} against "
-                 f"{floor(best_del, 'deletion')}).")  # fmt: skip
-        if block == 1:
-            text += (" Blurring scattered pixels already wrecks the image's texture, so read deletion here with care "
-                     "(larger squares avoid that).")  # fmt: skip
-    weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
-    if weak:
-        verb = "does" if len(weak) == 1 else "do"
-        text += f" {joined(map(charts.md, weak))} {verb} no better than random maps by insertion."
-    return text
+    return reading(table, block, name=charts.md, strong=lambda s: f"**{s}**", emphasis=lambda s: f"*{s}*")
 
 
 def sanity_ui(model: LoadedModel, image: LoadedImage, result: Attribution) -> None:

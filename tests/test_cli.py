@@ -894,6 +894,22 @@ def test_evaluate_scores_maps_against_the_floor_and_the_mask(tmp_path, capsys):
     assert rows["guided_backprop"]["sanity_flagged"] and not rows["grad_cam"]["sanity_flagged"]
     assert rows["grad_cam"]["insertion_auc"] > report["random_floor"]["insertion_auc"]
     assert report["random_floor"]["maps"] == 5 and report["random_floor"]["insertion_spread"] > 0
+    # the verdict is the page's scoreboard sentence, read from these numbers; printed last without --json
+    from interp.evaluation import Curves, scoreboard, scoreboard_sentence
+
+    def curves(row: dict, spread: bool = False) -> Curves:
+        return Curves(np.zeros(1), np.zeros(1), np.zeros(1), row["deletion_auc"], row["insertion_auc"], "probability",
+                      "blur", 16, 1, row["deletion_spread"] if spread else 0.0,
+                      row["insertion_spread"] if spread else 0.0)  # fmt: skip
+
+    floor = curves(report["random_floor"], spread=True)
+    label = report["label"]
+    table = scoreboard((m, label, curves(rows[m]), floor) for m in ("grad_cam", "guided_backprop"))
+    assert report["verdict"] == scoreboard_sentence(table, 16) and report["verdict"].startswith("On this image, ")
+    assert list(table["method"]) == sorted(rows, key=lambda m: -rows[m]["insertion_auc"])  # best gain first
+    assert main(["evaluate", "--model", "shapes_cnn", "--image", str(tmp_path / "shape.png"), "--method", "grad_cam",
+                 "--method", "guided_backprop", "--target", str(sample.label), "--steps", "8"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip().splitlines()[-1] == report["verdict"]
 
 
 @pytest.mark.parametrize(

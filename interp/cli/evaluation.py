@@ -127,6 +127,8 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         energy_inside,
         pointing,
         random_floor,
+        scoreboard,
+        scoreboard_sentence,
     )
     from interp.evaluation.faithfulness import model_block
     from interp.images import load_rgb
@@ -155,7 +157,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     target = chosen if chosen is not None else int(model.run(x[None]).argmax(-1))
     batch = forward_batch_size(model, x[None], 2 * (args.steps + 1))  # the memory budget read once for every map
     floor = random_floor(model, x, target, steps=args.steps, replacement=args.replacement, block=block, batch=batch)
-    rows = []
+    rows, scored = [], []
     for name in methods:
         reason = get_method(name, **params[name]).applies_to(model)
         if reason:
@@ -164,6 +166,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         result = attribute(model, x, name, target, **params[name])
         curves = deletion_insertion(model, x, result.map, target, steps=args.steps, replacement=args.replacement,
                                     block=block, batch=batch)  # fmt: skip
+        scored.append((name, model.class_names[target], curves, floor))
         row = {"method": name, "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
                "deletion": curves.deletion.tolist(), "insertion": curves.insertion.tolist()}  # fmt: skip
         if mask is not None:
@@ -178,7 +181,8 @@ def _evaluate_image(args: argparse.Namespace) -> int:
               "random_floor": {"deletion_auc": floor.deletion_auc, "insertion_auc": floor.insertion_auc,
                                "maps": floor.maps, "deletion_spread": floor.deletion_spread,
                                "insertion_spread": floor.insertion_spread},
-              "object_share": float(mask.mean()) if mask is not None else None, "methods": rows}  # fmt: skip
+              "object_share": float(mask.mean()) if mask is not None else None, "methods": rows,
+              "verdict": scoreboard_sentence(scoreboard(scored), block) if scored else None}  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -198,4 +202,6 @@ def _evaluate_image(args: argparse.Namespace) -> int:
         if args.sanity:
             extra += f"  sanity {row['sanity_mean_spearman']:.2f}" + (" FLAGGED" if row["sanity_flagged"] else "")
         print(f"{row['method']:<24}{row['deletion_auc']:>10.3f}{row['insertion_auc']:>11.3f}{extra}")
+    if report["verdict"]:
+        print(report["verdict"])  # the Attribution page's scoreboard sentence
     return 0

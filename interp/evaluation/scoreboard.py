@@ -1,0 +1,67 @@
+"""One image's maps ranked by their deletion and insertion scores against the random maps' floor, and the sentence
+that reads the ranking: the Attribution page's scoreboard, ``evaluate --image`` and the case study's report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import pandas as pd
+
+from interp.evaluation.faithfulness import Curves
+from interp.words import joined
+
+COLUMNS = ("method", "class", "deletion", "insertion", "random deletion", "random insertion", "insertion − random",
+           "deletion spread", "insertion spread")  # fmt: skip
+"""The scoreboard's columns: a map's areas, its class's floor (the random maps' mean areas) and the floor's spread."""
+
+
+def scoreboard(maps: Iterable[tuple[str, str, Curves, Curves]]) -> pd.DataFrame:
+    """``(method, class, the map's curves, its class's random floor)`` for each scored map, as :data:`COLUMNS`, the
+    largest insertion gain over the floor first."""
+    rows = [{"method": method, "class": name, "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
+             "random deletion": floor.deletion_auc, "random insertion": floor.insertion_auc,
+             "insertion − random": curves.insertion_auc - floor.insertion_auc,
+             "deletion spread": floor.deletion_spread, "insertion spread": floor.insertion_spread}
+            for method, name, curves, floor in maps]  # fmt: skip
+    return pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("insertion − random", ascending=False,
+                                                                 ignore_index=True)  # fmt: skip
+
+
+def scoreboard_sentence(table: pd.DataFrame, block: int = 1, name: Callable[[str], str] = str,
+                        strong: Callable[[str], str] = str, emphasis: Callable[[str], str] = str) -> str:  # fmt: skip
+    """One plain-language reading of :func:`scoreboard`'s table, for scores that removed squares of ``block`` pixels.
+    A map beats the floor only by more than twice the spread of the random maps' scores: closer than that, a random
+    map could have scored the same. ``name`` writes a method's or class's name (the page escapes Markdown), ``strong``
+    the method that wins (the page makes it bold) and ``emphasis`` the class (italic there)."""
+    best_in = table.loc[table["insertion − random"].idxmax()]
+    best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
+    unit = "pixels" if block == 1 else "squares"
+
+    def floor(row, score: str) -> str:
+        return f"{row[f'random {score}']:.3f} ± {row[f'{score} spread']:.3f} for random maps"
+
+    def method(row) -> str:
+        return strong(name(row["method"]))
+
+    target = emphasis(name(best_in["class"]))
+    if best_in["insertion"] > best_in["random insertion"] + 2 * best_in["insertion spread"]:
+        text = (f"On this image, {method(best_in)} brings back {target} fastest when its top {unit} are revealed "
+                f"(insertion {best_in['insertion']:.3f} against {floor(best_in, 'insertion')})")  # fmt: skip
+    else:
+        text = (f"On this image, no map brings back {target} clearly faster than random maps do when its top {unit} "
+                f"are revealed (the best, {method(best_in)}: insertion {best_in['insertion']:.3f} against "
+                f"{floor(best_in, 'insertion')})")  # fmt: skip
+    if best_del["deletion"] < best_del["random deletion"] - 2 * best_del["deletion spread"]:
+        text += (f", and {method(best_del)} removes it fastest (deletion {best_del['deletion']:.3f} against "
+                 f"{floor(best_del, 'deletion')}).")  # fmt: skip
+    else:
+        text += (f". By deletion no map removes it clearly faster than random maps (the best, {method(best_del)}: "
+                 f"{best_del['deletion']:.3f} against {floor(best_del, 'deletion')}).")  # fmt: skip
+        if block == 1:
+            text += (" Blurring scattered pixels already wrecks the image's texture, so read deletion here with care "
+                     "(larger squares avoid that).")  # fmt: skip
+    weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
+    if weak:
+        verb = "does" if len(weak) == 1 else "do"
+        text += f" {joined(map(name, weak))} {verb} no better than random maps by insertion."
+    return text
