@@ -353,6 +353,14 @@ def test_case_study_writes_a_report(tmp_path):
     assert [n[0] for n in notes] == ["chelsea", "coffee", "camera", "motorcycle"], notes
     assert all(float(share) <= 5 for _, _, share in notes) and "⚠" not in report.split("<ul>")[-1], notes
     assert {int(steps) for _, steps, _ in notes} > {32}, notes  # the camera needed more than the default
+    # how far to trust each map: per photo the page's scoreboard sentence and the three maps beside random maps'
+    trust = report.split("<h2>How far to trust each map</h2>")[1].split("<h2>")[0]
+    assert re.findall(r"<h3>(\w+)</h3><p>On this image, ", trust) == ["chelsea", "coffee", "camera", "motorcycle"]
+    scores = re.findall(r"<tr><td>([\w\- ]+)</td><td>([\d.]+)</td><td>([\d.]+) ± ([\d.]+)</td>", trust)
+    assert len(scores) == 12 and {m for m, *_ in scores} == {"Grad-CAM", "Integrated Gradients", "Occlusion"}
+    assert all(0 <= float(x) <= 1 for _, *values in scores for x in values)
+    camera = trust.split("<h3>camera</h3>")[1].split("<h3>")[0]
+    assert "Grad-CAM brings back tripod fastest" in camera  # its insertion far above the floor (0.86 against 0.36)
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,16 @@ CASE_SAMPLES = ("chelsea", "coffee", "camera", "motorcycle")
 CASE_MOST_STEPS = 1024  # Integrated Gradients' steps are doubled up to this many until its map adds up
 
 
+def _trust_html(sample: str, table, reading: str) -> str:
+    """One photo's scoreboard in the case study: its sentence, then each map's areas beside the random maps'."""
+    cells = "".join(
+        f"<tr><td>{html.escape(r['method'])}</td><td>{r['insertion']:.3f}</td><td>{r['random insertion']:.3f} ± "
+        f"{r['insertion spread']:.3f}</td><td>{r['deletion']:.3f}</td><td>{r['random deletion']:.3f} ± "
+        f"{r['deletion spread']:.3f}</td></tr>" for _, r in table.iterrows())  # fmt: skip
+    return (f"<h3>{html.escape(sample)}</h3><p>{html.escape(reading)}</p><table><tr><th>method</th><th>insertion</th>"
+            f"<th>random maps</th><th>deletion</th><th>random maps</th></tr>{cells}</table>")  # fmt: skip
+
+
 @command("case-study", "the default model on the bundled photos with three methods, as a small HTML report")
 def _case_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="folder for report.html and its images")
@@ -231,18 +241,20 @@ def _case_study(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS, attribute, enough_steps, get_method
     from interp.attribution.base import COMPLETENESS_TOLERANCE
     from interp.attribution.display import DisplaySettings, grid_png, overlay
+    from interp.evaluation import grid_curves, scoreboard, scoreboard_sentence
+    from interp.evaluation.faithfulness import model_block
     from interp.models import load_model
     from interp.predict import predict
     from interp.samples import SAMPLES, load_sample
 
     model = load_model(args.model)
     out_dir(args.out)
-    rows, cells, notes = [], [], []
+    rows, cells, notes, trust = [], [], [], []
     for sample in CASE_SAMPLES:
         image = load_sample(sample)
         top = predict(model, image).top
         base = model.view(image.image)
-        row, ig_note = [base], ""
+        row, ig_note, results = [base], "", []
         for name in CASE_METHODS:
             if name == "integrated_gradients":  # a report shows the map that adds up, as `attribute --enough-steps`
                 start = int(get_method(name).params["steps"])
@@ -251,7 +263,12 @@ def _case_study(args: argparse.Namespace) -> int:
                 notes.append(f"{sample}: {ig_note}")
             else:
                 result = attribute(model, image, name, top.index)
+            results.append(result)
             row.append(overlay(base, result.raw, DisplaySettings(alpha=0.5)))  # the evidence for the class (positive)
+        floors, scored = grid_curves(model, image, results)  # the Attribution page's trust scores, as it computes them
+        table = scoreboard((METHODS[r.method].title, short_label(top.label), c, floors[r.target])
+                           for r, c in zip(results, scored, strict=True))  # fmt: skip
+        trust.append((sample, table, scoreboard_sentence(table, model_block(model))))
         rows.append(f"{sample}: {short_label(top.label)} {top.prob:.0%}")
         cells.append(row)
         print(f"{sample}: {top.label} ({top.prob:.1%}); {ig_note}")
@@ -264,7 +281,8 @@ def _case_study(args: argparse.Namespace) -> int:
     )
     captions = "".join(f"<li>{html.escape(SAMPLES[s].caption)}</li>" for s in CASE_SAMPLES)
     report = f"""<!doctype html><html><head><meta charset="utf-8"><title>Case study: {html.escape(model.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}}img{{max-width:100%}}</style>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}}img{{max-width:100%}}
+td,th{{padding:.2em .8em;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style>
 </head><body><h1>What does {html.escape(model.name)} look at?</h1>
 <p>Model: {html.escape(model.spec.description)}; weights: {html.escape(model.weights.source)}.
 Each row is a bundled photo with the model's top class; each column explains that class with one method. The
@@ -273,6 +291,13 @@ the positive part of each map, the evidence for the class, scaled to its own 99t
 <ul>{items}</ul>
 <img alt="attribution grid" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h2>Photos</h2><ul>{captions}</ul>
+<h2>How far to trust each map</h2>
+<p>Each map's top squares ({model_block(model)}×{model_block(model)} pixels) are removed from the photo (deletion) or
+revealed on a blurred copy (insertion) in 20 steps while the class probability is followed; the areas under those
+curves are set beside five random maps' (their mean ± spread). A faithful map makes the probability fall fast (low
+deletion) and rise fast (high insertion); it beats the random maps only by more than twice their spread (Petsiuk et
+al., RISE, 2018). The Attribution page's trust scores give the same numbers.</p>
+{"".join(_trust_html(*t) for t in trust)}
 <h2>How far to trust the path method</h2>
 <p>Integrated Gradients' map should add up to the change in the class's logit between the baseline and the photo.
 Its steps were doubled until the map missed that change by at most {COMPLETENESS_TOLERANCE:.0%} (or
