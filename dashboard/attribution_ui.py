@@ -271,9 +271,9 @@ def grid_view(
                 curves = scores["maps"].get((target, method)) if scores else None
                 floor = scores["floor"].get(target) if scores else None
                 if curves is not None and floor is not None:
-                    caption += (f" · deletion {curves.deletion_auc:.3f}, insertion {curves.insertion_auc:.3f} (random "
-                                f"maps {floor.deletion_auc:.3f} ± {floor.deletion_spread:.3f}, "
-                                f"{floor.insertion_auc:.3f} ± {floor.insertion_spread:.3f})")  # fmt: skip
+                    from interp.evaluation import score_line
+
+                    caption += f" · {score_line(curves, floor)}"
                 if truth is not None:
                     from interp.evaluation import energy_inside, pointing
                     from interp.shapes import draw_outline

@@ -314,6 +314,32 @@ def test_attribute_batch_folder_targets_settings_and_a_method_that_does_not_appl
     assert f"It has 2 sub-folders (batch, imgs), which --images does not read: name one, as --images {out}." in err
 
 
+def test_attribute_scores_every_map_as_the_page_does(tmp_path, capsys):
+    """--scores: each map's deletion and insertion beside its class's random floor, the numbers the page's trust
+    scores give (grid_curves with its defaults), a line each and the image's scoreboard sentence last."""
+    from interp.evaluation import grid_curves, score_line, scoreboard, scoreboard_sentence
+
+    out = tmp_path / "scored"
+    assert main(["attribute", "--model", "shapes_cnn", "--image", "shapes_star", "--method", "grad_cam,saliency",
+                 "--target", "3", "--target", "0", "--scores", "--no-cache", "--out", str(out)]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    (entry,) = json.loads((out / "summary.json").read_text())["images"]
+    model, image = interp.load_model("shapes_cnn"), interp.load_sample("shapes_star")
+    results = [interp.attribution.attribute(model, image, r["method"], r["target"]) for r in entry["results"]]
+    floors, curves = grid_curves(model, image, results)
+    for row, result, c in zip(entry["results"], results, curves, strict=True):
+        floor = floors[result.target]
+        assert row["scores"]["insertion_auc"] == pytest.approx(c.insertion_auc, abs=1e-6)
+        assert row["scores"]["random_deletion_spread"] == pytest.approx(floor.deletion_spread, abs=1e-6)
+        name = model.class_names[result.target]
+        assert f"shapes_star {result.method} for {name}: {score_line(c, floor)}" in lines
+    table = scoreboard((r.method, model.class_names[r.target], c, floors[r.target]) for r, c in zip(results, curves))
+    assert entry["verdict"] == scoreboard_sentence(table, 16) and lines[-2] == entry["verdict"]  # then "wrote …"
+    assert main(["attribute", "--image", "chelsea", "--method", "saliency", "--out", str(tmp_path / "plain")]) == 0
+    (plain,) = json.loads((tmp_path / "plain" / "summary.json").read_text())["images"]
+    assert "verdict" not in plain and "scores" not in plain["results"][0]  # only when asked: each costs 42 passes
+
+
 def test_attribute_top_k_explains_each_images_top_classes(coffee_jpg, tmp_path):
     out = tmp_path / "topk"
     assert main(["attribute", "--image", str(coffee_jpg), "--method", "saliency", "--top-k", "3", "--out", str(out)]) == 0

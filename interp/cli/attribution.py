@@ -80,6 +80,9 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enough-steps", action="store_true",
                    help="Integrated Gradients: double the steps from its setting (32), up to 1024, until the map adds "
                    "up to within 5%% of the logit change")
+    p.add_argument("--scores", action="store_true",
+                   help="score every map as the page's trust scores do (deletion and insertion beside five random "
+                   "maps', 20 steps of squares, blurred) and read each image's scores in a sentence")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--no-cache", action="store_true",
@@ -141,6 +144,7 @@ def _attribute(args: argparse.Namespace) -> int:
         else:
             targets = [s.index for s in predict(model, image, top_k=args.top_k or 1).scores]
         entry = {"image": str(path), "folder": str(folder), "results": []}
+        results = []
         for target in targets:
             for name in runnable:
                 try:
@@ -164,6 +168,7 @@ def _attribute(args: argparse.Namespace) -> int:
                     "delta": result.delta,
                     "relative_delta": result.extras.get("relative_delta"), "params": result.params,
                 })  # fmt: skip
+                results.append(result)
                 done += 1
                 completeness = result.completeness()
                 delta = f", {completeness}" if completeness else ""
@@ -171,6 +176,8 @@ def _attribute(args: argparse.Namespace) -> int:
                 if name == "integrated_gradients" and args.enough_steps:
                     took += f" at {result.params['steps']} steps"
                 print(f"{path.name} [{i + 1}/{len(paths)}] {name}: {model.class_names[result.target]} {took}{delta}")
+        if args.scores and results:
+            _scores(model, image, path.name, results, entry, cache)
         summary["images"].append(entry)
     summary["maps"] = done
     summary["seconds"] = round(time.perf_counter() - started, 3)
@@ -183,6 +190,27 @@ def _attribute(args: argparse.Namespace) -> int:
         print("error: nothing was computed; see the warnings above.", file=sys.stderr)
         return EXIT_NOTHING_RAN
     return 0
+
+
+def _scores(model, image, name: str, results: list, entry: dict, cache) -> None:
+    """``--scores``: each map's deletion and insertion beside its class's random floor, as the page computes them
+    (through the same cache), into the summary's rows and one line each, then the image's scoreboard sentence."""
+    from interp.evaluation import grid_curves, score_line, scoreboard, scoreboard_sentence
+    from interp.evaluation.faithfulness import model_block
+
+    floors, scored = grid_curves(model, image, results, cache=cache)
+    for result, curves, row in zip(results, scored, entry["results"], strict=True):
+        floor = floors[result.target]
+        row["scores"] = {"deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
+                         "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc,
+                         "random_deletion_spread": floor.deletion_spread,
+                         "random_insertion_spread": floor.insertion_spread}  # fmt: skip
+        label = short_label(model.class_names[result.target])
+        print(f"{name} {result.method} for {label}: {score_line(curves, floor)}")
+    table = scoreboard((r.method, short_label(model.class_names[r.target]), c, floors[r.target])
+                       for r, c in zip(results, scored, strict=True))  # fmt: skip
+    entry["verdict"] = scoreboard_sentence(table, model_block(model))
+    print(entry["verdict"])
 
 
 def _image_paths(files: list[Path], folder: Path | None) -> list[Path]:

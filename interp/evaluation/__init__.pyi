@@ -21,7 +21,7 @@ from .faithfulness import (
 )
 from .localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
 from .sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
-from .scoreboard import scoreboard, scoreboard_sentence
+from .scoreboard import score_line, scoreboard, scoreboard_sentence
 
 __all__ = [
     "BLOCKS",
@@ -49,6 +49,7 @@ __all__ = [
     "pointing",
     "random_floor",
     "random_map",
+    "score_line",
     "scoreboard",
     "scoreboard_sentence",
     "summarise",
