@@ -402,7 +402,7 @@ def test_the_scoreboard_sentence_reads_the_floor_with_its_spread():
     assert "no map brings back *tiger cat* clearly faster than random maps" in within  # 0.18 < 0.09 + 2 · 0.05
     assert "CAM** does no better" not in within  # 0.18 is above 0.09: better, though not clearly
     worse = scoreboard_sentence(table.assign(insertion=0.08))
-    assert "Grad\\-CAM does no better than random maps by insertion" in worse
+    assert "By insertion, Grad\\-CAM does no better than random maps." in worse
     assert "no map removes it clearly faster" in within  # 0.065 is within 2 · 0.01 of 0.08
 
 

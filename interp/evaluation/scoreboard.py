@@ -71,5 +71,5 @@ def scoreboard_sentence(table: pd.DataFrame, block: int = 1, name: Callable[[str
     weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
     if weak:
         verb = "does" if len(weak) == 1 else "do"
-        text += f" {joined(map(name, weak))} {verb} no better than random maps by insertion."
+        text += f" By insertion, {joined(map(name, weak))} {verb} no better than random maps."  # a name may be lowercase
     return text
