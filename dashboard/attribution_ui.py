@@ -30,7 +30,8 @@ from interp.words import counted
 log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
-UNTRAINED = "Untrained copy (sanity check)"
+UNTRAINED = "untrained"
+"""The second model box's choice of an untrained copy of the sidebar's model (its value in a link: ``second=untrained``)."""
 _STEPS_NOTE = "_ig_steps_note"
 
 
@@ -120,14 +121,17 @@ def target_picker_ui(model: LoadedModel, prediction: Prediction) -> list[int]:
 
 
 def second_model_ui(model: LoadedModel) -> LoadedModel | None:
-    """Optionally a second model on the same image: another available model, or an untrained copy of this one."""
-    if not st.toggle("Compare with a second model", key="attr_compare"):
+    """Optionally a second model on the same image: another available model, or an untrained copy of this one. Both
+    boxes are in the link (``compare=true&second=untrained``), so a shared sanity check opens as it was seen."""
+    if not permalink.linked(st.toggle, "Compare with a second model", key="compare"):
         return None
     others = [name for name, ok in resources.model_choices().items() if ok and name != model.name]
-    pick = st.selectbox(
+    pick = permalink.linked(
+        st.selectbox,
         "Second model",
         [UNTRAINED, *others],
-        key="attr_second",
+        key="second",
+        format_func=lambda name: "Untrained copy (sanity check)" if name == UNTRAINED else name,
         help="An untrained copy of the same architecture is the sanity check of Adebayo et al. (2018): a method "
         "whose map looks the same on it is showing the image's edges, not what the model learned.",
     )

@@ -13,6 +13,7 @@ The encoding (plain query parameters, each left out when it holds its default)::
     set       METHOD.SETTING=VALUE, once per setting that differs from its default (the CLI's --set syntax)
     alpha, cmap, sign, clip, agg   the display options
     scores    1 when the trust scores are on; score_steps, score_block, score_with their settings
+    compare   true when a second model is shown beside the first; second names it (``untrained``: the copy)
     tcav      1 when the Concepts page shows TCAV results: the link runs them as it opens (from the result cache
               when this server has them); the set-up travels as concepts, layers, target and the boxes' values
     spectrum  1 when the Features page shows dataset examples: the link finds them again as it opens
@@ -127,8 +128,9 @@ def _plain(value: Any) -> str:
 
 
 def _same(given: str, value: Any, shown: str) -> bool:
-    """Whether a URL value is the one the widget shows: its label (a choice), or its number (a slider's ``0.50``)."""
-    if given == shown:
+    """Whether a URL value is the one the widget shows: its label or value (a choice; the URL holds a value where a
+    label is formatted from it), a toggle's ``true``, or its number (a slider's ``0.50``)."""
+    if given in (shown, str(value)) or (isinstance(value, bool) and given.lower() == str(value).lower()):
         return True
     try:
         return isinstance(value, int | float) and not isinstance(value, bool) and float(given) == float(value)

@@ -89,9 +89,9 @@ def test_settings_change_is_a_new_computation():
 def test_second_model_side_by_side_with_an_untrained_copy():
     at = attribution_page().run()
     at.main.multiselect(key="attr_methods").set_value(["grad_cam", "saliency"]).run()
-    at.main.toggle(key="attr_compare").set_value(True).run()
+    at.main.toggle(key="compare").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.main.selectbox(key="attr_second").value == "Untrained copy (sanity check)"
+    assert at.main.selectbox(key="second").value == "untrained"
     headers = [h.value for h in at.main.subheader]
     assert any("bundled package" in h for h in headers) and any("random initialisation" in h for h in headers)
     assert len(at.main.get("image")) == 4  # two methods × two models
@@ -101,13 +101,32 @@ def test_second_model_side_by_side_with_an_untrained_copy():
     assert any(c.startswith("Trust scores are computed for efficientnet_lite0") for c in captions(at))
 
 
+def test_a_link_opens_the_comparison_it_was_shared_from():
+    """compare and second are in the link (Streamlit binds the two boxes to it): a reviewer opening a shared sanity
+    check sees both grids; a second model this server does not have is said, and the untrained copy shown."""
+    page = attribution_page()
+    page.at.query_params.update({"model": "shapes_cnn", "image": "shapes_star", "methods": "grad_cam",
+                                 "compare": "true", "second": "untrained"})  # fmt: skip
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.toggle(key="compare").value and at.main.selectbox(key="second").value == "untrained"
+    assert any("random initialisation" in h.value for h in at.main.subheader) and not at.toast
+    page = attribution_page()
+    page.at.query_params.update({"model": "shapes_cnn", "image": "shapes_star", "methods": "grad_cam",
+                                 "compare": "true", "second": "no_such_model"})  # fmt: skip
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.main.selectbox(key="second").value == "untrained"
+    assert any("The link's Second model “no_such_model” is not one this page offers" in t.value for t in at.toast)
+
+
 def test_the_untrained_copy_of_a_model_with_its_own_classes_names_them_alike():
     """The shapes CNN's 6 classes (not ImageNet's 1000): its untrained copy has as many outputs, with their names, so
     the sanity check compares the same named class on both sides (it said "class 3 · class 3")."""
     page = attribution_page()
     page.at.query_params.update({"model": "shapes_cnn", "image": "shapes_star", "methods": "grad_cam"})
     at = page.run()
-    at.main.toggle(key="attr_compare").set_value(True).run()
+    at.main.toggle(key="compare").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     headers = [h.value for h in at.main.subheader]
     assert any("random initialisation" in h for h in headers) and not at.main.info, [i.value for i in at.main.info]
@@ -124,7 +143,7 @@ def test_comparing_on_a_shapes_image_scores_both_models_against_its_ground_truth
     page.at.query_params.update({"model": "shapes_cnn", "dataset": SHAPES_DATASET, "item": "star/test_000009.png",
                                  "methods": "grad_cam,saliency"})  # fmt: skip
     at = page.run()
-    at.main.toggle(key="attr_compare").set_value(True).run()
+    at.main.toggle(key="compare").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     verdicts = [c.value for c in at.main.caption if c.value.startswith("Ground truth")]
     assert len(verdicts) == 2 and all("of 2 maps" in v for v in verdicts), verdicts
@@ -138,7 +157,7 @@ def test_comparing_models_whose_integrated_gradients_both_miss_their_logit_chang
     page.at.query_params.update({"image": "shapes_star", "methods": "integrated_gradients",
                                  "set": "integrated_gradients.steps=4"})  # fmt: skip
     at = page.run()
-    at.main.toggle(key="attr_compare").set_value(True).run()
+    at.main.toggle(key="compare").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len([c for c in captions(at) if "completeness error" in c and "⚠" in c]) == 2  # both models flagged
     assert len([b for b in at.main.button if b.label == "Find enough steps"]) == 1

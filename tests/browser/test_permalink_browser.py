@@ -137,6 +137,13 @@ def test_trust_scores_from_a_link_show_a_scoreboard_and_curves(app_url, page, ar
     main.get_by_test_id("stPlotlyChart").last.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "trust_curves.png"))
     assert page.get_by_text("Traceback").count() == 0
+    # the sanity check beside it goes into the address too, so that it can be shared
+    main.get_by_text("Compare with a second model").click()
+    main.get_by_text("random initialisation (untrained)").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    query = _query(page.url)
+    assert query.get("compare") == ["true"] and query.get("second") in (None, ["untrained"]), query  # the default
+    assert main.get_by_text("Trust scores are computed for efficientnet_lite0").count() == 1
 
 
 def test_which_method_to_trust_on_the_failures_page(app_url, page, artifacts):
