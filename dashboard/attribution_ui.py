@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
 UNTRAINED = "untrained"
-"""The second model box's choice of an untrained copy of the sidebar's model (its value in a link: ``second=untrained``)."""
+"""The second model box's choice of an untrained copy of the sidebar's model (in a link: ``second=untrained``)."""
 _STEPS_NOTE = "_ig_steps_note"
 
 
