@@ -340,6 +340,22 @@ def test_attribute_scores_every_map_as_the_page_does(tmp_path, capsys):
     assert "verdict" not in plain and "scores" not in plain["results"][0]  # only when asked: each costs 42 passes
 
 
+def test_attribute_scores_that_cannot_be_computed_are_a_warning_and_the_maps_stay(tmp_path, capsys, monkeypatch):
+    import interp.evaluation as scoring
+    from interp.errors import BadSettingError
+
+    def refuse(*args, **kwargs):
+        raise BadSettingError("the map holds NaN or infinite values, so it ranks no pixels and cannot be scored.")
+
+    monkeypatch.setattr(scoring, "grid_curves", refuse)
+    out = tmp_path / "o"
+    assert main(["attribute", "--model", "shapes_cnn", "--image", "shapes_star", "--method", "saliency", "--scores",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "warning: no scores for shapes_star: the map holds NaN" in capsys.readouterr().err
+    (entry,) = json.loads((out / "summary.json").read_text())["images"]
+    assert entry["scores_failed"].startswith("the map holds NaN") and (out / "saliency.png").is_file()
+
+
 def test_attribute_top_k_explains_each_images_top_classes(coffee_jpg, tmp_path):
     out = tmp_path / "topk"
     assert main(["attribute", "--image", str(coffee_jpg), "--method", "saliency", "--top-k", "3", "--out", str(out)]) == 0

@@ -9,12 +9,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
 from interp.words import counted, short_label
+
+if TYPE_CHECKING:
+    from interp.attribution import Attribution
+    from interp.cache import ResultCache
+    from interp.images import LoadedImage
+    from interp.models import LoadedModel
 
 
 @command("methods", "list the registered attribution methods with their settings and papers")
@@ -192,13 +199,21 @@ def _attribute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scores(model, image, name: str, results: list, entry: dict, cache) -> None:
+def _scores(model: LoadedModel, image: LoadedImage, name: str, results: list[Attribution], entry: dict,
+            cache: ResultCache | None) -> None:  # fmt: skip
     """``--scores``: each map's deletion and insertion beside its class's random floor, as the page computes them
-    (through the same cache), into the summary's rows and one line each, then the image's scoreboard sentence."""
+    (through the same cache), into the summary's rows and one line each, then the image's scoreboard sentence. Scores
+    that cannot be computed are a warning (and ``scores_failed`` in the summary); the maps stay written."""
+    from interp.errors import InterpError
     from interp.evaluation import grid_curves, score_line, scoreboard, scoreboard_sentence
     from interp.evaluation.faithfulness import model_block
 
-    floors, scored = grid_curves(model, image, results, cache=cache)
+    try:
+        floors, scored = grid_curves(model, image, results, cache=cache)
+    except (InterpError, ValueError) as exc:
+        entry["scores_failed"] = str(exc)
+        print(f"warning: no scores for {name}: {exc}", file=sys.stderr)
+        return
     for result, curves, row in zip(results, scored, entry["results"], strict=True):
         floor = floors[result.target]
         row["scores"] = {"deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
