@@ -294,7 +294,9 @@ def test_the_api_takes_images_as_load_image_takes_them(tmp_path):
     loader's sentence."""
     import interp
     from interp.attribution import attribute
-    from interp.features import feature_maps
+    from interp.concepts import activations
+    from interp.evaluation import cascading_randomisation, deletion_insertion, random_floor
+    from interp.features import Objective, feature_maps, spectrum
 
     model = interp.load_model("shapes_cnn")
     loaded = interp.load_sample("shapes_star")
@@ -309,10 +311,6 @@ def test_the_api_takes_images_as_load_image_takes_them(tmp_path):
         assert np.allclose(attribute(model, given, "saliency", target=3).raw, saliency), type(given)
         got = feature_maps(model, given, "layer2", top_k=4)
         assert np.array_equal(got.channels, maps.channels) and np.allclose(got.maps, maps.maps), type(given)
-    from interp.concepts import activations
-    from interp.evaluation import deletion_insertion, random_floor
-    from interp.features import Objective, spectrum
-
     x = model.preprocess(loaded.image)
     curves = deletion_insertion(model, x, saliency.sum(0), 3, steps=4)
     floor = random_floor(model, x, 3, steps=4, maps=2)
@@ -322,8 +320,6 @@ def test_the_api_takes_images_as_load_image_takes_them(tmp_path):
         assert np.array_equal(got.deletion, curves.deletion) and np.array_equal(got.insertion, curves.insertion)
         got = random_floor(model, given, 3, steps=4, maps=2)
         assert (got.deletion_auc, got.insertion_auc) == (floor.deletion_auc, floor.insertion_auc), type(given)
-    from interp.evaluation import cascading_randomisation
-
     steps = [(t.layer, t.spearman) for t in cascading_randomisation(model, x, "saliency", 3).steps]
     assert [(t.layer, t.spearman) for t in cascading_randomisation(model, loaded, "saliency", 3).steps] == steps
     unit = Objective("channel", 1, "layer2")
