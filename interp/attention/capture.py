@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from interp.errors import BadSettingError, InterpError, check_class
-from interp.images import LoadedImage, as_loaded
+from interp.images import LoadedImage
 from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 
@@ -169,7 +169,7 @@ def capture(
     if isinstance(x, torch.Tensor) or (isinstance(x, np.ndarray) and x.ndim == 4):
         x = torch.as_tensor(x)
     else:  # an image, not yet preprocessed
-        x = model.preprocess(as_loaded(x).image)[None]
+        x = model.preprocess(x)[None]  # which reads any image form
     x = x.to(model.device)
     if x.dim() != 4 or x.shape[0] != 1:
         raise BadSettingError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")

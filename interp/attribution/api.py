@@ -121,4 +121,4 @@ def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
 def _as_input(model: LoadedModel, image: LoadedImage | Image.Image | torch.Tensor) -> torch.Tensor:
     if isinstance(image, torch.Tensor):
         return image[0] if image.dim() == 4 else image
-    return model.preprocess(as_loaded(image).image)
+    return model.preprocess(image)  # which reads any image form
