@@ -244,7 +244,8 @@ def results_view(report: TCAVReport, images: list[tuple[str, Image.Image]]) -> N
     st.caption(
         f"{report.runs} runs, seed {report.seed}, {report.classifier}: the same inputs give the same numbers. A TCAV "
         "score is the share of the class images whose score rises along the concept's direction; ± is its standard "
-        "deviation over the runs (the chart's whiskers stop at 0 and 1). Significance: a "
+        "deviation over the runs (the chart's whiskers stop at 0 and 1); the orange marks are each layer's level for "
+        "random concepts, the one its tests compare against. Significance: a "
         "two-sided Welch t-test against random-vs-random runs, Bonferroni-corrected for "
         f"{counted(len(report.results), 'test')}."
     )
@@ -292,8 +293,17 @@ def _bars(report: TCAVReport) -> go.Figure:
             offsetgroup=layer, mode="text", text=["*" if r.significant else "" for r in rows],
             textfont=dict(size=18, color="#888888"), showlegend=False, hoverinfo="skip",
         ))  # fmt: skip
-    nulls = np.concatenate([r.random_scores for r in report.results])
-    fig.add_hline(y=float(nulls.mean()), line_dash="dot", annotation_text="random concepts", line_color="grey")
+    width = int(np.clip(420 / len(report.results), 12, 60))  # about two thirds of a bar on a wide page
+    for n, (layer, rows) in enumerate(layers.items()):
+        # each layer's own random level, over its bars: every test is against its layer's random runs, and the levels
+        # differ (0.53 at Lite0's blocks.3, 0.60 at bn2; one line at their mean put a score between them on the wrong
+        # side of one of them)
+        fig.add_trace(go.Scatter(
+            x=[r.concept for r in rows], y=[float(r.random_scores.mean()) for r in rows], offsetgroup=layer,
+            mode="markers", marker=dict(symbol="line-ew", size=width, line=dict(width=3, color="#e8710a")),
+            name="random concepts", legendgroup="random", showlegend=n == 0,
+            hovertemplate="random concepts at " + layer + ": %{y:.2f}<extra></extra>",
+        ))  # fmt: skip
     fig.update_layout(barmode="group", scattermode="group", height=340, yaxis=dict(range=[0, 1.15], title="TCAV score"),
                       margin=dict(l=10, r=10, t=30, b=30), title=dict(text="TCAV per concept and layer (* significant)",
                       font=dict(size=13)))  # fmt: skip

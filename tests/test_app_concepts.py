@@ -39,7 +39,13 @@ def test_demo_concepts_and_a_tcav_run_on_the_shapes_model():
     # the chart marks each significant score above its error bar, where the mark cannot hide behind it
     figure = json.loads(at.main.get("plotly_chart")[0].proto.spec)
     bars = {t["name"]: t for t in figure["data"] if t["type"] == "bar"}
-    marks = {t["offsetgroup"]: t for t in figure["data"] if t["type"] == "scatter"}
+    marks = {t["offsetgroup"]: t for t in figure["data"] if t["type"] == "scatter" and t["mode"] == "text"}
+    # each layer's random level sits over its own bars (one line at their mean put a score on the wrong side of one)
+    levels = {t["offsetgroup"]: t for t in figure["data"] if t.get("legendgroup") == "random"}
+    assert set(levels) == set(table["layer"]) and not figure["layout"].get("shapes")
+    for row in table.itertuples():
+        level = levels[row.layer]
+        assert level["y"][level["x"].index(row.concept)] == pytest.approx(float(row.random), abs=0.006)
     assert set(bars) == set(marks) == set(table["layer"]) and figure["layout"]["scattermode"] == "group"
     assert table["verdict"].str.startswith("significant").any()  # there is a mark to check
     for row in table.itertuples():
