@@ -284,7 +284,8 @@ def optimise_ui(model: LoadedModel, objective: Objective, plan: Plan) -> dict[st
     buttons = st.container(horizontal=True)  # side by side, whatever the page's width
     go_ = buttons.button("Visualise", type="primary", key="feat_run", disabled=not todo,
                          help="Already computed with these settings." if not todo else None)  # fmt: skip
-    buttons.button("Stop", key="feat_stop", help="Stops at the current step and keeps its image.")
+    buttons.button("Stop", key="feat_stop", disabled=not todo,  # all finished: nothing can be running
+                   help="Stops at the current step and keeps its image.")  # fmt: skip
     columns = dict(zip(plan.params, st.columns(len(plan.params))))
     if go_:
         st.session_state.pop(PARTIAL, None)

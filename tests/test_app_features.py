@@ -43,6 +43,7 @@ def test_maps_visualisation_and_spectrum_on_the_shapes_model():
     assert not at.main.error, [e.value for e in at.main.error]
     assert _captions(at).count("32 steps in") == 2  # pixels and FFT side by side
     assert at.run().main.button(key="feat_run").disabled  # finished: kept in the result cache, nothing to run
+    assert at.main.button(key="feat_stop").disabled  # nor to stop
     downloads = at.main.get("download_button")
     assert len(downloads) == 2
 
