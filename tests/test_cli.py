@@ -604,6 +604,10 @@ def test_an_option_the_command_would_ignore_or_misread_is_refused(args, said, tm
          "junk.safetensors is a file, not a folder"),  # said after the training
         (["cav-features", "--model", "shapes_cnn", "--layer", "layer2", "--images", "{tmp}", "--out",
           "{tmp}/junk.safetensors/a.npz"], "junk.safetensors is a file, not a folder"),  # said after the extraction
+        (["shapes", "generate", "--out", "/proc", "--n", "2"],
+         "--out /proc takes no files (no such file or directory); name a folder you can write to."),
+        (["cav-features", "--model", "shapes_cnn", "--layer", "layer2", "--images", "{tmp}", "--out",
+          "/proc/a.npz"], "--out /proc takes no files"),  # was "[Errno 2] …" after the extraction
     ],
 )  # fmt: skip
 def test_training_and_generating_refuse_what_would_fail_later(args, said, tmp_path, capsys):

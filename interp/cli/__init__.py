@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,6 +74,12 @@ def out_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent that is a file, no permission, a read-only disk: not "[Errno 20] …"
         raise ValueError(f"--out {path} cannot be made ({(exc.strerror or str(exc)).lower()}); name a folder you can "
+                         "write to.") from None  # fmt: skip
+    try:
+        with tempfile.TemporaryFile(dir=path):  # a folder that is there but takes no file: read-only, /proc
+            pass
+    except OSError as exc:  # said before the work, not as "[Errno 2] …" once it is done
+        raise ValueError(f"--out {path} takes no files ({(exc.strerror or str(exc)).lower()}); name a folder you can "
                          "write to.") from None  # fmt: skip
     return path
 
