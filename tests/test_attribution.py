@@ -926,7 +926,13 @@ def test_assignments_round_trip_and_reject_what_does_not_apply():
         (["steps"], "not SETTING=VALUE"),
         (["lime.samples=5"], "not among the chosen"),
         (["superpixels=5"], "none of the chosen methods"),
-        (["integrated_gradients.stepz=5"], "no setting 'stepz'"),
+        (["integrated_gradients.stepz=5"], r"no setting 'stepz' \(did you mean 'steps'\?\); its settings are steps, "),
+        # Captum's names for them: the nearest of ours is offered, and the chosen methods' settings are listed
+        (["n_steps=5"], r"has a setting 'n_steps' \(did you mean 'steps'\?\); theirs are steps, baseline, window, "),
+        (["nt_samples=5"], r"has a setting 'nt_samples' \(did you mean 'samples'\?\)"),
+        (["stdevs=0.2"], r"has a setting 'stdevs' \(did you mean 'noise'\?\)"),  # not 'steps', the closest spelling
+        (["sliding_window_shapes=5"], r"has a setting 'sliding_window_shapes' \(did you mean 'window'\?\)"),
+        (["colour=5"], r"has a setting 'colour'; theirs are "),  # nothing near: no guess
         (["integrated_gradients.steps=ten"], "is a number"),
     ]:
         with pytest.raises(SettingError, match=says):

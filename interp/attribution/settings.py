@@ -14,6 +14,7 @@ Text form (the CLI's ``--set`` and the permalink's ``set`` parameter)::
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -176,14 +177,29 @@ def parse_assignments(
         else:
             targets = [(m, key) for m in methods if any(s.name == key for s in schemas[m])]
             if not targets:
-                raise SettingError(f"none of the chosen methods ({', '.join(methods)}) has a setting {key!r}; "
-                                   "see `python -m interp methods`.")  # fmt: skip
+                names = [s.name for m in methods for s in schemas[m] if "." not in s.name]  # not a wrapped method's
+                raise SettingError(f"none of the chosen methods ({', '.join(methods)}) has a setting {key!r}"
+                                   f"{_did_you_mean(key, names)}; theirs are {', '.join(dict.fromkeys(names)) or 'none'}"
+                                   " (`python -m interp methods` lists them).")  # fmt: skip
         for method, setting in targets:
             rows = {s.name: s for s in schemas[method]}
             if setting not in rows:
-                raise SettingError(f"{method} has no setting {setting!r}; its settings are {', '.join(rows) or 'none'}.")
+                raise SettingError(f"{method} has no setting {setting!r}{_did_you_mean(setting, rows)}; its settings "
+                                   f"are {', '.join(rows) or 'none'}.")  # fmt: skip
             out[method][setting] = rows[setting].check(value, method)
     return out
+
+
+# Captum's (and pytorch-grad-cam's) argument names for what our settings are: someone who knows those types them
+CAPTUM_NAMES = {"n_steps": "steps", "nt_samples": "samples", "n_samples": "samples", "stdevs": "noise",
+                "sliding_window_shapes": "window", "strides": "stride", "baselines": "baseline",
+                "nt_type": "base", "target_layers": "layer", "target_layer": "layer", "n_segments": "superpixels"}
+
+
+def _did_you_mean(name: str, names: Iterable[str]) -> str:
+    names = list(names)
+    near = [CAPTUM_NAMES[name]] if CAPTUM_NAMES.get(name) in names else difflib.get_close_matches(name, names, 1, 0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def format_assignments(chosen: Mapping[str, Mapping[str, Any]], schemas: Mapping[str, tuple[Setting, ...]]) -> list[str]:
