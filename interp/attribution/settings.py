@@ -177,10 +177,10 @@ def parse_assignments(
         else:
             targets = [(m, key) for m in methods if any(s.name == key for s in schemas[m])]
             if not targets:
-                names = [s.name for m in methods for s in schemas[m] if "." not in s.name]  # not a wrapped method's
+                names = list(dict.fromkeys(s.name for m in methods for s in schemas[m] if "." not in s.name))
                 raise SettingError(f"none of the chosen methods ({', '.join(methods)}) has a setting {key!r}"
-                                   f"{_did_you_mean(key, names)}; theirs are {', '.join(dict.fromkeys(names)) or 'none'}"
-                                   " (`python -m interp methods` lists them).")  # fmt: skip
+                                   f"{_did_you_mean(key, names)}; theirs are {', '.join(names) or 'none'} "
+                                   "(`python -m interp methods` lists them).")  # fmt: skip
         for method, setting in targets:
             rows = {s.name: s for s in schemas[method]}
             if setting not in rows:
