@@ -6,6 +6,8 @@ the CLI prints it on one line and exits with status 2. Anything else that escape
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class InterpError(Exception):
     """Base for every error caused by input the user can change (a file, a name, a setting)."""
@@ -79,12 +81,47 @@ def at_least(value: object, minimum: int, what: str) -> int:
     return number
 
 
-def check_class(target: object, count: int, model_name: str) -> int:
-    """``target`` as a class index of a model with ``count`` classes (:func:`whole_number`), or
+def check_class(target: object, count: int, model_name: str, names: Sequence[str] | None = None) -> int:
+    """``target`` as a class index of a model with ``count`` classes (:func:`whole_number`) or, given the model's
+    class ``names``, a class name or synonym in any case (:func:`class_index`: ``"tiger cat"``, ``"tabby"``), or
     :class:`BadSettingError` saying what is allowed."""
     index = whole_number(target)
+    if index is None and isinstance(target, str) and names is not None:
+        return class_index(target, names, "target", model_name)
     if index is None:
-        raise BadSettingError(f"target must be a class index (a whole number from 0 to {count - 1}), got {target!r}.")
+        raise BadSettingError(f"target must be a class index (a whole number from 0 to {count - 1})"
+                              f"{' or a class name' if names is not None else ''}, got {target!r}.")  # fmt: skip
     if not 0 <= index < count:
         raise BadSettingError(f"target {index} is not a class of {model_name} (0 to {count - 1}).")
     return index
+
+
+def class_index(value: str | int, class_names: Sequence[str], option: str, model_name: str) -> int:
+    """A class as a person names it (``--target 282``, ``--target "tiger cat"``, ``target="tabby"`` in the API) as
+    the index of one of ``class_names``: a whole number in range, or the whole name or one of its comma-separated
+    synonyms, in any case. Otherwise one sentence with the range, the closest names, or the classes a name shared by
+    several could mean; ``option`` names what was given (``--target``, ``target``)."""
+    import difflib
+
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(class_names):
+            raise BadSettingError(f"{option} {index} is not a class of {model_name} (0 to {len(class_names) - 1}).")
+        return index
+    wanted = " ".join(text.lower().split())
+    names: dict[str, list[int]] = {}
+    for i, name in enumerate(class_names):
+        for n in [name, *name.split(",")]:
+            held = names.setdefault(" ".join(n.lower().split()), [])
+            if i not in held:
+                held.append(i)
+    if len(names.get(wanted, [])) > 1:  # ImageNet's "crane" is a bird (134) and a machine (517)
+        which = " and ".join(f"{i} ({class_names[i]})" for i in names[wanted])
+        raise BadSettingError(f"{option} {text!r} names {len(names[wanted])} classes of {model_name}, {which}; "
+                              "give the index.")  # fmt: skip
+    if wanted in names:
+        return names[wanted][0]
+    close = difflib.get_close_matches(wanted, list(names), 3, 0.75)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; give an index or an exact name."
+    raise BadSettingError(f"{option} {text!r} is not a class name of {model_name}{hint}")

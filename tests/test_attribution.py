@@ -590,10 +590,10 @@ def test_default_target_is_the_prediction(lite0):
     assert result.target == 967
 
 
-@pytest.mark.parametrize("target", [2.0, True, "2", None])
+@pytest.mark.parametrize("target", [2.0, True, None])
 def test_a_target_that_is_not_a_whole_number_is_refused_everywhere_a_class_is_chosen(target):
-    """``2.0`` failed deep in Captum (IndexError), ``True`` explained class 1, ``"2"`` failed comparing a str; an
-    integer of any kind (NumPy's from an argmax) is taken."""
+    """``2.0`` failed deep in Captum (IndexError), ``True`` explained class 1; an integer of any kind (NumPy's from
+    an argmax) is taken, and a string is a class's name (the next test)."""
     from interp.attention import capture
     from interp.errors import BadSettingError, check_class
     from interp.evaluation import deletion_insertion
@@ -606,13 +606,46 @@ def test_a_target_that_is_not_a_whole_number_is_refused_everywhere_a_class_is_ch
         return
     with pytest.raises(ValueError, match=re.escape(f"top_k must be a whole number, at least 1; got {target!r}.")):
         interp.predict(cnn, image, top_k=target)  # was "'<' not supported" (None) or torch's topk TypeError (2.0)
-    said = f"target must be a class index (a whole number from 0 to 5), got {target!r}."
+    said = f"target must be a class index (a whole number from 0 to 5) or a class name, got {target!r}."
     with pytest.raises(BadSettingError, match=re.escape(said)):
         attribute(cnn, image, "saliency", target=target)
     with pytest.raises(BadSettingError, match=re.escape(said)):
         capture(vit, vit.preprocess(image.image)[None], target=target)
     with pytest.raises(BadSettingError, match=re.escape(said)):
         deletion_insertion(cnn, cnn.preprocess(image.image), np.ones((128, 128), np.float32), target=target)
+
+
+def test_the_api_takes_a_class_by_its_name_as_the_cli_does():
+    """``target="tiger cat"`` was refused by every API function ("must be a class index") while the CLI's
+    ``--target "tiger cat"`` worked; now both read a name, a synonym or digits the same way, and a misspelt name
+    offers the nearest."""
+    from interp.attention import capture
+    from interp.concepts import class_gradients, generated, run_tcav
+    from interp.errors import BadSettingError
+    from interp.evaluation import deletion_insertion, map_curves
+
+    cnn, vit = interp.load_model("shapes_cnn"), interp.load_model("shapes_vit")
+    image = interp.load_sample("shapes_star")
+    star = cnn.class_names.index("star")
+    for given in ("star", "  STAR ", str(star)):
+        assert attribute(cnn, image, "saliency", target=given).target == star
+    assert capture(vit, image, target="star").target == star
+    x, ones = cnn.preprocess(image.image), np.ones((128, 128), np.float32)
+    assert deletion_insertion(cnn, x, ones, target="star").deletion_auc == deletion_insertion(
+        cnn, x, ones, target=star).deletion_auc  # fmt: skip
+    grads = class_gradients(cnn, "layer2", [image], "star")
+    assert np.array_equal(grads, class_gradients(cnn, "layer2", [image], star))
+    stripes, randoms = generated.texture_set("stripes", 4), [generated.random_images(4, seed=s) for s in (0, 1)]
+    report = run_tcav(cnn, ["layer2"], {"stripes": stripes}, randoms, [image, image], "Star", runs=2)
+    assert report.target == star and type(report.target) is int  # the report names the class by its index
+    assert map_curves(cnn, image, None, "star").deletion_auc == map_curves(cnn, image, None, star).deletion_auc
+    with pytest.raises(BadSettingError, match=re.escape("target 'stra' is not a class name of shapes_cnn; did you "
+                                                        "mean 'star'?")):  # fmt: skip
+        attribute(cnn, image, "saliency", target="stra")
+    with pytest.raises(BadSettingError, match=re.escape("target 9 is not a class of shapes_cnn (0 to 5).")):
+        attribute(cnn, image, "saliency", target="9")
+    lite0 = interp.load_model("efficientnet_lite0")  # a synonym, in any case: ImageNet's "tabby, tabby cat"
+    assert attribute(lite0, interp.load_sample("chelsea"), "saliency", target="Tabby").target == 281
 
 
 def test_a_map_of_nan_is_a_sentence_not_a_picture_a_score_or_a_cache_entry(tmp_path):

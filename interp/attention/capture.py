@@ -178,7 +178,7 @@ def capture(
     if not torch.isfinite(x).all():
         raise BadSettingError("the input holds NaN or infinite values; its attention would be NaN.")
     if target is not None:
-        target = check_class(target, model.num_classes, model.name)
+        target = check_class(target, model.num_classes, model.name, model.class_names)
     kept: list[torch.Tensor] = []
 
     def keep(module, inputs, output):

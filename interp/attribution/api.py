@@ -10,7 +10,7 @@ from PIL import Image
 
 from interp.attribution.base import COMPLETENESS_TOLERANCE, METHODS, Attribution, get_method
 from interp.cache import ResultCache, computed_once, result_key
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, check_class
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
 
@@ -31,12 +31,15 @@ def attribute(
         image: a loaded image or what :func:`interp.load_image` takes (a path, a PIL image, an array…), both
             preprocessed with the model's data config; or a preprocessed ``(C, H, W)`` tensor.
         method: a registry name (``interp.attribution.METHODS``).
-        target: class index; ``None`` explains the top prediction.
+        target: class index or name (``"tiger cat"``, a synonym such as ``"tabby"``); ``None`` explains the top
+            prediction.
         cache: when given, a result computed before for the same model, pixels, method, target and settings is
             returned without computing (``extras["cached"]`` is then ``True``).
         **params: the method's settings (see its ``defaults``).
     """
     m = get_method(method, **params)
+    if target is not None:  # a name is its index before it keys the cache: "star" and 3 are one result
+        target = check_class(target, model.num_classes, model.name, model.class_names)
     if not isinstance(image, torch.Tensor):
         image = as_loaded(image)  # a path or a picture is cached as a loaded image is
     x: torch.Tensor | None = None

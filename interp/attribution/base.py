@@ -142,7 +142,7 @@ class AttributionMethod(ABC):
             raise MethodNotApplicable(f"{self.title} does not apply to {model.name}: {reason}")
         if x.dim() == 3:
             x = x.unsqueeze(0)
-        target = check_class(target, model.num_classes, model.name)
+        target = check_class(target, model.num_classes, model.name, model.class_names)
         params = self.resolved_params(model)
         x = x.to(model.device, torch.float32)
         with model.exclusive(), torch.enable_grad():

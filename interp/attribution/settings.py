@@ -131,8 +131,9 @@ def check_params(name: str, schema: Iterable[Setting], params: Mapping[str, Any]
     rows = {s.name: s for s in schema}
     unknown = sorted(set(params) - set(rows))
     if unknown:
+        hint = _did_you_mean(unknown[0], rows) if len(unknown) == 1 else ""  # attribute(…, n_steps=64): steps
         raise SettingError(
-            f"{name} has no setting {', '.join(unknown)}; its settings are {', '.join(rows) or 'none'}."
+            f"{name} has no setting {', '.join(unknown)}{hint}; its settings are {', '.join(rows) or 'none'}."
         )
     out = {}
     for key, row in rows.items():

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.errors import InterpError
+from interp.errors import InterpError, class_index  # noqa: F401 - class_index: the commands import it from here
 
 if TYPE_CHECKING:
     from interp.images import LoadedImage
@@ -85,36 +85,6 @@ def out_dir(path: Path) -> Path:
 
 
 CLASS_HELP = "an index or a name ('tiger cat', or a synonym such as 'tabby'; any case)"
-
-
-def class_index(value: str | int, class_names: Sequence[str], option: str, model_name: str) -> int:
-    """A class option's value (``--target 282``, ``--target "tiger cat"``) as the index of one of ``class_names``:
-    a whole number in range, or the whole name or one of its comma-separated synonyms, in any case. Otherwise one
-    sentence with the range, the closest names, or the classes a name shared by several could mean."""
-    import difflib
-
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        index = int(text)
-        if not 0 <= index < len(class_names):
-            raise ValueError(f"{option} {index} is not a class of {model_name} (0 to {len(class_names) - 1}).")
-        return index
-    wanted = " ".join(text.lower().split())
-    names: dict[str, list[int]] = {}
-    for i, name in enumerate(class_names):
-        for n in [name, *name.split(",")]:
-            held = names.setdefault(" ".join(n.lower().split()), [])
-            if i not in held:
-                held.append(i)
-    if len(names.get(wanted, [])) > 1:  # ImageNet's "crane" is a bird (134) and a machine (517)
-        which = " and ".join(f"{i} ({class_names[i]})" for i in names[wanted])
-        raise ValueError(f"{option} {text!r} names {len(names[wanted])} classes of {model_name}, {which}; give the "
-                         "index.")  # fmt: skip
-    if wanted in names:
-        return names[wanted][0]
-    close = difflib.get_close_matches(wanted, list(names), 3, 0.75)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; give an index or an exact name."
-    raise ValueError(f"{option} {text!r} is not a class name of {model_name}{hint}")
 
 
 def read_image(path: Path) -> LoadedImage:

@@ -386,7 +386,7 @@ def class_gradients_by_layer(
 
     Returns ``{layer: (N, D_layer)}`` in the order of ``layers``; what ``cache`` holds is not computed again.
     """
-    target = check_class(target, model.num_classes, model.name)
+    target = check_class(target, model.num_classes, model.name, model.class_names)
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:

@@ -6,6 +6,7 @@ import numpy as np
 
 from interp.attribution import Attribution
 from interp.cache import ResultCache, computed_once, result_key
+from interp.errors import check_class
 from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, deletion_insertion, model_block, random_floor
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage
@@ -22,6 +23,7 @@ def map_curves(
     ``FLOOR_MAPS`` random maps) for ``target``, read from ``cache`` when computed before for the same model, pixels,
     map settings, steps, replacement and region side (``block``; by default
     :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
+    target = check_class(target, model.num_classes, model.name, model.class_names)
     block = model_block(model, block)
     what = "random" if result is None else result.method
     settings = {"target": int(target), "steps": int(steps), "replacement": replacement, "seed": FLOOR_SEED}

@@ -123,7 +123,7 @@ def deletion_insertion(
         raise BadSettingError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     if score not in ("probability", "logit"):
         raise BadSettingError(f"score is 'probability' or 'logit', got {score!r}.")
-    target = check_class(target, model.num_classes, model.name)
+    target = check_class(target, model.num_classes, model.name, model.class_names)
     height, width = sal.shape
     block = default_block((height, width)) if block is None else _whole_block(block)
     if not 1 <= block <= min(height, width):

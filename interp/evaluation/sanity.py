@@ -19,6 +19,7 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from interp.errors import check_class
 from interp.models import LoadedModel
 
 STILL_THE_SAME = 0.5
@@ -81,7 +82,7 @@ def cascading_randomisation(
         x: ``(C, H, W)`` preprocessed input, or an image (preprocessed here, as :meth:`LoadedModel.preprocess`
             takes it).
         method: a registry name; ``params`` its settings.
-        target: class index.
+        target: class index or name.
         seed: the random weights' seed.
     """
     from interp.attribution import attribute
@@ -89,6 +90,7 @@ def cascading_randomisation(
     from interp.models.loading import WeightsInfo
 
     params = params or {}
+    target = check_class(target, model.num_classes, model.name, model.class_names)
     x = x if isinstance(x, torch.Tensor) else model.preprocess(x)  # once, for every randomised copy
     trained = np.abs(attribute(model, x, method, target, **params).map)
     with model.exclusive() as net:

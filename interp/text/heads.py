@@ -154,7 +154,7 @@ def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int =
 
     if isinstance(encoded, str):
         encoded = model.encode(encoded)
-    target = check_class(target, len(model.class_names), model.name)
+    target = check_class(target, len(model.class_names), model.name, model.class_names)
     if not 2 <= (whole_number(steps) or 0) <= MAX_STEPS:
         raise BadSettingError(f"steps is a whole number from 2 to {MAX_STEPS}; got {steps!r}.")
     if not 0 < (real_number(tolerance) or 0) < math.inf:
