@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from interp.attribution import METHODS, Attribution
 from interp.datasets import Dataset, DatasetRoot, ScanBusy
 from interp.images import LoadedImage
 from interp.models import LoadedModel
-from interp.words import counted, plus_minus
+from interp.words import counted, percent_plus_minus, plus_minus
 
 if TYPE_CHECKING:
     from dashboard.attribution_ui import AttributionChoice
@@ -195,7 +196,8 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
 
     st.markdown("Which explanation method can you trust for this model? Each method explains the model's prediction "
                 "on the first N images; its map's deletion and insertion scores are compared with a random map's. "
-                "Higher gains are better.")  # fmt: skip
+                "Higher gains are better. Where the dataset knows where the object is (the shapes world's masks, "
+                "Open Images' boxes), the pointing game and the map's mass on the object are scored too.")  # fmt: skip
     if len(ds) < 2:  # one uploaded photo in a zip: a ranking over images needs images
         st.info(f"Ranking methods on a dataset needs at least 2 images; {ds.name} has {counted(len(ds), 'image')}. "
                 "For one image's maps, turn on *Trust scores* on the Attribution page.")  # fmt: skip
@@ -249,9 +251,16 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
     shown = summary[["method", "images"]].copy()
     for col, name in TRUST_COLUMNS:
         shown[name] = [plus_minus(m, c) for m, c in zip(summary[col], summary[f"{col}_ci95"])]  # one image: no ±
+    helps = {name: TRUST_HELP[col] for col, name in TRUST_COLUMNS}
+    if "located" in summary and summary["located"].notna().any():  # the shapes world's masks, Open Images' boxes
+        share = float(summary["object_share"].mean())
+        for col, name in LOCATED_COLUMNS:
+            shown[name] = ["" if math.isnan(m) else percent_plus_minus(m, c)
+                           for m, c in zip(summary[col], summary[f"{col}_ci95"])]  # fmt: skip
+            helps[name] = LOCATED_HELP[col].format(share=share)
     # The whole width: the answer's columns (the gains) first, none cut off beside the chart.
-    st.dataframe(shown, hide_index=True, column_config={
-        name: st.column_config.TextColumn(help=TRUST_HELP[col]) for col, name in TRUST_COLUMNS})  # fmt: skip
+    st.dataframe(shown, hide_index=True,
+                 column_config={name: st.column_config.TextColumn(help=text) for name, text in helps.items()})
     st.plotly_chart(_figure(summary), key="trust_chart", config={"displayModeBar": False})
     for method, why in load_failures(out).items():  # maps that could not be scored on some images, and why
         st.caption(f"{METHODS[method].title} could not be scored on {counted(len(why), 'image')}: "
@@ -271,6 +280,12 @@ def trust_view(model: LoadedModel, source: DatasetRoot, ds: Dataset) -> None:
 
 TRUST_COLUMNS = (("insertion_gain", "insertion gain"), ("deletion_gain", "deletion gain"),
                  ("insertion_auc", "insertion"), ("deletion_auc", "deletion"))  # fmt: skip
+LOCATED_COLUMNS = (("pointing", "pointing game"), ("energy_inside", "mass on object"))
+LOCATED_HELP = {
+    "pointing": "How often the map's peak falls on the object (the images whose object's place the dataset knows); "
+                "a peak placed at random: {share:.0%}. Mean ± 95% interval.",
+    "energy_inside": "The share of the map's positive mass on the object; a map spread evenly: {share:.0%}.",
+}
 TRUST_HELP = {
     "insertion_gain": "Insertion minus a random map's on the same image: higher is better; mean ± 95% interval.",
     "deletion_gain": "A random map's deletion minus this map's on the same image: higher is better.",

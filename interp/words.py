@@ -56,3 +56,10 @@ def plus_minus(mean: float, half: float, digits: int = 3) -> str:
     import math
 
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def percent_plus_minus(mean: float, half: float) -> str:
+    """``"92% ± 11%"``: a share and its interval's half-width in whole percents; the share alone without one."""
+    import math
+
+    return f"{mean:.0%}" if math.isnan(half) else f"{mean:.0%} ± {half:.0%}"

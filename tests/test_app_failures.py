@@ -217,7 +217,11 @@ def test_which_method_to_trust_scores_methods_on_the_dataset():
     assert "over 6 images" in reading
     table = at.main.dataframe[-1].value
     assert set(table["method"]) == {"Grad-CAM", "Saliency (gradients)"} and (table["images"] == 6).all()
-    assert list(table.columns) == ["method", "images", "insertion gain", "deletion gain", "insertion", "deletion"]
+    assert list(table.columns) == ["method", "images", "insertion gain", "deletion gain", "insertion", "deletion",
+                                   "pointing game", "mass on object"]  # the shapes world knows where objects are
+    assert table["pointing game"].str.fullmatch(r"\d+% ± \d+%").all(), table
+    assert table["mass on object"].str.fullmatch(r"\d+% ± \d+%").all(), table
+    assert "Where the object is known (6 images)" in reading  # and the answer reads them
     assert {"trust_csv", "trust_parquet"} <= {b.key for b in at.main.get("download_button")}
     other = failures_page()  # another visitor choosing the same sees the scores at once, without scoring again
     other.session_state["_keep_trust_methods"] = ["grad_cam", "saliency"]

@@ -1006,6 +1006,12 @@ def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path, capsys):
     assert sentence.startswith(f"On Shapes world · test split, {best['method']} gains the most over a random map")
     assert sentence in result.stdout.splitlines()
     assert (out / "scores.parquet").is_file()
+    # the shapes world knows where each object is: the pointing game and the mass on it, per method, as the summary
+    assert re.search(r"^method\s+images\s+pointing\s+mass on object$", result.stdout, re.M)
+    assert "where the object is known (4 images)" in result.stdout and "Where the object is known" in sentence
+    for r in ranked.itertuples():
+        assert re.search(rf"^{r.method}\s+4\s+{r.pointing:.0%} ± {r.pointing_ci95:.0%}\s+{r.energy_inside:.0%} ± "
+                         rf"{r.energy_inside_ci95:.0%}$", result.stdout, re.M), result.stdout  # fmt: skip
     # the same command on a folder of one image: scores without an interval, not "± nan"
     (tmp_path / "one" / "star").mkdir(parents=True)
     interp.load_sample("shapes_star").image.save(tmp_path / "one" / "star" / "a.png")
@@ -1015,6 +1021,12 @@ def test_evaluate_a_dataset_writes_scores_and_a_summary(tmp_path, capsys):
     printed = capsys.readouterr()
     said = printed.out
     assert "nan" not in said and "saliency" in said and "one image has no interval" in said, said
+    # summary.json is JSON a browser reads: no interval is null, not NaN (which JSON does not have)
+    def strict(text):
+        raise ValueError(f"{text} in summary.json")
+
+    (method,) = json.loads((tmp_path / "eval1" / "summary.json").read_text(), parse_constant=strict)["methods"]
+    assert method["insertion_gain_ci95"] is None and "located" not in method  # a folder of its own: no truth
     assert "note: 1 image could not be read and is left out (first: b.png is not an image" in printed.err, printed.err
 
 

@@ -256,6 +256,71 @@ def test_per_dataset_scores_rank_methods_resume_and_refuse_other_settings(tmp_pa
         evaluate_dataset(interp.load_model("shapes_vit"), dataset, ["deeplift"], tmp_path / "vit", n=2)
 
 
+def test_per_dataset_scores_localise_each_map_where_the_object_is_known(tmp_path):
+    """On the shapes world each image's row also holds the pointing game, the share of the map's mass on the object
+    and the object's share of the view, equal to the one-image functions on its exact mask; the summary averages them
+    and the verdict reads them. A folder with no truth (or a labels.csv of another kind, which raised KeyError in
+    truth_mask), and scores written before localisation was recorded, have none and say nothing of it."""
+    import shutil
+
+    from interp.datasets import DatasetRoot
+    from interp.evaluation import energy_inside, evaluate_dataset, load_scores, pointing, summarise, verdict
+    from interp.shapes import mask_in_view, truth_mask, write_image_folder
+
+    write_image_folder(tmp_path / "w", 6, seed=5, split="test")
+    ds = DatasetRoot("w", "folder", str(tmp_path / "w")).open()
+    model = interp.load_model("shapes_cnn")
+    summary = evaluate_dataset(model, ds, ["grad_cam", "saliency"], tmp_path / "o", n=6, steps=4)
+    rows = load_scores(tmp_path / "o")
+    assert len(rows) == 12
+    for row in rows.itertuples():
+        seen = mask_in_view(truth_mask(ds.root, row.path), model.view)
+        raw = attribute(model, interp.load_image(ds.path_of(row.path)), row.method, row.target).raw
+        assert row.pointing == float(pointing(raw, seen)), row
+        assert row.energy_inside == pytest.approx(energy_inside(raw, seen)) and row.object_share == seen.mean()
+    for r in summary.itertuples():
+        group = rows[rows.method == r.method]
+        assert r.located == 6 and r.pointing == pytest.approx(group.pointing.mean()), r
+        assert r.energy_inside == pytest.approx(group.energy_inside.mean()) and r.pointing_ci95 > 0
+    said = verdict(summary, ds.name)
+    assert "Where the object is known (6 images), the peak" in said, said
+    share = f"{rows.object_share.mean():.0%}"
+    assert f"a map spread at random scores the object's share of the view on both, {share}" in said
+
+    assert "located" not in summarise(rows.drop(columns=["pointing", "energy_inside", "object_share"]))
+    shutil.copytree(tmp_path / "w", tmp_path / "plain")
+    (tmp_path / "plain" / "labels.csv").write_text("path,note\n" + f"{rows.path[0]},a user's own column\n")
+    plain = DatasetRoot("plain", "folder", str(tmp_path / "plain")).open()
+    summary = evaluate_dataset(model, plain, ["saliency"], tmp_path / "p", n=3, steps=4)
+    assert load_scores(tmp_path / "p")["pointing"].isna().all() and "located" not in summary
+    assert "object is known" not in verdict(summary, plain.name)
+
+
+def test_the_verdict_names_ties_and_overlaps_in_localisation():
+    import math
+
+    import pandas as pd
+
+    from interp.evaluation import verdict
+
+    def row(method, gain, hits, mass):
+        return {"method": method, "images": 20, "insertion_gain": gain, "insertion_gain_ci95": 0.05,
+                "located": 20, "pointing": hits, "pointing_ci95": 0.1, "energy_inside": mass,
+                "energy_inside_ci95": 0.02, "object_share": 0.1}  # fmt: skip
+
+    summary = pd.DataFrame([row("ig", 0.4, 0.5, 0.2), row("gbp", 0.0, 0.9, 0.6), row("sal", -0.1, 0.9, 0.3),
+                            row("cam", -0.2, 0.75, math.nan)])  # fmt: skip
+    assert verdict(summary, "d").endswith(
+        "Where the object is known (20 images), the peaks of gbp and sal fall on it most often (90% ± 10%; cam "
+        "overlaps them), and gbp puts the most of its mass there (60% ± 2%); a map spread at random scores the "
+        "object's share of the view on both, 10%. Pointing at the object and following the model are different "
+        "questions: a map can outline the object without showing what the model used, and the model can use what "
+        "lies off the object.")  # ig, the most faithful, is neither (nor within their intervals)
+    summary.loc[0, "energy_inside"] = 0.59  # ig's mass overlaps gbp's: no longer a different answer
+    said = verdict(summary, "d")
+    assert "(60% ± 2%; ig overlaps it)" in said and "different questions" not in said
+
+
 def test_cached_scores_are_kept_apart_by_their_squares(tmp_path, monkeypatch):
     """The page's scores come from the result cache: the same squares are read back (with their side), other squares
     are computed afresh."""

@@ -60,7 +60,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import evaluate_dataset, load_failures, load_unreadable, verdict
     from interp.models import load_model
-    from interp.words import plus_minus
+    from interp.words import percent_plus_minus, plus_minus
 
     if args.out is None:
         raise ValueError("with --dataset, give --out DIR for the scores (a second run continues them).")
@@ -100,6 +100,15 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
               f"{pm(r['deletion_gain'], r['deletion_gain_ci95']):>17}")  # fmt: skip
     if (summary["images"] < 2).any():
         print("(a method scored on one image has no interval; score more images with --n)")
+    if "located" in summary and summary["located"].notna().any():  # the shapes world's masks, Open Images' boxes
+        located = summary[summary["located"].notna()]
+        print(f"where the object is known ({counted(int(located['located'].max()), 'image')}): how often the map's "
+              f"peak falls on it (the pointing game) and the share of its mass there; a map spread at random scores "
+              f"the object's share of the view on both, {float(located['object_share'].mean()):.0%}")  # fmt: skip
+        print(f"{'method':<24}{'images':>7}{'pointing':>16}{'mass on object':>18}")
+        for r in located.to_dict("records"):
+            print(f"{r['method']:<24}{int(r['located']):>7}{percent_plus_minus(r['pointing'], r['pointing_ci95']):>16}"
+                  f"{percent_plus_minus(r['energy_inside'], r['energy_inside_ci95']):>18}")  # fmt: skip
     print(verdict(summary, dataset.name))
     for method, why in load_failures(args.out).items():
         first = next(iter(why.values()))

@@ -19,7 +19,7 @@ from .faithfulness import (
     random_floor,
     random_map,
 )
-from .localisation import as_values, boxes_mask, centre_hit, energy_inside, pointing
+from .localisation import as_values, boxes_mask, centre_hit, energy_inside, object_mask, pointing
 from .sanity import RandomisationCheck, RandomisedStep, cascade_layers, cascading_randomisation
 from .scoreboard import score_line, scoreboard, scoreboard_sentence
 
@@ -46,6 +46,7 @@ __all__ = [
     "load_unreadable",
     "map_curves",
     "map_randomisation",
+    "object_mask",
     "pointing",
     "random_floor",
     "random_map",

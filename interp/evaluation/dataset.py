@@ -14,18 +14,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from interp.attribution.memory import forward_batch_size
-from interp.datasets import Dataset, DatasetError, scan_lock
+from interp.datasets import Dataset, DatasetError, Item, scan_lock
 from interp.datasets.scanner import output_folder
 from interp.errors import BadSettingError, InterpError, whole_number
 from interp.evaluation.choices import REPLACEMENTS
 from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
+from interp.evaluation.localisation import energy_inside, object_mask, pointing
 from interp.models import LoadedModel
-from interp.words import counted, joined
+from interp.words import counted, joined, percent_plus_minus
+
+if TYPE_CHECKING:
+    from interp.images import LoadedImage
 
 SCORES = "scores.parquet"
 META = "evaluation.json"
@@ -93,6 +98,7 @@ def evaluate_dataset(
                 _write_meta(out, meta)
                 continue
             x = model.preprocess(image.image)
+            seen = _object_in_view(model, dataset, item, image)
             target = int(model.run(x[None]).argmax(-1))
             batch = batch or forward_batch_size(model, x[None], 2 * (steps + 1))
             floor = deletion_insertion(model, x, random_map(tuple(x.shape[-2:]), 0), target, steps=steps,
@@ -113,7 +119,8 @@ def evaluate_dataset(
                                             block=block, batch=batch)  # fmt: skip
                 new.append({"id": item.id, "path": item.path, "target": target, "method": m,
                             "deletion_auc": curves.deletion_auc, "insertion_auc": curves.insertion_auc,
-                            "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc})  # fmt: skip
+                            "random_deletion_auc": floor.deletion_auc, "random_insertion_auc": floor.insertion_auc,
+                            **_localised(result.raw, seen)})  # fmt: skip
             if new:
                 rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True) if len(rows) else pd.DataFrame(new)
                 _atomic_parquet(rows, out / SCORES)
@@ -122,8 +129,36 @@ def evaluate_dataset(
         summary = summarise(rows)  # written under the lock: two runs ending at once wrote one file together
         (out / "summary.json").write_text(json.dumps({"settings": settings, "unreadable": len(meta["unreadable"]),
                                                       "failed": {m: len(ids) for m, ids in failed.items()},
-                                                      "methods": summary.to_dict("records")}, indent=2))  # fmt: skip
+                                                      "methods": _records(summary)}, indent=2))  # fmt: skip
     return summary
+
+
+def _records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The summary's rows for JSON, a missing value (no interval from one image, no truth) as ``null``, not ``NaN``,
+    which JSON does not have (JavaScript's ``JSON.parse`` refused the file)."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+            for row in summary.to_dict("records")]  # fmt: skip
+
+
+def _object_in_view(model: LoadedModel, dataset: Dataset, item: Item, image: LoadedImage) -> np.ndarray | None:
+    """The object's mask in the model's view where the dataset knows it (:func:`object_mask`); ``None`` also where
+    the crop leaves none of it in view, where no map can point at it."""
+    from interp.shapes import mask_in_view
+
+    mask = object_mask(dataset, item, image.image.size)
+    if mask is None:
+        return None
+    seen = mask_in_view(mask, model.view)
+    return seen if seen.any() else None
+
+
+def _localised(raw: np.ndarray, seen: np.ndarray | None) -> dict[str, float]:
+    """A map's localisation against the object (NaN without one): the pointing game (1 a hit, 0 a miss), the share of
+    its mass on the object, and the object's share of the view, the level a map spread at random reaches on both."""
+    if seen is None:
+        return {"pointing": math.nan, "energy_inside": math.nan, "object_share": math.nan}
+    return {"pointing": float(pointing(raw, seen)), "energy_inside": energy_inside(raw, seen),
+            "object_share": float(seen.mean())}  # fmt: skip
 
 
 def load_failures(out: Path) -> dict[str, dict[str, str]]:
@@ -149,7 +184,10 @@ def load_scores(out: Path) -> pd.DataFrame:
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method: images, and the mean and 95% interval half-width of deletion, insertion and insertion's margin
-    over the random map (normal approximation: 1.96 standard errors)."""
+    over the random map (normal approximation: 1.96 standard errors). Where images came with the object's place
+    (the shapes world's masks, Open Images' boxes): ``located`` (how many), the pointing game's hit rate and the
+    share of the map's mass on the object, each with its interval, and ``object_share``, the object's mean share of
+    the view: what a map spread at random scores on both."""
     if rows.empty:
         return pd.DataFrame(columns=["method", "images"])
     rows = rows.assign(insertion_gain=rows["insertion_auc"] - rows["random_insertion_auc"],
@@ -158,11 +196,22 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     for method, group in rows.groupby("method", sort=False):
         row: dict[str, Any] = {"method": method, "images": len(group)}
         for col in ("deletion_auc", "insertion_auc", "insertion_gain", "deletion_gain"):
-            values = group[col].astype(float)
-            row[col] = float(values.mean())
-            row[f"{col}_ci95"] = CI_Z * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+            row[col], row[f"{col}_ci95"] = _mean_ci(group[col])
+        located = group["pointing"].notna() if "pointing" in group else pd.Series(False, index=group.index)
+        if located.any():  # scores from before localisation was recorded, or images without truth, have none
+            row["located"] = int(located.sum())
+            for col in ("pointing", "energy_inside"):
+                row[col], row[f"{col}_ci95"] = _mean_ci(group.loc[located, col])
+            row["object_share"] = float(group.loc[located, "object_share"].astype(float).mean())
         out.append(row)
     return pd.DataFrame(out).sort_values("insertion_gain", ascending=False, ignore_index=True)
+
+
+def _mean_ci(values: pd.Series) -> tuple[float, float]:
+    """The mean and its 95% interval's half-width (NaN for one value, which gives no interval)."""
+    values = values.astype(float)
+    half = CI_Z * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return float(values.mean()), half
 
 
 def verdict(summary: pd.DataFrame, dataset: str, name: Callable[[str], str] = str,
@@ -171,6 +220,10 @@ def verdict(summary: pd.DataFrame, dataset: str, name: Callable[[str], str] = st
     best first): the best method by insertion gain, whether its 95% interval keeps clear of zero (a random map), and
     which methods it cannot yet be told apart from (intervals that overlap). ``name`` writes a dataset's or method's
     name (the page escapes Markdown), ``strong`` the best method's (the page makes it bold)."""
+    return _faithful(summary, dataset, name, strong) + _located(summary, name)
+
+
+def _faithful(summary: pd.DataFrame, dataset: str, name: Callable[[str], str], strong: Callable[[str], str]) -> str:
     best = summary.iloc[0]
     gain, half = float(best["insertion_gain"]), float(best["insertion_gain_ci95"])
     images = counted(int(best["images"]), "image")
@@ -187,6 +240,38 @@ def verdict(summary: pd.DataFrame, dataset: str, name: Callable[[str], str] = st
     if close:
         text += (f" {joined(map(name, close))} cannot be told apart from it yet (their intervals overlap); "
                  "more images narrow them.")  # fmt: skip
+    return text
+
+
+def _located(summary: pd.DataFrame, name: Callable[[str], str]) -> str:
+    """The ground truth's answer, where the images came with the object's place: which maps' peaks fall on it most
+    often and which puts the most of its mass there, with the maps whose intervals overlap theirs, against what a map
+    spread at random scores; and, where neither is the most faithful map, that these are different questions."""
+    if "located" not in summary or summary["located"].isna().all():
+        return ""
+    rows = summary[summary["located"].notna()]
+
+    def best(col: str) -> tuple[list[str], list[str], str]:
+        """The maps with the highest ``col`` (every one of a tie), those whose intervals overlap theirs, and its mean
+        ± interval naming the overlapping."""
+        top = rows[rows[col] >= rows[col].max() - 1e-9]
+        mean, half = float(top.iloc[0][col]), float(top.iloc[0][f"{col}_ci95"])
+        close = [r["method"] for _, r in rows.iterrows() if r["method"] not in set(top["method"])
+                 and not math.isnan(half) and r[col] + r[f"{col}_ci95"] >= mean - half]  # fmt: skip
+        verb = "overlaps" if len(close) == 1 else "overlap"
+        overlap = f"; {joined(map(name, close))} {verb} {'them' if len(top) > 1 else 'it'}" if close else ""
+        return list(top["method"]), close, f"{percent_plus_minus(mean, half)}{overlap}"
+
+    (pointers, near_pointers, hits), (massive, near_massive, mass) = best("pointing"), best("energy_inside")
+    many, more = len(pointers) > 1, len(massive) > 1
+    text = (f" Where the object is known ({counted(int(rows['located'].max()), 'image')}), the peak{'s' * many} of "
+            f"{joined(map(name, pointers))} fall{'' if many else 's'} on it most often ({hits}), and "
+            f"{joined(map(name, massive))} put{'' if more else 's'} the most of {'their' if more else 'its'} mass "
+            f"there ({mass}); a map spread at random scores the object's share of the view on both, "
+            f"{float(rows['object_share'].mean()):.0%}.")  # fmt: skip
+    if summary.iloc[0]["method"] not in {*pointers, *near_pointers, *massive, *near_massive}:
+        text += (" Pointing at the object and following the model are different questions: a map can outline the "
+                 "object without showing what the model used, and the model can use what lies off the object.")
     return text
 
 

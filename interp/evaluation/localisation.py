@@ -8,10 +8,15 @@ boxes): does the map point at the object, and how much of its mass falls on it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from interp.errors import BadSettingError
 from interp.shapes.truth import pointing_hit
+
+if TYPE_CHECKING:
+    from interp.datasets import Dataset, Item
 
 NOT_FINITE = ("the map holds NaN or infinite values (the method failed numerically), so it ranks no pixels and "
               "cannot be scored.")
@@ -63,6 +68,20 @@ def centre_hit(mask: np.ndarray, tolerance_px: int = 0) -> bool:
     centre = np.zeros(mask.shape)
     centre[mask.shape[0] // 2, mask.shape[1] // 2] = 1.0
     return pointing_hit(centre, mask, tolerance_px)
+
+
+def object_mask(dataset: Dataset, item: Item, size: tuple[int, int]) -> np.ndarray | None:
+    """Where the object is in ``item`` of ``dataset``, as an ``(H, W)`` bool mask at the image's ``size`` (width,
+    height), where the dataset knows: a shapes-world folder's exact mask (its ``labels.csv``), else the union of the
+    item's boxes (Open Images); ``None`` otherwise."""
+    from interp.shapes.truth import truth_mask
+
+    mask = truth_mask(dataset.root, item.path)
+    if mask is None and item.boxes:
+        mask = boxes_mask(item.boxes, size[1], size[0])
+    if mask is None or mask.shape != (size[1], size[0]):  # a mask of another size than the file: not this image's
+        return None
+    return mask
 
 
 def boxes_mask(boxes, height: int, width: int) -> np.ndarray:

@@ -30,10 +30,13 @@ def truth_mask(root: Path, relpath: str) -> np.ndarray | None:
     path = Path(root) / "labels.csv"
     if not path.is_file():
         return None
-    row = _labels(str(path), path.stat().st_mtime).get(relpath)
-    if row is None:
+    try:
+        row = _labels(str(path), path.stat().st_mtime).get(relpath)
+        if row is None:
+            return None
+        return render(int(row["index"]), seed=int(row["seed"]), split=row["split"]).mask
+    except (KeyError, ValueError, TypeError):  # a labels.csv of another kind (a user's own columns): no known truth
         return None
-    return render(int(row["index"]), seed=int(row["seed"]), split=row["split"]).mask
 
 
 def mask_in_view(mask: np.ndarray, view) -> np.ndarray:
