@@ -296,6 +296,23 @@ def test_per_dataset_scores_localise_each_map_where_the_object_is_known(tmp_path
     assert "object is known" not in verdict(summary, plain.name)
 
 
+def test_the_object_of_an_image_comes_from_its_boxes_or_the_shapes_worlds_mask(tmp_path):
+    from interp.datasets import Dataset, DatasetRoot, Item
+    from interp.evaluation import boxes_mask, object_mask
+    from interp.shapes import truth_mask, write_image_folder
+
+    boxes = (("Cat", 0.1, 0.2, 0.5, 0.6), ("Dog", 0.7, 0.0, 1.0, 0.3))
+    ds = Dataset("oi", "openimages", tmp_path, (Item("a", "a.jpg", boxes=boxes), Item("b", "b.jpg")), (), "none")
+    assert np.array_equal(object_mask(ds, ds.items[0], (80, 40)), boxes_mask(boxes, 40, 80))  # (width, height)
+    assert object_mask(ds, ds.items[1], (80, 40)) is None  # no boxes, no labels.csv: nothing known
+    write_image_folder(tmp_path / "w", 2, seed=1, split="test")
+    world = DatasetRoot("w", "folder", str(tmp_path / "w")).open()
+    item = world.items[0]
+    size = interp.load_image(world.path_of(item)).image.size
+    assert np.array_equal(object_mask(world, item, size), truth_mask(world.root, item.path))
+    assert object_mask(world, item, (size[0] * 2, size[1])) is None  # a file of another size than its mask
+
+
 def test_the_verdict_names_ties_and_overlaps_in_localisation():
     import math
 
