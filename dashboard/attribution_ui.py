@@ -238,9 +238,7 @@ def ground_truth(model: LoadedModel) -> np.ndarray | None:
     source = chosen.get("source")
     if chosen.get("kind") != "dataset" or not source:
         return None
-    if source.kind == "shapes":
-        return attempt(lambda: resources.shapes_truth(source, chosen["name"], model.key, model), "reading the ground truth")
-    return attempt(lambda: resources.box_truth(source, chosen["name"], model.key, model), "reading the object's boxes")
+    return attempt(lambda: resources.object_truth(source, chosen["name"], model.key, model), "reading the ground truth")
 
 
 def grid_view(

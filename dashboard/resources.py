@@ -17,7 +17,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import cachetools
@@ -310,22 +309,13 @@ def dataset_thumbnail(root: DatasetRoot, relpath: str) -> bytes | None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def shapes_truth(root: DatasetRoot, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
-    """The object mask of a shapes-world image in the model's view, or ``None`` when the image has no known truth."""
-    from interp.shapes import mask_in_view, truth_mask
-
-    mask = truth_mask(Path(root.root), relpath)
-    return None if mask is None else mask_in_view(mask, _model.view)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def box_truth(root: DatasetRoot, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
-    """The union of a dataset image's boxes (Open Images) as a mask in the model's view, or ``None`` without boxes."""
-    from interp.evaluation import boxes_mask
+def object_truth(root: DatasetRoot, relpath: str, model_key: str, _model: LoadedModel) -> np.ndarray | None:
+    """Where the object is in a dataset image, in the model's view: the engine's :func:`object_mask` (the shapes
+    world's exact mask, else Open Images' boxes), the one the dataset's trust scores read; ``None`` where unknown."""
+    from interp.evaluation import object_mask
     from interp.shapes import mask_in_view
 
-    item = next((it for it in dataset(root).items if it.path == relpath), None)
-    if item is None or not item.boxes:
-        return None
-    width, height = dataset_image(root, relpath).image.size
-    return mask_in_view(boxes_mask(item.boxes, height, width), _model.view)
+    ds = dataset(root)
+    item = next((it for it in ds.items if it.path == relpath), None)
+    mask = None if item is None else object_mask(ds, item, dataset_image(root, relpath).image.size)
+    return None if mask is None else mask_in_view(mask, _model.view)
