@@ -44,6 +44,7 @@ from interp.models import LoadedModel
 PARAM_NAMES = {"fft": "Fourier (FFT), decorrelated colour", "pixel": "Pixels"}
 SIZES = (64, 96, 128, 160, 224, 256)
 PARTIAL = "_features_partial"
+LINKED_UNIT = "_features_linked_unit"  # the unit a link gave, until the layer's channels are known
 MAP_VIEWS = ("over the image", "alone")
 MAP_TILE_PX = 128  # the image under each small map: enough to see where, light enough for 32 maps in one chart
 MAP_OVERLAY = DisplaySettings(alpha=0.6, colormap="viridis", sign="positive", clip_percentile=100.0)
@@ -194,10 +195,22 @@ def _take_link(model: LoadedModel, layer: str) -> None:
         on_layer = st.session_state.get("feat_kind", "channel") in ("channel", "neuron")
         if unit.isdigit():
             st.session_state[channel_key(model, layer) if on_layer else f"feat_class_{model.key}"] = int(unit)
+            st.session_state[LINKED_UNIT] = int(unit)  # checked against the layer's channels once they are known
         else:
-            permalink.note(f"The link's unit “{unit}” is not a whole number.")
+            permalink.note(f"The link's unit “{unit}” is not a channel or class number (0, 1, 2…); showing "
+                           "the page's own.")  # fmt: skip
     if negative is not None:
+        if negative not in ("0", "1"):
+            permalink.note(f"The link's negative “{negative}” is not 1 or 0; showing the unit's positive side.")
         st.session_state["feat_negative"] = negative == "1"
+
+
+def _linked_unit_beyond(count: int, what: str, shown: str) -> None:
+    """Say once when the link's unit is not below ``count`` (a channel the layer does not have, a class the model
+    does not know): the widget then shows ``shown`` instead."""
+    linked = st.session_state.pop(LINKED_UNIT, None)
+    if linked is not None and linked >= count:
+        permalink.note(f"The link's unit {linked} is not {what}; showing {shown}.")
 
 
 def _objective_widgets(model: LoadedModel, layer: str, predicted: int, fm: FeatureMaps | None) -> Objective:
@@ -207,6 +220,8 @@ def _objective_widgets(model: LoadedModel, layer: str, predicted: int, fm: Featu
     negative = c3.toggle("Negative", key="feat_negative", help="Minimise instead: the pattern the unit is most against.")
     if kind in ("class", "probability"):
         class_key = f"feat_class_{model.key}"
+        _linked_unit_beyond(model.num_classes, f"a class of {model.name} (0 to {model.num_classes - 1})",
+                            "the predicted class")  # fmt: skip
         if not 0 <= st.session_state.get(class_key, predicted) < model.num_classes or class_key not in st.session_state:
             st.session_state[class_key] = predicted
         unit = c2.selectbox("Class", range(model.num_classes), key=class_key,
@@ -214,6 +229,8 @@ def _objective_widgets(model: LoadedModel, layer: str, predicted: int, fm: Featu
         return Objective(kind, int(unit), negative=negative)
     total = fm.total if fm is not None else 4096
     key = channel_key(model, layer)
+    if fm is not None:
+        _linked_unit_beyond(total, f"a channel of {layer} (0 to {total - 1})", f"channel {total - 1}")
     st.session_state[key] = min(int(st.session_state.get(key, 0)), total - 1)
     unit = c2.number_input(f"Channel of {layer} (0 to {total - 1})", 0, total - 1, key=key)
     position = None

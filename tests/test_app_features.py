@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from interp.shapes import generator
 from tests.conftest import ROOT, plotly_array, theme_placeholders
 
 
@@ -151,6 +152,35 @@ def test_a_link_sets_layer_unit_and_sign_and_bad_parts_are_named():
     assert not bad.exception
     warnings = " ".join(w.value for w in bad.sidebar.warning)
     assert "nowhere" in warnings and "hue" in warnings
+
+
+def test_a_links_unit_beyond_the_layer_or_the_classes_is_named():
+    at = features_page()
+    at.query_params.update({"layer": "layer3", "objective": "channel", "unit": "999999", "negative": "maybe"})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    channel = next(n for n in at.main.number_input if n.label.startswith("Channel of layer3"))
+    last = int(channel.label.rsplit(" ", 1)[1].rstrip(")"))
+    assert channel.value == last  # the last channel the layer has, as the sentence says
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert f"The link's unit 999999 is not a channel of layer3 (0 to {last}); showing channel {last}." in warnings
+    assert "The link's negative “maybe” is not 1 or 0" in warnings
+    at.run()  # said once, not on every rerun
+    assert " ".join(w.value for w in at.sidebar.warning).count("unit 999999") == 1
+    klass = features_page()
+    klass.query_params.update({"objective": "class", "unit": "12"})
+    klass.run()
+    warnings = " ".join(w.value for w in klass.sidebar.warning)
+    last_class = len(generator.CLASSES) - 1
+    assert f"The link's unit 12 is not a class of shapes_cnn (0 to {last_class}); showing the predicted class." in warnings
+    negative = features_page()
+    negative.query_params.update({"objective": "neuron", "unit": "-5"})
+    negative.run()
+    assert "is not a channel or class number" in " ".join(w.value for w in negative.sidebar.warning)
+    fine = features_page()
+    fine.query_params.update({"layer": "layer3", "objective": "channel", "unit": "3"})
+    fine.run()
+    assert not fine.sidebar.warning
 
 
 def test_the_classifier_layer_is_a_map_of_one_cell_per_class():
