@@ -172,7 +172,8 @@ def test_a_links_unit_beyond_the_layer_or_the_classes_is_named():
     klass.run()
     warnings = " ".join(w.value for w in klass.sidebar.warning)
     last_class = len(generator.CLASSES) - 1
-    assert f"The link's unit 12 is not a class of shapes_cnn (0 to {last_class}); showing the predicted class." in warnings
+    said = f"The link's unit 12 is not a class of shapes_cnn (0 to {last_class}); showing the predicted class."
+    assert said in warnings
     negative = features_page()
     negative.query_params.update({"objective": "neuron", "unit": "-5"})
     negative.run()
