@@ -223,16 +223,24 @@ def image_picker_ui() -> state.ImageChoice:
         for i, name in enumerate(interp.SAMPLES):
             with cols[i % 2]:
                 st.image(resources.sample_thumbnail(name), width="stretch")
+                label = sample_label(name)
+                caption = interp.SAMPLES[name].caption
                 st.button(
-                    name,
+                    label,
                     key=f"sample_{name}",
                     on_click=_pick_sample,
                     args=(name,),
                     type="primary" if current == {"kind": "sample", "name": name} else "secondary",
                     width="stretch",
-                    help=interp.SAMPLES[name].caption,
+                    help=caption if label == name else f"{caption} (in links and the CLI: {name})",
                 )
     return state.ImageChoice(current["kind"], current["name"], current.get("digest"))
+
+
+def sample_label(name: str) -> str:
+    """A sample's button label: its name, without the shapes world's prefix, which the thumbnail shows (two
+    "shapes_…" names were cut to the same "shapes_s…" at the sidebar's width)."""
+    return name.removeprefix("shapes_")
 
 
 def _configured() -> list:

@@ -46,6 +46,15 @@ def test_picking_a_sample_updates_prediction_and_url():
     assert at.query_params["image"] in ("coffee", ["coffee"])
 
 
+def test_a_shapes_sample_button_reads_short_and_its_help_names_it_as_links_do():
+    at = home().run()
+    star = at.sidebar.button(key="sample_shapes_star")
+    assert star.label == "star" and "(in links and the CLI: shapes_star)" in star.help
+    assert at.sidebar.button(key="sample_coffee").label == "coffee"
+    star.click().run()
+    assert at.query_params["image"] in ("shapes_star", ["shapes_star"])
+
+
 def test_url_reproduces_a_choice():
     at = home()
     at.query_params["image"] = "camera"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import interp
 from tests.browser.harness import wait_until_idle
 
 
@@ -20,6 +21,23 @@ def test_pick_sample_and_see_predictions(app_url, page, artifacts):
     assert page.get_by_text("Traceback").count() == 0
     # The choice is in the URL, so the link can be shared.
     assert "image=coffee" in page.url
+
+
+def test_every_sample_button_shows_its_whole_label(app_url, page):
+    """At the sidebar's default width each sample's button label fits, none cut to "…" (two "shapes_…" names were
+    cut to the same "shapes_s…")."""
+    page.goto(app_url)
+    page.get_by_text(re.compile(r"tiger cat · \d+\.\d%")).wait_for()
+    buttons = page.get_by_test_id("stSidebar").locator("[class*=st-key-sample_] button:visible")
+    buttons.first.wait_for()
+    labels = buttons.evaluate_all(
+        "els => els.map(b => { const box = b.querySelector('[data-testid=stMarkdownContainer]') || b;"
+        " return [box.innerText, box.scrollWidth <= box.clientWidth]; })"
+    )
+    assert len(labels) == len(interp.SAMPLES)
+    cut = [text for text, fits in labels if not fits]
+    assert not cut, f"sample labels cut at the sidebar's width: {cut}"
+    assert len({text for text, _ in labels}) == len(labels)  # no two buttons read the same
 
 
 def test_uploads_through_the_browser_a_broken_file_then_a_photo(app_url, page, artifacts):
