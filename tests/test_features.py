@@ -155,6 +155,33 @@ def test_an_objective_takes_numpy_integers_as_ints(shapes_cnn):
             unit_maps(model, objective, [image], batch_size=0)
 
 
+def test_a_class_objective_takes_the_class_by_name_as_attribute_does(shapes_cnn, tmp_path):
+    """``Objective("class", "star")`` raised "the unit … is a whole number" while ``attribute(…, target="star")``
+    and the CLI's ``--class star`` took the name: a name (any case, digits too) is read against the model where the
+    objective is used, and keys the cache as its index does."""
+    star = shapes_cnn.class_names.index("star")
+    assert Objective("class", "3").unit == 3 and Objective("probability", " Star ").unit == "Star"
+    assert Objective("class", "star").for_model(shapes_cnn) == Objective("class", star)
+    assert Objective("class", "star").describe() == "maximise logit of class 'star'"
+    with pytest.raises(BadSettingError, match=re.escape("the class 'stra' is not a class name of shapes_cnn; did "
+                                                        "you mean 'star'?")):  # fmt: skip
+        visualise(shapes_cnn, Objective("class", "stra"), VisualiseSettings(steps=1, batch=1))
+    with pytest.raises(BadSettingError, match="the class is an index or a class name; got an empty name."):
+        Objective("class", "  ")
+    cache = interp.ResultCache(tmp_path / "c")
+    by_name = visualise(shapes_cnn, Objective("class", "STAR"), VisualiseSettings(steps=2, batch=1), cache=cache)
+    assert by_name.objective == Objective("class", star)
+    waited = []
+    by_index = visualise(shapes_cnn, Objective("class", star), VisualiseSettings(steps=2, batch=1), cache=cache,
+                         on_step=lambda step: waited.append(step))  # fmt: skip
+    assert not waited and np.array_equal(by_index.images, by_name.images)  # from the cache: no step was taken
+    images = [interp.load_sample("shapes_star"), interp.load_sample("shapes_marked")]
+    named = spectrum(shapes_cnn, Objective("probability", "star"), images, per_column=1)
+    assert named.objective.unit == star
+    np.testing.assert_array_equal(named.values, spectrum(shapes_cnn, Objective("probability", star), images,
+                                                         per_column=1).values)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "settings, said",
     [

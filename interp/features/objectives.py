@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, class_index, whole_number
+
+if TYPE_CHECKING:
+    from interp.models import LoadedModel
 
 Kind = Literal["channel", "neuron", "class", "probability"]
 KINDS: dict[str, str] = {
@@ -28,13 +31,15 @@ class Objective:
     Attributes:
         kind: one of :data:`KINDS`.
         layer: the module path for ``channel`` and ``neuron``; ignored (``None``) for the class kinds.
-        unit: the channel index, or the class index.
+        unit: the channel index, or the class index; for the class kinds also a class name or one of its synonyms, in
+            any case (``"tiger cat"``, ``"Tabby"``), read against the model's classes where the objective is used
+            (:meth:`for_model`).
         position: ``(row, column)`` of a ``neuron`` on the layer's grid; ``None`` for the grid's centre.
         negative: minimise instead (the pattern the unit is most against).
     """
 
     kind: Kind
-    unit: int
+    unit: int | str
     layer: str | None = None
     position: tuple[int, int] | None = None
     negative: bool = False
@@ -44,6 +49,14 @@ class Objective:
             raise BadSettingError(f"objective is one of {', '.join(KINDS)}; got {self.kind!r}.")
         if self.kind in ("channel", "neuron") and not self.layer:
             raise BadSettingError(f"a {self.kind} objective needs a layer.")
+        if self.kind in ("class", "probability") and isinstance(self.unit, str):
+            text = self.unit.strip()
+            if not text:
+                raise BadSettingError("the class is an index or a class name; got an empty name.")
+            if not text.lstrip("-").isdigit():
+                object.__setattr__(self, "unit", text)  # a class name: the model reads it (for_model)
+                return
+            object.__setattr__(self, "unit", int(text))
         object.__setattr__(self, "unit", _whole(self.unit, "the unit (a channel or class index)"))
         if self.unit < 0:
             raise BadSettingError(f"the unit is a channel or class index from 0; got {self.unit}.")
@@ -57,6 +70,15 @@ class Objective:
     def on_layer(self) -> bool:
         return self.kind in ("channel", "neuron")
 
+    def for_model(self, model: LoadedModel) -> Objective:
+        """This objective with a class given by name turned into the model's index for it (the same objective when
+        the unit is already an index), or the sentence :func:`~interp.errors.class_index` says for a name the model
+        does not have (with the nearest names)."""
+        if isinstance(self.unit, int):
+            return self
+        index = class_index(self.unit, model.class_names, "the class", model.name)
+        return Objective(self.kind, index, self.layer, self.position, self.negative)
+
     def flipped(self) -> Objective:
         return Objective(self.kind, self.unit, self.layer, self.position, not self.negative)
 
@@ -67,9 +89,12 @@ class Objective:
         where = f" of {self.layer}" if self.on_layer else ""
         at = f" at {self.position}" if self.kind == "neuron" and self.position is not None else ""
         if self.kind in ("class", "probability"):  # what is optimised: "probability 1 … gives -42.1" read as a bug
+            what = "logit" if self.kind == "class" else "log-probability"
+            if isinstance(self.unit, str):  # a name not read against a model yet
+                return f"{sign} {what} of class {self.unit!r}"
             named = f" ({class_names[self.unit]})" if class_names is not None and 0 <= self.unit < len(class_names) \
                 else ""
-            return f"{sign} {'logit' if self.kind == 'class' else 'log-probability'} of class {self.unit}{named}"
+            return f"{sign} {what} of class {self.unit}{named}"
         return f"{sign} {self.kind} {self.unit}{where}{at}"
 
     def as_dict(self) -> dict:

@@ -136,6 +136,7 @@ def objective_values(model: LoadedModel, objective: Objective, images: torch.Ten
     """``(N,)`` the objective on a batch ``(N, 3, H, W)`` of RGB in ``[0, 1]``, with the graph back to ``images``;
     and, when ``diversity_layer`` is given, that layer's ``(N, C, h, w)`` output (for :func:`diversity`). Takes the
     model's gate alone for the pass. A layer objective's pass ends at its layer."""
+    objective = objective.for_model(model)
     layers = {}
     if objective.on_layer:
         layers[objective.layer] = resolve_layer(model, objective.layer)
@@ -187,6 +188,7 @@ def visualise(
         A :class:`Visualisation`.
     """
     settings = settings or VisualiseSettings()
+    objective = objective.for_model(model)  # a class by name: its index, before it keys the cache
     key = _key(model, objective, settings)
     with computed_once(cache, key, on_wait) as hit:
         if hit is not None:

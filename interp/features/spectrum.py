@@ -108,6 +108,7 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
     """``(N, h, w)`` float32: the unit's channel map on each image (for a class: ``(N, 1, 1)``, the logit or, for the
     probability objective, the log-probability), extracted in batches through the concept lab's extraction and its
     disk cache (one pass per image, ending at the layer)."""
+    objective = objective.for_model(model)
     if not images:
         raise BadSettingError("the spectrum needs at least one image.")
     images = [as_loaded(image) for image in images]  # paths, arrays or pictures given as a set
@@ -139,6 +140,7 @@ def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedIm
              cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None) -> Spectrum:  # fmt: skip
     """Rank ``images`` by the unit of ``objective`` and pick ``per_column`` examples for each of :data:`COLUMNS`."""
     per_column = at_least(per_column, 1, "per_column")
+    objective = objective.for_model(model)  # the Spectrum holds the index
     images = [as_loaded(image) for image in images]
     maps = unit_maps(model, objective, images, cache=cache, batch_size=batch_size, progress=progress)
     n, h, w = maps.shape
