@@ -425,6 +425,34 @@ def test_the_scoreboard_sentence_reads_the_floor_with_its_spread():
     assert "no map removes it clearly faster" in within  # 0.065 is within 2 · 0.01 of 0.08
 
 
+def test_the_scoreboard_sentence_names_each_class_when_the_maps_are_of_several():
+    """With two target classes the sentence said "and Saliency removes it fastest" of the other class's map, and
+    called a method no better than random maps for every class when it was so for one."""
+    import pandas as pd
+
+    from dashboard.trust_ui import scoreboard_sentence
+
+    def row(method, klass, deletion, insertion):
+        return {"method": method, "class": klass, "deletion": deletion, "insertion": insertion,
+                "random deletion": 0.30, "random insertion": 0.20, "insertion − random": insertion - 0.20,
+                "deletion spread": 0.01, "insertion spread": 0.01}  # fmt: skip
+
+    table = pd.DataFrame([row("Grad-CAM", "tiger cat", 0.25, 0.60), row("Saliency", "tiger cat", 0.28, 0.15),
+                          row("Grad-CAM", "tabby", 0.20, 0.40), row("Saliency", "tabby", 0.05, 0.25)])  # fmt: skip
+    said = scoreboard_sentence(table.sort_values("insertion − random", ascending=False), 16)
+    assert "**Grad\\-CAM** brings back *tiger cat* fastest" in said
+    assert "and **Saliency** removes *tabby* fastest (deletion 0.050 against 0.300 ± 0.010" in said
+    assert "By insertion, Saliency for *tiger cat* does no better than random maps." in said
+    both = table.assign(insertion=[0.60, 0.15, 0.10, 0.25], deletion=[0.29, 0.29, 0.295, 0.29])
+    said = scoreboard_sentence(both, 16)
+    assert ("By deletion no map removes its class clearly faster than random maps (the best, **Grad\\-CAM** for "
+            "*tiger cat*: 0.290") in said  # fmt: skip
+    assert "By insertion, these do no better than random maps: Grad\\-CAM for *tabby*; Saliency for *tiger cat*." \
+        in said
+    same = table.assign(deletion=[0.25, 0.05, 0.20, 0.28])  # the best deletion is of the insertion's class
+    assert "and **Saliency** removes it fastest" in scoreboard_sentence(same, 16)
+
+
 def test_the_sanity_check_on_request_flags_guided_backprop():
     page = attribution_page()
     page.at.session_state["_keep_attr_methods"] = ["guided_backprop"]

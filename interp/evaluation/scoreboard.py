@@ -51,7 +51,11 @@ def scoreboard_sentence(table: pd.DataFrame, block: int = 1, name: Callable[[str
     def method(row) -> str:
         return strong(name(row["method"]))
 
-    target = emphasis(name(best_in["class"]))
+    def klass(row) -> str:
+        return emphasis(name(row["class"]))
+
+    several = table["class"].nunique() > 1  # each clause then names its class: the best maps may be of two
+    target = klass(best_in)
     if best_in["insertion"] > best_in["random insertion"] + 2 * best_in["insertion spread"]:
         text = (f"On this image, {method(best_in)} brings back {target} fastest when its top {unit} are revealed "
                 f"(insertion {best_in['insertion']:.3f} against {floor(best_in, 'insertion')})")  # fmt: skip
@@ -59,17 +63,29 @@ def scoreboard_sentence(table: pd.DataFrame, block: int = 1, name: Callable[[str
         text = (f"On this image, no map brings back {target} clearly faster than random maps do when its top {unit} "
                 f"are revealed (the best, {method(best_in)}: insertion {best_in['insertion']:.3f} against "
                 f"{floor(best_in, 'insertion')})")  # fmt: skip
+    removed = "it" if best_del["class"] == best_in["class"] else klass(best_del)
     if best_del["deletion"] < best_del["random deletion"] - 2 * best_del["deletion spread"]:
-        text += (f", and {method(best_del)} removes it fastest (deletion {best_del['deletion']:.3f} against "
+        text += (f", and {method(best_del)} removes {removed} fastest (deletion {best_del['deletion']:.3f} against "
                  f"{floor(best_del, 'deletion')}).")  # fmt: skip
     else:
-        text += (f". By deletion no map removes it clearly faster than random maps (the best, {method(best_del)}: "
-                 f"{best_del['deletion']:.3f} against {floor(best_del, 'deletion')}).")  # fmt: skip
+        whose = f"its class clearly faster than random maps (the best, {method(best_del)} for {klass(best_del)}" \
+            if several else f"it clearly faster than random maps (the best, {method(best_del)}"
+        text += (f". By deletion no map removes {whose}: {best_del['deletion']:.3f} against "
+                 f"{floor(best_del, 'deletion')}).")  # fmt: skip
         if block == 1:
             text += (" Blurring scattered pixels already wrecks the image's texture, so read deletion here with care "
                      "(larger squares avoid that).")  # fmt: skip
-    weak = sorted({r["method"] for _, r in table.iterrows() if r["insertion"] <= r["random insertion"]})
-    if weak:
-        verb = "does" if len(weak) == 1 else "do"
-        text += f" By insertion, {joined(map(name, weak))} {verb} no better than random maps."  # a name may be lowercase
-    return text
+    weak = table[table["insertion"] <= table["random insertion"]]
+    if weak.empty:
+        return text
+    if not several:
+        methods = sorted(set(weak["method"]))
+        verb = "does" if len(methods) == 1 else "do"
+        return text + f" By insertion, {joined(map(name, methods))} {verb} no better than random maps."
+    classes: dict[str, list[str]] = {}
+    for _, row in weak.iterrows():
+        classes.setdefault(row["method"], []).append(klass(row))
+    entries = [f"{name(m)} for {joined(classes[m])}" for m in sorted(classes)]
+    if len(entries) == 1:
+        return text + f" By insertion, {entries[0]} does no better than random maps."
+    return text + f" By insertion, these do no better than random maps: {'; '.join(entries)}."
