@@ -29,7 +29,9 @@ def test_every_sample_button_shows_its_whole_label(app_url, page):
     page.goto(app_url)
     page.get_by_text(re.compile(r"tiger cat · \d+\.\d%")).wait_for()
     buttons = page.get_by_test_id("stSidebar").locator("[class*=st-key-sample_] button:visible")
-    buttons.first.wait_for()
+    wait_until_idle(page)  # the sidebar draws its thumbnails one by one, the first time slowly
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=stSidebar] [class*=st-key-sample_] button')]"
+                           f".filter(b => b.offsetHeight > 0).length >= {len(interp.SAMPLES)}")  # fmt: skip
     labels = buttons.evaluate_all(
         "els => els.map(b => { const box = b.querySelector('[data-testid=stMarkdownContainer]') || b;"
         " return [box.innerText, box.scrollWidth <= box.clientWidth]; })"
