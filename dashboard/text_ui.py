@@ -25,6 +25,7 @@ from interp.text import (
     capture,
     downloads,
     head_stats,
+    is_hub_name,
     load_text_model,
     text_rollout,
     token_ig,
@@ -55,6 +56,10 @@ def _ig(model_key: str, text: str, target: int, steps: int, _model: TextModel) -
 def model_ui() -> TextModel | None:
     options = [*BUNDLED, OTHER]
     from_url = permalink.take_one("tmodel")
+    if from_url and from_url not in BUNDLED and not is_hub_name(from_url):  # as the image pages do with a non-timm name
+        permalink.note(f"The link's text model “{from_url[:80]}” is not a Hugging Face model name (such as "
+                       f"bert-base-uncased or owner/name); showing {DEFAULT_TEXT_MODEL}.")  # fmt: skip
+        from_url = DEFAULT_TEXT_MODEL
     if from_url:
         state.put("text_model", from_url if from_url in BUNDLED else OTHER)
         if from_url not in BUNDLED:

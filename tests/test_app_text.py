@@ -87,12 +87,25 @@ def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
     assert not at.exception
     errors = " ".join(e.value for e in at.main.error)
     assert "'the sentiment model' is not a Hugging Face model name" in errors and "no such folder" not in errors
-    # a link's model name longer than any file name stopped the page ("File name too long" from a folder check)
+    # a link's model name that no hub can have (longer than any file name stopped the page once, with "File name
+    # too long" from a folder check; a path) opens the bundled model and says so, as the image pages do with a name
+    # that is not timm's; a name the hub may have is tried (offline: the sentence above, under the model box)
+    for name in ("x" * 3000, "../../etc/passwd"):
+        linked = text_page()
+        linked.query_params["tmodel"] = name
+        linked.run()
+        assert not linked.exception, [e.value[:200] for e in linked.exception]
+        assert not linked.main.error and any("Prediction" in m.value for m in linked.main.markdown)
+        assert linked.main.selectbox(key="text_model").value == "text_bert"
+        notes = [w.value for w in linked.sidebar.warning]
+        assert len(notes) == 1 and "is not a Hugging Face model name" in notes[0] and "showing text_bert" in notes[0]
+        assert name[:80] in notes[0] and len(notes[0]) < 250
+        assert "tmodel" not in linked.query_params  # the default model: the link no longer names the bad one
     linked = text_page()
-    linked.query_params["tmodel"] = "x" * 3000
+    linked.query_params["tmodel"] = "someone/no-such-model"
     linked.run()
-    assert not linked.exception, [e.value[:200] for e in linked.exception]
-    assert any("is not a Hugging Face model name" in e.value for e in linked.main.error)
+    assert any("not in the local Hugging Face cache" in e.value for e in linked.main.error)
+    assert not linked.sidebar.warning
     at.main.selectbox(key="text_model").set_value("text_bert").run()
     assert not at.main.error and any("Prediction" in m.value for m in at.main.markdown)
 

@@ -11,6 +11,7 @@ from .model import (
     TextUnavailableError,
     downloads,
     from_parts,
+    is_hub_name,
     load_text_model,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "downloads",
     "from_parts",
     "head_stats",
+    "is_hub_name",
     "load_text_model",
     "projections",
     "text_rollout",

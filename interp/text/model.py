@@ -176,6 +176,18 @@ def downloads(name: str) -> bool:
     return not (isinstance(cached, str) and Path(cached).is_file()) and hub_reachable()
 
 
+def is_hub_name(name: str) -> bool:
+    """Whether ``name`` can name a model on the Hugging Face hub (``bert-base-uncased``, ``owner/name``); a path, a
+    sentence or a name with spaces cannot, whatever the cache or the network."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device = "cpu", *, allow_paths: bool = False) -> TextModel:
     """The bundled text model, a Hugging Face model name, or (``allow_paths``: the CLI and API) a local folder.
 
@@ -193,15 +205,10 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
     elif allow_paths and _is_folder(name):
         where, source, local = Path(name), f"folder {name}", True
     else:
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-        try:
-            validate_repo_id(name)
-        except HFValidationError:  # a path, a sentence, a typo with spaces: no cache or hub lookup can find it
+        if not is_hub_name(name):  # a path, a sentence, a typo with spaces: no cache or hub lookup can find it
             folder = " or there is no such folder" if allow_paths else ""
             raise UnknownModelError(f"{name[:80]!r} is not a Hugging Face model name (such as bert-base-uncased or "
-                                    f"owner/name){folder}; use text_bert (bundled) or a name from the hub."
-                                    ) from None  # fmt: skip
+                                    f"owner/name){folder}; use text_bert (bundled) or a name from the hub.")  # fmt: skip
         where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
     auto = transformers.AutoModelForSequenceClassification
     transformers.utils.logging.disable_progress_bar()  # a progress bar per load on stderr: noise in a CLI and a log
