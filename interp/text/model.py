@@ -208,7 +208,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
         if not is_hub_name(name):  # a path, a sentence, a typo with spaces: no cache or hub lookup can find it
             folder = " or there is no such folder" if allow_paths else ""
             raise UnknownModelError(f"{name[:80]!r} is not a Hugging Face model name (such as bert-base-uncased "
-                                    f"or owner/name){folder}; use text_bert (bundled) or a name from the hub.")  # fmt: skip
+                                    f"or owner/name){folder}; use text_bert (bundled) or a name from the hub.")
         where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
     auto = transformers.AutoModelForSequenceClassification
     transformers.utils.logging.disable_progress_bar()  # a progress bar per load on stderr: noise in a CLI and a log
