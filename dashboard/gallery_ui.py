@@ -336,11 +336,29 @@ def _filters_ui(model: LoadedModel, rows: pd.DataFrame) -> GalleryFilter:
     done = rows[rows["correct"].notna()]
     trues = sorted(set(true_labels(done)))  # every label of a multi-label image
     preds = sorted({int(v) for v in done.loc[done["correct"] == False, "pred"].dropna()})
+    _classes_by_name(model, {"gallery_true": trues, "gallery_pred": preds})
     name = lambda i: "any" if i is None else charts.short_label(model.class_names[i])
     true_class = permalink.linked(c2.selectbox, "True class", [None, *trues], format_func=name, key="gallery_true")
     pred_class = permalink.linked(c3.selectbox, "Predicted class", [None, *preds], format_func=name, key="gallery_pred",
                                   help="With a true class too, this is one confusion pair.")
     return GalleryFilter(conf, true_class, pred_class)
+
+
+def _classes_by_name(model: LoadedModel, offered: dict[str, list[int]]) -> None:
+    """The *True class* and *Predicted class* boxes (keys of ``offered``, with the classes they offer) hold a class
+    index, and on a model with other classes (another model, uploaded weights with their own names) that index is
+    another class: the box went from *star* to *triangle* without a word. Keep each chosen class by its name, or go
+    back to *any* where the model has no such class or the box does not offer it."""
+    names = tuple(model.class_names)
+    before = st.session_state.get("_gallery_class_names")
+    st.session_state["_gallery_class_names"] = names
+    if before is None or before == names:
+        return
+    for key, classes in offered.items():
+        index = st.session_state.get(key)
+        if isinstance(index, int) and index < len(before):
+            same = names.index(before[index]) if before[index] in names else None
+            st.session_state[key] = same if same in classes else None
 
 
 def confusion_table(rows: pd.DataFrame, min_confidence: float, class_names: Sequence[str] | None = None,

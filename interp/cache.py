@@ -108,7 +108,7 @@ def result_key(*, model: str, image: str, method: str, params: Mapping[str, Any]
     (:func:`engine_fingerprint`).
 
     Args:
-        model: ``LoadedModel.key`` (name and weights fingerprint).
+        model: ``LoadedModel.key`` (name, weights fingerprint and class names).
         image: ``LoadedImage.digest`` (or a digest of a set of images).
         method: e.g. ``"predict"``, ``"integrated_gradients"``.
         params: everything else that changes the numbers (target class, steps, baseline…).

@@ -169,6 +169,49 @@ def test_a_command_line_scan_is_what_the_gallery_shows():
     assert metrics["Images scanned"] == "90" and metrics["Already scanned"] == "90 / 600"
 
 
+def _scan(at: AppTest, n: int = 120) -> AppTest:
+    at.main.number_input(key="scan_limit_Shapes world · test split").set_value(n).run()
+    return at.main.button(key="scan_start").click().run()
+
+
+def test_the_class_filters_keep_their_class_by_name_on_a_model_with_other_classes():
+    """The True and Predicted class boxes hold an index: on weights whose class names come in another order, the
+    chosen *star* became *triangle* without a word. A class the new model offers stays chosen, else the box goes back
+    to any. (Those weights are the bundled ones: their scan was the first one's, read with the other names, until the
+    names became part of the model's key.)"""
+    from interp.shapes.generator import CLASSES
+
+    at = _scan(failures_page().run())
+    at.main.selectbox(key="gallery_true").set_value(CLASSES.index("star")).run()
+    at.main.selectbox(key="gallery_pred").select_index(1).run()  # the first class the model mistook something for
+
+    def shown(key: str) -> str:
+        box = at.main.selectbox(key=key)
+        return "any" if box.value is None else box.options[box.index]
+
+    predicted = shown("gallery_pred")
+    assert shown("gallery_true") == "star" and predicted in CLASSES
+
+    def upload(names: list[str]) -> AppTest:
+        """The shapes CNN's own weights, with class names of the visitor's (a new model to the app: a new scan)."""
+        blob = (ROOT / "assets" / "shapes_cnn.safetensors").read_bytes()
+        at.sidebar.file_uploader(key="classes_upload").set_value(("names.txt", "\n".join(names).encode(), "text/plain"))
+        at.sidebar.file_uploader(key="weights_upload").set_value(("mine.safetensors", blob, "application/octet-stream"))
+        _scan(at.run())
+        assert not at.exception and not at.main.error, [e.value for e in [*at.exception, *at.main.error]]
+        assert at.main.selectbox(key="gallery_true").options[1:] == [n for n in names if n in set(
+            at.main.selectbox(key="gallery_true").options)]  # the new model's classes, in its order  # fmt: skip
+        return at
+
+    upload(list(reversed(CLASSES)))
+    assert shown("gallery_true") == "star"
+    assert shown("gallery_pred") in (predicted, "any")  # the same class, or any where nothing is mistaken for it
+    assert at.main.selectbox(key="gallery_true").value == list(reversed(CLASSES)).index("star")
+    assert all("· true star" in c.value for c in at.main.caption if "· true " in c.value)  # filtered by the same
+    # the same weights with other names are another model to the scans: its rows name and match labels by them
+    assert len(list((Path(os.environ["INTERP_CACHE_DIR"]) / "scans").glob("shapes_cnn@*/*/scan.json"))) == 2
+
+
 def test_a_reduced_precision_scan_shows_its_agreement_with_fp32():
     from interp.cli import main
 

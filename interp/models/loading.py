@@ -188,8 +188,12 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
-        """Identifies model and weights in cache keys: ``"<name>@<fingerprint[:16]>"``."""
-        return f"{self.spec.name}@{self.weights.fingerprint[:16]}"
+        """Identifies model, weights and class names in cache keys: ``"<name>@<16 hex digits>"``. The names count:
+        a scan names its rows and matches a dataset's labels by them, so the same weights with another names file
+        (uploaded in another order, or after none) are another model to every cache, not the first one's rows."""
+        digest = hashlib.blake2b(self.weights.fingerprint.encode(), digest_size=8)
+        digest.update("\n".join(self.class_names).encode())
+        return f"{self.spec.name}@{digest.hexdigest()}"
 
     @property
     def transform(self) -> Any:
