@@ -18,6 +18,7 @@ from interp.words import percent
 
 SINK = 0.5
 """A head whose patches send at least this share of their attention to the prefix tokens is called a sink."""
+DOT = "#1f77b4"
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -151,17 +152,18 @@ def _ordinal(k: int) -> str:
 
 
 def _scatter(table: pd.DataFrame, column: str, title: str, even: float, picked: tuple[int, int] | None) -> go.Figure:
-    """One dot per head against its layer, coloured by head, the picked head ringed, a sink (more than half of its
-    attention on the prefix tokens) an open circle; a dashed line at ``even``."""
+    """One dot per head against its layer, the picked head ringed, a sink (more than half of its attention on the
+    prefix tokens) an open circle; a dashed line at ``even``. One colour for every dot: head 3 of one layer has
+    nothing to do with head 3 of the next, and a colour scale by head number read as if it had (the hover and a
+    click name the head)."""
     is_picked = [(layer, head) == picked for layer, head in zip(table["layer"], table["head"], strict=True)]
     sink = table["prefix_share"] >= SINK
     fig = go.Figure(
         go.Scatter(
             x=table["layer"], y=table[column], mode="markers",
-            marker=dict(size=[15 if p else 9 for p in is_picked], color=table["head"], colorscale="Viridis",
+            marker=dict(size=[15 if p else 9 for p in is_picked], color=DOT,
                         symbol=["circle-open" if s else "circle" for s in sink],
-                        line=dict(width=[3 if p else 0 for p in is_picked], color="#d62728"), showscale=True,
-                        colorbar=dict(title="head", tickmode="array", tickvals=sorted(table["head"].unique()))),
+                        line=dict(width=[3 if p else 0 for p in is_picked], color="#d62728")),
             unselected=dict(marker=dict(opacity=1)),  # a click picks a head; it does not grey the others out
             customdata=table[["head", "prefix_share"]], hovertemplate="layer %{x}, head %{customdata[0]}<br>%{y:.3f}"
             "<br>%{customdata[1]:.0%} to the prefix<br>click to see this head<extra></extra>",

@@ -234,3 +234,5 @@ def test_a_sink_is_an_open_circle_on_the_head_charts():
     assert list(dots.marker.symbol) == ["circle", "circle", "circle-open", "circle-open"]
     assert list(dots.marker.size) == [9, 9, 9, 15]  # the picked head, ringed and larger, whatever its symbol
     assert "to the prefix" in dots.hovertemplate and dots.customdata[3][1] == 0.9
+    # one colour: head 1 of layer 0 and head 1 of layer 1 are unrelated, and a colour scale by head said otherwise
+    assert isinstance(dots.marker.color, str) and not dots.marker.showscale
