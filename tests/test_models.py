@@ -450,6 +450,9 @@ def test_safetensors_file_round_trip_with_class_names(tmp_path):
     assert loaded.class_names[3] == "thing 3"
     from_bytes = load_model(TINY_CNN, save(sd), weights_name="upload.safetensors")
     assert from_bytes.weights.fingerprint == source.weights.fingerprint
+    # the same weights with other class names: the same fingerprint, another cache key (a scan's rows carry names)
+    assert from_bytes.key != loaded.key and from_bytes.key.startswith(f"{loaded.spec.name}@")
+    assert load_model(TINY_CNN, path).key == loaded.key
 
 
 def test_finetuned_classifier_size_is_detected(tmp_path):
