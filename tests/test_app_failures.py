@@ -169,6 +169,28 @@ def test_a_command_line_scan_is_what_the_gallery_shows():
     assert metrics["Images scanned"] == "90" and metrics["Already scanned"] == "90 / 600"
 
 
+def test_a_command_line_scan_of_weights_with_class_names_is_what_the_gallery_shows_for_that_upload(tmp_path):
+    """An operator scans a fine-tune in the shell (``--weights`` and ``--classes``); a visitor who uploads the same
+    file and names sees that scan, not an empty one: the same model key on both sides."""
+    from interp.cli import main
+    from interp.shapes.generator import CLASSES
+
+    weights = ROOT / "assets" / "shapes_cnn.safetensors"
+    names = list(reversed(CLASSES))
+    (tmp_path / "names.txt").write_text("\n".join(names), encoding="utf-8")
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--limit", "70",
+                 "--weights", str(weights), "--classes", str(tmp_path / "names.txt")]) == 0  # fmt: skip
+    at = failures_page().run()
+    assert next(m.value for m in at.main.metric if m.label == "Already scanned") == "0 / 600"  # not the bundled one's
+    at.sidebar.file_uploader(key="classes_upload").set_value(("names.txt", "\n".join(names).encode(), "text/plain"))
+    at.sidebar.file_uploader(key="weights_upload").set_value(("mine.safetensors", weights.read_bytes(),
+                                                              "application/octet-stream"))  # fmt: skip
+    at.run()
+    assert not at.exception and not at.main.error, [e.value for e in [*at.exception, *at.main.error]]
+    metrics = {m.label: m.value for m in at.main.metric}
+    assert metrics["Images scanned"] == "70" and metrics["Already scanned"] == "70 / 600"
+
+
 def _scan(at: AppTest, n: int = 120) -> AppTest:
     at.main.number_input(key="scan_limit_Shapes world · test split").set_value(n).run()
     return at.main.button(key="scan_start").click().run()

@@ -163,6 +163,46 @@ def test_image_names_a_file_or_else_a_bundled_photo(tmp_path, monkeypatch, capsy
     assert (out / "shapes_star" / "grad_cam.png").is_file() and (out / "chelsea" / "grad_cam.png").is_file()
 
 
+def test_every_command_with_weights_takes_their_class_names(tmp_path, capsys):
+    """``--classes`` names the outputs of ``--weights`` on every command that loads a model for its classes (only
+    ``predict`` took it): the names label the predictions, a target is found by them, and a file that cannot name
+    the outputs is one sentence."""
+    from interp.shapes.generator import CLASSES
+
+    weights = str(ROOT / "assets" / "shapes_cnn.safetensors")
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"my {c}" for c in CLASSES) + "\n\n", encoding="utf-8")
+    parser = build_parser()
+    with_weights = sorted(n for n, sub in parser._subparsers._group_actions[0].choices.items()
+                          if any("--weights" in a.option_strings for a in sub._actions))  # fmt: skip
+    with_classes = sorted(n for n, sub in parser._subparsers._group_actions[0].choices.items()
+                          if any("--classes" in a.option_strings for a in sub._actions))  # fmt: skip
+    assert set(with_weights) - set(with_classes) == {"cav-features", "methods", "models"}, with_classes  # no classes
+    assert main(["predict", "--model", "shapes_cnn", "--image", "shapes_star", "--weights", weights, "--classes",
+                 str(names), "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["label"] == "my star"
+    out = tmp_path / "maps"
+    assert main(["attribute", "--model", "shapes_cnn", "--image", "shapes_star", "--weights", weights, "--classes",
+                 str(names), "--method", "grad_cam", "--target", "my circle", "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["target"], r["label"]) for r in summary["images"][0]["results"]] == [(0, "my circle")]
+    capsys.readouterr()
+    (tmp_path / "five.txt").write_text("\n".join(CLASSES[:5]), encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00star")
+    said = {}
+    for bad in ("five.txt", "empty.txt", "binary.txt", "missing.txt"):
+        assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--weights", weights,
+                     "--classes", str(tmp_path / bad), "--out", str(tmp_path / "scan")]) == 2  # fmt: skip
+        said[bad] = capsys.readouterr().err.strip().splitlines()
+    assert said["five.txt"] == ["error: 5 class names were given but the model has 6 outputs; give one name per "
+                                "output."]  # fmt: skip
+    assert said["empty.txt"] == [f"error: {tmp_path / 'empty.txt'} has no class names; write one name per line."]
+    assert said["binary.txt"] == [f"error: {tmp_path / 'binary.txt'} is not UTF-8 text; save it as plain text, one "
+                                  "class name a line."]  # fmt: skip
+    assert len(said["missing.txt"]) == 1 and "cannot read the class names file" in said["missing.txt"][0]
+
+
 def test_predict_text_output(coffee_jpg):
     result = run_cli("predict", "--image", str(coffee_jpg))
     assert result.returncode == 0, result.stderr

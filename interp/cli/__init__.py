@@ -109,6 +109,33 @@ def read_image(path: Path) -> LoadedImage:
                             f"{', '.join(sample_names())}.") from None  # fmt: skip
 
 
+CLASSES_HELP = ("a text file, one class name per line, naming the outputs of --weights (as the dashboard's class names "
+                "upload; with names the same as its, a scan is the one the Failures page shows for that upload)")
+
+
+def read_classes(path: Path) -> list[str]:
+    """``--classes``: one class name per line, blank lines skipped; a file that cannot be read or names nothing is a
+    sentence."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read the class names file {path} ({exc.strerror}).") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text; save it as plain text, one class name a line.") from None
+    names = [line.strip() for line in lines if line.strip()]
+    if not names:
+        raise ValueError(f"{path} has no class names; write one name per line.")
+    return names
+
+
+def load_cli_model(args: argparse.Namespace):
+    """The model a command's ``--model``, ``--weights``, ``--classes`` and ``--device`` name."""
+    from interp.models import load_model
+
+    classes = read_classes(args.classes) if getattr(args, "classes", None) else None
+    return load_model(args.model, args.weights, class_names=classes, device=getattr(args, "device", None))
+
+
 _SAID: set[str] = set()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
+from interp.cli import CLASS_HELP, CLASSES_HELP, DEVICE_HELP, class_index, command, handles, load_cli_model, out_dir
 from interp.words import percent, short_label
 
 
@@ -25,6 +25,7 @@ def _attention_args(p: argparse.ArgumentParser) -> None:
                    help="how rollout combines a layer's heads (default mean)")
     p.add_argument("--discard-ratio", type=float, default=0.9, help="lowest share of weights dropped (default 0.9)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
 
 
@@ -35,12 +36,11 @@ def _attention(args: argparse.Namespace) -> int:
     from interp.attention.render import draw, heads_grid
     from interp.attribution.display import grid_png
     from interp.cli import read_image
-    from interp.models import load_model
 
     if not 0.0 <= args.discard_ratio < 1.0:
         raise ValueError(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}.")
     image = read_image(args.image)
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     check_vit(model)
     x = model.preprocess(image.image)[None].to(model.device)
     target = None if args.target is None else class_index(args.target, model.class_names, "--target", model.name)

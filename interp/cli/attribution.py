@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, handles, out_dir
+from interp.cli import CLASS_HELP, CLASSES_HELP, DEVICE_HELP, class_index, command, handles, load_cli_model, out_dir
 from interp.words import counted, short_label
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ def _attribute_args(p: argparse.ArgumentParser) -> None:
                    help="score every map as the page's trust scores do (deletion and insertion beside five random "
                    "maps', 20 steps of squares, blurred) and read each image's scores in a sentence")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--no-cache", action="store_true",
                    help="compute every map again instead of reading the result cache the app shares ($INTERP_CACHE_DIR)")
@@ -105,7 +106,6 @@ def _attribute(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
     from interp.cli import read_image, writable_settings
     from interp.errors import InterpError
-    from interp.models import load_model
     from interp.predict import predict
 
     methods = method_names(args.method)
@@ -117,7 +117,7 @@ def _attribute(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.target:
         raise ValueError("give --target or --top-k, not both.")
     paths = _image_paths(args.image, args.images)
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     chosen = [class_index(t, model.class_names, "--target", model.name) for t in args.target]
     if args.top_k is not None and args.top_k > model.num_classes:
         raise ValueError(f"--top-k {args.top_k} is more than {model.name}'s {model.num_classes} classes.")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, handles
+from interp.cli import CLASSES_HELP, DEVICE_HELP, command, handles, load_cli_model
 
 
 @command("models", "list the model registry with where each model's weights come from and whether they can be had")
@@ -127,7 +127,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", help="'hub', 'bundled', 'random', or a .safetensors / .pth file (default: the model's own)"
     )
-    p.add_argument("--classes", type=Path, help="text file with one class name per line, for custom weights")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON: {model, predictions: [{index, label, prob}]}")
 
@@ -139,11 +139,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}.")
     image = read_image(args.image)  # before the model (and torch): a bad path fails fast
-    classes = _read_classes(args.classes) if args.classes else None
-    from interp.models import load_model
     from interp.predict import predict
 
-    model = load_model(args.model, args.weights, class_names=classes, device=args.device)
+    model = load_cli_model(args)
     result = predict(model, image, top_k=args.top)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -154,12 +152,3 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_classes(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ValueError(f"cannot read the class names file {path} ({exc.strerror}).") from None
-    names = [line.strip() for line in lines if line.strip()]
-    if not names:
-        raise ValueError(f"{path} has no class names; write one name per line.")
-    return names

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, LAYER_HELP, class_index, command, handles, out_dir
+from interp.cli import (
+    CLASS_HELP,
+    CLASSES_HELP,
+    DEVICE_HELP,
+    LAYER_HELP,
+    class_index,
+    command,
+    handles,
+    load_cli_model,
+    out_dir,
+)
 from interp.words import counted, joined
 
 
@@ -87,6 +97,7 @@ def _tcav_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier", default="sgd", choices=("sgd", "logistic", "svm"),
                    help="the linear classifier whose normal is the CAV (default sgd, as in Kim et al.)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON: one row per concept and layer")
 
@@ -96,9 +107,8 @@ def _tcav(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
     from interp.cli import writable_settings
     from interp.concepts import run_tcav
-    from interp.models import load_model
 
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     target = class_index(args.target, model.class_names, "--target", model.name)
     randoms = []
     for folder in args.random:
@@ -152,7 +162,6 @@ def _features_args(p: argparse.ArgumentParser) -> None:
 @handles("cav-features")
 def _features(args: argparse.Namespace) -> int:
     from interp.concepts.from_files import file_activations
-    from interp.models import load_model
     from interp.models.precision import default_precision
 
     if args.out.suffix != ".npz":
@@ -161,7 +170,7 @@ def _features(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} is a folder; name the .npz file to write.")
     out_dir(args.out.parent)  # before the extraction, not after it
     dataset = _image_files(args.images, "image folder")
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     if args.decode == "gpu" and model.device.type != "cuda":
         raise ValueError(f"--decode gpu needs the model on a GPU; it is on {model.device}. Use --decode auto or cpu.")
     precision = args.precision or default_precision(model.device)

@@ -8,7 +8,16 @@ import json
 import sys
 from pathlib import Path
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, class_index, command, dataset_root, handles
+from interp.cli import (
+    CLASS_HELP,
+    CLASSES_HELP,
+    DEVICE_HELP,
+    class_index,
+    command,
+    dataset_root,
+    handles,
+    load_cli_model,
+)
 from interp.words import counted
 
 
@@ -38,6 +47,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask", type=Path, help="an object mask (image file, white = object, the photo's size): adds "
                    "the pointing game and the energy inside the object")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -59,7 +69,6 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     from interp.attribution import METHODS, method_names
     from interp.attribution.settings import parse_assignments
     from interp.evaluation import evaluate_dataset, load_failures, load_unreadable, verdict
-    from interp.models import load_model
     from interp.words import percent_plus_minus, plus_minus
 
     if args.out is None:
@@ -70,7 +79,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     methods = method_names(args.method)
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
     dataset = dataset_root(args.dataset, args.root).open()
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     last = [0.0]
 
     def progress(p) -> None:
@@ -141,7 +150,6 @@ def _evaluate_image(args: argparse.Namespace) -> int:
     )
     from interp.evaluation.faithfulness import model_block
     from interp.images import load_rgb
-    from interp.models import load_model
 
     methods = method_names(args.method)
     params = parse_assignments(args.set, methods, {m: METHODS[m].schema() for m in methods}, METHODS)
@@ -155,7 +163,7 @@ def _evaluate_image(args: argparse.Namespace) -> int:
             (w, h), (iw, ih) = m.size, image.image.size
             raise ValueError(f"--mask is {w}×{h} but the image is {iw}×{ih}; give a mask of the photo's size.")
         raw_mask = np.asarray(m.convert("L")) > 127
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     chosen = None if args.target is None else class_index(args.target, model.class_names, "--target", model.name)
     if args.mask is not None:
         from interp.shapes import mask_in_view

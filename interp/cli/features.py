@@ -10,7 +10,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from interp.cli import CLASS_HELP, DEVICE_HELP, LAYER_HELP, class_index, command, handles, out_dir
+from interp.cli import (
+    CLASS_HELP,
+    CLASSES_HELP,
+    DEVICE_HELP,
+    LAYER_HELP,
+    class_index,
+    command,
+    handles,
+    load_cli_model,
+    out_dir,
+)
 from interp.words import counted
 
 OBJECTIVES = ("channel", "neuron", "class", "probability")
@@ -26,6 +36,7 @@ def _unit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class", dest="klass", help=f"the class of the class and probability objectives: {CLASS_HELP}")
     p.add_argument("--position", help="ROW,COL on the layer's grid for a neuron (default: the centre)")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
 
 
@@ -81,13 +92,12 @@ def _visualize(args: argparse.Namespace) -> int:
     from interp.cache import ResultCache
     from interp.cli import writable_settings
     from interp.features import Step, VisualiseSettings, visualise
-    from interp.models import load_model
 
     settings = VisualiseSettings(param=args.param, steps=args.steps, size=args.size, batch=args.batch, lr=args.lr,
                                  jitter=args.jitter, scale=args.scale, rotate=args.rotate, tv=args.tv, l2=args.l2,
                                  diversity=args.diversity, decorrelate=not args.no_decorrelate, seed=args.seed)  # fmt: skip
     out_dir(args.out)
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     objective = _objective(args, model, args.negative)
     cache = None if args.no_cache else ResultCache.from_settings(writable_settings())
     tty = sys.stderr.isatty()
@@ -176,11 +186,10 @@ def _spectrum(args: argparse.Namespace) -> int:
     from interp.cli.concepts import _progress_line
     from interp.features import spectrum
     from interp.features.spectrum import spectrum_files
-    from interp.models import load_model
 
     paths = _spectrum_paths(args)
     out_dir(args.out)
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     objective = _objective(args, model)
     start = time.monotonic()
     with _progress_line() as line:  # reading 1,000 photos takes a while too (16 s at 2048×1536)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from interp.cli import DEVICE_HELP, command, dataset_root, handles, out_dir
+from interp.cli import CLASSES_HELP, DEVICE_HELP, command, dataset_root, handles, load_cli_model, out_dir
 from interp.words import counted, short_label
 
 
@@ -31,6 +31,7 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
                         "and on 2 cores one made a scan 2.5 times slower)")  # fmt: skip
     p.add_argument("--mapping", help="Open Images: CSV (LabelName,imagenet) inside --root mapping labels to ImageNet")
     p.add_argument("--weights", help="'hub', 'bundled', 'random', or a weights file")
+    p.add_argument("--classes", type=Path, help=CLASSES_HELP)
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process with loader workers (default); ray: Ray Data, Ray tasks decode and an "
@@ -51,7 +52,6 @@ def _scan_args(p: argparse.ArgumentParser) -> None:
 def _scan(args: argparse.Namespace) -> int:
     from interp.cli import writable_settings
     from interp.datasets import scan_folder
-    from interp.models import load_model
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}.")
@@ -60,7 +60,7 @@ def _scan(args: argparse.Namespace) -> int:
     dataset = root.open()
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
-    model = load_model(args.model, args.weights, device=args.device)
+    model = load_cli_model(args)
     out = args.out if args.out is not None else scan_folder(settings.cache_dir, model.key, root)
     last = [0.0]
 
