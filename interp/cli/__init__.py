@@ -109,8 +109,8 @@ def read_image(path: Path) -> LoadedImage:
                             f"{', '.join(sample_names())}.") from None  # fmt: skip
 
 
-CLASSES_HELP = ("a text file, one class name per line, naming the outputs of --weights (as the dashboard's class names "
-                "upload; with names the same as its, a scan is the one the Failures page shows for that upload)")
+CLASSES_HELP = ("a text file, one class name per line, naming the outputs of --weights, as the sidebar's class names "
+                "upload does (a scan with the same weights and names is the one the Failures page shows that upload)")
 
 
 def read_classes(path: Path) -> list[str]:
