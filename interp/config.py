@@ -50,15 +50,16 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from environment variables, falling back to the defaults above."""
         env = os.environ if environ is None else environ
-        cache_dir = env.get(ENV_CACHE_DIR) or str(_home() / ".cache" / "interp")
+        cache_dir = _setting(env, ENV_CACHE_DIR) or str(_home() / ".cache" / "interp")
         size_mb = _megabytes(env, ENV_CACHE_SIZE_MB, "1024")
-        limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if env.get(ENV_MEMORY_LIMIT_MB) else None
-        share = env.get(ENV_SHARE_CONCEPTS, "1").strip().lower()
+        limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if _setting(env, ENV_MEMORY_LIMIT_MB) else None
+        share = (_setting(env, ENV_SHARE_CONCEPTS) or "1").lower()
         if share not in ("1", "0", "true", "false", "yes", "no"):
             raise BadSettingError(f"{ENV_SHARE_CONCEPTS}={share!r} is neither 1 nor 0; set 0 to keep every visitor's "
                                   "concept sets to themselves.")  # fmt: skip
-        return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb, device=env.get(ENV_DEVICE, "auto"),
-                   memory_limit_mb=limit_mb, share_concepts=share in ("1", "true", "yes"))  # fmt: skip
+        return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb,
+                   device=_setting(env, ENV_DEVICE) or "auto", memory_limit_mb=limit_mb,
+                   share_concepts=share in ("1", "true", "yes"))  # fmt: skip
 
     def writable(self) -> tuple[Settings, str | None]:
         """These settings with a cache folder this process can write, and ``None``; or, when ``cache_dir`` cannot be
@@ -108,8 +109,14 @@ def _user() -> str:
         return "user"
 
 
+def _setting(env: Mapping[str, str], name: str) -> str:
+    """The variable ``name``'s value, ``""`` where it is unset or blank: ``INTERP_DEVICE=`` in a deployment's
+    environment file means the default, as an unset variable does, not a device named ``''``."""
+    return env.get(name, "").strip()
+
+
 def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:
-    value = env.get(name, example)
+    value = _setting(env, name) or example
     try:
         mb = int(value)
     except ValueError:

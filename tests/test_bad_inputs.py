@@ -478,3 +478,26 @@ def test_every_sentence_the_engine_raises_for_bad_input_is_an_interp_error():
         from interp.attention.maps import fuse_heads
 
         fuse_heads(np.zeros((1, 2, 3, 3), np.float32), "median")
+
+
+def test_a_blank_setting_is_the_default_as_an_unset_one_is(tmp_path):
+    """``INTERP_DEVICE=`` (an environment file's blank line, ``docker run -e INTERP_DEVICE``) stopped every page with
+    "device '' is not a torch device"; a blank cache size or sharing switch did the same. Blank means the default."""
+    from interp.config import Settings, resolve_device
+    from interp.errors import BadSettingError
+
+    names = ("INTERP_DEVICE", "INTERP_CACHE_SIZE_MB", "INTERP_MEMORY_LIMIT_MB", "INTERP_SHARE_CONCEPTS")
+    defaults = Settings.from_env({"INTERP_CACHE_DIR": str(tmp_path)})
+    for blank in ("", "  "):
+        settings = Settings.from_env({"INTERP_CACHE_DIR": str(tmp_path), **dict.fromkeys(names, blank)})
+        assert settings == defaults and settings.device == "auto" and settings.cache_size_mb == 1024
+    assert Settings.from_env({"INTERP_CACHE_DIR": " "}).cache_dir == Settings.from_env({}).cache_dir
+    assert resolve_device(Settings.from_env({"INTERP_DEVICE": ""}).device).type in ("cpu", "cuda")
+    from interp.datasets import configured_roots
+
+    assert [r.name for r in configured_roots(tmp_path, environ={"INTERP_DATASETS": "  "})] == [
+        r.name for r in configured_roots(tmp_path, environ={})]  # fmt: skip
+    with pytest.raises(BadSettingError, match="INTERP_CACHE_SIZE_MB='1GB' is not a whole number"):
+        Settings.from_env({"INTERP_CACHE_SIZE_MB": "1GB"})  # a value that is there is still checked
+    with pytest.raises(BadSettingError, match="INTERP_SHARE_CONCEPTS='maybe' is neither 1 nor 0"):
+        Settings.from_env({"INTERP_SHARE_CONCEPTS": " Maybe "})

@@ -208,7 +208,7 @@ def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = No
 
 
 def _from_env(value: str | None) -> list[Mapping[str, Any]]:
-    if not value:
+    if not value or not value.strip():  # blank: none configured, as unset
         return []
     text = value.strip()
     if not text.startswith(("[", "{")):
