@@ -27,7 +27,7 @@ from PIL import Image
 import interp
 from interp.cache import one_at_a_time
 from interp.config import ENV_DEVICE, resolve_device
-from interp.datasets import Dataset, DatasetRoot
+from interp.datasets import ConfiguredRoots, Dataset, DatasetRoot
 from interp.errors import NotEnoughMemoryError
 from interp.images import LoadedImage, picture_bytes
 from interp.models import LoadedModel, availability, describe
@@ -270,16 +270,21 @@ def attention(model_key: str, image_digest: str, target: int | None, _model: Loa
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def dataset_roots() -> list[DatasetRoot]:
-    """Configured datasets (built-in shapes split, ``$INTERP_DATASETS``, ``st.secrets["datasets"]``); re-read every
-    minute so an operator's change is picked up without a restart."""
-    from interp.datasets import configured_roots
+def dataset_settings() -> ConfiguredRoots:
+    """Configured datasets (built-in shapes split, ``$INTERP_DATASETS``, ``st.secrets["datasets"]``) and a sentence
+    for each that could not be read; re-read every minute so an operator's change is picked up without a restart."""
+    from interp.datasets import read_roots
 
     try:
         extra = list(st.secrets.get("datasets", []))
     except Exception:  # no secrets file: that is the usual case, not an error
         extra = []
-    return configured_roots(settings().cache_dir, extra)
+    return read_roots(settings().cache_dir, extra)
+
+
+def dataset_roots() -> list[DatasetRoot]:
+    """The configured datasets that could be read (a wrong entry costs only itself)."""
+    return dataset_settings().roots
 
 
 @st.cache_resource(max_entries=6, show_spinner="Reading the dataset…")

@@ -455,6 +455,31 @@ def test_thumbnails_name_every_true_class_of_a_multi_label_image():
     assert true_names(np.array([1, 2, 3, 4]), "x", name) == "class 1 / class 2 / class 3 / class 4"  # the CLI's
 
 
+def test_a_wrong_dataset_setting_is_said_and_the_other_datasets_stay(tmp_path, monkeypatch):
+    """An entry of an unknown kind left the page with nothing but the error (the shapes world and the good entries
+    gone); now it is one warning above the picker, which keeps the rest."""
+    from dashboard import resources
+
+    (tmp_path / "mine" / "star").mkdir(parents=True)
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "mine" / "star" / "a.png")
+    entries = [{"name": "typo", "kind": "imagefolder", "root": "/x"},
+               {"name": "mine", "kind": "folder", "root": str(tmp_path / "mine")}]
+    monkeypatch.setenv("INTERP_DATASETS", json.dumps(entries))
+    resources.dataset_settings.clear()
+    try:
+        at = failures_page().run()
+        assert not at.exception and not at.main.error, [e.value for e in [*at.exception, *at.main.error]]
+        assert at.main.selectbox(key="gallery_dataset").options == ["Shapes world · test split", "mine"]
+        (warning,) = [w.value for w in at.main.warning if "settings" in w.value]
+        assert warning == ("A dataset in this server's settings could not be read: Dataset 'typo' has kind "
+                           "'imagefolder'; use one of imagenet, openimages, folder. Whoever runs the app can correct "
+                           "it; the other datasets work.")  # fmt: skip
+        at.main.selectbox(key="gallery_dataset").set_value("mine").run()
+        assert not at.exception and any("No scan of" in i.value for i in at.main.info)
+    finally:
+        resources.dataset_settings.clear()
+
+
 def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_path, monkeypatch):
     """Open Images gives an image several labels: the gallery's thumbnail names all of them and the true-class filter
     finds the mistake under the second label too (it used to know only the first)."""
@@ -463,7 +488,7 @@ def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_
     root = one_photo_open_images(tmp_path / "oi")  # Chelsea labelled tabby and golden retriever
     monkeypatch.setenv("INTERP_DATASETS", json.dumps(
         [{"name": "OI sample", "kind": "openimages", "root": str(root), "mapping": "oi_to_imagenet.csv"}]))
-    resources.dataset_roots.clear()
+    resources.dataset_settings.clear()
     try:
         at = failures_page("efficientnet_lite0").run()
         at.main.selectbox(key="gallery_dataset").set_value("OI sample").run()
@@ -495,7 +520,7 @@ def test_an_open_images_photo_with_two_labels_is_named_and_filtered_by_both(tmp_
         captions = [c for img in at.main.get("image") for c in (img.proto.imgs[0].caption,) if c]
         assert any(c.startswith("true: golden retriever · ") for c in captions), captions
     finally:
-        resources.dataset_roots.clear()
+        resources.dataset_settings.clear()
 
 
 def test_a_thumbnail_is_read_at_its_size_without_the_full_size_cache(tmp_path, monkeypatch):

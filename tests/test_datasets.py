@@ -276,6 +276,38 @@ def test_configured_roots_from_env_json_and_toml(tmp_path):
         DatasetRoot("gone", "folder", tmp_path / "gone").open()
 
 
+def test_a_wrong_dataset_setting_costs_only_itself(tmp_path):
+    """One entry of an unknown kind (or a misspelt settings path) took every dataset away, the shapes world too: the
+    Failures page showed only the error, and the CLI refused to scan any dataset. The others are kept now, and each
+    wrong source or entry is a sentence."""
+    from interp.datasets import find_root, read_roots
+
+    good = {"name": "val", "kind": "imagenet", "root": "/data/val"}
+    entries = [good, {"name": "x", "kind": "hdf5", "root": "/x"}, "just a string", {"name": "no root"}]
+    read = read_roots(tmp_path, environ={"INTERP_DATASETS": json.dumps(entries)})
+    assert [r.name for r in read.roots] == ["Shapes world · test split", "val"]
+    assert read.problems == ["dataset 'x' has kind 'hdf5'; use one of imagenet, openimages, folder.",
+                             "a dataset entry is a table with name, kind and root; got 'just a string'.",
+                             "a dataset entry needs name, kind and root; got {'name': 'no root'}."]  # fmt: skip
+    with pytest.raises(DatasetError, match="kind 'hdf5'"):  # the strict reading, for the API, still refuses
+        configured_roots(tmp_path, environ={"INTERP_DATASETS": json.dumps(entries)})
+    environ = {"INTERP_DATASETS": json.dumps(entries)}
+    assert find_root("val", tmp_path, environ).root == Path("/data/val")  # the CLI scans a good one
+    with pytest.raises(DatasetError, match=r"no dataset is configured as 'x';.* Not read from the settings: dataset "
+                       r"'x' has kind 'hdf5'"):  # fmt: skip
+        find_root("x", tmp_path, environ)
+    toml = tmp_path / "empty.toml"
+    toml.write_text('title = "no datasets here"\n')
+    for value, said in [(str(tmp_path / "nowhere.toml"), "which is not a file"),
+                        ('{"a": 1}', 'INTERP_DATASETS has no "datasets" list'),
+                        (str(toml), 'empty.toml has no "datasets" list of entries (TOML: [[datasets]] tables)'),
+                        ("[1, 2", "INTERP_DATASETS is not valid JSON"),
+                        ('{"datasets": 3}', "INTERP_DATASETS does not list datasets")]:  # fmt: skip
+        read = read_roots(tmp_path, [good], {"INTERP_DATASETS": value})
+        assert [r.name for r in read.roots] == ["Shapes world · test split", "val"], value  # the secrets' entry too
+        assert len(read.problems) == 1 and said in read.problems[0], (value, read.problems)
+
+
 def test_a_dataset_name_is_found_whatever_its_case_and_a_near_miss_says_which_one_it_means(tmp_path):
     from interp.datasets import find_root
 

@@ -16,12 +16,14 @@ from .readers import extract_zip, prune_uploads, read_folder, read_imagenet, rea
 from .roots import (
     READERS,
     SHAPES_DATASET,
+    ConfiguredRoots,
     DatasetRoot,
     Reader,
     configured_roots,
     find_root,
     kinds,
     open_dataset,
+    read_roots,
     reader,
     scan_folder,
 )
@@ -29,6 +31,7 @@ from .scanner import ScanBusy, ScanProgress, ScanSummary, damaged_note, load_sca
 
 __all__ = [
     "SHAPES_DATASET",
+    "ConfiguredRoots",
     "Dataset",
     "DatasetError",
     "DatasetRoot",
@@ -56,6 +59,7 @@ __all__ = [
     "read_folder",
     "read_imagenet",
     "read_openimages",
+    "read_roots",
     "reader",
     "safe_child",
     "scan",

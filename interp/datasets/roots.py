@@ -171,16 +171,46 @@ def scan_folder(cache_dir: Path, model_key: str, root: DatasetRoot) -> Path:
     return Path(cache_dir) / "scans" / re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_key) / root.slug
 
 
+@dataclass(frozen=True)
+class ConfiguredRoots:
+    """What the settings configure: the datasets that could be read, and one sentence for each source or entry
+    that could not (a misspelt file path in ``$INTERP_DATASETS``, an entry of an unknown kind)."""
+
+    roots: list[DatasetRoot]
+    problems: list[str]
+
+
+def read_roots(cache_dir: Path, extra: Iterable[Mapping[str, Any]] = (),
+               environ: Mapping[str, str] | None = None) -> ConfiguredRoots:  # fmt: skip
+    """Every dataset a visitor may pick, the built-in shapes split first, and what could not be read: a wrong
+    entry costs only itself, not the shapes world and the other datasets."""
+    env = os.environ if environ is None else environ
+    roots = {SHAPES_DATASET: DatasetRoot(SHAPES_DATASET, "shapes", shapes_root(cache_dir))}
+    problems: list[str] = []
+    try:
+        entries = _from_env(env.get(ENV_DATASETS))
+    except DatasetError as exc:
+        entries = []
+        problems.append(str(exc))
+    for entry in [*entries, *extra]:
+        try:
+            root = _entry(entry)
+        except DatasetError as exc:
+            problems.append(str(exc))
+            continue
+        roots[root.name] = root
+    return ConfiguredRoots(list(roots.values()), problems)
+
+
 def configured_roots(
     cache_dir: Path, extra: Iterable[Mapping[str, Any]] = (), environ: Mapping[str, str] | None = None
 ) -> list[DatasetRoot]:
-    """Every dataset a visitor may pick, the built-in shapes split first. Bad entries raise :class:`DatasetError`."""
-    env = os.environ if environ is None else environ
-    roots = {SHAPES_DATASET: DatasetRoot(SHAPES_DATASET, "shapes", shapes_root(cache_dir))}
-    for entry in [*_from_env(env.get(ENV_DATASETS)), *extra]:
-        root = _entry(entry)
-        roots[root.name] = root
-    return list(roots.values())
+    """Every dataset a visitor may pick, the built-in shapes split first. Bad entries raise :class:`DatasetError`
+    (:func:`read_roots` keeps the others and says what was wrong)."""
+    configured = read_roots(cache_dir, extra, environ)
+    if configured.problems:
+        raise DatasetError(configured.problems[0])
+    return configured.roots
 
 
 def shapes_root(cache_dir: Path) -> Path:
@@ -194,7 +224,8 @@ def open_dataset(root: DatasetRoot, progress=None) -> Dataset:
 
 def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = None) -> DatasetRoot:
     """The configured dataset called ``name`` (as visitors see it), or a sentence listing the configured ones."""
-    roots = {r.name: r for r in configured_roots(cache_dir, environ=environ)}
+    configured = read_roots(cache_dir, environ=environ)
+    roots = {r.name: r for r in configured.roots}
     if name in roots:
         return roots[name]
     folded = {r.casefold(): r for r in roots}
@@ -203,32 +234,48 @@ def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = No
     near = [r for r in roots if name.strip().casefold() in r.casefold()] if name.strip() else []
     near = near or difflib.get_close_matches(name, list(roots), n=1, cutoff=0.6)
     hint = f" did you mean {near[0]!r}?" if len(near) == 1 else ""
+    unread = f" Not read from the settings: {' '.join(configured.problems)}" if configured.problems else ""
     raise DatasetError(f"no dataset is configured as {name!r};{hint} configured: {', '.join(map(repr, roots))} "
-                       f"(or give --root with a kind: {', '.join(kinds())}).")  # fmt: skip
+                       f"(or give --root with a kind: {', '.join(kinds())}).{unread}")  # fmt: skip
 
 
 def _from_env(value: str | None) -> list[Mapping[str, Any]]:
     if not value or not value.strip():  # blank: none configured, as unset
         return []
-    text = value.strip()
+    text, what = value.strip(), ENV_DATASETS
     if not text.startswith(("[", "{")):
         path = Path(text).expanduser()
         if not path.is_file():
             raise DatasetError(f"{ENV_DATASETS} names {path}, which is not a file; point it at a TOML or JSON file.")
-        text = path.read_text()
+        text, what = path.read_text(), path.name
         if path.suffix.lower() == ".toml":
             try:
-                return list(tomllib.loads(text).get("datasets", []))
+                return _entries(tomllib.loads(text), what)
             except tomllib.TOMLDecodeError as exc:
                 raise DatasetError(f"{path.name} is not valid TOML ({exc}).") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{ENV_DATASETS} is not valid JSON ({exc.msg}); see the README for the format.") from None
-    return list(data.get("datasets", []) if isinstance(data, dict) else data)
+        raise DatasetError(f"{what} is not valid JSON ({exc.msg}); see the README for the format.") from None
+    return _entries(data, what)
+
+
+def _entries(data: Any, what: str) -> list[Mapping[str, Any]]:
+    """The entries of parsed settings: a list of them, or a table (object) holding them under ``datasets``."""
+    if isinstance(data, dict):
+        if "datasets" not in data:
+            raise DatasetError(f"{what} has no \"datasets\" list of entries (TOML: [[datasets]] tables); see the "
+                               "README for the format.")  # fmt: skip
+        data = data["datasets"]
+    if not isinstance(data, list):
+        raise DatasetError(f"{what} does not list datasets (a list of entries with name, kind and root); see the "
+                           "README for the format.")  # fmt: skip
+    return data
 
 
 def _entry(entry: Mapping[str, Any]) -> DatasetRoot:
+    if not isinstance(entry, Mapping):
+        raise DatasetError(f"a dataset entry is a table with name, kind and root; got {str(entry)[:80]!r}.")
     try:
         name, kind, root = str(entry["name"]), str(entry["kind"]), Path(str(entry["root"])).expanduser()
     except (KeyError, TypeError):
