@@ -707,6 +707,19 @@ def test_an_interrupted_scan_says_what_it_kept_and_how_to_go_on(tmp_path, monkey
     assert "20/20 images" in out and "8 new this run" in out and sum(calls) == 16
 
 
+def test_a_scan_of_a_good_dataset_goes_on_beside_a_wrong_setting_and_notes_it(tmp_path, monkeypatch, capsys):
+    """A wrong entry in $INTERP_DATASETS refused every ``--dataset``; now the named one is scanned and the operator
+    reads, on stderr, which entry was not read and why."""
+    monkeypatch.setenv("INTERP_DATASETS", json.dumps([{"name": "typo", "kind": "imagefolder", "root": "/x"}]))
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "Shapes world · test split", "--limit", "8",
+                 "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "note: not read from the dataset settings: dataset 'typo' has kind 'imagefolder'; use one of" in err, err
+    assert main(["scan", "--model", "shapes_cnn", "--dataset", "typo", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no dataset is configured as 'typo';") and "Not read from the settings: " in err
+
+
 @pytest.fixture(scope="module")
 def concept_folders(tmp_path_factory):
     from interp.concepts import generated

@@ -154,7 +154,7 @@ def writable_settings():
 def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
     """The ``DatasetRoot`` a command's ``--dataset`` (and ``--root``) names: a configured dataset by its name, or a
     kind with its folder. A mix-up of the two is a sentence."""
-    from interp.datasets import DatasetRoot, find_root, kinds
+    from interp.datasets import DatasetRoot, find_root, kinds, read_roots
 
     if mapping is not None and (root is None or dataset != "openimages"):
         raise ValueError("--mapping is for an Open Images folder (--dataset openimages --root DIR); a configured "
@@ -165,7 +165,11 @@ def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
         return DatasetRoot(root.name, dataset, root, mapping)
     if dataset in kinds():
         raise ValueError(f"--dataset {dataset} is a kind: give the folder with --root.")
-    return find_root(dataset, writable_settings().cache_dir)
+    cache_dir = writable_settings().cache_dir
+    found = find_root(dataset, cache_dir)
+    for problem in read_roots(cache_dir).problems:  # the operator's settings have an entry no one can pick
+        print(f"note: not read from the dataset settings: {problem}", file=sys.stderr)
+    return found
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
