@@ -188,9 +188,7 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
-        """Identifies model, weights and class names in cache keys: ``"<name>@<16 hex digits>"``. The names count:
-        a scan names its rows and matches a dataset's labels by them, so the same weights with another names file
-        (uploaded in another order, or after none) are another model to every cache, not the first one's rows."""
+        """Name, weights and class names (a scan names its rows by them) in cache keys: ``"<name>@<16 hex>"``."""
         digest = hashlib.blake2b(self.weights.fingerprint.encode(), digest_size=8)
         digest.update("\n".join(self.class_names).encode())
         return f"{self.spec.name}@{digest.hexdigest()}"
@@ -441,10 +439,8 @@ def _class_names(model: torch.nn.Module, given: list[str] | tuple[str, ...] | No
     if given is not None:
         given = tuple(str(c) for c in given)
         if len(given) != n:
-            raise WeightsMismatchError(
-                f"{counted(len(given), 'class name')} {'was' if len(given) == 1 else 'were'} given but the model has "
-                f"{n} outputs; give one name per output."
-            )
+            raise WeightsMismatchError(f"{counted(len(given), 'class name')} {'was' if len(given) == 1 else 'were'} "
+                                       f"given but the model has {n} outputs; give one name per output.")
         return given
     subset = infer_imagenet_subset(model) if n in (1000, 11821, 21841) else None
     if subset:
