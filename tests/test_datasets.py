@@ -296,13 +296,15 @@ def test_a_wrong_dataset_setting_costs_only_itself(tmp_path):
     with pytest.raises(DatasetError, match=r"no dataset is configured as 'x';.* Not read from the settings: dataset "
                        r"'x' has kind 'hdf5'"):  # fmt: skip
         find_root("x", tmp_path, environ)
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00[")
     toml = tmp_path / "empty.toml"
     toml.write_text('title = "no datasets here"\n')
     for value, said in [(str(tmp_path / "nowhere.toml"), "which is not a file"),
                         ('{"a": 1}', 'INTERP_DATASETS has no "datasets" list'),
                         (str(toml), 'empty.toml has no "datasets" list of entries (TOML: [[datasets]] tables)'),
                         ("[1, 2", "INTERP_DATASETS is not valid JSON"),
-                        ('{"datasets": 3}', "INTERP_DATASETS does not list datasets")]:  # fmt: skip
+                        ('{"datasets": 3}', "INTERP_DATASETS does not list datasets"),
+                        (str(tmp_path / "binary.json"), "binary.json, which cannot be read as text")]:  # fmt: skip
         read = read_roots(tmp_path, [good], {"INTERP_DATASETS": value})
         assert [r.name for r in read.roots] == ["Shapes world · test split", "val"], value  # the secrets' entry too
         assert len(read.problems) == 1 and said in read.problems[0], (value, read.problems)

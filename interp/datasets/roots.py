@@ -247,7 +247,10 @@ def _from_env(value: str | None) -> list[Mapping[str, Any]]:
         path = Path(text).expanduser()
         if not path.is_file():
             raise DatasetError(f"{ENV_DATASETS} names {path}, which is not a file; point it at a TOML or JSON file.")
-        text, what = path.read_text(), path.name
+        try:
+            text, what = path.read_text(encoding="utf-8"), path.name
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{ENV_DATASETS} names {path}, which cannot be read as text ({exc}).") from None
         if path.suffix.lower() == ".toml":
             try:
                 return _entries(tomllib.loads(text), what)
