@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,24 @@ def engine_fingerprint(root: Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_key(name: str, fingerprint: str, class_names: Sequence[str], own_names: Sequence[str]) -> str:
+    """A model in cache keys: ``"<name>@<fingerprint[:16]>"``, and where its ``class_names`` are not the ones its
+    weights' shape gives it (``own_names``: ImageNet's for 1,000 outputs, else "class N"), ``+`` a digest of them. The
+    same weights with another names file are another model to every cache (a scan names its rows and matches a
+    dataset's labels by the names); a model with its own names keeps the key, and the scans, it always had."""
+    key = f"{name}@{fingerprint[:16]}"
+    if tuple(class_names) == tuple(own_names):
+        return key
+    names = "\n".join(class_names).encode()
+    return f"{key}+{hashlib.blake2b(names, digest_size=4).hexdigest()}"
+
+
 def result_key(*, model: str, image: str, method: str, params: Mapping[str, Any] | None = None) -> str:
     """SHA-256 over a canonical JSON of what decides a result, and of the code that computes it
     (:func:`engine_fingerprint`).
 
     Args:
-        model: ``LoadedModel.key`` (name, weights fingerprint and class names).
+        model: ``LoadedModel.key`` (:func:`model_key`: name, weights fingerprint and class names).
         image: ``LoadedImage.digest`` (or a digest of a set of images).
         method: e.g. ``"predict"``, ``"integrated_gradients"``.
         params: everything else that changes the numbers (target class, steps, baseline…).

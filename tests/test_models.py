@@ -453,6 +453,9 @@ def test_safetensors_file_round_trip_with_class_names(tmp_path):
     # the same weights with other class names: the same fingerprint, another cache key (a scan's rows carry names)
     assert from_bytes.key != loaded.key and from_bytes.key.startswith(f"{loaded.spec.name}@")
     assert load_model(TINY_CNN, path).key == loaded.key
+    # a model with the names its weights' shape gives keeps the key it always had, and with it the scans made before
+    assert from_bytes.key == source.key == f"{source.spec.name}@{source.weights.fingerprint[:16]}"
+    assert loaded.key.startswith(f"{source.key}+")
 
 
 def test_finetuned_classifier_size_is_detected(tmp_path):

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
+from interp.cache import model_key
 from interp.config import resolve_device
 from interp.errors import (
     BadSettingError,
@@ -93,11 +94,14 @@ class LoadedModel:
     _transform: Any = field(default=None, repr=False)
     _side: dict[str, Any] = field(default_factory=dict, repr=False)
     _layer_names: tuple[str, ...] = field(default=(), repr=False)
+    _key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         timm_transform = create_transform(**self.data_config, is_training=False)
         object.__setattr__(self, "_transform", fast_eval_transform(timm_transform))
         object.__setattr__(self, "_layer_names", tuple(n for n, _ in self._module.named_modules() if n))
+        own = _class_names(self._module, None)
+        object.__setattr__(self, "_key", model_key(self.spec.name, self.weights.fingerprint, self.class_names, own))
 
     @property
     def model(self) -> torch.nn.Module:
@@ -188,10 +192,8 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
-        """Name, weights and class names (a scan names its rows by them) in cache keys: ``"<name>@<16 hex>"``."""
-        digest = hashlib.blake2b(self.weights.fingerprint.encode(), digest_size=8)
-        digest.update("\n".join(self.class_names).encode())
-        return f"{self.spec.name}@{digest.hexdigest()}"
+        """Identifies model, weights and class names in cache keys (:func:`interp.cache.model_key`)."""
+        return self._key
 
     @property
     def transform(self) -> Any:
@@ -405,9 +407,8 @@ def _from_hub(arch: str) -> tuple[torch.nn.Module, str]:
             model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(cached)})
         return model, f"hub cache ({repo})"
     if not W.hub_reachable():
-        raise WeightsUnavailableError(
-            f"{repo} is not in the local hub cache and the hub cannot be reached; {W.offline_options(repo)}."
-        )
+        raise WeightsUnavailableError(f"{repo} is not in the local hub cache and the hub cannot be reached; "
+                                      f"{W.offline_options(repo)}.")  # fmt: skip
     try:  # not under BUILD_LOCK: a download can take minutes, and every other build would wait behind it
         return timm.create_model(arch, pretrained=True), f"hub ({repo})"
     except (OSError, RuntimeError) as exc:
