@@ -25,6 +25,7 @@ from interp.datasets.base import (
     safe_child,
     skipped_note,
 )
+from interp.models.specs import imagenet_names
 from interp.words import counted
 
 WNID = re.compile(r"^n\d{8}$")
@@ -47,14 +48,6 @@ def imagenet_wnids() -> tuple[str, ...]:
     from timm.data import ImageNetInfo
 
     return tuple(ImageNetInfo().label_names())
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_names() -> tuple[str, ...]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return tuple(info.index_to_description(i) for i in range(1000))
 
 
 def read_imagenet(root: Path, name: str = "ImageNet val") -> Dataset:

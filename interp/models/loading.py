@@ -22,7 +22,7 @@ import numpy as np
 import timm
 import torch
 from PIL import Image
-from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+from timm.data import create_transform, infer_imagenet_subset, resolve_data_config
 
 from interp.cache import model_key
 from interp.config import resolve_device
@@ -38,7 +38,7 @@ from interp.models.budget import check_room, load_memory_mb
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
 from interp.models.preprocess import fast_eval_transform
-from interp.models.specs import ModelSpec, class_outputs, get_spec, parameter_count
+from interp.models.specs import ModelSpec, class_outputs, get_spec, imagenet_names, parameter_count
 from interp.runtime import keep_freed_memory
 from interp.words import counted
 
@@ -444,7 +444,4 @@ def _class_names(model: torch.nn.Module, given: list[str] | tuple[str, ...] | No
                                        f"given but the model has {n} outputs; give one name per output.")
         return given
     subset = infer_imagenet_subset(model) if n in (1000, 11821, 21841) else None
-    if subset:
-        info = ImageNetInfo(subset)
-        return tuple(info.index_to_description(i) for i in range(n))
-    return tuple(f"class {i}" for i in range(n))
+    return imagenet_names(subset) if subset else tuple(f"class {i}" for i in range(n))
