@@ -18,6 +18,7 @@ from dashboard.feedback import attempt, guarded, sentence
 from dashboard.why_ui import why_view
 from interp.datasets import (
     SHAPES_DATASET,
+    ConfiguredRoots,
     Dataset,
     DatasetError,
     DatasetRoot,
@@ -51,12 +52,11 @@ ZIP_MB = 200
 
 
 def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
-    configured = attempt(resources.dataset_settings, "reading the dataset settings")
-    roots = configured.roots if configured is not None else []
-    for problem in configured.problems if configured is not None else []:  # the rest of the settings still serve
+    configured = attempt(resources.dataset_settings, "reading the dataset settings") or ConfiguredRoots([], [])
+    for problem in configured.problems:  # the rest of the settings still serve
         st.warning(f"A dataset in this server's settings could not be read: {sentence(problem)} Whoever runs the app "
                    "can correct it; the other datasets work.")  # fmt: skip
-    sources = [r for r in roots if isinstance(r, DatasetRoot)] + list(state.get("_zip_datasets", []))
+    sources = [r for r in configured.roots if isinstance(r, DatasetRoot)] + list(state.get("_zip_datasets", []))
     if not sources:
         return None, None
     names = [s.name for s in sources]
