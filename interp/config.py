@@ -21,7 +21,10 @@ ENV_CACHE_DIR = "INTERP_CACHE_DIR"
 ENV_CACHE_SIZE_MB = "INTERP_CACHE_SIZE_MB"
 ENV_DEVICE = "INTERP_DEVICE"
 ENV_MEMORY_LIMIT_MB = "INTERP_MEMORY_LIMIT_MB"
+ENV_OFFLINE = "INTERP_OFFLINE"
 ENV_SHARE_CONCEPTS = "INTERP_SHARE_CONCEPTS"
+YES = ("1", "true", "yes", "on")
+NO = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,12 @@ class Settings:
         cache_dir = _setting(env, ENV_CACHE_DIR) or str(_home() / ".cache" / "interp")
         size_mb = _megabytes(env, ENV_CACHE_SIZE_MB, "1024")
         limit_mb = _megabytes(env, ENV_MEMORY_LIMIT_MB, "2000") if _setting(env, ENV_MEMORY_LIMIT_MB) else None
-        share = (_setting(env, ENV_SHARE_CONCEPTS) or "1").lower()
-        if share not in ("1", "0", "true", "false", "yes", "no"):
-            raise BadSettingError(f"{ENV_SHARE_CONCEPTS}={share!r} is neither 1 nor 0; set 0 to keep every visitor's "
-                                  "concept sets to themselves.")  # fmt: skip
+        share = _switch(env, ENV_SHARE_CONCEPTS, "1", "set 0 to keep every visitor's concept sets to themselves")
+        # read where the hub is reached (interp.models.weights.hub_offline_by_setting); checked here, with the rest
+        _switch(env, ENV_OFFLINE, "0", "set 1 never to contact the Hugging Face hub, 0 to try it")
         return cls(cache_dir=Path(cache_dir).expanduser(), cache_size_mb=size_mb,
                    device=_setting(env, ENV_DEVICE) or "auto", memory_limit_mb=limit_mb,
-                   share_concepts=share in ("1", "true", "yes"))  # fmt: skip
+                   share_concepts=share)  # fmt: skip
 
     def writable(self) -> tuple[Settings, str | None]:
         """These settings with a cache folder this process can write, and ``None``; or, when ``cache_dir`` cannot be
@@ -113,6 +115,14 @@ def _setting(env: Mapping[str, str], name: str) -> str:
     """The variable ``name``'s value, ``""`` where it is unset or blank: ``INTERP_DEVICE=`` in a deployment's
     environment file means the default, as an unset variable does, not a device named ``''``."""
     return env.get(name, "").strip()
+
+
+def _switch(env: Mapping[str, str], name: str, default: str, advice: str) -> bool:
+    """The on/off variable ``name`` (``1``/``0``, ``true``/``false``, ``yes``/``no``, ``on``/``off``, any case)."""
+    value = _setting(env, name).lower() or default
+    if value not in YES + NO:
+        raise BadSettingError(f"{name}={value!r} is neither 1 nor 0; {advice}.")
+    return value in YES
 
 
 def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:

@@ -285,6 +285,8 @@ def test_a_cache_folder_that_cannot_be_written_still_classifies_and_says_where_r
         ("pages/1_Attribution.py", "INTERP_DEVICE", "gpu", "INTERP_DEVICE='gpu': device 'gpu' is not a torch device; "
          "use 'auto', 'cpu' or 'cuda'."),
         (None, "INTERP_CACHE_SIZE_MB", "1GB", "INTERP_CACHE_SIZE_MB='1GB' is not a whole number of megabytes"),
+        ("pages/6_Text.py", "INTERP_OFFLINE", "maybe", "INTERP_OFFLINE='maybe' is neither 1 nor 0; set 1 never to "
+         "contact the Hugging Face hub, 0 to try it."),
     ],
 )  # fmt: skip
 def test_a_bad_server_setting_is_one_sentence_on_every_page(server_env, page, variable, value, sentence):

@@ -501,3 +501,21 @@ def test_a_blank_setting_is_the_default_as_an_unset_one_is(tmp_path):
         Settings.from_env({"INTERP_CACHE_SIZE_MB": "1GB"})  # a value that is there is still checked
     with pytest.raises(BadSettingError, match="INTERP_SHARE_CONCEPTS='maybe' is neither 1 nor 0"):
         Settings.from_env({"INTERP_SHARE_CONCEPTS": " Maybe "})
+
+
+def test_the_offline_switch_is_read_as_the_other_switches_are(monkeypatch):
+    """``INTERP_OFFLINE=maybe`` (or ``offline``) was read as "not offline" without a word, so a server its operator
+    meant to keep off the network tried the hub; now it is one sentence, as ``INTERP_SHARE_CONCEPTS=maybe`` is, and a
+    value with spaces around it (an environment file's ``INTERP_OFFLINE= 1``) counts."""
+    from interp.config import Settings
+    from interp.errors import BadSettingError
+    from interp.models.weights import hub_offline_by_setting
+
+    for value in ("maybe", "offline", "2"):
+        with pytest.raises(BadSettingError, match=f"INTERP_OFFLINE='{value}' is neither 1 nor 0; set 1 never to"):
+            Settings.from_env({"INTERP_OFFLINE": value})
+    for value, offline in ((" 1 ", True), ("On", True), ("off", False), ("", False)):
+        Settings.from_env({"INTERP_OFFLINE": value})  # accepted
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("INTERP_OFFLINE", value)
+        assert hub_offline_by_setting() is offline, value

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from interp.config import ENV_OFFLINE, YES
 from interp.errors import WeightsMismatchError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def hub_cached_file(arch: str) -> Path | None:
 
 def hub_offline_by_setting() -> bool:
     """Whether the environment says not to use the network (``HF_HUB_OFFLINE`` or ``INTERP_OFFLINE``)."""
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "INTERP_OFFLINE"))
+    return any(os.environ.get(k, "").strip().lower() in YES for k in ("HF_HUB_OFFLINE", ENV_OFFLINE))
 
 
 @functools.lru_cache(maxsize=1)
