@@ -81,6 +81,21 @@ def at_least(value: object, minimum: int, what: str) -> int:
     return number
 
 
+def name_list(value: object, what: str) -> list[str]:
+    """``value`` as a list of names: one string is one name (``layers="bn2"`` iterated as ``b``, ``n``, ``2`` asked
+    for a layer ``'b'``), any other collection of strings is its list; anything else is a :class:`BadSettingError`
+    naming ``what`` (``layers``, ``methods``)."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        items = None if isinstance(value, bytes) else list(value)  # type: ignore[call-overload]
+    except TypeError:  # None, a number
+        items = None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise BadSettingError(f"{what} must be a name or a list of names, got {value!r}.")
+    return items
+
+
 def check_class(target: object, count: int, model_name: str, names: Sequence[str] | None = None) -> int:
     """``target`` as a class index of a model with ``count`` classes (:func:`whole_number`) or, given the model's
     class ``names``, a class name or synonym in any case (:func:`class_index`: ``"tiger cat"``, ``"tabby"``), or

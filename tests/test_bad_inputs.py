@@ -519,3 +519,31 @@ def test_the_offline_switch_is_read_as_the_other_switches_are(monkeypatch):
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("INTERP_OFFLINE", value)
         assert hub_offline_by_setting() is offline, value
+
+
+def test_one_name_where_the_api_takes_several_is_that_name_and_a_value_of_another_type_is_a_sentence():
+    """``run_tcav(model, "layer2", …)`` looked for a layer 'l', ``evaluate_dataset(model, ds, "grad_cam", …)`` for a
+    method 'g': a string was read as its letters. ``attribute(model, image, ["saliency"])`` and ``load_model(None)``
+    raised ``TypeError`` and ``AttributeError`` from inside the registry; each is a sentence now."""
+    from interp.attribution import attribute, method_names
+    from interp.concepts import activations_by_layer, run_tcav
+    from interp.errors import BadSettingError, UnknownModelError, name_list
+
+    assert method_names("grad_cam") == ["grad_cam"] and method_names("grad_cam, saliency") == ["grad_cam", "saliency"]
+    assert method_names(("saliency",)) == name_list({"saliency": 1}, "methods") == ["saliency"]
+    model = interp.load_model("shapes_cnn")
+    images = [interp.load_sample(n) for n in ("shapes_star", "chelsea")]
+    one = activations_by_layer(model, "layer2", images)
+    assert list(one) == ["layer2"]
+    assert np.array_equal(one["layer2"], activations_by_layer(model, ["layer2"], images)["layer2"])
+    with pytest.raises(BadSettingError, match="the concept set 'c' has 2 images"):  # past the layers, to the sets
+        run_tcav(model, "layer2", {"c": images}, [images, images], images, target=0)
+    for wrong in (["saliency"], None, 3):
+        with pytest.raises(BadSettingError, match=r"method must be one method's name \(e.g. 'grad_cam'\), got "):
+            attribute(model, images[0], wrong)
+    for wrong in (b"layer2", 5, None, ["layer2", 2]):
+        with pytest.raises(BadSettingError, match="layers must be a name or a list of names, got "):
+            activations_by_layer(model, wrong, images)
+    for wrong in (None, 5, ["resnet50"]):
+        with pytest.raises(UnknownModelError, match="a model is named by text"):
+            interp.load_model(wrong)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from interp.attribution.settings import Setting, check_params, relevant
-from interp.errors import BadSettingError, InterpError, check_class
+from interp.errors import BadSettingError, InterpError, check_class, name_list
 from interp.models import LoadedModel
 
 Kind = Literal["gradient", "perturbation", "cam"]
@@ -174,6 +174,9 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
 
 
 def get_method(name: str, **params: Any) -> AttributionMethod:
+    if not isinstance(name, str):  # None or a list of names, which raised TypeError on the registry
+        raise BadSettingError(f"method must be one method's name (e.g. 'grad_cam'), got {name!r}; see "
+                              "`python -m interp methods`.")  # fmt: skip
     if name not in METHODS:
         raise BadSettingError(f"{name!r} is not an attribution method;{_did_you_mean(name)} choose one of "
                               f"{', '.join(METHODS)}.")  # fmt: skip
@@ -188,6 +191,7 @@ def method_names(requested: Sequence[str]) -> list[str]:
         ValueError: a name is not registered; the message suggests the method it is closest to, matching names,
             titles ("Grad-CAM") and initials ("ig"), and where the list is.
     """
+    requested = name_list(requested, "methods")  # "grad_cam" alone is one method, not g, r, a…
     names = [name for entry in requested
              for name in ([n.strip() for n in entry.split(",") if n.strip()] if "," in entry else [entry])]  # fmt: skip
     if requested and not names:

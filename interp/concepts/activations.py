@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from interp.cache import ResultCache, result_key
-from interp.errors import BadSettingError, at_least, check_class
+from interp.errors import BadSettingError, at_least, check_class, name_list
 from interp.images import LoadedImage, as_loaded
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
@@ -189,6 +189,7 @@ def activations_by_layer(
     from interp.models.precision import check_precision, precision_scope
 
     check_precision(precision)
+    layers = name_list(layers, "layers")  # "bn2" alone is one layer
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:
@@ -387,6 +388,7 @@ def class_gradients_by_layer(
     Returns ``{layer: (N, D_layer)}`` in the order of ``layers``; what ``cache`` holds is not computed again.
     """
     target = check_class(target, model.num_classes, model.name, model.class_names)
+    layers = name_list(layers, "layers")  # "bn2" alone is one layer
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
 
     def compute(x: torch.Tensor, wanted: list[str]) -> list[torch.Tensor]:

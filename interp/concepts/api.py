@@ -10,7 +10,7 @@ from interp.cache import ResultCache
 from interp.concepts.activations import activations_by_layer, class_gradients_by_layer, resolve_layer
 from interp.concepts.cav import Classifier
 from interp.concepts.tcav import ConceptScore, canonical, check_run_settings, tcav
-from interp.errors import BadSettingError, check_class
+from interp.errors import BadSettingError, check_class, name_list
 from interp.images import LoadedImage
 from interp.models.loading import LoadedModel
 from interp.words import counted
@@ -78,7 +78,7 @@ def run_tcav(
     """
     check_run_settings(runs, seed, alpha, classifier)
     target = check_class(target, model.num_classes, model.name, model.class_names)  # "tiger cat" as its index
-    layers = list(dict.fromkeys(layers))  # a layer named twice is tested once
+    layers = list(dict.fromkeys(name_list(layers, "layers")))  # a layer named twice is tested once
     for layer in layers:
         resolve_layer(model, layer)
     if not layers:

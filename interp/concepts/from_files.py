@@ -16,7 +16,7 @@ import numpy as np
 from interp.concepts.activations import _copied_out, _filed_one_behind, _forward_to, resolve_layer
 from interp.datasets.base import Dataset
 from interp.datasets.batches import _batches, default_workers, resolve_decode
-from interp.errors import at_least
+from interp.errors import at_least, name_list
 from interp.models.loading import LoadedModel
 
 Progress = Callable[[int, int], None]
@@ -64,6 +64,7 @@ def file_activations(
     batch_size = at_least(batch_size, 1, "batch size")
     workers = default_workers(model) if workers is None else at_least(workers, 0, "loader workers")
     decode = resolve_decode(model, decode)
+    layers = name_list(layers, "layers")  # "bn2" alone is one layer
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
     items = list(dataset.items)
     n = len(items)

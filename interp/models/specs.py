@@ -152,6 +152,8 @@ def get_spec(name: str) -> ModelSpec:
     Raises:
         UnknownModelError: ``name`` is neither; the message suggests close timm names.
     """
+    if not isinstance(name, str):
+        raise UnknownModelError(f"a model is named by text (e.g. 'efficientnet_lite0' or a timm name), not {name!r}.")
     name = name.strip()
     if name in SPECS:
         return SPECS[name]
