@@ -615,6 +615,36 @@ def test_a_target_that_is_not_a_whole_number_is_refused_everywhere_a_class_is_ch
         deletion_insertion(cnn, cnn.preprocess(image.image), np.ones((128, 128), np.float32), target=target)
 
 
+def test_a_prepared_tensor_the_model_cannot_read_is_a_sentence_before_any_pass(tiny_cnn, tiny_vit):
+    """``attribute(vit, torch.rand(3, 64, 64), …)`` failed inside the position embedding ("The size of tensor a (17)
+    must match…"), a batch of two explained its first image without a word, and integers failed in a convolution;
+    the faithfulness scores and the randomisation check took the same tensors. Each is one sentence now, and a CNN
+    and a ViT built for any size still read a prepared tensor of another size."""
+    from interp.errors import BadSettingError
+    from interp.evaluation import cascading_randomisation, deletion_insertion, random_floor
+
+    vit = interp.load_model("shapes_vit")  # its position embedding is for its grid alone
+    c, h, w = vit.data_config["input_size"]
+    cases = [
+        (vit, torch.rand(c, h // 2, w), f"shapes_vit takes {h}×{w} images with 3 channels, got (3, {h // 2}, {w})"),
+        (tiny_cnn, torch.rand(1, 1, 64, 64), "test_resnet takes images with 3 channels, got (1, 64, 64)"),
+        (tiny_cnn, torch.rand(2, 3, 64, 64), "a prepared image is one (3, H, W) tensor, got shape (2, 3, 64, 64)"),
+        (tiny_cnn, torch.zeros(3, 64, 64, dtype=torch.uint8), "a prepared image holds normalised floats, not "
+         "torch.uint8"),
+    ]  # fmt: skip
+    for model, x, said in cases:
+        for call in (lambda: attribute(model, x, "saliency", target=0),
+                     lambda: deletion_insertion(model, x, np.ones(x.shape[-2:], np.float32), 0),
+                     lambda: random_floor(model, x, 0, maps=1),
+                     lambda: cascading_randomisation(model, x, "saliency", 0)):  # fmt: skip
+            with pytest.raises(BadSettingError, match=re.escape(said)):
+                call()
+    assert attribute(tiny_cnn, torch.rand(1, 3, 48, 40), "saliency", target=0).raw.shape == (3, 48, 40)
+    assert attribute(vit, torch.rand(1, c, h, w), "saliency", target=0).raw.shape == (c, h, w)
+    assert attribute(tiny_vit, torch.rand(3, 80, 160), "saliency", target=0).raw.shape == (3, 80, 160)  # timm's
+    # dynamic_img_size: a ViT built to read any size of whole patches still does
+
+
 def test_the_api_takes_a_class_by_its_name_as_the_cli_does():
     """``target="tiger cat"`` was refused by every API function ("must be a class index") while the CLI's
     ``--target "tiger cat"`` worked; now both read a name, a synonym or digits the same way, and a misspelt name

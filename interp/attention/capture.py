@@ -21,6 +21,7 @@ from PIL import Image
 from interp.errors import BadSettingError, InterpError, check_class
 from interp.images import LoadedImage
 from interp.models.hooks import hooked
+from interp.models.layout import model_input
 from interp.models.loading import LoadedModel
 
 
@@ -143,15 +144,6 @@ def layout(model: LoadedModel, tokens: int, input_hw: tuple[int, int]) -> tuple[
     return prefix, has_cls, (grid[0], grid[1]), patch_px
 
 
-def _check_input_size(model: LoadedModel, chw: tuple[int, ...]) -> None:
-    """A sentence where ``(C, H, W)`` is not the model's input size: the one its grid is laid out for (timm's own
-    errors name tensor sizes, and a ViT taking other sizes would not match the grid :func:`layout` reads)."""
-    expected = tuple(model.data_config["input_size"])
-    if chw != expected:
-        raise BadSettingError(f"{model.name} takes {expected[1]}×{expected[2]} images with {expected[0]} channels, "
-                              f"got {chw}; prepare the image with model.preprocess(image).")  # fmt: skip
-
-
 def capture(
     model: LoadedModel, x: torch.Tensor | LoadedImage | Image.Image | np.ndarray | str | Path, target: int | None = None
 ) -> AttentionCapture:
@@ -160,21 +152,17 @@ def capture(
     Args:
         model: a ViT-style model from :func:`interp.load_model`; the call holds its gate alone while the fused
             attention flag is off and the hooks are on.
-        x: ``(1, 3, H, W)`` preprocessed image (moved to the model's device); or an image as
+        x: ``(1, 3, H, W)`` or ``(3, H, W)`` preprocessed image (moved to the model's device); or an image as
             :func:`interp.load_image` takes it (a :class:`LoadedImage`, path, PIL image, array…), preprocessed here
             with the model's data config.
         target: class index whose logit is differentiated with respect to every attention map (for gradient-
             weighted rollout and Chefer et al.'s relevance); ``None`` to skip the backward pass.
     """
-    if isinstance(x, torch.Tensor) or (isinstance(x, np.ndarray) and x.ndim == 4):
-        x = torch.as_tensor(x)
-    else:  # an image, not yet preprocessed
-        x = model.preprocess(x)[None]  # which reads any image form
-    x = x.to(model.device)
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise BadSettingError(f"capture takes one image as a (1, 3, H, W) tensor, got shape {tuple(x.shape)}.")
     mods = check_vit(model)
-    _check_input_size(model, tuple(x.shape[1:]))
+    if isinstance(x, np.ndarray) and x.ndim == 4:  # a prepared batch of one, as NumPy holds it
+        x = torch.as_tensor(x)
+    # an image is preprocessed here; a prepared tensor must be the size the patch grid (layout) is laid out for
+    x = model_input(model, x, exact=True)[None].to(model.device)
     if not torch.isfinite(x).all():
         raise BadSettingError("the input holds NaN or infinite values; its attention would be NaN.")
     if target is not None:

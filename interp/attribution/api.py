@@ -13,6 +13,7 @@ from interp.cache import ResultCache, computed_once, result_key
 from interp.errors import BadSettingError, check_class
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
+from interp.models.layout import model_input
 
 
 def attribute(
@@ -44,15 +45,15 @@ def attribute(
         image = as_loaded(image)  # a path or a picture is cached as a loaded image is
     x: torch.Tensor | None = None
     if target is None:
-        x = _as_input(model, image)
+        x = model_input(model, image)
         target = int(model.run(x[None]).argmax(-1))
     if cache is None or not isinstance(image, LoadedImage):
-        return m.attribute(model, _as_input(model, image) if x is None else x, target)
+        return m.attribute(model, model_input(model, image) if x is None else x, target)
     settings = m.resolved_params(model)
     key = result_key(model=model.key, image=image.digest, method=method, params={**settings, "target": target})
     with computed_once(cache, key) as found:  # a class opening one link computes each map once
         if found is None:
-            result = m.attribute(model, _as_input(model, image) if x is None else x, target)
+            result = m.attribute(model, model_input(model, image) if x is None else x, target)
             meta = {"params": result.params, "seconds": result.seconds, "delta": result.delta, "extras": result.extras}
             cache.put(key, {"raw": result.raw}, meta)
             return result
@@ -119,9 +120,3 @@ def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
             row["unavailable"] = cls().applies_to(model)
         rows.append(row)
     return rows
-
-
-def _as_input(model: LoadedModel, image: LoadedImage | Image.Image | torch.Tensor) -> torch.Tensor:
-    if isinstance(image, torch.Tensor):
-        return image[0] if image.dim() == 4 else image
-    return model.preprocess(image)  # which reads any image form

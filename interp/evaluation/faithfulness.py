@@ -40,6 +40,7 @@ from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+from interp.models.layout import model_input
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def deletion_insertion(
             page faults that follow cost a third of a map's scoring (0.68 s against 0.52 s with the batch given).
         seed: seeds the noise of ``"noisy_linear"``: the same call gives the same curves.
     """
-    x = x if isinstance(x, torch.Tensor) else model.preprocess(x)
+    x = model_input(model, x)
     if x.dim() == 3:
         x = x[None]
     sal = torch.as_tensor(np.asarray(saliency, dtype=np.float32))
@@ -221,7 +222,7 @@ def random_floor(
     """
     if not 1 <= int(maps) <= 100:
         raise BadSettingError(f"maps must be 1 to 100, got {maps}.")
-    x = x if isinstance(x, torch.Tensor) else model.preprocess(x)  # an image: preprocessed once for every map
+    x = model_input(model, x)  # an image: preprocessed once for every map
     shape = tuple(x.shape[-2:])
     each = [deletion_insertion(model, x, random_map(shape, seed + i), target, seed=seed + i, **kwargs)
             for i in range(int(maps))]  # fmt: skip

@@ -21,6 +21,7 @@ from skimage.metrics import structural_similarity
 
 from interp.errors import check_class
 from interp.models import LoadedModel
+from interp.models.layout import model_input
 
 STILL_THE_SAME = 0.5
 """A map whose rank correlation with the trained model's map averages at least this over the cascade is flagged: it
@@ -91,7 +92,7 @@ def cascading_randomisation(
 
     params = params or {}
     target = check_class(target, model.num_classes, model.name, model.class_names)
-    x = x if isinstance(x, torch.Tensor) else model.preprocess(x)  # once, for every randomised copy
+    x = model_input(model, x)  # once, for every randomised copy
     trained = np.abs(attribute(model, x, method, target, **params).map)
     with model.exclusive() as net:
         clone = copy.deepcopy(net)

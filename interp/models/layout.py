@@ -3,11 +3,12 @@
 timm's CNNs give ``(B, C, h, w)``; Swin, MambaOut and the insides of ConvNeXt's blocks give ``(B, h, w, C)``;
 transformers give tokens ``(B, T, D)``, the patches after any class and register tokens (:meth:`ModelSpec.token_grid`).
 A 4-D output is read as channels last when its middle two sizes, not its last two, have the input's aspect.
+Also the input itself: :func:`model_input` checks an image handed over already prepared.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,6 +44,31 @@ def as_map(model: LoadedModel, output: torch.Tensor) -> torch.Tensor | None:
     if output.dim() != 4:
         return None
     return output.permute(0, 3, 1, 2) if channels_last(model, output) else output
+
+
+def model_input(model: LoadedModel, image: Any, *, exact: bool = False) -> torch.Tensor:
+    """``image`` as the ``(C, H, W)`` tensor ``model`` reads: any image :func:`interp.load_image` takes, preprocessed
+    with the model's data config; or a tensor already prepared, ``(C, H, W)`` or ``(1, C, H, W)``, as it is. A tensor
+    the model cannot read is a :class:`BadSettingError` here, not torch's error from inside the network: another
+    number of channels, a batch of several, integers, or another size where the size is fixed (a transformer's
+    position embedding, unless timm built it with ``dynamic_img_size``; any model with ``exact``, for maps laid over
+    the grid of the data config's size)."""
+    if not isinstance(image, torch.Tensor):
+        return model.preprocess(image)  # which reads any image form
+    x = image[0] if image.dim() == 4 and image.shape[0] == 1 else image
+    channels, height, width = model.data_config["input_size"]
+    if x.dim() != 3:
+        raise BadSettingError(f"a prepared image is one ({channels}, H, W) tensor, got shape {tuple(image.shape)}; "
+                              "explain one image at a time.")  # fmt: skip
+    fixed = exact or (model.spec.family == "vit" and not getattr(model.structure, "dynamic_img_size", False))
+    if x.shape[0] != channels or (fixed and tuple(x.shape[1:]) != (height, width)):
+        size = f"{height}×{width} images" if fixed else "images"
+        raise BadSettingError(f"{model.name} takes {size} with {channels} channels, got {tuple(x.shape)}; prepare "
+                              "the image with model.preprocess(image).")  # fmt: skip
+    if not x.is_floating_point():
+        raise BadSettingError(f"a prepared image holds normalised floats, not {x.dtype}; prepare the image with "
+                              "model.preprocess(image).")  # fmt: skip
+    return x
 
 
 def _aspect_of(rows: int, cols: int, height: int, width: int) -> bool:
