@@ -274,6 +274,10 @@ def test_configured_roots_from_env_json_and_toml(tmp_path):
         configured_roots(tmp_path, [{"name": "x", "kind": "hdf5", "root": "/x"}], {})
     with pytest.raises(DatasetError, match="does not exist"):
         DatasetRoot("gone", "folder", tmp_path / "gone").open()
+    (tmp_path / "photo.png").write_bytes(b"")  # an image named where its folder was meant: not "does not exist"
+    for kind in ("folder", "imagenet"):
+        with pytest.raises(DatasetError, match=f"folder {tmp_path / 'photo.png'} is a file, not a folder; name the"):
+            DatasetRoot("one", kind, tmp_path / "photo.png").open()
 
 
 def test_a_wrong_dataset_setting_costs_only_itself(tmp_path):

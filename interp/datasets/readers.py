@@ -334,6 +334,8 @@ def prune_uploads(
 
 def _existing(root: Path) -> Path:
     root = Path(root)
+    if root.exists() and not root.is_dir():  # a single image named where its folder was meant
+        raise DatasetError(f"the dataset folder {root} is a file, not a folder; name the folder that holds the images.")
     if not root.is_dir():
         raise DatasetError(f"the dataset folder {root} does not exist on this server; check the dataset settings.")
     return root
