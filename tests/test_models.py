@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -503,6 +504,35 @@ def test_weights_of_another_architecture_are_refused_with_details(tmp_path):
 def test_unreadable_weight_files(name, data, match):
     with pytest.raises(WeightsMismatchError, match=match):
         load_model(TINY_CNN, data, weights_name=name)
+
+
+def test_weights_in_any_form_an_api_caller_holds_them_load_alike_and_other_values_are_a_sentence(tmp_path):
+    """A state dict, a bytearray, a memoryview, an open file or bytes read from a file without a name each raised
+    ``TypeError`` from ``pathlib``; ``class_names="classes.txt"`` named one class a letter and blank names were taken.
+    Each form now gives the same model as the path does, and the rest is one sentence."""
+    source = load_model(TINY_CNN, "random")
+    state = {k: v.contiguous() for k, v in source._module.state_dict().items()}
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    pth = io.BytesIO()
+    torch.save(state, pth)
+    reference = load_model(TINY_CNN, path).weights.fingerprint
+    forms = [state, path.read_bytes(), bytearray(path.read_bytes()), memoryview(path.read_bytes()), pth.getvalue()]
+    with open(path, "rb") as handle:
+        forms.append(handle)
+        for weights in forms:
+            assert load_model(TINY_CNN, weights).weights.fingerprint == reference, type(weights)
+    with pytest.raises(WeightsMismatchError, match="^weights are a file's path, its bytes, a state dict, or one of "
+                                                   "hub, bundled, random; got int.$"):  # fmt: skip
+        load_model(TINY_CNN, 5)
+    with pytest.raises(WeightsMismatchError, match=r"^the uploaded weights has no extension; use a \.safetensors"):
+        load_model(TINY_CNN, b"neither format")  # nothing to tell it by
+    with pytest.raises(WeightsMismatchError, match="^class_names is a list of names, one per output, not str; read"):
+        load_model(TINY_CNN, path, class_names="classes.txt")
+    names = [f"class {i}" for i in range(source.num_classes)]
+    with pytest.raises(WeightsMismatchError, match="^class name 1 is blank; give every output a name.$"):
+        load_model(TINY_CNN, path, class_names=[names[0], " ", *names[2:]])
+    assert load_model(TINY_CNN, path, class_names=[f" {n} " for n in names]).class_names == tuple(names)
 
 
 def test_a_filled_hub_cache_loads_by_path_without_network(tmp_path, monkeypatch):

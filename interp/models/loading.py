@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +252,7 @@ def availability(name: str) -> W.Availability:
 
 def load_model(
     name: str,
-    weights: str | Path | bytes | None = None,
+    weights: str | Path | bytes | Mapping[str, torch.Tensor] | None = None,
     *,
     weights_name: str | None = None,
     class_names: list[str] | tuple[str, ...] | None = None,
@@ -263,7 +263,8 @@ def load_model(
     Args:
         name: a spec name (``"resnet50"``) or any timm model name.
         weights: ``None`` for the spec's default source; ``"hub"``, ``"bundled"``, ``"random"`` (untrained, seeded);
-            or a weights file as a path or as bytes (an upload; give ``weights_name`` for its extension).
+            a weights file as a path, as bytes (an upload; ``weights_name`` gives its extension, else its first bytes
+            do) or an open file; or a state dict (``net.state_dict()``).
         weights_name: the file name of uploaded bytes, e.g. ``"finetuned.safetensors"``.
         class_names: names for the outputs, overriding names found in the file or ImageNet's; an untrained copy
             (``"random"``) is built with one output per name (the sanity check's copy of a model with its own
@@ -273,7 +274,7 @@ def load_model(
     Raises:
         UnknownModelError, WeightsMismatchError, WeightsUnavailableError: with a sentence saying what to do.
     """
-    spec = get_spec(name)
+    spec, class_names = get_spec(name), W.checked_class_names(class_names)
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()  # a forward pass then reuses freed memory instead of faulting in fresh pages
@@ -288,8 +289,8 @@ def load_model(
     file_classes: tuple[str, ...] | None = None
 
     if isinstance(kind, (bytes, Path)) or kind not in ("hub", "bundled", "random"):
-        source = kind if isinstance(kind, bytes) else Path(kind)
-        label = weights_name or (source.name if isinstance(source, Path) else "the uploaded weights")
+        source = kind if isinstance(kind, (bytes, dict)) else Path(kind)
+        label = W.source_label(source, weights_name)
         wfile = W.read_weights_file(source, label)
         file_classes = wfile.class_names
         classes = _classifier_size(spec.arch, wfile.state_dict)

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,10 +226,23 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "m
 WEIGHT_KINDS = ("hub", "bundled", "random")
 
 
-def weights_kind(weights: str | Path | bytes) -> str | Path | bytes:
-    """A named kind of weights as written (``"Random"``), or a path; a sentence for what cannot be either."""
+def weights_kind(weights: object) -> str | Path | bytes | dict:
+    """A named kind of weights as written (``"Random"``), a path, a file's bytes (from ``bytes``, a ``bytearray``, a
+    ``memoryview`` or a binary file opened for reading) or a state dict (a mapping of names to tensors, as
+    ``model.state_dict()`` gives it); a sentence for anything else."""
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        return bytes(weights)
+    if isinstance(weights, os.PathLike):
+        return Path(weights)
+    if isinstance(weights, Mapping):
+        return dict(weights)
+    if callable(getattr(weights, "read", None)):
+        data = weights.read()  # type: ignore[union-attr]
+        if isinstance(data, bytes):
+            return data
     if not isinstance(weights, str):
-        return weights
+        raise WeightsMismatchError(f"weights are a file's path, its bytes, a state dict, or one of "
+                                   f"{', '.join(WEIGHT_KINDS)}; got {type(weights).__name__}.")  # fmt: skip
     if weights.strip().lower() in WEIGHT_KINDS:
         return weights.strip().lower()
     if not weights.strip():
@@ -252,8 +265,32 @@ def weights_kind(weights: str | Path | bytes) -> str | Path | bytes:
     return weights
 
 
-def read_weights_file(source: Path | bytes, name: str | None = None) -> WeightsFile:
-    """Read a state dict from a ``.safetensors`` file, or a ``.pth``/``.pt``/``.bin`` file with ``weights_only``.
+def source_label(source: Path | bytes | dict, name: str | None) -> str:
+    """What a sentence calls weights: the upload's ``name``, a file's name, else what they are."""
+    if name:
+        return name
+    if isinstance(source, Path):
+        return source.name
+    return "the state dict" if isinstance(source, dict) else "the uploaded weights"
+
+
+def checked_class_names(given: object) -> tuple[str, ...] | None:
+    """``load_model``'s ``class_names`` as one non-blank name per output (numbers become their digits); a sentence
+    for one string (``"classes.txt"`` became a class per letter) or a blank name."""
+    if given is None:
+        return None
+    if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
+        raise WeightsMismatchError(f"class_names is a list of names, one per output, not {type(given).__name__}; "
+                                   "read a names file with Path(file).read_text().splitlines().")  # fmt: skip
+    names = tuple(str(c).strip() for c in given)
+    if blank := [i for i, n in enumerate(names) if not n]:
+        raise WeightsMismatchError(f"class name {blank[0]} is blank; give every output a name.")
+    return names
+
+
+def read_weights_file(source: Path | bytes | dict, name: str | None = None) -> WeightsFile:
+    """Read a state dict from a ``.safetensors`` file, or a ``.pth``/``.pt``/``.bin`` file with ``weights_only``;
+    or take one given as a dict. Bytes whose ``name`` has no extension are read as the format their first bytes show.
 
     Checkpoints that wrap the state dict (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped and a
     ``module.`` prefix from DataParallel is removed. Class names are read from safetensors metadata key
@@ -263,7 +300,11 @@ def read_weights_file(source: Path | bytes, name: str | None = None) -> WeightsF
         WeightsMismatchError: the file cannot be read safely, or holds no tensors.
     """
     label = name or (source.name if isinstance(source, Path) else "the weights file")
+    if isinstance(source, dict):
+        return WeightsFile(_clean_state_dict(source, label))
     suffix = Path(label).suffix.lower()
+    if not suffix and isinstance(source, bytes):  # an API caller's open(...).read(): torch's zip or safetensors' JSON
+        suffix = ".pth" if source[:2] == b"PK" else ".safetensors" if source[8:9] == b"{" else suffix
     if isinstance(source, Path) and not source.is_file():
         raise WeightsMismatchError(f"there is no weights file at {source}; check the path.")
     if suffix == ".safetensors":
