@@ -525,6 +525,10 @@ def test_weights_in_any_form_an_api_caller_holds_them_load_alike_and_other_value
     with pytest.raises(WeightsMismatchError, match="^weights are a file's path, its bytes, a state dict, or one of "
                                                    "hub, bundled, random; got int.$"):  # fmt: skip
         load_model(TINY_CNN, 5)
+    (tmp_path / "model").write_bytes(path.read_bytes())  # a path without an extension, as saved by hand
+    (tmp_path / "checkpoint").write_bytes(pth.getvalue())
+    assert load_model(TINY_CNN, tmp_path / "model").weights.fingerprint == reference
+    assert load_model(TINY_CNN, str(tmp_path / "checkpoint")).weights.fingerprint == reference
     with pytest.raises(WeightsMismatchError, match=r"^the uploaded weights has no extension; use a \.safetensors"):
         load_model(TINY_CNN, b"neither format")  # nothing to tell it by
     with pytest.raises(WeightsMismatchError, match="^class_names is a list of names, one per output, not str; read"):

@@ -303,16 +303,25 @@ def read_weights_file(source: Path | bytes | dict, name: str | None = None) -> W
     if isinstance(source, dict):
         return WeightsFile(_clean_state_dict(source, label))
     suffix = Path(label).suffix.lower()
-    if not suffix and isinstance(source, bytes):  # an API caller's open(...).read(): torch's zip or safetensors' JSON
-        suffix = ".pth" if source[:2] == b"PK" else ".safetensors" if source[8:9] == b"{" else suffix
     if isinstance(source, Path) and not source.is_file():
         raise WeightsMismatchError(f"there is no weights file at {source}; check the path.")
+    if not suffix:  # "model" saved without an extension, open(...).read(): torch's zip or safetensors' JSON header
+        head = source[:9] if isinstance(source, bytes) else _first_bytes(source, 9)
+        suffix = ".pth" if head[:2] == b"PK" else ".safetensors" if head[8:9] == b"{" else suffix
     if suffix == ".safetensors":
         return _read_safetensors(source, label)
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
         return WeightsFile(_read_torch(source, label))
     what = f"has the extension {suffix!r}" if suffix else "has no extension"
     raise WeightsMismatchError(f"{label} {what}; use a .safetensors file, or a .pth/.pt state dict.")
+
+
+def _first_bytes(path: Path, n: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""  # the reader that follows says why
 
 
 def _read_safetensors(source: Path | bytes, label: str) -> WeightsFile:
