@@ -631,3 +631,33 @@ def test_map_together_computes_each_item_once_in_order_on_every_thread():
     calls.clear()
     assert map_together(slow_square, [1, 2, 3], None, 0) == [1, 4, 9]
     assert {t for _, t in calls} == {threading.get_ident()}
+
+
+def test_the_api_takes_a_dataset_as_a_root_or_a_folders_path_too(tmp_path):
+    """``scan(model, "photos/", out)`` failed on ``'str' object has no attribute 'name'``, a :class:`DatasetRoot`
+    on ``len()``, and ``DatasetRoot("val", "imagenet", "/data/val")`` (the README's own example, a string root) on
+    ``str / str`` once opened. Each names the same images as the opened dataset now; anything else is a sentence."""
+    from interp.concepts import file_activations
+    from interp.datasets import as_dataset, read_folder, scan
+    from interp.evaluation import evaluate_dataset
+
+    for c in ("a", "b"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        Image.fromarray(np.full((40, 40, 3), 60 if c == "a" else 200, np.uint8)).save(tmp_path / "photos" / c / "x.png")
+    opened = read_folder(tmp_path / "photos")
+    root = DatasetRoot("mine", "folder", str(tmp_path / "photos"))  # a string, as people write it
+    assert root.root == tmp_path / "photos" and root == DatasetRoot("mine", "folder", tmp_path / "photos")
+    for given in (opened, root, str(tmp_path / "photos"), tmp_path / "photos"):
+        assert [i.path for i in as_dataset(given).items] == [i.path for i in opened.items] == ["a/x.png", "b/x.png"]
+    model = interp.load_model("shapes_cnn")
+    forms = (opened, root, tmp_path / "photos")
+    summaries = [scan(model, given, tmp_path / f"scan{k}") for k, given in enumerate(forms)]
+    assert {(s.rows, s.total) for s in summaries} == {(2, 2)}
+    by_path = file_activations(model, "layer2", str(tmp_path / "photos"))
+    assert by_path.names == file_activations(model, ["layer2"], opened).names and not by_path.failed
+    table = evaluate_dataset(model, root, "saliency", tmp_path / "eval", n=1, steps=4)
+    assert list(table["method"]) == ["saliency"]
+    with pytest.raises(DatasetError, match="^a dataset is a Dataset, a DatasetRoot or a folder's path, not list.$"):
+        scan(model, ["a/x.png"], tmp_path / "scan9")
+    with pytest.raises(DatasetError, match="^dataset 'x' names no folder \\(root None\\); give the folder"):
+        DatasetRoot("x", "folder", None)

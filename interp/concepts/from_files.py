@@ -16,6 +16,7 @@ import numpy as np
 from interp.concepts.activations import _copied_out, _filed_one_behind, _forward_to, resolve_layer
 from interp.datasets.base import Dataset
 from interp.datasets.batches import _batches, default_workers, resolve_decode
+from interp.datasets.roots import as_dataset
 from interp.errors import at_least, name_list
 from interp.models.loading import LoadedModel
 
@@ -66,6 +67,7 @@ def file_activations(
     decode = resolve_decode(model, decode)
     layers = name_list(layers, "layers")  # "bn2" alone is one layer
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}
+    dataset = as_dataset(dataset)  # a DatasetRoot or a folder's path, as well
     items = list(dataset.items)
     n = len(items)
     rows: dict[str, np.ndarray] = {}  # each layer's (n, D), made when its width is known; failed files' rows unused

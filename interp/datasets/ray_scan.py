@@ -21,6 +21,7 @@ import numpy as np
 
 from interp.datasets.base import Dataset
 from interp.datasets.batches import read_pixels
+from interp.datasets.roots import as_dataset
 from interp.datasets.rows import BatchScores, error_rows, label_matrix, model_labels, score, scored_rows
 from interp.datasets.scanner import (
     ScanProgress,
@@ -144,6 +145,7 @@ def scan_ray(
     num_cpus = None if num_cpus is None else at_least(num_cpus, 1, "num_cpus")
     ray = _ray()
     out = output_folder(out)
+    dataset = as_dataset(dataset)  # a DatasetRoot or a folder's path, as well
     if not _loud():  # Ray's INFO lines, Ray Data's progress log and its note on the default token: a screenful a run
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         if "RAY_AUTH_MODE" not in os.environ:  # "enabled by default"; the warning that it is disabled stays

@@ -50,6 +50,12 @@ class DatasetRoot:
     root: Path
     mapping: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.root, (str, os.PathLike)) or not str(self.root).strip():
+            raise DatasetError(f"dataset {self.name!r} names no folder (root {self.root!r}); give the folder its "
+                               "images are in.")  # fmt: skip
+        object.__setattr__(self, "root", Path(self.root))  # DatasetRoot("val", "imagenet", "/data/val") as written
+
     def open(self, progress: Callable[[int, int], None] | None = None) -> Dataset:
         """Read the dataset with its kind's reader (``progress(done, total)`` while a reader writes one first)."""
         if self.kind not in READERS:
@@ -215,6 +221,21 @@ def configured_roots(
 
 def shapes_root(cache_dir: Path) -> Path:
     return Path(cache_dir) / "datasets" / f"shapes_test_{SHAPES_TEST_IMAGES}"
+
+
+def as_dataset(value: Dataset | DatasetRoot | str | os.PathLike) -> Dataset:
+    """What the API's functions over a dataset (``scan``, ``scan_ray``, ``evaluate_dataset``, ``file_activations``)
+    take: a :class:`Dataset`; a :class:`DatasetRoot`, opened with its kind's reader; or a folder's path, read as a
+    folder of images (:func:`~interp.datasets.read_folder`, one subfolder per class)."""
+    if isinstance(value, Dataset):
+        return value
+    if isinstance(value, DatasetRoot):
+        return value.open()
+    if isinstance(value, (str, os.PathLike)):
+        from interp.datasets.readers import read_folder
+
+        return read_folder(Path(value))
+    raise DatasetError(f"a dataset is a Dataset, a DatasetRoot or a folder's path, not {type(value).__name__}.")
 
 
 def open_dataset(root: DatasetRoot, progress=None) -> Dataset:

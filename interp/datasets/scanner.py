@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from interp.datasets.base import Dataset, DatasetError, Item
 from interp.datasets.batches import _batches, default_workers, resolve_decode
+from interp.datasets.roots import as_dataset
 from interp.datasets.rows import error_rows, label_matrix, model_labels, score_async, scored_rows
 from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's public names)
     DAMAGED,
@@ -112,6 +113,7 @@ def scan(
     """Classify the first ``limit`` images of ``dataset`` (all by default) into Parquet parts under ``out``.
 
     Args:
+        dataset: a :class:`Dataset`, a :class:`DatasetRoot` or a folder's path (:func:`as_dataset`).
         batch_size: images per forward pass.
         workers: data-loader processes decoding images ahead of the model (default: :func:`default_workers`); 0:
             threads of this process decode each batch just before it runs.
@@ -135,6 +137,7 @@ def scan(
     out = output_folder(out)
     check_precision(precision)
     decode = resolve_decode(model, decode)
+    dataset = as_dataset(dataset)  # a DatasetRoot or a folder's path, as well
     with scan_lock(out):
         summary = _scan(model, dataset, out, batch_size, limit, workers, progress, should_stop, precision, decode)
         if summary.decoded_on_device:

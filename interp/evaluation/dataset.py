@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from interp.attribution.memory import forward_batch_size
-from interp.datasets import Dataset, DatasetError, Item, scan_lock
+from interp.datasets import Dataset, DatasetError, Item, as_dataset, scan_lock
 from interp.datasets.scanner import output_folder
 from interp.errors import BadSettingError, InterpError, whole_number
 from interp.evaluation.choices import REPLACEMENTS
@@ -60,6 +60,7 @@ def evaluate_dataset(
     from interp.images import load_image
 
     methods = method_names(methods)
+    dataset = as_dataset(dataset)  # a DatasetRoot or a folder's path, as well
     if not 1 <= (whole_number(n) or 0) <= 100_000:
         raise BadSettingError(f"the number of images must be 1 to 100,000 (a whole number), got {n!r}.")
     steps = check_steps(steps)
