@@ -58,8 +58,9 @@ def model_input(model: LoadedModel, image: Any, *, exact: bool = False) -> torch
     x = image[0] if image.dim() == 4 and image.shape[0] == 1 else image
     channels, height, width = model.data_config["input_size"]
     if x.dim() != 3:
-        raise BadSettingError(f"a prepared image is one ({channels}, H, W) tensor, got shape {tuple(image.shape)}; "
-                              "explain one image at a time.")  # fmt: skip
+        batch = "; give one image at a time" if image.dim() == 4 else ""
+        raise BadSettingError(f"a prepared image is one ({channels}, H, W) tensor, got shape {tuple(image.shape)}"
+                              f"{batch}.")  # fmt: skip
     fixed = exact or (model.spec.family == "vit" and not getattr(model.structure, "dynamic_img_size", False))
     if x.shape[0] != channels or (fixed and tuple(x.shape[1:]) != (height, width)):
         size = f"{height}×{width} images" if fixed else "images"
