@@ -291,7 +291,7 @@ def load_model(
     if isinstance(kind, (bytes, Path)) or kind not in ("hub", "bundled", "random"):
         source = kind if isinstance(kind, (bytes, dict)) else Path(kind)
         label = W.source_label(source, weights_name)
-        wfile = W.read_weights_file(source, label)
+        wfile = W.read_weights_file(source, weights_name)
         file_classes = wfile.class_names
         classes = _classifier_size(spec.arch, wfile.state_dict)
         if classes is not None and not 1 <= classes <= MAX_CLASSES:

@@ -299,7 +299,7 @@ def read_weights_file(source: Path | bytes | dict, name: str | None = None) -> W
     Raises:
         WeightsMismatchError: the file cannot be read safely, or holds no tensors.
     """
-    label = name or (source.name if isinstance(source, Path) else "the weights file")
+    label = source_label(source, name)
     if isinstance(source, dict):
         return WeightsFile(_clean_state_dict(source, label))
     suffix = Path(label).suffix.lower()
