@@ -114,7 +114,8 @@ def target_picker_ui(model: LoadedModel, prediction: Prediction) -> list[int]:
         on_change=state.keep,
         args=(key,),
         placeholder="Pick one or more classes: type a name or a class index",
-        help="One row per class. The top-5 come first; type to find any other class by name.",
+        help="One row per class. The most probable come first, with their probabilities; type to find any other "
+        "class by its name or index.",
     )
     permalink.publish(targets=",".join(map(str, targets)) if targets != [top[0]] else None)
     return targets

@@ -248,8 +248,14 @@ def layer_label(model: LoadedModel) -> Callable[[str], str]:
     return lambda name: f"{name} · {shapes[name]}" if name in shapes else name
 
 
-def prediction(loaded: LoadedModel, image: LoadedImage, top_k: int = 5) -> Prediction:
-    """Top-k through the disk cache: a rerun or another session with the same inputs computes nothing."""
+SHOWN_CLASSES = 5  # a model with at most twice as many classes shows them all, each with its probability
+
+
+def prediction(loaded: LoadedModel, image: LoadedImage) -> Prediction:
+    """The top-5 classes, or every class of a model with at most 10 (the chart and the class boxes then give each its
+    probability, not one class in six by its index), through the disk cache: a rerun or another session with the
+    same inputs computes nothing."""
+    top_k = loaded.num_classes if loaded.num_classes <= 2 * SHOWN_CLASSES else SHOWN_CLASSES
     return cached_predict(loaded, image, result_cache(), top_k)
 
 

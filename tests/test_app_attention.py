@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import timm
@@ -112,6 +113,8 @@ def test_a_cnn_gets_a_sentence_and_a_way_to_a_vit():
     assert at.session_state["_image"] == {"kind": "sample", "name": "shapes_star"}
     target = at.main.selectbox[0]
     assert target.format_func(target.value).startswith("star"), target.format_func(target.value)
+    labels = [target.format_func(i) for i in range(6)]  # 6 classes: each with its probability, none by its index
+    assert all(re.fullmatch(r".+ \(\d+\.\d%\)", label) for label in labels), labels
 
 
 def test_a_hub_vit_out_of_reach_offers_the_bundled_one():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import timm
 from safetensors.torch import save
 from streamlit.testing.v1 import AppTest
 
+import interp
 from tests.conftest import ROOT
 
 
@@ -132,6 +136,23 @@ def test_the_untrained_copy_of_a_model_with_its_own_classes_names_them_alike():
     assert any("random initialisation" in h for h in headers) and not at.main.info, [i.value for i in at.main.info]
     named = [m.value for m in at.main.markdown if m.value.startswith("**star**")]
     assert len(named) == 2 and not any(m.value.startswith("**class 3**") for m in at.main.markdown), named
+
+
+def test_a_model_with_few_classes_shows_each_with_its_probability():
+    """The shapes CNN's 6 classes: the class box gave the top 5 their probabilities and the sixth its index
+    ("circle [0]"), and the Home chart left that class out; now every class has its probability, which add up."""
+    page = attribution_page()
+    page.at.query_params.update({"model": "shapes_cnn", "image": "shapes_star", "methods": "grad_cam"})
+    at = page.run()
+    assert not at.exception, [e.value for e in at.exception]
+    targets = next(w for w in at.main.multiselect if w.key and w.key.startswith("attr_targets_"))
+    shown = [re.fullmatch(r"(.+) \((\d+\.\d)%\)", targets.format_func(i)) for i in range(6)]
+    assert all(shown), [targets.format_func(i) for i in range(6)]
+    assert sorted(m[1] for m in shown) == sorted(interp.load_model("shapes_cnn").class_names)
+    assert abs(sum(float(m[2]) for m in shown) - 100) < 0.5
+    home = at.switch_page("streamlit_app.py").run()
+    assert not home.exception, [e.value for e in home.exception]
+    assert len(json.loads(home.main.get("plotly_chart")[0].proto.spec)["data"][0]["x"]) == 6
 
 
 def test_comparing_on_a_shapes_image_scores_both_models_against_its_ground_truth():
