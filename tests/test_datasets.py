@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from interp.datasets import (
     true_labels,
 )
 from interp.datasets.readers import imagenet_wnids
+from interp.errors import BadSettingError
 from tests.conftest import ROOT
 
 WNIDS = imagenet_wnids()
@@ -374,6 +376,21 @@ def test_scan_rows_labels_and_unreadable_files(shapes_folder, tmp_path):
     empty.mkdir()
     (empty / "scan.json").write_text(json.dumps({"model": "shapes_cnn"}))
     assert list(load_scan(empty, columns=["id", "correct"])[1].columns) == ["id", "correct"]
+
+
+@pytest.mark.parametrize("table", [failures, summary, confusion_pairs, per_class_accuracy])
+def test_the_tables_take_a_scans_rows_and_say_so_of_anything_else(table, tmp_path):
+    """A DataFrame without a scan's columns was pandas' ``KeyError: 'error'``; the pair load_scan returns, passed
+    whole, an ``AttributeError``. The columns a table reads alone still do (a count reads three)."""
+    pairs = pd.DataFrame({"a": [1]}), ({"model": "m"}, pd.DataFrame({"id": [1]})), [1, 2]
+    for wrong, said in zip(pairs, ["these rows have no ", "meta, rows = load_scan(folder), then pass rows",
+                                   "got list"], strict=True):  # fmt: skip
+        with pytest.raises(BadSettingError, match=re.escape(said)):
+            table(wrong)
+    few = pd.DataFrame({"id": [1, 2], "error": [None, None], "correct": [True, False], "confidence": [0.9, 0.8]})
+    assert failures(few)["id"].tolist() == [2] and summary(few)["mistakes"] == 1
+    with pytest.raises(BadSettingError, match="these rows have no label column"):
+        failures(few, true_class=3)
 
 
 def _row_by_definition(item, p: np.ndarray, mapping: dict, names) -> dict:

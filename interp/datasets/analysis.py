@@ -8,11 +8,29 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from interp.errors import BadSettingError, real_number, whole_number
-from interp.words import names_line, short_label
+from interp.words import joined, names_line, short_label
+
+
+def scan_rows(rows: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``rows`` when they are a scan's (the DataFrame :func:`interp.datasets.load_scan` returns) with ``columns``;
+    anything else is a sentence, not pandas' ``KeyError`` of the first column a table reads."""
+    if isinstance(rows, tuple) and len(rows) == 2 and isinstance(rows[1], pd.DataFrame):
+        raise BadSettingError("load_scan(folder) returns two things, the scan's settings and its rows: "
+                              "meta, rows = load_scan(folder), then pass rows.")  # fmt: skip
+    if not isinstance(rows, pd.DataFrame):
+        raise BadSettingError(f"these tables read a scan's rows, the DataFrame load_scan(folder) returns; got "
+                              f"{type(rows).__name__}.")  # fmt: skip
+    missing = [c for c in dict.fromkeys(columns) if c not in rows.columns]
+    if missing:
+        raise BadSettingError(f"these rows have no {joined(missing)} column{'s' if len(missing) > 1 else ''}: "
+                              "the tables read a scan's rows, the DataFrame load_scan(folder) returns (all its "
+                              "columns).")  # fmt: skip
+    return rows
 
 
 def scored(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with a prediction and a comparable true label."""
+    rows = scan_rows(rows, "error", "correct")
     return rows[rows["error"].isna() & rows["correct"].notna()]
 
 
@@ -30,7 +48,8 @@ def failures(
     for what, value in (("true class", true_class), ("predicted class", pred_class)):
         if value is not None and whole_number(value) is None:
             raise BadSettingError(f"the {what} must be a class index (a whole number), got {value!r}.")
-    wrong = scored(rows)
+    filters = {"label": true_class, "pred": pred_class}
+    wrong = scored(scan_rows(rows, "id", "confidence", *(c for c, value in filters.items() if value is not None)))
     wrong = wrong[(wrong["correct"] == False) & (wrong["confidence"] >= min_confidence)]
     if true_class is not None:
         classes = true_labels(wrong)
@@ -63,6 +82,9 @@ def _more_labels(rows: pd.DataFrame) -> pd.Series:
         return pd.Series([], dtype="int64")
     more = rows.loc[many, "labels"].explode().dropna().astype("int64")
     return more[more.to_numpy() != rows.loc[more.index, "label"].to_numpy()]
+
+
+_NAMED = ("label", "label_name", "pred", "pred_name")  # what class_names_of reads
 
 
 def class_names_of(rows: pd.DataFrame, class_names: Sequence[str] | None = None) -> Callable[[int], str]:
@@ -106,7 +128,7 @@ def confusion_pairs(
     pred_name, count, mean_confidence. A mistake on an image with several true classes counts in a pair for each,
     as the gallery's filter finds it under each; names as :func:`class_names_of` gives them."""
     columns = ["label", "label_name", "pred", "pred_name", "count", "mean_confidence"]
-    wrong = _long(failures(rows, min_confidence))
+    wrong = _long(failures(scan_rows(rows, *_NAMED), min_confidence))
     if wrong.empty:
         return pd.DataFrame(columns=columns)
     name = class_names_of(rows, class_names)
@@ -128,7 +150,7 @@ def per_class_accuracy(rows: pd.DataFrame, class_names: Sequence[str] | None = N
     with several true classes (Open Images) counts under each, right when the model's top-1 is any of them, as the
     scan scores it; names as :func:`class_names_of` gives them."""
     columns = ["label", "label_name", "images", "correct", "accuracy"]
-    done = _long(scored(rows))
+    done = _long(scored(scan_rows(rows, "id", "pred", "confidence", *_NAMED)))
     if done.empty:
         return pd.DataFrame(columns=columns)
     table = done.groupby("label").agg(images=("id", "size"), correct=("correct", "sum")).reset_index()
