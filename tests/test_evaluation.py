@@ -449,6 +449,13 @@ def test_the_floor_averages_several_random_maps_and_reports_their_spread():
     assert one.deletion_spread == 0 and one.deletion_auc == pytest.approx(each[0].deletion_auc)
     with pytest.raises(ValueError, match="maps must be 1 to 100"):
         random_floor(model, x, 3, maps=0)
+    for maps in ("3", 2.5, None):  # "3" was int()'s ValueError, 2.5 two maps without a word
+        with pytest.raises(ValueError, match=re.escape(f"maps must be 1 to 100, got {maps!r}.")):
+            random_floor(model, x, 3, maps=maps)
+    with pytest.raises(ValueError, match="seed must be a whole number, got 'a'"):
+        random_floor(model, x, 3, seed="a")
+    with pytest.raises(TypeError, match="random_floor"):  # a misspelt setting names the function it was given to
+        random_floor(model, x, 3, step=6)
 
 
 def test_a_map_that_cannot_be_scored_on_one_image_is_noted_and_the_rest_go_on(tmp_path, monkeypatch):

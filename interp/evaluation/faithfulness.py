@@ -211,19 +211,27 @@ def random_floor(
     *,
     maps: int = FLOOR_MAPS,
     seed: int = 0,
-    **kwargs,
+    steps: int = 20,
+    replacement: Replacement = "blur",
+    score: Score = "probability",
+    block: int | None = None,
+    batch: int | None = None,
 ) -> Curves:
     """The floor a map's scores are read against: the curves of ``maps`` random maps (seeds ``seed`` onwards),
     averaged point by point, with the spread of their areas.
 
     One random map is a noisy floor, the more so with regions: on the bundled cat with 16-pixel squares, eight random
     maps' deletion areas are 0.106 ± 0.014 (the first alone: 0.122), on the rocket 0.186 ± 0.087. A map whose score
-    lies within that spread of the mean has not shown it beats chance. ``kwargs`` are :func:`deletion_insertion`'s.
+    lies within that spread of the mean has not shown it beats chance. The other settings are
+    :func:`deletion_insertion`'s.
     """
-    if not 1 <= int(maps) <= 100:
-        raise BadSettingError(f"maps must be 1 to 100, got {maps}.")
+    if not 1 <= (whole_number(maps) or 0) <= 100:
+        raise BadSettingError(f"maps must be 1 to 100, got {maps!r}.")
+    if whole_number(seed) is None:
+        raise BadSettingError(f"seed must be a whole number, got {seed!r}.")
     x = model_input(model, x)  # an image: preprocessed once for every map
-    shape = tuple(x.shape[-2:])
+    shape, seed = tuple(x.shape[-2:]), int(seed)
+    kwargs = dict(steps=steps, replacement=replacement, score=score, block=block, batch=batch)
     each = [deletion_insertion(model, x, random_map(shape, seed + i), target, seed=seed + i, **kwargs)
             for i in range(int(maps))]  # fmt: skip
     deletion_aucs = np.array([c.deletion_auc for c in each])
