@@ -195,6 +195,13 @@ def test_python_api_settings_that_would_be_misread_are_refused_in_a_sentence(bun
     assert np.array_equal(capture(bundled, "the plot was not good").attn, cap.attn)
     ig = token_ig(bundled, "the plot was not good", 0, baseline_token="[UNK]")
     assert ig.tokens == enc.tokens and np.isfinite(ig.scores).all()
+    assert np.array_equal(bundled.logits("the plot was not good"), bundled.logits(enc))
+    # neither text nor an encoded sentence: capture and IG failed on `.ids`, and a token of 5 in the tokenizer
+    for call in (lambda: capture(bundled, None), lambda: token_ig(bundled, 5, 0), lambda: bundled.logits(None)):
+        with pytest.raises(BadTextError, match="give a sentence as text .or what text_bert.encode.text. returns.,"):
+            call()
+    with pytest.raises(BadSettingError, match="one token of text_bert's vocabulary as text, such as '.MASK.'; got 5"):
+        token_ig(bundled, enc, 0, baseline_token=5)
 
 
 def test_a_prediction_loop_beside_capture_and_ig_sees_the_serial_answers(bundled):
@@ -338,12 +345,13 @@ def test_a_hub_text_model_downloads_only_when_the_hub_answers_and_the_cache_lack
     import huggingface_hub
 
     from interp.models import weights as W
-    from interp.text import downloads
+    from interp.text import downloads, is_hub_name
 
     assert not downloads("bert-base-uncased")  # offline here: the load says what works instead
     monkeypatch.setattr(W, "hub_reachable", lambda timeout=2.0: True)
     assert downloads("bert-base-uncased") and downloads("  someone/a-model ")
-    assert not any(downloads(n) for n in ("text_bert", "", str(tmp_path), "not//a/name"))
+    assert not any(downloads(n) for n in ("text_bert", "", str(tmp_path), "not//a/name", None, 5))
+    assert is_hub_name("bert-base-uncased") and not any(is_hub_name(n) for n in (None, 5, "a b"))  # None was a name
     config = tmp_path / "config.json"
     config.write_text("{}")
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, filename: str(config))

@@ -75,8 +75,7 @@ def projections(model: TextModel) -> list[tuple[torch.nn.Module, torch.nn.Module
 def capture(model: TextModel, encoded: Encoded | str) -> TextAttention:
     """Every head's attention and the logits, from one forward pass (holding the model's gate alone); a sentence
     given as text is encoded first (:meth:`TextModel.encode`)."""
-    if isinstance(encoded, str):
-        encoded = model.encode(encoded)
+    encoded = model.as_encoded(encoded)
     pairs = projections(model)
     heads = int(model.config.num_attention_heads)
     outputs: dict[int, torch.Tensor] = {}

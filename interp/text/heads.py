@@ -152,8 +152,7 @@ def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int =
     says how many were used."""
     from captum.attr import LayerIntegratedGradients
 
-    if isinstance(encoded, str):
-        encoded = model.encode(encoded)
+    encoded = model.as_encoded(encoded)
     target = check_class(target, len(model.class_names), model.name, model.class_names)
     if not 2 <= (whole_number(steps) or 0) <= MAX_STEPS:
         raise BadSettingError(f"steps is a whole number from 2 to {MAX_STEPS}; got {steps!r}.")
@@ -162,6 +161,9 @@ def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int =
     tokenizer = model.tokenizer
     if baseline_token is None:
         baseline_token = tokenizer.mask_token or tokenizer.pad_token
+    elif not isinstance(baseline_token, str):
+        raise BadSettingError(f"the baseline token is one token of {model.name}'s vocabulary as text, such as "
+                              f"{tokenizer.mask_token or tokenizer.pad_token!r}; got {baseline_token!r}.")  # fmt: skip
     pad = tokenizer.convert_tokens_to_ids(baseline_token) if baseline_token is not None else 0
     if baseline_token is not None and pad == tokenizer.unk_token_id and baseline_token != tokenizer.unk_token:
         raise BadSettingError(f"the baseline token {baseline_token!r} is not in {model.name}'s vocabulary; use one "

@@ -130,8 +130,19 @@ class TextModel:
                                "sentence.")  # fmt: skip
         return Encoded(torch.tensor([ids], device=self.device), tokens, special)
 
-    def logits(self, encoded: Encoded) -> torch.Tensor:
+    def as_encoded(self, sentence: Encoded | str) -> Encoded:
+        """``sentence`` as :meth:`encode` gives it: text is encoded, an :class:`Encoded` is itself; anything else is
+        a sentence (``None`` was an ``AttributeError`` inside a pass)."""
+        if isinstance(sentence, Encoded):
+            return sentence
+        if isinstance(sentence, str):
+            return self.encode(sentence)
+        raise BadTextError(f"give a sentence as text (or what {self.name}.encode(text) returns), got "
+                           f"{type(sentence).__name__}.")  # fmt: skip
+
+    def logits(self, encoded: Encoded | str) -> torch.Tensor:
         """``(C,)`` logits of one sentence, a plain pass."""
+        encoded = self.as_encoded(encoded)
         with self.shared() as net, torch.inference_mode():
             return net(input_ids=encoded.ids).logits[0].float().cpu()
 
@@ -166,7 +177,7 @@ def downloads(name: str) -> bool:
 
     from interp.models.weights import hub_reachable
 
-    name = name.strip()
+    name = name.strip() if isinstance(name, str) else ""
     if not name or name in BUNDLED or _is_folder(name):
         return False
     try:
@@ -181,6 +192,8 @@ def is_hub_name(name: str) -> bool:
     sentence or a name with spaces cannot, whatever the cache or the network."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    if not isinstance(name, str):  # validate_repo_id lets None through
+        return False
     try:
         validate_repo_id(name)
     except HFValidationError:
