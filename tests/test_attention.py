@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -139,6 +140,25 @@ def test_inputs_the_model_cannot_read_are_refused_in_a_sentence(vit, x):
     with pytest.raises(ValueError, match="patch \\(1.5, 0\\) is outside"):
         patch_maps(cap, 1.5, 0)
     assert np.array_equal(patch_maps(cap, np.int64(2), 3), patch_maps(cap, 2, 3))
+    with pytest.raises(ValueError, match="patch \\('1', 0\\) is outside"):  # it said "patch (1, 0)" of the text "1"
+        patch_maps(cap, "1", 0)
+
+
+def test_maps_of_arrays_of_other_shapes_or_a_ratio_as_text_are_refused_in_a_sentence(vit, x):
+    """Gradients of another shape were broadcast against the attention, giving a map without a word; a discard
+    ratio given as text failed on ``<=``."""
+    cap = capture(vit, x, target=1)
+    for make, part in ((gradient_rollout, cap.grads[:1]), (chefer_relevance, cap.grads[:, :1])):
+        with pytest.raises(ValueError, match=re.escape(f"the gradients' shape {part.shape} is not the attention's "
+                                                       f"{cap.attn.shape}; give both from one capture")):  # fmt: skip
+            make(cap.attn, part)
+    with pytest.raises(ValueError, match=re.escape("(layers, heads, tokens, tokens), as capture(...).attn holds it; "
+                                                   f"got shape {cap.attn[0].shape}")):  # fmt: skip
+        rollout(cap.attn[0])
+    for ratio in ("0.5", None, float("nan")):
+        with pytest.raises(ValueError, match=re.escape(f"discard ratio must be in [0, 1), got {ratio!r}")):
+            rollout_map(cap, discard_ratio=ratio)
+    assert np.array_equal(rollout_map(cap, discard_ratio=np.float32(0.5)), rollout_map(cap, discard_ratio=0.5))
 
 
 def test_cnn_refused_with_a_sentence():

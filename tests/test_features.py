@@ -481,6 +481,37 @@ def test_bad_units_are_one_sentence(hand):
     assert hook_count(hand._module) == 0
 
 
+def test_what_a_programmer_holds_is_read_or_refused_in_a_sentence(hand, shapes_cnn):
+    """Each escaped as Python's or pandas' error, or was misread: a layer of None (``TypeError`` in difflib), one
+    layer's name as the table's names (a layer ``'l'``), a path among a grid's images (``.image``), tiles of the wrong
+    shape or no columns for a mosaic, a layer given as a number, the unit given as a layer's name, settings as a
+    dict (``AttributeError`` each)."""
+    from interp.features import layer_table
+
+    image = interp.load_sample("chelsea")
+    with pytest.raises(BadSettingError, match="shapes_cnn has no layer None"):
+        feature_maps(shapes_cnn, image, None)
+    assert [layer.name for layer in layer_table(shapes_cnn, "layer2")] == ["layer2"]
+    path = interp.load_sample("coffee").image
+    assert torch.equal(layer_grid(shapes_cnn, "layer2", [image, path]),
+                       layer_grid(shapes_cnn, "layer2", [image, interp.load_sample("coffee")]))  # fmt: skip
+    tiles = np.zeros((4, 8, 8, 3), np.uint8)
+    assert mosaic(tiles, 2).shape == (17, 17, 3)
+    for make, said in ((lambda: mosaic(tiles[..., 0], 2), "(K, h, w, 3) tiles, got an array of shape (4, 8, 8)"),
+                       (lambda: mosaic(tiles, 0), "columns is a whole number of at least 1; got 0"),
+                       (lambda: mosaic(tiles, 2, gap=-1), "gap is a whole number of at least 0; got -1"),
+                       (lambda: Objective("channel", 1, 5), "the layer is named by its dotted path (e.g. 'layer3.1'), "
+                                                            "got 5"),
+                       (lambda: visualise(hand, "conv"), "the unit is an Objective, e.g. Objective('channel', 5, "
+                                                         "'layer3'); got 'conv'"),
+                       (lambda: spectrum(hand, "conv", [image]), "the unit is an Objective"),
+                       (lambda: visualise(hand, Objective("channel", 0, "conv"), {"steps": 2}),
+                        "settings are a VisualiseSettings (e.g. VisualiseSettings(steps=128)) or None; got dict")):  # fmt: skip
+        with pytest.raises(BadSettingError, match=re.escape(said)):
+            make()
+    assert hook_count(hand._module) == 0
+
+
 def test_predictions_beside_a_visualisation_are_the_serial_ones(shapes_cnn):
     """The optimiser hooks the model at every step; a plain prediction loop on another thread must never see it."""
     photos = [interp.load_sample(n).image for n in ("chelsea", "coffee", "rocket")]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from interp.attention.capture import AttentionCapture
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, real_number, whole_number
 
 HeadFusion = Literal["mean", "max", "min"]
 HEAD_FUSIONS: tuple[HeadFusion, ...] = ("mean", "max", "min")
@@ -46,17 +46,30 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     rows, cols = cap.grid
     r, c = whole_number(row), whole_number(col)
     if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
-        raise BadSettingError(f"patch ({row}, {col}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns "
+        raise BadSettingError(f"patch ({row!r}, {col!r}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns "
                               f"0–{cols - 1} (whole numbers).")  # fmt: skip
     query = cap.prefix_tokens + r * cols + c
     return on_grid(cap, cap.attn[:, :, query, :])
+
+
+def stacked(attn: np.ndarray, grads: np.ndarray | None = None) -> np.ndarray:
+    """``attn`` as an array of shape ``(L, H, T, T)``, as a capture holds it, with ``grads`` of the same shape when
+    given; other shapes are a sentence (a gradient of another shape was broadcast against the attention)."""
+    attn = np.asarray(attn)
+    if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
+        raise BadSettingError(f"attention is an array of (layers, heads, tokens, tokens), as capture(...).attn holds "
+                              f"it; got shape {attn.shape}.")  # fmt: skip
+    if grads is not None and np.shape(grads) != attn.shape:
+        raise BadSettingError(f"the gradients' shape {np.shape(grads)} is not the attention's {attn.shape}; give both "
+                              "from one capture: cap.attn, cap.grads.")  # fmt: skip
+    return attn
 
 
 def fuse_heads(attn: np.ndarray, how: HeadFusion = "mean") -> np.ndarray:
     """``(L, T, T)`` from ``(L, H, T, T)``: heads averaged, or their maximum or minimum."""
     if how not in HEAD_FUSIONS:
         raise BadSettingError(f"head fusion {how!r} is not one of {', '.join(HEAD_FUSIONS)}.")
-    t = torch.from_numpy(np.asarray(attn, dtype=np.float32))  # torch reduces the middle axis 4x faster than numpy
+    t = torch.from_numpy(stacked(attn).astype(np.float32, copy=False))  # torch reduces the middle axis 4x faster than numpy
     return {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[how](t, dim=1).numpy()
 
 
@@ -74,8 +87,10 @@ def discard_lowest(fused: np.ndarray, ratio: float) -> np.ndarray:
 
 def _discard_in_place(fused: np.ndarray, ratio: float) -> np.ndarray:
     """:func:`discard_lowest` on ``fused`` itself (an array the caller owns); returns it."""
-    if not 0.0 <= ratio < 1.0:
-        raise BadSettingError(f"discard ratio must be in [0, 1), got {ratio}.")
+    value = real_number(ratio)
+    if value is None or not 0.0 <= value < 1.0:
+        raise BadSettingError(f"discard ratio must be in [0, 1), got {ratio!r}.")
+    ratio = value
     n = int(fused[0].size * ratio)
     if n == 0:
         return fused
@@ -162,7 +177,7 @@ def gradient_rollout_layers(attn: np.ndarray, grads: np.ndarray, discard_ratio: 
 
 def _weighted_heads(attn: np.ndarray, grads: np.ndarray, discard_ratio: float) -> np.ndarray:
     """``(L, T, T)`` heads fused as the mean of ``attention × gradient``, negatives set to 0, lowest discarded."""
-    weighted = np.clip((attn * grads).mean(axis=1), 0.0, None)
+    weighted = np.clip((stacked(attn, grads) * grads).mean(axis=1), 0.0, None)
     return _discard_in_place(weighted, discard_ratio)
 
 
@@ -182,7 +197,7 @@ def chefer_relevance(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
 
 def chefer_layers(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
     """``(L, T, T)`` the per-layer matrices ``I + Ā`` whose product is :func:`chefer_relevance`."""
-    out = np.clip(attn * grads, 0.0, None).mean(axis=1)
+    out = np.clip(stacked(attn, grads) * grads, 0.0, None).mean(axis=1)
     idx = np.arange(out.shape[-1])
     out[:, idx, idx] += 1.0
     return out

@@ -49,6 +49,8 @@ class Objective:
             raise BadSettingError(f"objective is one of {', '.join(KINDS)}; got {self.kind!r}.")
         if self.kind in ("channel", "neuron") and not self.layer:
             raise BadSettingError(f"a {self.kind} objective needs a layer.")
+        if self.layer is not None and not isinstance(self.layer, str):
+            raise BadSettingError(f"the layer is named by its dotted path (e.g. 'layer3.1'), got {self.layer!r}.")
         if self.kind in ("class", "probability") and isinstance(self.unit, str):
             text = self.unit.strip()
             if not text:
@@ -128,6 +130,14 @@ class Objective:
                                       f"got class {self.unit}.")  # fmt: skip
             value = logits[:, self.unit] if self.kind == "class" else F.log_softmax(logits, dim=1)[:, self.unit]
         return -value if self.negative else value
+
+
+def model_objective(objective: Objective, model: LoadedModel) -> Objective:
+    """``objective`` read against ``model`` (:meth:`Objective.for_model`); anything but an :class:`Objective` is a
+    sentence (a layer's name given alone was an ``AttributeError``)."""
+    if not isinstance(objective, Objective):
+        raise BadSettingError(f"the unit is an Objective, e.g. Objective('channel', 5, 'layer3'); got {objective!r}.")
+    return objective.for_model(model)
 
 
 def diversity(grid: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from interp.cache import ResultCache, computed_once, result_key
 from interp.concepts.activations import _keeper, _LayerReached, resolve_layer
 from interp.errors import BadSettingError
-from interp.features.objectives import Objective, diversity
+from interp.features.objectives import Objective, diversity, model_objective
 from interp.features.params import ImageParam, to_uint8
 from interp.features.settings import VisualiseSettings
 from interp.features.units import as_grid
@@ -136,7 +136,7 @@ def objective_values(model: LoadedModel, objective: Objective, images: torch.Ten
     """``(N,)`` the objective on a batch ``(N, 3, H, W)`` of RGB in ``[0, 1]``, with the graph back to ``images``;
     and, when ``diversity_layer`` is given, that layer's ``(N, C, h, w)`` output (for :func:`diversity`). Takes the
     model's gate alone for the pass. A layer objective's pass ends at its layer."""
-    objective = objective.for_model(model)
+    objective = model_objective(objective, model)
     layers = {}
     if objective.on_layer:
         layers[objective.layer] = resolve_layer(model, objective.layer)
@@ -187,8 +187,11 @@ def visualise(
     Returns:
         A :class:`Visualisation`.
     """
-    settings = settings or VisualiseSettings()
-    objective = objective.for_model(model)  # a class by name: its index, before it keys the cache
+    settings = VisualiseSettings() if settings is None else settings
+    if not isinstance(settings, VisualiseSettings):
+        raise BadSettingError(f"settings are a VisualiseSettings (e.g. VisualiseSettings(steps=128)) or None; got "
+                              f"{type(settings).__name__}.")  # fmt: skip
+    objective = model_objective(objective, model)  # a class by name: its index, before it keys the cache
     key = _key(model, objective, settings)
     with computed_once(cache, key, on_wait) as hit:
         if hit is not None:

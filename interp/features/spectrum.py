@@ -25,7 +25,7 @@ from PIL import Image
 from interp.cache import ResultCache
 from interp.concepts.activations import activations_by_layer
 from interp.errors import BadSettingError, at_least
-from interp.features.objectives import Objective
+from interp.features.objectives import Objective, model_objective
 from interp.features.units import _output, as_grid
 from interp.images import LoadedImage, as_loaded
 from interp.models.loading import LoadedModel
@@ -108,7 +108,7 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
     """``(N, h, w)`` float32: the unit's channel map on each image (for a class: ``(N, 1, 1)``, the logit or, for the
     probability objective, the log-probability), extracted in batches through the concept lab's extraction and its
     disk cache (one pass per image, ending at the layer)."""
-    objective = objective.for_model(model)
+    objective = model_objective(objective, model)
     if not images:
         raise BadSettingError("the spectrum needs at least one image.")
     images = [as_loaded(image) for image in images]  # paths, arrays or pictures given as a set
@@ -140,7 +140,7 @@ def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedIm
              cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None) -> Spectrum:  # fmt: skip
     """Rank ``images`` by the unit of ``objective`` and pick ``per_column`` examples for each of :data:`COLUMNS`."""
     per_column = at_least(per_column, 1, "per_column")
-    objective = objective.for_model(model)  # the Spectrum holds the index
+    objective = model_objective(objective, model)  # the Spectrum holds the index
     images = [as_loaded(image) for image in images]
     maps = unit_maps(model, objective, images, cache=cache, batch_size=batch_size, progress=progress)
     n, h, w = maps.shape

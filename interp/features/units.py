@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from interp.concepts.activations import _forward_to, default_layers, resolve_layer
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, name_list, whole_number
 from interp.images import LoadedImage, as_loaded
 from interp.models.hooks import first_output, hooked
 from interp.models.layout import as_map
@@ -68,7 +68,7 @@ class Layer:
 def layer_table(model: LoadedModel, names: Sequence[str] | None = None) -> list[Layer]:
     """``names`` (default :func:`feature_layers`) in the network's order, with their output shapes from one pass of
     a blank image at the model's input size."""
-    names = list(feature_layers(model) if names is None else names)
+    names = feature_layers(model) if names is None else name_list(names, "layers")
     modules = {name: model.layer(name) for name in names}
     shapes: dict[str, tuple[int, ...]] = {}
 
@@ -142,7 +142,8 @@ class FeatureMaps:
 
 
 def layer_grid(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.Tensor:
-    """``(N, C, h, w)`` activations of ``layer`` for ``images``, from one pass that stops at the layer."""
+    """``(N, C, h, w)`` activations of ``layer`` for ``images`` (each a :class:`LoadedImage` or what
+    :func:`interp.load_image` takes), from one pass that stops at the layer."""
     return as_grid(model, _output(model, layer, images), layer).cpu()
 
 
@@ -150,7 +151,7 @@ def _output(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.
     if not images:
         raise BadSettingError("a layer's activations need at least one image.")
     module = resolve_layer(model, layer)
-    x = model.batch_of([model.pixels(im.image) for im in images])
+    x = model.batch_of([model.pixels(as_loaded(im).image) for im in images])
     return _forward_to(model, {layer: module}, x)[layer].float()
 
 
@@ -169,6 +170,13 @@ def feature_maps(model: LoadedModel, image: LoadedImage, layer: str, top_k: int 
 def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, scale: int = 1) -> np.ndarray:
     """``(K, h, w, 3)`` ``uint8`` tiles as one ``(H, W, 3)`` picture, ``columns`` wide, white gaps, each tile
     enlarged ``scale`` times (nearest neighbour, so a 7×7 filter stays seven blocks wide)."""
+    tiles = np.asarray(tiles)
+    if tiles.ndim != 4 or tiles.shape[-1] != 3:
+        raise BadSettingError(f"a mosaic is made of (K, h, w, 3) tiles, got an array of shape {tiles.shape}.")
+    for what, value, least in (("columns", columns, 1), ("scale", scale, 1), ("gap", gap, 0)):
+        number = whole_number(value)
+        if number is None or number < least:
+            raise BadSettingError(f"{what} is a whole number of at least {least}; got {value!r}.")
     if scale > 1:
         tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     k, h, w, _ = tiles.shape

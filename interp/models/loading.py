@@ -172,7 +172,7 @@ class LoadedModel:
                 pass
         import difflib
 
-        close = difflib.get_close_matches(name, self._layer_names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, self._layer_names, n=3, cutoff=0.5) if isinstance(name, str) else []
         if close:
             hint = f"Did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?"
         else:
