@@ -157,6 +157,17 @@ def as_loaded(image: LoadedImage | ImageOnDisk | bytes | str | Path | BinaryIO |
     return image if isinstance(image, (LoadedImage, ImageOnDisk)) else load_image(image)
 
 
+def image_list(images: object, what: str = "images") -> list[LoadedImage | ImageOnDisk]:
+    """``images`` (any collection of what :func:`as_loaded` takes) as a list of loaded images. One image where a set
+    is taken, ``None``, or a path's text is a sentence naming ``what``: a path's text was read as one image per
+    letter, a picture failed on ``len()``."""
+    single = (str, bytes, bytearray, Path, LoadedImage, ImageOnDisk, Image.Image, np.ndarray)
+    if images is None or isinstance(images, single) or not hasattr(images, "__iter__"):
+        raise BadImageError(f"{what}: a list of images is taken (each a LoadedImage, a path or a picture); got "
+                            f"{type(images).__name__}.")  # fmt: skip
+    return [as_loaded(image) for image in images]  # type: ignore[attr-defined]
+
+
 def load_rgb(
     source: bytes | str | Path | BinaryIO,
     *,

@@ -94,6 +94,31 @@ def test_bad_inputs_say_what_to_do():
         CAV().save("x.npz")
 
 
+def test_arrays_and_settings_a_cav_cannot_learn_from_are_one_sentence(tmp_path):
+    """Each was scikit-learn's, NumPy's or the file system's error: NaN activations, an alpha given as text, a
+    held-out share of 2 (taken without a word), gradients of another width than the CAV, a CAV file not there."""
+    from interp.concepts import tcav_score
+
+    concept, random = gaussian(10, 1, shift=1.0), gaussian(10, 2)
+    for make, said in ((lambda: CAV().fit(np.full_like(concept, np.nan), random), "hold NaN or infinite values"),
+                       (lambda: CAV(alpha="x").fit(concept, random), "alpha is the regularisation strength, a "
+                                                                      "number above 0; got 'x'"),
+                       (lambda: CAV(test_fraction=2).fit(concept, random), "test_fraction is the share held out, "
+                                                                           "from 0 to below 1; got 2"),
+                       (lambda: tcav_score(class_grads(), np.ones(3)), f"got (40, {D}) and (3,)"),
+                       (lambda: tcav(concept, [random, random + 1], class_grads()[:, :3]),
+                        f"(N, D) arrays of one layer (one D); got (10, {D}), (10, {D}), (10, {D}), (40, 3)"),
+                       (lambda: CAV.load(tmp_path / "none.npz"), "none.npz is missing: a saved CAV is none.npz "
+                                                                 "with none.json beside it")):  # fmt: skip
+        with pytest.raises(BadSettingError, match=re.escape(said)):
+            make()
+    cav = CAV().fit(concept, random)
+    cav.save(tmp_path / "c.npz")
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(BadSettingError, match="c.npz is not a CAV that CAV.save wrote"):
+        CAV.load(tmp_path / "c.npz")
+
+
 def test_cav_and_library_round_trip(tmp_path):
     cav = CAV("logistic", random_state=4).fit(gaussian(30, 1, shift=3.0), gaussian(30, 2))
     cav.save(tmp_path / "c.npz", {"layer": "layer4"})
@@ -496,6 +521,37 @@ def test_run_tcav_errors_and_layer_check():
         run_tcav(model, ["layer9"], {"red": few}, randoms, few, 3)
     with pytest.raises(ValueError, match="same images as a random set"):
         run_tcav(model, ["layer4"], {"bg": randoms[0]}, randoms, randoms[1], 3)
+
+
+def test_run_tcav_reads_sets_as_a_programmer_holds_them_and_says_so_of_the_rest(tmp_path):
+    """Pictures or paths in a set failed on ``.digest``; a list of concept sets (no names) on ``.items``; one
+    random set given flat, or no class images, on ``len()``; a concept set given as a folder's path on ``.digest``."""
+    model = interp.load_model("shapes_cnn")
+    concept = generated.shapes_concept("red", 6)
+    randoms = [generated.shapes_backgrounds(6, seed=s) for s in range(3)]
+    files = []
+    for k, image in enumerate(concept):
+        image.image.save(tmp_path / f"{k}.png")
+        files.append(tmp_path / f"{k}.png")
+    given = run_tcav(model, "layer4", {"red": concept}, randoms, randoms[2], 3, runs=2)
+    for held in ([im.image for im in concept], files):
+        assert run_tcav(model, "layer4", {"red": held}, randoms, randoms[2], 3, runs=2).rows() == given.rows()
+    for args, said in ((([concept], randoms, randoms[2]), "concepts map each concept's name to its images"),
+                       (({"red": str(tmp_path)}, randoms, randoms[2]), "the concept set 'red': a list of images is "
+                                                                       "taken"),
+                       (({"red": concept}, randoms[0], randoms[2]), "random set 1 (the random sets are a list of "
+                                                                    "sets, each a list of images)"),
+                       (({"red": concept}, None, randoms[2]), "the random sets are a list of lists of images"),
+                       (({"red": concept}, randoms, None), "the target class's images: a list of images is taken")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(said)):
+            run_tcav(model, "layer4", *args, 3, runs=2)
+    library = ConceptLibrary(tmp_path / "library")
+    assert len(library.save_set("from files", files).files) == len(library.save_set("pictures", concept).files)
+    with pytest.raises(ValueError, match="the set 'one': a list of images is taken"):
+        library.save_set("one", concept[0])
+    with pytest.raises(BadSettingError, match="concepts must be a name or a list of names"):
+        generated.write_folders(tmp_path / "sets", 5, n=2, random_sets=2)
+    assert "red" in generated.write_folders(tmp_path / "sets", "red", n=2, random_sets=2)  # not 'r', 'e', 'd'
 
 
 @pytest.mark.parametrize(

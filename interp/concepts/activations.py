@@ -18,7 +18,7 @@ import torch
 
 from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError, at_least, check_class, name_list
-from interp.images import LoadedImage, as_loaded
+from interp.images import LoadedImage, image_list
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
 from interp.models.specs import called_layer
@@ -216,9 +216,9 @@ def _rows_by_layer(
     """One flattened row per image and layer: from ``cache`` where it holds them (under ``method`` and ``params``
     with the layer), else from ``compute(batch, layers the batch still needs)``, which returns a tensor per layer."""
     batch_size = at_least(batch_size, 1, "batch size")
+    images = image_list(images)  # paths, arrays or pictures given as a set
     if not images:
         raise BadSettingError("a layer's activations need at least one image; the set given is empty.")
-    images = [as_loaded(image) for image in images]  # paths, arrays or pictures given as a set
 
     def key(image: LoadedImage, layer: str) -> str:
         return result_key(model=model.key, image=image.digest, method=method, params={**params, "layer": layer})

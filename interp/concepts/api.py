@@ -11,7 +11,7 @@ from interp.concepts.activations import activations_by_layer, class_gradients_by
 from interp.concepts.cav import Classifier
 from interp.concepts.tcav import ConceptScore, canonical, check_run_settings, tcav
 from interp.errors import BadSettingError, check_class, name_list
-from interp.images import LoadedImage
+from interp.images import LoadedImage, image_list
 from interp.models.loading import LoadedModel
 from interp.words import counted
 
@@ -85,6 +85,15 @@ def run_tcav(
         raise BadSettingError("choose at least one layer.")
     if not concepts:
         raise BadSettingError("choose at least one concept set.")
+    if not isinstance(concepts, Mapping):
+        raise BadSettingError(f"concepts map each concept's name to its images, e.g. {{'striped': images}}; got "
+                              f"{type(concepts).__name__}.")  # fmt: skip
+    concepts = {name: image_list(images, f"the concept set {name!r}") for name, images in concepts.items()}
+    if randoms is None or isinstance(randoms, str | bytes) or not hasattr(randoms, "__iter__"):
+        raise BadSettingError(f"the random sets are a list of lists of images; got {type(randoms).__name__}.")
+    randoms = [image_list(r, f"random set {k + 1} (the random sets are a list of sets, each a list of images)")
+               for k, r in enumerate(randoms)]  # fmt: skip
+    class_images = image_list(class_images, "the target class's images")
     for name, images in concepts.items():
         if len(images) < MIN_IMAGES:
             raise BadSettingError(f"the concept set {name!r} has {counted(len(images), 'image')}; TCAV needs at least "

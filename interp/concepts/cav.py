@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, real_number
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,14 @@ class CAV:
         concept, random = np.asarray(concept, np.float32), np.asarray(random, np.float32)
         if concept.ndim != 2 or random.ndim != 2 or concept.shape[1] != random.shape[1]:
             raise BadSettingError(f"activations must be (N, D) with the same D; got {concept.shape} and {random.shape}.")
+        if not (np.isfinite(concept).all() and np.isfinite(random).all()):
+            raise BadSettingError("the activations hold NaN or infinite values; no direction can be learnt from them.")
+        alpha, share = real_number(self.alpha), real_number(self.test_fraction)
+        if alpha is None or not 0 < alpha < math.inf:
+            raise BadSettingError(f"alpha is the regularisation strength, a number above 0; got {self.alpha!r}.")
+        if share is None or not 0 <= share < 1:
+            raise BadSettingError(f"test_fraction is the share held out, from 0 to below 1; got "
+                                  f"{self.test_fraction!r}.")  # fmt: skip
         if len(concept) < 2 or len(random) < 2:
             raise BadSettingError(f"a CAV needs at least 2 examples on each side; got {len(concept)} concept and "
                              f"{len(random)} random. Add images to the sets.")  # fmt: skip
@@ -128,10 +137,16 @@ class CAV:
 
     @classmethod
     def load(cls, path: Path) -> CAV:
+        """A CAV :meth:`save` wrote (``path`` and ``path.json``); a sentence for files missing or not a CAV's."""
         path = Path(path)
-        info = json.loads(path.with_suffix(".json").read_text())
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_state({"cav": data["cav"]}, info)
+        try:
+            info = json.loads(path.with_suffix(".json").read_text())
+            with np.load(path, allow_pickle=False) as data:
+                return cls.from_state({"cav": data["cav"]}, info)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # missing, not JSON or .npz, or not a CAV's
+            missing = isinstance(exc, FileNotFoundError)
+            raise BadSettingError(f"{path} {'is missing' if missing else 'is not a CAV that CAV.save wrote'}: a saved "
+                                  f"CAV is {path.name} with {path.with_suffix('.json').name} beside it.") from None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cav_"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.errors import BadSettingError, at_least
+from interp.errors import BadSettingError, at_least, name_list
 from interp.images import LoadedImage, image_from_array
 
 SIZE = 224
@@ -155,7 +155,7 @@ def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_set
     make_random = shapes_backgrounds if random_source == "shapes" else random_images
     random_dir = Path(out) / "random"
     plan: dict[str, tuple[Path, Callable[[], list[LoadedImage]]]] = {}
-    for kind in dict.fromkeys(folder_name(k.replace("-", " ")) for k in concepts):
+    for kind in dict.fromkeys(folder_name(k.replace("-", " ")) for k in name_list(concepts, "concepts")):
         concept_set(kind, 0)  # an unknown name is refused before anything is written
         plan[kind] = (Path(out) / kind, lambda kind=kind: concept_set(kind, n, seed))
     for k in range(random_sets):

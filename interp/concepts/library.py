@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from interp.errors import InterpError
-from interp.images import ImageOnDisk, LoadedImage, image_digest
+from interp.images import ImageOnDisk, LoadedImage, image_digest, image_list
 
 MAX_SET_IMAGES = 500
 STORED_SIDE = 448
@@ -86,7 +86,9 @@ class ConceptLibrary:
     def save_set(
         self, name: str, images: list[LoadedImage] | list[ImageOnDisk], description: str = "", replace: bool = False
     ) -> ConceptSet:
-        """Store ``images`` under ``name``; duplicates (same pixels) are kept once."""
+        """Store ``images`` (each a :class:`LoadedImage` or what :func:`interp.load_image` takes) under ``name``;
+        duplicates (same pixels) are kept once."""
+        images = image_list(images, f"the set {name!r}")
         if not images:
             raise LibraryError(f"the set {name!r} has no images; add some before saving.")
         if len(images) > MAX_SET_IMAGES:

@@ -106,6 +106,10 @@ def canonical(acts: np.ndarray, digests: Sequence[str] | None) -> np.ndarray:
 
 def tcav_score(grads: np.ndarray, cav: np.ndarray) -> float:
     """Share of the ``(N, D)`` class gradients with a positive dot product with ``cav``."""
+    grads, cav = np.asarray(grads), np.asarray(cav)
+    if grads.ndim != 2 or cav.shape != grads.shape[1:]:
+        raise BadSettingError(f"class gradients are (N, D) and a CAV (D,) at the same layer; got {grads.shape} and "
+                              f"{cav.shape}.")  # fmt: skip
     return float(((grads @ cav) > 0).mean())
 
 
@@ -159,6 +163,10 @@ def tcav(
         raise BadSettingError("TCAV needs at least two random sets: one to train against and one for the null.")
     if len(grads) == 0:
         raise BadSettingError("TCAV needs images of the target class; the class image set is empty.")
+    widths = {np.shape(a)[1:] for a in (concept, *randoms, grads)}
+    if len(widths) > 1 or any(np.ndim(a) != 2 for a in (concept, *randoms, grads)):
+        raise BadSettingError(f"the activations and the class gradients are (N, D) arrays of one layer (one D); got "
+                              f"{', '.join(str(np.shape(a)) for a in (concept, *randoms, grads))}.")  # fmt: skip
     if any(np.array_equal(concept, r) for r in randoms):
         raise BadSettingError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
     # each matrix hashed once, not once per fit; without a cache there is nothing to look up

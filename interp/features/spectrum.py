@@ -27,7 +27,7 @@ from interp.concepts.activations import activations_by_layer
 from interp.errors import BadSettingError, at_least
 from interp.features.objectives import Objective, model_objective
 from interp.features.units import _output, as_grid
-from interp.images import LoadedImage, as_loaded
+from interp.images import LoadedImage, image_list
 from interp.models.loading import LoadedModel
 
 COLUMNS = ("minimum", "slightly negative", "slightly positive", "maximum")
@@ -109,9 +109,9 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
     probability objective, the log-probability), extracted in batches through the concept lab's extraction and its
     disk cache (one pass per image, ending at the layer)."""
     objective = model_objective(objective, model)
+    images = image_list(images)  # paths, arrays or pictures given as a set
     if not images:
         raise BadSettingError("the spectrum needs at least one image.")
-    images = [as_loaded(image) for image in images]  # paths, arrays or pictures given as a set
     batch_size = at_least(batch_size, 1, "batch size")
     layer = objective.layer if objective.on_layer else _classifier_name(model)
     if layer is None:  # a network without timm's get_classifier: plain batched passes
@@ -141,7 +141,7 @@ def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedIm
     """Rank ``images`` by the unit of ``objective`` and pick ``per_column`` examples for each of :data:`COLUMNS`."""
     per_column = at_least(per_column, 1, "per_column")
     objective = model_objective(objective, model)  # the Spectrum holds the index
-    images = [as_loaded(image) for image in images]
+    images = image_list(images)
     maps = unit_maps(model, objective, images, cache=cache, batch_size=batch_size, progress=progress)
     n, h, w = maps.shape
     if objective.kind == "neuron":

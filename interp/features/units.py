@@ -16,7 +16,7 @@ import torch
 
 from interp.concepts.activations import _forward_to, default_layers, resolve_layer
 from interp.errors import BadSettingError, name_list, whole_number
-from interp.images import LoadedImage, as_loaded
+from interp.images import LoadedImage, as_loaded, image_list
 from interp.models.hooks import first_output, hooked
 from interp.models.layout import as_map
 from interp.models.loading import LoadedModel
@@ -148,10 +148,11 @@ def layer_grid(model: LoadedModel, layer: str, images: list[LoadedImage]) -> tor
 
 
 def _output(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.Tensor:
+    images = image_list(images)
     if not images:
         raise BadSettingError("a layer's activations need at least one image.")
     module = resolve_layer(model, layer)
-    x = model.batch_of([model.pixels(as_loaded(im).image) for im in images])
+    x = model.batch_of([model.pixels(im.image) for im in images])
     return _forward_to(model, {layer: module}, x)[layer].float()
 
 
