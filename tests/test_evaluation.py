@@ -504,3 +504,49 @@ def test_a_setting_no_image_can_take_stops_the_dataset_scores_with_its_sentence(
             evaluate_dataset(model, dataset, [method], out, n=4, steps=4, params={method: params})
         meta = json.loads((out / "evaluation.json").read_text()) if (out / "evaluation.json").exists() else {}
         assert not meta.get("failed") and len(load_scores(out)) == 0
+
+
+def test_the_page_functions_read_an_image_as_a_programmer_holds_it_and_say_so_of_the_rest(tmp_path):
+    """A picture or a path where the pages pass a loaded image failed on ``.digest``; a method's name where its
+    map is taken on ``.method``; one map where a list is taken was not iterable; settings as text, a seed as text
+    and no output folder escaped as Python's errors; an empty scoreboard or summary failed on argmax and iloc."""
+    import pandas as pd
+
+    from interp.evaluation import (
+        cascading_randomisation,
+        evaluate_dataset,
+        grid_curves,
+        map_curves,
+        map_randomisation,
+        scoreboard,
+        scoreboard_sentence,
+        verdict,
+    )
+
+    model = interp.load_model("shapes_cnn")
+    image = interp.load_sample("shapes_star")
+    result = attribute(model, image, "saliency", 3)
+    loaded = map_curves(model, image, result, 3, steps=4)
+    assert map_curves(model, image.image, result, 3, steps=4).deletion_auc == loaded.deletion_auc
+    floors, maps = grid_curves(model, image.image, result, steps=4)  # one map, not in a list
+    assert list(floors) == [3] and maps[0].deletion_auc == loaded.deletion_auc
+    said = re.escape("a map is scored from what attribute(model, image, method, target) returns; got str.")
+    for call in (lambda: map_curves(model, image, "saliency", 3), lambda: grid_curves(model, image, ["saliency"]),
+                 lambda: map_randomisation(model, image, "saliency")):  # fmt: skip
+        with pytest.raises(ValueError, match=said):
+            call()
+    for kwargs, words in (({"params": "steps=4"}, "params are the method's settings by name"),
+                          ({"seed": "x"}, "seed must be a whole number, got 'x'")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(words)):
+            cascading_randomisation(model, image, "saliency", 3, **kwargs)
+    (tmp_path / "photos" / "star").mkdir(parents=True)
+    image.image.save(tmp_path / "photos" / "star" / "a.png")
+    with pytest.raises(ValueError, match=re.escape("the settings of saliency are a mapping of names to values")):
+        evaluate_dataset(model, tmp_path / "photos", ["saliency"], tmp_path / "out", params={"saliency": 5})
+    for out in (None, " "):
+        with pytest.raises(ValueError, match=re.escape(f"the evaluation is written to a folder: give its path, not "
+                                                       f"{out!r}")):  # fmt: skip
+            evaluate_dataset(model, tmp_path / "photos", ["saliency"], out)
+    assert scoreboard_sentence(scoreboard([])) == "No map is scored on this image yet, so there is nothing to compare."
+    assert verdict(pd.DataFrame(), "shapes") == "Nothing is scored on shapes yet: score the methods on some images " \
+                                                "first."

@@ -10,6 +10,7 @@ become rows with an ``error`` and no prediction, so they are listed and not retr
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,6 +157,8 @@ def check_scan_settings(batch_size: object, limit: object) -> tuple[int, int | N
 def output_folder(out: Path | str, what: str = "scan") -> Path:
     """``out`` as a folder that exists (made when missing), or a sentence saying why it cannot be one (``what`` is
     written there: a scan, an evaluation)."""
+    if not isinstance(out, str | os.PathLike) or not str(out).strip():
+        raise DatasetError(f"the {what} is written to a folder: give its path, not {out!r}.")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} is a file; the {what} is written to a folder: choose another output folder.")

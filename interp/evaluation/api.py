@@ -6,10 +6,10 @@ import numpy as np
 
 from interp.attribution import Attribution
 from interp.cache import ResultCache, computed_once, result_key
-from interp.errors import check_class
+from interp.errors import BadSettingError, check_class, whole_number
 from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, deletion_insertion, model_block, random_floor
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
-from interp.images import LoadedImage
+from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
 
 FLOOR_SEED = 0
@@ -23,6 +23,7 @@ def map_curves(
     ``FLOOR_MAPS`` random maps) for ``target``, read from ``cache`` when computed before for the same model, pixels,
     map settings, steps, replacement and region side (``block``; by default
     :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
+    image, result = as_loaded(image), None if result is None else _attribution(result)
     target = check_class(target, model.num_classes, model.name, model.class_names)
     block = model_block(model, block)
     what = "random" if result is None else result.method
@@ -62,6 +63,13 @@ def _curves(
     return curves
 
 
+def _attribution(result: object) -> Attribution:
+    if not isinstance(result, Attribution):
+        raise BadSettingError(f"a map is scored from what attribute(model, image, method, target) returns; got "
+                              f"{type(result).__name__}.")  # fmt: skip
+    return result
+
+
 def grid_curves(
     model: LoadedModel, image: LoadedImage, results: list[Attribution], *, steps: int = 20, replacement: str = "blur",
     block: int | None = None, cache: ResultCache | None = None,
@@ -69,6 +77,9 @@ def grid_curves(
     """The curves of every map of a grid and a random map's per class, with the memory budget read once for all of
     them (a read per map cost a fifth of each map's scoring on EfficientNet-Lite0)."""
     from interp.attribution.memory import forward_batch_size
+
+    image = as_loaded(image)
+    results = [_attribution(r) for r in ([results] if isinstance(results, Attribution) else results)]
 
     x = model.preprocess(image.image)[None]
     batch = forward_batch_size(model, x, 2 * (steps + 1))
@@ -81,6 +92,9 @@ def map_randomisation(
     model: LoadedModel, image: LoadedImage, result: Attribution, *, seed: int = 0, cache: ResultCache | None = None
 ) -> RandomisationCheck:
     """The cascading randomisation check of ``result``'s method, image, class and settings, through ``cache``."""
+    image, result = as_loaded(image), _attribution(result)
+    if whole_number(seed) is None:
+        raise BadSettingError(f"seed must be a whole number, got {seed!r}.")
     settings = {"target": result.target, "map": result.params, "seed": int(seed)}
     key = result_key(model=model.key, image=image.digest, method=f"randomisation:{result.method}", params=settings)
     with computed_once(cache, key) as found:

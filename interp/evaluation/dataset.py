@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,10 @@ def evaluate_dataset(
     if stray := sorted(set(params or {}) - set(methods)):  # a misspelt name left the method on its defaults
         raise BadSettingError(f"settings are given for {', '.join(map(str, stray))}, which is not among the methods "
                               f"({', '.join(methods)}).")  # fmt: skip
+    for method, given in (params or {}).items():
+        if not isinstance(given, Mapping):
+            raise BadSettingError(f"the settings of {method} are a mapping of names to values, e.g. "
+                                  f"{{'steps': 32}}; got {given!r}.")  # fmt: skip
     params = {m: dict((params or {}).get(m, {})) for m in methods}
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:
@@ -221,6 +225,8 @@ def verdict(summary: pd.DataFrame, dataset: str, name: Callable[[str], str] = st
     best first): the best method by insertion gain, whether its 95% interval keeps clear of zero (a random map), and
     which methods it cannot yet be told apart from (intervals that overlap). ``name`` writes a dataset's or method's
     name (the page escapes Markdown), ``strong`` the best method's (the page makes it bold)."""
+    if summary.empty:
+        return f"Nothing is scored on {name(dataset)} yet: score the methods on some images first."
     return _faithful(summary, dataset, name, strong) + _located(summary, name)
 
 

@@ -11,6 +11,7 @@ the mean and standard deviation it had, so activations keep their scale and the 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-from interp.errors import check_class
+from interp.errors import BadSettingError, check_class, whole_number
 from interp.models import LoadedModel
 from interp.models.layout import model_input
 
@@ -90,7 +91,11 @@ def cascading_randomisation(
     from interp.models.loading import LoadedModel as Loaded
     from interp.models.loading import WeightsInfo
 
-    params = params or {}
+    if params is not None and not isinstance(params, Mapping):
+        raise BadSettingError(f"params are the method's settings by name, e.g. {{'steps': 32}}; got {params!r}.")
+    if whole_number(seed) is None:
+        raise BadSettingError(f"seed must be a whole number, got {seed!r}.")
+    params = dict(params or {})
     target = check_class(target, model.num_classes, model.name, model.class_names)
     x = model_input(model, x)  # once, for every randomised copy
     trained = np.abs(attribute(model, x, method, target, **params).map)

@@ -41,6 +41,8 @@ def scoreboard_sentence(table: pd.DataFrame, block: int = 1, name: Callable[[str
     A map beats the floor only by more than twice the spread of the random maps' scores: closer than that, a random
     map could have scored the same. ``name`` writes a method's or class's name (the page escapes Markdown), ``strong``
     the method that wins (the page makes it bold) and ``emphasis`` the class (italic there)."""
+    if table.empty:
+        return "No map is scored on this image yet, so there is nothing to compare."
     best_in = table.loc[table["insertion − random"].idxmax()]
     best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
     unit = "pixels" if block == 1 else "squares"
