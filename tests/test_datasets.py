@@ -655,7 +655,7 @@ def test_the_api_takes_a_dataset_as_a_root_or_a_folders_path_too(tmp_path):
     on ``len()``, and ``DatasetRoot("val", "imagenet", "/data/val")`` (the README's own example, a string root) on
     ``str / str`` once opened. Each names the same images as the opened dataset now; anything else is a sentence."""
     from interp.concepts import file_activations
-    from interp.datasets import as_dataset, read_folder, scan
+    from interp.datasets import as_dataset, find_root, read_folder, scan
     from interp.evaluation import evaluate_dataset
 
     for c in ("a", "b"):
@@ -678,3 +678,13 @@ def test_the_api_takes_a_dataset_as_a_root_or_a_folders_path_too(tmp_path):
         scan(model, ["a/x.png"], tmp_path / "scan9")
     with pytest.raises(DatasetError, match="^dataset 'x' names no folder \\(root None\\); give the folder"):
         DatasetRoot("x", "folder", None)
+    # a path of None or blank text: Python's TypeError, or this folder ("" read as ".") where a scan was written
+    meta, rows = load_scan(tmp_path / "scan0", columns="confidence")  # one column's name: not 'c', 'o', 'n'…
+    assert list(rows.columns) == ["id", "confidence"] and len(rows) == 2
+    for call, what in ((lambda: read_folder(None), "the dataset folder"), (lambda: load_scan(None), "the scan folder"),
+                       (lambda: scan(model, opened, " "), "the scan folder"),
+                       (lambda: opened.path_of(None), "an image of the dataset")):  # fmt: skip
+        with pytest.raises(DatasetError, match=f"^{what} is a path \\(text or a Path\\); got "):
+            call()
+    with pytest.raises(DatasetError, match="^a dataset is named by text, one of .*; got None.$"):
+        find_root(None, tmp_path)

@@ -544,7 +544,7 @@ def test_the_page_functions_read_an_image_as_a_programmer_holds_it_and_say_so_of
     with pytest.raises(ValueError, match=re.escape("the settings of saliency are a mapping of names to values")):
         evaluate_dataset(model, tmp_path / "photos", ["saliency"], tmp_path / "out", params={"saliency": 5})
     for out in (None, " "):
-        with pytest.raises(ValueError, match=re.escape(f"the evaluation is written to a folder: give its path, not "
+        with pytest.raises(ValueError, match=re.escape(f"the evaluation folder is a path (text or a Path); got "
                                                        f"{out!r}")):  # fmt: skip
             evaluate_dataset(model, tmp_path / "photos", ["saliency"], out)
     assert scoreboard_sentence(scoreboard([])) == "No map is scored on this image yet, so there is nothing to compare."

@@ -118,12 +118,20 @@ def _norm(name: str) -> str:
     return name.split(",")[0].strip().lower().replace("_", " ")
 
 
+def given_path(value: object, what: str) -> Path:
+    """``value`` (text or a path) as a :class:`Path`; ``None``, blank text or another type is a sentence naming
+    ``what`` (``the scan folder``), where ``Path(None)`` was Python's ``TypeError`` and ``Path("")`` this folder."""
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise DatasetError(f"{what} is a path (text or a Path); got {value!r}.")
+    return Path(value)
+
+
 def safe_child(root: Path, relative: str | Path) -> Path:
     """``root / relative``, resolved, or :class:`PathEscapeError` if that leads outside ``root``.
 
     Refuses absolute paths, ``..`` and symlinks (anywhere on the way) that point out of the root.
     """
-    rel = Path(relative)
+    rel = given_path(relative, "an image of the dataset")
     if rel.is_absolute() or rel.drive or ".." in rel.parts:
         raise PathEscapeError(f"{str(relative)!r} is not a path inside the dataset; pick an image from the list.")
     base = root.resolve()

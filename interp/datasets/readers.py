@@ -20,6 +20,7 @@ from interp.datasets.base import (
     Dataset,
     DatasetError,
     Item,
+    given_path,
     image_files,
     round_robin,
     safe_child,
@@ -333,7 +334,7 @@ def prune_uploads(
 
 
 def _existing(root: Path) -> Path:
-    root = Path(root)
+    root = given_path(root, "the dataset folder")
     if root.exists() and not root.is_dir():  # a single image named where its folder was meant
         raise DatasetError(f"the dataset folder {root} is a file, not a folder; name the folder that holds the images.")
     if not root.is_dir():

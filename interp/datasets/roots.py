@@ -247,6 +247,8 @@ def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = No
     """The configured dataset called ``name`` (as visitors see it), or a sentence listing the configured ones."""
     configured = read_roots(cache_dir, environ=environ)
     roots = {r.name: r for r in configured.roots}
+    if not isinstance(name, str):
+        raise DatasetError(f"a dataset is named by text, one of {', '.join(map(repr, roots))}; got {name!r}.")
     if name in roots:
         return roots[name]
     folded = {r.casefold(): r for r in roots}

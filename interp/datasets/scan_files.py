@@ -17,7 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from interp.datasets.base import DatasetError
+from interp.datasets.base import DatasetError, given_path
+from interp.errors import name_list
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,12 @@ def load_scan(out: Path, columns: Sequence[str] | None = None) -> tuple[dict, pd
     """``(meta, rows)`` of a scan folder; raises :class:`DatasetError` if it holds no scan or its ``scan.json`` is
     damaged. Damaged parts are moved aside (see :func:`damaged_parts`); their images are scanned again next time.
     ``columns``: read only these (and ``id``), as a count over a million rows needs four of the fifteen."""
-    out = Path(out)
+    out = given_path(out, "the scan folder")
     if not (out / "scan.json").is_file():
         raise DatasetError(f"{out} holds no scan (no scan.json); run `python -m interp scan` first.")
     meta = read_meta(out)
     if columns is not None:
-        columns = ["id", *(c for c in dict.fromkeys(columns) if c != "id")]
+        columns = ["id", *(c for c in dict.fromkeys(name_list(columns, "columns")) if c != "id")]
     tables = _read_parts(out, columns=columns)
     meta["damaged_parts"] = damaged_parts(out)
     if not tables:

@@ -10,7 +10,6 @@ become rows with an ``error`` and no prediction, so they are listed and not retr
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from interp.datasets.base import Dataset, DatasetError, Item
+from interp.datasets.base import Dataset, DatasetError, Item, given_path
 from interp.datasets.batches import _batches, default_workers, resolve_decode
 from interp.datasets.roots import as_dataset
 from interp.datasets.rows import error_rows, label_matrix, model_labels, score_async, scored_rows
@@ -157,9 +156,7 @@ def check_scan_settings(batch_size: object, limit: object) -> tuple[int, int | N
 def output_folder(out: Path | str, what: str = "scan") -> Path:
     """``out`` as a folder that exists (made when missing), or a sentence saying why it cannot be one (``what`` is
     written there: a scan, an evaluation)."""
-    if not isinstance(out, str | os.PathLike) or not str(out).strip():
-        raise DatasetError(f"the {what} is written to a folder: give its path, not {out!r}.")
-    out = Path(out)
+    out = given_path(out, f"the {what} folder")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} is a file; the {what} is written to a folder: choose another output folder.")
     try:
