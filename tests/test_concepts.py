@@ -542,7 +542,8 @@ def test_run_tcav_reads_sets_as_a_programmer_holds_them_and_says_so_of_the_rest(
                        (({"red": concept}, randoms[0], randoms[2]), "random set 1 (the random sets are a list of "
                                                                     "sets, each a list of images)"),
                        (({"red": concept}, None, randoms[2]), "the random sets are a list of lists of images"),
-                       (({"red": concept}, randoms, None), "the target class's images: a list of images is taken")):  # fmt: skip
+                       (({"red": concept}, randoms, None),
+                        "the target class's images: a list of images is taken")):  # fmt: skip
         with pytest.raises(ValueError, match=re.escape(said)):
             run_tcav(model, "layer4", *args, 3, runs=2)
     library = ConceptLibrary(tmp_path / "library")

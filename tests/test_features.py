@@ -506,7 +506,8 @@ def test_what_a_programmer_holds_is_read_or_refused_in_a_sentence(hand, shapes_c
                                                          "'layer3'); got 'conv'"),
                        (lambda: spectrum(hand, "conv", [image]), "the unit is an Objective"),
                        (lambda: visualise(hand, Objective("channel", 0, "conv"), {"steps": 2}),
-                        "settings are a VisualiseSettings (e.g. VisualiseSettings(steps=128)) or None; got dict")):  # fmt: skip
+                        "settings are a VisualiseSettings (e.g. VisualiseSettings(steps=128)) or None; "
+                        "got dict")):  # fmt: skip
         with pytest.raises(BadSettingError, match=re.escape(said)):
             make()
     assert hook_count(hand._module) == 0

@@ -46,8 +46,8 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     rows, cols = cap.grid
     r, c = whole_number(row), whole_number(col)
     if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
-        raise BadSettingError(f"patch ({row!r}, {col!r}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, columns "
-                              f"0–{cols - 1} (whole numbers).")  # fmt: skip
+        raise BadSettingError(f"patch ({row!r}, {col!r}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, "
+                              f"columns 0–{cols - 1} (whole numbers).")  # fmt: skip
     query = cap.prefix_tokens + r * cols + c
     return on_grid(cap, cap.attn[:, :, query, :])
 
@@ -69,7 +69,8 @@ def fuse_heads(attn: np.ndarray, how: HeadFusion = "mean") -> np.ndarray:
     """``(L, T, T)`` from ``(L, H, T, T)``: heads averaged, or their maximum or minimum."""
     if how not in HEAD_FUSIONS:
         raise BadSettingError(f"head fusion {how!r} is not one of {', '.join(HEAD_FUSIONS)}.")
-    t = torch.from_numpy(stacked(attn).astype(np.float32, copy=False))  # torch reduces the middle axis 4x faster than numpy
+    # torch reduces the middle axis 4x faster than numpy
+    t = torch.from_numpy(stacked(attn).astype(np.float32, copy=False))
     return {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[how](t, dim=1).numpy()
 
 
