@@ -16,7 +16,7 @@ import torch
 
 from interp.concepts.activations import _forward_to, default_layers, resolve_layer
 from interp.errors import BadSettingError, name_list, whole_number
-from interp.images import LoadedImage, as_loaded, image_list
+from interp.images import LoadedImage, image_list
 from interp.models.hooks import first_output, hooked
 from interp.models.layout import as_map
 from interp.models.loading import LoadedModel
@@ -161,7 +161,7 @@ def feature_maps(model: LoadedModel, image: LoadedImage, layer: str, top_k: int 
     what :func:`interp.load_image` takes)."""
     if (whole_number(top_k) or 0) < 1:
         raise BadSettingError(f"top_k is how many channels to show, a whole number of at least 1; got {top_k!r}.")
-    out = _output(model, layer, [as_loaded(image)])
+    out = _output(model, layer, [image])
     grid = as_grid(model, out, layer).cpu()[0]
     means = grid.mean(dim=(1, 2))
     order = torch.argsort(means, descending=True, stable=True)[:top_k]
