@@ -140,3 +140,23 @@ def class_index(value: str | int, class_names: Sequence[str], option: str, model
     close = difflib.get_close_matches(wanted, list(names), 3, 0.75)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; give an index or an exact name."
     raise BadSettingError(f"{option} {text!r} is not a class name of {model_name}{hint}")
+
+
+OTHER_KIND = {"TextModel": "a text model, which interp.text's functions read",
+              "LoadedModel": "an image model, which interp's image functions read (interp.attention for ViTs)"}
+
+
+def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingError:
+    """The sentence for ``what`` (a function's name) given something other than a model ``loader`` returned: a
+    model's name says to load it first, a bare network (anything with a ``state_dict``) how to ``wrap`` it, anything
+    else its type (``predict("resnet50", image)`` failed on ``'str' object has no attribute 'preprocess'``)."""
+    if isinstance(value, str):
+        given = f"the name {value!r}; load it first: model = {loader}({value!r}), then {what}(model, …)"
+    elif callable(getattr(value, "state_dict", None)):
+        given = f"a bare network ({type(value).__name__}); {wrap}"
+    elif type(value).__name__ in OTHER_KIND:  # a text model handed to an image function, or the other way round
+        given = f"{getattr(value, 'name', 'it')!r}, {OTHER_KIND[type(value).__name__]}"
+    else:
+        shown = repr(value) if len(repr(value)) <= 40 else f"this {type(value).__name__}"
+        given = f"{shown}; load one with {loader}(name)"
+    return BadSettingError(f"{what} takes a model that {loader} returned, not {given}.")

@@ -13,6 +13,7 @@ from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError, whole_number
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
+from interp.models.given import loaded
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def predict(
         image: a :class:`LoadedImage`, or what :func:`interp.load_image` takes (a path, a PIL image, an array…).
         top_k: how many classes to return; clipped to the number of classes.
     """
+    model = loaded(model, "predict")
     if (whole_number(top_k) or 0) < 1:
         raise BadSettingError(f"top_k must be a whole number, at least 1; got {top_k!r}.")
     pil = as_loaded(image).image

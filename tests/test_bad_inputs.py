@@ -547,3 +547,54 @@ def test_one_name_where_the_api_takes_several_is_that_name_and_a_value_of_anothe
     for wrong in (None, 5, ["resnet50"]):
         with pytest.raises(UnknownModelError, match="a model is named by text"):
             interp.load_model(wrong)
+
+
+def _model_functions() -> list[tuple[str, str, str]]:
+    """Every function the API exports whose first parameter is a loaded model: (module, name, model kind)."""
+    import importlib
+    import inspect
+
+    found = []
+    for module in ["interp", "interp.attribution", "interp.evaluation", "interp.attention", "interp.datasets",
+                   "interp.features", "interp.concepts", "interp.text"]:  # fmt: skip
+        for name in importlib.import_module(module).__all__:
+            fn = getattr(importlib.import_module(module), name)
+            params = list(inspect.signature(fn).parameters.values()) if inspect.isfunction(fn) else []
+            kind = next((k for k in ("LoadedModel", "TextModel") if params and k in str(params[0].annotation)), None)
+            if kind:
+                found.append((module, name, kind))
+    return found
+
+
+def test_the_api_finds_the_functions_that_take_a_model():
+    names = {name for _, name, _ in _model_functions()}
+    assert {"predict", "attribute", "scan", "scan_ray", "run_tcav", "visualise", "token_ig"} <= names
+    assert len(names) >= 30
+
+
+@pytest.mark.parametrize("module,name,kind", _model_functions())
+def test_every_function_that_takes_a_model_says_how_to_load_one_when_given_something_else(module, name, kind):
+    """A model's name (``scan("shapes_cnn", …)`` failed on ``'str' object has no attribute 'device'``), None, a bare
+    network, or the other kind of model: one sentence naming the function and what to do, before any other work."""
+    import importlib
+    import inspect
+
+    fn = getattr(importlib.import_module(module), name)
+    params = list(inspect.signature(fn).parameters.values())
+    rest = [p for p in params[1:] if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                                                       p.POSITIONAL_OR_KEYWORD)]
+    loader = "interp.load_model" if kind == "LoadedModel" else "interp.text.load_text_model"
+    # a model of the other kind, as far as the check reads it: its class's name and its own name
+    other = type("TextModel", (), {"name": "text_bert"})() if kind == "LoadedModel" else \
+        type("LoadedModel", (), {"name": "shapes_cnn"})()
+    cases = [("shapes_cnn", f"load it first: model = {loader}('shapes_cnn'), then {name}(model, …)"),
+             (torch.nn.Linear(2, 2), "a bare network (Linear)"),
+             (other, f"not {other.name!r}, {'a text' if kind == 'LoadedModel' else 'an image'} model")]
+    if params[0].default is inspect.Parameter.empty:  # method_rows(None) is every method, no model
+        cases.append((None, f"not None; load one with {loader}(name)"))
+    for given, says in cases:
+        with pytest.raises(interp.InterpError) as err:
+            fn(given, *[None] * len(rest))
+        assert str(err.value).startswith(f"{name} takes a model that {loader} returned"), str(err.value)
+        assert says in str(err.value)
+        assert "\n" not in str(err.value)

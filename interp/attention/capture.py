@@ -20,6 +20,7 @@ from PIL import Image
 
 from interp.errors import BadSettingError, InterpError, check_class
 from interp.images import LoadedImage
+from interp.models.given import loaded
 from interp.models.hooks import hooked
 from interp.models.layout import model_input
 from interp.models.loading import LoadedModel
@@ -158,6 +159,7 @@ def capture(
         target: class index whose logit is differentiated with respect to every attention map (for gradient-
             weighted rollout and Chefer et al.'s relevance); ``None`` to skip the backward pass.
     """
+    model = loaded(model, "capture")
     mods = check_vit(model)
     if isinstance(x, np.ndarray) and x.ndim == 4:  # a prepared batch of one, as NumPy holds it
         x = torch.as_tensor(x)

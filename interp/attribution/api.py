@@ -13,6 +13,7 @@ from interp.cache import ResultCache, computed_once, result_key
 from interp.errors import BadSettingError, check_class
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
+from interp.models.given import loaded
 from interp.models.layout import model_input
 
 
@@ -38,6 +39,7 @@ def attribute(
             returned without computing (``extras["cached"]`` is then ``True``).
         **params: the method's settings (see its ``defaults``).
     """
+    model = loaded(model, "attribute")
     m = get_method(method, **params)
     if target is not None:  # a name is its index before it keys the cache: "star" and 3 are one result
         target = check_class(target, model.num_classes, model.name, model.class_names)
@@ -84,6 +86,7 @@ def enough_steps(
     the quadrature's error does not fall steadily with the steps (on Lite0, the coffee photo's error is 1.1% at 32
     steps and 6.8% at 64; coins' 41% at 32 and 5.6% at 64). Each try goes through ``cache`` like any map.
     """
+    model = loaded(model, "enough_steps")
     if not 2 <= start <= most:
         raise BadSettingError(f"enough_steps needs 2 ≤ start ≤ most; got start {start}, most {most}.")
     if not isinstance(image, torch.Tensor):
@@ -105,6 +108,7 @@ def method_rows(model: LoadedModel | None = None) -> list[dict[str, Any]]:
     """Registry rows for pickers and ``python -m interp methods``: name, title, summary, paper, kind, the settings
     schema (each row's name, kind, default, range or choices, help), and, given a model, why the method does not
     apply to it (``None`` when it does)."""
+    model = None if model is None else loaded(model, "method_rows")
     rows = []
     for name, cls in METHODS.items():
         row = {

@@ -19,6 +19,7 @@ import torch
 from interp.cache import ResultCache, result_key
 from interp.errors import BadSettingError, at_least, check_class, name_list
 from interp.images import LoadedImage, image_list
+from interp.models.given import loaded
 from interp.models.hooks import first_output, hooked, with_first
 from interp.models.loading import LoadedModel
 from interp.models.specs import called_layer
@@ -30,11 +31,13 @@ _SEQUENCES = (torch.nn.Sequential, torch.nn.ModuleList)
 
 def resolve_layer(model: LoadedModel, layer: str) -> torch.nn.Module:
     """The module at ``layer`` (a dotted path from ``named_modules``); a sentence naming close ones if absent."""
+    model = loaded(model, "resolve_layer")
     return model.layer(layer)
 
 
 def default_layers(model: LoadedModel) -> list[str]:
     """Two layers worth testing first: the CAM layer (late, semantic) and one about halfway through."""
+    model = loaded(model, "default_layers")
     names = list(model.layer_names())
     late = model.spec.cam_layer if model.spec.cam_layer in names else names[-1]
     # timm keeps the body in one sequence: ViT, EfficientNet and MobileNet "blocks", ConvNeXt "stages"
@@ -166,6 +169,7 @@ def activations(
 
     Images already in ``cache`` for this model and layer are not run again.
     """
+    model = loaded(model, "activations")
     return activations_by_layer(model, [layer], images, cache=cache, batch_size=batch_size, progress=progress)[layer]
 
 
@@ -186,6 +190,7 @@ def activations_by_layer(
     computed again; an image all of whose layers are cached is not run at all. ``precision``: ``fp32``, ``tf32`` or
     ``bf16`` (:mod:`interp.models.precision`; rows are cached per precision, returned as float32).
     """
+    model = loaded(model, "activations_by_layer")
     from interp.models.precision import check_precision, precision_scope
 
     check_precision(precision)
@@ -368,6 +373,7 @@ def class_gradients(
 
     A TCAV sensitivity is this gradient's dot product with a CAV (Kim et al. 2018, eq. 1).
     """
+    model = loaded(model, "class_gradients")
     return class_gradients_by_layer(
         model, [layer], images, target, cache=cache, batch_size=batch_size, progress=progress
     )[layer]
@@ -387,6 +393,7 @@ def class_gradients_by_layer(
 
     Returns ``{layer: (N, D_layer)}`` in the order of ``layers``; what ``cache`` holds is not computed again.
     """
+    model = loaded(model, "class_gradients_by_layer")
     target = check_class(target, model.num_classes, model.name, model.class_names)
     layers = name_list(layers, "layers")  # "bn2" alone is one layer
     modules = {layer: resolve_layer(model, layer) for layer in dict.fromkeys(layers)}

@@ -12,6 +12,7 @@ from interp.concepts.cav import Classifier
 from interp.concepts.tcav import ConceptScore, canonical, check_run_settings, tcav
 from interp.errors import BadSettingError, check_class, name_list
 from interp.images import LoadedImage, image_list
+from interp.models.given import loaded
 from interp.models.loading import LoadedModel
 from interp.words import counted
 
@@ -76,6 +77,7 @@ def run_tcav(
         ValueError: too few images, fewer than two random sets, a concept identical to a random set, a layer the
             model does not have; each with a sentence.
     """
+    model = loaded(model, "run_tcav")
     check_run_settings(runs, seed, alpha, classifier)
     target = check_class(target, model.num_classes, model.name, model.class_names)  # "tiger cat" as its index
     layers = list(dict.fromkeys(name_list(layers, "layers")))  # a layer named twice is tested once

@@ -18,6 +18,7 @@ from interp.datasets.base import Dataset
 from interp.datasets.batches import _batches, default_workers, resolve_decode
 from interp.datasets.roots import as_dataset
 from interp.errors import at_least, name_list
+from interp.models.given import loaded
 from interp.models.loading import LoadedModel
 
 Progress = Callable[[int, int], None]
@@ -59,6 +60,7 @@ def file_activations(
     ``fp32``, ``tf32`` or ``bf16``. ``progress(files done, files)`` after each batch.
 
     A batch's rows come back from a GPU while the next batch's pass runs, as in :func:`activations_by_layer`."""
+    model = loaded(model, "file_activations")
     from interp.models.precision import check_precision, precision_scope
 
     check_precision(precision)

@@ -33,6 +33,7 @@ from interp.datasets.scanner import (
     scan_lock,
 )
 from interp.errors import InterpError, at_least
+from interp.models.given import loaded
 from interp.models.loading import LoadedModel
 from interp.runtime import map_together
 
@@ -140,6 +141,7 @@ def scan_ray(
 
     The rows equal :func:`interp.datasets.scan`'s for the same model and images.
     """
+    model = loaded(model, "scan_ray")
     batch_size, limit = check_scan_settings(batch_size, limit)
     actors = None if actors is None else at_least(actors, 1, "actors")
     num_cpus = None if num_cpus is None else at_least(num_cpus, 1, "num_cpus")

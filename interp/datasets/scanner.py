@@ -37,6 +37,7 @@ from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's
     scan_lock,
 )
 from interp.errors import BadSettingError, at_least, whole_number
+from interp.models.given import loaded
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
 
@@ -131,6 +132,7 @@ def scan(
         DatasetError: ``out`` holds a scan by another model or of another dataset, or its ``scan.json`` is damaged.
         ScanBusy: another scan (in this process or another) is writing to ``out`` now.
     """
+    model = loaded(model, "scan")
     batch_size, limit = check_scan_settings(batch_size, limit)
     if workers is not None and (whole_number(workers) is None or workers < 0):
         raise BadSettingError(f"workers must be 0 (threads read each batch) or more, got {workers!r}.")

@@ -11,6 +11,7 @@ from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, deletion_insertio
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
+from interp.models.given import loaded
 
 FLOOR_SEED = 0
 
@@ -23,6 +24,7 @@ def map_curves(
     ``FLOOR_MAPS`` random maps) for ``target``, read from ``cache`` when computed before for the same model, pixels,
     map settings, steps, replacement and region side (``block``; by default
     :func:`~interp.evaluation.faithfulness.default_block` of the model's input)."""
+    model = loaded(model, "map_curves")
     image, result = as_loaded(image), None if result is None else _attribution(result)
     target = check_class(target, model.num_classes, model.name, model.class_names)
     block = model_block(model, block)
@@ -76,6 +78,7 @@ def grid_curves(
 ) -> tuple[dict[int, Curves], list[Curves]]:  # fmt: skip
     """The curves of every map of a grid and a random map's per class, with the memory budget read once for all of
     them (a read per map cost a fifth of each map's scoring on EfficientNet-Lite0)."""
+    model = loaded(model, "grid_curves")
     from interp.attribution.memory import forward_batch_size
 
     image = as_loaded(image)
@@ -92,6 +95,7 @@ def map_randomisation(
     model: LoadedModel, image: LoadedImage, result: Attribution, *, seed: int = 0, cache: ResultCache | None = None
 ) -> RandomisationCheck:
     """The cascading randomisation check of ``result``'s method, image, class and settings, through ``cache``."""
+    model = loaded(model, "map_randomisation")
     image, result = as_loaded(image), _attribution(result)
     if whole_number(seed) is None:
         raise BadSettingError(f"seed must be a whole number, got {seed!r}.")

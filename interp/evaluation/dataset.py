@@ -27,6 +27,7 @@ from interp.evaluation.choices import REPLACEMENTS
 from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
 from interp.evaluation.localisation import energy_inside, object_mask, pointing
 from interp.models import LoadedModel
+from interp.models.given import loaded
 from interp.words import counted, joined, percent_plus_minus
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def evaluate_dataset(
     """Score ``methods`` on the first ``n`` images of ``dataset`` into ``out``; return the per-method summary
     (:func:`summarise`). Images that cannot be read are skipped and counted in ``evaluation.json``. ``block`` is
     the side of the regions removed together (:func:`~interp.evaluation.deletion_insertion`)."""
+    model = loaded(model, "evaluate_dataset")
     from interp.attribution import attribute, get_method, method_names
     from interp.images import load_image
 

@@ -40,6 +40,7 @@ from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
 from interp.images import LoadedImage
 from interp.models import LoadedModel
+from interp.models.given import loaded
 from interp.models.layout import model_input
 
 
@@ -108,6 +109,7 @@ def deletion_insertion(
             page faults that follow cost a third of a map's scoring (0.68 s against 0.52 s with the batch given).
         seed: seeds the noise of ``"noisy_linear"``: the same call gives the same curves.
     """
+    model = loaded(model, "deletion_insertion")
     x = model_input(model, x)
     if x.dim() == 3:
         x = x[None]
@@ -225,6 +227,7 @@ def random_floor(
     lies within that spread of the mean has not shown it beats chance. The other settings are
     :func:`deletion_insertion`'s.
     """
+    model = loaded(model, "random_floor")
     if not 1 <= (whole_number(maps) or 0) <= 100:
         raise BadSettingError(f"maps must be 1 to 100, got {maps!r}.")
     if whole_number(seed) is None:

@@ -22,6 +22,7 @@ from skimage.metrics import structural_similarity
 
 from interp.errors import BadSettingError, check_class, whole_number
 from interp.models import LoadedModel
+from interp.models.given import loaded
 from interp.models.layout import model_input
 
 STILL_THE_SAME = 0.5
@@ -62,6 +63,7 @@ class RandomisationCheck:
 def cascade_layers(model: LoadedModel) -> list[str]:
     """The steps of the cascade, top first: the model's top-level parts with weights, a sequence of blocks taken
     block by block (``blocks.11`` … ``blocks.0``, ``layer4`` … as its blocks)."""
+    model = loaded(model, "cascade_layers")
     names = []
     for name, child in model.structure.named_children():
         parts = list(child.named_children())
@@ -87,6 +89,7 @@ def cascading_randomisation(
         target: class index or name.
         seed: the random weights' seed.
     """
+    model = loaded(model, "cascading_randomisation")
     from interp.attribution import attribute
     from interp.models.loading import LoadedModel as Loaded
     from interp.models.loading import WeightsInfo

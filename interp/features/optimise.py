@@ -28,6 +28,7 @@ from interp.features.objectives import Objective, diversity, model_objective
 from interp.features.params import ImageParam, to_uint8
 from interp.features.settings import VisualiseSettings
 from interp.features.units import as_grid
+from interp.models.given import loaded
 from interp.models.hooks import hooked
 from interp.models.loading import LoadedModel
 
@@ -136,6 +137,7 @@ def objective_values(model: LoadedModel, objective: Objective, images: torch.Ten
     """``(N,)`` the objective on a batch ``(N, 3, H, W)`` of RGB in ``[0, 1]``, with the graph back to ``images``;
     and, when ``diversity_layer`` is given, that layer's ``(N, C, h, w)`` output (for :func:`diversity`). Takes the
     model's gate alone for the pass. A layer objective's pass ends at its layer."""
+    model = loaded(model, "objective_values")
     objective = model_objective(objective, model)
     layers = {}
     if objective.on_layer:
@@ -187,6 +189,7 @@ def visualise(
     Returns:
         A :class:`Visualisation`.
     """
+    model = loaded(model, "visualise")
     settings = VisualiseSettings() if settings is None else settings
     if not isinstance(settings, VisualiseSettings):
         raise BadSettingError(f"settings are a VisualiseSettings (e.g. VisualiseSettings(steps=128)) or None; got "

@@ -28,6 +28,7 @@ from interp.errors import BadSettingError, at_least
 from interp.features.objectives import Objective, model_objective
 from interp.features.units import _output, as_grid
 from interp.images import LoadedImage, image_list
+from interp.models.given import loaded
 from interp.models.loading import LoadedModel
 
 COLUMNS = ("minimum", "slightly negative", "slightly positive", "maximum")
@@ -108,6 +109,7 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
     """``(N, h, w)`` float32: the unit's channel map on each image (for a class: ``(N, 1, 1)``, the logit or, for the
     probability objective, the log-probability), extracted in batches through the concept lab's extraction and its
     disk cache (one pass per image, ending at the layer)."""
+    model = loaded(model, "unit_maps")
     objective = model_objective(objective, model)
     images = image_list(images)  # paths, arrays or pictures given as a set
     if not images:
@@ -139,6 +141,7 @@ def unit_maps(model: LoadedModel, objective: Objective, images: Sequence[LoadedI
 def spectrum(model: LoadedModel, objective: Objective, images: Sequence[LoadedImage], *, per_column: int = 4,
              cache: ResultCache | None = None, batch_size: int = 32, progress: Progress | None = None) -> Spectrum:  # fmt: skip
     """Rank ``images`` by the unit of ``objective`` and pick ``per_column`` examples for each of :data:`COLUMNS`."""
+    model = loaded(model, "spectrum")
     per_column = at_least(per_column, 1, "per_column")
     objective = model_objective(objective, model)  # the Spectrum holds the index
     images = image_list(images)

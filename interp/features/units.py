@@ -17,6 +17,7 @@ import torch
 from interp.concepts.activations import _forward_to, default_layers, resolve_layer
 from interp.errors import BadSettingError, name_list, whole_number
 from interp.images import LoadedImage, image_list
+from interp.models.given import loaded
 from interp.models.hooks import first_output, hooked
 from interp.models.layout import as_map
 from interp.models.loading import LoadedModel
@@ -24,6 +25,7 @@ from interp.models.loading import LoadedModel
 
 def as_grid(model: LoadedModel, output: torch.Tensor, layer: str) -> torch.Tensor:
     """A layer's output as ``(N, C, h, w)`` (see the module's docstring); a sentence for shapes that are not maps."""
+    model = loaded(model, "as_grid")
     if output.ndim == 2:
         return output[:, :, None, None]
     grid = as_map(model, output)
@@ -41,6 +43,7 @@ def as_grid(model: LoadedModel, output: torch.Tensor, layer: str) -> torch.Tenso
 def feature_layers(model: LoadedModel) -> list[str]:
     """Layers worth offering in a picker: the network's top-level modules and the blocks of its body (the names
     with at most one dot), leaving out activations, dropouts and the classifier's pooling."""
+    model = loaded(model, "feature_layers")
     skip = ("act", "drop", "global_pool", "head_drop", "fc_norm", "pre_logits")
     names = [n for n in model.layer_names() if n.count(".") <= 1 and not n.split(".")[-1].startswith(skip)]
     return names or list(model.layer_names())
@@ -68,6 +71,7 @@ class Layer:
 def layer_table(model: LoadedModel, names: Sequence[str] | None = None) -> list[Layer]:
     """``names`` (default :func:`feature_layers`) in the network's order, with their output shapes from one pass of
     a blank image at the model's input size."""
+    model = loaded(model, "layer_table")
     names = feature_layers(model) if names is None else name_list(names, "layers")
     modules = {name: model.layer(name) for name in names}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -91,6 +95,7 @@ def layer_table(model: LoadedModel, names: Sequence[str] | None = None) -> list[
 
 def default_feature_layer(model: LoadedModel) -> str:
     """A layer about halfway through the network: its units respond to textures and parts a person can see."""
+    model = loaded(model, "default_feature_layer")
     return default_layers(model)[0]
 
 
@@ -111,6 +116,7 @@ class Filters:
 
 def first_filters(model: LoadedModel) -> Filters:
     """The filters of the first convolution that reads the three colour channels (a ViT's patch embedding too)."""
+    model = loaded(model, "first_filters")
     for name, module in model.structure.named_modules():
         if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3 and module.groups == 1:
             w = module.weight.detach().float().cpu()  # (K, 3, kh, kw); parameters are frozen, reading is safe
@@ -144,6 +150,7 @@ class FeatureMaps:
 def layer_grid(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.Tensor:
     """``(N, C, h, w)`` activations of ``layer`` for ``images`` (each a :class:`LoadedImage` or what
     :func:`interp.load_image` takes), from one pass that stops at the layer."""
+    model = loaded(model, "layer_grid")
     return as_grid(model, _output(model, layer, images), layer).cpu()
 
 
@@ -159,6 +166,7 @@ def _output(model: LoadedModel, layer: str, images: list[LoadedImage]) -> torch.
 def feature_maps(model: LoadedModel, image: LoadedImage, layer: str, top_k: int = 16) -> FeatureMaps:
     """The ``top_k`` channels of ``layer`` with the highest mean activation on ``image`` (a :class:`LoadedImage` or
     what :func:`interp.load_image` takes)."""
+    model = loaded(model, "feature_maps")
     if (whole_number(top_k) or 0) < 1:
         raise BadSettingError(f"top_k is how many channels to show, a whole number of at least 1; got {top_k!r}.")
     out = _output(model, layer, [image])

@@ -16,7 +16,7 @@ import torch
 
 from interp.errors import InterpError
 from interp.models.hooks import hooked
-from interp.text.model import Encoded, TextModel
+from interp.text.model import Encoded, TextModel, text_model
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ _PAIRS = (("query", "key"), ("q_lin", "k_lin"))
 
 def projections(model: TextModel) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
     """``[(query, key)]`` per layer, in order."""
+    model = text_model(model, "projections")
     modules = dict(model.structure.named_modules())
     found = []
     for name in modules:
@@ -75,6 +76,7 @@ def projections(model: TextModel) -> list[tuple[torch.nn.Module, torch.nn.Module
 def capture(model: TextModel, encoded: Encoded | str) -> TextAttention:
     """Every head's attention and the logits, from one forward pass (holding the model's gate alone); a sentence
     given as text is encoded first (:meth:`TextModel.encode`)."""
+    model = text_model(model, "capture")
     encoded = model.as_encoded(encoded)
     pairs = projections(model)
     heads = int(model.config.num_attention_heads)

@@ -13,7 +13,7 @@ import torch
 from interp.attention.maps import rollout
 from interp.errors import BadSettingError, check_class, real_number, whole_number
 from interp.text.capture import TextAttention
-from interp.text.model import Encoded, TextModel
+from interp.text.model import Encoded, TextModel, text_model
 
 PATTERNS = ("previous token", "next token", "self", "to [CLS]/[SEP]", "to one token", "local", "broad", "mixed")
 DOMINANT = 0.5
@@ -150,6 +150,7 @@ def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int =
     tokenizer's mask token, else its padding token) everywhere else, so the path moves the words alone. Starting at ``steps``, the steps double until
     the completeness error is within ``tolerance`` of the logit's change (or reach 1024); ``steps`` of the result
     says how many were used."""
+    model = text_model(model, "token_ig")
     from captum.attr import LayerIntegratedGradients
 
     encoded = model.as_encoded(encoded)

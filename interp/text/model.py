@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from interp.errors import InterpError, UnknownModelError, WeightsUnavailableError
+from interp.errors import InterpError, UnknownModelError, WeightsUnavailableError, not_loaded
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
 from interp.models.loading import fingerprint
@@ -145,6 +145,15 @@ class TextModel:
         encoded = self.as_encoded(encoded)
         with self.shared() as net, torch.inference_mode():
             return net(input_ids=encoded.ids).logits[0].float().cpu()
+
+
+def text_model(model: object, what: str) -> TextModel:
+    """``model`` when it is a :class:`TextModel`, else one sentence naming ``what`` (the function) and how to get
+    one (an image model, a model's name, a bare ``transformers`` network each say what to do)."""
+    if isinstance(model, TextModel):
+        return model
+    raise not_loaded(model, what, "interp.text.load_text_model",
+                     "wrap it with its tokenizer: interp.text.from_parts(name, source, net, tokenizer)")  # fmt: skip
 
 
 def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, device: str | torch.device = "cpu") -> TextModel:
