@@ -157,6 +157,37 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
     elif type(value).__name__ in OTHER_KIND:  # a text model handed to an image function, or the other way round
         given = f"{getattr(value, 'name', 'it')!r}, {OTHER_KIND[type(value).__name__]}"
     else:
-        shown = repr(value) if len(repr(value)) <= 40 else f"this {type(value).__name__}"
-        given = f"{shown}; load one with {loader}(name)"
+        given = f"{shown(value)}; load one with {loader}(name)"
     return BadSettingError(f"{what} takes a model that {loader} returned, not {given}.")
+
+
+def shown(value: object) -> str:
+    """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``), else its type
+    (``this list``, ``this Tensor``)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"this {type(value).__name__}"
+
+
+def expected(value: object, kind: type, what: str, maker: str):
+    """``value`` when it is a ``kind``, else one sentence: ``what`` (a function) reads what ``maker`` returns
+    (``rollout_map(None)`` failed on ``'NoneType' object has no attribute 'attn'``)."""
+    if isinstance(value, kind):
+        return value
+    raise BadSettingError(f"{what} reads what {maker} returns, not {shown(value)}.")
+
+
+def rows_with(rows: object, columns: Sequence[str], reads: str):
+    """``rows`` when they are a pandas DataFrame with ``columns``, else one sentence built on ``reads`` (what the
+    function reads: ``"summarise reads the rows load_scores(folder) returns"``), not pandas' ``KeyError`` of the
+    first column it reads or ``'list' object has no attribute 'empty'``."""
+    import pandas as pd
+
+    from interp.words import joined
+
+    if not isinstance(rows, pd.DataFrame):
+        raise BadSettingError(f"{reads}; got {shown(rows)}.")
+    missing = [c for c in dict.fromkeys(columns) if c not in rows.columns]
+    if missing:
+        raise BadSettingError(f"these rows have no {joined(missing)} column{'s' if len(missing) > 1 else ''}: "
+                              f"{reads} (all its columns).")  # fmt: skip
+    return rows

@@ -549,21 +549,28 @@ def test_one_name_where_the_api_takes_several_is_that_name_and_a_value_of_anothe
             interp.load_model(wrong)
 
 
-def _model_functions() -> list[tuple[str, str, str]]:
-    """Every function the API exports whose first parameter is a loaded model: (module, name, model kind)."""
+API_MODULES = ["interp", "interp.attribution", "interp.evaluation", "interp.attention", "interp.datasets",
+               "interp.features", "interp.concepts", "interp.text"]  # fmt: skip
+
+
+def _exported(kinds: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """Every function the API exports whose first parameter is annotated as one of ``kinds``: (module, name, kind)."""
     import importlib
     import inspect
 
     found = []
-    for module in ["interp", "interp.attribution", "interp.evaluation", "interp.attention", "interp.datasets",
-                   "interp.features", "interp.concepts", "interp.text"]:  # fmt: skip
+    for module in API_MODULES:
         for name in importlib.import_module(module).__all__:
             fn = getattr(importlib.import_module(module), name)
             params = list(inspect.signature(fn).parameters.values()) if inspect.isfunction(fn) else []
-            kind = next((k for k in ("LoadedModel", "TextModel") if params and k in str(params[0].annotation)), None)
+            kind = next((k for k in kinds if params and k in str(params[0].annotation)), None)
             if kind:
                 found.append((module, name, kind))
     return found
+
+
+def _model_functions() -> list[tuple[str, str, str]]:
+    return _exported(("LoadedModel", "TextModel"))
 
 
 def test_the_api_finds_the_functions_that_take_a_model():
@@ -598,3 +605,30 @@ def test_every_function_that_takes_a_model_says_how_to_load_one_when_given_somet
         assert str(err.value).startswith(f"{name} takes a model that {loader} returned"), str(err.value)
         assert says in str(err.value)
         assert "\n" not in str(err.value)
+
+
+def _capture_functions() -> list[tuple[str, str, str]]:
+    return _exported(("AttentionCapture", "TextAttention"))
+
+
+def test_the_api_finds_the_functions_that_read_a_capture():
+    assert {(m, n) for m, n, _ in _capture_functions()} >= {
+        ("interp.attention", "rollout_map"), ("interp.attention", "class_maps"), ("interp.attention", "head_stats"),
+        ("interp.text", "head_stats"), ("interp.text", "text_rollout")}
+
+
+@pytest.mark.parametrize("module,name,kind", _capture_functions())
+def test_every_function_that_reads_a_capture_says_what_makes_one_when_given_something_else(module, name, kind):
+    """``rollout_map(None)`` failed on ``'NoneType' object has no attribute 'attn'``; an image where its capture
+    belongs, or a text capture given to the ViT's head statistics, the same."""
+    import importlib
+
+    fn = getattr(importlib.import_module(module), name)
+    maker = "interp.attention.capture(model, image)" if kind == "AttentionCapture" else "interp.text.capture(model, text)"
+    other = "TextAttention" if kind == "AttentionCapture" else "AttentionCapture"
+    wrong = type(other, (), {})()  # a capture of the other kind, as far as the check reads it
+    for given, shown in [(None, "None"), (interp.load_sample("chelsea"), "this LoadedImage"), ("vit", "'vit'"),
+                         (wrong, f"this {other}")]:  # fmt: skip
+        with pytest.raises(interp.InterpError) as err:
+            fn(given, *([0, 0] if name == "patch_maps" else []))
+        assert str(err.value) == f"{name} reads what {maker} returns, not {shown}."

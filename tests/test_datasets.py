@@ -384,7 +384,7 @@ def test_the_tables_take_a_scans_rows_and_say_so_of_anything_else(table, tmp_pat
     whole, an ``AttributeError``. The columns a table reads alone still do (a count reads three)."""
     pairs = pd.DataFrame({"a": [1]}), ({"model": "m"}, pd.DataFrame({"id": [1]})), [1, 2]
     for wrong, said in zip(pairs, ["these rows have no ", "meta, rows = load_scan(folder), then pass rows",
-                                   "got list"], strict=True):  # fmt: skip
+                                   "got [1, 2]"], strict=True):  # fmt: skip
         with pytest.raises(BadSettingError, match=re.escape(said)):
             table(wrong)
     few = pd.DataFrame({"id": [1, 2], "error": [None, None], "correct": [True, False], "confidence": [0.9, 0.8]})

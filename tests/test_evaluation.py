@@ -550,3 +550,47 @@ def test_the_page_functions_read_an_image_as_a_programmer_holds_it_and_say_so_of
     assert scoreboard_sentence(scoreboard([])) == "No map is scored on this image yet, so there is nothing to compare."
     assert verdict(pd.DataFrame(), "shapes") == "Nothing is scored on shapes yet: score the methods on some images " \
                                                 "first."
+
+
+def test_the_tables_and_sentences_of_scores_refuse_what_is_not_theirs_in_a_sentence():
+    """What a programmer holds beside the right thing: the curves list ``grid_curves`` returns where scoreboard's
+    (method, class, curves, floor) rows go (``cannot unpack``), a list or a scan's rows where a table goes
+    (``'list' object has no attribute 'empty'``, pandas' ``KeyError``), ``None`` where curves go, short boxes."""
+    import pandas as pd
+
+    from interp.evaluation import Curves, boxes_mask, score_line, scoreboard, scoreboard_sentence, summarise, verdict
+
+    line = np.linspace(0, 1, 5)
+    curves = Curves(line, line[::-1], line, 0.3, 0.6, "probability", "blur")
+    floor = Curves(line, line[::-1], line, 0.4, 0.5, "probability", "blur", maps=5, deletion_spread=0.01,
+                   insertion_spread=0.02)
+    assert score_line(curves, floor).startswith("deletion 0.300, insertion 0.600 (random maps 0.400 ± 0.010")
+    for wrong in ((None, floor), (curves, None), (curves, "floor")):
+        with pytest.raises(ValueError, match="score_line reads what deletion_insertion or grid_curves returns, not"):
+            score_line(*wrong)
+    table = scoreboard([("IG", "star", curves, floor)])
+    assert list(table["method"]) == ["IG"]
+    for wrong in ([curves, floor], [("IG", "star", curves)], None, [("IG", "star", curves, None)]):
+        with pytest.raises(ValueError, match=re.escape("scoreboard takes one (method, class, the map's curves, its "
+                                                       "class's floor) for each map")):  # fmt: skip
+            scoreboard(wrong)
+    scan_rows = pd.DataFrame({"path": ["a.png"], "pred": [3]})
+    for fn, reads, good in ((scoreboard_sentence, "scoreboard_sentence reads the table scoreboard(maps) returns",
+                             table),
+                            (summarise, "summarise reads the scores' rows, the DataFrame load_scores(folder) returns",
+                             None),
+                            (lambda t: verdict(t, "shapes"), "verdict reads the table summarise(rows) returns",
+                             None)):  # fmt: skip
+        if good is not None:
+            assert fn(good).startswith("On this image, ")
+        with pytest.raises(ValueError, match=re.escape(f"{reads}; got [1, 2].")):
+            fn([1, 2])
+        with pytest.raises(ValueError, match="these rows have no method") as err:
+            fn(scan_rows)
+        assert str(err.value).endswith(f"{reads} (all its columns).")
+    assert boxes_mask(("cat", 0.25, 0.5, 0.75, 1.0), 8, 8).sum() == 16  # one box alone is that box
+    for boxes in ([("cat", 0.25, 0.5, 0.75)], "cat", None, [("cat", "a", 0, 1, 1)]):
+        with pytest.raises(ValueError, match=re.escape("boxes are (label, x0, y0, x1, y1) with fractions")):
+            boxes_mask(boxes, 8, 8)
+    with pytest.raises(ValueError, match="the mask's height and width are whole numbers of pixels; got 8.5, 8"):
+        boxes_mask([], 8.5, 8)

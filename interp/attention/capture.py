@@ -30,6 +30,10 @@ class NotAViTError(InterpError, ValueError):
     """The model has no attention layers that we can read (it is a CNN, or its attention is not timm's kind)."""
 
 
+CAPTURE = "interp.attention.capture(model, image)"
+"""What makes an :class:`AttentionCapture`, as the maps' and statistics' sentences name it."""
+
+
 @dataclass(frozen=True)
 class AttentionCapture:
     """The attention of one image, as the model computed it.

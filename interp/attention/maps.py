@@ -12,8 +12,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from interp.attention.capture import AttentionCapture
-from interp.errors import BadSettingError, real_number, whole_number
+from interp.attention.capture import CAPTURE, AttentionCapture
+from interp.errors import BadSettingError, expected, real_number, whole_number
 
 HeadFusion = Literal["mean", "max", "min"]
 HEAD_FUSIONS: tuple[HeadFusion, ...] = ("mean", "max", "min")
@@ -38,11 +38,13 @@ def on_grid(cap: AttentionCapture, row: np.ndarray) -> np.ndarray:
 
 def cls_maps(cap: AttentionCapture) -> np.ndarray:
     """``(L, H, rows, cols)`` where the class token (or the mean patch query) looks, per layer and head."""
+    cap = expected(cap, AttentionCapture, "cls_maps", CAPTURE)
     return on_grid(cap, query_rows(cap, cap.attn))
 
 
 def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     """``(L, H, rows, cols)`` where patch ``(row, col)`` looks, per layer and head."""
+    cap = expected(cap, AttentionCapture, "patch_maps", CAPTURE)
     rows, cols = cap.grid
     r, c = whole_number(row), whole_number(col)
     if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
@@ -206,12 +208,14 @@ def chefer_layers(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
 
 def rollout_map(cap: AttentionCapture, head_fusion: HeadFusion = "mean", discard_ratio: float = 0.0) -> np.ndarray:
     """``(rows, cols)`` rollout read from the class token (or the patches' mean)."""
+    cap = expected(cap, AttentionCapture, "rollout_map", CAPTURE)
     fused = _discard_in_place(fuse_heads(cap.attn, head_fusion), discard_ratio)  # fuse_heads returns a new array
     return on_grid(cap, _residual_row_product(start_row(cap), fused))
 
 
 def class_maps(cap: AttentionCapture, discard_ratio: float = 0.0) -> dict[str, np.ndarray]:
     """``{"gradient rollout": (rows, cols), "Chefer relevance": (rows, cols)}`` for ``cap.target``."""
+    cap = expected(cap, AttentionCapture, "class_maps", CAPTURE)
     if cap.grads is None:
         raise BadSettingError("class-specific maps need a capture with a target class: capture(model, x, target=k).")
     start = start_row(cap)

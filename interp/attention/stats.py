@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.attention.capture import AttentionCapture
+from interp.attention.capture import CAPTURE, AttentionCapture
+from interp.errors import expected
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def mean_distance(attn: np.ndarray, prefix_tokens: int, grid: tuple[int, int], p
 
 def head_stats(cap: AttentionCapture) -> HeadStats:
     """Entropy, mean attention distance and prefix share of every head of one capture."""
+    cap = expected(cap, AttentionCapture, "head_stats", CAPTURE)
     return HeadStats(
         entropy=entropy(cap.attn),
         max_entropy=float(np.log(cap.tokens)),

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from interp.errors import BadSettingError, real_number, whole_number
-from interp.words import joined, names_line, short_label
+from interp.errors import BadSettingError, real_number, rows_with, whole_number
+from interp.words import names_line, short_label
 
 
 def scan_rows(rows: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -17,15 +17,7 @@ def scan_rows(rows: pd.DataFrame, *columns: str) -> pd.DataFrame:
     if isinstance(rows, tuple) and len(rows) == 2 and isinstance(rows[1], pd.DataFrame):
         raise BadSettingError("load_scan(folder) returns two things, the scan's settings and its rows: "
                               "meta, rows = load_scan(folder), then pass rows.")  # fmt: skip
-    if not isinstance(rows, pd.DataFrame):
-        raise BadSettingError(f"these tables read a scan's rows, the DataFrame load_scan(folder) returns; got "
-                              f"{type(rows).__name__}.")  # fmt: skip
-    missing = [c for c in dict.fromkeys(columns) if c not in rows.columns]
-    if missing:
-        raise BadSettingError(f"these rows have no {joined(missing)} column{'s' if len(missing) > 1 else ''}: "
-                              "the tables read a scan's rows, the DataFrame load_scan(folder) returns (all its "
-                              "columns).")  # fmt: skip
-    return rows
+    return rows_with(rows, columns, "these tables read a scan's rows, the DataFrame load_scan(folder) returns")
 
 
 def scored(rows: pd.DataFrame) -> pd.DataFrame:

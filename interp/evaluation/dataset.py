@@ -22,7 +22,7 @@ import pandas as pd
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, Item, as_dataset, scan_lock
 from interp.datasets.scanner import output_folder
-from interp.errors import BadSettingError, InterpError, whole_number
+from interp.errors import BadSettingError, InterpError, rows_with, whole_number
 from interp.evaluation.choices import REPLACEMENTS
 from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
 from interp.evaluation.localisation import energy_inside, object_mask, pointing
@@ -195,8 +195,10 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     (the shapes world's masks, Open Images' boxes): ``located`` (how many), the pointing game's hit rate and the
     share of the map's mass on the object, each with its interval, and ``object_share``, the object's mean share of
     the view: what a map spread at random scores on both."""
-    if rows.empty:
+    reads = "summarise reads the scores' rows, the DataFrame load_scores(folder) returns"
+    if rows_with(rows, (), reads).empty:
         return pd.DataFrame(columns=["method", "images"])
+    rows_with(rows, ("method", "deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc"), reads)
     rows = rows.assign(insertion_gain=rows["insertion_auc"] - rows["random_insertion_auc"],
                        deletion_gain=rows["random_deletion_auc"] - rows["deletion_auc"])  # fmt: skip
     out = []
@@ -227,8 +229,10 @@ def verdict(summary: pd.DataFrame, dataset: str, name: Callable[[str], str] = st
     best first): the best method by insertion gain, whether its 95% interval keeps clear of zero (a random map), and
     which methods it cannot yet be told apart from (intervals that overlap). ``name`` writes a dataset's or method's
     name (the page escapes Markdown), ``strong`` the best method's (the page makes it bold)."""
-    if summary.empty:
+    reads = "verdict reads the table summarise(rows) returns"
+    if rows_with(summary, (), reads).empty:
         return f"Nothing is scored on {name(dataset)} yet: score the methods on some images first."
+    rows_with(summary, ("method", "images", "insertion_gain", "insertion_gain_ci95"), reads)
     return _faithful(summary, dataset, name, strong) + _located(summary, name)
 
 

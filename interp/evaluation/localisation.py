@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, real_number, shown, whole_number
 from interp.shapes.truth import pointing_hit
 
 if TYPE_CHECKING:
@@ -87,8 +87,18 @@ def object_mask(dataset: Dataset, item: Item, size: tuple[int, int]) -> np.ndarr
 def boxes_mask(boxes, height: int, width: int) -> np.ndarray:
     """``(H, W)`` bool mask of boxes given as ``(label, x0, y0, x1, y1)`` with fractions of the width and height (an
     Open Images ``Item.boxes``), in the image's own pixels."""
+    h, w = whole_number(height), whole_number(width)
+    if h is None or w is None or h < 1 or w < 1:
+        raise BadSettingError(f"the mask's height and width are whole numbers of pixels; got {height!r}, {width!r}.")
+    boxes = [boxes] if isinstance(boxes, tuple) and len(boxes) == 5 and isinstance(boxes[0], str) else boxes
+    rows = list(boxes) if isinstance(boxes, (list, tuple)) else None
+    if rows is None or not all(isinstance(b, (list, tuple)) and len(b) == 5
+                               and all(real_number(v) is not None for v in b[1:]) for b in rows):  # fmt: skip
+        raise BadSettingError("boxes are (label, x0, y0, x1, y1) with fractions of the width and height, as an "
+                              f"Open Images item's boxes; got {shown(boxes)}.")  # fmt: skip
+    height, width = h, w
     mask = np.zeros((height, width), dtype=bool)
-    for _, x0, y0, x1, y1 in boxes:
+    for _, x0, y0, x1, y1 in rows:
         c0, c1 = int(np.floor(x0 * width)), int(np.ceil(x1 * width))
         r0, r1 = int(np.floor(y0 * height)), int(np.ceil(y1 * height))
         mask[max(r0, 0) : min(r1, height), max(c0, 0) : min(c1, width)] = True

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
+from interp.errors import BadSettingError, expected, rows_with, shown
 from interp.evaluation.faithfulness import Curves
 from interp.words import joined
 
@@ -18,6 +19,8 @@ COLUMNS = ("method", "class", "deletion", "insertion", "random deletion", "rando
 def score_line(curves: Curves, floor: Curves) -> str:
     """A map's scores beside its floor as the page's caption under the map gives them: ``deletion 0.107, insertion
     0.182 (random maps 0.109 ± 0.015, 0.092 ± 0.008)``."""
+    for given in (curves, floor):
+        expected(given, Curves, "score_line", "deletion_insertion or grid_curves")
     return (f"deletion {curves.deletion_auc:.3f}, insertion {curves.insertion_auc:.3f} (random maps "
             f"{floor.deletion_auc:.3f} ± {floor.deletion_spread:.3f}, {floor.insertion_auc:.3f} ± "
             f"{floor.insertion_spread:.3f})")  # fmt: skip
@@ -26,6 +29,12 @@ def score_line(curves: Curves, floor: Curves) -> str:
 def scoreboard(maps: Iterable[tuple[str, str, Curves, Curves]]) -> pd.DataFrame:
     """``(method, class, the map's curves, its class's random floor)`` for each scored map, as :data:`COLUMNS`, the
     largest insertion gain over the floor first."""
+    maps = list(maps) if isinstance(maps, Iterable) and not isinstance(maps, (str, bytes, Curves)) else [maps]
+    for row in maps:
+        if not (isinstance(row, (tuple, list)) and len(row) == 4 and all(isinstance(c, Curves) for c in row[2:])):
+            raise BadSettingError("scoreboard takes one (method, class, the map's curves, its class's floor) for "
+                                  f"each map, the curves as deletion_insertion or grid_curves returns them; got "
+                                  f"{shown(row)}.")  # fmt: skip
     rows = [{"method": method, "class": name, "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
              "random deletion": floor.deletion_auc, "random insertion": floor.insertion_auc,
              "insertion − random": curves.insertion_auc - floor.insertion_auc,
@@ -41,8 +50,10 @@ def scoreboard_sentence(table: pd.DataFrame, block: int = 1, name: Callable[[str
     A map beats the floor only by more than twice the spread of the random maps' scores: closer than that, a random
     map could have scored the same. ``name`` writes a method's or class's name (the page escapes Markdown), ``strong``
     the method that wins (the page makes it bold) and ``emphasis`` the class (italic there)."""
-    if table.empty:
+    reads = "scoreboard_sentence reads the table scoreboard(maps) returns"
+    if rows_with(table, (), reads).empty:
         return "No map is scored on this image yet, so there is nothing to compare."
+    rows_with(table, COLUMNS, reads)
     best_in = table.loc[table["insertion − random"].idxmax()]
     best_del = table.loc[(table["deletion"] - table["random deletion"]).idxmin()]
     unit = "pixels" if block == 1 else "squares"

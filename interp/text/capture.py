@@ -18,6 +18,9 @@ from interp.errors import InterpError
 from interp.models.hooks import hooked
 from interp.text.model import Encoded, TextModel, text_model
 
+TEXT_CAPTURE = "interp.text.capture(model, text)"
+"""What makes a :class:`TextAttention`, as the head statistics' and rollout's sentences name it."""
+
 
 @dataclass(frozen=True)
 class TextAttention:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from interp.attention.maps import rollout
-from interp.errors import BadSettingError, check_class, real_number, whole_number
-from interp.text.capture import TextAttention
+from interp.errors import BadSettingError, check_class, expected, real_number, whole_number
+from interp.text.capture import TEXT_CAPTURE, TextAttention
 from interp.text.model import Encoded, TextModel, text_model
 
 PATTERNS = ("previous token", "next token", "self", "to [CLS]/[SEP]", "to one token", "local", "broad", "mixed")
@@ -71,6 +71,7 @@ class HeadStats:
 def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> HeadStats:
     """Each head's statistics, averaged over every query token, or over ``queries`` alone (positions in
     ``cap.tokens``): what a head does *at* a token, e.g. at every "not"."""
+    cap = expected(cap, TextAttention, "head_stats", TEXT_CAPTURE)
     a = cap.attn.astype(np.float64)  # (L, H, T, T)
     t = a.shape[-1]
     given = [queries] if whole_number(queries) is not None or isinstance(queries, str) else queries
@@ -115,6 +116,7 @@ def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> Head
 
 def text_rollout(cap: TextAttention) -> np.ndarray:
     """``(T, T)`` attention rollout over the layers (Abnar & Zuidema 2020; the same as the ViT page's)."""
+    cap = expected(cap, TextAttention, "text_rollout", TEXT_CAPTURE)
     return rollout(cap.attn)
 
 
