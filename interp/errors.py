@@ -191,3 +191,16 @@ def rows_with(rows: object, columns: Sequence[str], reads: str):
         raise BadSettingError(f"these rows have no {joined(missing)} column{'s' if len(missing) > 1 else ''}: "
                               f"{reads} (all its columns).")  # fmt: skip
     return rows
+
+
+SEED_LIMIT = 2**63
+"""Seeds are below this: NumPy refuses a negative seed ("expected non-negative integer") and torch one past 64 bits
+("Overflow when unpacking long"), so a seed both take is from 0 to 2**63 - 1."""
+
+
+def seed_number(value: object) -> int:
+    """``value`` as a seed NumPy's and torch's generators both take (:data:`SEED_LIMIT`), or one sentence."""
+    number = whole_number(value)
+    if number is None or not 0 <= number < SEED_LIMIT:
+        raise BadSettingError(f"seed must be a whole number of 0 or more (below 2**63), got {value!r}.")
+    return number

@@ -559,7 +559,7 @@ def test_run_tcav_reads_sets_as_a_programmer_holds_them_and_says_so_of_the_rest(
     "setting, said",
     [
         ({"runs": 2.5}, "at least 2 runs to test significance (a whole number); got 2.5."),  # was a TypeError
-        ({"seed": -1}, "the seed is a whole number from 0; got -1."),  # was NumPy's "expected non-negative integer"
+        ({"seed": -1}, "seed must be a whole number of 0 or more (below 2**63), got -1."),  # was NumPy's "expected non-negative integer"
         ({"alpha": 2}, "alpha is between 0 and 1"),  # was taken: every concept called significant
         ({"alpha": 0.0}, "alpha is between 0 and 1"),
         ({"classifier": "forest"}, "classifier 'forest' is not one of sgd, logistic, svm."),
@@ -733,8 +733,19 @@ def test_generated_sets_and_set_names_refuse_what_is_not_a_count_or_a_name(tmp_p
             make(n=1.5)
         with pytest.raises(BadSettingError, match="the number of images must be at least 0, got -1."):
             make(n=-1)
-        with pytest.raises(BadSettingError, match="seed must be at least 0, got -2."):
+        with pytest.raises(BadSettingError, match=re.escape("seed must be a whole number of 0 or more (below 2**63), "
+                                                            "got -2.")):  # fmt: skip
             make(n=2, seed=-2)
         assert len(make(n=np.int64(2))) == 2
     with pytest.raises(LibraryError, match="needs a name with at least one letter or digit"):
         ConceptLibrary(tmp_path).save_set(None, generated.texture_set("dots", 1))
+
+
+def test_run_tcav_takes_any_seed_numpy_and_torch_take():
+    """Each run's CAV is fitted with ``seed * 1000 + run`` as scikit-learn's random_state, which stops at 2**32: a
+    seed of 2**40 failed inside scikit-learn. The same seed gives the same report."""
+    model = interp.load_model("shapes_cnn")
+    concept = {"red": generated.shapes_concept("red", 6)}
+    randoms = [generated.shapes_backgrounds(6, seed=s) for s in range(3)]
+    runs = [run_tcav(model, ["layer4"], concept, randoms, randoms[2], 3, runs=2, seed=2**40).rows() for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 1

@@ -452,7 +452,7 @@ def test_the_floor_averages_several_random_maps_and_reports_their_spread():
     for maps in ("3", 2.5, None):  # "3" was int()'s ValueError, 2.5 two maps without a word
         with pytest.raises(ValueError, match=re.escape(f"maps must be 1 to 100, got {maps!r}.")):
             random_floor(model, x, 3, maps=maps)
-    with pytest.raises(ValueError, match="seed must be a whole number, got 'a'"):
+    with pytest.raises(ValueError, match=re.escape("seed must be a whole number of 0 or more (below 2**63), got 'a'")):
         random_floor(model, x, 3, seed="a")
     with pytest.raises(TypeError, match="random_floor"):  # a misspelt setting names the function it was given to
         random_floor(model, x, 3, step=6)
@@ -536,7 +536,7 @@ def test_the_page_functions_read_an_image_as_a_programmer_holds_it_and_say_so_of
         with pytest.raises(ValueError, match=said):
             call()
     for kwargs, words in (({"params": "steps=4"}, "params are the method's settings by name"),
-                          ({"seed": "x"}, "seed must be a whole number, got 'x'")):  # fmt: skip
+                          ({"seed": "x"}, "seed must be a whole number of 0 or more (below 2**63), got 'x'")):  # fmt: skip
         with pytest.raises(ValueError, match=re.escape(words)):
             cascading_randomisation(model, image, "saliency", 3, **kwargs)
     (tmp_path / "photos" / "star").mkdir(parents=True)
@@ -594,3 +594,29 @@ def test_the_tables_and_sentences_of_scores_refuse_what_is_not_theirs_in_a_sente
             boxes_mask(boxes, 8, 8)
     with pytest.raises(ValueError, match="the mask's height and width are whole numbers of pixels; got 8.5, 8"):
         boxes_mask([], 8.5, 8)
+
+
+def test_every_seed_of_the_scores_is_one_range_and_its_largest_works():
+    """A seed is a whole number from 0 to 2**63 - 1 everywhere: -1 was NumPy's "expected non-negative integer" in
+    random_floor and taken by cascading_randomisation; a large seed reached torch as ``seed * 10007`` and failed
+    with "Overflow when unpacking long"; ``"x"`` in deletion_insertion was multiplied as text."""
+    from interp.evaluation import cascading_randomisation, map_randomisation
+
+    model = interp.load_model("shapes_cnn")
+    image = interp.load_sample("shapes_star")
+    result = attribute(model, image, "saliency", 3)
+    calls = {"deletion_insertion": lambda s: deletion_insertion(model, image, result.map, 3, steps=4, seed=s,
+                                                                replacement="noisy_linear"),
+             "random_floor": lambda s: random_floor(model, image, 3, maps=2, steps=4, seed=s),
+             "cascading_randomisation": lambda s: cascading_randomisation(model, image, "saliency", 3, seed=s),
+             "map_randomisation": lambda s: map_randomisation(model, image, result, seed=s),
+             "random_map": lambda s: random_map((4, 4), s)}  # fmt: skip
+    for name, call in calls.items():
+        for seed in (-1, 2**63, "x", 1.5, None):
+            with pytest.raises(ValueError, match=re.escape(f"seed must be a whole number of 0 or more (below 2**63), "
+                                                           f"got {seed!r}.")):  # fmt: skip
+                call(seed)
+    largest = 2**63 - 1
+    a, b = calls["deletion_insertion"](largest), calls["deletion_insertion"](largest)
+    assert np.array_equal(a.deletion, b.deletion)  # the noise of the largest seed, drawn again the same
+    assert calls["random_floor"](largest).maps == 2 and calls["random_map"](np.int64(largest)).shape == (4, 4)

@@ -632,6 +632,11 @@ def test_a_dataset_draw_is_seeded_spread_and_in_the_datasets_order():
     assert len(set(first)) == 10 and first == sorted(first, key=items.index)
     assert first != list(items[:10]) and max(items.index(i) for i in first) > 50
     assert ds.draw(500, 3) == list(items)
+    for n, seed, said in ((2.5, 0, "the number of images to draw must be a whole number, got 2.5."),
+                          (-1, 0, "the number of images to draw must be at least 0, got -1."),
+                          (3, -1, "seed must be a whole number of 0 or more (below 2**63), got -1.")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(said)):  # was NumPy's "expected non-negative integer"…
+            ds.draw(n, seed)
 
 
 def test_the_spectrums_download_holds_what_the_cli_writes(shapes_cnn):

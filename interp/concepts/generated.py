@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.errors import BadSettingError, at_least, name_list
+from interp.errors import BadSettingError, at_least, name_list, seed_number
 from interp.images import LoadedImage, image_from_array
 
 SIZE = 224
@@ -45,7 +45,7 @@ def texture(kind: str, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
 
 def _counts(n: object, seed: object) -> tuple[int, int]:
     """How many images and the seed, as whole numbers from 0 (1.5 failed in range(), -1 in NumPy's seeding)."""
-    return at_least(n, 0, "the number of images"), at_least(seed, 0, "seed")
+    return at_least(n, 0, "the number of images"), seed_number(seed)
 
 
 def texture_set(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:

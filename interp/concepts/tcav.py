@@ -24,7 +24,7 @@ import numpy as np
 
 from interp.cache import ResultCache, result_key
 from interp.concepts.cav import CAV, CLASSIFIERS, Classifier
-from interp.errors import BadSettingError, real_number, whole_number
+from interp.errors import BadSettingError, real_number, seed_number, whole_number
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,7 @@ def check_run_settings(runs: object, seed: object, alpha: object, classifier: ob
         raise BadSettingError(f"classifier {classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
     if (whole_number(runs) or 0) < 2:
         raise BadSettingError(f"TCAV needs at least 2 runs to test significance (a whole number); got {runs!r}.")
-    seed_number = whole_number(seed)
-    if seed_number is None or seed_number < 0:
-        raise BadSettingError(f"the seed is a whole number from 0; got {seed!r}.")
+    seed_number(seed)
     if not 0 < (real_number(alpha) or 0) < 1:
         raise BadSettingError(f"the significance level alpha is between 0 and 1 (0.05 usually); got {alpha!r}.")
 
@@ -174,8 +172,9 @@ def tcav(
     fits, null_fits = [], []  # per run: the concept's CAV; the null, the next random set against this run's
     for r in range(runs):
         i, j = r % len(randoms), (r + 1) % len(randoms)
-        fits.append((concept, randoms[i], (d[0], d[1 + i]), seed * 1000 + r))
-        null_fits.append((randoms[j], randoms[i], (d[1 + j], d[1 + i]), seed * 1000 + r))
+        run_seed = (seed * 1000 + r) % 2**32  # scikit-learn's random_state is below 2**32
+        fits.append((concept, randoms[i], (d[0], d[1 + i]), run_seed))
+        null_fits.append((randoms[j], randoms[i], (d[1 + j], d[1 + i]), run_seed))
     # the nulls first: they take longest to fit (random against random), so the shorter fits end the run
     cavs = _fit_all(null_fits + fits, classifier, cache, progress)
     null_cavs, concept_cavs = cavs[:runs], cavs[runs:]

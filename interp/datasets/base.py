@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from interp.errors import InterpError
+from interp.errors import InterpError, at_least, seed_number
 from interp.words import counted
 
 LabelSpace = Literal["imagenet", "own", "none"]
@@ -90,7 +90,9 @@ class Dataset:
         draw on every run, the page's and the CLI's alike), in the dataset's order; every item where it holds fewer."""
         import numpy as np
 
-        picks = np.random.default_rng(seed).choice(len(self.items), size=min(n, len(self.items)), replace=False)
+        n = at_least(n, 0, "the number of images to draw")
+        picks = np.random.default_rng(seed_number(seed)).choice(len(self.items), size=min(n, len(self.items)),
+                                                                replace=False)
         return [self.items[i] for i in sorted(picks)]
 
     def classes_present(self) -> list[int]:

@@ -6,7 +6,7 @@ import numpy as np
 
 from interp.attribution import Attribution
 from interp.cache import ResultCache, computed_once, result_key
-from interp.errors import BadSettingError, check_class, whole_number
+from interp.errors import BadSettingError, check_class, seed_number
 from interp.evaluation.faithfulness import FLOOR_MAPS, Curves, deletion_insertion, model_block, random_floor
 from interp.evaluation.sanity import RandomisationCheck, RandomisedStep, cascading_randomisation
 from interp.images import LoadedImage, as_loaded
@@ -97,9 +97,7 @@ def map_randomisation(
     """The cascading randomisation check of ``result``'s method, image, class and settings, through ``cache``."""
     model = loaded(model, "map_randomisation")
     image, result = as_loaded(image), _attribution(result)
-    if whole_number(seed) is None:
-        raise BadSettingError(f"seed must be a whole number, got {seed!r}.")
-    settings = {"target": result.target, "map": result.params, "seed": int(seed)}
+    settings = {"target": result.target, "map": result.params, "seed": seed_number(seed)}
     key = result_key(model=model.key, image=image.digest, method=f"randomisation:{result.method}", params=settings)
     with computed_once(cache, key) as found:
         if found is None:

@@ -34,7 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
-from interp.errors import BadSettingError, check_class, whole_number
+from interp.errors import SEED_LIMIT, BadSettingError, check_class, seed_number, whole_number
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
@@ -121,7 +121,7 @@ def deletion_insertion(
                               "the input's size.")  # fmt: skip
     if not torch.isfinite(sal).all():
         raise BadSettingError(NOT_FINITE)
-    steps = check_steps(steps)
+    steps, seed = check_steps(steps), seed_number(seed)
     if replacement not in REPLACEMENTS:
         raise BadSettingError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
     if score not in ("probability", "logit"):
@@ -147,7 +147,8 @@ def deletion_insertion(
         deleting = torch.tensor([d for d, _ in part], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
         shown = deleting * (1 - top) + (1 - deleting) * top  # deletion: all but the top shown; insertion: the top
         if imputed:
-            inputs = _impute(x[0], [s[0] < 0.5 for s in shown], [seed * 10_007 + start + k for k in range(len(part))])
+            seeds = [(seed * 10_007 + start + k) % SEED_LIMIT for k in range(len(part))]
+            inputs = _impute(x[0], [s[0] < 0.5 for s in shown], seeds)
         else:
             inputs = empty + shown * (x - empty)
         logits = model.run(inputs).float()
@@ -230,13 +231,12 @@ def random_floor(
     model = loaded(model, "random_floor")
     if not 1 <= (whole_number(maps) or 0) <= 100:
         raise BadSettingError(f"maps must be 1 to 100, got {maps!r}.")
-    if whole_number(seed) is None:
-        raise BadSettingError(f"seed must be a whole number, got {seed!r}.")
+    seed = seed_number(seed)
     x = model_input(model, x)  # an image: preprocessed once for every map
-    shape, seed = tuple(x.shape[-2:]), int(seed)
+    shape = tuple(x.shape[-2:])
     kwargs = dict(steps=steps, replacement=replacement, score=score, block=block, batch=batch)
-    each = [deletion_insertion(model, x, random_map(shape, seed + i), target, seed=seed + i, **kwargs)
-            for i in range(int(maps))]  # fmt: skip
+    each = [deletion_insertion(model, x, random_map(shape, s), target, seed=s, **kwargs)
+            for s in ((seed + i) % SEED_LIMIT for i in range(int(maps)))]  # fmt: skip
     deletion_aucs = np.array([c.deletion_auc for c in each])
     insertion_aucs = np.array([c.insertion_auc for c in each])
     first = each[0]
@@ -253,7 +253,7 @@ def _spread(values: np.ndarray) -> float:
 def random_map(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """A map of uniform noise from a generator seeded by ``seed``: scored like a real map, it is the floor that
     each score is read against."""
-    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return np.random.default_rng(seed_number(seed)).random(shape, dtype=np.float32)
 
 
 def _rank(saliency: torch.Tensor, block: int = 1) -> tuple[torch.Tensor, int]:

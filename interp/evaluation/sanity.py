@@ -20,7 +20,7 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-from interp.errors import BadSettingError, check_class, whole_number
+from interp.errors import BadSettingError, check_class, seed_number
 from interp.models import LoadedModel
 from interp.models.given import loaded
 from interp.models.layout import model_input
@@ -96,8 +96,7 @@ def cascading_randomisation(
 
     if params is not None and not isinstance(params, Mapping):
         raise BadSettingError(f"params are the method's settings by name, e.g. {{'steps': 32}}; got {params!r}.")
-    if whole_number(seed) is None:
-        raise BadSettingError(f"seed must be a whole number, got {seed!r}.")
+    seed = seed_number(seed)
     params = dict(params or {})
     target = check_class(target, model.num_classes, model.name, model.class_names)
     x = model_input(model, x)  # once, for every randomised copy
