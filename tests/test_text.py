@@ -356,3 +356,20 @@ def test_a_hub_text_model_downloads_only_when_the_hub_answers_and_the_cache_lack
     config.write_text("{}")
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, filename: str(config))
     assert not downloads("bert-base-uncased")  # in the local hub cache: read from disk
+
+
+def test_from_parts_says_what_it_wraps_when_given_something_else(random_bert, tmp_path):
+    """A network without a transformers config failed on ``.config``; no tokenizer failed at the first sentence,
+    on ``'NoneType' object is not callable``."""
+    from interp.errors import UnknownModelError
+
+    tokenizer = random_bert.tokenizer
+    with random_bert.shared() as net:
+        for wrong in (torch.nn.Linear(2, 2), None, "bert-base-uncased"):
+            with pytest.raises(UnknownModelError, match="from_parts wraps a transformers sequence classifier"):
+                from_parts("x", "test", wrong, tokenizer)
+        for wrong in (None, "bert-base-uncased", object()):
+            with pytest.raises(UnknownModelError, match="from_parts needs the model's own transformers tokenizer"):
+                from_parts("x", "test", net, wrong)
+        again = from_parts("again", "test", net, tokenizer)
+    assert again.class_names == random_bert.class_names

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from interp.errors import InterpError, UnknownModelError, WeightsUnavailableError, not_loaded
+from interp.errors import InterpError, UnknownModelError, WeightsUnavailableError, not_loaded, shown
 from interp.models.gate import GateMisuse, ModelGate
 from interp.models.hooks import hooks_checked
 from interp.models.loading import fingerprint
@@ -158,7 +158,13 @@ def text_model(model: object, what: str) -> TextModel:
 
 def from_parts(name: str, source: str, net: torch.nn.Module, tokenizer: Any, device: str | torch.device = "cpu") -> TextModel:
     """A :class:`TextModel` around a ``transformers`` classifier and its tokenizer (tests build one from a config)."""
-    config = net.config
+    config = getattr(net, "config", None)
+    if not isinstance(net, torch.nn.Module) or getattr(config, "model_type", None) is None:
+        raise UnknownModelError(f"from_parts wraps a transformers sequence classifier (with its config), such as "
+                                f"AutoModelForSequenceClassification builds; got {shown(net)}.")  # fmt: skip
+    if not (callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens")):
+        raise UnknownModelError(f"from_parts needs the model's own transformers tokenizer (AutoTokenizer's); got "
+                                f"{shown(tokenizer)}.")  # fmt: skip
     if config.model_type not in MODEL_TYPES:
         raise UnknownModelError(f"the text model {name} is a {config.model_type} model; the Text page reads BERT-like encoders "
                                 f"({', '.join(MODEL_TYPES)}).")  # fmt: skip
