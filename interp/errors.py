@@ -142,7 +142,7 @@ def class_index(value: str | int, class_names: Sequence[str], option: str, model
     raise BadSettingError(f"{option} {text!r} is not a class name of {model_name}{hint}")
 
 
-OTHER_KIND = {"TextModel": "a text model, which interp.text's functions read",
+_OTHER_KIND = {"TextModel": "a text model, which interp.text's functions read",
               "LoadedModel": "an image model, which interp's image functions read (interp.attention for ViTs)"}
 
 
@@ -154,8 +154,8 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
         given = f"the name {value!r}; load it first: model = {loader}({value!r}), then {what}(model, …)"
     elif callable(getattr(value, "state_dict", None)):
         given = f"a bare network ({type(value).__name__}); {wrap}"
-    elif type(value).__name__ in OTHER_KIND:  # a text model handed to an image function, or the other way round
-        given = f"{getattr(value, 'name', 'it')!r}, {OTHER_KIND[type(value).__name__]}"
+    elif type(value).__name__ in _OTHER_KIND:  # a text model handed to an image function, or the other way round
+        given = f"{getattr(value, 'name', 'it')!r}, {_OTHER_KIND[type(value).__name__]}"
     else:
         given = f"{shown(value)}; load one with {loader}(name)"
     return BadSettingError(f"{what} takes a model that {loader} returned, not {given}.")
@@ -164,8 +164,11 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
 def shown(value: object) -> str:
     """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``), else its type
     (``this list``, ``this Tensor``)."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"this {type(value).__name__}"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a half-built object whose repr fails is still named by its type
+        text = ""
+    return text if 0 < len(text) <= 40 else f"this {type(value).__name__}"
 
 
 def expected(value: object, kind: type, what: str, maker: str):
