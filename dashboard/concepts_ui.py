@@ -169,7 +169,7 @@ def _crops(image: LoadedImage, n: int, seed: int) -> list[LoadedImage]:
 def random_sets(choice: TCAVChoice) -> list[list[LoadedImage]]:
     """``runs + 1`` distinct random sets, seeded: every run trains against its own set, plus one for the null."""
     make = generated.shapes_backgrounds if choice.random_source == "Shapes world backgrounds" else generated.random_images
-    return [make(choice.random_size, seed=choice.seed * 1000 + k) for k in range(choice.runs + 1)]
+    return [make(choice.random_size, seed=generated.random_set_seed(choice.seed, k)) for k in range(choice.runs + 1)]
 
 
 SHOWN_SIDE = 256

@@ -749,3 +749,20 @@ def test_run_tcav_takes_any_seed_numpy_and_torch_take():
     randoms = [generated.shapes_backgrounds(6, seed=s) for s in range(3)]
     runs = [run_tcav(model, ["layer4"], concept, randoms, randoms[2], 3, runs=2, seed=2**40).rows() for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0]) == 1
+
+
+def test_the_random_sets_of_the_largest_seed_are_written_and_drawn_again_the_same(tmp_path):
+    """Random set k of seed s is seeded ``s * 1000 + k`` (the page's and ``concept-images``' alike), kept below
+    2**63: every seed below 2**63 gives sets, and the folder holds what the page would draw."""
+    from PIL import Image
+
+    largest = 2**63 - 1
+    assert generated.random_set_seed(2, 1) == 2001 and 0 <= generated.random_set_seed(largest, 1) < 2**63
+    folders = generated.write_folders(tmp_path, "stripes", n=2, random_sets=2, seed=largest)
+    for k in range(2):
+        made = generated.random_images(2, seed=generated.random_set_seed(largest, k))
+        written = sorted(folders[f"random/set_{k:02d}"].iterdir())
+        assert [np.asarray(Image.open(p)).tolist() for p in written] == [np.asarray(m.image).tolist() for m in made]
+    with pytest.raises(BadSettingError, match=re.escape("seed must be a whole number of 0 or more (below 2**63), "
+                                                        "got -1.")):  # fmt: skip
+        generated.write_folders(tmp_path / "again", "stripes", n=2, random_sets=2, seed=-1)

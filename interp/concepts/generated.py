@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.errors import BadSettingError, at_least, name_list, seed_number
+from interp.errors import SEED_LIMIT, BadSettingError, at_least, name_list, seed_number
 from interp.images import LoadedImage, image_from_array
 
 SIZE = 224
@@ -136,6 +136,12 @@ def concept_set(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
     return texture_set(kind, n, seed)
 
 
+def random_set_seed(seed: int, k: int) -> int:
+    """The seed of random set ``k`` drawn from ``seed``, the Concepts page's and :func:`write_folders`' alike:
+    ``seed * 1000 + k``, kept below :data:`~interp.errors.SEED_LIMIT`."""
+    return (seed_number(seed) * 1000 + k) % SEED_LIMIT
+
+
 def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_sets: int = 11,
                   random_source: str = "photos", seed: int = 0,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:  # fmt: skip
@@ -148,7 +154,7 @@ def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_set
         random_source: ``photos`` (crops of the bundled photos) or ``shapes`` (the shapes world's backgrounds).
         progress: ``progress(done, total)`` after each folder.
     """
-    n, seed = at_least(n, 2, "the number of images per set"), at_least(seed, 0, "seed")
+    n, seed = at_least(n, 2, "the number of images per set"), seed_number(seed)
     random_sets = at_least(random_sets, 2, "the number of random sets")
     if random_source not in RANDOM_SOURCES:
         raise BadSettingError(f"random source {random_source!r} is not one of {', '.join(RANDOM_SOURCES)}.")
@@ -159,7 +165,8 @@ def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_set
         concept_set(kind, 0)  # an unknown name is refused before anything is written
         plan[kind] = (Path(out) / kind, lambda kind=kind: concept_set(kind, n, seed))
     for k in range(random_sets):
-        plan[f"random/set_{k:02d}"] = (random_dir / f"set_{k:02d}", lambda k=k: make_random(n, seed=seed * 1000 + k))
+        plan[f"random/set_{k:02d}"] = (random_dir / f"set_{k:02d}",
+                                       lambda k=k: make_random(n, seed=random_set_seed(seed, k)))  # fmt: skip
     drawn: dict[Path, list[LoadedImage]] = {}  # sets drawn to compare with a folder's files, written as they are
     for folder, make in [*plan.values(), (random_dir, None)]:
         if folder.exists() and not folder.is_dir():
