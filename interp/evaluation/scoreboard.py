@@ -29,7 +29,7 @@ def score_line(curves: Curves, floor: Curves) -> str:
 def scoreboard(maps: Iterable[tuple[str, str, Curves, Curves]]) -> pd.DataFrame:
     """``(method, class, the map's curves, its class's random floor)`` for each scored map, as :data:`COLUMNS`, the
     largest insertion gain over the floor first."""
-    maps = list(maps) if isinstance(maps, Iterable) and not isinstance(maps, (str, bytes, Curves)) else [maps]
+    maps = list(maps) if isinstance(maps, Iterable) and not isinstance(maps, (str, bytes)) else [maps]
     for row in maps:
         if not (isinstance(row, (tuple, list)) and len(row) == 4 and all(isinstance(c, Curves) for c in row[2:])):
             raise BadSettingError("scoreboard takes one (method, class, the map's curves, its class's floor) for "
