@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 
 ENV_CACHE_DIR = "INTERP_CACHE_DIR"
 ENV_CACHE_SIZE_MB = "INTERP_CACHE_SIZE_MB"
@@ -121,7 +121,7 @@ def _switch(env: Mapping[str, str], name: str, default: str, advice: str) -> boo
     """The on/off variable ``name`` (``1``/``0``, ``true``/``false``, ``yes``/``no``, ``on``/``off``, any case)."""
     value = _setting(env, name).lower() or default
     if value not in YES + NO:
-        raise BadSettingError(f"{name}={value!r} is neither 1 nor 0; {advice}.")
+        raise BadSettingError(f"{name}={shown(value)} is neither 1 nor 0; {advice}.")
     return value in YES
 
 
@@ -132,7 +132,7 @@ def _megabytes(env: Mapping[str, str], name: str, example: str) -> int:
     except ValueError:
         mb = -1
     if mb < 0:
-        raise BadSettingError(f"{name}={value!r} is not a whole number of megabytes; set e.g. {example}.")
+        raise BadSettingError(f"{name}={shown(value)} is not a whole number of megabytes; set e.g. {example}.")
     return mb
 
 
@@ -150,9 +150,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise BadSettingError(f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
+        raise BadSettingError(f"device {shown(device)} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadSettingError(f"device {device!r} was asked for but no CUDA GPU is usable here; use 'auto' or 'cpu'.")
+        raise BadSettingError(f"device {shown(device)} was asked for but no CUDA GPU is usable here; use 'auto' or "
+                              "'cpu'.")  # fmt: skip
     if dev.type == "meta":
         raise BadSettingError("device 'meta' holds no values, so nothing could be explained on it; use 'auto' or "
                               "'cpu'.")
@@ -160,6 +161,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         try:
             torch.empty(1, device=dev)
         except (RuntimeError, AssertionError):
-            raise BadSettingError(f"device {device!r} is not usable in this PyTorch build or on this machine; use "
+            raise BadSettingError(f"device {shown(device)} is not usable in this PyTorch build or on this machine; use "
                                   "'auto' or 'cpu'.") from None  # fmt: skip
     return dev

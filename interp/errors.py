@@ -75,7 +75,7 @@ def at_least(value: object, minimum: int, what: str) -> int:
     naming ``what`` (a batch size of 2.5 failed inside ``range()``; a limit of -1 dropped the last image)."""
     number = whole_number(value)
     if number is None:
-        raise BadSettingError(f"{what} must be a whole number, got {value!r}.")
+        raise BadSettingError(f"{what} must be a whole number, got {shown(value)}.")
     if number < minimum:
         raise BadSettingError(f"{what} must be at least {minimum}, got {number}.")
     return number
@@ -92,7 +92,7 @@ def name_list(value: object, what: str) -> list[str]:
     except TypeError:  # None, a number
         items = None
     if items is None or not all(isinstance(v, str) for v in items):
-        raise BadSettingError(f"{what} must be a name or a list of names, got {value!r}.")
+        raise BadSettingError(f"{what} must be a name or a list of names, got {shown(value)}.")
     return items
 
 
@@ -105,7 +105,7 @@ def check_class(target: object, count: int, model_name: str, names: Sequence[str
         return class_index(target, names, "target", model_name)
     if index is None:
         raise BadSettingError(f"target must be a class index (a whole number from 0 to {count - 1})"
-                              f"{' or a class name' if names is not None else ''}, got {target!r}.")  # fmt: skip
+                              f"{' or a class name' if names is not None else ''}, got {shown(target)}.")  # fmt: skip
     if not 0 <= index < count:
         raise BadSettingError(f"target {index} is not a class of {model_name} (0 to {count - 1}).")
     return index
@@ -133,13 +133,13 @@ def class_index(value: str | int, class_names: Sequence[str], option: str, model
                 held.append(i)
     if len(names.get(wanted, [])) > 1:  # ImageNet's "crane" is a bird (134) and a machine (517)
         which = " and ".join(f"{i} ({class_names[i]})" for i in names[wanted])
-        raise BadSettingError(f"{option} {text!r} names {len(names[wanted])} classes of {model_name}, {which}; "
+        raise BadSettingError(f"{option} {shown(text)} names {len(names[wanted])} classes of {model_name}, {which}; "
                               "give the index.")  # fmt: skip
     if wanted in names:
         return names[wanted][0]
     close = difflib.get_close_matches(wanted, list(names), 3, 0.75)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; give an index or an exact name."
-    raise BadSettingError(f"{option} {text!r} is not a class name of {model_name}{hint}")
+    raise BadSettingError(f"{option} {shown(text)} is not a class name of {model_name}{hint}")
 
 
 _OTHER_KIND = {"TextModel": "a text model, which interp.text's functions read",
@@ -161,14 +161,33 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
     return BadSettingError(f"{what} takes a model that {loader} returned, not {given}.")
 
 
+SHOWN_CHARS = 40
+"""The longest ``repr`` of a value other than text that a sentence quotes whole (:func:`shown`)."""
+SHOWN_TEXT = 80
+"""The longest text a sentence quotes whole (a name, a setting's value); longer text is quoted to its 60th character."""
+
+
 def shown(value: object) -> str:
-    """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``), else its type
-    (``this list``, ``this Tensor``)."""
+    """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``); the start of long text
+    (``'xxxxxxxx'… (300 characters)``); else its type, with its shape or length where it has one (``this Tensor of
+    shape (3, 224, 224)``, ``this list of 1,000 items``). A value typed or pasted (a name, a link's setting) or handed
+    to the API (an array where a number belongs) never fills a message with its contents."""
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001 - a half-built object whose repr fails is still named by its type
         text = ""
-    return text if 0 < len(text) <= 40 else f"this {type(value).__name__}"
+    if isinstance(value, str):
+        return text if len(value) <= SHOWN_TEXT else f"{value[: SHOWN_TEXT - 20]!r}… ({len(value):,} characters)"
+    if 0 < len(text) <= SHOWN_CHARS:
+        return text
+    kind = f"this {type(value).__name__}"
+    try:
+        shape = getattr(value, "shape", None)
+        if shape is not None:
+            return f"{kind} of shape {tuple(int(n) for n in shape)}"
+        return f"{kind} of {len(value):,} items" if isinstance(value, (list, tuple, dict, set, frozenset)) else kind
+    except Exception:  # noqa: BLE001 - a shape that is not numbers: the type alone
+        return kind
 
 
 def expected(value: object, kind: type, what: str, maker: str):
@@ -205,5 +224,5 @@ def seed_number(value: object) -> int:
     """``value`` as a seed NumPy's and torch's generators both take (:data:`SEED_LIMIT`), or one sentence."""
     number = whole_number(value)
     if number is None or not 0 <= number < SEED_LIMIT:
-        raise BadSettingError(f"seed must be a whole number of 0 or more (below 2**63), got {value!r}.")
+        raise BadSettingError(f"seed must be a whole number of 0 or more (below 2**63), got {shown(value)}.")
     return number

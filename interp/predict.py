@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from interp.cache import ResultCache, result_key
-from interp.errors import BadSettingError, whole_number
+from interp.errors import BadSettingError, shown, whole_number
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
 from interp.models.given import loaded
@@ -63,7 +63,7 @@ def predict(
     """
     model = loaded(model, "predict")
     if (whole_number(top_k) or 0) < 1:
-        raise BadSettingError(f"top_k must be a whole number, at least 1; got {top_k!r}.")
+        raise BadSettingError(f"top_k must be a whole number, at least 1; got {shown(top_k)}.")
     pil = as_loaded(image).image
     start = time.perf_counter()
     x = model.preprocess(pil).unsqueeze(0)

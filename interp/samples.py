@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 from interp.images import LoadedImage, image_from_array
 
 
@@ -76,5 +76,5 @@ def sample_names() -> tuple[str, ...]:
 def load_sample(name: str) -> LoadedImage:
     """A bundled photo as a :class:`LoadedImage` (RGB, grey photos expanded), cached after the first call."""
     if name not in SAMPLES:
-        raise BadSettingError(f"{name!r} is not a bundled sample; choose one of {', '.join(SAMPLES)}.")
+        raise BadSettingError(f"{shown(name)} is not a bundled sample; choose one of {', '.join(SAMPLES)}.")
     return image_from_array(SAMPLES[name].pixels(), name)

@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -632,3 +633,62 @@ def test_every_function_that_reads_a_capture_says_what_makes_one_when_given_some
         with pytest.raises(interp.InterpError) as err:
             fn(given, *([0, 0] if name == "patch_maps" else []))
         assert str(err.value) == f"{name} reads what {maker} returns, not {shown}."
+
+
+def test_a_value_that_does_not_fit_is_named_in_a_sentence_not_printed_whole(tmp_path):
+    """A pasted name of 100,000 characters came back whole in the sidebar's sentence, and an array handed to the API
+    where a number belongs was printed element by element (``got tensor([0., 0., …``, 5,000 characters for a list of
+    a thousand seeds). A sentence quotes text up to 80 characters and the start of longer text with its length; any
+    other value whole when short, else by its type and shape or length (:func:`interp.errors.shown`)."""
+    from interp.attribution import attribute
+    from interp.datasets import failures, find_root
+    from interp.evaluation import random_map
+    from interp.features import VisualiseSettings
+
+    model = interp.load_model("shapes_cnn")
+    image = interp.load_sample("shapes_star")
+    long = "x" * 100_000
+    calls = {
+        "'xxx": lambda: interp.get_spec(long),
+        "'yyy": lambda: interp.load_sample("y" * 5_000),
+        "'zzz": lambda: attribute(model, image, "z" * 5_000, target=1),
+        "'www": lambda: find_root("w" * 10_000, tmp_path),
+        "this Tensor of shape (1000,)": lambda: attribute(model, image, "integrated_gradients", target=1,
+                                                          steps=torch.zeros(1000)),  # fmt: skip
+        "this ndarray of shape (100, 100)": lambda: failures(pd.DataFrame(), min_confidence=np.zeros((100, 100))),
+        "this list of 1,000 items": lambda: random_map((4, 4), seed=list(range(1000))),
+        "this tuple of 500 items": lambda: VisualiseSettings(lr=tuple(range(500))),
+    }
+    for start, call in calls.items():
+        with pytest.raises(interp.InterpError) as caught:
+            call()
+        message = str(caught.value)
+        assert start in message and len(message) < 600, (start, len(message), message[:300])
+        if start.startswith("'"):
+            assert re.search(r"…' \(|\(\d[\d,]* characters\)", message), message[:300]  # its length said
+    # short values are quoted whole, as before
+    with pytest.raises(interp.InterpError, match=re.escape("'no_such_net' is not a timm model name")):
+        interp.get_spec("no_such_net")
+    sixty = "a" * 60
+    with pytest.raises(interp.InterpError, match=re.escape(repr(sixty))):
+        interp.load_sample(sixty)
+
+
+def test_the_engine_quotes_a_given_value_through_shown():
+    """So that no new sentence prints a value whole again: in the engine's raise statements, a value quoted with
+    ``!r`` is one of the engine's own (a registered name, a constant, a path from the operator's settings)."""
+    import ast
+
+    own = {"cls.name", "cls.kind", "_META", "im.mode", "self.root", "near[0]", "model.transform", "self.reference",
+           "tokenizer.mask_token or tokenizer.pad_token", "str(relative)", "str(entry)[:80]",
+           "getattr(value, 'name', 'it')"}  # fmt: skip
+    quoted = []
+    for path in sorted((ROOT / "interp").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            for part in ast.walk(node.exc):
+                if isinstance(part, ast.FormattedValue) and part.conversion == ord("r"):
+                    if ast.unparse(part.value) not in own:
+                        quoted.append(f"{path.relative_to(ROOT)}:{part.lineno} {ast.unparse(part.value)}")
+    assert not quoted, quoted

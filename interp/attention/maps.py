@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from interp.attention.capture import CAPTURE, AttentionCapture
-from interp.errors import BadSettingError, expected, real_number, whole_number
+from interp.errors import BadSettingError, expected, real_number, shown, whole_number
 
 HeadFusion = Literal["mean", "max", "min"]
 HEAD_FUSIONS: tuple[HeadFusion, ...] = ("mean", "max", "min")
@@ -48,8 +48,8 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
     rows, cols = cap.grid
     r, c = whole_number(row), whole_number(col)
     if r is None or c is None or not (0 <= r < rows and 0 <= c < cols):
-        raise BadSettingError(f"patch ({row!r}, {col!r}) is outside the {rows}×{cols} grid; rows 0–{rows - 1}, "
-                              f"columns 0–{cols - 1} (whole numbers).")  # fmt: skip
+        raise BadSettingError(f"patch ({shown(row)}, {shown(col)}) is outside the {rows}×{cols} grid; rows "
+                              f"0–{rows - 1}, columns 0–{cols - 1} (whole numbers).")  # fmt: skip
     query = cap.prefix_tokens + r * cols + c
     return on_grid(cap, cap.attn[:, :, query, :])
 
@@ -70,7 +70,7 @@ def stacked(attn: np.ndarray, grads: np.ndarray | None = None) -> np.ndarray:
 def fuse_heads(attn: np.ndarray, how: HeadFusion = "mean") -> np.ndarray:
     """``(L, T, T)`` from ``(L, H, T, T)``: heads averaged, or their maximum or minimum."""
     if how not in HEAD_FUSIONS:
-        raise BadSettingError(f"head fusion {how!r} is not one of {', '.join(HEAD_FUSIONS)}.")
+        raise BadSettingError(f"head fusion {shown(how)} is not one of {', '.join(HEAD_FUSIONS)}.")
     # torch reduces the middle axis 4x faster than numpy
     t = torch.from_numpy(stacked(attn).astype(np.float32, copy=False))
     return {"mean": torch.mean, "max": torch.amax, "min": torch.amin}[how](t, dim=1).numpy()
@@ -92,7 +92,7 @@ def _discard_in_place(fused: np.ndarray, ratio: float) -> np.ndarray:
     """:func:`discard_lowest` on ``fused`` itself (an array the caller owns); returns it."""
     value = real_number(ratio)
     if value is None or not 0.0 <= value < 1.0:
-        raise BadSettingError(f"discard ratio must be in [0, 1), got {ratio!r}.")
+        raise BadSettingError(f"discard ratio must be in [0, 1), got {shown(ratio)}.")
     ratio = value
     n = int(fused[0].size * ratio)
     if n == 0:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from interp.attribution.settings import Setting, check_params, relevant
-from interp.errors import BadSettingError, InterpError, check_class, name_list
+from interp.errors import BadSettingError, InterpError, check_class, name_list, shown
 from interp.models import LoadedModel
 
 Kind = Literal["gradient", "perturbation", "cam"]
@@ -175,10 +175,10 @@ def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
 
 def get_method(name: str, **params: Any) -> AttributionMethod:
     if not isinstance(name, str):  # None or a list of names, which raised TypeError on the registry
-        raise BadSettingError(f"method must be one method's name (e.g. 'grad_cam'), got {name!r}; see "
+        raise BadSettingError(f"method must be one method's name (e.g. 'grad_cam'), got {shown(name)}; see "
                               "`python -m interp methods`.")  # fmt: skip
     if name not in METHODS:
-        raise BadSettingError(f"{name!r} is not an attribution method;{_did_you_mean(name)} choose one of "
+        raise BadSettingError(f"{shown(name)} is not an attribution method;{_did_you_mean(name)} choose one of "
                               f"{', '.join(METHODS)}.")  # fmt: skip
     return METHODS[name](**params)
 
@@ -200,7 +200,7 @@ def method_names(requested: Sequence[str]) -> list[str]:
         return list(METHODS)
     for name in names:
         if name not in METHODS:
-            raise BadSettingError(f"unknown method {name!r};{_did_you_mean(name)} see `python -m interp methods`.")
+            raise BadSettingError(f"unknown method {shown(name)};{_did_you_mean(name)} see `python -m interp methods`.")
     return list(dict.fromkeys(names))
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from interp.attribution.settings import Setting
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 from interp.models import LoadedModel
 
 BASELINES = ("black", "white", "blur", "noise", "mean")
@@ -31,7 +31,7 @@ def make_baseline(kind: str, x: torch.Tensor, model: LoadedModel, seed: int = 0)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         base = torch.rand(pixels.shape, generator=gen).to(x.device)
     else:
-        raise BadSettingError(f"baseline {kind!r} is not one of {', '.join(BASELINES)}.")
+        raise BadSettingError(f"baseline {shown(kind)} is not one of {', '.join(BASELINES)}.")
     return ((base - mean) / std).contiguous()
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 
 Aggregation = Literal["sum", "l2", "max_abs"]
 Sign = Literal["positive", "negative", "absolute", "signed"]
@@ -49,7 +49,7 @@ def aggregate(raw: np.ndarray, how: Aggregation = "sum") -> np.ndarray:
         return np.sqrt((raw.astype(np.float64) ** 2).sum(axis=0)).astype(np.float32)
     if how == "max_abs":
         return np.abs(raw).max(axis=0)
-    raise BadSettingError(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}.")
+    raise BadSettingError(f"aggregation {shown(how)} is not one of {', '.join(AGGREGATIONS)}.")
 
 
 def normalise(values: np.ndarray, sign: Sign = "positive", clip_percentile: float = 99.0) -> np.ndarray:
@@ -61,7 +61,7 @@ def normalise(values: np.ndarray, sign: Sign = "positive", clip_percentile: floa
     elif sign in ("absolute", "signed"):
         v = np.abs(values) if sign == "absolute" else values
     else:
-        raise BadSettingError(f"sign {sign!r} is not one of {', '.join(SIGNS)}.")
+        raise BadSettingError(f"sign {shown(sign)} is not one of {', '.join(SIGNS)}.")
     magnitudes = np.abs(v)
     top = float(np.percentile(magnitudes, clip_percentile)) if magnitudes.size else 0.0
     if top <= 0:
@@ -76,7 +76,7 @@ def colormap_lut(name: str) -> np.ndarray:
     from plotly.colors import sample_colorscale, unconvert_from_RGB_255, unlabel_rgb
 
     if name not in COLORMAPS:
-        raise BadSettingError(f"colormap {name!r} is not one of {', '.join(COLORMAPS)}.")
+        raise BadSettingError(f"colormap {shown(name)} is not one of {', '.join(COLORMAPS)}.")
     colours = sample_colorscale(COLORMAPS[name], list(np.linspace(0, 1, 256)))
     rgb = [unconvert_from_RGB_255(unlabel_rgb(c)) for c in colours]
     return (np.array(rgb) * 255).round().clip(0, 255).astype(np.uint8)

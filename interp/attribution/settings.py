@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 
 SettingKind = Literal["int", "float", "choice", "layer", "method"]
 
@@ -85,7 +85,7 @@ class Setting:
         options = self.options()
         text = str(value).strip()
         if text not in options:
-            raise SettingError(f"{who} is one of {', '.join(options)}; got {value!r}.")
+            raise SettingError(f"{who} is one of {', '.join(options)}; got {shown(value)}.")
         return text
 
     def _range(self) -> str:
@@ -107,16 +107,16 @@ class Setting:
 
 def _number(value: Any, kind: str, who: str) -> int | float:
     if isinstance(value, bool):
-        raise SettingError(f"{who} is a number, got {value!r}.")
+        raise SettingError(f"{who} is a number, got {shown(value)}.")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SettingError(f"{who} is a number, got {value!r}.") from None
+        raise SettingError(f"{who} is a number, got {shown(value)}.") from None
     if not math.isfinite(number):
-        raise SettingError(f"{who} must be finite, got {value!r}.")
+        raise SettingError(f"{who} must be finite, got {shown(value)}.")
     if kind == "int":
         if number != int(number):
-            raise SettingError(f"{who} is a whole number, got {value!r}.")
+            raise SettingError(f"{who} is a whole number, got {shown(value)}.")
         return int(number)
     return number
 
@@ -169,24 +169,26 @@ def parse_assignments(
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SettingError(f"{item!r} is not SETTING=VALUE or METHOD.SETTING=VALUE (e.g. integrated_gradients.steps=64).")
+            raise SettingError(f"{shown(item)} is not SETTING=VALUE or METHOD.SETTING=VALUE (e.g. "
+                               "integrated_gradients.steps=64).")  # fmt: skip
         head, dot, rest = key.partition(".")
         if dot and (head in schemas or head in known):
             if head not in methods:
-                raise SettingError(f"{item!r} sets {head}, which is not among the chosen methods ({', '.join(methods)}).")
+                raise SettingError(f"{shown(item)} sets {head}, which is not among the chosen methods "
+                                   f"({', '.join(methods)}).")  # fmt: skip
             targets = [(head, rest)]
         else:
             targets = [(m, key) for m in methods if any(s.name == key for s in schemas[m])]
             if not targets:
                 names = list(dict.fromkeys(s.name for m in methods for s in schemas[m] if "." not in s.name))
-                raise SettingError(f"none of the chosen methods ({', '.join(methods)}) has a setting {key!r}"
+                raise SettingError(f"none of the chosen methods ({', '.join(methods)}) has a setting {shown(key)}"
                                    f"{_did_you_mean(key, names)}; theirs are {', '.join(names) or 'none'} "
                                    "(`python -m interp methods` lists them).")  # fmt: skip
         for method, setting in targets:
             rows = {s.name: s for s in schemas[method]}
             if setting not in rows:
-                raise SettingError(f"{method} has no setting {setting!r}{_did_you_mean(setting, rows)}; its settings "
-                                   f"are {', '.join(rows) or 'none'}.")  # fmt: skip
+                raise SettingError(f"{method} has no setting {shown(setting)}{_did_you_mean(setting, rows)}; its "
+                                   f"settings are {', '.join(rows) or 'none'}.")  # fmt: skip
             out[method][setting] = rows[setting].check(value, method)
     return out
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interp.errors import InterpError, class_index  # noqa: F401 - class_index: the commands import it from here
+from interp.errors import InterpError, class_index, shown  # noqa: F401 - class_index: the commands import it from here
 
 if TYPE_CHECKING:
     from interp.images import LoadedImage
@@ -161,7 +161,7 @@ def dataset_root(dataset: str, root: Path | None, mapping: str | None = None):
                          "dataset has its mapping in the configuration. Leave it out.")  # fmt: skip
     if root is not None:
         if dataset not in kinds():
-            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {dataset!r}.")
+            raise ValueError(f"with --root, --dataset is a kind ({', '.join(kinds())}); got {shown(dataset)}.")
         return DatasetRoot(root.name, dataset, root, mapping)
     if dataset in kinds():
         raise ValueError(f"--dataset {dataset} is a kind: give the folder with --root.")

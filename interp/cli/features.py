@@ -21,6 +21,7 @@ from interp.cli import (
     load_cli_model,
     out_dir,
 )
+from interp.errors import shown
 from interp.words import counted
 
 OBJECTIVES = ("channel", "neuron", "class", "probability")
@@ -51,7 +52,7 @@ def _objective(args: argparse.Namespace, model, negative: bool = False):
             try:
                 row, col = (int(v) for v in args.position.split(","))
             except ValueError:
-                raise ValueError(f"--position is ROW,COL (two whole numbers); got {args.position!r}.") from None
+                raise ValueError(f"--position is ROW,COL (two whole numbers); got {shown(args.position)}.") from None
             position = (row, col)
         layer = args.layer or default_feature_layer(model)
         return Objective(args.objective, args.channel, layer, position, negative)

@@ -10,7 +10,7 @@ from interp.cache import ResultCache
 from interp.concepts.activations import activations_by_layer, class_gradients_by_layer, resolve_layer
 from interp.concepts.cav import Classifier
 from interp.concepts.tcav import ConceptScore, canonical, check_run_settings, tcav
-from interp.errors import BadSettingError, check_class, name_list
+from interp.errors import BadSettingError, check_class, name_list, shown
 from interp.images import LoadedImage, image_list
 from interp.models.given import loaded
 from interp.models.loading import LoadedModel
@@ -90,7 +90,7 @@ def run_tcav(
     if not isinstance(concepts, Mapping):
         raise BadSettingError(f"concepts map each concept's name to its images, e.g. {{'striped': images}}; got "
                               f"{type(concepts).__name__}.")  # fmt: skip
-    concepts = {name: image_list(images, f"the concept set {name!r}") for name, images in concepts.items()}
+    concepts = {name: image_list(images, f"the concept set {shown(name)}") for name, images in concepts.items()}
     if randoms is None or isinstance(randoms, str | bytes) or not hasattr(randoms, "__iter__"):
         raise BadSettingError(f"the random sets are a list of lists of images; got {type(randoms).__name__}.")
     randoms = [image_list(r, f"random set {k + 1} (the random sets are a list of sets, each a list of images)")
@@ -98,8 +98,8 @@ def run_tcav(
     class_images = image_list(class_images, "the target class's images")
     for name, images in concepts.items():
         if len(images) < MIN_IMAGES:
-            raise BadSettingError(f"the concept set {name!r} has {counted(len(images), 'image')}; TCAV needs at least "
-                                  f"{MIN_IMAGES}.")
+            raise BadSettingError(f"the concept set {shown(name)} has {counted(len(images), 'image')}; TCAV needs at "
+                                  f"least {MIN_IMAGES}.")
     if len(randoms) < 2 or any(len(r) < MIN_IMAGES for r in randoms):
         raise BadSettingError(f"TCAV needs at least two random sets of at least {MIN_IMAGES} images each.")
     if len(class_images) < 2:
@@ -107,7 +107,8 @@ def run_tcav(
     random_digests = [{im.digest for im in r} for r in randoms]
     for name, images in concepts.items():
         if any({im.digest for im in images} == d for d in random_digests):
-            raise BadSettingError(f"the concept set {name!r} holds the same images as a random set; pick other images.")
+            raise BadSettingError(f"the concept set {shown(name)} holds the same images as a random set; pick other "
+                                  "images.")  # fmt: skip
 
     # The bar's units, so that its pace (and the time left read from it) holds across the phases: one per set
     # extracted, and one per TCAV run of each concept and layer (on EfficientNet-Lite0 at 2 cores, a run's two CAV

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from interp.errors import BadSettingError, real_number
+from interp.errors import BadSettingError, real_number, shown
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class CAV:
         if self.classifier == "svm":
             # a large intercept_scaling keeps liblinear from penalising the intercept, which tilts the normal
             return LinearSVC(C=1.0 / (self.alpha * n), intercept_scaling=100.0, max_iter=5000, random_state=self.random_state)
-        raise BadSettingError(f"classifier {self.classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
+        raise BadSettingError(f"classifier {shown(self.classifier)} is not one of {', '.join(CLASSIFIERS)}.")
 
     def fit(self, concept: np.ndarray, random: np.ndarray) -> CAV:
         """Learn the CAV from ``(n_c, D)`` concept and ``(n_r, D)`` random activations; returns ``self``."""
@@ -77,10 +77,10 @@ class CAV:
             raise BadSettingError("the activations hold NaN or infinite values; no direction can be learnt from them.")
         alpha, share = real_number(self.alpha), real_number(self.test_fraction)
         if alpha is None or not 0 < alpha < math.inf:
-            raise BadSettingError(f"alpha is the regularisation strength, a number above 0; got {self.alpha!r}.")
+            raise BadSettingError(f"alpha is the regularisation strength, a number above 0; got {shown(self.alpha)}.")
         if share is None or not 0 <= share < 1:
             raise BadSettingError(f"test_fraction is the share held out, from 0 to below 1; got "
-                                  f"{self.test_fraction!r}.")  # fmt: skip
+                                  f"{shown(self.test_fraction)}.")  # fmt: skip
         if len(concept) < 2 or len(random) < 2:
             raise BadSettingError(f"a CAV needs at least 2 examples on each side; got {len(concept)} concept and "
                              f"{len(random)} random. Add images to the sets.")  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from interp.errors import SEED_LIMIT, BadSettingError, at_least, name_list, seed_number
+from interp.errors import SEED_LIMIT, BadSettingError, at_least, name_list, seed_number, shown
 from interp.images import LoadedImage, image_from_array
 
 SIZE = 224
@@ -39,7 +39,7 @@ def texture(kind: str, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
         noise = rng.normal(0, 6, (size, size, 3))
         return np.clip(a + noise, 0, 255).astype(np.uint8)
     else:
-        raise BadSettingError(f"texture {kind!r} is not one of {', '.join(TEXTURES)}.")
+        raise BadSettingError(f"texture {shown(kind)} is not one of {', '.join(TEXTURES)}.")
     return np.where(on, a, b).astype(np.uint8)
 
 
@@ -83,7 +83,7 @@ def shapes_concept(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
     from interp.shapes.generator import CLASSES, IMAGE_SIZE, _background, _draw_marker, _shape_mask
 
     if kind not in SHAPES_CONCEPTS:
-        raise BadSettingError(f"shapes concept {kind!r} is not one of {', '.join(SHAPES_CONCEPTS)}.")
+        raise BadSettingError(f"shapes concept {shown(kind)} is not one of {', '.join(SHAPES_CONCEPTS)}.")
     n, seed = _counts(n, seed)
     rng = np.random.default_rng([seed, 11, SHAPES_CONCEPTS.index(kind)])
     out = []
@@ -128,11 +128,12 @@ def folder_name(kind: str) -> str:
 
 def concept_set(kind: str, n: int, seed: int = 0) -> list[LoadedImage]:
     """``n`` images of any of :data:`CONCEPTS` (a texture or a shapes-world concept; ``flat-colour`` as well)."""
-    kind = kind.replace("-", " ")
+    kind = kind.replace("-", " ") if isinstance(kind, str) else kind
     if kind in SHAPES_CONCEPTS:
         return shapes_concept(kind, n, seed)
     if kind not in TEXTURES:
-        raise BadSettingError(f"concept {folder_name(kind)!r} is not one of {', '.join(map(folder_name, CONCEPTS))}.")
+        named = folder_name(kind) if isinstance(kind, str) else kind
+        raise BadSettingError(f"concept {shown(named)} is not one of {', '.join(map(folder_name, CONCEPTS))}.")
     return texture_set(kind, n, seed)
 
 
@@ -157,7 +158,7 @@ def write_folders(out: Path, concepts: Sequence[str], *, n: int = 30, random_set
     n, seed = at_least(n, 2, "the number of images per set"), seed_number(seed)
     random_sets = at_least(random_sets, 2, "the number of random sets")
     if random_source not in RANDOM_SOURCES:
-        raise BadSettingError(f"random source {random_source!r} is not one of {', '.join(RANDOM_SOURCES)}.")
+        raise BadSettingError(f"random source {shown(random_source)} is not one of {', '.join(RANDOM_SOURCES)}.")
     make_random = shapes_backgrounds if random_source == "shapes" else random_images
     random_dir = Path(out) / "random"
     plan: dict[str, tuple[Path, Callable[[], list[LoadedImage]]]] = {}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from interp.errors import InterpError
+from interp.errors import InterpError, shown
 from interp.images import ImageOnDisk, LoadedImage, image_digest, image_list
 
 MAX_SET_IMAGES = 500
@@ -74,7 +74,7 @@ def _named(sets: list[ConceptSet], name: str) -> ConceptSet:
     for s in sets:
         if s.name == name:
             return s
-    raise LibraryError(f"no concept set named {name!r}; saved sets: {', '.join(s.name for s in sets) or 'none'}.")
+    raise LibraryError(f"no concept set named {shown(name)}; saved sets: {', '.join(s.name for s in sets) or 'none'}.")
 
 
 class ConceptLibrary:
@@ -90,12 +90,13 @@ class ConceptLibrary:
         duplicates (same pixels) are kept once."""
         images = image_list(images, f"the set {name!r}")
         if not images:
-            raise LibraryError(f"the set {name!r} has no images; add some before saving.")
+            raise LibraryError(f"the set {shown(name)} has no images; add some before saving.")
         if len(images) > MAX_SET_IMAGES:
             raise LibraryError(f"a concept set holds at most {MAX_SET_IMAGES} images; got {len(images)}.")
         folder = self.root / "sets" / slug(name)
         if folder.exists() and not replace:
-            raise LibraryError(f"a concept set named {name!r} exists already; pick another name or delete it first.")
+            raise LibraryError(f"a concept set named {shown(name)} exists already; pick another name or delete it "
+                               "first.")  # fmt: skip
         staging = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
         staging.mkdir(parents=True)
         files: list[str] = []
@@ -121,9 +122,9 @@ class ConceptLibrary:
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if folder.exists():
-                raise LibraryError(f"a concept set named {name!r} was saved a moment ago by someone else; pick "
+                raise LibraryError(f"a concept set named {shown(name)} was saved a moment ago by someone else; pick "
                                    "another name.") from None  # fmt: skip
-            raise LibraryError(f"the concept set {name!r} could not be stored ({exc.strerror or exc}).") from None
+            raise LibraryError(f"the concept set {shown(name)} could not be stored ({exc.strerror or exc}).") from None
         return ConceptSet(name, folder, tuple(files), description, tuple(digests), tuple(sizes))
 
     def sets(self) -> list[ConceptSet]:
@@ -144,7 +145,7 @@ class ConceptLibrary:
     def delete(self, name: str) -> None:
         folder = self.root / "sets" / slug(name)
         if not folder.exists():
-            raise LibraryError(f"no concept set named {name!r} to delete.")
+            raise LibraryError(f"no concept set named {shown(name)} to delete.")
         shutil.rmtree(folder)
         shutil.rmtree(self.root / "cavs" / slug(name), ignore_errors=True)
 
@@ -187,15 +188,15 @@ class VisitorLibrary:
         is refused (one name, one set, for everyone who reads a link naming it)."""
         name = name.strip()
         if slug(name) in {slug(s.name) for s in (*self.own.sets(), *self.shared.sets())}:
-            raise LibraryError(f"a concept set named {name!r} exists already; pick another name.")
+            raise LibraryError(f"a concept set named {shown(name)} exists already; pick another name.")
         return (self.shared if share else self.own).save_set(name, images, description)
 
     def share(self, name: str) -> ConceptSet:
         """Move one of the visitor's own sets to the shared library (the caller remembers that they shared it)."""
         own = self.own.get(name)
         if any(slug(s.name) == slug(name) for s in self.shared.sets()):
-            raise LibraryError(f"a shared set named {name!r} exists already; save yours under another name to share "
-                               "it.")  # fmt: skip
+            raise LibraryError(f"a shared set named {shown(name)} exists already; save yours under another name to "
+                               "share it.")  # fmt: skip
         shared = self.shared.save_set(own.name, own.images(), own.description)
         self.own.delete(name)
         return shared
@@ -206,8 +207,8 @@ class VisitorLibrary:
         elif name in self.shared_by_them:
             self.shared.delete(name)
         else:
-            raise LibraryError(f"the shared set {name!r} is not yours to delete: only the visitor who shared it, or "
-                               "whoever runs this server, can.")  # fmt: skip
+            raise LibraryError(f"the shared set {shown(name)} is not yours to delete: only the visitor who shared it, "
+                               "or whoever runs this server, can.")  # fmt: skip
 
 
 def prune_visitors(root: Path, keep: Path, max_age_s: float) -> list[Path]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from interp.cache import ResultCache, result_key
 from interp.concepts.cav import CAV, CLASSIFIERS, Classifier
-from interp.errors import BadSettingError, real_number, seed_number, whole_number
+from interp.errors import BadSettingError, real_number, seed_number, shown, whole_number
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,12 @@ def check_run_settings(runs: object, seed: object, alpha: object, classifier: ob
     whole number of them, a negative seed (NumPy's own "expected non-negative integer"), a significance level
     outside (0, 1) (``alpha=2`` called every concept significant), a classifier that is not one of ours."""
     if classifier not in CLASSIFIERS:
-        raise BadSettingError(f"classifier {classifier!r} is not one of {', '.join(CLASSIFIERS)}.")
+        raise BadSettingError(f"classifier {shown(classifier)} is not one of {', '.join(CLASSIFIERS)}.")
     if (whole_number(runs) or 0) < 2:
-        raise BadSettingError(f"TCAV needs at least 2 runs to test significance (a whole number); got {runs!r}.")
+        raise BadSettingError(f"TCAV needs at least 2 runs to test significance (a whole number); got {shown(runs)}.")
     seed_number(seed)
     if not 0 < (real_number(alpha) or 0) < 1:
-        raise BadSettingError(f"the significance level alpha is between 0 and 1 (0.05 usually); got {alpha!r}.")
+        raise BadSettingError(f"the significance level alpha is between 0 and 1 (0.05 usually); got {shown(alpha)}.")
 
 
 def tcav(
@@ -166,7 +166,8 @@ def tcav(
         raise BadSettingError(f"the activations and the class gradients are (N, D) arrays of one layer (one D); got "
                               f"{', '.join(str(np.shape(a)) for a in (concept, *randoms, grads))}.")  # fmt: skip
     if any(np.array_equal(concept, r) for r in randoms):
-        raise BadSettingError(f"the concept set {concept_name!r} holds the same images as a random set; pick other images.")
+        raise BadSettingError(f"the concept set {shown(concept_name)} holds the same images as a random set; pick "
+                              "other images.")  # fmt: skip
     # each matrix hashed once, not once per fit; without a cache there is nothing to look up
     d = [_digest(a) for a in (concept, *randoms)] if cache is not None else [None] * (1 + len(randoms))
     fits, null_fits = [], []  # per run: the concept's CAV; the null, the next random set against this run's

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from interp.errors import BadSettingError, real_number, rows_with, whole_number
+from interp.errors import BadSettingError, real_number, rows_with, shown, whole_number
 from interp.words import names_line, short_label
 
 
@@ -36,10 +36,10 @@ def failures(
     an image's labels, as Open Images gives several), one predicted class, or both (a confusion pair)."""
     confidence = real_number(min_confidence)
     if confidence is None or not 0.0 <= confidence <= 1.0:
-        raise BadSettingError(f"minimum confidence must be a number from 0 to 1, got {min_confidence!r}.")
+        raise BadSettingError(f"minimum confidence must be a number from 0 to 1, got {shown(min_confidence)}.")
     for what, value in (("true class", true_class), ("predicted class", pred_class)):
         if value is not None and whole_number(value) is None:
-            raise BadSettingError(f"the {what} must be a class index (a whole number), got {value!r}.")
+            raise BadSettingError(f"the {what} must be a class index (a whole number), got {shown(value)}.")
     filters = {"label": true_class, "pred": pred_class}
     wrong = scored(scan_rows(rows, "id", "confidence", *(c for c, value in filters.items() if value is not None)))
     wrong = wrong[(wrong["correct"] == False) & (wrong["confidence"] >= min_confidence)]

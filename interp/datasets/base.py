@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from interp.errors import InterpError, at_least, seed_number
+from interp.errors import InterpError, at_least, seed_number, shown
 from interp.words import counted
 
 LabelSpace = Literal["imagenet", "own", "none"]
@@ -124,7 +124,7 @@ def given_path(value: object, what: str) -> Path:
     """``value`` (text or a path) as a :class:`Path`; ``None``, blank text or another type is a sentence naming
     ``what`` (``the scan folder``), where ``Path(None)`` was Python's ``TypeError`` and ``Path("")`` this folder."""
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
-        raise DatasetError(f"{what} is a path (text or a Path); got {value!r}.")
+        raise DatasetError(f"{what} is a path (text or a Path); got {shown(value)}.")
     return Path(value)
 
 

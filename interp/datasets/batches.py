@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from interp.datasets.base import Dataset, Item
-from interp.errors import BadSettingError, InterpError
+from interp.errors import BadSettingError, InterpError, shown
 from interp.images import DEFAULT_MAX_BYTES, load_rgb, read_bytes
 from interp.jpeg import decode_plain
 from interp.models.loading import LoadedModel
@@ -116,7 +116,7 @@ def resolve_decode(model: LoadedModel, decode: str) -> str:
     ``device`` is refused with a sentence where the model's preprocessing is not a centre crop that fits the resized
     image."""
     if decode not in DECODES:
-        raise BadSettingError(f"decode must be one of {', '.join(DECODES)}, got {decode!r}.")
+        raise BadSettingError(f"decode must be one of {', '.join(DECODES)}, got {shown(decode)}.")
     if decode == "cpu" or (decode == "auto" and model.device.type != "cuda"):
         return "cpu"
     from interp.jpeg import decoder, tried

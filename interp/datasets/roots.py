@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from interp.datasets.base import Dataset, DatasetError
+from interp.errors import shown
 
 ENV_DATASETS = "INTERP_DATASETS"
 SHAPES_DATASET = "Shapes world · test split"
@@ -52,14 +53,15 @@ class DatasetRoot:
 
     def __post_init__(self) -> None:
         if not isinstance(self.root, (str, os.PathLike)) or not str(self.root).strip():
-            raise DatasetError(f"dataset {self.name!r} names no folder (root {self.root!r}); give the folder its "
+            raise DatasetError(f"dataset {shown(self.name)} names no folder (root {self.root!r}); give the folder its "
                                "images are in.")  # fmt: skip
         object.__setattr__(self, "root", Path(self.root))  # DatasetRoot("val", "imagenet", "/data/val") as written
 
     def open(self, progress: Callable[[int, int], None] | None = None) -> Dataset:
         """Read the dataset with its kind's reader (``progress(done, total)`` while a reader writes one first)."""
         if self.kind not in READERS:
-            raise DatasetError(f"dataset {self.name!r} has kind {self.kind!r}; use one of {', '.join(kinds())}.")
+            raise DatasetError(f"dataset {shown(self.name)} has kind {shown(self.kind)}; use one of "
+                               f"{', '.join(kinds())}.")  # fmt: skip
         return READERS[self.kind].open(self, progress)
 
     @property
@@ -248,7 +250,7 @@ def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = No
     configured = read_roots(cache_dir, environ=environ)
     roots = {r.name: r for r in configured.roots}
     if not isinstance(name, str):
-        raise DatasetError(f"a dataset is named by text, one of {', '.join(map(repr, roots))}; got {name!r}.")
+        raise DatasetError(f"a dataset is named by text, one of {', '.join(map(repr, roots))}; got {shown(name)}.")
     if name in roots:
         return roots[name]
     folded = {r.casefold(): r for r in roots}
@@ -258,7 +260,7 @@ def find_root(name: str, cache_dir: Path, environ: Mapping[str, str] | None = No
     near = near or difflib.get_close_matches(name, list(roots), n=1, cutoff=0.6)
     hint = f" did you mean {near[0]!r}?" if len(near) == 1 else ""
     unread = f" Not read from the settings: {' '.join(configured.problems)}" if configured.problems else ""
-    raise DatasetError(f"no dataset is configured as {name!r};{hint} configured: {', '.join(map(repr, roots))} "
+    raise DatasetError(f"no dataset is configured as {shown(name)};{hint} configured: {', '.join(map(repr, roots))} "
                        f"(or give --root with a kind: {', '.join(kinds())}).{unread}")  # fmt: skip
 
 
@@ -305,8 +307,8 @@ def _entry(entry: Mapping[str, Any]) -> DatasetRoot:
     try:
         name, kind, root = str(entry["name"]), str(entry["kind"]), Path(str(entry["root"])).expanduser()
     except (KeyError, TypeError):
-        raise DatasetError(f"a dataset entry needs name, kind and root; got {dict(entry)!r}.") from None
+        raise DatasetError(f"a dataset entry needs name, kind and root; got {shown(dict(entry))}.") from None
     if kind not in kinds():
-        raise DatasetError(f"dataset {name!r} has kind {kind!r}; use one of {', '.join(kinds())}.")
+        raise DatasetError(f"dataset {shown(name)} has kind {shown(kind)}; use one of {', '.join(kinds())}.")
     mapping = entry.get("mapping")
     return DatasetRoot(name, kind, root, str(mapping) if mapping else None)

@@ -36,7 +36,7 @@ from interp.datasets.scan_files import (  # noqa: F401  (re-exported: the scan's
     read_meta,
     scan_lock,
 )
-from interp.errors import BadSettingError, at_least, whole_number
+from interp.errors import BadSettingError, at_least, shown, whole_number
 from interp.models.given import loaded
 from interp.models.loading import LoadedModel
 from interp.models.precision import check_precision, precision_scope
@@ -135,7 +135,7 @@ def scan(
     model = loaded(model, "scan")
     batch_size, limit = check_scan_settings(batch_size, limit)
     if workers is not None and (whole_number(workers) is None or workers < 0):
-        raise BadSettingError(f"workers must be 0 (threads read each batch) or more, got {workers!r}.")
+        raise BadSettingError(f"workers must be 0 (threads read each batch) or more, got {shown(workers)}.")
     out = output_folder(out)
     check_precision(precision)
     decode = resolve_decode(model, decode)

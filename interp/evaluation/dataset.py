@@ -22,7 +22,7 @@ import pandas as pd
 from interp.attribution.memory import forward_batch_size
 from interp.datasets import Dataset, DatasetError, Item, as_dataset, scan_lock
 from interp.datasets.scanner import output_folder
-from interp.errors import BadSettingError, InterpError, rows_with, whole_number
+from interp.errors import BadSettingError, InterpError, rows_with, shown, whole_number
 from interp.evaluation.choices import REPLACEMENTS
 from interp.evaluation.faithfulness import check_steps, deletion_insertion, model_block, random_map
 from interp.evaluation.localisation import energy_inside, object_mask, pointing
@@ -64,17 +64,17 @@ def evaluate_dataset(
     methods = method_names(methods)
     dataset = as_dataset(dataset)  # a DatasetRoot or a folder's path, as well
     if not 1 <= (whole_number(n) or 0) <= 100_000:
-        raise BadSettingError(f"the number of images must be 1 to 100,000 (a whole number), got {n!r}.")
+        raise BadSettingError(f"the number of images must be 1 to 100,000 (a whole number), got {shown(n)}.")
     steps = check_steps(steps)
     if replacement not in REPLACEMENTS:
-        raise BadSettingError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
+        raise BadSettingError(f"replacement {shown(replacement)} is not one of {', '.join(REPLACEMENTS)}.")
     if stray := sorted(set(params or {}) - set(methods)):  # a misspelt name left the method on its defaults
         raise BadSettingError(f"settings are given for {', '.join(map(str, stray))}, which is not among the methods "
                               f"({', '.join(methods)}).")  # fmt: skip
     for method, given in (params or {}).items():
         if not isinstance(given, Mapping):
             raise BadSettingError(f"the settings of {method} are a mapping of names to values, e.g. "
-                                  f"{{'steps': 32}}; got {given!r}.")  # fmt: skip
+                                  f"{{'steps': 32}}; got {shown(given)}.")  # fmt: skip
     params = {m: dict((params or {}).get(m, {})) for m in methods}
     runnable = [m for m in methods if get_method(m, **params[m]).applies_to(model) is None]
     if not runnable:

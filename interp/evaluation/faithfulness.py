@@ -34,7 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
-from interp.errors import SEED_LIMIT, BadSettingError, check_class, seed_number, whole_number
+from interp.errors import SEED_LIMIT, BadSettingError, check_class, seed_number, shown, whole_number
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
@@ -123,9 +123,9 @@ def deletion_insertion(
         raise BadSettingError(NOT_FINITE)
     steps, seed = check_steps(steps), seed_number(seed)
     if replacement not in REPLACEMENTS:
-        raise BadSettingError(f"replacement {replacement!r} is not one of {', '.join(REPLACEMENTS)}.")
+        raise BadSettingError(f"replacement {shown(replacement)} is not one of {', '.join(REPLACEMENTS)}.")
     if score not in ("probability", "logit"):
-        raise BadSettingError(f"score is 'probability' or 'logit', got {score!r}.")
+        raise BadSettingError(f"score is 'probability' or 'logit', got {shown(score)}.")
     target = check_class(target, model.num_classes, model.name, model.class_names)
     height, width = sal.shape
     block = default_block((height, width)) if block is None else _whole_block(block)
@@ -145,12 +145,12 @@ def deletion_insertion(
         part = jobs[start : start + chunk]
         top = torch.stack([rank < c for _, c in part])[:, None].to(x.dtype)  # 1 = pixels of the top regions
         deleting = torch.tensor([d for d, _ in part], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-        shown = deleting * (1 - top) + (1 - deleting) * top  # deletion: all but the top shown; insertion: the top
+        visible = deleting * (1 - top) + (1 - deleting) * top  # deletion: all but the top shown; insertion: the top
         if imputed:
             seeds = [(seed * 10_007 + start + k) % SEED_LIMIT for k in range(len(part))]
-            inputs = _impute(x[0], [s[0] < 0.5 for s in shown], seeds)
+            inputs = _impute(x[0], [s[0] < 0.5 for s in visible], seeds)
         else:
-            inputs = empty + shown * (x - empty)
+            inputs = empty + visible * (x - empty)
         logits = model.run(inputs).float()
         scores.append(logits.softmax(-1)[:, target] if score == "probability" else logits[:, target])
     values = torch.cat(scores).cpu().numpy().astype(np.float64)
@@ -177,14 +177,14 @@ def check_steps(steps: object) -> int:
     """The number of removal steps as an ``int`` from 1 to 1000, or a sentence (2.5 failed inside the pass)."""
     number = whole_number(steps)
     if number is None or not 1 <= number <= 1000:
-        raise BadSettingError(f"steps must be 1 to 1000 (a whole number), got {steps!r}.")
+        raise BadSettingError(f"steps must be 1 to 1000 (a whole number), got {shown(steps)}.")
     return number
 
 
 def _whole_block(block: object) -> int:
     number = whole_number(block)
     if number is None:  # 2.5 was truncated to 2 without a word
-        raise BadSettingError(f"block must be a whole number of pixels, got {block!r}.")
+        raise BadSettingError(f"block must be a whole number of pixels, got {shown(block)}.")
     return number
 
 
@@ -230,7 +230,7 @@ def random_floor(
     """
     model = loaded(model, "random_floor")
     if not 1 <= (whole_number(maps) or 0) <= 100:
-        raise BadSettingError(f"maps must be 1 to 100, got {maps!r}.")
+        raise BadSettingError(f"maps must be 1 to 100, got {shown(maps)}.")
     seed = seed_number(seed)
     x = model_input(model, x)  # an image: preprocessed once for every map
     shape = tuple(x.shape[-2:])

@@ -89,7 +89,8 @@ def boxes_mask(boxes, height: int, width: int) -> np.ndarray:
     Open Images ``Item.boxes``), in the image's own pixels."""
     h, w = whole_number(height), whole_number(width)
     if h is None or w is None or h < 1 or w < 1:
-        raise BadSettingError(f"the mask's height and width are whole numbers of pixels; got {height!r}, {width!r}.")
+        raise BadSettingError(f"the mask's height and width are whole numbers of pixels; got {shown(height)}, "
+                              f"{shown(width)}.")  # fmt: skip
     boxes = [boxes] if isinstance(boxes, tuple) and len(boxes) == 5 and isinstance(boxes[0], str) else boxes
     rows = list(boxes) if isinstance(boxes, (list, tuple)) else None
     if rows is None or not all(isinstance(b, (list, tuple)) and len(b) == 5

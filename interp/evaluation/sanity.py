@@ -20,7 +20,7 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
-from interp.errors import BadSettingError, check_class, seed_number
+from interp.errors import BadSettingError, check_class, seed_number, shown
 from interp.models import LoadedModel
 from interp.models.given import loaded
 from interp.models.layout import model_input
@@ -95,7 +95,7 @@ def cascading_randomisation(
     from interp.models.loading import WeightsInfo
 
     if params is not None and not isinstance(params, Mapping):
-        raise BadSettingError(f"params are the method's settings by name, e.g. {{'steps': 32}}; got {params!r}.")
+        raise BadSettingError(f"params are the method's settings by name, e.g. {{'steps': 32}}; got {shown(params)}.")
     seed = seed_number(seed)
     params = dict(params or {})
     target = check_class(target, model.num_classes, model.name, model.class_names)
@@ -112,8 +112,8 @@ def cascading_randomisation(
                 p.copy_((torch.randn(p.shape, generator=gen) * std.cpu() + mean.cpu()).to(p))
         randomised = Loaded(model.spec, clone, WeightsInfo("random", f"randomised down to {layer}", f"sanity-{layer}"),
                             model.data_config, model.class_names, model.device)  # fmt: skip
-        shown = np.abs(attribute(randomised, x, method, target, **params).map)
-        steps.append(RandomisedStep(layer, _spearman(trained, shown), _ssim(trained, shown)))
+        after = np.abs(attribute(randomised, x, method, target, **params).map)
+        steps.append(RandomisedStep(layer, _spearman(trained, after), _ssim(trained, after)))
     mean = float(np.mean([step.spearman for step in steps])) if steps else 0.0
     flagged = mean >= STILL_THE_SAME
     if flagged:

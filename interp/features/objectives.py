@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn.functional as F
 
-from interp.errors import BadSettingError, class_index, whole_number
+from interp.errors import BadSettingError, class_index, shown, whole_number
 
 if TYPE_CHECKING:
     from interp.models import LoadedModel
@@ -46,11 +46,11 @@ class Objective:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise BadSettingError(f"objective is one of {', '.join(KINDS)}; got {self.kind!r}.")
+            raise BadSettingError(f"objective is one of {', '.join(KINDS)}; got {shown(self.kind)}.")
         if self.kind in ("channel", "neuron") and not self.layer:
             raise BadSettingError(f"a {self.kind} objective needs a layer.")
         if self.layer is not None and not isinstance(self.layer, str):
-            raise BadSettingError(f"the layer is named by its dotted path (e.g. 'layer3.1'), got {self.layer!r}.")
+            raise BadSettingError(f"the layer is named by its dotted path (e.g. 'layer3.1'), got {shown(self.layer)}.")
         if self.kind in ("class", "probability") and isinstance(self.unit, str):
             text = self.unit.strip()
             if not text:
@@ -65,7 +65,7 @@ class Objective:
         if self.position is not None:
             pair = tuple(self.position) if isinstance(self.position, tuple | list) else ()
             if len(pair) != 2:
-                raise BadSettingError(f"a neuron's position is (row, column); got {self.position!r}.")
+                raise BadSettingError(f"a neuron's position is (row, column); got {shown(self.position)}.")
             object.__setattr__(self, "position", tuple(_whole(v, "a neuron's position") for v in pair))
 
     @property
@@ -136,7 +136,8 @@ def model_objective(objective: Objective, model: LoadedModel) -> Objective:
     """``objective`` read against ``model`` (:meth:`Objective.for_model`); anything but an :class:`Objective` is a
     sentence (a layer's name given alone was an ``AttributeError``)."""
     if not isinstance(objective, Objective):
-        raise BadSettingError(f"the unit is an Objective, e.g. Objective('channel', 5, 'layer3'); got {objective!r}.")
+        raise BadSettingError(f"the unit is an Objective, e.g. Objective('channel', 5, 'layer3'); got "
+                              f"{shown(objective)}.")  # fmt: skip
     return objective.for_model(model)
 
 
@@ -158,5 +159,5 @@ def _whole(value: object, what: str) -> int:
     layer's output deep inside the pass (IndexError), a string failed a comparison."""
     number = whole_number(value)
     if number is None:
-        raise BadSettingError(f"{what} is a whole number; got {value!r}.")
+        raise BadSettingError(f"{what} is a whole number; got {shown(value)}.")
     return number

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 from interp.features.settings import PARAMETERISATIONS
 
 COLOUR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
@@ -42,7 +42,7 @@ class ImageParam(torch.nn.Module):
                  device: torch.device | str = "cpu") -> None:  # fmt: skip
         super().__init__()
         if kind not in PARAMETERISATIONS:
-            raise BadSettingError(f"parameterisation is one of {', '.join(PARAMETERISATIONS)}; got {kind!r}.")
+            raise BadSettingError(f"parameterisation is one of {', '.join(PARAMETERISATIONS)}; got {shown(kind)}.")
         self.kind, self.size, self.decorrelate = kind, size, decorrelate
         if kind == "fft":
             fy = torch.fft.fftfreq(size)[:, None]

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from interp.errors import BadSettingError, real_number, whole_number
+from interp.errors import BadSettingError, real_number, shown, whole_number
 
 Parameterisation = Literal["fft", "pixel"]
 PARAMETERISATIONS: tuple[str, ...] = ("fft", "pixel")
@@ -52,18 +52,20 @@ class VisualiseSettings:
         whole = lambda v, lo, hi: (n := whole_number(v)) is not None and lo <= n <= hi  # noqa: E731
         real = lambda v, lo, hi: (x := real_number(v)) is not None and lo <= x <= hi  # noqa: E731
         checks = [
-            (self.param in PARAMETERISATIONS, f"param is one of {', '.join(PARAMETERISATIONS)}; got {self.param!r}."),
-            (whole(self.steps, 1, 4096), f"steps is a whole number from 1 to 4096; got {self.steps!r}."),
-            (whole(self.size, 32, 512), f"size is a whole number from 32 to 512 pixels; got {self.size!r}."),
-            (whole(self.batch, 1, 16), f"batch is a whole number from 1 to 16 images; got {self.batch!r}."),
-            (real(self.lr, 0, 1) and self.lr > 0, f"lr is above 0 and at most 1; got {self.lr!r}."),
+            (self.param in PARAMETERISATIONS,
+             f"param is one of {', '.join(PARAMETERISATIONS)}; got {shown(self.param)}."),
+            (whole(self.steps, 1, 4096), f"steps is a whole number from 1 to 4096; got {shown(self.steps)}."),
+            (whole(self.size, 32, 512), f"size is a whole number from 32 to 512 pixels; got {shown(self.size)}."),
+            (whole(self.batch, 1, 16), f"batch is a whole number from 1 to 16 images; got {shown(self.batch)}."),
+            (real(self.lr, 0, 1) and self.lr > 0, f"lr is above 0 and at most 1; got {shown(self.lr)}."),
             (whole(self.jitter, 0, (whole_number(self.size) or 0) // 4),
-             f"jitter is a whole number from 0 to a quarter of the size; got {self.jitter!r}."),
-            (real(self.scale, 0, 0.5), f"scale is from 0 to 0.5; got {self.scale!r}."),
-            (real(self.rotate, 0, 45), f"rotate is from 0 to 45 degrees; got {self.rotate!r}."),
+             f"jitter is a whole number from 0 to a quarter of the size; got {shown(self.jitter)}."),
+            (real(self.scale, 0, 0.5), f"scale is from 0 to 0.5; got {shown(self.scale)}."),
+            (real(self.rotate, 0, 45), f"rotate is from 0 to 45 degrees; got {shown(self.rotate)}."),
             (all(real(w, 0, math.inf) for w in (self.tv, self.l2, self.diversity)),
-             f"tv, l2 and diversity are weights of 0 or more; got {self.tv!r}, {self.l2!r}, {self.diversity!r}."),
-            (whole(self.seed, 0, 2**63 - 1), f"seed is a whole number of 0 or more; got {self.seed!r}."),
+             f"tv, l2 and diversity are weights of 0 or more; got {shown(self.tv)}, {shown(self.l2)}, "
+             f"{shown(self.diversity)}."),
+            (whole(self.seed, 0, 2**63 - 1), f"seed is a whole number of 0 or more; got {shown(self.seed)}."),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:

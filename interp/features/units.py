@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from interp.concepts.activations import _forward_to, default_layers, resolve_layer
-from interp.errors import BadSettingError, name_list, whole_number
+from interp.errors import BadSettingError, name_list, shown, whole_number
 from interp.images import LoadedImage, image_list
 from interp.models.given import loaded
 from interp.models.hooks import first_output, hooked
@@ -168,7 +168,7 @@ def feature_maps(model: LoadedModel, image: LoadedImage, layer: str, top_k: int 
     what :func:`interp.load_image` takes)."""
     model = loaded(model, "feature_maps")
     if (whole_number(top_k) or 0) < 1:
-        raise BadSettingError(f"top_k is how many channels to show, a whole number of at least 1; got {top_k!r}.")
+        raise BadSettingError(f"top_k is how many channels to show, a whole number of at least 1; got {shown(top_k)}.")
     out = _output(model, layer, [image])
     grid = as_grid(model, out, layer).cpu()[0]
     means = grid.mean(dim=(1, 2))
@@ -185,7 +185,7 @@ def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, scale: int = 1) -> np.
     for what, value, least in (("columns", columns, 1), ("scale", scale, 1), ("gap", gap, 0)):
         number = whole_number(value)
         if number is None or number < least:
-            raise BadSettingError(f"{what} is a whole number of at least {least}; got {value!r}.")
+            raise BadSettingError(f"{what} is a whole number of at least {least}; got {shown(value)}.")
     if scale > 1:
         tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     k, h, w, _ = tiles.shape

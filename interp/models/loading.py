@@ -31,6 +31,7 @@ from interp.errors import (
     UnknownModelError,
     WeightsMismatchError,
     WeightsUnavailableError,
+    shown,
 )
 from interp.images import LoadedImage, as_loaded
 from interp.models import weights as W
@@ -179,7 +180,7 @@ class LoadedModel:
             top = [n for n in self._layer_names if "." not in n]
             hint = (f"Its top-level layers are {', '.join(top[:8])}{' …' if len(top) > 8 else ''}; deeper ones are "
                     "dotted paths below them.")  # fmt: skip
-        raise BadSettingError(f"{self.name} has no layer {name!r}. {hint} `python -m interp models --layers "
+        raise BadSettingError(f"{self.name} has no layer {shown(name)}. {hint} `python -m interp models --layers "
                               f"{self.name}` lists them with their output shapes.")  # fmt: skip
 
     @property

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 _TF32 = threading.Lock()
@@ -31,7 +31,7 @@ def default_precision(device: torch.device | str) -> str:
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise BadSettingError(f"precision is one of {', '.join(PRECISIONS)}; got {precision!r}.")
+        raise BadSettingError(f"precision is one of {', '.join(PRECISIONS)}; got {shown(precision)}.")
     return precision
 
 

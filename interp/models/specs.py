@@ -16,7 +16,7 @@ from typing import Any, Literal
 import timm
 import torch
 
-from interp.errors import UnknownModelError
+from interp.errors import UnknownModelError, shown
 
 Family = Literal["cnn", "vit"]
 WeightsKind = Literal["hub", "bundled", "random", "file"]
@@ -153,7 +153,8 @@ def get_spec(name: str) -> ModelSpec:
         UnknownModelError: ``name`` is neither; the message suggests close timm names.
     """
     if not isinstance(name, str):
-        raise UnknownModelError(f"a model is named by text (e.g. 'efficientnet_lite0' or a timm name), not {name!r}.")
+        raise UnknownModelError(f"a model is named by text (e.g. 'efficientnet_lite0' or a timm name), not "
+                                f"{shown(name)}.")  # fmt: skip
     name = name.strip()
     if name in SPECS:
         return SPECS[name]
@@ -164,7 +165,7 @@ def get_spec(name: str) -> ModelSpec:
             raise UnknownModelError(text)
         close = suggest_names(name)
         hint = f" Did you mean {', '.join(close)}?" if close else f" {LIST_HINT}"
-        raise UnknownModelError(f"{name!r} is not a timm model name.{hint}")
+        raise UnknownModelError(f"{shown(name)} is not a timm model name.{hint}")
     return _infer_spec(name)
 
 
@@ -212,7 +213,7 @@ def timm_names(pattern: str) -> list[TimmName]:
     if not names:
         close = suggest_names("".join(c for c in typed if c not in "*?[]"))
         hint = f"; did you mean {', '.join(close)}?" if close else "."
-        raise UnknownModelError(f"no timm model name matches {typed!r} (patterns use * and ?, for example "
+        raise UnknownModelError(f"no timm model name matches {shown(typed)} (patterns use * and ?, for example "
                                 f"'*vit_small*' or 'resnet5?'){hint}")  # fmt: skip
     from timm.models import get_arch_pretrained_cfgs
 

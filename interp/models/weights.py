@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from interp.config import ENV_OFFLINE, YES
-from interp.errors import WeightsMismatchError, WeightsUnavailableError
+from interp.errors import WeightsMismatchError, WeightsUnavailableError, shown
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def weights_kind(weights: object) -> str | Path | bytes | dict:
     try:
         exists, folder = path.exists(), path.is_dir()
     except OSError as exc:  # a name too long for the file system
-        raise WeightsMismatchError(f"{weights[:80]!r} cannot be a weights file here ({exc.strerror}).") from None
+        raise WeightsMismatchError(f"{shown(weights)} cannot be a weights file here ({exc.strerror}).") from None
     if not exists and not path.suffix:
         raise WeightsMismatchError(f"there is no weights file at {weights}, and weights are a file's path or one of "
                                    f"{', '.join(WEIGHT_KINDS)}.")  # fmt: skip

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.draw import disk, line, polygon
 
-from interp.errors import BadSettingError
+from interp.errors import BadSettingError, shown
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLITS = ("train", "test", "clean")
@@ -69,7 +69,7 @@ def classifies_shapes(class_names) -> bool:
 def render(index: int, *, seed: int = 0, split: str = "train", size: int = IMAGE_SIZE) -> ShapeSample:
     """Draw sample ``index`` of ``split``. The class cycles through ``CLASSES`` so every split is balanced."""
     if split not in SPLITS:
-        raise BadSettingError(f"split {split!r} is not one of {', '.join(SPLITS)}.")
+        raise BadSettingError(f"split {shown(split)} is not one of {', '.join(SPLITS)}.")
     if not 64 <= size <= MAX_SIZE:
         raise BadSettingError(f"images are 64 to {MAX_SIZE} px a side, got {size}.")
     if seed < 0 or index < 0:
@@ -171,7 +171,7 @@ def _shape_mask(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
             rr, cc = _rect(cy, cx, radius, theta, corners, size)
             mask[rr, cc] = True
     else:
-        raise BadSettingError(f"unknown shape {kind!r}; the classes are {', '.join(CLASSES)}.")
+        raise BadSettingError(f"unknown shape {shown(kind)}; the classes are {', '.join(CLASSES)}.")
     return mask
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from interp.attention.maps import rollout
-from interp.errors import BadSettingError, check_class, expected, real_number, whole_number
+from interp.errors import BadSettingError, check_class, expected, real_number, shown, whole_number
 from interp.text.capture import TEXT_CAPTURE, TextAttention
 from interp.text.model import Encoded, TextModel, text_model
 
@@ -77,7 +77,7 @@ def head_stats(cap: TextAttention, queries: Sequence[int] | None = None) -> Head
     given = [queries] if whole_number(queries) is not None or isinstance(queries, str) else queries
     positions = None if queries is None else [whole_number(q) for q in given]
     if positions is not None and (not positions or any(q is None or not 0 <= q < t for q in positions)):
-        raise BadSettingError(f"queries are token positions, whole numbers from 0 to {t - 1}; got {queries!r}.")
+        raise BadSettingError(f"queries are token positions, whole numbers from 0 to {t - 1}; got {shown(queries)}.")
     rows = np.arange(t) if positions is None else np.asarray(sorted(set(positions)), dtype=int)
     idx = np.arange(t)
     part = a[..., rows, :]  # (L, H, Q, T)
@@ -158,19 +158,20 @@ def token_ig(model: TextModel, encoded: Encoded | str, target: int, steps: int =
     encoded = model.as_encoded(encoded)
     target = check_class(target, len(model.class_names), model.name, model.class_names)
     if not 2 <= (whole_number(steps) or 0) <= MAX_STEPS:
-        raise BadSettingError(f"steps is a whole number from 2 to {MAX_STEPS}; got {steps!r}.")
+        raise BadSettingError(f"steps is a whole number from 2 to {MAX_STEPS}; got {shown(steps)}.")
     if not 0 < (real_number(tolerance) or 0) < math.inf:
-        raise BadSettingError(f"tolerance is a share of the logit's change, a number above 0; got {tolerance!r}.")
+        raise BadSettingError(f"tolerance is a share of the logit's change, a number above 0; got {shown(tolerance)}.")
     tokenizer = model.tokenizer
     if baseline_token is None:
         baseline_token = tokenizer.mask_token or tokenizer.pad_token
     elif not isinstance(baseline_token, str):
         raise BadSettingError(f"the baseline token is one token of {model.name}'s vocabulary as text, such as "
-                              f"{tokenizer.mask_token or tokenizer.pad_token!r}; got {baseline_token!r}.")  # fmt: skip
+                              f"{tokenizer.mask_token or tokenizer.pad_token!r}; got "
+                              f"{shown(baseline_token)}.")  # fmt: skip
     pad = tokenizer.convert_tokens_to_ids(baseline_token) if baseline_token is not None else 0
     if baseline_token is not None and pad == tokenizer.unk_token_id and baseline_token != tokenizer.unk_token:
-        raise BadSettingError(f"the baseline token {baseline_token!r} is not in {model.name}'s vocabulary; use one "
-                              f"it has, such as {tokenizer.mask_token or tokenizer.pad_token!r}.")  # fmt: skip
+        raise BadSettingError(f"the baseline token {shown(baseline_token)} is not in {model.name}'s vocabulary; use "
+                              f"one it has, such as {tokenizer.mask_token or tokenizer.pad_token!r}.")  # fmt: skip
     special = torch.tensor(encoded.special, device=encoded.ids.device)
     baseline = torch.where(special[None], encoded.ids, torch.full_like(encoded.ids, pad))
     embeddings = model.structure.get_input_embeddings()

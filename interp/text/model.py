@@ -235,7 +235,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
     else:
         if not is_hub_name(name):  # a path, a sentence, a typo with spaces: no cache or hub lookup can find it
             folder = " or there is no such folder" if allow_paths else ""
-            raise UnknownModelError(f"{name[:80]!r} is not a Hugging Face model name (such as bert-base-uncased "
+            raise UnknownModelError(f"{shown(name)} is not a Hugging Face model name (such as bert-base-uncased "
                                     f"or owner/name){folder}; use text_bert (bundled) or a name from the hub.")
         where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
     auto = transformers.AutoModelForSequenceClassification
