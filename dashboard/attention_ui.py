@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, guarded, sentence
+from dashboard.feedback import attempt, guarded, quoted, sentence
 from interp.attention import (
     HEAD_FUSIONS,
     AttentionCapture,
@@ -198,8 +198,8 @@ def patch_view(ident: str, cap: AttentionCapture, base: np.ndarray) -> None:
             state.put("attn_row", int(row))
             state.put("attn_col", int(col))
         else:
-            permalink.note(f"The link's patch “{linked}” is not a row and a column of this model's {rows}×{cols} "
-                           "grid (e.g. 3,5); showing the centre.")  # fmt: skip
+            permalink.note(f"The link's patch {quoted(linked)} is not a row and a column of this model's "
+                           f"{rows}×{cols} grid (e.g. 3,5); showing the centre.")  # fmt: skip
     for key, size in (("attn_row", rows), ("attn_col", cols)):  # a patch kept from a model with a larger grid
         if not 0 <= int(st.session_state[key]) < size:
             state.put(key, size // 2)

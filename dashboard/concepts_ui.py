@@ -15,7 +15,7 @@ from PIL import Image
 
 from dashboard import charts, permalink, resources, state
 from dashboard.concept_library_ui import library, set_images
-from dashboard.feedback import attempt
+from dashboard.feedback import attempt, quoted
 from interp.concepts import (
     CLASSIFIERS,
     TCAVReport,
@@ -125,8 +125,8 @@ def _from_link(model: LoadedModel, keys: dict[str, str], defaults: dict, options
         if linked in options[name]:
             state.put(keys[name], linked)
         elif linked:
-            permalink.note(f"The link's {name.replace('_', ' ')} “{linked}” are not offered here; showing "
-                           f"“{defaults[name]}”.")  # fmt: skip
+            permalink.note(f"The link's {name.replace('_', ' ')} {quoted(linked)} are not offered here; showing "
+                           f"{quoted(defaults[name])}.")  # fmt: skip
     for name, default in defaults.items():  # the choice kept from earlier reruns and pages, else the default
         state.restore(keys[name], default)
     for name, known in options.items():  # a concept set deleted since, or a saved set no longer offered

@@ -19,7 +19,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from dashboard import charts, permalink, resources, state
-from dashboard.feedback import attempt, guarded
+from dashboard.feedback import attempt, guarded, quoted
 from dashboard.views import zipped
 from interp.attribution.display import DisplaySettings, overlay
 from interp.features import (
@@ -85,7 +85,8 @@ def layer_ui(model: LoadedModel) -> str:
     if from_url in layers:
         state.put(key, from_url)
     elif from_url:
-        permalink.note(f"The link's layer “{from_url}” is not a layer of {model.name} offered here; showing {default}.")
+        permalink.note(f"The link's layer {quoted(from_url)} is not a layer of {model.name} offered here; showing "
+                       f"{default}.")  # fmt: skip
     if st.session_state[key] not in layers:
         state.put(key, default)
     return st.selectbox("Layer", layers, key=key, on_change=state.keep, args=(key,),
@@ -190,18 +191,18 @@ def _take_link(model: LoadedModel, layer: str) -> None:
         if kind in KINDS:
             st.session_state["feat_kind"] = kind
         else:
-            permalink.note(f"The link's objective “{kind}” is not one of {', '.join(KINDS)}.")
+            permalink.note(f"The link's objective {quoted(kind)} is not one of {', '.join(KINDS)}.")
     if unit is not None:
         on_layer = st.session_state.get("feat_kind", "channel") in ("channel", "neuron")
         if unit.isdigit():
             st.session_state[channel_key(model, layer) if on_layer else f"feat_class_{model.key}"] = int(unit)
             st.session_state[LINKED_UNIT] = int(unit)  # checked against the layer's channels once they are known
         else:
-            permalink.note(f"The link's unit “{unit}” is not a channel or class number (0, 1, 2…); showing "
+            permalink.note(f"The link's unit {quoted(unit)} is not a channel or class number (0, 1, 2…); showing "
                            "the page's own.")  # fmt: skip
     if negative is not None:
         if negative not in ("0", "1"):
-            permalink.note(f"The link's negative “{negative}” is not 1 or 0; showing the unit's positive side.")
+            permalink.note(f"The link's negative {quoted(negative)} is not 1 or 0; showing the unit's positive side.")
         st.session_state["feat_negative"] = negative == "1"
 
 

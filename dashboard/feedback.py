@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import streamlit as st
 
-from interp.errors import InterpError
+from interp.errors import SHOWN_TEXT, InterpError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,6 +25,15 @@ def sentence(text: str) -> str:
     letters in it."""
     first = text.split(" ", 1)[0]
     return text[:1].upper() + text[1:] if first.isalpha() else text
+
+
+def quoted(text: object) -> str:
+    """What a visitor typed or a link carried, in quotation marks: whole up to ``SHOWN_TEXT`` characters, else its
+    start and its length (a pasted name of 5,000 characters filled the sidebar's sentence)."""
+    text = str(text)
+    if len(text) <= SHOWN_TEXT:
+        return f"“{text}”"
+    return f"“{text[: SHOWN_TEXT - 20]}…” ({len(text):,} characters)"
 
 
 def disk_full(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, permalink, resources, sidebar, state
-from dashboard.feedback import attempt, guarded, sentence
+from dashboard.feedback import attempt, guarded, quoted, sentence
 from dashboard.why_ui import why_view
 from interp.datasets import (
     SHAPES_DATASET,
@@ -65,7 +65,7 @@ def dataset_picker_ui() -> tuple[DatasetRoot, Dataset] | tuple[None, None]:
     if linked in names:
         state.put("gallery_dataset", linked)
     elif linked:
-        permalink.note(f"The link's dataset “{linked}” is not available here (a zip someone uploaded stays "
+        permalink.note(f"The link's dataset {quoted(linked)} is not available here (a zip someone uploaded stays "
                        "with their session); showing another.")  # fmt: skip
     if st.session_state["gallery_dataset"] not in names:
         state.put("gallery_dataset", names[0])

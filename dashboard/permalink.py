@@ -38,6 +38,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from dashboard.feedback import quoted
+
 APPLIED = "_link_applied"
 LINK = "_link"
 NOTES = "_link_notes"
@@ -106,7 +108,7 @@ def _linked_value(key: str) -> str | None:
 
 
 def _dropped(what: str, given: str, offered: str, shown: str) -> None:
-    note(f"The link's {what} “{given}” is not one this page offers{offered}; showing {shown}.")
+    note(f"The link's {what} {quoted(given)} is not one this page offers{offered}; showing {shown}.")
 
 
 def _offered(widget: Callable[..., Any], args: tuple, kwargs: dict) -> str:

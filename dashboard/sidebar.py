@@ -8,7 +8,7 @@ import streamlit as st
 
 import interp
 from dashboard import permalink, resources, state
-from dashboard.feedback import guarded, sentence
+from dashboard.feedback import guarded, quoted, sentence
 from interp.errors import InterpError
 from interp.images import DEFAULT_MAX_BYTES, UPLOAD_EXTENSIONS
 from interp.models import is_timm_name, suggest_names, text_model_note
@@ -61,7 +61,8 @@ def model_picker_ui() -> state.ModelChoice | None:
     elif from_url:
         close = suggest_names(from_url, n=1)
         guess = f" (did you mean {close[0]}?)" if close else ""
-        permalink.note(f"The link's model “{from_url}” is not a timm model name{guess}; showing the default model.")
+        permalink.note(f"The link's model {quoted(from_url)} is not a timm model name{guess}; showing the default "
+                       "model.")  # fmt: skip
     state.restore("model_select", interp.DEFAULT_MODEL)
     state.restore("model_other", "")
 
@@ -95,6 +96,7 @@ def _timm_name_ui(ours: dict[str, bool]) -> str | None:
         on_change=state.keep,
         args=("model_other",),
         placeholder="e.g. resnet18.a1_in1k",
+        max_chars=state.NAME_CHARS,
     ).strip()
     if not typed:
         st.caption("Type any timm model name, or a part of one (vit, convnext, resnet…) to see names that "
@@ -107,11 +109,11 @@ def _timm_name_ui(ours: dict[str, bool]) -> str | None:
     if typed not in ours and not is_timm_name(typed):
         close = suggest_names(typed, n=5)
         if typed.lower() not in close and any(typed.lower() in suggestion for suggestion in close):
-            st.info(f"“{typed}” is not a whole model name; names that contain it (type more to narrow them):")
+            st.info(f"{quoted(typed)} is not a whole model name; names that contain it (type more to narrow them):")
         elif close:
-            st.error(f"“{typed}” is not a timm model name. Did you mean one of these?")
+            st.error(f"{quoted(typed)} is not a timm model name. Did you mean one of these?")
         else:
-            st.error(f"“{typed}” is not a timm model name, nor a part of one; try vit, resnet or convnext.")
+            st.error(f"{quoted(typed)} is not a timm model name, nor a part of one; try vit, resnet or convnext.")
         for i, suggestion in enumerate(close):
             st.button(suggestion, key=f"suggest_{i}", on_click=state.put, args=("model_other", suggestion))
         return None
@@ -201,7 +203,7 @@ def image_picker_ui() -> state.ImageChoice:
     elif dataset and item:
         st.session_state["_image"] = _dataset_image_from_link(dataset, item) or state.get("_image")
     elif from_url:
-        permalink.note(f"The link's image “{from_url}” is not one of the bundled samples; showing the default.")
+        permalink.note(f"The link's image {quoted(from_url)} is not one of the bundled samples; showing the default.")
     if not st.session_state.get("_image"):
         st.session_state["_image"] = {"kind": "sample", "name": interp.DEFAULT_SAMPLE}
     current = st.session_state["_image"]
@@ -263,7 +265,8 @@ def _dataset_image_from_link(dataset: str, item: str) -> dict | None:
     holds that image; else a note and ``None``."""
     root = {r.name: r for r in _configured()}.get(dataset)
     if root is None:
-        permalink.note(f"The link's dataset “{dataset}” is not configured on this server; showing the default sample.")
+        permalink.note(f"The link's dataset {quoted(dataset)} is not configured on this server; showing the default "
+                       "sample.")  # fmt: skip
         return None
     try:
         resources.dataset_image(root, item)

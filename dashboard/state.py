@@ -12,6 +12,10 @@ from typing import Any, Literal
 
 import streamlit as st
 
+NAME_CHARS = 200
+"""The longest model name a visitor can type: a Hugging Face repository's owner and name (up to 96 characters each),
+with timm's ``hf-hub:`` and a tag. A longer one pasted or carried by a link is still named in a short sentence."""
+
 
 @dataclass(frozen=True)
 class ModelChoice:

@@ -12,7 +12,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from dashboard import charts, permalink, state
-from dashboard.feedback import attempt, guarded, sentence
+from dashboard.feedback import attempt, guarded, quoted, sentence
 from dashboard.selection import loading
 from dashboard.views import zipped
 from interp.errors import InterpError
@@ -57,7 +57,7 @@ def model_ui() -> TextModel | None:
     options = [*BUNDLED, OTHER]
     from_url = permalink.take_one("tmodel")
     if from_url and from_url not in BUNDLED and not is_hub_name(from_url):  # as the image pages do with a non-timm name
-        permalink.note(f"The link's text model “{from_url[:80]}” is not a Hugging Face model name (such as "
+        permalink.note(f"The link's text model {quoted(from_url)} is not a Hugging Face model name (such as "
                        f"bert-base-uncased or owner/name); showing {DEFAULT_TEXT_MODEL}.")  # fmt: skip
         from_url = DEFAULT_TEXT_MODEL
     if from_url:
@@ -73,7 +73,8 @@ def model_ui() -> TextModel | None:
     name = choice
     if choice == OTHER:
         name = c2.text_input("Hugging Face name", key="text_model_other", on_change=state.keep,
-                             args=("text_model_other",), placeholder="e.g. textattack/bert-base-uncased-SST-2").strip()  # fmt: skip
+                             args=("text_model_other",), placeholder="e.g. textattack/bert-base-uncased-SST-2",
+                             max_chars=state.NAME_CHARS).strip()  # fmt: skip
         if not name:
             st.info("Type a model's name, e.g. textattack/bert-base-uncased-SST-2.")
             return None

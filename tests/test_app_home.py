@@ -165,6 +165,29 @@ def test_a_link_with_a_mistyped_model_shows_the_default_and_suggests_the_name():
     assert "“resnet_5O” is not a timm model name (did you mean resnet50?)" in at.toast[0].value
 
 
+def test_a_pasted_name_or_a_link_thousands_of_characters_long_is_named_in_a_short_sentence():
+    """A model name of 5,000 characters pasted in the box came back whole in its sentence (5,076 characters), as did
+    a link's model or image; the box takes at most 200 characters now, and what is longer than 80 is quoted to its
+    60th character with its length."""
+    at = home().run()
+    at.sidebar.selectbox(key="model_select").set_value("Another timm model…").run()
+    assert at.sidebar.text_input(key="model_other").proto.max_chars == 200
+    at.sidebar.text_input(key="model_other").input("q" * 200).run()  # the most the box takes
+    assert_healthy(at)
+    error = at.sidebar.error[0].value
+    assert error == f"“{'q' * 60}…” (200 characters) is not a timm model name, nor a part of one; try vit, resnet " \
+                    "or convnext.", error[:300]  # fmt: skip
+    at = home()
+    at.query_params["model"] = "r" * 5000
+    at.query_params["image"] = "s" * 3000
+    at.run()
+    assert_healthy(at)
+    notes = " ".join(t.value for t in at.toast)
+    assert f"The link's model “{'r' * 60}…” (5,000 characters) is not a timm model name" in notes, notes[:300]
+    assert f"The link's image “{'s' * 60}…” (3,000 characters) is not one of the bundled samples" in notes, notes[:300]
+    assert len(notes) < 600 and "**tiger cat**" in texts(at)  # the defaults, classified
+
+
 def test_uploaded_weights_for_any_timm_model():
     model = timm.create_model("test_resnet", pretrained=False, num_classes=4)
     blob = save({k: v.contiguous() for k, v in model.state_dict().items()})

@@ -99,7 +99,8 @@ def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
         assert linked.main.selectbox(key="text_model").value == "text_bert"
         notes = [w.value for w in linked.sidebar.warning]
         assert len(notes) == 1 and "is not a Hugging Face model name" in notes[0] and "showing text_bert" in notes[0]
-        assert name[:80] in notes[0] and len(notes[0]) < 250
+        quoted = f"“{name[:60]}…” (3,000 characters)" if len(name) > 80 else f"“{name}”"  # its start and length
+        assert quoted in notes[0] and len(notes[0]) < 250, notes[0]
         assert "tmodel" not in linked.query_params  # the default model: the link no longer names the bad one
     linked = text_page()
     linked.query_params["tmodel"] = "someone/no-such-model"
