@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -139,7 +141,11 @@ def _writer(directory: str, worker: int) -> None:
         cache.get(f"w{(worker + 1) % 3}-{i}")
 
 
-def test_safe_across_processes(tmp_path):
+def test_safe_across_processes(tmp_path, monkeypatch):
+    # A spawned process first runs what ``__main__`` names; an AppTest run earlier in this process can leave its own
+    # script there (test_callbacks' called an undefined ``__args`` in each writer). A main module of nothing: the
+    # writers import this test module by name instead.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     procs = [mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), w)) for w in range(3)]
     for p in procs:
         p.start()
