@@ -13,6 +13,11 @@ def test_heads_rollout_and_patch_click(app_url, page, artifacts):
     main = page.get_by_test_id("stMain")
     main.get_by_text("Every head of every layer").wait_for(timeout=120_000)
     wait_until_idle(page)
+    # an image shows a placeholder until the browser has fetched it: on a server busy with the tests before it, the
+    # run had ended and the two strips were still grey
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img').length >= 2", timeout=120_000
+    )
     page.screenshot(path=str(artifacts / "attention_heads.png"), full_page=True)
     assert main.get_by_test_id("stImage").count() >= 2
 
