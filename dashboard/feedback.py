@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import streamlit as st
 
-from interp.errors import SHOWN_TEXT, InterpError
+from interp.errors import SHOWN_CHARS, InterpError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,12 +28,12 @@ def sentence(text: str) -> str:
 
 
 def quoted(text: object) -> str:
-    """What a visitor typed or a link carried, in quotation marks: whole up to ``SHOWN_TEXT`` characters, else its
+    """What a visitor typed or a link carried, in quotation marks: whole up to ``SHOWN_CHARS`` characters, else its
     start and its length (a pasted name of 5,000 characters filled the sidebar's sentence)."""
     text = str(text)
-    if len(text) <= SHOWN_TEXT:
+    if len(text) <= SHOWN_CHARS:
         return f"“{text}”"
-    return f"“{text[: SHOWN_TEXT - 20]}…” ({len(text):,} characters)"
+    return f"“{text[: SHOWN_CHARS - 20]}…” ({len(text):,} characters)"
 
 
 def disk_full(exc: BaseException) -> bool:

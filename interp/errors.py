@@ -161,24 +161,25 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
     return BadSettingError(f"{what} takes a model that {loader} returned, not {given}.")
 
 
-SHOWN_CHARS = 40
-"""The longest ``repr`` of a value other than text that a sentence quotes whole (:func:`shown`)."""
-SHOWN_TEXT = 80
-"""The longest text a sentence quotes whole (a name, a setting's value); longer text is quoted to its 60th character."""
+SHOWN_CHARS = 80
+"""The longest value a sentence quotes whole (its ``repr``; text as typed). Longer text is quoted to its 60th character
+with its length, anything else named by its type (:func:`shown`)."""
 
 
 def shown(value: object) -> str:
-    """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``); the start of long text
-    (``'xxxxxxxx'… (300 characters)``); else its type, with its shape or length where it has one (``this Tensor of
-    shape (3, 224, 224)``, ``this list of 1,000 items``). A value typed or pasted (a name, a link's setting) or handed
-    to the API (an array where a number belongs) never fills a message with its contents."""
+    """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``, a dataset's entry in the
+    settings); the start of long text (``'xxxxxxxx'… (300 characters)``); else (an object without a ``repr`` of its
+    own, too) its type, with its shape or length where it has one (``this Tensor of shape (3, 224, 224)``, ``this list
+    of 1,000 items``). A value typed or pasted (a name,
+    a link's setting) or handed to the API (an array where a number belongs) never fills a message with its
+    contents."""
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001 - a half-built object whose repr fails is still named by its type
         text = ""
     if isinstance(value, str):
-        return text if len(value) <= SHOWN_TEXT else f"{value[: SHOWN_TEXT - 20]!r}… ({len(value):,} characters)"
-    if 0 < len(text) <= SHOWN_CHARS:
+        return text if len(value) <= SHOWN_CHARS else f"{value[: SHOWN_CHARS - 20]!r}… ({len(value):,} characters)"
+    if 0 < len(text) <= SHOWN_CHARS and not text.startswith("<"):  # not Python's "<… object at 0x…>"
         return text
     kind = f"this {type(value).__name__}"
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import re
 import sqlite3
@@ -666,12 +667,17 @@ def test_a_value_that_does_not_fit_is_named_in_a_sentence_not_printed_whole(tmp_
         assert start in message and len(message) < 600, (start, len(message), message[:300])
         if start.startswith("'"):
             assert re.search(r"…' \(|\(\d[\d,]* characters\)", message), message[:300]  # its length said
-    # short values are quoted whole, as before
+    # short values are quoted whole, as before: a name, a name of 80 characters, an operator's entry missing its kind
     with pytest.raises(interp.InterpError, match=re.escape("'no_such_net' is not a timm model name")):
         interp.get_spec("no_such_net")
-    sixty = "a" * 60
-    with pytest.raises(interp.InterpError, match=re.escape(repr(sixty))):
-        interp.load_sample(sixty)
+    eighty = "a" * 80
+    with pytest.raises(interp.InterpError, match=re.escape(repr(eighty))):
+        interp.load_sample(eighty)
+    entry = {"name": "imagenet-val", "root": "/data/imagenet/val"}
+    from interp.datasets import read_roots
+
+    problems = read_roots(tmp_path, environ={"INTERP_DATASETS": json.dumps([entry])}).problems
+    assert problems == [f"a dataset entry needs name, kind and root; got {entry!r}."], problems
 
 
 def test_the_engine_quotes_a_given_value_through_shown():
