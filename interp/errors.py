@@ -170,9 +170,8 @@ def shown(value: object) -> str:
     """``value`` as a sentence names it: its ``repr`` when short (``None``, ``3``, ``'bn2'``, a dataset's entry in the
     settings); the start of long text (``'xxxxxxxx'… (300 characters)``); else (an object without a ``repr`` of its
     own, too) its type, with its shape or length where it has one (``this Tensor of shape (3, 224, 224)``, ``this list
-    of 1,000 items``). A value typed or pasted (a name,
-    a link's setting) or handed to the API (an array where a number belongs) never fills a message with its
-    contents."""
+    of 1,000 items``). A value typed or pasted (a name, a link's setting) or handed to the API (an array where a
+    number belongs) never fills a message with its contents."""
     try:
         text = repr(value)
     except Exception:  # noqa: BLE001 - a half-built object whose repr fails is still named by its type
