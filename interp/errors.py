@@ -150,12 +150,13 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
     """The sentence for ``what`` (a function's name) given something other than a model ``loader`` returned: a
     model's name says to load it first, a bare network (anything with a ``state_dict``) how to ``wrap`` it, anything
     else its type (``predict("resnet50", image)`` failed on ``'str' object has no attribute 'preprocess'``)."""
-    if isinstance(value, str):
-        given = f"the name {value!r}; load it first: model = {loader}({value!r}), then {what}(model, …)"
+    if isinstance(value, str):  # a long name is named once, by its start and length, and the call shows its place
+        call = shown(value) if len(value) <= SHOWN_CHARS else "name"
+        given = f"the name {shown(value)}; load it first: model = {loader}({call}), then {what}(model, …)"
     elif callable(getattr(value, "state_dict", None)):
         given = f"a bare network ({type(value).__name__}); {wrap}"
     elif type(value).__name__ in _OTHER_KIND:  # a text model handed to an image function, or the other way round
-        given = f"{getattr(value, 'name', 'it')!r}, {_OTHER_KIND[type(value).__name__]}"
+        given = f"{shown(getattr(value, 'name', 'it'))}, {_OTHER_KIND[type(value).__name__]}"
     else:
         given = f"{shown(value)}; load one with {loader}(name)"
     return BadSettingError(f"{what} takes a model that {loader} returned, not {given}.")

@@ -659,12 +659,14 @@ def test_a_value_that_does_not_fit_is_named_in_a_sentence_not_printed_whole(tmp_
         "this ndarray of shape (100, 100)": lambda: failures(pd.DataFrame(), min_confidence=np.zeros((100, 100))),
         "this list of 1,000 items": lambda: random_map((4, 4), seed=list(range(1000))),
         "this tuple of 500 items": lambda: VisualiseSettings(lr=tuple(range(500))),
+        "'vvv": lambda: interp.predict("v" * 100_000, image),  # a name where a loaded model belongs
     }
     for start, call in calls.items():
         with pytest.raises(interp.InterpError) as caught:
             call()
         message = str(caught.value)
         assert start in message and len(message) < 600, (start, len(message), message[:300])
+        assert message.count(start) == 1, message[:300]  # named once
         if start.startswith("'"):
             assert re.search(r"…' \(|\(\d[\d,]* characters\)", message), message[:300]  # its length said
     # short values are quoted whole, as before: a name, a name of 80 characters, an operator's entry missing its kind
@@ -681,20 +683,19 @@ def test_a_value_that_does_not_fit_is_named_in_a_sentence_not_printed_whole(tmp_
 
 
 def test_the_engine_quotes_a_given_value_through_shown():
-    """So that no new sentence prints a value whole again: in the engine's raise statements, a value quoted with
-    ``!r`` is one of the engine's own (a registered name, a constant, a path from the operator's settings)."""
+    """So that no new sentence prints a value whole again: anywhere in the engine (a raise statement, a sentence built
+    to be raised later, a description a page shows), a value quoted with ``!r`` is one of the engine's own (a
+    registered name, a constant, a path from the operator's settings); ``shown`` itself clips what it quotes."""
     import ast
 
     own = {"cls.name", "cls.kind", "_META", "im.mode", "self.root", "near[0]", "model.transform", "self.reference",
            "tokenizer.mask_token or tokenizer.pad_token", "str(relative)", "str(entry)[:80]",
-           "getattr(value, 'name', 'it')"}  # fmt: skip
+           "name.strip()",  # only a bundled text model's name
+           "value[:SHOWN_CHARS - 20]"}  # fmt: skip
     quoted = []
     for path in sorted((ROOT / "interp").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Raise) or node.exc is None:
-                continue
-            for part in ast.walk(node.exc):
-                if isinstance(part, ast.FormattedValue) and part.conversion == ord("r"):
-                    if ast.unparse(part.value) not in own:
-                        quoted.append(f"{path.relative_to(ROOT)}:{part.lineno} {ast.unparse(part.value)}")
+        for part in ast.walk(ast.parse(path.read_text())):
+            if isinstance(part, ast.FormattedValue) and part.conversion == ord("r"):
+                if ast.unparse(part.value) not in own:
+                    quoted.append(f"{path.relative_to(ROOT)}:{part.lineno} {ast.unparse(part.value)}")
     assert not quoted, quoted

@@ -88,7 +88,7 @@ class ConceptLibrary:
     ) -> ConceptSet:
         """Store ``images`` (each a :class:`LoadedImage` or what :func:`interp.load_image` takes) under ``name``;
         duplicates (same pixels) are kept once."""
-        images = image_list(images, f"the set {name!r}")
+        images = image_list(images, f"the set {shown(name)}")
         if not images:
             raise LibraryError(f"the set {shown(name)} has no images; add some before saving.")
         if len(images) > MAX_SET_IMAGES:

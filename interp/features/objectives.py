@@ -93,7 +93,7 @@ class Objective:
         if self.kind in ("class", "probability"):  # what is optimised: "probability 1 … gives -42.1" read as a bug
             what = "logit" if self.kind == "class" else "log-probability"
             if isinstance(self.unit, str):  # a name not read against a model yet
-                return f"{sign} {what} of class {self.unit!r}"
+                return f"{sign} {what} of class {shown(self.unit)}"
             named = f" ({class_names[self.unit]})" if class_names is not None and 0 <= self.unit < len(class_names) \
                 else ""
             return f"{sign} {what} of class {self.unit}{named}"

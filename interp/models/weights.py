@@ -312,7 +312,7 @@ def read_weights_file(source: Path | bytes | dict, name: str | None = None) -> W
         return _read_safetensors(source, label)
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
         return WeightsFile(_read_torch(source, label))
-    what = f"has the extension {suffix!r}" if suffix else "has no extension"
+    what = f"has the extension {shown(suffix)}" if suffix else "has no extension"
     raise WeightsMismatchError(f"{label} {what}; use a .safetensors file, or a .pth/.pt state dict.")
 
 
