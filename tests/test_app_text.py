@@ -87,6 +87,9 @@ def test_an_unknown_hub_model_offline_is_a_sentence_and_the_page_goes_on():
     assert not at.exception
     errors = " ".join(e.value for e in at.main.error)
     assert "'the sentiment model' is not a Hugging Face model name" in errors and "no such folder" not in errors
+    at.main.text_input(key="text_model_other").set_value("efficientnet_lite0").run()  # an image model: the wrong page
+    errors = " ".join(e.value for e in at.main.error)
+    assert not at.exception and "is an image classifier, not a text model" in errors and "cache" not in errors
     # a link's model name that no hub can have (longer than any file name stopped the page once, with "File name
     # too long" from a folder check; a path) opens the bundled model and says so, as the image pages do with a name
     # that is not timm's; a name the hub may have is tried (offline: the sentence above, under the model box)

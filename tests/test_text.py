@@ -320,6 +320,10 @@ def test_the_layer_pngs_name_every_token_and_every_heads_pattern():
         (["--text", "hi", "--model", "my model/v2"], "'my model/v2' is not a Hugging Face model name (such as "
          "bert-base-uncased or owner/name) or there is no such folder"),  # was "not in the local cache": no name is
         (["--text", "not good", "--target", "7"], "not a class"),
+        # an image model (ours, timm's, timm's on the hub) was "not in the local Hugging Face cache" offline
+        (["--text", "hi", "--model", "shapes_cnn"], "'shapes_cnn' is an image classifier, not a text model"),
+        (["--text", "hi", "--model", "resnet50"], "'resnet50' is an image classifier, not a text model"),
+        (["--text", "hi", "--model", "timm/resnet50.a1_in1k"], "is an image classifier, not a text model"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args, words, tmp_path, capsys):

@@ -179,6 +179,17 @@ def text_model_note(name: str) -> str | None:
             "`python -m interp text-attention` read it.")  # fmt: skip
 
 
+def image_model_note(name: str) -> str | None:
+    """The sentence for an image classifier (a row of ``SPECS``, a timm name, timm's own hub models) named where a text
+    model goes (None for any other name): offline, ``resnet50`` was "not in the local Hugging Face cache"."""
+    name = name.strip()
+    if name not in SPECS and not name.startswith("timm/") and not is_timm_name(name):
+        return None
+    return (f"{shown(name)} is an image classifier, not a text model; the other pages and commands read it. Text "
+            "attention reads text_bert (bundled) or a Hugging Face text classifier such as "
+            "textattack/bert-base-uncased-SST-2.")  # fmt: skip
+
+
 def is_timm_name(name: str) -> bool:
     """Whether timm can build ``name`` (an architecture, optionally with a ``.tag``)."""
     arch, tag = timm.models.split_model_name_tag(name)

@@ -233,6 +233,10 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
     elif allow_paths and _is_folder(name):
         where, source, local = Path(name), f"folder {name}", True
     else:
+        from interp.models.specs import image_model_note
+
+        if note := image_model_note(name):
+            raise UnknownModelError(note)
         if not is_hub_name(name):  # a path, a sentence, a typo with spaces: no cache or hub lookup can find it
             folder = " or there is no such folder" if allow_paths else ""
             raise UnknownModelError(f"{shown(name)} is not a Hugging Face model name (such as bert-base-uncased "
