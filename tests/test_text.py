@@ -334,6 +334,27 @@ def test_cli_bad_input_exits_2_with_one_line(args, words, tmp_path, capsys):
     assert len(err) == 1 and words in err[0], err
 
 
+def test_a_folder_is_loaded_when_it_holds_a_saved_model_and_named_in_a_sentence_when_not(tmp_path):
+    """``--model FOLDER`` (the CLI and API): a copy of a saved classifier loads as the bundled one does; a folder of
+    something else said transformers' "Couldn't instantiate the backend tokenizer from one of:" and stopped there."""
+    import shutil
+
+    from interp.errors import InterpError
+    from interp.text.model import ASSETS
+
+    copy = shutil.copytree(ASSETS / "text_bert", tmp_path / "my_bert")
+    model = load_text_model(str(copy), allow_paths=True)
+    assert model.source == f"folder {copy}" and model.class_names == load_text_model("text_bert").class_names
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(InterpError, match=r"^the folder .*photos holds no saved text model \(no config.json\); give a "
+                                          r"folder that a transformers classifier's save_pretrained wrote"):  # fmt: skip
+        load_text_model(str(tmp_path / "photos"), allow_paths=True)
+    (copy / "model.safetensors").unlink()  # its weights lost: which part failed, in one sentence
+    with pytest.raises(InterpError, match=r"could not be loaded as a classifier with safetensors weights \(reading "
+                                          r"its weights: [^\n]*model.safetensors[^\n]*\)\.$"):  # fmt: skip
+        load_text_model(str(copy), allow_paths=True)
+
+
 def test_without_transformers_loading_says_how_to_install_it(monkeypatch):
     import sys
 

@@ -242,10 +242,15 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
             raise UnknownModelError(f"{shown(name)} is not a Hugging Face model name (such as bert-base-uncased "
                                     f"or owner/name){folder}; use text_bert (bundled) or a name from the hub.")
         where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
+    if isinstance(where, Path) and not (where / "config.json").is_file():  # transformers: "backend tokenizer from"
+        raise UnknownModelError(f"the folder {name} holds no saved text model (no config.json); give a folder that a "
+                                "transformers classifier's save_pretrained wrote, with its tokenizer, or a model's name.")
     auto = transformers.AutoModelForSequenceClassification
     transformers.utils.logging.disable_progress_bar()  # a progress bar per load on stderr: noise in a CLI and a log
+    part = "reading its tokenizer"
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(where, local_files_only=local)
+        part = "reading its weights"
         net = auto.from_pretrained(where, local_files_only=local, use_safetensors=True)
     except (OSError, ValueError) as exc:
         if local and name not in BUNDLED and not _is_folder(str(where)):
@@ -254,6 +259,7 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
                 "text_bert (bundled), "
                 f"or fill the cache elsewhere (`hf download {name}`) and copy ~/.cache/huggingface here."
             ) from None
-        raise UnknownModelError(f"the text model {name} could not be loaded as a classifier with safetensors weights: "
-                                f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
+        said = str(exc).strip().splitlines()[0][:200].rstrip(": .") if str(exc).strip() else type(exc).__name__
+        raise UnknownModelError(f"the text model {name} could not be loaded as a classifier with safetensors weights "
+                                f"({part}: {said}).")  # fmt: skip
     return from_parts(name, source, net, tokenizer, device)
