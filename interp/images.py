@@ -13,13 +13,16 @@ import logging
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from interp.colour import to_rgb, to_uint8
 from interp.errors import BadImageError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -266,23 +269,28 @@ def _reduced(im: Image.Image, max_side: int) -> Image.Image:
         return im
 
 
-def image_from_array(array: np.ndarray, name: str, *, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
+def image_from_array(array: np.ndarray | torch.Tensor, name: str, *, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
     """Wrap an in-memory array as a :class:`LoadedImage`, or raise :class:`BadImageError` with one sentence.
 
     Args:
-        array: ``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` or ``(H, W, 4)`` colour; ``uint8``, ``bool``, other
-            integers (scaled to 8 bits from their range, as 16-bit files are: values up to 255 stay as they are), or
-            floats from 0 to 1. Floats outside that range are refused, not clipped: an image of floats from 0 to 255
+        array: a NumPy array or a torch tensor (on any device), ``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` or
+            ``(H, W, 4)`` colour; ``uint8``, ``bool``, other integers (scaled to 8 bits from their range, as 16-bit
+            files are: values up to 255 stay as they are), or floats from 0 to 1. Floats outside that range are refused, not clipped: an image of floats from 0 to 255
             came out white.
         name: how to call the image.
         max_side: a longer side than this is downscaled (aspect ratio kept), as for files.
     """
+    tensor = callable(getattr(array, "detach", None))  # torch's, on any device, with a gradient or in bfloat16
+    if tensor:
+        array = array.detach().cpu()  # type: ignore[union-attr]
+        array = array.float() if array.is_floating_point() else array  # NumPy has no bfloat16
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
         first = arr.ndim == 3 and arr.shape[0] in (1, 3, 4)
-        hint = "; it looks channels first: pass array.transpose(1, 2, 0)" if first else ""
+        turn = "tensor.permute(1, 2, 0)" if tensor else "array.transpose(1, 2, 0)"
+        hint = f"; it looks channels first: pass {turn}" if first else ""
         raise BadImageError(f"{name} is an array of shape {arr.shape}, not an image: give (H, W) grey or (H, W, 3) "
                             f"colour pixels{hint}.")  # fmt: skip
     if min(arr.shape[:2]) == 0:

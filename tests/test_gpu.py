@@ -330,3 +330,10 @@ def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_rea
     print(f"{library}: wrong sums in {undrained} of 20 with the library's own call on the caller's stream; through "
           f"decode_on {ours} of 20, and {again} of 160 over pictures decoded before")  # fmt: skip
     assert ours == 0 and again == 0
+
+
+def test_an_image_from_a_cuda_tensor_is_the_one_from_its_cpu_copy():
+    """``image_from_array`` reads a tensor on the GPU (NumPy cannot: "can't convert cuda:0 device type tensor")."""
+    pixels = torch.rand(8, 9, 3, generator=torch.Generator().manual_seed(0))
+    want = np.asarray(interp.image_from_array(pixels, "cpu").image)
+    assert np.array_equal(np.asarray(interp.image_from_array(pixels.cuda(), "gpu").image), want)

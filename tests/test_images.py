@@ -204,6 +204,20 @@ def test_an_array_that_is_not_an_image_is_refused_in_a_sentence(array, said):
         image_from_array(array, "mine")
 
 
+def test_a_torch_tensor_is_an_array_too_with_a_gradient_or_in_bfloat16():
+    """A tensor that requires grad raised torch's "Can't call numpy() on Tensor that requires grad", a bfloat16 one
+    "Got unsupported ScalarType BFloat16" (a CUDA one fails the same way); each gives the picture NumPy's would."""
+    pixels = np.random.default_rng(0).random((8, 9, 3), dtype=np.float32)
+    want = np.asarray(image_from_array(pixels, "numpy").image)
+    for tensor in (torch.from_numpy(pixels).requires_grad_(), torch.from_numpy(pixels).to(torch.bfloat16)):
+        got = np.asarray(image_from_array(tensor, "tensor").image).astype(int)
+        assert np.abs(got - want).max() <= (0 if tensor.dtype == torch.float32 else 2)  # bfloat16: 8 bits of mantissa
+    ramp = torch.arange(64).reshape(8, 8)  # integers keep their values, as NumPy's do
+    assert np.array_equal(np.asarray(image_from_array(ramp, "r").image)[..., 0], ramp.numpy())
+    with pytest.raises(BadImageError, match=re.escape("it looks channels first: pass tensor.permute(1, 2, 0)")):
+        image_from_array(torch.zeros(3, 8, 9), "chw")
+
+
 def test_a_large_array_is_downscaled_as_a_file_is():
     big = image_from_array(np.zeros((2000, 5000, 3), np.uint8), "wide", max_side=1000)
     assert big.image.size == (1000, 400) and big.original_size == (5000, 2000)
