@@ -70,6 +70,18 @@ def real_number(value: object) -> float | None:
     return float(value)
 
 
+def as_array(value: object, dtype: object = None):
+    """``value`` as a NumPy array (``dtype`` given: of that type). A torch tensor is read as it is: with a gradient,
+    on the GPU, in bfloat16 (as float32), where ``np.asarray`` raised torch's "Can't call numpy() on Tensor that
+    requires grad", "can't convert cuda:0 device type tensor" or "Got unsupported ScalarType BFloat16"."""
+    import numpy as np
+
+    if callable(getattr(value, "detach", None)) and callable(getattr(value, "is_floating_point", None)):
+        value = value.detach().cpu()  # type: ignore[attr-defined]
+        value = value.float() if value.is_floating_point() else value
+    return np.asarray(value, dtype=dtype)
+
+
 def at_least(value: object, minimum: int, what: str) -> int:
     """``value`` as a whole number (:func:`whole_number`) no smaller than ``minimum``, or :class:`BadSettingError`
     naming ``what`` (a batch size of 2.5 failed inside ``range()``; a limit of -1 dropped the last image)."""

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from interp.colour import to_rgb, to_uint8
-from interp.errors import BadImageError
+from interp.errors import BadImageError, as_array
 
 if TYPE_CHECKING:
     import torch
@@ -281,10 +281,7 @@ def image_from_array(array: np.ndarray | torch.Tensor, name: str, *, max_side: i
         max_side: a longer side than this is downscaled (aspect ratio kept), as for files.
     """
     tensor = callable(getattr(array, "detach", None))  # torch's, on any device, with a gradient or in bfloat16
-    if tensor:
-        array = array.detach().cpu()  # type: ignore[union-attr]
-        array = array.float() if array.is_floating_point() else array  # NumPy has no bfloat16
-    arr = np.asarray(array)
+    arr = as_array(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):

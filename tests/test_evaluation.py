@@ -192,6 +192,22 @@ def test_energy_and_boxes_have_known_answers():
     assert centre_hit(mask) and not centre_hit(~mask)
 
 
+def test_a_map_held_as_a_torch_tensor_scores_as_its_numpy_copy(linear):
+    """A map a programmer made in torch (with a gradient, in bfloat16; on the GPU alike) raised torch's "Can't call
+    numpy() on Tensor that requires grad" in every score; it gives what its NumPy copy gives."""
+    from interp.evaluation import boxes_mask, energy_inside, pointing
+
+    model, w, x = linear
+    contrib = (w[1].view(3, 8, 8) * x).sum(0)
+    held = contrib.clone().requires_grad_()
+    numpy = deletion_insertion(model, x, contrib.numpy(), 1, steps=4, replacement="black", score="logit")
+    torch_ = deletion_insertion(model, x, held, 1, steps=4, replacement="black", score="logit")
+    np.testing.assert_array_equal(torch_.deletion, numpy.deletion)
+    mask = boxes_mask([("cat", 0.25, 0.5, 0.75, 1.0)], 8, 8)
+    assert energy_inside(held, torch.from_numpy(mask)) == energy_inside(contrib.numpy(), mask)
+    assert pointing(held.to(torch.bfloat16), mask) == pointing(contrib.to(torch.bfloat16).float().numpy(), mask)
+
+
 def test_grad_cam_on_shapes_cnn_points_at_the_object_more_often_than_the_centre():
     """The known answer of the shapes world: the object's mask. 40 test images (seed 1000, as the app's split)."""
     from PIL import Image

@@ -332,8 +332,13 @@ def test_decoding_on_the_gpu_never_writes_into_memory_that_queued_work_still_rea
     assert ours == 0 and again == 0
 
 
-def test_an_image_from_a_cuda_tensor_is_the_one_from_its_cpu_copy():
-    """``image_from_array`` reads a tensor on the GPU (NumPy cannot: "can't convert cuda:0 device type tensor")."""
+def test_an_image_and_a_map_held_on_the_gpu_are_read_as_their_cpu_copies():
+    """``image_from_array`` and the scores read a tensor on the GPU (NumPy cannot: "can't convert cuda:0 device type
+    tensor")."""
     pixels = torch.rand(8, 9, 3, generator=torch.Generator().manual_seed(0))
     want = np.asarray(interp.image_from_array(pixels, "cpu").image)
     assert np.array_equal(np.asarray(interp.image_from_array(pixels.cuda(), "gpu").image), want)
+    from interp.evaluation import boxes_mask, energy_inside  # a map on the GPU scores as its CPU copy
+
+    mask = boxes_mask([("thing", 0.25, 0.25, 0.75, 0.75)], 8, 9)
+    assert energy_inside(pixels[..., 0].cuda(), mask) == energy_inside(pixels[..., 0].numpy(), mask)

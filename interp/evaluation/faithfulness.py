@@ -34,7 +34,7 @@ import torch
 
 from interp.attribution.baselines import make_baseline
 from interp.attribution.memory import forward_batch_size
-from interp.errors import SEED_LIMIT, BadSettingError, check_class, seed_number, shown, whole_number
+from interp.errors import SEED_LIMIT, BadSettingError, as_array, check_class, seed_number, shown, whole_number
 from interp.evaluation.choices import REPLACEMENTS, Replacement, Score
 from interp.evaluation.imputation import noisy_linear
 from interp.evaluation.localisation import NOT_FINITE
@@ -113,7 +113,7 @@ def deletion_insertion(
     x = model_input(model, x)
     if x.dim() == 3:
         x = x[None]
-    sal = torch.as_tensor(np.asarray(saliency, dtype=np.float32))
+    sal = torch.as_tensor(as_array(saliency, np.float32))
     if sal.dim() == 3:
         sal = sal.sum(0)
     if tuple(sal.shape) != tuple(x.shape[-2:]):

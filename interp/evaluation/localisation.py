@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from interp.errors import BadSettingError, real_number, shown, whole_number
+from interp.errors import BadSettingError, as_array, real_number, shown, whole_number
 from interp.shapes.truth import pointing_hit
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def as_values(saliency: np.ndarray) -> np.ndarray:
     mean little on their own. A map with one value per pixel, given as ``(H, W)``, ``(1, H, W)`` or the same value
     in every channel (occlusion, LIME, KernelSHAP, RISE), is read as it is: its negative values say a region lowers
     the score, which is not evidence for the class."""
-    values = np.asarray(saliency, dtype=np.float64)
+    values = as_array(saliency, np.float64)
     if not np.isfinite(values).all():
         raise BadSettingError(NOT_FINITE)
     if values.ndim == 3 and (values == values[:1]).all():
@@ -39,7 +39,7 @@ def as_values(saliency: np.ndarray) -> np.ndarray:
 def as_mask(mask: np.ndarray) -> np.ndarray:
     """``mask`` as ``(H, W)`` bool: a bool array as it is, 0/1 numbers as False/True; anything else (a soft mask of
     probabilities, 0-255 grey levels) is refused rather than guessed at."""
-    mask = np.asarray(mask)
+    mask = as_array(mask)
     if mask.dtype == np.bool_:
         return mask
     if mask.size and not np.isin(mask, (0, 1)).all():
