@@ -255,6 +255,17 @@ def test_class_maps_ignore_negatively_weighted_attention():
     np.testing.assert_allclose(gradient_rollout(attn, grads), np.eye(5), atol=1e-7)
 
 
+def test_attention_held_as_torch_tensors_gives_the_maps_of_its_numpy_copy(vit, x):
+    """A transformers model's ``output_attentions``, stacked, is a tensor (with a gradient where the caller wants
+    one, on the GPU alike): rollout and the class maps raised torch's "Can't call numpy() on Tensor that requires
+    grad"; they give what the NumPy copies give."""
+    cap = capture(vit, x, target=1)
+    attn, grads = torch.from_numpy(cap.attn).requires_grad_(), torch.from_numpy(cap.grads).requires_grad_()
+    np.testing.assert_array_equal(rollout(attn, "max", 0.5), rollout(cap.attn, "max", 0.5))
+    np.testing.assert_array_equal(gradient_rollout(attn, grads), gradient_rollout(cap.attn, cap.grads))
+    np.testing.assert_array_equal(chefer_relevance(attn, grads), chefer_relevance(cap.attn, cap.grads))
+
+
 def test_class_maps_on_the_vit_differ_between_classes(vit, x):
     a = class_maps(capture(vit, x, target=0))
     b = class_maps(capture(vit, x, target=5))

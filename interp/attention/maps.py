@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from interp.attention.capture import CAPTURE, AttentionCapture
-from interp.errors import BadSettingError, expected, real_number, shown, whole_number
+from interp.errors import BadSettingError, as_array, expected, real_number, shown, whole_number
 
 HeadFusion = Literal["mean", "max", "min"]
 HEAD_FUSIONS: tuple[HeadFusion, ...] = ("mean", "max", "min")
@@ -57,7 +57,7 @@ def patch_maps(cap: AttentionCapture, row: int, col: int) -> np.ndarray:
 def stacked(attn: np.ndarray, grads: np.ndarray | None = None) -> np.ndarray:
     """``attn`` as an array of shape ``(L, H, T, T)``, as a capture holds it, with ``grads`` of the same shape when
     given; other shapes are a sentence (a gradient of another shape was broadcast against the attention)."""
-    attn = np.asarray(attn)
+    attn = as_array(attn)  # a transformers model's attentions, stacked: a tensor, perhaps on the GPU
     if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2]:
         raise BadSettingError(f"attention is an array of (layers, heads, tokens, tokens), as capture(...).attn holds "
                               f"it; got shape {attn.shape}.")  # fmt: skip
@@ -180,6 +180,7 @@ def gradient_rollout_layers(attn: np.ndarray, grads: np.ndarray, discard_ratio: 
 
 def _weighted_heads(attn: np.ndarray, grads: np.ndarray, discard_ratio: float) -> np.ndarray:
     """``(L, T, T)`` heads fused as the mean of ``attention × gradient``, negatives set to 0, lowest discarded."""
+    grads = as_array(grads)
     weighted = np.clip((stacked(attn, grads) * grads).mean(axis=1), 0.0, None)
     return _discard_in_place(weighted, discard_ratio)
 
@@ -200,6 +201,7 @@ def chefer_relevance(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
 
 def chefer_layers(attn: np.ndarray, grads: np.ndarray) -> np.ndarray:
     """``(L, T, T)`` the per-layer matrices ``I + Ā`` whose product is :func:`chefer_relevance`."""
+    grads = as_array(grads)
     out = np.clip(stacked(attn, grads) * grads, 0.0, None).mean(axis=1)
     idx = np.arange(out.shape[-1])
     out[:, idx, idx] += 1.0
