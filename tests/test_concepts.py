@@ -54,6 +54,14 @@ def test_cav_finds_a_known_direction(classifier):
     assert float(cav.cav_ @ DIRECTION) > 0.8 and np.isclose(np.linalg.norm(cav.cav_), 1.0, atol=1e-5)
 
 
+def test_a_cav_learns_from_activations_held_as_torch_tensors_as_from_their_numpy_copies():
+    """Activations a programmer took with their own hooks are tensors (with a gradient, on the GPU): ``fit`` raised
+    torch's "Can't call numpy() on Tensor that requires grad"; it learns the direction the NumPy copies give."""
+    concept, random = gaussian(60, 1, shift=6.0), gaussian(60, 2)
+    held = CAV().fit(torch.from_numpy(concept).requires_grad_(), torch.from_numpy(random))
+    np.testing.assert_array_equal(held.cav_, CAV().fit(concept, random).cav_)
+
+
 def test_tcav_significant_for_a_real_concept_and_not_for_a_random_one():
     randoms = [gaussian(40, 100 + k) for k in range(11)]
     real = tcav(gaussian(40, 1, shift=6.0), randoms, class_grads(), concept_name="real", runs=10)

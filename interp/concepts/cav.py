@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from interp.errors import BadSettingError, real_number, shown
+from interp.errors import BadSettingError, as_array, real_number, shown
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class CAV:
 
     def fit(self, concept: np.ndarray, random: np.ndarray) -> CAV:
         """Learn the CAV from ``(n_c, D)`` concept and ``(n_r, D)`` random activations; returns ``self``."""
-        concept, random = np.asarray(concept, np.float32), np.asarray(random, np.float32)
+        concept, random = as_array(concept, np.float32), as_array(random, np.float32)  # torch's too, on any device
         if concept.ndim != 2 or random.ndim != 2 or concept.shape[1] != random.shape[1]:
             raise BadSettingError(f"activations must be (N, D) with the same D; got {concept.shape} and {random.shape}.")
         if not (np.isfinite(concept).all() and np.isfinite(random).all()):
