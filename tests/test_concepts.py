@@ -60,6 +60,11 @@ def test_a_cav_learns_from_activations_held_as_torch_tensors_as_from_their_numpy
     concept, random = gaussian(60, 1, shift=6.0), gaussian(60, 2)
     held = CAV().fit(torch.from_numpy(concept).requires_grad_(), torch.from_numpy(random))
     np.testing.assert_array_equal(held.cav_, CAV().fit(concept, random).cav_)
+    from interp.concepts import tcav_score
+
+    grads = class_grads()  # and so does the score of class gradients taken in torch
+    assert tcav_score(torch.from_numpy(grads).requires_grad_(), torch.from_numpy(held.cav_)) == \
+        tcav_score(grads, held.cav_)
 
 
 def test_tcav_significant_for_a_real_concept_and_not_for_a_random_one():

@@ -24,7 +24,7 @@ import numpy as np
 
 from interp.cache import ResultCache, result_key
 from interp.concepts.cav import CAV, CLASSIFIERS, Classifier
-from interp.errors import BadSettingError, real_number, seed_number, shown, whole_number
+from interp.errors import BadSettingError, as_array, real_number, seed_number, shown, whole_number
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def canonical(acts: np.ndarray, digests: Sequence[str] | None) -> np.ndarray:
 
 def tcav_score(grads: np.ndarray, cav: np.ndarray) -> float:
     """Share of the ``(N, D)`` class gradients with a positive dot product with ``cav``."""
-    grads, cav = np.asarray(grads), np.asarray(cav)
+    grads, cav = as_array(grads), as_array(cav)
     if grads.ndim != 2 or cav.shape != grads.shape[1:]:
         raise BadSettingError(f"class gradients are (N, D) and a CAV (D,) at the same layer; got {grads.shape} and "
                               f"{cav.shape}.")  # fmt: skip
