@@ -7,6 +7,10 @@ the CLI prints it on one line and exits with status 2. Anything else that escape
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class InterpError(Exception):
@@ -70,7 +74,7 @@ def real_number(value: object) -> float | None:
     return float(value)
 
 
-def as_array(value: object, dtype: object = None):
+def as_array(value: object, dtype: object = None) -> np.ndarray:
     """``value`` as a NumPy array (``dtype`` given: of that type). A torch tensor is read as it is: with a gradient,
     on the GPU, in bfloat16 (as float32), where ``np.asarray`` raised torch's "Can't call numpy() on Tensor that
     requires grad", "can't convert cuda:0 device type tensor" or "Got unsupported ScalarType BFloat16"."""
@@ -162,7 +166,7 @@ def not_loaded(value: object, what: str, loader: str, wrap: str) -> BadSettingEr
     """The sentence for ``what`` (a function's name) given something other than a model ``loader`` returned: a
     model's name says to load it first, a bare network (anything with a ``state_dict``) how to ``wrap`` it, anything
     else its type (``predict("resnet50", image)`` failed on ``'str' object has no attribute 'preprocess'``)."""
-    if isinstance(value, str):  # a long name is named once, by its start and length, and the call shows its place
+    if isinstance(value, str):  # a long name is named once, by its start and length; the call then says `name`
         call = shown(value) if len(value) <= SHOWN_CHARS else "name"
         given = f"the name {shown(value)}; load it first: model = {loader}({call}), then {what}(model, …)"
     elif callable(getattr(value, "state_dict", None)):
