@@ -33,6 +33,11 @@ DEFAULT_METHODS = ["grad_cam", "saliency", "integrated_gradients"]
 UNTRAINED = "untrained"
 """The second model box's choice of an untrained copy of the sidebar's model (in a link: ``second=untrained``)."""
 _STEPS_NOTE = "_ig_steps_note"
+GRID_COLUMNS = 6
+"""Most maps side by side in a class's row; more methods wrap onto further lines of the same width (all 21 in one
+line were 40 pixels wide on a laptop, their titles broken a letter or two per line)."""
+HALF_GRID_COLUMNS = 3
+"""The same for each of two grids side by side (a second model compared)."""
 
 
 @dataclass(frozen=True)
@@ -244,13 +249,13 @@ def ground_truth(model: LoadedModel) -> np.ndarray | None:
 
 def grid_view(
     model: LoadedModel, image: LoadedImage, choice: AttributionChoice, cells: dict, display: DisplaySettings,
-    key: str = "main", truth: np.ndarray | None = None, scores: dict | None = None,
+    key: str = "main", truth: np.ndarray | None = None, scores: dict | None = None, per_row: int = GRID_COLUMNS,
 ) -> list[list[np.ndarray | None]]:  # fmt: skip
     """Draw the grid; return the overlays (rows × columns) for the PNG download. With ``truth`` (an object mask in
     the model's view) each map shows the object's outline and whether its peak falls on it (the pointing game).
     ``key`` names the grid: ``"main"`` (the sidebar's model) also offers *Find enough steps* under an IG map that
     misses its logit change; any other (the compared model's grid beside it) does not, since both grids share the
-    steps slider and one button per class may exist on the page."""
+    steps slider and one button per class may exist on the page. A class's maps take lines of ``per_row``."""
     base = resources.model_view(model.key, image.digest, model, image)
     overlays: list[list[np.ndarray | None]] = []
     hits: list[bool] = []
@@ -260,7 +265,9 @@ def grid_view(
         st.markdown(f"**{charts.md(charts.short_label(model.class_names[target]))}** · class {target}")
         row: list[np.ndarray | None] = []
         # at least two columns: one method alone would fill the page's width, its caption a screen below the top
-        for col, method in zip(st.columns(max(len(choice.methods), 2)), choice.methods):
+        width = max(min(len(choice.methods), per_row), 2)
+        lines = [choice.methods[start : start + width] for start in range(0, len(choice.methods), width)]
+        for col, method in ((c, m) for line in lines for c, m in zip(st.columns(width), line)):
             cell = cells[(target, method)]
             with col:
                 st.caption(METHODS[method].title)

@@ -39,10 +39,12 @@ else:
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader(f"{model.name} · {model.weights.source}")
-        overlays = ui.grid_view(model, image, choice, cells, display, truth=truth, scores=scores)
+        overlays = ui.grid_view(model, image, choice, cells, display, truth=truth, scores=scores,
+                                per_row=ui.HALF_GRID_COLUMNS)
     with right:
         st.subheader(f"{second.name} · {second.weights.source}")
-        ui.grid_view(second, image, choice, second_cells, display, key="second", truth=ui.ground_truth(second))
+        ui.grid_view(second, image, choice, second_cells, display, key="second", truth=ui.ground_truth(second),
+                     per_row=ui.HALF_GRID_COLUMNS)
         if scores is not None:
             st.caption(f"Trust scores are computed for {model.name} ({model.weights.source}), the sidebar's model, "
                        "not for this one.")  # fmt: skip

@@ -59,6 +59,35 @@ def test_several_targets_and_methods_and_display_controls_do_not_recompute():
     assert len(timings) == 6 and all(", cached" in c for c in timings)  # display changes only redraw
 
 
+def _grid(at: AppTest, titles: list[str]) -> list:
+    """The grid's columns in page order: those headed by a method's title that hold no columns themselves (a model's
+    half of the page, compared with another, is headed by its first map's title too)."""
+    return [c for c in at.main.columns if c.caption and c.caption[0].value in titles and not c.get("column")]
+
+
+def test_many_methods_wrap_onto_lines_of_six_and_two_grids_side_by_side_onto_lines_of_three():
+    """All 21 methods in one line were 40 pixels wide each on a laptop, their titles broken a letter or two per line:
+    a class's maps wrap onto lines of six, the same width each, and onto lines of three when two models are shown."""
+    from interp.attribution import METHODS
+
+    methods = ["grad_cam", "hires_cam", "xgrad_cam", "layer_cam", "eigen_cam", "saliency", "input_x_gradient",
+               "guided_backprop"]  # fmt: skip
+    at = attribution_page().run()
+    at.main.multiselect(key="attr_methods").set_value(methods).run()
+    assert not at.exception, [e.value for e in at.exception]
+    titles = [METHODS[m].title for m in methods]
+    grid = _grid(at, titles)
+    assert [c.caption[0].value for c in grid] == titles and len(at.main.get("image")) == 8
+    assert {c.weight for c in grid} == {1 / 6}  # six columns a line: the second line's two maps as wide as the rest
+    at.main.toggle(key="compare").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = _grid(at, titles)
+    assert [c.caption[0].value for c in grid] == titles * 2 and len(at.main.get("image")) == 16
+    assert {c.weight for c in grid} == {1 / 3}  # each model's grid: lines of three
+    few = attribution_page().run()  # up to six methods: one line, one column each, as before
+    assert {c.weight for c in _grid(few, ["Grad-CAM"])} == {1 / 3}
+
+
 def test_methods_that_do_not_apply_say_why():
     vit = timm.create_model("test_vit", pretrained=False)
     blob = save({k: v.contiguous() for k, v in vit.state_dict().items()})
