@@ -118,6 +118,8 @@ def test_models_timm_lists_timms_names_with_their_pretrained_tags(capsys):
     lines = [line for line in out.splitlines() if line and not line.startswith(" ")]
     assert all("vit_small_patch16" in line for line in lines[:-1])
     assert re.search(r"^\d+ names, \d+ with pretrained weights", lines[-1])
+    assert main(["models", "--timm", "*"]) == 0  # every name: both counts written alike, with a thousands comma
+    assert re.search(r"^\d,\d{3} names, \d,\d{3} with pretrained weights", capsys.readouterr().out.splitlines()[-1])
     assert main(["models", "--timm", "zz_no_such"]) == 2
     assert "no timm model name matches 'zz_no_such'" in capsys.readouterr().err
     assert main(["models", "--timm", "convnxt_t*"]) == 2  # a misspelt pattern is offered the names it was near

@@ -74,7 +74,7 @@ def _timm_names(pattern: str, as_json: bool) -> int:
             weights = f"{len(n.pretrained)} pretrained: {shown}"
         print(f"{n.name:<{width}}  {weights}")
     with_weights = sum(bool(n.pretrained) for n in names)
-    print(f"\n{counted(len(names), 'name')}, {with_weights} with pretrained weights: `--model NAME` loads the first "
+    print(f"\n{counted(len(names), 'name')}, {with_weights:,} with pretrained weights: `--model NAME` loads the first "
           "tag's, `--model NAME.TAG` another's (from the hub).")  # fmt: skip
     return 0
 
