@@ -1139,6 +1139,11 @@ def test_methods_are_named_with_method_or_methods():
         (["predict", "--image", "x.jpg", "extra"], "python -m interp predict: unrecognized arguments: extra (see"),
         (["visualize", "--model", "m", "--out", "o", "--unit", "c"],
          "visualize: unrecognized arguments: --unit c (see"),  # nothing near enough to name
+        # a value argparse refuses: quoted whole when short, by its start and length when long (600 characters were
+        # printed whole)
+        (["predict", "--image", "x.jpg", "--top", "7x"], "predict: argument --top: invalid int value: '7x' (see"),
+        (["predict", "--image", "x.jpg", "--top", "7x" * 300],
+         f"predict: argument --top: invalid int value: '{'7x' * 30}'… (600 characters) (see --help)"),
     ],
 )
 def test_an_unknown_option_is_said_by_its_command_with_the_nearest_one(args, said, capsys):

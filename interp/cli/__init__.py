@@ -49,6 +49,12 @@ def handles(name: str) -> Callable[[Handler], Handler]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
+        import re
+
+        from interp.errors import SHOWN_CHARS, shown
+
+        # argparse quotes a value it refuses whole ("invalid int value: 'xxx…'"): a long one by its start and length
+        message = re.sub(rf"'([^'\n]{{{SHOWN_CHARS + 1},}})'", lambda m: shown(m[1]), message)
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 
