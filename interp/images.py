@@ -275,8 +275,8 @@ def image_from_array(array: np.ndarray | torch.Tensor, name: str, *, max_side: i
     Args:
         array: a NumPy array or a torch tensor (on any device), ``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` or
             ``(H, W, 4)`` colour; ``uint8``, ``bool``, other integers (scaled to 8 bits from their range, as 16-bit
-            files are: values up to 255 stay as they are), or floats from 0 to 1. Floats outside that range are refused, not clipped: an image of floats from 0 to 255
-            came out white.
+            files are: values up to 255 stay as they are), or floats from 0 to 1. Floats outside that range are
+            refused, not clipped: an image of floats from 0 to 255 came out white.
         name: how to call the image.
         max_side: a longer side than this is downscaled (aspect ratio kept), as for files.
     """

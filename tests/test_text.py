@@ -346,8 +346,8 @@ def test_a_folder_is_loaded_when_it_holds_a_saved_model_and_named_in_a_sentence_
     model = load_text_model(str(copy), allow_paths=True)
     assert model.source == f"folder {copy}" and model.class_names == load_text_model("text_bert").class_names
     (tmp_path / "photos").mkdir()
-    with pytest.raises(InterpError, match=r"^the folder .*photos holds no saved text model \(no config.json\); give a "
-                                          r"folder that a transformers classifier's save_pretrained wrote"):  # fmt: skip
+    with pytest.raises(InterpError, match=r"^the folder .*photos holds no saved text model \(no config.json\); "
+                                          r"give a folder that a transformers classifier's save_pretrained wrote"):
         load_text_model(str(tmp_path / "photos"), allow_paths=True)
     (copy / "model.safetensors").unlink()  # its weights lost: which part failed, in one sentence
     with pytest.raises(InterpError, match=r"could not be loaded as a classifier with safetensors weights \(reading "

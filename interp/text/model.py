@@ -243,8 +243,9 @@ def load_text_model(name: str = DEFAULT_TEXT_MODEL, device: str | torch.device =
                                     f"or owner/name){folder}; use text_bert (bundled) or a name from the hub.")
         where, source, local = name, f"Hugging Face hub ({name})", not hub_reachable()
     if isinstance(where, Path) and not (where / "config.json").is_file():  # transformers: "backend tokenizer from"
-        raise UnknownModelError(f"the folder {name} holds no saved text model (no config.json); give a folder that a "
-                                "transformers classifier's save_pretrained wrote, with its tokenizer, or a model's name.")
+        raise UnknownModelError(f"the folder {name} holds no saved text model (no config.json); give a folder that "
+                                "a transformers classifier's save_pretrained wrote, with its tokenizer, or a model's "
+                                "name.")  # fmt: skip
     auto = transformers.AutoModelForSequenceClassification
     transformers.utils.logging.disable_progress_bar()  # a progress bar per load on stderr: noise in a CLI and a log
     part = "reading its tokenizer"
