@@ -76,7 +76,7 @@ class LoadedImage:
 
 
 def load_image(
-    source: bytes | str | Path | BinaryIO | np.ndarray | Image.Image,
+    source: bytes | str | Path | BinaryIO | np.ndarray | torch.Tensor | Image.Image,
     *,
     name: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -86,7 +86,7 @@ def load_image(
 
     Args:
         source: the file's bytes, a path to it, or an open binary file; or a picture already in memory, a NumPy array
-            (as :func:`image_from_array` takes it) or a Pillow image (any mode, as a file's).
+            or a torch tensor (as :func:`image_from_array` takes it) or a Pillow image (any mode, as a file's).
         name: how to call the file in messages; defaults to the path's name or ``"the image"``.
         max_bytes: files larger than this are refused before decoding.
         max_side: a longer side than this is downscaled (aspect ratio kept).
@@ -95,13 +95,13 @@ def load_image(
         A :class:`LoadedImage` in mode ``RGB``. The first frame is used for animated GIF/WebP and multi-page TIFF.
         EXIF orientation is applied. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is enforced.
     """
-    if isinstance(source, np.ndarray):
+    if isinstance(source, np.ndarray) or callable(getattr(source, "detach", None)):  # NumPy's or torch's
         return image_from_array(source, name or "the array", max_side=max_side)
     if isinstance(source, Image.Image):
         return _from_picture(source, name or "the image", max_side)
     if not isinstance(source, (bytes, bytearray, memoryview, str, Path)) and not hasattr(source, "read"):
-        raise BadImageError(f"load_image takes a path, a file's bytes, an open binary file, a NumPy array or a Pillow "
-                            f"image, not {type(source).__name__}.")  # fmt: skip
+        raise BadImageError(f"load_image takes a path, a file's bytes, an open binary file, an array (NumPy's or "
+                            f"torch's) or a Pillow image, not {type(source).__name__}.")  # fmt: skip
     im, name, original_size, original_mode, notes = _decode(source, name, max_bytes, max_side)
     return LoadedImage(im, name, image_digest(im), original_size, original_mode, tuple(notes))
 

@@ -212,6 +212,7 @@ def test_a_torch_tensor_is_an_array_too_with_a_gradient_or_in_bfloat16():
     for tensor in (torch.from_numpy(pixels).requires_grad_(), torch.from_numpy(pixels).to(torch.bfloat16)):
         got = np.asarray(image_from_array(tensor, "tensor").image).astype(int)
         assert np.abs(got - want).max() <= (0 if tensor.dtype == torch.float32 else 2)  # bfloat16: 8 bits of mantissa
+    assert load_image(torch.from_numpy(pixels)).digest == image_from_array(pixels, "numpy").digest  # as load_image's
     ramp = torch.arange(64).reshape(8, 8)  # integers keep their values, as NumPy's do
     assert np.array_equal(np.asarray(image_from_array(ramp, "r").image)[..., 0], ramp.numpy())
     with pytest.raises(BadImageError, match=re.escape("it looks channels first: pass tensor.permute(1, 2, 0)")):
