@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from interp.cache import ResultCache, result_key
@@ -14,6 +15,7 @@ from interp.errors import BadSettingError, shown, whole_number
 from interp.images import LoadedImage, as_loaded
 from interp.models import LoadedModel
 from interp.models.given import loaded
+from interp.models.layout import model_input
 
 
 @dataclass(frozen=True)
@@ -52,21 +54,23 @@ class Prediction:
 
 
 def predict(
-    model: LoadedModel, image: LoadedImage | Image.Image | np.ndarray | str | Path, top_k: int = 5
+    model: LoadedModel, image: LoadedImage | Image.Image | np.ndarray | torch.Tensor | str | Path, top_k: int = 5
 ) -> Prediction:
     """Classify one image.
 
     Args:
         model: from :func:`interp.load_model`.
-        image: a :class:`LoadedImage`, or what :func:`interp.load_image` takes (a path, a PIL image, an array…).
+        image: a :class:`LoadedImage`, or what :func:`interp.load_image` takes (a path, a PIL image, an array…); or
+            a tensor already prepared, ``(C, H, W)`` or ``(1, C, H, W)`` (what ``model.preprocess`` returns).
         top_k: how many classes to return; clipped to the number of classes.
     """
     model = loaded(model, "predict")
     if (whole_number(top_k) or 0) < 1:
         raise BadSettingError(f"top_k must be a whole number, at least 1; got {shown(top_k)}.")
-    pil = as_loaded(image).image
+    if not isinstance(image, torch.Tensor):  # decoded before the clock starts, as before
+        image = as_loaded(image).image
     start = time.perf_counter()
-    x = model.preprocess(pil).unsqueeze(0)
+    x = model_input(model, image)[None]  # a tensor already prepared, as every other function that runs a model takes
     probs = model.run(x).float().softmax(dim=-1)[0]
     values, indices = probs.topk(min(top_k, probs.numel()))
     seconds = time.perf_counter() - start

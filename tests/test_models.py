@@ -174,6 +174,19 @@ def test_lite0_classifies_the_bundled_photos(lite0):
     assert interp.predict(lite0, interp.load_sample("coffee")).top.label == "espresso"
 
 
+def test_predict_reads_a_prepared_tensor_as_every_function_that_runs_a_model_does(lite0):
+    """``attribute``, ``capture``, the scores took ``model.preprocess(image)``; ``predict`` said it was "not a NumPy
+    array or a Pillow image". It gives the prediction of the image it was prepared from, and a tensor it cannot read
+    is the same sentence as theirs."""
+    image = interp.load_sample("chelsea")
+    want = interp.predict(lite0, image).scores
+    x = lite0.preprocess(image.image)
+    assert interp.predict(lite0, x).scores == want and interp.predict(lite0, x[None]).scores == want
+    with pytest.raises(interp.InterpError, match=r"a prepared image is one \(3, H, W\) tensor, got shape "
+                                                 r"\(2, 3, 224, 224\); give one image at a time"):  # fmt: skip
+        interp.predict(lite0, torch.stack([x, x]))
+
+
 def test_lite0_uses_its_own_data_config(lite0):
     cfg = lite0.data_config
     assert cfg["mean"] == (0.5, 0.5, 0.5) and cfg["std"] == (0.5, 0.5, 0.5)
