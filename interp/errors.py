@@ -74,15 +74,20 @@ def real_number(value: object) -> float | None:
     return float(value)
 
 
+def is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (the CLI's and images' modules do not)."""
+    return callable(getattr(value, "detach", None)) and hasattr(value, "dtype")
+
+
 def as_array(value: object, dtype: object = None) -> np.ndarray:
     """``value`` as a NumPy array (``dtype`` given: of that type). A torch tensor is read as it is: with a gradient,
     on the GPU, in bfloat16 (as float32), where ``np.asarray`` raised torch's "Can't call numpy() on Tensor that
     requires grad", "can't convert cuda:0 device type tensor" or "Got unsupported ScalarType BFloat16"."""
     import numpy as np
 
-    if callable(getattr(value, "detach", None)) and callable(getattr(value, "is_floating_point", None)):
+    if is_tensor(value):
         value = value.detach().cpu()  # type: ignore[attr-defined]
-        value = value.float() if value.is_floating_point() else value
+        value = value.float() if str(value.dtype) == "torch.bfloat16" else value  # NumPy has no bfloat16; others keep
     return np.asarray(value, dtype=dtype)
 
 

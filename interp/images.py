@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from interp.colour import to_rgb, to_uint8
-from interp.errors import BadImageError, as_array
+from interp.errors import BadImageError, as_array, is_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -95,7 +95,7 @@ def load_image(
         A :class:`LoadedImage` in mode ``RGB``. The first frame is used for animated GIF/WebP and multi-page TIFF.
         EXIF orientation is applied. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is enforced.
     """
-    if isinstance(source, np.ndarray) or callable(getattr(source, "detach", None)):  # NumPy's or torch's
+    if isinstance(source, np.ndarray) or is_tensor(source):  # NumPy's or torch's
         return image_from_array(source, name or "the array", max_side=max_side)
     if isinstance(source, Image.Image):
         return _from_picture(source, name or "the image", max_side)
@@ -280,7 +280,7 @@ def image_from_array(array: np.ndarray | torch.Tensor, name: str, *, max_side: i
         name: how to call the image.
         max_side: a longer side than this is downscaled (aspect ratio kept), as for files.
     """
-    tensor = callable(getattr(array, "detach", None))  # torch's, on any device, with a gradient or in bfloat16
+    tensor = is_tensor(array)  # torch's, on any device, with a gradient or in bfloat16
     arr = as_array(array)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
